@@ -1,0 +1,12 @@
+//! belfry benchmarks (DESIGN.md section 7): micro benchmarks of the building
+//! blocks and, as the node lands, open-loop load over real QUIC against a single
+//! trusted-sequencer baseline measured in the same run. Every report gives
+//! latency percentiles from an HdrHistogram, throughput, peak memory, and ratios
+//! against a baseline measured in the same process.
+
+#![forbid(unsafe_code)]
+
+pub mod coin_bench;
+pub mod report;
+
+pub use belfry_replica as replica;

@@ -1,0 +1,78 @@
+use crate::ReplicaId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A replica's signature share on a message: 96 bytes (a compressed G2 point
+/// for BLS). Carried as bytes so a malformed share from the network is a value
+/// to reject, not a decode panic.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignatureShare(#[serde(with = "crate::bytes")] pub [u8; 96]);
+
+/// A threshold group signature: a plain BLS signature under the group key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupSignature(#[serde(with = "crate::bytes")] pub [u8; 96]);
+
+impl fmt::Debug for SignatureShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignatureShare({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+impl fmt::Debug for GroupSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupSignature({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+impl GroupSignature {
+    /// 192 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// A threshold operation that could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// This instance holds no secret share (a verifier-only instance).
+    #[error("no secret key share: this instance can only verify")]
+    NoSecret,
+    /// Fewer than `f + 1` distinct shares.
+    #[error("need {needed} distinct shares to combine, got {got}")]
+    NotEnoughShares {
+        /// f + 1.
+        needed: usize,
+        /// Distinct shares given.
+        got: usize,
+    },
+    /// A share that is not a valid encoding.
+    #[error("share from {0} is not a valid compressed G2 point")]
+    MalformedShare(ReplicaId),
+    /// A share from a replica id outside `0..n`.
+    #[error("share from unknown replica {0}")]
+    UnknownReplica(ReplicaId),
+}
+
+/// The threshold-signature operations the protocol needs (DESIGN.md section
+/// 2): real BLS in the node, a cheap mock in large simulations. Both reject
+/// invalid shares, so the protocol's fault handling is exercised either way.
+pub trait ThresholdCrypto: Send + Sync + fmt::Debug {
+    /// Number of replicas.
+    fn n(&self) -> usize;
+    /// Fault bound; `f + 1` shares combine.
+    fn f(&self) -> usize;
+    /// Signs `message` with this replica's own share.
+    fn sign_share(&self, message: &[u8]) -> Result<SignatureShare, CryptoError>;
+    /// Checks `share` is replica `from`'s share on `message`.
+    fn verify_share(&self, from: ReplicaId, message: &[u8], share: &SignatureShare) -> bool;
+    /// Interpolates `f + 1` or more shares (from distinct replicas) into a group
+    /// signature, *without* checking them: an invalid share yields a signature
+    /// that fails [`ThresholdCrypto::verify_group`].
+    fn combine(
+        &self,
+        message: &[u8],
+        shares: &[(ReplicaId, SignatureShare)],
+    ) -> Result<GroupSignature, CryptoError>;
+    /// Checks a group signature on `message`.
+    fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool;
+}

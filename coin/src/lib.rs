@@ -1,0 +1,105 @@
+//! Threshold BLS for belfry: the trusted dealer, signature shares, the
+//! [`SignatureCollector`] that combines them, the [`CommonCoin`] that elects wave
+//! leaders, and the typed messages that every share signs.
+//!
+//! # Scheme
+//!
+//! BLS12-381 with public keys in G1 (48 bytes compressed) and signatures in G2
+//! (96 bytes compressed), ciphersuite `BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_`
+//! (the IETF standard, so any standard BLS library verifies a belfry group
+//! signature). A dealer (`belfry keygen`) draws a degree-`f` polynomial whose
+//! constant term is the group secret; replica `i` holds its value at `i + 1`.
+//! Any `f + 1` valid shares on one message interpolate to the group signature on
+//! it, which is deterministic — so every honest replica obtains the *same* bytes,
+//! and no `f` replicas (the most that may be Byzantine) can produce it alone.
+//!
+//! # Domain separation
+//!
+//! Every signed byte string starts with its own ASCII tag ([`CoinMessage`]:
+//! `belfry-coin-v1`, [`TreeHeadMessage`]: `belfry-sth-v1`) and names the
+//! cluster. A [`SignatureCollector`] is bound to one message, so a coin share fed
+//! to a tree-head collector fails verification and is reported as a fault
+//! instead of being combined.
+//!
+//! # The coin
+//!
+//! `coin_w = SHA3-256(σ_w)` where `σ_w` is the group signature on the wave-`w`
+//! coin message; the leader is `u64::from_be_bytes(coin_w[0..8]) mod n`. Before
+//! `f + 1` replicas release their shares nobody — not even `f` colluding
+//! replicas — can predict `σ_w`, and once it exists it is unique: the coin is
+//! unpredictable and unbiasable (DESIGN.md 3.4).
+//!
+//! # Sans-IO
+//!
+//! All operations sit behind [`ThresholdCrypto`] with two implementations:
+//! [`BlsCrypto`] (blsttc on blst) and [`MockCrypto`], a cheap hash-based double
+//! for large simulations that still rejects invalid shares. Nothing here reads a
+//! clock or an unseeded RNG: the dealer takes the RNG it should use.
+
+#![forbid(unsafe_code)]
+
+pub use belfry_clock as clock;
+
+mod bls;
+pub mod bytes;
+mod cluster;
+mod coin;
+mod collector;
+mod crypto;
+mod dealer;
+mod message;
+mod mock;
+
+pub use bls::BlsCrypto;
+pub use cluster::{ClusterId, ClusterParams, Policy, PolicyError};
+pub use coin::{Coin, CoinStep, CoinValue, CommonCoin};
+pub use collector::{CollectStep, ShareFault, ShareFaultKind, SignatureCollector};
+pub use crypto::{CryptoError, GroupSignature, SignatureShare, ThresholdCrypto};
+pub use dealer::{
+    deal, deal_with_secret, GroupPublicKey, KeyError, PublicKeys, SecretShare, TrustAnchor,
+};
+pub use message::{CoinMessage, SignedMessage, TreeHeadMessage, Wave};
+pub use mock::MockCrypto;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A replica's index in the cluster, `0..n`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct ReplicaId(pub u16);
+
+impl ReplicaId {
+    /// The id as an index into per-replica arrays.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// The most Byzantine replicas a cluster of `n` tolerates: `⌊(n − 1) / 3⌋`.
+pub const fn max_faulty(n: usize) -> usize {
+    n.saturating_sub(1) / 3
+}
+
+/// The quorum `Q = n − f` (DESIGN.md 3.1 — never written `2f + 1`).
+pub const fn quorum(n: usize, f: usize) -> usize {
+    n.saturating_sub(f)
+}
+
+/// SHA3-256 of the concatenation of `parts`.
+pub fn sha3(parts: &[&[u8]]) -> [u8; 32] {
+    use sha3::Digest;
+    let mut h = sha3::Sha3_256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
