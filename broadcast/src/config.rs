@@ -1,0 +1,96 @@
+//! Limits and defaults (DESIGN.md 3.9), all in one place, and a node's
+//! configuration.
+
+use belfry_coin::clock::Micros;
+use belfry_coin::{quorum, ClusterId, ReplicaId};
+
+/// Most reports in one vertex; a full batch triggers the next vertex early.
+pub const MAX_REPORTS_PER_VERTEX: usize = 16_384;
+/// Weak edges per vertex, per replica of the cluster (`max_weak_edges = 4n`).
+pub const MAX_WEAK_EDGES_PER_REPLICA: usize = 4;
+/// Messages about rounds above `current + ROUND_WINDOW` are dropped, never stored.
+pub const ROUND_WINDOW: u64 = 64;
+/// Lower bound between own vertices when batches are not full.
+pub const ROUND_INTERVAL: Micros = Micros::from_millis(5);
+/// Rounds kept below the last ordered leader.
+pub const GC_DEPTH: u64 = 50;
+/// Waves after which a digest still not ready is finalized as late.
+pub const LATE_WAVES: u64 = 3;
+/// Largest frame on the wire.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Most digests in one client request.
+pub const MAX_DIGESTS_PER_REQUEST: usize = 4_096;
+/// Most digests pending (received, not logged); beyond it clients get backpressure.
+pub const MAX_PENDING_DIGESTS: usize = 1_000_000;
+/// Recorded votes and coin shares are re-sent to a peer that has not advanced.
+pub const RESEND_INTERVAL: Micros = Micros::from_secs(1);
+/// Rate limit on re-sent messages, per peer.
+pub const MAX_RESENDS_PER_PEER_PER_S: usize = 10_000;
+
+/// Configuration of one broadcast [`Node`](crate::Node).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica.
+    pub me: ReplicaId,
+    /// Number of replicas (>= 4 in production; the protocol works for n >= 1).
+    pub n: usize,
+    /// Byzantine replicas tolerated.
+    pub f: usize,
+    /// The cluster (binds the coin messages).
+    pub cluster_id: ClusterId,
+    /// See [`ROUND_INTERVAL`].
+    pub round_interval: Micros,
+    /// See [`GC_DEPTH`].
+    pub gc_depth: u64,
+    /// See [`ROUND_WINDOW`].
+    pub round_window: u64,
+    /// See [`MAX_REPORTS_PER_VERTEX`].
+    pub max_reports_per_vertex: usize,
+    /// See [`RESEND_INTERVAL`].
+    pub resend_interval: Micros,
+    /// See [`MAX_RESENDS_PER_PEER_PER_S`].
+    pub max_resends_per_peer_per_s: usize,
+}
+
+impl Config {
+    /// The defaults of DESIGN.md 3.9 for replica `me` of an `(n, f)` cluster.
+    pub fn new(me: ReplicaId, n: usize, f: usize, cluster_id: ClusterId) -> Self {
+        Config {
+            me,
+            n,
+            f,
+            cluster_id,
+            round_interval: ROUND_INTERVAL,
+            gc_depth: GC_DEPTH,
+            round_window: ROUND_WINDOW,
+            max_reports_per_vertex: MAX_REPORTS_PER_VERTEX,
+            resend_interval: RESEND_INTERVAL,
+            max_resends_per_peer_per_s: MAX_RESENDS_PER_PEER_PER_S,
+        }
+    }
+
+    /// The quorum `Q = n − f`.
+    pub fn quorum(&self) -> usize {
+        quorum(self.n, self.f)
+    }
+
+    /// ECHOs needed to send READY: `⌈(n + f + 1) / 2⌉`.
+    pub fn echo_threshold(&self) -> usize {
+        (self.n + self.f + 1).div_ceil(2)
+    }
+
+    /// READYs that make a replica send its own READY: `f + 1`.
+    pub fn ready_amplify_threshold(&self) -> usize {
+        self.f + 1
+    }
+
+    /// READYs needed to deliver: `2f + 1` (DESIGN.md 3.3).
+    pub fn deliver_threshold(&self) -> usize {
+        2 * self.f + 1
+    }
+
+    /// `max_weak_edges = 4n`.
+    pub fn max_weak_edges(&self) -> usize {
+        MAX_WEAK_EDGES_PER_REPLICA * self.n
+    }
+}

@@ -1,0 +1,101 @@
+//! Messages between replicas handled by the broadcast layer (DESIGN.md 3.9).
+
+use crate::vertex::{Round, Vertex, VertexHash};
+use belfry_coin::{SignatureShare, Wave};
+use serde::{Deserialize, Serialize};
+
+/// A broadcast-layer message. Encoded with serde + postcard on the wire; the
+/// replica enforces `max_frame` before decoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// The author's vertex.
+    Val(Vertex),
+    /// "I saw this author's vertex for this round with this hash first."
+    Echo {
+        /// Slot round.
+        round: Round,
+        /// Slot author.
+        author: belfry_coin::ReplicaId,
+        /// The hash echoed.
+        hash: VertexHash,
+    },
+    /// "I am ready to deliver this hash for this slot."
+    Ready {
+        /// Slot round.
+        round: Round,
+        /// Slot author.
+        author: belfry_coin::ReplicaId,
+        /// The hash.
+        hash: VertexHash,
+    },
+    /// Asks for a vertex body by hash.
+    FetchVertex(VertexHash),
+    /// Answers a [`Message::FetchVertex`].
+    VertexBody(Vertex),
+    /// Asks for the sender's recorded votes (and coin shares) for these rounds.
+    FetchVotes {
+        /// First round, inclusive.
+        from: Round,
+        /// Last round, inclusive.
+        to: Round,
+    },
+    /// A coin share for a wave.
+    CoinShare {
+        /// The wave.
+        wave: Wave,
+        /// The share on the wave's coin message.
+        share: SignatureShare,
+    },
+}
+
+impl Message {
+    /// A short name, for counters.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Val(_) => MessageKind::Val,
+            Message::Echo { .. } => MessageKind::Echo,
+            Message::Ready { .. } => MessageKind::Ready,
+            Message::FetchVertex(_) => MessageKind::FetchVertex,
+            Message::VertexBody(_) => MessageKind::VertexBody,
+            Message::FetchVotes { .. } => MessageKind::FetchVotes,
+            Message::CoinShare { .. } => MessageKind::CoinShare,
+        }
+    }
+}
+
+/// Message kinds, for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// [`Message::Val`].
+    Val,
+    /// [`Message::Echo`].
+    Echo,
+    /// [`Message::Ready`].
+    Ready,
+    /// [`Message::FetchVertex`].
+    FetchVertex,
+    /// [`Message::VertexBody`].
+    VertexBody,
+    /// [`Message::FetchVotes`].
+    FetchVotes,
+    /// [`Message::CoinShare`].
+    CoinShare,
+}
+
+impl MessageKind {
+    /// All kinds, in counter order.
+    pub const ALL: [MessageKind; 7] = [
+        MessageKind::Val,
+        MessageKind::Echo,
+        MessageKind::Ready,
+        MessageKind::FetchVertex,
+        MessageKind::VertexBody,
+        MessageKind::FetchVotes,
+        MessageKind::CoinShare,
+    ];
+
+    /// Index into counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,1094 @@
+//! The broadcast [`Node`]: one replica's sans-IO state machine for reliable
+//! broadcast, the DAG, the coin and the commit rule.
+
+use crate::config::Config;
+use crate::dag::Dag;
+use crate::message::Message;
+use crate::step::{
+    Checkpoint, CommittedBatch, Durable, FaultKind, Step, Target, TimerKind, VoteKind,
+};
+use crate::validity::check_vertex;
+use crate::vertex::{last_round, leader_round, Report, Round, Vertex, VertexHash, VertexRef};
+use belfry_coin::clock::Micros;
+use belfry_coin::{Coin, CommonCoin, ReplicaId, ShareFaultKind, ThresholdCrypto, Wave};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// An input to the node. Time always comes with it, as `now` in
+/// [`Node::handle`].
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Begin: create the first vertex (or resume after a restore) and arm timers.
+    Start,
+    /// A message from a peer.
+    Message {
+        /// The authenticated sender.
+        from: ReplicaId,
+        /// The message.
+        message: Message,
+    },
+    /// Reports to include in coming vertices, in the order received.
+    Propose(Vec<Report>),
+    /// A timer set by an earlier step fired.
+    Timer(TimerKind),
+    /// The link to a peer came back: re-send what it may have missed.
+    PeerReconnected(ReplicaId),
+    /// Adopt an ordering state newer than ours (a rejoining replica, after the
+    /// caller verified it).
+    InstallCheckpoint(Checkpoint),
+}
+
+/// Reliable-broadcast state of one (round, author) slot.
+#[derive(Debug, Default)]
+struct Slot {
+    echoes: BTreeMap<ReplicaId, VertexHash>,
+    readies: BTreeMap<ReplicaId, VertexHash>,
+    my_echo: Option<VertexHash>,
+    my_ready: Option<VertexHash>,
+    /// The one unconfirmed VAL body kept per slot (the first valid one).
+    val: Option<Arc<Vertex>>,
+    /// A body fetched by hash for a hash with READY support.
+    fetched: Option<Arc<Vertex>>,
+    delivered: Option<VertexHash>,
+    fetch_sent: bool,
+}
+
+impl Slot {
+    fn body(&self, hash: &VertexHash) -> Option<&Arc<Vertex>> {
+        [&self.val, &self.fetched]
+            .into_iter()
+            .flatten()
+            .find(|v| v.hash() == *hash)
+    }
+
+    fn count(votes: &BTreeMap<ReplicaId, VertexHash>, hash: &VertexHash) -> usize {
+        votes.values().filter(|h| *h == hash).count()
+    }
+}
+
+/// Counters of a node's activity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Own vertices created.
+    pub rounds_created: u64,
+    /// Waves decided (directly committed leaders).
+    pub waves_decided: u64,
+    /// Batches output (ordered leaders).
+    pub batches: u64,
+    /// Vertices ordered.
+    pub vertices_ordered: u64,
+    /// Messages sent, by [`MessageKind`] index.
+    pub sent: [u64; 7],
+    /// Payload bytes sent, by kind.
+    pub sent_bytes: [u64; 7],
+    /// Messages received, by kind.
+    pub received: [u64; 7],
+    /// Payload bytes received, by kind.
+    pub received_bytes: [u64; 7],
+    /// Messages dropped for being outside the round window.
+    pub out_of_window: u64,
+    /// Faults recorded.
+    pub faults: u64,
+}
+
+/// Payload size of a message: canonical vertex bytes for bodies, field sizes
+/// for votes and requests.
+pub fn payload_len(m: &Message) -> usize {
+    match m {
+        Message::Val(v) | Message::VertexBody(v) => v.canonical_bytes().len(),
+        Message::Echo { .. } | Message::Ready { .. } => 8 + 2 + 32,
+        Message::FetchVertex(_) => 32,
+        Message::FetchVotes { .. } => 16,
+        Message::CoinShare { .. } => 8 + 96,
+    }
+}
+
+/// One replica's broadcast state machine (see the crate documentation).
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    crypto: Arc<dyn ThresholdCrypto>,
+    now: Micros,
+    // Reliable broadcast.
+    slots: BTreeMap<(Round, ReplicaId), Slot>,
+    bodies: BTreeMap<VertexHash, Arc<Vertex>>,
+    // The DAG and vertices delivered but waiting for their references.
+    dag: Dag,
+    buffered: BTreeMap<VertexHash, Arc<Vertex>>,
+    waiting_on: BTreeMap<VertexHash, BTreeSet<VertexHash>>,
+    unreached: BTreeSet<(Round, ReplicaId, VertexHash)>,
+    // Own chain.
+    round: Round,
+    last_own: Option<VertexRef>,
+    own_vertices: BTreeMap<Round, Arc<Vertex>>,
+    last_clock: Micros,
+    last_recv_time: Micros,
+    last_vertex_at: Option<Micros>,
+    pending: VecDeque<Report>,
+    round_timer_armed: bool,
+    // Peers' claimed rounds (from their own VALs), for the round window.
+    peer_rounds: Vec<Round>,
+    // Coin and commit.
+    coin: CommonCoin,
+    shares_released: BTreeSet<Wave>,
+    /// Own coin shares of waves above the horizon, kept for re-sending: a
+    /// replica that was down needs them even for waves the rest already
+    /// decided. Re-sending leaks nothing — each was released once already.
+    own_shares: BTreeMap<Wave, belfry_coin::SignatureShare>,
+    last_decided_wave: Wave,
+    last_leader_round: Round,
+    ordered: BTreeSet<VertexRef>,
+    // Resends.
+    resend_budget: Vec<(Micros, usize)>,
+    // Loopback of our own broadcasts.
+    inbox: VecDeque<Message>,
+    restoring: bool,
+    counters: Counters,
+}
+
+impl Node {
+    /// A fresh node.
+    pub fn new(config: Config, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        let coin = CommonCoin::new(config.cluster_id, config.n, config.f);
+        let n = config.n;
+        Node {
+            config,
+            crypto,
+            now: Micros::ZERO,
+            slots: BTreeMap::new(),
+            bodies: BTreeMap::new(),
+            dag: Dag::default(),
+            buffered: BTreeMap::new(),
+            waiting_on: BTreeMap::new(),
+            unreached: BTreeSet::new(),
+            round: Round(0),
+            last_own: None,
+            own_vertices: BTreeMap::new(),
+            last_clock: Micros::ZERO,
+            last_recv_time: Micros::ZERO,
+            last_vertex_at: None,
+            pending: VecDeque::new(),
+            round_timer_armed: false,
+            peer_rounds: vec![Round(0); n],
+            coin,
+            shares_released: BTreeSet::new(),
+            own_shares: BTreeMap::new(),
+            last_decided_wave: Wave(0),
+            last_leader_round: Round(0),
+            ordered: BTreeSet::new(),
+            resend_budget: vec![(Micros::ZERO, 0); n],
+            inbox: VecDeque::new(),
+            restoring: false,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Rebuilds a node from everything it asked to persist, in the order the
+    /// writes were made. Call [`Node::handle`] with [`Input::Start`] next.
+    pub fn restore(config: Config, crypto: Arc<dyn ThresholdCrypto>, records: &[Durable]) -> Self {
+        let mut node = Node::new(config, crypto);
+        node.restoring = true;
+        let mut ignored = Step::default();
+        if let Some(cp) = records.iter().rev().find_map(|r| match r {
+            Durable::Checkpoint(cp) => Some(cp.clone()),
+            _ => None,
+        }) {
+            node.install_checkpoint(cp, &mut ignored);
+        }
+        let horizon = node.dag.horizon();
+        for record in records {
+            match record {
+                Durable::OwnVertex(v) => {
+                    if v.round > node.round {
+                        node.round = v.round;
+                        node.last_own = Some(v.reference());
+                        node.last_clock = v.clock;
+                        node.peer_rounds[node.config.me.index()] = v.round;
+                    }
+                    if let Some(last) = v.reports.last() {
+                        node.last_recv_time = node.last_recv_time.max(last.recv_time);
+                    }
+                    if v.round >= horizon {
+                        node.own_vertices.insert(v.round, Arc::new(v.clone()));
+                    }
+                }
+                Durable::Vote {
+                    kind,
+                    round,
+                    author,
+                    hash,
+                    body,
+                } if *round >= horizon => {
+                    let slot = node.slots.entry((*round, *author)).or_default();
+                    match kind {
+                        VoteKind::Echo => {
+                            slot.my_echo = Some(*hash);
+                            if let Some(b) = body {
+                                let b = Arc::new(b.clone());
+                                node.bodies.insert(*hash, b.clone());
+                                slot.val = Some(b);
+                            }
+                        }
+                        VoteKind::Ready => slot.my_ready = Some(*hash),
+                    }
+                }
+                Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
+                _ => {}
+            }
+        }
+        for record in records {
+            if let Durable::Delivered(v) = record {
+                if v.round >= node.dag.horizon() && node.dag.get(&v.hash()).is_none() {
+                    let v = Arc::new(v.clone());
+                    let slot = node.slots.entry((v.round, v.author)).or_default();
+                    slot.delivered = Some(v.hash());
+                    node.enter_or_buffer(v, &mut ignored);
+                }
+            }
+        }
+        node.restoring = false;
+        node
+    }
+
+    /// This node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The last round this node created a vertex for.
+    pub fn round(&self) -> Round {
+        self.round
+    }
+
+    /// The last decided wave.
+    pub fn last_decided_wave(&self) -> Wave {
+        self.last_decided_wave
+    }
+
+    /// The DAG.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// The revealed coin of a wave, if still held.
+    pub fn coin(&self, wave: Wave) -> Option<&Coin> {
+        self.coin.coin(wave)
+    }
+
+    /// The ordering state now.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            last_decided_wave: self.last_decided_wave,
+            last_leader_round: self.last_leader_round,
+            ordered: self.ordered.clone(),
+        }
+    }
+
+    /// Activity counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Sizes of the bounded structures, for memory checks:
+    /// (DAG vertices, RBC slots, buffered vertices, ordered refs, pending reports).
+    pub fn memory(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.dag.len(),
+            self.slots.len(),
+            self.buffered.len(),
+            self.ordered.len(),
+            self.pending.len(),
+        )
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Micros, input: Input) -> Step {
+        self.now = self.now.max(now);
+        let mut step = Step::default();
+        match input {
+            Input::Start => {
+                step.timers.push((
+                    self.now.saturating_add(self.config.resend_interval),
+                    TimerKind::Resend,
+                ));
+                for p in 0..self.config.n {
+                    let p = ReplicaId(p as u16);
+                    if p != self.config.me {
+                        self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                    }
+                }
+            }
+            Input::Message { from, message } => self.on_message(from, message, &mut step),
+            Input::Propose(reports) => self.pending.extend(reports),
+            Input::Timer(TimerKind::RoundInterval) => self.round_timer_armed = false,
+            Input::Timer(TimerKind::Resend) => {
+                self.on_resend_timer(&mut step);
+                step.timers.push((
+                    self.now.saturating_add(self.config.resend_interval),
+                    TimerKind::Resend,
+                ));
+            }
+            Input::PeerReconnected(p) => {
+                if p.index() < self.config.n && p != self.config.me {
+                    self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                }
+            }
+            Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
+        }
+        self.drain_inbox(&mut step);
+        self.progress(&mut step);
+        self.drain_inbox(&mut step);
+        self.counters.faults += step.faults.len() as u64;
+        for m in &step.messages {
+            let k = m.message.kind().index();
+            let copies = match m.to {
+                Target::All => self.config.n.saturating_sub(1) as u64,
+                Target::One(_) => 1,
+            };
+            self.counters.sent[k] += copies;
+            self.counters.sent_bytes[k] += copies * payload_len(&m.message) as u64;
+        }
+        step
+    }
+
+    /// Everything that may follow from a changed DAG or coin: own vertex,
+    /// coin shares, commits. Repeats until nothing changes.
+    fn progress(&mut self, step: &mut Step) {
+        loop {
+            let before = (
+                self.round,
+                self.last_decided_wave,
+                self.shares_released.len(),
+            );
+            self.release_coin_shares(step);
+            self.drain_inbox(step);
+            self.try_commit(step);
+            self.try_create_vertex(step);
+            self.drain_inbox(step);
+            if before
+                == (
+                    self.round,
+                    self.last_decided_wave,
+                    self.shares_released.len(),
+                )
+            {
+                break;
+            }
+        }
+    }
+
+    fn broadcast(&mut self, message: Message, step: &mut Step) {
+        self.inbox.push_back(message.clone());
+        step.send(Target::All, message);
+    }
+
+    fn drain_inbox(&mut self, step: &mut Step) {
+        while let Some(m) = self.inbox.pop_front() {
+            self.on_message(self.config.me, m, step);
+        }
+    }
+
+    /// The cluster's round as far as this node can tell: the (f+1)-th highest
+    /// round claimed by replicas' own VALs. At least one honest replica is at
+    /// or above it, so Byzantine claims can neither stretch it upwards nor hold
+    /// it down.
+    fn cluster_round(&self) -> Round {
+        let mut claims = self.peer_rounds.clone();
+        claims.sort_unstable_by(|a, b| b.cmp(a));
+        claims.get(self.config.f).copied().unwrap_or_default()
+    }
+
+    fn window_top(&self) -> Round {
+        Round(
+            self.round
+                .max(self.cluster_round())
+                .0
+                .saturating_add(self.config.round_window),
+        )
+    }
+
+    fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
+        if from.index() >= self.config.n {
+            step.fault(from, FaultKind::UnknownSender);
+            return;
+        }
+        if from != self.config.me {
+            let k = message.kind().index();
+            self.counters.received[k] += 1;
+            self.counters.received_bytes[k] += payload_len(&message) as u64;
+        }
+        match message {
+            Message::Val(v) => self.on_val(from, v, step),
+            Message::Echo {
+                round,
+                author,
+                hash,
+            } => self.on_vote(from, VoteKind::Echo, round, author, hash, step),
+            Message::Ready {
+                round,
+                author,
+                hash,
+            } => self.on_vote(from, VoteKind::Ready, round, author, hash, step),
+            Message::FetchVertex(hash) => {
+                if from != self.config.me {
+                    if let Some(v) = self.bodies.get(&hash).or_else(|| self.dag.get(&hash)) {
+                        step.send(Target::One(from), Message::VertexBody((**v).clone()));
+                    }
+                }
+            }
+            Message::VertexBody(v) => self.on_body(from, v, step),
+            Message::FetchVotes { from: lo, to: hi } => {
+                if from != self.config.me {
+                    self.resend_to(from, lo.max(self.dag.horizon()), hi, step);
+                }
+            }
+            Message::CoinShare { wave, share } => self.on_coin_share(from, wave, share, step),
+        }
+    }
+
+    fn in_window(&mut self, from: ReplicaId, round: Round, step: &mut Step) -> bool {
+        if round < self.dag.horizon() {
+            return false;
+        }
+        if round > self.window_top() {
+            self.counters.out_of_window += 1;
+            step.fault(from, FaultKind::OutOfWindow { round });
+            return false;
+        }
+        true
+    }
+
+    fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
+        if v.author != from {
+            step.fault(from, FaultKind::ValFromNonAuthor);
+            return;
+        }
+        // The claim counts for the window estimate even when out of window.
+        if let Some(claim) = self.peer_rounds.get_mut(from.index()) {
+            *claim = (*claim).max(v.round);
+        }
+        if !self.in_window(from, v.round, step) {
+            return;
+        }
+        if let Err(why) = check_vertex(&self.config, &v) {
+            step.fault(from, FaultKind::InvalidVertex(why));
+            return;
+        }
+        let hash = v.hash();
+        let slot = self.slots.entry((v.round, v.author)).or_default();
+        match &slot.val {
+            Some(existing) if existing.hash() != hash => {
+                step.fault(from, FaultKind::Equivocation { round: v.round });
+                return;
+            }
+            Some(_) => {}
+            None => {
+                let body = Arc::new(v.clone());
+                self.bodies.insert(hash, body.clone());
+                slot.val = Some(body);
+            }
+        }
+        if slot.my_echo.is_none() {
+            slot.my_echo = Some(hash);
+            step.writes.push(Durable::Vote {
+                kind: VoteKind::Echo,
+                round: v.round,
+                author: v.author,
+                hash,
+                body: Some(v.clone()),
+            });
+            self.broadcast(
+                Message::Echo {
+                    round: v.round,
+                    author: v.author,
+                    hash,
+                },
+                step,
+            );
+        }
+        self.try_deliver(v.round, v.author, step);
+    }
+
+    fn on_vote(
+        &mut self,
+        from: ReplicaId,
+        kind: VoteKind,
+        round: Round,
+        author: ReplicaId,
+        hash: VertexHash,
+        step: &mut Step,
+    ) {
+        if author.index() >= self.config.n {
+            step.fault(
+                from,
+                FaultKind::InvalidVertex("vote for an unknown author".into()),
+            );
+            return;
+        }
+        if round.0 == 0 || !self.in_window(from, round, step) {
+            return;
+        }
+        let slot = self.slots.entry((round, author)).or_default();
+        let votes = match kind {
+            VoteKind::Echo => &mut slot.echoes,
+            VoteKind::Ready => &mut slot.readies,
+        };
+        match votes.get(&from) {
+            Some(h) if *h != hash => {
+                step.fault(from, FaultKind::ConflictingVote { round, author });
+                return;
+            }
+            Some(_) => return,
+            None => {
+                votes.insert(from, hash);
+            }
+        }
+        let echoes = Slot::count(&slot.echoes, &hash);
+        let readies = Slot::count(&slot.readies, &hash);
+        if slot.my_ready.is_none()
+            && (echoes >= self.config.echo_threshold()
+                || readies >= self.config.ready_amplify_threshold())
+        {
+            slot.my_ready = Some(hash);
+            step.writes.push(Durable::Vote {
+                kind: VoteKind::Ready,
+                round,
+                author,
+                hash,
+                body: None,
+            });
+            self.broadcast(
+                Message::Ready {
+                    round,
+                    author,
+                    hash,
+                },
+                step,
+            );
+        }
+        self.try_deliver(round, author, step);
+    }
+
+    fn on_body(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
+        let hash = v.hash();
+        let Some(slot) = self.slots.get_mut(&(v.round, v.author)) else {
+            return;
+        };
+        let wanted = slot.delivered.is_none()
+            && slot.body(&hash).is_none()
+            && slot.readies.values().any(|h| *h == hash);
+        if !wanted {
+            return;
+        }
+        if let Err(why) = check_vertex(&self.config, &v) {
+            step.fault(from, FaultKind::InvalidVertex(why));
+            return;
+        }
+        let (round, author) = (v.round, v.author);
+        let body = Arc::new(v);
+        self.bodies.insert(hash, body.clone());
+        slot.fetched = Some(body);
+        self.try_deliver(round, author, step);
+    }
+
+    fn try_deliver(&mut self, round: Round, author: ReplicaId, step: &mut Step) {
+        let deliver_threshold = self.config.deliver_threshold();
+        let Some(slot) = self.slots.get_mut(&(round, author)) else {
+            return;
+        };
+        if slot.delivered.is_some() {
+            return;
+        }
+        let mut tally: BTreeMap<VertexHash, usize> = BTreeMap::new();
+        for h in slot.readies.values() {
+            *tally.entry(*h).or_default() += 1;
+        }
+        let Some((hash, _)) = tally.into_iter().find(|(_, c)| *c >= deliver_threshold) else {
+            return;
+        };
+        match slot.body(&hash).cloned() {
+            Some(v) => {
+                slot.delivered = Some(hash);
+                self.enter_or_buffer(v, step);
+            }
+            None if !slot.fetch_sent => {
+                slot.fetch_sent = true;
+                // Ask every replica that vouched for the hash; at least one
+                // honest one has the body.
+                let holders: BTreeSet<ReplicaId> = slot
+                    .echoes
+                    .iter()
+                    .chain(slot.readies.iter())
+                    .filter(|(r, h)| **h == hash && **r != self.config.me)
+                    .map(|(r, _)| *r)
+                    .collect();
+                for r in holders {
+                    step.send(Target::One(r), Message::FetchVertex(hash));
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A delivered vertex enters the DAG once everything it references is
+    /// there (or below the horizon); until then it waits.
+    fn enter_or_buffer(&mut self, v: Arc<Vertex>, step: &mut Step) {
+        let mut work = vec![v];
+        while let Some(v) = work.pop() {
+            let hash = v.hash();
+            if v.round < self.dag.horizon() || self.dag.get(&hash).is_some() {
+                continue;
+            }
+            if let Some(bad) = v.references().find(|r| self.dag.contradicts(r)) {
+                step.fault(
+                    v.author,
+                    FaultKind::InvalidVertex(format!(
+                        "reference to {:?} names the wrong slot ({} of {})",
+                        bad.hash, bad.round, bad.author
+                    )),
+                );
+                continue;
+            }
+            let missing: Vec<VertexHash> = v
+                .references()
+                .filter(|r| !self.dag.satisfies(r))
+                .map(|r| r.hash)
+                .collect();
+            if !missing.is_empty() {
+                for m in missing {
+                    self.waiting_on.entry(m).or_default().insert(hash);
+                }
+                self.buffered.insert(hash, v);
+                continue;
+            }
+            self.buffered.remove(&hash);
+            self.dag.insert(v.clone(), hash);
+            self.unreached.insert((v.round, v.author, hash));
+            if !self.restoring {
+                step.writes.push(Durable::Delivered((*v).clone()));
+            }
+            if let Some(waiters) = self.waiting_on.remove(&hash) {
+                for w in waiters {
+                    if let Some(b) = self.buffered.get(&w) {
+                        work.push(b.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn release_coin_shares(&mut self, step: &mut Step) {
+        let q = self.config.quorum();
+        let top = self.dag.highest_round();
+        let mut w = Wave(self.last_decided_wave.0 + 1);
+        while last_round(w) <= top {
+            if !self.shares_released.contains(&w) && self.dag.count(last_round(w)) >= q {
+                self.shares_released.insert(w);
+                // A verifier-only node (no secret) cannot take part in the coin.
+                if let Ok(share) = self.coin.own_share(self.crypto.as_ref(), w) {
+                    self.own_shares.insert(w, share);
+                    self.broadcast(Message::CoinShare { wave: w, share }, step);
+                }
+            }
+            w = Wave(w.0 + 1);
+        }
+    }
+
+    fn on_coin_share(
+        &mut self,
+        from: ReplicaId,
+        wave: Wave,
+        share: belfry_coin::SignatureShare,
+        step: &mut Step,
+    ) {
+        if wave <= self.last_decided_wave || wave.0 == 0 {
+            return;
+        }
+        let top_wave = self.window_top().wave();
+        if wave.0 > top_wave.0.saturating_add(self.config.round_window / 4) {
+            self.counters.out_of_window += 1;
+            step.fault(
+                from,
+                FaultKind::OutOfWindow {
+                    round: leader_round(wave),
+                },
+            );
+            return;
+        }
+        let result = self
+            .coin
+            .handle_share(self.crypto.as_ref(), from, wave, share);
+        for f in result.faults {
+            let kind = match f.kind {
+                ShareFaultKind::UnknownReplica => FaultKind::UnknownSender,
+                _ => FaultKind::BadCoinShare { wave },
+            };
+            step.fault(f.replica, kind);
+        }
+        if let Some(c) = result.coin {
+            step.writes.push(Durable::Coin(c));
+        }
+    }
+
+    fn leader_vertex(&self, w: Wave) -> Option<(Coin, Arc<Vertex>)> {
+        let coin = *self.coin.coin(w)?;
+        let leader = coin.value.leader(self.config.n);
+        let v = self.dag.slot(leader_round(w), leader)?.clone();
+        Some((coin, v))
+    }
+
+    /// The commit rule of DESIGN.md 3.4.
+    fn try_commit(&mut self, step: &mut Step) {
+        let q = self.config.quorum();
+        loop {
+            let top_wave = self.dag.highest_round().wave();
+            let mut decided = None;
+            let mut w = Wave(self.last_decided_wave.0 + 1);
+            while w <= top_wave {
+                if let Some((_, leader)) = self.leader_vertex(w) {
+                    let reach = self.dag.strong_reachers(&leader.reference(), last_round(w));
+                    let supporters = self
+                        .dag
+                        .round(last_round(w))
+                        .filter(|v| reach.contains(&v.hash()))
+                        .count();
+                    if supporters >= q {
+                        decided = Some((w, leader));
+                        break;
+                    }
+                }
+                w = Wave(w.0 + 1);
+            }
+            let Some((w, leader)) = decided else { return };
+            // Wait for the coins of every skipped wave.
+            let skipped = (self.last_decided_wave.0 + 1)..w.0;
+            if skipped.clone().any(|s| self.coin.coin(Wave(s)).is_none()) {
+                return;
+            }
+            self.decide(w, leader, step);
+        }
+    }
+
+    fn decide(&mut self, w: Wave, leader: Arc<Vertex>, step: &mut Step) {
+        let f = self.config.f;
+        let mut stack = vec![(w, leader.clone())];
+        let mut v = leader;
+        let mut s = w.0;
+        while s > self.last_decided_wave.0 + 1 {
+            s -= 1;
+            let ws = Wave(s);
+            let Some(coin) = self.coin.coin(ws).copied() else {
+                continue;
+            };
+            let leader_id = coin.value.leader(self.config.n);
+            let history = self.dag.causal_history(&v.hash(), leader_round(ws));
+            let Some(candidate) = history
+                .iter()
+                .filter_map(|h| self.dag.get(h))
+                .find(|x| x.round == leader_round(ws) && x.author == leader_id)
+                .cloned()
+            else {
+                continue;
+            };
+            let reach = self
+                .dag
+                .strong_reachers(&candidate.reference(), last_round(ws).max(v.round));
+            let strong_path = reach.contains(&v.hash());
+            let witnesses = self
+                .dag
+                .round(last_round(ws))
+                .filter(|x| history.contains(&x.hash()) && reach.contains(&x.hash()))
+                .count();
+            if strong_path && witnesses > f {
+                stack.push((ws, candidate.clone()));
+                v = candidate;
+            }
+        }
+        self.last_decided_wave = w;
+        self.counters.waves_decided += 1;
+        while let Some((ws, l)) = stack.pop() {
+            self.order_leader(ws, l, step);
+        }
+        self.coin.prune_below(Wave(w.0 + 1));
+        self.shares_released = self.shares_released.split_off(&Wave(w.0 + 1));
+        let checkpoint = self.checkpoint();
+        if !self.restoring {
+            step.writes.push(Durable::Checkpoint(checkpoint));
+        }
+    }
+
+    fn order_leader(&mut self, w: Wave, leader: Arc<Vertex>, step: &mut Step) {
+        let horizon = Round(
+            self.last_leader_round
+                .0
+                .saturating_sub(self.config.gc_depth),
+        );
+        let history = self.dag.causal_history(&leader.hash(), horizon);
+        let mut batch: Vec<Arc<Vertex>> = history
+            .iter()
+            .filter_map(|h| self.dag.get(h))
+            .filter(|v| v.round >= horizon && !self.ordered.contains(&v.reference()))
+            .cloned()
+            .collect();
+        batch.sort_by_key(|v| (v.round, v.author));
+        for v in &batch {
+            self.ordered.insert(v.reference());
+        }
+        let leader_parent_clocks = leader
+            .parents
+            .iter()
+            .filter_map(|p| self.dag.get(&p.hash).map(|v| v.clock))
+            .collect();
+        let coin = self.coin.coin(w).copied();
+        self.last_leader_round = leader.round;
+        self.counters.batches += 1;
+        self.counters.vertices_ordered += batch.len() as u64;
+        if let Some(coin) = coin {
+            step.batches.push(CommittedBatch {
+                wave: w,
+                leader: leader.reference(),
+                coin,
+                leader_parent_clocks,
+                horizon,
+                vertices: batch,
+            });
+        }
+        let new_horizon = Round(leader.round.0.saturating_sub(self.config.gc_depth));
+        self.collect_garbage(new_horizon, step);
+    }
+
+    fn collect_garbage(&mut self, horizon: Round, step: &mut Step) {
+        if horizon <= self.dag.horizon() {
+            return;
+        }
+        self.dag.prune_below(horizon);
+        self.ordered = self.ordered.split_off(&VertexRef {
+            round: horizon,
+            author: ReplicaId(0),
+            hash: VertexHash([0; 32]),
+        });
+        self.slots = self.slots.split_off(&(horizon, ReplicaId(0)));
+        self.bodies.retain(|_, v| v.round >= horizon);
+        self.own_vertices = self.own_vertices.split_off(&horizon);
+        self.own_shares = self.own_shares.split_off(&horizon.wave());
+        self.unreached = self
+            .unreached
+            .split_off(&(horizon, ReplicaId(0), VertexHash([0; 32])));
+        // Buffered vertices: drop those below the horizon, retry the rest
+        // (references below the horizon now count as present).
+        let buffered = std::mem::take(&mut self.buffered);
+        self.waiting_on.clear();
+        for (_, v) in buffered {
+            if v.round >= horizon {
+                self.enter_or_buffer(v, step);
+            }
+        }
+    }
+
+    fn install_checkpoint(&mut self, cp: Checkpoint, step: &mut Step) {
+        if cp.last_decided_wave <= self.last_decided_wave {
+            return;
+        }
+        let horizon = cp.horizon(self.config.gc_depth);
+        self.last_decided_wave = cp.last_decided_wave;
+        self.last_leader_round = cp.last_leader_round;
+        self.ordered = cp.ordered;
+        self.coin.prune_below(Wave(cp.last_decided_wave.0 + 1));
+        self.shares_released = self
+            .shares_released
+            .split_off(&Wave(cp.last_decided_wave.0 + 1));
+        self.collect_garbage(horizon, step);
+        if !self.restoring {
+            step.writes.push(Durable::Checkpoint(self.checkpoint()));
+        }
+    }
+
+    /// Creates the next own vertex when the DAG holds Q vertices of the round
+    /// below it and either the batch is full or `round_interval` has passed.
+    fn try_create_vertex(&mut self, step: &mut Step) {
+        let q = self.config.quorum();
+        // The highest round with a quorum in the DAG: a replica that was away
+        // jumps straight there (its `prev` link spans the gap).
+        let mut base = self.dag.highest_round();
+        while base > self.round && base.0 > 0 && self.dag.count(base) < q {
+            base = base.prev();
+        }
+        let target = if self.round.0 == 0 && base.0 == 0 {
+            Round(1)
+        } else if base >= self.round && base.0 > 0 && self.dag.count(base) >= q {
+            base.next()
+        } else {
+            return;
+        };
+        if target <= self.round {
+            return;
+        }
+        // A replica that is catching up (after a restart or a partition) does
+        // not build vertices far behind the cluster: they would fall below the
+        // others' GC horizon and never be ordered. Its DAG catches up by
+        // itself; it rejoins at the current round.
+        if target.0.saturating_add(self.config.gc_depth / 2) < self.cluster_round().0 {
+            return;
+        }
+        let full = self.pending.len() >= self.config.max_reports_per_vertex;
+        if let Some(at) = self.last_vertex_at {
+            let due = at.saturating_add(self.config.round_interval);
+            if self.now < due && !full {
+                if !self.round_timer_armed {
+                    self.round_timer_armed = true;
+                    step.timers.push((due, TimerKind::RoundInterval));
+                }
+                return;
+            }
+        }
+        self.create_vertex(target, step);
+    }
+
+    fn create_vertex(&mut self, round: Round, step: &mut Step) {
+        let parents: Vec<VertexRef> = if round.0 > 1 {
+            self.dag
+                .round(round.prev())
+                .map(|v| v.reference())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let clock = self.now.max(Micros(self.last_clock.0.saturating_add(1)));
+        let mut reports = Vec::new();
+        let mut seen = BTreeSet::new();
+        while reports.len() < self.config.max_reports_per_vertex {
+            let Some(r) = self.pending.pop_front() else {
+                break;
+            };
+            if !seen.insert(r.digest) {
+                continue;
+            }
+            let recv_time = r.recv_time.max(self.last_recv_time).min(clock);
+            self.last_recv_time = recv_time;
+            reports.push(Report {
+                digest: r.digest,
+                recv_time,
+            });
+        }
+        // Weak edges: DAG vertices above the horizon that neither the parents
+        // nor the prev chain reach.
+        let mut frontier: Vec<VertexHash> = parents.iter().map(|p| p.hash).collect();
+        frontier.extend(self.last_own.iter().map(|p| p.hash));
+        self.mark_reached(frontier);
+        let limit = self.config.max_weak_edges();
+        let weak: Vec<VertexRef> = self
+            .unreached
+            .iter()
+            .filter(|(r, _, _)| r.0.saturating_add(1) < round.0)
+            .take(limit)
+            .map(|(r, a, h)| VertexRef {
+                round: *r,
+                author: *a,
+                hash: *h,
+            })
+            .collect();
+        self.mark_reached(weak.iter().map(|w| w.hash).collect());
+        let v = Vertex {
+            round,
+            author: self.config.me,
+            prev: self.last_own,
+            parents,
+            weak,
+            clock,
+            reports,
+        };
+        let reference = v.reference();
+        self.round = round;
+        self.last_own = Some(reference);
+        self.last_clock = clock;
+        self.last_vertex_at = Some(self.now);
+        self.peer_rounds[self.config.me.index()] = round;
+        self.counters.rounds_created += 1;
+        self.own_vertices.insert(round, Arc::new(v.clone()));
+        step.writes.push(Durable::OwnVertex(v.clone()));
+        self.broadcast(Message::Val(v), step);
+    }
+
+    /// Removes from `unreached` everything reachable from `from` that is still
+    /// in it (a reached vertex's ancestors were reached with it).
+    fn mark_reached(&mut self, from: Vec<VertexHash>) {
+        let mut stack = from;
+        while let Some(h) = stack.pop() {
+            let Some(v) = self.dag.get(&h) else { continue };
+            if !self.unreached.remove(&(v.round, v.author, h)) {
+                continue;
+            }
+            stack.extend(v.references().map(|r| r.hash));
+        }
+    }
+
+    fn on_resend_timer(&mut self, step: &mut Step) {
+        // Re-send to peers whose own rounds lag ours: they may have lost
+        // messages on a lossy link.
+        for p in 0..self.config.n {
+            let peer = ReplicaId(p as u16);
+            if peer == self.config.me {
+                continue;
+            }
+            let claimed = self.peer_rounds[p];
+            if claimed.0.saturating_add(1) < self.round.0 {
+                self.resend_to(peer, claimed.max(self.dag.horizon()), Round(u64::MAX), step);
+            }
+        }
+    }
+
+    /// Re-sends own vertices, recorded votes and coin shares for rounds
+    /// `lo ..= hi` above the horizon to `peer`, within its rate budget.
+    fn resend_to(&mut self, peer: ReplicaId, lo: Round, hi: Round, step: &mut Step) {
+        let Some(budget) = self.resend_budget.get_mut(peer.index()) else {
+            return;
+        };
+        if self.now.saturating_sub(budget.0) >= Micros::from_secs(1) {
+            *budget = (self.now, 0);
+        }
+        let mut left = self
+            .config
+            .max_resends_per_peer_per_s
+            .saturating_sub(budget.1);
+        let mut out = Vec::new();
+        let lo = lo.max(self.dag.horizon());
+        for v in self.own_vertices.range(lo..=hi).map(|(_, v)| v) {
+            out.push(Message::Val((**v).clone()));
+        }
+        for ((round, author), slot) in self.slots.range((lo, ReplicaId(0))..) {
+            if *round > hi {
+                break;
+            }
+            if let Some(hash) = slot.my_echo {
+                out.push(Message::Echo {
+                    round: *round,
+                    author: *author,
+                    hash,
+                });
+            }
+            if let Some(hash) = slot.my_ready {
+                out.push(Message::Ready {
+                    round: *round,
+                    author: *author,
+                    hash,
+                });
+            }
+        }
+        for (w, share) in self.own_shares.range(lo.wave()..) {
+            out.push(Message::CoinShare {
+                wave: *w,
+                share: *share,
+            });
+        }
+        for m in out {
+            if left == 0 {
+                break;
+            }
+            left -= 1;
+            step.send(Target::One(peer), m);
+        }
+        if let Some(budget) = self.resend_budget.get_mut(peer.index()) {
+            budget.1 = self.config.max_resends_per_peer_per_s - left;
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! What a [`Node`](crate::Node) asks its driver to do: the `Step`.
+
+use crate::message::Message;
+use crate::vertex::{Round, Vertex, VertexRef};
+use belfry_coin::clock::Micros;
+use belfry_coin::{Coin, ReplicaId, Wave};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Where a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every other replica.
+    All,
+    /// One replica.
+    One(ReplicaId),
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Destination.
+    pub to: Target,
+    /// The message.
+    pub message: Message,
+}
+
+/// Timers a node asks for; the driver calls back with [`crate::Input::Timer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerKind {
+    /// Time to check whether the next own vertex may be created.
+    RoundInterval,
+    /// Time to re-send recorded votes to peers that have not advanced.
+    Resend,
+}
+
+/// The two kinds of Bracha vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoteKind {
+    /// An ECHO.
+    Echo,
+    /// A READY.
+    Ready,
+}
+
+/// A fact that must be durable: the `writes` of a step must be on disk before
+/// its `messages` are released (DESIGN.md 3.3, 3.8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Durable {
+    /// This replica's own vertex, before its VAL is sent.
+    OwnVertex(Vertex),
+    /// A vote, before it is sent; for an ECHO, with the body echoed.
+    Vote {
+        /// ECHO or READY.
+        kind: VoteKind,
+        /// The slot's round.
+        round: Round,
+        /// The slot's author.
+        author: ReplicaId,
+        /// The hash voted for.
+        hash: crate::VertexHash,
+        /// The VAL body, for an ECHO.
+        body: Option<Vertex>,
+    },
+    /// A vertex that entered the DAG.
+    Delivered(Vertex),
+    /// A revealed coin.
+    Coin(Coin),
+    /// The ordering state after a decided wave.
+    Checkpoint(Checkpoint),
+}
+
+/// The ordering state after a decided wave: enough, with the DAG vertices at
+/// or above `horizon`, to continue producing exactly the batches every other
+/// honest replica produces. Persisted at each decided wave; given to a replica
+/// that rejoins after being away for longer than the GC depth (in belfry, after
+/// it was checked against a signed Tick's state root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last decided wave.
+    pub last_decided_wave: Wave,
+    /// Round of the last ordered leader (0 before the first).
+    pub last_leader_round: Round,
+    /// The ordered vertices at or above the horizon.
+    pub ordered: BTreeSet<VertexRef>,
+}
+
+impl Checkpoint {
+    /// The GC horizon `G = last_leader_round − gc_depth` of this state.
+    pub fn horizon(&self, gc_depth: u64) -> Round {
+        Round(self.last_leader_round.0.saturating_sub(gc_depth))
+    }
+}
+
+/// A newly ordered leader and the part of its causal history it orders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedBatch {
+    /// The leader's wave.
+    pub wave: Wave,
+    /// The leader vertex.
+    pub leader: VertexRef,
+    /// The wave's coin (the batch's tie-break and the Tick's `σ_w`).
+    pub coin: Coin,
+    /// The clocks of the leader's parents (for the Tick time, DESIGN.md 3.6).
+    pub leader_parent_clocks: Vec<Micros>,
+    /// `G` for this batch: vertices below it are never ordered.
+    pub horizon: Round,
+    /// The newly ordered vertices, in canonical (round, author) order.
+    pub vertices: Vec<Arc<Vertex>>,
+}
+
+/// Why a message from a peer was rejected: evidence against it, never a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// A VAL whose sender is not its author.
+    ValFromNonAuthor,
+    /// A vertex that breaks a validity rule.
+    InvalidVertex(String),
+    /// A second, different VAL for one (round, author): equivocation.
+    Equivocation {
+        /// The slot's round.
+        round: Round,
+    },
+    /// A second, different ECHO or READY from one sender for one slot.
+    ConflictingVote {
+        /// The slot's round.
+        round: Round,
+        /// The slot's author.
+        author: ReplicaId,
+    },
+    /// A coin share that does not verify (or a conflicting second one).
+    BadCoinShare {
+        /// The wave.
+        wave: Wave,
+    },
+    /// A message about a round or wave outside the window (dropped, counted).
+    OutOfWindow {
+        /// The round claimed.
+        round: Round,
+    },
+    /// A sender id outside the cluster.
+    UnknownSender,
+    /// A vertex body nobody asked for.
+    UnsolicitedBody,
+}
+
+/// A fault, attributed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Who misbehaved.
+    pub replica: ReplicaId,
+    /// How.
+    pub kind: FaultKind,
+}
+
+/// Everything a node asks for in response to one input.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Step {
+    /// Durable writes, to complete before `messages` are released.
+    pub writes: Vec<Durable>,
+    /// Messages to send.
+    pub messages: Vec<Outgoing>,
+    /// Newly committed batches, in order.
+    pub batches: Vec<CommittedBatch>,
+    /// Timers to set: fire [`crate::Input::Timer`] at the deadline.
+    pub timers: Vec<(Micros, TimerKind)>,
+    /// Faults detected.
+    pub faults: Vec<Fault>,
+}
+
+impl Step {
+    /// Appends another step's effects after this one's.
+    pub fn extend(&mut self, other: Step) {
+        self.writes.extend(other.writes);
+        self.messages.extend(other.messages);
+        self.batches.extend(other.batches);
+        self.timers.extend(other.timers);
+        self.faults.extend(other.faults);
+    }
+
+    pub(crate) fn fault(&mut self, replica: ReplicaId, kind: FaultKind) {
+        self.faults.push(Fault { replica, kind });
+    }
+
+    pub(crate) fn send(&mut self, to: Target, message: Message) {
+        self.messages.push(Outgoing { to, message });
+    }
+}
