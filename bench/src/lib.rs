@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod coin_bench;
+pub mod dag_bench;
 pub mod report;
 
 pub use belfry_replica as replica;

@@ -22,6 +22,32 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Broadcast core in the in-memory network: rounds/s, waves/s, messages and bytes per vertex.
+    Dag {
+        /// Replicas (n >= 4).
+        #[arg(long, default_value_t = 4)]
+        replicas: usize,
+        /// Rounds for the mock-crypto baseline run.
+        #[arg(long, default_value_t = 2_000)]
+        rounds: u64,
+        /// Rounds for the real-BLS run.
+        #[arg(long, default_value_t = 400)]
+        bls_rounds: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+}
+
+fn write_json<T: serde::Serialize>(
+    path: Option<std::path::PathBuf>,
+    report: &T,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn main() {
@@ -42,11 +68,26 @@ fn run() -> anyhow::Result<()> {
             if let Some(kib) = report.peak_rss_kib {
                 println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
             }
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
+            write_json(json, &report)?;
+        }
+        Command::Dag {
+            replicas,
+            rounds,
+            bls_rounds,
+            json,
+        } => {
+            if !(4..=64).contains(&replicas) {
+                anyhow::bail!("--replicas must be between 4 and 64, got {replicas}");
             }
+            if rounds == 0 || bls_rounds == 0 {
+                anyhow::bail!("--rounds and --bls-rounds must be at least 1");
+            }
+            let report = belfry_bench::dag_bench::run(replicas, rounds, bls_rounds)?;
+            print!("{}", belfry_bench::dag_bench::table(&report));
+            if let Some(kib) = report.peak_rss_kib {
+                println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+            }
+            write_json(json, &report)?;
         }
     }
     Ok(())

@@ -50,6 +50,10 @@ pub struct Config {
     pub resend_interval: Micros,
     /// See [`MAX_RESENDS_PER_PEER_PER_S`].
     pub max_resends_per_peer_per_s: usize,
+    /// `false` makes an *observer*: it follows the DAG from the others' votes
+    /// and computes the same batches, but never votes, proposes or releases
+    /// coin shares (an auditor, or a test oracle).
+    pub participate: bool,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             max_reports_per_vertex: MAX_REPORTS_PER_VERTEX,
             resend_interval: RESEND_INTERVAL,
             max_resends_per_peer_per_s: MAX_RESENDS_PER_PEER_PER_S,
+            participate: true,
         }
     }
 

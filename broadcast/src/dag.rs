@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// The DAG above the GC horizon.
 #[derive(Debug, Default)]
 pub struct Dag {
-    rounds: BTreeMap<Round, BTreeMap<ReplicaId, Arc<Vertex>>>,
+    rounds: BTreeMap<Round, BTreeMap<ReplicaId, (VertexHash, Arc<Vertex>)>>,
     by_hash: BTreeMap<VertexHash, Arc<Vertex>>,
     horizon: Round,
 }
@@ -52,12 +52,27 @@ impl Dag {
 
     /// The vertex of a slot.
     pub fn slot(&self, round: Round, author: ReplicaId) -> Option<&Arc<Vertex>> {
-        self.rounds.get(&round).and_then(|r| r.get(&author))
+        self.rounds
+            .get(&round)
+            .and_then(|r| r.get(&author))
+            .map(|(_, v)| v)
     }
 
-    /// The vertices of a round, by author.
-    pub fn round(&self, round: Round) -> impl Iterator<Item = &Arc<Vertex>> {
-        self.rounds.get(&round).into_iter().flat_map(|r| r.values())
+    /// The vertices of a round with their hashes, by author.
+    pub fn round(&self, round: Round) -> impl Iterator<Item = (VertexHash, &Arc<Vertex>)> {
+        self.rounds
+            .get(&round)
+            .into_iter()
+            .flat_map(|r| r.values().map(|(h, v)| (*h, v)))
+    }
+
+    /// References to the vertices of a round, by author.
+    pub fn refs(&self, round: Round) -> impl Iterator<Item = VertexRef> + '_ {
+        self.round(round).map(|(hash, v)| VertexRef {
+            round: v.round,
+            author: v.author,
+            hash,
+        })
     }
 
     /// How many vertices a round holds.
@@ -76,7 +91,7 @@ impl Dag {
         self.rounds
             .entry(v.round)
             .or_default()
-            .insert(v.author, v.clone());
+            .insert(v.author, (hash, v.clone()));
         self.by_hash.insert(hash, v);
     }
 
@@ -87,8 +102,8 @@ impl Dag {
         }
         self.horizon = horizon;
         let kept = self.rounds.split_off(&horizon);
-        for v in self.rounds.values().flat_map(|r| r.values()) {
-            self.by_hash.remove(&v.hash());
+        for (hash, _) in self.rounds.values().flat_map(|r| r.values()) {
+            self.by_hash.remove(hash);
         }
         self.rounds = kept;
     }
@@ -105,8 +120,8 @@ impl Dag {
         while r <= up_to {
             let found: Vec<VertexHash> = self
                 .round(r)
-                .filter(|v| v.parents.iter().any(|p| reach.contains(&p.hash)))
-                .map(|v| v.hash())
+                .filter(|(_, v)| v.parents.iter().any(|p| reach.contains(&p.hash)))
+                .map(|(h, _)| h)
                 .collect();
             if found.is_empty() {
                 break;

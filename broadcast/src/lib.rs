@@ -81,6 +81,7 @@ mod dag;
 mod message;
 mod node;
 mod step;
+pub mod testkit;
 mod validity;
 mod vertex;
 

@@ -46,9 +46,9 @@ struct Slot {
     my_echo: Option<VertexHash>,
     my_ready: Option<VertexHash>,
     /// The one unconfirmed VAL body kept per slot (the first valid one).
-    val: Option<Arc<Vertex>>,
+    val: Option<(VertexHash, Arc<Vertex>)>,
     /// A body fetched by hash for a hash with READY support.
-    fetched: Option<Arc<Vertex>>,
+    fetched: Option<(VertexHash, Arc<Vertex>)>,
     delivered: Option<VertexHash>,
     fetch_sent: bool,
 }
@@ -58,7 +58,8 @@ impl Slot {
         [&self.val, &self.fetched]
             .into_iter()
             .flatten()
-            .find(|v| v.hash() == *hash)
+            .find(|(h, _)| h == hash)
+            .map(|(_, v)| v)
     }
 
     fn count(votes: &BTreeMap<ReplicaId, VertexHash>, hash: &VertexHash) -> usize {
@@ -143,6 +144,8 @@ pub struct Node {
     // Loopback of our own broadcasts.
     inbox: VecDeque<Message>,
     restoring: bool,
+    /// The DAG or the coins changed since commits and shares were last checked.
+    dirty: bool,
     counters: Counters,
 }
 
@@ -179,6 +182,7 @@ impl Node {
             resend_budget: vec![(Micros::ZERO, 0); n],
             inbox: VecDeque::new(),
             restoring: false,
+            dirty: true,
             counters: Counters::default(),
         }
     }
@@ -226,7 +230,7 @@ impl Node {
                             if let Some(b) = body {
                                 let b = Arc::new(b.clone());
                                 node.bodies.insert(*hash, b.clone());
-                                slot.val = Some(b);
+                                slot.val = Some((*hash, b));
                             }
                         }
                         VoteKind::Ready => slot.my_ready = Some(*hash),
@@ -477,7 +481,7 @@ impl Node {
         let hash = v.hash();
         let slot = self.slots.entry((v.round, v.author)).or_default();
         match &slot.val {
-            Some(existing) if existing.hash() != hash => {
+            Some((existing, _)) if *existing != hash => {
                 step.fault(from, FaultKind::Equivocation { round: v.round });
                 return;
             }
@@ -485,10 +489,10 @@ impl Node {
             None => {
                 let body = Arc::new(v.clone());
                 self.bodies.insert(hash, body.clone());
-                slot.val = Some(body);
+                slot.val = Some((hash, body));
             }
         }
-        if slot.my_echo.is_none() {
+        if slot.my_echo.is_none() && self.config.participate {
             slot.my_echo = Some(hash);
             step.writes.push(Durable::Vote {
                 kind: VoteKind::Echo,
@@ -546,6 +550,7 @@ impl Node {
         let echoes = Slot::count(&slot.echoes, &hash);
         let readies = Slot::count(&slot.readies, &hash);
         if slot.my_ready.is_none()
+            && self.config.participate
             && (echoes >= self.config.echo_threshold()
                 || readies >= self.config.ready_amplify_threshold())
         {
@@ -587,7 +592,7 @@ impl Node {
         let (round, author) = (v.round, v.author);
         let body = Arc::new(v);
         self.bodies.insert(hash, body.clone());
-        slot.fetched = Some(body);
+        slot.fetched = Some((hash, body));
         self.try_deliver(round, author, step);
     }
 
@@ -663,6 +668,7 @@ impl Node {
             }
             self.buffered.remove(&hash);
             self.dag.insert(v.clone(), hash);
+            self.dirty = true;
             self.unreached.insert((v.round, v.author, hash));
             if !self.restoring {
                 step.writes.push(Durable::Delivered((*v).clone()));
@@ -678,6 +684,9 @@ impl Node {
     }
 
     fn release_coin_shares(&mut self, step: &mut Step) {
+        if !self.config.participate {
+            return;
+        }
         let q = self.config.quorum();
         let top = self.dag.highest_round();
         let mut w = Wave(self.last_decided_wave.0 + 1);
@@ -726,6 +735,7 @@ impl Node {
             step.fault(f.replica, kind);
         }
         if let Some(c) = result.coin {
+            self.dirty = true;
             step.writes.push(Durable::Coin(c));
         }
     }
@@ -750,7 +760,7 @@ impl Node {
                     let supporters = self
                         .dag
                         .round(last_round(w))
-                        .filter(|v| reach.contains(&v.hash()))
+                        .filter(|(h, _)| reach.contains(h))
                         .count();
                     if supporters >= q {
                         decided = Some((w, leader));
@@ -797,7 +807,7 @@ impl Node {
             let witnesses = self
                 .dag
                 .round(last_round(ws))
-                .filter(|x| history.contains(&x.hash()) && reach.contains(&x.hash()))
+                .filter(|(h, _)| history.contains(h) && reach.contains(h))
                 .count();
             if strong_path && witnesses > f {
                 stack.push((ws, candidate.clone()));
@@ -823,17 +833,27 @@ impl Node {
                 .0
                 .saturating_sub(self.config.gc_depth),
         );
-        let history = self.dag.causal_history(&leader.hash(), horizon);
-        let mut batch: Vec<Arc<Vertex>> = history
+        let leader_ref = leader.reference();
+        let history = self.dag.causal_history(&leader_ref.hash, horizon);
+        let mut batch: Vec<(VertexRef, Arc<Vertex>)> = history
             .iter()
-            .filter_map(|h| self.dag.get(h))
-            .filter(|v| v.round >= horizon && !self.ordered.contains(&v.reference()))
-            .cloned()
+            .filter_map(|h| {
+                self.dag.get(h).map(|v| {
+                    let r = VertexRef {
+                        round: v.round,
+                        author: v.author,
+                        hash: *h,
+                    };
+                    (r, v.clone())
+                })
+            })
+            .filter(|(r, _)| r.round >= horizon && !self.ordered.contains(r))
             .collect();
-        batch.sort_by_key(|v| (v.round, v.author));
-        for v in &batch {
-            self.ordered.insert(v.reference());
+        batch.sort_by_key(|(r, _)| (r.round, r.author));
+        for (r, _) in &batch {
+            self.ordered.insert(*r);
         }
+        let batch: Vec<Arc<Vertex>> = batch.into_iter().map(|(_, v)| v).collect();
         let leader_parent_clocks = leader
             .parents
             .iter()
@@ -846,7 +866,7 @@ impl Node {
         if let Some(coin) = coin {
             step.batches.push(CommittedBatch {
                 wave: w,
-                leader: leader.reference(),
+                leader: leader_ref,
                 coin,
                 leader_parent_clocks,
                 horizon,
@@ -898,6 +918,7 @@ impl Node {
             .shares_released
             .split_off(&Wave(cp.last_decided_wave.0 + 1));
         self.collect_garbage(horizon, step);
+        self.dirty = true;
         if !self.restoring {
             step.writes.push(Durable::Checkpoint(self.checkpoint()));
         }
@@ -906,6 +927,9 @@ impl Node {
     /// Creates the next own vertex when the DAG holds Q vertices of the round
     /// below it and either the batch is full or `round_interval` has passed.
     fn try_create_vertex(&mut self, step: &mut Step) {
+        if !self.config.participate {
+            return;
+        }
         let q = self.config.quorum();
         // The highest round with a quorum in the DAG: a replica that was away
         // jumps straight there (its `prev` link spans the gap).
@@ -946,10 +970,7 @@ impl Node {
 
     fn create_vertex(&mut self, round: Round, step: &mut Step) {
         let parents: Vec<VertexRef> = if round.0 > 1 {
-            self.dag
-                .round(round.prev())
-                .map(|v| v.reference())
-                .collect()
+            self.dag.refs(round.prev()).collect()
         } else {
             Vec::new()
         };
@@ -1023,6 +1044,20 @@ impl Node {
     }
 
     fn on_resend_timer(&mut self, step: &mut Step) {
+        // Vertices waiting for references that never came: ask everyone for
+        // their votes on the missing rounds (links may have dropped them).
+        let missing = self
+            .buffered
+            .values()
+            .flat_map(|v| v.references())
+            .filter(|r| !self.dag.satisfies(r))
+            .map(|r| r.round);
+        let (lo, hi) = missing.fold((Round(u64::MAX), Round(0)), |(lo, hi), r| {
+            (lo.min(r), hi.max(r))
+        });
+        if lo <= hi {
+            step.send(Target::All, Message::FetchVotes { from: lo, to: hi });
+        }
         // Re-send to peers whose own rounds lag ours: they may have lost
         // messages on a lossy link.
         for p in 0..self.config.n {

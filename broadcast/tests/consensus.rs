@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{ReplicaId, Wave};
+use belfry_broadcast::testkit::*;
 use belfry_broadcast::{Durable, FaultKind, Input, Round, VoteKind};
-use harness::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const SIZES: [(usize, usize); 4] = [(4, 1), (5, 1), (7, 2), (10, 3)];

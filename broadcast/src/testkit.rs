@@ -1,17 +1,21 @@
-//! A small in-memory network for broadcast tests: seeded random latencies
-//! (hence a random delivery order), crashes and restarts from what a node asked
-//! to persist, partitions, and a few Byzantine behaviours applied to an honest
-//! node's outgoing messages. The full simulator is `belfry-sim`; this harness
-//! stays small on purpose.
+//! A small in-memory network of broadcast [`Node`]s for tests and benchmarks:
+//! seeded random latencies (hence a random delivery order) in simulated time,
+//! crashes and restarts from what a node asked to persist, partitions, and a
+//! few Byzantine behaviours applied to an honest node's outgoing messages.
+//!
+//! It follows the sans-IO rule like everything else here — one seeded RNG, no
+//! clock, no sockets — so a run is a function of its seed. The full simulator,
+//! with storage faults, clock models and the whole replica, is `belfry-sim`;
+//! this kit stays small on purpose. Helpers panic on misuse: they are for tests.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use belfry_broadcast::clock::Micros;
-use belfry_broadcast::coin::{
+use crate::clock::Micros;
+use crate::coin::{
     ClusterId, CoinValue, MockCrypto, ReplicaId, SignatureShare, SignedMessage, ThresholdCrypto,
     Wave,
 };
-use belfry_broadcast::{
+use crate::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Message, Node, Report,
     Round, Target, TimerKind, Vertex, VertexRef, VoteKind,
 };
@@ -64,6 +68,8 @@ pub struct Net {
     pub configs: Vec<Config>,
     pub storage: Vec<Vec<Durable>>,
     pub outputs: Vec<Vec<CommittedBatch>>,
+    /// Simulated time at which each batch of `outputs` came out.
+    pub output_times: Vec<Vec<Micros>>,
     pub faults: Vec<Vec<Fault>>,
     pub behaviour: Vec<Behaviour>,
     pub cut_off: BTreeSet<usize>,
@@ -76,6 +82,9 @@ pub struct Net {
     next_digest: u64,
     pub crypto: Vec<Arc<dyn ThresholdCrypto>>,
     pub messages_delivered: u64,
+    /// Keep every durable write (needed for restarts and vote checks); long
+    /// runs switch it off to keep the harness's own memory flat.
+    pub keep_storage: bool,
 }
 
 pub fn cluster_id() -> ClusterId {
@@ -84,10 +93,21 @@ pub fn cluster_id() -> ClusterId {
 
 impl Net {
     pub fn new(n: usize, f: usize, seed: u64, behaviour: Vec<Behaviour>) -> Net {
+        Self::configured(n, f, seed, behaviour, |_| {})
+    }
+
+    /// Like [`Net::new`], with each replica's config adjusted by `tune`.
+    pub fn configured(
+        n: usize,
+        f: usize,
+        seed: u64,
+        behaviour: Vec<Behaviour>,
+        tune: impl Fn(&mut Config),
+    ) -> Net {
         let crypto: Vec<Arc<dyn ThresholdCrypto>> = (0..n)
             .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), MOCK_KEY)) as _)
             .collect();
-        Self::with_crypto(n, f, seed, behaviour, crypto)
+        Self::with_crypto(n, f, seed, behaviour, crypto, tune)
     }
 
     pub fn with_crypto(
@@ -96,10 +116,15 @@ impl Net {
         seed: u64,
         behaviour: Vec<Behaviour>,
         crypto: Vec<Arc<dyn ThresholdCrypto>>,
+        tune: impl Fn(&mut Config),
     ) -> Net {
         assert_eq!(behaviour.len(), n);
         let configs: Vec<Config> = (0..n)
-            .map(|i| Config::new(ReplicaId(i as u16), n, f, cluster_id()))
+            .map(|i| {
+                let mut c = Config::new(ReplicaId(i as u16), n, f, cluster_id());
+                tune(&mut c);
+                c
+            })
             .collect();
         let mut net = Net {
             n,
@@ -113,6 +138,7 @@ impl Net {
             configs,
             storage: vec![Vec::new(); n],
             outputs: vec![Vec::new(); n],
+            output_times: vec![Vec::new(); n],
             faults: vec![Vec::new(); n],
             behaviour,
             cut_off: BTreeSet::new(),
@@ -124,6 +150,7 @@ impl Net {
             next_digest: 0,
             crypto,
             messages_delivered: 0,
+            keep_storage: true,
         };
         for i in 0..n {
             if net.behaviour[i] != Behaviour::Crashed {
@@ -172,7 +199,7 @@ impl Net {
         if let Some(l) = self.leaders.get(&w) {
             return *l;
         }
-        let msg = belfry_broadcast::coin::CoinMessage {
+        let msg = crate::coin::CoinMessage {
             cluster_id: cluster_id(),
             wave: w,
         }
@@ -197,12 +224,15 @@ impl Net {
         };
         let step = node.handle(self.now, input);
         // Durable writes first: they are "on disk" before anything is sent.
-        self.storage[i].extend(step.writes.iter().cloned());
         for w in &step.writes {
             if let Durable::OwnVertex(v) = w {
                 self.created[i].push(v.reference());
             }
         }
+        if self.keep_storage {
+            self.storage[i].extend(step.writes);
+        }
+        self.output_times[i].extend(step.batches.iter().map(|_| self.now));
         self.outputs[i].extend(step.batches);
         self.faults[i].extend(step.faults);
         for (at, kind) in step.timers {

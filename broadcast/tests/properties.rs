@@ -1,0 +1,473 @@
+//! Determinism and robustness properties of the broadcast node: the ordered
+//! output does not depend on the order in which vertices arrive; memory stays
+//! bounded over 10,000 rounds; malformed input is answered with faults, never a
+//! panic; the protocol runs the same with real threshold BLS.
+
+#![allow(clippy::unwrap_used)]
+
+use belfry_broadcast::clock::Micros;
+use belfry_broadcast::coin::{
+    deal, BlsCrypto, CoinMessage, MockCrypto, ReplicaId, SignatureShare, SignedMessage,
+    ThresholdCrypto, Wave,
+};
+use belfry_broadcast::testkit::*;
+use belfry_broadcast::{
+    Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, Report, Round, Vertex,
+    VertexHash, VertexRef,
+};
+use proptest::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::sync::Arc;
+
+/// A recorded run: node 0's delivered vertices and its output.
+struct Recorded {
+    n: usize,
+    f: usize,
+    gc_depth: u64,
+    vertices: Vec<Vertex>,
+    waves: u64,
+    outputs: Vec<(Wave, VertexRef, Vec<VertexRef>)>,
+}
+
+fn record(n: usize, f: usize, seed: u64, gc_depth: u64) -> Recorded {
+    let mut net = Net::configured(n, f, seed, vec![Behaviour::Honest; n], |c| {
+        c.gc_depth = gc_depth
+    });
+    net.run_until(Micros::from_secs(10), |net| net.decided(0) >= Wave(12));
+    let vertices = net.storage[0]
+        .iter()
+        .filter_map(|w| match w {
+            Durable::Delivered(v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    let waves = vertices.iter().map(|v| v.round.wave().0).max().unwrap();
+    Recorded {
+        n,
+        f,
+        gc_depth,
+        vertices,
+        waves,
+        outputs: net.outputs[0].iter().map(summary).collect(),
+    }
+}
+
+/// Feeds an observer every recorded vertex (VAL + 2f+1 READYs) and f+1 coin
+/// shares per wave, in an order shuffled by `seed`; returns its output.
+fn replay(rec: &Recorded, seed: u64) -> Vec<(Wave, VertexRef, Vec<VertexRef>)> {
+    let mut config = Config::new(ReplicaId(0), rec.n, rec.f, cluster_id());
+    config.participate = false;
+    config.gc_depth = rec.gc_depth;
+    let verifier: Arc<dyn ThresholdCrypto> = Arc::new(MockCrypto::verifier(rec.n, rec.f, MOCK_KEY));
+    let mut node = Node::new(config, verifier);
+    let mut inbox: Vec<(ReplicaId, Message)> = Vec::new();
+    for v in &rec.vertices {
+        inbox.push((v.author, Message::Val(v.clone())));
+        for s in 0..=2 * rec.f {
+            inbox.push((
+                ReplicaId(s as u16),
+                Message::Ready {
+                    round: v.round,
+                    author: v.author,
+                    hash: v.hash(),
+                },
+            ));
+        }
+    }
+    for w in 1..=rec.waves {
+        let msg = CoinMessage {
+            cluster_id: cluster_id(),
+            wave: Wave(w),
+        }
+        .signing_bytes();
+        for s in 0..=rec.f {
+            let signer = MockCrypto::new(rec.n, rec.f, ReplicaId(s as u16), MOCK_KEY);
+            let share = signer.sign_share(&msg).unwrap();
+            inbox.push((
+                ReplicaId(s as u16),
+                Message::CoinShare {
+                    wave: Wave(w),
+                    share,
+                },
+            ));
+        }
+    }
+    inbox.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed));
+    let mut out = Vec::new();
+    for (from, message) in inbox {
+        let step = node.handle(Micros(1), Input::Message { from, message });
+        assert!(step.faults.is_empty(), "{:?}", step.faults);
+        assert!(step
+            .messages
+            .iter()
+            .all(|m| matches!(m.message, Message::FetchVertex(_))));
+        out.extend(step.batches.iter().map(summary));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The canonical (round, author) order of each causal history, the commit
+    /// rule and GC depend only on the DAG and the coins, not on arrival order.
+    #[test]
+    fn output_does_not_depend_on_the_order_vertices_arrive_in(seed in any::<u64>(), which in 0usize..2) {
+        let rec = &RECORDED[which];
+        let out = replay(rec, seed);
+        prop_assert!(out.len() >= 8, "only {} batches", out.len());
+        let k = out.len().min(rec.outputs.len());
+        prop_assert_eq!(&out[..k], &rec.outputs[..k]);
+    }
+}
+
+static RECORDED: std::sync::LazyLock<[Recorded; 2]> = std::sync::LazyLock::new(|| {
+    // n = 4 with a small GC depth (pruning and the horizon G are exercised),
+    // n = 7 with the default.
+    [record(4, 1, 21, 6), record(7, 2, 22, 50)]
+});
+
+#[test]
+fn dag_memory_stays_bounded_over_10000_rounds() {
+    let mut net = Net::new(4, 1, 31, vec![Behaviour::Honest; 4]);
+    net.keep_storage = false;
+    let gc = net.configs[0].gc_depth as usize;
+    let mut peak = (0, 0, 0, 0, 0);
+    let mut checkpoints = 0;
+    while net.nodes[0].as_ref().unwrap().round() < Round(10_000) {
+        let t = net.now.saturating_add(Micros::from_secs(1));
+        net.run_until(t, |_| false);
+        for i in 0..4 {
+            let m = net.nodes[i].as_ref().unwrap().memory();
+            peak = (
+                peak.0.max(m.0),
+                peak.1.max(m.1),
+                peak.2.max(m.2),
+                peak.3.max(m.3),
+                peak.4.max(m.4),
+            );
+        }
+        checkpoints += 1;
+        net.outputs.iter_mut().for_each(|o| o.clear());
+        net.created.iter_mut().for_each(|c| c.clear());
+    }
+    assert!(checkpoints > 10);
+    // Rounds from the horizon (last leader − gc_depth) to the current round,
+    // a few waves of slack for leaders not yet committed.
+    let rounds_bound = gc + 40;
+    assert!(peak.0 <= rounds_bound * 4, "DAG vertices {}", peak.0);
+    assert!(peak.1 <= rounds_bound * 4, "RBC slots {}", peak.1);
+    assert!(peak.2 <= 4 * 4, "buffered {}", peak.2);
+    assert!(peak.3 <= rounds_bound * 4, "ordered refs {}", peak.3);
+    assert!(peak.4 <= 1_000, "pending reports {}", peak.4);
+    assert!(net.decided(0).0 > 2_000, "{:?}", net.decided(0));
+}
+
+fn fresh_node() -> Node {
+    let config = Config::new(ReplicaId(0), 4, 1, cluster_id());
+    Node::new(
+        config,
+        Arc::new(MockCrypto::new(4, 1, ReplicaId(0), MOCK_KEY)),
+    )
+}
+
+fn vertex(round: u64, author: u16, parents: usize) -> Vertex {
+    Vertex {
+        round: Round(round),
+        author: ReplicaId(author),
+        prev: None,
+        parents: (0..parents)
+            .map(|a| VertexRef {
+                round: Round(round - 1),
+                author: ReplicaId(a as u16),
+                hash: VertexHash([a as u8; 32]),
+            })
+            .collect(),
+        weak: vec![],
+        clock: Micros(100),
+        reports: vec![],
+    }
+}
+
+fn faults_of(node: &mut Node, from: u16, message: Message) -> Vec<FaultKind> {
+    let step = node.handle(
+        Micros(5),
+        Input::Message {
+            from: ReplicaId(from),
+            message,
+        },
+    );
+    step.faults.into_iter().map(|f| f.kind).collect()
+}
+
+#[test]
+fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
+    let mut node = fresh_node();
+    let _ = node.handle(Micros(1), Input::Start);
+    let invalid = |k: &[FaultKind]| matches!(k, [FaultKind::InvalidVertex(_)]);
+
+    assert_eq!(
+        faults_of(&mut node, 2, Message::Val(vertex(1, 1, 0))),
+        vec![FaultKind::ValFromNonAuthor]
+    );
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(vertex(2, 1, 2)))),
+        "too few parents"
+    );
+    let mut late = vertex(1, 1, 0);
+    late.reports = vec![Report {
+        digest: Digest([1; 32]),
+        recv_time: Micros(101),
+    }];
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(late))),
+        "report after the clock"
+    );
+    let mut dup = vertex(1, 1, 0);
+    dup.reports = vec![
+        Report {
+            digest: Digest([1; 32]),
+            recv_time: Micros(1)
+        };
+        2
+    ];
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(dup))),
+        "digest twice"
+    );
+    let mut backwards = vertex(1, 1, 0);
+    backwards.reports = vec![
+        Report {
+            digest: Digest([1; 32]),
+            recv_time: Micros(9),
+        },
+        Report {
+            digest: Digest([2; 32]),
+            recv_time: Micros(8),
+        },
+    ];
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(backwards))),
+        "times go back"
+    );
+    let mut weak = vertex(5, 1, 3);
+    weak.weak = (0..17)
+        .map(|i| VertexRef {
+            round: Round(1 + i / 4),
+            author: ReplicaId((i % 4) as u16),
+            hash: VertexHash([9; 32]),
+        })
+        .collect();
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(weak))),
+        "too many weak edges"
+    );
+    let mut foreign_prev = vertex(3, 1, 3);
+    foreign_prev.prev = Some(VertexRef {
+        round: Round(2),
+        author: ReplicaId(2),
+        hash: VertexHash([3; 32]),
+    });
+    assert!(
+        invalid(&faults_of(&mut node, 1, Message::Val(foreign_prev))),
+        "prev of another author"
+    );
+    assert!(matches!(
+        faults_of(&mut node, 1, Message::Val(vertex(10_000, 1, 3)))[..],
+        [FaultKind::OutOfWindow { .. }]
+    ));
+    assert!(invalid(&faults_of(
+        &mut node,
+        1,
+        Message::Echo {
+            round: Round(1),
+            author: ReplicaId(99),
+            hash: VertexHash([0; 32])
+        }
+    )));
+    assert_eq!(
+        faults_of(&mut node, 99, Message::FetchVertex(VertexHash([0; 32]))),
+        vec![FaultKind::UnknownSender]
+    );
+    // The same sender changing its ECHO for a slot.
+    assert!(faults_of(
+        &mut node,
+        2,
+        Message::Echo {
+            round: Round(1),
+            author: ReplicaId(3),
+            hash: VertexHash([1; 32])
+        }
+    )
+    .is_empty());
+    assert_eq!(
+        faults_of(
+            &mut node,
+            2,
+            Message::Echo {
+                round: Round(1),
+                author: ReplicaId(3),
+                hash: VertexHash([2; 32])
+            }
+        ),
+        vec![FaultKind::ConflictingVote {
+            round: Round(1),
+            author: ReplicaId(3)
+        }]
+    );
+    assert!(matches!(
+        faults_of(
+            &mut node,
+            2,
+            Message::CoinShare {
+                wave: Wave(1_000),
+                share: SignatureShare([0; 96])
+            }
+        )[..],
+        [FaultKind::OutOfWindow { .. }]
+    ));
+    // A body nobody asked for is dropped without effect.
+    assert!(faults_of(&mut node, 2, Message::VertexBody(vertex(1, 2, 0))).is_empty());
+    // The node still works: it created its round-1 vertex and keeps going.
+    assert_eq!(node.round(), Round(1));
+    assert_eq!(node.counters().faults, 12);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes that decode as a message, from any sender, never panic
+    /// the node.
+    #[test]
+    fn random_wire_bytes_never_panic_the_node(bytes in proptest::collection::vec(any::<u8>(), 0..600), from in 0u16..6) {
+        let mut node = fresh_node();
+        let _ = node.handle(Micros(1), Input::Start);
+        if let Ok(message) = postcard::from_bytes::<Message>(&bytes) {
+            let _ = node.handle(Micros(2), Input::Message { from: ReplicaId(from), message });
+        }
+    }
+
+    /// Structured hostile vertices never panic the node either.
+    #[test]
+    fn random_vertices_never_panic_the_node(
+        round in 0u64..80, author in 0u16..6, parents in 0usize..6, weak in 0usize..20,
+        clock in 0u64..1_000, times in proptest::collection::vec(0u64..2_000, 0..8),
+    ) {
+        let mut node = fresh_node();
+        let _ = node.handle(Micros(1), Input::Start);
+        let mut v = vertex(round.max(1), author, parents);
+        v.round = Round(round);
+        v.clock = Micros(clock);
+        v.weak = (0..weak).map(|i| VertexRef { round: Round(i as u64), author: ReplicaId((i % 5) as u16), hash: VertexHash([i as u8; 32]) }).collect();
+        v.reports = times.iter().enumerate().map(|(i, t)| Report { digest: Digest([i as u8; 32]), recv_time: Micros(*t) }).collect();
+        let _ = node.handle(Micros(2), Input::Message { from: ReplicaId(author), message: Message::Val(v) });
+    }
+}
+
+#[test]
+fn the_protocol_runs_with_real_threshold_bls() {
+    let (n, f) = (4, 1);
+    let (public, secrets) = deal(n, f, &mut rand_chacha::ChaCha20Rng::seed_from_u64(5)).unwrap();
+    let public = Arc::new(public);
+    let crypto: Vec<Arc<dyn ThresholdCrypto>> = secrets
+        .into_iter()
+        .map(|s| Arc::new(BlsCrypto::new(public.clone(), s)) as _)
+        .collect();
+    let mut b = vec![Behaviour::Honest; n];
+    b[3] = Behaviour::BadShares;
+    let mut net = Net::with_crypto(n, f, 41, b, crypto, |_| {});
+    net.run_until(Micros::from_secs(10), |net| {
+        (0..3).all(|i| net.decided(i) >= Wave(5))
+    });
+    for i in 0..3 {
+        assert!(net.decided(i) >= Wave(5));
+        assert!(
+            net.faults[i]
+                .iter()
+                .any(|f| f.replica == ReplicaId(3)
+                    && matches!(f.kind, FaultKind::BadCoinShare { .. }))
+        );
+    }
+    check_agreement(&net, &[0, 1, 2]);
+    // Every batch's coin is the real group signature on its wave.
+    let verifier = BlsCrypto::verifier(public);
+    for b in &net.outputs[0] {
+        let msg = CoinMessage {
+            cluster_id: cluster_id(),
+            wave: b.wave,
+        }
+        .signing_bytes();
+        assert!(verifier.verify_group(&msg, &b.coin.signature));
+    }
+}
+
+#[test]
+fn counters_account_for_rounds_commits_messages_and_bytes() {
+    let mut net = Net::new(4, 1, 51, vec![Behaviour::Honest; 4]);
+    net.run_until(Micros::from_secs(10), |net| net.decided(0) >= Wave(6));
+    let c = net.nodes[0].as_ref().unwrap().counters().clone();
+    assert_eq!(c.rounds_created, net.created[0].len() as u64);
+    assert_eq!(c.batches, net.outputs[0].len() as u64);
+    assert_eq!(
+        c.vertices_ordered,
+        net.outputs[0]
+            .iter()
+            .map(|b| b.vertices.len() as u64)
+            .sum::<u64>()
+    );
+    assert!(c.waves_decided >= 1 && c.waves_decided <= c.batches);
+    for kind in [
+        MessageKind::Val,
+        MessageKind::Echo,
+        MessageKind::Ready,
+        MessageKind::CoinShare,
+    ] {
+        assert!(
+            c.sent[kind.index()] > 0 && c.sent_bytes[kind.index()] > 0,
+            "{kind:?}"
+        );
+        assert!(c.received[kind.index()] > 0, "{kind:?}");
+    }
+    // Every VAL goes to n − 1 peers.
+    assert_eq!(c.sent[MessageKind::Val.index()], 3 * c.rounds_created);
+}
+
+#[test]
+fn a_node_missing_references_asks_for_votes_on_those_rounds() {
+    let mut node = fresh_node();
+    let _ = node.handle(Micros(1), Input::Start);
+    // A round-2 vertex whose round-1 parents this node never received.
+    let v = vertex(2, 1, 3);
+    let mut msgs = vec![(1u16, Message::Val(v.clone()))];
+    for s in 1..=3 {
+        msgs.push((
+            s,
+            Message::Ready {
+                round: v.round,
+                author: v.author,
+                hash: v.hash(),
+            },
+        ));
+    }
+    for (from, message) in msgs {
+        let step = node.handle(
+            Micros(2),
+            Input::Message {
+                from: ReplicaId(from),
+                message,
+            },
+        );
+        assert!(step.faults.is_empty());
+    }
+    assert_eq!(node.memory().2, 1, "delivered but buffered");
+    let step = node.handle(
+        Micros(1_000_002),
+        Input::Timer(belfry_broadcast::TimerKind::Resend),
+    );
+    assert!(step.messages.iter().any(|m| m.message
+        == Message::FetchVotes {
+            from: Round(1),
+            to: Round(1)
+        }));
+}
