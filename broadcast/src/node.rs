@@ -863,6 +863,8 @@ impl Node {
         self.last_leader_round = leader.round;
         self.counters.batches += 1;
         self.counters.vertices_ordered += batch.len() as u64;
+        let new_horizon = Round(leader.round.0.saturating_sub(self.config.gc_depth));
+        self.collect_garbage(new_horizon, step);
         if let Some(coin) = coin {
             step.batches.push(CommittedBatch {
                 wave: w,
@@ -871,10 +873,17 @@ impl Node {
                 leader_parent_clocks,
                 horizon,
                 vertices: batch,
+                // The batch's own wave, not `last_decided_wave`: a replica that
+                // orders this leader through a later wave's stack must commit
+                // to the same state as one that committed it directly.
+                order_state: Checkpoint {
+                    last_decided_wave: w,
+                    last_leader_round: self.last_leader_round,
+                    ordered: self.ordered.clone(),
+                }
+                .commitment(),
             });
         }
-        let new_horizon = Round(leader.round.0.saturating_sub(self.config.gc_depth));
-        self.collect_garbage(new_horizon, step);
     }
 
     fn collect_garbage(&mut self, horizon: Round, step: &mut Step) {

@@ -87,6 +87,25 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A commitment to this ordering state:
+    /// `SHA3-256("belfry-order-v1" || last_decided_wave u64 || last_leader_round u64
+    /// || count u32 || (round u64 || author u16 || hash[32])*)`, refs sorted.
+    /// It enters every Tick's `state_root`, so a catching-up replica can check
+    /// a checkpoint it is given.
+    pub fn commitment(&self) -> [u8; 32] {
+        let mut b = Vec::with_capacity(36 + 42 * self.ordered.len());
+        b.extend_from_slice(b"belfry-order-v1");
+        b.extend_from_slice(&self.last_decided_wave.0.to_be_bytes());
+        b.extend_from_slice(&self.last_leader_round.0.to_be_bytes());
+        b.extend_from_slice(&(self.ordered.len() as u32).to_be_bytes());
+        for r in &self.ordered {
+            b.extend_from_slice(&r.round.0.to_be_bytes());
+            b.extend_from_slice(&r.author.0.to_be_bytes());
+            b.extend_from_slice(&r.hash.0);
+        }
+        belfry_coin::sha3(&[&b])
+    }
+
     /// The GC horizon `G = last_leader_round − gc_depth` of this state.
     pub fn horizon(&self, gc_depth: u64) -> Round {
         Round(self.last_leader_round.0.saturating_sub(gc_depth))
@@ -108,6 +127,10 @@ pub struct CommittedBatch {
     pub horizon: Round,
     /// The newly ordered vertices, in canonical (round, author) order.
     pub vertices: Vec<Arc<Vertex>>,
+    /// [`Checkpoint::commitment`] of the ordering state right after this
+    /// batch, with this batch's wave as the decided wave (so it is the same
+    /// whether the leader was committed directly or through a later stack).
+    pub order_state: [u8; 32],
 }
 
 /// Why a message from a peer was rejected: evidence against it, never a crash.

@@ -391,12 +391,14 @@ impl Net {
     }
 }
 
-/// A batch reduced to what must agree: wave, leader, ordered vertices.
-pub fn summary(b: &CommittedBatch) -> (Wave, VertexRef, Vec<VertexRef>) {
+/// A batch reduced to what must agree: wave, leader, ordered vertices and the
+/// ordering-state commitment.
+pub fn summary(b: &CommittedBatch) -> (Wave, VertexRef, Vec<VertexRef>, [u8; 32]) {
     (
         b.wave,
         b.leader,
         b.vertices.iter().map(|v| v.reference()).collect(),
+        b.order_state,
     )
 }
 

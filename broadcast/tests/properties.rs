@@ -27,7 +27,7 @@ struct Recorded {
     gc_depth: u64,
     vertices: Vec<Vertex>,
     waves: u64,
-    outputs: Vec<(Wave, VertexRef, Vec<VertexRef>)>,
+    outputs: Vec<(Wave, VertexRef, Vec<VertexRef>, [u8; 32])>,
 }
 
 fn record(n: usize, f: usize, seed: u64, gc_depth: u64) -> Recorded {
@@ -55,7 +55,7 @@ fn record(n: usize, f: usize, seed: u64, gc_depth: u64) -> Recorded {
 
 /// Feeds an observer every recorded vertex (VAL + 2f+1 READYs) and f+1 coin
 /// shares per wave, in an order shuffled by `seed`; returns its output.
-fn replay(rec: &Recorded, seed: u64) -> Vec<(Wave, VertexRef, Vec<VertexRef>)> {
+fn replay(rec: &Recorded, seed: u64) -> Vec<(Wave, VertexRef, Vec<VertexRef>, [u8; 32])> {
     let mut config = Config::new(ReplicaId(0), rec.n, rec.f, cluster_id());
     config.participate = false;
     config.gc_depth = rec.gc_depth;
