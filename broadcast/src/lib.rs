@@ -78,6 +78,7 @@ pub use belfry_coin::clock;
 
 pub mod config;
 mod dag;
+pub mod fair;
 mod message;
 mod node;
 mod step;

@@ -166,6 +166,17 @@ pub enum FaultKind {
     UnknownSender,
     /// A vertex body nobody asked for.
     UnsolicitedBody,
+    /// A report behind its author's committed frontier (DESIGN.md 3.5):
+    /// ignored.
+    ReportGoesBack {
+        /// The digest.
+        digest: crate::Digest,
+    },
+    /// An author reporting a digest it already reported: ignored.
+    DuplicateReport {
+        /// The digest.
+        digest: crate::Digest,
+    },
 }
 
 /// A fault, attributed.

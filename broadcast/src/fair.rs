@@ -1,0 +1,422 @@
+//! Fair sequencing (DESIGN.md 3.5, 3.6): committed batches in, a fair
+//! first-come order of client digests and the batch's Tick fields out.
+//!
+//! # The rule
+//!
+//! Each batch's vertices are processed in canonical `(round, author)` order. A
+//! report *counts* if it does not go back behind its author's committed
+//! frontier — under `lamport` the vertex's round must exceed the author's
+//! highest previously sequenced round, under `clock` the `recv_time` must not
+//! be below the author's highest counted `recv_time` — and is the author's
+//! first report of that digest. This is where chain monotonicity is enforced:
+//! one vertex cannot show it, since a Byzantine author can fork its chain, but
+//! honest chains are committed in order, so honest reports always count.
+//!
+//! After the batch, a digest with `>= 2f + 1` counted reports is *ready*; its
+//! key is the lower median of its counted values (the vertex round under
+//! `lamport`, the `recv_time` under `clock`). With at most `f` Byzantine values
+//! among `k >= 2f + 1`, at least `f + 1` values lie on each side of the lower
+//! median, so honest values bracket it: a Byzantine minority cannot move a key
+//! outside what honest replicas saw (guarantee 1, M6).
+//!
+//! Ready digests are ordered by `(key, tie)` with
+//! `tie = SHA3-256("belfry-tie-v1" || coin || digest)` and the batch's own
+//! leader coin, which nobody knew while anything in the batch could change
+//! (DESIGN.md 3.4): equal keys (`clock`: equal `key / granularity` buckets) are a
+//! Lamport-order tie, and the coin breaks it (guarantee 3).
+//!
+//! # Hold-back, and why no clearly earlier digest is overtaken
+//!
+//! `a` is *clearly before* `b` when all honest replicas reported both and the
+//! latest honest report of `a` is below the earliest honest report of `b`.
+//! Then every honest reporter of `b` reported `a` earlier in its own chain, so
+//! when `b` is ready (`2f + 1` reports, at least `f + 1` honest) `a` already has
+//! at least `f + 1` counted reports — Byzantine replicas may have withheld
+//! theirs. A ready `b` is appended only if no unlogged digest with `>= f + 1`
+//! counted reports could still end with a key `<= key(b)`. The bound is exact:
+//! a report of `a` that has not counted yet can only count later with a value
+//! above its author's frontier (the counting rule applies to Byzantine authors
+//! too), so `LB(a)` is the smallest lower median over the report sets `a` can
+//! still end with, each missing author contributing the smallest value it
+//! could still report. If `a` is clearly before `b`, `a`'s final key is at most
+//! the largest honest report of `a`, below `key(b)` — so `LB(a) <= key(b)`
+//! holds `b` back until `a` is logged first (guarantee 2, M1 = 0). Candidates
+//! are taken in `(key, tie)` order and the first held one stops the batch: it
+//! stays pending and would hold back every later candidate anyway.
+//!
+//! # Why hold-back cannot stall
+//!
+//! Only digests with `>= f + 1` counted reports hold anything back, so at least
+//! one honest replica reported them, and honest replicas re-report digests they
+//! see in the DAG (DESIGN.md 3.2): such a digest gathers `2f + 1` reports within
+//! about a round and becomes ready itself. And as honest authors' frontiers
+//! move on, `LB(a)` rises past any fixed key. A digest still not ready
+//! `late_waves` waves after its first counted report is finalized as *late*
+//! with key `LB(a)`, passing the same test, and `witnessed_at` set to the
+//! batch's tick time, so nobody can backdate through late entries.
+//!
+//! # The Tick (DESIGN.md 3.6)
+//!
+//! `time = max(previous tick time, lower median of the leader's parents'
+//! clocks (genesis time for a leader without parents), max witnessed_at of the
+//! batch's non-late digests)`: monotone, and bracketed by honest clocks.
+//! `state_root` commits to the ordering state (from the broadcast node), `G`,
+//! the previous tick time, the author frontiers and every unlogged digest
+//! with its counted reports and first-report wave; see [`Sequencer::state_root`].
+
+use crate::step::{CommittedBatch, Fault, FaultKind};
+use crate::vertex::{Digest, Round, VertexHash};
+use belfry_coin::clock::{lower_median, Micros};
+use belfry_coin::{sha3, GroupSignature, Policy, ReplicaId, Wave};
+use std::collections::BTreeMap;
+
+/// What the sequencer needs to know about the log: whether a digest is
+/// already in it (read through storage in the replica; a set in tests).
+pub trait DigestIndex {
+    /// Whether `digest` is logged.
+    fn is_logged(&self, digest: &Digest) -> bool;
+}
+
+impl DigestIndex for std::collections::BTreeSet<Digest> {
+    fn is_logged(&self, digest: &Digest) -> bool {
+        self.contains(digest)
+    }
+}
+
+/// Sequencer configuration.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Replicas.
+    pub n: usize,
+    /// Fault bound.
+    pub f: usize,
+    /// `lamport` or `clock{granularity}`.
+    pub policy: Policy,
+    /// See [`crate::config::LATE_WAVES`].
+    pub late_waves: u64,
+    /// The cluster's genesis time: the first tick's lower bound.
+    pub genesis_time: Micros,
+    /// The hold-back rule. Switching it off is for the simulator's metric
+    /// tests only (it must then see M1 > 0 under withhold-and-rush).
+    pub hold_back: bool,
+}
+
+impl SequencerConfig {
+    /// Defaults for an `(n, f)` cluster.
+    pub fn new(n: usize, f: usize, policy: Policy, genesis_time: Micros) -> Self {
+        SequencerConfig {
+            n,
+            f,
+            policy,
+            late_waves: crate::config::LATE_WAVES,
+            genesis_time,
+            hold_back: true,
+        }
+    }
+}
+
+/// A digest's place in the fair order, as the log will record it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestRecord {
+    /// The digest.
+    pub digest: Digest,
+    /// Lower median of the counted reports' `recv_time`s (late: the tick time).
+    pub witnessed_at: Micros,
+    /// The sequencing key.
+    pub key: u64,
+    /// Counted reports the key was taken from.
+    pub witnesses: u16,
+    /// Finalized late.
+    pub late: bool,
+}
+
+/// The Tick fields the sequencer fixes (the replica adds `prev_root` and
+/// `batch_len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickRecord {
+    /// The leader's wave.
+    pub wave: Wave,
+    /// The tick time.
+    pub time: Micros,
+    /// `σ_w` of the wave.
+    pub coin_sig: GroupSignature,
+    /// The leader vertex's hash.
+    pub leader: VertexHash,
+    /// Commitment to the sequencer state after the batch.
+    pub state_root: [u8; 32],
+}
+
+/// The sequencer's output for one committed batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequencedBatch {
+    /// Digests to log, in order.
+    pub records: Vec<DigestRecord>,
+    /// The closing Tick.
+    pub tick: TickRecord,
+    /// Reports that were ignored, attributed.
+    pub faults: Vec<Fault>,
+    /// Ready or late digests held back by this batch's hold-back test.
+    pub held_back: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pending {
+    /// author → (value, recv_time)
+    reports: BTreeMap<ReplicaId, (u64, Micros)>,
+    first_wave: Wave,
+}
+
+/// The fair sequencer: deterministic, sans-IO; every replica that sequences
+/// the same committed batches produces the same records and state roots.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    config: SequencerConfig,
+    frontier_round: Vec<u64>,
+    frontier_time: Vec<Micros>,
+    pending: BTreeMap<Digest, Pending>,
+    prev_tick_time: Micros,
+    horizon: Round,
+}
+
+impl Sequencer {
+    /// A sequencer at genesis.
+    pub fn new(config: SequencerConfig) -> Self {
+        let n = config.n;
+        let genesis = config.genesis_time;
+        Sequencer {
+            config,
+            frontier_round: vec![0; n],
+            frontier_time: vec![Micros::ZERO; n],
+            pending: BTreeMap::new(),
+            prev_tick_time: genesis,
+            horizon: Round(0),
+        }
+    }
+
+    /// Digests with counted reports that are not logged yet.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The previous tick's time.
+    pub fn prev_tick_time(&self) -> Micros {
+        self.prev_tick_time
+    }
+
+    fn granularity(&self) -> u64 {
+        match self.config.policy {
+            Policy::Lamport => 1,
+            Policy::Clock { granularity_us } => granularity_us.max(1),
+        }
+    }
+
+    /// The smallest value author `x` could still get counted.
+    fn min_future_value(&self, x: usize) -> u64 {
+        match self.config.policy {
+            Policy::Lamport => self.frontier_round[x].saturating_add(1),
+            Policy::Clock { .. } => self.frontier_time[x].0,
+        }
+    }
+
+    /// `LB(a)`: the smallest lower median over the report sets `a` can still
+    /// end with (at least `2f + 1` reports).
+    fn lower_bound(&self, p: &Pending) -> u64 {
+        let mut counted: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
+        let mut missing: Vec<u64> = (0..self.config.n)
+            .filter(|x| !p.reports.contains_key(&ReplicaId(*x as u16)))
+            .map(|x| self.min_future_value(x))
+            .collect();
+        missing.sort_unstable();
+        let need = (2 * self.config.f + 1).saturating_sub(counted.len());
+        let mut best = u64::MAX;
+        counted.extend(missing.iter().take(need));
+        for j in need..=missing.len() {
+            if j > need {
+                counted.push(missing[j - 1]);
+            }
+            let mut set = counted.clone();
+            if let Some(m) = lower_median(&mut set) {
+                best = best.min(m);
+            }
+        }
+        best
+    }
+
+    /// Sequences one committed batch. `index` says which digests are logged.
+    pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequencedBatch {
+        let n = self.config.n;
+        let f = self.config.f;
+        let mut faults = Vec::new();
+        self.horizon = batch.horizon;
+        for v in &batch.vertices {
+            let a = v.author.index();
+            if a >= n || v.round < batch.horizon {
+                continue;
+            }
+            if self.config.policy == Policy::Lamport {
+                if v.round.0 <= self.frontier_round[a] {
+                    for r in &v.reports {
+                        faults.push(Fault {
+                            replica: v.author,
+                            kind: FaultKind::ReportGoesBack { digest: r.digest },
+                        });
+                    }
+                    continue;
+                }
+                self.frontier_round[a] = v.round.0;
+            }
+            for r in &v.reports {
+                if index.is_logged(&r.digest) {
+                    continue;
+                }
+                if self
+                    .pending
+                    .get(&r.digest)
+                    .is_some_and(|p| p.reports.contains_key(&v.author))
+                {
+                    faults.push(Fault {
+                        replica: v.author,
+                        kind: FaultKind::DuplicateReport { digest: r.digest },
+                    });
+                    continue;
+                }
+                let value = match self.config.policy {
+                    Policy::Lamport => v.round.0,
+                    Policy::Clock { .. } => {
+                        if r.recv_time < self.frontier_time[a] {
+                            faults.push(Fault {
+                                replica: v.author,
+                                kind: FaultKind::ReportGoesBack { digest: r.digest },
+                            });
+                            continue;
+                        }
+                        self.frontier_time[a] = r.recv_time;
+                        r.recv_time.0
+                    }
+                };
+                self.pending
+                    .entry(r.digest)
+                    .or_insert_with(|| Pending {
+                        reports: BTreeMap::new(),
+                        first_wave: batch.wave,
+                    })
+                    .reports
+                    .insert(v.author, (value, r.recv_time));
+            }
+        }
+
+        // Readiness, keys and hold-back, once per batch.
+        let g = self.granularity();
+        let mut candidates: Vec<(u64, [u8; 32], Digest, u64, bool)> = Vec::new();
+        let mut min_block = u64::MAX;
+        for (d, p) in &self.pending {
+            let k = p.reports.len();
+            if k > 2 * f {
+                let mut values: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
+                let key = lower_median(&mut values).unwrap_or(0);
+                candidates.push((key / g, batch.coin.value.tie(&d.0), *d, key, false));
+            } else if batch.wave.0 >= p.first_wave.0.saturating_add(self.config.late_waves) {
+                let key = self.lower_bound(p);
+                candidates.push((key / g, batch.coin.value.tie(&d.0), *d, key, true));
+            } else if k > f {
+                min_block = min_block.min(self.lower_bound(p) / g);
+            }
+        }
+        candidates.sort_unstable();
+        let mut chosen = Vec::new();
+        for c in &candidates {
+            if self.config.hold_back && c.0 >= min_block {
+                break;
+            }
+            chosen.push(*c);
+        }
+        let held_back = candidates.len() - chosen.len();
+
+        let mut records = Vec::with_capacity(chosen.len());
+        let mut max_witnessed = Micros::ZERO;
+        for (_, _, d, key, late) in &chosen {
+            let Some(p) = self.pending.remove(d) else {
+                continue;
+            };
+            let mut times: Vec<Micros> = p.reports.values().map(|(_, t)| *t).collect();
+            let witnessed_at = lower_median(&mut times).unwrap_or_default();
+            if !late {
+                max_witnessed = max_witnessed.max(witnessed_at);
+            }
+            records.push(DigestRecord {
+                digest: *d,
+                witnessed_at,
+                key: *key,
+                witnesses: p.reports.len().min(usize::from(u16::MAX)) as u16,
+                late: *late,
+            });
+        }
+        let mut clocks = batch.leader_parent_clocks.clone();
+        let median_clock = if batch.wave.0 <= 1 || clocks.is_empty() {
+            self.config.genesis_time
+        } else {
+            lower_median(&mut clocks).unwrap_or(self.config.genesis_time)
+        };
+        let time = self.prev_tick_time.max(median_clock).max(max_witnessed);
+        for r in records.iter_mut().filter(|r| r.late) {
+            r.witnessed_at = time;
+        }
+        self.prev_tick_time = time;
+        let state_root = self.state_root(&batch.order_state);
+        SequencedBatch {
+            records,
+            tick: TickRecord {
+                wave: batch.wave,
+                time,
+                coin_sig: batch.coin.signature,
+                leader: batch.leader.hash,
+                state_root,
+            },
+            faults,
+            held_back,
+        }
+    }
+
+    /// The state root after a batch:
+    /// `SHA3-256("belfry-state-v1" || order_state[32] || G u64 ||
+    /// prev_tick_time u64 || n u16 || (frontier_round u64 || frontier_time u64)*
+    /// || pending_root[32])` with
+    /// `pending_root = SHA3-256("belfry-pending-v1" || count u64 || (digest[32]
+    /// || first_wave u64 || reports u16 || (author u16 || value u64 ||
+    /// recv_time u64)*)*)`, digests and authors sorted. `order_state` is the
+    /// broadcast node's commitment to `last_decided_wave`, `G`'s leader round
+    /// and the ordered references above `G`.
+    ///
+    /// The pending part is rehashed per Tick (O(pending digests)); an
+    /// incrementally maintained commitment over the pending set, as DESIGN.md
+    /// 3.6 asks for, replaces it with the replica's storage work — the layout
+    /// above stays.
+    pub fn state_root(&self, order_state: &[u8; 32]) -> [u8; 32] {
+        let mut p = Vec::with_capacity(16 + self.pending.len() * 64);
+        p.extend_from_slice(b"belfry-pending-v1");
+        p.extend_from_slice(&(self.pending.len() as u64).to_be_bytes());
+        for (d, e) in &self.pending {
+            p.extend_from_slice(&d.0);
+            p.extend_from_slice(&e.first_wave.0.to_be_bytes());
+            p.extend_from_slice(&(e.reports.len() as u16).to_be_bytes());
+            for (a, (v, t)) in &e.reports {
+                p.extend_from_slice(&a.0.to_be_bytes());
+                p.extend_from_slice(&v.to_be_bytes());
+                p.extend_from_slice(&t.0.to_be_bytes());
+            }
+        }
+        let pending_root = sha3(&[&p]);
+        let mut s = Vec::with_capacity(96 + 16 * self.config.n);
+        s.extend_from_slice(b"belfry-state-v1");
+        s.extend_from_slice(order_state);
+        s.extend_from_slice(&self.horizon.0.to_be_bytes());
+        s.extend_from_slice(&self.prev_tick_time.0.to_be_bytes());
+        s.extend_from_slice(&(self.config.n as u16).to_be_bytes());
+        for x in 0..self.config.n {
+            s.extend_from_slice(&self.frontier_round[x].to_be_bytes());
+            s.extend_from_slice(&self.frontier_time[x].0.to_be_bytes());
+        }
+        s.extend_from_slice(&pending_root);
+        sha3(&[&s])
+    }
+}
