@@ -1,7 +1,8 @@
-//! A belfry replica: the sans-IO `ReplicaCore` that wires broadcast,
+//! A belfry replica: the sans-IO [`ReplicaCore`] that wires broadcast,
 //! sequencing, the log and tree-head signing behind one
-//! `handle(now, input) -> Step`, and at the edge the tokio/quinn node, the
-//! client library and the `belfry` command line (DESIGN.md sections 2, 4, 5).
+//! `handle(now, input) -> CoreStep`, the in-process [`local`] cluster used by
+//! `belfry demo` and the tests, the wire frames, and the `belfry` command line
+//! (DESIGN.md sections 2, 4, 5).
 //!
 //! The crates below are re-exported so that the simulator and the benchmarks
 //! depend on the replica alone, as the layering of DESIGN.md section 1 asks.
@@ -10,3 +11,11 @@
 
 pub use belfry_broadcast as broadcast;
 pub use belfry_timestamp::{self as timestamp, clock, coin};
+
+pub mod cli;
+pub mod core;
+pub mod demo;
+pub mod local;
+pub mod wire;
+
+pub use crate::core::{ClientId, CoreFault, CoreInput, CoreStep, ReplicaConfig, ReplicaCore};

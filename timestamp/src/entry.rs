@@ -201,8 +201,13 @@ struct DigestJson {
     late: bool,
 }
 
+/// Human-readable formats (JSON) get the tagged form of DESIGN.md 3.7; binary
+/// formats (postcard on the wire) get the canonical bytes.
 impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_bytes(&self.to_bytes());
+        }
         match self {
             Entry::Digest(d) => EntryJson::Digest(DigestJson {
                 digest: d.digest,
@@ -217,8 +222,23 @@ impl Serialize for Entry {
     }
 }
 
+struct EntryBytes;
+
+impl serde::de::Visitor<'_> for EntryBytes {
+    type Value = Entry;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the canonical bytes of a belfry log entry")
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Entry, E> {
+        Entry::from_bytes(v).map_err(E::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return d.deserialize_bytes(EntryBytes);
+        }
         Ok(match EntryJson::deserialize(d)? {
             EntryJson::Digest(j) => Entry::Digest(DigestEntry {
                 digest: j.digest,

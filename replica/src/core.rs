@@ -1,0 +1,653 @@
+//! `ReplicaCore`: one replica as a single sans-IO state machine (DESIGN.md
+//! sections 2, 3.2, 3.5–3.7). It takes raw frames from peers and clients (and
+//! enforces `max_frame` itself, so malformed bytes are an error value), drives
+//! the broadcast [`Node`], sequences committed batches with the fair
+//! [`Sequencer`], appends digest and Tick entries to the log, exchanges
+//! tree-head shares and combines them into signed tree heads, and answers
+//! clients. The network driver only moves bytes; the simulator drives this
+//! very type.
+//!
+//! # Re-reports (DESIGN.md 3.2)
+//!
+//! A digest that reached only some replicas must still gather `2f + 1`
+//! reports: each replica re-reports not-yet-logged digests it sees in DAG
+//! vertices of other authors and has not reported itself. It takes at most
+//! `⌈max_reports_per_vertex / n⌉` per source vertex and interleaves the sources
+//! round-robin, so one Byzantine author's junk cannot crowd out the others'
+//! (or the clients') digests; everything counts against
+//! `max_pending_digests`.
+
+use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
+use belfry_broadcast::clock::Micros;
+use belfry_broadcast::coin::{
+    ClusterParams, ReplicaId, ShareFault, SignatureCollector, SignatureShare, SignedMessage,
+    ThresholdCrypto,
+};
+use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS};
+use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig};
+use belfry_broadcast::{
+    CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target, TimerKind,
+};
+use belfry_timestamp::{
+    DigestEntry, Entry, MerkleTree, Receipt, SignedTreeHead, TickEntry, TreeHead,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// A client connection's id, assigned by the driver.
+pub type ClientId = u64;
+
+/// Entries returned per `Entries`/`Subscribe` answer.
+pub const MAX_ENTRIES_PER_ANSWER: u64 = 4_096;
+/// Tree sizes ahead of the local log for which head shares are buffered.
+pub const MAX_EARLY_HEAD_SIZES: usize = 64;
+
+/// Configuration of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// The cluster.
+    pub cluster: ClusterParams,
+    /// The broadcast layer.
+    pub broadcast: Config,
+    /// The sequencer.
+    pub sequencer: SequencerConfig,
+    /// See [`MAX_PENDING_DIGESTS`].
+    pub max_pending_digests: usize,
+    /// See [`MAX_DIGESTS_PER_REQUEST`].
+    pub max_digests_per_request: usize,
+}
+
+impl ReplicaConfig {
+    /// The defaults for replica `me` of `cluster`.
+    pub fn new(me: ReplicaId, cluster: ClusterParams) -> Self {
+        let (n, f) = (usize::from(cluster.n), usize::from(cluster.f));
+        ReplicaConfig {
+            broadcast: Config::new(me, n, f, cluster.cluster_id()),
+            sequencer: SequencerConfig::new(n, f, cluster.policy, cluster.genesis_time),
+            cluster,
+            max_pending_digests: MAX_PENDING_DIGESTS,
+            max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
+        }
+    }
+}
+
+/// An input to the core.
+#[derive(Clone, Debug)]
+pub enum CoreInput {
+    /// Begin (or resume).
+    Start,
+    /// A frame from a peer replica.
+    Peer {
+        /// The authenticated sender.
+        from: ReplicaId,
+        /// The raw frame.
+        frame: Vec<u8>,
+    },
+    /// A peer's link came back.
+    PeerReconnected(ReplicaId),
+    /// A frame from a client.
+    Client {
+        /// Which client.
+        client: ClientId,
+        /// The raw frame.
+        frame: Vec<u8>,
+    },
+    /// A timer fired.
+    Timer(TimerKind),
+}
+
+/// A problem attributed to a peer or a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoreFault {
+    /// A broadcast-layer fault.
+    Broadcast(Fault),
+    /// A frame that could not be accepted.
+    Frame {
+        /// The sending replica, if a peer.
+        replica: Option<ReplicaId>,
+        /// The sending client, if a client.
+        client: Option<ClientId>,
+        /// What was wrong.
+        error: FrameError,
+    },
+    /// A tree-head share that does not verify, or for a size that is no
+    /// tree head here.
+    HeadShare {
+        /// Sender.
+        replica: ReplicaId,
+        /// The size claimed.
+        tree_size: u64,
+    },
+}
+
+/// What the driver must do after one input: persist `writes`, `appended` and
+/// `heads` (one fsync), then send the frames and arm the timers.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CoreStep {
+    /// Broadcast-layer durable writes.
+    pub writes: Vec<Durable>,
+    /// Log entries appended, in order.
+    pub appended: Vec<Entry>,
+    /// Newly signed tree heads.
+    pub heads: Vec<SignedTreeHead>,
+    /// Frames to peers.
+    pub to_peers: Vec<(Target, Vec<u8>)>,
+    /// Frames to clients.
+    pub to_clients: Vec<(ClientId, Vec<u8>)>,
+    /// Timers.
+    pub timers: Vec<(Micros, TimerKind)>,
+    /// Faults.
+    pub faults: Vec<CoreFault>,
+    /// Ready digests held back by the hold-back rule in this step's batches.
+    pub held_back: usize,
+}
+
+struct LogIndex<'a>(&'a BTreeMap<[u8; 32], u64>);
+
+impl DigestIndex for LogIndex<'_> {
+    fn is_logged(&self, digest: &Digest) -> bool {
+        self.0.contains_key(&digest.0)
+    }
+}
+
+/// One replica (see the module documentation).
+pub struct ReplicaCore {
+    config: ReplicaConfig,
+    crypto: Arc<dyn ThresholdCrypto>,
+    node: Node,
+    sequencer: Sequencer,
+    now: Micros,
+    log: Vec<Entry>,
+    tree: MerkleTree,
+    index: BTreeMap<[u8; 32], u64>,
+    heads: BTreeMap<u64, SignedTreeHead>,
+    collectors: BTreeMap<u64, (TreeHead, SignatureCollector)>,
+    early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
+    pending: BTreeSet<[u8; 32]>,
+    rereport: Vec<VecDeque<[u8; 32]>>,
+    waiters: BTreeMap<[u8; 32], Vec<ClientId>>,
+    subscribers: BTreeMap<ClientId, u64>,
+}
+
+impl std::fmt::Debug for ReplicaCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaCore")
+            .field("me", &self.config.broadcast.me)
+            .field("log_len", &self.log.len())
+            .field("heads", &self.heads.len())
+            .finish()
+    }
+}
+
+impl ReplicaCore {
+    /// A fresh replica.
+    pub fn new(config: ReplicaConfig, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        let n = config.broadcast.n;
+        ReplicaCore {
+            node: Node::new(config.broadcast.clone(), crypto.clone()),
+            sequencer: Sequencer::new(config.sequencer.clone()),
+            config,
+            crypto,
+            now: Micros::ZERO,
+            log: Vec::new(),
+            tree: MerkleTree::new(),
+            index: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            collectors: BTreeMap::new(),
+            early_shares: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            rereport: vec![VecDeque::new(); n],
+            waiters: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> &[Entry] {
+        &self.log
+    }
+
+    /// The signed tree heads, by size.
+    pub fn heads(&self) -> &BTreeMap<u64, SignedTreeHead> {
+        &self.heads
+    }
+
+    /// The broadcast node (for inspection).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The log index of a digest, if logged.
+    pub fn leaf_index(&self, digest: &[u8; 32]) -> Option<u64> {
+        self.index.get(digest).copied()
+    }
+
+    /// The size of the latest signed tree head (0 before the first).
+    pub fn signed_size(&self) -> u64 {
+        self.heads.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Digests reported and not yet logged.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
+        self.now = self.now.max(now);
+        let mut out = CoreStep::default();
+        match input {
+            CoreInput::Start => self.drive(Input::Start, &mut out),
+            CoreInput::Timer(k) => self.drive(Input::Timer(k), &mut out),
+            CoreInput::PeerReconnected(p) => self.drive(Input::PeerReconnected(p), &mut out),
+            CoreInput::Peer { from, frame } => match wire::decode::<PeerMessage>(&frame) {
+                Ok(PeerMessage::Broadcast(message)) => {
+                    self.drive(Input::Message { from, message }, &mut out)
+                }
+                Ok(PeerMessage::HeadShare { tree_size, share }) => {
+                    self.on_head_share(from, tree_size, share, &mut out)
+                }
+                Err(error) => out.faults.push(CoreFault::Frame {
+                    replica: Some(from),
+                    client: None,
+                    error,
+                }),
+            },
+            CoreInput::Client { client, frame } => match wire::decode::<ClientRequest>(&frame) {
+                Ok(request) => self.on_client(client, request, &mut out),
+                Err(error) => {
+                    respond(&mut out, client, &ClientResponse::Error(error.to_string()));
+                    out.faults.push(CoreFault::Frame {
+                        replica: None,
+                        client: Some(client),
+                        error,
+                    });
+                }
+            },
+        }
+        self.flush_rereports(&mut out);
+        out
+    }
+
+    fn drive(&mut self, input: Input, out: &mut CoreStep) {
+        let step = self.node.handle(self.now, input);
+        for w in &step.writes {
+            if let Durable::Delivered(v) = w {
+                if v.author != self.config.broadcast.me {
+                    self.scan_for_rereports(v);
+                }
+            }
+        }
+        out.writes.extend(step.writes);
+        for m in step.messages {
+            // Vertices are bounded well under max_frame; an oversized one
+            // would be a local bug, and is dropped rather than sent.
+            if let Ok(frame) = wire::encode(&PeerMessage::Broadcast(m.message)) {
+                out.to_peers.push((m.to, frame));
+            }
+        }
+        out.timers.extend(step.timers);
+        out.faults
+            .extend(step.faults.into_iter().map(CoreFault::Broadcast));
+        for batch in &step.batches {
+            self.append_batch(batch, out);
+        }
+    }
+
+    fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
+        let n = self.config.broadcast.n.max(1);
+        let cap = self.config.broadcast.max_reports_per_vertex.div_ceil(n);
+        let mut taken = 0;
+        for r in &v.reports {
+            if taken >= cap || self.pending.len() >= self.config.max_pending_digests {
+                break;
+            }
+            let d = r.digest.0;
+            if self.index.contains_key(&d) || self.pending.contains(&d) {
+                continue;
+            }
+            self.pending.insert(d);
+            if let Some(q) = self.rereport.get_mut(v.author.index()) {
+                q.push_back(d);
+            }
+            taken += 1;
+        }
+    }
+
+    fn flush_rereports(&mut self, out: &mut CoreStep) {
+        let mut reports = Vec::new();
+        loop {
+            let mut any = false;
+            for q in &mut self.rereport {
+                if let Some(d) = q.pop_front() {
+                    reports.push(Report {
+                        digest: Digest(d),
+                        recv_time: self.now,
+                    });
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        if !reports.is_empty() {
+            self.drive(Input::Propose(reports), out);
+        }
+    }
+
+    fn append(&mut self, entry: Entry, out: &mut CoreStep) {
+        let index = self.log.len() as u64;
+        self.tree.push(entry.leaf_hash());
+        if let Entry::Digest(d) = &entry {
+            self.index.insert(d.digest, index);
+            self.pending.remove(&d.digest);
+            for client in self.waiters.remove(&d.digest).unwrap_or_default() {
+                respond(
+                    out,
+                    client,
+                    &ClientResponse::Ordered {
+                        digest: d.digest,
+                        index,
+                    },
+                );
+            }
+        }
+        self.log.push(entry);
+        out.appended.push(entry);
+    }
+
+    fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
+        let sb = self.sequencer.sequence(batch, &LogIndex(&self.index));
+        out.held_back += sb.held_back;
+        out.faults
+            .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
+        let first = self.log.len() as u64;
+        for r in &sb.records {
+            self.append(
+                Entry::Digest(DigestEntry {
+                    digest: r.digest.0,
+                    witnessed_at: r.witnessed_at,
+                    key: r.key,
+                    witnesses: r.witnesses,
+                    late: r.late,
+                }),
+                out,
+            );
+        }
+        let tick = TickEntry {
+            wave: sb.tick.wave.0,
+            time: sb.tick.time,
+            coin_sig: sb.tick.coin_sig,
+            leader: sb.tick.leader.0,
+            state_root: sb.tick.state_root,
+            prev_root: self.tree.root(),
+            batch_len: sb.records.len() as u32,
+        };
+        self.append(Entry::Tick(tick), out);
+        let head = TreeHead {
+            tree_size: self.log.len() as u64,
+            root: self.tree.root(),
+            time: tick.time,
+        };
+        self.start_head(head, out);
+        self.push_to_subscribers(first, out);
+    }
+
+    fn start_head(&mut self, head: TreeHead, out: &mut CoreStep) {
+        let cid = self.config.cluster.cluster_id();
+        let message = head.message(cid);
+        let (n, f) = (self.config.broadcast.n, self.config.broadcast.f);
+        let mut collector = SignatureCollector::new(&message, n, f);
+        let me = self.config.broadcast.me;
+        let mut shares = self
+            .early_shares
+            .remove(&head.tree_size)
+            .unwrap_or_default();
+        if let Ok(own) = self.crypto.sign_share(&message.signing_bytes()) {
+            shares.insert(0, (me, own));
+            if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
+                tree_size: head.tree_size,
+                share: own,
+            }) {
+                out.to_peers.push((Target::All, frame));
+            }
+        }
+        let mut signed = None;
+        for (from, share) in shares {
+            let step = collector.add(self.crypto.as_ref(), from, share);
+            self.head_faults(head.tree_size, step.faults, out);
+            signed = signed.or(step.signature);
+        }
+        match signed {
+            Some(signature) => self.finish_head(head, signature, out),
+            None => {
+                self.collectors.insert(head.tree_size, (head, collector));
+            }
+        }
+        // Older heads that never completed are not waited for forever.
+        while self.collectors.len() > MAX_EARLY_HEAD_SIZES {
+            self.collectors.pop_first();
+        }
+        self.early_shares = self.early_shares.split_off(&(head.tree_size + 1));
+    }
+
+    fn head_faults(&mut self, tree_size: u64, faults: Vec<ShareFault>, out: &mut CoreStep) {
+        for f in faults {
+            out.faults.push(CoreFault::HeadShare {
+                replica: f.replica,
+                tree_size,
+            });
+        }
+    }
+
+    fn finish_head(
+        &mut self,
+        head: TreeHead,
+        signature: belfry_broadcast::coin::GroupSignature,
+        out: &mut CoreStep,
+    ) {
+        let sth = SignedTreeHead { head, signature };
+        self.heads.insert(head.tree_size, sth);
+        self.collectors.remove(&head.tree_size);
+        out.heads.push(sth);
+    }
+
+    fn on_head_share(
+        &mut self,
+        from: ReplicaId,
+        tree_size: u64,
+        share: SignatureShare,
+        out: &mut CoreStep,
+    ) {
+        if from.index() >= self.config.broadcast.n || self.heads.contains_key(&tree_size) {
+            return;
+        }
+        if let Some((head, collector)) = self.collectors.get_mut(&tree_size) {
+            let head = *head;
+            let step = collector.add(self.crypto.as_ref(), from, share);
+            self.head_faults(tree_size, step.faults, out);
+            if let Some(sig) = step.signature {
+                self.finish_head(head, sig, out);
+            }
+            return;
+        }
+        let len = self.log.len() as u64;
+        if tree_size <= len {
+            // A size this replica has passed without a Tick ending there, or
+            // one whose collector was dropped: nothing to sign it against.
+            if !self.log_has_tick_at(tree_size) {
+                out.faults.push(CoreFault::HeadShare {
+                    replica: from,
+                    tree_size,
+                });
+            }
+            return;
+        }
+        if self.early_shares.len() >= MAX_EARLY_HEAD_SIZES
+            && !self.early_shares.contains_key(&tree_size)
+        {
+            return;
+        }
+        let buffered = self.early_shares.entry(tree_size).or_default();
+        if buffered.len() < self.config.broadcast.n && !buffered.iter().any(|(r, _)| *r == from) {
+            buffered.push((from, share));
+        }
+    }
+
+    fn log_has_tick_at(&self, tree_size: u64) -> bool {
+        tree_size > 0
+            && self
+                .log
+                .get(tree_size as usize - 1)
+                .is_some_and(|e| matches!(e, Entry::Tick(_)))
+    }
+
+    /// The receipt of the entry at `index`, from the first signed head that
+    /// contains it.
+    pub fn receipt_at(&self, index: u64) -> Option<Receipt> {
+        let (_, sth) = self.heads.range(index + 1..).next()?;
+        let entry = *self.log.get(usize::try_from(index).ok()?)?;
+        let proof = self.tree.inclusion_proof(index, sth.head.tree_size).ok()?;
+        Some(Receipt {
+            cluster: self.config.cluster,
+            entry,
+            leaf_index: index,
+            tree_size: sth.head.tree_size,
+            inclusion_proof: proof,
+            root: sth.head.root,
+            time: sth.head.time,
+            signature: sth.signature,
+        })
+    }
+
+    /// The receipt of a digest, if logged and covered by a signed head.
+    pub fn receipt(&self, digest: &[u8; 32]) -> Option<Receipt> {
+        self.index.get(digest).and_then(|i| self.receipt_at(*i))
+    }
+
+    fn on_client(&mut self, client: ClientId, request: ClientRequest, out: &mut CoreStep) {
+        let reply = match request {
+            ClientRequest::Submit(digests) => self.submit(client, digests, out),
+            ClientRequest::Receipt(d) => match self.receipt(&d) {
+                Some(r) => ClientResponse::receipt(&r),
+                None if self.index.contains_key(&d) || self.pending.contains(&d) => {
+                    ClientResponse::NotYet
+                }
+                None => ClientResponse::Unknown,
+            },
+            ClientRequest::TreeHead => {
+                ClientResponse::TreeHead(self.heads.values().next_back().copied())
+            }
+            ClientRequest::Consistency(a, b) => match self.tree.consistency_proof(a, b) {
+                Ok(p) => ClientResponse::Consistency(p),
+                Err(e) => ClientResponse::Error(e.to_string()),
+            },
+            ClientRequest::Entries(from, to) => self.entries(from, to),
+            ClientRequest::Subscribe(from) => {
+                self.subscribers.insert(client, from);
+                self.entries(from, from.saturating_add(MAX_ENTRIES_PER_ANSWER))
+            }
+        };
+        respond(out, client, &reply);
+    }
+
+    fn entries(&self, from: u64, to: u64) -> ClientResponse {
+        let len = self.log.len() as u64;
+        if from > to {
+            return ClientResponse::Error(format!("empty range {from}..{to}"));
+        }
+        let to = to.min(len).min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
+        let from = from.min(to);
+        ClientResponse::Entries {
+            from,
+            entries: self.log[from as usize..to as usize].to_vec(),
+        }
+    }
+
+    fn push_to_subscribers(&mut self, first: u64, out: &mut CoreStep) {
+        let len = self.log.len() as u64;
+        let subs: Vec<(ClientId, u64)> = self.subscribers.iter().map(|(c, f)| (*c, *f)).collect();
+        for (client, from) in subs {
+            let start = from.max(first);
+            if start < len {
+                let reply = self.entries(start, len);
+                respond(out, client, &reply);
+            }
+            self.subscribers.insert(client, len.max(from));
+        }
+    }
+
+    fn submit(
+        &mut self,
+        client: ClientId,
+        digests: Vec<[u8; 32]>,
+        out: &mut CoreStep,
+    ) -> ClientResponse {
+        if digests.len() > self.config.max_digests_per_request {
+            return ClientResponse::Error(format!(
+                "{} digests in one request, limit {}",
+                digests.len(),
+                self.config.max_digests_per_request
+            ));
+        }
+        let (mut accepted, mut duplicates) = (0u32, 0u32);
+        let mut reports = Vec::new();
+        for d in digests {
+            if let Some(index) = self.index.get(&d) {
+                duplicates += 1;
+                respond(
+                    out,
+                    client,
+                    &ClientResponse::Ordered {
+                        digest: d,
+                        index: *index,
+                    },
+                );
+                continue;
+            }
+            if self.pending.contains(&d) {
+                duplicates += 1;
+                let w = self.waiters.entry(d).or_default();
+                if !w.contains(&client) {
+                    w.push(client);
+                }
+                continue;
+            }
+            if self.pending.len() >= self.config.max_pending_digests {
+                if !reports.is_empty() {
+                    self.drive(Input::Propose(reports), out);
+                }
+                return ClientResponse::Backpressure {
+                    pending: self.pending.len() as u64,
+                };
+            }
+            self.pending.insert(d);
+            self.waiters.entry(d).or_default().push(client);
+            reports.push(Report {
+                digest: Digest(d),
+                recv_time: self.now,
+            });
+            accepted += 1;
+        }
+        if !reports.is_empty() {
+            self.drive(Input::Propose(reports), out);
+        }
+        ClientResponse::Accepted {
+            accepted,
+            duplicates,
+        }
+    }
+}
+
+fn respond(out: &mut CoreStep, client: ClientId, reply: &ClientResponse) {
+    match wire::encode(reply) {
+        Ok(frame) => out.to_clients.push((client, frame)),
+        Err(e) => {
+            if let Ok(frame) = wire::encode(&ClientResponse::Error(e.to_string())) {
+                out.to_clients.push((client, frame));
+            }
+        }
+    }
+}

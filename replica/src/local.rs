@@ -1,0 +1,228 @@
+//! An in-process cluster of [`ReplicaCore`]s exchanging real frames over a
+//! seeded, simulated network: what `belfry demo` runs, and what the replica
+//! tests use. One seeded RNG, simulated time, no sockets — a run is a function
+//! of its seed and inputs. (The fault-injecting simulator is `belfry-sim`.)
+
+use crate::core::{ClientId, CoreFault, CoreInput, ReplicaConfig, ReplicaCore};
+use crate::wire::{self, ClientRequest, ClientResponse};
+use belfry_broadcast::clock::Micros;
+use belfry_broadcast::coin::{
+    deal, BlsCrypto, ClusterParams, KeyError, Policy, PublicKeys, ReplicaId, ThresholdCrypto,
+    TrustAnchor,
+};
+use belfry_broadcast::{Target, TimerKind};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+#[derive(Debug)]
+enum Event {
+    Peer {
+        from: usize,
+        to: usize,
+        frame: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        kind: TimerKind,
+    },
+    Client {
+        node: usize,
+        client: ClientId,
+        frame: Vec<u8>,
+    },
+}
+
+/// The in-process cluster.
+pub struct LocalCluster {
+    /// The replicas (`None`: stopped).
+    pub cores: Vec<Option<ReplicaCore>>,
+    /// The cluster description.
+    pub cluster: ClusterParams,
+    /// Simulated now.
+    pub now: Micros,
+    /// Replicas whose links are cut.
+    pub cut_off: BTreeSet<usize>,
+    /// Faults seen, per replica.
+    pub faults: Vec<Vec<CoreFault>>,
+    /// Frames and bytes moved between replicas.
+    pub peer_frames: u64,
+    /// Bytes moved between replicas.
+    pub peer_bytes: u64,
+    rng: ChaCha20Rng,
+    seq: u64,
+    events: BinaryHeap<Reverse<(Micros, u64)>>,
+    payloads: BTreeMap<u64, Event>,
+    responses: Vec<(usize, ClientId, ClientResponse)>,
+}
+
+impl LocalCluster {
+    /// A cluster of the given replicas, started.
+    pub fn new(
+        cluster: ClusterParams,
+        configs: Vec<ReplicaConfig>,
+        crypto: Vec<Arc<dyn ThresholdCrypto>>,
+        seed: u64,
+    ) -> Self {
+        let n = configs.len();
+        let mut c = LocalCluster {
+            cores: configs
+                .into_iter()
+                .zip(crypto)
+                .map(|(cfg, cr)| Some(ReplicaCore::new(cfg, cr)))
+                .collect(),
+            cluster,
+            now: cluster.genesis_time,
+            cut_off: BTreeSet::new(),
+            faults: vec![Vec::new(); n],
+            peer_frames: 0,
+            peer_bytes: 0,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            seq: 0,
+            events: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+            responses: Vec::new(),
+        };
+        for i in 0..n {
+            c.input(i, CoreInput::Start);
+        }
+        c
+    }
+
+    /// A cluster of `n` replicas with freshly dealt real BLS keys (seeded), and
+    /// its public keys.
+    pub fn with_bls(
+        n: usize,
+        policy: Policy,
+        genesis_time: Micros,
+        seed: u64,
+    ) -> Result<(Self, Arc<PublicKeys>), KeyError> {
+        let f = belfry_broadcast::coin::max_faulty(n);
+        let (public, secrets) = deal(n, f, &mut ChaCha20Rng::seed_from_u64(seed))?;
+        let public = Arc::new(public);
+        let cluster = ClusterParams {
+            group_public_key: public.group_key(),
+            n: n as u16,
+            f: f as u16,
+            policy,
+            genesis_time,
+        };
+        let configs = (0..n)
+            .map(|i| ReplicaConfig::new(ReplicaId(i as u16), cluster))
+            .collect();
+        let crypto = secrets
+            .into_iter()
+            .map(|s| Arc::new(BlsCrypto::new(public.clone(), s)) as Arc<dyn ThresholdCrypto>)
+            .collect();
+        Ok((Self::new(cluster, configs, crypto, seed), public))
+    }
+
+    /// The trust anchor of this cluster.
+    pub fn anchor(&self) -> TrustAnchor {
+        TrustAnchor(self.cluster.group_public_key)
+    }
+
+    fn schedule(&mut self, at: Micros, e: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((at, self.seq)));
+        self.payloads.insert(self.seq, e);
+    }
+
+    fn latency(&mut self) -> Micros {
+        Micros(self.rng.gen_range(100..1_500))
+    }
+
+    /// Sends a client request to every replica (as the client library does).
+    pub fn request_all(&mut self, client: ClientId, request: &ClientRequest) {
+        let Ok(frame) = wire::encode(request) else {
+            return;
+        };
+        for node in 0..self.cores.len() {
+            let at = self.now.saturating_add(self.latency());
+            self.schedule(
+                at,
+                Event::Client {
+                    node,
+                    client,
+                    frame: frame.clone(),
+                },
+            );
+        }
+    }
+
+    /// Hands one input to replica `i` and routes what it asks for.
+    pub fn input(&mut self, i: usize, input: CoreInput) {
+        let Some(core) = self.cores[i].as_mut() else {
+            return;
+        };
+        let step = core.handle(self.now, input);
+        self.faults[i].extend(step.faults);
+        for (at, kind) in step.timers {
+            self.schedule(at, Event::Timer { node: i, kind });
+        }
+        for (client, frame) in step.to_clients {
+            if let Ok(r) = wire::decode::<ClientResponse>(&frame) {
+                self.responses.push((i, client, r));
+            }
+        }
+        for (to, frame) in step.to_peers {
+            let targets: Vec<usize> = match to {
+                Target::All => (0..self.cores.len()).filter(|t| *t != i).collect(),
+                Target::One(r) => vec![r.index()],
+            };
+            for t in targets {
+                let at = self.now.saturating_add(self.latency());
+                self.schedule(
+                    at,
+                    Event::Peer {
+                        from: i,
+                        to: t,
+                        frame: frame.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Runs until simulated time `until` or until `stop` holds.
+    pub fn run_until(&mut self, until: Micros, mut stop: impl FnMut(&LocalCluster) -> bool) {
+        while let Some(Reverse((at, seq))) = self.events.pop() {
+            if at > until {
+                self.events.push(Reverse((at, seq)));
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(at);
+            let Some(event) = self.payloads.remove(&seq) else {
+                continue;
+            };
+            match event {
+                Event::Peer { from, to, frame } => {
+                    if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
+                        continue;
+                    }
+                    self.peer_frames += 1;
+                    self.peer_bytes += frame.len() as u64;
+                    let from = ReplicaId(from as u16);
+                    self.input(to, CoreInput::Peer { from, frame });
+                }
+                Event::Timer { node, kind } => self.input(node, CoreInput::Timer(kind)),
+                Event::Client {
+                    node,
+                    client,
+                    frame,
+                } => self.input(node, CoreInput::Client { client, frame }),
+            }
+            if stop(self) {
+                return;
+            }
+        }
+    }
+
+    /// Client responses received so far (replica, client, response), drained.
+    pub fn take_responses(&mut self) -> Vec<(usize, ClientId, ClientResponse)> {
+        std::mem::take(&mut self.responses)
+    }
+}

@@ -1,0 +1,246 @@
+//! Frames and the messages they carry (DESIGN.md section 4): a version byte, a
+//! length (u32, big-endian), and a postcard body. `max_frame` is enforced here,
+//! before anything is decoded, so oversized or malformed bytes from a peer or a
+//! client are an error value — never a panic, never an allocation of the
+//! claimed size.
+
+use belfry_broadcast::coin::SignatureShare;
+use belfry_broadcast::config::MAX_FRAME_BYTES;
+use belfry_broadcast::Message;
+use belfry_timestamp::{Entry, Hash, Receipt, SignedTreeHead};
+use serde::{Deserialize, Serialize};
+
+/// The frame format version.
+pub const FRAME_VERSION: u8 = 1;
+/// Bytes before the body: version u8 + length u32.
+pub const FRAME_HEADER: usize = 5;
+
+/// A frame that cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its header or its declared length.
+    #[error("truncated frame: {got} bytes, need {need}")]
+    Truncated {
+        /// Bytes present.
+        got: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// Longer than `max_frame`.
+    #[error("frame of {len} bytes exceeds max_frame {max}")]
+    TooLarge {
+        /// Declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A version this replica does not speak.
+    #[error("unsupported frame version {0}")]
+    Version(u8),
+    /// Bytes after the declared body.
+    #[error("{0} trailing bytes after the frame body")]
+    Trailing(usize),
+    /// The body does not decode.
+    #[error("frame body does not decode: {0}")]
+    Decode(String),
+}
+
+/// Encodes a value into one frame.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let body = postcard::to_allocvec(value).map_err(|e| FrameError::Decode(e.to_string()))?;
+    if body.len() > MAX_FRAME_BYTES - FRAME_HEADER {
+        return Err(FrameError::TooLarge {
+            len: body.len() + FRAME_HEADER,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
+    out.push(FRAME_VERSION);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes exactly one frame.
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, FrameError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: frame.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    if frame.len() < FRAME_HEADER {
+        return Err(FrameError::Truncated {
+            got: frame.len(),
+            need: FRAME_HEADER,
+        });
+    }
+    if frame[0] != FRAME_VERSION {
+        return Err(FrameError::Version(frame[0]));
+    }
+    let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+    if len > MAX_FRAME_BYTES - FRAME_HEADER {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let need = FRAME_HEADER + len;
+    if frame.len() < need {
+        return Err(FrameError::Truncated {
+            got: frame.len(),
+            need,
+        });
+    }
+    if frame.len() > need {
+        return Err(FrameError::Trailing(frame.len() - need));
+    }
+    postcard::from_bytes(&frame[FRAME_HEADER..]).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Replica-to-replica messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// A broadcast-layer message.
+    Broadcast(Message),
+    /// A share of the tree head whose last leaf is the Tick ending at
+    /// `tree_size`.
+    HeadShare {
+        /// The tree size.
+        tree_size: u64,
+        /// The share.
+        share: SignatureShare,
+    },
+}
+
+/// A client request (DESIGN.md section 4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Submit digests (at most `max_digests_per_request`).
+    Submit(Vec<[u8; 32]>),
+    /// The receipt of a digest, once a signed tree head covers it.
+    Receipt([u8; 32]),
+    /// The latest signed tree head.
+    TreeHead,
+    /// A consistency proof between two tree sizes.
+    Consistency(u64, u64),
+    /// Entries `[from, to)`.
+    Entries(u64, u64),
+    /// The ordered stream from an index on (answered with what is logged;
+    /// the node pushes the rest as it is ordered).
+    Subscribe(u64),
+}
+
+/// A reply to a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// Digests accepted for ordering (`duplicates` were already pending or logged).
+    Accepted {
+        /// Newly accepted.
+        accepted: u32,
+        /// Already known.
+        duplicates: u32,
+    },
+    /// Too many pending digests: retry later.
+    Backpressure {
+        /// Pending now.
+        pending: u64,
+    },
+    /// A digest was ordered at this log index.
+    Ordered {
+        /// The digest.
+        digest: [u8; 32],
+        /// Its log index.
+        index: u64,
+    },
+    /// A receipt in its binary `.belfry` form (self-verifying against the
+    /// anchor: read it with `Receipt::from_binary`).
+    Receipt(Vec<u8>),
+    /// Logged, but no signed tree head covers it yet; or not logged yet.
+    NotYet,
+    /// Never seen.
+    Unknown,
+    /// The latest signed tree head.
+    TreeHead(Option<SignedTreeHead>),
+    /// A consistency proof.
+    Consistency(Vec<Hash>),
+    /// Log entries from `from` on.
+    Entries {
+        /// First index.
+        from: u64,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// The request was invalid.
+    Error(String),
+}
+
+impl ClientResponse {
+    /// Builds a receipt response.
+    pub fn receipt(r: &Receipt) -> Self {
+        ClientResponse::Receipt(r.to_binary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip_and_reject_bad_bytes() {
+        let m = ClientRequest::Submit(vec![[7; 32]; 3]);
+        let f = encode(&m).unwrap();
+        assert_eq!(decode::<ClientRequest>(&f).unwrap(), m);
+        assert!(matches!(
+            decode::<ClientRequest>(&f[..3]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode::<ClientRequest>(&f[..f.len() - 1]),
+            Err(FrameError::Truncated { .. })
+        ));
+        let mut long = f.clone();
+        long.push(0);
+        assert_eq!(decode::<ClientRequest>(&long), Err(FrameError::Trailing(1)));
+        let mut v = f.clone();
+        v[0] = 9;
+        assert_eq!(decode::<ClientRequest>(&v), Err(FrameError::Version(9)));
+        let mut huge = f.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode::<ClientRequest>(&huge),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let oversized = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(
+            decode::<ClientRequest>(&oversized),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn entries_travel_as_canonical_bytes() {
+        use belfry_timestamp::{DigestEntry, Entry};
+        let e = Entry::Digest(DigestEntry {
+            digest: [3; 32],
+            witnessed_at: belfry_broadcast::clock::Micros(5),
+            key: 2,
+            witnesses: 3,
+            late: true,
+        });
+        let r = ClientResponse::Entries {
+            from: 4,
+            entries: vec![e, e],
+        };
+        assert_eq!(decode::<ClientResponse>(&encode(&r).unwrap()).unwrap(), r);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode::<PeerMessage>(&bytes);
+            let _ = decode::<ClientRequest>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Four `ReplicaCore`s on the in-process network with real threshold BLS:
+//! clients send 10,000 digests to all replicas; every replica ends with the
+//! same log and the same signed tree heads, and every receipt verifies with
+//! only the group public key.
+
+#![allow(clippy::unwrap_used)]
+
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::local::LocalCluster;
+use belfry_replica::timestamp::{verify_consistency, verify_receipt, Entry, Receipt};
+use belfry_replica::wire::{self, ClientRequest, ClientResponse};
+use belfry_replica::CoreInput;
+use std::collections::BTreeSet;
+
+const GENESIS: Micros = Micros(1_763_700_000_000_000);
+
+fn digests(k: u64) -> Vec<[u8; 32]> {
+    (0..k)
+        .map(|i| sha3(&[b"cluster test", &i.to_be_bytes()]))
+        .collect()
+}
+
+fn stamp(c: &mut LocalCluster, ds: &[[u8; 32]]) {
+    for chunk in ds.chunks(4_096) {
+        c.request_all(7, &ClientRequest::Submit(chunk.to_vec()));
+    }
+    let until = c.now.saturating_add(Micros::from_secs(60));
+    c.run_until(until, |c| {
+        c.cores.iter().flatten().all(|core| {
+            let signed = core.signed_size();
+            ds.iter()
+                .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
+        })
+    });
+}
+
+#[test]
+fn ten_thousand_digests_one_log_one_set_of_heads_every_receipt_verifies() {
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 3).unwrap();
+    let ds = digests(10_000);
+    stamp(&mut c, &ds);
+    let anchor = c.anchor();
+    let cores: Vec<_> = c.cores.iter().flatten().collect();
+    let log0 = cores[0].log();
+    for core in &cores[1..] {
+        let k = log0.len().min(core.log().len());
+        assert_eq!(log0[..k], core.log()[..k]);
+        for (size, head) in core.heads() {
+            if let Some(h) = cores[0].heads().get(size) {
+                assert_eq!(h, head, "heads at size {size} differ");
+            }
+        }
+    }
+    // No digest twice, and every one of them logged.
+    let logged: Vec<[u8; 32]> = log0
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Digest(d) => Some(d.digest),
+            _ => None,
+        })
+        .collect();
+    let unique: BTreeSet<_> = logged.iter().collect();
+    assert_eq!(unique.len(), logged.len());
+    assert!(ds.iter().all(|d| unique.contains(d)));
+    // Every replica hands out the very same receipt bytes for every digest...
+    let receipts: Vec<Vec<u8>> = ds
+        .iter()
+        .map(|d| cores[0].receipt(d).unwrap().to_binary())
+        .collect();
+    for core in &cores[1..] {
+        for (d, r) in ds.iter().zip(&receipts) {
+            assert_eq!(&core.receipt(d).unwrap().to_binary(), r);
+        }
+    }
+    // ...and every one of them verifies against the anchor alone (a pairing
+    // each: split over both cores).
+    std::thread::scope(|s| {
+        for part in receipts.chunks(receipts.len().div_ceil(2)) {
+            s.spawn(move || {
+                for bytes in part {
+                    verify_receipt(&Receipt::from_binary(bytes).unwrap(), &anchor).unwrap();
+                }
+            });
+        }
+    });
+    // Signed heads are consistent with each other.
+    let heads: Vec<_> = cores[0].heads().values().copied().collect();
+    assert!(heads.len() >= 2);
+    for pair in heads.windows(2) {
+        let (a, b) = (pair[0].head, pair[1].head);
+        assert!(b.time >= a.time, "tick times are monotone");
+        let resp = query(
+            &mut c,
+            0,
+            ClientRequest::Consistency(a.tree_size, b.tree_size),
+        );
+        let ClientResponse::Consistency(proof) = resp else {
+            panic!("{resp:?}")
+        };
+        assert!(verify_consistency(
+            a.tree_size,
+            b.tree_size,
+            &a.root,
+            &b.root,
+            &proof
+        ));
+    }
+}
+
+fn query(c: &mut LocalCluster, node: usize, req: ClientRequest) -> ClientResponse {
+    let _ = c.take_responses();
+    c.input(
+        node,
+        CoreInput::Client {
+            client: 99,
+            frame: wire::encode(&req).unwrap(),
+        },
+    );
+    c.take_responses()
+        .into_iter()
+        .find(|(_, client, _)| *client == 99)
+        .unwrap()
+        .2
+}
+
+#[test]
+fn clients_get_acks_receipts_backpressure_and_clear_errors() {
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 4).unwrap();
+    let ds = digests(20);
+    stamp(&mut c, &ds);
+    let anchor = c.anchor();
+    // A resubmission gets the existing position, not a second entry.
+    let resp = query(&mut c, 1, ClientRequest::Submit(vec![ds[3]]));
+    assert!(
+        matches!(resp, ClientResponse::Ordered { digest, .. } if digest == ds[3]),
+        "{resp:?}"
+    );
+    let before = c.cores[1].as_ref().unwrap().log().len();
+    c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
+    let log = c.cores[1].as_ref().unwrap().log();
+    assert_eq!(
+        log.iter()
+            .filter(|e| matches!(e, Entry::Digest(d) if d.digest == ds[3]))
+            .count(),
+        1
+    );
+    assert!(log.len() >= before);
+    // Receipts through the client API verify.
+    let ClientResponse::Receipt(bytes) = query(&mut c, 2, ClientRequest::Receipt(ds[5])) else {
+        panic!()
+    };
+    verify_receipt(&Receipt::from_binary(&bytes).unwrap(), &anchor).unwrap();
+    let ClientResponse::Entries { from, entries } = query(&mut c, 2, ClientRequest::Entries(0, 3))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (from, entries.as_slice()),
+        (0, &c.cores[2].as_ref().unwrap().log()[..3])
+    );
+    assert_eq!(
+        query(&mut c, 2, ClientRequest::Receipt([0xab; 32])),
+        ClientResponse::Unknown
+    );
+    // Too many digests in one request, and garbage frames, are clear errors.
+    let resp = query(&mut c, 0, ClientRequest::Submit(vec![[1; 32]; 4_097]));
+    assert!(matches!(resp, ClientResponse::Error(_)));
+    let _ = c.take_responses();
+    c.input(
+        0,
+        CoreInput::Client {
+            client: 5,
+            frame: vec![1, 0, 0, 0, 9, 1, 2],
+        },
+    );
+    let r = c.take_responses();
+    assert!(
+        matches!(&r[..], [(0, 5, ClientResponse::Error(_))]),
+        "{r:?}"
+    );
+    assert!(!c.faults[0].is_empty());
+    // A peer sending garbage is a fault, not a crash.
+    c.input(
+        1,
+        CoreInput::Peer {
+            from: belfry_replica::coin::ReplicaId(2),
+            frame: vec![0xff; 40],
+        },
+    );
+    assert!(!c.faults[1].is_empty());
+}
+
+#[test]
+fn pending_digests_beyond_the_limit_get_backpressure() {
+    use belfry_replica::coin::{deal, BlsCrypto, ClusterParams, ReplicaId, ThresholdCrypto};
+    use belfry_replica::{ReplicaConfig, ReplicaCore};
+    use rand::SeedableRng;
+    use std::sync::Arc;
+    let (public, secrets) = deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
+    let public = Arc::new(public);
+    let cluster = ClusterParams {
+        group_public_key: public.group_key(),
+        n: 4,
+        f: 1,
+        policy: Policy::Lamport,
+        genesis_time: GENESIS,
+    };
+    let mut config = ReplicaConfig::new(ReplicaId(0), cluster);
+    config.max_pending_digests = 10;
+    let crypto: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public, secrets[0].clone()));
+    let mut core = ReplicaCore::new(config, crypto);
+    let submit = |core: &mut ReplicaCore, ds: Vec<[u8; 32]>| {
+        let step = core.handle(
+            GENESIS,
+            CoreInput::Client {
+                client: 1,
+                frame: wire::encode(&ClientRequest::Submit(ds)).unwrap(),
+            },
+        );
+        wire::decode::<ClientResponse>(&step.to_clients.last().unwrap().1).unwrap()
+    };
+    assert_eq!(
+        submit(&mut core, digests(8)),
+        ClientResponse::Accepted {
+            accepted: 8,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        submit(&mut core, digests(8)),
+        ClientResponse::Accepted {
+            accepted: 0,
+            duplicates: 8
+        }
+    );
+    assert_eq!(
+        submit(&mut core, digests(20)),
+        ClientResponse::Backpressure { pending: 10 }
+    );
+    assert_eq!(
+        core.pending_len(),
+        10,
+        "memory bounded by max_pending_digests"
+    );
+}
