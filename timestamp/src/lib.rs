@@ -25,6 +25,7 @@ pub mod entry;
 pub mod head;
 pub mod merkle;
 pub mod receipt;
+pub mod store;
 
 pub use entry::{empty_root, DigestEntry, Entry, EntryError, TickEntry};
 pub use head::{SignedTreeHead, TreeHead};

@@ -130,6 +130,16 @@ impl<S: NodeStore> MerkleTree<S> {
         self.size
     }
 
+    /// The node store (to sync it).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.nodes
+    }
+
+    /// Gives the node store back.
+    pub fn into_store(self) -> S {
+        self.nodes
+    }
+
     /// Appends a leaf hash; O(log n).
     pub fn push(&mut self, leaf: Hash) {
         let index = self.size;

@@ -1,0 +1,14 @@
+//! Durable storage for the log (DESIGN.md 3.8): append-only segment files with
+//! a checksum per record ([`SegmentLog`]), and Merkle tree nodes in per-level
+//! files so a proof costs O(log n) reads ([`FileNodes`]). Plain `std::fs` — no
+//! async runtime — so the light crate stays light.
+//!
+//! The durability contract: appends are buffered, and `sync` makes everything
+//! appended so far durable with one fsync per file; the replica calls it once
+//! per batch, before it releases the messages of that step.
+
+mod nodes;
+mod segment;
+
+pub use nodes::FileNodes;
+pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES};
