@@ -68,6 +68,7 @@ use crate::step::{CommittedBatch, Fault, FaultKind};
 use crate::vertex::{Digest, Round, VertexHash};
 use belfry_coin::clock::{lower_median, Micros};
 use belfry_coin::{sha3, GroupSignature, Policy, ReplicaId, Wave};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What the sequencer needs to know about the log: whether a digest is
@@ -159,7 +160,7 @@ pub struct SequencedBatch {
     pub held_back: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
     /// author → (value, recv_time)
     reports: BTreeMap<ReplicaId, (u64, Micros)>,
@@ -171,11 +172,28 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct Sequencer {
     config: SequencerConfig,
+    state: SequencerState,
+}
+
+/// Everything the sequencer carries from one batch to the next: persisted at
+/// each Tick, and what a catching-up replica installs (checked against the
+/// Tick's `state_root`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencerState {
     frontier_round: Vec<u64>,
     frontier_time: Vec<Micros>,
     pending: BTreeMap<Digest, Pending>,
     prev_tick_time: Micros,
     horizon: Round,
+    last_wave: Wave,
+    order_state: [u8; 32],
+}
+
+impl SequencerState {
+    /// The wave of the last batch sequenced (0 before the first).
+    pub fn last_wave(&self) -> Wave {
+        self.last_wave
+    }
 }
 
 impl Sequencer {
@@ -185,22 +203,43 @@ impl Sequencer {
         let genesis = config.genesis_time;
         Sequencer {
             config,
-            frontier_round: vec![0; n],
-            frontier_time: vec![Micros::ZERO; n],
-            pending: BTreeMap::new(),
-            prev_tick_time: genesis,
-            horizon: Round(0),
+            state: SequencerState {
+                frontier_round: vec![0; n],
+                frontier_time: vec![Micros::ZERO; n],
+                pending: BTreeMap::new(),
+                prev_tick_time: genesis,
+                horizon: Round(0),
+                last_wave: Wave(0),
+                order_state: [0; 32],
+            },
         }
+    }
+
+    /// A sequencer resuming from a persisted state. The state must be for
+    /// this cluster size; otherwise it is refused.
+    pub fn restore(config: SequencerConfig, state: SequencerState) -> Option<Self> {
+        (state.frontier_round.len() == config.n && state.frontier_time.len() == config.n)
+            .then_some(Sequencer { config, state })
+    }
+
+    /// The state to persist.
+    pub fn state(&self) -> &SequencerState {
+        &self.state
+    }
+
+    /// The wave of the last batch sequenced.
+    pub fn last_wave(&self) -> Wave {
+        self.state.last_wave
     }
 
     /// Digests with counted reports that are not logged yet.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.state.pending.len()
     }
 
     /// The previous tick's time.
     pub fn prev_tick_time(&self) -> Micros {
-        self.prev_tick_time
+        self.state.prev_tick_time
     }
 
     fn granularity(&self) -> u64 {
@@ -213,8 +252,8 @@ impl Sequencer {
     /// The smallest value author `x` could still get counted.
     fn min_future_value(&self, x: usize) -> u64 {
         match self.config.policy {
-            Policy::Lamport => self.frontier_round[x].saturating_add(1),
-            Policy::Clock { .. } => self.frontier_time[x].0,
+            Policy::Lamport => self.state.frontier_round[x].saturating_add(1),
+            Policy::Clock { .. } => self.state.frontier_time[x].0,
         }
     }
 
@@ -247,14 +286,14 @@ impl Sequencer {
         let n = self.config.n;
         let f = self.config.f;
         let mut faults = Vec::new();
-        self.horizon = batch.horizon;
+        self.state.horizon = batch.horizon;
         for v in &batch.vertices {
             let a = v.author.index();
             if a >= n || v.round < batch.horizon {
                 continue;
             }
             if self.config.policy == Policy::Lamport {
-                if v.round.0 <= self.frontier_round[a] {
+                if v.round.0 <= self.state.frontier_round[a] {
                     for r in &v.reports {
                         faults.push(Fault {
                             replica: v.author,
@@ -263,13 +302,14 @@ impl Sequencer {
                     }
                     continue;
                 }
-                self.frontier_round[a] = v.round.0;
+                self.state.frontier_round[a] = v.round.0;
             }
             for r in &v.reports {
                 if index.is_logged(&r.digest) {
                     continue;
                 }
                 if self
+                    .state
                     .pending
                     .get(&r.digest)
                     .is_some_and(|p| p.reports.contains_key(&v.author))
@@ -283,18 +323,19 @@ impl Sequencer {
                 let value = match self.config.policy {
                     Policy::Lamport => v.round.0,
                     Policy::Clock { .. } => {
-                        if r.recv_time < self.frontier_time[a] {
+                        if r.recv_time < self.state.frontier_time[a] {
                             faults.push(Fault {
                                 replica: v.author,
                                 kind: FaultKind::ReportGoesBack { digest: r.digest },
                             });
                             continue;
                         }
-                        self.frontier_time[a] = r.recv_time;
+                        self.state.frontier_time[a] = r.recv_time;
                         r.recv_time.0
                     }
                 };
-                self.pending
+                self.state
+                    .pending
                     .entry(r.digest)
                     .or_insert_with(|| Pending {
                         reports: BTreeMap::new(),
@@ -309,7 +350,7 @@ impl Sequencer {
         let g = self.granularity();
         let mut candidates: Vec<(u64, [u8; 32], Digest, u64, bool)> = Vec::new();
         let mut min_block = u64::MAX;
-        for (d, p) in &self.pending {
+        for (d, p) in &self.state.pending {
             let k = p.reports.len();
             if k > 2 * f {
                 let mut values: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
@@ -335,7 +376,7 @@ impl Sequencer {
         let mut records = Vec::with_capacity(chosen.len());
         let mut max_witnessed = Micros::ZERO;
         for (_, _, d, key, late) in &chosen {
-            let Some(p) = self.pending.remove(d) else {
+            let Some(p) = self.state.pending.remove(d) else {
                 continue;
             };
             let mut times: Vec<Micros> = p.reports.values().map(|(_, t)| *t).collect();
@@ -357,11 +398,17 @@ impl Sequencer {
         } else {
             lower_median(&mut clocks).unwrap_or(self.config.genesis_time)
         };
-        let time = self.prev_tick_time.max(median_clock).max(max_witnessed);
+        let time = self
+            .state
+            .prev_tick_time
+            .max(median_clock)
+            .max(max_witnessed);
         for r in records.iter_mut().filter(|r| r.late) {
             r.witnessed_at = time;
         }
-        self.prev_tick_time = time;
+        self.state.prev_tick_time = time;
+        self.state.last_wave = batch.wave;
+        self.state.order_state = batch.order_state;
         let state_root = self.state_root(&batch.order_state);
         SequencedBatch {
             records,
@@ -392,10 +439,10 @@ impl Sequencer {
     /// 3.6 asks for, replaces it with the replica's storage work — the layout
     /// above stays.
     pub fn state_root(&self, order_state: &[u8; 32]) -> [u8; 32] {
-        let mut p = Vec::with_capacity(16 + self.pending.len() * 64);
+        let mut p = Vec::with_capacity(16 + self.state.pending.len() * 64);
         p.extend_from_slice(b"belfry-pending-v1");
-        p.extend_from_slice(&(self.pending.len() as u64).to_be_bytes());
-        for (d, e) in &self.pending {
+        p.extend_from_slice(&(self.state.pending.len() as u64).to_be_bytes());
+        for (d, e) in &self.state.pending {
             p.extend_from_slice(&d.0);
             p.extend_from_slice(&e.first_wave.0.to_be_bytes());
             p.extend_from_slice(&(e.reports.len() as u16).to_be_bytes());
@@ -409,12 +456,12 @@ impl Sequencer {
         let mut s = Vec::with_capacity(96 + 16 * self.config.n);
         s.extend_from_slice(b"belfry-state-v1");
         s.extend_from_slice(order_state);
-        s.extend_from_slice(&self.horizon.0.to_be_bytes());
-        s.extend_from_slice(&self.prev_tick_time.0.to_be_bytes());
+        s.extend_from_slice(&self.state.horizon.0.to_be_bytes());
+        s.extend_from_slice(&self.state.prev_tick_time.0.to_be_bytes());
         s.extend_from_slice(&(self.config.n as u16).to_be_bytes());
         for x in 0..self.config.n {
-            s.extend_from_slice(&self.frontier_round[x].to_be_bytes());
-            s.extend_from_slice(&self.frontier_time[x].0.to_be_bytes());
+            s.extend_from_slice(&self.state.frontier_round[x].to_be_bytes());
+            s.extend_from_slice(&self.state.frontier_time[x].0.to_be_bytes());
         }
         s.extend_from_slice(&pending_root);
         sha3(&[&s])

@@ -24,7 +24,7 @@ use belfry_broadcast::coin::{
     ThresholdCrypto,
 };
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS};
-use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig};
+use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
 use belfry_broadcast::{
     CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target, TimerKind,
 };
@@ -131,6 +131,9 @@ pub struct CoreStep {
     pub appended: Vec<Entry>,
     /// Newly signed tree heads.
     pub heads: Vec<SignedTreeHead>,
+    /// The sequencer state after each batch, with the log length after its
+    /// Tick (persisted right after that Tick: the recovery point).
+    pub snapshots: Vec<(u64, SequencerState)>,
     /// Frames to peers.
     pub to_peers: Vec<(Target, Vec<u8>)>,
     /// Frames to clients.
@@ -201,6 +204,53 @@ impl ReplicaCore {
             waiters: BTreeMap::new(),
             subscribers: BTreeMap::new(),
         }
+    }
+
+    /// Rebuilds a replica from what it persisted (see [`crate::store`]).
+    pub fn restore(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        recovered: crate::store::Recovered,
+    ) -> Result<Self, crate::store::RestoreError> {
+        let mut core = ReplicaCore::new(config.clone(), crypto.clone());
+        core.node = Node::restore(config.broadcast.clone(), crypto, &recovered.broadcast);
+        if let Some(state) = recovered.sequencer {
+            core.sequencer = Sequencer::restore(config.sequencer.clone(), state)
+                .ok_or(crate::store::RestoreError::ClusterMismatch)?;
+        }
+        for entry in recovered.entries {
+            let index = core.log.len() as u64;
+            core.tree.push(entry.leaf_hash());
+            if let Entry::Digest(d) = &entry {
+                core.index.insert(d.digest, index);
+            }
+            core.log.push(entry);
+        }
+        let cid = config.cluster.cluster_id();
+        for sth in recovered.heads {
+            let consistent = core
+                .tree
+                .root_at(sth.head.tree_size)
+                .is_ok_and(|r| r == sth.head.root);
+            if !consistent || !sth.verify(cid, &config.cluster.group_public_key) {
+                return Err(crate::store::RestoreError::BadHead(sth.head.tree_size));
+            }
+            core.heads.insert(sth.head.tree_size, sth);
+        }
+        // Heads still being signed when the replica stopped: sign again.
+        let last_tick = core.log.len() as u64;
+        if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
+            if let Some(Entry::Tick(t)) = core.log.last() {
+                let head = TreeHead {
+                    tree_size: last_tick,
+                    root: core.tree.root(),
+                    time: t.time,
+                };
+                let mut ignored = CoreStep::default();
+                core.start_head(head, &mut ignored);
+            }
+        }
+        Ok(core)
     }
 
     /// The log so far.
@@ -359,6 +409,11 @@ impl ReplicaCore {
     }
 
     fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
+        // After a restart the node may re-derive batches the log already
+        // holds (the log is made durable before the node's checkpoint).
+        if batch.wave <= self.sequencer.last_wave() {
+            return;
+        }
         let sb = self.sequencer.sequence(batch, &LogIndex(&self.index));
         out.held_back += sb.held_back;
         out.faults
@@ -386,6 +441,8 @@ impl ReplicaCore {
             batch_len: sb.records.len() as u32,
         };
         self.append(Entry::Tick(tick), out);
+        out.snapshots
+            .push((self.log.len() as u64, self.sequencer.state().clone()));
         let head = TreeHead {
             tree_size: self.log.len() as u64,
             root: self.tree.root(),

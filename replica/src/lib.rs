@@ -16,6 +16,7 @@ pub mod cli;
 pub mod core;
 pub mod demo;
 pub mod local;
+pub mod store;
 pub mod wire;
 
 pub use crate::core::{ClientId, CoreFault, CoreInput, CoreStep, ReplicaConfig, ReplicaCore};

@@ -4,6 +4,7 @@
 //! of its seed and inputs. (The fault-injecting simulator is `belfry-sim`.)
 
 use crate::core::{ClientId, CoreFault, CoreInput, ReplicaConfig, ReplicaCore};
+use crate::store::{MemoryStore, ReplicaStore};
 use crate::wire::{self, ClientRequest, ClientResponse};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
@@ -51,6 +52,10 @@ pub struct LocalCluster {
     pub peer_frames: u64,
     /// Bytes moved between replicas.
     pub peer_bytes: u64,
+    /// Each replica's durable storage (survives [`LocalCluster::crash`]).
+    pub stores: Vec<MemoryStore>,
+    configs: Vec<ReplicaConfig>,
+    crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
     seq: u64,
     events: BinaryHeap<Reverse<(Micros, u64)>>,
@@ -69,10 +74,13 @@ impl LocalCluster {
         let n = configs.len();
         let mut c = LocalCluster {
             cores: configs
-                .into_iter()
-                .zip(crypto)
-                .map(|(cfg, cr)| Some(ReplicaCore::new(cfg, cr)))
+                .iter()
+                .zip(&crypto)
+                .map(|(cfg, cr)| Some(ReplicaCore::new(cfg.clone(), cr.clone())))
                 .collect(),
+            stores: vec![MemoryStore::default(); n],
+            configs,
+            crypto,
             cluster,
             now: cluster.genesis_time,
             cut_off: BTreeSet::new(),
@@ -157,7 +165,11 @@ impl LocalCluster {
         let Some(core) = self.cores[i].as_mut() else {
             return;
         };
+        let log_len_before = core.log().len() as u64;
         let step = core.handle(self.now, input);
+        // Durable before anything leaves the replica. The in-memory store
+        // cannot fail.
+        let _ = self.stores[i].persist(&step, log_len_before);
         self.faults[i].extend(step.faults);
         for (at, kind) in step.timers {
             self.schedule(at, Event::Timer { node: i, kind });
@@ -219,6 +231,29 @@ impl LocalCluster {
                 return;
             }
         }
+    }
+
+    /// Stops replica `i` (its volatile state is gone; its store stays).
+    pub fn crash(&mut self, i: usize) {
+        self.cores[i] = None;
+    }
+
+    /// Restarts replica `i` from its store and reconnects it.
+    pub fn restart(&mut self, i: usize) -> Result<(), crate::store::RestoreError> {
+        let core = ReplicaCore::restore(
+            self.configs[i].clone(),
+            self.crypto[i].clone(),
+            self.stores[i].recover(),
+        )?;
+        self.cores[i] = Some(core);
+        self.input(i, CoreInput::Start);
+        for p in 0..self.cores.len() {
+            if p != i {
+                self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
+                self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
+            }
+        }
+        Ok(())
     }
 
     /// Client responses received so far (replica, client, response), drained.

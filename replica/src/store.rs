@@ -1,0 +1,220 @@
+//! What a replica persists, and how it gets it back (DESIGN.md 3.8).
+//!
+//! Two append-only, checksummed segment logs: the *ledger* (log entries,
+//! signed tree heads and the sequencer state after each Tick, in log order) and
+//! the *broadcast* records (own vertices, votes, delivered vertices, coins and
+//! ordering checkpoints). A step is persisted ledger first, then broadcast,
+//! each with one fsync, before its messages are released. So after any crash
+//! the ledger is at least as far along as the broadcast node's checkpoint; the
+//! node then re-derives the batches the ledger already holds and the replica
+//! skips them, and votes are always on disk before they were sent.
+//!
+//! On recovery the ledger is cut back to its last sequencer snapshot: entries
+//! after it belong to a batch whose snapshot never reached the disk, and the
+//! node will order that batch again.
+
+use crate::core::CoreStep;
+use belfry_broadcast::fair::SequencerState;
+use belfry_broadcast::Durable;
+use belfry_timestamp::store::{SegmentLog, StoreError};
+use belfry_timestamp::{Entry, SignedTreeHead};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Segment size of the replica's logs.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One ledger record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerRecord {
+    /// A log entry (canonical bytes on disk).
+    Entry(Entry),
+    /// A signed tree head.
+    Head(SignedTreeHead),
+    /// The sequencer state after the Tick that precedes it.
+    Sequencer(Box<SequencerState>),
+}
+
+/// Everything a replica restarts from.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// The broadcast node's records, in write order.
+    pub broadcast: Vec<Durable>,
+    /// Log entries up to the last sequencer snapshot.
+    pub entries: Vec<Entry>,
+    /// Signed heads within those entries.
+    pub heads: Vec<SignedTreeHead>,
+    /// The last sequencer snapshot.
+    pub sequencer: Option<SequencerState>,
+}
+
+/// Why a replica cannot restart from what it has.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record that does not decode.
+    #[error("undecodable {what} record #{index}: {why}")]
+    Decode {
+        /// Which log.
+        what: &'static str,
+        /// Record number.
+        index: usize,
+        /// Why.
+        why: String,
+    },
+    /// The persisted state is for another cluster size.
+    #[error("persisted sequencer state does not match this cluster's size")]
+    ClusterMismatch,
+    /// A persisted tree head that does not match the log or does not verify.
+    #[error("persisted tree head of size {0} does not match the log or its signature")]
+    BadHead(u64),
+}
+
+/// Orders a step's ledger records: entries, each batch's snapshot right after
+/// its Tick, then the heads signed in the step.
+pub fn ledger_records(step: &CoreStep, log_len_before: u64) -> Vec<LedgerRecord> {
+    let mut out = Vec::with_capacity(step.appended.len() + step.snapshots.len() + step.heads.len());
+    let mut snapshots = step.snapshots.iter().peekable();
+    for (i, e) in step.appended.iter().enumerate() {
+        out.push(LedgerRecord::Entry(*e));
+        let len = log_len_before + i as u64 + 1;
+        while let Some((at, state)) = snapshots.peek() {
+            if *at != len {
+                break;
+            }
+            out.push(LedgerRecord::Sequencer(Box::new(state.clone())));
+            snapshots.next();
+        }
+    }
+    out.extend(step.heads.iter().map(|h| LedgerRecord::Head(*h)));
+    out
+}
+
+/// Rebuilds [`Recovered`] from the two record streams.
+pub fn recover(ledger: &[LedgerRecord], broadcast: Vec<Durable>) -> Recovered {
+    let mut entries = Vec::new();
+    let mut heads = Vec::new();
+    let mut sequencer = None;
+    let mut keep = 0;
+    for r in ledger {
+        match r {
+            LedgerRecord::Entry(e) => entries.push(*e),
+            LedgerRecord::Head(h) => heads.push(*h),
+            LedgerRecord::Sequencer(s) => {
+                sequencer = Some((**s).clone());
+                keep = entries.len();
+            }
+        }
+    }
+    entries.truncate(keep);
+    heads.retain(|h| h.head.tree_size <= keep as u64);
+    Recovered {
+        broadcast,
+        entries,
+        heads,
+        sequencer,
+    }
+}
+
+/// A replica's persistence: in memory for tests and the simulator, files in
+/// the node.
+pub trait ReplicaStore {
+    /// Persists a step (ledger first, then broadcast records), durably.
+    fn persist(&mut self, step: &CoreStep, log_len_before: u64) -> Result<(), StoreError>;
+}
+
+/// In-memory storage with an fsync boundary: `persist` with `sync = false`
+/// keeps records in a volatile buffer that a crash loses.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    /// Durable ledger records.
+    pub ledger: Vec<LedgerRecord>,
+    /// Durable broadcast records.
+    pub broadcast: Vec<Durable>,
+}
+
+impl MemoryStore {
+    /// What a restart finds.
+    pub fn recover(&self) -> Recovered {
+        recover(&self.ledger, self.broadcast.clone())
+    }
+}
+
+impl ReplicaStore for MemoryStore {
+    fn persist(&mut self, step: &CoreStep, log_len_before: u64) -> Result<(), StoreError> {
+        self.ledger.extend(ledger_records(step, log_len_before));
+        self.broadcast.extend(step.writes.iter().cloned());
+        Ok(())
+    }
+}
+
+/// Files: `<dir>/ledger/*.seg` and `<dir>/broadcast/*.seg`.
+#[derive(Debug)]
+pub struct FileStore {
+    ledger: SegmentLog,
+    broadcast: SegmentLog,
+}
+
+impl FileStore {
+    /// Opens (or creates) the store and reads back what it holds, recovering
+    /// from torn tails.
+    pub fn open(dir: &Path) -> Result<(FileStore, Recovered), RestoreError> {
+        let (ledger, l) = SegmentLog::open(&dir.join("ledger"), SEGMENT_BYTES)?;
+        let (broadcast, b) = SegmentLog::open(&dir.join("broadcast"), SEGMENT_BYTES)?;
+        let ledger_records = l
+            .records
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                postcard::from_bytes::<LedgerRecord>(bytes).map_err(|e| RestoreError::Decode {
+                    what: "ledger",
+                    index,
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let broadcast_records = b
+            .records
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                postcard::from_bytes::<Durable>(bytes).map_err(|e| RestoreError::Decode {
+                    what: "broadcast",
+                    index,
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let recovered = recover(&ledger_records, broadcast_records);
+        Ok((FileStore { ledger, broadcast }, recovered))
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(v).map_err(|e| StoreError::Corrupt {
+        path: std::path::PathBuf::new(),
+        offset: 0,
+        why: format!("cannot encode a record: {e}"),
+    })
+}
+
+impl ReplicaStore for FileStore {
+    fn persist(&mut self, step: &CoreStep, log_len_before: u64) -> Result<(), StoreError> {
+        let records = ledger_records(step, log_len_before);
+        if !records.is_empty() {
+            for r in &records {
+                self.ledger.append(&encode(r)?)?;
+            }
+            self.ledger.sync()?;
+        }
+        if !step.writes.is_empty() {
+            for w in &step.writes {
+                self.broadcast.append(&encode(w)?)?;
+            }
+            self.broadcast.sync()?;
+        }
+        Ok(())
+    }
+}
