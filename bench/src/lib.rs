@@ -8,6 +8,7 @@
 
 pub mod coin_bench;
 pub mod dag_bench;
+pub mod log_bench;
 pub mod report;
 
 pub use belfry_replica as replica;

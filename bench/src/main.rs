@@ -37,6 +37,24 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// The log and the sequencer: Merkle appends/s, proof and receipt verification, sequenced digests/s.
+    Log {
+        /// Leaves in the Merkle tree.
+        #[arg(long, default_value_t = 1_000_000)]
+        leaves: u64,
+        /// Inclusion proofs made and verified.
+        #[arg(long, default_value_t = 100_000)]
+        proofs: u64,
+        /// Sequencer batches.
+        #[arg(long, default_value_t = 200)]
+        batches: u64,
+        /// Digests per vertex (each batch: 4 vertices).
+        #[arg(long, default_value_t = 1_000)]
+        per_vertex: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
 }
 
 fn write_json<T: serde::Serialize>(
@@ -84,6 +102,25 @@ fn run() -> anyhow::Result<()> {
             }
             let report = belfry_bench::dag_bench::run(replicas, rounds, bls_rounds)?;
             print!("{}", belfry_bench::dag_bench::table(&report));
+            if let Some(kib) = report.peak_rss_kib {
+                println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+            }
+            write_json(json, &report)?;
+        }
+        Command::Log {
+            leaves,
+            proofs,
+            batches,
+            per_vertex,
+            json,
+        } => {
+            if leaves < 2 || proofs == 0 || batches < 2 || per_vertex == 0 {
+                anyhow::bail!(
+                    "--leaves >= 2, --proofs >= 1, --batches >= 2 and --per-vertex >= 1 are needed"
+                );
+            }
+            let report = belfry_bench::log_bench::run(leaves, proofs, batches, per_vertex)?;
+            print!("{}", belfry_bench::log_bench::table(&report));
             if let Some(kib) = report.peak_rss_kib {
                 println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
             }

@@ -1,0 +1,367 @@
+//! The log and the sequencer (issue: fair sequencing and the timestamp log):
+//! Merkle appends per second (in memory and on files), inclusion-proof
+//! generation + verification, full receipt verification, and sequenced digests
+//! per second for n = 4 — each against a baseline measured in the same run:
+//! bare SHA3 leaf hashing for appends, a plain BLS verify for receipts, and
+//! plain commit order (first seen, first logged; no medians, no hold-back) for
+//! the sequencer.
+
+use crate::report::{measure, peak_rss_kib, summarise, OpReport};
+use belfry_replica::broadcast::clock::Micros;
+use belfry_replica::broadcast::coin::{
+    deal, sha3, BlsCrypto, ClusterParams, Coin, CoinValue, GroupSignature, Policy, ReplicaId,
+    SignedMessage, ThresholdCrypto, TrustAnchor, Wave,
+};
+use belfry_replica::broadcast::fair::{Sequencer, SequencerConfig};
+use belfry_replica::broadcast::{
+    CommittedBatch, Digest, Report, Round, Vertex, VertexHash, VertexRef,
+};
+use belfry_replica::timestamp::store::FileNodes;
+use belfry_replica::timestamp::{
+    leaf_hash, verify_inclusion, verify_receipt, DigestEntry, Entry, MerkleTree, Receipt, TreeHead,
+};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One throughput figure.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    /// What.
+    pub name: String,
+    /// Items processed.
+    pub items: u64,
+    /// Items per second.
+    pub per_s: f64,
+    /// Relative to the baseline of its group.
+    pub ratio_to_baseline: f64,
+}
+
+/// The report.
+#[derive(Debug, Serialize)]
+pub struct LogBenchReport {
+    /// Throughputs.
+    pub throughput: Vec<Throughput>,
+    /// Per-operation latencies.
+    pub operations: Vec<OpReport>,
+    /// Sequencing latency per batch of 4 × `reports_per_vertex` reports, µs.
+    pub sequence_batch: OpReport,
+    /// Peak RSS.
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn entry(i: u64) -> Entry {
+    Entry::Digest(DigestEntry {
+        digest: sha3(&[&i.to_be_bytes()]),
+        witnessed_at: Micros(i),
+        key: i / 16,
+        witnesses: 3,
+        late: false,
+    })
+}
+
+fn rate(items: u64, start: Instant) -> f64 {
+    items as f64 / start.elapsed().as_secs_f64().max(1e-9)
+}
+
+fn batch(w: u64, vertices: Vec<Arc<Vertex>>) -> CommittedBatch {
+    CommittedBatch {
+        wave: Wave(w),
+        leader: VertexRef {
+            round: Round(4 * w - 3),
+            author: ReplicaId(0),
+            hash: VertexHash([1; 32]),
+        },
+        coin: Coin {
+            wave: Wave(w),
+            signature: GroupSignature([0; 96]),
+            value: CoinValue(sha3(&[&w.to_be_bytes()])),
+        },
+        leader_parent_clocks: vec![Micros(w * 20_000); 3],
+        horizon: Round(0),
+        vertices,
+        order_state: [0; 32],
+    }
+}
+
+/// Batches in which all 4 replicas report the same `per_vertex` digests,
+/// one replica a round later (so keys differ and hold-back has work).
+fn workload(batches: u64, per_vertex: u64) -> Vec<CommittedBatch> {
+    let mut next = 0u64;
+    let mut out = Vec::new();
+    for w in 1..=batches {
+        let mut vs = Vec::new();
+        let fresh: Vec<Digest> = (0..per_vertex)
+            .map(|i| Digest(sha3(&[&(next + i).to_be_bytes()])))
+            .collect();
+        let late_ones: Vec<Digest> = if w > 1 {
+            (0..per_vertex)
+                .map(|i| Digest(sha3(&[&(next - per_vertex + i).to_be_bytes()])))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        next += per_vertex;
+        for a in 0..4u16 {
+            let ds = if a == 3 { &late_ones } else { &fresh };
+            let round = 4 * w - 3;
+            vs.push(Arc::new(Vertex {
+                round: Round(round),
+                author: ReplicaId(a),
+                prev: None,
+                parents: vec![],
+                weak: vec![],
+                clock: Micros(round * 5_000),
+                reports: ds
+                    .iter()
+                    .map(|d| Report {
+                        digest: *d,
+                        recv_time: Micros(round * 5_000),
+                    })
+                    .collect(),
+            }));
+        }
+        out.push(batch(w, vs));
+    }
+    out
+}
+
+/// Runs the benchmark.
+pub fn run(
+    leaves: u64,
+    proofs: u64,
+    batches: u64,
+    per_vertex: u64,
+) -> anyhow::Result<LogBenchReport> {
+    let mut throughput = Vec::new();
+    let entries: Vec<Vec<u8>> = (0..leaves).map(|i| entry(i).to_bytes()).collect();
+
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for e in &entries {
+        sink ^= leaf_hash(e)[0];
+    }
+    let hash_rate = rate(leaves, start);
+    std::hint::black_box(sink);
+    throughput.push(Throughput {
+        name: "baseline: SHA3 leaf hash".into(),
+        items: leaves,
+        per_s: hash_rate,
+        ratio_to_baseline: 1.0,
+    });
+
+    let start = Instant::now();
+    let mut tree = MerkleTree::new();
+    for e in &entries {
+        tree.push(leaf_hash(e));
+    }
+    let mem_rate = rate(leaves, start);
+    throughput.push(Throughput {
+        name: "Merkle append (memory)".into(),
+        items: leaves,
+        per_s: mem_rate,
+        ratio_to_baseline: mem_rate / hash_rate,
+    });
+
+    let dir = tempfile::tempdir()?;
+    let start = Instant::now();
+    let mut ftree = MerkleTree::with_store(FileNodes::open(dir.path(), 0)?, 0);
+    for (i, e) in entries.iter().enumerate() {
+        ftree.push(leaf_hash(e));
+        if i % 1_000 == 999 {
+            ftree.store_mut().sync()?;
+        }
+    }
+    ftree.store_mut().sync()?;
+    let file_rate = rate(leaves, start);
+    throughput.push(Throughput {
+        name: "Merkle append (files, fsync per 1,000)".into(),
+        items: leaves,
+        per_s: file_rate,
+        ratio_to_baseline: file_rate / hash_rate,
+    });
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let root = tree.root();
+    let picks: Vec<u64> = (0..proofs).map(|_| rng.gen_range(0..leaves)).collect();
+    let start = Instant::now();
+    for &i in &picks {
+        let p = tree
+            .inclusion_proof(i, leaves)
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(verify_inclusion(
+            &leaf_hash(&entries[i as usize]),
+            i,
+            leaves,
+            &p,
+            &root
+        ));
+    }
+    let proof_rate = rate(proofs, start);
+    throughput.push(Throughput {
+        name: format!("inclusion proof make + verify (tree of {leaves})"),
+        items: proofs,
+        per_s: proof_rate,
+        ratio_to_baseline: proof_rate / hash_rate,
+    });
+    let start = Instant::now();
+    for &i in &picks {
+        let p = ftree
+            .inclusion_proof(i, leaves)
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(verify_inclusion(
+            &leaf_hash(&entries[i as usize]),
+            i,
+            leaves,
+            &p,
+            &root
+        ));
+    }
+    let fproof_rate = rate(proofs, start);
+    throughput.push(Throughput {
+        name: "inclusion proof make + verify (file nodes)".into(),
+        items: proofs,
+        per_s: fproof_rate,
+        ratio_to_baseline: fproof_rate / hash_rate,
+    });
+
+    // Receipts: full offline verification against a plain BLS verify.
+    let (public, secrets) = deal(4, 1, &mut rng)?;
+    let public = Arc::new(public);
+    let cluster = ClusterParams {
+        group_public_key: public.group_key(),
+        n: 4,
+        f: 1,
+        policy: Policy::Lamport,
+        genesis_time: Micros(0),
+    };
+    let head = TreeHead {
+        tree_size: leaves,
+        root,
+        time: Micros(1),
+    };
+    let msg = head.message(cluster.cluster_id()).signing_bytes();
+    let shares: Vec<_> = (0..2)
+        .map(|i| {
+            Ok((
+                ReplicaId(i as u16),
+                BlsCrypto::new(public.clone(), secrets[i].clone()).sign_share(&msg)?,
+            ))
+        })
+        .collect::<Result<_, belfry_replica::broadcast::coin::CryptoError>>()?;
+    let signature = BlsCrypto::verifier(public.clone()).combine(&msg, &shares)?;
+    let receipt = Receipt {
+        cluster,
+        entry: entry(7),
+        leaf_index: 7,
+        tree_size: leaves,
+        inclusion_proof: tree
+            .inclusion_proof(7, leaves)
+            .map_err(anyhow::Error::msg)?,
+        root,
+        time: Micros(1),
+        signature,
+    };
+    let anchor = TrustAnchor(public.group_key());
+    let base = measure(50, || {
+        std::hint::black_box(public.group_key().verify(&msg, &signature));
+    });
+    let verify = measure(50, || {
+        std::hint::black_box(verify_receipt(&receipt, &anchor).is_ok());
+    });
+    let operations = vec![
+        summarise(
+            "baseline: plain BLS verify of the tree head",
+            &base,
+            base.mean(),
+        ),
+        summarise(
+            "verify_receipt (binary → checks → pairing)",
+            &verify,
+            base.mean(),
+        ),
+    ];
+
+    // Sequencing: fair vs plain commit order.
+    let work = workload(batches, per_vertex);
+    let digests = batches * per_vertex;
+    let start = Instant::now();
+    let mut seen = BTreeSet::new();
+    let mut logged = 0u64;
+    for b in &work {
+        for v in &b.vertices {
+            for r in &v.reports {
+                if seen.insert(r.digest) {
+                    logged += 1;
+                }
+            }
+        }
+    }
+    let plain_rate = rate(logged, start);
+    throughput.push(Throughput {
+        name: "baseline: plain commit order".into(),
+        items: logged,
+        per_s: plain_rate,
+        ratio_to_baseline: 1.0,
+    });
+    let mut seq = Sequencer::new(SequencerConfig::new(4, 1, Policy::Lamport, Micros(0)));
+    let mut index = BTreeSet::new();
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"));
+    let start = Instant::now();
+    let mut fair_logged = 0u64;
+    for b in &work {
+        let t = Instant::now();
+        let out = seq.sequence(b, &index);
+        hist.saturating_record(
+            u64::try_from(t.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        for r in out.records {
+            index.insert(r.digest);
+            fair_logged += 1;
+        }
+    }
+    let fair_rate = rate(fair_logged, start);
+    anyhow::ensure!(
+        fair_logged + per_vertex >= digests,
+        "sequencer logged {fair_logged} of {digests}"
+    );
+    throughput.push(Throughput {
+        name: "fair sequencer, n = 4 (digests logged)".into(),
+        items: fair_logged,
+        per_s: fair_rate,
+        ratio_to_baseline: fair_rate / plain_rate,
+    });
+    let sequence_batch = summarise(
+        &format!("sequence one batch ({} reports)", 4 * per_vertex),
+        &hist,
+        hist.mean(),
+    );
+    Ok(LogBenchReport {
+        throughput,
+        operations,
+        sequence_batch,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+/// Markdown tables.
+pub fn table(r: &LogBenchReport) -> String {
+    let mut out =
+        String::from("| throughput | items | per second | × baseline |\n|---|---:|---:|---:|\n");
+    for t in &r.throughput {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.3} |\n",
+            t.name, t.items, t.per_s, t.ratio_to_baseline
+        ));
+    }
+    out.push('\n');
+    let mut ops = r.operations.clone();
+    ops.push(r.sequence_batch.clone());
+    out.push_str(&crate::report::table(&ops));
+    out
+}
