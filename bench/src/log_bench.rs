@@ -83,6 +83,11 @@ fn batch(w: u64, vertices: Vec<Arc<Vertex>>) -> CommittedBatch {
         horizon: Round(0),
         vertices,
         order_state: [0; 32],
+        order: belfry_replica::broadcast::Checkpoint {
+            last_decided_wave: Wave(w),
+            last_leader_round: Round(4 * w - 3),
+            ordered: Default::default(),
+        },
     }
 }
 

@@ -194,6 +194,11 @@ impl SequencerState {
     pub fn last_wave(&self) -> Wave {
         self.last_wave
     }
+
+    /// The broadcast node's ordering-state commitment this state was built on.
+    pub fn order_state(&self) -> [u8; 32] {
+        self.order_state
+    }
 }
 
 impl Sequencer {

@@ -396,7 +396,7 @@ impl Node {
     /// round claimed by replicas' own VALs. At least one honest replica is at
     /// or above it, so Byzantine claims can neither stretch it upwards nor hold
     /// it down.
-    fn cluster_round(&self) -> Round {
+    pub fn cluster_round(&self) -> Round {
         let mut claims = self.peer_rounds.clone();
         claims.sort_unstable_by(|a, b| b.cmp(a));
         claims.get(self.config.f).copied().unwrap_or_default()
@@ -865,6 +865,14 @@ impl Node {
         self.counters.vertices_ordered += batch.len() as u64;
         let new_horizon = Round(leader.round.0.saturating_sub(self.config.gc_depth));
         self.collect_garbage(new_horizon, step);
+        // The batch's own wave, not `last_decided_wave`: a replica that orders
+        // this leader through a later wave's stack must commit to the same
+        // state as one that committed it directly.
+        let order = Checkpoint {
+            last_decided_wave: w,
+            last_leader_round: self.last_leader_round,
+            ordered: self.ordered.clone(),
+        };
         if let Some(coin) = coin {
             step.batches.push(CommittedBatch {
                 wave: w,
@@ -873,15 +881,8 @@ impl Node {
                 leader_parent_clocks,
                 horizon,
                 vertices: batch,
-                // The batch's own wave, not `last_decided_wave`: a replica that
-                // orders this leader through a later wave's stack must commit
-                // to the same state as one that committed it directly.
-                order_state: Checkpoint {
-                    last_decided_wave: w,
-                    last_leader_round: self.last_leader_round,
-                    ordered: self.ordered.clone(),
-                }
-                .commitment(),
+                order_state: order.commitment(),
+                order,
             });
         }
     }
@@ -930,6 +931,15 @@ impl Node {
         self.dirty = true;
         if !self.restoring {
             step.writes.push(Durable::Checkpoint(self.checkpoint()));
+            // Everything above the new horizon is needed to order what comes
+            // next: ask every peer for it now rather than on its next resend.
+            step.send(
+                Target::All,
+                Message::FetchVotes {
+                    from: horizon,
+                    to: Round(u64::MAX),
+                },
+            );
         }
     }
 

@@ -127,10 +127,12 @@ pub struct CommittedBatch {
     pub horizon: Round,
     /// The newly ordered vertices, in canonical (round, author) order.
     pub vertices: Vec<Arc<Vertex>>,
-    /// [`Checkpoint::commitment`] of the ordering state right after this
-    /// batch, with this batch's wave as the decided wave (so it is the same
-    /// whether the leader was committed directly or through a later stack).
+    /// [`Checkpoint::commitment`] of `order`.
     pub order_state: [u8; 32],
+    /// The ordering state right after this batch, with this batch's wave as
+    /// the decided wave (so it is the same whether the leader was committed
+    /// directly or through a later stack): what a catching-up replica installs.
+    pub order: Checkpoint,
 }
 
 /// Why a message from a peer was rejected: evidence against it, never a crash.

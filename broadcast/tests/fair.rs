@@ -68,6 +68,11 @@ fn batch(w: u64, script: &Script, slots: &[(u64, u16)]) -> CommittedBatch {
         horizon: Round(0),
         vertices,
         order_state: [w as u8; 32],
+        order: belfry_broadcast::Checkpoint {
+            last_decided_wave: Wave(w),
+            last_leader_round: Round(4 * w - 3),
+            ordered: Default::default(),
+        },
     }
 }
 

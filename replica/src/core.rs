@@ -26,7 +26,8 @@ use belfry_broadcast::coin::{
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
 use belfry_broadcast::{
-    CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target, TimerKind,
+    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
+    TimerKind,
 };
 use belfry_timestamp::{
     DigestEntry, Entry, MerkleTree, Receipt, SignedTreeHead, TickEntry, TreeHead,
@@ -171,6 +172,25 @@ pub struct ReplicaCore {
     rereport: Vec<VecDeque<[u8; 32]>>,
     waiters: BTreeMap<[u8; 32], Vec<ClientId>>,
     subscribers: BTreeMap<ClientId, u64>,
+    /// Sequencer state and ordering checkpoint after the most recent Ticks,
+    /// by tree size, to serve catching-up peers.
+    recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
+    catchup: Option<CatchUp>,
+    catchups_installed: u64,
+}
+
+/// Recent states kept for catching-up peers.
+pub const RECENT_STATES: usize = 8;
+
+/// A catch-up in progress: entries fetched beyond the local log, verified
+/// against `head` before anything is installed.
+#[derive(Debug)]
+struct CatchUp {
+    head: SignedTreeHead,
+    from: u64,
+    entries: Vec<Entry>,
+    verified: bool,
+    started: Micros,
 }
 
 impl std::fmt::Debug for ReplicaCore {
@@ -203,6 +223,9 @@ impl ReplicaCore {
             rereport: vec![VecDeque::new(); n],
             waiters: BTreeMap::new(),
             subscribers: BTreeMap::new(),
+            recent_states: BTreeMap::new(),
+            catchup: None,
+            catchups_installed: 0,
         }
     }
 
@@ -289,7 +312,12 @@ impl ReplicaCore {
         let mut out = CoreStep::default();
         match input {
             CoreInput::Start => self.drive(Input::Start, &mut out),
-            CoreInput::Timer(k) => self.drive(Input::Timer(k), &mut out),
+            CoreInput::Timer(k) => {
+                if k == TimerKind::Resend {
+                    self.maybe_start_catchup(&mut out);
+                }
+                self.drive(Input::Timer(k), &mut out)
+            }
             CoreInput::PeerReconnected(p) => self.drive(Input::PeerReconnected(p), &mut out),
             CoreInput::Peer { from, frame } => match wire::decode::<PeerMessage>(&frame) {
                 Ok(PeerMessage::Broadcast(message)) => {
@@ -298,6 +326,20 @@ impl ReplicaCore {
                 Ok(PeerMessage::HeadShare { tree_size, share }) => {
                     self.on_head_share(from, tree_size, share, &mut out)
                 }
+                Ok(PeerMessage::FetchLog { from: index }) => self.serve_log(from, index, &mut out),
+                Ok(PeerMessage::FetchState { at_most }) => {
+                    self.serve_state(from, at_most, &mut out)
+                }
+                Ok(PeerMessage::LogRange {
+                    from: index,
+                    entries,
+                    head,
+                }) => self.on_log_range(from, index, entries, head, &mut out),
+                Ok(PeerMessage::State {
+                    tree_size,
+                    sequencer,
+                    checkpoint,
+                }) => self.on_state(from, tree_size, *sequencer, *checkpoint, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,
@@ -443,6 +485,13 @@ impl ReplicaCore {
         self.append(Entry::Tick(tick), out);
         out.snapshots
             .push((self.log.len() as u64, self.sequencer.state().clone()));
+        self.recent_states.insert(
+            self.log.len() as u64,
+            (self.sequencer.state().clone(), batch.order.clone()),
+        );
+        while self.recent_states.len() > RECENT_STATES {
+            self.recent_states.pop_first();
+        }
         let head = TreeHead {
             tree_size: self.log.len() as u64,
             root: self.tree.root(),
@@ -694,6 +743,209 @@ impl ReplicaCore {
         ClientResponse::Accepted {
             accepted,
             duplicates,
+        }
+    }
+}
+
+/// Catch-up (DESIGN.md 3.8): a replica further behind than the GC depth
+/// cannot rebuild the missed DAG from re-sent votes (peers pruned it), so it
+/// fetches the log up to a signed tree head — verified by recomputing the root
+/// under the group signature, so it knows every logged digest and never logs
+/// one twice — and the sequencer state and ordering checkpoint of the latest
+/// Tick in it, verified against that Tick's `state_root`; then it installs
+/// both and takes recent votes from its peers. Answers from a Byzantine peer
+/// fail verification and are dropped; the replica asks again on its next
+/// resend timer while it is still behind.
+impl ReplicaCore {
+    /// Verified log ranges and state snapshots installed so far.
+    pub fn catchups_installed(&self) -> u64 {
+        self.catchups_installed
+    }
+
+    /// Whether this replica is further behind the cluster than the GC depth.
+    pub fn is_behind(&self) -> bool {
+        let ordered_to = self.node.checkpoint().last_leader_round.0;
+        self.node.cluster_round().0
+            > ordered_to
+                .saturating_add(self.config.broadcast.gc_depth)
+                .saturating_add(8)
+    }
+
+    fn send_peer(&self, to: Target, m: &PeerMessage, out: &mut CoreStep) {
+        if let Ok(frame) = wire::encode(m) {
+            out.to_peers.push((to, frame));
+        }
+    }
+
+    fn maybe_start_catchup(&mut self, out: &mut CoreStep) {
+        let stale = self.catchup.as_ref().is_some_and(|c| {
+            self.now.saturating_sub(c.started) > self.config.broadcast.resend_interval
+        });
+        if stale {
+            self.catchup = None;
+        }
+        if self.catchup.is_none() && self.is_behind() {
+            let from = self.log.len() as u64;
+            self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
+            // Marks the request; the first verifiable answer fills it in.
+            self.catchup = Some(CatchUp {
+                head: SignedTreeHead {
+                    head: TreeHead {
+                        tree_size: 0,
+                        root: [0; 32],
+                        time: Micros::ZERO,
+                    },
+                    signature: belfry_broadcast::coin::GroupSignature([0; 96]),
+                },
+                from,
+                entries: Vec::new(),
+                verified: false,
+                started: self.now,
+            });
+        }
+    }
+
+    fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
+        let len = self.log.len() as u64;
+        if from >= len || to.index() >= self.config.broadcast.n {
+            return;
+        }
+        let end = len.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
+        let m = PeerMessage::LogRange {
+            from,
+            entries: self.log[from as usize..end as usize].to_vec(),
+            head: self.heads.values().next_back().copied(),
+        };
+        self.send_peer(Target::One(to), &m, out);
+    }
+
+    fn serve_state(&mut self, to: ReplicaId, at_most: u64, out: &mut CoreStep) {
+        if let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() {
+            let m = PeerMessage::State {
+                tree_size: *size,
+                sequencer: Box::new(seq.clone()),
+                checkpoint: Box::new(cp.clone()),
+            };
+            self.send_peer(Target::One(to), &m, out);
+        }
+    }
+
+    fn on_log_range(
+        &mut self,
+        from_peer: ReplicaId,
+        from: u64,
+        entries: Vec<Entry>,
+        head: Option<SignedTreeHead>,
+        out: &mut CoreStep,
+    ) {
+        let cid = self.config.cluster.cluster_id();
+        let key = self.config.cluster.group_public_key;
+        let Some(c) = self.catchup.as_mut() else {
+            return;
+        };
+        if c.verified {
+            return;
+        }
+        // The first page fixes the head to verify against: a signed one,
+        // beyond the local log.
+        if c.entries.is_empty() {
+            let Some(h) = head else { return };
+            if h.head.tree_size <= c.from || !h.verify(cid, &key) {
+                return;
+            }
+            c.head = h;
+        }
+        if from != c.from + c.entries.len() as u64 || entries.is_empty() {
+            return;
+        }
+        let want = c.head.head.tree_size;
+        let room = want.saturating_sub(from) as usize;
+        c.entries.extend(entries.into_iter().take(room));
+        let have = c.from + c.entries.len() as u64;
+        if have < want {
+            let m = PeerMessage::FetchLog { from: have };
+            self.send_peer(Target::One(from_peer), &m, out);
+            return;
+        }
+        // Verify: the local log followed by the fetched entries has the
+        // signed root. The local log is thereby checked to be a prefix too.
+        let mut tree = self.tree.clone();
+        for e in &c.entries {
+            tree.push(e.leaf_hash());
+        }
+        if tree.root() != c.head.head.root {
+            out.faults.push(CoreFault::HeadShare {
+                replica: from_peer,
+                tree_size: want,
+            });
+            self.catchup = None;
+            return;
+        }
+        c.verified = true;
+        let m = PeerMessage::FetchState { at_most: want };
+        self.send_peer(Target::All, &m, out);
+    }
+
+    fn on_state(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        state: SequencerState,
+        checkpoint: Checkpoint,
+        out: &mut CoreStep,
+    ) {
+        let Some(c) = self.catchup.as_ref() else {
+            return;
+        };
+        if !c.verified || tree_size <= c.from || tree_size > c.head.head.tree_size {
+            return;
+        }
+        let Some(Entry::Tick(tick)) = c.entries.get((tree_size - c.from - 1) as usize).copied()
+        else {
+            return;
+        };
+        let order_state = checkpoint.commitment();
+        let valid = state.last_wave().0 == tick.wave
+            && state.order_state() == order_state
+            && checkpoint.last_decided_wave.0 == tick.wave
+            && Sequencer::restore(self.config.sequencer.clone(), state.clone())
+                .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
+        if !valid {
+            out.faults.push(CoreFault::HeadShare {
+                replica: from_peer,
+                tree_size,
+            });
+            return;
+        }
+        let Some(c) = self.catchup.take() else {
+            return;
+        };
+        let keep = (tree_size - c.from) as usize;
+        for e in c.entries.into_iter().take(keep) {
+            self.append(e, out);
+        }
+        if c.head.head.tree_size == tree_size {
+            self.heads.insert(tree_size, c.head);
+            out.heads.push(c.head);
+        }
+        let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
+        else {
+            return;
+        };
+        self.sequencer = restored;
+        self.catchups_installed += 1;
+        out.snapshots.push((self.log.len() as u64, state.clone()));
+        self.recent_states
+            .insert(tree_size, (state, checkpoint.clone()));
+        // Digests now logged are no longer ours to report.
+        let index = &self.index;
+        self.pending.retain(|d| !index.contains_key(d));
+        self.drive(Input::InstallCheckpoint(checkpoint), out);
+        for p in 0..self.config.broadcast.n {
+            let p = ReplicaId(p as u16);
+            if p != self.config.broadcast.me {
+                self.drive(Input::PeerReconnected(p), out);
+            }
         }
     }
 }

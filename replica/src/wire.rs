@@ -111,7 +111,42 @@ pub enum PeerMessage {
         /// The share.
         share: SignatureShare,
     },
+    /// Catch-up: log entries from `from` on.
+    FetchLog {
+        /// First index wanted.
+        from: u64,
+    },
+    /// A page of the log, with the sender's latest signed tree head (what the
+    /// receiver verifies the entries against).
+    LogRange {
+        /// Index of the first entry.
+        from: u64,
+        /// At most `MAX_LOG_PAGE` entries.
+        entries: Vec<Entry>,
+        /// The sender's latest signed head.
+        head: Option<SignedTreeHead>,
+    },
+    /// Catch-up: the sequencer state and ordering checkpoint at the latest
+    /// Tick at or below `at_most`.
+    FetchState {
+        /// Upper bound on the tree size.
+        at_most: u64,
+    },
+    /// The state right after the Tick that ends the log at `tree_size`,
+    /// checked by the receiver against that Tick's `state_root`.
+    State {
+        /// Tree size after the Tick.
+        tree_size: u64,
+        /// The sequencer state.
+        sequencer: Box<belfry_broadcast::fair::SequencerState>,
+        /// The ordering checkpoint.
+        checkpoint: Box<belfry_broadcast::Checkpoint>,
+    },
 }
+
+/// Entries per `LogRange` page: 4,096 entries of at most 213 bytes stay far
+/// under `max_frame`.
+pub const MAX_LOG_PAGE: usize = 4_096;
 
 /// A client request (DESIGN.md section 4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

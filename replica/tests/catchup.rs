@@ -1,0 +1,102 @@
+//! A replica cut off for longer than `gc_depth` rounds catches up through a
+//! verified log range and state snapshot, then agrees with the others on every
+//! later index — and keeps logging new digests with them.
+
+#![allow(clippy::unwrap_used)]
+
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::{sha3, Policy, ReplicaId};
+use belfry_replica::local::LocalCluster;
+use belfry_replica::timestamp::{verify_receipt, Entry};
+use belfry_replica::wire::ClientRequest;
+use belfry_replica::CoreInput;
+
+const GENESIS: Micros = Micros(1_763_700_000_000_000);
+
+fn digests(from: u64, k: u64) -> Vec<[u8; 32]> {
+    (from..from + k)
+        .map(|i| sha3(&[b"catch-up test", &i.to_be_bytes()]))
+        .collect()
+}
+
+fn stamped(c: &LocalCluster, node: usize, ds: &[[u8; 32]]) -> bool {
+    c.cores[node].as_ref().is_some_and(|core| {
+        let signed = core.signed_size();
+        ds.iter()
+            .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
+    })
+}
+
+#[test]
+fn a_replica_cut_off_beyond_the_gc_depth_catches_up_and_agrees_on_every_later_index() {
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 21).unwrap();
+    let away = 3;
+    let first = digests(0, 100);
+    c.request_all(1, &ClientRequest::Submit(first.clone()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        stamped(c, away, &first)
+    });
+    assert!(stamped(&c, away, &first));
+    // Cut off; the others log more and run far past the GC depth.
+    c.cut_off.insert(away);
+    let gc = 50;
+    let round_at_cut = c.cores[away].as_ref().unwrap().node().round().0;
+    let during = digests(100, 400);
+    for chunk in during.chunks(50) {
+        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
+        c.run_until(c.now.saturating_add(Micros::from_millis(20)), |_| false);
+    }
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        (0..3).all(|i| c.cores[i].as_ref().unwrap().node().round().0 > round_at_cut + gc + 40)
+    });
+    assert!(stamped(&c, 0, &during));
+    let behind_len = c.cores[away].as_ref().unwrap().log().len();
+    // Heal.
+    c.cut_off.clear();
+    for p in 0..3 {
+        c.input(p, CoreInput::PeerReconnected(ReplicaId(away as u16)));
+        c.input(away, CoreInput::PeerReconnected(ReplicaId(p as u16)));
+    }
+    c.run_until(c.now.saturating_add(Micros::from_secs(5)), |c| {
+        c.cores[away].as_ref().unwrap().log().len() > behind_len + 400
+    });
+    let caught_up = c.cores[away].as_ref().unwrap().log().len();
+    assert!(
+        caught_up > behind_len + 400,
+        "log went from {behind_len} to {caught_up} only"
+    );
+    let installs = c.cores[away].as_ref().unwrap().catchups_installed();
+    assert!(
+        installs >= 1,
+        "the gap was filled by a verified snapshot, not by re-sent votes"
+    );
+    assert_eq!(c.cores[0].as_ref().unwrap().catchups_installed(), 0);
+    // New digests after the heal are logged by everyone, the caught-up replica included.
+    let after = digests(500, 200);
+    c.request_all(1, &ClientRequest::Submit(after.clone()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        (0..4).all(|i| stamped(c, i, &after))
+    });
+    for i in 0..4 {
+        assert!(
+            stamped(&c, i, &after),
+            "replica {i} did not log the new digests"
+        );
+    }
+    // Every index agrees, across the whole log.
+    let logs: Vec<&[Entry]> = c.cores.iter().flatten().map(|x| x.log()).collect();
+    for (i, l) in logs.iter().enumerate() {
+        let k = l.len().min(logs[0].len());
+        assert_eq!(l[..k], logs[0][..k], "replica {i}");
+    }
+    // Its receipts for digests logged while it was away verify.
+    let anchor = c.anchor();
+    let core = c.cores[away].as_ref().unwrap();
+    for d in during.iter().step_by(41).chain(after.iter().step_by(41)) {
+        verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
+    }
+    // It caught up without installing anything unverified.
+    assert!(c.faults[away]
+        .iter()
+        .all(|f| !matches!(f, belfry_replica::CoreFault::HeadShare { .. })));
+}
