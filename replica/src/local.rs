@@ -5,7 +5,7 @@
 
 use crate::core::{ClientId, CoreFault, CoreInput, ReplicaConfig, ReplicaCore};
 use crate::store::{MemoryStore, ReplicaStore};
-use crate::wire::{self, ClientRequest, ClientResponse};
+use crate::wire::{self, ClientRequest, ClientResponse, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
     deal, BlsCrypto, ClusterParams, KeyError, Policy, PublicKeys, ReplicaId, ThresholdCrypto,
@@ -46,6 +46,8 @@ pub struct LocalCluster {
     pub now: Micros,
     /// Replicas whose links are cut.
     pub cut_off: BTreeSet<usize>,
+    /// Extra delay on every message a replica sends (a slow replica).
+    pub slow: BTreeMap<usize, Micros>,
     /// Faults seen, per replica.
     pub faults: Vec<Vec<CoreFault>>,
     /// Frames and bytes moved between replicas.
@@ -54,6 +56,10 @@ pub struct LocalCluster {
     pub peer_bytes: u64,
     /// Each replica's durable storage (survives [`LocalCluster::crash`]).
     pub stores: Vec<MemoryStore>,
+    /// Per replica, an optional rewrite of its outgoing peer messages (a
+    /// Byzantine replica in tests). `false` drops the message.
+    #[allow(clippy::type_complexity)]
+    pub tamper: Vec<Option<Box<dyn FnMut(&mut PeerMessage) -> bool>>>,
     configs: Vec<ReplicaConfig>,
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
@@ -79,11 +85,13 @@ impl LocalCluster {
                 .map(|(cfg, cr)| Some(ReplicaCore::new(cfg.clone(), cr.clone())))
                 .collect(),
             stores: vec![MemoryStore::default(); n],
+            tamper: (0..n).map(|_| None).collect(),
             configs,
             crypto,
             cluster,
             now: cluster.genesis_time,
             cut_off: BTreeSet::new(),
+            slow: BTreeMap::new(),
             faults: vec![Vec::new(); n],
             peer_frames: 0,
             peer_bytes: 0,
@@ -107,6 +115,17 @@ impl LocalCluster {
         genesis_time: Micros,
         seed: u64,
     ) -> Result<(Self, Arc<PublicKeys>), KeyError> {
+        Self::with_bls_tuned(n, policy, genesis_time, seed, |_| {})
+    }
+
+    /// Like [`LocalCluster::with_bls`], each replica's config adjusted by `tune`.
+    pub fn with_bls_tuned(
+        n: usize,
+        policy: Policy,
+        genesis_time: Micros,
+        seed: u64,
+        tune: impl Fn(&mut ReplicaConfig),
+    ) -> Result<(Self, Arc<PublicKeys>), KeyError> {
         let f = belfry_broadcast::coin::max_faulty(n);
         let (public, secrets) = deal(n, f, &mut ChaCha20Rng::seed_from_u64(seed))?;
         let public = Arc::new(public);
@@ -118,7 +137,11 @@ impl LocalCluster {
             genesis_time,
         };
         let configs = (0..n)
-            .map(|i| ReplicaConfig::new(ReplicaId(i as u16), cluster))
+            .map(|i| {
+                let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
+                tune(&mut c);
+                c
+            })
             .collect();
         let crypto = secrets
             .into_iter()
@@ -160,6 +183,22 @@ impl LocalCluster {
         }
     }
 
+    /// Sends a client request to one replica only.
+    pub fn request_one(&mut self, node: usize, client: ClientId, request: &ClientRequest) {
+        let Ok(frame) = wire::encode(request) else {
+            return;
+        };
+        let at = self.now.saturating_add(self.latency());
+        self.schedule(
+            at,
+            Event::Client {
+                node,
+                client,
+                frame,
+            },
+        );
+    }
+
     /// Hands one input to replica `i` and routes what it asks for.
     pub fn input(&mut self, i: usize, input: CoreInput) {
         let Some(core) = self.cores[i].as_mut() else {
@@ -179,13 +218,29 @@ impl LocalCluster {
                 self.responses.push((i, client, r));
             }
         }
-        for (to, frame) in step.to_peers {
+        for (to, mut frame) in step.to_peers {
+            if let Some(t) = self.tamper[i].as_mut() {
+                let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
+                    continue;
+                };
+                if !t(&mut m) {
+                    continue;
+                }
+                match wire::encode(&m) {
+                    Ok(f) => frame = f,
+                    Err(_) => continue,
+                }
+            }
             let targets: Vec<usize> = match to {
                 Target::All => (0..self.cores.len()).filter(|t| *t != i).collect(),
                 Target::One(r) => vec![r.index()],
             };
+            let extra = self.slow.get(&i).copied().unwrap_or_default();
             for t in targets {
-                let at = self.now.saturating_add(self.latency());
+                let at = self
+                    .now
+                    .saturating_add(self.latency())
+                    .saturating_add(extra);
                 self.schedule(
                     at,
                     Event::Peer {
