@@ -207,8 +207,13 @@ impl LocalCluster {
         let log_len_before = core.log().len() as u64;
         let step = core.handle(self.now, input);
         // Durable before anything leaves the replica. The in-memory store
-        // cannot fail.
+        // cannot fail; an armed crash stops the replica mid-write, and nothing
+        // of the step leaves it.
         let _ = self.stores[i].persist(&step, log_len_before);
+        if self.stores[i].crashed {
+            self.cores[i] = None;
+            return;
+        }
         self.faults[i].extend(step.faults);
         for (at, kind) in step.timers {
             self.schedule(at, Event::Timer { node: i, kind });
@@ -295,6 +300,7 @@ impl LocalCluster {
 
     /// Restarts replica `i` from its store and reconnects it.
     pub fn restart(&mut self, i: usize) -> Result<(), crate::store::RestoreError> {
+        self.stores[i].crashed = false;
         let core = ReplicaCore::restore(
             self.configs[i].clone(),
             self.crypto[i].clone(),

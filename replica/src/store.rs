@@ -125,14 +125,19 @@ pub trait ReplicaStore {
     fn persist(&mut self, step: &CoreStep, log_len_before: u64) -> Result<(), StoreError>;
 }
 
-/// In-memory storage with an fsync boundary: `persist` with `sync = false`
-/// keeps records in a volatile buffer that a crash loses.
+/// In-memory storage for tests and the simulator, with crash faults: a crash
+/// can be armed to strike in the middle of a later `persist`, after a given
+/// number of records reached the store, as a power cut between writes would.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     /// Durable ledger records.
     pub ledger: Vec<LedgerRecord>,
     /// Durable broadcast records.
     pub broadcast: Vec<Durable>,
+    /// Records that will still be written before the armed crash strikes.
+    pub crash_after_records: Option<usize>,
+    /// Whether the armed crash has struck (the replica must be stopped).
+    pub crashed: bool,
 }
 
 impl MemoryStore {
@@ -144,9 +149,41 @@ impl MemoryStore {
 
 impl ReplicaStore for MemoryStore {
     fn persist(&mut self, step: &CoreStep, log_len_before: u64) -> Result<(), StoreError> {
-        self.ledger.extend(ledger_records(step, log_len_before));
-        self.broadcast.extend(step.writes.iter().cloned());
+        if self.crashed {
+            return Ok(());
+        }
+        // Ledger first, then broadcast records — the order the file store
+        // syncs in; an armed crash cuts the sequence anywhere.
+        for r in ledger_records(step, log_len_before) {
+            if !self.take_budget() {
+                return Ok(());
+            }
+            self.ledger.push(r);
+        }
+        for w in &step.writes {
+            if !self.take_budget() {
+                return Ok(());
+            }
+            self.broadcast.push(w.clone());
+        }
         Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn take_budget(&mut self) -> bool {
+        match self.crash_after_records.as_mut() {
+            Some(0) => {
+                self.crashed = true;
+                self.crash_after_records = None;
+                false
+            }
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
     }
 }
 
