@@ -9,8 +9,8 @@
 use crate::report::{measure, peak_rss_kib, summarise, OpReport};
 use belfry_replica::broadcast::clock::Micros;
 use belfry_replica::broadcast::coin::{
-    deal, sha3, BlsCrypto, ClusterParams, Coin, CoinValue, GroupSignature, Policy, ReplicaId,
-    SignedMessage, ThresholdCrypto, TrustAnchor, Wave,
+    deal, sha3, threshold_sign, ClusterParams, Coin, CoinValue, GroupSignature, Policy, ReplicaId,
+    SignedMessage, TrustAnchor, Wave,
 };
 use belfry_replica::broadcast::fair::{Sequencer, SequencerConfig};
 use belfry_replica::broadcast::{
@@ -18,7 +18,8 @@ use belfry_replica::broadcast::{
 };
 use belfry_replica::timestamp::store::FileNodes;
 use belfry_replica::timestamp::{
-    leaf_hash, verify_inclusion, verify_receipt, DigestEntry, Entry, MerkleTree, Receipt, TreeHead,
+    leaf_hash, verify_inclusion, verify_receipt, DigestEntry, Entry, MerkleTree, NodeStore,
+    Receipt, TreeHead,
 };
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -133,6 +134,26 @@ fn workload(batches: u64, per_vertex: u64) -> Vec<CommittedBatch> {
     out
 }
 
+/// Makes and verifies an inclusion proof for each pick; returns proofs/s.
+fn proofs_per_s<S: NodeStore>(
+    tree: &MerkleTree<S>,
+    picks: &[u64],
+    entries: &[Vec<u8>],
+    root: &[u8; 32],
+) -> anyhow::Result<f64> {
+    let size = entries.len() as u64;
+    let start = Instant::now();
+    for &i in picks {
+        let p = tree.inclusion_proof(i, size).map_err(anyhow::Error::msg)?;
+        let leaf = leaf_hash(&entries[i as usize]);
+        anyhow::ensure!(
+            verify_inclusion(&leaf, i, size, &p, root),
+            "proof of {i} failed"
+        );
+    }
+    Ok(rate(picks.len() as u64, start))
+}
+
 /// Runs the benchmark.
 pub fn run(
     leaves: u64,
@@ -191,40 +212,14 @@ pub fn run(
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
     let root = tree.root();
     let picks: Vec<u64> = (0..proofs).map(|_| rng.gen_range(0..leaves)).collect();
-    let start = Instant::now();
-    for &i in &picks {
-        let p = tree
-            .inclusion_proof(i, leaves)
-            .map_err(anyhow::Error::msg)?;
-        anyhow::ensure!(verify_inclusion(
-            &leaf_hash(&entries[i as usize]),
-            i,
-            leaves,
-            &p,
-            &root
-        ));
-    }
-    let proof_rate = rate(proofs, start);
+    let proof_rate = proofs_per_s(&tree, &picks, &entries, &root)?;
     throughput.push(Throughput {
         name: format!("inclusion proof make + verify (tree of {leaves})"),
         items: proofs,
         per_s: proof_rate,
         ratio_to_baseline: proof_rate / hash_rate,
     });
-    let start = Instant::now();
-    for &i in &picks {
-        let p = ftree
-            .inclusion_proof(i, leaves)
-            .map_err(anyhow::Error::msg)?;
-        anyhow::ensure!(verify_inclusion(
-            &leaf_hash(&entries[i as usize]),
-            i,
-            leaves,
-            &p,
-            &root
-        ));
-    }
-    let fproof_rate = rate(proofs, start);
+    let fproof_rate = proofs_per_s(&ftree, &picks, &entries, &root)?;
     throughput.push(Throughput {
         name: "inclusion proof make + verify (file nodes)".into(),
         items: proofs,
@@ -248,15 +243,7 @@ pub fn run(
         time: Micros(1),
     };
     let msg = head.message(cluster.cluster_id()).signing_bytes();
-    let shares: Vec<_> = (0..2)
-        .map(|i| {
-            Ok((
-                ReplicaId(i as u16),
-                BlsCrypto::new(public.clone(), secrets[i].clone()).sign_share(&msg)?,
-            ))
-        })
-        .collect::<Result<_, belfry_replica::broadcast::coin::CryptoError>>()?;
-    let signature = BlsCrypto::verifier(public.clone()).combine(&msg, &shares)?;
+    let signature = threshold_sign(&public, &secrets, &msg)?;
     let receipt = Receipt {
         cluster,
         entry: entry(7),

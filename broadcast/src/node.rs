@@ -442,7 +442,12 @@ impl Node {
             }
             Message::VertexBody(v) => self.on_body(from, v, step),
             Message::FetchVotes { from: lo, to: hi } => {
-                if from != self.config.me {
+                if lo > hi {
+                    step.fault(
+                        from,
+                        FaultKind::InvalidRequest(format!("FetchVotes from {lo} to {hi}")),
+                    );
+                } else if from != self.config.me {
                     self.resend_to(from, lo.max(self.dag.horizon()), hi, step);
                 }
             }
@@ -1106,6 +1111,9 @@ impl Node {
             .saturating_sub(budget.1);
         let mut out = Vec::new();
         let lo = lo.max(self.dag.horizon());
+        if lo > hi {
+            return;
+        }
         for v in self.own_vertices.range(lo..=hi).map(|(_, v)| v) {
             out.push(Message::Val((**v).clone()));
         }

@@ -168,6 +168,8 @@ pub enum FaultKind {
     UnknownSender,
     /// A vertex body nobody asked for.
     UnsolicitedBody,
+    /// A request that makes no sense (an empty or inverted round range).
+    InvalidRequest(String),
     /// A report behind its author's committed frontier (DESIGN.md 3.5):
     /// ignored.
     ReportGoesBack {

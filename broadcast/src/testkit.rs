@@ -27,6 +27,58 @@ use std::sync::Arc;
 
 pub const MOCK_KEY: [u8; 32] = [0x5a; 32];
 
+/// Events in simulated time, taken in (time, insertion) order — so a run is
+/// deterministic. Shared by this kit and the replica's in-process cluster.
+#[derive(Debug)]
+pub struct EventQueue<E> {
+    seq: u64,
+    heap: BinaryHeap<Reverse<(Micros, u64)>>,
+    payloads: BTreeMap<u64, E>,
+}
+
+impl<E> Default for EventQueue<E> {
+    fn default() -> Self {
+        EventQueue {
+            seq: 0,
+            heap: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+        }
+    }
+}
+
+impl<E> EventQueue<E> {
+    /// Schedules `e` at `at`.
+    pub fn schedule(&mut self, at: Micros, e: E) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq)));
+        self.payloads.insert(self.seq, e);
+    }
+
+    /// The next event at or before `until`, or `None` when there is none.
+    pub fn pop_until(&mut self, until: Micros) -> Option<(Micros, E)> {
+        loop {
+            let Reverse((at, seq)) = *self.heap.peek()?;
+            if at > until {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(e) = self.payloads.remove(&seq) {
+                return Some((at, e));
+            }
+        }
+    }
+
+    /// Events still scheduled.
+    pub fn len(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// Whether nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.payloads.is_empty()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
     Honest,
@@ -61,9 +113,7 @@ pub struct Net {
     pub f: usize,
     pub rng: ChaCha20Rng,
     pub now: Micros,
-    seq: u64,
-    events: BinaryHeap<Reverse<(Micros, u64)>>,
-    payloads: BTreeMap<u64, Event>,
+    queue: EventQueue<Event>,
     pub nodes: Vec<Option<Node>>,
     pub configs: Vec<Config>,
     pub storage: Vec<Vec<Durable>>,
@@ -131,9 +181,7 @@ impl Net {
             f,
             rng: ChaCha20Rng::seed_from_u64(seed),
             now: Micros(1_000_000),
-            seq: 0,
-            events: BinaryHeap::new(),
-            payloads: BTreeMap::new(),
+            queue: EventQueue::default(),
             nodes: (0..n).map(|_| None).collect(),
             configs,
             storage: vec![Vec::new(); n],
@@ -189,9 +237,7 @@ impl Net {
     }
 
     fn schedule(&mut self, at: Micros, e: Event) {
-        self.seq += 1;
-        self.events.push(Reverse((at, self.seq)));
-        self.payloads.insert(self.seq, e);
+        self.queue.schedule(at, e);
     }
 
     /// The leader the coin will elect for wave `w` (the harness knows all keys).
@@ -327,16 +373,8 @@ impl Net {
 
     /// Runs events until `until` (simulated time) or until `stop` holds.
     pub fn run_until(&mut self, until: Micros, mut stop: impl FnMut(&Net) -> bool) {
-        while let Some(Reverse((at, seq))) = self.events.pop() {
-            if at > until {
-                self.events.push(Reverse((at, seq)));
-                self.now = until;
-                return;
-            }
+        while let Some((at, event)) = self.queue.pop_until(until) {
             self.now = self.now.max(at);
-            let Some(event) = self.payloads.remove(&seq) else {
-                continue;
-            };
             match event {
                 Event::Deliver { from, to, message } => {
                     if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
@@ -378,6 +416,7 @@ impl Net {
                 return;
             }
         }
+        self.now = self.now.max(until);
     }
 
     pub fn decided(&self, i: usize) -> Wave {

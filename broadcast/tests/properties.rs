@@ -471,3 +471,33 @@ fn a_node_missing_references_asks_for_votes_on_those_rounds() {
             to: Round(1)
         }));
 }
+
+/// Found by `random_wire_bytes_never_panic_the_node`: an inverted range once
+/// reached `BTreeMap::range` and panicked.
+#[test]
+fn an_inverted_fetch_votes_range_is_a_fault_not_a_panic() {
+    let mut node = fresh_node();
+    let _ = node.handle(Micros(1), Input::Start);
+    let kinds = faults_of(
+        &mut node,
+        2,
+        Message::FetchVotes {
+            from: Round(9),
+            to: Round(3),
+        },
+    );
+    assert!(
+        matches!(&kinds[..], [FaultKind::InvalidRequest(_)]),
+        "{kinds:?}"
+    );
+    // A range that is empty only after clamping to the horizon is fine.
+    assert!(faults_of(
+        &mut node,
+        2,
+        Message::FetchVotes {
+            from: Round(0),
+            to: Round(0)
+        }
+    )
+    .is_empty());
+}

@@ -380,3 +380,23 @@ pub fn deal_with_secret<R: RngCore + CryptoRng>(
     let poly = poly - constant + target;
     split(poly, n, f)
 }
+
+/// Signs `message` with the group key the way a cluster does: shares from the
+/// first `f + 1` of `secrets`, combined. For tools and tests that hold the
+/// dealt secrets (a cluster never has them in one place).
+pub fn threshold_sign(
+    public: &std::sync::Arc<PublicKeys>,
+    secrets: &[SecretShare],
+    message: &[u8],
+) -> Result<crate::GroupSignature, crate::CryptoError> {
+    use crate::ThresholdCrypto;
+    let shares = secrets
+        .iter()
+        .take(public.f() + 1)
+        .map(|s| {
+            let signer = crate::BlsCrypto::new(public.clone(), s.clone());
+            Ok((s.id(), signer.sign_share(message)?))
+        })
+        .collect::<Result<Vec<_>, crate::CryptoError>>()?;
+    crate::BlsCrypto::verifier(public.clone()).combine(message, &shares)
+}

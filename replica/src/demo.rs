@@ -98,19 +98,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let Some(core) = cluster.cores[0].as_ref() else {
         bail!("replica 0 stopped");
     };
-    // Every replica holds the same log prefix and the same signed heads.
-    for (i, other) in cluster.cores.iter().enumerate().skip(1) {
-        let Some(other) = other else { continue };
-        let k = core.log().len().min(other.log().len());
-        if core.log()[..k] != other.log()[..k] {
-            bail!("replica {i}'s log differs from replica 0's");
-        }
-        for (size, head) in other.heads() {
-            if core.heads().get(size).is_some_and(|h| h != head) {
-                bail!("replica {i} signed a different tree head at size {size}");
-            }
-        }
-    }
+    // Every replica holds the same log and the same signed heads.
+    cluster.check_agreement().map_err(anyhow::Error::msg)?;
     let mut receipts = Vec::with_capacity(digests.len());
     for d in &digests {
         let r = core.receipt(d).context("a stamped digest has no receipt")?;

@@ -11,11 +11,11 @@ use belfry_broadcast::coin::{
     deal, BlsCrypto, ClusterParams, KeyError, Policy, PublicKeys, ReplicaId, ThresholdCrypto,
     TrustAnchor,
 };
+use belfry_broadcast::testkit::EventQueue;
 use belfry_broadcast::{Target, TimerKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -63,9 +63,7 @@ pub struct LocalCluster {
     configs: Vec<ReplicaConfig>,
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
-    seq: u64,
-    events: BinaryHeap<Reverse<(Micros, u64)>>,
-    payloads: BTreeMap<u64, Event>,
+    queue: EventQueue<Event>,
     responses: Vec<(usize, ClientId, ClientResponse)>,
 }
 
@@ -96,9 +94,7 @@ impl LocalCluster {
             peer_frames: 0,
             peer_bytes: 0,
             rng: ChaCha20Rng::seed_from_u64(seed),
-            seq: 0,
-            events: BinaryHeap::new(),
-            payloads: BTreeMap::new(),
+            queue: EventQueue::default(),
             responses: Vec::new(),
         };
         for i in 0..n {
@@ -156,9 +152,7 @@ impl LocalCluster {
     }
 
     fn schedule(&mut self, at: Micros, e: Event) {
-        self.seq += 1;
-        self.events.push(Reverse((at, self.seq)));
-        self.payloads.insert(self.seq, e);
+        self.queue.schedule(at, e);
     }
 
     fn latency(&mut self) -> Micros {
@@ -260,16 +254,8 @@ impl LocalCluster {
 
     /// Runs until simulated time `until` or until `stop` holds.
     pub fn run_until(&mut self, until: Micros, mut stop: impl FnMut(&LocalCluster) -> bool) {
-        while let Some(Reverse((at, seq))) = self.events.pop() {
-            if at > until {
-                self.events.push(Reverse((at, seq)));
-                self.now = until;
-                return;
-            }
+        while let Some((at, event)) = self.queue.pop_until(until) {
             self.now = self.now.max(at);
-            let Some(event) = self.payloads.remove(&seq) else {
-                continue;
-            };
             match event {
                 Event::Peer { from, to, frame } => {
                     if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
@@ -291,6 +277,7 @@ impl LocalCluster {
                 return;
             }
         }
+        self.now = self.now.max(until);
     }
 
     /// Stops replica `i` (its volatile state is gone; its store stays).
@@ -312,6 +299,63 @@ impl LocalCluster {
             if p != i {
                 self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
                 self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether replica `node` logged every digest of `ds` under a signed head.
+    pub fn stamped(&self, node: usize, ds: &[[u8; 32]]) -> bool {
+        self.cores[node].as_ref().is_some_and(|core| {
+            let signed = core.signed_size();
+            ds.iter()
+                .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
+        })
+    }
+
+    /// Whether every running replica logged every digest of `ds`.
+    pub fn logged_everywhere(&self, ds: &[[u8; 32]]) -> bool {
+        self.cores
+            .iter()
+            .flatten()
+            .all(|core| ds.iter().all(|d| core.leaf_index(d).is_some()))
+    }
+
+    /// Checks what must hold between the running replicas: their logs agree
+    /// on every index they share, they signed the same head at every size
+    /// they share, and no log holds a digest twice.
+    pub fn check_agreement(&self) -> Result<(), String> {
+        let cores: Vec<(usize, &ReplicaCore)> = self
+            .cores
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .collect();
+        let Some((first, base)) = cores.first().copied() else {
+            return Ok(());
+        };
+        for (i, core) in &cores {
+            let k = core.log().len().min(base.log().len());
+            if let Some(at) = (0..k).find(|x| core.log()[*x] != base.log()[*x]) {
+                return Err(format!("replicas {first} and {i} differ at log index {at}"));
+            }
+            for (size, head) in core.heads() {
+                if base.heads().get(size).is_some_and(|h| h != head) {
+                    return Err(format!(
+                        "replicas {first} and {i} signed different heads at size {size}"
+                    ));
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for e in core.log() {
+                if let belfry_timestamp::Entry::Digest(d) = e {
+                    if !seen.insert(d.digest) {
+                        return Err(format!(
+                            "replica {i} logged {} twice",
+                            hex::encode(d.digest)
+                        ));
+                    }
+                }
             }
         }
         Ok(())

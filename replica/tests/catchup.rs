@@ -4,44 +4,31 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::{sha3, Policy, ReplicaId};
+use belfry_replica::coin::{Policy, ReplicaId};
 use belfry_replica::local::LocalCluster;
-use belfry_replica::timestamp::{verify_receipt, Entry};
+use belfry_replica::timestamp::verify_receipt;
 use belfry_replica::wire::ClientRequest;
 use belfry_replica::CoreInput;
-
-const GENESIS: Micros = Micros(1_763_700_000_000_000);
-
-fn digests(from: u64, k: u64) -> Vec<[u8; 32]> {
-    (from..from + k)
-        .map(|i| sha3(&[b"catch-up test", &i.to_be_bytes()]))
-        .collect()
-}
-
-fn stamped(c: &LocalCluster, node: usize, ds: &[[u8; 32]]) -> bool {
-    c.cores[node].as_ref().is_some_and(|core| {
-        let signed = core.signed_size();
-        ds.iter()
-            .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
-    })
-}
+use common::{digests, GENESIS};
 
 #[test]
 fn a_replica_cut_off_beyond_the_gc_depth_catches_up_and_agrees_on_every_later_index() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 21).unwrap();
     let away = 3;
-    let first = digests(0, 100);
+    let first = digests("catch-up test", 0, 100);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        stamped(c, away, &first)
+        c.stamped(away, &first)
     });
-    assert!(stamped(&c, away, &first));
+    assert!(c.stamped(away, &first));
     // Cut off; the others log more and run far past the GC depth.
     c.cut_off.insert(away);
     let gc = 50;
     let round_at_cut = c.cores[away].as_ref().unwrap().node().round().0;
-    let during = digests(100, 400);
+    let during = digests("catch-up test", 100, 400);
     for chunk in during.chunks(50) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
         c.run_until(c.now.saturating_add(Micros::from_millis(20)), |_| false);
@@ -49,7 +36,7 @@ fn a_replica_cut_off_beyond_the_gc_depth_catches_up_and_agrees_on_every_later_in
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
         (0..3).all(|i| c.cores[i].as_ref().unwrap().node().round().0 > round_at_cut + gc + 40)
     });
-    assert!(stamped(&c, 0, &during));
+    assert!(c.stamped(0, &during));
     let behind_len = c.cores[away].as_ref().unwrap().log().len();
     // Heal.
     c.cut_off.clear();
@@ -72,23 +59,19 @@ fn a_replica_cut_off_beyond_the_gc_depth_catches_up_and_agrees_on_every_later_in
     );
     assert_eq!(c.cores[0].as_ref().unwrap().catchups_installed(), 0);
     // New digests after the heal are logged by everyone, the caught-up replica included.
-    let after = digests(500, 200);
+    let after = digests("catch-up test", 500, 200);
     c.request_all(1, &ClientRequest::Submit(after.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| stamped(c, i, &after))
+        (0..4).all(|i| c.stamped(i, &after))
     });
     for i in 0..4 {
         assert!(
-            stamped(&c, i, &after),
+            c.stamped(i, &after),
             "replica {i} did not log the new digests"
         );
     }
     // Every index agrees, across the whole log.
-    let logs: Vec<&[Entry]> = c.cores.iter().flatten().map(|x| x.log()).collect();
-    for (i, l) in logs.iter().enumerate() {
-        let k = l.len().min(logs[0].len());
-        assert_eq!(l[..k], logs[0][..k], "replica {i}");
-    }
+    c.check_agreement().unwrap();
     // Its receipts for digests logged while it was away verify.
     let anchor = c.anchor();
     let core = c.cores[away].as_ref().unwrap();

@@ -5,20 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::coin::Policy;
 use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::{verify_consistency, verify_receipt, Entry, Receipt};
 use belfry_replica::wire::{self, ClientRequest, ClientResponse};
 use belfry_replica::CoreInput;
+use common::GENESIS;
 use std::collections::BTreeSet;
 
-const GENESIS: Micros = Micros(1_763_700_000_000_000);
-
 fn digests(k: u64) -> Vec<[u8; 32]> {
-    (0..k)
-        .map(|i| sha3(&[b"cluster test", &i.to_be_bytes()]))
-        .collect()
+    common::digests("cluster test", 0, k)
 }
 
 fn stamp(c: &mut LocalCluster, ds: &[[u8; 32]]) {

@@ -14,38 +14,28 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use belfry_replica::broadcast::{Durable, Message};
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::coin::Policy;
 use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::{ClientRequest, PeerMessage};
+use common::{digests, GENESIS};
 use std::collections::BTreeMap;
-
-const GENESIS: Micros = Micros(1_763_700_000_000_000);
-
-fn d(tag: &str, i: u64) -> [u8; 32] {
-    sha3(&[tag.as_bytes(), &i.to_be_bytes()])
-}
-
-fn logged_everywhere(c: &LocalCluster, ds: &[[u8; 32]]) -> bool {
-    c.cores
-        .iter()
-        .flatten()
-        .all(|core| ds.iter().all(|x| core.leaf_index(x).is_some()))
-}
 
 #[test]
 fn a_digest_sent_to_a_single_replica_is_still_logged() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 31).unwrap();
-    let lonely: Vec<[u8; 32]> = (0..20).map(|i| d("lonely", i)).collect();
+    let lonely = digests("lonely", 0, 20);
     for (i, x) in lonely.iter().enumerate() {
         c.request_one(i % 4, 1, &ClientRequest::Submit(vec![*x]));
     }
     c.run_until(c.now.saturating_add(Micros::from_secs(20)), |c| {
-        logged_everywhere(c, &lonely)
+        c.logged_everywhere(&lonely)
     });
-    assert!(logged_everywhere(&c, &lonely));
+    assert!(c.logged_everywhere(&lonely));
     // Not late: 2f+1 replicas reported each one (the re-report rule).
     let log = c.cores[0].as_ref().unwrap().log();
     for e in log {
@@ -68,8 +58,8 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
         // One honest replica is slow: its reports reach the committed DAG
         // late, so a victim can sit at f + 1 committed reports for a while.
         c.slow.insert(2, Micros::from_millis(25));
-        let victims: Vec<[u8; 32]> = (0..10).map(|i| d(&format!("victim {seed}"), i)).collect();
-        let rushed: Vec<[u8; 32]> = (0..10).map(|i| d(&format!("rushed {seed}"), i)).collect();
+        let victims = digests(&format!("victim {seed}"), 0, 10);
+        let rushed = digests(&format!("rushed {seed}"), 0, 10);
         // The Byzantine replica never reports victims (not even as re-reports).
         let withheld = victims.clone();
         c.tamper[byz] = Some(Box::new(move |m: &mut PeerMessage| {
@@ -95,9 +85,9 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
         }
         let all: Vec<[u8; 32]> = victims.iter().chain(&rushed).copied().collect();
         c.run_until(c.now.saturating_add(Micros::from_secs(20)), |c| {
-            logged_everywhere(c, &all)
+            c.logged_everywhere(&all)
         });
-        assert!(logged_everywhere(&c, &all));
+        assert!(c.logged_everywhere(&all));
         // Ground truth: the rounds at which each honest replica reported each digest.
         let mut reported: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
         for h in 0..3 {
@@ -120,11 +110,7 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
             }
         }
         // The same log everywhere.
-        let logs: Vec<_> = c.cores.iter().flatten().map(|x| x.log().to_vec()).collect();
-        for l in &logs[1..3] {
-            let k = l.len().min(logs[0].len());
-            assert_eq!(l[..k], logs[0][..k]);
-        }
+        c.check_agreement().unwrap();
     }
     (checked, overtaken)
 }

@@ -3,74 +3,44 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::coin::Policy;
 use belfry_replica::local::LocalCluster;
 use belfry_replica::store::{recover, FileStore, LedgerRecord, ReplicaStore};
 use belfry_replica::timestamp::{verify_receipt, Entry};
 use belfry_replica::wire::ClientRequest;
-use std::collections::BTreeSet;
-
-const GENESIS: Micros = Micros(1_763_700_000_000_000);
-
-fn digests(from: u64, k: u64) -> Vec<[u8; 32]> {
-    (from..from + k)
-        .map(|i| sha3(&[b"restart test", &i.to_be_bytes()]))
-        .collect()
-}
-
-fn stamped(c: &LocalCluster, node: usize, ds: &[[u8; 32]]) -> bool {
-    c.cores[node].as_ref().is_some_and(|core| {
-        let signed = core.signed_size();
-        ds.iter()
-            .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
-    })
-}
+use common::{digests, GENESIS};
 
 #[test]
 fn a_replica_restarted_from_its_store_agrees_with_the_others() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 11).unwrap();
-    let first = digests(0, 300);
+    let first = digests("restart test", 0, 300);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        stamped(c, 1, &first)
+        c.stamped(1, &first)
     });
-    assert!(stamped(&c, 1, &first));
+    assert!(c.stamped(1, &first));
     c.crash(1);
     // The others go on while it is down.
-    let second = digests(300, 300);
+    let second = digests("restart test", 300, 300);
     c.request_all(1, &ClientRequest::Submit(second.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        stamped(c, 0, &second)
+        c.stamped(0, &second)
     });
     c.restart(1).unwrap();
-    let third = digests(600, 300);
+    let third = digests("restart test", 600, 300);
     c.request_all(1, &ClientRequest::Submit(third.clone()));
     let all: Vec<[u8; 32]> = first.iter().chain(&second).chain(&third).copied().collect();
     c.run_until(c.now.saturating_add(Micros::from_secs(60)), |c| {
-        (0..4).all(|i| stamped(c, i, &all))
+        (0..4).all(|i| c.stamped(i, &all))
     });
     for i in 0..4 {
-        assert!(stamped(&c, i, &all), "replica {i} did not log everything");
+        assert!(c.stamped(i, &all), "replica {i} did not log everything");
     }
-    let logs: Vec<&[Entry]> = c.cores.iter().flatten().map(|x| x.log()).collect();
-    for l in &logs[1..] {
-        let k = l.len().min(logs[0].len());
-        assert_eq!(l[..k], logs[0][..k]);
-    }
-    let digests_logged: Vec<_> = logs[1]
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Digest(d) => Some(d.digest),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        digests_logged.iter().collect::<BTreeSet<_>>().len(),
-        digests_logged.len(),
-        "nothing twice"
-    );
+    c.check_agreement().unwrap();
     // The restarted replica's receipts verify.
     let anchor = c.anchor();
     for d in all.iter().step_by(37) {
@@ -81,10 +51,10 @@ fn a_replica_restarted_from_its_store_agrees_with_the_others() {
 #[test]
 fn the_file_store_recovers_what_the_memory_store_holds_and_restores_a_replica() {
     let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 12).unwrap();
-    let ds = digests(0, 200);
+    let ds = digests("restart test", 0, 200);
     c.request_all(1, &ClientRequest::Submit(ds.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        stamped(c, 2, &ds)
+        c.stamped(2, &ds)
     });
     // Write replica 2's persisted history through a FileStore, reopen it.
     let dir = tempfile::tempdir().unwrap();
@@ -135,10 +105,10 @@ fn the_file_store_recovers_what_the_memory_store_holds_and_restores_a_replica() 
 #[test]
 fn a_ledger_whose_last_snapshot_never_reached_disk_is_cut_back_to_the_previous_one() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 13).unwrap();
-    let ds = digests(0, 50);
+    let ds = digests("restart test", 0, 50);
     c.request_all(1, &ClientRequest::Submit(ds.clone()));
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        stamped(c, 0, &ds)
+        c.stamped(0, &ds)
     });
     let ledger = c.stores[0].ledger.clone();
     let snaps: Vec<usize> = ledger
@@ -176,7 +146,7 @@ fn a_crash_in_the_middle_of_persisting_a_step_never_breaks_agreement() {
     for (k, budget) in [0usize, 1, 2, 3, 5, 8, 13, 40, 100, 250].iter().enumerate() {
         let (mut c, _) =
             LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 60 + k as u64).unwrap();
-        let first = digests(10_000 * k as u64, 60);
+        let first = digests("restart test", 10_000 * k as u64, 60);
         c.request_all(1, &ClientRequest::Submit(first.clone()));
         c.run_until(c.now.saturating_add(Micros::from_millis(25)), |_| false);
         c.stores[2].crash_after_records = Some(*budget);
@@ -190,35 +160,21 @@ fn a_crash_in_the_middle_of_persisting_a_step_never_breaks_agreement() {
         if c.cores[2].is_none() {
             c.restart(2).unwrap();
         }
-        let second = digests(10_000 * k as u64 + 5_000, 60);
+        let second = digests("restart test", 10_000 * k as u64 + 5_000, 60);
         c.request_all(1, &ClientRequest::Submit(second.clone()));
         let all: Vec<[u8; 32]> = first.iter().chain(&second).copied().collect();
         c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-            (0..4).all(|i| stamped(c, i, &all))
+            (0..4).all(|i| c.stamped(i, &all))
         });
         for i in 0..4 {
             assert!(
-                stamped(&c, i, &all),
+                c.stamped(i, &all),
                 "budget {budget}: replica {i} did not log everything"
             );
         }
-        let logs: Vec<&[Entry]> = c.cores.iter().flatten().map(|x| x.log()).collect();
-        for l in &logs[1..] {
-            let k = l.len().min(logs[0].len());
-            assert_eq!(l[..k], logs[0][..k], "budget {budget}");
-        }
-        let ds: Vec<_> = logs[2]
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Digest(d) => Some(d.digest),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            ds.iter().collect::<BTreeSet<_>>().len(),
-            ds.len(),
-            "budget {budget}: logged twice"
-        );
+        c.check_agreement()
+            .map_err(|e| format!("budget {budget}: {e}"))
+            .unwrap();
         // Across the crash it never recorded two different votes or own
         // vertices for one slot.
         let mut seen = std::collections::BTreeMap::new();
