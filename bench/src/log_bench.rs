@@ -230,13 +230,7 @@ pub fn run(
     // Receipts: full offline verification against a plain BLS verify.
     let (public, secrets) = deal(4, 1, &mut rng)?;
     let public = Arc::new(public);
-    let cluster = ClusterParams {
-        group_public_key: public.group_key(),
-        n: 4,
-        f: 1,
-        policy: Policy::Lamport,
-        genesis_time: Micros(0),
-    };
+    let cluster = ClusterParams::of_keys(&public, Policy::Lamport, Micros(0));
     let head = TreeHead {
         tree_size: leaves,
         root,

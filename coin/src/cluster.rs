@@ -107,6 +107,18 @@ pub struct ClusterParams {
 }
 
 impl ClusterParams {
+    /// The parameters of the cluster a dealing was made for.
+    pub fn of_keys(keys: &crate::PublicKeys, policy: Policy, genesis_time: Micros) -> Self {
+        ClusterParams {
+            group_public_key: keys.group_key(),
+            // A dealing checks n <= u16::MAX and f <= ⌊(n−1)/3⌋.
+            n: keys.n() as u16,
+            f: keys.f() as u16,
+            policy,
+            genesis_time,
+        }
+    }
+
     /// `SHA3-256("belfry-cluster-v1" || group_public_key[48] || n u16 || f u16
     /// || policy u8 || granularity_us u64 || genesis_time u64)`.
     pub fn cluster_id(&self) -> ClusterId {

@@ -125,13 +125,7 @@ impl LocalCluster {
         let f = belfry_broadcast::coin::max_faulty(n);
         let (public, secrets) = deal(n, f, &mut ChaCha20Rng::seed_from_u64(seed))?;
         let public = Arc::new(public);
-        let cluster = ClusterParams {
-            group_public_key: public.group_key(),
-            n: n as u16,
-            f: f as u16,
-            policy,
-            genesis_time,
-        };
+        let cluster = ClusterParams::of_keys(&public, policy, genesis_time);
         let configs = (0..n)
             .map(|i| {
                 let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
@@ -161,19 +155,8 @@ impl LocalCluster {
 
     /// Sends a client request to every replica (as the client library does).
     pub fn request_all(&mut self, client: ClientId, request: &ClientRequest) {
-        let Ok(frame) = wire::encode(request) else {
-            return;
-        };
         for node in 0..self.cores.len() {
-            let at = self.now.saturating_add(self.latency());
-            self.schedule(
-                at,
-                Event::Client {
-                    node,
-                    client,
-                    frame: frame.clone(),
-                },
-            );
+            self.request_one(node, client, request);
         }
     }
 

@@ -200,33 +200,28 @@ impl FileStore {
     pub fn open(dir: &Path) -> Result<(FileStore, Recovered), RestoreError> {
         let (ledger, l) = SegmentLog::open(&dir.join("ledger"), SEGMENT_BYTES)?;
         let (broadcast, b) = SegmentLog::open(&dir.join("broadcast"), SEGMENT_BYTES)?;
-        let ledger_records = l
-            .records
-            .iter()
-            .enumerate()
-            .map(|(index, bytes)| {
-                postcard::from_bytes::<LedgerRecord>(bytes).map_err(|e| RestoreError::Decode {
-                    what: "ledger",
-                    index,
-                    why: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let broadcast_records = b
-            .records
-            .iter()
-            .enumerate()
-            .map(|(index, bytes)| {
-                postcard::from_bytes::<Durable>(bytes).map_err(|e| RestoreError::Decode {
-                    what: "broadcast",
-                    index,
-                    why: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ledger_records = decode_all::<LedgerRecord>("ledger", &l.records)?;
+        let broadcast_records = decode_all::<Durable>("broadcast", &b.records)?;
         let recovered = recover(&ledger_records, broadcast_records);
         Ok((FileStore { ledger, broadcast }, recovered))
     }
+}
+
+fn decode_all<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    records: &[Vec<u8>],
+) -> Result<Vec<T>, RestoreError> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            postcard::from_bytes::<T>(bytes).map_err(|e| RestoreError::Decode {
+                what,
+                index,
+                why: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

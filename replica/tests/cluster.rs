@@ -198,13 +198,7 @@ fn pending_digests_beyond_the_limit_get_backpressure() {
     use std::sync::Arc;
     let (public, secrets) = deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
     let public = Arc::new(public);
-    let cluster = ClusterParams {
-        group_public_key: public.group_key(),
-        n: 4,
-        f: 1,
-        policy: Policy::Lamport,
-        genesis_time: GENESIS,
-    };
+    let cluster = ClusterParams::of_keys(&public, Policy::Lamport, GENESIS);
     let mut config = ReplicaConfig::new(ReplicaId(0), cluster);
     config.max_pending_digests = 10;
     let crypto: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public, secrets[0].clone()));

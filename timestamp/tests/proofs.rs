@@ -167,13 +167,7 @@ fn out_of_range_requests_are_errors_not_panics() {
 fn tampered_receipts_fail_the_check_that_was_broken() {
     let (public, secrets) = deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(3)).unwrap();
     let public = Arc::new(public);
-    let cluster = ClusterParams {
-        group_public_key: public.group_key(),
-        n: 4,
-        f: 1,
-        policy: Policy::Lamport,
-        genesis_time: Micros(1_763_700_000_000_000),
-    };
+    let cluster = ClusterParams::of_keys(&public, Policy::Lamport, Micros(1_763_700_000_000_000));
     let entries: Vec<Entry> = (0..7u8)
         .map(|i| {
             Entry::Digest(DigestEntry {
