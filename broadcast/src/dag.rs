@@ -135,6 +135,19 @@ impl Dag {
     /// The causal history of `from` (every edge: prev, parents, weak) at or
     /// above `floor`, `from` included, as a set of hashes.
     pub fn causal_history(&self, from: &VertexHash, floor: Round) -> BTreeSet<VertexHash> {
+        self.causal_history_until(from, floor, |_| false)
+    }
+
+    /// Like [`Dag::causal_history`], but not entering vertices for which
+    /// `stop` holds (nor counting them). Ordering uses it with "already
+    /// ordered": an ordered vertex's whole history was ordered with it, so the
+    /// walk only visits what is new.
+    pub fn causal_history_until(
+        &self,
+        from: &VertexHash,
+        floor: Round,
+        stop: impl Fn(&VertexRef) -> bool,
+    ) -> BTreeSet<VertexHash> {
         let mut seen = BTreeSet::new();
         let mut stack = vec![*from];
         while let Some(h) = stack.pop() {
@@ -143,7 +156,7 @@ impl Dag {
                 continue;
             }
             for r in v.references() {
-                if r.round >= floor && !seen.contains(&r.hash) {
+                if r.round >= floor && !seen.contains(&r.hash) && !stop(r) {
                     stack.push(r.hash);
                 }
             }

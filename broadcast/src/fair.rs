@@ -100,6 +100,9 @@ pub struct SequencerConfig {
     /// The hold-back rule. Switching it off is for the simulator's metric
     /// tests only (it must then see M1 > 0 under withhold-and-rush).
     pub hold_back: bool,
+    /// Test-only: break ties by the digest itself instead of the coin, a
+    /// deterministic and biasable rule the simulator's M5 must catch.
+    pub fixed_tie_break: bool,
 }
 
 impl SequencerConfig {
@@ -112,6 +115,7 @@ impl SequencerConfig {
             late_waves: crate::config::LATE_WAVES,
             genesis_time,
             hold_back: true,
+            fixed_tie_break: false,
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct SequencedBatch {
     pub faults: Vec<Fault>,
     /// Ready or late digests held back by this batch's hold-back test.
     pub held_back: usize,
+    /// Which ones (for the simulator's M7).
+    pub held: Vec<Digest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,6 +359,14 @@ impl Sequencer {
 
         // Readiness, keys and hold-back, once per batch.
         let g = self.granularity();
+        let fixed = self.config.fixed_tie_break;
+        let tie = |d: &Digest| {
+            if fixed {
+                d.0
+            } else {
+                batch.coin.value.tie(&d.0)
+            }
+        };
         let mut candidates: Vec<(u64, [u8; 32], Digest, u64, bool)> = Vec::new();
         let mut min_block = u64::MAX;
         for (d, p) in &self.state.pending {
@@ -360,10 +374,10 @@ impl Sequencer {
             if k > 2 * f {
                 let mut values: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
                 let key = lower_median(&mut values).unwrap_or(0);
-                candidates.push((key / g, batch.coin.value.tie(&d.0), *d, key, false));
+                candidates.push((key / g, tie(d), *d, key, false));
             } else if batch.wave.0 >= p.first_wave.0.saturating_add(self.config.late_waves) {
                 let key = self.lower_bound(p);
-                candidates.push((key / g, batch.coin.value.tie(&d.0), *d, key, true));
+                candidates.push((key / g, tie(d), *d, key, true));
             } else if k > f {
                 min_block = min_block.min(self.lower_bound(p) / g);
             }
@@ -377,6 +391,7 @@ impl Sequencer {
             chosen.push(*c);
         }
         let held_back = candidates.len() - chosen.len();
+        let held: Vec<Digest> = candidates[chosen.len()..].iter().map(|c| c.2).collect();
 
         let mut records = Vec::with_capacity(chosen.len());
         let mut max_witnessed = Micros::ZERO;
@@ -426,6 +441,7 @@ impl Sequencer {
             },
             faults,
             held_back,
+            held,
         }
     }
 

@@ -839,7 +839,10 @@ impl Node {
                 .saturating_sub(self.config.gc_depth),
         );
         let leader_ref = leader.reference();
-        let history = self.dag.causal_history(&leader_ref.hash, horizon);
+        let ordered = &self.ordered;
+        let history = self
+            .dag
+            .causal_history_until(&leader_ref.hash, horizon, |r| ordered.contains(r));
         let mut batch: Vec<(VertexRef, Arc<Vertex>)> = history
             .iter()
             .filter_map(|h| {

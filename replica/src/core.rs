@@ -145,6 +145,8 @@ pub struct CoreStep {
     pub faults: Vec<CoreFault>,
     /// Ready digests held back by the hold-back rule in this step's batches.
     pub held_back: usize,
+    /// Which digests were held back.
+    pub held: Vec<[u8; 32]>,
 }
 
 struct LogIndex<'a>(&'a BTreeMap<[u8; 32], u64>);
@@ -249,13 +251,12 @@ impl ReplicaCore {
             }
             core.log.push(entry);
         }
-        let cid = config.cluster.cluster_id();
         for sth in recovered.heads {
             let consistent = core
                 .tree
                 .root_at(sth.head.tree_size)
                 .is_ok_and(|r| r == sth.head.root);
-            if !consistent || !sth.verify(cid, &config.cluster.group_public_key) {
+            if !consistent || !core.head_signed(&sth) {
                 return Err(crate::store::RestoreError::BadHead(sth.head.tree_size));
             }
             core.heads.insert(sth.head.tree_size, sth);
@@ -274,6 +275,14 @@ impl ReplicaCore {
             }
         }
         Ok(core)
+    }
+
+    /// Whether a tree head carries the cluster's group signature (checked
+    /// through the crypto trait, so mock-crypto clusters work too).
+    fn head_signed(&self, sth: &SignedTreeHead) -> bool {
+        let message = sth.head.message(self.config.cluster.cluster_id());
+        self.crypto
+            .verify_group(&message.signing_bytes(), &sth.signature)
     }
 
     /// The log so far.
@@ -458,6 +467,7 @@ impl ReplicaCore {
         }
         let sb = self.sequencer.sequence(batch, &LogIndex(&self.index));
         out.held_back += sb.held_back;
+        out.held.extend(sb.held.iter().map(|d| d.0));
         out.faults
             .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
         let first = self.log.len() as u64;
@@ -838,8 +848,7 @@ impl ReplicaCore {
         head: Option<SignedTreeHead>,
         out: &mut CoreStep,
     ) {
-        let cid = self.config.cluster.cluster_id();
-        let key = self.config.cluster.group_public_key;
+        let signed = head.filter(|h| self.head_signed(h));
         let Some(c) = self.catchup.as_mut() else {
             return;
         };
@@ -849,8 +858,8 @@ impl ReplicaCore {
         // The first page fixes the head to verify against: a signed one,
         // beyond the local log.
         if c.entries.is_empty() {
-            let Some(h) = head else { return };
-            if h.head.tree_size <= c.from || !h.verify(cid, &key) {
+            let Some(h) = signed else { return };
+            if h.head.tree_size <= c.from {
                 return;
             }
             c.head = h;

@@ -1,0 +1,247 @@
+//! A simulation's configuration and the Byzantine strategy names.
+
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::Policy;
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// A Byzantine strategy (DESIGN.md section 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Never speaks.
+    Silent,
+    /// Different VALs to different peers.
+    Equivocate,
+    /// Garbage coin and tree-head shares.
+    BadShares,
+    /// Never reports chosen digests (half of all, by their first byte).
+    Censor,
+    /// Also sends malformed and oversized frames.
+    Malformed,
+    /// Also sends vertices for rounds far in the future.
+    FarFuture,
+    /// Also re-sends old frames.
+    Replay,
+}
+
+/// Strategies DESIGN.md names that this simulator does not implement yet.
+pub const NOT_YET: [&str; 4] = ["withhold-and-rush", "late-leader", "lying-clock", "twins"];
+
+impl Strategy {
+    /// All implemented strategies.
+    pub const ALL: [Strategy; 7] = [
+        Strategy::Silent,
+        Strategy::Equivocate,
+        Strategy::BadShares,
+        Strategy::Censor,
+        Strategy::Malformed,
+        Strategy::FarFuture,
+        Strategy::Replay,
+    ];
+
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::Silent => "silent",
+            Strategy::Equivocate => "equivocate",
+            Strategy::BadShares => "bad-shares",
+            Strategy::Censor => "censor",
+            Strategy::Malformed => "malformed",
+            Strategy::FarFuture => "far-future",
+            Strategy::Replay => "replay",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(x) = Strategy::ALL.iter().find(|x| x.name() == s) {
+            return Ok(*x);
+        }
+        let known: Vec<&str> = Strategy::ALL.iter().map(|x| x.name()).collect();
+        if NOT_YET.contains(&s) {
+            Err(format!(
+                "strategy {s:?} is not implemented yet (implemented: {})",
+                known.join(", ")
+            ))
+        } else {
+            Err(format!(
+                "unknown strategy {s:?} (known: {})",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// Everything a run depends on besides the code.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimConfig {
+    /// Replicas.
+    pub n: usize,
+    /// Byzantine replicas: `n − faulty .. n − 1`.
+    pub faulty: usize,
+    /// Their strategies, assigned round-robin.
+    pub strategies: Vec<Strategy>,
+    /// The seed.
+    pub seed: u64,
+    /// Simulated time with client load.
+    pub duration: Micros,
+    /// Digests submitted per simulated second.
+    pub load_per_s: u64,
+    /// Sequencing policy.
+    #[serde(serialize_with = "policy_name")]
+    pub policy: Policy,
+    /// Cheap hash-based threshold crypto instead of BLS.
+    pub mock_crypto: bool,
+    /// Link latency: base (µs) ...
+    pub latency_base_us: u64,
+    /// ... plus lognormal jitter with this sigma, scaled by the base.
+    pub latency_sigma: f64,
+    /// Probability that a message is dropped.
+    pub drop: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Crash an honest replica mid-write and restart it.
+    pub crash: bool,
+    /// Cut an honest replica off for longer than the GC depth, then heal.
+    pub partition: bool,
+    /// Largest clock offset of a replica, µs (each draws one in ±this).
+    pub clock_offset_us: i64,
+    /// Largest clock drift, ppm.
+    pub drift_ppm: i64,
+    /// Run two- and three-client races for M5.
+    pub races: bool,
+    /// Test-only: break ties by the digest instead of the coin (M5 must fail).
+    pub fixed_tie_break: bool,
+}
+
+fn policy_name<S: serde::Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&match p {
+        Policy::Lamport => "lamport".to_string(),
+        Policy::Clock { granularity_us } => format!("clock{{{granularity_us}}}"),
+    })
+}
+
+impl SimConfig {
+    /// Defaults: no faults, 1,000 digests/s for 10 s, lamport, real BLS.
+    pub fn new(n: usize, seed: u64) -> Self {
+        SimConfig {
+            n,
+            faulty: 0,
+            strategies: Vec::new(),
+            seed,
+            duration: Micros::from_secs(10),
+            load_per_s: 1_000,
+            policy: Policy::Lamport,
+            mock_crypto: false,
+            latency_base_us: 500,
+            latency_sigma: 0.5,
+            drop: 0.0,
+            duplicate: 0.0,
+            crash: false,
+            partition: false,
+            clock_offset_us: 0,
+            drift_ppm: 0,
+            races: true,
+            fixed_tie_break: false,
+        }
+    }
+
+    /// `f = ⌊(n − 1) / 3⌋`.
+    pub fn f(&self) -> usize {
+        belfry_replica::coin::max_faulty(self.n)
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(4..=32).contains(&self.n) {
+            return Err(format!(
+                "--replicas must be between 4 and 32, got {}",
+                self.n
+            ));
+        }
+        if self.faulty > self.f() {
+            return Err(format!(
+                "--faulty {} exceeds f = {} for n = {}",
+                self.faulty,
+                self.f(),
+                self.n
+            ));
+        }
+        if self.faulty > 0 && self.strategies.is_empty() {
+            return Err("--faulty needs --byzantine STRATEGY[,...]".into());
+        }
+        if !(0.0..0.5).contains(&self.drop) || !(0.0..0.5).contains(&self.duplicate) {
+            return Err("--drop and --duplicate must be in [0, 0.5)".into());
+        }
+        if self.duration.0 == 0 || self.load_per_s > 100_000 {
+            return Err("--duration must be positive and --load at most 100000/s".into());
+        }
+        Ok(())
+    }
+
+    /// The strategy of replica `i`, if it is Byzantine.
+    pub fn strategy_of(&self, i: usize) -> Option<Strategy> {
+        let first = self.n - self.faulty;
+        (i >= first && !self.strategies.is_empty())
+            .then(|| self.strategies[(i - first) % self.strategies.len()])
+    }
+
+    /// The one command line that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut c = format!(
+            "belfry-sim run --replicas {} --seed {} --duration {}ms --load {} --policy {}",
+            self.n,
+            self.seed,
+            self.duration.0 / 1_000,
+            self.load_per_s,
+            match self.policy {
+                Policy::Lamport => "lamport".to_string(),
+                Policy::Clock { granularity_us } =>
+                    format!("clock --granularity-us {granularity_us}"),
+            }
+        );
+        if self.faulty > 0 {
+            let names: Vec<&str> = self.strategies.iter().map(|s| s.name()).collect();
+            c.push_str(&format!(
+                " --faulty {} --byzantine {}",
+                self.faulty,
+                names.join(",")
+            ));
+        }
+        if self.mock_crypto {
+            c.push_str(" --mock-crypto");
+        }
+        if self.drop > 0.0 {
+            c.push_str(&format!(" --drop {}", self.drop));
+        }
+        if self.duplicate > 0.0 {
+            c.push_str(&format!(" --duplicate {}", self.duplicate));
+        }
+        if self.crash {
+            c.push_str(" --crash");
+        }
+        if self.partition {
+            c.push_str(" --partition");
+        }
+        if self.clock_offset_us > 0 || self.drift_ppm > 0 {
+            c.push_str(&format!(
+                " --clock-offset-us {} --drift-ppm {}",
+                self.clock_offset_us, self.drift_ppm
+            ));
+        }
+        if !self.races {
+            c.push_str(" --no-races");
+        }
+        c
+    }
+}

@@ -1,0 +1,852 @@
+//! The simulation engine: one event queue in true simulated time, the
+//! replicas, the network and fault models, the Byzantine rewrites, and the
+//! invariant checks run after every event.
+
+use crate::config::{SimConfig, Strategy};
+use crate::metrics::{self, Metrics};
+use belfry_replica::broadcast::testkit::EventQueue;
+use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash, VoteKind};
+use belfry_replica::clock::{DriftingClock, Micros};
+use belfry_replica::coin::{
+    deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, SignatureShare,
+    ThresholdCrypto, TrustAnchor,
+};
+use belfry_replica::store::{MemoryStore, ReplicaStore};
+use belfry_replica::timestamp::{verify_inclusion, verify_receipt, Entry, SignedTreeHead};
+use belfry_replica::wire::{self, ClientRequest, PeerMessage};
+use belfry_replica::{CoreInput, CoreStep, ReplicaConfig, ReplicaCore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rand_distr::{Distribution, LogNormal};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A group key for mock-crypto clusters: any valid point will do, the mock
+/// never uses it (it only enters the cluster id).
+const MOCK_GROUP_KEY: &str = "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0";
+/// The liveness bound after the load stops.
+const LIVENESS_BOUND: Micros = Micros::from_secs(20);
+const GENESIS: Micros = Micros(1_763_700_000_000_000);
+
+/// A ChaCha stream derived from (seed, component, replica): changing one
+/// option does not reshuffle the randomness of unrelated components.
+pub fn stream(seed: u64, component: &str, index: u64) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(sha3(&[
+        b"belfry-sim-stream",
+        &seed.to_be_bytes(),
+        component.as_bytes(),
+        &index.to_be_bytes(),
+    ]))
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        frame: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        kind: TimerKind,
+    },
+    Submit {
+        node: usize,
+        digests: Vec<[u8; 32]>,
+    },
+    Load,
+    Race(usize),
+    ArmCrash(usize),
+    Restart(usize),
+    Cut(usize),
+    Heal(usize),
+}
+
+/// What the run found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The configuration.
+    pub config: SimConfig,
+    /// Which replica runs which strategy.
+    pub assignment: BTreeMap<String, String>,
+    /// Rolling hash over every event.
+    pub trace_hash: String,
+    /// Invariant violations (empty on a good run).
+    pub violations: Vec<String>,
+    /// Digests logged per simulated second of load.
+    pub throughput_digests_per_s: f64,
+    /// Submit to signed-head coverage, simulated ms.
+    pub latency_ms: Latency,
+    /// Fairness metrics.
+    pub metrics: Metrics,
+    /// Which faults and strategies actually fired, and how often.
+    pub coverage: BTreeMap<String, u64>,
+    /// Events processed.
+    pub events: u64,
+    /// Replica-to-replica messages and bytes per logged digest.
+    pub messages_per_digest: f64,
+    /// Bytes per logged digest.
+    pub bytes_per_digest: f64,
+    /// The one command line that replays this run.
+    pub replay: String,
+    /// Trace hash every 10,000 events (for locating a divergence).
+    #[serde(skip)]
+    pub checkpoints: Vec<(u64, [u8; 32])>,
+}
+
+/// Latency percentiles.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// A race: digests submitted at one instant by different clients.
+#[derive(Clone, Debug)]
+pub struct Race {
+    /// "two", "biased" or "three".
+    pub kind: &'static str,
+    /// The digests, client order.
+    pub digests: Vec<[u8; 32]>,
+}
+
+struct Sim {
+    cfg: SimConfig,
+    now: Micros,
+    queue: EventQueue<Event>,
+    cores: Vec<Option<ReplicaCore>>,
+    configs: Vec<ReplicaConfig>,
+    crypto: Vec<Arc<dyn ThresholdCrypto>>,
+    stores: Vec<MemoryStore>,
+    clocks: Vec<DriftingClock>,
+    byz: Vec<Option<Strategy>>,
+    net_rng: ChaCha20Rng,
+    load_rng: ChaCha20Rng,
+    byz_rng: ChaCha20Rng,
+    fault_rng: ChaCha20Rng,
+    jitter: LogNormal<f64>,
+    trace: [u8; 32],
+    events: u64,
+    checkpoints: Vec<(u64, [u8; 32])>,
+    cut: BTreeSet<usize>,
+    // Invariants.
+    canonical: Vec<Entry>,
+    logged: BTreeMap<[u8; 32], u64>,
+    heads: BTreeMap<u64, SignedTreeHead>,
+    votes: Vec<BTreeMap<(u8, Round, ReplicaId), VertexHash>>,
+    violations: Vec<String>,
+    // Ground truth and measures.
+    submitted: BTreeMap<[u8; 32], Micros>,
+    first_seen: BTreeMap<[u8; 32], Vec<Option<Micros>>>,
+    covered_at: BTreeMap<[u8; 32], Micros>,
+    uncovered: BTreeMap<u64, [u8; 32]>,
+    last_tick_time: Option<Micros>,
+    held: BTreeSet<[u8; 32]>,
+    races: Vec<Race>,
+    replay_buf: Vec<(usize, Vec<u8>)>,
+    coverage: BTreeMap<String, u64>,
+    peer_messages: u64,
+    peer_bytes: u64,
+    next_digest: u64,
+    anchor: Option<TrustAnchor>,
+}
+
+fn honest(cfg: &SimConfig, i: usize) -> bool {
+    cfg.strategy_of(i).is_none()
+}
+
+/// Runs a simulation.
+pub fn run(cfg: &SimConfig) -> Result<Report, String> {
+    cfg.validate()?;
+    let mut sim = Sim::new(cfg.clone())?;
+    sim.run();
+    Ok(sim.report())
+}
+
+impl Sim {
+    fn new(cfg: SimConfig) -> Result<Sim, String> {
+        let n = cfg.n;
+        let f = cfg.f();
+        let (crypto, key, anchor): (Vec<Arc<dyn ThresholdCrypto>>, GroupPublicKey, _) =
+            if cfg.mock_crypto {
+                let mk = sha3(&[b"belfry-sim-mock-key", &cfg.seed.to_be_bytes()]);
+                let key = GroupPublicKey::from_hex(MOCK_GROUP_KEY).map_err(|e| e.to_string())?;
+                let crypto = (0..n)
+                    .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), mk)) as _)
+                    .collect();
+                (crypto, key, None)
+            } else {
+                let (public, secrets) =
+                    deal(n, f, &mut stream(cfg.seed, "keys", 0)).map_err(|e| e.to_string())?;
+                let public = Arc::new(public);
+                let key = public.group_key();
+                let crypto = secrets
+                    .into_iter()
+                    .map(|s| Arc::new(BlsCrypto::new(public.clone(), s)) as _)
+                    .collect();
+                (crypto, key, Some(TrustAnchor(key)))
+            };
+        let cluster = ClusterParams {
+            group_public_key: key,
+            n: n as u16,
+            f: f as u16,
+            policy: cfg.policy,
+            genesis_time: GENESIS,
+        };
+        let configs: Vec<ReplicaConfig> = (0..n)
+            .map(|i| {
+                let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
+                c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
+                c
+            })
+            .collect();
+        let clocks = (0..n)
+            .map(|i| {
+                let mut r = stream(cfg.seed, "clock", i as u64);
+                let off = if cfg.clock_offset_us > 0 {
+                    r.gen_range(-cfg.clock_offset_us..=cfg.clock_offset_us)
+                } else {
+                    0
+                };
+                let drift = if cfg.drift_ppm > 0 {
+                    r.gen_range(-cfg.drift_ppm..=cfg.drift_ppm)
+                } else {
+                    0
+                };
+                DriftingClock::new(off, drift, GENESIS, Vec::new())
+            })
+            .collect();
+        let jitter = LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?;
+        let byz = (0..n).map(|i| cfg.strategy_of(i)).collect();
+        let sim = Sim {
+            now: GENESIS,
+            queue: EventQueue::default(),
+            cores: (0..n).map(|_| None).collect(),
+            stores: vec![MemoryStore::default(); n],
+            net_rng: stream(cfg.seed, "net", 0),
+            load_rng: stream(cfg.seed, "load", 0),
+            byz_rng: stream(cfg.seed, "byzantine", 0),
+            fault_rng: stream(cfg.seed, "faults", 0),
+            jitter,
+            trace: [0; 32],
+            events: 0,
+            checkpoints: Vec::new(),
+            cut: BTreeSet::new(),
+            canonical: Vec::new(),
+            logged: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            votes: vec![BTreeMap::new(); n],
+            violations: Vec::new(),
+            submitted: BTreeMap::new(),
+            first_seen: BTreeMap::new(),
+            covered_at: BTreeMap::new(),
+            uncovered: BTreeMap::new(),
+            last_tick_time: None,
+            held: BTreeSet::new(),
+            races: Vec::new(),
+            replay_buf: Vec::new(),
+            coverage: BTreeMap::new(),
+            peer_messages: 0,
+            peer_bytes: 0,
+            next_digest: 0,
+            anchor,
+            configs,
+            crypto,
+            clocks,
+            byz,
+            cfg,
+        };
+        Ok(sim)
+    }
+
+    fn mark(&mut self, what: &str) {
+        *self.coverage.entry(what.to_string()).or_default() += 1;
+    }
+
+    fn local(&self, i: usize) -> Micros {
+        self.clocks[i].local_at(self.now)
+    }
+
+    fn run(&mut self) {
+        let n = self.cfg.n;
+        for i in 0..n {
+            if self.byz[i] == Some(Strategy::Silent) {
+                self.mark("strategy silent");
+                continue;
+            }
+            self.start(i);
+        }
+        let end = self.now.saturating_add(self.cfg.duration);
+        self.queue
+            .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
+        if self.cfg.races {
+            let mut t = self.now.saturating_add(Micros::from_millis(100));
+            let mut k = 0;
+            while t < end {
+                self.queue.schedule(t, Event::Race(k));
+                k += 1;
+                t = t.saturating_add(Micros::from_millis(40));
+            }
+        }
+        // Honest crashes and partitions only while at most f replicas are
+        // Byzantine or down at once.
+        let spare = self.cfg.f() > self.cfg.faulty;
+        let honest: Vec<usize> = (0..n).filter(|i| honest(&self.cfg, *i)).collect();
+        if self.cfg.crash && spare {
+            let victim = honest[0];
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+            self.queue.schedule(at, Event::ArmCrash(victim));
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(150)),
+                Event::Restart(victim),
+            );
+        } else if self.cfg.crash {
+            self.mark("crash skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.partition && spare && honest.len() > 1 {
+            let victim = honest[honest.len() - 1];
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 2));
+            self.queue.schedule(at, Event::Cut(victim));
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(600)),
+                Event::Heal(victim),
+            );
+        } else if self.cfg.partition {
+            self.mark("partition skipped: f budget used by Byzantine replicas");
+        }
+        self.run_until(end);
+        // Liveness mode: faults stop, the load has stopped; everything must
+        // be logged within the bound.
+        let bound = end.saturating_add(LIVENESS_BOUND);
+        let pending: Vec<[u8; 32]> = self.submitted.keys().copied().collect();
+        while self.now < bound && !self.all_covered(&pending) {
+            let next = self.now.saturating_add(Micros::from_millis(50));
+            self.run_until(next);
+        }
+        if !self.all_covered(&pending) {
+            let missing = pending
+                .iter()
+                .filter(|d| !self.covered_at.contains_key(*d))
+                .count();
+            self.violations.push(format!(
+                "liveness: {missing} submitted digests not logged under a signed head within {} s after the load stopped",
+                LIVENESS_BOUND.0 / 1_000_000
+            ));
+        }
+        self.check_receipts();
+    }
+
+    fn all_covered(&self, ds: &[[u8; 32]]) -> bool {
+        ds.iter().all(|d| self.covered_at.contains_key(d))
+    }
+
+    fn start(&mut self, i: usize) {
+        self.cores[i] = Some(ReplicaCore::new(
+            self.configs[i].clone(),
+            self.crypto[i].clone(),
+        ));
+        self.input(i, CoreInput::Start);
+    }
+
+    fn run_until(&mut self, until: Micros) {
+        while let Some((at, event)) = self.queue.pop_until(until) {
+            self.now = self.now.max(at);
+            self.events += 1;
+            self.trace_event(&event);
+            self.handle(event);
+            if self.events % 10_000 == 0 {
+                self.checkpoints.push((self.events, self.trace));
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn trace_event(&mut self, e: &Event) {
+        let (kind, a, b, bytes): (u8, usize, usize, &[u8]) = match e {
+            Event::Deliver { from, to, frame } => (1, *from, *to, frame),
+            Event::Timer { node, kind } => (2, *node, *kind as usize, &[]),
+            Event::Submit { node, digests } => (3, *node, digests.len(), &[]),
+            Event::Load => (4, 0, 0, &[]),
+            Event::Race(k) => (5, *k, 0, &[]),
+            Event::ArmCrash(i) => (6, *i, 0, &[]),
+            Event::Restart(i) => (7, *i, 0, &[]),
+            Event::Cut(i) => (8, *i, 0, &[]),
+            Event::Heal(i) => (9, *i, 0, &[]),
+        };
+        self.trace = sha3(&[
+            &self.trace,
+            &self.now.0.to_be_bytes(),
+            &[kind],
+            &(a as u64).to_be_bytes(),
+            &(b as u64).to_be_bytes(),
+            bytes,
+        ]);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, frame } => {
+                if self.cut.contains(&from) || self.cut.contains(&to) {
+                    self.mark("partition drop");
+                    return;
+                }
+                self.peer_messages += 1;
+                self.peer_bytes += frame.len() as u64;
+                let from = ReplicaId(from as u16);
+                self.input(to, CoreInput::Peer { from, frame });
+            }
+            Event::Timer { node, kind } => self.input(node, CoreInput::Timer(kind)),
+            Event::Submit { node, digests } => {
+                if honest(&self.cfg, node) && self.cores[node].is_some() {
+                    for d in &digests {
+                        let seen = self
+                            .first_seen
+                            .entry(*d)
+                            .or_insert_with(|| vec![None; self.cfg.n]);
+                        seen[node].get_or_insert(self.now);
+                    }
+                }
+                if let Ok(frame) = wire::encode(&ClientRequest::Submit(digests)) {
+                    self.input(node, CoreInput::Client { client: 1, frame });
+                }
+            }
+            Event::Load => {
+                let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
+                let k = per_ms.floor() as u64
+                    + u64::from(
+                        self.load_rng
+                            .gen_bool((per_ms - per_ms.floor()).clamp(0.0, 1.0)),
+                    );
+                if k > 0 {
+                    let ds: Vec<[u8; 32]> = (0..k).map(|_| self.fresh_digest(0)).collect();
+                    self.submit_all(&ds, None);
+                }
+                self.queue
+                    .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
+            }
+            Event::Race(k) => self.race(k),
+            Event::ArmCrash(i) => {
+                let budget = self.fault_rng.gen_range(0..30);
+                self.stores[i].crash_after_records = Some(budget);
+                self.mark("crash armed");
+            }
+            Event::Restart(i) => {
+                if self.cores[i].is_some() {
+                    // The armed crash has not struck yet: crash now.
+                    self.stores[i].crash_after_records = None;
+                    self.cores[i] = None;
+                }
+                self.mark("crash");
+                self.stores[i].crashed = false;
+                match ReplicaCore::restore(
+                    self.configs[i].clone(),
+                    self.crypto[i].clone(),
+                    self.stores[i].recover(),
+                ) {
+                    Ok(core) => {
+                        self.cores[i] = Some(core);
+                        self.mark("restart");
+                        self.input(i, CoreInput::Start);
+                        self.reconnect(i);
+                    }
+                    Err(e) => self
+                        .violations
+                        .push(format!("replica {i} cannot restart: {e}")),
+                }
+            }
+            Event::Cut(i) => {
+                self.cut.insert(i);
+                self.mark("partition");
+            }
+            Event::Heal(i) => {
+                self.cut.remove(&i);
+                self.mark("heal");
+                self.reconnect(i);
+            }
+        }
+    }
+
+    fn reconnect(&mut self, i: usize) {
+        for p in 0..self.cfg.n {
+            if p != i {
+                self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
+                self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
+            }
+        }
+    }
+
+    fn fresh_digest(&mut self, client: u8) -> [u8; 32] {
+        self.next_digest += 1;
+        let mut d = sha3(&[
+            b"belfry-sim digest",
+            &self.cfg.seed.to_be_bytes(),
+            &self.next_digest.to_be_bytes(),
+        ]);
+        d[0] = client;
+        d
+    }
+
+    fn link_delay(&mut self) -> Micros {
+        let base = self.cfg.latency_base_us as f64;
+        let j: f64 = self.jitter.sample(&mut self.net_rng);
+        Micros((base * j).clamp(10.0, 1_000_000.0) as u64)
+    }
+
+    /// Submits digests to every replica, each over its own link; `late_for`
+    /// delays them to the listed replicas (favouring races).
+    fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
+        for d in ds {
+            self.submitted.entry(*d).or_insert(self.now);
+        }
+        for node in 0..self.cfg.n {
+            let mut at = self.now.saturating_add(self.link_delay());
+            if let Some((who, extra)) = late_for {
+                if who.contains(&node) {
+                    at = at.saturating_add(extra);
+                }
+            }
+            self.queue.schedule(
+                at,
+                Event::Submit {
+                    node,
+                    digests: ds.to_vec(),
+                },
+            );
+        }
+    }
+
+    fn race(&mut self, k: usize) {
+        let byz: Vec<usize> = (0..self.cfg.n).filter(|i| !honest(&self.cfg, *i)).collect();
+        let kind = match k % 3 {
+            0 => "two",
+            1 if !byz.is_empty() => "biased",
+            1 => "two",
+            _ => "three",
+        };
+        let clients = if kind == "three" { 3 } else { 2 };
+        let ds: Vec<[u8; 32]> = (0..clients)
+            .map(|c| self.fresh_digest(0x10 + c as u8))
+            .collect();
+        if kind == "biased" {
+            // The Byzantine replicas favour client A: they see B 10 ms late.
+            self.submit_all(&ds[..1], None);
+            self.submit_all(&ds[1..], Some((&byz, Micros::from_millis(10))));
+            self.mark("race biased");
+        } else {
+            self.submit_all(&ds, None);
+            self.mark(&format!("race {kind}"));
+        }
+        self.races.push(Race { kind, digests: ds });
+    }
+
+    fn input(&mut self, i: usize, input: CoreInput) {
+        let local = self.local(i);
+        let Some(core) = self.cores[i].as_mut() else {
+            return;
+        };
+        let len_before = core.log().len() as u64;
+        let step = core.handle(local, input);
+        let _ = self.stores[i].persist(&step, len_before);
+        if self.stores[i].crashed {
+            self.cores[i] = None;
+            self.mark("crash mid-write");
+            return;
+        }
+        if honest(&self.cfg, i) {
+            self.check_step(i, len_before, &step);
+        }
+        for (deadline, kind) in step.timers {
+            let at = self.now.saturating_add(deadline.saturating_sub(local));
+            self.queue.schedule(at, Event::Timer { node: i, kind });
+        }
+        for (to, frame) in step.to_peers {
+            let targets: Vec<usize> = match to {
+                Target::All => (0..self.cfg.n).filter(|t| *t != i).collect(),
+                Target::One(r) => vec![r.index()],
+            };
+            for t in targets {
+                self.send(i, t, frame.clone());
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        let frames = match self.byz[from] {
+            Some(s) => self.byzantine(s, from, to, frame),
+            None => vec![frame],
+        };
+        for frame in frames {
+            if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
+                self.mark("drop");
+                continue;
+            }
+            let copies = if self.cfg.duplicate > 0.0 && self.net_rng.gen_bool(self.cfg.duplicate) {
+                self.mark("duplicate");
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let at = self.now.saturating_add(self.link_delay());
+                self.queue.schedule(
+                    at,
+                    Event::Deliver {
+                        from,
+                        to,
+                        frame: frame.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A Byzantine replica's rewrite of one outgoing frame to one peer.
+    fn byzantine(&mut self, s: Strategy, from: usize, to: usize, frame: Vec<u8>) -> Vec<Vec<u8>> {
+        let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
+            return vec![frame];
+        };
+        let mut out = Vec::new();
+        match (s, &mut m) {
+            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v))) if to % 2 == 0 => {
+                v.clock = Micros(v.clock.0.saturating_add(1));
+                self.mark("strategy equivocate");
+            }
+            (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
+            | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
+                let mut junk = [0u8; 96];
+                self.byz_rng.fill(&mut junk[..]);
+                *share = SignatureShare(junk);
+                self.mark("strategy bad-shares");
+            }
+            (Strategy::Censor, PeerMessage::Broadcast(Message::Val(v))) => {
+                let before = v.reports.len();
+                v.reports.retain(|r| r.digest.0[31] % 2 == 1);
+                if v.reports.len() < before {
+                    self.mark("strategy censor");
+                }
+            }
+            (Strategy::Malformed, _) if self.byz_rng.gen_bool(0.2) => {
+                let len = self.byz_rng.gen_range(0..300);
+                let mut junk = vec![0u8; len];
+                self.byz_rng.fill(&mut junk[..]);
+                if self.byz_rng.gen_bool(0.3) {
+                    // A header claiming an oversized body.
+                    junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
+                }
+                out.push(junk);
+                self.mark("strategy malformed");
+            }
+            (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
+                if self.byz_rng.gen_bool(0.2) =>
+            {
+                let mut future = v.clone();
+                future.round = Round(v.round.0 + 1_000);
+                if let Ok(f) = wire::encode(&PeerMessage::Broadcast(Message::Val(future))) {
+                    out.push(f);
+                    self.mark("strategy far-future");
+                }
+            }
+            (Strategy::Replay, _) => {
+                if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
+                    let k = self.byz_rng.gen_range(0..self.replay_buf.len());
+                    out.push(self.replay_buf[k].1.clone());
+                    self.mark("strategy replay");
+                }
+                if self.replay_buf.len() < 256 {
+                    self.replay_buf.push((from, frame.clone()));
+                } else {
+                    let k = self.byz_rng.gen_range(0..256);
+                    self.replay_buf[k] = (from, frame.clone());
+                }
+            }
+            _ => {}
+        }
+        match wire::encode(&m) {
+            Ok(f) => out.insert(0, f),
+            Err(_) => out.insert(0, frame),
+        }
+        out
+    }
+
+    /// The invariants that must hold after every step of an honest replica.
+    fn check_step(&mut self, i: usize, len_before: u64, step: &CoreStep) {
+        for h in &step.held {
+            self.held.insert(*h);
+        }
+        for (k, e) in step.appended.iter().enumerate() {
+            let index = len_before + k as u64;
+            if let Some(existing) = self.canonical.get(index as usize) {
+                if existing != e {
+                    self.violations.push(format!(
+                        "event {}: replica {i}'s log differs from another honest log at index {index}",
+                        self.events
+                    ));
+                }
+                continue;
+            }
+            if index as usize != self.canonical.len() {
+                continue;
+            }
+            match e {
+                Entry::Digest(d) => {
+                    self.uncovered.insert(index, d.digest);
+                    if self.logged.insert(d.digest, index).is_some() {
+                        self.violations.push(format!(
+                            "event {}: digest {} logged twice",
+                            self.events,
+                            hex::encode(d.digest)
+                        ));
+                    }
+                }
+                Entry::Tick(t) => {
+                    if self.last_tick_time.is_some_and(|l| t.time < l) {
+                        self.violations.push(format!(
+                            "event {}: tick time went back at index {index}",
+                            self.events
+                        ));
+                    }
+                    self.last_tick_time = Some(t.time);
+                }
+            }
+            self.canonical.push(*e);
+        }
+        for h in &step.heads {
+            match self.heads.get(&h.head.tree_size) {
+                Some(other) if other != h => self.violations.push(format!(
+                    "event {}: two different signed heads at size {}",
+                    self.events, h.head.tree_size
+                )),
+                Some(_) => {}
+                None => {
+                    self.heads.insert(h.head.tree_size, *h);
+                    let rest = self.uncovered.split_off(&h.head.tree_size);
+                    let now = self.now;
+                    for d in std::mem::replace(&mut self.uncovered, rest).into_values() {
+                        self.covered_at.entry(d).or_insert(now);
+                    }
+                }
+            }
+        }
+        for w in &step.writes {
+            let key = match w {
+                Durable::Vote {
+                    kind,
+                    round,
+                    author,
+                    hash,
+                    ..
+                } => Some((
+                    (
+                        if *kind == VoteKind::Echo { 0u8 } else { 1 },
+                        *round,
+                        *author,
+                    ),
+                    *hash,
+                )),
+                Durable::OwnVertex(v) => Some(((2, v.round, v.author), v.hash())),
+                _ => None,
+            };
+            if let Some((slot, hash)) = key {
+                if let Some(prev) = self.votes[i].insert(slot, hash) {
+                    if prev != hash {
+                        self.violations.push(format!(
+                            "event {}: replica {i} persisted two different {} for round {} author {}",
+                            self.events,
+                            ["ECHOs", "READYs", "own vertices"][slot.0 as usize],
+                            slot.1 .0,
+                            slot.2
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receipts from every running honest replica verify: fully under real
+    /// BLS, the inclusion proof under the mock.
+    fn check_receipts(&mut self) {
+        let sample: Vec<[u8; 32]> = self.logged.keys().step_by(97).copied().collect();
+        for i in 0..self.cfg.n {
+            if !honest(&self.cfg, i) {
+                continue;
+            }
+            let Some(core) = self.cores[i].as_ref() else {
+                continue;
+            };
+            for d in &sample {
+                let Some(r) = core.receipt(d) else { continue };
+                let ok = match &self.anchor {
+                    Some(anchor) => verify_receipt(&r, anchor).is_ok(),
+                    None => verify_inclusion(
+                        &r.entry.leaf_hash(),
+                        r.leaf_index,
+                        r.tree_size,
+                        &r.inclusion_proof,
+                        &r.root,
+                    ),
+                };
+                if !ok {
+                    self.violations.push(format!(
+                        "replica {i}'s receipt for {} does not verify",
+                        hex::encode(d)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn report(self) -> Report {
+        let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
+        let reports = metrics::honest_reports(&self.stores, &honest_ids, self.cfg.policy);
+        let metrics = metrics::compute(&metrics::Inputs {
+            canonical: &self.canonical,
+            logged: &self.logged,
+            reports: &reports,
+            honest: honest_ids.len(),
+            first_seen: &self.first_seen,
+            races: &self.races,
+            held: &self.held,
+            policy: self.cfg.policy,
+        });
+        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"));
+        for (d, at) in &self.covered_at {
+            if let Some(s) = self.submitted.get(d) {
+                hist.saturating_record(at.saturating_sub(*s).0.max(1));
+            }
+        }
+        let logged = self.logged.len().max(1) as f64;
+        let secs = self.cfg.duration.0 as f64 / 1e6;
+        let mut assignment = BTreeMap::new();
+        for i in 0..self.cfg.n {
+            assignment.insert(
+                format!("r{i}"),
+                self.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
+            );
+        }
+        Report {
+            seed: self.cfg.seed,
+            replay: self.cfg.replay_command(),
+            assignment,
+            trace_hash: hex::encode(self.trace),
+            violations: self.violations,
+            throughput_digests_per_s: self.logged.len() as f64 / secs,
+            latency_ms: Latency {
+                p50: hist.value_at_quantile(0.5) as f64 / 1_000.0,
+                p99: hist.value_at_quantile(0.99) as f64 / 1_000.0,
+            },
+            metrics,
+            coverage: self.coverage,
+            events: self.events,
+            messages_per_digest: self.peer_messages as f64 / logged,
+            bytes_per_digest: self.peer_bytes as f64 / logged,
+            checkpoints: self.checkpoints,
+            config: self.cfg,
+        }
+    }
+}

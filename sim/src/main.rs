@@ -1,0 +1,275 @@
+//! `belfry-sim`: run or swarm deterministic simulations (DESIGN.md section 6).
+
+use anyhow::{bail, Context};
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::Policy;
+use belfry_sim::{SimConfig, Strategy};
+use clap::{Args, Parser, Subcommand};
+use rand::{Rng, SeedableRng};
+
+#[derive(Parser)]
+#[command(name = "belfry-sim", version, about = "belfry deterministic simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One simulation.
+    Run(RunArgs),
+    /// Many seeds with random configurations; stops at the first failure.
+    Swarm {
+        /// How many seeds.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        start: u64,
+        /// Simulated time per run.
+        #[arg(long, default_value = "3s")]
+        duration: String,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Replicas (4..=32).
+    #[arg(long, default_value_t = 4)]
+    replicas: usize,
+    /// Byzantine replicas (at most f).
+    #[arg(long, default_value_t = 0)]
+    faulty: usize,
+    /// Their strategies, comma-separated: silent, equivocate, bad-shares, censor, malformed, far-future, replay.
+    #[arg(long, value_delimiter = ',')]
+    byzantine: Vec<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated time with load, e.g. 10s or 500ms.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Digests per simulated second.
+    #[arg(long, default_value_t = 1_000)]
+    load: u64,
+    /// lamport or clock.
+    #[arg(long, default_value = "lamport")]
+    policy: String,
+    /// Bucket width for the clock policy, µs.
+    #[arg(long, default_value_t = 1_000)]
+    granularity_us: u64,
+    /// Hash-based mock crypto instead of BLS (large swarms).
+    #[arg(long)]
+    mock_crypto: bool,
+    /// Message drop probability.
+    #[arg(long, default_value_t = 0.0)]
+    drop: f64,
+    /// Message duplication probability.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Crash an honest replica mid-write and restart it.
+    #[arg(long)]
+    crash: bool,
+    /// Cut an honest replica off beyond the GC depth, then heal.
+    #[arg(long)]
+    partition: bool,
+    /// Largest per-replica clock offset, µs.
+    #[arg(long, default_value_t = 0)]
+    clock_offset_us: i64,
+    /// Largest per-replica clock drift, ppm.
+    #[arg(long, default_value_t = 0)]
+    drift_ppm: i64,
+    /// No M5 races.
+    #[arg(long)]
+    no_races: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Run the seed twice and compare trace hashes.
+    #[arg(long)]
+    check_determinism: bool,
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<Micros> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let v: u64 = num
+        .parse()
+        .with_context(|| format!("duration {s:?}: expected e.g. 10s or 500ms"))?;
+    Ok(match unit {
+        "s" | "" => Micros::from_secs(v),
+        "ms" => Micros::from_millis(v),
+        other => bail!("duration {s:?}: unknown unit {other:?} (s or ms)"),
+    })
+}
+
+fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
+    let mut c = SimConfig::new(a.replicas, a.seed);
+    c.faulty = a.faulty;
+    c.strategies = a
+        .byzantine
+        .iter()
+        .map(|s| s.parse::<Strategy>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    c.duration = parse_duration(&a.duration)?;
+    c.load_per_s = a.load;
+    let g = if a.policy == "clock" {
+        a.granularity_us
+    } else {
+        0
+    };
+    c.policy = Policy::from_name(&a.policy, g).context("--policy")?;
+    c.mock_crypto = a.mock_crypto;
+    c.drop = a.drop;
+    c.duplicate = a.duplicate;
+    c.crash = a.crash;
+    c.partition = a.partition;
+    c.clock_offset_us = a.clock_offset_us;
+    c.drift_ppm = a.drift_ppm;
+    c.races = !a.no_races;
+    c.validate().map_err(anyhow::Error::msg)?;
+    Ok(c)
+}
+
+fn main() {
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("belfry-sim: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn summary(r: &belfry_sim::Report) {
+    println!(
+        "seed {} · n = {} · {} · {} events · trace {}",
+        r.seed,
+        r.config.n,
+        r.replay,
+        r.events,
+        &r.trace_hash[..16]
+    );
+    println!(
+        "throughput {:.0} digests/s · latency p50 {:.1} ms p99 {:.1} ms · {:.1} msgs/digest",
+        r.throughput_digests_per_s, r.latency_ms.p50, r.latency_ms.p99, r.messages_per_digest
+    );
+    let m = &r.metrics;
+    println!(
+        "M1 {} of {} pairs · M4 {:.4} · M5 ε {:.3} χ² {:.2} ({} races) · biased ε {:.3} χ² {:.2} ({}) · three χ² {:.2} ({}) · M6 {} outside, shift {:.2} · M7 {:.3}",
+        m.m1_inversions, m.m1_pairs, m.m4_kendall_tau, m.m5.epsilon, m.m5.chi2, m.m5.races,
+        m.m5_biased.epsilon, m.m5_biased.chi2, m.m5_biased.races, m.m5_three.chi2, m.m5_three.races,
+        m.m6_outside_honest_range, m.m6_mean_shift, m.m7_held_back_share
+    );
+    let cov: Vec<String> = r
+        .coverage
+        .iter()
+        .map(|(k, v)| format!("{k} ×{v}"))
+        .collect();
+    println!(
+        "fired: {}",
+        if cov.is_empty() {
+            "nothing".into()
+        } else {
+            cov.join(", ")
+        }
+    );
+    if r.violations.is_empty() {
+        println!("no violations");
+    } else {
+        for v in &r.violations {
+            println!("VIOLATION: {v}");
+        }
+    }
+}
+
+fn run() -> anyhow::Result<i32> {
+    match Cli::parse().command {
+        Command::Run(a) => {
+            let c = config(&a)?;
+            let r = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
+            if a.check_determinism {
+                let again = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
+                if again.trace_hash != r.trace_hash {
+                    let at = r
+                        .checkpoints
+                        .iter()
+                        .zip(&again.checkpoints)
+                        .find(|(x, y)| x != y)
+                        .map_or("the end".to_string(), |(x, _)| {
+                            format!("before event {}", x.0)
+                        });
+                    eprintln!("NOT DETERMINISTIC: the two runs diverge {at}");
+                    eprintln!("replay: {}", c.replay_command());
+                    return Ok(1);
+                }
+                eprintln!("deterministic: both runs end at trace {}", r.trace_hash);
+            }
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                summary(&r);
+            }
+            if !r.violations.is_empty() {
+                eprintln!("replay: {}", r.replay);
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Swarm {
+            seeds,
+            start,
+            duration,
+        } => {
+            let d = parse_duration(&duration)?;
+            for seed in start..start.saturating_add(seeds) {
+                let c = swarm_config(seed, d);
+                println!("seed {seed}: {}", c.replay_command());
+                let r = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
+                if !r.violations.is_empty()
+                    || r.metrics.m1_inversions > 0
+                    || r.metrics.m6_outside_honest_range > 0
+                {
+                    summary(&r);
+                    eprintln!("first failing seed: {seed}");
+                    eprintln!("replay: {}", c.replay_command());
+                    return Ok(1);
+                }
+            }
+            println!("{seeds} seeds passed");
+            Ok(0)
+        }
+    }
+}
+
+/// A random configuration for a swarm seed (mock crypto, short runs).
+fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
+    let mut r = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let n = [4usize, 4, 5, 7][r.gen_range(0..4)];
+    let mut c = SimConfig::new(n, seed);
+    c.mock_crypto = true;
+    c.duration = duration;
+    c.load_per_s = [200, 500, 1_000][r.gen_range(0..3)];
+    c.faulty = r.gen_range(0..=c.f());
+    if c.faulty > 0 {
+        let k = r.gen_range(1..=2);
+        c.strategies = (0..k)
+            .map(|_| Strategy::ALL[r.gen_range(0..Strategy::ALL.len())])
+            .collect();
+    }
+    if r.gen_bool(0.3) {
+        c.policy = Policy::Clock {
+            granularity_us: 1_000,
+        };
+    }
+    c.drop = [0.0, 0.0, 0.01, 0.05][r.gen_range(0..4)];
+    c.duplicate = [0.0, 0.02][r.gen_range(0..2)];
+    c.crash = r.gen_bool(0.3);
+    c.partition = r.gen_bool(0.2);
+    c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
+    c.drift_ppm = [0, 100][r.gen_range(0..2)];
+    c
+}

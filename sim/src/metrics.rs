@@ -1,0 +1,252 @@
+//! Fairness metrics against ground truth (DESIGN.md section 6).
+
+use crate::engine::Race;
+use belfry_replica::broadcast::Durable;
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::Policy;
+use belfry_replica::store::MemoryStore;
+use belfry_replica::timestamp::Entry;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Digests compared pairwise at most (the pair metrics are quadratic).
+pub const PAIR_SAMPLE: usize = 1_500;
+
+/// Two-client races.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TwoRace {
+    /// Races decided.
+    pub races: u64,
+    /// `|wins_A / N − 1/2|`.
+    pub epsilon: f64,
+    /// `(2·wins_A − N)² / N`; biased above 3.841 (p = 0.05, 1 dof).
+    pub chi2: f64,
+}
+
+/// Three-client races.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ThreeRace {
+    /// Races decided.
+    pub races: u64,
+    /// χ² over the 6 orders; biased above 11.07 (p = 0.05, 5 dof).
+    pub chi2: f64,
+}
+
+/// The metrics of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Metrics {
+    /// M1: clearly-ordered pairs logged the other way round (must be 0).
+    pub m1_inversions: u64,
+    /// M1: clearly-ordered pairs checked.
+    pub m1_pairs: u64,
+    /// M4: normalized Kendall-tau distance between the log order and the
+    /// order of the honest replicas' median first-receipt times.
+    pub m4_kendall_tau: f64,
+    /// M5: two clients, no favouritism.
+    pub m5: TwoRace,
+    /// M5: two clients, the Byzantine replicas favouring client A.
+    pub m5_biased: TwoRace,
+    /// M5: three clients.
+    pub m5_three: ThreeRace,
+    /// M6: keys outside the honest reports' range (must be 0).
+    pub m6_outside_honest_range: u64,
+    /// M6: mean distance of a key from the honest median, in policy units.
+    pub m6_mean_shift: f64,
+    /// M7: share of logged digests held back one or more times.
+    pub m7_held_back_share: f64,
+}
+
+/// Per digest, the honest replicas' report values (policy units), one per author.
+pub type HonestReports = BTreeMap<[u8; 32], Vec<u64>>;
+
+/// The honest replicas' reports, from what they persisted.
+pub fn honest_reports(stores: &[MemoryStore], honest: &[usize], policy: Policy) -> HonestReports {
+    let mut out: HonestReports = BTreeMap::new();
+    for &i in honest {
+        let mut seen = BTreeSet::new();
+        for w in &stores[i].broadcast {
+            if let Durable::OwnVertex(v) = w {
+                for r in &v.reports {
+                    if seen.insert(r.digest.0) {
+                        let value = match policy {
+                            Policy::Lamport => v.round.0,
+                            Policy::Clock { .. } => r.recv_time.0,
+                        };
+                        out.entry(r.digest.0).or_default().push(value);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the metrics read.
+pub struct Inputs<'a> {
+    /// The agreed log.
+    pub canonical: &'a [Entry],
+    /// Digest → log index.
+    pub logged: &'a BTreeMap<[u8; 32], u64>,
+    /// Honest report values.
+    pub reports: &'a HonestReports,
+    /// Number of honest replicas.
+    pub honest: usize,
+    /// True first-receipt times per honest replica.
+    pub first_seen: &'a BTreeMap<[u8; 32], Vec<Option<Micros>>>,
+    /// The races run.
+    pub races: &'a [Race],
+    /// Digests held back at least once.
+    pub held: &'a BTreeSet<[u8; 32]>,
+    /// The policy.
+    pub policy: Policy,
+}
+
+/// Computes every metric.
+pub fn compute(x: &Inputs<'_>) -> Metrics {
+    let mut m = Metrics::default();
+    let bucket = match x.policy {
+        Policy::Lamport => 1,
+        Policy::Clock { granularity_us } => granularity_us.max(1),
+    };
+    // Non-late digest entries in log order.
+    let digests: Vec<([u8; 32], u64, u64)> = x
+        .canonical
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Entry::Digest(d) if !d.late => Some((d.digest, i as u64, d.key)),
+            _ => None,
+        })
+        .collect();
+    let step = digests.len().div_ceil(PAIR_SAMPLE).max(1);
+    let sample: Vec<&([u8; 32], u64, u64)> = digests.iter().step_by(step).collect();
+
+    // M1 in the policy's measure.
+    let spans: Vec<(u64, u64, u64)> = sample
+        .iter()
+        .filter_map(|(d, pos, _)| {
+            let r = x.reports.get(d)?;
+            (r.len() == x.honest).then(|| {
+                let lo = r.iter().min().copied().unwrap_or(0) / bucket;
+                let hi = r.iter().max().copied().unwrap_or(0) / bucket;
+                (lo, hi, *pos)
+            })
+        })
+        .collect();
+    for a in &spans {
+        for b in &spans {
+            if a.1 < b.0 {
+                m.m1_pairs += 1;
+                if b.2 < a.2 {
+                    m.m1_inversions += 1;
+                }
+            }
+        }
+    }
+
+    // M4 against the honest-median true first-receipt order.
+    let medians: Vec<(u64, u64)> = sample
+        .iter()
+        .filter_map(|(d, pos, _)| {
+            let mut ts: Vec<u64> = x.first_seen.get(d)?.iter().flatten().map(|t| t.0).collect();
+            belfry_replica::clock::lower_median(&mut ts).map(|t| (t, *pos))
+        })
+        .collect();
+    let (mut discordant, mut pairs) = (0u64, 0u64);
+    for (i, a) in medians.iter().enumerate() {
+        for b in &medians[i + 1..] {
+            if a.0 == b.0 {
+                continue;
+            }
+            pairs += 1;
+            if (a.0 < b.0) != (a.1 < b.1) {
+                discordant += 1;
+            }
+        }
+    }
+    m.m4_kendall_tau = if pairs > 0 {
+        discordant as f64 / pairs as f64
+    } else {
+        0.0
+    };
+
+    // M6 over every non-late digest.
+    let (mut shift, mut counted) = (0f64, 0u64);
+    for (d, _, key) in &digests {
+        let Some(r) = x.reports.get(d) else { continue };
+        let (lo, hi) = (
+            r.iter().min().copied().unwrap_or(0),
+            r.iter().max().copied().unwrap_or(0),
+        );
+        if *key < lo || *key > hi {
+            m.m6_outside_honest_range += 1;
+        }
+        let mut v = r.clone();
+        if let Some(med) = belfry_replica::clock::lower_median(&mut v) {
+            shift += (*key as f64 - med as f64).abs() / bucket as f64;
+            counted += 1;
+        }
+    }
+    m.m6_mean_shift = if counted > 0 {
+        shift / counted as f64
+    } else {
+        0.0
+    };
+
+    // M5.
+    let pos = |d: &[u8; 32]| x.logged.get(d).copied();
+    let two = |kind: &str| {
+        let (mut n, mut wins) = (0u64, 0u64);
+        for r in x.races.iter().filter(|r| r.kind == kind) {
+            if let (Some(a), Some(b)) = (pos(&r.digests[0]), pos(&r.digests[1])) {
+                n += 1;
+                wins += u64::from(a < b);
+            }
+        }
+        if n == 0 {
+            return TwoRace::default();
+        }
+        let nf = n as f64;
+        TwoRace {
+            races: n,
+            epsilon: (wins as f64 / nf - 0.5).abs(),
+            chi2: (2.0 * wins as f64 - nf).powi(2) / nf,
+        }
+    };
+    m.m5 = two("two");
+    m.m5_biased = two("biased");
+    let mut orders: BTreeMap<Vec<usize>, u64> = BTreeMap::new();
+    for r in x.races.iter().filter(|r| r.kind == "three") {
+        let ps: Option<Vec<u64>> = r.digests.iter().map(pos).collect();
+        if let Some(ps) = ps {
+            let mut idx: Vec<usize> = (0..3).collect();
+            idx.sort_by_key(|i| ps[*i]);
+            *orders.entry(idx).or_default() += 1;
+        }
+    }
+    let n3: u64 = orders.values().sum();
+    if n3 > 0 {
+        let e = n3 as f64 / 6.0;
+        let observed: Vec<f64> = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ]
+        .iter()
+        .map(|o| orders.get(o.as_slice()).copied().unwrap_or(0) as f64)
+        .collect();
+        m.m5_three = ThreeRace {
+            races: n3,
+            chi2: observed.iter().map(|c| (c - e).powi(2) / e).sum(),
+        };
+    }
+
+    // M7.
+    let logged = x.logged.len().max(1) as f64;
+    m.m7_held_back_share =
+        x.held.iter().filter(|d| x.logged.contains_key(*d)).count() as f64 / logged;
+    m
+}
