@@ -141,6 +141,7 @@ pub struct Node {
     ordered: BTreeSet<VertexRef>,
     // Resends.
     resend_budget: Vec<(Micros, usize)>,
+    rounds_at_last_resend: Vec<Round>,
     // Loopback of our own broadcasts.
     inbox: VecDeque<Message>,
     restoring: bool,
@@ -180,6 +181,7 @@ impl Node {
             last_leader_round: Round(0),
             ordered: BTreeSet::new(),
             resend_budget: vec![(Micros::ZERO, 0); n],
+            rounds_at_last_resend: vec![Round(0); n],
             inbox: VecDeque::new(),
             restoring: false,
             dirty: true,
@@ -1085,18 +1087,37 @@ impl Node {
         if lo <= hi {
             step.send(Target::All, Message::FetchVotes { from: lo, to: hi });
         }
-        // Re-send to peers whose own rounds lag ours: they may have lost
-        // messages on a lossy link.
+        // Slots with a READY quorum whose body never arrived (the request or
+        // the answer was lost): ask again.
+        let stalled: Vec<(Round, ReplicaId)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.delivered.is_none() && s.fetch_sent)
+            .map(|(k, _)| *k)
+            .collect();
+        for (round, author) in stalled {
+            if let Some(slot) = self.slots.get_mut(&(round, author)) {
+                slot.fetch_sent = false;
+            }
+            self.try_deliver(round, author, step);
+        }
+        // Re-send to every peer that has not advanced since the last tick
+        // (DESIGN.md 3.9): it lags us, or the whole cluster is stuck on a
+        // message some link dropped — then nobody lags, and only this gets
+        // the lost votes through again.
         for p in 0..self.config.n {
             let peer = ReplicaId(p as u16);
             if peer == self.config.me {
                 continue;
             }
             let claimed = self.peer_rounds[p];
-            if claimed.0.saturating_add(1) < self.round.0 {
-                self.resend_to(peer, claimed.max(self.dag.horizon()), Round(u64::MAX), step);
+            let stuck = claimed <= self.rounds_at_last_resend[p];
+            if stuck || claimed.0.saturating_add(1) < self.round.0 {
+                let from = Round(claimed.0.saturating_sub(1)).max(self.dag.horizon());
+                self.resend_to(peer, from, Round(u64::MAX), step);
             }
         }
+        self.rounds_at_last_resend = self.peer_rounds.clone();
     }
 
     /// Re-sends own vertices, recorded votes and coin shares for rounds

@@ -203,3 +203,19 @@ fn bad_configurations_are_clear_errors() {
         .unwrap_err()
         .contains("unknown strategy"));
 }
+
+/// Found by the swarm: with an equivocator and a lossy network (1% drops) at
+/// n = 5, every honest replica waited on the same dropped vote and nobody
+/// lagged — so nobody re-sent, and nothing was ever logged. Votes are now
+/// re-sent to every peer that has not advanced since the last resend tick.
+#[test]
+fn a_lossy_network_does_not_stall_the_cluster() {
+    let mut c = short(5, 7);
+    c.duration = Micros::from_secs(2);
+    c.load_per_s = 1_000;
+    c.faulty = 1;
+    c.strategies = vec![Strategy::Equivocate];
+    c.drop = 0.01;
+    let r = assert_clean(&c);
+    assert!(r.coverage.get("drop").copied().unwrap_or(0) > 10);
+}
