@@ -5,6 +5,8 @@
 //! against a baseline measured in the same process.
 
 #![forbid(unsafe_code)]
+// Benchmarks measure wall-clock time: that is their job.
+#![allow(clippy::disallowed_methods)]
 
 pub mod coin_bench;
 pub mod dag_bench;

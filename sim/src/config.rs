@@ -122,6 +122,9 @@ pub struct SimConfig {
     pub races: bool,
     /// Test-only: break ties by the digest instead of the coin (M5 must fail).
     pub fixed_tie_break: bool,
+    /// Keep the trace hash after every event (to find the first divergence).
+    #[serde(skip)]
+    pub record_trace: bool,
 }
 
 fn policy_name<S: serde::Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
@@ -153,6 +156,7 @@ impl SimConfig {
             drift_ppm: 0,
             races: true,
             fixed_tie_break: false,
+            record_trace: false,
         }
     }
 

@@ -92,9 +92,15 @@ pub struct Report {
     pub bytes_per_digest: f64,
     /// The one command line that replays this run.
     pub replay: String,
-    /// Trace hash every 10,000 events (for locating a divergence).
+    /// With `record_trace`: (simulated time, trace hash) after every event.
     #[serde(skip)]
-    pub checkpoints: Vec<(u64, [u8; 32])>,
+    pub trace_log: Vec<(Micros, [u8; 32])>,
+    /// Broadcast messages and payload bytes per logged digest, by type
+    /// (summed over the replicas running at the end).
+    pub messages_by_type: BTreeMap<String, (f64, f64)>,
+    /// Where progress stopped for more than two simulated seconds, if it did:
+    /// the log size and each replica's round and decided wave.
+    pub stalls: Vec<String>,
 }
 
 /// Latency percentiles.
@@ -132,7 +138,10 @@ struct Sim {
     jitter: LogNormal<f64>,
     trace: [u8; 32],
     events: u64,
-    checkpoints: Vec<(u64, [u8; 32])>,
+    trace_log: Vec<(Micros, [u8; 32])>,
+    stalls: Vec<String>,
+    last_progress: Micros,
+    stall_reported: bool,
     cut: BTreeSet<usize>,
     // Invariants.
     canonical: Vec<Entry>,
@@ -235,7 +244,10 @@ impl Sim {
             jitter,
             trace: [0; 32],
             events: 0,
-            checkpoints: Vec::new(),
+            trace_log: Vec::new(),
+            stalls: Vec::new(),
+            last_progress: GENESIS,
+            stall_reported: false,
             cut: BTreeSet::new(),
             canonical: Vec::new(),
             logged: BTreeMap::new(),
@@ -359,11 +371,44 @@ impl Sim {
             self.events += 1;
             self.trace_event(&event);
             self.handle(event);
-            if self.events % 10_000 == 0 {
-                self.checkpoints.push((self.events, self.trace));
+            if self.cfg.record_trace {
+                self.trace_log.push((self.now, self.trace));
             }
+            self.detect_stall();
         }
         self.now = self.now.max(until);
+    }
+
+    /// Notes where progress stopped: no new log entry for 2 s while digests
+    /// wait.
+    fn detect_stall(&mut self) {
+        let waiting = self.submitted.len() > self.logged.len();
+        if !waiting || self.stall_reported {
+            return;
+        }
+        if self.now.saturating_sub(self.last_progress) > Micros::from_secs(2) {
+            self.stall_reported = true;
+            let state: Vec<String> = self
+                .cores
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c {
+                    Some(c) => format!(
+                        "r{i}: round {} wave {} log {}",
+                        c.node().round().0,
+                        c.node().last_decided_wave().0,
+                        c.log().len()
+                    ),
+                    None => format!("r{i}: down"),
+                })
+                .collect();
+            self.stalls.push(format!(
+                "no progress for 2 s from {} µs (log size {}): {}",
+                self.last_progress.0,
+                self.canonical.len(),
+                state.join("; ")
+            ));
+        }
     }
 
     fn trace_event(&mut self, e: &Event) {
@@ -714,6 +759,8 @@ impl Sim {
                 }
             }
             self.canonical.push(*e);
+            self.last_progress = self.now;
+            self.stall_reported = false;
         }
         for h in &step.heads {
             match self.heads.get(&h.head.tree_size) {
@@ -822,6 +869,15 @@ impl Sim {
         }
         let logged = self.logged.len().max(1) as f64;
         let secs = self.cfg.duration.0 as f64 / 1e6;
+        let mut messages_by_type = BTreeMap::new();
+        for kind in belfry_replica::broadcast::MessageKind::ALL {
+            let (mut m, mut b) = (0u64, 0u64);
+            for core in self.cores.iter().flatten() {
+                m += core.node().counters().sent[kind.index()];
+                b += core.node().counters().sent_bytes[kind.index()];
+            }
+            messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
+        }
         let mut assignment = BTreeMap::new();
         for i in 0..self.cfg.n {
             assignment.insert(
@@ -845,7 +901,9 @@ impl Sim {
             events: self.events,
             messages_per_digest: self.peer_messages as f64 / logged,
             bytes_per_digest: self.peer_bytes as f64 / logged,
-            checkpoints: self.checkpoints,
+            trace_log: self.trace_log,
+            messages_by_type,
+            stalls: self.stalls,
             config: self.cfg,
         }
     }

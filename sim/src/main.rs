@@ -177,6 +177,9 @@ fn summary(r: &belfry_sim::Report) {
             cov.join(", ")
         }
     );
+    for s in &r.stalls {
+        println!("STALL: {s}");
+    }
     if r.violations.is_empty() {
         println!("no violations");
     } else {
@@ -189,20 +192,25 @@ fn summary(r: &belfry_sim::Report) {
 fn run() -> anyhow::Result<i32> {
     match Cli::parse().command {
         Command::Run(a) => {
-            let c = config(&a)?;
+            let mut c = config(&a)?;
+            c.record_trace = a.check_determinism;
             let r = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
             if a.check_determinism {
                 let again = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
                 if again.trace_hash != r.trace_hash {
                     let at = r
-                        .checkpoints
+                        .trace_log
                         .iter()
-                        .zip(&again.checkpoints)
-                        .find(|(x, y)| x != y)
-                        .map_or("the end".to_string(), |(x, _)| {
-                            format!("before event {}", x.0)
+                        .zip(&again.trace_log)
+                        .position(|(x, y)| x != y)
+                        .map_or("after the last common event".to_string(), |k| {
+                            format!(
+                                "at event {} (simulated time {} µs)",
+                                k + 1,
+                                r.trace_log[k].0 .0
+                            )
                         });
-                    eprintln!("NOT DETERMINISTIC: the two runs diverge {at}");
+                    eprintln!("NOT DETERMINISTIC: the two runs first diverge {at}");
                     eprintln!("replay: {}", c.replay_command());
                     return Ok(1);
                 }
