@@ -158,6 +158,14 @@ struct Sim {
     held: BTreeSet<[u8; 32]>,
     races: Vec<Race>,
     replay_buf: Vec<(usize, Vec<u8>)>,
+    /// Late-leader frames held until their wave's coin is out.
+    held_frames: Vec<(usize, usize, belfry_replica::coin::Wave, Vec<u8>)>,
+    /// Hashes of vertices a late leader withheld.
+    withheld: BTreeSet<[u8; 32]>,
+    /// The honest replica a withhold-and-rush adversary slows down.
+    rush_slowed: Option<usize>,
+    /// Twins: the second instance of a replica.
+    twins: BTreeMap<usize, (ReplicaCore, MemoryStore)>,
     coverage: BTreeMap<String, u64>,
     peer_messages: u64,
     peer_bytes: u64,
@@ -211,6 +219,7 @@ impl Sim {
             .map(|i| {
                 let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
                 c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
+                c.sequencer.hold_back = cfg.hold_back;
                 c
             })
             .collect();
@@ -227,11 +236,23 @@ impl Sim {
                 } else {
                     0
                 };
+                if cfg.strategy_of(i) == Some(Strategy::LyingClock) {
+                    let lie = if r.gen_bool(0.5) {
+                        5_000_000
+                    } else {
+                        -5_000_000
+                    };
+                    return DriftingClock::new(lie, 0, GENESIS, Vec::new());
+                }
                 DriftingClock::new(off, drift, GENESIS, Vec::new())
             })
             .collect();
         let jitter = LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?;
-        let byz = (0..n).map(|i| cfg.strategy_of(i)).collect();
+        let byz: Vec<Option<Strategy>> = (0..n).map(|i| cfg.strategy_of(i)).collect();
+        let rush_slowed = byz
+            .contains(&Some(Strategy::WithholdAndRush))
+            .then(|| (0..n).rev().find(|i| byz[*i].is_none()))
+            .flatten();
         let sim = Sim {
             now: GENESIS,
             queue: EventQueue::default(),
@@ -262,6 +283,10 @@ impl Sim {
             held: BTreeSet::new(),
             races: Vec::new(),
             replay_buf: Vec::new(),
+            held_frames: Vec::new(),
+            withheld: BTreeSet::new(),
+            twins: BTreeMap::new(),
+            rush_slowed,
             coverage: BTreeMap::new(),
             peer_messages: 0,
             peer_bytes: 0,
@@ -362,6 +387,14 @@ impl Sim {
             self.configs[i].clone(),
             self.crypto[i].clone(),
         ));
+        match self.byz[i] {
+            Some(Strategy::Twins) => {
+                let twin = ReplicaCore::new(self.configs[i].clone(), self.crypto[i].clone());
+                self.twins.insert(i, (twin, MemoryStore::default()));
+            }
+            Some(Strategy::LyingClock) => self.mark("strategy lying-clock"),
+            _ => {}
+        }
         self.input(i, CoreInput::Start);
     }
 
@@ -474,7 +507,10 @@ impl Sim {
                 self.queue
                     .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
             }
-            Event::Race(k) => self.race(k),
+            Event::Race(k) => {
+                self.race(k);
+                self.rush();
+            }
             Event::ArmCrash(i) => {
                 let budget = self.fault_rng.gen_range(0..30);
                 self.stores[i].crash_after_records = Some(budget);
@@ -589,8 +625,55 @@ impl Sim {
         self.races.push(Race { kind, digests: ds });
     }
 
+    /// A withhold-and-rush attacker's own digest: its replica learns it
+    /// 15 ms before the honest replicas do.
+    fn rush(&mut self) {
+        let rushers: Vec<usize> = (0..self.cfg.n)
+            .filter(|i| self.byz[*i] == Some(Strategy::WithholdAndRush))
+            .collect();
+        if rushers.is_empty() {
+            return;
+        }
+        let d = self.fresh_digest(0x20);
+        self.submitted.insert(d, self.now);
+        for node in 0..self.cfg.n {
+            let mut at = self.now.saturating_add(self.link_delay());
+            if !rushers.contains(&node) {
+                at = at.saturating_add(Micros::from_millis(15));
+            }
+            self.queue.schedule(
+                at,
+                Event::Submit {
+                    node,
+                    digests: vec![d],
+                },
+            );
+        }
+        self.mark("strategy withhold-and-rush rushed");
+    }
+
     fn input(&mut self, i: usize, input: CoreInput) {
         let local = self.local(i);
+        if self.cores[i].is_none() {
+            return;
+        }
+        if let Some((twin, store)) = self.twins.get_mut(&i) {
+            // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
+            // different vertices under the same key.
+            let len = twin.log().len() as u64;
+            let step = twin.handle(local.saturating_add(Micros(700)), input.clone());
+            let _ = store.persist(&step, len);
+            self.mark("strategy twins");
+            for (to, frame) in step.to_peers {
+                let targets: Vec<usize> = match to {
+                    Target::All => (0..self.cfg.n).filter(|t| *t != i).collect(),
+                    Target::One(r) => vec![r.index()],
+                };
+                for t in targets {
+                    self.send(i, t, frame.clone());
+                }
+            }
+        }
         let Some(core) = self.cores[i].as_mut() else {
             return;
         };
@@ -618,6 +701,31 @@ impl Sim {
                 self.send(i, t, frame.clone());
             }
         }
+        if self.byz[i] == Some(Strategy::LateLeader) {
+            self.release_late_leader(i);
+        }
+    }
+
+    /// A late leader releases a withheld vertex once its wave's coin is out.
+    fn release_late_leader(&mut self, i: usize) {
+        let Some(core) = self.cores[i].as_ref() else {
+            return;
+        };
+        let node = core.node();
+        let decided = node.last_decided_wave();
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_frames)
+            .into_iter()
+            .partition(|(from, _, w, _)| *from == i && (node.coin(*w).is_some() || *w <= decided));
+        self.held_frames = keep;
+        for (from, to, _, frame) in go {
+            self.mark("strategy late-leader released");
+            self.deliver_later(from, to, frame);
+        }
+    }
+
+    fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        let at = self.now.saturating_add(self.link_delay());
+        self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
     fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
@@ -625,6 +733,28 @@ impl Sim {
             Some(s) => self.byzantine(s, from, to, frame),
             None => vec![frame],
         };
+        // A withhold-and-rush adversary also controls the network (the
+        // asynchronous model lets it): it holds the last honest replica's
+        // vertices back 20 ms, so victims sit at f + 1 committed reports
+        // while its rushed digests are ready.
+        let slowed = self.rush_slowed == Some(from)
+            && frames.first().is_some_and(|f| {
+                matches!(
+                    wire::decode::<PeerMessage>(f),
+                    Ok(PeerMessage::Broadcast(Message::Val(_)))
+                )
+            });
+        if slowed {
+            self.mark("strategy withhold-and-rush slowed an honest replica");
+            for frame in frames {
+                let at = self
+                    .now
+                    .saturating_add(self.link_delay())
+                    .saturating_add(Micros::from_millis(20));
+                self.queue.schedule(at, Event::Deliver { from, to, frame });
+            }
+            return;
+        }
         for frame in frames {
             if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
                 self.mark("drop");
@@ -696,6 +826,24 @@ impl Sim {
                     self.mark("strategy far-future");
                 }
             }
+            (Strategy::LateLeader, PeerMessage::Broadcast(Message::Val(v)))
+                if v.round.0 % 4 == 1 =>
+            {
+                self.withheld.insert(v.hash().0);
+                self.held_frames.push((from, to, v.round.wave(), frame));
+                self.mark("strategy late-leader withheld");
+                return Vec::new();
+            }
+            (Strategy::WithholdAndRush, PeerMessage::Broadcast(Message::Val(v))) => {
+                let before = v.reports.len();
+                v.reports.retain(|r| r.digest.0[31] % 4 != 0);
+                for r in &mut v.reports {
+                    r.recv_time = r.recv_time.saturating_sub(Micros::from_millis(5));
+                }
+                if v.reports.len() < before {
+                    self.mark("strategy withhold-and-rush withheld");
+                }
+            }
             (Strategy::Replay, _) => {
                 if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
                     let k = self.byz_rng.gen_range(0..self.replay_buf.len());
@@ -749,6 +897,12 @@ impl Sim {
                     }
                 }
                 Entry::Tick(t) => {
+                    if self.withheld.contains(&t.leader) {
+                        self.violations.push(format!(
+                            "event {}: a late leader's withheld vertex was ordered as the leader of wave {}",
+                            self.events, t.wave
+                        ));
+                    }
                     if self.last_tick_time.is_some_and(|l| t.time < l) {
                         self.violations.push(format!(
                             "event {}: tick time went back at index {index}",
