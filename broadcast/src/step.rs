@@ -36,7 +36,7 @@ pub enum TimerKind {
 }
 
 /// The two kinds of Bracha vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum VoteKind {
     /// An ECHO.
     Echo,
@@ -69,6 +69,50 @@ pub enum Durable {
     Coin(Coin),
     /// The ordering state after a decided wave.
     Checkpoint(Checkpoint),
+}
+
+/// What a durable record binds its replica to for one slot: an honest
+/// replica never records two different hashes under one pledge — not even
+/// across restarts (DESIGN.md 3.3, 3.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pledge {
+    /// An ECHO, a READY, or (`None`) the replica's own vertex.
+    pub vote: Option<VoteKind>,
+    /// The slot's round.
+    pub round: Round,
+    /// The slot's author.
+    pub author: ReplicaId,
+}
+
+impl Durable {
+    /// The pledge this record makes, and the hash it pledges to.
+    pub fn pledge(&self) -> Option<(Pledge, crate::VertexHash)> {
+        match self {
+            Durable::Vote {
+                kind,
+                round,
+                author,
+                hash,
+                ..
+            } => Some((
+                Pledge {
+                    vote: Some(*kind),
+                    round: *round,
+                    author: *author,
+                },
+                *hash,
+            )),
+            Durable::OwnVertex(v) => Some((
+                Pledge {
+                    vote: None,
+                    round: v.round,
+                    author: v.author,
+                },
+                v.hash(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The ordering state after a decided wave: enough, with the DAG vertices at

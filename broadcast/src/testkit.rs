@@ -17,7 +17,7 @@ use crate::coin::{
 };
 use crate::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Message, Node, Report,
-    Round, Target, TimerKind, Vertex, VertexRef, VoteKind,
+    Round, Target, TimerKind, Vertex, VertexRef,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -468,34 +468,13 @@ pub fn check_agreement(net: &Net, nodes: &[usize]) {
 /// different own vertices, for one slot — across restarts too.
 pub fn check_no_double_votes(net: &Net, nodes: &[usize]) {
     for &i in nodes {
-        let mut votes: BTreeMap<(bool, Round, ReplicaId), _> = BTreeMap::new();
-        let mut own: BTreeMap<Round, _> = BTreeMap::new();
-        for w in &net.storage[i] {
-            match w {
-                Durable::Vote {
-                    kind,
-                    round,
-                    author,
-                    hash,
-                    ..
-                } => {
-                    let key = (*kind == VoteKind::Echo, *round, *author);
-                    let prev = votes.insert(key, *hash);
-                    assert!(
-                        prev.is_none() || prev == Some(*hash),
-                        "node {i} double vote {key:?}"
-                    );
-                }
-                Durable::OwnVertex(v) => {
-                    let prev = own.insert(v.round, v.hash());
-                    assert!(
-                        prev.is_none() || prev == Some(v.hash()),
-                        "node {i} two vertices in {}",
-                        v.round
-                    );
-                }
-                _ => {}
-            }
+        let mut pledged = BTreeMap::new();
+        for (pledge, hash) in net.storage[i].iter().filter_map(Durable::pledge) {
+            let prev = pledged.insert(pledge, hash);
+            assert!(
+                prev.is_none() || prev == Some(hash),
+                "node {i} broke {pledge:?}"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::config::{SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
 use belfry_replica::broadcast::testkit::EventQueue;
-use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash, VoteKind};
+use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash};
 use belfry_replica::clock::{DriftingClock, Micros};
 use belfry_replica::coin::{
     deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, SignatureShare,
@@ -147,7 +147,7 @@ struct Sim {
     canonical: Vec<Entry>,
     logged: BTreeMap<[u8; 32], u64>,
     heads: BTreeMap<u64, SignedTreeHead>,
-    votes: Vec<BTreeMap<(u8, Round, ReplicaId), VertexHash>>,
+    votes: Vec<BTreeMap<belfry_replica::broadcast::Pledge, VertexHash>>,
     violations: Vec<String>,
     // Ground truth and measures.
     submitted: BTreeMap<[u8; 32], Micros>,
@@ -933,36 +933,13 @@ impl Sim {
                 }
             }
         }
-        for w in &step.writes {
-            let key = match w {
-                Durable::Vote {
-                    kind,
-                    round,
-                    author,
-                    hash,
-                    ..
-                } => Some((
-                    (
-                        if *kind == VoteKind::Echo { 0u8 } else { 1 },
-                        *round,
-                        *author,
-                    ),
-                    *hash,
-                )),
-                Durable::OwnVertex(v) => Some(((2, v.round, v.author), v.hash())),
-                _ => None,
-            };
-            if let Some((slot, hash)) = key {
-                if let Some(prev) = self.votes[i].insert(slot, hash) {
-                    if prev != hash {
-                        self.violations.push(format!(
-                            "event {}: replica {i} persisted two different {} for round {} author {}",
-                            self.events,
-                            ["ECHOs", "READYs", "own vertices"][slot.0 as usize],
-                            slot.1 .0,
-                            slot.2
-                        ));
-                    }
+        for (pledge, hash) in step.writes.iter().filter_map(Durable::pledge) {
+            if let Some(prev) = self.votes[i].insert(pledge, hash) {
+                if prev != hash {
+                    self.violations.push(format!(
+                        "event {}: replica {i} persisted two different hashes for {pledge:?}",
+                        self.events
+                    ));
                 }
             }
         }
