@@ -791,6 +791,11 @@ impl Sim {
                 v.clock = Micros(v.clock.0.saturating_add(1));
                 self.mark("strategy equivocate");
             }
+            (Strategy::BadShares, PeerMessage::HeadShare { .. }) if self.byz_rng.gen_bool(0.5) => {
+                // Withheld, not just invalid.
+                self.mark("strategy bad-shares withheld");
+                return Vec::new();
+            }
             (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
             | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
                 let mut junk = [0u8; 96];

@@ -83,6 +83,26 @@ fn network_crash_partition_and_clock_faults_keep_every_invariant() {
     }
 }
 
+/// An equivocator at work while an honest replica crashes mid-write,
+/// restarts from its store and is later cut off beyond the GC depth.
+#[test]
+fn equivocation_around_a_restart_and_a_partition() {
+    let mut c = short(7, 250);
+    c.faulty = 1;
+    c.strategies = vec![Strategy::Equivocate];
+    c.crash = true;
+    c.partition = true;
+    c.drop = 0.01;
+    let r = assert_clean(&c);
+    for fired in ["strategy equivocate", "restart", "partition", "heal"] {
+        assert!(
+            r.coverage.contains_key(fired),
+            "{fired} never fired: {:?}",
+            r.coverage
+        );
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_trace_in_one_process() {
     let mut c = short(4, 301);
