@@ -103,6 +103,10 @@ pub struct SequencerConfig {
     /// Test-only: break ties by the digest itself instead of the coin, a
     /// deterministic and biasable rule the simulator's M5 must catch.
     pub fixed_tie_break: bool,
+    /// Baseline only: plain commit order — every digest is logged at its first
+    /// counted report, in canonical vertex order, with no quorum, median or
+    /// hold-back (what the simulator's M7 compares fairness against).
+    pub fairness_off: bool,
 }
 
 impl SequencerConfig {
@@ -116,6 +120,7 @@ impl SequencerConfig {
             genesis_time,
             hold_back: true,
             fixed_tie_break: false,
+            fairness_off: false,
         }
     }
 }
@@ -297,6 +302,7 @@ impl Sequencer {
         let n = self.config.n;
         let f = self.config.f;
         let mut faults = Vec::new();
+        let mut first_seen_here: Vec<Digest> = Vec::new();
         self.state.horizon = batch.horizon;
         for v in &batch.vertices {
             let a = v.author.index();
@@ -345,6 +351,9 @@ impl Sequencer {
                         r.recv_time.0
                     }
                 };
+                if !self.state.pending.contains_key(&r.digest) {
+                    first_seen_here.push(r.digest);
+                }
                 self.state
                     .pending
                     .entry(r.digest)
@@ -384,14 +393,26 @@ impl Sequencer {
         }
         candidates.sort_unstable();
         let mut chosen = Vec::new();
+        if self.config.fairness_off {
+            // Plain commit order: first seen, first logged.
+            candidates.clear();
+            for d in &first_seen_here {
+                if let Some(p) = self.state.pending.get(d) {
+                    let key = p.reports.values().map(|(v, _)| *v).min().unwrap_or(0);
+                    chosen.push((key / g, [0; 32], *d, key, false));
+                }
+            }
+        }
+        let mut taken = 0;
         for c in &candidates {
             if self.config.hold_back && c.0 >= min_block {
                 break;
             }
             chosen.push(*c);
+            taken += 1;
         }
-        let held_back = candidates.len() - chosen.len();
-        let held: Vec<Digest> = candidates[chosen.len()..].iter().map(|c| c.2).collect();
+        let held_back = candidates.len() - taken;
+        let held: Vec<Digest> = candidates[taken..].iter().map(|c| c.2).collect();
 
         let mut records = Vec::with_capacity(chosen.len());
         let mut max_witnessed = Micros::ZERO;

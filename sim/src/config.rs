@@ -136,6 +136,12 @@ pub struct SimConfig {
     pub record_trace: bool,
     /// Test-only: switch the hold-back rule off (M1 must then catch it).
     pub hold_back: bool,
+    /// Also run the same seed with fairness off (plain commit order) and
+    /// report M7's latency and throughput ratios against it.
+    pub m7_baseline: bool,
+    /// Baseline only: sequence in plain commit order.
+    #[serde(skip)]
+    pub fairness_off: bool,
 }
 
 fn policy_name<S: serde::Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
@@ -169,6 +175,8 @@ impl SimConfig {
             fixed_tie_break: false,
             record_trace: false,
             hold_back: true,
+            m7_baseline: false,
+            fairness_off: false,
         }
     }
 
@@ -257,6 +265,9 @@ impl SimConfig {
         }
         if !self.races {
             c.push_str(" --no-races");
+        }
+        if self.m7_baseline {
+            c.push_str(" --m7-baseline");
         }
         c
     }

@@ -182,7 +182,21 @@ pub fn run(cfg: &SimConfig) -> Result<Report, String> {
     cfg.validate()?;
     let mut sim = Sim::new(cfg.clone())?;
     sim.run();
-    Ok(sim.report())
+    let mut report = sim.report();
+    if cfg.m7_baseline {
+        let mut base = cfg.clone();
+        base.m7_baseline = false;
+        base.fairness_off = true;
+        base.record_trace = false;
+        let mut sim = Sim::new(base)?;
+        sim.run();
+        let b = sim.report();
+        let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
+        report.metrics.m7_latency_ratio = ratio(report.latency_ms.p50, b.latency_ms.p50);
+        report.metrics.m7_throughput_ratio =
+            ratio(report.throughput_digests_per_s, b.throughput_digests_per_s);
+    }
+    Ok(report)
 }
 
 impl Sim {
@@ -220,6 +234,7 @@ impl Sim {
                 let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
                 c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
                 c.sequencer.hold_back = cfg.hold_back;
+                c.sequencer.fairness_off = cfg.fairness_off;
                 c
             })
             .collect();

@@ -88,6 +88,9 @@ struct RunArgs {
     /// Run the seed twice and compare trace hashes.
     #[arg(long)]
     check_determinism: bool,
+    /// Also run with fairness off (plain commit order) for M7's ratios.
+    #[arg(long)]
+    m7_baseline: bool,
 }
 
 fn parse_duration(s: &str) -> anyhow::Result<Micros> {
@@ -130,6 +133,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.races = !a.no_races;
+    c.m7_baseline = a.m7_baseline;
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -164,6 +168,12 @@ fn summary(r: &belfry_sim::Report) {
         m.m5_biased.epsilon, m.m5_biased.chi2, m.m5_biased.races, m.m5_three.chi2, m.m5_three.races,
         m.m6_outside_honest_range, m.m6_mean_shift, m.m7_held_back_share
     );
+    if let Some(res) = m.m1_resolution_ms {
+        println!("M1Δ: effective resolution {res} ms (zero inversions in true time beyond it)");
+    }
+    if let (Some(l), Some(t)) = (m.m7_latency_ratio, m.m7_throughput_ratio) {
+        println!("M7 against plain commit order: latency ×{l:.2}, throughput ×{t:.2}");
+    }
     let cov: Vec<String> = r
         .coverage
         .iter()

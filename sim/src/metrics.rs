@@ -54,7 +54,22 @@ pub struct Metrics {
     pub m6_mean_shift: f64,
     /// M7: share of logged digests held back one or more times.
     pub m7_held_back_share: f64,
+    /// M1Δ: for each Δ (ms), the inversion rate in *true* time among pairs
+    /// with `max_i r_i(a) + Δ < min_i r_i(b)` over honest replicas i, and how
+    /// many such pairs there were: `(Δ ms, rate, pairs)`.
+    pub m1_delta: Vec<(f64, f64, u64)>,
+    /// M1Δ: the smallest Δ (ms) of the curve with zero inversions — the order's
+    /// effective resolution.
+    pub m1_resolution_ms: Option<f64>,
+    /// M7: submit-to-receipt p50 latency relative to the same run with
+    /// fairness off (plain commit order), when that baseline was run.
+    pub m7_latency_ratio: Option<f64>,
+    /// M7: throughput relative to that baseline.
+    pub m7_throughput_ratio: Option<f64>,
 }
+
+/// The Δs of the M1Δ curve, in ms.
+pub const M1_DELTAS_MS: [f64; 9] = [0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
 /// Per digest, the honest replicas' report values (policy units), one per author.
 pub type HonestReports = BTreeMap<[u8; 32], Vec<u64>>;
@@ -169,6 +184,43 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
     } else {
         0.0
     };
+
+    // M1Δ in true time, over the same sample.
+    let windows: Vec<(u64, u64, u64)> = sample
+        .iter()
+        .filter_map(|(d, pos, _)| {
+            let seen = x.first_seen.get(d)?;
+            let ts: Vec<u64> = seen.iter().flatten().map(|t| t.0).collect();
+            (ts.len() == x.honest).then(|| {
+                let lo = ts.iter().min().copied().unwrap_or(0);
+                let hi = ts.iter().max().copied().unwrap_or(0);
+                (lo, hi, *pos)
+            })
+        })
+        .collect();
+    for delta_ms in M1_DELTAS_MS {
+        let delta = (delta_ms * 1_000.0) as u64;
+        let (mut pairs, mut inverted) = (0u64, 0u64);
+        for a in &windows {
+            for b in &windows {
+                if a.1.saturating_add(delta) < b.0 {
+                    pairs += 1;
+                    inverted += u64::from(b.2 < a.2);
+                }
+            }
+        }
+        let rate = if pairs > 0 {
+            inverted as f64 / pairs as f64
+        } else {
+            0.0
+        };
+        m.m1_delta.push((delta_ms, rate, pairs));
+    }
+    m.m1_resolution_ms = m
+        .m1_delta
+        .iter()
+        .find(|(_, rate, pairs)| *pairs > 0 && *rate == 0.0)
+        .map(|(d, _, _)| *d);
 
     // M6 over every non-late digest.
     let (mut shift, mut counted) = (0f64, 0u64);

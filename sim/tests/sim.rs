@@ -244,3 +244,52 @@ fn a_lossy_network_does_not_stall_the_cluster() {
     let r = assert_clean(&c);
     assert!(r.coverage.get("drop").copied().unwrap_or(0) > 10);
 }
+
+/// M1Δ: beyond the effective resolution (about a round under lamport, about
+/// skew plus granularity under clock) nothing is inverted in true time.
+#[test]
+fn m1_delta_finds_the_orders_effective_resolution() {
+    let mut c = short(4, 601);
+    c.races = false;
+    let r = run(&c).unwrap();
+    let res = r.metrics.m1_resolution_ms.expect("a resolution exists");
+    assert!(res <= 20.0, "lamport resolution {res} ms (rounds are 5 ms)");
+    for (delta, rate, pairs) in &r.metrics.m1_delta {
+        assert!(*pairs > 0);
+        if *delta >= res {
+            assert_eq!(
+                *rate, 0.0,
+                "an inversion beyond the resolution at Δ = {delta}"
+            );
+        }
+    }
+    c.policy = Policy::Clock {
+        granularity_us: 1_000,
+    };
+    let clock = run(&c).unwrap();
+    assert!(
+        clock.metrics.m1_resolution_ms.unwrap() <= res,
+        "finer in clock mode"
+    );
+}
+
+/// M7: fairness costs latency against plain commit order, and the baseline
+/// run itself keeps every invariant.
+#[test]
+fn m7_compares_against_plain_commit_order() {
+    let mut c = short(4, 602);
+    c.m7_baseline = true;
+    let r = run(&c).unwrap();
+    let latency = r.metrics.m7_latency_ratio.unwrap();
+    let throughput = r.metrics.m7_throughput_ratio.unwrap();
+    assert!(
+        latency >= 1.0,
+        "fair ordering waits for 2f+1 reports: ×{latency}"
+    );
+    assert!(throughput > 0.8, "×{throughput}");
+    let mut base = c.clone();
+    base.m7_baseline = false;
+    base.fairness_off = true;
+    let b = run(&base).unwrap();
+    assert!(b.violations.is_empty(), "{:?}", b.violations);
+}
