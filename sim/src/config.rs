@@ -123,6 +123,8 @@ pub struct SimConfig {
     pub crash: bool,
     /// Cut an honest replica off for longer than the GC depth, then heal.
     pub partition: bool,
+    /// Cut every link for 3 s a third of the way in, then heal.
+    pub blackout: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
     pub clock_offset_us: i64,
     /// Largest clock drift, ppm.
@@ -169,6 +171,7 @@ impl SimConfig {
             duplicate: 0.0,
             crash: false,
             partition: false,
+            blackout: false,
             clock_offset_us: 0,
             drift_ppm: 0,
             races: true,
@@ -256,6 +259,9 @@ impl SimConfig {
         }
         if self.partition {
             c.push_str(" --partition");
+        }
+        if self.blackout {
+            c.push_str(" --blackout");
         }
         if self.clock_offset_us > 0 || self.drift_ppm > 0 {
             c.push_str(&format!(

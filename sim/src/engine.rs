@@ -61,6 +61,8 @@ enum Event {
     Restart(usize),
     Cut(usize),
     Heal(usize),
+    Blackout,
+    Daylight,
 }
 
 /// What the run found.
@@ -162,6 +164,8 @@ struct Sim {
     held_frames: Vec<(usize, usize, belfry_replica::coin::Wave, Vec<u8>)>,
     /// Hashes of vertices a late leader withheld.
     withheld: BTreeSet<[u8; 32]>,
+    /// When each replica last restarted.
+    restarted_at: BTreeMap<usize, Micros>,
     /// The honest replica a withhold-and-rush adversary slows down.
     rush_slowed: Option<usize>,
     /// Twins: the second instance of a replica.
@@ -302,6 +306,7 @@ impl Sim {
             withheld: BTreeSet::new(),
             twins: BTreeMap::new(),
             rush_slowed,
+            restarted_at: BTreeMap::new(),
             coverage: BTreeMap::new(),
             peer_messages: 0,
             peer_bytes: 0,
@@ -370,6 +375,14 @@ impl Sim {
             );
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.blackout {
+            // Every link down for 3 s: no quorum anywhere, then a heal. Not
+            // a replica fault, so no f budget applies.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+            self.queue.schedule(at, Event::Blackout);
+            self.queue
+                .schedule(at.saturating_add(Micros::from_secs(3)), Event::Daylight);
         }
         self.run_until(end);
         // Liveness mode: faults stop, the load has stopped; everything must
@@ -470,6 +483,8 @@ impl Sim {
             Event::Restart(i) => (7, *i, 0, &[]),
             Event::Cut(i) => (8, *i, 0, &[]),
             Event::Heal(i) => (9, *i, 0, &[]),
+            Event::Blackout => (10, 0, 0, &[]),
+            Event::Daylight => (11, 0, 0, &[]),
         };
         self.trace = sha3(&[
             &self.trace,
@@ -546,6 +561,7 @@ impl Sim {
                 ) {
                     Ok(core) => {
                         self.cores[i] = Some(core);
+                        self.restarted_at.insert(i, self.now);
                         self.mark("restart");
                         self.input(i, CoreInput::Start);
                         self.reconnect(i);
@@ -559,12 +575,30 @@ impl Sim {
                 self.cut.insert(i);
                 self.mark("partition");
             }
+            Event::Blackout => {
+                self.cut.extend(0..self.cfg.n);
+                self.mark("blackout");
+            }
+            Event::Daylight => {
+                self.cut.clear();
+                self.mark("blackout healed");
+                for i in 0..self.cfg.n {
+                    self.reconnect(i);
+                }
+            }
             Event::Heal(i) => {
                 self.cut.remove(&i);
                 self.mark("heal");
                 self.reconnect(i);
             }
         }
+    }
+
+    /// Whether replica `i` restarted within the last 200 ms.
+    fn just_restarted(&self, i: usize) -> bool {
+        self.restarted_at
+            .get(&i)
+            .is_some_and(|t| self.now.saturating_sub(*t) < Micros::from_millis(200))
     }
 
     fn reconnect(&mut self, i: usize) {
@@ -802,9 +836,16 @@ impl Sim {
         };
         let mut out = Vec::new();
         match (s, &mut m) {
-            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v))) if to % 2 == 0 => {
+            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v)))
+                if to % 2 == 0 || self.just_restarted(to) =>
+            {
                 v.clock = Micros(v.clock.0.saturating_add(1));
                 self.mark("strategy equivocate");
+                if self.just_restarted(to) {
+                    // Aimed at a replica that just restarted: if it forgot
+                    // its votes it would now vote for the other vertex.
+                    self.mark("strategy equivocate aimed at a restarted replica");
+                }
             }
             (Strategy::BadShares, PeerMessage::HeadShare { .. }) if self.byz_rng.gen_bool(0.5) => {
                 // Withheld, not just invalid.

@@ -73,6 +73,9 @@ struct RunArgs {
     /// Cut an honest replica off beyond the GC depth, then heal.
     #[arg(long)]
     partition: bool,
+    /// Cut every link for 3 s, then heal.
+    #[arg(long)]
+    blackout: bool,
     /// Largest per-replica clock offset, µs.
     #[arg(long, default_value_t = 0)]
     clock_offset_us: i64,
@@ -130,6 +133,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.duplicate = a.duplicate;
     c.crash = a.crash;
     c.partition = a.partition;
+    c.blackout = a.blackout;
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.races = !a.no_races;

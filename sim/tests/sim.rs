@@ -94,7 +94,13 @@ fn equivocation_around_a_restart_and_a_partition() {
     c.partition = true;
     c.drop = 0.01;
     let r = assert_clean(&c);
-    for fired in ["strategy equivocate", "restart", "partition", "heal"] {
+    for fired in [
+        "strategy equivocate",
+        "strategy equivocate aimed at a restarted replica",
+        "restart",
+        "partition",
+        "heal",
+    ] {
         assert!(
             r.coverage.contains_key(fired),
             "{fired} never fired: {:?}",
@@ -292,4 +298,21 @@ fn m7_compares_against_plain_commit_order() {
     base.fairness_off = true;
     let b = run(&base).unwrap();
     assert!(b.violations.is_empty(), "{:?}", b.violations);
+}
+
+/// The stall detector says where progress stopped: every link down for 3 s
+/// stops the log, the report names each replica's round, wave and log size,
+/// and after the heal everything is logged (no violation).
+#[test]
+fn the_stall_detector_reports_where_progress_stopped() {
+    let mut c = short(4, 603);
+    c.duration = Micros::from_secs(6);
+    c.blackout = true;
+    let r = run(&c).unwrap();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.stalls.len(), 1, "{:?}", r.stalls);
+    assert!(r.stalls[0].contains("no progress for 2 s") && r.stalls[0].contains("r3: round"));
+    // Without the blackout nothing stalls.
+    c.blackout = false;
+    assert!(run(&c).unwrap().stalls.is_empty());
 }
