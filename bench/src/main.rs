@@ -60,6 +60,20 @@ enum Command {
     },
 }
 
+/// Prints a report's table and peak memory, and writes its JSON if asked.
+fn finish<T: serde::Serialize>(
+    table: &str,
+    peak_rss_kib: Option<u64>,
+    json: Option<std::path::PathBuf>,
+    report: &T,
+) -> anyhow::Result<()> {
+    print!("{table}");
+    if let Some(kib) = peak_rss_kib {
+        println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    write_json(json, report)
+}
+
 fn write_json<T: serde::Serialize>(
     path: Option<std::path::PathBuf>,
     report: &T,
@@ -85,11 +99,12 @@ fn run() -> anyhow::Result<()> {
                 anyhow::bail!("--iterations must be at least 1");
             }
             let report = belfry_bench::coin_bench::run(iterations)?;
-            print!("{}", belfry_bench::report::table(&report.operations));
-            if let Some(kib) = report.peak_rss_kib {
-                println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
-            }
-            write_json(json, &report)?;
+            finish(
+                &belfry_bench::report::table(&report.operations),
+                report.peak_rss_kib,
+                json,
+                &report,
+            )?;
         }
         Command::Dag {
             replicas,
@@ -104,11 +119,12 @@ fn run() -> anyhow::Result<()> {
                 anyhow::bail!("--rounds and --bls-rounds must be at least 1");
             }
             let report = belfry_bench::dag_bench::run(replicas, rounds, bls_rounds)?;
-            print!("{}", belfry_bench::dag_bench::table(&report));
-            if let Some(kib) = report.peak_rss_kib {
-                println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
-            }
-            write_json(json, &report)?;
+            finish(
+                &belfry_bench::dag_bench::table(&report),
+                report.peak_rss_kib,
+                json,
+                &report,
+            )?;
         }
         Command::Log {
             leaves,
@@ -123,11 +139,12 @@ fn run() -> anyhow::Result<()> {
                 );
             }
             let report = belfry_bench::log_bench::run(leaves, proofs, batches, per_vertex)?;
-            print!("{}", belfry_bench::log_bench::table(&report));
-            if let Some(kib) = report.peak_rss_kib {
-                println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
-            }
-            write_json(json, &report)?;
+            finish(
+                &belfry_bench::log_bench::table(&report),
+                report.peak_rss_kib,
+                json,
+                &report,
+            )?;
         }
     }
     Ok(())
