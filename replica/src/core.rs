@@ -56,6 +56,11 @@ pub struct ReplicaConfig {
     pub max_pending_digests: usize,
     /// See [`MAX_DIGESTS_PER_REQUEST`].
     pub max_digests_per_request: usize,
+    /// Adversary hook for the simulator's censoring and withholding
+    /// Byzantine replicas: digests it selects are never reported (neither
+    /// from clients nor as re-reports), while the replica's chain stays
+    /// consistent. Honest replicas leave it `None`.
+    pub never_report: Option<fn(&[u8; 32]) -> bool>,
 }
 
 impl ReplicaConfig {
@@ -68,6 +73,7 @@ impl ReplicaConfig {
             cluster,
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
+            never_report: None,
         }
     }
 }
@@ -371,7 +377,10 @@ impl ReplicaCore {
         out
     }
 
-    fn drive(&mut self, input: Input, out: &mut CoreStep) {
+    fn drive(&mut self, mut input: Input, out: &mut CoreStep) {
+        if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
+            reports.retain(|r| !skip(&r.digest.0));
+        }
         let step = self.node.handle(self.now, input);
         for w in &step.writes {
             if let Durable::Delivered(v) = w {

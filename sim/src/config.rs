@@ -136,7 +136,7 @@ pub struct SimConfig {
     /// Keep the trace hash after every event (to find the first divergence).
     #[serde(skip)]
     pub record_trace: bool,
-    /// Test-only: switch the hold-back rule off (M1 must then catch it).
+    /// Ablation: switch the hold-back rule off (M1 must then catch it).
     pub hold_back: bool,
     /// Also run the same seed with fairness off (plain commit order) and
     /// report M7's latency and throughput ratios against it.
@@ -274,6 +274,9 @@ impl SimConfig {
         }
         if self.m7_baseline {
             c.push_str(" --m7-baseline");
+        }
+        if !self.hold_back {
+            c.push_str(" --no-hold-back");
         }
         c
     }

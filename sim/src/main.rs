@@ -94,6 +94,10 @@ struct RunArgs {
     /// Also run with fairness off (plain commit order) for M7's ratios.
     #[arg(long)]
     m7_baseline: bool,
+    /// Ablation: switch the sequencer's hold-back rule off (M1 shows what
+    /// it prevents, e.g. with `--byzantine withhold-and-rush`).
+    #[arg(long)]
+    no_hold_back: bool,
 }
 
 fn parse_duration(s: &str) -> anyhow::Result<Micros> {
@@ -138,6 +142,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.drift_ppm = a.drift_ppm;
     c.races = !a.no_races;
     c.m7_baseline = a.m7_baseline;
+    c.hold_back = !a.no_hold_back;
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }

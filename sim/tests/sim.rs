@@ -203,6 +203,36 @@ fn a_deterministic_tie_break_is_caught_by_m5() {
 }
 
 #[test]
+fn without_hold_back_a_front_runner_overtakes_and_m1_catches_it() {
+    // A withhold-and-rush replica answers each victim digest with one of its
+    // own and slows one honest replica: victims wait at f + 1 committed
+    // reports while the rushed digest is ready. The hold-back rule is what
+    // keeps the victim first; switched off, M1 must see the overtaking.
+    for (seed, n) in [(601u64, 4usize), (602, 7)] {
+        let mut c = short(n, seed);
+        c.duration = Micros::from_secs(4);
+        c.faulty = c.f();
+        c.strategies = vec![Strategy::WithholdAndRush];
+        c.races = false;
+        let fair = assert_clean(&c);
+        assert!(
+            fair.coverage
+                .contains_key("strategy withhold-and-rush front-ran a victim"),
+            "{:?}",
+            fair.coverage
+        );
+        c.hold_back = false;
+        let broken = run(&c).unwrap();
+        assert!(
+            broken.metrics.m1_inversions > 0,
+            "{}: no inversion without hold-back ({} pairs)",
+            c.replay_command(),
+            broken.metrics.m1_pairs
+        );
+    }
+}
+
+#[test]
 fn a_few_seeds_with_real_threshold_bls() {
     for (seed, n) in [(501u64, 4usize), (502, 4)] {
         let mut c = SimConfig::new(n, seed);
