@@ -125,6 +125,12 @@ pub struct SimConfig {
     pub partition: bool,
     /// Cut every link for 3 s a third of the way in, then heal.
     pub blackout: bool,
+    /// Asymmetric partition: an honest replica first cannot send, then
+    /// cannot receive, 400 ms each, then heals.
+    pub one_way: bool,
+    /// Majorities-ring partition for 1 s: each replica keeps only the
+    /// links to the `f` replicas on either side of it.
+    pub ring: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
     pub clock_offset_us: i64,
     /// Largest clock drift, ppm.
@@ -172,6 +178,8 @@ impl SimConfig {
             crash: false,
             partition: false,
             blackout: false,
+            one_way: false,
+            ring: false,
             clock_offset_us: 0,
             drift_ppm: 0,
             races: true,
@@ -262,6 +270,12 @@ impl SimConfig {
         }
         if self.blackout {
             c.push_str(" --blackout");
+        }
+        if self.one_way {
+            c.push_str(" --one-way");
+        }
+        if self.ring {
+            c.push_str(" --ring");
         }
         if self.clock_offset_us > 0 || self.drift_ppm > 0 {
             c.push_str(&format!(

@@ -63,6 +63,14 @@ enum Event {
     Heal(usize),
     Blackout,
     Daylight,
+    /// Replica `i` can no longer send (`true`) or receive (`false`).
+    OneWay(usize, bool),
+    /// Every link of replica `i` back up after a one-way cut.
+    OneWayHeal(usize),
+    /// Majorities ring: each replica keeps only the links to the `f`
+    /// replicas on either side of it.
+    Ring,
+    RingHeal,
 }
 
 /// What the run found.
@@ -144,7 +152,8 @@ struct Sim {
     stalls: Vec<String>,
     last_progress: Micros,
     stall_reported: bool,
-    cut: BTreeSet<usize>,
+    /// Directed links that drop everything: `(from, to)`.
+    down: BTreeSet<(usize, usize)>,
     // Invariants.
     canonical: Vec<Entry>,
     logged: BTreeMap<[u8; 32], u64>,
@@ -318,7 +327,7 @@ impl Sim {
             stalls: Vec::new(),
             last_progress: GENESIS,
             stall_reported: false,
-            cut: BTreeSet::new(),
+            down: BTreeSet::new(),
             canonical: Vec::new(),
             logged: BTreeMap::new(),
             heads: BTreeMap::new(),
@@ -405,6 +414,31 @@ impl Sim {
             );
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.one_way && spare && honest.len() > 1 {
+            // An honest replica that can receive but not send for 400 ms,
+            // then one that can send but not receive: it counts against f
+            // while it lasts, like any partitioned replica.
+            let victim = honest[honest.len() / 2];
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
+            let mid = at.saturating_add(Micros::from_millis(400));
+            self.queue.schedule(at, Event::OneWay(victim, true));
+            self.queue.schedule(mid, Event::OneWay(victim, false));
+            self.queue.schedule(
+                mid.saturating_add(Micros::from_millis(400)),
+                Event::OneWayHeal(victim),
+            );
+        } else if self.cfg.one_way {
+            self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.ring {
+            // Each replica keeps a quorum of 2f + 1 (itself and f on either
+            // side), no two the same quorum, for 1 s. Every replica stays
+            // honest and every link heals, so no f budget applies.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 * 3 / 5));
+            self.queue.schedule(at, Event::Ring);
+            self.queue
+                .schedule(at.saturating_add(Micros::from_secs(1)), Event::RingHeal);
         }
         if self.cfg.blackout {
             // Every link down for 3 s: no quorum anywhere, then a heal. Not
@@ -515,6 +549,10 @@ impl Sim {
             Event::Heal(i) => (9, *i, 0, &[]),
             Event::Blackout => (10, 0, 0, &[]),
             Event::Daylight => (11, 0, 0, &[]),
+            Event::OneWay(i, out) => (12, *i, usize::from(*out), &[]),
+            Event::OneWayHeal(i) => (13, *i, 0, &[]),
+            Event::Ring => (14, 0, 0, &[]),
+            Event::RingHeal => (15, 0, 0, &[]),
         };
         self.trace = sha3(&[
             &self.trace,
@@ -529,7 +567,7 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Deliver { from, to, frame } => {
-                if self.cut.contains(&from) || self.cut.contains(&to) {
+                if self.down.contains(&(from, to)) {
                     self.mark("partition drop");
                     return;
                 }
@@ -610,24 +648,66 @@ impl Sim {
                 }
             }
             Event::Cut(i) => {
-                self.cut.insert(i);
+                for p in 0..self.cfg.n {
+                    self.down.insert((i, p));
+                    self.down.insert((p, i));
+                }
                 self.mark("partition");
             }
             Event::Blackout => {
-                self.cut.extend(0..self.cfg.n);
+                for a in 0..self.cfg.n {
+                    for b in 0..self.cfg.n {
+                        self.down.insert((a, b));
+                    }
+                }
                 self.mark("blackout");
             }
             Event::Daylight => {
-                self.cut.clear();
+                self.down.clear();
                 self.mark("blackout healed");
                 for i in 0..self.cfg.n {
                     self.reconnect(i);
                 }
             }
             Event::Heal(i) => {
-                self.cut.remove(&i);
+                self.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("heal");
                 self.reconnect(i);
+            }
+            Event::OneWay(i, out) => {
+                self.down.retain(|(a, b)| *a != i && *b != i);
+                for p in (0..self.cfg.n).filter(|p| *p != i) {
+                    self.down.insert(if out { (i, p) } else { (p, i) });
+                }
+                self.mark(if out {
+                    "asymmetric partition: a replica hears all, nobody hears it"
+                } else {
+                    "asymmetric partition: everybody hears a replica, it hears nobody"
+                });
+            }
+            Event::OneWayHeal(i) => {
+                self.down.retain(|(a, b)| *a != i && *b != i);
+                self.mark("asymmetric partition healed");
+                self.reconnect(i);
+            }
+            Event::Ring => {
+                let (n, f) = (self.cfg.n, self.cfg.f());
+                for a in 0..n {
+                    for b in 0..n {
+                        let d = (a + n - b) % n;
+                        if d.min(n - d) > f {
+                            self.down.insert((a, b));
+                        }
+                    }
+                }
+                self.mark("majorities ring");
+            }
+            Event::RingHeal => {
+                self.down.clear();
+                self.mark("majorities ring healed");
+                for i in 0..self.cfg.n {
+                    self.reconnect(i);
+                }
             }
         }
     }

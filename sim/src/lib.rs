@@ -6,7 +6,10 @@
 //! the same run event for event (its *trace hash* proves it). It drives `n`
 //! real [`belfry_replica::ReplicaCore`]s — the very code the node runs — and
 //! injects faults around them: link latency (base plus lognormal jitter),
-//! drops, duplicates, a partition and its heal, an honest crash in the middle
+//! drops, duplicates, partitions and their heals (one replica cut off beyond
+//! the GC depth; an asymmetric one where a replica hears everybody but is not
+//! heard, then the reverse; a majorities ring where each replica keeps only
+//! its own quorum of `2f + 1`; a blackout of every link), an honest crash in the middle
 //! of persisting a step and the restart from what reached the store, per
 //! replica clock offset and drift, and Byzantine replicas replacing honest
 //! ones.

@@ -76,6 +76,14 @@ struct RunArgs {
     /// Cut every link for 3 s, then heal.
     #[arg(long)]
     blackout: bool,
+    /// Asymmetric partition: an honest replica cannot send, then cannot
+    /// receive (400 ms each), then heals.
+    #[arg(long)]
+    one_way: bool,
+    /// Majorities ring for 1 s: each replica keeps only the links to the f
+    /// replicas on either side of it, then heals.
+    #[arg(long)]
+    ring: bool,
     /// Largest per-replica clock offset, µs.
     #[arg(long, default_value_t = 0)]
     clock_offset_us: i64,
@@ -138,6 +146,8 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.crash = a.crash;
     c.partition = a.partition;
     c.blackout = a.blackout;
+    c.one_way = a.one_way;
+    c.ring = a.ring;
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.races = !a.no_races;
@@ -296,6 +306,8 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.duplicate = [0.0, 0.02][r.gen_range(0..2)];
     c.crash = r.gen_bool(0.3);
     c.partition = r.gen_bool(0.2);
+    c.one_way = r.gen_bool(0.15);
+    c.ring = r.gen_bool(0.15);
     c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
     c.drift_ppm = [0, 100][r.gen_range(0..2)];
     c

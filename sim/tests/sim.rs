@@ -83,6 +83,44 @@ fn network_crash_partition_and_clock_faults_keep_every_invariant() {
     }
 }
 
+/// One-way links (a replica that hears everybody but is not heard, then the
+/// reverse) and a majorities ring (each replica keeps its own quorum, no two
+/// the same) both heal, and every invariant and the liveness bound hold —
+/// also with a Byzantine replica in the ring.
+#[test]
+fn asymmetric_and_majorities_ring_partitions_heal_without_violations() {
+    for (seed, n, byz) in [
+        (301u64, 4usize, None),
+        (302, 5, None),
+        (303, 7, Some(Strategy::Equivocate)),
+    ] {
+        let mut c = short(n, seed);
+        c.duration = Micros::from_secs(4);
+        c.one_way = true;
+        c.ring = true;
+        if let Some(s) = byz {
+            c.faulty = 1;
+            c.strategies = vec![s];
+        }
+        let r = assert_clean(&c);
+        for fired in [
+            "asymmetric partition: a replica hears all, nobody hears it",
+            "asymmetric partition: everybody hears a replica, it hears nobody",
+            "asymmetric partition healed",
+            "majorities ring",
+            "majorities ring healed",
+            "partition drop",
+        ] {
+            assert!(
+                r.coverage.contains_key(fired),
+                "{}: {fired} never fired: {:?}",
+                c.replay_command(),
+                r.coverage
+            );
+        }
+    }
+}
+
 /// An equivocator at work while an honest replica crashes mid-write,
 /// restarts from its store and is later cut off beyond the GC depth.
 #[test]
