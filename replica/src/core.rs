@@ -29,9 +29,8 @@ use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
     TimerKind,
 };
-use belfry_timestamp::{
-    DigestEntry, Entry, MerkleTree, Receipt, SignedTreeHead, TickEntry, TreeHead,
-};
+use belfry_timestamp::store::{extended_root, LogStore, MemoryLog};
+use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -155,11 +154,11 @@ pub struct CoreStep {
     pub held: Vec<[u8; 32]>,
 }
 
-struct LogIndex<'a>(&'a BTreeMap<[u8; 32], u64>);
+struct LogIndex<'a>(&'a dyn LogStore);
 
 impl DigestIndex for LogIndex<'_> {
     fn is_logged(&self, digest: &Digest) -> bool {
-        self.0.contains_key(&digest.0)
+        self.0.index_of(&digest.0).is_some()
     }
 }
 
@@ -170,9 +169,8 @@ pub struct ReplicaCore {
     node: Node,
     sequencer: Sequencer,
     now: Micros,
-    log: Vec<Entry>,
-    tree: MerkleTree,
-    index: BTreeMap<[u8; 32], u64>,
+    /// The log, its digest index and tree nodes, behind the storage trait.
+    log: Box<dyn LogStore>,
     heads: BTreeMap<u64, SignedTreeHead>,
     collectors: BTreeMap<u64, (TreeHead, SignatureCollector)>,
     early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
@@ -212,8 +210,17 @@ impl std::fmt::Debug for ReplicaCore {
 }
 
 impl ReplicaCore {
-    /// A fresh replica.
+    /// A fresh replica with its log in memory.
     pub fn new(config: ReplicaConfig, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        Self::with_log(config, crypto, Box::new(MemoryLog::new()))
+    }
+
+    /// A fresh replica over an (empty) log store of the caller's choosing.
+    pub fn with_log(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        log: Box<dyn LogStore>,
+    ) -> Self {
         let n = config.broadcast.n;
         ReplicaCore {
             node: Node::new(config.broadcast.clone(), crypto.clone()),
@@ -221,9 +228,7 @@ impl ReplicaCore {
             config,
             crypto,
             now: Micros::ZERO,
-            log: Vec::new(),
-            tree: MerkleTree::new(),
-            index: BTreeMap::new(),
+            log,
             heads: BTreeMap::new(),
             collectors: BTreeMap::new(),
             early_shares: BTreeMap::new(),
@@ -237,29 +242,50 @@ impl ReplicaCore {
         }
     }
 
-    /// Rebuilds a replica from what it persisted (see [`crate::store`]).
+    /// Rebuilds a replica from what it persisted (see [`crate::store`]),
+    /// with its log in memory.
     pub fn restore(
         config: ReplicaConfig,
         crypto: Arc<dyn ThresholdCrypto>,
         recovered: crate::store::Recovered,
     ) -> Result<Self, crate::store::RestoreError> {
-        let mut core = ReplicaCore::new(config.clone(), crypto.clone());
+        Self::restore_with_log(config, crypto, recovered, Box::new(MemoryLog::new()))
+    }
+
+    /// Rebuilds a replica over a log store that already holds a prefix of
+    /// the recovered entries (a file log synced less often than the
+    /// ledger, or not at all): the rest are appended to it. A store holding
+    /// entries the ledger does not is refused (its opener must cut it back
+    /// to the recovered length first).
+    pub fn restore_with_log(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        recovered: crate::store::Recovered,
+        log: Box<dyn LogStore>,
+    ) -> Result<Self, crate::store::RestoreError> {
+        let stored = log.len();
+        if stored > recovered.entries_len() {
+            return Err(crate::store::RestoreError::LogAhead {
+                stored,
+                ledger: recovered.entries_len(),
+            });
+        }
+        let mut core = ReplicaCore::with_log(config.clone(), crypto.clone(), log);
         core.node = Node::restore(config.broadcast.clone(), crypto, &recovered.broadcast);
         if let Some(state) = recovered.sequencer {
             core.sequencer = Sequencer::restore(config.sequencer.clone(), state)
                 .ok_or(crate::store::RestoreError::ClusterMismatch)?;
         }
-        for entry in recovered.entries {
-            let index = core.log.len() as u64;
-            core.tree.push(entry.leaf_hash());
-            if let Entry::Digest(d) = &entry {
-                core.index.insert(d.digest, index);
+        for (i, entry) in recovered.entries.iter().enumerate() {
+            if i as u64 >= stored {
+                core.log.append(entry);
+            } else if core.log.entry(i as u64).as_ref() != Some(entry) {
+                return Err(crate::store::RestoreError::LogMismatch(i as u64));
             }
-            core.log.push(entry);
         }
         for sth in recovered.heads {
             let consistent = core
-                .tree
+                .log
                 .root_at(sth.head.tree_size)
                 .is_ok_and(|r| r == sth.head.root);
             if !consistent || !core.head_signed(&sth) {
@@ -268,12 +294,12 @@ impl ReplicaCore {
             core.heads.insert(sth.head.tree_size, sth);
         }
         // Heads still being signed when the replica stopped: sign again.
-        let last_tick = core.log.len() as u64;
+        let last_tick = core.log.len();
         if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
-            if let Some(Entry::Tick(t)) = core.log.last() {
+            if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1) {
                 let head = TreeHead {
                     tree_size: last_tick,
-                    root: core.tree.root(),
+                    root: core.log.root(),
                     time: t.time,
                 };
                 let mut ignored = CoreStep::default();
@@ -291,9 +317,26 @@ impl ReplicaCore {
             .verify_group(&message.signing_bytes(), &sth.signature)
     }
 
-    /// The log so far.
-    pub fn log(&self) -> &[Entry] {
-        &self.log
+    /// The whole log, read from storage (tests and inspection; large logs
+    /// should use [`ReplicaCore::log_len`] and [`ReplicaCore::entry`]).
+    pub fn log(&self) -> Vec<Entry> {
+        self.log.entries(0, self.log.len())
+    }
+
+    /// Number of log entries.
+    pub fn log_len(&self) -> u64 {
+        self.log.len()
+    }
+
+    /// The log entry at `index`.
+    pub fn entry(&self, index: u64) -> Option<Entry> {
+        self.log.entry(index)
+    }
+
+    /// Makes the log's appends durable (file-backed stores); the driver
+    /// calls it once per step before releasing the step's messages.
+    pub fn sync_log(&mut self) -> Result<(), String> {
+        self.log.sync()
     }
 
     /// The signed tree heads, by size.
@@ -308,7 +351,7 @@ impl ReplicaCore {
 
     /// The log index of a digest, if logged.
     pub fn leaf_index(&self, digest: &[u8; 32]) -> Option<u64> {
-        self.index.get(digest).copied()
+        self.log.index_of(digest)
     }
 
     /// The size of the latest signed tree head (0 before the first).
@@ -414,7 +457,7 @@ impl ReplicaCore {
                 break;
             }
             let d = r.digest.0;
-            if self.index.contains_key(&d) || self.pending.contains(&d) {
+            if self.pending.contains(&d) || self.log.index_of(&d).is_some() {
                 continue;
             }
             self.pending.insert(d);
@@ -448,10 +491,9 @@ impl ReplicaCore {
     }
 
     fn append(&mut self, entry: Entry, out: &mut CoreStep) {
-        let index = self.log.len() as u64;
-        self.tree.push(entry.leaf_hash());
+        let index = self.log.len();
+        self.log.append(&entry);
         if let Entry::Digest(d) = &entry {
-            self.index.insert(d.digest, index);
             self.pending.remove(&d.digest);
             for client in self.waiters.remove(&d.digest).unwrap_or_default() {
                 respond(
@@ -464,7 +506,6 @@ impl ReplicaCore {
                 );
             }
         }
-        self.log.push(entry);
         out.appended.push(entry);
     }
 
@@ -474,12 +515,12 @@ impl ReplicaCore {
         if batch.wave <= self.sequencer.last_wave() {
             return;
         }
-        let sb = self.sequencer.sequence(batch, &LogIndex(&self.index));
+        let sb = self.sequencer.sequence(batch, &LogIndex(&*self.log));
         out.held_back += sb.held_back;
         out.held.extend(sb.held.iter().map(|d| d.0));
         out.faults
             .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
-        let first = self.log.len() as u64;
+        let first = self.log.len();
         for r in &sb.records {
             self.append(
                 Entry::Digest(DigestEntry {
@@ -498,22 +539,22 @@ impl ReplicaCore {
             coin_sig: sb.tick.coin_sig,
             leader: sb.tick.leader.0,
             state_root: sb.tick.state_root,
-            prev_root: self.tree.root(),
+            prev_root: self.log.root(),
             batch_len: sb.records.len() as u32,
         };
         self.append(Entry::Tick(tick), out);
         out.snapshots
-            .push((self.log.len() as u64, self.sequencer.state().clone()));
+            .push((self.log.len(), self.sequencer.state().clone()));
         self.recent_states.insert(
-            self.log.len() as u64,
+            self.log.len(),
             (self.sequencer.state().clone(), batch.order.clone()),
         );
         while self.recent_states.len() > RECENT_STATES {
             self.recent_states.pop_first();
         }
         let head = TreeHead {
-            tree_size: self.log.len() as u64,
-            root: self.tree.root(),
+            tree_size: self.log.len(),
+            root: self.log.root(),
             time: tick.time,
         };
         self.start_head(head, out);
@@ -598,7 +639,7 @@ impl ReplicaCore {
             }
             return;
         }
-        let len = self.log.len() as u64;
+        let len = self.log.len();
         if tree_size <= len {
             // A size this replica has passed without a Tick ending there, or
             // one whose collector was dropped: nothing to sign it against.
@@ -625,7 +666,7 @@ impl ReplicaCore {
         tree_size > 0
             && self
                 .log
-                .get(tree_size as usize - 1)
+                .entry(tree_size - 1)
                 .is_some_and(|e| matches!(e, Entry::Tick(_)))
     }
 
@@ -633,8 +674,8 @@ impl ReplicaCore {
     /// contains it.
     pub fn receipt_at(&self, index: u64) -> Option<Receipt> {
         let (_, sth) = self.heads.range(index + 1..).next()?;
-        let entry = *self.log.get(usize::try_from(index).ok()?)?;
-        let proof = self.tree.inclusion_proof(index, sth.head.tree_size).ok()?;
+        let entry = self.log.entry(index)?;
+        let proof = self.log.inclusion_proof(index, sth.head.tree_size).ok()?;
         Some(Receipt {
             cluster: self.config.cluster,
             entry,
@@ -649,7 +690,7 @@ impl ReplicaCore {
 
     /// The receipt of a digest, if logged and covered by a signed head.
     pub fn receipt(&self, digest: &[u8; 32]) -> Option<Receipt> {
-        self.index.get(digest).and_then(|i| self.receipt_at(*i))
+        self.log.index_of(digest).and_then(|i| self.receipt_at(i))
     }
 
     fn on_client(&mut self, client: ClientId, request: ClientRequest, out: &mut CoreStep) {
@@ -657,7 +698,7 @@ impl ReplicaCore {
             ClientRequest::Submit(digests) => self.submit(client, digests, out),
             ClientRequest::Receipt(d) => match self.receipt(&d) {
                 Some(r) => ClientResponse::receipt(&r),
-                None if self.index.contains_key(&d) || self.pending.contains(&d) => {
+                None if self.pending.contains(&d) || self.log.index_of(&d).is_some() => {
                     ClientResponse::NotYet
                 }
                 None => ClientResponse::Unknown,
@@ -665,7 +706,7 @@ impl ReplicaCore {
             ClientRequest::TreeHead => {
                 ClientResponse::TreeHead(self.heads.values().next_back().copied())
             }
-            ClientRequest::Consistency(a, b) => match self.tree.consistency_proof(a, b) {
+            ClientRequest::Consistency(a, b) => match self.log.consistency_proof(a, b) {
                 Ok(p) => ClientResponse::Consistency(p),
                 Err(e) => ClientResponse::Error(e.to_string()),
             },
@@ -679,7 +720,7 @@ impl ReplicaCore {
     }
 
     fn entries(&self, from: u64, to: u64) -> ClientResponse {
-        let len = self.log.len() as u64;
+        let len = self.log.len();
         if from > to {
             return ClientResponse::Error(format!("empty range {from}..{to}"));
         }
@@ -687,12 +728,12 @@ impl ReplicaCore {
         let from = from.min(to);
         ClientResponse::Entries {
             from,
-            entries: self.log[from as usize..to as usize].to_vec(),
+            entries: self.log.entries(from, to),
         }
     }
 
     fn push_to_subscribers(&mut self, first: u64, out: &mut CoreStep) {
-        let len = self.log.len() as u64;
+        let len = self.log.len();
         let subs: Vec<(ClientId, u64)> = self.subscribers.iter().map(|(c, f)| (*c, *f)).collect();
         for (client, from) in subs {
             let start = from.max(first);
@@ -720,16 +761,9 @@ impl ReplicaCore {
         let (mut accepted, mut duplicates) = (0u32, 0u32);
         let mut reports = Vec::new();
         for d in digests {
-            if let Some(index) = self.index.get(&d) {
+            if let Some(index) = self.log.index_of(&d) {
                 duplicates += 1;
-                respond(
-                    out,
-                    client,
-                    &ClientResponse::Ordered {
-                        digest: d,
-                        index: *index,
-                    },
-                );
+                respond(out, client, &ClientResponse::Ordered { digest: d, index });
                 continue;
             }
             if self.pending.contains(&d) {
@@ -804,7 +838,7 @@ impl ReplicaCore {
             self.catchup = None;
         }
         if self.catchup.is_none() && self.is_behind() {
-            let from = self.log.len() as u64;
+            let from = self.log.len();
             self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
             // Marks the request; the first verifiable answer fills it in.
             self.catchup = Some(CatchUp {
@@ -825,14 +859,14 @@ impl ReplicaCore {
     }
 
     fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
-        let len = self.log.len() as u64;
+        let len = self.log.len();
         if from >= len || to.index() >= self.config.broadcast.n {
             return;
         }
         let end = len.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
         let m = PeerMessage::LogRange {
             from,
-            entries: self.log[from as usize..end as usize].to_vec(),
+            entries: self.log.entries(from, end),
             head: self.heads.values().next_back().copied(),
         };
         self.send_peer(Target::One(to), &m, out);
@@ -887,11 +921,7 @@ impl ReplicaCore {
         }
         // Verify: the local log followed by the fetched entries has the
         // signed root. The local log is thereby checked to be a prefix too.
-        let mut tree = self.tree.clone();
-        for e in &c.entries {
-            tree.push(e.leaf_hash());
-        }
-        if tree.root() != c.head.head.root {
+        if extended_root(&*self.log, c.entries.iter().map(Entry::leaf_hash)) != c.head.head.root {
             out.faults.push(CoreFault::HeadShare {
                 replica: from_peer,
                 tree_size: want,
@@ -952,12 +982,12 @@ impl ReplicaCore {
         };
         self.sequencer = restored;
         self.catchups_installed += 1;
-        out.snapshots.push((self.log.len() as u64, state.clone()));
+        out.snapshots.push((self.log.len(), state.clone()));
         self.recent_states
             .insert(tree_size, (state, checkpoint.clone()));
         // Digests now logged are no longer ours to report.
-        let index = &self.index;
-        self.pending.retain(|d| !index.contains_key(d));
+        let log = &self.log;
+        self.pending.retain(|d| log.index_of(d).is_none());
         self.drive(Input::InstallCheckpoint(checkpoint), out);
         for p in 0..self.config.broadcast.n {
             let p = ReplicaId(p as u16);

@@ -128,7 +128,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             "f": cluster.cluster.f,
             "policy": policy.name(),
             "digests": digests.len(),
-            "log_entries": core.log().len(),
+            "log_entries": core.log_len(),
             "ticks": waves,
             "signed_tree_heads": core.heads().len(),
             "all_verified": true,
@@ -149,7 +149,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!(
             "stamped {} digests: {} log entries in {} ticks, {} signed tree heads",
             digests.len(),
-            core.log().len(),
+            core.log_len(),
             waves,
             core.heads().len()
         );

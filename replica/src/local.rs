@@ -181,7 +181,7 @@ impl LocalCluster {
         let Some(core) = self.cores[i].as_mut() else {
             return;
         };
-        let log_len_before = core.log().len() as u64;
+        let log_len_before = core.log_len();
         let step = core.handle(self.now, input);
         // Durable before anything leaves the replica. The in-memory store
         // cannot fail; an armed crash stops the replica mid-write, and nothing
@@ -317,9 +317,11 @@ impl LocalCluster {
         let Some((first, base)) = cores.first().copied() else {
             return Ok(());
         };
+        let base_log = base.log();
         for (i, core) in &cores {
-            let k = core.log().len().min(base.log().len());
-            if let Some(at) = (0..k).find(|x| core.log()[*x] != base.log()[*x]) {
+            let log = core.log();
+            let k = log.len().min(base_log.len());
+            if let Some(at) = (0..k).find(|x| log[*x] != base_log[*x]) {
                 return Err(format!("replicas {first} and {i} differ at log index {at}"));
             }
             for (size, head) in core.heads() {
@@ -330,7 +332,7 @@ impl LocalCluster {
                 }
             }
             let mut seen = BTreeSet::new();
-            for e in core.log() {
+            for e in &log {
                 if let belfry_timestamp::Entry::Digest(d) = e {
                     if !seen.insert(d.digest) {
                         return Err(format!(

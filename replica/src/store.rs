@@ -67,6 +67,17 @@ pub enum RestoreError {
     /// The persisted state is for another cluster size.
     #[error("persisted sequencer state does not match this cluster's size")]
     ClusterMismatch,
+    /// The log store holds entries the ledger does not.
+    #[error("log store holds {stored} entries, the ledger only {ledger}")]
+    LogAhead {
+        /// Entries in the log store.
+        stored: u64,
+        /// Entries the ledger recovered.
+        ledger: u64,
+    },
+    /// The log store disagrees with the ledger at an index.
+    #[error("log store and ledger differ at entry {0}")]
+    LogMismatch(u64),
     /// A persisted tree head that does not match the log or does not verify.
     #[error("persisted tree head of size {0} does not match the log or its signature")]
     BadHead(u64),
@@ -138,6 +149,13 @@ pub struct MemoryStore {
     pub crash_after_records: Option<usize>,
     /// Whether the armed crash has struck (the replica must be stopped).
     pub crashed: bool,
+}
+
+impl Recovered {
+    /// Number of recovered log entries.
+    pub fn entries_len(&self) -> u64 {
+        self.entries.len() as u64
+    }
 }
 
 impl MemoryStore {

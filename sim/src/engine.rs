@@ -522,7 +522,7 @@ impl Sim {
                         "r{i}: round {} wave {} log {}",
                         c.node().round().0,
                         c.node().last_decided_wave().0,
-                        c.log().len()
+                        c.log_len()
                     ),
                     None => format!("r{i}: down"),
                 })
@@ -869,7 +869,7 @@ impl Sim {
         if let Some((twin, store)) = self.twins.get_mut(&i) {
             // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
             // different vertices under the same key.
-            let len = twin.log().len() as u64;
+            let len = twin.log_len();
             let step = twin.handle(local.saturating_add(Micros(700)), input.clone());
             let _ = store.persist(&step, len);
             self.mark("strategy twins");
@@ -886,7 +886,7 @@ impl Sim {
         let Some(core) = self.cores[i].as_mut() else {
             return;
         };
-        let len_before = core.log().len() as u64;
+        let len_before = core.log_len();
         let step = core.handle(local, input);
         let _ = self.stores[i].persist(&step, len_before);
         if self.stores[i].crashed {

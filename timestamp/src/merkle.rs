@@ -158,6 +158,11 @@ impl<S: NodeStore> MerkleTree<S> {
         self.size += 1;
     }
 
+    /// The stored complete-subtree hash at (`level`, `index`).
+    pub fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        self.nodes.get(level, index)
+    }
+
     /// The leaf hash at `index`.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
         (index < self.size)

@@ -1,4 +1,5 @@
-//! Durable storage for the log (DESIGN.md 3.8): append-only segment files with
+//! Storage for the log (DESIGN.md 2, 3.8): the [`LogStore`] trait the replica
+//! reads the log through, with [`MemoryLog`]; append-only segment files with
 //! a checksum per record ([`SegmentLog`]), and Merkle tree nodes in per-level
 //! files so a proof costs O(log n) reads ([`FileNodes`]). Plain `std::fs` — no
 //! async runtime — so the light crate stays light.
@@ -7,8 +8,10 @@
 //! appended so far durable with one fsync per file; the replica calls it once
 //! per batch, before it releases the messages of that step.
 
+mod log;
 mod nodes;
 mod segment;
 
+pub use log::{extended_root, LogStore, MemoryLog, Overlay};
 pub use nodes::FileNodes;
 pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES};
