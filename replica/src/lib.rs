@@ -15,6 +15,7 @@ pub use belfry_timestamp::{self as timestamp, clock, coin};
 pub mod cli;
 pub mod core;
 pub mod demo;
+pub mod filelog;
 pub mod local;
 pub mod store;
 pub mod wire;

@@ -12,6 +12,13 @@
 //! On recovery the ledger is cut back to its last sequencer snapshot: entries
 //! after it belong to a batch whose snapshot never reached the disk, and the
 //! node will order that batch again.
+//!
+//! The ledger is the write-ahead record. What the replica *reads* — entries by
+//! index, the digest index, tree nodes for proofs — lives behind
+//! [`belfry_timestamp::store::LogStore`]: in memory
+//! ([`belfry_timestamp::store::MemoryLog`]) or in redb plus node files
+//! ([`crate::filelog::FileLog`], opened with [`FileStore::open_log`], cut back
+//! to the ledger and topped up from it on restart).
 
 use crate::core::CoreStep;
 use belfry_broadcast::fair::SequencerState;
@@ -222,6 +229,18 @@ impl FileStore {
         let broadcast_records = decode_all::<Durable>("broadcast", &b.records)?;
         let recovered = recover(&ledger_records, broadcast_records);
         Ok((FileStore { ledger, broadcast }, recovered))
+    }
+
+    /// Opens the replica's file-backed log (`<dir>/log`, see
+    /// [`crate::filelog`]) for [`crate::ReplicaCore::restore_with_log`],
+    /// cut back to the entries the ledger recovered.
+    pub fn open_log(
+        dir: &Path,
+        recovered: &Recovered,
+    ) -> Result<crate::filelog::FileLog, crate::filelog::FileLogError> {
+        let mut log = crate::filelog::FileLog::open(&dir.join("log"))?;
+        log.truncate(recovered.entries_len())?;
+        Ok(log)
     }
 }
 
