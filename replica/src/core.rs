@@ -60,6 +60,9 @@ pub struct ReplicaConfig {
     /// from clients nor as re-reports), while the replica's chain stays
     /// consistent. Honest replicas leave it `None`.
     pub never_report: Option<fn(&[u8; 32]) -> bool>,
+    /// Bytes per `State` page when serving a snapshot (at most
+    /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
+    pub state_page_bytes: usize,
 }
 
 impl ReplicaConfig {
@@ -73,6 +76,7 @@ impl ReplicaConfig {
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
             never_report: None,
+            state_page_bytes: wire::STATE_PAGE_BYTES,
         }
     }
 }
@@ -197,6 +201,8 @@ struct CatchUp {
     entries: Vec<Entry>,
     verified: bool,
     started: Micros,
+    /// `State` pages received, per peer: (tree size, pages).
+    state_pages: BTreeMap<ReplicaId, (u64, Vec<Option<Vec<u8>>>)>,
 }
 
 impl std::fmt::Debug for ReplicaCore {
@@ -395,9 +401,10 @@ impl ReplicaCore {
                 }) => self.on_log_range(from, index, entries, head, &mut out),
                 Ok(PeerMessage::State {
                     tree_size,
-                    sequencer,
-                    checkpoint,
-                }) => self.on_state(from, tree_size, *sequencer, *checkpoint, &mut out),
+                    page,
+                    pages,
+                    bytes,
+                }) => self.on_state_page(from, tree_size, page, pages, bytes, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,
@@ -854,6 +861,7 @@ impl ReplicaCore {
                 entries: Vec::new(),
                 verified: false,
                 started: self.now,
+                state_pages: BTreeMap::new(),
             });
         }
     }
@@ -873,13 +881,85 @@ impl ReplicaCore {
     }
 
     fn serve_state(&mut self, to: ReplicaId, at_most: u64, out: &mut CoreStep) {
-        if let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() {
+        let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() else {
+            return;
+        };
+        let snapshot = wire::StateSnapshot {
+            sequencer: seq.clone(),
+            checkpoint: cp.clone(),
+        };
+        let Ok(bytes) = postcard::to_allocvec(&snapshot) else {
+            return;
+        };
+        let page_bytes = self
+            .config
+            .state_page_bytes
+            .clamp(1, wire::STATE_PAGE_BYTES);
+        let pages = bytes.len().div_ceil(page_bytes).max(1);
+        let Ok(pages) = u32::try_from(pages) else {
+            return;
+        };
+        if pages > wire::MAX_STATE_PAGES {
+            // Larger than any peer accepts: refusing here is the honest
+            // answer; the peer asks the others.
+            return;
+        }
+        let size = *size;
+        for (page, chunk) in bytes.chunks(page_bytes).enumerate() {
             let m = PeerMessage::State {
-                tree_size: *size,
-                sequencer: Box::new(seq.clone()),
-                checkpoint: Box::new(cp.clone()),
+                tree_size: size,
+                page: page as u32,
+                pages,
+                bytes: chunk.to_vec(),
             };
             self.send_peer(Target::One(to), &m, out);
+        }
+    }
+
+    /// Collects the pages of a peer's `State` answer; a complete answer is
+    /// decoded and checked like any other. Pages nobody asked for, or that
+    /// do not fit the first page's shape, are dropped.
+    fn on_state_page(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        page: u32,
+        pages: u32,
+        bytes: Vec<u8>,
+        out: &mut CoreStep,
+    ) {
+        let Some(c) = self.catchup.as_mut() else {
+            return;
+        };
+        let shaped = pages >= 1
+            && pages <= wire::MAX_STATE_PAGES
+            && page < pages
+            && bytes.len() <= wire::STATE_PAGE_BYTES;
+        if !c.verified || !shaped || tree_size <= c.from || tree_size > c.head.head.tree_size {
+            return;
+        }
+        let slot = c
+            .state_pages
+            .entry(from_peer)
+            .or_insert_with(|| (tree_size, vec![None; pages as usize]));
+        if slot.0 != tree_size || slot.1.len() != pages as usize {
+            // A new answer from this peer replaces an unfinished one.
+            *slot = (tree_size, vec![None; pages as usize]);
+        }
+        slot.1[page as usize].get_or_insert(bytes);
+        if slot.1.iter().any(Option::is_none) {
+            return;
+        }
+        let Some((_, parts)) = c.state_pages.remove(&from_peer) else {
+            return;
+        };
+        let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+        match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
+            Ok(s) => self.on_state(from_peer, tree_size, s.sequencer, s.checkpoint, out),
+            Err(_) => out.faults.push(CoreFault::HeadShare {
+                replica: from_peer,
+                tree_size,
+            }),
         }
     }
 

@@ -132,17 +132,38 @@ pub enum PeerMessage {
         /// Upper bound on the tree size.
         at_most: u64,
     },
-    /// The state right after the Tick that ends the log at `tree_size`,
-    /// checked by the receiver against that Tick's `state_root`.
+    /// One page of the state right after the Tick that ends the log at
+    /// `tree_size`: the postcard encoding of [`StateSnapshot`] cut into
+    /// pages of at most [`STATE_PAGE_BYTES`], so a state of any size travels
+    /// under `max_frame`. The receiver reassembles the pages, decodes them
+    /// and checks the result against that Tick's `state_root`.
     State {
         /// Tree size after the Tick.
         tree_size: u64,
-        /// The sequencer state.
-        sequencer: Box<belfry_broadcast::fair::SequencerState>,
-        /// The ordering checkpoint.
-        checkpoint: Box<belfry_broadcast::Checkpoint>,
+        /// This page's number, from 0.
+        page: u32,
+        /// Pages in all (at most [`MAX_STATE_PAGES`]).
+        pages: u32,
+        /// The page's bytes.
+        bytes: Vec<u8>,
     },
 }
+
+/// What the pages of a `State` answer carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    /// The sequencer state.
+    pub sequencer: belfry_broadcast::fair::SequencerState,
+    /// The ordering checkpoint.
+    pub checkpoint: belfry_broadcast::Checkpoint,
+}
+
+/// Bytes per `State` page: a quarter of `max_frame`.
+pub const STATE_PAGE_BYTES: usize = MAX_FRAME_BYTES / 4;
+
+/// Most pages a `State` answer may have (256 MiB in all): a bound on what a
+/// catching-up replica buffers per peer.
+pub const MAX_STATE_PAGES: u32 = 256;
 
 /// Entries per `LogRange` page: 4,096 entries of at most 213 bytes stay far
 /// under `max_frame`.

@@ -16,7 +16,21 @@ use common::{digests, GENESIS};
 
 #[test]
 fn a_replica_cut_off_beyond_the_gc_depth_catches_up_and_agrees_on_every_later_index() {
-    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 21).unwrap();
+    catch_up(usize::MAX);
+}
+
+/// The same with the state snapshot served in 700-byte pages: its ~5 KB come in
+/// eight `State` pages, reassembled before the snapshot is checked.
+#[test]
+fn a_state_snapshot_in_many_pages_is_reassembled_and_installed() {
+    catch_up(700);
+}
+
+fn catch_up(state_page_bytes: usize) {
+    let (mut c, _) = LocalCluster::with_bls_tuned(4, Policy::Lamport, GENESIS, 21, |cfg| {
+        cfg.state_page_bytes = state_page_bytes;
+    })
+    .unwrap();
     let away = 3;
     let first = digests("catch-up test", 0, 100);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
