@@ -189,6 +189,9 @@ pub struct ReplicaCore {
     catchups_installed: u64,
 }
 
+/// A `State` answer being reassembled: its tree size and the pages so far.
+type StatePages = (u64, Vec<Option<Vec<u8>>>);
+
 /// Recent states kept for catching-up peers.
 pub const RECENT_STATES: usize = 8;
 
@@ -202,7 +205,7 @@ struct CatchUp {
     verified: bool,
     started: Micros,
     /// `State` pages received, per peer: (tree size, pages).
-    state_pages: BTreeMap<ReplicaId, (u64, Vec<Option<Vec<u8>>>)>,
+    state_pages: BTreeMap<ReplicaId, StatePages>,
 }
 
 impl std::fmt::Debug for ReplicaCore {
@@ -931,8 +934,7 @@ impl ReplicaCore {
         let Some(c) = self.catchup.as_mut() else {
             return;
         };
-        let shaped = pages >= 1
-            && pages <= wire::MAX_STATE_PAGES
+        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages)
             && page < pages
             && bytes.len() <= wire::STATE_PAGE_BYTES;
         if !c.verified || !shaped || tree_size <= c.from || tree_size > c.head.head.tree_size {
