@@ -83,6 +83,7 @@ mod message;
 mod node;
 mod step;
 pub mod testkit;
+pub mod trie;
 mod validity;
 mod vertex;
 
