@@ -36,6 +36,22 @@ pub enum Input {
     /// Adopt an ordering state newer than ours (a rejoining replica, after the
     /// caller verified it).
     InstallCheckpoint(Checkpoint),
+    /// Catch-up within `gc_depth` (DESIGN.md 3.8): committed leaders, in the
+    /// order the cluster ordered them — `(wave, σ_w, leader hash)` from Ticks
+    /// the caller verified against a signed tree head — and a peer's
+    /// vertices of their causal histories. Vertices are taken only if a
+    /// leader's hash reaches them through references (so a peer can add
+    /// nothing of its own), coins only if `σ_w` verifies; each leader is
+    /// then ordered exactly as a commit would order it, and its batch comes
+    /// out as usual.
+    InstallLeaders {
+        /// The peer the vertices came from (for faults).
+        from: ReplicaId,
+        /// Committed leaders, in log order.
+        leaders: Vec<(Wave, belfry_coin::GroupSignature, VertexHash)>,
+        /// Vertices of their causal histories above our horizon.
+        vertices: Vec<Vertex>,
+    },
 }
 
 /// Reliable-broadcast state of one (round, author) slot.
@@ -266,6 +282,11 @@ impl Node {
         self.round
     }
 
+    /// The round of the last leader ordered.
+    pub fn last_leader_round(&self) -> Round {
+        self.last_leader_round
+    }
+
     /// The last decided wave.
     pub fn last_decided_wave(&self) -> Wave {
         self.last_decided_wave
@@ -340,6 +361,11 @@ impl Node {
                 }
             }
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
+            Input::InstallLeaders {
+                from,
+                leaders,
+                vertices,
+            } => self.install_leaders(from, &leaders, vertices, &mut step),
         }
         self.drain_inbox(&mut step);
         self.progress(&mut step);
@@ -921,6 +947,129 @@ impl Node {
         for (_, v) in buffered {
             if v.round >= horizon {
                 self.enter_or_buffer(v, step);
+            }
+        }
+    }
+
+    /// The vertices of the causal histories of `leaders` at or above
+    /// `floor`, in `(round, author)` order — what a peer catching up within
+    /// `gc_depth` asks for. `None` if a leader is not in the DAG (any more).
+    pub fn leader_histories(
+        &self,
+        leaders: &[VertexHash],
+        floor: Round,
+    ) -> Option<Vec<Arc<Vertex>>> {
+        let floor = floor.max(self.dag.horizon());
+        let mut all = BTreeSet::new();
+        for l in leaders {
+            self.dag.get(l)?;
+            all.extend(self.dag.causal_history(l, floor));
+        }
+        let mut out: Vec<Arc<Vertex>> = all
+            .iter()
+            .filter_map(|h| self.dag.get(h).cloned())
+            .collect();
+        out.sort_by_key(|v| (v.round, v.author));
+        Some(out)
+    }
+
+    fn install_leaders(
+        &mut self,
+        from: ReplicaId,
+        leaders: &[(Wave, belfry_coin::GroupSignature, VertexHash)],
+        vertices: Vec<Vertex>,
+        step: &mut Step,
+    ) {
+        let horizon = self.dag.horizon();
+        let mut pool: BTreeMap<VertexHash, Arc<Vertex>> = BTreeMap::new();
+        for v in vertices {
+            if v.round < horizon {
+                continue;
+            }
+            if let Err(why) = check_vertex(&self.config, &v) {
+                step.fault(from, FaultKind::InvalidVertex(why));
+                return;
+            }
+            pool.insert(v.hash(), Arc::new(v));
+        }
+        // Only what the committed leaders reach is taken.
+        let mut accepted: BTreeMap<(Round, ReplicaId), (VertexHash, Arc<Vertex>)> = BTreeMap::new();
+        let mut work: Vec<VertexHash> = leaders.iter().map(|(_, _, h)| *h).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(h) = work.pop() {
+            if !seen.insert(h) || self.dag.get(&h).is_some() {
+                continue;
+            }
+            let Some(v) = pool.get(&h) else { continue };
+            for r in v.references() {
+                if r.round >= horizon {
+                    work.push(r.hash);
+                }
+            }
+            accepted.insert((v.round, v.author), (h, v.clone()));
+        }
+        for ((round, author), (hash, v)) in accepted {
+            let slot = self.slots.entry((round, author)).or_default();
+            match slot.delivered {
+                Some(d) if d != hash => {
+                    // Reliable broadcast delivered another vertex in this
+                    // slot: a committed history cannot contain this one.
+                    step.fault(
+                        from,
+                        FaultKind::InvalidVertex(format!(
+                            "catch-up vertex for ({round}, {author}) contradicts the delivered one"
+                        )),
+                    );
+                    return;
+                }
+                _ => slot.delivered = Some(hash),
+            }
+            self.bodies.insert(hash, v.clone());
+            self.enter_or_buffer(v, step);
+        }
+        let mut ordered_any = false;
+        for (w, signature, hash) in leaders {
+            if *w <= self.last_decided_wave {
+                continue;
+            }
+            let Some(coin) =
+                Coin::from_signature(self.crypto.as_ref(), self.config.cluster_id, *w, *signature)
+            else {
+                step.fault(
+                    from,
+                    FaultKind::InvalidRequest(format!(
+                        "catch-up coin of wave {} does not verify",
+                        w.0
+                    )),
+                );
+                break;
+            };
+            let Some(leader) = self.dag.get(hash).cloned() else {
+                break;
+            };
+            if leader.round != leader_round(*w) || leader.author != coin.value.leader(self.config.n)
+            {
+                step.fault(
+                    from,
+                    FaultKind::InvalidRequest(format!(
+                        "catch-up leader of wave {} is not the coin's",
+                        w.0
+                    )),
+                );
+                break;
+            }
+            self.coin.insert(coin);
+            self.order_leader(*w, leader, step);
+            self.last_decided_wave = *w;
+            self.counters.waves_decided += 1;
+            self.coin.prune_below(Wave(w.0 + 1));
+            self.shares_released = self.shares_released.split_off(&Wave(w.0 + 1));
+            ordered_any = true;
+        }
+        if ordered_any {
+            self.dirty = true;
+            if !self.restoring {
+                step.writes.push(Durable::Checkpoint(self.checkpoint()));
             }
         }
     }

@@ -16,6 +16,21 @@
 //! round-robin, so one Byzantine author's junk cannot crowd out the others'
 //! (or the clients') digests; everything counts against
 //! `max_pending_digests`.
+//!
+//! # Catch-up (DESIGN.md 3.8)
+//!
+//! Three ways back, cheapest first. Lost messages on a live link are made
+//! good by the broadcast node (`FetchVotes`, re-sends). A replica whose
+//! ordering lags the cluster by more than [`LAG_ROUNDS`] fetches the log range
+//! it misses (`FetchLog`, in pages) and checks it against a signed tree head
+//! beyond its log; then, within `gc_depth`, it asks for the committed
+//! leaders' causal histories (`FetchLeaders`, answered in pages), takes only
+//! vertices those leaders' hashes (from the verified Ticks) reach, verifies
+//! each `σ_w`, orders the leaders itself and checks that what it appended is
+//! exactly the signed range; beyond `gc_depth` the peers no longer hold that
+//! history, so it installs the sequencer state and ordering checkpoint after
+//! the range's last Tick (`FetchState`, in pages), checked against that
+//! Tick's `state_root`.
 
 use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
 use belfry_broadcast::clock::Micros;
@@ -187,10 +202,23 @@ pub struct ReplicaCore {
     recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
     catchup: Option<CatchUp>,
     catchups_installed: u64,
+    leader_catchups: u64,
+    /// When each peer's last `FetchLeaders` was answered.
+    leaders_served: Vec<Option<Micros>>,
 }
 
 /// A `State` answer being reassembled: its tree size and the pages so far.
 type StatePages = (u64, Vec<Option<Vec<u8>>>);
+
+/// Ordering lag (rounds) beyond which a replica fetches the log it misses.
+pub const LAG_ROUNDS: u64 = 12;
+
+/// Log entries a `FetchLeaders` answer reads back at most to find the
+/// asker's wave.
+pub const MAX_LEADER_SCAN: u64 = 1 << 20;
+
+/// At most one `FetchLeaders` answer per peer within this interval.
+pub const LEADERS_ANSWER_INTERVAL: Micros = Micros::from_millis(20);
 
 /// Recent states kept for catching-up peers.
 pub const RECENT_STATES: usize = 8;
@@ -206,7 +234,14 @@ struct CatchUp {
     started: Micros,
     /// `State` pages received, per peer: (tree size, pages).
     state_pages: BTreeMap<ReplicaId, StatePages>,
+    /// Within `gc_depth`: the wave the `FetchLeaders` asked from, and the
+    /// `Leaders` pages received per peer.
+    leaders_from: Option<u64>,
+    leader_pages: BTreeMap<ReplicaId, LeaderPages>,
 }
+
+/// A `Leaders` answer being reassembled.
+type LeaderPages = Vec<Option<Vec<belfry_broadcast::Vertex>>>;
 
 impl std::fmt::Debug for ReplicaCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -248,6 +283,8 @@ impl ReplicaCore {
             recent_states: BTreeMap::new(),
             catchup: None,
             catchups_installed: 0,
+            leader_catchups: 0,
+            leaders_served: vec![None; n],
         }
     }
 
@@ -377,12 +414,11 @@ impl ReplicaCore {
     pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
         self.now = self.now.max(now);
         let mut out = CoreStep::default();
+        let from_peer = matches!(input, CoreInput::Peer { .. });
         match input {
             CoreInput::Start => self.drive(Input::Start, &mut out),
             CoreInput::Timer(k) => {
-                if k == TimerKind::Resend {
-                    self.maybe_start_catchup(&mut out);
-                }
+                self.maybe_start_catchup(&mut out);
                 self.drive(Input::Timer(k), &mut out)
             }
             CoreInput::PeerReconnected(p) => self.drive(Input::PeerReconnected(p), &mut out),
@@ -408,6 +444,15 @@ impl ReplicaCore {
                     pages,
                     bytes,
                 }) => self.on_state_page(from, tree_size, page, pages, bytes, &mut out),
+                Ok(PeerMessage::FetchLeaders { from_wave, floor }) => {
+                    self.serve_leaders(from, from_wave, floor, &mut out)
+                }
+                Ok(PeerMessage::Leaders {
+                    from_wave,
+                    page,
+                    pages,
+                    vertices,
+                }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,
@@ -425,6 +470,10 @@ impl ReplicaCore {
                     });
                 }
             },
+        }
+        if from_peer {
+            // Peers' rounds are how a lagging replica learns it lags.
+            self.maybe_start_catchup(&mut out);
         }
         self.flush_rereports(&mut out);
         out
@@ -825,9 +874,23 @@ impl ReplicaCore {
         self.catchups_installed
     }
 
+    /// Log catch-ups within `gc_depth` that ordered committed leaders from a
+    /// peer's vertices (`FetchLeaders`).
+    pub fn leader_catchups(&self) -> u64 {
+        self.leader_catchups
+    }
+
+    /// Whether this replica's ordering lags the cluster by more than three
+    /// waves: it then fetches the log range it misses and, within
+    /// `gc_depth`, the committed leaders' histories, beyond it a snapshot.
+    pub fn is_lagging(&self) -> bool {
+        let ordered_to = self.node.last_leader_round().0;
+        self.node.cluster_round().0 > ordered_to.saturating_add(LAG_ROUNDS)
+    }
+
     /// Whether this replica is further behind the cluster than the GC depth.
     pub fn is_behind(&self) -> bool {
-        let ordered_to = self.node.checkpoint().last_leader_round.0;
+        let ordered_to = self.node.last_leader_round().0;
         self.node.cluster_round().0
             > ordered_to
                 .saturating_add(self.config.broadcast.gc_depth)
@@ -847,7 +910,7 @@ impl ReplicaCore {
         if stale {
             self.catchup = None;
         }
-        if self.catchup.is_none() && self.is_behind() {
+        if self.catchup.is_none() && self.is_lagging() {
             let from = self.log.len();
             self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
             // Marks the request; the first verifiable answer fills it in.
@@ -865,6 +928,8 @@ impl ReplicaCore {
                 verified: false,
                 started: self.now,
                 state_pages: BTreeMap::new(),
+                leaders_from: None,
+                leader_pages: BTreeMap::new(),
             });
         }
     }
@@ -992,6 +1057,11 @@ impl ReplicaCore {
         if from != c.from + c.entries.len() as u64 || entries.is_empty() {
             return;
         }
+        if self.log.len() != c.from {
+            // Our own ordering moved on meanwhile: start afresh later.
+            self.catchup = None;
+            return;
+        }
         let want = c.head.head.tree_size;
         let room = want.saturating_sub(from) as usize;
         c.entries.extend(entries.into_iter().take(room));
@@ -1012,8 +1082,182 @@ impl ReplicaCore {
             return;
         }
         c.verified = true;
-        let m = PeerMessage::FetchState { at_most: want };
-        self.send_peer(Target::All, &m, out);
+        if self.is_behind() {
+            let m = PeerMessage::FetchState { at_most: want };
+            self.send_peer(Target::All, &m, out);
+        } else {
+            // Within gc_depth the peers still hold the committed leaders'
+            // histories: replay ordering rather than install a snapshot.
+            let from_wave = self.node.last_decided_wave().0;
+            let floor = self.node.dag().horizon().0;
+            if let Some(c) = self.catchup.as_mut() {
+                c.leaders_from = Some(from_wave);
+            }
+            let m = PeerMessage::FetchLeaders { from_wave, floor };
+            self.send_peer(Target::All, &m, out);
+        }
+    }
+
+    /// Answers `FetchLeaders`: the leaders of the Ticks after `from_wave`
+    /// (read back from the end of the log), with the vertices of their
+    /// causal histories from `floor` on, in pages.
+    fn serve_leaders(&mut self, to: ReplicaId, from_wave: u64, floor: u64, out: &mut CoreStep) {
+        if to.index() >= self.config.broadcast.n || from_wave >= self.node.last_decided_wave().0 {
+            return;
+        }
+        // One answer per peer per interval: each costs a scan and a walk of
+        // the DAG, and a Byzantine peer could ask without end.
+        let last = self.leaders_served.get(to.index()).copied().flatten();
+        if last.is_some_and(|t| self.now.saturating_sub(t) < LEADERS_ANSWER_INTERVAL) {
+            return;
+        }
+        if let Some(t) = self.leaders_served.get_mut(to.index()) {
+            *t = Some(self.now);
+        }
+        // Leaders older than gc_depth rounds are gone from the DAG anyway:
+        // read back at most that many Ticks.
+        let max_ticks = self.config.broadcast.gc_depth / 4 + 2;
+        let mut leaders = Vec::new();
+        let mut i = self.log.len();
+        let stop = i.saturating_sub(MAX_LEADER_SCAN);
+        let mut reached = false;
+        while i > stop && (leaders.len() as u64) <= max_ticks {
+            i -= 1;
+            if let Some(Entry::Tick(t)) = self.log.entry(i) {
+                if t.wave <= from_wave {
+                    reached = true;
+                    break;
+                }
+                leaders.push(belfry_broadcast::VertexHash(t.leader));
+            }
+        }
+        if !reached && i > 0 {
+            return; // too far back: the asker needs a snapshot
+        }
+        if !reached && from_wave > 0 {
+            return;
+        }
+        leaders.reverse();
+        let Some(vertices) = self
+            .node
+            .leader_histories(&leaders, belfry_broadcast::Round(floor))
+        else {
+            return;
+        };
+        let mut pages: Vec<Vec<belfry_broadcast::Vertex>> = vec![Vec::new()];
+        let mut bytes = 0usize;
+        for v in vertices {
+            let len = v.canonical_bytes().len() + 64;
+            if bytes + len > wire::STATE_PAGE_BYTES && !pages.last().is_some_and(Vec::is_empty) {
+                pages.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += len;
+            if let Some(p) = pages.last_mut() {
+                p.push((*v).clone());
+            }
+        }
+        let Ok(total) = u32::try_from(pages.len()) else {
+            return;
+        };
+        if total > wire::MAX_STATE_PAGES {
+            return;
+        }
+        for (page, vertices) in pages.into_iter().enumerate() {
+            let m = PeerMessage::Leaders {
+                from_wave,
+                page: page as u32,
+                pages: total,
+                vertices,
+            };
+            self.send_peer(Target::One(to), &m, out);
+        }
+    }
+
+    /// Collects a peer's `Leaders` pages; once complete, orders the
+    /// verified log range's leaders from them and checks that the entries
+    /// this produces are exactly the verified ones.
+    fn on_leaders_page(
+        &mut self,
+        from_peer: ReplicaId,
+        from_wave: u64,
+        page: u32,
+        pages: u32,
+        vertices: Vec<belfry_broadcast::Vertex>,
+        out: &mut CoreStep,
+    ) {
+        let Some(c) = self.catchup.as_mut() else {
+            return;
+        };
+        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
+        if !c.verified || c.leaders_from != Some(from_wave) || !shaped {
+            return;
+        }
+        let slot = c
+            .leader_pages
+            .entry(from_peer)
+            .or_insert_with(|| vec![None; pages as usize]);
+        if slot.len() != pages as usize {
+            *slot = vec![None; pages as usize];
+        }
+        slot[page as usize].get_or_insert(vertices);
+        if slot.iter().any(Option::is_none) {
+            return;
+        }
+        let Some(parts) = c.leader_pages.remove(&from_peer) else {
+            return;
+        };
+        let Some(c) = self.catchup.take() else {
+            return;
+        };
+        if self.log.len() != c.from {
+            return; // the log moved on meanwhile; a later catch-up starts afresh
+        }
+        let leaders: Vec<_> = c
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Tick(t) if t.wave > from_wave => Some((
+                    belfry_broadcast::coin::Wave(t.wave),
+                    t.coin_sig,
+                    belfry_broadcast::VertexHash(t.leader),
+                )),
+                _ => None,
+            })
+            .collect();
+        let vertices: Vec<belfry_broadcast::Vertex> =
+            parts.into_iter().flatten().flatten().collect();
+        self.drive(
+            Input::InstallLeaders {
+                from: from_peer,
+                leaders,
+                vertices,
+            },
+            out,
+        );
+        let have = self.log.len();
+        let produced = self.log.entries(c.from, have.min(c.head.head.tree_size));
+        let expected = &c.entries[..produced.len().min(c.entries.len())];
+        if produced.as_slice() != expected {
+            // The replayed ordering disagrees with the signed log: a local
+            // fault, reported loudly; the next catch-up will use a snapshot.
+            out.faults.push(CoreFault::HeadShare {
+                replica: self.config.broadcast.me,
+                tree_size: have,
+            });
+            return;
+        }
+        if have > c.from {
+            self.leader_catchups += 1;
+        }
+        let size = c.head.head.tree_size;
+        if have >= size
+            && !self.heads.contains_key(&size)
+            && self.log.root_at(size).is_ok_and(|r| r == c.head.head.root)
+        {
+            self.heads.insert(size, c.head);
+            out.heads.push(c.head);
+        }
     }
 
     fn on_state(

@@ -132,6 +132,26 @@ pub enum PeerMessage {
         /// Upper bound on the tree size.
         at_most: u64,
     },
+    /// Catch-up within `gc_depth`: the causal histories of the leaders
+    /// ordered after wave `from_wave`, from round `floor` on.
+    FetchLeaders {
+        /// The asker's last decided wave.
+        from_wave: u64,
+        /// The asker's DAG horizon: older vertices are not needed.
+        floor: u64,
+    },
+    /// One page of the answer to `FetchLeaders`: vertices in `(round,
+    /// author)` order, cut so each page stays under `max_frame`.
+    Leaders {
+        /// The `from_wave` asked for.
+        from_wave: u64,
+        /// This page's number, from 0.
+        page: u32,
+        /// Pages in all (at most [`MAX_STATE_PAGES`]).
+        pages: u32,
+        /// The vertices.
+        vertices: Vec<belfry_broadcast::Vertex>,
+    },
     /// One page of the state right after the Tick that ends the log at
     /// `tree_size`: the postcard encoding of [`StateSnapshot`] cut into
     /// pages of at most [`STATE_PAGE_BYTES`], so a state of any size travels

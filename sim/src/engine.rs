@@ -887,7 +887,15 @@ impl Sim {
             return;
         };
         let len_before = core.log_len();
+        let caught_up = (core.leader_catchups(), core.catchups_installed());
         let step = core.handle(local, input);
+        let now_caught = (core.leader_catchups(), core.catchups_installed());
+        if now_caught.0 > caught_up.0 {
+            self.mark("catch-up by committed leaders (FetchLeaders)");
+        }
+        if now_caught.1 > caught_up.1 {
+            self.mark("catch-up by log range and snapshot (FetchState)");
+        }
         let _ = self.stores[i].persist(&step, len_before);
         if self.stores[i].crashed {
             self.cores[i] = None;

@@ -319,6 +319,28 @@ fn a_lossy_network_does_not_stall_the_cluster() {
     assert!(r.coverage.get("drop").copied().unwrap_or(0) > 10);
 }
 
+/// Heavy drops and a crash leave replicas a few waves behind: they catch up
+/// within gc_depth by replaying the committed leaders (FetchLeaders), and
+/// everything still holds.
+#[test]
+fn replicas_a_few_waves_behind_replay_the_committed_leaders() {
+    for seed in [1u64, 2] {
+        let mut c = short(4, seed);
+        c.duration = Micros::from_secs(6);
+        c.load_per_s = 500;
+        c.drop = 0.05;
+        c.crash = true;
+        let r = assert_clean(&c);
+        assert!(
+            r.coverage
+                .contains_key("catch-up by committed leaders (FetchLeaders)"),
+            "{}: {:?}",
+            c.replay_command(),
+            r.coverage
+        );
+    }
+}
+
 /// M1Δ: beyond the effective resolution (about a round under lamport, about
 /// skew plus granularity under clock) nothing is inverted in true time.
 #[test]
