@@ -70,7 +70,7 @@ use crate::vertex::{Digest, Round, VertexHash};
 use belfry_coin::clock::{lower_median, Micros};
 use belfry_coin::{sha3, GroupSignature, Policy, ReplicaId, Wave};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the sequencer needs to know about the log: whether a digest is
 /// already in it (read through storage in the replica; a set in tests).
@@ -199,8 +199,11 @@ fn pending_leaf(p: &Pending) -> [u8; 32] {
 pub struct Sequencer {
     config: SequencerConfig,
     state: SequencerState,
-    /// The commitment to `state.pending`, kept in step with it.
+    /// The commitment to `state.pending`, brought up to date once per
+    /// batch from `dirty` (a digest reported and logged within one batch
+    /// never touches it).
     pending_trie: HashTrie,
+    dirty: BTreeSet<Digest>,
 }
 
 /// Everything the sequencer carries from one batch to the next: persisted at
@@ -246,6 +249,7 @@ impl Sequencer {
                 order_state: [0; 32],
             },
             pending_trie: HashTrie::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -263,6 +267,7 @@ impl Sequencer {
             config,
             state,
             pending_trie,
+            dirty: BTreeSet::new(),
         })
     }
 
@@ -391,7 +396,7 @@ impl Sequencer {
                         first_wave: batch.wave,
                     });
                 p.reports.insert(v.author, (value, r.recv_time));
-                self.pending_trie.insert(r.digest.0, pending_leaf(p));
+                self.dirty.insert(r.digest);
             }
         }
 
@@ -449,7 +454,7 @@ impl Sequencer {
             let Some(p) = self.state.pending.remove(d) else {
                 continue;
             };
-            self.pending_trie.remove(&d.0);
+            self.dirty.insert(*d);
             let mut times: Vec<Micros> = p.reports.values().map(|(_, t)| *t).collect();
             let witnessed_at = lower_median(&mut times).unwrap_or_default();
             if !late {
@@ -480,6 +485,12 @@ impl Sequencer {
         self.state.prev_tick_time = time;
         self.state.last_wave = batch.wave;
         self.state.order_state = batch.order_state;
+        for d in std::mem::take(&mut self.dirty) {
+            match self.state.pending.get(&d) {
+                Some(p) => self.pending_trie.insert(d.0, pending_leaf(p)),
+                None => self.pending_trie.remove(&d.0),
+            }
+        }
         let state_root = self.state_root(&batch.order_state);
         SequencedBatch {
             records,
@@ -507,9 +518,10 @@ impl Sequencer {
     /// `last_decided_wave`, `G`'s leader round and the ordered references
     /// above `G`.
     ///
-    /// The trie is updated as reports are counted and digests logged, so a
-    /// Tick costs O(n) plus O(256) hashes per digest the batch touched — not
-    /// a pass over every pending digest (DESIGN.md 3.6).
+    /// The trie is brought up to date once per batch for the digests the
+    /// batch touched and left pending (or removed), so a Tick costs O(n)
+    /// plus at most 256 hashes per such digest — not a pass over every
+    /// pending digest (DESIGN.md 3.6).
     pub fn state_root(&self, order_state: &[u8; 32]) -> [u8; 32] {
         let pending_root = self.pending_trie.root();
         let mut s = Vec::with_capacity(96 + 16 * self.config.n);
