@@ -113,8 +113,15 @@ pub struct SimConfig {
     pub mock_crypto: bool,
     /// Link latency: base (µs) ...
     pub latency_base_us: u64,
-    /// ... plus lognormal jitter with this sigma, scaled by the base.
+    /// ... times a per-link factor `exp(U(-spread, spread))` drawn once per
+    /// directed link (0: every link has the same base) ...
+    pub link_spread: f64,
+    /// ... times a jitter factor per message: lognormal with this sigma ...
     pub latency_sigma: f64,
+    /// ... or Pareto (scale 1) with this shape: a heavy tail.
+    pub jitter: JitterKind,
+    /// Shape of the Pareto jitter (smaller: heavier tail).
+    pub pareto_shape: f64,
     /// Probability that a message is dropped.
     pub drop: f64,
     /// Probability that a message is delivered twice.
@@ -135,6 +142,9 @@ pub struct SimConfig {
     pub clock_offset_us: i64,
     /// Largest clock drift, ppm.
     pub drift_ppm: i64,
+    /// Largest clock step, µs: each honest replica's clock jumps once, at a
+    /// random time, by up to this much either way (0: no steps).
+    pub clock_step_us: i64,
     /// Run two- and three-client races for M5.
     pub races: bool,
     /// Test-only: break ties by the digest instead of the coin (M5 must fail).
@@ -150,6 +160,27 @@ pub struct SimConfig {
     /// Baseline only: sequence in plain commit order.
     #[serde(skip)]
     pub fairness_off: bool,
+}
+
+/// The per-message jitter distribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JitterKind {
+    /// Lognormal (median 1).
+    LogNormal,
+    /// Pareto with scale 1: most messages near the base, a heavy tail.
+    Pareto,
+}
+
+impl std::str::FromStr for JitterKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lognormal" => Ok(JitterKind::LogNormal),
+            "pareto" => Ok(JitterKind::Pareto),
+            other => Err(format!("unknown jitter {other:?} (lognormal or pareto)")),
+        }
+    }
 }
 
 fn policy_name<S: serde::Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
@@ -172,7 +203,10 @@ impl SimConfig {
             policy: Policy::Lamport,
             mock_crypto: false,
             latency_base_us: 500,
+            link_spread: 0.0,
             latency_sigma: 0.5,
+            jitter: JitterKind::LogNormal,
+            pareto_shape: 2.5,
             drop: 0.0,
             duplicate: 0.0,
             crash: false,
@@ -182,6 +216,7 @@ impl SimConfig {
             ring: false,
             clock_offset_us: 0,
             drift_ppm: 0,
+            clock_step_us: 0,
             races: true,
             fixed_tie_break: false,
             record_trace: false,
@@ -217,6 +252,20 @@ impl SimConfig {
         }
         if !(0.0..0.5).contains(&self.drop) || !(0.0..0.5).contains(&self.duplicate) {
             return Err("--drop and --duplicate must be in [0, 0.5)".into());
+        }
+        if !(0.0..=3.0).contains(&self.link_spread)
+            || !(0.0..=3.0).contains(&self.latency_sigma)
+            || !(1.01..=100.0).contains(&self.pareto_shape)
+        {
+            return Err(
+                "--link-spread and --jitter-sigma must be in [0, 3], --pareto-shape in [1.01, 100]"
+                    .into(),
+            );
+        }
+        if self.latency_base_us == 0 || self.latency_base_us > 1_000_000 || self.clock_step_us < 0 {
+            return Err(
+                "--latency-us must be in 1..=1000000 and --clock-step-us non-negative".into(),
+            );
         }
         if self.duration.0 == 0 || self.load_per_s > 100_000 {
             return Err("--duration must be positive and --load at most 100000/s".into());
@@ -282,6 +331,30 @@ impl SimConfig {
                 " --clock-offset-us {} --drift-ppm {}",
                 self.clock_offset_us, self.drift_ppm
             ));
+        }
+        if self.clock_step_us > 0 {
+            c.push_str(&format!(" --clock-step-us {}", self.clock_step_us));
+        }
+        if self.latency_base_us != 500 || self.link_spread > 0.0 {
+            c.push_str(&format!(
+                " --latency-us {} --link-spread {}",
+                self.latency_base_us, self.link_spread
+            ));
+        }
+        match self.jitter {
+            JitterKind::LogNormal if self.latency_sigma != 0.5 => {
+                c.push_str(&format!(
+                    " --jitter lognormal --jitter-sigma {}",
+                    self.latency_sigma
+                ));
+            }
+            JitterKind::LogNormal => {}
+            JitterKind::Pareto => {
+                c.push_str(&format!(
+                    " --jitter pareto --pareto-shape {}",
+                    self.pareto_shape
+                ));
+            }
         }
         if !self.races {
             c.push_str(" --no-races");

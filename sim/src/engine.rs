@@ -2,11 +2,11 @@
 //! replicas, the network and fault models, the Byzantine rewrites, and the
 //! invariant checks run after every event.
 
-use crate::config::{SimConfig, Strategy};
+use crate::config::{JitterKind, SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
 use belfry_replica::broadcast::testkit::EventQueue;
 use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash};
-use belfry_replica::clock::{DriftingClock, Micros};
+use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
     deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, SignatureShare,
     ThresholdCrypto, TrustAnchor,
@@ -17,7 +17,7 @@ use belfry_replica::wire::{self, ClientRequest, PeerMessage};
 use belfry_replica::{CoreInput, CoreStep, ReplicaConfig, ReplicaCore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use rand_distr::{Distribution, LogNormal};
+use rand_distr::{Distribution, LogNormal, Pareto};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -71,6 +71,15 @@ enum Event {
     /// replicas on either side of it.
     Ring,
     RingHeal,
+    /// Replica `i`'s clock steps now (the step is in its clock model; the
+    /// event only records that it happened).
+    ClockStepped(usize),
+}
+
+/// A message's jitter factor on top of its link's base latency.
+enum Jitter {
+    LogNormal(LogNormal<f64>),
+    Pareto(Pareto<f64>),
 }
 
 /// What the run found.
@@ -145,7 +154,10 @@ struct Sim {
     load_rng: ChaCha20Rng,
     byz_rng: ChaCha20Rng,
     fault_rng: ChaCha20Rng,
-    jitter: LogNormal<f64>,
+    jitter: Jitter,
+    /// Base latency (µs) per directed link, `from * n + to` (`from = n`: the
+    /// clients).
+    link_base: Vec<f64>,
     trace: [u8; 32],
     events: u64,
     trace_log: Vec<(Micros, [u8; 32])>,
@@ -302,10 +314,39 @@ impl Sim {
                     // consistently, so its own chain stays valid.
                     return DriftingClock::new(off - 5_000, drift, GENESIS, Vec::new());
                 }
-                DriftingClock::new(off, drift, GENESIS, Vec::new())
+                let steps = if cfg.clock_step_us > 0 && cfg.strategy_of(i).is_none() {
+                    // One step per honest replica, somewhere in the run,
+                    // forwards or backwards (an NTP correction).
+                    let at = GENESIS.saturating_add(Micros(r.gen_range(0..cfg.duration.0.max(1))));
+                    let delta_us = r.gen_range(-cfg.clock_step_us..=cfg.clock_step_us);
+                    vec![ClockStep { at, delta_us }]
+                } else {
+                    Vec::new()
+                };
+                DriftingClock::new(off, drift, GENESIS, steps)
             })
             .collect();
-        let jitter = LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?;
+        let jitter = match cfg.jitter {
+            JitterKind::LogNormal => Jitter::LogNormal(
+                LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?,
+            ),
+            JitterKind::Pareto => {
+                Jitter::Pareto(Pareto::new(1.0, cfg.pareto_shape).map_err(|e| e.to_string())?)
+            }
+        };
+        let link_base: Vec<f64> = (0..(n + 1) * n)
+            .map(|k| {
+                let spread = cfg.link_spread.max(0.0);
+                let factor = if spread > 0.0 {
+                    stream(cfg.seed, "link", k as u64)
+                        .gen_range(-spread..=spread)
+                        .exp()
+                } else {
+                    1.0
+                };
+                cfg.latency_base_us as f64 * factor
+            })
+            .collect();
         let byz: Vec<Option<Strategy>> = (0..n).map(|i| cfg.strategy_of(i)).collect();
         let rush_slowed = byz
             .contains(&Some(Strategy::WithholdAndRush))
@@ -321,6 +362,7 @@ impl Sim {
             byz_rng: stream(cfg.seed, "byzantine", 0),
             fault_rng: stream(cfg.seed, "faults", 0),
             jitter,
+            link_base,
             trace: [0; 32],
             events: 0,
             trace_log: Vec::new(),
@@ -430,6 +472,13 @@ impl Sim {
             );
         } else if self.cfg.one_way {
             self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
+        }
+        for i in 0..n {
+            for step in self.clocks[i].steps.clone() {
+                if step.at < end {
+                    self.queue.schedule(step.at, Event::ClockStepped(i));
+                }
+            }
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
@@ -553,6 +602,7 @@ impl Sim {
             Event::OneWayHeal(i) => (13, *i, 0, &[]),
             Event::Ring => (14, 0, 0, &[]),
             Event::RingHeal => (15, 0, 0, &[]),
+            Event::ClockStepped(i) => (16, *i, 0, &[]),
         };
         self.trace = sha3(&[
             &self.trace,
@@ -702,6 +752,7 @@ impl Sim {
                 }
                 self.mark("majorities ring");
             }
+            Event::ClockStepped(_) => self.mark("clock step"),
             Event::RingHeal => {
                 self.down.clear();
                 self.mark("majorities ring healed");
@@ -739,9 +790,19 @@ impl Sim {
         d
     }
 
-    fn link_delay(&mut self) -> Micros {
-        let base = self.cfg.latency_base_us as f64;
-        let j: f64 = self.jitter.sample(&mut self.net_rng);
+    /// One message's delay on the directed link `from → to` (`from = n`:
+    /// the clients): the link's own base latency times a jitter draw, so
+    /// messages on a link overtake each other whenever the draws say so.
+    fn link_delay(&mut self, from: usize, to: usize) -> Micros {
+        let base = self
+            .link_base
+            .get(from * self.cfg.n + to)
+            .copied()
+            .unwrap_or(self.cfg.latency_base_us as f64);
+        let j: f64 = match &self.jitter {
+            Jitter::LogNormal(d) => d.sample(&mut self.net_rng),
+            Jitter::Pareto(d) => d.sample(&mut self.net_rng),
+        };
         Micros((base * j).clamp(10.0, 1_000_000.0) as u64)
     }
 
@@ -752,7 +813,8 @@ impl Sim {
             self.submitted.entry(*d).or_insert(self.now);
         }
         for node in 0..self.cfg.n {
-            let mut at = self.now.saturating_add(self.link_delay());
+            let client = self.cfg.n;
+            let mut at = self.now.saturating_add(self.link_delay(client, node));
             if let Some((who, extra)) = late_for {
                 if who.contains(&node) {
                     at = at.saturating_add(extra);
@@ -804,7 +866,8 @@ impl Sim {
         let d = self.fresh_digest(0x20);
         self.submitted.insert(d, self.now);
         for node in 0..self.cfg.n {
-            let mut at = self.now.saturating_add(self.link_delay());
+            let client = self.cfg.n;
+            let mut at = self.now.saturating_add(self.link_delay(client, node));
             if !rushers.contains(&node) {
                 at = at.saturating_add(Micros::from_millis(15));
             }
@@ -844,9 +907,10 @@ impl Sim {
             // together in the next round's vertices.
             for node in 0..self.cfg.n {
                 if self.byz[node].is_none() && Some(node) != self.rush_slowed {
+                    let client = self.cfg.n;
                     let at = self
                         .now
-                        .saturating_add(self.link_delay())
+                        .saturating_add(self.link_delay(client, node))
                         .saturating_add(Micros::from_millis(FRONT_RUN_LAG_MS));
                     self.queue.schedule(
                         at,
@@ -941,7 +1005,7 @@ impl Sim {
     }
 
     fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let at = self.now.saturating_add(self.link_delay());
+        let at = self.now.saturating_add(self.link_delay(from, to));
         self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
@@ -966,7 +1030,7 @@ impl Sim {
             for frame in frames {
                 let at = self
                     .now
-                    .saturating_add(self.link_delay())
+                    .saturating_add(self.link_delay(from, to))
                     .saturating_add(Micros::from_millis(RUSH_SLOW_MS));
                 self.queue.schedule(at, Event::Deliver { from, to, frame });
             }
@@ -984,7 +1048,7 @@ impl Sim {
                 1
             };
             for _ in 0..copies {
-                let at = self.now.saturating_add(self.link_delay());
+                let at = self.now.saturating_add(self.link_delay(from, to));
                 self.queue.schedule(
                     at,
                     Event::Deliver {

@@ -5,13 +5,14 @@
 //! option does not reshuffle unrelated randomness, and the same seed replays
 //! the same run event for event (its *trace hash* proves it). It drives `n`
 //! real [`belfry_replica::ReplicaCore`]s — the very code the node runs — and
-//! injects faults around them: link latency (base plus lognormal jitter),
+//! injects faults around them: link latency (a base per directed link times
+//! lognormal or Pareto jitter per message, so messages reorder),
 //! drops, duplicates, partitions and their heals (one replica cut off beyond
 //! the GC depth; an asymmetric one where a replica hears everybody but is not
 //! heard, then the reverse; a majorities ring where each replica keeps only
 //! its own quorum of `2f + 1`; a blackout of every link), an honest crash in the middle
 //! of persisting a step and the restart from what reached the store, per
-//! replica clock offset and drift, and Byzantine replicas replacing honest
+//! replica clock offset, drift and steps, and Byzantine replicas replacing honest
 //! ones.
 //!
 //! # Drops and the reliable-channel assumption
@@ -57,5 +58,5 @@ pub mod config;
 pub mod engine;
 pub mod metrics;
 
-pub use config::{SimConfig, Strategy};
+pub use config::{JitterKind, SimConfig, Strategy};
 pub use engine::{run, Report};

@@ -90,6 +90,26 @@ struct RunArgs {
     /// Largest per-replica clock drift, ppm.
     #[arg(long, default_value_t = 0)]
     drift_ppm: i64,
+    /// Largest clock step, µs: each honest replica's clock jumps once by up
+    /// to this much, either way.
+    #[arg(long, default_value_t = 0)]
+    clock_step_us: i64,
+    /// Base link latency, µs.
+    #[arg(long, default_value_t = 500)]
+    latency_us: u64,
+    /// Per-link spread of the base: each directed link's base is scaled by
+    /// exp(U(-s, s)), drawn once.
+    #[arg(long, default_value_t = 0.0)]
+    link_spread: f64,
+    /// Per-message jitter: lognormal or pareto.
+    #[arg(long, default_value = "lognormal")]
+    jitter: String,
+    /// Sigma of the lognormal jitter.
+    #[arg(long, default_value_t = 0.5)]
+    jitter_sigma: f64,
+    /// Shape of the Pareto jitter (smaller: heavier tail).
+    #[arg(long, default_value_t = 2.5)]
+    pareto_shape: f64,
     /// No M5 races.
     #[arg(long)]
     no_races: bool,
@@ -150,6 +170,12 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.ring = a.ring;
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
+    c.clock_step_us = a.clock_step_us;
+    c.latency_base_us = a.latency_us;
+    c.link_spread = a.link_spread;
+    c.jitter = a.jitter.parse().map_err(anyhow::Error::msg)?;
+    c.latency_sigma = a.jitter_sigma;
+    c.pareto_shape = a.pareto_shape;
     c.races = !a.no_races;
     c.m7_baseline = a.m7_baseline;
     c.hold_back = !a.no_hold_back;
@@ -310,5 +336,10 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.ring = r.gen_bool(0.15);
     c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
     c.drift_ppm = [0, 100][r.gen_range(0..2)];
+    c.clock_step_us = [0, 0, 3_000][r.gen_range(0..3)];
+    c.link_spread = [0.0, 0.5, 1.0][r.gen_range(0..3)];
+    if r.gen_bool(0.3) {
+        c.jitter = belfry_sim::JitterKind::Pareto;
+    }
     c
 }

@@ -83,6 +83,38 @@ fn network_crash_partition_and_clock_faults_keep_every_invariant() {
     }
 }
 
+/// Heavy-tailed (Pareto) jitter, links with different base latencies and
+/// clock steps (backwards too) under both policies keep every invariant.
+#[test]
+fn pareto_jitter_uneven_links_and_clock_steps_keep_every_invariant() {
+    for (seed, n, clock) in [(401u64, 4usize, true), (402, 7, false)] {
+        let mut c = short(n, seed);
+        c.jitter = belfry_sim::JitterKind::Pareto;
+        c.pareto_shape = 1.5;
+        c.link_spread = 1.0;
+        c.clock_step_us = 20_000;
+        c.clock_offset_us = 2_000;
+        if clock {
+            c.policy = Policy::Clock {
+                granularity_us: 1_000,
+            };
+        }
+        let r = assert_clean(&c);
+        assert!(
+            r.coverage.get("clock step").copied().unwrap_or(0) >= n as u64 - 1,
+            "{}: {:?}",
+            c.replay_command(),
+            r.coverage
+        );
+        // The replay command carries every new option.
+        assert!(c
+            .replay_command()
+            .contains("--jitter pareto --pareto-shape 1.5"));
+        assert!(c.replay_command().contains("--link-spread 1"));
+        assert!(c.replay_command().contains("--clock-step-us 20000"));
+    }
+}
+
 /// One-way links (a replica that hears everybody but is not heard, then the
 /// reverse) and a majorities ring (each replica keeps its own quorum, no two
 /// the same) both heal, and every invariant and the liveness bound hold —
@@ -405,4 +437,39 @@ fn the_stall_detector_reports_where_progress_stopped() {
     // Without the blackout nothing stalls.
     c.blackout = false;
     assert!(run(&c).unwrap().stalls.is_empty());
+}
+
+/// A failing run's one-line replay command reproduces it exactly: run in
+/// another process, it gives the in-process run's trace hash — with the
+/// network, clock and adversary options set.
+#[test]
+fn the_replay_command_reproduces_the_run_in_another_process() {
+    let mut c = short(5, 404);
+    c.duration = Micros::from_secs(1);
+    c.faulty = 1;
+    c.strategies = vec![Strategy::WithholdAndRush];
+    c.jitter = belfry_sim::JitterKind::Pareto;
+    c.pareto_shape = 2.0;
+    c.link_spread = 0.5;
+    c.latency_base_us = 800;
+    c.clock_step_us = 4_000;
+    c.drop = 0.01;
+    c.one_way = true;
+    c.hold_back = false;
+    let here = run(&c).unwrap();
+    let command = c.replay_command();
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("belfry-sim"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_belfry-sim"))
+        .args(words)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        v["trace_hash"].as_str(),
+        Some(here.trace_hash.as_str()),
+        "{command}"
+    );
 }
