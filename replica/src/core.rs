@@ -1247,9 +1247,13 @@ impl ReplicaCore {
             });
             return;
         }
-        if have > c.from {
-            self.leader_catchups += 1;
+        if have == c.from {
+            // This peer's answer ordered nothing (it lacked or forged the
+            // history): keep waiting for the other peers' answers.
+            self.catchup = Some(c);
+            return;
         }
+        self.leader_catchups += 1;
         let size = c.head.head.tree_size;
         if have >= size
             && !self.heads.contains_key(&size)
