@@ -143,6 +143,15 @@ pub enum CoreFault {
         /// The size claimed.
         tree_size: u64,
     },
+    /// A catch-up answer that does not verify (a log range against its
+    /// signed head, a state snapshot against its Tick): the peer's answers
+    /// are ignored for [`DISTRUST_FOR`].
+    CatchUp {
+        /// The peer.
+        replica: ReplicaId,
+        /// What failed.
+        what: &'static str,
+    },
 }
 
 /// What the driver must do after one input: persist `writes`, `appended` and
@@ -205,6 +214,8 @@ pub struct ReplicaCore {
     leader_catchups: u64,
     /// When each peer's last `FetchLeaders` was answered.
     leaders_served: Vec<Option<Micros>>,
+    /// Until when each peer's catch-up answers are ignored.
+    distrusted: Vec<Micros>,
 }
 
 /// A `State` answer being reassembled: its tree size and the pages so far.
@@ -216,6 +227,9 @@ pub const LAG_ROUNDS: u64 = 12;
 /// Log entries a `FetchLeaders` answer reads back at most to find the
 /// asker's wave.
 pub const MAX_LEADER_SCAN: u64 = 1 << 20;
+
+/// How long a peer's catch-up answers are ignored after one failed to verify.
+pub const DISTRUST_FOR: Micros = Micros::from_secs(10);
 
 /// At most one `FetchLeaders` answer per peer within this interval.
 pub const LEADERS_ANSWER_INTERVAL: Micros = Micros::from_millis(20);
@@ -285,6 +299,7 @@ impl ReplicaCore {
             catchups_installed: 0,
             leader_catchups: 0,
             leaders_served: vec![None; n],
+            distrusted: vec![Micros::ZERO; n],
         }
     }
 
@@ -984,6 +999,25 @@ impl ReplicaCore {
         }
     }
 
+    /// Records a bad catch-up answer: a fault, and the peer's catch-up
+    /// answers are ignored for [`DISTRUST_FOR`], so a Byzantine peer that
+    /// always answers first cannot keep a replica from catching up.
+    fn distrust(&mut self, peer: ReplicaId, what: &'static str, out: &mut CoreStep) {
+        out.faults.push(CoreFault::CatchUp {
+            replica: peer,
+            what,
+        });
+        if let Some(t) = self.distrusted.get_mut(peer.index()) {
+            *t = self.now.saturating_add(DISTRUST_FOR);
+        }
+    }
+
+    fn distrusts(&self, peer: ReplicaId) -> bool {
+        self.distrusted
+            .get(peer.index())
+            .is_some_and(|until| self.now < *until)
+    }
+
     /// Collects the pages of a peer's `State` answer; a complete answer is
     /// decoded and checked like any other. Pages nobody asked for, or that
     /// do not fit the first page's shape, are dropped.
@@ -996,6 +1030,9 @@ impl ReplicaCore {
         bytes: Vec<u8>,
         out: &mut CoreStep,
     ) {
+        if self.distrusts(from_peer) {
+            return;
+        }
         let Some(c) = self.catchup.as_mut() else {
             return;
         };
@@ -1023,10 +1060,7 @@ impl ReplicaCore {
         let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
         match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
             Ok(s) => self.on_state(from_peer, tree_size, s.sequencer, s.checkpoint, out),
-            Err(_) => out.faults.push(CoreFault::HeadShare {
-                replica: from_peer,
-                tree_size,
-            }),
+            Err(_) => self.distrust(from_peer, "state snapshot does not decode", out),
         }
     }
 
@@ -1038,6 +1072,9 @@ impl ReplicaCore {
         head: Option<SignedTreeHead>,
         out: &mut CoreStep,
     ) {
+        if self.distrusts(from_peer) {
+            return;
+        }
         let signed = head.filter(|h| self.head_signed(h));
         let Some(c) = self.catchup.as_mut() else {
             return;
@@ -1074,11 +1111,8 @@ impl ReplicaCore {
         // Verify: the local log followed by the fetched entries has the
         // signed root. The local log is thereby checked to be a prefix too.
         if extended_root(&*self.log, c.entries.iter().map(Entry::leaf_hash)) != c.head.head.root {
-            out.faults.push(CoreFault::HeadShare {
-                replica: from_peer,
-                tree_size: want,
-            });
             self.catchup = None;
+            self.distrust(from_peer, "log range does not match its signed head", out);
             return;
         }
         c.verified = true;
@@ -1186,6 +1220,9 @@ impl ReplicaCore {
         vertices: Vec<belfry_broadcast::Vertex>,
         out: &mut CoreStep,
     ) {
+        if self.distrusts(from_peer) {
+            return;
+        }
         let Some(c) = self.catchup.as_mut() else {
             return;
         };
@@ -1240,10 +1277,11 @@ impl ReplicaCore {
         let expected = &c.entries[..produced.len().min(c.entries.len())];
         if produced.as_slice() != expected {
             // The replayed ordering disagrees with the signed log: a local
-            // fault, reported loudly; the next catch-up will use a snapshot.
-            out.faults.push(CoreFault::HeadShare {
+            // bug (ordering is deterministic), reported loudly; the
+            // simulator's agreement check turns it into a violation.
+            out.faults.push(CoreFault::CatchUp {
                 replica: self.config.broadcast.me,
-                tree_size: have,
+                what: "replayed leaders produced entries other than the signed range",
             });
             return;
         }
@@ -1289,10 +1327,7 @@ impl ReplicaCore {
             && Sequencer::restore(self.config.sequencer.clone(), state.clone())
                 .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
         if !valid {
-            out.faults.push(CoreFault::HeadShare {
-                replica: from_peer,
-                tree_size,
-            });
+            self.distrust(from_peer, "state snapshot does not match its Tick", out);
             return;
         }
         let Some(c) = self.catchup.take() else {

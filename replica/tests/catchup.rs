@@ -92,10 +92,11 @@ fn catch_up(state_page_bytes: usize) {
     for d in during.iter().step_by(41).chain(after.iter().step_by(41)) {
         verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
     }
-    // It caught up without installing anything unverified.
-    assert!(c.faults[away]
-        .iter()
-        .all(|f| !matches!(f, belfry_replica::CoreFault::HeadShare { .. })));
+    // Every answer it got verified: no catch-up or head-share fault.
+    assert!(c.faults[away].iter().all(|f| !matches!(
+        f,
+        belfry_replica::CoreFault::HeadShare { .. } | belfry_replica::CoreFault::CatchUp { .. }
+    )));
 }
 
 /// Cut off for fewer than `gc_depth` rounds: the replica fetches the log
@@ -146,4 +147,7 @@ fn a_replica_cut_off_within_the_gc_depth_replays_the_committed_leaders() {
     });
     assert!((0..4).all(|i| c.stamped(i, &after)));
     c.check_agreement().unwrap();
+    assert!(c.faults[away]
+        .iter()
+        .all(|f| !matches!(f, belfry_replica::CoreFault::CatchUp { .. })));
 }

@@ -16,7 +16,7 @@ pub enum Strategy {
     Equivocate,
     /// Garbage coin and tree-head shares.
     BadShares,
-    /// Never reports chosen digests (half of all, by their first byte).
+    /// Never reports chosen digests (half of all, by their last byte).
     Censor,
     /// Also sends malformed and oversized frames.
     Malformed,
@@ -24,9 +24,11 @@ pub enum Strategy {
     FarFuture,
     /// Also re-sends old frames.
     Replay,
-    /// Front-runner: never reports victims' digests, learns its own client's
-    /// digests 15 ms before the honest replicas do, and claims every receive
-    /// time 5 ms earlier than it was.
+    /// Front-runner: never reports a quarter of the digests (the victims),
+    /// answers each victim with a digest of its own reported at once, claims
+    /// every receive time 5 ms early, learns its own client's digests 15 ms
+    /// before the honest replicas do, and holds one honest replica's
+    /// vertices back 50 ms.
     WithholdAndRush,
     /// Holds back its round-(4w−3) vertices until wave w's coin is out, then
     /// releases them: a leader built knowing the coin.
@@ -35,11 +37,15 @@ pub enum Strategy {
     LyingClock,
     /// Two honest instances sharing one identity and key, their clocks 0.7 ms apart.
     Twins,
+    /// Isolates an honest replica for 150 ms and later 400 ms (it controls
+    /// the network), then answers its catch-up requests with forged log ranges, state pages and
+    /// leader histories.
+    BadCatchup,
 }
 
 impl Strategy {
     /// All implemented strategies.
-    pub const ALL: [Strategy; 11] = [
+    pub const ALL: [Strategy; 12] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::BadShares,
@@ -51,6 +57,7 @@ impl Strategy {
         Strategy::LateLeader,
         Strategy::LyingClock,
         Strategy::Twins,
+        Strategy::BadCatchup,
     ];
 
     /// The command-line name.
@@ -67,6 +74,7 @@ impl Strategy {
             Strategy::LateLeader => "late-leader",
             Strategy::LyingClock => "lying-clock",
             Strategy::Twins => "twins",
+            Strategy::BadCatchup => "bad-catchup",
         }
     }
 }

@@ -480,6 +480,22 @@ impl Sim {
                 }
             }
         }
+        if self.byz.contains(&Some(Strategy::BadCatchup)) && honest.len() > 1 {
+            // The adversary controls the network: it isolates an honest
+            // replica twice — 150 ms (it then catches up within gc_depth,
+            // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
+            // replica asks the adversary too.
+            let victim = honest[0];
+            for (part, ms) in [(4, 150), (2, 400)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue.schedule(at, Event::Cut(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(ms)),
+                    Event::Heal(victim),
+                );
+            }
+            self.mark("strategy bad-catchup isolated an honest replica");
+        }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
             // side), no two the same quorum, for 1 s. Every replica stays
@@ -1119,6 +1135,28 @@ impl Sim {
                 self.held_frames.push((from, to, v.round.wave(), frame));
                 self.mark("strategy late-leader withheld");
                 return Vec::new();
+            }
+            (Strategy::BadCatchup, PeerMessage::LogRange { entries, .. })
+                if !entries.is_empty() =>
+            {
+                match &mut entries[0] {
+                    Entry::Digest(d) => d.digest[0] ^= 1,
+                    Entry::Tick(t) => t.time = t.time.saturating_add(Micros(1)),
+                }
+                self.mark("strategy bad-catchup forged a log range");
+            }
+            (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
+                let k = self.byz_rng.gen_range(0..bytes.len());
+                bytes[k] ^= 0x40;
+                self.mark("strategy bad-catchup forged a state page");
+            }
+            (Strategy::BadCatchup, PeerMessage::Leaders { vertices, .. })
+                if !vertices.is_empty() =>
+            {
+                for v in vertices.iter_mut() {
+                    v.clock = v.clock.saturating_add(Micros(1));
+                }
+                self.mark("strategy bad-catchup forged leader histories");
             }
             (Strategy::Replay, _) => {
                 if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
