@@ -260,11 +260,12 @@ impl Node {
         }
         for record in records {
             if let Durable::Delivered(v) = record {
-                if v.round >= node.dag.horizon() && node.dag.get(&v.hash()).is_none() {
+                let hash = v.hash();
+                if v.round >= node.dag.horizon() && node.dag.get(&hash).is_none() {
                     let v = Arc::new(v.clone());
                     let slot = node.slots.entry((v.round, v.author)).or_default();
-                    slot.delivered = Some(v.hash());
-                    node.enter_or_buffer(v, &mut ignored);
+                    slot.delivered = Some(hash);
+                    node.enter_or_buffer(hash, v, &mut ignored);
                 }
             }
         }
@@ -647,7 +648,7 @@ impl Node {
         match slot.body(&hash).cloned() {
             Some(v) => {
                 slot.delivered = Some(hash);
-                self.enter_or_buffer(v, step);
+                self.enter_or_buffer(hash, v, step);
             }
             None if !slot.fetch_sent => {
                 slot.fetch_sent = true;
@@ -670,10 +671,10 @@ impl Node {
 
     /// A delivered vertex enters the DAG once everything it references is
     /// there (or below the horizon); until then it waits.
-    fn enter_or_buffer(&mut self, v: Arc<Vertex>, step: &mut Step) {
-        let mut work = vec![v];
-        while let Some(v) = work.pop() {
-            let hash = v.hash();
+    /// `hash` is `v`'s hash (the caller has it already).
+    fn enter_or_buffer(&mut self, hash: VertexHash, v: Arc<Vertex>, step: &mut Step) {
+        let mut work = vec![(hash, v)];
+        while let Some((hash, v)) = work.pop() {
             if v.round < self.dag.horizon() || self.dag.get(&hash).is_some() {
                 continue;
             }
@@ -709,7 +710,7 @@ impl Node {
             if let Some(waiters) = self.waiting_on.remove(&hash) {
                 for w in waiters {
                     if let Some(b) = self.buffered.get(&w) {
-                        work.push(b.clone());
+                        work.push((w, b.clone()));
                     }
                 }
             }
@@ -944,9 +945,9 @@ impl Node {
         // (references below the horizon now count as present).
         let buffered = std::mem::take(&mut self.buffered);
         self.waiting_on.clear();
-        for (_, v) in buffered {
+        for (hash, v) in buffered {
             if v.round >= horizon {
-                self.enter_or_buffer(v, step);
+                self.enter_or_buffer(hash, v, step);
             }
         }
     }
@@ -1025,7 +1026,7 @@ impl Node {
                 _ => slot.delivered = Some(hash),
             }
             self.bodies.insert(hash, v.clone());
-            self.enter_or_buffer(v, step);
+            self.enter_or_buffer(hash, v, step);
         }
         let mut ordered_any = false;
         for (w, signature, hash) in leaders {

@@ -76,6 +76,53 @@ enum Event {
     ClockStepped(usize),
 }
 
+/// The rolling trace over every event and action: two 64-bit multiply-rotate
+/// lanes over every word (fast: it runs once per event over every frame),
+/// reported as SHA3-256 of the lanes. It detects divergence between runs;
+/// it is not meant to resist an adversary choosing inputs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Trace {
+    a: u64,
+    b: u64,
+    n: u64,
+}
+
+impl Trace {
+    fn word(&mut self, w: u64) {
+        self.n = self.n.wrapping_add(1);
+        self.a = (self.a ^ w)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+        self.b = (self.b.rotate_left(17) ^ w ^ self.n).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    }
+
+    fn absorb(&mut self, words: &[u64]) {
+        for w in words {
+            self.word(*w);
+        }
+    }
+
+    fn absorb_bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.word(u64::from_le_bytes(w));
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        sha3(&[
+            &self.a.to_be_bytes(),
+            &self.b.to_be_bytes(),
+            &self.n.to_be_bytes(),
+        ])
+    }
+}
+
 /// A message's jitter factor on top of its link's base latency.
 enum Jitter {
     LogNormal(LogNormal<f64>),
@@ -158,7 +205,7 @@ struct Sim {
     /// Base latency (µs) per directed link, `from * n + to` (`from = n`: the
     /// clients).
     link_base: Vec<f64>,
-    trace: [u8; 32],
+    trace: Trace,
     events: u64,
     trace_log: Vec<(Micros, [u8; 32])>,
     stalls: Vec<String>,
@@ -363,7 +410,7 @@ impl Sim {
             fault_rng: stream(cfg.seed, "faults", 0),
             jitter,
             link_base,
-            trace: [0; 32],
+            trace: Trace::default(),
             events: 0,
             trace_log: Vec::new(),
             stalls: Vec::new(),
@@ -562,7 +609,7 @@ impl Sim {
             self.trace_event(&event);
             self.handle(event);
             if self.cfg.record_trace {
-                self.trace_log.push((self.now, self.trace));
+                self.trace_log.push((self.now, self.trace.digest()));
             }
             self.detect_stall();
         }
@@ -620,14 +667,14 @@ impl Sim {
             Event::RingHeal => (15, 0, 0, &[]),
             Event::ClockStepped(i) => (16, *i, 0, &[]),
         };
-        self.trace = sha3(&[
-            &self.trace,
-            &self.now.0.to_be_bytes(),
-            &[kind],
-            &(a as u64).to_be_bytes(),
-            &(b as u64).to_be_bytes(),
-            bytes,
+        self.trace.absorb(&[
+            self.now.0,
+            u64::from(kind),
+            a as u64,
+            b as u64,
+            bytes.len() as u64,
         ]);
+        self.trace.absorb_bytes(bytes);
     }
 
     fn handle(&mut self, event: Event) {
@@ -1334,7 +1381,7 @@ impl Sim {
             seed: self.cfg.seed,
             replay: self.cfg.replay_command(),
             assignment,
-            trace_hash: hex::encode(self.trace),
+            trace_hash: hex::encode(self.trace.digest()),
             violations: self.violations,
             throughput_digests_per_s: self.logged.len() as f64 / secs,
             latency_ms: Latency {
