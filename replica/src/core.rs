@@ -75,9 +75,9 @@ pub struct ReplicaConfig {
     /// from clients nor as re-reports), while the replica's chain stays
     /// consistent. Honest replicas leave it `None`.
     pub never_report: Option<fn(&[u8; 32]) -> bool>,
-    /// Bytes per `State` page when serving a snapshot (at most
+    /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
-    pub state_page_bytes: usize,
+    pub catchup_page_bytes: usize,
 }
 
 impl ReplicaConfig {
@@ -91,7 +91,7 @@ impl ReplicaConfig {
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
             never_report: None,
-            state_page_bytes: wire::STATE_PAGE_BYTES,
+            catchup_page_bytes: wire::STATE_PAGE_BYTES,
         }
     }
 }
@@ -976,7 +976,7 @@ impl ReplicaCore {
         };
         let page_bytes = self
             .config
-            .state_page_bytes
+            .catchup_page_bytes
             .clamp(1, wire::STATE_PAGE_BYTES);
         let pages = bytes.len().div_ceil(page_bytes).max(1);
         let Ok(pages) = u32::try_from(pages) else {
@@ -1178,11 +1178,15 @@ impl ReplicaCore {
         else {
             return;
         };
+        let page_bytes = self
+            .config
+            .catchup_page_bytes
+            .clamp(1, wire::STATE_PAGE_BYTES);
         let mut pages: Vec<Vec<belfry_broadcast::Vertex>> = vec![Vec::new()];
         let mut bytes = 0usize;
         for v in vertices {
             let len = v.canonical_bytes().len() + 64;
-            if bytes + len > wire::STATE_PAGE_BYTES && !pages.last().is_some_and(Vec::is_empty) {
+            if bytes + len > page_bytes && !pages.last().is_some_and(Vec::is_empty) {
                 pages.push(Vec::new());
                 bytes = 0;
             }

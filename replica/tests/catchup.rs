@@ -26,9 +26,9 @@ fn a_state_snapshot_in_many_pages_is_reassembled_and_installed() {
     catch_up(700);
 }
 
-fn catch_up(state_page_bytes: usize) {
+fn catch_up(page_bytes: usize) {
     let (mut c, _) = LocalCluster::with_bls_tuned(4, Policy::Lamport, GENESIS, 21, |cfg| {
-        cfg.state_page_bytes = state_page_bytes;
+        cfg.catchup_page_bytes = page_bytes;
     })
     .unwrap();
     let away = 3;
@@ -105,7 +105,20 @@ fn catch_up(state_page_bytes: usize) {
 /// entries — no snapshot needed.
 #[test]
 fn a_replica_cut_off_within_the_gc_depth_replays_the_committed_leaders() {
-    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 22).unwrap();
+    replay_leaders(usize::MAX);
+}
+
+/// The same with `Leaders` answers cut into pages of about one vertex each.
+#[test]
+fn leader_histories_in_many_pages_are_reassembled_and_replayed() {
+    replay_leaders(300);
+}
+
+fn replay_leaders(page_bytes: usize) {
+    let (mut c, _) = LocalCluster::with_bls_tuned(4, Policy::Lamport, GENESIS, 22, |cfg| {
+        cfg.catchup_page_bytes = page_bytes;
+    })
+    .unwrap();
     let away = 2;
     let first = digests("leaders test", 0, 100);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
