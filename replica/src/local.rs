@@ -60,6 +60,9 @@ pub struct LocalCluster {
     /// Byzantine replica in tests). `false` drops the message.
     #[allow(clippy::type_complexity)]
     pub tamper: Vec<Option<Box<dyn FnMut(&mut PeerMessage) -> bool>>>,
+    /// Replicas whose log lives in a [`crate::filelog::FileLog`]: synced
+    /// after every step, before its messages leave.
+    pub file_logs: BTreeSet<usize>,
     configs: Vec<ReplicaConfig>,
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
@@ -84,6 +87,7 @@ impl LocalCluster {
                 .collect(),
             stores: vec![MemoryStore::default(); n],
             tamper: (0..n).map(|_| None).collect(),
+            file_logs: BTreeSet::new(),
             configs,
             crypto,
             cluster,
@@ -191,6 +195,17 @@ impl LocalCluster {
             self.cores[i] = None;
             return;
         }
+        if self.file_logs.contains(&i) {
+            if let Some(Err(_)) = self.cores[i].as_mut().map(ReplicaCore::sync_log) {
+                // A log that cannot be made durable stops the replica.
+                self.faults[i].push(crate::CoreFault::CatchUp {
+                    replica: ReplicaId(i as u16),
+                    what: "file log sync failed",
+                });
+                self.cores[i] = None;
+                return;
+            }
+        }
         self.faults[i].extend(step.faults);
         for (at, kind) in step.timers {
             self.schedule(at, Event::Timer { node: i, kind });
@@ -271,12 +286,42 @@ impl LocalCluster {
     /// Restarts replica `i` from its store and reconnects it.
     pub fn restart(&mut self, i: usize) -> Result<(), crate::store::RestoreError> {
         self.stores[i].crashed = false;
+        self.file_logs.remove(&i);
         let core = ReplicaCore::restore(
             self.configs[i].clone(),
             self.crypto[i].clone(),
             self.stores[i].recover(),
         )?;
         self.cores[i] = Some(core);
+        self.input(i, CoreInput::Start);
+        for p in 0..self.cores.len() {
+            if p != i {
+                self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
+                self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts replica `i` from its store with its log in a file log under
+    /// `dir` (cut back to, or topped up from, the recovered ledger), which
+    /// it keeps using — synced after every step — until it stops.
+    pub fn restart_on_file_log(&mut self, i: usize, dir: &std::path::Path) -> Result<(), String> {
+        self.stores[i].crashed = false;
+        let recovered = self.stores[i].recover();
+        let mut log = crate::filelog::FileLog::open(dir).map_err(|e| e.to_string())?;
+        log.truncate(recovered.entries_len())
+            .map_err(|e| e.to_string())?;
+        let mut core = ReplicaCore::restore_with_log(
+            self.configs[i].clone(),
+            self.crypto[i].clone(),
+            recovered,
+            Box::new(log),
+        )
+        .map_err(|e| e.to_string())?;
+        core.sync_log()?;
+        self.cores[i] = Some(core);
+        self.file_logs.insert(i);
         self.input(i, CoreInput::Start);
         for p in 0..self.cores.len() {
             if p != i {
