@@ -1332,6 +1332,12 @@ impl ReplicaCore {
         if !c.verified || tree_size <= c.from || tree_size > c.head.head.tree_size {
             return;
         }
+        if self.log.len() != c.from {
+            // Our own ordering appended entries since the range was fetched:
+            // installing it now would log them twice. Start afresh later.
+            self.catchup = None;
+            return;
+        }
         let Some(Entry::Tick(tick)) = c.entries.get((tree_size - c.from - 1) as usize).copied()
         else {
             return;

@@ -473,3 +473,25 @@ fn the_replay_command_reproduces_the_run_in_another_process() {
         "{command}"
     );
 }
+
+/// Regression (swarm seed 10179): a replica whose own ordering appended
+/// entries after it fetched a log range must not install that range on top
+/// of them — it would log digests twice. Found by `belfry-sim swarm`.
+#[test]
+fn a_catch_up_racing_the_replicas_own_ordering_never_logs_twice() {
+    let mut c = SimConfig::new(7, 10179);
+    c.mock_crypto = true;
+    c.duration = Micros::from_secs(3);
+    c.load_per_s = 200;
+    c.faulty = 1;
+    c.strategies = vec![Strategy::Silent, Strategy::Malformed];
+    c.duplicate = 0.02;
+    c.partition = true;
+    c.one_way = true;
+    c.jitter = belfry_sim::JitterKind::Pareto;
+    c.pareto_shape = 2.5;
+    let r = assert_clean(&c);
+    assert!(r
+        .coverage
+        .contains_key("catch-up by log range and snapshot (FetchState)"));
+}
