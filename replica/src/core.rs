@@ -212,8 +212,9 @@ pub struct ReplicaCore {
     catchup: Option<CatchUp>,
     catchups_installed: u64,
     leader_catchups: u64,
-    /// When each peer's last `FetchLeaders` was answered.
-    leaders_served: Vec<Option<Micros>>,
+    /// Catch-up pages served to each peer in the current second: (start of
+    /// the second, pages).
+    served: Vec<(Micros, u64)>,
     /// Until when each peer's catch-up answers are ignored.
     distrusted: Vec<Micros>,
 }
@@ -231,8 +232,10 @@ pub const MAX_LEADER_SCAN: u64 = 1 << 20;
 /// How long a peer's catch-up answers are ignored after one failed to verify.
 pub const DISTRUST_FOR: Micros = Micros::from_secs(10);
 
-/// At most one `FetchLeaders` answer per peer within this interval.
-pub const LEADERS_ANSWER_INTERVAL: Micros = Micros::from_millis(20);
+/// Catch-up answer pages (`LogRange`, `State`, `Leaders`) served to one peer
+/// per second at most: a Byzantine peer asking without end gets no more, an
+/// honest one catching up fetches ≈ 1 M entries per second.
+pub const SERVE_PAGES_PER_S: u64 = 256;
 
 /// Recent states kept for catching-up peers.
 pub const RECENT_STATES: usize = 8;
@@ -298,7 +301,7 @@ impl ReplicaCore {
             catchup: None,
             catchups_installed: 0,
             leader_catchups: 0,
-            leaders_served: vec![None; n],
+            served: vec![(Micros::ZERO, 0); n],
             distrusted: vec![Micros::ZERO; n],
         }
     }
@@ -961,9 +964,29 @@ impl ReplicaCore {
         }
     }
 
+    /// Charges `pages` to `peer`'s serving budget of the current second;
+    /// `false` (answer nothing) when it is spent.
+    fn take_serve_budget(&mut self, peer: ReplicaId, pages: u64) -> bool {
+        let now = self.now;
+        let Some(b) = self.served.get_mut(peer.index()) else {
+            return false;
+        };
+        if now.saturating_sub(b.0) >= Micros::from_secs(1) {
+            *b = (now, 0);
+        }
+        if b.1.saturating_add(pages) > SERVE_PAGES_PER_S {
+            return false;
+        }
+        b.1 += pages;
+        true
+    }
+
     fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
         let len = self.log.len();
         if from >= len || to.index() >= self.config.broadcast.n {
+            return;
+        }
+        if !self.take_serve_budget(to, 1) {
             return;
         }
         let end = len.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
@@ -979,10 +1002,15 @@ impl ReplicaCore {
         let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() else {
             return;
         };
+        let size = *size;
         let snapshot = wire::StateSnapshot {
             sequencer: seq.clone(),
             checkpoint: cp.clone(),
         };
+        // One page's worth up front pays for the encoding.
+        if !self.take_serve_budget(to, 1) {
+            return;
+        }
         let Ok(bytes) = postcard::to_allocvec(&snapshot) else {
             return;
         };
@@ -994,12 +1022,11 @@ impl ReplicaCore {
         let Ok(pages) = u32::try_from(pages) else {
             return;
         };
-        if pages > wire::MAX_STATE_PAGES {
-            // Larger than any peer accepts: refusing here is the honest
-            // answer; the peer asks the others.
+        if pages > wire::MAX_STATE_PAGES || !self.take_serve_budget(to, u64::from(pages) - 1) {
+            // Larger than any peer accepts, or this peer asked too much:
+            // refusing is the honest answer; the peer asks the others.
             return;
         }
-        let size = *size;
         for (page, chunk) in bytes.chunks(page_bytes).enumerate() {
             let m = PeerMessage::State {
                 tree_size: size,
@@ -1151,14 +1178,10 @@ impl ReplicaCore {
         if to.index() >= self.config.broadcast.n || from_wave >= self.node.last_decided_wave().0 {
             return;
         }
-        // One answer per peer per interval: each costs a scan and a walk of
-        // the DAG, and a Byzantine peer could ask without end.
-        let last = self.leaders_served.get(to.index()).copied().flatten();
-        if last.is_some_and(|t| self.now.saturating_sub(t) < LEADERS_ANSWER_INTERVAL) {
+        // Each answer costs a scan and a walk of the DAG: charge a share of
+        // the peer's budget up front, before doing the work.
+        if !self.take_serve_budget(to, 8) {
             return;
-        }
-        if let Some(t) = self.leaders_served.get_mut(to.index()) {
-            *t = Some(self.now);
         }
         // Leaders older than gc_depth rounds are gone from the DAG anyway:
         // read back at most that many Ticks.
@@ -1210,7 +1233,7 @@ impl ReplicaCore {
         let Ok(total) = u32::try_from(pages.len()) else {
             return;
         };
-        if total > wire::MAX_STATE_PAGES {
+        if total > wire::MAX_STATE_PAGES || !self.take_serve_budget(to, u64::from(total)) {
             return;
         }
         for (page, vertices) in pages.into_iter().enumerate() {

@@ -59,3 +59,68 @@ proptest! {
         prop_assert!(matches!(reply, ClientResponse::TreeHead(_)));
     }
 }
+
+/// A peer that asks for catch-up answers without end gets at most
+/// `SERVE_PAGES_PER_S` pages a second, whatever it asks for; another peer
+/// is still served, and the budget comes back a second later.
+#[test]
+fn catch_up_requests_without_end_get_a_bounded_answer() {
+    use belfry_replica::clock::Micros;
+    use belfry_replica::core::SERVE_PAGES_PER_S;
+    use belfry_replica::local::LocalCluster;
+    use belfry_replica::wire::PeerMessage;
+
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 31).unwrap();
+    let ds = common::digests("flood", 0, 100);
+    c.request_all(1, &ClientRequest::Submit(ds.clone()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        c.stamped(0, &ds)
+    });
+    let now = c.now;
+    let core = c.cores[0].as_mut().unwrap();
+    let asks = [
+        PeerMessage::FetchLog { from: 0 },
+        PeerMessage::FetchState { at_most: u64::MAX },
+        PeerMessage::FetchLeaders {
+            from_wave: 0,
+            floor: 0,
+        },
+    ];
+    let answered = |core: &mut ReplicaCore, from: u16, at: Micros| -> usize {
+        let mut frames = 0;
+        for k in 0..3_000 {
+            let frame = wire::encode(&asks[k % 3]).unwrap();
+            let step = core.handle(
+                at,
+                CoreInput::Peer {
+                    from: ReplicaId(from),
+                    frame,
+                },
+            );
+            frames += step
+                .to_peers
+                .iter()
+                .filter(|(_, f)| {
+                    matches!(
+                        wire::decode::<PeerMessage>(f),
+                        Ok(PeerMessage::LogRange { .. }
+                            | PeerMessage::State { .. }
+                            | PeerMessage::Leaders { .. })
+                    )
+                })
+                .count();
+        }
+        frames
+    };
+    let flood = answered(core, 1, now);
+    assert!(flood > 0, "the first requests are answered");
+    assert!(
+        flood as u64 <= SERVE_PAGES_PER_S,
+        "{flood} pages for one peer in one second"
+    );
+    assert!(answered(core, 2, now) > 0, "another peer is still served");
+    assert!(
+        answered(core, 1, now.saturating_add(Micros::from_secs(1))) > 0,
+        "the budget comes back"
+    );
+}
