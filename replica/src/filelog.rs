@@ -14,7 +14,7 @@
 
 use belfry_timestamp::store::{FileNodes, LogStore, StoreError};
 use belfry_timestamp::{Entry, Hash, MerkleTree, ProofError};
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -57,7 +57,15 @@ pub struct FileLog {
     buffer_index: BTreeMap<[u8; 32], u64>,
     /// A sticky write failure.
     error: Option<String>,
+    /// Read-only views of the committed tables, opened once per commit
+    /// (a read transaction per lookup would cost more than the lookup).
+    readers: std::sync::Mutex<Option<Readers>>,
 }
+
+type Readers = (
+    ReadOnlyTable<u64, &'static [u8]>,
+    ReadOnlyTable<&'static [u8], u64>,
+);
 
 impl std::fmt::Debug for FileLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,6 +113,7 @@ impl FileLog {
             buffer: Vec::new(),
             buffer_index: BTreeMap::new(),
             error: None,
+            readers: std::sync::Mutex::new(None),
         };
         log.rebuild_tree()?;
         Ok(log)
@@ -134,11 +143,28 @@ impl FileLog {
         self.dir.join("log.redb")
     }
 
+    /// Runs `f` over the committed tables' read-only views, opening them
+    /// if a commit dropped them.
+    fn read<T>(&self, f: impl FnOnce(&Readers) -> Option<T>) -> Option<T> {
+        let mut guard = self.readers.lock().ok()?;
+        if guard.is_none() {
+            let tx = self.db.begin_read().ok()?;
+            *guard = Some((tx.open_table(ENTRIES).ok()?, tx.open_table(INDEX).ok()?));
+        }
+        f(guard.as_ref()?)
+    }
+
+    fn forget_readers(&mut self) {
+        if let Ok(r) = self.readers.get_mut() {
+            *r = None;
+        }
+    }
+
     fn stored_entry(&self, index: u64) -> Option<Entry> {
-        let tx = self.db.begin_read().ok()?;
-        let t = tx.open_table(ENTRIES).ok()?;
-        let v = t.get(index).ok()??;
-        Entry::from_bytes(v.value()).ok()
+        self.read(|(entries, _)| {
+            let v = entries.get(index).ok()??;
+            Entry::from_bytes(v.value()).ok()
+        })
     }
 
     /// Cuts the log back to `len` entries (durably): entries a crash left
@@ -161,6 +187,7 @@ impl FileLog {
             }
         }
         tx.commit().map_err(db_err(&path))?;
+        self.forget_readers();
         self.committed = len;
         self.tree = Self::open_tree(&self.dir, len)?;
         self.rebuild_tree()
@@ -193,6 +220,7 @@ impl FileLog {
             }
         }
         tx.commit().map_err(db_err(&path))?;
+        self.forget_readers();
         self.committed += self.buffer.len() as u64;
         self.buffer.clear();
         self.buffer_index.clear();
@@ -219,10 +247,7 @@ impl LogStore for FileLog {
         if let Some(i) = self.buffer_index.get(digest) {
             return Some(*i);
         }
-        let tx = self.db.begin_read().ok()?;
-        let t = tx.open_table(INDEX).ok()?;
-        let v = t.get(&digest[..]).ok()??;
-        Some(v.value())
+        self.read(|(_, index)| Some(index.get(&digest[..]).ok()??.value()))
     }
 
     fn append(&mut self, entry: &Entry) {
