@@ -199,7 +199,6 @@ pub struct ReplicaCore {
     now: Micros,
     /// The log, its digest index and tree nodes, behind the storage trait.
     log: Box<dyn LogStore>,
-    heads: BTreeMap<u64, SignedTreeHead>,
     collectors: BTreeMap<u64, (TreeHead, SignatureCollector)>,
     early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
     pending: BTreeSet<[u8; 32]>,
@@ -265,7 +264,7 @@ impl std::fmt::Debug for ReplicaCore {
         f.debug_struct("ReplicaCore")
             .field("me", &self.config.broadcast.me)
             .field("log_len", &self.log.len())
-            .field("heads", &self.heads.len())
+            .field("signed_size", &self.signed_size())
             .finish()
     }
 }
@@ -290,7 +289,6 @@ impl ReplicaCore {
             crypto,
             now: Micros::ZERO,
             log,
-            heads: BTreeMap::new(),
             collectors: BTreeMap::new(),
             early_shares: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -367,7 +365,7 @@ impl ReplicaCore {
             if !consistent || !core.head_signed(&sth) {
                 return Err(crate::store::RestoreError::BadHead(sth.head.tree_size));
             }
-            core.heads.insert(sth.head.tree_size, sth);
+            core.log.put_head(&sth);
         }
         // Heads still being signed when the replica stopped: sign again.
         let last_tick = core.log.len();
@@ -415,9 +413,19 @@ impl ReplicaCore {
         self.log.sync()
     }
 
-    /// The signed tree heads, by size.
-    pub fn heads(&self) -> &BTreeMap<u64, SignedTreeHead> {
-        &self.heads
+    /// Every signed tree head, by size, read from the log store
+    /// (inspection and tests).
+    pub fn heads(&self) -> BTreeMap<u64, SignedTreeHead> {
+        self.log
+            .all_heads()
+            .into_iter()
+            .map(|h| (h.head.tree_size, h))
+            .collect()
+    }
+
+    /// The latest signed tree head.
+    pub fn latest_head(&self) -> Option<SignedTreeHead> {
+        self.log.latest_head()
     }
 
     /// The broadcast node (for inspection).
@@ -432,7 +440,7 @@ impl ReplicaCore {
 
     /// The size of the latest signed tree head (0 before the first).
     pub fn signed_size(&self) -> u64 {
-        self.heads.keys().next_back().copied().unwrap_or(0)
+        self.log.latest_head().map_or(0, |h| h.head.tree_size)
     }
 
     /// Digests reported and not yet logged.
@@ -704,7 +712,7 @@ impl ReplicaCore {
         out: &mut CoreStep,
     ) {
         let sth = SignedTreeHead { head, signature };
-        self.heads.insert(head.tree_size, sth);
+        self.log.put_head(&sth);
         self.collectors.remove(&head.tree_size);
         out.heads.push(sth);
     }
@@ -716,7 +724,7 @@ impl ReplicaCore {
         share: SignatureShare,
         out: &mut CoreStep,
     ) {
-        if from.index() >= self.config.broadcast.n || self.heads.contains_key(&tree_size) {
+        if from.index() >= self.config.broadcast.n || self.log.head_at(tree_size).is_some() {
             return;
         }
         if let Some((head, collector)) = self.collectors.get_mut(&tree_size) {
@@ -762,7 +770,7 @@ impl ReplicaCore {
     /// The receipt of the entry at `index`, from the first signed head that
     /// contains it.
     pub fn receipt_at(&self, index: u64) -> Option<Receipt> {
-        let (_, sth) = self.heads.range(index + 1..).next()?;
+        let sth = self.log.head_covering(index)?;
         let entry = self.log.entry(index)?;
         let proof = self.log.inclusion_proof(index, sth.head.tree_size).ok()?;
         Some(Receipt {
@@ -792,9 +800,7 @@ impl ReplicaCore {
                 }
                 None => ClientResponse::Unknown,
             },
-            ClientRequest::TreeHead => {
-                ClientResponse::TreeHead(self.heads.values().next_back().copied())
-            }
+            ClientRequest::TreeHead => ClientResponse::TreeHead(self.log.latest_head()),
             ClientRequest::Consistency(a, b) => match self.log.consistency_proof(a, b) {
                 Ok(p) => ClientResponse::Consistency(p),
                 Err(e) => ClientResponse::Error(e.to_string()),
@@ -993,7 +999,7 @@ impl ReplicaCore {
         let m = PeerMessage::LogRange {
             from,
             entries: self.log.entries(from, end),
-            head: self.heads.values().next_back().copied(),
+            head: self.log.latest_head(),
         };
         self.send_peer(Target::One(to), &m, out);
     }
@@ -1333,10 +1339,10 @@ impl ReplicaCore {
         self.leader_catchups += 1;
         let size = c.head.head.tree_size;
         if have >= size
-            && !self.heads.contains_key(&size)
+            && self.log.head_at(size).is_none()
             && self.log.root_at(size).is_ok_and(|r| r == c.head.head.root)
         {
-            self.heads.insert(size, c.head);
+            self.log.put_head(&c.head);
             out.heads.push(c.head);
         }
     }
@@ -1383,7 +1389,7 @@ impl ReplicaCore {
             self.append(e, out);
         }
         if c.head.head.tree_size == tree_size {
-            self.heads.insert(tree_size, c.head);
+            self.log.put_head(&c.head);
             out.heads.push(c.head);
         }
         let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())

@@ -13,13 +13,17 @@
 //! its last sequencer snapshot ([`FileLog::truncate`] cuts it back).
 
 use belfry_timestamp::store::{FileNodes, LogStore, StoreError};
-use belfry_timestamp::{Entry, Hash, MerkleTree, ProofError};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use belfry_timestamp::{Entry, Hash, MerkleTree, ProofError, SignedTreeHead};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("digest_index");
+const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("signed_heads");
 
 /// Why the file log cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,10 @@ pub struct FileLog {
     /// Appended since the last sync.
     buffer: Vec<Entry>,
     buffer_index: BTreeMap<[u8; 32], u64>,
+    /// Signed heads stored since the last sync.
+    head_buffer: BTreeMap<u64, SignedTreeHead>,
+    /// The largest signed head, stored or buffered.
+    latest: Option<SignedTreeHead>,
     /// A sticky write failure.
     error: Option<String>,
     /// Read-only views of the committed tables, opened once per commit
@@ -65,6 +73,7 @@ pub struct FileLog {
 type Readers = (
     ReadOnlyTable<u64, &'static [u8]>,
     ReadOnlyTable<&'static [u8], u64>,
+    ReadOnlyTable<u64, &'static [u8]>,
 );
 
 impl std::fmt::Debug for FileLog {
@@ -98,6 +107,7 @@ impl FileLog {
             let tx = db.begin_write().map_err(db_err(&path))?;
             tx.open_table(ENTRIES).map_err(db_err(&path))?;
             tx.open_table(INDEX).map_err(db_err(&path))?;
+            tx.open_table(HEADS).map_err(db_err(&path))?;
             tx.commit().map_err(db_err(&path))?;
         }
         let committed = {
@@ -112,10 +122,13 @@ impl FileLog {
             committed,
             buffer: Vec::new(),
             buffer_index: BTreeMap::new(),
+            head_buffer: BTreeMap::new(),
+            latest: None,
             error: None,
             readers: std::sync::Mutex::new(None),
         };
         log.rebuild_tree()?;
+        log.latest = log.stored_heads(0, true).pop();
         Ok(log)
     }
 
@@ -149,7 +162,11 @@ impl FileLog {
         let mut guard = self.readers.lock().ok()?;
         if guard.is_none() {
             let tx = self.db.begin_read().ok()?;
-            *guard = Some((tx.open_table(ENTRIES).ok()?, tx.open_table(INDEX).ok()?));
+            *guard = Some((
+                tx.open_table(ENTRIES).ok()?,
+                tx.open_table(INDEX).ok()?,
+                tx.open_table(HEADS).ok()?,
+            ));
         }
         f(guard.as_ref()?)
     }
@@ -161,9 +178,36 @@ impl FileLog {
     }
 
     fn stored_entry(&self, index: u64) -> Option<Entry> {
-        self.read(|(entries, _)| {
+        self.read(|(entries, _, _)| {
             let v = entries.get(index).ok()??;
             Entry::from_bytes(v.value()).ok()
+        })
+    }
+
+    /// Stored heads of size `>= from`: only the last one if `last`, else
+    /// all of them, by size.
+    fn stored_heads(&self, from: u64, last: bool) -> Vec<SignedTreeHead> {
+        self.read(|(_, _, heads)| {
+            let decode = |v: &[u8]| postcard::from_bytes::<SignedTreeHead>(v).ok();
+            if last {
+                let (_, v) = heads.last().ok()??;
+                return decode(v.value()).map(|h| vec![h]);
+            }
+            let mut out = Vec::new();
+            for item in heads.range(from..).ok()? {
+                let (_, v) = item.ok()?;
+                out.push(decode(v.value())?);
+            }
+            Some(out)
+        })
+        .unwrap_or_default()
+    }
+
+    /// The first stored head of size `>= from`.
+    fn first_stored_head(&self, from: u64) -> Option<SignedTreeHead> {
+        self.read(|(_, _, heads)| {
+            let (_, v) = heads.range(from..).ok()?.next()?.ok()?;
+            postcard::from_bytes::<SignedTreeHead>(v.value()).ok()
         })
     }
 
@@ -179,6 +223,10 @@ impl FileLog {
         {
             let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
             let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
+            let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
+            heads
+                .retain_in(len.saturating_add(1).., |_, _| false)
+                .map_err(db_err(&path))?;
             for i in len..self.committed {
                 let removed = entries.remove(i).map_err(db_err(&path))?;
                 if let Some(Ok(Entry::Digest(d))) = removed.map(|v| Entry::from_bytes(v.value())) {
@@ -189,6 +237,7 @@ impl FileLog {
         tx.commit().map_err(db_err(&path))?;
         self.forget_readers();
         self.committed = len;
+        self.latest = self.stored_heads(0, true).pop();
         self.tree = Self::open_tree(&self.dir, len)?;
         self.rebuild_tree()
     }
@@ -201,7 +250,7 @@ impl FileLog {
             });
         }
         self.tree.store_mut().sync()?;
-        if self.buffer.is_empty() {
+        if self.buffer.is_empty() && self.head_buffer.is_empty() {
             return Ok(());
         }
         let path = self.db_path();
@@ -218,12 +267,18 @@ impl FileLog {
                     index.insert(&d.digest[..], i).map_err(db_err(&path))?;
                 }
             }
+            let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
+            for (size, h) in &self.head_buffer {
+                let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
+                heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
+            }
         }
         tx.commit().map_err(db_err(&path))?;
         self.forget_readers();
         self.committed += self.buffer.len() as u64;
         self.buffer.clear();
         self.buffer_index.clear();
+        self.head_buffer.clear();
         Ok(())
     }
 }
@@ -247,7 +302,7 @@ impl LogStore for FileLog {
         if let Some(i) = self.buffer_index.get(digest) {
             return Some(*i);
         }
-        self.read(|(_, index)| Some(index.get(&digest[..]).ok()??.value()))
+        self.read(|(_, index, _)| Some(index.get(&digest[..]).ok()??.value()))
     }
 
     fn append(&mut self, entry: &Entry) {
@@ -273,6 +328,52 @@ impl LogStore for FileLog {
 
     fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
         self.tree.consistency_proof(first, second)
+    }
+
+    fn put_head(&mut self, sth: &SignedTreeHead) {
+        let size = sth.head.tree_size;
+        if self.head_at(size).is_none() {
+            self.head_buffer.insert(size, *sth);
+        }
+        if self.latest.is_none_or(|l| l.head.tree_size < size) {
+            self.latest = Some(*sth);
+        }
+    }
+
+    fn head_at(&self, size: u64) -> Option<SignedTreeHead> {
+        if let Some(h) = self.head_buffer.get(&size) {
+            return Some(*h);
+        }
+        self.first_stored_head(size)
+            .filter(|h| h.head.tree_size == size)
+    }
+
+    fn head_covering(&self, index: u64) -> Option<SignedTreeHead> {
+        let from = index.saturating_add(1);
+        let buffered = self.head_buffer.range(from..).next().map(|(_, h)| *h);
+        let stored = self.first_stored_head(from);
+        match (buffered, stored) {
+            (Some(a), Some(b)) => Some(if a.head.tree_size < b.head.tree_size {
+                a
+            } else {
+                b
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn latest_head(&self) -> Option<SignedTreeHead> {
+        self.latest
+    }
+
+    fn all_heads(&self) -> Vec<SignedTreeHead> {
+        let mut all: BTreeMap<u64, SignedTreeHead> = self
+            .stored_heads(0, false)
+            .into_iter()
+            .map(|h| (h.head.tree_size, h))
+            .collect();
+        all.extend(self.head_buffer.iter().map(|(k, v)| (*k, *v)));
+        all.into_values().collect()
     }
 
     fn sync(&mut self) -> Result<(), String> {

@@ -363,6 +363,7 @@ impl LocalCluster {
             return Ok(());
         };
         let base_log = base.log();
+        let base_heads = base.heads();
         for (i, core) in &cores {
             let log = core.log();
             let k = log.len().min(base_log.len());
@@ -370,7 +371,7 @@ impl LocalCluster {
                 return Err(format!("replicas {first} and {i} differ at log index {at}"));
             }
             for (size, head) in core.heads() {
-                if base.heads().get(size).is_some_and(|h| h != head) {
+                if base_heads.get(&size).is_some_and(|h| *h != head) {
                     return Err(format!(
                         "replicas {first} and {i} signed different heads at size {size}"
                     ));

@@ -42,12 +42,14 @@ fn ten_thousand_digests_one_log_one_set_of_heads_every_receipt_verifies() {
     let anchor = c.anchor();
     let cores: Vec<_> = c.cores.iter().flatten().collect();
     let log0 = cores[0].log();
+    let heads0 = cores[0].heads();
     for core in &cores[1..] {
-        let k = log0.len().min(core.log().len());
-        assert_eq!(log0[..k], core.log()[..k]);
+        let log = core.log();
+        let k = log0.len().min(log.len());
+        assert_eq!(log0[..k], log[..k]);
         for (size, head) in core.heads() {
-            if let Some(h) = cores[0].heads().get(size) {
-                assert_eq!(h, head, "heads at size {size} differ");
+            if let Some(h) = heads0.get(&size) {
+                assert_eq!(*h, head, "heads at size {size} differ");
             }
         }
     }

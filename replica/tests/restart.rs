@@ -172,7 +172,7 @@ fn the_file_store_recovers_what_the_memory_store_holds_and_restores_a_replica() 
     assert_eq!(restored.log(), &live.log()[..restored.log().len()]);
     assert!(restored.log().len() > 200);
     for (size, head) in restored.heads() {
-        assert_eq!(live.heads().get(size), Some(head));
+        assert_eq!(live.heads().get(&size), Some(&head));
     }
     assert_eq!(
         restored.receipt(&ds[7]).map(|r| r.to_binary()),

@@ -9,6 +9,7 @@
 //! messages — the core itself never waits on the disk.
 
 use crate::entry::Entry;
+use crate::head::SignedTreeHead;
 use crate::merkle::{Hash, MemoryNodes, MerkleTree, NodeStore, ProofError};
 use std::collections::BTreeMap;
 
@@ -36,6 +37,17 @@ pub trait LogStore: Send {
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError>;
     /// RFC 9162 consistency proof between two sizes.
     fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError>;
+    /// Stores a signed tree head (of a size within the log); idempotent.
+    fn put_head(&mut self, sth: &SignedTreeHead);
+    /// The signed head of exactly this size.
+    fn head_at(&self, size: u64) -> Option<SignedTreeHead>;
+    /// The smallest signed head that contains entry `index` (size > index):
+    /// what a receipt for that entry is made against.
+    fn head_covering(&self, index: u64) -> Option<SignedTreeHead>;
+    /// The largest signed head.
+    fn latest_head(&self) -> Option<SignedTreeHead>;
+    /// Every signed head, by size (inspection and tests: it reads them all).
+    fn all_heads(&self) -> Vec<SignedTreeHead>;
     /// Makes every append durable (a no-op in memory). An error is sticky:
     /// the replica must stop, as after a crash.
     fn sync(&mut self) -> Result<(), String> {
@@ -62,6 +74,7 @@ pub struct MemoryLog {
     entries: Vec<Entry>,
     tree: MerkleTree<MemoryNodes>,
     index: BTreeMap<[u8; 32], u64>,
+    heads: BTreeMap<u64, SignedTreeHead>,
 }
 
 impl MemoryLog {
@@ -106,6 +119,29 @@ impl LogStore for MemoryLog {
 
     fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
         self.tree.consistency_proof(first, second)
+    }
+
+    fn put_head(&mut self, sth: &SignedTreeHead) {
+        self.heads.insert(sth.head.tree_size, *sth);
+    }
+
+    fn head_at(&self, size: u64) -> Option<SignedTreeHead> {
+        self.heads.get(&size).copied()
+    }
+
+    fn head_covering(&self, index: u64) -> Option<SignedTreeHead> {
+        self.heads
+            .range(index.saturating_add(1)..)
+            .next()
+            .map(|(_, h)| *h)
+    }
+
+    fn latest_head(&self) -> Option<SignedTreeHead> {
+        self.heads.values().next_back().copied()
+    }
+
+    fn all_heads(&self) -> Vec<SignedTreeHead> {
+        self.heads.values().copied().collect()
     }
 }
 
