@@ -1,5 +1,6 @@
-//! The node's [`LogStore`]: log entries and the digest → index lookup in a
-//! redb database (`<dir>/log.redb`, tables `entries` and `digest_index`), tree
+//! The node's [`LogStore`]: log entries, the digest → index lookup and the
+//! signed tree heads in a redb database (`<dir>/log.redb`, tables `entries`,
+//! `digest_index` and `signed_heads`), tree
 //! nodes in per-level files (`<dir>/nodes/`, see [`FileNodes`]), so a replica
 //! reads entries, indexes and proofs from disk and keeps only the current
 //! batch's appends in memory.
