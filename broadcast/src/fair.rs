@@ -355,7 +355,10 @@ impl Sequencer {
                 self.state.frontier_round[a] = v.round.0;
             }
             for r in &v.reports {
-                if index.is_logged(&r.digest) {
+                // A pending digest is not logged (logging removes it from
+                // `pending`), so only digests new to this sequencer cost a
+                // look into the log's index.
+                if !self.state.pending.contains_key(&r.digest) && index.is_logged(&r.digest) {
                     continue;
                 }
                 if self
