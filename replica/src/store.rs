@@ -166,6 +166,64 @@ impl Recovered {
 }
 
 impl MemoryStore {
+    /// Drops the broadcast records a restart no longer reads (see
+    /// [`belfry_broadcast::Node::restore`]): every checkpoint but the last;
+    /// votes, delivered vertices and own vertices below the last
+    /// checkpoint's horizon — but the latest own vertex and the latest one
+    /// with reports, which fix the round and the receive-time floor it
+    /// resumes from; coins of decided waves; and every sequencer snapshot in
+    /// the ledger but the last. What a restart rebuilds is the same; memory
+    /// grows with the log only. Returns the records dropped.
+    pub fn compact(&mut self, gc_depth: u64) -> usize {
+        let last_snapshot = self
+            .ledger
+            .iter()
+            .rposition(|r| matches!(r, LedgerRecord::Sequencer(_)));
+        let ledger_before = self.ledger.len();
+        let mut k = 0usize;
+        self.ledger.retain(|r| {
+            let at = k;
+            k += 1;
+            !matches!(r, LedgerRecord::Sequencer(_)) || Some(at) == last_snapshot
+        });
+        let ledger_dropped = ledger_before - self.ledger.len();
+        let Some(cp) = self.broadcast.iter().rev().find_map(|r| match r {
+            Durable::Checkpoint(cp) => Some(cp.clone()),
+            _ => None,
+        }) else {
+            return ledger_dropped;
+        };
+        let horizon = cp.horizon(gc_depth);
+        let latest_own = self
+            .broadcast
+            .iter()
+            .rposition(|r| matches!(r, Durable::OwnVertex(_)));
+        let latest_with_reports = self
+            .broadcast
+            .iter()
+            .rposition(|r| matches!(r, Durable::OwnVertex(v) if !v.reports.is_empty()));
+        let last_cp = self
+            .broadcast
+            .iter()
+            .rposition(|r| matches!(r, Durable::Checkpoint(_)));
+        let before = self.broadcast.len();
+        let mut k = 0usize;
+        self.broadcast.retain(|r| {
+            let at = k;
+            k += 1;
+            match r {
+                Durable::Checkpoint(_) => Some(at) == last_cp,
+                Durable::OwnVertex(v) => {
+                    v.round >= horizon || Some(at) == latest_own || Some(at) == latest_with_reports
+                }
+                Durable::Vote { round, .. } => *round >= horizon,
+                Durable::Delivered(v) => v.round >= horizon,
+                Durable::Coin(c) => c.wave > cp.last_decided_wave,
+            }
+        });
+        ledger_dropped + before - self.broadcast.len()
+    }
+
     /// What a restart finds.
     pub fn recover(&self) -> Recovered {
         recover(&self.ledger, self.broadcast.clone())

@@ -168,6 +168,11 @@ pub struct SimConfig {
     /// Baseline only: sequence in plain commit order.
     #[serde(skip)]
     pub fairness_off: bool,
+    /// Broadcast records a replica's simulated store holds before it is
+    /// compacted to what a restart reads, so long runs stay in memory. It
+    /// changes nothing a run does (tests check the trace hash is the same).
+    #[serde(skip)]
+    pub compact_at: usize,
 }
 
 /// The per-message jitter distribution.
@@ -231,6 +236,7 @@ impl SimConfig {
             hold_back: true,
             m7_baseline: false,
             fairness_off: false,
+            compact_at: 40_000,
         }
     }
 

@@ -8,8 +8,8 @@ use belfry_replica::broadcast::testkit::EventQueue;
 use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash};
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
-    deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, SignatureShare,
-    ThresholdCrypto, TrustAnchor,
+    deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, Policy, ReplicaId,
+    SignatureShare, ThresholdCrypto, TrustAnchor,
 };
 use belfry_replica::store::{MemoryStore, ReplicaStore};
 use belfry_replica::timestamp::{verify_inclusion, verify_receipt, Entry, SignedTreeHead};
@@ -195,6 +195,11 @@ struct Sim {
     configs: Vec<ReplicaConfig>,
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     stores: Vec<MemoryStore>,
+    /// The honest replicas' reports (M1, M6), read from what they persisted
+    /// as they persist it, so stores can be compacted.
+    reports: metrics::HonestReports,
+    report_seen: Vec<BTreeSet<[u8; 32]>>,
+    report_cursor: Vec<usize>,
     clocks: Vec<DriftingClock>,
     byz: Vec<Option<Strategy>>,
     net_rng: ChaCha20Rng,
@@ -404,6 +409,9 @@ impl Sim {
             queue: EventQueue::default(),
             cores: (0..n).map(|_| None).collect(),
             stores: vec![MemoryStore::default(); n],
+            reports: BTreeMap::new(),
+            report_seen: vec![BTreeSet::new(); n],
+            report_cursor: vec![0; n],
             net_rng: stream(cfg.seed, "net", 0),
             load_rng: stream(cfg.seed, "load", 0),
             byz_rng: stream(cfg.seed, "byzantine", 0),
@@ -580,6 +588,29 @@ impl Sim {
             ));
         }
         self.check_receipts();
+    }
+
+    /// Takes the reports of an honest replica's newly persisted own
+    /// vertices: its first report of each digest, valued by the policy.
+    fn absorb_reports(&mut self, i: usize) {
+        if !honest(&self.cfg, i) {
+            return;
+        }
+        let from = self.report_cursor[i].min(self.stores[i].broadcast.len());
+        for w in &self.stores[i].broadcast[from..] {
+            if let Durable::OwnVertex(v) = w {
+                for r in &v.reports {
+                    if self.report_seen[i].insert(r.digest.0) {
+                        let value = match self.cfg.policy {
+                            Policy::Lamport => v.round.0,
+                            Policy::Clock { .. } => r.recv_time.0,
+                        };
+                        self.reports.entry(r.digest.0).or_default().push(value);
+                    }
+                }
+            }
+        }
+        self.report_cursor[i] = self.stores[i].broadcast.len();
     }
 
     fn all_covered(&self, ds: &[[u8; 32]]) -> bool {
@@ -1024,10 +1055,27 @@ impl Sim {
             self.mark("catch-up by log range and snapshot (FetchState)");
         }
         let _ = self.stores[i].persist(&step, len_before);
+        self.absorb_reports(i);
         if self.stores[i].crashed {
             self.cores[i] = None;
             self.mark("crash mid-write");
             return;
+        }
+        if self.stores[i].broadcast.len() > self.cfg.compact_at {
+            let gc = self.configs[i].broadcast.gc_depth;
+            self.stores[i].compact(gc);
+            self.report_cursor[i] = self.stores[i].broadcast.len();
+            // Pledges below the horizon can never be made again (a replica
+            // votes only within its window above the horizon, restarted or
+            // not): the double-vote check need not remember them.
+            let horizon = self.stores[i].broadcast.iter().find_map(|r| match r {
+                Durable::Checkpoint(cp) => Some(cp.horizon(gc)),
+                _ => None,
+            });
+            if let Some(h) = horizon {
+                self.votes[i].retain(|p, _| p.round >= h);
+            }
+            self.mark("store compacted");
         }
         if honest(&self.cfg, i) {
             self.check_step(i, len_before, &step);
@@ -1341,11 +1389,11 @@ impl Sim {
 
     fn report(self) -> Report {
         let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
-        let reports = metrics::honest_reports(&self.stores, &honest_ids, self.cfg.policy);
+        let reports = &self.reports;
         let metrics = metrics::compute(&metrics::Inputs {
             canonical: &self.canonical,
             logged: &self.logged,
-            reports: &reports,
+            reports,
             honest: honest_ids.len(),
             first_seen: &self.first_seen,
             races: &self.races,

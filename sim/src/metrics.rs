@@ -1,10 +1,8 @@
 //! Fairness metrics against ground truth (DESIGN.md section 6).
 
 use crate::engine::Race;
-use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::store::MemoryStore;
 use belfry_replica::timestamp::Entry;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,28 +71,6 @@ pub const M1_DELTAS_MS: [f64; 9] = [0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 1
 
 /// Per digest, the honest replicas' report values (policy units), one per author.
 pub type HonestReports = BTreeMap<[u8; 32], Vec<u64>>;
-
-/// The honest replicas' reports, from what they persisted.
-pub fn honest_reports(stores: &[MemoryStore], honest: &[usize], policy: Policy) -> HonestReports {
-    let mut out: HonestReports = BTreeMap::new();
-    for &i in honest {
-        let mut seen = BTreeSet::new();
-        for w in &stores[i].broadcast {
-            if let Durable::OwnVertex(v) = w {
-                for r in &v.reports {
-                    if seen.insert(r.digest.0) {
-                        let value = match policy {
-                            Policy::Lamport => v.round.0,
-                            Policy::Clock { .. } => r.recv_time.0,
-                        };
-                        out.entry(r.digest.0).or_default().push(value);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 /// What the metrics read.
 pub struct Inputs<'a> {

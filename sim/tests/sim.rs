@@ -495,3 +495,29 @@ fn a_catch_up_racing_the_replicas_own_ordering_never_logs_twice() {
         .coverage
         .contains_key("catch-up by log range and snapshot (FetchState)"));
 }
+
+/// Compacting the simulated stores (what keeps long runs in memory) changes
+/// nothing a run does: with crashes, restarts from the compacted records and
+/// a partition, the trace hash is the same as without compaction.
+#[test]
+fn compacting_the_stores_changes_nothing_a_run_does() {
+    for (seed, n) in [(501u64, 4usize), (502, 7)] {
+        let mut c = short(n, seed);
+        c.duration = Micros::from_secs(4);
+        c.crash = true;
+        c.partition = true;
+        c.drop = 0.01;
+        c.compact_at = usize::MAX;
+        let plain = assert_clean(&c);
+        c.compact_at = 2_000;
+        let compacted = assert_clean(&c);
+        assert!(compacted.coverage.contains_key("store compacted"));
+        assert!(compacted.coverage.contains_key("restart"));
+        assert_eq!(
+            plain.trace_hash,
+            compacted.trace_hash,
+            "{}",
+            c.replay_command()
+        );
+    }
+}
