@@ -19,6 +19,12 @@
 //! ([`belfry_timestamp::store::MemoryLog`]) or in redb plus node files
 //! ([`crate::filelog::FileLog`], opened with [`FileStore::open_log`], cut back
 //! to the ledger and topped up from it on restart).
+//!
+//! Both logs only grow; [`FileStore::compact`] (and [`MemoryStore::compact`]
+//! in the simulator) rewrites them to what a restart reads — the last
+//! checkpoint and sequencer snapshot, votes and vertices above the horizon,
+//! the log entries and heads — crash-safely, by writing a new log beside the
+//! old one and swapping it in.
 
 use crate::core::CoreStep;
 use belfry_broadcast::fair::SequencerState;
@@ -281,12 +287,44 @@ impl FileStore {
     /// Opens (or creates) the store and reads back what it holds, recovering
     /// from torn tails.
     pub fn open(dir: &Path) -> Result<(FileStore, Recovered), RestoreError> {
+        for name in ["ledger", "broadcast"] {
+            finish_rewrite(dir, name)?;
+        }
         let (ledger, l) = SegmentLog::open(&dir.join("ledger"), SEGMENT_BYTES)?;
         let (broadcast, b) = SegmentLog::open(&dir.join("broadcast"), SEGMENT_BYTES)?;
         let ledger_records = decode_all::<LedgerRecord>("ledger", &l.records)?;
         let broadcast_records = decode_all::<Durable>("broadcast", &b.records)?;
         let recovered = recover(&ledger_records, broadcast_records);
         Ok((FileStore { ledger, broadcast }, recovered))
+    }
+
+    /// Rewrites both logs to what a restart reads (see
+    /// [`MemoryStore::compact`]) and reopens them. Each log is written
+    /// whole to `<name>.next` and synced, then swapped in by two renames;
+    /// [`FileStore::open`] finishes or discards a swap a crash interrupted,
+    /// so the store is always either the old logs or the new ones. Returns
+    /// the reopened store and the records dropped.
+    pub fn compact(self, dir: &Path, gc_depth: u64) -> Result<(FileStore, usize), RestoreError> {
+        drop(self);
+        let (_, l) = SegmentLog::open(&dir.join("ledger"), SEGMENT_BYTES)?;
+        let (_, b) = SegmentLog::open(&dir.join("broadcast"), SEGMENT_BYTES)?;
+        let mut mem = MemoryStore {
+            ledger: decode_all::<LedgerRecord>("ledger", &l.records)?,
+            broadcast: decode_all::<Durable>("broadcast", &b.records)?,
+            ..MemoryStore::default()
+        };
+        drop((l, b));
+        let dropped = mem.compact(gc_depth);
+        if dropped > 0 {
+            let ledger: Vec<Vec<u8>> = mem.ledger.iter().map(encode).collect::<Result<_, _>>()?;
+            let broadcast: Vec<Vec<u8>> =
+                mem.broadcast.iter().map(encode).collect::<Result<_, _>>()?;
+            for (name, records) in [("ledger", ledger), ("broadcast", broadcast)] {
+                rewrite(dir, name, &records)?;
+            }
+        }
+        let (store, _) = FileStore::open(dir)?;
+        Ok((store, dropped))
     }
 
     /// Opens the replica's file-backed log (`<dir>/log`, see
@@ -300,6 +338,67 @@ impl FileStore {
         log.truncate(recovered.entries_len())?;
         Ok(log)
     }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes a directory's entries (created, renamed files) durable.
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(path))
+}
+
+/// Writes `records` as log `name` in `<dir>/<name>.next`, syncs it, and
+/// swaps it in: `name` → `name.old`, `name.next` → `name`, then drops
+/// `name.old`.
+fn rewrite(dir: &Path, name: &str, records: &[Vec<u8>]) -> Result<(), StoreError> {
+    let cur = dir.join(name);
+    let next = dir.join(format!("{name}.next"));
+    let old = dir.join(format!("{name}.old"));
+    if next.exists() {
+        std::fs::remove_dir_all(&next).map_err(io_error(&next))?;
+    }
+    {
+        let (mut log, _) = SegmentLog::open(&next, SEGMENT_BYTES)?;
+        for r in records {
+            log.append(r)?;
+        }
+        log.sync()?;
+    }
+    sync_dir(&next)?;
+    sync_dir(dir)?;
+    std::fs::rename(&cur, &old).map_err(io_error(&cur))?;
+    std::fs::rename(&next, &cur).map_err(io_error(&next))?;
+    sync_dir(dir)?;
+    std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    sync_dir(dir)
+}
+
+/// Finishes or discards a rewrite of log `name` a crash interrupted: a
+/// `name.next` written while `name` still stands is discarded (it may be
+/// incomplete); once `name` was moved to `name.old`, `name.next` is
+/// complete and takes its place; a leftover `name.old` goes.
+fn finish_rewrite(dir: &Path, name: &str) -> Result<(), StoreError> {
+    let cur = dir.join(name);
+    let next = dir.join(format!("{name}.next"));
+    let old = dir.join(format!("{name}.old"));
+    if !cur.exists() && old.exists() {
+        let from = if next.exists() { &next } else { &old };
+        std::fs::rename(from, &cur).map_err(io_error(from))?;
+        sync_dir(dir)?;
+    }
+    for leftover in [&next, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(io_error(leftover))?;
+        }
+    }
+    Ok(())
 }
 
 fn decode_all<T: for<'de> Deserialize<'de>>(
