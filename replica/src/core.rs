@@ -332,6 +332,13 @@ impl ReplicaCore {
                 ledger: recovered.entries_len(),
             });
         }
+        if stored < recovered.entries_from {
+            // A compacted ledger names entries only the file log held.
+            return Err(crate::store::RestoreError::LogMissing {
+                stored,
+                base: recovered.entries_from,
+            });
+        }
         let mut core = ReplicaCore::with_log(config.clone(), crypto.clone(), log);
         core.node = Node::restore(config.broadcast.clone(), crypto, &recovered.broadcast);
         if let Some(state) = recovered.sequencer {
@@ -349,8 +356,8 @@ impl ReplicaCore {
             .filter(|s| *s <= stored)
             .max()
             .unwrap_or(0);
-        for (i, entry) in recovered.entries.iter().enumerate() {
-            let i = i as u64;
+        for (k, entry) in recovered.entries.iter().enumerate() {
+            let i = recovered.entries_from + k as u64;
             if i >= stored {
                 core.log.append(entry);
             } else if i >= covered && core.log.entry(i).as_ref() != Some(entry) {

@@ -212,6 +212,11 @@ impl FileLog {
         })
     }
 
+    /// Entries on disk (appends since the last sync excluded).
+    pub fn durable_len(&self) -> u64 {
+        self.committed
+    }
+
     /// Cuts the log back to `len` entries (durably): entries a crash left
     /// beyond the ledger's last sequencer snapshot.
     pub fn truncate(&mut self, len: u64) -> Result<(), FileLogError> {

@@ -24,7 +24,9 @@
 //! in the simulator) rewrites them to what a restart reads — the last
 //! checkpoint and sequencer snapshot, votes and vertices above the horizon,
 //! the log entries and heads — crash-safely, by writing a new log beside the
-//! old one and swapping it in.
+//! old one and swapping it in. [`FileStore::compact_against`] also drops the
+//! entries and heads the replica's file log holds durably: the ledger then
+//! starts with a [`LedgerRecord::Base`] and a restart reads only its tail.
 
 use crate::core::CoreStep;
 use belfry_broadcast::fair::SequencerState;
@@ -46,6 +48,10 @@ pub enum LedgerRecord {
     Head(SignedTreeHead),
     /// The sequencer state after the Tick that precedes it.
     Sequencer(Box<SequencerState>),
+    /// Only as the first record, after a compaction against a file log:
+    /// the entries (and heads) before this log index are in the file log,
+    /// not here.
+    Base(u64),
 }
 
 /// Everything a replica restarts from.
@@ -53,7 +59,10 @@ pub enum LedgerRecord {
 pub struct Recovered {
     /// The broadcast node's records, in write order.
     pub broadcast: Vec<Durable>,
-    /// Log entries up to the last sequencer snapshot.
+    /// Log index of `entries[0]`: 0, or a compacted ledger's base (the
+    /// entries before it are in the file log).
+    pub entries_from: u64,
+    /// Log entries from `entries_from` up to the last sequencer snapshot.
     pub entries: Vec<Entry>,
     /// Signed heads within those entries.
     pub heads: Vec<SignedTreeHead>,
@@ -88,6 +97,15 @@ pub enum RestoreError {
         /// Entries the ledger recovered.
         ledger: u64,
     },
+    /// The ledger was compacted against a file log that lacks entries
+    /// before its base.
+    #[error("log store holds {stored} entries, the compacted ledger starts at {base}")]
+    LogMissing {
+        /// Entries in the log store.
+        stored: u64,
+        /// The ledger's base.
+        base: u64,
+    },
     /// The log store disagrees with the ledger at an index.
     #[error("log store and ledger differ at entry {0}")]
     LogMismatch(u64),
@@ -121,6 +139,7 @@ pub fn recover(ledger: &[LedgerRecord], broadcast: Vec<Durable>) -> Recovered {
     let mut entries = Vec::new();
     let mut heads = Vec::new();
     let mut sequencer = None;
+    let mut entries_from = 0;
     let mut keep = 0;
     for r in ledger {
         match r {
@@ -130,12 +149,19 @@ pub fn recover(ledger: &[LedgerRecord], broadcast: Vec<Durable>) -> Recovered {
                 sequencer = Some((**s).clone());
                 keep = entries.len();
             }
+            LedgerRecord::Base(b) if entries.is_empty() => {
+                entries_from = *b;
+            }
+            // A base anywhere else is not something this code writes.
+            LedgerRecord::Base(_) => {}
         }
     }
     entries.truncate(keep);
-    heads.retain(|h| h.head.tree_size <= keep as u64);
+    let end = entries_from + keep as u64;
+    heads.retain(|h| h.head.tree_size <= end);
     Recovered {
         broadcast,
+        entries_from,
         entries,
         heads,
         sequencer,
@@ -167,7 +193,7 @@ pub struct MemoryStore {
 impl Recovered {
     /// Number of recovered log entries.
     pub fn entries_len(&self) -> u64 {
-        self.entries.len() as u64
+        self.entries_from + self.entries.len() as u64
     }
 }
 
@@ -305,6 +331,29 @@ impl FileStore {
     /// so the store is always either the old logs or the new ones. Returns
     /// the reopened store and the records dropped.
     pub fn compact(self, dir: &Path, gc_depth: u64) -> Result<(FileStore, usize), RestoreError> {
+        self.compact_with(dir, gc_depth, None)
+    }
+
+    /// Like [`FileStore::compact`], and also drops from the ledger the
+    /// entries — and the heads — the replica's file log already holds
+    /// durably (up to the last sequencer snapshot): the ledger then starts
+    /// with a [`LedgerRecord::Base`], and a restart reads only its tail and
+    /// re-verifies only the heads after it. The file log must be synced.
+    pub fn compact_against(
+        self,
+        dir: &Path,
+        gc_depth: u64,
+        log: &crate::filelog::FileLog,
+    ) -> Result<(FileStore, usize), RestoreError> {
+        self.compact_with(dir, gc_depth, Some(log))
+    }
+
+    fn compact_with(
+        self,
+        dir: &Path,
+        gc_depth: u64,
+        log: Option<&crate::filelog::FileLog>,
+    ) -> Result<(FileStore, usize), RestoreError> {
         drop(self);
         let (_, l) = SegmentLog::open(&dir.join("ledger"), SEGMENT_BYTES)?;
         let (_, b) = SegmentLog::open(&dir.join("broadcast"), SEGMENT_BYTES)?;
@@ -314,7 +363,12 @@ impl FileStore {
             ..MemoryStore::default()
         };
         drop((l, b));
-        let dropped = mem.compact(gc_depth);
+        let mut dropped = mem.compact(gc_depth);
+        if let Some(log) = log {
+            let before = mem.ledger.len();
+            mem.ledger = rebase(std::mem::take(&mut mem.ledger), log);
+            dropped += before.saturating_sub(mem.ledger.len());
+        }
         if dropped > 0 {
             let ledger: Vec<Vec<u8>> = mem.ledger.iter().map(encode).collect::<Result<_, _>>()?;
             let broadcast: Vec<Vec<u8>> =
@@ -338,6 +392,49 @@ impl FileStore {
         log.truncate(recovered.entries_len())?;
         Ok(log)
     }
+}
+
+/// The ledger without the entries before `cut` and the heads the file log
+/// holds up to it, where `cut` is the file log's durable length, at most the
+/// last sequencer snapshot's position: it starts with `Base(cut)`.
+fn rebase(ledger: Vec<LedgerRecord>, log: &crate::filelog::FileLog) -> Vec<LedgerRecord> {
+    let base0 = match ledger.first() {
+        Some(LedgerRecord::Base(b)) => *b,
+        _ => 0,
+    };
+    let mut n = 0u64;
+    let mut keep_abs = base0;
+    for r in &ledger {
+        match r {
+            LedgerRecord::Entry(_) => n += 1,
+            LedgerRecord::Sequencer(_) => keep_abs = base0 + n,
+            _ => {}
+        }
+    }
+    let cut = log.durable_len().min(keep_abs).max(base0);
+    let mut out = Vec::with_capacity(ledger.len());
+    out.push(LedgerRecord::Base(cut));
+    let mut i = base0;
+    for r in ledger {
+        match r {
+            LedgerRecord::Entry(e) => {
+                if i >= cut {
+                    out.push(LedgerRecord::Entry(e));
+                }
+                i += 1;
+            }
+            LedgerRecord::Head(h) => {
+                let held = h.head.tree_size <= cut
+                    && belfry_timestamp::store::LogStore::head_at(log, h.head.tree_size) == Some(h);
+                if !held {
+                    out.push(LedgerRecord::Head(h));
+                }
+            }
+            LedgerRecord::Base(_) => {}
+            other @ LedgerRecord::Sequencer(_) => out.push(other),
+        }
+    }
+    out
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

@@ -60,6 +60,7 @@ fn write_files(c: &LocalCluster, i: usize, dir: &std::path::Path) {
             LedgerRecord::Sequencer(s) => step
                 .snapshots
                 .push((step.appended.len() as u64, (**s).clone())),
+            LedgerRecord::Base(_) => unreachable!("a memory store is never rebased"),
         }
     }
     step.writes = mem.broadcast.clone();
@@ -443,4 +444,79 @@ fn the_file_store_compacts_and_survives_a_crash_during_the_rewrite() {
     .unwrap();
     same(&full, &restored(early.path()));
     assert!(!early.path().join("ledger.next").exists());
+}
+
+/// Compacted against the replica's file log, the ledger keeps only what the
+/// file log does not hold: a restart reads a short tail, re-verifies only
+/// the heads after the base, and restores the same replica; without the
+/// file log the compacted ledger is refused, not misread.
+#[test]
+fn a_ledger_compacted_against_the_file_log_restores_the_same_replica() {
+    let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 17).unwrap();
+    let logdir = tempfile::tempdir().unwrap();
+    let ds = digests("rebase", 0, 200);
+    c.request_all(1, &ClientRequest::Submit(ds.clone()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        (0..4).all(|i| c.stamped(i, &ds))
+    });
+    c.crash(2);
+    c.restart_on_file_log(2, logdir.path()).unwrap();
+    let more = digests("rebase", 200, 200);
+    c.request_all(1, &ClientRequest::Submit(more.clone()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        (0..4).all(|i| c.stamped(i, &more))
+    });
+    c.crash(2);
+    let storedir = tempfile::tempdir().unwrap();
+    write_files(&c, 2, storedir.path());
+    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(2), c.cluster);
+    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
+        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
+    let restore = |d: &std::path::Path| {
+        let (_, rec) = FileStore::open(d).unwrap();
+        let mut log = belfry_replica::filelog::FileLog::open(logdir.path()).unwrap();
+        log.truncate(rec.entries_len()).unwrap();
+        (
+            rec.entries_from,
+            rec.entries.len(),
+            rec.heads.len(),
+            belfry_replica::ReplicaCore::restore_with_log(
+                config.clone(),
+                verifier.clone(),
+                rec,
+                Box::new(log),
+            )
+            .unwrap(),
+        )
+    };
+    let (from_a, n_a, heads_a, full) = restore(storedir.path());
+    assert_eq!(from_a, 0);
+    let full_log = full.log();
+    let full_heads = full.heads();
+    let full_round = full.node().round();
+    drop(full);
+    let log = belfry_replica::filelog::FileLog::open(logdir.path()).unwrap();
+    let (store, dropped) = FileStore::open(storedir.path())
+        .unwrap()
+        .0
+        .compact_against(storedir.path(), config.broadcast.gc_depth, &log)
+        .unwrap();
+    drop((store, log));
+    assert!(dropped > 0);
+    let (from_b, n_b, heads_b, rebased) = restore(storedir.path());
+    assert!(from_b > 300, "base {from_b}");
+    assert!(
+        n_b < n_a && heads_b < heads_a,
+        "{n_b} of {n_a} entries, {heads_b} of {heads_a} heads"
+    );
+    assert_eq!(rebased.log(), full_log);
+    assert_eq!(rebased.heads(), full_heads);
+    assert_eq!(rebased.node().round(), full_round);
+    drop(rebased);
+    // The in-memory log cannot restore from it: refused, not misread.
+    let (_, rec) = FileStore::open(storedir.path()).unwrap();
+    assert!(matches!(
+        belfry_replica::ReplicaCore::restore(config, verifier, rec),
+        Err(belfry_replica::store::RestoreError::LogMissing { .. })
+    ));
 }
