@@ -292,6 +292,12 @@ impl LocalCluster {
             self.crypto[i].clone(),
             self.stores[i].recover(),
         )?;
+        self.bring_up(i, core);
+        Ok(())
+    }
+
+    /// Installs a restored replica, starts it and reconnects it to everyone.
+    fn bring_up(&mut self, i: usize, core: ReplicaCore) {
         self.cores[i] = Some(core);
         self.input(i, CoreInput::Start);
         for p in 0..self.cores.len() {
@@ -300,7 +306,6 @@ impl LocalCluster {
                 self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
             }
         }
-        Ok(())
     }
 
     /// Restarts replica `i` from its store with its log in a file log under
@@ -320,15 +325,8 @@ impl LocalCluster {
         )
         .map_err(|e| e.to_string())?;
         core.sync_log()?;
-        self.cores[i] = Some(core);
         self.file_logs.insert(i);
-        self.input(i, CoreInput::Start);
-        for p in 0..self.cores.len() {
-            if p != i {
-                self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
-                self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
-            }
-        }
+        self.bring_up(i, core);
         Ok(())
     }
 
