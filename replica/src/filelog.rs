@@ -14,7 +14,7 @@
 //! its last sequencer snapshot ([`FileLog::truncate`] cuts it back).
 
 use belfry_timestamp::store::{FileNodes, LogStore, StoreError};
-use belfry_timestamp::{Entry, Hash, MerkleTree, ProofError, SignedTreeHead};
+use belfry_timestamp::{Entry, Hash, MerkleTree, SignedTreeHead};
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,
@@ -322,18 +322,6 @@ impl LogStore for FileLog {
 
     fn node(&self, level: u32, index: u64) -> Option<Hash> {
         self.tree.node(level, index)
-    }
-
-    fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
-        self.tree.root_at(size)
-    }
-
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.tree.inclusion_proof(index, size)
-    }
-
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        self.tree.consistency_proof(first, second)
     }
 
     fn put_head(&mut self, sth: &SignedTreeHead) {

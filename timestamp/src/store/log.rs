@@ -32,11 +32,17 @@ pub trait LogStore: Send {
     /// [`NodeStore::get`].
     fn node(&self, level: u32, index: u64) -> Option<Hash>;
     /// `MTH` of the first `size` entries.
-    fn root_at(&self, size: u64) -> Result<Hash, ProofError>;
+    fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        MerkleTree::with_store(Nodes(self), self.len()).root_at(size)
+    }
     /// RFC 9162 inclusion proof of `index` in the tree of `size`.
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError>;
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        MerkleTree::with_store(Nodes(self), self.len()).inclusion_proof(index, size)
+    }
     /// RFC 9162 consistency proof between two sizes.
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError>;
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        MerkleTree::with_store(Nodes(self), self.len()).consistency_proof(first, second)
+    }
     /// Stores a signed tree head (of a size within the log); idempotent.
     fn put_head(&mut self, sth: &SignedTreeHead);
     /// The signed head of exactly this size.
@@ -66,6 +72,19 @@ pub trait LogStore: Send {
             .map_while(|i| self.entry(i))
             .collect()
     }
+}
+
+/// A log store's stored tree hashes, read through [`LogStore::node`], so the
+/// proofs are computed once for every store. Only read: the tree built over
+/// it is never appended to.
+struct Nodes<'a, L: LogStore + ?Sized>(&'a L);
+
+impl<L: LogStore + ?Sized> NodeStore for Nodes<'_, L> {
+    fn get(&self, level: u32, index: u64) -> Option<Hash> {
+        self.0.node(level, index)
+    }
+
+    fn put(&mut self, _level: u32, _index: u64, _hash: Hash) {}
 }
 
 /// The whole log in memory: for tests, the simulator and small clusters.
@@ -107,18 +126,6 @@ impl LogStore for MemoryLog {
 
     fn node(&self, level: u32, index: u64) -> Option<Hash> {
         self.tree.node(level, index)
-    }
-
-    fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
-        self.tree.root_at(size)
-    }
-
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.tree.inclusion_proof(index, size)
-    }
-
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        self.tree.consistency_proof(first, second)
     }
 
     fn put_head(&mut self, sth: &SignedTreeHead) {

@@ -14,4 +14,4 @@ mod segment;
 
 pub use log::{extended_root, LogStore, MemoryLog, Overlay};
 pub use nodes::FileNodes;
-pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES};
+pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};

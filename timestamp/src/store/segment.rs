@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Largest record payload.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
-const HEADER: usize = 8;
+/// Bytes before each record's payload: `len u32 || crc32 u32`.
+pub const RECORD_HEADER_BYTES: usize = 8;
+const HEADER: usize = RECORD_HEADER_BYTES;
 
 /// A storage failure, with the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -229,104 +231,4 @@ fn scan(bytes: &[u8], out: &mut Vec<Vec<u8>>) -> (usize, Option<String>) {
         at += HEADER + len;
     }
     (at, None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn payload(i: usize) -> Vec<u8> {
-        (0..(i % 7) * 5 + 1).map(|j| (i * 31 + j) as u8).collect()
-    }
-
-    #[test]
-    fn records_survive_reopen_and_roll_over_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, opened) = SegmentLog::open(dir.path(), 100).unwrap();
-        assert!(opened.records.is_empty());
-        for i in 0..50 {
-            assert_eq!(log.append(&payload(i)).unwrap(), i as u64);
-        }
-        log.sync().unwrap();
-        drop(log);
-        let segs = fs::read_dir(dir.path()).unwrap().count();
-        assert!(segs > 3, "rolled over into {segs} segments");
-        let (mut log, opened) = SegmentLog::open(dir.path(), 100).unwrap();
-        assert_eq!(opened.records, (0..50).map(payload).collect::<Vec<_>>());
-        assert_eq!(opened.torn_bytes, 0);
-        log.append(b"more").unwrap();
-        log.sync().unwrap();
-        let (_, opened) = SegmentLog::open(dir.path(), 100).unwrap();
-        assert_eq!(opened.records.len(), 51);
-    }
-
-    /// A crash can leave the last segment cut at any byte: reopening recovers
-    /// exactly the records that were complete, and appends continue cleanly.
-    #[test]
-    fn a_tail_cut_at_every_byte_offset_recovers_exactly_the_complete_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20).unwrap();
-        let mut ends = vec![0u64];
-        for i in 0..12 {
-            log.append(&payload(i)).unwrap();
-            ends.push(ends.last().unwrap() + (HEADER + payload(i).len()) as u64);
-        }
-        log.sync().unwrap();
-        drop(log);
-        let seg = dir.path().join(segment_name(0));
-        let full = fs::read(&seg).unwrap();
-        for cut in 0..=full.len() as u64 {
-            fs::write(&seg, &full[..cut as usize]).unwrap();
-            let (mut log, opened) = SegmentLog::open(dir.path(), 1 << 20).unwrap();
-            let complete = ends.iter().filter(|e| **e <= cut).count() - 1;
-            assert_eq!(
-                opened.records,
-                (0..complete).map(payload).collect::<Vec<_>>(),
-                "cut {cut}"
-            );
-            assert_eq!(opened.torn_bytes, cut - ends[complete]);
-            // The log goes on from there.
-            log.append(b"after").unwrap();
-            log.sync().unwrap();
-            drop(log);
-            let (_, again) = SegmentLog::open(dir.path(), 1 << 20).unwrap();
-            assert_eq!(again.records.len(), complete + 1);
-            assert_eq!(again.records.last().unwrap(), b"after");
-            assert_eq!(again.torn_bytes, 0);
-        }
-    }
-
-    #[test]
-    fn a_flipped_bit_in_the_tail_is_cut_but_in_an_earlier_segment_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = SegmentLog::open(dir.path(), 64).unwrap();
-        for i in 0..20 {
-            log.append(&payload(i)).unwrap();
-        }
-        log.sync().unwrap();
-        drop(log);
-        let mut segs: Vec<PathBuf> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        segs.sort();
-        // The last record's last byte: a torn write, cut.
-        let last = segs.last().unwrap().clone();
-        let mut b = fs::read(&last).unwrap();
-        let n = b.len();
-        b[n - 1] ^= 1;
-        fs::write(&last, &b).unwrap();
-        let (_, opened) = SegmentLog::open(dir.path(), 64).unwrap();
-        assert_eq!(opened.records.len(), 19);
-        // A flipped bit in the first segment: corruption, reported, not skipped.
-        let mut b = fs::read(&segs[0]).unwrap();
-        b[HEADER] ^= 1;
-        fs::write(&segs[0], &b).unwrap();
-        let err = SegmentLog::open(dir.path(), 64).unwrap_err();
-        assert!(
-            matches!(err, StoreError::Corrupt { offset: 0, .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("checksum"));
-    }
 }
