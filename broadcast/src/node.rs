@@ -5,7 +5,8 @@ use crate::config::Config;
 use crate::dag::Dag;
 use crate::message::Message;
 use crate::step::{
-    Checkpoint, CommittedBatch, Durable, FaultKind, Step, Target, TimerKind, VoteKind,
+    Checkpoint, CommittedBatch, Durable, FaultKind, RoundDigests, Step, Target, TimerKind,
+    VoteKind,
 };
 use crate::validity::check_vertex;
 use crate::vertex::{last_round, leader_round, Report, Round, Vertex, VertexHash, VertexRef};
@@ -155,6 +156,9 @@ pub struct Node {
     last_decided_wave: Wave,
     last_leader_round: Round,
     ordered: BTreeSet<VertexRef>,
+    /// Per-round digests of `ordered`, so a batch's commitment rehashes
+    /// only the rounds it touched.
+    order_digests: RoundDigests,
     // Resends.
     resend_budget: Vec<(Micros, usize)>,
     rounds_at_last_resend: Vec<Round>,
@@ -196,6 +200,7 @@ impl Node {
             last_decided_wave: Wave(0),
             last_leader_round: Round(0),
             ordered: BTreeSet::new(),
+            order_digests: RoundDigests::new(),
             resend_budget: vec![(Micros::ZERO, 0); n],
             rounds_at_last_resend: vec![Round(0); n],
             inbox: VecDeque::new(),
@@ -918,7 +923,7 @@ impl Node {
                 leader_parent_clocks,
                 horizon,
                 vertices: batch,
-                order_state: order.commitment(),
+                order_state: order.commitment_cached(&mut self.order_digests),
                 order,
             });
         }
@@ -1083,6 +1088,7 @@ impl Node {
         self.last_decided_wave = cp.last_decided_wave;
         self.last_leader_round = cp.last_leader_round;
         self.ordered = cp.ordered;
+        self.order_digests.clear();
         self.coin.prune_below(Wave(cp.last_decided_wave.0 + 1));
         self.shares_released = self
             .shares_released

@@ -5,7 +5,7 @@ use crate::vertex::{Round, Vertex, VertexRef};
 use belfry_coin::clock::Micros;
 use belfry_coin::{Coin, ReplicaId, Wave};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Where a message goes.
@@ -130,23 +130,70 @@ pub struct Checkpoint {
     pub ordered: BTreeSet<VertexRef>,
 }
 
+/// The per-round digests of an ordered set, with the number of refs each
+/// covers: what a node keeps between batches so that a
+/// [`Checkpoint::commitment_cached`] rehashes only the rounds that changed.
+pub type RoundDigests = BTreeMap<Round, (u32, [u8; 32])>;
+
 impl Checkpoint {
-    /// A commitment to this ordering state:
-    /// `SHA3-256("belfry-order-v1" || last_decided_wave u64 || last_leader_round u64
-    /// || count u32 || (round u64 || author u16 || hash[32])*)`, refs sorted.
-    /// It enters every Tick's `state_root`, so a catching-up replica can check
-    /// a checkpoint it is given.
+    /// A commitment to this ordering state. It enters every Tick's
+    /// `state_root`, so a catching-up replica can check a checkpoint it is
+    /// given:
+    /// `SHA3-256("belfry-order-v2" || last_decided_wave u64 || last_leader_round u64
+    /// || rounds u32 || (round u64 || count u32 || round_digest[32])*)`, rounds
+    /// ascending, where `round_digest = SHA3-256("belfry-order-round-v1" || round u64
+    /// || count u32 || (author u16 || hash[32])*)` over that round's refs in
+    /// author-then-hash order. Per round, so that a node hashes only the
+    /// rounds a batch touched rather than the whole window each time.
     pub fn commitment(&self) -> [u8; 32] {
-        let mut b = Vec::with_capacity(36 + 42 * self.ordered.len());
-        b.extend_from_slice(b"belfry-order-v1");
+        self.commitment_cached(&mut RoundDigests::new())
+    }
+
+    /// [`Checkpoint::commitment`], reusing and updating `cache`. Within a
+    /// round the ordered set only grows, so an entry whose count still
+    /// matches is current; a caller that replaces the set wholesale clears
+    /// the cache. Rounds no longer in the set leave the cache.
+    pub fn commitment_cached(&self, cache: &mut RoundDigests) -> [u8; 32] {
+        let first = self.ordered.first().map_or(Round(u64::MAX), |r| r.round);
+        *cache = cache.split_off(&first);
+        let mut b = Vec::with_capacity(36 + 44 * 64);
+        b.extend_from_slice(b"belfry-order-v2");
         b.extend_from_slice(&self.last_decided_wave.0.to_be_bytes());
         b.extend_from_slice(&self.last_leader_round.0.to_be_bytes());
-        b.extend_from_slice(&(self.ordered.len() as u32).to_be_bytes());
-        for r in &self.ordered {
-            b.extend_from_slice(&r.round.0.to_be_bytes());
-            b.extend_from_slice(&r.author.0.to_be_bytes());
-            b.extend_from_slice(&r.hash.0);
+        let count_at = b.len();
+        b.extend_from_slice(&0u32.to_be_bytes());
+        let mut rounds = 0u32;
+        let mut refs = self.ordered.iter().peekable();
+        let mut group: Vec<&VertexRef> = Vec::new();
+        while let Some(head) = refs.peek().copied() {
+            let round = head.round;
+            group.clear();
+            while let Some(x) = refs.next_if(|x| x.round == round) {
+                group.push(x);
+            }
+            let count = group.len() as u32;
+            let digest = match cache.get(&round) {
+                Some((c, d)) if *c == count => *d,
+                _ => {
+                    let mut r = Vec::with_capacity(32 + 34 * count as usize);
+                    r.extend_from_slice(b"belfry-order-round-v1");
+                    r.extend_from_slice(&round.0.to_be_bytes());
+                    r.extend_from_slice(&count.to_be_bytes());
+                    for x in &group {
+                        r.extend_from_slice(&x.author.0.to_be_bytes());
+                        r.extend_from_slice(&x.hash.0);
+                    }
+                    let d = belfry_coin::sha3(&[&r]);
+                    cache.insert(round, (count, d));
+                    d
+                }
+            };
+            b.extend_from_slice(&round.0.to_be_bytes());
+            b.extend_from_slice(&count.to_be_bytes());
+            b.extend_from_slice(&digest);
+            rounds += 1;
         }
+        b[count_at..count_at + 4].copy_from_slice(&rounds.to_be_bytes());
         belfry_coin::sha3(&[&b])
     }
 

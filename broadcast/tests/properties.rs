@@ -501,3 +501,77 @@ fn an_inverted_fetch_votes_range_is_a_fault_not_a_panic() {
     )
     .is_empty());
 }
+
+/// What a node does to its ordered set between two commitments.
+#[derive(Clone, Debug)]
+enum OrderOp {
+    /// Orders a vertex `(round offset, author, hash byte)` above the floor.
+    Order(u64, u16, u8),
+    /// Moves the GC horizon up by this many rounds.
+    Prune(u64),
+    /// Installs a different set of the same size (a catch-up checkpoint).
+    Replace(u8),
+}
+
+fn order_op() -> impl Strategy<Value = OrderOp> {
+    prop_oneof![
+        6 => (0u64..12, 0u16..4, any::<u8>()).prop_map(|(r, a, h)| OrderOp::Order(r, a, h)),
+        1 => (1u64..4).prop_map(OrderOp::Prune),
+        1 => any::<u8>().prop_map(OrderOp::Replace),
+    ]
+}
+
+proptest! {
+    /// The per-round cache a node keeps never changes a commitment: after any
+    /// sequence of orderings, prunings and wholesale replacements (the node
+    /// clears its cache on those), the cached commitment equals one computed
+    /// from scratch, as a catching-up replica computes it.
+    #[test]
+    fn cached_order_commitments_equal_fresh_ones(ops in proptest::collection::vec(order_op(), 1..60)) {
+        use belfry_broadcast::{Checkpoint, RoundDigests};
+        let mut cp = Checkpoint {
+            last_decided_wave: Wave(1),
+            last_leader_round: Round(1),
+            ordered: Default::default(),
+        };
+        let mut cache = RoundDigests::new();
+        let mut floor = 1u64;
+        let mut seen = std::collections::BTreeMap::new();
+        for op in ops {
+            match op {
+                OrderOp::Order(r, a, h) => {
+                    cp.ordered.insert(VertexRef {
+                        round: Round(floor + r),
+                        author: ReplicaId(a),
+                        hash: VertexHash([h; 32]),
+                    });
+                    cp.last_leader_round = Round(cp.last_leader_round.0.max(floor + r));
+                }
+                OrderOp::Prune(k) => {
+                    floor += k;
+                    cp.ordered = cp.ordered.split_off(&VertexRef {
+                        round: Round(floor),
+                        author: ReplicaId(0),
+                        hash: VertexHash([0; 32]),
+                    });
+                }
+                OrderOp::Replace(h) => {
+                    cp.ordered = cp
+                        .ordered
+                        .iter()
+                        .map(|r| VertexRef { hash: VertexHash([r.hash.0[0] ^ h; 32]), ..*r })
+                        .collect();
+                    cache.clear();
+                }
+            }
+            cp.last_decided_wave = Wave(cp.last_decided_wave.0 + 1);
+            let cached = cp.commitment_cached(&mut cache);
+            prop_assert_eq!(cached, cp.commitment());
+            prop_assert!(cache.keys().all(|r| r.0 >= floor), "cache kept a pruned round");
+            // Different states never share a commitment.
+            if let Some(other) = seen.insert(cached, cp.clone()) {
+                prop_assert_eq!(other, cp.clone());
+            }
+        }
+    }
+}
