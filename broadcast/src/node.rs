@@ -5,8 +5,7 @@ use crate::config::Config;
 use crate::dag::Dag;
 use crate::message::Message;
 use crate::step::{
-    Checkpoint, CommittedBatch, Durable, FaultKind, RoundDigests, Step, Target, TimerKind,
-    VoteKind,
+    Checkpoint, CommittedBatch, Durable, FaultKind, RoundDigests, Step, Target, TimerKind, VoteKind,
 };
 use crate::validity::check_vertex;
 use crate::vertex::{last_round, leader_round, Report, Round, Vertex, VertexHash, VertexRef};
