@@ -430,9 +430,25 @@ impl Node {
     /// or above it, so Byzantine claims can neither stretch it upwards nor hold
     /// it down.
     pub fn cluster_round(&self) -> Round {
-        let mut claims = self.peer_rounds.clone();
-        claims.sort_unstable_by(|a, b| b.cmp(a));
-        claims.get(self.config.f).copied().unwrap_or_default()
+        // Asked on every vote: select in a stack buffer, no allocation, for
+        // any cluster of up to 64 replicas.
+        let f = self.config.f;
+        let mut buf = [Round(0); 64];
+        let mut heap;
+        let claims: &mut [Round] = match buf.get_mut(..self.peer_rounds.len()) {
+            Some(b) => {
+                b.copy_from_slice(&self.peer_rounds);
+                b
+            }
+            None => {
+                heap = self.peer_rounds.clone();
+                &mut heap
+            }
+        };
+        if f >= claims.len() {
+            return Round::default();
+        }
+        *claims.select_nth_unstable_by(f, |a, b| b.cmp(a)).1
     }
 
     fn window_top(&self) -> Round {
@@ -642,11 +658,17 @@ impl Node {
         if slot.delivered.is_some() {
             return;
         }
-        let mut tally: BTreeMap<VertexHash, usize> = BTreeMap::new();
+        // Readies almost always name one hash: count by a linear pass over
+        // the distinct ones rather than building a map per vote.
+        let mut tally: Vec<(VertexHash, usize)> = Vec::new();
         for h in slot.readies.values() {
-            *tally.entry(*h).or_default() += 1;
+            match tally.iter_mut().find(|(x, _)| x == h) {
+                Some((_, c)) => *c += 1,
+                None => tally.push((*h, 1)),
+            }
         }
-        let Some((hash, _)) = tally.into_iter().find(|(_, c)| *c >= deliver_threshold) else {
+        tally.sort_unstable();
+        let Some(&(hash, _)) = tally.iter().find(|(_, c)| *c >= deliver_threshold) else {
             return;
         };
         match slot.body(&hash).cloned() {

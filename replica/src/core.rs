@@ -536,7 +536,12 @@ impl ReplicaCore {
                 }
             }
         }
-        out.writes.extend(step.writes);
+        if out.writes.is_empty() {
+            out.writes = step.writes;
+        } else {
+            out.writes.extend(step.writes);
+        }
+        out.to_peers.reserve(step.messages.len());
         for m in step.messages {
             // Vertices are bounded well under max_frame; an oversized one
             // would be a local bug, and is dropped rather than sent.

@@ -47,17 +47,19 @@ pub enum FrameError {
 
 /// Encodes a value into one frame.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
-    let body = postcard::to_allocvec(value).map_err(|e| FrameError::Decode(e.to_string()))?;
-    if body.len() > MAX_FRAME_BYTES - FRAME_HEADER {
+    // The body is written straight after a header placeholder: one buffer,
+    // sized for a vote, grown only for vertices and answers.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[FRAME_VERSION, 0, 0, 0, 0]);
+    let mut out = postcard::to_extend(value, out).map_err(|e| FrameError::Decode(e.to_string()))?;
+    let len = out.len() - FRAME_HEADER;
+    if len > MAX_FRAME_BYTES - FRAME_HEADER {
         return Err(FrameError::TooLarge {
-            len: body.len() + FRAME_HEADER,
+            len: len + FRAME_HEADER,
             max: MAX_FRAME_BYTES,
         });
     }
-    let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
-    out.push(FRAME_VERSION);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out[1..FRAME_HEADER].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(out)
 }
 

@@ -1032,13 +1032,7 @@ impl Sim {
             let _ = store.persist(&step, len);
             self.mark("strategy twins");
             for (to, frame) in step.to_peers {
-                let targets: Vec<usize> = match to {
-                    Target::All => (0..self.cfg.n).filter(|t| *t != i).collect(),
-                    Target::One(r) => vec![r.index()],
-                };
-                for t in targets {
-                    self.send(i, t, frame.clone());
-                }
+                self.fan_out(i, to, frame);
             }
         }
         let Some(core) = self.cores[i].as_mut() else {
@@ -1085,13 +1079,7 @@ impl Sim {
             self.queue.schedule(at, Event::Timer { node: i, kind });
         }
         for (to, frame) in step.to_peers {
-            let targets: Vec<usize> = match to {
-                Target::All => (0..self.cfg.n).filter(|t| *t != i).collect(),
-                Target::One(r) => vec![r.index()],
-            };
-            for t in targets {
-                self.send(i, t, frame.clone());
-            }
+            self.fan_out(i, to, frame);
         }
         if self.byz[i] == Some(Strategy::LateLeader) {
             self.release_late_leader(i);
@@ -1120,9 +1108,28 @@ impl Sim {
         self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
+    /// Sends one outgoing frame to its targets, in ascending order, the last
+    /// one getting the frame itself rather than a copy.
+    fn fan_out(&mut self, from: usize, to: Target, frame: Vec<u8>) {
+        match to {
+            Target::One(r) => self.send(from, r.index(), frame),
+            Target::All => {
+                let last = (0..self.cfg.n).rev().find(|t| *t != from);
+                for t in (0..self.cfg.n).filter(|t| *t != from) {
+                    if Some(t) == last {
+                        self.send(from, t, frame);
+                        break;
+                    }
+                    self.send(from, t, frame.clone());
+                }
+            }
+        }
+    }
+
     fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
         let frames = match self.byz[from] {
             Some(s) => self.byzantine(s, from, to, frame),
+            None if self.rush_slowed.is_none() => return self.transmit(from, to, frame),
             None => vec![frame],
         };
         // A withhold-and-rush adversary also controls the network (the
@@ -1148,28 +1155,31 @@ impl Sim {
             return;
         }
         for frame in frames {
-            if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
-                self.mark("drop");
-                continue;
-            }
-            let copies = if self.cfg.duplicate > 0.0 && self.net_rng.gen_bool(self.cfg.duplicate) {
-                self.mark("duplicate");
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                let at = self.now.saturating_add(self.link_delay(from, to));
-                self.queue.schedule(
-                    at,
-                    Event::Deliver {
-                        from,
-                        to,
-                        frame: frame.clone(),
-                    },
-                );
-            }
+            self.transmit(from, to, frame);
         }
+    }
+
+    /// Puts one frame on the link `from → to`: dropped, delivered once or
+    /// duplicated, each copy after its own link delay.
+    fn transmit(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
+            self.mark("drop");
+            return;
+        }
+        if self.cfg.duplicate > 0.0 && self.net_rng.gen_bool(self.cfg.duplicate) {
+            self.mark("duplicate");
+            let at = self.now.saturating_add(self.link_delay(from, to));
+            self.queue.schedule(
+                at,
+                Event::Deliver {
+                    from,
+                    to,
+                    frame: frame.clone(),
+                },
+            );
+        }
+        let at = self.now.saturating_add(self.link_delay(from, to));
+        self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
     /// A Byzantine replica's rewrite of one outgoing frame to one peer.
