@@ -154,7 +154,8 @@ pub struct Node {
     own_shares: BTreeMap<Wave, belfry_coin::SignatureShare>,
     last_decided_wave: Wave,
     last_leader_round: Round,
-    ordered: BTreeSet<VertexRef>,
+    /// Shared with the checkpoints handed out, copied on the next write.
+    ordered: Arc<BTreeSet<VertexRef>>,
     /// Per-round digests of `ordered`, so a batch's commitment rehashes
     /// only the rounds it touched.
     order_digests: RoundDigests,
@@ -198,7 +199,7 @@ impl Node {
             own_shares: BTreeMap::new(),
             last_decided_wave: Wave(0),
             last_leader_round: Round(0),
-            ordered: BTreeSet::new(),
+            ordered: Arc::default(),
             order_digests: RoundDigests::new(),
             resend_budget: vec![(Micros::ZERO, 0); n],
             rounds_at_last_resend: vec![Round(0); n],
@@ -658,17 +659,16 @@ impl Node {
         if slot.delivered.is_some() {
             return;
         }
-        // Readies almost always name one hash: count by a linear pass over
-        // the distinct ones rather than building a map per vote.
-        let mut tally: Vec<(VertexHash, usize)> = Vec::new();
-        for h in slot.readies.values() {
-            match tally.iter_mut().find(|(x, _)| x == h) {
-                Some((_, c)) => *c += 1,
-                None => tally.push((*h, 1)),
-            }
-        }
-        tally.sort_unstable();
-        let Some(&(hash, _)) = tally.iter().find(|(_, c)| *c >= deliver_threshold) else {
+        // At most one hash can gather 2f+1 readies. Readies almost always
+        // name one hash: count each distinct one in place, no map per vote.
+        let readies = &slot.readies;
+        let Some(hash) = readies
+            .values()
+            .enumerate()
+            .filter(|(i, h)| !readies.values().take(*i).any(|x| x == *h))
+            .map(|(_, h)| *h)
+            .find(|h| readies.values().filter(|x| *x == h).count() >= deliver_threshold)
+        else {
             return;
         };
         match slot.body(&hash).cloned() {
@@ -913,8 +913,11 @@ impl Node {
             .filter(|(r, _)| r.round >= horizon && !self.ordered.contains(r))
             .collect();
         batch.sort_by_key(|(r, _)| (r.round, r.author));
-        for (r, _) in &batch {
-            self.ordered.insert(*r);
+        if !batch.is_empty() {
+            let ordered = Arc::make_mut(&mut self.ordered);
+            for (r, _) in &batch {
+                ordered.insert(*r);
+            }
         }
         let batch: Vec<Arc<Vertex>> = batch.into_iter().map(|(_, v)| v).collect();
         let leader_parent_clocks = leader
@@ -955,11 +958,15 @@ impl Node {
             return;
         }
         self.dag.prune_below(horizon);
-        self.ordered = self.ordered.split_off(&VertexRef {
+        let floor = VertexRef {
             round: horizon,
             author: ReplicaId(0),
             hash: VertexHash([0; 32]),
-        });
+        };
+        if self.ordered.first().is_some_and(|r| *r < floor) {
+            let ordered = Arc::make_mut(&mut self.ordered);
+            *ordered = ordered.split_off(&floor);
+        }
         self.slots = self.slots.split_off(&(horizon, ReplicaId(0)));
         self.bodies.retain(|_, v| v.round >= horizon);
         self.own_vertices = self.own_vertices.split_off(&horizon);

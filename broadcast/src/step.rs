@@ -127,7 +127,9 @@ pub struct Checkpoint {
     /// Round of the last ordered leader (0 before the first).
     pub last_leader_round: Round,
     /// The ordered vertices at or above the horizon.
-    pub ordered: BTreeSet<VertexRef>,
+    /// (Shared: a node hands out one checkpoint per batch and copies the
+    /// set only when it next changes it.)
+    pub ordered: Arc<BTreeSet<VertexRef>>,
 }
 
 /// The per-round digests of an ordered set, with the number of refs each

@@ -540,7 +540,7 @@ proptest! {
         for op in ops {
             match op {
                 OrderOp::Order(r, a, h) => {
-                    cp.ordered.insert(VertexRef {
+                    std::sync::Arc::make_mut(&mut cp.ordered).insert(VertexRef {
                         round: Round(floor + r),
                         author: ReplicaId(a),
                         hash: VertexHash([h; 32]),
@@ -549,18 +549,20 @@ proptest! {
                 }
                 OrderOp::Prune(k) => {
                     floor += k;
-                    cp.ordered = cp.ordered.split_off(&VertexRef {
+                    let set = std::sync::Arc::make_mut(&mut cp.ordered);
+                    *set = set.split_off(&VertexRef {
                         round: Round(floor),
                         author: ReplicaId(0),
                         hash: VertexHash([0; 32]),
                     });
                 }
                 OrderOp::Replace(h) => {
-                    cp.ordered = cp
-                        .ordered
-                        .iter()
-                        .map(|r| VertexRef { hash: VertexHash([r.hash.0[0] ^ h; 32]), ..*r })
-                        .collect();
+                    cp.ordered = std::sync::Arc::new(
+                        cp.ordered
+                            .iter()
+                            .map(|r| VertexRef { hash: VertexHash([r.hash.0[0] ^ h; 32]), ..*r })
+                            .collect(),
+                    );
                     cache.clear();
                 }
             }
