@@ -164,6 +164,9 @@ pub struct Node {
     rounds_at_last_resend: Vec<Round>,
     // Loopback of our own broadcasts.
     inbox: VecDeque<Message>,
+    /// The hash of the own vertex whose VAL is next in `inbox` (computed
+    /// when it was made; its own delivery need not hash it again).
+    own_val_hash: Option<(Round, VertexHash)>,
     restoring: bool,
     /// The DAG or the coins changed since commits and shares were last checked.
     dirty: bool,
@@ -204,6 +207,7 @@ impl Node {
             resend_budget: vec![(Micros::ZERO, 0); n],
             rounds_at_last_resend: vec![Round(0); n],
             inbox: VecDeque::new(),
+            own_val_hash: None,
             restoring: false,
             dirty: true,
             counters: Counters::default(),
@@ -424,6 +428,7 @@ impl Node {
         while let Some(m) = self.inbox.pop_front() {
             self.on_message(self.config.me, m, step);
         }
+        self.own_val_hash = None;
     }
 
     /// The cluster's round as far as this node can tell: the (f+1)-th highest
@@ -533,7 +538,10 @@ impl Node {
             step.fault(from, FaultKind::InvalidVertex(why));
             return;
         }
-        let hash = v.hash();
+        let hash = match self.own_val_hash.take() {
+            Some((round, hash)) if from == self.config.me && round == v.round => hash,
+            _ => v.hash(),
+        };
         let slot = self.slots.entry((v.round, v.author)).or_default();
         match &slot.val {
             Some((existing, _)) if *existing != hash => {
@@ -1240,6 +1248,7 @@ impl Node {
         self.counters.rounds_created += 1;
         self.own_vertices.insert(round, Arc::new(v.clone()));
         step.writes.push(Durable::OwnVertex(v.clone()));
+        self.own_val_hash = Some((round, reference.hash));
         self.broadcast(Message::Val(v), step);
     }
 
