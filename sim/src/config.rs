@@ -173,6 +173,11 @@ pub struct SimConfig {
     /// changes nothing a run does (tests check the trace hash is the same).
     #[serde(skip)]
     pub compact_at: usize,
+    /// With real BLS, compute each verification once for all replicas
+    /// (`shared.rs`). It changes nothing a run does (a test checks the
+    /// trace hash is the same without it).
+    #[serde(skip)]
+    pub share_verifications: bool,
 }
 
 /// The per-message jitter distribution.
@@ -237,6 +242,7 @@ impl SimConfig {
             m7_baseline: false,
             fairness_off: false,
             compact_at: 40_000,
+            share_verifications: true,
         }
     }
 

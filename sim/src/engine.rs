@@ -4,6 +4,7 @@
 
 use crate::config::{JitterKind, SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
+use crate::shared::{SharedCrypto, Verifications};
 use belfry_replica::broadcast::testkit::EventQueue;
 use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash};
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
@@ -20,7 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, LogNormal, Pareto};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A group key for mock-crypto clusters: any valid point will do, the mock
 /// never uses it (it only enters the cluster id).
@@ -300,25 +301,36 @@ impl Sim {
     fn new(cfg: SimConfig) -> Result<Sim, String> {
         let n = cfg.n;
         let f = cfg.f();
-        let (crypto, key, anchor): (Vec<Arc<dyn ThresholdCrypto>>, GroupPublicKey, _) =
-            if cfg.mock_crypto {
-                let mk = sha3(&[b"belfry-sim-mock-key", &cfg.seed.to_be_bytes()]);
-                let key = GroupPublicKey::from_hex(MOCK_GROUP_KEY).map_err(|e| e.to_string())?;
-                let crypto = (0..n)
-                    .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), mk)) as _)
-                    .collect();
-                (crypto, key, None)
-            } else {
-                let (public, secrets) =
-                    deal(n, f, &mut stream(cfg.seed, "keys", 0)).map_err(|e| e.to_string())?;
-                let public = Arc::new(public);
-                let key = public.group_key();
-                let crypto = secrets
-                    .into_iter()
-                    .map(|s| Arc::new(BlsCrypto::new(public.clone(), s)) as _)
-                    .collect();
-                (crypto, key, Some(TrustAnchor(key)))
-            };
+        let (crypto, key, anchor): (Vec<Arc<dyn ThresholdCrypto>>, GroupPublicKey, _) = if cfg
+            .mock_crypto
+        {
+            let mk = sha3(&[b"belfry-sim-mock-key", &cfg.seed.to_be_bytes()]);
+            let key = GroupPublicKey::from_hex(MOCK_GROUP_KEY).map_err(|e| e.to_string())?;
+            let crypto = (0..n)
+                .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), mk)) as _)
+                .collect();
+            (crypto, key, None)
+        } else {
+            let (public, secrets) =
+                deal(n, f, &mut stream(cfg.seed, "keys", 0)).map_err(|e| e.to_string())?;
+            let public = Arc::new(public);
+            let key = public.group_key();
+            // Each replica signs with its own share; the pairings every
+            // replica repeats are computed once per run (shared.rs).
+            let memory = Arc::new(Mutex::new(Verifications::default()));
+            let crypto = secrets
+                .into_iter()
+                .map(|s| {
+                    let own: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public.clone(), s));
+                    if cfg.share_verifications {
+                        Arc::new(SharedCrypto::new(own, memory.clone())) as _
+                    } else {
+                        own
+                    }
+                })
+                .collect();
+            (crypto, key, Some(TrustAnchor(key)))
+        };
         let cluster = ClusterParams {
             group_public_key: key,
             n: n as u16,

@@ -57,6 +57,7 @@ pub use belfry_replica as replica;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod shared;
 
 pub use config::{JitterKind, SimConfig, Strategy};
 pub use engine::{run, Report};

@@ -521,3 +521,25 @@ fn compacting_the_stores_changes_nothing_a_run_does() {
         );
     }
 }
+
+/// Sharing the pairings among the simulated replicas (real BLS) changes
+/// nothing a run does — also with a Byzantine replica sending invalid coin
+/// and tree-head shares, whose rejections are shared too.
+#[test]
+fn sharing_verifications_changes_nothing_a_run_does() {
+    let mut c = SimConfig::new(4, 502);
+    c.duration = Micros::from_secs(1);
+    c.load_per_s = 200;
+    c.faulty = 1;
+    c.strategies = vec![Strategy::BadShares];
+    let shared = assert_clean(&c);
+    assert!(shared.coverage.contains_key("strategy bad-shares"));
+    c.share_verifications = false;
+    let alone = assert_clean(&c);
+    assert_eq!(
+        shared.trace_hash,
+        alone.trace_hash,
+        "{}",
+        c.replay_command()
+    );
+}
