@@ -7,13 +7,6 @@ use belfry_sim::{SimConfig, Strategy};
 use clap::{Args, Parser, Subcommand};
 use rand::{Rng, SeedableRng};
 
-// The simulator allocates and frees millions of small vertices, votes and
-// records per simulated minute; mimalloc makes that about a tenth cheaper
-// (BENCHMARKS.md). Only this binary uses it.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "belfry-sim", version, about = "belfry deterministic simulator")]
 struct Cli {
