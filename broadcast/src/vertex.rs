@@ -46,8 +46,20 @@ pub const fn last_round(w: belfry_coin::Wave) -> Round {
 }
 
 /// SHA3-256 of a vertex's canonical bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VertexHash(pub [u8; 32]);
+
+impl Ord for VertexHash {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        belfry_coin::cmp_hash(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for VertexHash {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl fmt::Debug for VertexHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,8 +68,20 @@ impl fmt::Debug for VertexHash {
 }
 
 /// A 32-byte client digest (a commitment: the content stays with the client).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest(pub [u8; 32]);
+
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        belfry_coin::cmp_hash(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -92,7 +92,7 @@ impl<L: LogStore + ?Sized> NodeStore for Nodes<'_, L> {
 pub struct MemoryLog {
     entries: Vec<Entry>,
     tree: MerkleTree<MemoryNodes>,
-    index: BTreeMap<[u8; 32], u64>,
+    index: BTreeMap<DigestKey, u64>,
     heads: BTreeMap<u64, SignedTreeHead>,
 }
 
@@ -100,6 +100,22 @@ impl MemoryLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+/// A digest as an index key, compared a word at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DigestKey([u8; 32]);
+
+impl Ord for DigestKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        belfry_coin::cmp_hash(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for DigestKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -113,12 +129,13 @@ impl LogStore for MemoryLog {
     }
 
     fn index_of(&self, digest: &[u8; 32]) -> Option<u64> {
-        self.index.get(digest).copied()
+        self.index.get(&DigestKey(*digest)).copied()
     }
 
     fn append(&mut self, entry: &Entry) {
         if let Entry::Digest(d) = entry {
-            self.index.insert(d.digest, self.entries.len() as u64);
+            self.index
+                .insert(DigestKey(d.digest), self.entries.len() as u64);
         }
         self.tree.push(entry.leaf_hash());
         self.entries.push(*entry);
