@@ -240,7 +240,7 @@ impl Node {
                         node.last_recv_time = node.last_recv_time.max(last.recv_time);
                     }
                     if v.round >= horizon {
-                        node.own_vertices.insert(v.round, Arc::new(v.clone()));
+                        node.own_vertices.insert(v.round, v.clone());
                     }
                 }
                 Durable::Vote {
@@ -255,9 +255,8 @@ impl Node {
                         VoteKind::Echo => {
                             slot.my_echo = Some(*hash);
                             if let Some(b) = body {
-                                let b = Arc::new(b.clone());
                                 node.bodies.insert(*hash, b.clone());
-                                slot.val = Some((*hash, b));
+                                slot.val = Some((*hash, b.clone()));
                             }
                         }
                         VoteKind::Ready => slot.my_ready = Some(*hash),
@@ -271,7 +270,7 @@ impl Node {
             if let Durable::Delivered(v) = record {
                 let hash = v.hash();
                 if v.round >= node.dag.horizon() && node.dag.get(&hash).is_none() {
-                    let v = Arc::new(v.clone());
+                    let v = v.clone();
                     let slot = node.slots.entry((v.round, v.author)).or_default();
                     slot.delivered = Some(hash);
                     node.enter_or_buffer(hash, v, &mut ignored);
@@ -542,38 +541,40 @@ impl Node {
             Some((round, hash)) if from == self.config.me && round == v.round => hash,
             _ => v.hash(),
         };
-        let slot = self.slots.entry((v.round, v.author)).or_default();
-        match &slot.val {
+        let (round, author) = (v.round, v.author);
+        let slot = self.slots.entry((round, author)).or_default();
+        let body = match &slot.val {
             Some((existing, _)) if *existing != hash => {
-                step.fault(from, FaultKind::Equivocation { round: v.round });
+                step.fault(from, FaultKind::Equivocation { round });
                 return;
             }
-            Some(_) => {}
+            Some((_, body)) => body.clone(),
             None => {
-                let body = Arc::new(v.clone());
+                let body = Arc::new(v);
                 self.bodies.insert(hash, body.clone());
-                slot.val = Some((hash, body));
+                slot.val = Some((hash, body.clone()));
+                body
             }
-        }
+        };
         if slot.my_echo.is_none() && self.config.participate {
             slot.my_echo = Some(hash);
             step.writes.push(Durable::Vote {
                 kind: VoteKind::Echo,
-                round: v.round,
-                author: v.author,
+                round,
+                author,
                 hash,
-                body: Some(v.clone()),
+                body: Some(body),
             });
             self.broadcast(
                 Message::Echo {
-                    round: v.round,
-                    author: v.author,
+                    round,
+                    author,
                     hash,
                 },
                 step,
             );
         }
-        self.try_deliver(v.round, v.author, step);
+        self.try_deliver(round, author, step);
     }
 
     fn on_vote(
@@ -739,7 +740,7 @@ impl Node {
             self.dirty = true;
             self.unreached.insert((v.round, v.author, hash));
             if !self.restoring {
-                step.writes.push(Durable::Delivered((*v).clone()));
+                step.writes.push(Durable::Delivered(v.clone()));
             }
             if let Some(waiters) = self.waiting_on.remove(&hash) {
                 for w in waiters {
@@ -1246,8 +1247,9 @@ impl Node {
         self.last_vertex_at = Some(self.now);
         self.peer_rounds[self.config.me.index()] = round;
         self.counters.rounds_created += 1;
-        self.own_vertices.insert(round, Arc::new(v.clone()));
-        step.writes.push(Durable::OwnVertex(v.clone()));
+        let own = Arc::new(v.clone());
+        self.own_vertices.insert(round, own.clone());
+        step.writes.push(Durable::OwnVertex(own));
         self.own_val_hash = Some((round, reference.hash));
         self.broadcast(Message::Val(v), step);
     }

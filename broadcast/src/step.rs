@@ -49,7 +49,10 @@ pub enum VoteKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Durable {
     /// This replica's own vertex, before its VAL is sent.
-    OwnVertex(Vertex),
+    ///
+    /// (Vertices in records are shared with the node's own structures, not
+    /// copied; they serialize exactly as the vertex itself.)
+    OwnVertex(Arc<Vertex>),
     /// A vote, before it is sent; for an ECHO, with the body echoed.
     Vote {
         /// ECHO or READY.
@@ -61,10 +64,10 @@ pub enum Durable {
         /// The hash voted for.
         hash: crate::VertexHash,
         /// The VAL body, for an ECHO.
-        body: Option<Vertex>,
+        body: Option<Arc<Vertex>>,
     },
     /// A vertex that entered the DAG.
-    Delivered(Vertex),
+    Delivered(Arc<Vertex>),
     /// A revealed coin.
     Coin(Coin),
     /// The ordering state after a decided wave.

@@ -38,7 +38,7 @@ fn record(n: usize, f: usize, seed: u64, gc_depth: u64) -> Recorded {
     let vertices = net.storage[0]
         .iter()
         .filter_map(|w| match w {
-            Durable::Delivered(v) => Some(v.clone()),
+            Durable::Delivered(v) => Some((**v).clone()),
             _ => None,
         })
         .collect::<Vec<_>>();
