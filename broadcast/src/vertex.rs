@@ -50,12 +50,14 @@ pub const fn last_round(w: belfry_coin::Wave) -> Round {
 pub struct VertexHash(pub [u8; 32]);
 
 impl Ord for VertexHash {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         belfry_coin::cmp_hash(&self.0, &other.0)
     }
 }
 
 impl PartialOrd for VertexHash {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -72,12 +74,14 @@ impl fmt::Debug for VertexHash {
 pub struct Digest(pub [u8; 32]);
 
 impl Ord for Digest {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         belfry_coin::cmp_hash(&self.0, &other.0)
     }
 }
 
 impl PartialOrd for Digest {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }

@@ -108,12 +108,14 @@ impl MemoryLog {
 struct DigestKey([u8; 32]);
 
 impl Ord for DigestKey {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         belfry_coin::cmp_hash(&self.0, &other.0)
     }
 }
 
 impl PartialOrd for DigestKey {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
