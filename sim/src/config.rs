@@ -178,6 +178,11 @@ pub struct SimConfig {
     /// trace hash is the same without it).
     #[serde(skip)]
     pub share_verifications: bool,
+    /// Test-only: a restarted replica loses its broadcast records (votes,
+    /// own vertices, checkpoints) — the amnesia the durable records exist to
+    /// prevent. The double-signing check must then catch it.
+    #[serde(skip)]
+    pub amnesia: bool,
 }
 
 /// The per-message jitter distribution.
@@ -243,6 +248,7 @@ impl SimConfig {
             fairness_off: false,
             compact_at: 40_000,
             share_verifications: true,
+            amnesia: false,
         }
     }
 

@@ -224,6 +224,9 @@ struct Sim {
     logged: BTreeMap<[u8; 32], u64>,
     heads: BTreeMap<u64, SignedTreeHead>,
     votes: Vec<BTreeMap<belfry_replica::broadcast::Pledge, VertexHash>>,
+    /// Each honest replica's own vertices by round, compared by content (the
+    /// same check as by hash, without hashing every vertex a second time).
+    own_vertices: Vec<BTreeMap<Round, Arc<belfry_replica::broadcast::Vertex>>>,
     violations: Vec<String>,
     // Ground truth and measures.
     submitted: BTreeMap<[u8; 32], Micros>,
@@ -441,6 +444,7 @@ impl Sim {
             logged: BTreeMap::new(),
             heads: BTreeMap::new(),
             votes: vec![BTreeMap::new(); n],
+            own_vertices: vec![BTreeMap::new(); n],
             violations: Vec::new(),
             submitted: BTreeMap::new(),
             first_seen: BTreeMap::new(),
@@ -786,6 +790,11 @@ impl Sim {
                 }
                 self.mark("crash");
                 self.stores[i].crashed = false;
+                if self.cfg.amnesia {
+                    self.stores[i].broadcast.clear();
+                    self.report_cursor[i] = 0;
+                    self.mark("amnesia");
+                }
                 match ReplicaCore::restore(
                     self.configs[i].clone(),
                     self.crypto[i].clone(),
@@ -1080,6 +1089,7 @@ impl Sim {
             });
             if let Some(h) = horizon {
                 self.votes[i].retain(|p, _| p.round >= h);
+                self.own_vertices[i] = self.own_vertices[i].split_off(&h);
             }
             self.mark("store compacted");
         }
@@ -1364,7 +1374,27 @@ impl Sim {
                 }
             }
         }
-        for (pledge, hash) in step.writes.iter().filter_map(Durable::pledge) {
+        for w in &step.writes {
+            if let Durable::OwnVertex(v) = w {
+                match self.own_vertices[i].get(&v.round) {
+                    Some(prev) if !Arc::ptr_eq(prev, v) && **prev != **v => {
+                        self.violations.push(format!(
+                            "event {}: replica {i} persisted two different own vertices for {}",
+                            self.events, v.round
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.own_vertices[i].insert(v.round, v.clone());
+                    }
+                }
+            }
+        }
+        let votes = step
+            .writes
+            .iter()
+            .filter(|w| matches!(w, Durable::Vote { .. }));
+        for (pledge, hash) in votes.filter_map(Durable::pledge) {
             if let Some(prev) = self.votes[i].insert(pledge, hash) {
                 if prev != hash {
                     self.violations.push(format!(

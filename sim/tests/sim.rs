@@ -543,3 +543,33 @@ fn sharing_verifications_changes_nothing_a_run_does() {
         c.replay_command()
     );
 }
+
+/// The double-signing check can fail: a replica that restarts without its
+/// durable votes and own vertices (amnesia — a test-only fault) signs a
+/// second, different vertex or vote for a slot, and the run says so.
+#[test]
+fn a_replica_that_forgets_its_votes_is_caught_signing_twice() {
+    for seed in [11u64, 12, 13] {
+        let mut c = short(4, seed);
+        c.duration = Micros::from_secs(3);
+        c.crash = true;
+        c.amnesia = true;
+        let r = run(&c).unwrap();
+        assert!(
+            r.coverage.contains_key("amnesia"),
+            "seed {seed}: no amnesia"
+        );
+        // Both halves of the check: its own vertex (compared by content)
+        // and its votes (compared by hash).
+        for what in [
+            "two different own vertices",
+            "two different hashes for Pledge",
+        ] {
+            assert!(
+                r.violations.iter().any(|v| v.contains(what)),
+                "seed {seed}: amnesia not caught as {what}: {:?}",
+                r.violations
+            );
+        }
+    }
+}
