@@ -49,19 +49,7 @@ pub const fn last_round(w: belfry_coin::Wave) -> Round {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VertexHash(pub [u8; 32]);
 
-impl Ord for VertexHash {
-    #[inline]
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        belfry_coin::cmp_hash(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for VertexHash {
-    #[inline]
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+belfry_coin::hash_ord!(VertexHash);
 
 impl fmt::Debug for VertexHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,19 +61,7 @@ impl fmt::Debug for VertexHash {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest(pub [u8; 32]);
 
-impl Ord for Digest {
-    #[inline]
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        belfry_coin::cmp_hash(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for Digest {
-    #[inline]
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+belfry_coin::hash_ord!(Digest);
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

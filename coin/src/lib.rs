@@ -112,6 +112,27 @@ pub fn cmp_hash(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
     std::cmp::Ordering::Equal
 }
 
+/// Implements `Ord` and `PartialOrd` for a newtype over `[u8; 32]` (field
+/// `.0`) through [`cmp_hash`]: the same order as the array's, inline.
+#[macro_export]
+macro_rules! hash_ord {
+    ($t:ty) => {
+        impl Ord for $t {
+            #[inline]
+            fn cmp(&self, other: &Self) -> ::std::cmp::Ordering {
+                $crate::cmp_hash(&self.0, &other.0)
+            }
+        }
+
+        impl PartialOrd for $t {
+            #[inline]
+            fn partial_cmp(&self, other: &Self) -> Option<::std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+
 /// SHA3-256 of the concatenation of `parts`.
 pub fn sha3(parts: &[&[u8]]) -> [u8; 32] {
     use sha3::Digest;

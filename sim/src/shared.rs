@@ -40,13 +40,6 @@ pub struct Verifications {
     pub computed: u64,
 }
 
-fn remember<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: V) {
-    if map.len() >= MAX_REMEMBERED {
-        map.clear();
-    }
-    map.insert(key, value);
-}
-
 /// One replica's crypto: its own instance for signing, the run's shared
 /// memory for everything else.
 pub struct SharedCrypto {
@@ -74,6 +67,31 @@ impl SharedCrypto {
         // a panic that already ended the run, and its data is still sound.
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The remembered answer to `key` in the table `table` picks, or the
+    /// one `compute` gives (then remembered). The lock is not held while
+    /// computing.
+    fn recall<K: Ord, V: Clone>(
+        &self,
+        table: fn(&mut Verifications) -> &mut BTreeMap<K, V>,
+        key: K,
+        compute: impl FnOnce() -> V,
+    ) -> V {
+        let known = table(&mut self.memory()).get(&key).cloned();
+        if let Some(v) = known {
+            self.memory().reused += 1;
+            return v;
+        }
+        let v = compute();
+        let mut m = self.memory();
+        m.computed += 1;
+        let t = table(&mut m);
+        if t.len() >= MAX_REMEMBERED {
+            t.clear();
+        }
+        t.insert(key, v.clone());
+        v
+    }
 }
 
 impl ThresholdCrypto for SharedCrypto {
@@ -91,16 +109,11 @@ impl ThresholdCrypto for SharedCrypto {
 
     fn verify_share(&self, from: ReplicaId, message: &[u8], share: &SignatureShare) -> bool {
         let key = (from.0, sha3(&[message]), share.0);
-        let known = self.memory().shares.get(&key).copied();
-        if let Some(ok) = known {
-            self.memory().reused += 1;
-            return ok;
-        }
-        let ok = self.inner.verify_share(from, message, share);
-        let mut m = self.memory();
-        m.computed += 1;
-        remember(&mut m.shares, key, ok);
-        ok
+        self.recall(
+            |m| &mut m.shares,
+            key,
+            || self.inner.verify_share(from, message, share),
+        )
     }
 
     fn combine(
@@ -112,29 +125,19 @@ impl ThresholdCrypto for SharedCrypto {
             sha3(&[message]),
             shares.iter().map(|(id, s)| (id.0, s.0)).collect::<Shares>(),
         );
-        let known = self.memory().combined.get(&key).cloned();
-        if let Some(r) = known {
-            self.memory().reused += 1;
-            return r;
-        }
-        let r = self.inner.combine(message, shares);
-        let mut m = self.memory();
-        m.computed += 1;
-        remember(&mut m.combined, key, r.clone());
-        r
+        self.recall(
+            |m| &mut m.combined,
+            key,
+            || self.inner.combine(message, shares),
+        )
     }
 
     fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool {
         let key = (sha3(&[message]), signature.0);
-        let known = self.memory().groups.get(&key).copied();
-        if let Some(ok) = known {
-            self.memory().reused += 1;
-            return ok;
-        }
-        let ok = self.inner.verify_group(message, signature);
-        let mut m = self.memory();
-        m.computed += 1;
-        remember(&mut m.groups, key, ok);
-        ok
+        self.recall(
+            |m| &mut m.groups,
+            key,
+            || self.inner.verify_group(message, signature),
+        )
     }
 }

@@ -107,19 +107,7 @@ impl MemoryLog {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DigestKey([u8; 32]);
 
-impl Ord for DigestKey {
-    #[inline]
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        belfry_coin::cmp_hash(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for DigestKey {
-    #[inline]
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+belfry_coin::hash_ord!(DigestKey);
 
 impl LogStore for MemoryLog {
     fn len(&self) -> u64 {
