@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use belfry_replica::broadcast::config::MAX_FRAME_BYTES;
-use belfry_replica::wire::{
+use belfry_broadcast::config::MAX_FRAME_BYTES;
+use belfry_wire::{
     decode, encode, ClientRequest, ClientResponse, FrameError, PeerMessage,
 };
 use proptest::prelude::*;
@@ -44,10 +44,10 @@ fn frames_round_trip_and_reject_bad_bytes() {
 
 #[test]
 fn entries_travel_as_canonical_bytes() {
-    use belfry_replica::timestamp::{DigestEntry, Entry};
+    use belfry_timestamp::{DigestEntry, Entry};
     let e = Entry::Digest(DigestEntry {
         digest: [3; 32],
-        witnessed_at: belfry_replica::clock::Micros(5),
+        witnessed_at: belfry_timestamp::clock::Micros(5),
         key: 2,
         witnesses: 3,
         late: true,

@@ -11,13 +11,11 @@
 
 pub use belfry_broadcast as broadcast;
 pub use belfry_timestamp::{self as timestamp, clock, coin};
+pub use belfry_wire as wire;
 
-pub mod cli;
 pub mod core;
-pub mod demo;
 pub mod filelog;
 pub mod local;
 pub mod store;
-pub mod wire;
 
 pub use crate::core::{ClientId, CoreFault, CoreInput, CoreStep, ReplicaConfig, ReplicaCore};

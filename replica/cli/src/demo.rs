@@ -2,12 +2,12 @@
 //! digests, and every receipt is verified offline against the trust anchor
 //! alone.
 
-use crate::local::LocalCluster;
-use crate::wire::ClientRequest;
+use belfry_replica::local::LocalCluster;
+use belfry_replica::wire::ClientRequest;
 use anyhow::{bail, Context};
-use belfry_broadcast::clock::{ClockSource, Micros, SystemClock};
-use belfry_broadcast::coin::{sha3, Policy};
-use belfry_timestamp::{verify_receipt, Entry, Receipt};
+use belfry_replica::clock::{ClockSource, Micros, SystemClock};
+use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::timestamp::{verify_receipt, Entry, Receipt};
 use std::time::Instant;
 
 /// Arguments of `belfry demo`.
@@ -66,7 +66,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let digests: Vec<[u8; 32]> = (0..args.digests as u64)
         .map(|i| sha3(&[b"belfry demo document ", &i.to_be_bytes()]))
         .collect();
-    for chunk in digests.chunks(belfry_broadcast::config::MAX_DIGESTS_PER_REQUEST) {
+    for chunk in digests.chunks(belfry_replica::broadcast::config::MAX_DIGESTS_PER_REQUEST) {
         cluster.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
     }
     let mut remaining = digests.clone();
