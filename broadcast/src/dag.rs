@@ -66,6 +66,13 @@ impl Dag {
             .flat_map(|r| r.values().map(|(h, v)| (*h, v)))
     }
 
+    /// Every vertex held, in `(round, author)` order.
+    pub fn vertices(&self) -> impl Iterator<Item = &Arc<Vertex>> {
+        self.rounds
+            .values()
+            .flat_map(|r| r.values().map(|(_, v)| v))
+    }
+
     /// References to the vertices of a round, by author.
     pub fn refs(&self, round: Round) -> impl Iterator<Item = VertexRef> + '_ {
         self.round(round).map(|(hash, v)| VertexRef {

@@ -204,6 +204,37 @@ pub struct Sequencer {
     /// never touches it).
     pending_trie: HashTrie,
     dirty: BTreeSet<Digest>,
+    /// Digests whose pending entry changed since the last
+    /// [`Sequencer::take_delta`]: what the next durable record carries.
+    unpersisted: BTreeSet<Digest>,
+    /// A batch was sequenced since the last [`Sequencer::take_delta`].
+    moved: bool,
+}
+
+/// What changed in the sequencer state since the last delta was taken: the
+/// per-turn durable record of the sequencer (DESIGN.md 3.6 asks a Tick to be
+/// cheap; a whole state per Tick grows with everything pending). Applying the
+/// deltas in order to the state they were taken after gives the state now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencerDelta {
+    /// The small, fixed-size part of the state, whole.
+    frontier_round: Vec<u64>,
+    frontier_time: Vec<Micros>,
+    prev_tick_time: Micros,
+    horizon: Round,
+    last_wave: Wave,
+    order_state: [u8; 32],
+    /// Pending digests added or changed.
+    upserts: Vec<(Digest, Pending)>,
+    /// Pending digests logged (or dropped).
+    removed: Vec<Digest>,
+}
+
+impl SequencerDelta {
+    /// Pending digests this delta adds, changes or removes.
+    pub fn changed(&self) -> usize {
+        self.upserts.len() + self.removed.len()
+    }
 }
 
 /// Everything the sequencer carries from one batch to the next: persisted at
@@ -221,6 +252,42 @@ pub struct SequencerState {
 }
 
 impl SequencerState {
+    /// A state with nothing in it, for [`SequencerState::apply`] to fill:
+    /// the first delta a sequencer hands out carries every change since
+    /// genesis.
+    pub fn empty() -> Self {
+        SequencerState {
+            frontier_round: Vec::new(),
+            frontier_time: Vec::new(),
+            pending: BTreeMap::new(),
+            prev_tick_time: Micros::ZERO,
+            horizon: Round(0),
+            last_wave: Wave(0),
+            order_state: [0; 32],
+        }
+    }
+
+    /// The state after `delta`, taken after this state.
+    pub fn apply(&mut self, delta: SequencerDelta) {
+        self.frontier_round = delta.frontier_round;
+        self.frontier_time = delta.frontier_time;
+        self.prev_tick_time = delta.prev_tick_time;
+        self.horizon = delta.horizon;
+        self.last_wave = delta.last_wave;
+        self.order_state = delta.order_state;
+        for (d, p) in delta.upserts {
+            self.pending.insert(d, p);
+        }
+        for d in delta.removed {
+            self.pending.remove(&d);
+        }
+    }
+
+    /// Unlogged digests with counted reports.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The wave of the last batch sequenced (0 before the first).
     pub fn last_wave(&self) -> Wave {
         self.last_wave
@@ -250,6 +317,8 @@ impl Sequencer {
             },
             pending_trie: HashTrie::new(),
             dirty: BTreeSet::new(),
+            unpersisted: BTreeSet::new(),
+            moved: false,
         }
     }
 
@@ -268,7 +337,38 @@ impl Sequencer {
             state,
             pending_trie,
             dirty: BTreeSet::new(),
+            unpersisted: BTreeSet::new(),
+            moved: false,
         })
+    }
+
+    /// The changes since the last call (or since `new`/`restore`): what a
+    /// turn's durable record carries instead of the whole state. Costs
+    /// O(n + digests changed).
+    pub fn take_delta(&mut self) -> SequencerDelta {
+        let mut delta = SequencerDelta {
+            frontier_round: self.state.frontier_round.clone(),
+            frontier_time: self.state.frontier_time.clone(),
+            prev_tick_time: self.state.prev_tick_time,
+            horizon: self.state.horizon,
+            last_wave: self.state.last_wave,
+            order_state: self.state.order_state,
+            upserts: Vec::new(),
+            removed: Vec::new(),
+        };
+        self.moved = false;
+        for d in std::mem::take(&mut self.unpersisted) {
+            match self.state.pending.get(&d) {
+                Some(p) => delta.upserts.push((d, p.clone())),
+                None => delta.removed.push(d),
+            }
+        }
+        delta
+    }
+
+    /// Whether anything changed since the last [`Sequencer::take_delta`].
+    pub fn has_delta(&self) -> bool {
+        self.moved || !self.unpersisted.is_empty()
     }
 
     /// The state to persist.
@@ -488,6 +588,8 @@ impl Sequencer {
         self.state.prev_tick_time = time;
         self.state.last_wave = batch.wave;
         self.state.order_state = batch.order_state;
+        self.unpersisted.extend(self.dirty.iter().copied());
+        self.moved = true;
         for d in std::mem::take(&mut self.dirty) {
             match self.state.pending.get(&d) {
                 Some(p) => self.pending_trie.insert(d.0, pending_leaf(p)),

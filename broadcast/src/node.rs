@@ -229,6 +229,20 @@ impl Node {
         let horizon = node.dag.horizon();
         for record in records {
             match record {
+                Durable::Chain {
+                    round,
+                    last_own,
+                    last_clock,
+                    last_recv_time,
+                } => {
+                    if *round > node.round {
+                        node.round = *round;
+                        node.last_own = *last_own;
+                        node.last_clock = *last_clock;
+                        node.peer_rounds[node.config.me.index()] = *round;
+                    }
+                    node.last_recv_time = node.last_recv_time.max(*last_recv_time);
+                }
                 Durable::OwnVertex(v) => {
                     if v.round > node.round {
                         node.round = v.round;
@@ -279,6 +293,53 @@ impl Node {
         }
         node.restoring = false;
         node
+    }
+
+    /// The records a restart needs, rebuilt from memory: the ordering
+    /// checkpoint, the own chain's position, own vertices, own votes (an
+    /// ECHO with the body it echoed), coins of undecided waves, and the DAG
+    /// — everything at or above the GC horizon. [`Node::restore`] from these
+    /// alone rebuilds what it rebuilds from every record ever written, so a
+    /// journal can replace its past with them (compaction costs O(what is
+    /// held), never a re-read of the journal).
+    pub fn live_records(&self) -> Vec<Durable> {
+        let mut out = Vec::with_capacity(2 + self.own_vertices.len() + 2 * self.slots.len());
+        out.push(Durable::Checkpoint(self.checkpoint()));
+        out.push(Durable::Chain {
+            round: self.round,
+            last_own: self.last_own,
+            last_clock: self.last_clock,
+            last_recv_time: self.last_recv_time,
+        });
+        out.extend(self.own_vertices.values().cloned().map(Durable::OwnVertex));
+        for ((round, author), slot) in &self.slots {
+            if let Some(hash) = slot.my_echo {
+                out.push(Durable::Vote {
+                    kind: VoteKind::Echo,
+                    round: *round,
+                    author: *author,
+                    hash,
+                    body: slot.body(&hash).cloned(),
+                });
+            }
+            if let Some(hash) = slot.my_ready {
+                out.push(Durable::Vote {
+                    kind: VoteKind::Ready,
+                    round: *round,
+                    author: *author,
+                    hash,
+                    body: None,
+                });
+            }
+        }
+        out.extend(
+            self.coin
+                .coins()
+                .filter(|c| c.wave > self.last_decided_wave)
+                .map(|c| Durable::Coin(*c)),
+        );
+        out.extend(self.dag.vertices().cloned().map(Durable::Delivered));
+        out
     }
 
     /// This node's configuration.

@@ -72,6 +72,20 @@ pub enum Durable {
     Coin(Coin),
     /// The ordering state after a decided wave.
     Checkpoint(Checkpoint),
+    /// Where the replica's own chain stands — its latest vertex, that
+    /// vertex's clock and the floor of its reports' receive times — for a
+    /// compacted journal, where the vertices themselves may be gone (see
+    /// [`crate::Node::live_records`]).
+    Chain {
+        /// The round of the latest own vertex.
+        round: crate::Round,
+        /// The latest own vertex.
+        last_own: Option<crate::VertexRef>,
+        /// Its clock.
+        last_clock: Micros,
+        /// The largest receive time reported so far.
+        last_recv_time: Micros,
+    },
 }
 
 /// What a durable record binds its replica to for one slot: an honest

@@ -168,6 +168,11 @@ impl CommonCoin {
         self.coins.get(&wave)
     }
 
+    /// The revealed coins held, by wave.
+    pub fn coins(&self) -> impl Iterator<Item = &Coin> {
+        self.coins.values()
+    }
+
     /// Forgets collectors and coins of waves below `wave`.
     pub fn prune_below(&mut self, wave: Wave) {
         self.collectors = self.collectors.split_off(&wave);

@@ -172,7 +172,10 @@ pub struct SimConfig {
     /// compacted to what a restart reads, so long runs stay in memory. It
     /// changes nothing a run does (tests check the trace hash is the same).
     #[serde(skip)]
-    pub compact_at: usize,
+    pub compact_at: u64,
+    /// How long a replica's journal sync takes, µs: inputs that arrive
+    /// meanwhile join the next turn (group commit), as in the node.
+    pub fsync_us: u64,
     /// With real BLS, compute each verification once for all replicas
     /// (`shared.rs`). It changes nothing a run does (a test checks the
     /// trace hash is the same without it).
@@ -246,7 +249,8 @@ impl SimConfig {
             hold_back: true,
             m7_baseline: false,
             fairness_off: false,
-            compact_at: 40_000,
+            compact_at: 4_000,
+            fsync_us: 200,
             share_verifications: true,
             amnesia: false,
         }
@@ -292,6 +296,9 @@ impl SimConfig {
             return Err(
                 "--latency-us must be in 1..=1000000 and --clock-step-us non-negative".into(),
             );
+        }
+        if self.fsync_us > 1_000_000 {
+            return Err("--fsync-us must be at most 1000000".into());
         }
         if self.duration.0 == 0 || self.load_per_s > 100_000 {
             return Err("--duration must be positive and --load at most 100000/s".into());
@@ -381,6 +388,9 @@ impl SimConfig {
                     self.pareto_shape
                 ));
             }
+        }
+        if self.fsync_us != 200 {
+            c.push_str(&format!(" --fsync-us {}", self.fsync_us));
         }
         if !self.races {
             c.push_str(" --no-races");

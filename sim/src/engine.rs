@@ -2,20 +2,23 @@
 //! replicas, the network and fault models, the Byzantine rewrites, and the
 //! invariant checks run after every event.
 
+use crate::byzantine::{is_censored, is_victim, RUSH_SLOW_MS};
 use crate::config::{JitterKind, SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
 use crate::shared::{SharedCrypto, Verifications};
 use belfry_replica::broadcast::testkit::EventQueue;
-use belfry_replica::broadcast::{Durable, Message, Round, Target, TimerKind, VertexHash};
+use belfry_replica::broadcast::{Message, Round, Target, VertexHash};
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
-    deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, Policy, ReplicaId,
-    SignatureShare, ThresholdCrypto, TrustAnchor,
+    deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, ThresholdCrypto,
+    TrustAnchor,
 };
-use belfry_replica::store::{MemoryStore, ReplicaStore};
-use belfry_replica::timestamp::{verify_inclusion, verify_receipt, Entry, SignedTreeHead};
+use belfry_replica::host::TimerSet;
+use belfry_replica::journal::{CrashMode, MemoryJournal};
+use belfry_replica::timestamp::store::MemoryLog;
+use belfry_replica::timestamp::{Entry, SignedTreeHead};
 use belfry_replica::wire::{self, ClientRequest, PeerMessage};
-use belfry_replica::{CoreInput, CoreStep, ReplicaConfig, ReplicaCore};
+use belfry_replica::{CoreInput, Host, HostConfig, Released, ReplicaConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, LogNormal, Pareto};
@@ -42,7 +45,7 @@ pub fn stream(seed: u64, component: &str, index: u64) -> ChaCha20Rng {
 }
 
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     Deliver {
         from: usize,
         to: usize,
@@ -50,7 +53,13 @@ enum Event {
     },
     Timer {
         node: usize,
-        kind: TimerKind,
+        set: TimerSet,
+    },
+    /// Replica `node`'s journal sync (of incarnation `incarnation`)
+    /// completes: the sealed turn is released.
+    SyncDone {
+        node: usize,
+        incarnation: u64,
     },
     Submit {
         node: usize,
@@ -82,7 +91,7 @@ enum Event {
 /// reported as SHA3-256 of the lanes. It detects divergence between runs;
 /// it is not meant to resist an adversary choosing inputs.
 #[derive(Clone, Copy, Debug, Default)]
-struct Trace {
+pub(crate) struct Trace {
     a: u64,
     b: u64,
     n: u64,
@@ -115,7 +124,7 @@ impl Trace {
         self.word(u64::from_le_bytes(w));
     }
 
-    fn digest(&self) -> [u8; 32] {
+    pub(crate) fn digest(&self) -> [u8; 32] {
         sha3(&[
             &self.a.to_be_bytes(),
             &self.b.to_be_bytes(),
@@ -125,7 +134,7 @@ impl Trace {
 }
 
 /// A message's jitter factor on top of its link's base latency.
-enum Jitter {
+pub(crate) enum Jitter {
     LogNormal(LogNormal<f64>),
     Pareto(Pareto<f64>),
 }
@@ -188,93 +197,103 @@ pub struct Race {
     pub digests: Vec<[u8; 32]>,
 }
 
-struct Sim {
-    cfg: SimConfig,
-    now: Micros,
-    queue: EventQueue<Event>,
-    cores: Vec<Option<ReplicaCore>>,
-    configs: Vec<ReplicaConfig>,
-    crypto: Vec<Arc<dyn ThresholdCrypto>>,
-    stores: Vec<MemoryStore>,
-    /// The honest replicas' reports (M1, M6), read from what they persisted
-    /// as they persist it, so stores can be compacted.
-    reports: metrics::HonestReports,
-    report_seen: Vec<BTreeSet<[u8; 32]>>,
-    report_cursor: Vec<usize>,
-    clocks: Vec<DriftingClock>,
-    byz: Vec<Option<Strategy>>,
-    net_rng: ChaCha20Rng,
-    load_rng: ChaCha20Rng,
-    byz_rng: ChaCha20Rng,
-    fault_rng: ChaCha20Rng,
-    jitter: Jitter,
+/// One simulated replica: its host while it runs, the storage a crash
+/// leaves behind while it is down.
+pub(crate) struct Replica {
+    pub(crate) host: Option<Host<MemoryJournal>>,
+    /// Journal and log store of a stopped replica.
+    disk: Option<(MemoryJournal, MemoryLog)>,
+    /// Starts so far (timers and sync completions of earlier ones are stale).
+    incarnation: u64,
+    /// A sealed turn waits for its journal sync (`fsync_us`).
+    syncing: bool,
+    /// An armed crash: it strikes when the next turn is sealed (aimed at a
+    /// turn that appends a Tick, if `at_tick`).
+    crash_armed: Option<ArmedCrash>,
+    /// Messages to this replica are delayed this much more until `until`
+    /// (a slow link after a restart).
+    slow_until: Option<(Micros, Micros)>,
+    /// Catch-ups seen so far (leaders, snapshots), for coverage.
+    catchups: (u64, u64),
+    /// Journal snapshots seen so far (the double-signing memory is pruned
+    /// at each).
+    snapshots: u64,
+}
+
+/// How an armed crash strikes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArmedCrash {
+    /// Strike only at a turn that appends a Tick (the recovery boundary
+    /// between a batch's log entries and the node's ordering state).
+    at_tick: bool,
+    /// Whether the sealed turn's record is torn (else lost whole).
+    torn: bool,
+}
+
+pub(crate) struct Sim {
+    pub(crate) cfg: SimConfig,
+    pub(crate) now: Micros,
+    pub(crate) queue: EventQueue<Event>,
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) configs: Vec<ReplicaConfig>,
+    pub(crate) crypto: Vec<Arc<dyn ThresholdCrypto>>,
+    /// The honest replicas' reports (M1, M6), taken from what they released.
+    pub(crate) reports: metrics::HonestReports,
+    pub(crate) report_seen: Vec<BTreeSet<[u8; 32]>>,
+    pub(crate) clocks: Vec<DriftingClock>,
+    pub(crate) byz: Vec<Option<Strategy>>,
+    pub(crate) net_rng: ChaCha20Rng,
+    pub(crate) load_rng: ChaCha20Rng,
+    pub(crate) byz_rng: ChaCha20Rng,
+    pub(crate) fault_rng: ChaCha20Rng,
+    pub(crate) jitter: Jitter,
     /// Base latency (µs) per directed link, `from * n + to` (`from = n`: the
     /// clients).
-    link_base: Vec<f64>,
-    trace: Trace,
-    events: u64,
-    trace_log: Vec<(Micros, [u8; 32])>,
-    stalls: Vec<String>,
-    last_progress: Micros,
-    stall_reported: bool,
+    pub(crate) link_base: Vec<f64>,
+    pub(crate) trace: Trace,
+    pub(crate) events: u64,
+    pub(crate) trace_log: Vec<(Micros, [u8; 32])>,
+    pub(crate) stalls: Vec<String>,
+    pub(crate) last_progress: Micros,
+    pub(crate) stall_reported: bool,
     /// Directed links that drop everything: `(from, to)`.
-    down: BTreeSet<(usize, usize)>,
+    pub(crate) down: BTreeSet<(usize, usize)>,
     // Invariants.
-    canonical: Vec<Entry>,
-    logged: BTreeMap<[u8; 32], u64>,
-    heads: BTreeMap<u64, SignedTreeHead>,
-    votes: Vec<BTreeMap<belfry_replica::broadcast::Pledge, VertexHash>>,
+    pub(crate) canonical: Vec<Entry>,
+    pub(crate) logged: BTreeMap<[u8; 32], u64>,
+    pub(crate) heads: BTreeMap<u64, SignedTreeHead>,
+    pub(crate) votes: Vec<BTreeMap<belfry_replica::broadcast::Pledge, VertexHash>>,
     /// Each honest replica's own vertices by round, compared by content (the
     /// same check as by hash, without hashing every vertex a second time).
-    own_vertices: Vec<BTreeMap<Round, Arc<belfry_replica::broadcast::Vertex>>>,
-    violations: Vec<String>,
+    pub(crate) own_vertices: Vec<BTreeMap<Round, Arc<belfry_replica::broadcast::Vertex>>>,
+    pub(crate) violations: Vec<String>,
     // Ground truth and measures.
-    submitted: BTreeMap<[u8; 32], Micros>,
-    first_seen: BTreeMap<[u8; 32], Vec<Option<Micros>>>,
-    covered_at: BTreeMap<[u8; 32], Micros>,
-    uncovered: BTreeMap<u64, [u8; 32]>,
-    last_tick_time: Option<Micros>,
-    held: BTreeSet<[u8; 32]>,
-    races: Vec<Race>,
-    replay_buf: Vec<(usize, Vec<u8>)>,
+    pub(crate) submitted: BTreeMap<[u8; 32], Micros>,
+    pub(crate) first_seen: BTreeMap<[u8; 32], Vec<Option<Micros>>>,
+    pub(crate) covered_at: BTreeMap<[u8; 32], Micros>,
+    pub(crate) uncovered: BTreeMap<u64, [u8; 32]>,
+    pub(crate) last_tick_time: Option<Micros>,
+    pub(crate) held: BTreeSet<[u8; 32]>,
+    pub(crate) races: Vec<Race>,
+    pub(crate) replay_buf: Vec<(usize, Vec<u8>)>,
     /// Late-leader frames held until their wave's coin is out.
-    held_frames: Vec<(usize, usize, belfry_replica::coin::Wave, Vec<u8>)>,
+    pub(crate) held_frames: Vec<(usize, usize, belfry_replica::coin::Wave, Vec<u8>)>,
     /// Hashes of vertices a late leader withheld.
-    withheld: BTreeSet<[u8; 32]>,
+    pub(crate) withheld: BTreeSet<[u8; 32]>,
     /// When each replica last restarted.
-    restarted_at: BTreeMap<usize, Micros>,
+    pub(crate) restarted_at: BTreeMap<usize, Micros>,
     /// The honest replica a withhold-and-rush adversary slows down.
-    rush_slowed: Option<usize>,
+    pub(crate) rush_slowed: Option<usize>,
     /// Twins: the second instance of a replica.
-    twins: BTreeMap<usize, (ReplicaCore, MemoryStore)>,
-    coverage: BTreeMap<String, u64>,
-    peer_messages: u64,
-    peer_bytes: u64,
-    next_digest: u64,
-    anchor: Option<TrustAnchor>,
+    pub(crate) twins: BTreeMap<usize, Host<MemoryJournal>>,
+    pub(crate) coverage: BTreeMap<String, u64>,
+    pub(crate) peer_messages: u64,
+    pub(crate) peer_bytes: u64,
+    pub(crate) next_digest: u64,
+    pub(crate) anchor: Option<TrustAnchor>,
 }
 
-/// How long a withhold-and-rush adversary holds the slowed honest replica's
-/// vertices back (it controls the network, as the asynchronous model allows).
-const RUSH_SLOW_MS: u64 = 50;
-
-/// How long after a victim's digest the front-runner's own digest reaches
-/// the honest replicas the adversary has not slowed.
-const FRONT_RUN_LAG_MS: u64 = 20;
-
-/// Whether a withhold-and-rush adversary withholds this digest: a quarter of
-/// all client digests, chosen by value so every run agrees on them.
-fn is_victim(d: &[u8; 32]) -> bool {
-    d[31] % 4 == 0
-}
-
-/// Whether a censoring replica refuses to report this digest: half of all
-/// client digests, chosen by value.
-fn is_censored(d: &[u8; 32]) -> bool {
-    d[31] % 2 == 0
-}
-
-fn honest(cfg: &SimConfig, i: usize) -> bool {
+pub(crate) fn honest(cfg: &SimConfig, i: usize) -> bool {
     cfg.strategy_of(i).is_none()
 }
 
@@ -422,11 +441,20 @@ impl Sim {
         let sim = Sim {
             now: GENESIS,
             queue: EventQueue::default(),
-            cores: (0..n).map(|_| None).collect(),
-            stores: vec![MemoryStore::default(); n],
+            replicas: (0..n)
+                .map(|_| Replica {
+                    host: None,
+                    disk: Some((MemoryJournal::new(), MemoryLog::new())),
+                    incarnation: 0,
+                    syncing: false,
+                    crash_armed: None,
+                    slow_until: None,
+                    catchups: (0, 0),
+                    snapshots: 0,
+                })
+                .collect(),
             reports: BTreeMap::new(),
             report_seen: vec![BTreeSet::new(); n],
-            report_cursor: vec![0; n],
             net_rng: stream(cfg.seed, "net", 0),
             load_rng: stream(cfg.seed, "load", 0),
             byz_rng: stream(cfg.seed, "byzantine", 0),
@@ -473,11 +501,11 @@ impl Sim {
         Ok(sim)
     }
 
-    fn mark(&mut self, what: &str) {
+    pub(crate) fn mark(&mut self, what: &str) {
         *self.coverage.entry(what.to_string()).or_default() += 1;
     }
 
-    fn local(&self, i: usize) -> Micros {
+    pub(crate) fn local(&self, i: usize) -> Micros {
         self.clocks[i].local_at(self.now)
     }
 
@@ -606,47 +634,276 @@ impl Sim {
         self.check_receipts();
     }
 
-    /// Takes the reports of an honest replica's newly persisted own
-    /// vertices: its first report of each digest, valued by the policy.
-    fn absorb_reports(&mut self, i: usize) {
-        if !honest(&self.cfg, i) {
-            return;
-        }
-        let from = self.report_cursor[i].min(self.stores[i].broadcast.len());
-        for w in &self.stores[i].broadcast[from..] {
-            if let Durable::OwnVertex(v) = w {
-                for r in &v.reports {
-                    if self.report_seen[i].insert(r.digest.0) {
-                        let value = match self.cfg.policy {
-                            Policy::Lamport => v.round.0,
-                            Policy::Clock { .. } => r.recv_time.0,
-                        };
-                        self.reports.entry(r.digest.0).or_default().push(value);
-                    }
-                }
-            }
-        }
-        self.report_cursor[i] = self.stores[i].broadcast.len();
-    }
-
-    fn all_covered(&self, ds: &[[u8; 32]]) -> bool {
+    pub(crate) fn all_covered(&self, ds: &[[u8; 32]]) -> bool {
         ds.iter().all(|d| self.covered_at.contains_key(d))
     }
 
     fn start(&mut self, i: usize) {
-        self.cores[i] = Some(ReplicaCore::new(
+        if self.byz[i] == Some(Strategy::Twins) {
+            match self.open_host(i, MemoryJournal::new(), MemoryLog::new(), 1 << 20) {
+                Ok(twin) => {
+                    self.twins.insert(i, twin);
+                }
+                Err(e) => self
+                    .violations
+                    .push(format!("twin of {i} cannot start: {e}")),
+            }
+        }
+        if self.byz[i] == Some(Strategy::LyingClock) {
+            self.mark("strategy lying-clock");
+        }
+        if self.restart(i) {
+            self.reconnect_quietly(i);
+        }
+    }
+
+    /// A host for replica `i` over the given storage.
+    fn open_host(
+        &self,
+        i: usize,
+        journal: MemoryJournal,
+        log: MemoryLog,
+        incarnation: u64,
+    ) -> Result<Host<MemoryJournal>, String> {
+        let recovered = journal.recover().map_err(|e| e.to_string())?;
+        let host_config = HostConfig {
+            compact_after_records: self.cfg.compact_at,
+            ..HostConfig::default()
+        };
+        Host::open(
             self.configs[i].clone(),
             self.crypto[i].clone(),
-        ));
-        match self.byz[i] {
-            Some(Strategy::Twins) => {
-                let twin = ReplicaCore::new(self.configs[i].clone(), self.crypto[i].clone());
-                self.twins.insert(i, (twin, MemoryStore::default()));
+            journal,
+            recovered,
+            Box::new(log),
+            host_config,
+            incarnation,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// (Re)starts replica `i` from the storage it left; false (and a
+    /// violation) if it cannot.
+    fn restart(&mut self, i: usize) -> bool {
+        let (journal, log) = self.replicas[i]
+            .disk
+            .take()
+            .unwrap_or_else(|| (MemoryJournal::new(), MemoryLog::new()));
+        let incarnation = self.replicas[i].incarnation + 1;
+        match self.open_host(i, journal, log, incarnation) {
+            Ok(host) => {
+                let r = &mut self.replicas[i];
+                r.host = Some(host);
+                r.incarnation = incarnation;
+                r.syncing = false;
+                if incarnation > 1 {
+                    self.restarted_at.insert(i, self.now);
+                    self.mark("restart");
+                }
+                self.input(i, CoreInput::Start);
+                if incarnation > 1 {
+                    self.reconnect(i);
+                }
+                true
             }
-            Some(Strategy::LyingClock) => self.mark("strategy lying-clock"),
-            _ => {}
+            Err(e) => {
+                self.violations
+                    .push(format!("replica {i} cannot restart: {e}"));
+                false
+            }
         }
-        self.input(i, CoreInput::Start);
+    }
+
+    /// Nothing to do at the very first start: no peer has a link to renew.
+    fn reconnect_quietly(&mut self, _i: usize) {}
+
+    /// Stops replica `i` as a power cut would: the sealed turn's record is
+    /// lost or torn, the log store keeps only what was synced to it.
+    fn crash(&mut self, i: usize, mode: CrashMode) {
+        let r = &mut self.replicas[i];
+        let Some(host) = r.host.take() else {
+            return;
+        };
+        let (mut journal, log) = host.into_parts();
+        journal.crash(mode);
+        let mut log = log.into_memory_log().unwrap_or_default();
+        log.lose_unsynced();
+        r.disk = Some((journal, log));
+        r.syncing = false;
+        // Pending timers and syncs belong to the old incarnation now.
+        r.incarnation += 1;
+    }
+
+    pub(crate) fn input(&mut self, i: usize, input: CoreInput) {
+        let local = self.local(i);
+        if self.replicas[i].host.is_none() {
+            return;
+        }
+        if let Some(twin) = self.twins.get_mut(&i) {
+            // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
+            // different vertices under the same key.
+            twin.handle(local.saturating_add(Micros(700)), input.clone());
+            let released = twin.commit();
+            self.mark("strategy twins");
+            if let Ok(r) = released {
+                for (to, frame) in r.to_peers {
+                    self.fan_out(i, to, frame);
+                }
+            }
+        }
+        if let Some(host) = self.replicas[i].host.as_mut() {
+            host.handle(local, input);
+        }
+        self.after_input(i);
+    }
+
+    /// After an input: seal the turn unless a sync is in flight (then the
+    /// input joins the next turn — group commit).
+    fn after_input(&mut self, i: usize) {
+        if !self.replicas[i].syncing {
+            self.flush(i);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let Some(host) = self.replicas[i].host.as_mut() else {
+            return;
+        };
+        let durable = match host.flush() {
+            Ok(d) => d,
+            Err(e) => {
+                self.violations
+                    .push(format!("replica {i}'s host failed: {e}"));
+                self.crash(i, CrashMode::LoseUnsynced);
+                return;
+            }
+        };
+        if durable && self.strike_armed_crash(i) {
+            return;
+        }
+        if durable && self.cfg.fsync_us > 0 {
+            self.replicas[i].syncing = true;
+            let at = self.now.saturating_add(Micros(self.cfg.fsync_us));
+            let incarnation = self.replicas[i].incarnation;
+            self.queue.schedule(
+                at,
+                Event::SyncDone {
+                    node: i,
+                    incarnation,
+                },
+            );
+        } else {
+            self.sync(i);
+        }
+    }
+
+    /// An armed crash strikes while the sealed turn is not yet durable (at a
+    /// turn that appends a Tick, if aimed there).
+    fn strike_armed_crash(&mut self, i: usize) -> bool {
+        let Some(armed) = self.replicas[i].crash_armed else {
+            return false;
+        };
+        let unsynced = self.replicas[i]
+            .host
+            .as_ref()
+            .map_or(0, |h| h.journal().unsynced());
+        if armed.at_tick {
+            let has_tick = self.replicas[i].host.as_ref().is_some_and(|h| {
+                matches!(
+                    h.journal().last_unsynced_turn(),
+                    Some(t) if t.entries.iter().any(|e| matches!(e, Entry::Tick(_)))
+                )
+            });
+            if !has_tick {
+                return false;
+            }
+        }
+        let mode = if armed.torn && unsynced > 0 {
+            CrashMode::Torn {
+                survive: self.fault_rng.gen_range(0..unsynced),
+            }
+        } else {
+            CrashMode::LoseUnsynced
+        };
+        self.replicas[i].crash_armed = None;
+        self.crash(i, mode);
+        self.mark(match (armed.at_tick, armed.torn) {
+            (true, true) => "crash mid-write at a Tick, record torn",
+            (true, false) => "crash mid-write at a Tick",
+            (false, true) => "crash mid-write, record torn",
+            (false, false) => "crash mid-write",
+        });
+        true
+    }
+
+    fn sync(&mut self, i: usize) {
+        self.replicas[i].syncing = false;
+        let Some(host) = self.replicas[i].host.as_mut() else {
+            return;
+        };
+        match host.sync() {
+            Ok(released) => self.release(i, released),
+            Err(e) => {
+                self.violations
+                    .push(format!("replica {i}'s host failed: {e}"));
+                self.crash(i, CrashMode::LoseUnsynced);
+                return;
+            }
+        }
+        if self.replicas[i]
+            .host
+            .as_ref()
+            .is_some_and(|h| h.turn_open())
+        {
+            self.flush(i);
+        }
+    }
+
+    /// A durable turn's effects leave the replica: checks, reports, timers,
+    /// frames.
+    fn release(&mut self, i: usize, released: Released) {
+        let local = self.local(i);
+        let state = self.replicas[i].host.as_ref().map(|host| {
+            let core = host.core();
+            (
+                (core.leader_catchups(), core.catchups_installed()),
+                host.stats().snapshots,
+                core.node().dag().horizon(),
+            )
+        });
+        if let Some((now_caught, snapshots, horizon)) = state {
+            let before = std::mem::replace(&mut self.replicas[i].catchups, now_caught);
+            if now_caught.0 > before.0 {
+                self.mark("catch-up by committed leaders (FetchLeaders)");
+            }
+            if now_caught.1 > before.1 {
+                self.mark("catch-up by log range and snapshot (FetchState)");
+            }
+            if snapshots > self.replicas[i].snapshots {
+                self.replicas[i].snapshots = snapshots;
+                // Pledges below the horizon can never be made again (a
+                // replica votes only within its window above the horizon,
+                // restarted or not): the double-vote check need not
+                // remember them.
+                self.votes[i].retain(|p, _| p.round >= horizon);
+                self.own_vertices[i] = self.own_vertices[i].split_off(&horizon);
+                self.mark("store compacted");
+            }
+        }
+        self.absorb_reports(i, &released.writes);
+        if honest(&self.cfg, i) {
+            self.check_turn(i, &released);
+        }
+        for set in released.timers {
+            let at = self.now.saturating_add(set.deadline.saturating_sub(local));
+            self.queue.schedule(at, Event::Timer { node: i, set });
+        }
+        for (to, frame) in released.to_peers {
+            self.fan_out(i, to, frame);
+        }
+        if self.byz[i] == Some(Strategy::LateLeader) {
+            self.release_late_leader(i);
+        }
     }
 
     fn run_until(&mut self, until: Micros) {
@@ -663,42 +920,11 @@ impl Sim {
         self.now = self.now.max(until);
     }
 
-    /// Notes where progress stopped: no new log entry for 2 s while digests
-    /// wait.
-    fn detect_stall(&mut self) {
-        let waiting = self.submitted.len() > self.logged.len();
-        if !waiting || self.stall_reported {
-            return;
-        }
-        if self.now.saturating_sub(self.last_progress) > Micros::from_secs(2) {
-            self.stall_reported = true;
-            let state: Vec<String> = self
-                .cores
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match c {
-                    Some(c) => format!(
-                        "r{i}: round {} wave {} log {}",
-                        c.node().round().0,
-                        c.node().last_decided_wave().0,
-                        c.log_len()
-                    ),
-                    None => format!("r{i}: down"),
-                })
-                .collect();
-            self.stalls.push(format!(
-                "no progress for 2 s from {} µs (log size {}): {}",
-                self.last_progress.0,
-                self.canonical.len(),
-                state.join("; ")
-            ));
-        }
-    }
-
     fn trace_event(&mut self, e: &Event) {
         let (kind, a, b, bytes): (u8, usize, usize, &[u8]) = match e {
             Event::Deliver { from, to, frame } => (1, *from, *to, frame),
-            Event::Timer { node, kind } => (2, *node, *kind as usize, &[]),
+            Event::Timer { node, set } => (2, *node, set.timer.index(), &[]),
+            Event::SyncDone { node, .. } => (17, *node, 0, &[]),
             Event::Submit { node, digests } => (3, *node, digests.len(), &[]),
             Event::Load => (4, 0, 0, &[]),
             Event::Race(k) => (5, *k, 0, &[]),
@@ -736,7 +962,21 @@ impl Sim {
                 let from = ReplicaId(from as u16);
                 self.input(to, CoreInput::Peer { from, frame });
             }
-            Event::Timer { node, kind } => self.input(node, CoreInput::Timer(kind)),
+            Event::Timer { node, set } => {
+                let local = self.local(node);
+                let fired = self.replicas[node]
+                    .host
+                    .as_mut()
+                    .is_some_and(|h| h.fire(local, set));
+                if fired {
+                    self.after_input(node);
+                }
+            }
+            Event::SyncDone { node, incarnation } => {
+                if self.replicas[node].incarnation == incarnation {
+                    self.sync(node);
+                }
+            }
             Event::Submit { node, mut digests } => {
                 if self.byz[node] == Some(Strategy::WithholdAndRush) {
                     self.front_run(&mut digests);
@@ -746,7 +986,7 @@ impl Sim {
                     self.mark("strategy censor");
                 }
                 let digests = digests;
-                if honest(&self.cfg, node) && self.cores[node].is_some() {
+                if honest(&self.cfg, node) && self.replicas[node].host.is_some() {
                     for d in &digests {
                         let seen = self
                             .first_seen
@@ -778,38 +1018,34 @@ impl Sim {
                 self.rush();
             }
             Event::ArmCrash(i) => {
-                let budget = self.fault_rng.gen_range(0..30);
-                self.stores[i].crash_after_records = Some(budget);
-                self.mark("crash armed");
+                let at_tick = self.fault_rng.gen_bool(0.5);
+                let torn = self.fault_rng.gen_bool(0.5);
+                self.replicas[i].crash_armed = Some(ArmedCrash { at_tick, torn });
+                self.mark(if at_tick {
+                    "crash armed at a Tick"
+                } else {
+                    "crash armed"
+                });
             }
             Event::Restart(i) => {
-                if self.cores[i].is_some() {
+                if self.replicas[i].host.is_some() {
                     // The armed crash has not struck yet: crash now.
-                    self.stores[i].crash_after_records = None;
-                    self.cores[i] = None;
+                    self.crash(i, CrashMode::LoseUnsynced);
                 }
+                self.replicas[i].crash_armed = None;
                 self.mark("crash");
-                self.stores[i].crashed = false;
                 if self.cfg.amnesia {
-                    self.stores[i].broadcast.clear();
-                    self.report_cursor[i] = 0;
+                    self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
                     self.mark("amnesia");
                 }
-                match ReplicaCore::restore(
-                    self.configs[i].clone(),
-                    self.crypto[i].clone(),
-                    self.stores[i].recover(),
-                ) {
-                    Ok(core) => {
-                        self.cores[i] = Some(core);
-                        self.restarted_at.insert(i, self.now);
-                        self.mark("restart");
-                        self.input(i, CoreInput::Start);
-                        self.reconnect(i);
-                    }
-                    Err(e) => self
-                        .violations
-                        .push(format!("replica {i} cannot restart: {e}")),
+                if self.restart(i) {
+                    // The restarted replica hears the others late for a
+                    // while, as over a congested link: catch-up and
+                    // re-derivation race its peers' messages.
+                    let slow = Micros(self.fault_rng.gen_range(1_000..4_000));
+                    let until = self.now.saturating_add(Micros::from_millis(600));
+                    self.replicas[i].slow_until = Some((until, slow));
+                    self.mark("slow link after a restart");
                 }
             }
             Event::Cut(i) => {
@@ -879,13 +1115,13 @@ impl Sim {
     }
 
     /// Whether replica `i` restarted within the last 200 ms.
-    fn just_restarted(&self, i: usize) -> bool {
+    pub(crate) fn just_restarted(&self, i: usize) -> bool {
         self.restarted_at
             .get(&i)
             .is_some_and(|t| self.now.saturating_sub(*t) < Micros::from_millis(200))
     }
 
-    fn reconnect(&mut self, i: usize) {
+    pub(crate) fn reconnect(&mut self, i: usize) {
         for p in 0..self.cfg.n {
             if p != i {
                 self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
@@ -894,7 +1130,7 @@ impl Sim {
         }
     }
 
-    fn fresh_digest(&mut self, client: u8) -> [u8; 32] {
+    pub(crate) fn fresh_digest(&mut self, client: u8) -> [u8; 32] {
         self.next_digest += 1;
         let mut d = sha3(&[
             b"belfry-sim digest",
@@ -908,7 +1144,7 @@ impl Sim {
     /// One message's delay on the directed link `from → to` (`from = n`:
     /// the clients): the link's own base latency times a jitter draw, so
     /// messages on a link overtake each other whenever the draws say so.
-    fn link_delay(&mut self, from: usize, to: usize) -> Micros {
+    pub(crate) fn link_delay(&mut self, from: usize, to: usize) -> Micros {
         let base = self
             .link_base
             .get(from * self.cfg.n + to)
@@ -923,7 +1159,7 @@ impl Sim {
 
     /// Submits digests to every replica, each over its own link; `late_for`
     /// delays them to the listed replicas (favouring races).
-    fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
+    pub(crate) fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
         for d in ds {
             self.submitted.entry(*d).or_insert(self.now);
         }
@@ -945,7 +1181,7 @@ impl Sim {
         }
     }
 
-    fn race(&mut self, k: usize) {
+    pub(crate) fn race(&mut self, k: usize) {
         let byz: Vec<usize> = (0..self.cfg.n).filter(|i| !honest(&self.cfg, *i)).collect();
         let kind = match k % 3 {
             0 => "two",
@@ -969,170 +1205,18 @@ impl Sim {
         self.races.push(Race { kind, digests: ds });
     }
 
-    /// A withhold-and-rush attacker's own digest: its replica learns it
-    /// 15 ms before the honest replicas do.
-    fn rush(&mut self) {
-        let rushers: Vec<usize> = (0..self.cfg.n)
-            .filter(|i| self.byz[*i] == Some(Strategy::WithholdAndRush))
-            .collect();
-        if rushers.is_empty() {
-            return;
-        }
-        let d = self.fresh_digest(0x20);
-        self.submitted.insert(d, self.now);
-        for node in 0..self.cfg.n {
-            let client = self.cfg.n;
-            let mut at = self.now.saturating_add(self.link_delay(client, node));
-            if !rushers.contains(&node) {
-                at = at.saturating_add(Micros::from_millis(15));
-            }
-            self.queue.schedule(
-                at,
-                Event::Submit {
-                    node,
-                    digests: vec![d],
-                },
-            );
-        }
-        self.mark("strategy withhold-and-rush rushed");
-    }
-
-    /// The front-runner proper: its replica never reports a victim's digest
-    /// (a quarter of all client digests, see `never_report`; the honest
-    /// replicas must log them without it), and when one reaches it, it
-    /// answers with a digest of its own, reported at once with a receive
-    /// time back-dated by its slow clock. Honest replicas learn it from the
-    /// adversary's vertex or from its client a round or two after they
-    /// reported the victim, so the victim is clearly before it; only the
-    /// hold-back rule stops the rushed digest from being logged first while
-    /// the slowed honest replica's report of the victim is still outside the
-    /// committed DAG (`--no-hold-back` shows M1 > 0).
-    fn front_run(&mut self, digests: &mut Vec<[u8; 32]>) {
-        let victims = digests.iter().filter(|d| is_victim(d)).count();
-        if victims > 0 {
-            self.mark("strategy withhold-and-rush withheld");
-        }
-        for _ in 0..victims.min(1) {
-            let mut d = self.fresh_digest(0x21);
-            d[31] |= 1;
-            self.submitted.insert(d, self.now);
-            digests.push(d);
-            // Its client also sends the digest to the honest replicas it has
-            // not slowed, about a round later, so their reports land
-            // together in the next round's vertices.
-            for node in 0..self.cfg.n {
-                if self.byz[node].is_none() && Some(node) != self.rush_slowed {
-                    let client = self.cfg.n;
-                    let at = self
-                        .now
-                        .saturating_add(self.link_delay(client, node))
-                        .saturating_add(Micros::from_millis(FRONT_RUN_LAG_MS));
-                    self.queue.schedule(
-                        at,
-                        Event::Submit {
-                            node,
-                            digests: vec![d],
-                        },
-                    );
-                }
-            }
-            self.mark("strategy withhold-and-rush front-ran a victim");
-        }
-    }
-
-    fn input(&mut self, i: usize, input: CoreInput) {
-        let local = self.local(i);
-        if self.cores[i].is_none() {
-            return;
-        }
-        if let Some((twin, store)) = self.twins.get_mut(&i) {
-            // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
-            // different vertices under the same key.
-            let len = twin.log_len();
-            let step = twin.handle(local.saturating_add(Micros(700)), input.clone());
-            let _ = store.persist(&step, len);
-            self.mark("strategy twins");
-            for (to, frame) in step.to_peers {
-                self.fan_out(i, to, frame);
-            }
-        }
-        let Some(core) = self.cores[i].as_mut() else {
-            return;
-        };
-        let len_before = core.log_len();
-        let caught_up = (core.leader_catchups(), core.catchups_installed());
-        let step = core.handle(local, input);
-        let now_caught = (core.leader_catchups(), core.catchups_installed());
-        if now_caught.0 > caught_up.0 {
-            self.mark("catch-up by committed leaders (FetchLeaders)");
-        }
-        if now_caught.1 > caught_up.1 {
-            self.mark("catch-up by log range and snapshot (FetchState)");
-        }
-        let _ = self.stores[i].persist(&step, len_before);
-        self.absorb_reports(i);
-        if self.stores[i].crashed {
-            self.cores[i] = None;
-            self.mark("crash mid-write");
-            return;
-        }
-        if self.stores[i].broadcast.len() > self.cfg.compact_at {
-            let gc = self.configs[i].broadcast.gc_depth;
-            self.stores[i].compact(gc);
-            self.report_cursor[i] = self.stores[i].broadcast.len();
-            // Pledges below the horizon can never be made again (a replica
-            // votes only within its window above the horizon, restarted or
-            // not): the double-vote check need not remember them.
-            let horizon = self.stores[i].broadcast.iter().find_map(|r| match r {
-                Durable::Checkpoint(cp) => Some(cp.horizon(gc)),
-                _ => None,
-            });
-            if let Some(h) = horizon {
-                self.votes[i].retain(|p, _| p.round >= h);
-                self.own_vertices[i] = self.own_vertices[i].split_off(&h);
-            }
-            self.mark("store compacted");
-        }
-        if honest(&self.cfg, i) {
-            self.check_step(i, len_before, &step);
-        }
-        for (deadline, kind) in step.timers {
-            let at = self.now.saturating_add(deadline.saturating_sub(local));
-            self.queue.schedule(at, Event::Timer { node: i, kind });
-        }
-        for (to, frame) in step.to_peers {
-            self.fan_out(i, to, frame);
-        }
-        if self.byz[i] == Some(Strategy::LateLeader) {
-            self.release_late_leader(i);
-        }
-    }
-
-    /// A late leader releases a withheld vertex once its wave's coin is out.
-    fn release_late_leader(&mut self, i: usize) {
-        let Some(core) = self.cores[i].as_ref() else {
-            return;
-        };
-        let node = core.node();
-        let decided = node.last_decided_wave();
-        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_frames)
-            .into_iter()
-            .partition(|(from, _, w, _)| *from == i && (node.coin(*w).is_some() || *w <= decided));
-        self.held_frames = keep;
-        for (from, to, _, frame) in go {
-            self.mark("strategy late-leader released");
-            self.deliver_later(from, to, frame);
-        }
-    }
-
-    fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let at = self.now.saturating_add(self.link_delay(from, to));
+    pub(crate) fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        let slow = self.slow_link(to);
+        let at = self
+            .now
+            .saturating_add(self.link_delay(from, to))
+            .saturating_add(slow);
         self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
     /// Sends one outgoing frame to its targets, in ascending order, the last
     /// one getting the frame itself rather than a copy.
-    fn fan_out(&mut self, from: usize, to: Target, frame: Vec<u8>) {
+    pub(crate) fn fan_out(&mut self, from: usize, to: Target, frame: Vec<u8>) {
         match to {
             Target::One(r) => self.send(from, r.index(), frame),
             Target::All => {
@@ -1148,7 +1232,7 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+    pub(crate) fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
         let frames = match self.byz[from] {
             Some(s) => self.byzantine(s, from, to, frame),
             None if self.rush_slowed.is_none() => return self.transmit(from, to, frame),
@@ -1183,7 +1267,22 @@ impl Sim {
 
     /// Puts one frame on the link `from → to`: dropped, delivered once or
     /// duplicated, each copy after its own link delay.
-    fn transmit(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+    /// Extra delay on messages to replica `to` while its link is slow.
+    fn slow_link(&mut self, to: usize) -> Micros {
+        match self.replicas[to].slow_until {
+            Some((until, extra)) if self.now < until => {
+                self.mark("delayed on a slow link");
+                extra
+            }
+            Some(_) => {
+                self.replicas[to].slow_until = None;
+                Micros::ZERO
+            }
+            None => Micros::ZERO,
+        }
+    }
+
+    pub(crate) fn transmit(&mut self, from: usize, to: usize, frame: Vec<u8>) {
         if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
             self.mark("drop");
             return;
@@ -1200,303 +1299,11 @@ impl Sim {
                 },
             );
         }
-        let at = self.now.saturating_add(self.link_delay(from, to));
+        let slow = self.slow_link(to);
+        let at = self
+            .now
+            .saturating_add(self.link_delay(from, to))
+            .saturating_add(slow);
         self.queue.schedule(at, Event::Deliver { from, to, frame });
-    }
-
-    /// A Byzantine replica's rewrite of one outgoing frame to one peer.
-    fn byzantine(&mut self, s: Strategy, from: usize, to: usize, frame: Vec<u8>) -> Vec<Vec<u8>> {
-        let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
-            return vec![frame];
-        };
-        let mut out = Vec::new();
-        match (s, &mut m) {
-            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v)))
-                if to % 2 == 0 || self.just_restarted(to) =>
-            {
-                v.clock = Micros(v.clock.0.saturating_add(1));
-                self.mark("strategy equivocate");
-                if self.just_restarted(to) {
-                    // Aimed at a replica that just restarted: if it forgot
-                    // its votes it would now vote for the other vertex.
-                    self.mark("strategy equivocate aimed at a restarted replica");
-                }
-            }
-            (Strategy::BadShares, PeerMessage::HeadShare { .. }) if self.byz_rng.gen_bool(0.5) => {
-                // Withheld, not just invalid.
-                self.mark("strategy bad-shares withheld");
-                return Vec::new();
-            }
-            (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
-            | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
-                let mut junk = [0u8; 96];
-                self.byz_rng.fill(&mut junk[..]);
-                *share = SignatureShare(junk);
-                self.mark("strategy bad-shares");
-            }
-            (Strategy::Malformed, _) if self.byz_rng.gen_bool(0.2) => {
-                let len = self.byz_rng.gen_range(0..300);
-                let mut junk = vec![0u8; len];
-                self.byz_rng.fill(&mut junk[..]);
-                if self.byz_rng.gen_bool(0.3) {
-                    // A header claiming an oversized body.
-                    junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
-                }
-                out.push(junk);
-                self.mark("strategy malformed");
-            }
-            (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
-                if self.byz_rng.gen_bool(0.2) =>
-            {
-                let mut future = v.clone();
-                future.round = Round(v.round.0 + 1_000);
-                if let Ok(f) = wire::encode(&PeerMessage::Broadcast(Message::Val(future))) {
-                    out.push(f);
-                    self.mark("strategy far-future");
-                }
-            }
-            (Strategy::LateLeader, PeerMessage::Broadcast(Message::Val(v)))
-                if v.round.0 % 4 == 1 =>
-            {
-                self.withheld.insert(v.hash().0);
-                self.held_frames.push((from, to, v.round.wave(), frame));
-                self.mark("strategy late-leader withheld");
-                return Vec::new();
-            }
-            (Strategy::BadCatchup, PeerMessage::LogRange { entries, .. })
-                if !entries.is_empty() =>
-            {
-                match &mut entries[0] {
-                    Entry::Digest(d) => d.digest[0] ^= 1,
-                    Entry::Tick(t) => t.time = t.time.saturating_add(Micros(1)),
-                }
-                self.mark("strategy bad-catchup forged a log range");
-            }
-            (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
-                let k = self.byz_rng.gen_range(0..bytes.len());
-                bytes[k] ^= 0x40;
-                self.mark("strategy bad-catchup forged a state page");
-            }
-            (Strategy::BadCatchup, PeerMessage::Leaders { vertices, .. })
-                if !vertices.is_empty() =>
-            {
-                for v in vertices.iter_mut() {
-                    v.clock = v.clock.saturating_add(Micros(1));
-                }
-                self.mark("strategy bad-catchup forged leader histories");
-            }
-            (Strategy::Replay, _) => {
-                if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
-                    let k = self.byz_rng.gen_range(0..self.replay_buf.len());
-                    out.push(self.replay_buf[k].1.clone());
-                    self.mark("strategy replay");
-                }
-                if self.replay_buf.len() < 256 {
-                    self.replay_buf.push((from, frame.clone()));
-                } else {
-                    let k = self.byz_rng.gen_range(0..256);
-                    self.replay_buf[k] = (from, frame.clone());
-                }
-            }
-            _ => {}
-        }
-        match wire::encode(&m) {
-            Ok(f) => out.insert(0, f),
-            Err(_) => out.insert(0, frame),
-        }
-        out
-    }
-
-    /// The invariants that must hold after every step of an honest replica.
-    fn check_step(&mut self, i: usize, len_before: u64, step: &CoreStep) {
-        for h in &step.held {
-            self.held.insert(*h);
-        }
-        for (k, e) in step.appended.iter().enumerate() {
-            let index = len_before + k as u64;
-            if let Some(existing) = self.canonical.get(index as usize) {
-                if existing != e {
-                    self.violations.push(format!(
-                        "event {}: replica {i}'s log differs from another honest log at index {index}",
-                        self.events
-                    ));
-                }
-                continue;
-            }
-            if index as usize != self.canonical.len() {
-                continue;
-            }
-            match e {
-                Entry::Digest(d) => {
-                    self.uncovered.insert(index, d.digest);
-                    if self.logged.insert(d.digest, index).is_some() {
-                        self.violations.push(format!(
-                            "event {}: digest {} logged twice",
-                            self.events,
-                            hex::encode(d.digest)
-                        ));
-                    }
-                }
-                Entry::Tick(t) => {
-                    if self.withheld.contains(&t.leader) {
-                        self.violations.push(format!(
-                            "event {}: a late leader's withheld vertex was ordered as the leader of wave {}",
-                            self.events, t.wave
-                        ));
-                    }
-                    if self.last_tick_time.is_some_and(|l| t.time < l) {
-                        self.violations.push(format!(
-                            "event {}: tick time went back at index {index}",
-                            self.events
-                        ));
-                    }
-                    self.last_tick_time = Some(t.time);
-                }
-            }
-            self.canonical.push(*e);
-            self.last_progress = self.now;
-            self.stall_reported = false;
-        }
-        for h in &step.heads {
-            match self.heads.get(&h.head.tree_size) {
-                Some(other) if other != h => self.violations.push(format!(
-                    "event {}: two different signed heads at size {}",
-                    self.events, h.head.tree_size
-                )),
-                Some(_) => {}
-                None => {
-                    self.heads.insert(h.head.tree_size, *h);
-                    let rest = self.uncovered.split_off(&h.head.tree_size);
-                    let now = self.now;
-                    for d in std::mem::replace(&mut self.uncovered, rest).into_values() {
-                        self.covered_at.entry(d).or_insert(now);
-                    }
-                }
-            }
-        }
-        for w in &step.writes {
-            if let Durable::OwnVertex(v) = w {
-                match self.own_vertices[i].get(&v.round) {
-                    Some(prev) if !Arc::ptr_eq(prev, v) && **prev != **v => {
-                        self.violations.push(format!(
-                            "event {}: replica {i} persisted two different own vertices for {}",
-                            self.events, v.round
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.own_vertices[i].insert(v.round, v.clone());
-                    }
-                }
-            }
-        }
-        let votes = step
-            .writes
-            .iter()
-            .filter(|w| matches!(w, Durable::Vote { .. }));
-        for (pledge, hash) in votes.filter_map(Durable::pledge) {
-            if let Some(prev) = self.votes[i].insert(pledge, hash) {
-                if prev != hash {
-                    self.violations.push(format!(
-                        "event {}: replica {i} persisted two different hashes for {pledge:?}",
-                        self.events
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Receipts from every running honest replica verify: fully under real
-    /// BLS, the inclusion proof under the mock.
-    fn check_receipts(&mut self) {
-        let sample: Vec<[u8; 32]> = self.logged.keys().step_by(97).copied().collect();
-        for i in 0..self.cfg.n {
-            if !honest(&self.cfg, i) {
-                continue;
-            }
-            let Some(core) = self.cores[i].as_ref() else {
-                continue;
-            };
-            for d in &sample {
-                let Some(r) = core.receipt(d) else { continue };
-                let ok = match &self.anchor {
-                    Some(anchor) => verify_receipt(&r, anchor).is_ok(),
-                    None => verify_inclusion(
-                        &r.entry.leaf_hash(),
-                        r.leaf_index,
-                        r.tree_size,
-                        &r.inclusion_proof,
-                        &r.root,
-                    ),
-                };
-                if !ok {
-                    self.violations.push(format!(
-                        "replica {i}'s receipt for {} does not verify",
-                        hex::encode(d)
-                    ));
-                }
-            }
-        }
-    }
-
-    fn report(self) -> Report {
-        let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
-        let reports = &self.reports;
-        let metrics = metrics::compute(&metrics::Inputs {
-            canonical: &self.canonical,
-            logged: &self.logged,
-            reports,
-            honest: honest_ids.len(),
-            first_seen: &self.first_seen,
-            races: &self.races,
-            held: &self.held,
-            policy: self.cfg.policy,
-        });
-        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-            .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"));
-        for (d, at) in &self.covered_at {
-            if let Some(s) = self.submitted.get(d) {
-                hist.saturating_record(at.saturating_sub(*s).0.max(1));
-            }
-        }
-        let logged = self.logged.len().max(1) as f64;
-        let secs = self.cfg.duration.0 as f64 / 1e6;
-        let mut messages_by_type = BTreeMap::new();
-        for kind in belfry_replica::broadcast::MessageKind::ALL {
-            let (mut m, mut b) = (0u64, 0u64);
-            for core in self.cores.iter().flatten() {
-                m += core.node().counters().sent[kind.index()];
-                b += core.node().counters().sent_bytes[kind.index()];
-            }
-            messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
-        }
-        let mut assignment = BTreeMap::new();
-        for i in 0..self.cfg.n {
-            assignment.insert(
-                format!("r{i}"),
-                self.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
-            );
-        }
-        Report {
-            seed: self.cfg.seed,
-            replay: self.cfg.replay_command(),
-            assignment,
-            trace_hash: hex::encode(self.trace.digest()),
-            violations: self.violations,
-            throughput_digests_per_s: self.logged.len() as f64 / secs,
-            latency_ms: Latency {
-                p50: hist.value_at_quantile(0.5) as f64 / 1_000.0,
-                p99: hist.value_at_quantile(0.99) as f64 / 1_000.0,
-            },
-            metrics,
-            coverage: self.coverage,
-            events: self.events,
-            messages_per_digest: self.peer_messages as f64 / logged,
-            bytes_per_digest: self.peer_bytes as f64 / logged,
-            trace_log: self.trace_log,
-            messages_by_type,
-            stalls: self.stalls,
-            config: self.cfg,
-        }
     }
 }

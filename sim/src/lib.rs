@@ -54,6 +54,8 @@
 
 pub use belfry_replica as replica;
 
+mod byzantine;
+mod checks;
 pub mod config;
 pub mod engine;
 pub mod metrics;

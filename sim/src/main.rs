@@ -94,6 +94,10 @@ struct RunArgs {
     /// to this much, either way.
     #[arg(long, default_value_t = 0)]
     clock_step_us: i64,
+    /// How long a replica's journal sync takes, µs (inputs arriving
+    /// meanwhile join the next turn: group commit).
+    #[arg(long, default_value_t = 200)]
+    fsync_us: u64,
     /// Base link latency, µs.
     #[arg(long, default_value_t = 500)]
     latency_us: u64,
@@ -171,6 +175,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.clock_step_us = a.clock_step_us;
+    c.fsync_us = a.fsync_us;
     c.latency_base_us = a.latency_us;
     c.link_spread = a.link_spread;
     c.jitter = a.jitter.parse().map_err(anyhow::Error::msg)?;
@@ -337,6 +342,7 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
     c.drift_ppm = [0, 100][r.gen_range(0..2)];
     c.clock_step_us = [0, 0, 3_000][r.gen_range(0..3)];
+    c.fsync_us = [0, 200, 1_000, 5_000][r.gen_range(0..4)];
     c.link_spread = [0.0, 0.5, 1.0][r.gen_range(0..3)];
     if r.gen_bool(0.3) {
         c.jitter = belfry_sim::JitterKind::Pareto;

@@ -507,9 +507,9 @@ fn compacting_the_stores_changes_nothing_a_run_does() {
         c.crash = true;
         c.partition = true;
         c.drop = 0.01;
-        c.compact_at = usize::MAX;
+        c.compact_at = u64::MAX;
         let plain = assert_clean(&c);
-        c.compact_at = 2_000;
+        c.compact_at = 300;
         let compacted = assert_clean(&c);
         assert!(compacted.coverage.contains_key("store compacted"));
         assert!(compacted.coverage.contains_key("restart"));

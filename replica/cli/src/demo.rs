@@ -2,12 +2,12 @@
 //! digests, and every receipt is verified offline against the trust anchor
 //! alone.
 
-use belfry_replica::local::LocalCluster;
-use belfry_replica::wire::ClientRequest;
 use anyhow::{bail, Context};
 use belfry_replica::clock::{ClockSource, Micros, SystemClock};
 use belfry_replica::coin::{sha3, Policy};
+use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::{verify_receipt, Entry, Receipt};
+use belfry_replica::wire::ClientRequest;
 use std::time::Instant;
 
 /// Arguments of `belfry demo`.
@@ -83,7 +83,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         let next = cluster.now.saturating_add(Micros::from_millis(5));
         cluster.run_until(next, |_| false);
-        let Some(core) = cluster.cores[0].as_ref() else {
+        let Some(core) = cluster.core(0) else {
             bail!("replica 0 stopped");
         };
         let signed = core.signed_size();
@@ -98,7 +98,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     let _ = cluster.take_responses();
-    let Some(core) = cluster.cores[0].as_ref() else {
+    let Some(core) = cluster.core(0) else {
         bail!("replica 0 stopped");
     };
     // Every replica holds the same log and the same signed heads.

@@ -118,7 +118,40 @@ pub enum CoreInput {
         frame: Vec<u8>,
     },
     /// A timer fired.
-    Timer(TimerKind),
+    Timer(CoreTimer),
+}
+
+/// The timers a replica asks its driver for: one deadline per kind (a new
+/// deadline replaces the old one; see [`crate::host::TimerTable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CoreTimer {
+    /// The broadcast node's timers.
+    Broadcast(TimerKind),
+    /// A catch-up request's deadline: a peer that has not answered by then
+    /// is passed over.
+    CatchUp,
+    /// Tree heads still unsigned: re-send this replica's shares.
+    HeadShares,
+}
+
+impl CoreTimer {
+    /// Every kind, in a fixed order.
+    pub const ALL: [CoreTimer; 4] = [
+        CoreTimer::Broadcast(TimerKind::RoundInterval),
+        CoreTimer::Broadcast(TimerKind::Resend),
+        CoreTimer::CatchUp,
+        CoreTimer::HeadShares,
+    ];
+
+    /// A small number per kind (for traces and tables).
+    pub fn index(self) -> usize {
+        match self {
+            CoreTimer::Broadcast(TimerKind::RoundInterval) => 0,
+            CoreTimer::Broadcast(TimerKind::Resend) => 1,
+            CoreTimer::CatchUp => 2,
+            CoreTimer::HeadShares => 3,
+        }
+    }
 }
 
 /// A problem attributed to a peer or a client.
@@ -154,8 +187,10 @@ pub enum CoreFault {
     },
 }
 
-/// What the driver must do after one input: persist `writes`, `appended` and
-/// `heads` (one fsync), then send the frames and arm the timers.
+/// What one input asks for: `writes`, `appended` and `heads` (and the
+/// sequencer's changes, [`ReplicaCore::take_sequencer_update`]) must be
+/// durable before the frames are sent and the timers armed. The
+/// [`crate::host::Host`] gathers the steps of a turn and does exactly that.
 #[derive(Debug, Default)]
 #[must_use]
 pub struct CoreStep {
@@ -165,15 +200,12 @@ pub struct CoreStep {
     pub appended: Vec<Entry>,
     /// Newly signed tree heads.
     pub heads: Vec<SignedTreeHead>,
-    /// The sequencer state after each batch, with the log length after its
-    /// Tick (persisted right after that Tick: the recovery point).
-    pub snapshots: Vec<(u64, SequencerState)>,
     /// Frames to peers.
     pub to_peers: Vec<(Target, Vec<u8>)>,
     /// Frames to clients.
     pub to_clients: Vec<(ClientId, Vec<u8>)>,
-    /// Timers.
-    pub timers: Vec<(Micros, TimerKind)>,
+    /// Timers (local-clock deadlines).
+    pub timers: Vec<(Micros, CoreTimer)>,
     /// Faults.
     pub faults: Vec<CoreFault>,
     /// Ready digests held back by the hold-back rule in this step's batches.
@@ -199,7 +231,9 @@ pub struct ReplicaCore {
     now: Micros,
     /// The log, its digest index and tree nodes, behind the storage trait.
     log: Box<dyn LogStore>,
-    collectors: BTreeMap<u64, (TreeHead, SignatureCollector)>,
+    /// Tree heads being signed: the head, its share collector and this
+    /// replica's own share (re-sent until the head is complete).
+    collectors: BTreeMap<u64, (TreeHead, SignatureCollector, Option<SignatureShare>)>,
     early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
     pending: BTreeSet<[u8; 32]>,
     rereport: Vec<VecDeque<[u8; 32]>>,
@@ -216,6 +250,12 @@ pub struct ReplicaCore {
     served: Vec<(Micros, u64)>,
     /// Until when each peer's catch-up answers are ignored.
     distrusted: Vec<Micros>,
+    /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
+    ticks: u64,
+    /// A catch-up installed a whole sequencer state this turn.
+    installed_state: bool,
+    /// Faults met while restoring (reported with the first step).
+    faults_on_restore: Vec<CoreFault>,
 }
 
 /// A `State` answer being reassembled: its tree size and the pages so far.
@@ -237,7 +277,14 @@ pub const DISTRUST_FOR: Micros = Micros::from_secs(10);
 pub const SERVE_PAGES_PER_S: u64 = 256;
 
 /// Recent states kept for catching-up peers.
-pub const RECENT_STATES: usize = 8;
+pub const RECENT_STATES: usize = 4;
+
+/// A state is kept for catching-up peers every this many Ticks (4 waves,
+/// 16 rounds: the newest is always well within `gc_depth` of the present).
+pub const STATE_EVERY_TICKS: u64 = 4;
+
+/// Shares of an incomplete tree head are re-sent this often.
+pub const HEAD_RESEND_INTERVAL: Micros = Micros::from_millis(250);
 
 /// A catch-up in progress: entries fetched beyond the local log, verified
 /// against `head` before anything is installed.
@@ -301,6 +348,9 @@ impl ReplicaCore {
             leader_catchups: 0,
             served: vec![(Micros::ZERO, 0); n],
             distrusted: vec![Micros::ZERO; n],
+            ticks: 0,
+            installed_state: false,
+            faults_on_restore: Vec::new(),
         }
     }
 
@@ -309,8 +359,8 @@ impl ReplicaCore {
     pub fn restore(
         config: ReplicaConfig,
         crypto: Arc<dyn ThresholdCrypto>,
-        recovered: crate::store::Recovered,
-    ) -> Result<Self, crate::store::RestoreError> {
+        recovered: crate::journal::Recovered,
+    ) -> Result<Self, crate::journal::RestoreError> {
         Self::restore_with_log(config, crypto, recovered, Box::new(MemoryLog::new()))
     }
 
@@ -322,19 +372,19 @@ impl ReplicaCore {
     pub fn restore_with_log(
         config: ReplicaConfig,
         crypto: Arc<dyn ThresholdCrypto>,
-        recovered: crate::store::Recovered,
+        recovered: crate::journal::Recovered,
         log: Box<dyn LogStore>,
-    ) -> Result<Self, crate::store::RestoreError> {
+    ) -> Result<Self, crate::journal::RestoreError> {
         let stored = log.len();
         if stored > recovered.entries_len() {
-            return Err(crate::store::RestoreError::LogAhead {
+            return Err(crate::journal::RestoreError::LogAhead {
                 stored,
                 ledger: recovered.entries_len(),
             });
         }
         if stored < recovered.entries_from {
             // A compacted ledger names entries only the file log held.
-            return Err(crate::store::RestoreError::LogMissing {
+            return Err(crate::journal::RestoreError::LogMissing {
                 stored,
                 base: recovered.entries_from,
             });
@@ -343,7 +393,7 @@ impl ReplicaCore {
         core.node = Node::restore(config.broadcast.clone(), crypto, &recovered.broadcast);
         if let Some(state) = recovered.sequencer {
             core.sequencer = Sequencer::restore(config.sequencer.clone(), state)
-                .ok_or(crate::store::RestoreError::ClusterMismatch)?;
+                .ok_or(crate::journal::RestoreError::ClusterMismatch)?;
         }
         // The stored prefix must be the ledger's. Below the largest signed
         // head within it, that head's root check (next) covers the stored
@@ -361,20 +411,27 @@ impl ReplicaCore {
             if i >= stored {
                 core.log.append(entry);
             } else if i >= covered && core.log.entry(i).as_ref() != Some(entry) {
-                return Err(crate::store::RestoreError::LogMismatch(i));
+                return Err(crate::journal::RestoreError::LogMismatch(i));
             }
         }
+        // Heads from the journal were verified before they were written
+        // (and the journal is checksummed): each is checked against the
+        // log's root, and only the latest signature again.
+        let latest = recovered.heads.iter().map(|h| h.head.tree_size).max();
         for sth in recovered.heads {
             let consistent = core
                 .log
                 .root_at(sth.head.tree_size)
                 .is_ok_and(|r| r == sth.head.root);
-            if !consistent || !core.head_signed(&sth) {
-                return Err(crate::store::RestoreError::BadHead(sth.head.tree_size));
+            let checked = Some(sth.head.tree_size) != latest || core.head_signed(&sth);
+            if !consistent || !checked {
+                return Err(crate::journal::RestoreError::BadHead(sth.head.tree_size));
             }
             core.log.put_head(&sth);
         }
-        // Heads still being signed when the replica stopped: sign again.
+        // The head of the last Tick, if it was still being signed when the
+        // replica stopped: sign it again; the share goes out on `Start` and
+        // is re-sent until the head is complete.
         let last_tick = core.log.len();
         if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
             if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1) {
@@ -383,11 +440,79 @@ impl ReplicaCore {
                     root: core.log.root(),
                     time: t.time,
                 };
-                let mut ignored = CoreStep::default();
-                core.start_head(head, &mut ignored);
+                let mut quiet = CoreStep::default();
+                core.start_head(head, &mut quiet);
+                core.faults_on_restore = quiet.faults;
             }
         }
         Ok(core)
+    }
+
+    /// The log store (the host syncs it and compacts the journal against
+    /// it; the core only reads and appends).
+    pub fn log_store_mut(&mut self) -> &mut dyn LogStore {
+        &mut *self.log
+    }
+
+    /// The log store, given up (a stopped replica's).
+    pub fn into_log(self) -> Box<dyn LogStore> {
+        self.log
+    }
+
+    /// The log store, for reading.
+    pub fn log_store(&self) -> &dyn LogStore {
+        &*self.log
+    }
+
+    /// The sequencer's changes since the last call, for the turn's
+    /// durable record: the whole state after a catch-up installed one,
+    /// else a delta if a batch was sequenced.
+    pub fn take_sequencer_update(&mut self) -> Option<crate::journal::SequencerUpdate> {
+        if std::mem::take(&mut self.installed_state) {
+            let _ = self.sequencer.take_delta();
+            return Some(crate::journal::SequencerUpdate::Whole(Box::new(
+                self.sequencer.state().clone(),
+            )));
+        }
+        self.sequencer
+            .has_delta()
+            .then(|| crate::journal::SequencerUpdate::Delta(self.sequencer.take_delta()))
+    }
+
+    /// The whole sequencer state (for a journal snapshot).
+    pub fn sequencer_state(&self) -> &SequencerState {
+        self.sequencer.state()
+    }
+
+    /// Re-sends this replica's shares of the tree heads still being signed
+    /// (a head whose shares a crash or a lossy link lost would otherwise
+    /// never complete), and asks to be called again while any is open.
+    fn resend_head_shares(&mut self, out: &mut CoreStep) {
+        for (size, (_, _, own)) in &self.collectors {
+            if let Some(share) = own {
+                if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
+                    tree_size: *size,
+                    share: *share,
+                }) {
+                    out.to_peers.push((Target::All, frame));
+                }
+            }
+        }
+        self.arm_head_timer(out);
+    }
+
+    /// Arms the head-share timer for a head that just started (the
+    /// collector is not in the table yet).
+    fn arm_head_timer_now(&self, out: &mut CoreStep) {
+        let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
+        out.timers.push((at, CoreTimer::HeadShares));
+    }
+
+    fn arm_head_timer(&self, out: &mut CoreStep) {
+        if !self.collectors.is_empty() {
+            let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
+            out.timers.push((at, CoreTimer::HeadShares));
+        }
     }
 
     /// Whether a tree head carries the cluster's group signature (checked
@@ -461,11 +586,17 @@ impl ReplicaCore {
         let mut out = CoreStep::default();
         let from_peer = matches!(input, CoreInput::Peer { .. });
         match input {
-            CoreInput::Start => self.drive(Input::Start, &mut out),
-            CoreInput::Timer(k) => {
+            CoreInput::Start => {
+                out.faults.append(&mut self.faults_on_restore);
+                self.drive(Input::Start, &mut out);
+                self.resend_head_shares(&mut out);
+            }
+            CoreInput::Timer(CoreTimer::Broadcast(k)) => {
                 self.maybe_start_catchup(&mut out);
                 self.drive(Input::Timer(k), &mut out)
             }
+            CoreInput::Timer(CoreTimer::CatchUp) => self.maybe_start_catchup(&mut out),
+            CoreInput::Timer(CoreTimer::HeadShares) => self.resend_head_shares(&mut out),
             CoreInput::PeerReconnected(p) => self.drive(Input::PeerReconnected(p), &mut out),
             CoreInput::Peer { from, frame } => match wire::decode::<PeerMessage>(&frame) {
                 Ok(PeerMessage::Broadcast(message)) => {
@@ -549,7 +680,11 @@ impl ReplicaCore {
                 out.to_peers.push((m.to, frame));
             }
         }
-        out.timers.extend(step.timers);
+        out.timers.extend(
+            step.timers
+                .into_iter()
+                .map(|(at, k)| (at, CoreTimer::Broadcast(k))),
+        );
         out.faults
             .extend(step.faults.into_iter().map(CoreFault::Broadcast));
         for batch in &step.batches {
@@ -652,14 +787,17 @@ impl ReplicaCore {
             batch_len: sb.records.len() as u32,
         };
         self.append(Entry::Tick(tick), out);
-        out.snapshots
-            .push((self.log.len(), self.sequencer.state().clone()));
-        self.recent_states.insert(
-            self.log.len(),
-            (self.sequencer.state().clone(), batch.order.clone()),
-        );
-        while self.recent_states.len() > RECENT_STATES {
-            self.recent_states.pop_first();
+        // Catching-up peers are served the state after a recent Tick: one
+        // copy every few Ticks (well within gc_depth), not one per Tick.
+        self.ticks += 1;
+        if self.ticks % STATE_EVERY_TICKS == 0 {
+            self.recent_states.insert(
+                self.log.len(),
+                (self.sequencer.state().clone(), batch.order.clone()),
+            );
+            while self.recent_states.len() > RECENT_STATES {
+                self.recent_states.pop_first();
+            }
         }
         let head = TreeHead {
             tree_size: self.log.len(),
@@ -689,6 +827,7 @@ impl ReplicaCore {
                 out.to_peers.push((Target::All, frame));
             }
         }
+        let own = shares.first().filter(|(r, _)| *r == me).map(|(_, s)| *s);
         let mut signed = None;
         for (from, share) in shares {
             let step = collector.add(self.crypto.as_ref(), from, share);
@@ -698,7 +837,11 @@ impl ReplicaCore {
         match signed {
             Some(signature) => self.finish_head(head, signature, out),
             None => {
-                self.collectors.insert(head.tree_size, (head, collector));
+                if self.collectors.is_empty() {
+                    self.arm_head_timer_now(out);
+                }
+                self.collectors
+                    .insert(head.tree_size, (head, collector, own));
             }
         }
         // Older heads that never completed are not waited for forever.
@@ -739,7 +882,7 @@ impl ReplicaCore {
         if from.index() >= self.config.broadcast.n || self.log.head_at(tree_size).is_some() {
             return;
         }
-        if let Some((head, collector)) = self.collectors.get_mut(&tree_size) {
+        if let Some((head, collector, _)) = self.collectors.get_mut(&tree_size) {
             let head = *head;
             let step = collector.add(self.crypto.as_ref(), from, share);
             self.head_faults(tree_size, step.faults, out);
@@ -1410,7 +1553,7 @@ impl ReplicaCore {
         };
         self.sequencer = restored;
         self.catchups_installed += 1;
-        out.snapshots.push((self.log.len(), state.clone()));
+        self.installed_state = true;
         self.recent_states
             .insert(tree_size, (state, checkpoint.clone()));
         // Digests now logged are no longer ours to report.

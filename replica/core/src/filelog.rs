@@ -370,6 +370,14 @@ impl LogStore for FileLog {
         all.into_values().collect()
     }
 
+    fn durable_len(&self) -> u64 {
+        self.committed
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<(), String> {
+        FileLog::truncate(self, len).map_err(|e| e.to_string())
+    }
+
     fn sync(&mut self) -> Result<(), String> {
         let r = self.sync_inner().map_err(|e| e.to_string());
         if let Err(e) = &r {

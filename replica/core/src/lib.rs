@@ -15,7 +15,11 @@ pub use belfry_wire as wire;
 
 pub mod core;
 pub mod filelog;
+pub mod host;
+pub mod journal;
 pub mod local;
-pub mod store;
 
-pub use crate::core::{ClientId, CoreFault, CoreInput, CoreStep, ReplicaConfig, ReplicaCore};
+pub use crate::core::{
+    ClientId, CoreFault, CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore,
+};
+pub use crate::host::{Host, HostConfig, HostError, Released};

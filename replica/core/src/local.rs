@@ -1,10 +1,14 @@
-//! An in-process cluster of [`ReplicaCore`]s exchanging real frames over a
-//! seeded, simulated network: what `belfry demo` runs, and what the replica
-//! tests use. One seeded RNG, simulated time, no sockets — a run is a function
-//! of its seed and inputs. (The fault-injecting simulator is `belfry-sim`.)
+//! An in-process cluster of replicas, each a [`Host`], exchanging real frames
+//! over a seeded, simulated network: what the replica tests and the benches
+//! use. One seeded RNG, simulated time, no sockets — a run is a function of its
+//! seed and inputs. It is a thin adapter: the host does the turn (persist,
+//! sync, release), this only routes what a turn releases. (The
+//! fault-injecting simulator is `belfry-sim`; `belfry demo` runs real QUIC.)
 
 use crate::core::{ClientId, CoreFault, CoreInput, ReplicaConfig, ReplicaCore};
-use crate::store::{MemoryStore, ReplicaStore};
+use crate::filelog::FileLog;
+use crate::host::{Host, HostConfig, HostError, Released, TimerSet};
+use crate::journal::{FileJournal, Journal, JournalRecord, MemoryJournal};
 use crate::wire::{self, ClientRequest, ClientResponse, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
@@ -12,10 +16,12 @@ use belfry_broadcast::coin::{
     TrustAnchor,
 };
 use belfry_broadcast::testkit::EventQueue;
-use belfry_broadcast::{Target, TimerKind};
+use belfry_broadcast::Target;
+use belfry_timestamp::store::{LogStore, MemoryLog};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -27,7 +33,7 @@ enum Event {
     },
     Timer {
         node: usize,
-        kind: TimerKind,
+        set: TimerSet,
     },
     Client {
         node: usize,
@@ -36,10 +42,24 @@ enum Event {
     },
 }
 
+/// Where a replica of the cluster keeps its journal and log.
+enum Disk {
+    /// In memory (survives a crash of the replica, not of the process).
+    Memory(MemoryJournal, MemoryLog),
+    /// In a directory: `<dir>/journal` and `<dir>/log`.
+    Files(PathBuf),
+}
+
+/// A replica's host, over either kind of journal.
+pub type LocalHost = Host<Box<dyn Journal>>;
+
 /// The in-process cluster.
 pub struct LocalCluster {
-    /// The replicas (`None`: stopped).
-    pub cores: Vec<Option<ReplicaCore>>,
+    hosts: Vec<Option<LocalHost>>,
+    /// Stopped replicas' storage, and the directory of file-backed ones.
+    disks: Vec<Option<Disk>>,
+    dirs: Vec<Option<PathBuf>>,
+    incarnations: Vec<u64>,
     /// The cluster description.
     pub cluster: ClusterParams,
     /// Simulated now.
@@ -50,19 +70,21 @@ pub struct LocalCluster {
     pub slow: BTreeMap<usize, Micros>,
     /// Faults seen, per replica.
     pub faults: Vec<Vec<CoreFault>>,
-    /// Frames and bytes moved between replicas.
+    /// Frames moved between replicas.
     pub peer_frames: u64,
     /// Bytes moved between replicas.
     pub peer_bytes: u64,
-    /// Each replica's durable storage (survives [`LocalCluster::crash`]).
-    pub stores: Vec<MemoryStore>,
+    /// Each replica's own vertices and votes as released (what the fairness
+    /// tests read of honest replicas' reports).
+    pub released_writes: Vec<Vec<belfry_broadcast::Durable>>,
     /// Per replica, an optional rewrite of its outgoing peer messages (a
     /// Byzantine replica in tests). `false` drops the message.
     #[allow(clippy::type_complexity)]
     pub tamper: Vec<Option<Box<dyn FnMut(&mut PeerMessage) -> bool>>>,
-    /// Replicas whose log lives in a [`crate::filelog::FileLog`]: synced
-    /// after every step, before its messages leave.
-    pub file_logs: BTreeSet<usize>,
+    /// Storage settings of every host.
+    pub host_config: HostConfig,
+    /// Why replicas stopped on their own (a storage failure), per replica.
+    pub stopped: Vec<Option<String>>,
     configs: Vec<ReplicaConfig>,
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
@@ -71,7 +93,7 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// A cluster of the given replicas, started.
+    /// A cluster of the given replicas, started, each on in-memory storage.
     pub fn new(
         cluster: ClusterParams,
         configs: Vec<ReplicaConfig>,
@@ -80,14 +102,16 @@ impl LocalCluster {
     ) -> Self {
         let n = configs.len();
         let mut c = LocalCluster {
-            cores: configs
-                .iter()
-                .zip(&crypto)
-                .map(|(cfg, cr)| Some(ReplicaCore::new(cfg.clone(), cr.clone())))
+            hosts: (0..n).map(|_| None).collect(),
+            disks: (0..n)
+                .map(|_| Some(Disk::Memory(MemoryJournal::new(), MemoryLog::new())))
                 .collect(),
-            stores: vec![MemoryStore::default(); n],
+            dirs: vec![None; n],
+            incarnations: vec![0; n],
+            released_writes: vec![Vec::new(); n],
             tamper: (0..n).map(|_| None).collect(),
-            file_logs: BTreeSet::new(),
+            host_config: HostConfig::default(),
+            stopped: vec![None; n],
             configs,
             crypto,
             cluster,
@@ -102,7 +126,9 @@ impl LocalCluster {
             responses: Vec::new(),
         };
         for i in 0..n {
-            c.input(i, CoreInput::Start);
+            if let Err(e) = c.restart(i) {
+                c.stopped[i] = Some(e.to_string());
+            }
         }
         c
     }
@@ -149,6 +175,31 @@ impl LocalCluster {
         TrustAnchor(self.cluster.group_public_key)
     }
 
+    /// Replica `i`'s core, if it runs.
+    pub fn core(&self, i: usize) -> Option<&ReplicaCore> {
+        self.hosts.get(i)?.as_ref().map(Host::core)
+    }
+
+    /// Replica `i`'s host, if it runs.
+    pub fn host(&self, i: usize) -> Option<&LocalHost> {
+        self.hosts.get(i)?.as_ref()
+    }
+
+    /// Replica `i`'s host, to drive by hand (tests).
+    pub fn host_mut(&mut self, i: usize) -> Option<&mut LocalHost> {
+        self.hosts.get_mut(i)?.as_mut()
+    }
+
+    /// Replicas in the cluster.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether the cluster has no replica.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
     fn schedule(&mut self, at: Micros, e: Event) {
         self.queue.schedule(at, e);
     }
@@ -159,7 +210,7 @@ impl LocalCluster {
 
     /// Sends a client request to every replica (as the client library does).
     pub fn request_all(&mut self, client: ClientId, request: &ClientRequest) {
-        for node in 0..self.cores.len() {
+        for node in 0..self.hosts.len() {
             self.request_one(node, client, request);
         }
     }
@@ -180,73 +231,84 @@ impl LocalCluster {
         );
     }
 
-    /// Hands one input to replica `i` and routes what it asks for.
+    /// Hands one input to replica `i` as a turn of its own and routes what
+    /// the turn releases.
     pub fn input(&mut self, i: usize, input: CoreInput) {
-        let Some(core) = self.cores[i].as_mut() else {
+        let now = self.now;
+        let Some(host) = self.hosts[i].as_mut() else {
             return;
         };
-        let log_len_before = core.log_len();
-        let step = core.handle(self.now, input);
-        // Durable before anything leaves the replica. The in-memory store
-        // cannot fail; an armed crash stops the replica mid-write, and nothing
-        // of the step leaves it.
-        let _ = self.stores[i].persist(&step, log_len_before);
-        if self.stores[i].crashed {
-            self.cores[i] = None;
+        host.handle(now, input);
+        self.finish_turn(i);
+    }
+
+    fn finish_turn(&mut self, i: usize) {
+        let Some(host) = self.hosts[i].as_mut() else {
             return;
+        };
+        match host.commit() {
+            Ok(released) => self.route(i, released),
+            Err(e) => self.stop(i, &e),
         }
-        if self.file_logs.contains(&i) {
-            if let Some(Err(_)) = self.cores[i].as_mut().map(ReplicaCore::sync_log) {
-                // A log that cannot be made durable stops the replica.
-                self.faults[i].push(crate::CoreFault::CatchUp {
-                    replica: ReplicaId(i as u16),
-                    what: "file log sync failed",
-                });
-                self.cores[i] = None;
+    }
+
+    /// A host whose storage failed stops, as the node does: nothing of the
+    /// turn left it.
+    fn stop(&mut self, i: usize, e: &HostError) {
+        self.stopped[i] = Some(e.to_string());
+        self.crash(i);
+    }
+
+    fn route(&mut self, i: usize, r: Released) {
+        self.faults[i].extend(r.faults);
+        self.released_writes[i].extend(r.writes);
+        for set in r.timers {
+            // The cluster has no clock model: local time is true time.
+            self.schedule(set.deadline, Event::Timer { node: i, set });
+        }
+        for (client, frame) in r.to_clients {
+            if let Ok(resp) = wire::decode::<ClientResponse>(&frame) {
+                self.responses.push((i, client, resp));
+            }
+        }
+        for (to, frame) in r.to_peers {
+            self.send(i, to, frame);
+        }
+    }
+
+    fn send(&mut self, i: usize, to: Target, mut frame: Vec<u8>) {
+        if let Some(t) = self.tamper[i].as_mut() {
+            let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
+                return;
+            };
+            if !t(&mut m) {
                 return;
             }
-        }
-        self.faults[i].extend(step.faults);
-        for (at, kind) in step.timers {
-            self.schedule(at, Event::Timer { node: i, kind });
-        }
-        for (client, frame) in step.to_clients {
-            if let Ok(r) = wire::decode::<ClientResponse>(&frame) {
-                self.responses.push((i, client, r));
+            match wire::encode(&m) {
+                Ok(f) => frame = f,
+                Err(_) => return,
             }
         }
-        for (to, mut frame) in step.to_peers {
-            if let Some(t) = self.tamper[i].as_mut() {
-                let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
-                    continue;
-                };
-                if !t(&mut m) {
-                    continue;
-                }
-                match wire::encode(&m) {
-                    Ok(f) => frame = f,
-                    Err(_) => continue,
-                }
-            }
-            let targets: Vec<usize> = match to {
-                Target::All => (0..self.cores.len()).filter(|t| *t != i).collect(),
-                Target::One(r) => vec![r.index()],
-            };
-            let extra = self.slow.get(&i).copied().unwrap_or_default();
-            for t in targets {
-                let at = self
-                    .now
-                    .saturating_add(self.latency())
-                    .saturating_add(extra);
-                self.schedule(
-                    at,
-                    Event::Peer {
-                        from: i,
-                        to: t,
-                        frame: frame.clone(),
-                    },
-                );
-            }
+        let n = self.hosts.len();
+        let extra = self.slow.get(&i).copied().unwrap_or_default();
+        let targets = (0..n).filter(|t| match to {
+            Target::All => *t != i,
+            Target::One(r) => *t == r.index(),
+        });
+        for t in targets.collect::<Vec<_>>() {
+            let at = self
+                .now
+                .saturating_add(self.latency())
+                .saturating_add(extra);
+            let frame = frame.clone();
+            self.schedule(
+                at,
+                Event::Peer {
+                    from: i,
+                    to: t,
+                    frame,
+                },
+            );
         }
     }
 
@@ -264,7 +326,14 @@ impl LocalCluster {
                     let from = ReplicaId(from as u16);
                     self.input(to, CoreInput::Peer { from, frame });
                 }
-                Event::Timer { node, kind } => self.input(node, CoreInput::Timer(kind)),
+                Event::Timer { node, set } => {
+                    let now = self.now;
+                    if let Some(h) = self.hosts[node].as_mut() {
+                        if h.fire(now, set) {
+                            self.finish_turn(node);
+                        }
+                    }
+                }
                 Event::Client {
                     node,
                     client,
@@ -278,61 +347,132 @@ impl LocalCluster {
         self.now = self.now.max(until);
     }
 
-    /// Stops replica `i` (its volatile state is gone; its store stays).
+    /// Stops replica `i` as a crash would: its volatile state is gone, its
+    /// journal keeps what was synced (every released turn), its log store
+    /// what was synced to it.
     pub fn crash(&mut self, i: usize) {
-        self.cores[i] = None;
+        let Some(host) = self.hosts[i].take() else {
+            return;
+        };
+        let (journal, log) = host.into_parts();
+        self.disks[i] = match (journal.into_memory(), log.into_memory_log()) {
+            (Some(mut j), Some(mut l)) => {
+                j.crash(crate::journal::CrashMode::LoseUnsynced);
+                l.lose_unsynced();
+                Some(Disk::Memory(j, l))
+            }
+            // File-backed: what is on disk is what a restart reads.
+            _ => self.dirs[i].clone().map(Disk::Files),
+        };
     }
 
-    /// Restarts replica `i` from its store and reconnects it.
-    pub fn restart(&mut self, i: usize) -> Result<(), crate::store::RestoreError> {
-        self.stores[i].crashed = false;
-        self.file_logs.remove(&i);
-        let core = ReplicaCore::restore(
-            self.configs[i].clone(),
-            self.crypto[i].clone(),
-            self.stores[i].recover(),
-        )?;
-        self.bring_up(i, core);
+    /// Stops replica `i` and loses its storage entirely (a wiped data dir
+    /// or a failed disk): it restarts with nothing.
+    pub fn wipe(&mut self, i: usize) -> Result<(), String> {
+        self.crash(i);
+        if let Some(dir) = &self.dirs[i] {
+            for sub in ["journal", "log"] {
+                let p = dir.join(sub);
+                if p.exists() {
+                    std::fs::remove_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                }
+            }
+        }
+        self.disks[i] = Some(match self.dirs[i].clone() {
+            Some(dir) => Disk::Files(dir),
+            None => Disk::Memory(MemoryJournal::new(), MemoryLog::new()),
+        });
         Ok(())
     }
 
-    /// Installs a restored replica, starts it and reconnects it to everyone.
-    fn bring_up(&mut self, i: usize, core: ReplicaCore) {
-        self.cores[i] = Some(core);
+    /// (Re)starts replica `i` from its storage and reconnects it.
+    pub fn restart(&mut self, i: usize) -> Result<(), HostError> {
+        if self.hosts[i].is_some() {
+            return Ok(());
+        }
+        let disk = self.disks[i]
+            .take()
+            .unwrap_or(Disk::Memory(MemoryJournal::new(), MemoryLog::new()));
+        let (journal, recovered, log): (Box<dyn Journal>, _, Box<dyn LogStore>) = match disk {
+            Disk::Memory(j, l) => {
+                let rec = j.recover()?;
+                (Box::new(j), rec, Box::new(l))
+            }
+            Disk::Files(dir) => {
+                let (j, rec) = FileJournal::open(&dir)?;
+                let log = FileLog::open(&dir.join("log"))
+                    .map_err(|e| HostError::LogStore(e.to_string()))?;
+                (Box::new(j), rec, Box::new(log))
+            }
+        };
+        self.incarnations[i] += 1;
+        let host = Host::open(
+            self.configs[i].clone(),
+            self.crypto[i].clone(),
+            journal,
+            recovered,
+            log,
+            self.host_config,
+            self.incarnations[i],
+        )?;
+        self.hosts[i] = Some(host);
+        self.stopped[i] = None;
         self.input(i, CoreInput::Start);
-        for p in 0..self.cores.len() {
+        for p in 0..self.hosts.len() {
             if p != i {
                 self.input(p, CoreInput::PeerReconnected(ReplicaId(i as u16)));
                 self.input(i, CoreInput::PeerReconnected(ReplicaId(p as u16)));
             }
         }
+        Ok(())
     }
 
-    /// Restarts replica `i` from its store with its log in a file log under
-    /// `dir` (cut back to, or topped up from, the recovered ledger), which
-    /// it keeps using — synced after every step — until it stops.
-    pub fn restart_on_file_log(&mut self, i: usize, dir: &std::path::Path) -> Result<(), String> {
-        self.stores[i].crashed = false;
-        let recovered = self.stores[i].recover();
-        let mut log = crate::filelog::FileLog::open(dir).map_err(|e| e.to_string())?;
-        log.truncate(recovered.entries_len())
-            .map_err(|e| e.to_string())?;
-        let mut core = ReplicaCore::restore_with_log(
-            self.configs[i].clone(),
-            self.crypto[i].clone(),
-            recovered,
-            Box::new(log),
-        )
-        .map_err(|e| e.to_string())?;
-        core.sync_log()?;
-        self.file_logs.insert(i);
-        self.bring_up(i, core);
-        Ok(())
+    /// Stops replica `i` and restarts it on files under `dir` (journal and
+    /// log), carrying over what it persisted in memory: its log entries go
+    /// into a [`FileLog`], its journal records into a [`FileJournal`]. It
+    /// stays on files from then on, crashes included.
+    pub fn move_to_files(&mut self, i: usize, dir: &std::path::Path) -> Result<(), HostError> {
+        self.crash(i);
+        if let Some(Disk::Memory(j, l)) = self.disks[i].take() {
+            let mut log =
+                FileLog::open(&dir.join("log")).map_err(|e| HostError::LogStore(e.to_string()))?;
+            for k in log.len()..l.len() {
+                if let Some(e) = l.entry(k) {
+                    log.append(&e);
+                }
+            }
+            for h in l.all_heads() {
+                log.put_head(&h);
+            }
+            LogStore::sync(&mut log).map_err(HostError::LogStore)?;
+            let (mut fj, _) = FileJournal::open(dir)?;
+            for r in j.durable() {
+                fj.append(r.clone())?;
+            }
+            fj.sync()?;
+        }
+        self.dirs[i] = Some(dir.to_path_buf());
+        self.disks[i] = Some(Disk::Files(dir.to_path_buf()));
+        self.restart(i)
+    }
+
+    /// Whether replica `i` runs on files.
+    pub fn on_files(&self, i: usize) -> bool {
+        self.dirs[i].is_some()
+    }
+
+    /// The journal records replica `i` holds durably, if it is stopped on
+    /// in-memory storage or running on it.
+    pub fn journal_records(&self, i: usize) -> Option<Vec<JournalRecord>> {
+        if let Some(Disk::Memory(j, _)) = &self.disks[i] {
+            return Some(j.durable().to_vec());
+        }
+        None
     }
 
     /// Whether replica `node` logged every digest of `ds` under a signed head.
     pub fn stamped(&self, node: usize, ds: &[[u8; 32]]) -> bool {
-        self.cores[node].as_ref().is_some_and(|core| {
+        self.core(node).is_some_and(|core| {
             let signed = core.signed_size();
             ds.iter()
                 .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
@@ -341,21 +481,18 @@ impl LocalCluster {
 
     /// Whether every running replica logged every digest of `ds`.
     pub fn logged_everywhere(&self, ds: &[[u8; 32]]) -> bool {
-        self.cores
+        self.hosts
             .iter()
             .flatten()
-            .all(|core| ds.iter().all(|d| core.leaf_index(d).is_some()))
+            .all(|h| ds.iter().all(|d| h.core().leaf_index(d).is_some()))
     }
 
     /// Checks what must hold between the running replicas: their logs agree
     /// on every index they share, they signed the same head at every size
     /// they share, and no log holds a digest twice.
     pub fn check_agreement(&self) -> Result<(), String> {
-        let cores: Vec<(usize, &ReplicaCore)> = self
-            .cores
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+        let cores: Vec<(usize, &ReplicaCore)> = (0..self.hosts.len())
+            .filter_map(|i| self.core(i).map(|c| (i, c)))
             .collect();
         let Some((first, base)) = cores.first().copied() else {
             return Ok(());

@@ -41,17 +41,17 @@ fn catch_up(page_bytes: usize) {
     // Cut off; the others log more and run far past the GC depth.
     c.cut_off.insert(away);
     let gc = 50;
-    let round_at_cut = c.cores[away].as_ref().unwrap().node().round().0;
+    let round_at_cut = c.core(away).unwrap().node().round().0;
     let during = digests("catch-up test", 100, 400);
     for chunk in during.chunks(50) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
         c.run_until(c.now.saturating_add(Micros::from_millis(20)), |_| false);
     }
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..3).all(|i| c.cores[i].as_ref().unwrap().node().round().0 > round_at_cut + gc + 40)
+        (0..3).all(|i| c.core(i).unwrap().node().round().0 > round_at_cut + gc + 40)
     });
     assert!(c.stamped(0, &during));
-    let behind_len = c.cores[away].as_ref().unwrap().log().len();
+    let behind_len = c.core(away).unwrap().log().len();
     // Heal.
     c.cut_off.clear();
     for p in 0..3 {
@@ -59,19 +59,19 @@ fn catch_up(page_bytes: usize) {
         c.input(away, CoreInput::PeerReconnected(ReplicaId(p as u16)));
     }
     c.run_until(c.now.saturating_add(Micros::from_secs(5)), |c| {
-        c.cores[away].as_ref().unwrap().log().len() > behind_len + 400
+        c.core(away).unwrap().log().len() > behind_len + 400
     });
-    let caught_up = c.cores[away].as_ref().unwrap().log().len();
+    let caught_up = c.core(away).unwrap().log().len();
     assert!(
         caught_up > behind_len + 400,
         "log went from {behind_len} to {caught_up} only"
     );
-    let installs = c.cores[away].as_ref().unwrap().catchups_installed();
+    let installs = c.core(away).unwrap().catchups_installed();
     assert!(
         installs >= 1,
         "the gap was filled by a verified snapshot, not by re-sent votes"
     );
-    assert_eq!(c.cores[0].as_ref().unwrap().catchups_installed(), 0);
+    assert_eq!(c.core(0).unwrap().catchups_installed(), 0);
     // New digests after the heal are logged by everyone, the caught-up replica included.
     let after = digests("catch-up test", 500, 200);
     c.request_all(1, &ClientRequest::Submit(after.clone()));
@@ -88,7 +88,7 @@ fn catch_up(page_bytes: usize) {
     c.check_agreement().unwrap();
     // Its receipts for digests logged while it was away verify.
     let anchor = c.anchor();
-    let core = c.cores[away].as_ref().unwrap();
+    let core = c.core(away).unwrap();
     for d in during.iter().step_by(41).chain(after.iter().step_by(41)) {
         verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
     }
@@ -126,7 +126,7 @@ fn replay_leaders(page_bytes: usize) {
         c.stamped(away, &first)
     });
     c.cut_off.insert(away);
-    let round_at_cut = c.cores[away].as_ref().unwrap().node().round().0;
+    let round_at_cut = c.core(away).unwrap().node().round().0;
     let during = digests("leaders test", 100, 300);
     for chunk in during.chunks(50) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
@@ -136,16 +136,16 @@ fn replay_leaders(page_bytes: usize) {
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
         (0..4)
             .filter(|i| *i != away)
-            .all(|i| c.cores[i].as_ref().unwrap().node().round().0 > round_at_cut + 30)
+            .all(|i| c.core(i).unwrap().node().round().0 > round_at_cut + 30)
     });
     assert!(c.stamped(0, &during));
-    let core = c.cores[away].as_ref().unwrap();
+    let core = c.core(away).unwrap();
     assert!(!core.is_behind());
     c.cut_off.clear();
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(away, &during)
     });
-    let core = c.cores[away].as_ref().unwrap();
+    let core = c.core(away).unwrap();
     assert!(c.stamped(away, &during), "the replica did not catch up");
     assert!(
         core.leader_catchups() >= 1,

@@ -26,7 +26,7 @@ fn stamp(c: &mut LocalCluster, ds: &[[u8; 32]]) {
     }
     let until = c.now.saturating_add(Micros::from_secs(60));
     c.run_until(until, |c| {
-        c.cores.iter().flatten().all(|core| {
+        (0..c.len()).filter_map(|i| c.core(i)).all(|core| {
             let signed = core.signed_size();
             ds.iter()
                 .all(|d| core.leaf_index(d).is_some_and(|i| i < signed))
@@ -40,7 +40,7 @@ fn ten_thousand_digests_one_log_one_set_of_heads_every_receipt_verifies() {
     let ds = digests(10_000);
     stamp(&mut c, &ds);
     let anchor = c.anchor();
-    let cores: Vec<_> = c.cores.iter().flatten().collect();
+    let cores: Vec<_> = (0..c.len()).filter_map(|i| c.core(i)).collect();
     let log0 = cores[0].log();
     let heads0 = cores[0].heads();
     for core in &cores[1..] {
@@ -137,9 +137,9 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
         matches!(resp, ClientResponse::Ordered { digest, .. } if digest == ds[3]),
         "{resp:?}"
     );
-    let before = c.cores[1].as_ref().unwrap().log().len();
+    let before = c.core(1).unwrap().log().len();
     c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
-    let log = c.cores[1].as_ref().unwrap().log();
+    let log = c.core(1).unwrap().log();
     assert_eq!(
         log.iter()
             .filter(|e| matches!(e, Entry::Digest(d) if d.digest == ds[3]))
@@ -158,7 +158,7 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
     };
     assert_eq!(
         (from, entries.as_slice()),
-        (0, &c.cores[2].as_ref().unwrap().log()[..3])
+        (0, &c.core(2).unwrap().log()[..3])
     );
     assert_eq!(
         query(&mut c, 2, ClientRequest::Receipt([0xab; 32])),

@@ -37,7 +37,7 @@ fn a_digest_sent_to_a_single_replica_is_still_logged() {
     });
     assert!(c.logged_everywhere(&lonely));
     // Not late: 2f+1 replicas reported each one (the re-report rule).
-    let log = c.cores[0].as_ref().unwrap().log();
+    let log = c.core(0).unwrap().log();
     for e in log {
         if let Entry::Digest(e) = e {
             assert!(!e.late && e.witnesses >= 3, "{e:?}");
@@ -91,7 +91,7 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
         // Ground truth: the rounds at which each honest replica reported each digest.
         let mut reported: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
         for h in 0..3 {
-            for w in &c.stores[h].broadcast {
+            for w in &c.released_writes[h] {
                 if let Durable::OwnVertex(v) = w {
                     for r in &v.reports {
                         reported.entry(r.digest.0).or_default().push(v.round.0);
@@ -99,7 +99,7 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
                 }
             }
         }
-        let pos = |x: &[u8; 32]| c.cores[0].as_ref().unwrap().leaf_index(x).unwrap();
+        let pos = |x: &[u8; 32]| c.core(0).unwrap().leaf_index(x).unwrap();
         for a in &all {
             for b in &all {
                 let (ra, rb) = (&reported[a], &reported[b]);

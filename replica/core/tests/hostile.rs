@@ -77,7 +77,7 @@ fn catch_up_requests_without_end_get_a_bounded_answer() {
         c.stamped(0, &ds)
     });
     let now = c.now;
-    let core = c.cores[0].as_mut().unwrap();
+    let core = c.host_mut(0).unwrap();
     let asks = [
         PeerMessage::FetchLog { from: 0 },
         PeerMessage::FetchState { at_most: u64::MAX },
@@ -86,17 +86,18 @@ fn catch_up_requests_without_end_get_a_bounded_answer() {
             floor: 0,
         },
     ];
-    let answered = |core: &mut ReplicaCore, from: u16, at: Micros| -> usize {
+    let answered = |core: &mut belfry_replica::local::LocalHost, from: u16, at: Micros| -> usize {
         let mut frames = 0;
         for k in 0..3_000 {
             let frame = wire::encode(&asks[k % 3]).unwrap();
-            let step = core.handle(
+            core.handle(
                 at,
                 CoreInput::Peer {
                     from: ReplicaId(from),
                     frame,
                 },
             );
+            let step = core.commit().unwrap();
             frames += step
                 .to_peers
                 .iter()

@@ -1,5 +1,7 @@
-//! A replica that crashes and restarts from what it persisted keeps agreeing
-//! with the others; the file store recovers exactly what was persisted.
+//! A replica that crashes and restarts from its journal keeps agreeing with
+//! the others; a turn is durable whole or not at all; the file journal
+//! recovers what the in-memory one holds, cuts torn tails, and after a
+//! compaction a restart reads only the snapshot and the turns after it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,33 +9,42 @@ mod common;
 
 use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::Policy;
+use belfry_replica::coin::{BlsCrypto, Policy, ReplicaId, ThresholdCrypto};
+use belfry_replica::filelog::FileLog;
+use belfry_replica::journal::{
+    recover, CrashMode, FileJournal, Journal, JournalRecord, MemoryJournal, Recovered, TurnRecord,
+};
 use belfry_replica::local::LocalCluster;
-use belfry_replica::store::{recover, FileStore, LedgerRecord, ReplicaStore};
-use belfry_replica::timestamp::{verify_receipt, Entry};
+use belfry_replica::timestamp::store::{LogStore, MemoryLog};
+use belfry_replica::timestamp::{verify_receipt, Entry, SignedTreeHead};
 use belfry_replica::wire::ClientRequest;
+use belfry_replica::{Host, HostConfig, ReplicaConfig};
 use common::{digests, GENESIS};
+use std::sync::Arc;
+
+fn stamp_all(c: &mut LocalCluster, ds: &[[u8; 32]], nodes: &[usize]) {
+    c.request_all(1, &ClientRequest::Submit(ds.to_vec()));
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        nodes.iter().all(|i| c.stamped(*i, ds))
+    });
+    for i in nodes {
+        assert!(c.stamped(*i, ds), "replica {i} did not stamp everything");
+    }
+}
 
 #[test]
-fn a_replica_restarted_from_its_store_agrees_with_the_others() {
+fn a_replica_restarted_from_its_journal_agrees_with_the_others() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 11).unwrap();
     let first = digests("restart test", 0, 300);
-    c.request_all(1, &ClientRequest::Submit(first.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(1, &first)
-    });
-    assert!(c.stamped(1, &first));
+    stamp_all(&mut c, &first, &[1]);
     c.crash(1);
     // The others go on while it is down.
     let second = digests("restart test", 300, 300);
-    c.request_all(1, &ClientRequest::Submit(second.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(0, &second)
-    });
+    stamp_all(&mut c, &second, &[0]);
     c.restart(1).unwrap();
     let third = digests("restart test", 600, 300);
-    c.request_all(1, &ClientRequest::Submit(third.clone()));
     let all: Vec<[u8; 32]> = first.iter().chain(&second).chain(&third).copied().collect();
+    c.request_all(1, &ClientRequest::Submit(third));
     c.run_until(c.now.saturating_add(Micros::from_secs(60)), |c| {
         (0..4).all(|i| c.stamped(i, &all))
     });
@@ -41,482 +52,240 @@ fn a_replica_restarted_from_its_store_agrees_with_the_others() {
         assert!(c.stamped(i, &all), "replica {i} did not log everything");
     }
     c.check_agreement().unwrap();
-    // The restarted replica's receipts verify.
     let anchor = c.anchor();
     for d in all.iter().step_by(37) {
-        verify_receipt(&c.cores[1].as_ref().unwrap().receipt(d).unwrap(), &anchor).unwrap();
+        verify_receipt(&c.core(1).unwrap().receipt(d).unwrap(), &anchor).unwrap();
     }
 }
 
-/// Writes replica `i`'s persisted history into a `FileStore` in `dir`.
-fn write_files(c: &LocalCluster, i: usize, dir: &std::path::Path) {
-    let mem = c.stores[i].clone();
-    let (mut fs, _) = FileStore::open(dir).unwrap();
-    let mut step = belfry_replica::CoreStep::default();
-    for r in &mem.ledger {
-        match r {
-            LedgerRecord::Entry(e) => step.appended.push(*e),
-            LedgerRecord::Head(h) => step.heads.push(*h),
-            LedgerRecord::Sequencer(s) => step
-                .snapshots
-                .push((step.appended.len() as u64, (**s).clone())),
-            LedgerRecord::Base(_) => unreachable!("a memory store is never rebased"),
-        }
-    }
-    step.writes = mem.broadcast.clone();
-    fs.persist(&step, 0).unwrap();
-}
-
-/// A replica restored over the redb/file log: the log lands in the files,
-/// survives a restart (read back, not re-appended), is cut back when it is
-/// ahead of the ledger, and serves the same receipts as the live replica.
+/// A replica on files (journal and redb/file log) — moved there, crashed and
+/// restarted again and again, its log store synced only every few entries so
+/// the journal has to top it up — keeps agreeing on every index and serves
+/// receipts that verify; what is in the files is its log.
 #[test]
-fn a_replica_restored_over_the_file_log_serves_the_same_receipts() {
-    let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 13).unwrap();
-    let ds = digests("file log test", 0, 200);
-    c.request_all(1, &ClientRequest::Submit(ds.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(3, &ds)
-    });
-    let dir = tempfile::tempdir().unwrap();
-    write_files(&c, 3, dir.path());
-    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(3), c.cluster);
-    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
-        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
-    let live = c.cores[3].as_ref().unwrap();
-    let check = |core: &belfry_replica::ReplicaCore| {
-        assert_eq!(core.log(), live.log()[..core.log_len() as usize].to_vec());
-        for d in ds.iter().step_by(23) {
-            assert_eq!(
-                core.receipt(d).map(|r| r.to_binary()),
-                live.receipt(d).map(|r| r.to_binary())
-            );
-        }
-    };
-    let len = {
-        let (_, rec) = FileStore::open(dir.path()).unwrap();
-        let log = FileStore::open_log(dir.path(), &rec).unwrap();
-        assert_eq!(belfry_replica::timestamp::store::LogStore::len(&log), 0);
-        let mut core = belfry_replica::ReplicaCore::restore_with_log(
-            config.clone(),
-            verifier.clone(),
-            rec,
-            Box::new(log),
-        )
-        .unwrap();
-        core.sync_log().unwrap();
-        check(&core);
-        core.log_len()
-    };
-    assert!(len > 200);
-    // Reopened: the entries come from the file log itself.
-    let (_, rec) = FileStore::open(dir.path()).unwrap();
-    let log = FileStore::open_log(dir.path(), &rec).unwrap();
-    assert_eq!(belfry_replica::timestamp::store::LogStore::len(&log), len);
-    let core = belfry_replica::ReplicaCore::restore_with_log(
-        config.clone(),
-        verifier.clone(),
-        rec,
-        Box::new(log),
-    )
-    .unwrap();
-    check(&core);
-    drop(core);
-    // A ledger that ends earlier (its tail was torn) cuts the file log back.
-    let (_, mut rec) = FileStore::open(dir.path()).unwrap();
-    let keep = rec.heads[0].head.tree_size as usize;
-    rec.entries.truncate(keep);
-    rec.heads.truncate(1);
-    let log = FileStore::open_log(dir.path(), &rec).unwrap();
-    assert_eq!(
-        belfry_replica::timestamp::store::LogStore::len(&log),
-        keep as u64
-    );
-    drop(log);
-    // And a log ahead of the ledger is refused rather than trusted.
-    let (_, rec) = FileStore::open(dir.path()).unwrap();
-    let mut short = rec.clone();
-    short.entries.truncate(keep - 1);
-    short.heads.clear();
-    let full = belfry_replica::filelog::FileLog::open(&dir.path().join("log")).unwrap();
-    assert!(matches!(
-        belfry_replica::ReplicaCore::restore_with_log(config, verifier, short, Box::new(full)),
-        Err(belfry_replica::store::RestoreError::LogAhead { .. })
-    ));
-}
-
-#[test]
-fn the_file_store_recovers_what_the_memory_store_holds_and_restores_a_replica() {
-    let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 12).unwrap();
-    let ds = digests("restart test", 0, 200);
-    c.request_all(1, &ClientRequest::Submit(ds.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(2, &ds)
-    });
-    // Write replica 2's persisted history through a FileStore, reopen it.
-    let dir = tempfile::tempdir().unwrap();
-    let mem = c.stores[2].clone();
-    assert!(FileStore::open(dir.path()).unwrap().1.entries.is_empty());
-    write_files(&c, 2, dir.path());
-    let (_, from_files) = FileStore::open(dir.path()).unwrap();
-    let from_memory = mem.recover();
-    assert_eq!(from_files.entries, from_memory.entries);
-    assert_eq!(from_files.heads, from_memory.heads);
-    assert_eq!(from_files.sequencer, from_memory.sequencer);
-    assert_eq!(from_files.broadcast, from_memory.broadcast);
-    // A replica restored from the files holds replica 2's log and heads.
-    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(2), c.cluster);
-    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
-        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
-    let restored = belfry_replica::ReplicaCore::restore(config, verifier, from_files).unwrap();
-    let live = c.cores[2].as_ref().unwrap();
-    assert_eq!(restored.log(), &live.log()[..restored.log().len()]);
-    assert!(restored.log().len() > 200);
-    for (size, head) in restored.heads() {
-        assert_eq!(live.heads().get(&size), Some(&head));
-    }
-    assert_eq!(
-        restored.receipt(&ds[7]).map(|r| r.to_binary()),
-        live.receipt(&ds[7]).map(|r| r.to_binary())
-    );
-}
-
-#[test]
-fn a_ledger_whose_last_snapshot_never_reached_disk_is_cut_back_to_the_previous_one() {
-    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 13).unwrap();
-    let ds = digests("restart test", 0, 50);
-    c.request_all(1, &ClientRequest::Submit(ds.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(0, &ds)
-    });
-    let ledger = c.stores[0].ledger.clone();
-    let snaps: Vec<usize> = ledger
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r, LedgerRecord::Sequencer(_)))
-        .map(|(i, _)| i)
-        .collect();
-    assert!(snaps.len() >= 2);
-    // Lose everything from the last snapshot on (a crash mid-write).
-    let cut = &ledger[..*snaps.last().unwrap()];
-    let rec = recover(cut, vec![]);
-    let entries_before_prev = ledger[..snaps[snaps.len() - 2]]
-        .iter()
-        .filter(|r| matches!(r, LedgerRecord::Entry(_)))
-        .count();
-    assert_eq!(rec.entries.len(), entries_before_prev);
-    assert!(
-        matches!(rec.entries.last(), Some(Entry::Tick(_))),
-        "cut back to a Tick"
-    );
-    assert!(rec
-        .heads
-        .iter()
-        .all(|h| h.head.tree_size <= rec.entries.len() as u64));
-}
-
-/// A crash can strike in the middle of persisting a step — after any number
-/// of its records reached the disk. Whatever the cut, the restarted replica
-/// never contradicts itself or the others: same log on every index, nothing
-/// logged twice, and it goes on logging.
-#[test]
-fn a_crash_in_the_middle_of_persisting_a_step_never_breaks_agreement() {
-    let mut strikes = 0;
-    for (k, budget) in [0usize, 1, 2, 3, 5, 8, 13, 40, 100, 250].iter().enumerate() {
-        let (mut c, _) =
-            LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 60 + k as u64).unwrap();
-        let first = digests("restart test", 10_000 * k as u64, 60);
-        c.request_all(1, &ClientRequest::Submit(first.clone()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(25)), |_| false);
-        c.stores[2].crash_after_records = Some(*budget);
-        c.run_until(c.now.saturating_add(Micros::from_secs(10)), |c| {
-            c.cores[2].is_none()
-        });
-        if c.cores[2].is_none() {
-            strikes += 1;
-        }
-        c.run_until(c.now.saturating_add(Micros::from_millis(50)), |_| false);
-        if c.cores[2].is_none() {
-            c.restart(2).unwrap();
-        }
-        let second = digests("restart test", 10_000 * k as u64 + 5_000, 60);
-        c.request_all(1, &ClientRequest::Submit(second.clone()));
-        let all: Vec<[u8; 32]> = first.iter().chain(&second).copied().collect();
-        c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-            (0..4).all(|i| c.stamped(i, &all))
-        });
-        for i in 0..4 {
-            assert!(
-                c.stamped(i, &all),
-                "budget {budget}: replica {i} did not log everything"
-            );
-        }
-        c.check_agreement()
-            .map_err(|e| format!("budget {budget}: {e}"))
-            .unwrap();
-        // Across the crash it never recorded two different votes or own
-        // vertices for one slot.
-        let mut seen = std::collections::BTreeMap::new();
-        for (pledge, hash) in c.stores[2].broadcast.iter().filter_map(Durable::pledge) {
-            let prev = seen.insert(pledge, hash);
-            assert!(
-                prev.is_none() || prev == Some(hash),
-                "budget {budget}: broke {pledge:?}"
-            );
-        }
-    }
-    assert!(strikes >= 8, "the crash struck in only {strikes} runs");
-}
-
-/// A replica that runs on the redb/file log — restarted onto it, crashed and
-/// restarted again (the second time the entries come from the files, only
-/// the tail from the ledger) — keeps agreeing with the others on every index
-/// and serves receipts that verify.
-#[test]
-fn a_replica_running_on_the_file_log_across_restarts_keeps_agreeing() {
+fn a_replica_running_on_files_across_restarts_keeps_agreeing() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 14).unwrap();
+    c.host_config.log_sync_entries = 64;
+    c.host_config.compact_after_records = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
     for k in 0..3u64 {
         let ds = digests("file log run", 1_000 * k, 150);
-        c.request_all(1, &ClientRequest::Submit(ds.clone()));
-        all.extend(ds);
-        c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-            (0..4).all(|i| c.stamped(i, &all))
-        });
-        assert!((0..4).all(|i| c.stamped(i, &all)), "round {k}");
-        c.crash(2);
-        c.restart_on_file_log(2, dir.path()).unwrap();
-        assert!(c.file_logs.contains(&2));
+        all.extend(ds.iter().copied());
+        stamp_all(&mut c, &ds, &[0, 1, 2, 3]);
+        if k == 0 {
+            c.move_to_files(2, dir.path()).unwrap();
+        } else {
+            c.crash(2);
+            c.restart(2).unwrap();
+        }
+        assert!(c.on_files(2));
     }
     let more = digests("file log run", 9_000, 150);
-    c.request_all(1, &ClientRequest::Submit(more.clone()));
-    all.extend(more);
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &all))
-    });
-    assert!((0..4).all(|i| c.stamped(i, &all)));
+    all.extend(more.iter().copied());
+    stamp_all(&mut c, &more, &[0, 1, 2, 3]);
     c.check_agreement().unwrap();
     let anchor = c.anchor();
-    let core = c.cores[2].as_ref().unwrap();
+    let core = c.core(2).unwrap();
     for d in all.iter().step_by(29) {
         verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
     }
-    // What is in the files is the log: a fresh open reads it back.
     let len = core.log_len();
     let live = core.log();
     c.crash(2);
-    let files = belfry_replica::filelog::FileLog::open(dir.path()).unwrap();
-    use belfry_replica::timestamp::store::LogStore;
-    assert_eq!(files.len(), len);
-    assert_eq!(files.entries(0, len), live);
+    // The log store may lag the journal by up to 64 entries: a fresh open
+    // reads a prefix of the log, and the journal holds the rest.
+    let files = FileLog::open(&dir.path().join("log")).unwrap();
+    assert!(files.len() <= len && files.len() + 64 >= len);
+    assert_eq!(files.entries(0, files.len()), live[..files.len() as usize]);
+    let (_, recovered) = FileJournal::open(dir.path()).unwrap();
+    assert_eq!(recovered.entries_len(), len);
+    // The journal was compacted: a restart reads it from a snapshot whose
+    // base the log store holds, not from the first turn.
+    assert!(recovered.entries_from > 0, "the journal never compacted");
+    assert!(recovered.entries_from <= files.len());
 }
 
-/// Compacting the in-memory store (what the simulator does on long runs)
-/// keeps exactly what a restart reads: a replica restored from the compacted
-/// records has the same round, ordering state and DAG as one restored from
-/// all of them, and after restarting from it the cluster keeps agreeing.
+fn tick_turn(first: u64) -> TurnRecord {
+    TurnRecord {
+        first,
+        entries: vec![Entry::Digest(belfry_replica::timestamp::DigestEntry {
+            digest: [first as u8; 32],
+            witnessed_at: Micros(1),
+            key: first,
+            witnesses: 3,
+            late: false,
+        })],
+        heads: Vec::new(),
+        writes: vec![Durable::Checkpoint(belfry_replica::broadcast::Checkpoint {
+            last_decided_wave: belfry_replica::coin::Wave(first),
+            last_leader_round: belfry_replica::broadcast::Round(4 * first + 1),
+            ordered: Arc::default(),
+        })],
+        sequencer: None,
+    }
+}
+
+/// The root of the recovery bug this journal replaces: a turn's log entries
+/// and the node's ordering checkpoint are one record, so a crash keeps both
+/// or neither — never the entries without the checkpoint.
 #[test]
-fn a_compacted_store_restores_the_same_replica() {
+fn a_turn_is_durable_whole_or_not_at_all() {
+    for survive in [0usize, 1, 2] {
+        let mut j = MemoryJournal::new();
+        j.append(JournalRecord::Turn(tick_turn(0))).unwrap();
+        j.sync().unwrap();
+        j.append(JournalRecord::Turn(tick_turn(1))).unwrap();
+        j.append(JournalRecord::Turn(tick_turn(2))).unwrap();
+        j.crash(CrashMode::Torn { survive });
+        let r = j.recover().unwrap();
+        let turns = 1 + survive as u64;
+        assert_eq!(r.entries_len(), turns, "survive {survive}");
+        let checkpoints = r
+            .broadcast
+            .iter()
+            .filter(|w| matches!(w, Durable::Checkpoint(_)))
+            .count() as u64;
+        assert_eq!(checkpoints, turns, "entries without their checkpoint");
+    }
+}
+
+/// The file journal: records come back as written, a torn last part is cut
+/// (its turn dropped whole, however many of its parts reached the disk), a
+/// gap is refused, and a snapshot removes the segments before it.
+#[test]
+fn the_file_journal_recovers_what_was_synced_and_cuts_a_torn_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mem = MemoryJournal::new();
+    {
+        let (mut fj, r) = FileJournal::open(dir.path()).unwrap();
+        assert!(r.is_blank());
+        for k in 0..5 {
+            for j in [&mut fj as &mut dyn Journal, &mut mem] {
+                j.append(JournalRecord::Turn(tick_turn(k))).unwrap();
+                j.sync().unwrap();
+            }
+        }
+    }
+    let (_, r) = FileJournal::open(dir.path()).unwrap();
+    same(&r, &mem.recover().unwrap());
+    assert_eq!(r.turns, 5);
+    // A big turn in many parts, and the last part torn off: the turn is
+    // gone whole.
+    {
+        let (mut fj, _) = FileJournal::open(dir.path()).unwrap();
+        let mut big = tick_turn(5);
+        big.writes = (0..60_000)
+            .map(|k| {
+                Durable::Checkpoint(belfry_replica::broadcast::Checkpoint {
+                    last_decided_wave: belfry_replica::coin::Wave(k),
+                    last_leader_round: belfry_replica::broadcast::Round(k),
+                    ordered: Arc::new(
+                        (0..4u16)
+                            .map(|a| belfry_replica::broadcast::VertexRef {
+                                round: belfry_replica::broadcast::Round(k),
+                                author: ReplicaId(a),
+                                hash: belfry_replica::broadcast::VertexHash([a as u8; 32]),
+                            })
+                            .collect(),
+                    ),
+                })
+            })
+            .collect();
+        fj.append(JournalRecord::Turn(big)).unwrap();
+        fj.sync().unwrap();
+    }
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > 8 * 1024 * 1024, "the big turn spans several parts");
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+    let (_, r) = FileJournal::open(dir.path()).unwrap();
+    same(&r, &mem.recover().unwrap());
+    // Turns must continue the log where the journal left it.
+    let gap = [
+        JournalRecord::Turn(tick_turn(0)),
+        JournalRecord::Turn(tick_turn(7)),
+    ];
+    assert!(recover(&gap).is_err());
+}
+
+fn same(a: &Recovered, b: &Recovered) {
+    assert_eq!(a.entries_from, b.entries_from);
+    assert_eq!(a.entries, b.entries);
+    assert_eq!(a.heads, b.heads);
+    assert_eq!(a.broadcast, b.broadcast);
+    assert_eq!(a.sequencer, b.sequencer);
+}
+
+fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+/// A host restored from a compacted journal (one snapshot built from
+/// memory) is the replica restored from every turn: the same live records,
+/// log and sequencer state — and the snapshot replaced everything before it.
+#[test]
+fn a_compacted_journal_restores_the_same_replica() {
     let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 15).unwrap();
+    c.host_config.compact_after_records = u64::MAX;
+    c.crash(1);
+    c.restart(1).unwrap();
     let ds = digests("compact test", 0, 300);
     for chunk in ds.chunks(30) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
         c.run_until(c.now.saturating_add(Micros::from_millis(100)), |_| false);
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(1, &ds)
-    });
-    let full = c.stores[1].clone();
-    let gc = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(1), c.cluster)
-        .broadcast
-        .gc_depth;
-    let dropped = c.stores[1].compact(gc);
-    assert!(
-        dropped > full.broadcast.len() / 2,
-        "dropped {dropped} of {}",
-        full.broadcast.len()
-    );
-    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(1), c.cluster);
-    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
-        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
-    let a = belfry_replica::ReplicaCore::restore(config.clone(), verifier.clone(), full.recover())
-        .unwrap();
-    let b = belfry_replica::ReplicaCore::restore(config, verifier, c.stores[1].recover()).unwrap();
-    assert_eq!(a.node().round(), b.node().round());
-    assert_eq!(a.node().checkpoint(), b.node().checkpoint());
-    assert_eq!(a.node().dag().len(), b.node().dag().len());
-    assert_eq!(
-        a.node().dag().highest_round(),
-        b.node().dag().highest_round()
-    );
-    assert_eq!(a.log(), b.log());
-    // Restarted from the compacted store, it keeps agreeing.
+    stamp_all(&mut c, &ds, &[1]);
     c.crash(1);
-    c.restart(1).unwrap();
-    let more = digests("compact test", 300, 100);
-    c.request_all(1, &ClientRequest::Submit(more.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &more))
-    });
-    assert!((0..4).all(|i| c.stamped(i, &more)));
-    c.check_agreement().unwrap();
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
+    let records = c.journal_records(1).unwrap();
+    assert!(records.len() > 100);
+    let config = ReplicaConfig::new(ReplicaId(1), c.cluster);
+    let verifier: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::verifier(public));
+    let open = |records: &[JournalRecord], stored: &[Entry], heads: &[SignedTreeHead]| {
+        let mut j = MemoryJournal::new();
+        for r in records {
+            j.append(r.clone()).unwrap();
         }
-    }
-}
-
-/// The file store compacts to what a restart reads, and a rewrite a crash
-/// interrupted is finished or discarded on open: the replica restored from
-/// it is the one restored from everything.
-#[test]
-fn the_file_store_compacts_and_survives_a_crash_during_the_rewrite() {
-    let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 16).unwrap();
-    let ds = digests("file compact", 0, 300);
-    for chunk in ds.chunks(30) {
-        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(100)), |_| false);
-    }
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        c.stamped(1, &ds)
-    });
-    let dir = tempfile::tempdir().unwrap();
-    write_files(&c, 1, dir.path());
-    let untouched = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), untouched.path());
-    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(1), c.cluster);
-    let gc = config.broadcast.gc_depth;
-    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
-        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
-    let restored = |d: &std::path::Path| {
-        let (_, rec) = FileStore::open(d).unwrap();
-        belfry_replica::ReplicaCore::restore(config.clone(), verifier.clone(), rec).unwrap()
-    };
-    let full = restored(dir.path());
-    let (store, dropped) = FileStore::open(dir.path())
-        .unwrap()
-        .0
-        .compact(dir.path(), gc)
-        .unwrap();
-    drop(store);
-    assert!(dropped > 0);
-    let same = |a: &belfry_replica::ReplicaCore, b: &belfry_replica::ReplicaCore| {
-        assert_eq!(a.node().round(), b.node().round());
-        assert_eq!(a.node().checkpoint(), b.node().checkpoint());
-        assert_eq!(a.node().dag().len(), b.node().dag().len());
-        assert_eq!(a.log(), b.log());
-        assert_eq!(a.heads(), b.heads());
-    };
-    same(&full, &restored(dir.path()));
-    // A crash after `broadcast` moved to `broadcast.old` and before the new
-    // log took its place: open finishes the swap.
-    let mid = tempfile::tempdir().unwrap();
-    copy_dir(untouched.path(), mid.path());
-    std::fs::rename(
-        mid.path().join("broadcast"),
-        mid.path().join("broadcast.old"),
-    )
-    .unwrap();
-    copy_dir(
-        &dir.path().join("broadcast"),
-        &mid.path().join("broadcast.next"),
-    );
-    same(&full, &restored(mid.path()));
-    assert!(!mid.path().join("broadcast.old").exists());
-    // A crash while `ledger.next` was still being written: it is discarded.
-    let early = tempfile::tempdir().unwrap();
-    copy_dir(untouched.path(), early.path());
-    std::fs::create_dir_all(early.path().join("ledger.next")).unwrap();
-    std::fs::write(
-        early.path().join("ledger.next/00000000000000000000.seg"),
-        b"torn",
-    )
-    .unwrap();
-    same(&full, &restored(early.path()));
-    assert!(!early.path().join("ledger.next").exists());
-}
-
-/// Compacted against the replica's file log, the ledger keeps only what the
-/// file log does not hold: a restart reads a short tail, re-verifies only
-/// the heads after the base, and restores the same replica; without the
-/// file log the compacted ledger is refused, not misread.
-#[test]
-fn a_ledger_compacted_against_the_file_log_restores_the_same_replica() {
-    let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 17).unwrap();
-    let logdir = tempfile::tempdir().unwrap();
-    let ds = digests("rebase", 0, 200);
-    c.request_all(1, &ClientRequest::Submit(ds.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &ds))
-    });
-    c.crash(2);
-    c.restart_on_file_log(2, logdir.path()).unwrap();
-    let more = digests("rebase", 200, 200);
-    c.request_all(1, &ClientRequest::Submit(more.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &more))
-    });
-    c.crash(2);
-    let storedir = tempfile::tempdir().unwrap();
-    write_files(&c, 2, storedir.path());
-    let config = belfry_replica::ReplicaConfig::new(belfry_replica::coin::ReplicaId(2), c.cluster);
-    let verifier: std::sync::Arc<dyn belfry_replica::coin::ThresholdCrypto> =
-        std::sync::Arc::new(belfry_replica::coin::BlsCrypto::verifier(public));
-    let restore = |d: &std::path::Path| {
-        let (_, rec) = FileStore::open(d).unwrap();
-        let mut log = belfry_replica::filelog::FileLog::open(logdir.path()).unwrap();
-        log.truncate(rec.entries_len()).unwrap();
-        (
-            rec.entries_from,
-            rec.entries.len(),
-            rec.heads.len(),
-            belfry_replica::ReplicaCore::restore_with_log(
-                config.clone(),
-                verifier.clone(),
-                rec,
-                Box::new(log),
-            )
-            .unwrap(),
+        j.sync().unwrap();
+        let rec = j.recover().unwrap();
+        let mut log = MemoryLog::new();
+        for e in stored {
+            log.append(e);
+        }
+        for h in heads {
+            log.put_head(h);
+        }
+        LogStore::sync(&mut log).unwrap();
+        Host::open(
+            config.clone(),
+            verifier.clone(),
+            j,
+            rec,
+            Box::new(log),
+            HostConfig::default(),
+            1,
         )
-    };
-    let (from_a, n_a, heads_a, full) = restore(storedir.path());
-    assert_eq!(from_a, 0);
-    let full_log = full.log();
-    let full_heads = full.heads();
-    let full_round = full.node().round();
-    drop(full);
-    let log = belfry_replica::filelog::FileLog::open(logdir.path()).unwrap();
-    let (store, dropped) = FileStore::open(storedir.path())
         .unwrap()
-        .0
-        .compact_against(storedir.path(), config.broadcast.gc_depth, &log)
-        .unwrap();
-    drop((store, log));
-    assert!(dropped > 0);
-    let (from_b, n_b, heads_b, rebased) = restore(storedir.path());
-    assert!(from_b > 300, "base {from_b}");
-    assert!(
-        n_b < n_a && heads_b < heads_a,
-        "{n_b} of {n_a} entries, {heads_b} of {heads_a} heads"
-    );
-    assert_eq!(rebased.log(), full_log);
-    assert_eq!(rebased.heads(), full_heads);
-    assert_eq!(rebased.node().round(), full_round);
-    drop(rebased);
-    // The in-memory log cannot restore from it: refused, not misread.
-    let (_, rec) = FileStore::open(storedir.path()).unwrap();
-    assert!(matches!(
-        belfry_replica::ReplicaCore::restore(config, verifier, rec),
-        Err(belfry_replica::store::RestoreError::LogMissing { .. })
-    ));
+    };
+    let mut full = open(&records, &[], &[]);
+    full.flush().unwrap();
+    full.compact().unwrap();
+    full.sync().unwrap();
+    let compacted: Vec<JournalRecord> = full.journal().durable().to_vec();
+    assert_eq!(compacted.len(), 1, "the snapshot replaces every turn");
+    let heads: Vec<SignedTreeHead> = full.core().heads().into_values().collect();
+    let again = open(&compacted, &full.core().log(), &heads);
+    let (a, b) = (full.core(), again.core());
+    assert_eq!(a.node().live_records(), b.node().live_records());
+    assert_eq!(a.log(), b.log());
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(a.sequencer_state(), b.sequencer_state());
+    assert_eq!(a.node().round(), b.node().round());
 }

@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use belfry_broadcast::config::MAX_FRAME_BYTES;
-use belfry_wire::{
-    decode, encode, ClientRequest, ClientResponse, FrameError, PeerMessage,
-};
+use belfry_wire::{decode, encode, ClientRequest, ClientResponse, FrameError, PeerMessage};
 use proptest::prelude::*;
 
 #[test]

@@ -54,10 +54,23 @@ pub trait LogStore: Send {
     fn latest_head(&self) -> Option<SignedTreeHead>;
     /// Every signed head, by size (inspection and tests: it reads them all).
     fn all_heads(&self) -> Vec<SignedTreeHead>;
-    /// Makes every append durable (a no-op in memory). An error is sticky:
-    /// the replica must stop, as after a crash.
+    /// Makes every append durable (in memory: marks them as such, for the
+    /// simulator's crash model). An error is sticky: the replica must stop,
+    /// as after a crash.
     fn sync(&mut self) -> Result<(), String> {
         Ok(())
+    }
+    /// Entries made durable by the last [`LogStore::sync`].
+    fn durable_len(&self) -> u64 {
+        self.len()
+    }
+    /// Cuts the log back to `len` entries and the heads within them,
+    /// durably (after a crash left it ahead of the replica's journal).
+    fn truncate(&mut self, len: u64) -> Result<(), String>;
+    /// The log as a [`MemoryLog`], if it is one (the simulator keeps a
+    /// crashed replica's log to restart it from).
+    fn into_memory_log(self: Box<Self>) -> Option<MemoryLog> {
+        None
     }
 
     /// The current root.
@@ -88,18 +101,56 @@ impl<L: LogStore + ?Sized> NodeStore for Nodes<'_, L> {
 }
 
 /// The whole log in memory: for tests, the simulator and small clusters.
+/// It also models a durable store for the simulator: [`LogStore::sync`]
+/// marks what is durable, and [`MemoryLog::lose_unsynced`] is a crash.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryLog {
     entries: Vec<Entry>,
     tree: MerkleTree<MemoryNodes>,
     index: BTreeMap<DigestKey, u64>,
     heads: BTreeMap<u64, SignedTreeHead>,
+    synced_len: u64,
+    unsynced_heads: Vec<u64>,
 }
 
 impl MemoryLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What a crash leaves of the log: every append and head since the
+    /// last [`LogStore::sync`] is gone.
+    pub fn lose_unsynced(&mut self) {
+        for size in std::mem::take(&mut self.unsynced_heads) {
+            self.heads.remove(&size);
+        }
+        self.cut(self.synced_len);
+    }
+
+    /// Cuts the log back to `len` entries (and the heads within them).
+    pub fn cut(&mut self, len: u64) {
+        if len >= self.len() {
+            return;
+        }
+        let Ok(keep) = usize::try_from(len) else {
+            return;
+        };
+        for e in self.entries.drain(keep..) {
+            if let Entry::Digest(d) = e {
+                self.index.remove(&DigestKey(d.digest));
+            }
+        }
+        self.heads = std::mem::take(&mut self.heads)
+            .into_iter()
+            .filter(|(size, _)| *size <= len)
+            .collect();
+        let mut tree = MerkleTree::<MemoryNodes>::default();
+        for e in &self.entries {
+            tree.push(e.leaf_hash());
+        }
+        self.tree = tree;
+        self.synced_len = self.synced_len.min(len);
     }
 }
 
@@ -136,7 +187,28 @@ impl LogStore for MemoryLog {
     }
 
     fn put_head(&mut self, sth: &SignedTreeHead) {
-        self.heads.insert(sth.head.tree_size, *sth);
+        if self.heads.insert(sth.head.tree_size, *sth).is_none() {
+            self.unsynced_heads.push(sth.head.tree_size);
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        self.synced_len = self.len();
+        self.unsynced_heads.clear();
+        Ok(())
+    }
+
+    fn durable_len(&self) -> u64 {
+        self.synced_len
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<(), String> {
+        self.cut(len);
+        Ok(())
+    }
+
+    fn into_memory_log(self: Box<Self>) -> Option<MemoryLog> {
+        Some(*self)
     }
 
     fn head_at(&self, size: u64) -> Option<SignedTreeHead> {

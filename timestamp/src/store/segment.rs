@@ -54,10 +54,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 /// What opening found.
 #[derive(Debug)]
 pub struct Opened {
+    /// Index of `records[0]`: 0, or the first record of the oldest segment
+    /// kept after [`SegmentLog::remove_before`].
+    pub first: u64,
     /// Every complete record, in order.
     pub records: Vec<Vec<u8>>,
     /// Bytes cut from a torn tail (0 if the log was clean).
     pub torn_bytes: u64,
+    /// Bytes read from the segment files.
+    pub bytes_read: u64,
 }
 
 /// The append-only segment log.
@@ -69,6 +74,8 @@ pub struct SegmentLog {
     current_path: PathBuf,
     current_len: u64,
     records: u64,
+    /// First record index of each segment file, ascending.
+    segments: Vec<u64>,
 }
 
 fn segment_name(first: u64) -> String {
@@ -92,15 +99,19 @@ impl SegmentLog {
         segments.sort();
         let mut records = Vec::new();
         let mut torn_bytes = 0;
+        let mut bytes_read = 0u64;
         let last = segments.len().saturating_sub(1);
+        // Segments before the oldest kept one were removed on purpose; the
+        // rest must follow each other without a gap.
+        let base = segments.first().map_or(0, |(first, _)| *first);
         for (i, (first, path)) in segments.iter().enumerate() {
-            if *first != records.len() as u64 {
+            if *first != base + records.len() as u64 {
                 return Err(StoreError::Corrupt {
                     path: path.clone(),
                     offset: 0,
                     why: format!(
                         "segment starts at record {first}, expected {}",
-                        records.len()
+                        base + records.len() as u64
                     ),
                 });
             }
@@ -108,6 +119,7 @@ impl SegmentLog {
             File::open(path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io(path))?;
+            bytes_read += bytes.len() as u64;
             let (complete, bad) = scan(&bytes, &mut records);
             if let Some(why) = bad {
                 if i != last {
@@ -126,11 +138,10 @@ impl SegmentLog {
                 f.sync_all().map_err(io(path))?;
             }
         }
-        let (current_path, first) = match segments.last() {
-            Some((first, path)) => (path.clone(), *first),
-            None => (dir.join(segment_name(0)), 0),
+        let current_path = match segments.last() {
+            Some((_, path)) => path.clone(),
+            None => dir.join(segment_name(0)),
         };
-        let _ = first;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -143,15 +154,63 @@ impl SegmentLog {
             current: BufWriter::new(file),
             current_path,
             current_len,
-            records: records.len() as u64,
+            records: base + records.len() as u64,
+            segments: segments.iter().map(|(first, _)| *first).collect(),
+        };
+        let segments = if log.segments.is_empty() {
+            vec![0]
+        } else {
+            log.segments.clone()
         };
         Ok((
-            log,
+            SegmentLog { segments, ..log },
             Opened {
+                first: base,
                 records,
                 torn_bytes,
+                bytes_read,
             },
         ))
+    }
+
+    /// Starts a new segment now (so that everything before it can later be
+    /// removed whole). A no-op when the current segment is still empty.
+    pub fn roll_now(&mut self) -> Result<(), StoreError> {
+        if self.current_len == 0 {
+            return Ok(());
+        }
+        self.roll()
+    }
+
+    /// Deletes every segment all of whose records come before record
+    /// `index` (the segment holding `index` stays), and makes the removal
+    /// durable. Returns the bytes freed.
+    pub fn remove_before(&mut self, index: u64) -> Result<u64, StoreError> {
+        let keep_from = self
+            .segments
+            .iter()
+            .rev()
+            .find(|first| **first <= index)
+            .copied()
+            .unwrap_or(0);
+        let mut freed = 0;
+        let mut kept = Vec::new();
+        for first in std::mem::take(&mut self.segments) {
+            if first < keep_from {
+                let path = self.dir.join(segment_name(first));
+                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(io(&path))?;
+            } else {
+                kept.push(first);
+            }
+        }
+        self.segments = kept;
+        if freed > 0 {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.dir))?;
+        }
+        Ok(freed)
     }
 
     /// Number of records.
@@ -196,6 +255,7 @@ impl SegmentLog {
         self.current = BufWriter::new(file);
         self.current_path = path;
         self.current_len = 0;
+        self.segments.push(self.records);
         Ok(())
     }
 

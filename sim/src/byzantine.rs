@@ -1,0 +1,232 @@
+//! The Byzantine strategies' side of the simulator: rewrites of a faulty
+//! replica's outgoing frames, the withhold-and-rush front-runner's own
+//! digests, and the late leader's withheld vertices. Honest replicas run the
+//! unmodified host; only what leaves a Byzantine one is changed here.
+
+use crate::config::Strategy;
+use crate::engine::{Event, Sim};
+use belfry_replica::broadcast::{Message, Round};
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::SignatureShare;
+use belfry_replica::timestamp::Entry;
+use belfry_replica::wire::{self, PeerMessage};
+use rand::Rng;
+
+/// How long a withhold-and-rush adversary holds the slowed honest replica's
+/// vertices back (it controls the network, as the asynchronous model allows).
+pub(crate) const RUSH_SLOW_MS: u64 = 50;
+
+/// How long after a victim's digest the front-runner's own digest reaches
+/// the honest replicas the adversary has not slowed.
+const FRONT_RUN_LAG_MS: u64 = 20;
+
+/// Whether a withhold-and-rush adversary withholds this digest: a quarter of
+/// all client digests, chosen by value so every run agrees on them.
+pub(crate) fn is_victim(d: &[u8; 32]) -> bool {
+    d[31] % 4 == 0
+}
+
+/// Whether a censoring replica refuses to report this digest: half of all
+/// client digests, chosen by value.
+pub(crate) fn is_censored(d: &[u8; 32]) -> bool {
+    d[31] % 2 == 0
+}
+
+impl Sim {
+    /// A withhold-and-rush attacker's own digest: its replica learns it
+    /// 15 ms before the honest replicas do.
+    pub(crate) fn rush(&mut self) {
+        let rushers: Vec<usize> = (0..self.cfg.n)
+            .filter(|i| self.byz[*i] == Some(Strategy::WithholdAndRush))
+            .collect();
+        if rushers.is_empty() {
+            return;
+        }
+        let d = self.fresh_digest(0x20);
+        self.submitted.insert(d, self.now);
+        for node in 0..self.cfg.n {
+            let client = self.cfg.n;
+            let mut at = self.now.saturating_add(self.link_delay(client, node));
+            if !rushers.contains(&node) {
+                at = at.saturating_add(Micros::from_millis(15));
+            }
+            self.queue.schedule(
+                at,
+                Event::Submit {
+                    node,
+                    digests: vec![d],
+                },
+            );
+        }
+        self.mark("strategy withhold-and-rush rushed");
+    }
+
+    /// The front-runner proper: its replica never reports a victim's digest
+    /// (a quarter of all client digests, see `never_report`; the honest
+    /// replicas must log them without it), and when one reaches it, it
+    /// answers with a digest of its own, reported at once with a receive
+    /// time back-dated by its slow clock. Honest replicas learn it from the
+    /// adversary's vertex or from its client a round or two after they
+    /// reported the victim, so the victim is clearly before it; only the
+    /// hold-back rule stops the rushed digest from being logged first while
+    /// the slowed honest replica's report of the victim is still outside the
+    /// committed DAG (`--no-hold-back` shows M1 > 0).
+    pub(crate) fn front_run(&mut self, digests: &mut Vec<[u8; 32]>) {
+        let victims = digests.iter().filter(|d| is_victim(d)).count();
+        if victims > 0 {
+            self.mark("strategy withhold-and-rush withheld");
+        }
+        for _ in 0..victims.min(1) {
+            let mut d = self.fresh_digest(0x21);
+            d[31] |= 1;
+            self.submitted.insert(d, self.now);
+            digests.push(d);
+            // Its client also sends the digest to the honest replicas it has
+            // not slowed, about a round later, so their reports land
+            // together in the next round's vertices.
+            for node in 0..self.cfg.n {
+                if self.byz[node].is_none() && Some(node) != self.rush_slowed {
+                    let client = self.cfg.n;
+                    let at = self
+                        .now
+                        .saturating_add(self.link_delay(client, node))
+                        .saturating_add(Micros::from_millis(FRONT_RUN_LAG_MS));
+                    self.queue.schedule(
+                        at,
+                        Event::Submit {
+                            node,
+                            digests: vec![d],
+                        },
+                    );
+                }
+            }
+            self.mark("strategy withhold-and-rush front-ran a victim");
+        }
+    }
+
+    /// A late leader releases a withheld vertex once its wave's coin is out.
+    pub(crate) fn release_late_leader(&mut self, i: usize) {
+        let Some(host) = self.replicas[i].host.as_ref() else {
+            return;
+        };
+        let node = host.core().node();
+        let decided = node.last_decided_wave();
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_frames)
+            .into_iter()
+            .partition(|(from, _, w, _)| *from == i && (node.coin(*w).is_some() || *w <= decided));
+        self.held_frames = keep;
+        for (from, to, _, frame) in go {
+            self.mark("strategy late-leader released");
+            self.deliver_later(from, to, frame);
+        }
+    }
+
+    /// A Byzantine replica's rewrite of one outgoing frame to one peer.
+    pub(crate) fn byzantine(
+        &mut self,
+        s: Strategy,
+        from: usize,
+        to: usize,
+        frame: Vec<u8>,
+    ) -> Vec<Vec<u8>> {
+        let Ok(mut m) = wire::decode::<PeerMessage>(&frame) else {
+            return vec![frame];
+        };
+        let mut out = Vec::new();
+        match (s, &mut m) {
+            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v)))
+                if to % 2 == 0 || self.just_restarted(to) =>
+            {
+                v.clock = Micros(v.clock.0.saturating_add(1));
+                self.mark("strategy equivocate");
+                if self.just_restarted(to) {
+                    // Aimed at a replica that just restarted: if it forgot
+                    // its votes it would now vote for the other vertex.
+                    self.mark("strategy equivocate aimed at a restarted replica");
+                }
+            }
+            (Strategy::BadShares, PeerMessage::HeadShare { .. }) if self.byz_rng.gen_bool(0.5) => {
+                // Withheld, not just invalid.
+                self.mark("strategy bad-shares withheld");
+                return Vec::new();
+            }
+            (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
+            | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
+                let mut junk = [0u8; 96];
+                self.byz_rng.fill(&mut junk[..]);
+                *share = SignatureShare(junk);
+                self.mark("strategy bad-shares");
+            }
+            (Strategy::Malformed, _) if self.byz_rng.gen_bool(0.2) => {
+                let len = self.byz_rng.gen_range(0..300);
+                let mut junk = vec![0u8; len];
+                self.byz_rng.fill(&mut junk[..]);
+                if self.byz_rng.gen_bool(0.3) {
+                    // A header claiming an oversized body.
+                    junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
+                }
+                out.push(junk);
+                self.mark("strategy malformed");
+            }
+            (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
+                if self.byz_rng.gen_bool(0.2) =>
+            {
+                let mut future = v.clone();
+                future.round = Round(v.round.0 + 1_000);
+                if let Ok(f) = wire::encode(&PeerMessage::Broadcast(Message::Val(future))) {
+                    out.push(f);
+                    self.mark("strategy far-future");
+                }
+            }
+            (Strategy::LateLeader, PeerMessage::Broadcast(Message::Val(v)))
+                if v.round.0 % 4 == 1 =>
+            {
+                self.withheld.insert(v.hash().0);
+                self.held_frames.push((from, to, v.round.wave(), frame));
+                self.mark("strategy late-leader withheld");
+                return Vec::new();
+            }
+            (Strategy::BadCatchup, PeerMessage::LogRange { entries, .. })
+                if !entries.is_empty() =>
+            {
+                match &mut entries[0] {
+                    Entry::Digest(d) => d.digest[0] ^= 1,
+                    Entry::Tick(t) => t.time = t.time.saturating_add(Micros(1)),
+                }
+                self.mark("strategy bad-catchup forged a log range");
+            }
+            (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
+                let k = self.byz_rng.gen_range(0..bytes.len());
+                bytes[k] ^= 0x40;
+                self.mark("strategy bad-catchup forged a state page");
+            }
+            (Strategy::BadCatchup, PeerMessage::Leaders { vertices, .. })
+                if !vertices.is_empty() =>
+            {
+                for v in vertices.iter_mut() {
+                    v.clock = v.clock.saturating_add(Micros(1));
+                }
+                self.mark("strategy bad-catchup forged leader histories");
+            }
+            (Strategy::Replay, _) => {
+                if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
+                    let k = self.byz_rng.gen_range(0..self.replay_buf.len());
+                    out.push(self.replay_buf[k].1.clone());
+                    self.mark("strategy replay");
+                }
+                if self.replay_buf.len() < 256 {
+                    self.replay_buf.push((from, frame.clone()));
+                } else {
+                    let k = self.byz_rng.gen_range(0..256);
+                    self.replay_buf[k] = (from, frame.clone());
+                }
+            }
+            _ => {}
+        }
+        match wire::encode(&m) {
+            Ok(f) => out.insert(0, f),
+            Err(_) => out.insert(0, frame),
+        }
+        out
+    }
+}

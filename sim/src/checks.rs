@@ -1,0 +1,262 @@
+//! What the simulator checks and reports: the invariants after every
+//! released turn of an honest replica, receipts at the end, stalls, and the
+//! run's report.
+
+use crate::engine::{honest, Latency, Report, Sim};
+use crate::metrics;
+use belfry_replica::broadcast::Durable;
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::Policy;
+use belfry_replica::timestamp::{verify_inclusion, verify_receipt, Entry};
+use belfry_replica::Released;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Sim {
+    /// Takes the reports of an honest replica's newly persisted own
+    /// vertices: its first report of each digest, valued by the policy.
+    pub(crate) fn absorb_reports(&mut self, i: usize, writes: &[Durable]) {
+        if !honest(&self.cfg, i) {
+            return;
+        }
+        for w in writes {
+            if let Durable::OwnVertex(v) = w {
+                for r in &v.reports {
+                    if self.report_seen[i].insert(r.digest.0) {
+                        let value = match self.cfg.policy {
+                            Policy::Lamport => v.round.0,
+                            Policy::Clock { .. } => r.recv_time.0,
+                        };
+                        self.reports.entry(r.digest.0).or_default().push(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Notes where progress stopped: no new log entry for 2 s while digests
+    /// wait.
+    pub(crate) fn detect_stall(&mut self) {
+        let waiting = self.submitted.len() > self.logged.len();
+        if !waiting || self.stall_reported {
+            return;
+        }
+        if self.now.saturating_sub(self.last_progress) > Micros::from_secs(2) {
+            self.stall_reported = true;
+            let state: Vec<String> = self
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r.host.as_ref().map(|h| h.core()) {
+                    Some(c) => format!(
+                        "r{i}: round {} wave {} log {}",
+                        c.node().round().0,
+                        c.node().last_decided_wave().0,
+                        c.log_len()
+                    ),
+                    None => format!("r{i}: down"),
+                })
+                .collect();
+            self.stalls.push(format!(
+                "no progress for 2 s from {} µs (log size {}): {}",
+                self.last_progress.0,
+                self.canonical.len(),
+                state.join("; ")
+            ));
+        }
+    }
+
+    /// The invariants that must hold after every released turn of an
+    /// honest replica.
+    pub(crate) fn check_turn(&mut self, i: usize, step: &Released) {
+        for h in &step.held {
+            self.held.insert(*h);
+        }
+        for (k, e) in step.appended.iter().enumerate() {
+            let index = step.first + k as u64;
+            if let Some(existing) = self.canonical.get(index as usize) {
+                if existing != e {
+                    self.violations.push(format!(
+                        "event {}: replica {i}'s log differs from another honest log at index {index}",
+                        self.events
+                    ));
+                }
+                continue;
+            }
+            if index as usize != self.canonical.len() {
+                continue;
+            }
+            match e {
+                Entry::Digest(d) => {
+                    self.uncovered.insert(index, d.digest);
+                    if self.logged.insert(d.digest, index).is_some() {
+                        self.violations.push(format!(
+                            "event {}: digest {} logged twice",
+                            self.events,
+                            hex::encode(d.digest)
+                        ));
+                    }
+                }
+                Entry::Tick(t) => {
+                    if self.withheld.contains(&t.leader) {
+                        self.violations.push(format!(
+                            "event {}: a late leader's withheld vertex was ordered as the leader of wave {}",
+                            self.events, t.wave
+                        ));
+                    }
+                    if self.last_tick_time.is_some_and(|l| t.time < l) {
+                        self.violations.push(format!(
+                            "event {}: tick time went back at index {index}",
+                            self.events
+                        ));
+                    }
+                    self.last_tick_time = Some(t.time);
+                }
+            }
+            self.canonical.push(*e);
+            self.last_progress = self.now;
+            self.stall_reported = false;
+        }
+        for h in &step.heads {
+            match self.heads.get(&h.head.tree_size) {
+                Some(other) if other != h => self.violations.push(format!(
+                    "event {}: two different signed heads at size {}",
+                    self.events, h.head.tree_size
+                )),
+                Some(_) => {}
+                None => {
+                    self.heads.insert(h.head.tree_size, *h);
+                    let rest = self.uncovered.split_off(&h.head.tree_size);
+                    let now = self.now;
+                    for d in std::mem::replace(&mut self.uncovered, rest).into_values() {
+                        self.covered_at.entry(d).or_insert(now);
+                    }
+                }
+            }
+        }
+        for w in &step.writes {
+            if let Durable::OwnVertex(v) = w {
+                match self.own_vertices[i].get(&v.round) {
+                    Some(prev) if !Arc::ptr_eq(prev, v) && **prev != **v => {
+                        self.violations.push(format!(
+                            "event {}: replica {i} persisted two different own vertices for {}",
+                            self.events, v.round
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.own_vertices[i].insert(v.round, v.clone());
+                    }
+                }
+            }
+        }
+        let votes = step
+            .writes
+            .iter()
+            .filter(|w| matches!(w, Durable::Vote { .. }));
+        for (pledge, hash) in votes.filter_map(Durable::pledge) {
+            if let Some(prev) = self.votes[i].insert(pledge, hash) {
+                if prev != hash {
+                    self.violations.push(format!(
+                        "event {}: replica {i} persisted two different hashes for {pledge:?}",
+                        self.events
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Receipts from every running honest replica verify: fully under real
+    /// BLS, the inclusion proof under the mock.
+    pub(crate) fn check_receipts(&mut self) {
+        let sample: Vec<[u8; 32]> = self.logged.keys().step_by(97).copied().collect();
+        for i in 0..self.cfg.n {
+            if !honest(&self.cfg, i) {
+                continue;
+            }
+            let Some(core) = self.replicas[i].host.as_ref().map(|h| h.core()) else {
+                continue;
+            };
+            for d in &sample {
+                let Some(r) = core.receipt(d) else { continue };
+                let ok = match &self.anchor {
+                    Some(anchor) => verify_receipt(&r, anchor).is_ok(),
+                    None => verify_inclusion(
+                        &r.entry.leaf_hash(),
+                        r.leaf_index,
+                        r.tree_size,
+                        &r.inclusion_proof,
+                        &r.root,
+                    ),
+                };
+                if !ok {
+                    self.violations.push(format!(
+                        "replica {i}'s receipt for {} does not verify",
+                        hex::encode(d)
+                    ));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn report(self) -> Report {
+        let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
+        let reports = &self.reports;
+        let metrics = metrics::compute(&metrics::Inputs {
+            canonical: &self.canonical,
+            logged: &self.logged,
+            reports,
+            honest: honest_ids.len(),
+            first_seen: &self.first_seen,
+            races: &self.races,
+            held: &self.held,
+            policy: self.cfg.policy,
+        });
+        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"));
+        for (d, at) in &self.covered_at {
+            if let Some(s) = self.submitted.get(d) {
+                hist.saturating_record(at.saturating_sub(*s).0.max(1));
+            }
+        }
+        let logged = self.logged.len().max(1) as f64;
+        let secs = self.cfg.duration.0 as f64 / 1e6;
+        let mut messages_by_type = BTreeMap::new();
+        for kind in belfry_replica::broadcast::MessageKind::ALL {
+            let (mut m, mut b) = (0u64, 0u64);
+            for core in self.replicas.iter().filter_map(|r| r.host.as_ref()) {
+                m += core.core().node().counters().sent[kind.index()];
+                b += core.core().node().counters().sent_bytes[kind.index()];
+            }
+            messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
+        }
+        let mut assignment = BTreeMap::new();
+        for i in 0..self.cfg.n {
+            assignment.insert(
+                format!("r{i}"),
+                self.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
+            );
+        }
+        Report {
+            seed: self.cfg.seed,
+            replay: self.cfg.replay_command(),
+            assignment,
+            trace_hash: hex::encode(self.trace.digest()),
+            violations: self.violations,
+            throughput_digests_per_s: self.logged.len() as f64 / secs,
+            latency_ms: Latency {
+                p50: hist.value_at_quantile(0.5) as f64 / 1_000.0,
+                p99: hist.value_at_quantile(0.99) as f64 / 1_000.0,
+            },
+            metrics,
+            coverage: self.coverage,
+            events: self.events,
+            messages_per_digest: self.peer_messages as f64 / logged,
+            bytes_per_digest: self.peer_bytes as f64 / logged,
+            trace_log: self.trace_log,
+            messages_by_type,
+            stalls: self.stalls,
+            config: self.cfg,
+        }
+    }
+}
