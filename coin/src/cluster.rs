@@ -1,5 +1,5 @@
 use crate::dealer::GroupPublicKey;
-use crate::sha3;
+use crate::sha256;
 use belfry_clock::Micros;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -119,10 +119,11 @@ impl ClusterParams {
         }
     }
 
-    /// `SHA3-256("belfry-cluster-v1" || group_public_key[48] || n u16 || f u16
-    /// || policy u8 || granularity_us u64 || genesis_time u64)`.
+    /// `SHA-256("belfry-cluster-v1" || group_public_key[48] || n u16 || f u16
+    /// || policy u8 || granularity_us u64 || genesis_time u64)`: SHA-256
+    /// because receipt verifiers recompute it (DESIGN.md 3.7).
     pub fn cluster_id(&self) -> ClusterId {
-        ClusterId(sha3(&[
+        ClusterId(sha256(&[
             b"belfry-cluster-v1",
             &self.group_public_key.to_bytes(),
             &self.n.to_be_bytes(),

@@ -133,7 +133,22 @@ macro_rules! hash_ord {
     };
 }
 
-/// SHA3-256 of the concatenation of `parts`.
+/// SHA-256 of the concatenation of `parts`: the hash of everything a receipt
+/// verifier recomputes — the log tree and `cluster_id` (DESIGN.md 3.7) — so
+/// CT's RFC 6962 tooling and browsers' WebCrypto can check belfry's proofs.
+/// `sha2` selects the CPU's SHA extensions at run time where they exist.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// SHA3-256 of the concatenation of `parts`: the protocol-internal hash
+/// (vertex hashes, coin value, tie-break, state commitments), which no
+/// receipt verifier computes.
 pub fn sha3(parts: &[&[u8]]) -> [u8; 32] {
     use sha3::Digest;
     let mut h = sha3::Sha3_256::new();

@@ -1,6 +1,10 @@
 //! `testdata/vectors/signing.json` (computed by an independent implementation)
 //! reproduced byte for byte, and the combined signatures checked through blst's
-//! own `min_pk` API — a code path independent of blsttc.
+//! own `min_pk` API — a code path independent of blsttc. The hashes the file
+//! names (`cluster_id_hash`, `coin.value_hash`, `tie.hash`) are also recomputed
+//! with `sha2` and `sha3` directly, beside belfry's own functions; every
+//! object's key set is asserted, so a field added to the file fails here until
+//! a test checks it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,12 +16,23 @@ use belfry_coin::{
 };
 use rand::SeedableRng;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 const SIGNING: &str = include_str!("../../testdata/vectors/signing.json");
 
 fn vectors() -> Value {
     serde_json::from_str(SIGNING).expect("signing.json parses")
+}
+
+/// Asserts that `v` is an object with exactly these keys.
+fn keys(v: &Value, expected: &[&str], what: &str) {
+    let have: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let want: BTreeSet<&str> = expected.iter().copied().collect();
+    assert_eq!(
+        have, want,
+        "{what}: every field is checked, none is missing"
+    );
 }
 
 fn hex32(v: &Value) -> [u8; 32] {
@@ -99,10 +114,85 @@ fn group_key_and_trust_anchor_match_the_vectors() {
 }
 
 #[test]
+fn the_vector_file_has_exactly_the_fields_these_tests_check() {
+    let v = vectors();
+    keys(
+        &v,
+        &[
+            "about",
+            "secret_key",
+            "group_public_key",
+            "trust_anchor",
+            "cluster",
+            "cluster_id",
+            "sth",
+            "coin",
+            "tie",
+            "cluster_id_hash",
+        ],
+        "signing.json",
+    );
+    assert!(v["about"]
+        .as_str()
+        .unwrap()
+        .contains("BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_"));
+    keys(
+        &v["cluster"],
+        &["n", "f", "policy", "granularity_us", "genesis_time"],
+        "cluster",
+    );
+    keys(
+        &v["sth"],
+        &["tree_size", "root", "time", "message", "signature"],
+        "sth",
+    );
+    keys(
+        &v["coin"],
+        &[
+            "wave",
+            "message",
+            "signature",
+            "value",
+            "value_hash",
+            "leader",
+            "leader_for_n",
+            "note",
+        ],
+        "coin",
+    );
+    keys(&v["tie"], &["coin", "digest", "tie", "hash"], "tie");
+}
+
+#[test]
 fn cluster_id_matches_the_vectors() {
     let v = vectors();
     assert_eq!(
         hex::encode(params(&v).cluster_id().0),
+        v["cluster_id"].as_str().unwrap()
+    );
+    // The file says which hash: SHA-256, recomputed here with `sha2` directly
+    // from the layout of DESIGN.md 3.7.
+    assert_eq!(v["cluster_id_hash"].as_str().unwrap(), "SHA-256");
+    let c = &v["cluster"];
+    let mut bytes = b"belfry-cluster-v1".to_vec();
+    bytes.extend(hex::decode(v["group_public_key"].as_str().unwrap()).unwrap());
+    bytes.extend(
+        u16::try_from(c["n"].as_u64().unwrap())
+            .unwrap()
+            .to_be_bytes(),
+    );
+    bytes.extend(
+        u16::try_from(c["f"].as_u64().unwrap())
+            .unwrap()
+            .to_be_bytes(),
+    );
+    assert_eq!(c["policy"].as_str().unwrap(), "lamport");
+    bytes.push(0);
+    bytes.extend(c["granularity_us"].as_u64().unwrap().to_be_bytes());
+    bytes.extend(c["genesis_time"].as_u64().unwrap().to_be_bytes());
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
         v["cluster_id"].as_str().unwrap()
     );
 }
@@ -135,16 +225,36 @@ fn coin_message_signature_value_and_leaders_match_the_vectors() {
     let v = vectors();
     let msg = coin_message(&v).signing_bytes();
     assert_eq!(hex::encode(&msg), v["coin"]["message"].as_str().unwrap());
+    let sk = blsttc::SecretKey::from_bytes(hex32(&v["secret_key"])).unwrap();
+    assert_eq!(
+        hex::encode(sk.sign(&msg).to_bytes()),
+        v["coin"]["signature"].as_str().unwrap()
+    );
     let sig = combine_from_shares(4, 1, &[2, 1], &msg);
     assert_eq!(sig.to_hex(), v["coin"]["signature"].as_str().unwrap());
     let value = CoinValue::of(&sig);
     assert_eq!(hex::encode(value.0), v["coin"]["value"].as_str().unwrap());
+    // The coin value stays SHA3-256 of the signature (protocol-internal).
+    assert_eq!(
+        v["coin"]["value_hash"].as_str().unwrap(),
+        "SHA3-256 of the signature"
+    );
+    use sha3::Digest;
+    assert_eq!(sha3::Sha3_256::digest(sig.0).as_slice(), value.0);
+    assert_eq!(
+        v["coin"]["note"].as_str().unwrap(),
+        "leader = u64::from_be_bytes(value[0..8]) mod n"
+    );
+    let first8 = u64::from_be_bytes(value.0[..8].try_into().unwrap());
     assert_eq!(
         u64::from(value.leader(4).0),
         v["coin"]["leader"].as_u64().unwrap()
     );
     let leaders = v["coin"]["leader_for_n"].as_object().unwrap();
     assert_eq!(leaders.len(), 5);
+    let mut ns: Vec<usize> = leaders.keys().map(|n| n.parse().unwrap()).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, [4, 5, 7, 10, 16]);
     for (n, leader) in leaders {
         let n: usize = n.parse().unwrap();
         assert_eq!(
@@ -152,6 +262,7 @@ fn coin_message_signature_value_and_leaders_match_the_vectors() {
             leader.as_u64().unwrap(),
             "n={n}"
         );
+        assert_eq!(first8 % n as u64, leader.as_u64().unwrap(), "n={n}");
     }
 }
 
@@ -161,6 +272,19 @@ fn tie_hash_matches_the_vectors() {
     let coin = CoinValue(hex32(&v["tie"]["coin"]));
     let tie = coin.tie(&hex32(&v["tie"]["digest"]));
     assert_eq!(hex::encode(tie), v["tie"]["tie"].as_str().unwrap());
+    // The tie-break's coin is the coin vector's value, and the hash stays
+    // SHA3-256 (protocol-internal), recomputed here with `sha3` directly.
+    assert_eq!(v["tie"]["coin"], v["coin"]["value"]);
+    assert_eq!(
+        v["tie"]["hash"].as_str().unwrap(),
+        "SHA3-256(\"belfry-tie-v1\" || coin || digest)"
+    );
+    use sha3::Digest;
+    let mut h = sha3::Sha3_256::new();
+    h.update(b"belfry-tie-v1");
+    h.update(coin.0);
+    h.update(hex32(&v["tie"]["digest"]));
+    assert_eq!(h.finalize().as_slice(), tie);
 }
 
 #[test]

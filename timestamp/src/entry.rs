@@ -2,7 +2,7 @@
 //! big-endian, hand-written — others verify these bytes.
 
 use belfry_clock::Micros;
-use belfry_coin::{sha3, GroupSignature};
+use belfry_coin::{sha256, GroupSignature};
 use serde::{Deserialize, Serialize};
 
 /// A logged client digest.
@@ -176,7 +176,7 @@ impl Entry {
         }
     }
 
-    /// The RFC 9162 leaf hash: `SHA3-256(0x00 || entry)`.
+    /// The RFC 9162 leaf hash: `SHA-256(0x00 || entry)`.
     pub fn leaf_hash(&self) -> [u8; 32] {
         crate::merkle::leaf_hash(&self.to_bytes())
     }
@@ -252,7 +252,8 @@ impl<'de> Deserialize<'de> for Entry {
     }
 }
 
-/// SHA3-256 of the empty string: the root of the empty tree.
+/// SHA-256 of the empty string: the root of the empty tree (RFC 9162
+/// §2.1.1), and so the `prev_root` of a Tick that opens the log.
 pub fn empty_root() -> [u8; 32] {
-    sha3(&[])
+    sha256(&[])
 }

@@ -1,6 +1,7 @@
 //! The RFC 9162 (Certificate Transparency v2) Merkle tree over log entries,
-//! with SHA3-256: `leaf = H(0x00 || entry)`, `node = H(0x01 || left || right)`,
-//! the empty tree's root `H("")`.
+//! with SHA-256: `leaf = H(0x00 || entry)`, `node = H(0x01 || left || right)`,
+//! the empty tree's root `H("")`. It is the tree every CT log uses, so CT's
+//! reference vectors apply and transparency-log tools can check its proofs.
 //!
 //! The tree keeps the hash of every *complete* aligned subtree (level `k`, index
 //! `i` covers leaves `[i·2^k, (i+1)·2^k)`), updated in O(log n) per append.
@@ -10,19 +11,19 @@
 //! (PROOF/SUBPROOF, §2.1.4.1) proof costs O(log n) stored hashes. Verification
 //! (§2.1.3.2, §2.1.4.2) follows the RFC's iterative algorithms step by step.
 
-use belfry_coin::sha3;
+use belfry_coin::sha256;
 
-/// A 32-byte SHA3-256 hash.
+/// A 32-byte SHA-256 hash.
 pub type Hash = [u8; 32];
 
-/// `SHA3-256(0x00 || entry_bytes)`.
+/// `SHA-256(0x00 || entry_bytes)`.
 pub fn leaf_hash(entry_bytes: &[u8]) -> Hash {
-    sha3(&[&[0x00], entry_bytes])
+    sha256(&[&[0x00], entry_bytes])
 }
 
-/// `SHA3-256(0x01 || left || right)`.
+/// `SHA-256(0x01 || left || right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    sha3(&[&[0x01], left, right])
+    sha256(&[&[0x01], left, right])
 }
 
 /// The largest power of two strictly below `n` (`n >= 2`).

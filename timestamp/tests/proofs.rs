@@ -1,6 +1,8 @@
 //! Merkle proofs against a naive transcription of RFC 9162's recursive
-//! definitions, for every tree size up to 300 and random size pairs, and
-//! receipts that fail exactly the check that was broken.
+//! definitions, for every tree size up to 300; random sizes whose inclusion
+//! and consistency proofs verify and fail for a flipped bit, a wrong index, a
+//! wrong size or a cut or padded proof; and receipts that fail exactly the
+//! check that was broken.
 
 #![allow(clippy::unwrap_used)]
 
@@ -108,32 +110,101 @@ fn every_size_up_to_300_matches_the_rfc_definitions() {
     }
 }
 
+fn tree_of(all: &[Hash]) -> MerkleTree {
+    let mut t = MerkleTree::new();
+    for l in all {
+        t.push(*l);
+    }
+    t
+}
+
 proptest! {
     #[test]
     fn random_size_pairs_prove_consistency_and_reject_tampering(
         a in 1u64..2_000, extra in 0u64..2_000, flip in any::<prop::sample::Index>(), byte in 0usize..32,
+        bit in 0u8..8, other in any::<prop::sample::Index>(),
     ) {
         let b = a + extra;
-        let all = leaves(b);
-        let mut t = MerkleTree::new();
-        for l in &all { t.push(*l); }
+        let all = leaves(b + 1);
+        let t = tree_of(&all);
         let (ra, rb) = (t.root_at(a).unwrap(), t.root_at(b).unwrap());
         let p = t.consistency_proof(a, b).unwrap();
         prop_assert!(verify_consistency(a, b, &ra, &rb, &p));
         if !p.is_empty() {
             let mut bad = p.clone();
             let i = flip.index(bad.len());
-            bad[i][byte] ^= 1;
-            prop_assert!(!verify_consistency(a, b, &ra, &rb, &bad));
-            prop_assert!(!verify_consistency(a, b, &ra, &rb, &p[..p.len() - 1]));
+            bad[i][byte] ^= 1 << bit;
+            prop_assert!(!verify_consistency(a, b, &ra, &rb, &bad), "flipped bit accepted");
+            prop_assert!(!verify_consistency(a, b, &ra, &rb, &p[..p.len() - 1]), "short proof accepted");
+            let mut long = p.clone();
+            long.push(p[i]);
+            prop_assert!(!verify_consistency(a, b, &ra, &rb, &long), "long proof accepted");
         }
         if a < b {
             prop_assert!(!verify_consistency(a, b, &rb, &rb, &p), "wrong first root accepted");
+            prop_assert!(!verify_consistency(a, b, &ra, &ra, &p), "wrong second root accepted");
         }
-        let m = flip.index(b as usize) as u64;
-        let ip = t.inclusion_proof(m, b).unwrap();
-        prop_assert!(verify_inclusion(&all[m as usize], m, b, &ip, &rb));
-        prop_assert!(!verify_inclusion(&all[m as usize], (m + 1) % b.max(2), b, &ip, &rb) || b == 1);
+        // The proof read as one between other sizes, with those sizes' true
+        // roots: it fails unless it is that proof too.
+        let b2 = 1 + other.index(b as usize + 1) as u64;
+        if b2 >= a && b2 != b && t.consistency_proof(a, b2).unwrap() != p {
+            prop_assert!(
+                !verify_consistency(a, b2, &ra, &t.root_at(b2).unwrap(), &p),
+                "PROOF({}, {}) accepted as PROOF({}, {})", a, b, a, b2
+            );
+        }
+        let a2 = 1 + other.index(b as usize) as u64;
+        if a2 != a && t.consistency_proof(a2, b).unwrap() != p {
+            prop_assert!(
+                !verify_consistency(a2, b, &t.root_at(a2).unwrap(), &rb, &p),
+                "PROOF({}, {}) accepted as PROOF({}, {})", a, b, a2, b
+            );
+        }
+    }
+
+    #[test]
+    fn random_inclusion_proofs_verify_and_reject_tampering(
+        size in 1u64..2_000, at in any::<prop::sample::Index>(), other in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(), byte in 0usize..32, bit in 0u8..8,
+    ) {
+        let all = leaves(size + 1);
+        let t = tree_of(&all);
+        let m = at.index(size as usize) as u64;
+        let leaf = all[m as usize];
+        let root = t.root_at(size).unwrap();
+        let p = t.inclusion_proof(m, size).unwrap();
+        prop_assert!(verify_inclusion(&leaf, m, size, &p, &root));
+        // A flipped bit in the proof, or in the leaf.
+        if !p.is_empty() {
+            let mut bad = p.clone();
+            bad[flip.index(p.len())][byte] ^= 1 << bit;
+            prop_assert!(!verify_inclusion(&leaf, m, size, &bad, &root), "flipped proof bit accepted");
+            prop_assert!(!verify_inclusion(&leaf, m, size, &p[..p.len() - 1], &root), "short proof accepted");
+        }
+        let mut long = p.clone();
+        long.push(root);
+        prop_assert!(!verify_inclusion(&leaf, m, size, &long, &root), "long proof accepted");
+        let mut bad_leaf = leaf;
+        bad_leaf[byte] ^= 1 << bit;
+        prop_assert!(!verify_inclusion(&bad_leaf, m, size, &p, &root), "flipped leaf bit accepted");
+        // Any other index in the same tree.
+        if size > 1 {
+            let m2 = (m + 1 + other.index(size as usize - 1) as u64) % size;
+            prop_assert!(m2 != m);
+            prop_assert!(!verify_inclusion(&leaf, m2, size, &p, &root), "PATH({}, {}) accepted at index {}", m, size, m2);
+        }
+        // Another size, with that tree's true root: fails unless the proof is
+        // that tree's proof too. (Against this tree's root a wrong size can
+        // alias — RFC 9162 proofs do not commit to the size, which is why the
+        // signed tree head does; see the receipt test below.)
+        let size2 = 1 + other.index(size as usize + 1) as u64;
+        if size2 != size && (m >= size2 || t.inclusion_proof(m, size2).unwrap() != p) {
+            prop_assert!(
+                !verify_inclusion(&leaf, m, size2, &p, &t.root_at(size2).unwrap()),
+                "PATH({}, {}) accepted for size {}", m, size, size2
+            );
+        }
+        prop_assert!(!verify_inclusion(&leaf, size, size, &p, &root), "index == size accepted");
     }
 }
 
@@ -214,6 +285,38 @@ fn tampered_receipts_fail_the_check_that_was_broken() {
     );
     let mut r = good.clone();
     r.leaf_index = 4;
+    assert_eq!(
+        verify_receipt(&r, &anchor),
+        Err(ReceiptError::InclusionMismatch)
+    );
+    // Another tree size: either the proof no longer fits or, where the
+    // proof's shape aliases, the signed head no longer matches.
+    for size in [6, 8, 9] {
+        let mut r = good.clone();
+        r.tree_size = size;
+        assert!(
+            matches!(
+                verify_receipt(&r, &anchor),
+                Err(ReceiptError::InclusionMismatch | ReceiptError::BadSignature)
+            ),
+            "tree size {size}"
+        );
+    }
+    let mut r = good.clone();
+    r.tree_size = 8;
+    assert_eq!(
+        verify_receipt(&r, &anchor),
+        Err(ReceiptError::BadSignature),
+        "PATH(5, 7) has the shape of PATH(5, 8): only the signature catches it"
+    );
+    let mut r = good.clone();
+    r.root[0] ^= 1;
+    assert_eq!(
+        verify_receipt(&r, &anchor),
+        Err(ReceiptError::InclusionMismatch)
+    );
+    let mut r = good.clone();
+    r.inclusion_proof[1][31] ^= 0x80;
     assert_eq!(
         verify_receipt(&r, &anchor),
         Err(ReceiptError::InclusionMismatch)
