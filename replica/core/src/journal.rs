@@ -72,7 +72,7 @@ pub struct TurnRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SequencerUpdate {
     /// Ordinary sequencing: the changes since the previous turn.
-    Delta(SequencerDelta),
+    Delta(Box<SequencerDelta>),
     /// A state installed by catch-up replaces the old one.
     Whole(Box<SequencerState>),
 }
@@ -240,7 +240,7 @@ pub fn recover<'a>(
                 // Before any snapshot the first delta carries every change
                 // since genesis, so it applies to an empty state.
                 let mut s = out.sequencer.take().unwrap_or_else(SequencerState::empty);
-                s.apply(d.clone());
+                s.apply((**d).clone());
                 out.sequencer = Some(s);
             }
             None => {}

@@ -1,0 +1,741 @@
+//! `ReplicaCore`: one replica as a single sans-IO state machine (DESIGN.md
+//! sections 2, 3.2, 3.5–3.7). It takes raw frames from peers and clients (and
+//! enforces `max_frame` itself, so malformed bytes are an error value), drives
+//! the broadcast [`Node`], sequences committed batches with the fair
+//! [`Sequencer`], appends digest and Tick entries to the log, exchanges
+//! tree-head shares and combines them into signed tree heads, and answers
+//! clients. The network driver only moves bytes; the simulator drives this
+//! very type.
+//!
+//! # Re-reports (DESIGN.md 3.2)
+//!
+//! A digest that reached only some replicas must still gather `2f + 1`
+//! reports: each replica re-reports not-yet-logged digests it sees in DAG
+//! vertices of other authors and has not reported itself. It takes at most
+//! `⌈max_reports_per_vertex / n⌉` per source vertex and interleaves the sources
+//! round-robin, so one Byzantine author's junk cannot crowd out the others'
+//! (or the clients') digests; everything counts against
+//! `max_pending_digests`.
+//!
+//! # Catch-up (DESIGN.md 3.8)
+//!
+//! Three ways back, cheapest first. Lost messages on a live link are made
+//! good by the broadcast node (`FetchVotes`, re-sends). A replica whose
+//! ordering lags the cluster by more than [`LAG_ROUNDS`] fetches the log range
+//! it misses (`FetchLog`, in pages) and checks it against a signed tree head
+//! beyond its log; then, within `gc_depth`, it asks for the committed
+//! leaders' causal histories (`FetchLeaders`, answered in pages), takes only
+//! vertices those leaders' hashes (from the verified Ticks) reach, verifies
+//! each `σ_w`, orders the leaders itself and checks that what it appended is
+//! exactly the signed range; beyond `gc_depth` the peers no longer hold that
+//! history, so it installs the sequencer state and ordering checkpoint after
+//! the range's last Tick (`FetchState`, in pages), checked against that
+//! Tick's `state_root`.
+
+use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
+use belfry_broadcast::clock::Micros;
+use belfry_broadcast::coin::{
+    ClusterParams, ReplicaId, ShareFault, SignatureCollector, SignatureShare, SignedMessage,
+    ThresholdCrypto,
+};
+use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS};
+use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
+use belfry_broadcast::{
+    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
+    TimerKind,
+};
+use belfry_timestamp::store::{extended_root, LogStore, MemoryLog};
+use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+mod catchup;
+mod client;
+mod heads;
+
+use catchup::CatchUp;
+pub use catchup::{DISTRUST_FOR, LAG_ROUNDS, MAX_LEADER_SCAN, SERVE_PAGES_PER_S};
+use client::respond;
+
+/// A client connection's id, assigned by the driver.
+pub type ClientId = u64;
+
+/// Entries returned per `Entries`/`Subscribe` answer.
+pub const MAX_ENTRIES_PER_ANSWER: u64 = 4_096;
+/// Tree sizes ahead of the local log for which head shares are buffered.
+pub const MAX_EARLY_HEAD_SIZES: usize = 64;
+
+/// Configuration of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// The cluster.
+    pub cluster: ClusterParams,
+    /// The broadcast layer.
+    pub broadcast: Config,
+    /// The sequencer.
+    pub sequencer: SequencerConfig,
+    /// See [`MAX_PENDING_DIGESTS`].
+    pub max_pending_digests: usize,
+    /// See [`MAX_DIGESTS_PER_REQUEST`].
+    pub max_digests_per_request: usize,
+    /// Adversary hook for the simulator's censoring and withholding
+    /// Byzantine replicas: digests it selects are never reported (neither
+    /// from clients nor as re-reports), while the replica's chain stays
+    /// consistent. Honest replicas leave it `None`.
+    pub never_report: Option<fn(&[u8; 32]) -> bool>,
+    /// Bytes per page of a `State` or `Leaders` answer (at most
+    /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
+    pub catchup_page_bytes: usize,
+}
+
+impl ReplicaConfig {
+    /// The defaults for replica `me` of `cluster`.
+    pub fn new(me: ReplicaId, cluster: ClusterParams) -> Self {
+        let (n, f) = (usize::from(cluster.n), usize::from(cluster.f));
+        ReplicaConfig {
+            broadcast: Config::new(me, n, f, cluster.cluster_id()),
+            sequencer: SequencerConfig::new(n, f, cluster.policy, cluster.genesis_time),
+            cluster,
+            max_pending_digests: MAX_PENDING_DIGESTS,
+            max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
+            never_report: None,
+            catchup_page_bytes: wire::STATE_PAGE_BYTES,
+        }
+    }
+}
+
+/// An input to the core.
+#[derive(Clone, Debug)]
+pub enum CoreInput {
+    /// Begin (or resume).
+    Start,
+    /// A frame from a peer replica.
+    Peer {
+        /// The authenticated sender.
+        from: ReplicaId,
+        /// The raw frame.
+        frame: Vec<u8>,
+    },
+    /// A peer's link came back.
+    PeerReconnected(ReplicaId),
+    /// A frame from a client.
+    Client {
+        /// Which client.
+        client: ClientId,
+        /// The raw frame.
+        frame: Vec<u8>,
+    },
+    /// A timer fired.
+    Timer(CoreTimer),
+}
+
+/// The timers a replica asks its driver for: one deadline per kind (a new
+/// deadline replaces the old one; see [`crate::host::TimerTable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CoreTimer {
+    /// The broadcast node's timers.
+    Broadcast(TimerKind),
+    /// A catch-up request's deadline: a peer that has not answered by then
+    /// is passed over.
+    CatchUp,
+    /// Tree heads still unsigned: re-send this replica's shares.
+    HeadShares,
+}
+
+impl CoreTimer {
+    /// Every kind, in a fixed order.
+    pub const ALL: [CoreTimer; 4] = [
+        CoreTimer::Broadcast(TimerKind::RoundInterval),
+        CoreTimer::Broadcast(TimerKind::Resend),
+        CoreTimer::CatchUp,
+        CoreTimer::HeadShares,
+    ];
+
+    /// A small number per kind (for traces and tables).
+    pub fn index(self) -> usize {
+        match self {
+            CoreTimer::Broadcast(TimerKind::RoundInterval) => 0,
+            CoreTimer::Broadcast(TimerKind::Resend) => 1,
+            CoreTimer::CatchUp => 2,
+            CoreTimer::HeadShares => 3,
+        }
+    }
+}
+
+/// A problem attributed to a peer or a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoreFault {
+    /// A broadcast-layer fault.
+    Broadcast(Fault),
+    /// A frame that could not be accepted.
+    Frame {
+        /// The sending replica, if a peer.
+        replica: Option<ReplicaId>,
+        /// The sending client, if a client.
+        client: Option<ClientId>,
+        /// What was wrong.
+        error: FrameError,
+    },
+    /// A tree-head share that does not verify, or for a size that is no
+    /// tree head here.
+    HeadShare {
+        /// Sender.
+        replica: ReplicaId,
+        /// The size claimed.
+        tree_size: u64,
+    },
+    /// A catch-up answer that does not verify (a log range against its
+    /// signed head, a state snapshot against its Tick): the peer's answers
+    /// are ignored for [`DISTRUST_FOR`].
+    CatchUp {
+        /// The peer.
+        replica: ReplicaId,
+        /// What failed.
+        what: &'static str,
+    },
+}
+
+/// What one input asks for: `writes`, `appended` and `heads` (and the
+/// sequencer's changes, [`ReplicaCore::take_sequencer_update`]) must be
+/// durable before the frames are sent and the timers armed. The
+/// [`crate::host::Host`] gathers the steps of a turn and does exactly that.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CoreStep {
+    /// Broadcast-layer durable writes.
+    pub writes: Vec<Durable>,
+    /// Log entries appended, in order.
+    pub appended: Vec<Entry>,
+    /// Newly signed tree heads.
+    pub heads: Vec<SignedTreeHead>,
+    /// Frames to peers.
+    pub to_peers: Vec<(Target, Vec<u8>)>,
+    /// Frames to clients.
+    pub to_clients: Vec<(ClientId, Vec<u8>)>,
+    /// Timers (local-clock deadlines).
+    pub timers: Vec<(Micros, CoreTimer)>,
+    /// Faults.
+    pub faults: Vec<CoreFault>,
+    /// Ready digests held back by the hold-back rule in this step's batches.
+    pub held_back: usize,
+    /// Which digests were held back.
+    pub held: Vec<[u8; 32]>,
+}
+
+struct LogIndex<'a>(&'a dyn LogStore);
+
+impl DigestIndex for LogIndex<'_> {
+    fn is_logged(&self, digest: &Digest) -> bool {
+        self.0.index_of(&digest.0).is_some()
+    }
+}
+
+/// One replica (see the module documentation).
+pub struct ReplicaCore {
+    config: ReplicaConfig,
+    crypto: Arc<dyn ThresholdCrypto>,
+    node: Node,
+    sequencer: Sequencer,
+    now: Micros,
+    /// The log, its digest index and tree nodes, behind the storage trait.
+    log: Box<dyn LogStore>,
+    /// Tree heads being signed: the head, its share collector and this
+    /// replica's own share (re-sent until the head is complete).
+    collectors: BTreeMap<u64, (TreeHead, SignatureCollector, Option<SignatureShare>)>,
+    early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
+    pending: BTreeSet<[u8; 32]>,
+    rereport: Vec<VecDeque<[u8; 32]>>,
+    waiters: BTreeMap<[u8; 32], Vec<ClientId>>,
+    subscribers: BTreeMap<ClientId, u64>,
+    /// Sequencer state and ordering checkpoint after the most recent Ticks,
+    /// by tree size, to serve catching-up peers.
+    recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
+    catchup: Option<CatchUp>,
+    catchups_installed: u64,
+    leader_catchups: u64,
+    /// Catch-up pages served to each peer in the current second: (start of
+    /// the second, pages).
+    served: Vec<(Micros, u64)>,
+    /// Until when each peer's catch-up answers are ignored.
+    distrusted: Vec<Micros>,
+    /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
+    ticks: u64,
+    /// A catch-up installed a whole sequencer state this turn.
+    installed_state: bool,
+    /// Faults met while restoring (reported with the first step).
+    faults_on_restore: Vec<CoreFault>,
+}
+
+/// Recent states kept for catching-up peers.
+pub const RECENT_STATES: usize = 4;
+
+/// A state is kept for catching-up peers every this many Ticks (4 waves,
+/// 16 rounds: the newest is always well within `gc_depth` of the present).
+pub const STATE_EVERY_TICKS: u64 = 4;
+
+/// Shares of an incomplete tree head are re-sent this often.
+pub const HEAD_RESEND_INTERVAL: Micros = Micros::from_millis(250);
+
+impl std::fmt::Debug for ReplicaCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaCore")
+            .field("me", &self.config.broadcast.me)
+            .field("log_len", &self.log.len())
+            .field("signed_size", &self.signed_size())
+            .finish()
+    }
+}
+
+impl ReplicaCore {
+    /// A fresh replica with its log in memory.
+    pub fn new(config: ReplicaConfig, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        Self::with_log(config, crypto, Box::new(MemoryLog::new()))
+    }
+
+    /// A fresh replica over an (empty) log store of the caller's choosing.
+    pub fn with_log(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        log: Box<dyn LogStore>,
+    ) -> Self {
+        let n = config.broadcast.n;
+        ReplicaCore {
+            node: Node::new(config.broadcast.clone(), crypto.clone()),
+            sequencer: Sequencer::new(config.sequencer.clone()),
+            config,
+            crypto,
+            now: Micros::ZERO,
+            log,
+            collectors: BTreeMap::new(),
+            early_shares: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            rereport: vec![VecDeque::new(); n],
+            waiters: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
+            recent_states: BTreeMap::new(),
+            catchup: None,
+            catchups_installed: 0,
+            leader_catchups: 0,
+            served: vec![(Micros::ZERO, 0); n],
+            distrusted: vec![Micros::ZERO; n],
+            ticks: 0,
+            installed_state: false,
+            faults_on_restore: Vec::new(),
+        }
+    }
+
+    /// Rebuilds a replica from what it persisted (see [`crate::store`]),
+    /// with its log in memory.
+    pub fn restore(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        recovered: crate::journal::Recovered,
+    ) -> Result<Self, crate::journal::RestoreError> {
+        Self::restore_with_log(config, crypto, recovered, Box::new(MemoryLog::new()))
+    }
+
+    /// Rebuilds a replica over a log store that already holds a prefix of
+    /// the recovered entries (a file log synced less often than the
+    /// ledger, or not at all): the rest are appended to it. A store holding
+    /// entries the ledger does not is refused (its opener must cut it back
+    /// to the recovered length first).
+    pub fn restore_with_log(
+        config: ReplicaConfig,
+        crypto: Arc<dyn ThresholdCrypto>,
+        recovered: crate::journal::Recovered,
+        log: Box<dyn LogStore>,
+    ) -> Result<Self, crate::journal::RestoreError> {
+        let stored = log.len();
+        if stored > recovered.entries_len() {
+            return Err(crate::journal::RestoreError::LogAhead {
+                stored,
+                ledger: recovered.entries_len(),
+            });
+        }
+        if stored < recovered.entries_from {
+            // A compacted ledger names entries only the file log held.
+            return Err(crate::journal::RestoreError::LogMissing {
+                stored,
+                base: recovered.entries_from,
+            });
+        }
+        let mut core = ReplicaCore::with_log(config.clone(), crypto.clone(), log);
+        core.node = Node::restore(config.broadcast.clone(), crypto, &recovered.broadcast);
+        if let Some(state) = recovered.sequencer {
+            core.sequencer = Sequencer::restore(config.sequencer.clone(), state)
+                .ok_or(crate::journal::RestoreError::ClusterMismatch)?;
+        }
+        // The stored prefix must be the ledger's. Below the largest signed
+        // head within it, that head's root check (next) covers the stored
+        // tree without reading every entry back (redb checksums its own
+        // pages); the entries above it are compared one by one.
+        let covered = recovered
+            .heads
+            .iter()
+            .map(|h| h.head.tree_size)
+            .filter(|s| *s <= stored)
+            .max()
+            .unwrap_or(0);
+        for (k, entry) in recovered.entries.iter().enumerate() {
+            let i = recovered.entries_from + k as u64;
+            if i >= stored {
+                core.log.append(entry);
+            } else if i >= covered && core.log.entry(i).as_ref() != Some(entry) {
+                return Err(crate::journal::RestoreError::LogMismatch(i));
+            }
+        }
+        // Heads from the journal were verified before they were written
+        // (and the journal is checksummed): each is checked against the
+        // log's root, and only the latest signature again.
+        let latest = recovered.heads.iter().map(|h| h.head.tree_size).max();
+        for sth in recovered.heads {
+            let consistent = core
+                .log
+                .root_at(sth.head.tree_size)
+                .is_ok_and(|r| r == sth.head.root);
+            let checked = Some(sth.head.tree_size) != latest || core.head_signed(&sth);
+            if !consistent || !checked {
+                return Err(crate::journal::RestoreError::BadHead(sth.head.tree_size));
+            }
+            core.log.put_head(&sth);
+        }
+        // The head of the last Tick, if it was still being signed when the
+        // replica stopped: sign it again; the share goes out on `Start` and
+        // is re-sent until the head is complete.
+        let last_tick = core.log.len();
+        if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
+            if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1) {
+                let head = TreeHead {
+                    tree_size: last_tick,
+                    root: core.log.root(),
+                    time: t.time,
+                };
+                let mut quiet = CoreStep::default();
+                core.start_head(head, &mut quiet);
+                core.faults_on_restore = quiet.faults;
+            }
+        }
+        Ok(core)
+    }
+
+    /// The log store (the host syncs it and compacts the journal against
+    /// it; the core only reads and appends).
+    pub fn log_store_mut(&mut self) -> &mut dyn LogStore {
+        &mut *self.log
+    }
+
+    /// The log store, given up (a stopped replica's).
+    pub fn into_log(self) -> Box<dyn LogStore> {
+        self.log
+    }
+
+    /// The log store, for reading.
+    pub fn log_store(&self) -> &dyn LogStore {
+        &*self.log
+    }
+
+    /// The sequencer's changes since the last call, for the turn's
+    /// durable record: the whole state after a catch-up installed one,
+    /// else a delta if a batch was sequenced.
+    pub fn take_sequencer_update(&mut self) -> Option<crate::journal::SequencerUpdate> {
+        if std::mem::take(&mut self.installed_state) {
+            let _ = self.sequencer.take_delta();
+            return Some(crate::journal::SequencerUpdate::Whole(Box::new(
+                self.sequencer.state().clone(),
+            )));
+        }
+        self.sequencer
+            .has_delta()
+            .then(|| crate::journal::SequencerUpdate::Delta(Box::new(self.sequencer.take_delta())))
+    }
+
+    /// The whole sequencer state (for a journal snapshot).
+    pub fn sequencer_state(&self) -> &SequencerState {
+        self.sequencer.state()
+    }
+
+    /// The whole log, read from storage (tests and inspection; large logs
+    /// should use [`ReplicaCore::log_len`] and [`ReplicaCore::entry`]).
+    pub fn log(&self) -> Vec<Entry> {
+        self.log.entries(0, self.log.len())
+    }
+
+    /// Number of log entries.
+    pub fn log_len(&self) -> u64 {
+        self.log.len()
+    }
+
+    /// The log entry at `index`.
+    pub fn entry(&self, index: u64) -> Option<Entry> {
+        self.log.entry(index)
+    }
+
+    /// Makes the log's appends durable (file-backed stores); the driver
+    /// calls it once per step before releasing the step's messages.
+    pub fn sync_log(&mut self) -> Result<(), String> {
+        self.log.sync()
+    }
+
+    /// Every signed tree head, by size, read from the log store
+    /// (inspection and tests).
+    pub fn heads(&self) -> BTreeMap<u64, SignedTreeHead> {
+        self.log
+            .all_heads()
+            .into_iter()
+            .map(|h| (h.head.tree_size, h))
+            .collect()
+    }
+
+    /// The latest signed tree head.
+    pub fn latest_head(&self) -> Option<SignedTreeHead> {
+        self.log.latest_head()
+    }
+
+    /// The broadcast node (for inspection).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The log index of a digest, if logged.
+    pub fn leaf_index(&self, digest: &[u8; 32]) -> Option<u64> {
+        self.log.index_of(digest)
+    }
+
+    /// The size of the latest signed tree head (0 before the first).
+    pub fn signed_size(&self) -> u64 {
+        self.log.latest_head().map_or(0, |h| h.head.tree_size)
+    }
+
+    /// Digests reported and not yet logged.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
+        self.now = self.now.max(now);
+        let mut out = CoreStep::default();
+        let from_peer = matches!(input, CoreInput::Peer { .. });
+        match input {
+            CoreInput::Start => {
+                out.faults.append(&mut self.faults_on_restore);
+                self.drive(Input::Start, &mut out);
+                self.resend_head_shares(&mut out);
+            }
+            CoreInput::Timer(CoreTimer::Broadcast(k)) => {
+                self.maybe_start_catchup(&mut out);
+                self.drive(Input::Timer(k), &mut out)
+            }
+            CoreInput::Timer(CoreTimer::CatchUp) => self.maybe_start_catchup(&mut out),
+            CoreInput::Timer(CoreTimer::HeadShares) => self.resend_head_shares(&mut out),
+            CoreInput::PeerReconnected(p) => self.drive(Input::PeerReconnected(p), &mut out),
+            CoreInput::Peer { from, frame } => match wire::decode::<PeerMessage>(&frame) {
+                Ok(PeerMessage::Broadcast(message)) => {
+                    self.drive(Input::Message { from, message }, &mut out)
+                }
+                Ok(PeerMessage::HeadShare { tree_size, share }) => {
+                    self.on_head_share(from, tree_size, share, &mut out)
+                }
+                Ok(PeerMessage::FetchLog { from: index }) => self.serve_log(from, index, &mut out),
+                Ok(PeerMessage::FetchState { at_most }) => {
+                    self.serve_state(from, at_most, &mut out)
+                }
+                Ok(PeerMessage::LogRange {
+                    from: index,
+                    entries,
+                    head,
+                }) => self.on_log_range(from, index, entries, head, &mut out),
+                Ok(PeerMessage::State {
+                    tree_size,
+                    page,
+                    pages,
+                    bytes,
+                }) => self.on_state_page(from, tree_size, page, pages, bytes, &mut out),
+                Ok(PeerMessage::FetchLeaders { from_wave, floor }) => {
+                    self.serve_leaders(from, from_wave, floor, &mut out)
+                }
+                Ok(PeerMessage::Leaders {
+                    from_wave,
+                    page,
+                    pages,
+                    vertices,
+                }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
+                Err(error) => out.faults.push(CoreFault::Frame {
+                    replica: Some(from),
+                    client: None,
+                    error,
+                }),
+            },
+            CoreInput::Client { client, frame } => match wire::decode::<ClientRequest>(&frame) {
+                Ok(request) => self.on_client(client, request, &mut out),
+                Err(error) => {
+                    respond(&mut out, client, &ClientResponse::Error(error.to_string()));
+                    out.faults.push(CoreFault::Frame {
+                        replica: None,
+                        client: Some(client),
+                        error,
+                    });
+                }
+            },
+        }
+        if from_peer {
+            // Peers' rounds are how a lagging replica learns it lags.
+            self.maybe_start_catchup(&mut out);
+        }
+        self.flush_rereports(&mut out);
+        out
+    }
+
+    fn drive(&mut self, mut input: Input, out: &mut CoreStep) {
+        if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
+            reports.retain(|r| !skip(&r.digest.0));
+        }
+        let step = self.node.handle(self.now, input);
+        for w in &step.writes {
+            if let Durable::Delivered(v) = w {
+                if v.author != self.config.broadcast.me {
+                    self.scan_for_rereports(v);
+                }
+            }
+        }
+        if out.writes.is_empty() {
+            out.writes = step.writes;
+        } else {
+            out.writes.extend(step.writes);
+        }
+        out.to_peers.reserve(step.messages.len());
+        for m in step.messages {
+            // Vertices are bounded well under max_frame; an oversized one
+            // would be a local bug, and is dropped rather than sent.
+            if let Ok(frame) = wire::encode(&PeerMessage::Broadcast(m.message)) {
+                out.to_peers.push((m.to, frame));
+            }
+        }
+        out.timers.extend(
+            step.timers
+                .into_iter()
+                .map(|(at, k)| (at, CoreTimer::Broadcast(k))),
+        );
+        out.faults
+            .extend(step.faults.into_iter().map(CoreFault::Broadcast));
+        for batch in &step.batches {
+            self.append_batch(batch, out);
+        }
+    }
+
+    fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
+        let n = self.config.broadcast.n.max(1);
+        let cap = self.config.broadcast.max_reports_per_vertex.div_ceil(n);
+        let mut taken = 0;
+        for r in &v.reports {
+            if taken >= cap || self.pending.len() >= self.config.max_pending_digests {
+                break;
+            }
+            let d = r.digest.0;
+            if self.pending.contains(&d) || self.log.index_of(&d).is_some() {
+                continue;
+            }
+            self.pending.insert(d);
+            if let Some(q) = self.rereport.get_mut(v.author.index()) {
+                q.push_back(d);
+            }
+            taken += 1;
+        }
+    }
+
+    fn flush_rereports(&mut self, out: &mut CoreStep) {
+        let mut reports = Vec::new();
+        loop {
+            let mut any = false;
+            for q in &mut self.rereport {
+                if let Some(d) = q.pop_front() {
+                    reports.push(Report {
+                        digest: Digest(d),
+                        recv_time: self.now,
+                    });
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        if !reports.is_empty() {
+            self.drive(Input::Propose(reports), out);
+        }
+    }
+
+    fn append(&mut self, entry: Entry, out: &mut CoreStep) {
+        let index = self.log.len();
+        self.log.append(&entry);
+        if let Entry::Digest(d) = &entry {
+            self.pending.remove(&d.digest);
+            for client in self.waiters.remove(&d.digest).unwrap_or_default() {
+                respond(
+                    out,
+                    client,
+                    &ClientResponse::Ordered {
+                        digest: d.digest,
+                        index,
+                    },
+                );
+            }
+        }
+        out.appended.push(entry);
+    }
+
+    fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
+        // After a restart the node may re-derive batches the log already
+        // holds (the log is made durable before the node's checkpoint).
+        if batch.wave <= self.sequencer.last_wave() {
+            return;
+        }
+        let sb = self.sequencer.sequence(batch, &LogIndex(&*self.log));
+        out.held_back += sb.held_back;
+        out.held.extend(sb.held.iter().map(|d| d.0));
+        out.faults
+            .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
+        let first = self.log.len();
+        for r in &sb.records {
+            self.append(
+                Entry::Digest(DigestEntry {
+                    digest: r.digest.0,
+                    witnessed_at: r.witnessed_at,
+                    key: r.key,
+                    witnesses: r.witnesses,
+                    late: r.late,
+                }),
+                out,
+            );
+        }
+        let tick = TickEntry {
+            wave: sb.tick.wave.0,
+            time: sb.tick.time,
+            coin_sig: sb.tick.coin_sig,
+            leader: sb.tick.leader.0,
+            state_root: sb.tick.state_root,
+            prev_root: self.log.root(),
+            batch_len: sb.records.len() as u32,
+        };
+        self.append(Entry::Tick(tick), out);
+        // Catching-up peers are served the state after a recent Tick: one
+        // copy every few Ticks (well within gc_depth), not one per Tick.
+        self.ticks += 1;
+        if self.ticks % STATE_EVERY_TICKS == 0 {
+            self.recent_states.insert(
+                self.log.len(),
+                (self.sequencer.state().clone(), batch.order.clone()),
+            );
+            while self.recent_states.len() > RECENT_STATES {
+                self.recent_states.pop_first();
+            }
+        }
+        let head = TreeHead {
+            tree_size: self.log.len(),
+            root: self.log.root(),
+            time: tick.time,
+        };
+        self.start_head(head, out);
+        self.push_to_subscribers(first, out);
+    }
+}
