@@ -107,6 +107,11 @@ pub enum HostError {
     /// A driver broke the contract (flushed twice without a sync).
     #[error("driver error: {0}")]
     Driver(&'static str),
+    /// The replica found its own state inconsistent (a bug, never a peer's
+    /// doing): the turn is not written, and the replica must restart from
+    /// its journal.
+    #[error("replica state inconsistent, restart it from its journal: {0}")]
+    Poisoned(&'static str),
 }
 
 /// A timer the driver must schedule: fire `timer` with `generation` at the
@@ -365,6 +370,9 @@ impl<J: Journal> Host<J> {
             return Err(HostError::Driver(
                 "flush before the previous turn was synced",
             ));
+        }
+        if let Some(why) = self.core.poisoned() {
+            return Err(HostError::Poisoned(why));
         }
         let turn = std::mem::take(&mut self.open);
         self.open_inputs = 0;

@@ -118,15 +118,20 @@ pub enum PeerMessage {
         /// First index wanted.
         from: u64,
     },
-    /// A page of the log, with the sender's latest signed tree head (what the
-    /// receiver verifies the entries against).
+    /// A page of the log, with the sender's latest signed tree head and the
+    /// consistency proof from the page's end (`from + entries.len()`) to that
+    /// head: the receiver, which holds the log up to `from`, checks the page
+    /// on arrival (and so knows which peer sent a bad one).
     LogRange {
         /// Index of the first entry.
         from: u64,
-        /// At most `MAX_LOG_PAGE` entries.
+        /// At most `MAX_LOG_PAGE` entries, all within `head`.
         entries: Vec<Entry>,
         /// The sender's latest signed head.
         head: Option<SignedTreeHead>,
+        /// RFC 9162 consistency proof from `from + entries.len()` to the
+        /// head's size.
+        proof: Vec<Hash>,
     },
     /// Catch-up: the sequencer state and ordering checkpoint at the latest
     /// Tick at or below `at_most`.

@@ -44,7 +44,7 @@ use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
     TimerKind,
 };
-use belfry_timestamp::store::{extended_root, LogStore, MemoryLog};
+use belfry_timestamp::store::{LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -52,9 +52,14 @@ use std::sync::Arc;
 mod catchup;
 mod client;
 mod heads;
+mod serve;
 
 use catchup::CatchUp;
-pub use catchup::{DISTRUST_FOR, LAG_ROUNDS, MAX_LEADER_SCAN, SERVE_PAGES_PER_S};
+use catchup::Replay;
+pub use catchup::{
+    CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
+    MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR, SERVE_PAGES_PER_S,
+};
 use client::respond;
 
 /// A client connection's id, assigned by the driver.
@@ -264,6 +269,20 @@ pub struct ReplicaCore {
     installed_state: bool,
     /// Faults met while restoring (reported with the first step).
     faults_on_restore: Vec<CoreFault>,
+    /// Catch-up requests that timed out.
+    catchup_timeouts: u64,
+    /// Smoothed time a catch-up answer takes.
+    catchup_rtt: Micros,
+    /// Where the rotation of peers to ask stands.
+    catchup_cursor: usize,
+    /// Until when each peer is asked last (it let a request time out).
+    passed_over: Vec<Micros>,
+    /// While a peer's leaders are replayed: what the replay must produce.
+    replay: Option<Replay>,
+    /// Set when the replica found its own state inconsistent (a bug): it
+    /// does nothing more, and its host stops it so that it restarts from
+    /// its journal.
+    poisoned: Option<&'static str>,
 }
 
 /// Recent states kept for catching-up peers.
@@ -321,6 +340,12 @@ impl ReplicaCore {
             ticks: 0,
             installed_state: false,
             faults_on_restore: Vec::new(),
+            catchup_timeouts: 0,
+            catchup_rtt: Micros::from_millis(100),
+            catchup_cursor: 0,
+            passed_over: vec![Micros::ZERO; n],
+            replay: None,
+            poisoned: None,
         }
     }
 
@@ -511,10 +536,23 @@ impl ReplicaCore {
         self.pending.len()
     }
 
+    /// Why the replica stopped itself, if it found its own state
+    /// inconsistent (see [`crate::host::HostError::Poisoned`]).
+    pub fn poisoned(&self) -> Option<&'static str> {
+        self.poisoned
+    }
+
+    fn poison(&mut self, why: &'static str) {
+        self.poisoned.get_or_insert(why);
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
         self.now = self.now.max(now);
         let mut out = CoreStep::default();
+        if self.poisoned.is_some() {
+            return out;
+        }
         let from_peer = matches!(input, CoreInput::Peer { .. });
         match input {
             CoreInput::Start => {
@@ -544,7 +582,8 @@ impl ReplicaCore {
                     from: index,
                     entries,
                     head,
-                }) => self.on_log_range(from, index, entries, head, &mut out),
+                    proof,
+                }) => self.on_log_range(from, index, entries, head, proof, &mut out),
                 Ok(PeerMessage::State {
                     tree_size,
                     page,
@@ -667,6 +706,11 @@ impl ReplicaCore {
 
     fn append(&mut self, entry: Entry, out: &mut CoreStep) {
         let index = self.log.len();
+        if let Some(replay) = self.replay.as_mut() {
+            if !replay.accepts(index, &entry) {
+                return;
+            }
+        }
         self.log.append(&entry);
         if let Entry::Digest(d) = &entry {
             self.pending.remove(&d.digest);
