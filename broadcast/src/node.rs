@@ -14,6 +14,16 @@ use belfry_coin::{Coin, CommonCoin, ReplicaId, ShareFaultKind, ThresholdCrypto, 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+/// The round time assumed before the first one is measured.
+const ROUND_TIME_INITIAL: Micros = Micros::from_millis(10);
+/// Own rounds whose durations are kept to estimate the round time.
+const ROUND_TIME_WINDOW: usize = 32;
+/// Round times the DAG may stand still before the missing votes are asked
+/// for.
+pub const STALL_ROUNDS: u64 = 2;
+/// The shortest wait before a stall is acted on.
+pub const STALL_MIN: Micros = Micros::from_millis(4);
+
 /// An input to the node. Time always comes with it, as `now` in
 /// [`Node::handle`].
 #[derive(Clone, Debug)]
@@ -104,6 +114,8 @@ pub struct Counters {
     pub received_bytes: [u64; 7],
     /// Messages dropped for being outside the round window.
     pub out_of_window: u64,
+    /// Times the DAG stood still and the missing votes were asked for.
+    pub stall_fetches: u64,
     /// Faults recorded.
     pub faults: u64,
 }
@@ -143,6 +155,16 @@ pub struct Node {
     last_vertex_at: Option<Micros>,
     pending: VecDeque<Report>,
     round_timer_armed: bool,
+    // Loss recovery: how long rounds take, when the DAG last grew, and the
+    // stall timer.
+    /// Durations of the last own rounds (the shortest is the round time a
+    /// round without losses takes).
+    round_times: VecDeque<Micros>,
+    last_growth: Micros,
+    grown_to: (Round, Wave, Wave),
+    held_at_fetch: usize,
+    stall_armed: bool,
+    stall_backoff: Micros,
     // Peers' claimed rounds (from their own VALs), for the round window.
     peer_rounds: Vec<Round>,
     // Coin and commit.
@@ -196,6 +218,12 @@ impl Node {
             last_vertex_at: None,
             pending: VecDeque::new(),
             round_timer_armed: false,
+            round_times: VecDeque::new(),
+            last_growth: Micros::ZERO,
+            grown_to: (Round(0), Wave(0), Wave(0)),
+            held_at_fetch: 0,
+            stall_armed: false,
+            stall_backoff: Micros::ZERO,
             peer_rounds: vec![Round(0); n],
             coin,
             shares_released: BTreeSet::new(),
@@ -418,6 +446,10 @@ impl Node {
             Input::Message { from, message } => self.on_message(from, message, &mut step),
             Input::Propose(reports) => self.pending.extend(reports),
             Input::Timer(TimerKind::RoundInterval) => self.round_timer_armed = false,
+            Input::Timer(TimerKind::Stall) => {
+                self.stall_armed = false;
+                self.on_stall_timer(&mut step);
+            }
             Input::Timer(TimerKind::Resend) => {
                 self.on_resend_timer(&mut step);
                 step.timers.push((
@@ -440,6 +472,7 @@ impl Node {
         self.drain_inbox(&mut step);
         self.progress(&mut step);
         self.drain_inbox(&mut step);
+        self.watch_growth(&mut step);
         self.counters.faults += step.faults.len() as u64;
         for m in &step.messages {
             let k = m.message.kind().index();
@@ -1302,6 +1335,13 @@ impl Node {
             reports,
         };
         let reference = v.reference();
+        if let Some(at) = self.last_vertex_at {
+            let took = self.now.saturating_sub(at).min(self.config.resend_interval);
+            if self.round_times.len() >= ROUND_TIME_WINDOW {
+                self.round_times.pop_front();
+            }
+            self.round_times.push_back(took);
+        }
         self.round = round;
         self.last_own = Some(reference);
         self.last_clock = clock;
@@ -1326,6 +1366,95 @@ impl Node {
             }
             stack.extend(v.references().map(|r| r.hash));
         }
+    }
+
+    /// How long the DAG may stand still before the missing votes are asked
+    /// for: a few round times, doubled on each fruitless ask up to the
+    /// resend interval.
+    fn stall_after(&self) -> Micros {
+        // The quickest recent round is what a round without losses takes
+        // (rounds slowed by lost votes must not stretch the wait).
+        let round_time = self
+            .round_times
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(ROUND_TIME_INITIAL);
+        let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
+            .max(STALL_MIN)
+            .min(self.config.resend_interval);
+        base.max(self.stall_backoff)
+            .min(self.config.resend_interval)
+    }
+
+    /// The first wave whose coin this replica waits for: it released its
+    /// share, the coin is not out.
+    fn coin_wanted(&self) -> Option<Wave> {
+        self.shares_released
+            .iter()
+            .find(|w| **w > self.last_decided_wave && self.coin.coin(**w).is_none())
+            .copied()
+    }
+
+    /// Notes progress — the DAG reached a new round, a wave was decided, a
+    /// coin came out — and keeps the stall timer armed. (Vertices trickling
+    /// into the top round are not progress: one lost vote still holds the
+    /// round back.)
+    fn watch_growth(&mut self, step: &mut Step) {
+        let top = self.dag.highest_round();
+        let coins = self.coin.coins().last().map_or(Wave(0), |c| c.wave);
+        let grown = (top, self.last_decided_wave, coins);
+        if grown != self.grown_to {
+            self.grown_to = grown;
+            self.last_growth = self.now;
+            self.stall_backoff = Micros::ZERO;
+        }
+        let held = self.dag.len();
+        if held != self.held_at_fetch {
+            // Some vertex came in since the last ask: the asking works, so
+            // keep asking at the round's pace (the back-off is for peers
+            // that do not answer at all).
+            self.held_at_fetch = held;
+            self.stall_backoff = Micros::ZERO;
+        }
+        if !self.stall_armed {
+            self.stall_armed = true;
+            let at = self
+                .last_growth
+                .max(self.now)
+                .saturating_add(self.stall_after());
+            step.timers.push((at, TimerKind::Stall));
+        }
+    }
+
+    /// Nothing moved for a few round times: a VAL, ECHO, READY or coin share
+    /// was probably lost. Ask every peer for its vertex, votes and coin
+    /// shares of the rounds in question — the top round, the rounds
+    /// buffered vertices miss, the wave whose coin is awaited — rather than
+    /// wait for the next resend.
+    fn on_stall_timer(&mut self, step: &mut Step) {
+        if self.now.saturating_sub(self.last_growth) < self.stall_after() {
+            return; // it moved meanwhile; `watch_growth` re-arms
+        }
+        let top = self.dag.highest_round();
+        let missing = self
+            .buffered
+            .values()
+            .flat_map(|v| v.references())
+            .filter(|r| !self.dag.satisfies(r))
+            .map(|r| r.round)
+            .min();
+        let coin = self.coin_wanted().map(last_round);
+        let lo = [missing, coin]
+            .into_iter()
+            .flatten()
+            .fold(top, Round::min)
+            .max(self.dag.horizon());
+        let hi = Round(top.0.saturating_add(1));
+        step.send(Target::All, Message::FetchVotes { from: lo, to: hi });
+        self.counters.stall_fetches += 1;
+        self.stall_backoff = Micros(self.stall_after().0.saturating_mul(2));
+        self.last_growth = self.now;
     }
 
     fn on_resend_timer(&mut self, step: &mut Step) {

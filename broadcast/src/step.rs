@@ -33,6 +33,9 @@ pub enum TimerKind {
     RoundInterval,
     /// Time to re-send recorded votes to peers that have not advanced.
     Resend,
+    /// Time to check whether the DAG stopped growing (a lost vote): then
+    /// the missing round's votes are asked for at once.
+    Stall,
 }
 
 /// The two kinds of Bracha vote.

@@ -230,6 +230,15 @@ impl Sim {
             }
             messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
         }
+        let stall_fetches: u64 = self
+            .replicas
+            .iter()
+            .filter_map(|r| r.host.as_ref())
+            .map(|h| h.core().node().counters().stall_fetches)
+            .sum();
+        if stall_fetches > 0 {
+            messages_by_type.insert("StallFetches".to_string(), (stall_fetches as f64, 0.0));
+        }
         let mut assignment = BTreeMap::new();
         for i in 0..self.cfg.n {
             assignment.insert(

@@ -149,9 +149,10 @@ pub enum CoreTimer {
 
 impl CoreTimer {
     /// Every kind, in a fixed order.
-    pub const ALL: [CoreTimer; 4] = [
+    pub const ALL: [CoreTimer; 5] = [
         CoreTimer::Broadcast(TimerKind::RoundInterval),
         CoreTimer::Broadcast(TimerKind::Resend),
+        CoreTimer::Broadcast(TimerKind::Stall),
         CoreTimer::CatchUp,
         CoreTimer::HeadShares,
     ];
@@ -161,8 +162,9 @@ impl CoreTimer {
         match self {
             CoreTimer::Broadcast(TimerKind::RoundInterval) => 0,
             CoreTimer::Broadcast(TimerKind::Resend) => 1,
-            CoreTimer::CatchUp => 2,
-            CoreTimer::HeadShares => 3,
+            CoreTimer::Broadcast(TimerKind::Stall) => 2,
+            CoreTimer::CatchUp => 3,
+            CoreTimer::HeadShares => 4,
         }
     }
 }
