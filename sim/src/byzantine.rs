@@ -208,6 +208,32 @@ impl Sim {
                 }
                 self.mark("strategy bad-catchup forged leader histories");
             }
+            (Strategy::StallCatchup, PeerMessage::LogRange { .. }) => {
+                // One page per catch-up attempt, delivered ahead of every
+                // honest answer; the asker then asks it for the next page,
+                // which never comes.
+                let last = self.stall_served.get(&to).copied();
+                let fresh = last.is_none_or(|t| self.now.saturating_sub(t) > Micros::from_secs(1));
+                if !fresh {
+                    self.mark("strategy stall-catchup withheld a log page");
+                    return Vec::new();
+                }
+                self.stall_served.insert(to, self.now);
+                if let Ok(f) = wire::encode(&m) {
+                    let at = self.now.saturating_add(Micros(20));
+                    self.queue
+                        .schedule(at, Event::Deliver { from, to, frame: f });
+                    self.mark("strategy stall-catchup answered first");
+                }
+                return Vec::new();
+            }
+            (Strategy::StallCatchup, PeerMessage::Leaders { page, .. })
+            | (Strategy::StallCatchup, PeerMessage::State { page, .. })
+                if *page > 0 =>
+            {
+                self.mark("strategy stall-catchup withheld an install page");
+                return Vec::new();
+            }
             (Strategy::Replay, _) => {
                 if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
                     let k = self.byz_rng.gen_range(0..self.replay_buf.len());

@@ -41,7 +41,23 @@ impl Sim {
         if !waiting || self.stall_reported {
             return;
         }
-        if self.now.saturating_sub(self.last_progress) > Micros::from_secs(2) {
+        // Inside a window that leaves no quorum nothing is expected to
+        // move; after it, the clock starts at its end.
+        let mut since = self.last_progress;
+        let windows = if self.cfg.exempt_no_quorum {
+            &self.no_quorum[..]
+        } else {
+            &[]
+        };
+        for (start, end) in windows {
+            if *start <= self.now && self.now <= *end {
+                return;
+            }
+            if *end <= self.now {
+                since = since.max(*end);
+            }
+        }
+        if self.now.saturating_sub(since) > Micros::from_secs(2) {
             self.stall_reported = true;
             let state: Vec<String> = self
                 .replicas
@@ -57,12 +73,14 @@ impl Sim {
                     None => format!("r{i}: down"),
                 })
                 .collect();
-            self.stalls.push(format!(
+            let stall = format!(
                 "no progress for 2 s from {} µs (log size {}): {}",
-                self.last_progress.0,
+                since.0,
                 self.canonical.len(),
                 state.join("; ")
-            ));
+            );
+            self.violations.push(format!("stall: {stall}"));
+            self.stalls.push(stall);
         }
     }
 

@@ -41,11 +41,16 @@ pub enum Strategy {
     /// the network), then answers its catch-up requests with forged log ranges, state pages and
     /// leader histories.
     BadCatchup,
+    /// Isolates an honest replica like `bad-catchup`, then answers its
+    /// catch-up requests first (it controls the network) with one valid log
+    /// page and withholds every later page and the leaders' histories and
+    /// states (one page of each, never the rest).
+    StallCatchup,
 }
 
 impl Strategy {
     /// All implemented strategies.
-    pub const ALL: [Strategy; 12] = [
+    pub const ALL: [Strategy; 13] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::BadShares,
@@ -58,6 +63,7 @@ impl Strategy {
         Strategy::LyingClock,
         Strategy::Twins,
         Strategy::BadCatchup,
+        Strategy::StallCatchup,
     ];
 
     /// The command-line name.
@@ -75,6 +81,7 @@ impl Strategy {
             Strategy::LyingClock => "lying-clock",
             Strategy::Twins => "twins",
             Strategy::BadCatchup => "bad-catchup",
+            Strategy::StallCatchup => "stall-catchup",
         }
     }
 }
@@ -186,6 +193,10 @@ pub struct SimConfig {
     /// prevent. The double-signing check must then catch it.
     #[serde(skip)]
     pub amnesia: bool,
+    /// Test-only: `false` makes the stall detector ignore that a blackout
+    /// or a ring leaves no quorum (so it must then report the stall).
+    #[serde(skip)]
+    pub exempt_no_quorum: bool,
 }
 
 /// The per-message jitter distribution.
@@ -253,6 +264,7 @@ impl SimConfig {
             fsync_us: 200,
             share_verifications: true,
             amnesia: false,
+            exempt_no_quorum: true,
         }
     }
 

@@ -31,6 +31,8 @@ use std::sync::{Arc, Mutex};
 const MOCK_GROUP_KEY: &str = "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0";
 /// The liveness bound after the load stops.
 const LIVENESS_BOUND: Micros = Micros::from_secs(20);
+/// How soon after its fault ended an honest replica must have caught up.
+pub const CATCHUP_BOUND: Micros = Micros::from_secs(5);
 const GENESIS: Micros = Micros(1_763_700_000_000_000);
 
 /// A ChaCha stream derived from (seed, component, replica): changing one
@@ -286,6 +288,13 @@ pub(crate) struct Sim {
     pub(crate) rush_slowed: Option<usize>,
     /// Twins: the second instance of a replica.
     pub(crate) twins: BTreeMap<usize, Host<MemoryJournal>>,
+    /// When a stall-catchup adversary last let a log page through, per asker.
+    pub(crate) stall_served: BTreeMap<usize, Micros>,
+    /// Replicas whose fault ended: by when their log must reach what size
+    /// (the catch-up invariant).
+    pub(crate) catchup_due: BTreeMap<usize, (Micros, u64)>,
+    /// Windows in which a fault leaves no quorum: no progress is expected.
+    pub(crate) no_quorum: Vec<(Micros, Micros)>,
     pub(crate) coverage: BTreeMap<String, u64>,
     pub(crate) peer_messages: u64,
     pub(crate) peer_bytes: u64,
@@ -485,6 +494,9 @@ impl Sim {
             held_frames: Vec::new(),
             withheld: BTreeSet::new(),
             twins: BTreeMap::new(),
+            stall_served: BTreeMap::new(),
+            catchup_due: BTreeMap::new(),
+            no_quorum: Vec::new(),
             rush_slowed,
             restarted_at: BTreeMap::new(),
             coverage: BTreeMap::new(),
@@ -579,7 +591,9 @@ impl Sim {
                 }
             }
         }
-        if self.byz.contains(&Some(Strategy::BadCatchup)) && honest.len() > 1 {
+        let catchup_attack = self.byz.contains(&Some(Strategy::BadCatchup))
+            || self.byz.contains(&Some(Strategy::StallCatchup));
+        if catchup_attack && honest.len() > 1 {
             // The adversary controls the network: it isolates an honest
             // replica twice — 150 ms (it then catches up within gc_depth,
             // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
@@ -593,7 +607,7 @@ impl Sim {
                     Event::Heal(victim),
                 );
             }
-            self.mark("strategy bad-catchup isolated an honest replica");
+            self.mark("catch-up attack isolated an honest replica");
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
@@ -621,6 +635,16 @@ impl Sim {
             let next = self.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
         }
+        // Replicas whose fault ended late in the run get their full time
+        // to catch up.
+        while let Some(deadline) = self.catchup_due.values().map(|(d, _)| *d).max() {
+            if self.now > deadline {
+                break;
+            }
+            let next = self.now.saturating_add(Micros::from_millis(50));
+            self.run_until(next);
+        }
+        self.check_catchups();
         if !self.all_covered(&pending) {
             let missing = pending
                 .iter()
@@ -916,6 +940,7 @@ impl Sim {
                 self.trace_log.push((self.now, self.trace.digest()));
             }
             self.detect_stall();
+            self.check_catchups();
         }
         self.now = self.now.max(until);
     }
@@ -1046,6 +1071,7 @@ impl Sim {
                     let until = self.now.saturating_add(Micros::from_millis(600));
                     self.replicas[i].slow_until = Some((until, slow));
                     self.mark("slow link after a restart");
+                    self.fault_ended(&[i]);
                 }
             }
             Event::Cut(i) => {
@@ -1056,6 +1082,7 @@ impl Sim {
                 self.mark("partition");
             }
             Event::Blackout => {
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
                 for a in 0..self.cfg.n {
                     for b in 0..self.cfg.n {
                         self.down.insert((a, b));
@@ -1066,14 +1093,18 @@ impl Sim {
             Event::Daylight => {
                 self.down.clear();
                 self.mark("blackout healed");
+                self.end_no_quorum();
                 for i in 0..self.cfg.n {
                     self.reconnect(i);
                 }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
             }
             Event::Heal(i) => {
                 self.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("heal");
                 self.reconnect(i);
+                self.fault_ended(&[i]);
             }
             Event::OneWay(i, out) => {
                 self.down.retain(|(a, b)| *a != i && *b != i);
@@ -1090,27 +1121,104 @@ impl Sim {
                 self.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("asymmetric partition healed");
                 self.reconnect(i);
+                self.fault_ended(&[i]);
             }
             Event::Ring => {
-                let (n, f) = (self.cfg.n, self.cfg.f());
+                // Each replica keeps the links to the `d` replicas on either
+                // side, `2d + 1 >= Q`: every neighbourhood is a quorum, no
+                // two the same one. Reliable broadcast still stalls (a VAL
+                // reaches only its author's neighbourhood, and no ECHO
+                // quorum forms anywhere), so no progress is expected until
+                // the heal.
+                let (n, q) = (self.cfg.n, self.cfg.n - self.cfg.f());
+                let side = (q - 1).div_ceil(2);
                 for a in 0..n {
                     for b in 0..n {
                         let d = (a + n - b) % n;
-                        if d.min(n - d) > f {
+                        if d.min(n - d) > side {
                             self.down.insert((a, b));
                         }
                     }
                 }
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
                 self.mark("majorities ring");
             }
             Event::ClockStepped(_) => self.mark("clock step"),
             Event::RingHeal => {
                 self.down.clear();
                 self.mark("majorities ring healed");
+                self.end_no_quorum();
                 for i in 0..self.cfg.n {
                     self.reconnect(i);
                 }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
             }
+        }
+    }
+
+    /// A fault of the replicas `who` ended: each honest one must reach the
+    /// size the cluster has signed by now within [`CATCHUP_BOUND`].
+    fn fault_ended(&mut self, who: &[usize]) {
+        let target = self.heads.keys().next_back().copied().unwrap_or(0);
+        let deadline = self.now.saturating_add(CATCHUP_BOUND);
+        for i in who {
+            if honest(&self.cfg, *i) {
+                self.catchup_due.insert(*i, (deadline, target));
+            }
+        }
+    }
+
+    /// The catch-up invariant: a replica whose fault ended has reached its
+    /// target, or it is a violation once the deadline passed.
+    pub(crate) fn check_catchups(&mut self) {
+        if self.catchup_due.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        let now = self.now;
+        let replicas = &self.replicas;
+        self.catchup_due.retain(|i, (deadline, target)| {
+            let Some(len) = replicas[*i].host.as_ref().map(|h| h.core().log_len()) else {
+                return true; // down again: a later restart sets a new target
+            };
+            if len >= *target {
+                return false;
+            }
+            if now > *deadline {
+                let state = replicas[*i].host.as_ref().map(|h| {
+                    let c = h.core();
+                    format!(
+                        "round {}, decided wave {}, cluster round {}, catching up {}, {} catch-up timeouts",
+                        c.node().round().0,
+                        c.node().last_decided_wave().0,
+                        c.node().cluster_round().0,
+                        c.catching_up(),
+                        c.catchup_timeouts()
+                    )
+                });
+                failed.push((*i, len, *target, state.unwrap_or_default()));
+                return false;
+            }
+            true
+        });
+        for (i, len, target, state) in failed {
+            self.violations.push(format!(
+                "catch-up: replica {i} reached log size {len} of {target} within {} s after its fault ended ({state})",
+                CATCHUP_BOUND.0 / 1_000_000
+            ));
+        }
+    }
+
+    fn end_no_quorum(&mut self) {
+        let now = self.now;
+        if let Some(w) = self
+            .no_quorum
+            .iter_mut()
+            .rev()
+            .find(|w| w.1 == Micros(u64::MAX))
+        {
+            w.1 = now;
         }
     }
 

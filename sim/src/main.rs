@@ -40,7 +40,10 @@ struct RunArgs {
     /// Byzantine replicas (at most f).
     #[arg(long, default_value_t = 0)]
     faulty: usize,
-    /// Their strategies, comma-separated: silent, equivocate, bad-shares, censor, malformed, far-future, replay.
+    /// Their strategies, comma-separated, assigned round-robin: silent,
+    /// equivocate, bad-shares, censor, malformed, far-future, replay,
+    /// withhold-and-rush, late-leader, lying-clock, twins, bad-catchup,
+    /// stall-catchup (README "Simulations" says what each does).
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<String>,
     /// Seed.
@@ -316,7 +319,7 @@ fn run() -> anyhow::Result<i32> {
 /// A random configuration for a swarm seed (mock crypto, short runs).
 fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     let mut r = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let n = [4usize, 4, 5, 7][r.gen_range(0..4)];
+    let n = [4usize, 4, 5, 7, 7, 10, 13][r.gen_range(0..7)];
     let mut c = SimConfig::new(n, seed);
     c.mock_crypto = true;
     c.duration = duration;

@@ -174,6 +174,21 @@ pub enum PeerMessage {
         /// The page's bytes.
         bytes: Vec<u8>,
     },
+    /// The answer to a catch-up request the sender cannot serve (it does
+    /// not hold what was asked for): the asker moves on to another peer at
+    /// once rather than at its deadline.
+    CannotServe(Unserved),
+}
+
+/// What a [`PeerMessage::CannotServe`] answer is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unserved {
+    /// A `FetchLog`.
+    Log,
+    /// A `FetchLeaders`.
+    Leaders,
+    /// A `FetchState`.
+    State,
 }
 
 /// What the pages of a `State` answer carry.

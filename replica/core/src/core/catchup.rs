@@ -508,21 +508,26 @@ impl ReplicaCore {
     /// when every peer was tried one way, the other way; when both failed,
     /// the catch-up starts over.
     fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
-        let others = self.config.broadcast.n.saturating_sub(1);
-        if i.tried.len() >= others {
+        let mut peer = self.next_peer(&i.tried);
+        if peer.is_none_or(|p| i.tried.contains(&p)) {
+            // Every peer we may ask was asked this way.
             match i.by {
                 InstallBy::Leaders { .. } => {
                     i.by = InstallBy::State;
                     i.tried.clear();
                     i.pages.clear();
+                    peer = self.next_peer(&i.tried);
                 }
                 InstallBy::State => {
+                    // Nobody holds a state for this range any more (peers
+                    // keep recent ones only): fetch the log afresh, up to
+                    // a newer head.
                     self.catchup = None;
+                    self.maybe_start_catchup(out);
                     return;
                 }
             }
         }
-        let peer = self.next_peer(&i.tried);
         if let Some(p) = peer {
             i.tried.insert(p);
             let m = match i.by {
@@ -817,6 +822,25 @@ impl ReplicaCore {
             if p != self.config.broadcast.me {
                 self.drive(Input::PeerReconnected(p), out);
             }
+        }
+    }
+
+    /// A peer says it cannot serve what it was asked (the leaders' histories
+    /// fell below its horizon, no recent state is old enough): ask the next
+    /// one at once instead of waiting for the deadline.
+    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, out: &mut CoreStep) {
+        let asked = match &self.catchup {
+            Some(CatchUp::Install(i)) => i.request.peer == Some(from_peer),
+            Some(CatchUp::Log(f)) => f.request.peer == Some(from_peer),
+            None => false,
+        };
+        if !asked {
+            return;
+        }
+        match self.catchup.take() {
+            Some(CatchUp::Log(f)) => self.request_page(f, out),
+            Some(CatchUp::Install(i)) => self.request_install(i, out),
+            None => {}
         }
     }
 

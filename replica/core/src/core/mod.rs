@@ -601,6 +601,7 @@ impl ReplicaCore {
                     pages,
                     vertices,
                 }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
+                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,

@@ -23,23 +23,21 @@ impl ReplicaCore {
     }
 
     pub(super) fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
-        let len = self.log.len();
-        if from >= len || to.index() >= self.config.broadcast.n {
-            return;
-        }
-        if !self.take_serve_budget(to, 1) {
+        if to.index() >= self.config.broadcast.n {
             return;
         }
         // Only entries a signed head covers can be checked by the asker:
         // the page ends at the head, and carries the proof from its end to it.
-        let Some(head) = self.log.latest_head() else {
+        let head = self.log.latest_head().filter(|h| from < h.head.tree_size);
+        let Some(head) = head else {
+            self.cannot_serve(to, wire::Unserved::Log, out);
             return;
         };
-        let size = head.head.tree_size;
-        let end = size.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
-        if from >= end {
+        if !self.take_serve_budget(to, 1) {
             return;
         }
+        let size = head.head.tree_size;
+        let end = size.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
         let Ok(proof) = self.log.consistency_proof(end, size) else {
             return;
         };
@@ -52,8 +50,17 @@ impl ReplicaCore {
         self.send_peer(Target::One(to), &m, out);
     }
 
+    /// Tells a peer its request cannot be served here (within its
+    /// budget, like any answer).
+    fn cannot_serve(&mut self, to: ReplicaId, what: wire::Unserved, out: &mut CoreStep) {
+        if self.take_serve_budget(to, 1) {
+            self.send_peer(Target::One(to), &PeerMessage::CannotServe(what), out);
+        }
+    }
+
     pub(super) fn serve_state(&mut self, to: ReplicaId, at_most: u64, out: &mut CoreStep) {
         let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() else {
+            self.cannot_serve(to, wire::Unserved::State, out);
             return;
         };
         let size = *size;
@@ -128,9 +135,12 @@ impl ReplicaCore {
             }
         }
         if !reached && i > 0 {
-            return; // too far back: the asker needs a snapshot
+            // Too far back: the asker needs a snapshot.
+            self.cannot_serve(to, wire::Unserved::Leaders, out);
+            return;
         }
         if !reached && from_wave > 0 {
+            self.cannot_serve(to, wire::Unserved::Leaders, out);
             return;
         }
         leaders.reverse();
@@ -138,6 +148,7 @@ impl ReplicaCore {
             .node
             .leader_histories(&leaders, belfry_broadcast::Round(floor))
         else {
+            self.cannot_serve(to, wire::Unserved::Leaders, out);
             return;
         };
         let page_bytes = self
