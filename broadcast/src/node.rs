@@ -550,13 +550,38 @@ impl Node {
         *claims.select_nth_unstable_by(f, |a, b| b.cmp(a)).1
     }
 
+    /// The highest round this replica holds anything for: `round_window`
+    /// above the cluster's round — but never more than
+    /// [`Node::held_rounds`] above the GC horizon, so a replica that cannot
+    /// order (cut off from coins, stalled in catch-up) stops taking new
+    /// rounds instead of growing without end. It fetches what it dropped
+    /// once it orders again (catch-up, then `FetchVotes` from its new
+    /// horizon).
     fn window_top(&self) -> Round {
-        Round(
-            self.round
-                .max(self.cluster_round())
-                .0
-                .saturating_add(self.config.round_window),
-        )
+        let ahead = self
+            .round
+            .max(self.cluster_round())
+            .0
+            .saturating_add(self.config.round_window);
+        let held = self.dag.horizon().0.saturating_add(self.held_rounds());
+        Round(ahead.min(held))
+    }
+
+    /// Rounds held above the GC horizon at most: the GC depth, plus twice
+    /// the round window (a replica that orders normally is never near it).
+    pub fn held_rounds(&self) -> u64 {
+        self.config
+            .gc_depth
+            .saturating_add(self.config.round_window.saturating_mul(2))
+    }
+
+    /// The bound on what a node holds, whatever it orders: at most
+    /// [`Node::held_rounds`] rounds of `n` slots each (plus the rounds below
+    /// the horizon an ordered leader's history still reaches, none once
+    /// it is collected).
+    pub fn memory_bound(&self) -> usize {
+        let rounds = usize::try_from(self.held_rounds().saturating_add(1)).unwrap_or(usize::MAX);
+        rounds.saturating_mul(self.config.n)
     }
 
     fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
@@ -603,13 +628,14 @@ impl Node {
         }
     }
 
-    fn in_window(&mut self, from: ReplicaId, round: Round, step: &mut Step) -> bool {
+    fn in_window(&mut self, round: Round) -> bool {
         if round < self.dag.horizon() {
             return false;
         }
         if round > self.window_top() {
+            // Counted, not blamed: an honest peer is ahead of a replica
+            // that was cut off or cannot order.
             self.counters.out_of_window += 1;
-            step.fault(from, FaultKind::OutOfWindow { round });
             return false;
         }
         true
@@ -624,7 +650,7 @@ impl Node {
         if let Some(claim) = self.peer_rounds.get_mut(from.index()) {
             *claim = (*claim).max(v.round);
         }
-        if !self.in_window(from, v.round, step) {
+        if !self.in_window(v.round) {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
@@ -687,7 +713,7 @@ impl Node {
             );
             return;
         }
-        if round.0 == 0 || !self.in_window(from, round, step) {
+        if round.0 == 0 || !self.in_window(round) {
             return;
         }
         let slot = self.slots.entry((round, author)).or_default();
@@ -879,12 +905,6 @@ impl Node {
         let top_wave = self.window_top().wave();
         if wave.0 > top_wave.0.saturating_add(self.config.round_window / 4) {
             self.counters.out_of_window += 1;
-            step.fault(
-                from,
-                FaultKind::OutOfWindow {
-                    round: leader_round(wave),
-                },
-            );
             return;
         }
         let result = self

@@ -272,11 +272,6 @@ pub enum FaultKind {
         /// The wave.
         wave: Wave,
     },
-    /// A message about a round or wave outside the window (dropped, counted).
-    OutOfWindow {
-        /// The round claimed.
-        round: Round,
-    },
     /// A sender id outside the cluster.
     UnknownSender,
     /// A vertex body nobody asked for.
