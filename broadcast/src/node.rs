@@ -14,6 +14,11 @@ use belfry_coin::{Coin, CommonCoin, ReplicaId, ShareFaultKind, ThresholdCrypto, 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+/// Payload bytes of an ECHO or READY (round, author, hash).
+const VOTE_BYTES: usize = 8 + 2 + 32;
+/// Payload bytes of a coin share (wave, share).
+const COIN_SHARE_BYTES: usize = 8 + 96;
+
 /// The round time assumed before the first one is measured.
 const ROUND_TIME_INITIAL: Micros = Micros::from_millis(10);
 /// Own rounds whose durations are kept to estimate the round time.
@@ -116,15 +121,76 @@ pub struct Counters {
     pub out_of_window: u64,
     /// Times the DAG stood still and the missing votes were asked for.
     pub stall_fetches: u64,
+    /// Re-send work by why it was done, by [`ResendCause`] index.
+    pub resends: [Served; 4],
+    /// Bytes re-sent to each peer.
+    pub resent_bytes_per_peer: Vec<u64>,
     /// Faults recorded.
     pub faults: u64,
+}
+
+/// What a node holds (see [`Node::memory_use`] and [`Node::memory_bound`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    /// Vertices in the DAG.
+    pub dag_vertices: usize,
+    /// Reliable-broadcast slots.
+    pub slots: usize,
+    /// Delivered vertices waiting for their references.
+    pub buffered: usize,
+    /// Vertex bodies kept for slots (VALs and fetched bodies).
+    pub bodies: usize,
+    /// Reports waiting for the next own vertex.
+    pub pending_reports: usize,
+    /// Canonical bytes of every vertex held.
+    pub vertex_bytes: usize,
+}
+
+/// What answering one kind of request cost (counted deterministically, so
+/// the simulator can bound it without a CPU model).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Requests (or occasions).
+    pub requests: u64,
+    /// Refused at once: the peer's budget was empty.
+    pub refused: u64,
+    /// Payload bytes answered.
+    pub bytes: u64,
+}
+
+/// Why a node re-sends what it recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResendCause {
+    /// A peer's `FetchVotes`.
+    FetchVotes,
+    /// A peer's `FetchVertex`.
+    FetchVertex,
+    /// A peer's link came back (or this node started).
+    Reconnect,
+    /// The resend timer found the peer stuck.
+    Timer,
+}
+
+impl ResendCause {
+    /// Every cause, in index order.
+    pub const ALL: [ResendCause; 4] = [
+        ResendCause::FetchVotes,
+        ResendCause::FetchVertex,
+        ResendCause::Reconnect,
+        ResendCause::Timer,
+    ];
+
+    /// Its index in [`Counters::resends`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Payload size of a message: canonical vertex bytes for bodies, field sizes
 /// for votes and requests.
 pub fn payload_len(m: &Message) -> usize {
     match m {
-        Message::Val(v) | Message::VertexBody(v) => v.canonical_bytes().len(),
+        Message::Val(v) | Message::VertexBody(v) => v.canonical_len(),
         Message::Echo { .. } | Message::Ready { .. } => 8 + 2 + 32,
         Message::FetchVertex(_) => 32,
         Message::FetchVotes { .. } => 16,
@@ -182,7 +248,7 @@ pub struct Node {
     /// only the rounds it touched.
     order_digests: RoundDigests,
     // Resends.
-    resend_budget: Vec<(Micros, usize)>,
+    resend_budget: Vec<crate::budget::ByteBudget>,
     rounds_at_last_resend: Vec<Round>,
     // Loopback of our own broadcasts.
     inbox: VecDeque<Message>,
@@ -198,6 +264,10 @@ pub struct Node {
 impl Node {
     /// A fresh node.
     pub fn new(config: Config, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        let budget = crate::budget::ByteBudget::new(
+            config.resend_bytes_per_peer_per_s,
+            config.resend_burst_bytes,
+        );
         let coin = CommonCoin::new(config.cluster_id, config.n, config.f);
         let n = config.n;
         Node {
@@ -232,13 +302,16 @@ impl Node {
             last_leader_round: Round(0),
             ordered: Arc::default(),
             order_digests: RoundDigests::new(),
-            resend_budget: vec![(Micros::ZERO, 0); n],
+            resend_budget: vec![budget; n],
             rounds_at_last_resend: vec![Round(0); n],
             inbox: VecDeque::new(),
             own_val_hash: None,
             restoring: false,
             dirty: true,
-            counters: Counters::default(),
+            counters: Counters {
+                resent_bytes_per_peer: vec![0; n],
+                ..Counters::default()
+            },
         }
     }
 
@@ -426,6 +499,32 @@ impl Node {
         )
     }
 
+    /// What the node holds now, with the bytes of the vertices it holds
+    /// (an O(held) pass: for sampling, not for every step).
+    pub fn memory_use(&self) -> MemoryUse {
+        let in_dag = |h: &VertexHash| self.dag.get(h).is_some();
+        let bytes = self
+            .dag
+            .vertices()
+            .chain(self.buffered.values())
+            .map(|v| v.canonical_len())
+            .sum::<usize>()
+            + self
+                .bodies
+                .iter()
+                .filter(|(h, _)| !in_dag(h) && !self.buffered.contains_key(h))
+                .map(|(_, v)| v.canonical_len())
+                .sum::<usize>();
+        MemoryUse {
+            dag_vertices: self.dag.len(),
+            slots: self.slots.len(),
+            buffered: self.buffered.len(),
+            bodies: self.bodies.len(),
+            pending_reports: self.pending.len(),
+            vertex_bytes: bytes,
+        }
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Micros, input: Input) -> Step {
         self.now = self.now.max(now);
@@ -439,7 +538,8 @@ impl Node {
                 for p in 0..self.config.n {
                     let p = ReplicaId(p as u16);
                     if p != self.config.me {
-                        self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                        let h = self.dag.horizon();
+                        self.resend_to(p, h, Round(u64::MAX), ResendCause::Reconnect, &mut step);
                     }
                 }
             }
@@ -459,7 +559,8 @@ impl Node {
             }
             Input::PeerReconnected(p) => {
                 if p.index() < self.config.n && p != self.config.me {
-                    self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                    let h = self.dag.horizon();
+                    self.resend_to(p, h, Round(u64::MAX), ResendCause::Reconnect, &mut step);
                 }
             }
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
@@ -608,9 +709,7 @@ impl Node {
             } => self.on_vote(from, VoteKind::Ready, round, author, hash, step),
             Message::FetchVertex(hash) => {
                 if from != self.config.me {
-                    if let Some(v) = self.bodies.get(&hash).or_else(|| self.dag.get(&hash)) {
-                        step.send(Target::One(from), Message::VertexBody((**v).clone()));
-                    }
+                    self.serve_vertex(from, &hash, step);
                 }
             }
             Message::VertexBody(v) => self.on_body(from, v, step),
@@ -621,7 +720,8 @@ impl Node {
                         FaultKind::InvalidRequest(format!("FetchVotes from {lo} to {hi}")),
                     );
                 } else if from != self.config.me {
-                    self.resend_to(from, lo.max(self.dag.horizon()), hi, step);
+                    let lo = lo.max(self.dag.horizon());
+                    self.resend_to(from, lo, hi, ResendCause::FetchVotes, step);
                 }
             }
             Message::CoinShare { wave, share } => self.on_coin_share(from, wave, share, step),
@@ -1519,67 +1619,120 @@ impl Node {
             let stuck = claimed <= self.rounds_at_last_resend[p];
             if stuck || claimed.0.saturating_add(1) < self.round.0 {
                 let from = Round(claimed.0.saturating_sub(1)).max(self.dag.horizon());
-                self.resend_to(peer, from, Round(u64::MAX), step);
+                self.resend_to(peer, from, Round(u64::MAX), ResendCause::Timer, step);
             }
         }
         self.rounds_at_last_resend = self.peer_rounds.clone();
     }
 
     /// Re-sends own vertices, recorded votes and coin shares for rounds
-    /// `lo ..= hi` above the horizon to `peer`, within its rate budget.
-    fn resend_to(&mut self, peer: ReplicaId, lo: Round, hi: Round, step: &mut Step) {
+    /// `lo ..= hi` above the horizon to `peer`, within its byte budget:
+    /// nothing is cloned once the budget is spent, and nothing at all when
+    /// it is empty.
+    fn resend_to(
+        &mut self,
+        peer: ReplicaId,
+        lo: Round,
+        hi: Round,
+        cause: ResendCause,
+        step: &mut Step,
+    ) {
+        let now = self.now;
         let Some(budget) = self.resend_budget.get_mut(peer.index()) else {
             return;
         };
-        if self.now.saturating_sub(budget.0) >= Micros::from_secs(1) {
-            *budget = (self.now, 0);
+        let served = &mut self.counters.resends[cause.index()];
+        served.requests += 1;
+        if !budget.available(now) {
+            served.refused += 1;
+            return;
         }
-        let mut left = self
-            .config
-            .max_resends_per_peer_per_s
-            .saturating_sub(budget.1);
-        let mut out = Vec::new();
         let lo = lo.max(self.dag.horizon());
         if lo > hi {
             return;
         }
+        let mut sent = 0usize;
+        let mut room = true;
         for v in self.own_vertices.range(lo..=hi).map(|(_, v)| v) {
-            out.push(Message::Val((**v).clone()));
-        }
-        for ((round, author), slot) in self.slots.range((lo, ReplicaId(0))..) {
-            if *round > hi {
+            if !room {
                 break;
             }
-            if let Some(hash) = slot.my_echo {
-                out.push(Message::Echo {
-                    round: *round,
-                    author: *author,
-                    hash,
-                });
+            let len = v.canonical_len();
+            room = budget.charge(len);
+            sent += len;
+            step.send(Target::One(peer), Message::Val((**v).clone()));
+        }
+        for ((round, author), slot) in self.slots.range((lo, ReplicaId(0))..) {
+            if *round > hi || !room {
+                break;
             }
-            if let Some(hash) = slot.my_ready {
-                out.push(Message::Ready {
-                    round: *round,
-                    author: *author,
-                    hash,
-                });
+            for (kind, vote) in [
+                (VoteKind::Echo, slot.my_echo),
+                (VoteKind::Ready, slot.my_ready),
+            ] {
+                let Some(hash) = vote else { continue };
+                room = budget.charge(VOTE_BYTES);
+                sent += VOTE_BYTES;
+                let (round, author) = (*round, *author);
+                step.send(
+                    Target::One(peer),
+                    match kind {
+                        VoteKind::Echo => Message::Echo {
+                            round,
+                            author,
+                            hash,
+                        },
+                        VoteKind::Ready => Message::Ready {
+                            round,
+                            author,
+                            hash,
+                        },
+                    },
+                );
             }
         }
         for (w, share) in self.own_shares.range(lo.wave()..) {
-            out.push(Message::CoinShare {
-                wave: *w,
-                share: *share,
-            });
-        }
-        for m in out {
-            if left == 0 {
+            if !room {
                 break;
             }
-            left -= 1;
-            step.send(Target::One(peer), m);
+            room = budget.charge(COIN_SHARE_BYTES);
+            sent += COIN_SHARE_BYTES;
+            step.send(
+                Target::One(peer),
+                Message::CoinShare {
+                    wave: *w,
+                    share: *share,
+                },
+            );
         }
-        if let Some(budget) = self.resend_budget.get_mut(peer.index()) {
-            budget.1 = self.config.max_resends_per_peer_per_s - left;
+        self.counters.resends[cause.index()].bytes += sent as u64;
+        if let Some(b) = self.counters.resent_bytes_per_peer.get_mut(peer.index()) {
+            *b += sent as u64;
         }
+    }
+
+    /// Answers `FetchVertex` within the peer's re-send budget (the body is
+    /// cloned only when the budget allows it).
+    fn serve_vertex(&mut self, peer: ReplicaId, hash: &VertexHash, step: &mut Step) {
+        let now = self.now;
+        let Some(budget) = self.resend_budget.get_mut(peer.index()) else {
+            return;
+        };
+        let served = &mut self.counters.resends[ResendCause::FetchVertex.index()];
+        served.requests += 1;
+        if !budget.available(now) {
+            served.refused += 1;
+            return;
+        }
+        let Some(v) = self.bodies.get(hash).or_else(|| self.dag.get(hash)) else {
+            return;
+        };
+        let len = v.canonical_len();
+        budget.charge(len);
+        served.bytes += len as u64;
+        if let Some(b) = self.counters.resent_bytes_per_peer.get_mut(peer.index()) {
+            *b += len as u64;
+        }
+        step.send(Target::One(peer), Message::VertexBody((**v).clone()));
     }
 }

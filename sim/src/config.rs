@@ -46,11 +46,15 @@ pub enum Strategy {
     /// page and withholds every later page and the leaders' histories and
     /// states (one page of each, never the rest).
     StallCatchup,
+    /// Floods every honest replica with catch-up and re-send requests —
+    /// log pages, states, leaders' histories, votes, vertex bodies — five
+    /// a millisecond each, besides playing its part honestly.
+    FetchFlood,
 }
 
 impl Strategy {
     /// All implemented strategies.
-    pub const ALL: [Strategy; 13] = [
+    pub const ALL: [Strategy; 14] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::BadShares,
@@ -64,6 +68,7 @@ impl Strategy {
         Strategy::Twins,
         Strategy::BadCatchup,
         Strategy::StallCatchup,
+        Strategy::FetchFlood,
     ];
 
     /// The command-line name.
@@ -82,6 +87,7 @@ impl Strategy {
             Strategy::Twins => "twins",
             Strategy::BadCatchup => "bad-catchup",
             Strategy::StallCatchup => "stall-catchup",
+            Strategy::FetchFlood => "fetch-flood",
         }
     }
 }
@@ -151,8 +157,11 @@ pub struct SimConfig {
     /// cannot receive, 400 ms each, then heals.
     pub one_way: bool,
     /// Majorities-ring partition for 1 s: each replica keeps only the
-    /// links to the `f` replicas on either side of it.
+    /// links to the replicas on either side of it that make a quorum.
     pub ring: bool,
+    /// An honest replica receives no coin shares and no catch-up answers
+    /// for 3 s: it cannot order, while the others go on.
+    pub starve: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
     pub clock_offset_us: i64,
     /// Largest clock drift, ppm.
@@ -251,6 +260,7 @@ impl SimConfig {
             blackout: false,
             one_way: false,
             ring: false,
+            starve: false,
             clock_offset_us: 0,
             drift_ppm: 0,
             clock_step_us: 0,
@@ -370,6 +380,9 @@ impl SimConfig {
         }
         if self.ring {
             c.push_str(" --ring");
+        }
+        if self.starve {
+            c.push_str(" --starve");
         }
         if self.clock_offset_us > 0 || self.drift_ppm > 0 {
             c.push_str(&format!(

@@ -35,6 +35,19 @@ const LIVENESS_BOUND: Micros = Micros::from_secs(20);
 pub const CATCHUP_BOUND: Micros = Micros::from_secs(5);
 const GENESIS: Micros = Micros(1_763_700_000_000_000);
 
+/// Whether a frame is one a starved replica does not get: a coin share or
+/// a catch-up answer.
+fn starves(frame: &[u8]) -> bool {
+    matches!(
+        wire::decode::<PeerMessage>(frame),
+        Ok(PeerMessage::Broadcast(Message::CoinShare { .. })
+            | PeerMessage::LogRange { .. }
+            | PeerMessage::State { .. }
+            | PeerMessage::Leaders { .. }
+            | PeerMessage::CannotServe(_))
+    )
+}
+
 /// A ChaCha stream derived from (seed, component, replica): changing one
 /// option does not reshuffle the randomness of unrelated components.
 pub fn stream(seed: u64, component: &str, index: u64) -> ChaCha20Rng {
@@ -86,6 +99,10 @@ pub(crate) enum Event {
     /// Replica `i`'s clock steps now (the step is in its clock model; the
     /// event only records that it happened).
     ClockStepped(usize),
+    /// Replica `i` is starved of coin shares and catch-up answers for 3 s.
+    Starve(usize),
+    /// The starvation ends.
+    Fed(usize),
 }
 
 /// The rolling trace over every event and action: two 64-bit multiply-rotate
@@ -179,6 +196,11 @@ pub struct Report {
     /// Where progress stopped for more than two simulated seconds, if it did:
     /// the log size and each replica's round and decided wave.
     pub stalls: Vec<String>,
+    /// The honest replicas' work answering each kind of request (and
+    /// re-sending on their own), with bytes per logged digest.
+    pub serving: BTreeMap<String, crate::checks::ServingReport>,
+    /// The most each replica held, with the bound it is checked against.
+    pub memory: BTreeMap<String, crate::checks::ReplicaMemory>,
 }
 
 /// Latency percentiles.
@@ -295,6 +317,12 @@ pub(crate) struct Sim {
     pub(crate) catchup_due: BTreeMap<usize, (Micros, u64)>,
     /// Windows in which a fault leaves no quorum: no progress is expected.
     pub(crate) no_quorum: Vec<(Micros, Micros)>,
+    /// The starved replica and until when (no coin shares, no catch-up
+    /// answers reach it).
+    pub(crate) starved: Option<(usize, Micros)>,
+    /// The most each replica held (sampled every 50 ms).
+    pub(crate) memory: Vec<crate::checks::ReplicaMemory>,
+    pub(crate) memory_sampled: Micros,
     pub(crate) coverage: BTreeMap<String, u64>,
     pub(crate) peer_messages: u64,
     pub(crate) peer_bytes: u64,
@@ -497,6 +525,9 @@ impl Sim {
             stall_served: BTreeMap::new(),
             catchup_due: BTreeMap::new(),
             no_quorum: Vec::new(),
+            starved: None,
+            memory: vec![crate::checks::ReplicaMemory::default(); n],
+            memory_sampled: GENESIS,
             rush_slowed,
             restarted_at: BTreeMap::new(),
             coverage: BTreeMap::new(),
@@ -608,6 +639,14 @@ impl Sim {
                 );
             }
             self.mark("catch-up attack isolated an honest replica");
+        }
+        if self.cfg.starve && honest.len() > 1 {
+            // No coin shares and no catch-up answers reach it for 3 s (the
+            // adversary controls the network): it cannot order. It is not
+            // cut off, so it keeps receiving every round's vertices.
+            let victim = honest[honest.len() - 1];
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 5));
+            self.queue.schedule(at, Event::Starve(victim));
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
@@ -964,6 +1003,8 @@ impl Sim {
             Event::Ring => (14, 0, 0, &[]),
             Event::RingHeal => (15, 0, 0, &[]),
             Event::ClockStepped(i) => (16, *i, 0, &[]),
+            Event::Starve(i) => (18, *i, 0, &[]),
+            Event::Fed(i) => (19, *i, 0, &[]),
         };
         self.trace.absorb(&[
             self.now.0,
@@ -980,6 +1021,10 @@ impl Sim {
             Event::Deliver { from, to, frame } => {
                 if self.down.contains(&(from, to)) {
                     self.mark("partition drop");
+                    return;
+                }
+                if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
+                    self.mark("starve drop");
                     return;
                 }
                 self.peer_messages += 1;
@@ -1025,6 +1070,8 @@ impl Sim {
                 }
             }
             Event::Load => {
+                self.sample_memory();
+                self.fetch_flood();
                 let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
                 let k = per_ms.floor() as u64
                     + u64::from(
@@ -1144,6 +1191,17 @@ impl Sim {
                 self.mark("majorities ring");
             }
             Event::ClockStepped(_) => self.mark("clock step"),
+            Event::Starve(i) => {
+                let until = self.now.saturating_add(Micros::from_secs(3));
+                self.starved = Some((i, until));
+                self.queue.schedule(until, Event::Fed(i));
+                self.mark("starve: a replica gets no coin shares or catch-up answers");
+            }
+            Event::Fed(i) => {
+                self.starved = None;
+                self.mark("starvation ended");
+                self.fault_ended(&[i]);
+            }
             Event::RingHeal => {
                 self.down.clear();
                 self.mark("majorities ring healed");

@@ -43,7 +43,8 @@ struct RunArgs {
     /// Their strategies, comma-separated, assigned round-robin: silent,
     /// equivocate, bad-shares, censor, malformed, far-future, replay,
     /// withhold-and-rush, late-leader, lying-clock, twins, bad-catchup,
-    /// stall-catchup (README "Simulations" says what each does).
+    /// stall-catchup, fetch-flood (README "Simulations" says what each
+    /// does).
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<String>,
     /// Seed.
@@ -83,10 +84,15 @@ struct RunArgs {
     /// receive (400 ms each), then heals.
     #[arg(long)]
     one_way: bool,
-    /// Majorities ring for 1 s: each replica keeps only the links to the f
-    /// replicas on either side of it, then heals.
+    /// Majorities ring for 1 s: each replica keeps only the links to the
+    /// replicas on either side of it that make a quorum with it, then heals.
     #[arg(long)]
     ring: bool,
+    /// An honest replica receives no coin shares and no catch-up answers
+    /// for 3 s: it cannot order while the others go on (its memory must
+    /// stay bounded, and it must catch up after).
+    #[arg(long)]
+    starve: bool,
     /// Largest per-replica clock offset, µs.
     #[arg(long, default_value_t = 0)]
     clock_offset_us: i64,
@@ -175,6 +181,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.blackout = a.blackout;
     c.one_way = a.one_way;
     c.ring = a.ring;
+    c.starve = a.starve;
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.clock_step_us = a.clock_step_us;
@@ -342,6 +349,7 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.partition = r.gen_bool(0.2);
     c.one_way = r.gen_bool(0.15);
     c.ring = r.gen_bool(0.15);
+    c.starve = r.gen_bool(0.1);
     c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
     c.drift_ppm = [0, 100][r.gen_range(0..2)];
     c.clock_step_us = [0, 0, 3_000][r.gen_range(0..3)];

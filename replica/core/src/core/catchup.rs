@@ -59,11 +59,6 @@ pub const DISTRUST_FOR: Micros = Micros::from_secs(10);
 /// How long a peer that let a catch-up request time out is asked last.
 pub const PASS_OVER_FOR: Micros = Micros::from_secs(2);
 
-/// Catch-up answer pages (`LogRange`, `State`, `Leaders`) served to one peer
-/// per second at most: a Byzantine peer asking without end gets no more, an
-/// honest one catching up fetches ≈ 1 M entries per second.
-pub const SERVE_PAGES_PER_S: u64 = 256;
-
 /// Bounds of a catch-up request's deadline; within them it is four times
 /// the smoothed answer time.
 pub const CATCHUP_TIMEOUT_MIN: Micros = Micros::from_millis(50);

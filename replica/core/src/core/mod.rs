@@ -58,9 +58,10 @@ use catchup::CatchUp;
 use catchup::Replay;
 pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
-    MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR, SERVE_PAGES_PER_S,
+    MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
 use client::respond;
+pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
 
 /// A client connection's id, assigned by the driver.
 pub type ClientId = u64;
@@ -260,9 +261,10 @@ pub struct ReplicaCore {
     catchup: Option<CatchUp>,
     catchups_installed: u64,
     leader_catchups: u64,
-    /// Catch-up pages served to each peer in the current second: (start of
-    /// the second, pages).
-    served: Vec<(Micros, u64)>,
+    /// Each peer's budget for catch-up answers.
+    serve_budget: Vec<belfry_broadcast::budget::ByteBudget>,
+    /// What serving catch-up answers cost.
+    serving: serve::Serving,
     /// Until when each peer's catch-up answers are ignored.
     distrusted: Vec<Micros>,
     /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
@@ -337,7 +339,11 @@ impl ReplicaCore {
             catchup: None,
             catchups_installed: 0,
             leader_catchups: 0,
-            served: vec![(Micros::ZERO, 0); n],
+            serve_budget: ReplicaCore::serve_budgets(n),
+            serving: serve::Serving {
+                bytes_per_peer: vec![0; n],
+                ..serve::Serving::default()
+            },
             distrusted: vec![Micros::ZERO; n],
             ticks: 0,
             installed_state: false,
