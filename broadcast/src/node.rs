@@ -51,6 +51,10 @@ pub enum Input {
     /// Adopt an ordering state newer than ours (a rejoining replica, after the
     /// caller verified it).
     InstallCheckpoint(Checkpoint),
+    /// This replica has nothing durable — it is new, or its data was lost —
+    /// so it may have signed in rounds it no longer remembers: observe
+    /// (see [`Node::observing`]) until it is past all of them.
+    Observe,
     /// Catch-up within `gc_depth` (DESIGN.md 3.8): committed leaders, in the
     /// order the cluster ordered them — `(wave, σ_w, leader hash)` from Ticks
     /// the caller verified against a signed tree head — and a peer's
@@ -110,17 +114,19 @@ pub struct Counters {
     /// Vertices ordered.
     pub vertices_ordered: u64,
     /// Messages sent, by [`MessageKind`] index.
-    pub sent: [u64; 7],
+    pub sent: [u64; 8],
     /// Payload bytes sent, by kind.
-    pub sent_bytes: [u64; 7],
+    pub sent_bytes: [u64; 8],
     /// Messages received, by kind.
-    pub received: [u64; 7],
+    pub received: [u64; 8],
     /// Payload bytes received, by kind.
-    pub received_bytes: [u64; 7],
+    pub received_bytes: [u64; 8],
     /// Messages dropped for being outside the round window.
     pub out_of_window: u64,
     /// Times the DAG stood still and the missing votes were asked for.
     pub stall_fetches: u64,
+    /// The replica started without durable state and has since joined.
+    pub rejoined: bool,
     /// Re-send work by why it was done, by [`ResendCause`] index.
     pub resends: [Served; 4],
     /// Bytes re-sent to each peer.
@@ -195,6 +201,8 @@ pub fn payload_len(m: &Message) -> usize {
         Message::FetchVertex(_) => 32,
         Message::FetchVotes { .. } => 16,
         Message::CoinShare { .. } => 8 + 96,
+        Message::Hello => 0,
+        Message::Status { .. } => 8,
     }
 }
 
@@ -256,6 +264,9 @@ pub struct Node {
     /// when it was made; its own delivery need not hash it again).
     own_val_hash: Option<(Round, VertexHash)>,
     restoring: bool,
+    /// While observing after a start without durable state: each peer's
+    /// round, as it answered this replica's `Hello`.
+    observing: Option<BTreeMap<ReplicaId, Round>>,
     /// The DAG or the coins changed since commits and shares were last checked.
     dirty: bool,
     counters: Counters,
@@ -307,6 +318,7 @@ impl Node {
             inbox: VecDeque::new(),
             own_val_hash: None,
             restoring: false,
+            observing: None,
             dirty: true,
             counters: Counters {
                 resent_bytes_per_peer: vec![0; n],
@@ -378,6 +390,13 @@ impl Node {
                     }
                 }
                 Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
+                Durable::Observing => {
+                    node.observing = Some(BTreeMap::new());
+                    node.config.participate = false;
+                }
+                Durable::Joined { .. } if node.observing.take().is_some() => {
+                    node.config.participate = true;
+                }
                 _ => {}
             }
         }
@@ -404,7 +423,10 @@ impl Node {
     /// journal can replace its past with them (compaction costs O(what is
     /// held), never a re-read of the journal).
     pub fn live_records(&self) -> Vec<Durable> {
-        let mut out = Vec::with_capacity(2 + self.own_vertices.len() + 2 * self.slots.len());
+        let mut out = Vec::with_capacity(3 + self.own_vertices.len() + 2 * self.slots.len());
+        if self.observing.is_some() {
+            out.push(Durable::Observing);
+        }
         out.push(Durable::Checkpoint(self.checkpoint()));
         out.push(Durable::Chain {
             round: self.round,
@@ -531,6 +553,9 @@ impl Node {
         let mut step = Step::default();
         match input {
             Input::Start => {
+                if self.observing.is_some() {
+                    step.send(Target::All, Message::Hello);
+                }
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
                     TimerKind::Resend,
@@ -551,6 +576,10 @@ impl Node {
                 self.on_stall_timer(&mut step);
             }
             Input::Timer(TimerKind::Resend) => {
+                if self.observing.is_some() {
+                    // Peers that were down when it asked: ask again.
+                    step.send(Target::All, Message::Hello);
+                }
                 self.on_resend_timer(&mut step);
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
@@ -564,6 +593,14 @@ impl Node {
                 }
             }
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
+            Input::Observe => {
+                if self.observing.is_none() && self.config.participate {
+                    self.observing = Some(BTreeMap::new());
+                    self.config.participate = false;
+                    step.writes.push(Durable::Observing);
+                    step.send(Target::All, Message::Hello);
+                }
+            }
             Input::InstallLeaders {
                 from,
                 leaders,
@@ -590,6 +627,7 @@ impl Node {
     /// Everything that may follow from a changed DAG or coin: own vertex,
     /// coin shares, commits. Repeats until nothing changes.
     fn progress(&mut self, step: &mut Step) {
+        self.maybe_join(step);
         loop {
             let before = (
                 self.round,
@@ -725,7 +763,82 @@ impl Node {
                 }
             }
             Message::CoinShare { wave, share } => self.on_coin_share(from, wave, share, step),
+            Message::Hello => {
+                if from != self.config.me {
+                    self.answer_hello(from, step);
+                }
+            }
+            Message::Status { round } => {
+                if let Some(statuses) = self.observing.as_mut() {
+                    let r = statuses.entry(from).or_default();
+                    *r = (*r).max(round);
+                }
+            }
         }
+    }
+
+    /// Answers a `Hello` with the highest round of this replica's DAG,
+    /// within the peer's re-send budget.
+    fn answer_hello(&mut self, peer: ReplicaId, step: &mut Step) {
+        let now = self.now;
+        let allowed = self.resend_budget.get_mut(peer.index()).is_some_and(|b| {
+            b.available(now) && {
+                b.charge(8);
+                true
+            }
+        });
+        if allowed {
+            // The highest round in this replica's DAG — delivered, so real
+            // (a replica at genesis answers 0 even after it made its first
+            // vertex, so that peers starting together all join at once).
+            let round = self.dag.highest_round();
+            step.send(Target::One(peer), Message::Status { round });
+        }
+    }
+
+    /// Whether this replica observes (it started without durable state and
+    /// has not joined yet).
+    ///
+    /// # The rejoin rule
+    ///
+    /// A replica that lost its data may have sent a vertex or votes in any
+    /// round up to its last round `r` plus `round_window`, and must never
+    /// sign differently in those slots. It asks every peer for the highest
+    /// round of its DAG (`Hello` → `Status`) and counts a peer's answer
+    /// once its own DAG has reached that round — a Byzantine peer claiming
+    /// a round nobody reached is never counted. The replica counts as one of
+    /// the `f` faulty while it rejoins; then among `Q − 1` counted answers
+    /// one comes from an honest replica whose vertex was a parent of the
+    /// replica's last vertex (quorum intersection), so its DAG held round
+    /// `r − 1` then, and the answer is at least `r − 1`. The replica joins
+    /// once its DAG is `round_window + 2` rounds above the largest counted
+    /// answer: every slot it may have signed is behind it. When every
+    /// counted answer is 0 the cluster is just starting (nothing was
+    /// delivered anywhere, so nothing it signed can count), and it joins at
+    /// once.
+    pub fn observing(&self) -> bool {
+        self.observing.is_some()
+    }
+
+    fn maybe_join(&mut self, step: &mut Step) {
+        let Some(statuses) = &self.observing else {
+            return;
+        };
+        let top = self.dag.highest_round();
+        let counted: Vec<Round> = statuses.values().filter(|r| **r <= top).copied().collect();
+        if counted.len() < self.config.quorum().saturating_sub(1) {
+            return;
+        }
+        let past = counted.iter().max().copied().unwrap_or_default();
+        let clear = past.0 == 0 || top.0 > past.0.saturating_add(self.config.round_window + 2);
+        if !clear {
+            return;
+        }
+        self.observing = None;
+        self.config.participate = true;
+        self.counters.rejoined = true;
+        step.writes.push(Durable::Joined { above: top });
+        self.dirty = true;
     }
 
     fn in_window(&mut self, round: Round) -> bool {

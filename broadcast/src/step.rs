@@ -75,6 +75,15 @@ pub enum Durable {
     Coin(Coin),
     /// The ordering state after a decided wave.
     Checkpoint(Checkpoint),
+    /// The replica started with nothing durable (new, or its data was
+    /// lost): it observes — no vertices, votes or coin shares — until it
+    /// knows it is past every round it may have signed in before.
+    Observing,
+    /// The observer joined: it takes part in rounds above `above` only.
+    Joined {
+        /// The DAG's highest round when it joined.
+        above: crate::Round,
+    },
     /// Where the replica's own chain stands — its latest vertex, that
     /// vertex's clock and the floor of its reports' receive times — for a
     /// compacted journal, where the vertices themselves may be gone (see

@@ -160,7 +160,8 @@ pub struct SimConfig {
     /// links to the replicas on either side of it that make a quorum.
     pub ring: bool,
     /// An honest replica receives no coin shares and no catch-up answers
-    /// for 3 s: it cannot order, while the others go on.
+    /// for 300 ms and later for 3 s: it cannot order, while the others go
+    /// on.
     pub starve: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
     pub clock_offset_us: i64,
@@ -197,11 +198,15 @@ pub struct SimConfig {
     /// trace hash is the same without it).
     #[serde(skip)]
     pub share_verifications: bool,
-    /// Test-only: a restarted replica loses its broadcast records (votes,
-    /// own vertices, checkpoints) — the amnesia the durable records exist to
-    /// prevent. The double-signing check must then catch it.
+    /// The crashed replica (`crash`) restarts with its storage lost — a
+    /// wiped data directory or a failed disk. It must observe until it is
+    /// past every round it may have signed in, then rejoin.
+    pub wipe: bool,
+    /// Test-only: `false` lets a wiped replica take part at once (the
+    /// amnesia the rejoin rule prevents); the double-signing check must
+    /// then catch it.
     #[serde(skip)]
-    pub amnesia: bool,
+    pub rejoin_as_observer: bool,
     /// Test-only: `false` makes the stall detector ignore that a blackout
     /// or a ring leaves no quorum (so it must then report the stall).
     #[serde(skip)]
@@ -273,7 +278,8 @@ impl SimConfig {
             compact_at: 4_000,
             fsync_us: 200,
             share_verifications: true,
-            amnesia: false,
+            wipe: false,
+            rejoin_as_observer: true,
             exempt_no_quorum: true,
         }
     }
@@ -368,6 +374,9 @@ impl SimConfig {
         }
         if self.crash {
             c.push_str(" --crash");
+        }
+        if self.wipe {
+            c.push_str(" --wipe");
         }
         if self.partition {
             c.push_str(" --partition");

@@ -99,8 +99,9 @@ pub(crate) enum Event {
     /// Replica `i`'s clock steps now (the step is in its clock model; the
     /// event only records that it happened).
     ClockStepped(usize),
-    /// Replica `i` is starved of coin shares and catch-up answers for 3 s.
-    Starve(usize),
+    /// Replica `i` is starved of coin shares and catch-up answers for a
+    /// while.
+    Starve(usize, Micros),
     /// The starvation ends.
     Fed(usize),
 }
@@ -242,6 +243,8 @@ pub(crate) struct Replica {
     /// Journal snapshots seen so far (the double-signing memory is pruned
     /// at each).
     snapshots: u64,
+    /// It rejoined after a wipe.
+    rejoined: bool,
 }
 
 /// How an armed crash strikes.
@@ -403,6 +406,7 @@ impl Sim {
                 c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
                 c.sequencer.hold_back = cfg.hold_back;
                 c.sequencer.fairness_off = cfg.fairness_off;
+                c.rejoin_as_observer = cfg.rejoin_as_observer;
                 c.never_report = match cfg.strategy_of(i) {
                     Some(Strategy::Censor) => Some(is_censored),
                     Some(Strategy::WithholdAndRush) => Some(is_victim),
@@ -488,6 +492,7 @@ impl Sim {
                     slow_until: None,
                     catchups: (0, 0),
                     snapshots: 0,
+                    rejoined: false,
                 })
                 .collect(),
             reports: BTreeMap::new(),
@@ -589,13 +594,17 @@ impl Sim {
             self.mark("crash skipped: f budget used by Byzantine replicas");
         }
         if self.cfg.partition && spare && honest.len() > 1 {
+            // Cut off twice: 150 ms (it catches up within gc_depth, by the
+            // committed leaders) and 600 ms (beyond it, by a snapshot).
             let victim = honest[honest.len() - 1];
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 2));
-            self.queue.schedule(at, Event::Cut(victim));
-            self.queue.schedule(
-                at.saturating_add(Micros::from_millis(600)),
-                Event::Heal(victim),
-            );
+            for (part, ms) in [(5, 150), (2, 600)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue.schedule(at, Event::Cut(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(ms)),
+                    Event::Heal(victim),
+                );
+            }
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
         }
@@ -644,9 +653,15 @@ impl Sim {
             // No coin shares and no catch-up answers reach it for 3 s (the
             // adversary controls the network): it cannot order. It is not
             // cut off, so it keeps receiving every round's vertices.
+            // Twice: 300 ms (peers prune the coin shares it misses; it gets
+            // back by replaying the committed leaders over its own DAG) and
+            // 3 s (it stops taking rounds at its bound; back by a snapshot).
             let victim = honest[honest.len() - 1];
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 5));
-            self.queue.schedule(at, Event::Starve(victim));
+            for (part, ms) in [(8, 200), (3, 3_000)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue
+                    .schedule(at, Event::Starve(victim, Micros::from_millis(ms)));
+            }
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
@@ -942,6 +957,16 @@ impl Sim {
             if now_caught.1 > before.1 {
                 self.mark("catch-up by log range and snapshot (FetchState)");
             }
+            if self.replicas[i].incarnation > 1
+                && self.replicas[i]
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.core().node().counters().rejoined)
+                && !self.replicas[i].rejoined
+            {
+                self.replicas[i].rejoined = true;
+                self.mark("a wiped replica observed, then rejoined");
+            }
             if snapshots > self.replicas[i].snapshots {
                 self.replicas[i].snapshots = snapshots;
                 // Pledges below the horizon can never be made again (a
@@ -1003,7 +1028,7 @@ impl Sim {
             Event::Ring => (14, 0, 0, &[]),
             Event::RingHeal => (15, 0, 0, &[]),
             Event::ClockStepped(i) => (16, *i, 0, &[]),
-            Event::Starve(i) => (18, *i, 0, &[]),
+            Event::Starve(i, _) => (18, *i, 0, &[]),
             Event::Fed(i) => (19, *i, 0, &[]),
         };
         self.trace.absorb(&[
@@ -1106,9 +1131,9 @@ impl Sim {
                 }
                 self.replicas[i].crash_armed = None;
                 self.mark("crash");
-                if self.cfg.amnesia {
+                if self.cfg.wipe {
                     self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
-                    self.mark("amnesia");
+                    self.mark("wiped");
                 }
                 if self.restart(i) {
                     // The restarted replica hears the others late for a
@@ -1191,8 +1216,8 @@ impl Sim {
                 self.mark("majorities ring");
             }
             Event::ClockStepped(_) => self.mark("clock step"),
-            Event::Starve(i) => {
-                let until = self.now.saturating_add(Micros::from_secs(3));
+            Event::Starve(i, long) => {
+                let until = self.now.saturating_add(long);
                 self.starved = Some((i, until));
                 self.queue.schedule(until, Event::Fed(i));
                 self.mark("starve: a replica gets no coin shares or catch-up answers");

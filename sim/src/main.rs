@@ -74,6 +74,10 @@ struct RunArgs {
     /// Crash an honest replica mid-write and restart it.
     #[arg(long)]
     crash: bool,
+    /// With --crash: the crashed replica restarts with its data lost; it
+    /// must observe, then rejoin without signing anything twice.
+    #[arg(long)]
+    wipe: bool,
     /// Cut an honest replica off beyond the GC depth, then heal.
     #[arg(long)]
     partition: bool,
@@ -177,6 +181,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.drop = a.drop;
     c.duplicate = a.duplicate;
     c.crash = a.crash;
+    c.wipe = a.wipe;
     c.partition = a.partition;
     c.blackout = a.blackout;
     c.one_way = a.one_way;
@@ -346,6 +351,7 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.drop = [0.0, 0.0, 0.01, 0.05][r.gen_range(0..4)];
     c.duplicate = [0.0, 0.02][r.gen_range(0..2)];
     c.crash = r.gen_bool(0.3);
+    c.wipe = c.crash && r.gen_bool(0.3);
     c.partition = r.gen_bool(0.2);
     c.one_way = r.gen_bool(0.15);
     c.ring = r.gen_bool(0.15);

@@ -222,6 +222,10 @@ pub struct HostStats {
     pub log_syncs: u64,
     /// Inputs handled.
     pub inputs: u64,
+    /// Timers fired (current ones), by [`CoreTimer::index`].
+    pub fired: [u64; CoreTimer::ALL.len()],
+    /// Stale timers ignored (replaced since, or of an earlier incarnation).
+    pub stale_timers: u64,
 }
 
 /// One replica with its storage and timers (see the module documentation).
@@ -271,7 +275,9 @@ impl<J: Journal> Host<J> {
                 .map_err(HostError::LogStore)?;
         }
         let core = if recovered.is_blank() && log.is_empty() {
-            ReplicaCore::with_log(replica, crypto, log)
+            let mut core = ReplicaCore::with_log(replica, crypto, log);
+            core.start_blank();
+            core
         } else {
             ReplicaCore::restore_with_log(replica, crypto, recovered, log)?
         };
@@ -339,8 +345,10 @@ impl<J: Journal> Host<J> {
     /// Returns whether it was.
     pub fn fire(&mut self, now: Micros, timer: TimerSet) -> bool {
         if !self.timers.take(timer.timer, timer.generation) {
+            self.stats.stale_timers += 1;
             return false;
         }
+        self.stats.fired[timer.timer.index()] += 1;
         self.handle(now, CoreInput::Timer(timer.timer));
         true
     }

@@ -684,8 +684,15 @@ impl ReplicaCore {
         }
         let have = self.log.len();
         if have == i.from {
-            // This peer's answer ordered nothing (it lacked or forged the
-            // history): ask the next one.
+            // The answer ordered nothing: the peer forged or withheld the
+            // history, or — far likelier — its GC horizon is above the
+            // vertices this replica lacks (every honest peer's is, once
+            // this replica's own DAG is gone, as after installing a state).
+            // A verified state serves either way.
+            let mut i = i;
+            i.by = InstallBy::State;
+            i.tried.clear();
+            i.pages.clear();
             self.request_install(i, out);
             return;
         }

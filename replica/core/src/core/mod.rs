@@ -92,6 +92,11 @@ pub struct ReplicaConfig {
     /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
     pub catchup_page_bytes: usize,
+    /// A replica that starts with nothing durable observes until it is past
+    /// every round it may have signed in (see
+    /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
+    /// show what happens without it.
+    pub rejoin_as_observer: bool,
 }
 
 impl ReplicaConfig {
@@ -106,6 +111,7 @@ impl ReplicaConfig {
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
+            rejoin_as_observer: true,
         }
     }
 }
@@ -283,6 +289,8 @@ pub struct ReplicaCore {
     passed_over: Vec<Micros>,
     /// While a peer's leaders are replayed: what the replay must produce.
     replay: Option<Replay>,
+    /// Started with nothing durable: observe from the first `Start`.
+    observe_on_start: bool,
     /// Set when the replica found its own state inconsistent (a bug): it
     /// does nothing more, and its host stops it so that it restarts from
     /// its journal.
@@ -349,10 +357,11 @@ impl ReplicaCore {
             installed_state: false,
             faults_on_restore: Vec::new(),
             catchup_timeouts: 0,
-            catchup_rtt: Micros::from_millis(100),
+            catchup_rtt: Micros::from_millis(20),
             catchup_cursor: 0,
             passed_over: vec![Micros::ZERO; n],
             replay: None,
+            observe_on_start: false,
             poisoned: None,
         }
     }
@@ -544,6 +553,18 @@ impl ReplicaCore {
         self.pending.len()
     }
 
+    /// Marks a replica that starts with nothing durable (new, or its data
+    /// was lost): it observes from its first `Start` until it is past every
+    /// round it may have signed in, unless the config says otherwise.
+    pub fn start_blank(&mut self) {
+        self.observe_on_start = self.config.rejoin_as_observer;
+    }
+
+    /// Whether the replica observes (see [`ReplicaCore::start_blank`]).
+    pub fn observing(&self) -> bool {
+        self.node.observing()
+    }
+
     /// Why the replica stopped itself, if it found its own state
     /// inconsistent (see [`crate::host::HostError::Poisoned`]).
     pub fn poisoned(&self) -> Option<&'static str> {
@@ -565,6 +586,9 @@ impl ReplicaCore {
         match input {
             CoreInput::Start => {
                 out.faults.append(&mut self.faults_on_restore);
+                if std::mem::take(&mut self.observe_on_start) {
+                    self.drive(Input::Observe, &mut out);
+                }
                 self.drive(Input::Start, &mut out);
                 self.resend_head_shares(&mut out);
             }
