@@ -26,9 +26,9 @@ pub const MAX_PENDING_DIGESTS: usize = 1_000_000;
 pub const RESEND_INTERVAL: Micros = Micros::from_secs(1);
 /// Bytes of re-sent vertices, votes and coin shares (`FetchVotes`,
 /// `FetchVertex`, reconnects, the resend timer) per peer per second at most.
-pub const RESEND_BYTES_PER_PEER_PER_S: u64 = 256 * 1024;
-/// The burst of [`RESEND_BYTES_PER_PEER_PER_S`].
-pub const RESEND_BURST_BYTES: u64 = 128 * 1024;
+pub const RESEND_BYTES_PER_PEER_PER_S: u64 = 1024 * 1024;
+/// The burst of [`RESEND_BYTES_PER_PEER_PER_S`] (a full vertex is 656 KB).
+pub const RESEND_BURST_BYTES: u64 = 1024 * 1024;
 
 /// Configuration of one broadcast [`Node`](crate::Node).
 #[derive(Clone, Debug)]

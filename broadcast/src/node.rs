@@ -28,6 +28,8 @@ const ROUND_TIME_WINDOW: usize = 32;
 pub const STALL_ROUNDS: u64 = 2;
 /// The shortest wait before a stall is acted on.
 pub const STALL_MIN: Micros = Micros::from_millis(4);
+/// The longest wait between two asks while a stall lasts.
+pub const STALL_BACKOFF_MAX: Micros = Micros::from_millis(100);
 
 /// An input to the node. Time always comes with it, as `now` in
 /// [`Node::handle`].
@@ -1616,8 +1618,10 @@ impl Node {
         let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
             .max(STALL_MIN)
             .min(self.config.resend_interval);
-        base.max(self.stall_backoff)
-            .min(self.config.resend_interval)
+        // Backing off stops at STALL_BACKOFF_MAX: asking costs the asker
+        // one small request per peer, and each answer comes out of the
+        // peer's re-send budget.
+        base.max(self.stall_backoff.min(STALL_BACKOFF_MAX))
     }
 
     /// The first wave whose coin this replica waits for: it released its
@@ -1678,13 +1682,20 @@ impl Node {
             .map(|r| r.round)
             .min();
         let coin = self.coin_wanted().map(last_round);
-        let lo = [missing, coin]
-            .into_iter()
-            .flatten()
-            .fold(top, Round::min)
-            .max(self.dag.horizon());
-        let hi = Round(top.0.saturating_add(1));
-        step.send(Target::All, Message::FetchVotes { from: lo, to: hi });
+        // Narrow asks, each answered cheaply: the top round (and the one
+        // being built), the lowest round buffered vertices miss, the round
+        // whose coin shares are awaited (shares of its wave come with it).
+        let top_ask = (top, Round(top.0.saturating_add(1)));
+        let mut asks = vec![top_ask];
+        for r in [missing, coin].into_iter().flatten() {
+            let r = r.max(self.dag.horizon());
+            if r < top_ask.0 && !asks.contains(&(r, r)) {
+                asks.push((r, r));
+            }
+        }
+        for (from, to) in asks {
+            step.send(Target::All, Message::FetchVotes { from, to });
+        }
         self.counters.stall_fetches += 1;
         self.stall_backoff = Micros(self.stall_after().0.saturating_mul(2));
         self.last_growth = self.now;
