@@ -159,7 +159,7 @@ fn run() -> anyhow::Result<()> {
             )?;
         }
         Command::Restart { entries, dir, json } => {
-            if entries.is_empty() || entries.iter().any(|n| *n == 0) {
+            if entries.is_empty() || entries.contains(&0) {
                 anyhow::bail!("--entries needs one or more positive lengths");
             }
             let tmp = tempfile::tempdir()?;
