@@ -582,8 +582,14 @@ impl Sim {
         // Byzantine or down at once.
         let spare = self.cfg.f() > self.cfg.faulty;
         let honest: Vec<usize> = (0..n).filter(|i| honest(&self.cfg, *i)).collect();
-        if self.cfg.crash && spare {
-            let victim = honest[0];
+        // The honest replicas injected faults may strike: as many as the f
+        // budget leaves (`f − faulty`), so that faults that overlap in time
+        // never take more than f replicas away at once. With one to spare,
+        // every fault strikes the same replica.
+        let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
+        let victims: Vec<usize> = honest.iter().rev().take(spare_count).copied().collect();
+        let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
+        if let (true, Some(victim)) = (self.cfg.crash, victim(0)) {
             let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
             self.queue.schedule(at, Event::ArmCrash(victim));
             self.queue.schedule(
@@ -593,10 +599,9 @@ impl Sim {
         } else if self.cfg.crash {
             self.mark("crash skipped: f budget used by Byzantine replicas");
         }
-        if self.cfg.partition && spare && honest.len() > 1 {
+        if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
             // Cut off twice: 150 ms (it catches up within gc_depth, by the
             // committed leaders) and 600 ms (beyond it, by a snapshot).
-            let victim = honest[honest.len() - 1];
             for (part, ms) in [(5, 150), (2, 600)] {
                 let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
                 self.queue.schedule(at, Event::Cut(victim));
@@ -608,11 +613,10 @@ impl Sim {
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
         }
-        if self.cfg.one_way && spare && honest.len() > 1 {
+        if let (true, Some(victim)) = (self.cfg.one_way, victim(2)) {
             // An honest replica that can receive but not send for 400 ms,
             // then one that can send but not receive: it counts against f
             // while it lasts, like any partitioned replica.
-            let victim = honest[honest.len() / 2];
             let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
             let mid = at.saturating_add(Micros::from_millis(400));
             self.queue.schedule(at, Event::OneWay(victim, true));
@@ -623,6 +627,11 @@ impl Sim {
             );
         } else if self.cfg.one_way {
             self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.starve && !spare {
+            // A replica that cannot order stops voting at its bound: it
+            // counts against f like any faulty one.
+            self.mark("starve skipped: f budget used by Byzantine replicas");
         }
         for i in 0..n {
             for step in self.clocks[i].steps.clone() {
@@ -649,14 +658,13 @@ impl Sim {
             }
             self.mark("catch-up attack isolated an honest replica");
         }
-        if self.cfg.starve && honest.len() > 1 {
+        if let (true, Some(victim)) = (self.cfg.starve, victim(3)) {
             // No coin shares and no catch-up answers reach it for 3 s (the
             // adversary controls the network): it cannot order. It is not
             // cut off, so it keeps receiving every round's vertices.
             // Twice: 300 ms (peers prune the coin shares it misses; it gets
             // back by replaying the committed leaders over its own DAG) and
             // 3 s (it stops taking rounds at its bound; back by a snapshot).
-            let victim = honest[honest.len() - 1];
             for (part, ms) in [(8, 200), (3, 3_000)] {
                 let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
                 self.queue
