@@ -91,14 +91,29 @@ async fn accept_calls(
 ) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         *call_send.lock().await = Some(send);
-        if !read_calls(shared, id, recv).await {
-            return;
+        match read_calls(shared, id, recv).await {
+            CallsEnd::HostGone => return,
+            // The client finished its side: it may still read answers.
+            CallsEnd::Finished => {}
+            // The stream is closed both ways, so that the client may open
+            // another (it has one at a time).
+            CallsEnd::Bad => {
+                if let Some(mut send) = call_send.lock().await.take() {
+                    let _ = send.reset(close::BAD_FRAME.into());
+                }
+            }
         }
     }
 }
 
-/// Forwards one call stream's frames; false once the host is gone.
-async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -> bool {
+enum CallsEnd {
+    Finished,
+    Bad,
+    HostGone,
+}
+
+/// Forwards one call stream's frames.
+async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -> CallsEnd {
     loop {
         let frame = match read_frame(&mut recv, &[belfry_wire::CLIENT_FRAME_VERSION]).await {
             Ok(f) => f,
@@ -111,14 +126,14 @@ async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -
                     "bad frame from a client: stream stopped"
                 );
                 let _ = recv.stop(close::BAD_FRAME.into());
-                return true;
+                return CallsEnd::Bad;
             }
-            Err(_) => return true,
+            Err(_) => return CallsEnd::Finished,
         };
         shared.metrics.client_bytes_in.inc_by(frame.len() as u64);
         let cost = (frame.len() + INPUT_OVERHEAD_BYTES) as u32;
         let Ok(permit) = shared.budget.clone().acquire_many_owned(cost).await else {
-            return false;
+            return CallsEnd::HostGone;
         };
         let input = HostInput::Client {
             client: id,
@@ -126,7 +141,7 @@ async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -
             permit,
         };
         if shared.inputs.send(input).await.is_err() {
-            return false;
+            return CallsEnd::HostGone;
         }
     }
 }

@@ -149,14 +149,20 @@ impl Router {
     fn observe_queues(&self) {
         for (i, q) in self.peers.iter().enumerate() {
             if let Some(q) = q {
-                self.metrics
-                    .queue(&format!("peer-{i}"))
-                    .set(q.bytes() as i64);
+                self.metrics.queue(&format!("peer-{i}"), q.bytes());
             }
         }
         for (name, budget, size) in &self.budgets {
             let used = size.saturating_sub(budget.available_permits());
-            self.metrics.queue(name).set(used as i64);
+            self.metrics.queue(name, used);
+        }
+        if let Ok(clients) = self.clients.lock() {
+            let most = clients
+                .values()
+                .map(|c| c.answers.bytes().max(c.pushes.bytes()))
+                .max()
+                .unwrap_or(0);
+            crate::metrics::raise(&self.metrics.client_queue_bytes_max, most as i64);
         }
     }
 }
@@ -382,6 +388,7 @@ fn observe(host: &Host<FileJournal>, metrics: &Metrics) {
     let (clients, outstanding) = core.client_load();
     metrics.clients.set(clients as i64);
     metrics.client_outstanding.set(outstanding as i64);
+    crate::metrics::raise(&metrics.client_outstanding_max, outstanding as i64);
 }
 
 /// The tokio instant of a local-clock deadline.

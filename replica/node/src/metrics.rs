@@ -82,6 +82,11 @@ pub struct Metrics {
     pub client_outstanding: Gauge,
     /// Connected clients.
     pub client_connections: Gauge,
+    /// The most digests clients waited on at once (high-water mark).
+    pub client_outstanding_max: Gauge,
+    /// The most bytes one client's answer or push queue held (high-water
+    /// mark).
+    pub client_queue_bytes_max: Gauge,
     /// Turns committed.
     pub turns: Counter,
     /// Inputs handled.
@@ -89,6 +94,8 @@ pub struct Metrics {
     /// Bytes queued per queue (`peer-<i>` send queues, `peer-input`,
     /// `client-input`).
     pub queue_bytes: Family<QueueLabel, Gauge>,
+    /// High-water marks of `queue_bytes`.
+    pub queue_bytes_max: Family<QueueLabel, Gauge>,
     /// Faults the core recorded, by kind and sender.
     pub faults: Family<FaultLabel, Counter>,
     /// Journal flush + sync time per turn.
@@ -136,9 +143,12 @@ impl Metrics {
             clients: Gauge::default(),
             client_outstanding: Gauge::default(),
             client_connections: Gauge::default(),
+            client_outstanding_max: Gauge::default(),
+            client_queue_bytes_max: Gauge::default(),
             turns: Counter::default(),
             inputs: Counter::default(),
             queue_bytes: Family::default(),
+            queue_bytes_max: Family::default(),
             faults: Family::default(),
             fsync_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             submit_to_ordered_seconds: latency(),
@@ -184,9 +194,24 @@ impl Metrics {
             "Connected clients",
             m.client_connections.clone(),
         );
+        r.register(
+            "client_outstanding_max",
+            "Most digests clients waited on at once",
+            m.client_outstanding_max.clone(),
+        );
+        r.register(
+            "client_queue_bytes_max",
+            "Most bytes one client's send queue held",
+            m.client_queue_bytes_max.clone(),
+        );
         r.register("turns", "Turns committed", m.turns.clone());
         r.register("inputs", "Inputs handled", m.inputs.clone());
         r.register("queue_bytes", "Bytes queued", m.queue_bytes.clone());
+        r.register(
+            "queue_bytes_max",
+            "Most bytes queued",
+            m.queue_bytes_max.clone(),
+        );
         r.register("faults", "Faults recorded", m.faults.clone());
         r.register(
             "fsync_seconds",
@@ -264,11 +289,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A queue's bytes.
-    pub fn queue(&self, queue: &str) -> Gauge {
-        self.queue_bytes.get_or_create_owned(&QueueLabel {
+    /// Sets a queue's bytes (and its high-water mark).
+    pub fn queue(&self, queue: &str, bytes: usize) {
+        let label = QueueLabel {
             queue: queue.to_string(),
-        })
+        };
+        let bytes = bytes as i64;
+        self.queue_bytes.get_or_create(&label).set(bytes);
+        raise(&self.queue_bytes_max.get_or_create(&label), bytes);
     }
 
     /// A per-peer counter.
@@ -284,6 +312,13 @@ impl Metrics {
             let (n, v) = l.rsplit_once(' ')?;
             (n == name).then(|| v.parse().ok()).flatten()
         })
+    }
+}
+
+/// Raises a high-water mark.
+pub fn raise(gauge: &Gauge, value: i64) {
+    if value > gauge.get() {
+        gauge.set(value);
     }
 }
 

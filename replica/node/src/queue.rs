@@ -45,10 +45,13 @@ pub fn queue(frames: usize, budget: usize) -> (QueueTx, QueueRx) {
 
 impl QueueTx {
     /// Queues a frame, or fails at once if the queue is full (or closed).
+    /// An empty queue takes any one frame, so a budget below `max_frame`
+    /// still lets every frame through (the bound is the budget plus one
+    /// frame).
     pub fn try_push(&self, frame: Bytes) -> Result<(), Full> {
         let len = frame.len();
         let before = self.bytes.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.budget {
+        if before > 0 && before + len > self.budget {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(Full);
         }
