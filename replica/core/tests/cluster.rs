@@ -286,3 +286,57 @@ fn pending_digests_beyond_the_limit_get_backpressure() {
         "memory bounded by max_pending_digests"
     );
 }
+
+/// A client's disconnect reaches the core, which forgets what it waited on
+/// and subscribed to; a client gets no more than its outstanding limit.
+#[test]
+fn a_gone_client_is_forgotten_and_each_client_is_limited() {
+    use belfry_replica::coin::{deal, BlsCrypto, ClusterParams, ReplicaId, ThresholdCrypto};
+    use belfry_replica::{ReplicaConfig, ReplicaCore};
+    use rand::SeedableRng;
+    use std::sync::Arc;
+    let (public, secrets) = deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
+    let public = Arc::new(public);
+    let cluster = ClusterParams::of_keys(&public, Policy::Lamport, GENESIS);
+    let mut config = ReplicaConfig::new(ReplicaId(0), cluster);
+    config.max_outstanding_per_client = 5;
+    let crypto: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public, secrets[0].clone()));
+    let mut core = ReplicaCore::new(config, crypto);
+    let ask = |core: &mut ReplicaCore, client: u64, request: ClientRequest| {
+        let frame = wire::encode_call(&wire::ClientCall { id: 42, request }).unwrap();
+        let step = core.handle(GENESIS, CoreInput::Client { client, frame });
+        step.to_clients
+            .iter()
+            .map(|(_, f)| wire::decode_message(f).unwrap())
+            .find_map(|m| match m {
+                ClientMessage::Answer { id: 42, response } => Some(response),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        ask(&mut core, 1, ClientRequest::Submit(digests(8))),
+        ClientResponse::Error(ClientError::ClientLimit {
+            outstanding: 5,
+            limit: 5,
+            taken: 5
+        })
+    );
+    // Another client waits on the same digests (within its own limit).
+    assert_eq!(
+        ask(&mut core, 2, ClientRequest::Submit(digests(3))),
+        ClientResponse::Accepted {
+            accepted: 0,
+            duplicates: 3
+        }
+    );
+    let _ = ask(&mut core, 1, ClientRequest::Subscribe(0));
+    let _ = ask(&mut core, 1, ClientRequest::SignedHeads);
+    assert_eq!(core.client_load(), (2, 8));
+    let _ = core.handle(GENESIS, CoreInput::ClientGone(1));
+    assert_eq!(core.client_load(), (1, 3));
+    let _ = core.handle(GENESIS, CoreInput::ClientGone(2));
+    assert_eq!(core.client_load(), (0, 0));
+    // The digests stay pending: a client leaving withdraws nothing.
+    assert_eq!(core.pending_len(), 5);
+}

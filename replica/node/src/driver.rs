@@ -206,6 +206,7 @@ pub fn run(
     let mut unsigned: VecDeque<(u64, Micros)> = VecDeque::new();
     host.handle(clock.now(), CoreInput::Start);
     commit(&mut host, &router, &mut timers, &mut unsigned, &mut clock)?;
+    observe(&host, &metrics);
     loop {
         let next = timers.iter().map(|t| t.deadline).min();
         let sleep = next.map(|d| deadline_instant(d, clock.now()));

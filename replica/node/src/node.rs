@@ -188,10 +188,16 @@ pub struct RunningNode {
     host: std::thread::JoinHandle<Result<(), driver::DriverError>>,
     endpoint: Endpoint,
     metrics: Arc<Metrics>,
+    metrics_addr: Option<SocketAddr>,
     me: ReplicaId,
 }
 
 impl RunningNode {
+    /// The address the metrics endpoint serves on, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The address the QUIC endpoint serves on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.endpoint.local_addr().ok()
@@ -405,6 +411,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     };
     tokio::spawn(accept_loop(endpoint.clone(), accept, source.subscribe()));
 
+    let mut metrics_addr = None;
     if let Some(addr) = config.metrics {
         let listener = crate::metrics::bind(addr)
             .await
@@ -412,6 +419,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
                 addr: addr.to_string(),
                 error,
             })?;
+        metrics_addr = listener.local_addr().ok();
         tokio::spawn(crate::metrics::serve(
             listener,
             metrics.clone(),
@@ -426,6 +434,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         host,
         endpoint,
         metrics,
+        metrics_addr,
         me,
     })
 }

@@ -158,10 +158,18 @@ async fn a_replica_under_attack_keeps_serving_within_its_bounds() {
         .await
         .unwrap()
         .unwrap();
-    send.write_all(&call(9, ClientRequest::TreeHead)).await.unwrap();
+    send.write_all(&call(9, ClientRequest::TreeHead))
+        .await
+        .unwrap();
     let answer = read_one(&mut recv).await;
     assert!(
-        matches!(answer, Some(ClientMessage::Answer { id: 9, response: ClientResponse::TreeHead(Some(_)) })),
+        matches!(
+            answer,
+            Some(ClientMessage::Answer {
+                id: 9,
+                response: ClientResponse::TreeHead(Some(_))
+            })
+        ),
         "{answer:?}"
     );
 
@@ -299,12 +307,24 @@ async fn a_replica_under_attack_keeps_serving_within_its_bounds() {
     let max_outstanding = metric(target, "belfry_client_outstanding_max");
     let max_client_input = metric(target, "belfry_queue_bytes_max{queue=\"client-input\"}");
     let max_client_queue = metric(target, "belfry_client_queue_bytes_max");
-    assert!(max_outstanding > 0.0 && max_outstanding <= (3 * PER_CLIENT) as f64, "{max_outstanding}");
-    assert!(max_client_input <= CLIENT_INPUT_BYTES as f64, "{max_client_input}");
+    assert!(
+        max_outstanding > 0.0 && max_outstanding <= (3 * PER_CLIENT) as f64,
+        "{max_outstanding}"
+    );
+    assert!(
+        max_client_input <= CLIENT_INPUT_BYTES as f64,
+        "{max_client_input}"
+    );
     let frame = belfry_replica::broadcast::config::MAX_FRAME_BYTES as f64;
-    assert!(max_client_queue <= CLIENT_QUEUE_BYTES as f64 + frame, "{max_client_queue}");
+    assert!(
+        max_client_queue <= CLIENT_QUEUE_BYTES as f64 + frame,
+        "{max_client_queue}"
+    );
     for p in 1..4 {
-        let q = metric(target, &format!("belfry_queue_bytes_max{{queue=\"peer-{p}\"}}"));
+        let q = metric(
+            target,
+            &format!("belfry_queue_bytes_max{{queue=\"peer-{p}\"}}"),
+        );
         assert!(q <= belfry_node::node::PEER_QUEUE_BYTES as f64 + frame);
     }
     assert!(metric(target, "belfry_bad_frames_total{reason=\"bad_header\"}") >= 1.0);
