@@ -3,6 +3,8 @@
 //! a pairing and is refused; a bad hash path is refused without one. The
 //! receipts built from a bundle verify with the standalone verifier too.
 
+#![allow(clippy::unwrap_used)]
+
 use belfry_client::{HeadCache, VerifyError};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{Policy, TrustAnchor};

@@ -6,6 +6,8 @@
 //! client is served by that replica, and the replica's queues, the core's
 //! client state and the process's memory stay within stated bounds.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use belfry_client::{ClientOptions, Fanout};

@@ -4,6 +4,8 @@
 //! order across a forced reconnect, the head stream is verified and
 //! consistent, and the nodes shut down gracefully.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use belfry_client::{ClientOptions, Fanout};

@@ -4,6 +4,8 @@
 //! endpoint answers; a graceful shutdown closes connections with a reason,
 //! and the replica restarts from its files and rejoins the mesh.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use belfry_client::ClientOptions;

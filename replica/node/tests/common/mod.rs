@@ -3,7 +3,7 @@
 //! with those addresses, loaded as a node would load them, and the nodes
 //! started as tasks over temporary data directories.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use belfry_client::{Client, ClientOptions, ClusterInfo};
 use belfry_node::{
