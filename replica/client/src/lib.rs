@@ -291,6 +291,7 @@ impl Client {
         let mut asked: Vec<usize> = self.targets();
         let mut answered = BTreeSet::new();
         let mut needs_submit: BTreeSet<usize> = asked.iter().copied().collect();
+        let mut lost: BTreeSet<usize> = BTreeSet::new();
         let deadline = tokio::time::Instant::now() + self.inner.options.stamp_timeout;
         let mut tick = tokio::time::interval(self.inner.options.retry_interval);
         let mut progressed = true;
@@ -317,7 +318,9 @@ impl Client {
                 }
                 Some(e) = events.recv() => match e {
                     Event::Acked(r) => { answered.insert(r); }
-                    Event::Refused(r) | Event::Lost(r) => { let _ = r; }
+                    // Resubmitted at the next tick (not at once: a replica
+                    // that fails at once must not make us spin).
+                    Event::Refused(r) | Event::Lost(r) => { lost.insert(r); }
                     Event::Bundle(r, bundle) => {
                         if self.absorb(r, &bundle, &wanted, &mut got) {
                             progressed = true;
@@ -332,6 +335,7 @@ impl Client {
                     let r = asked[poll_next % asked.len()];
                     poll_next += 1;
                     self.spawn_poll(r, missing, events_tx.clone());
+                    needs_submit.append(&mut lost);
                     for &r in &asked {
                         if !self.inner.sessions[r].is_connected().await {
                             needs_submit.insert(r);
@@ -410,16 +414,35 @@ impl Client {
                     }
                 }
             }
-            // Forward the receipt pushes until the connection ends.
-            let mut merged = futures_merge(streams);
-            while let Some(push) = merged.recv().await {
-                if let ClientPush::Signed(bundle) = push {
-                    if events.send(Event::Bundle(replica, bundle)).await.is_err() {
-                        return;
+            // Forward the receipt pushes until the connection ends, or
+            // the stamp is over (its receiver gone).
+            let mut forwarders = tokio::task::JoinSet::new();
+            for mut pushes in streams {
+                let events = events.clone();
+                forwarders.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            push = pushes.recv() => match push {
+                                Some(ClientPush::Signed(bundle)) => {
+                                    if events.send(Event::Bundle(replica, bundle)).await.is_err() {
+                                        return false;
+                                    }
+                                }
+                                Some(_) => {}
+                                None => return true,
+                            },
+                            _ = events.closed() => return false,
+                        }
                     }
+                });
+            }
+            while let Some(ended) = forwarders.join_next().await {
+                if ended.unwrap_or(false) {
+                    // The connection ended: the stamp resubmits here.
+                    let _ = events.send(Event::Lost(replica)).await;
+                    return;
                 }
             }
-            let _ = events.send(Event::Lost(replica)).await;
         });
     }
 
@@ -574,22 +597,6 @@ fn unexpected(replica: usize, r: ClientResponse) -> Error {
         ClientResponse::Error(error) => Error::Replica { replica, error },
         other => Error::Protocol(format!("replica {replica}: unexpected answer {other:?}")),
     }
-}
-
-/// Merges push receivers into one (ends when all have ended).
-fn futures_merge(streams: Vec<mpsc::Receiver<ClientPush>>) -> mpsc::Receiver<ClientPush> {
-    let (tx, rx) = mpsc::channel(session::PUSH_BUFFER);
-    for mut s in streams {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(p) = s.recv().await {
-                if tx.send(p).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    rx
 }
 
 /// The ordered log, entry by entry, from a start index: exactly once and in

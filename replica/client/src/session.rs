@@ -138,21 +138,22 @@ impl Session {
     }
 
     /// Sends a request whose pushes the caller wants: the answer, and a
-    /// receiver of the pushes (it ends with the connection).
+    /// receiver of the pushes (it ends with the connection; dropping it
+    /// unregisters the request).
     pub async fn call_with_pushes(
         &self,
         request: ClientRequest,
-    ) -> Result<(ClientResponse, mpsc::Receiver<ClientPush>), Error> {
+    ) -> Result<(ClientResponse, Pushes), Error> {
         let (tx, rx) = mpsc::channel(PUSH_BUFFER);
-        let (r, _) = self.call_inner(request, Some(tx)).await?;
-        Ok((r, rx))
+        let (r, (id, subs)) = self.call_inner(request, Some(tx)).await?;
+        Ok((r, Pushes { rx, id, subs }))
     }
 
     async fn call_inner(
         &self,
         request: ClientRequest,
         pushes: Option<mpsc::Sender<ClientPush>>,
-    ) -> Result<(ClientResponse, ()), Error> {
+    ) -> Result<(ClientResponse, (RequestId, Subs)), Error> {
         let replica = self.replica;
         let live = self.live().await?;
         let _permit = live
@@ -191,7 +192,7 @@ impl Session {
             return Err(closed_error(replica, &live.conn));
         }
         match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(response)) => Ok((response, ())),
+            Ok(Ok(response)) => Ok((response, (id, live.subs.clone()))),
             Ok(Err(_)) => {
                 forget(&live);
                 Err(closed_error(replica, &live.conn))
@@ -200,6 +201,30 @@ impl Session {
                 forget(&live);
                 Err(Error::RequestTimeout { replica })
             }
+        }
+    }
+}
+
+/// The pushes of one request. Dropping it forgets the request here (the
+/// replica forgets it when the connection ends).
+#[derive(Debug)]
+pub struct Pushes {
+    rx: mpsc::Receiver<ClientPush>,
+    id: RequestId,
+    subs: Subs,
+}
+
+impl Pushes {
+    /// The next push; `None` once the connection has ended.
+    pub async fn recv(&mut self) -> Option<ClientPush> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Pushes {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.subs.lock() {
+            s.remove(&self.id);
         }
     }
 }

@@ -128,23 +128,23 @@ async fn connect(
                 None => next_accepted(&mut link.accepted).await.ok_or(()),
                 Some(cfg) => {
                     let name = belfry_client::tls::server_name(link.peer.0);
-                    let connecting = shared
-                        .endpoint
-                        .connect_with(cfg.clone(), link.address, &name)
-                        .map_err(|_| ())?;
-                    match connecting.await {
-                        Ok(c) => Ok(c),
-                        Err(e) => {
-                            tracing::debug!(peer = %link.peer, error = %e, "dial failed");
-                            // Back off before the next attempt, with
-                            // jitter so restarted replicas do not dial in
-                            // lockstep.
-                            let jitter = rng.gen_range(0.5..1.5);
-                            tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                            *backoff = (*backoff * 2).min(BACKOFF_MAX);
-                            Err(())
-                        }
+                    let result =
+                        match shared
+                            .endpoint
+                            .connect_with(cfg.clone(), link.address, &name)
+                        {
+                            Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                    if let Err(error) = &result {
+                        tracing::debug!(peer = %link.peer, %error, "dial failed");
+                        // Back off before the next attempt, with jitter so
+                        // restarted replicas do not dial in lockstep.
+                        let jitter = rng.gen_range(0.5..1.5);
+                        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                        *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     }
+                    result.map_err(|_| ())
                 }
             }
         };
