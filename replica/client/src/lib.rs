@@ -86,6 +86,9 @@ pub enum Fanout {
 pub struct ClientOptions {
     /// See [`Fanout`].
     pub fanout: Fanout,
+    /// The replica to ask first (a nearby one); by default a random one,
+    /// so that clients spread their load.
+    pub first_replica: Option<usize>,
     /// How long [`Client::stamp`] waits for all receipts.
     pub stamp_timeout: Duration,
     /// How long one request (or a connection attempt) may take.
@@ -103,6 +106,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             fanout: Fanout::All,
+            first_replica: None,
             stamp_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             retry_interval: Duration::from_secs(1),
@@ -277,8 +281,10 @@ impl Client {
             Fanout::FPlusOne => usize::from(self.inner.cluster.params.f) + 1,
             Fanout::One => 1,
         };
-        // Start at a random replica so that clients spread their load.
-        let start = rand::rngs::OsRng.gen_range(0..n.max(1));
+        let start = match self.inner.options.first_replica {
+            Some(r) => r % n.max(1),
+            None => rand::rngs::OsRng.gen_range(0..n.max(1)),
+        };
         (0..count.min(n)).map(|k| (start + k) % n).collect()
     }
 
@@ -337,7 +343,7 @@ impl Client {
                     self.spawn_poll(r, missing, events_tx.clone());
                     needs_submit.append(&mut lost);
                     for &r in &asked {
-                        if !self.inner.sessions[r].is_connected().await {
+                        if !self.inner.sessions[r].is_connected() {
                             needs_submit.insert(r);
                         }
                     }
@@ -694,7 +700,7 @@ async fn follow_stream(client: Client, from: u64, tx: mpsc::Sender<(u64, Entry)>
         let _ = ok;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
-        if !session.is_connected().await {
+        if !session.is_connected() {
             replica = (replica + 1) % n.max(1);
         } else {
             backoff = Duration::from_millis(50);
@@ -760,7 +766,7 @@ async fn follow_heads(client: Client, tx: mpsc::Sender<Result<SignedTreeHead, Er
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if !session.is_connected().await {
+        if !session.is_connected() {
             replica = (replica + 1) % n.max(1);
         }
     }

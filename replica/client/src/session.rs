@@ -72,13 +72,15 @@ impl Session {
         }
     }
 
-    /// Whether a connection is up now.
-    pub async fn is_connected(&self) -> bool {
-        self.live
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|l| l.conn.close_reason().is_none())
+    /// Whether a connection is up now, or being made (never waits: a
+    /// connection attempt to a dead replica can take its whole timeout).
+    pub fn is_connected(&self) -> bool {
+        match self.live.try_lock() {
+            Ok(live) => live
+                .as_ref()
+                .is_some_and(|l| l.conn.close_reason().is_none()),
+            Err(_) => true,
+        }
     }
 
     /// Closes the connection (tests force a reconnect with this).

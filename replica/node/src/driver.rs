@@ -35,6 +35,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Inputs handled in one turn at most (then it is committed).
 pub const MAX_INPUTS_PER_TURN: usize = 1_024;
+/// In a turn, one input in this many is taken from the clients first.
+pub const CLIENT_SHARE: usize = 4;
 /// Entries remembered between being logged and being signed, for the
 /// `submit_to_signed` latency (beyond it, the oldest are not measured).
 pub const MAX_LATENCY_TRACKED: usize = 65_536;
@@ -211,8 +213,9 @@ pub fn run(
         let next = timers.iter().map(|t| t.deadline).min();
         let sleep = next.map(|d| deadline_instant(d, clock.now()));
         let wake = rt.block_on(async {
+            // Unbiased: whichever is ready first, at random among those
+            // ready at once, so neither peers nor clients starve the other.
             tokio::select! {
-                biased;
                 _ = shutdown.recv() => Wake::Stop,
                 Some(i) = inputs.peers.recv() => Wake::Input(i),
                 Some(i) = inputs.clients.recv() => Wake::Input(i),
@@ -231,13 +234,22 @@ pub fn run(
             feed(&mut host, now, i);
             handled += 1;
         }
-        // Everything already queued joins this turn: peers first, so a
-        // flood of clients cannot starve the protocol.
+        // Everything already queued joins this turn, mostly peers (a flood
+        // of clients must not slow the protocol) but every
+        // `CLIENT_SHARE`-th input a client's, if any waits (nor must busy
+        // peers starve the clients).
         while handled < MAX_INPUTS_PER_TURN {
-            let next = inputs
-                .peers
-                .try_recv()
-                .or_else(|_| inputs.clients.try_recv());
+            let next = if handled % CLIENT_SHARE == 0 {
+                inputs
+                    .clients
+                    .try_recv()
+                    .or_else(|_| inputs.peers.try_recv())
+            } else {
+                inputs
+                    .peers
+                    .try_recv()
+                    .or_else(|_| inputs.clients.try_recv())
+            };
             let Ok(i) = next else { break };
             feed(&mut host, now, i);
             handled += 1;

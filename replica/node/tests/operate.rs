@@ -1,8 +1,10 @@
 //! Operating a node: the configuration loader refuses what it must (a
 //! secret file others can read, a TLS key or a key share that is not this
 //! replica's, an anchor that is not the keys' group key); the Prometheus
-//! endpoint answers; a graceful shutdown closes connections with a reason,
-//! and the replica restarts from its files and rejoins the mesh.
+//! endpoint answers; a graceful shutdown closes connections with a reason;
+//! clients fail over from a replica that is down and, without a quorum,
+//! time out saying how many replicas answered; replicas restart from their
+//! files and rejoin the mesh.
 
 #![allow(clippy::unwrap_used)]
 
@@ -126,6 +128,49 @@ async fn metrics_endpoint_graceful_shutdown_and_restart() {
         }
         other => panic!("{other:?}"),
     }
+
+    // With replica 1 down: every replica asked, three answer, all stamped.
+    let down = common::digests("operate-down", 0, 20);
+    assert_eq!(client.stamp(&down).await.unwrap().len(), down.len());
+    // Asking only replica 1 first, the client fails over to another.
+    let one = cluster.client(ClientOptions {
+        fanout: belfry_client::Fanout::One,
+        first_replica: Some(1),
+        retry_interval: Duration::from_millis(300),
+        ..ClientOptions::default()
+    });
+    let over = common::digests("operate-over", 0, 20);
+    assert_eq!(one.stamp(&over).await.unwrap().len(), over.len());
+    // With replica 2 down as well there is no quorum: the stamp times out
+    // and says how many replicas answered.
+    let node2 = cluster.nodes[2].take().unwrap();
+    let addr2 = node2.local_addr().unwrap();
+    node2.shutdown().await.unwrap();
+    let short = cluster.client(ClientOptions {
+        stamp_timeout: Duration::from_secs(2),
+        ..ClientOptions::default()
+    });
+    match short.stamp(&common::digests("operate-stuck", 0, 5)).await {
+        Err(belfry_client::Error::Timeout {
+            answered,
+            asked,
+            missing,
+        }) => assert_eq!((answered, asked, missing), (2, 4, 5)),
+        other => panic!("{other:?}"),
+    }
+    let config2 = ReplicaFile::load(&cluster.replica_files[2]).unwrap();
+    let socket2 = std::net::UdpSocket::bind(addr2).unwrap();
+    cluster.nodes[2] = Some(
+        belfry_node::start(
+            config2,
+            NodeOptions {
+                socket: Some(socket2),
+                ..NodeOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
 
     let mut config = ReplicaFile::load(&cluster.replica_files[1]).unwrap();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
