@@ -29,13 +29,30 @@ pub use config::{Cluster, ClusterFile, ConfigError, NodeConfig, ReplicaFile};
 pub use generate::{generate_cluster, GenerateOptions, Generated};
 pub use node::{run, start, NodeError, NodeOptions, RunningNode};
 
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default
-/// `info`). For binaries; a second call does nothing.
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG`: a default
+/// level and `target=level` pairs, e.g. `info,belfry_node=debug,quinn=warn`
+/// (default `info`; a value that does not parse is reported and `info`
+/// used). For binaries; a second call does nothing.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = Targets::new().with_default(LevelFilter::INFO);
+    let (filter, bad) = match std::env::var("RUST_LOG") {
+        Ok(s) => match s.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (
+                default,
+                Some(format!("RUST_LOG={s:?}: {e}; logging at info")),
+            ),
+        },
+        Err(_) => (default, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .try_init();
+    if let Some(warning) = bad {
+        tracing::warn!("{warning}");
+    }
 }
