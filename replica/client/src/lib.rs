@@ -291,6 +291,9 @@ impl Client {
     /// Submits `digests` and returns a verified receipt for each, in the
     /// order given (see the crate documentation).
     pub async fn stamp(&self, digests: &[[u8; 32]]) -> Result<Vec<Receipt>, Error> {
+        if self.n() == 0 {
+            return Err(Error::Protocol("a cluster without replicas".to_string()));
+        }
         let wanted: BTreeSet<[u8; 32]> = digests.iter().copied().collect();
         let mut got: BTreeMap<[u8; 32], Receipt> = BTreeMap::new();
         let (events_tx, mut events) = mpsc::channel(1_024);
@@ -652,6 +655,9 @@ async fn deliver(
 async fn follow_stream(client: Client, from: u64, tx: mpsc::Sender<(u64, Entry)>) {
     let mut next = from;
     let n = client.n();
+    if n == 0 {
+        return;
+    }
     let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -732,6 +738,9 @@ impl Drop for HeadStream {
 
 async fn follow_heads(client: Client, tx: mpsc::Sender<Result<SignedTreeHead, Error>>) {
     let n = client.n();
+    if n == 0 {
+        return;
+    }
     let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
     let mut last: Option<SignedTreeHead> = None;
     loop {
