@@ -56,6 +56,29 @@ pub async fn start(n: usize, seed: u64, options: impl Fn() -> NodeOptions) -> Te
 }
 
 impl TestCluster {
+    /// Waits until every running replica takes part in the rounds (a
+    /// replica that starts without durable state observes first, until it
+    /// has heard from a quorum of peers; see the broadcast node's rejoin
+    /// rule).
+    pub async fn joined(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let all = self
+                .nodes
+                .iter()
+                .flatten()
+                .all(|n| n.metrics().value("belfry_round").unwrap_or(0.0) > 0.0);
+            if all {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replicas did not all join"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn client(&self, options: ClientOptions) -> Client {
         Client::new(self.info.clone(), options).unwrap()
     }
