@@ -12,5 +12,6 @@ pub mod coin_bench;
 pub mod dag_bench;
 pub mod log_bench;
 pub mod report;
+pub mod restart_bench;
 
 pub use belfry_replica as replica;

@@ -40,6 +40,18 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Restart time and bytes read as the log grows (10^5, 10^6, 10^7 entries by default).
+    Restart {
+        /// Log lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
+        entries: Vec<u64>,
+        /// Where to build the storage (a temporary directory by default).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// The log and the sequencer: Merkle appends/s, proof and receipt verification, sequenced digests/s.
     Log {
         /// Leaves in the Merkle tree.
@@ -141,6 +153,20 @@ fn run() -> anyhow::Result<()> {
             let report = belfry_bench::log_bench::run(leaves, proofs, batches, per_vertex)?;
             finish(
                 &belfry_bench::log_bench::table(&report),
+                report.peak_rss_kib,
+                json,
+                &report,
+            )?;
+        }
+        Command::Restart { entries, dir, json } => {
+            if entries.is_empty() || entries.contains(&0) {
+                anyhow::bail!("--entries needs one or more positive lengths");
+            }
+            let tmp = tempfile::tempdir()?;
+            let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            let report = belfry_bench::restart_bench::run(&entries, &dir)?;
+            finish(
+                &belfry_bench::restart_bench::table(&report),
                 report.peak_rss_kib,
                 json,
                 &report,

@@ -24,8 +24,11 @@ pub const MAX_DIGESTS_PER_REQUEST: usize = 4_096;
 pub const MAX_PENDING_DIGESTS: usize = 1_000_000;
 /// Recorded votes and coin shares are re-sent to a peer that has not advanced.
 pub const RESEND_INTERVAL: Micros = Micros::from_secs(1);
-/// Rate limit on re-sent messages, per peer.
-pub const MAX_RESENDS_PER_PEER_PER_S: usize = 10_000;
+/// Bytes of re-sent vertices, votes and coin shares (`FetchVotes`,
+/// `FetchVertex`, reconnects, the resend timer) per peer per second at most.
+pub const RESEND_BYTES_PER_PEER_PER_S: u64 = 1024 * 1024;
+/// The burst of [`RESEND_BYTES_PER_PEER_PER_S`] (a full vertex is 656 KB).
+pub const RESEND_BURST_BYTES: u64 = 1024 * 1024;
 
 /// Configuration of one broadcast [`Node`](crate::Node).
 #[derive(Clone, Debug)]
@@ -48,8 +51,10 @@ pub struct Config {
     pub max_reports_per_vertex: usize,
     /// See [`RESEND_INTERVAL`].
     pub resend_interval: Micros,
-    /// See [`MAX_RESENDS_PER_PEER_PER_S`].
-    pub max_resends_per_peer_per_s: usize,
+    /// See [`RESEND_BYTES_PER_PEER_PER_S`].
+    pub resend_bytes_per_peer_per_s: u64,
+    /// See [`RESEND_BURST_BYTES`].
+    pub resend_burst_bytes: u64,
     /// `false` makes an *observer*: it follows the DAG from the others' votes
     /// and computes the same batches, but never votes, proposes or releases
     /// coin shares (an auditor, or a test oracle).
@@ -69,7 +74,8 @@ impl Config {
             round_window: ROUND_WINDOW,
             max_reports_per_vertex: MAX_REPORTS_PER_VERTEX,
             resend_interval: RESEND_INTERVAL,
-            max_resends_per_peer_per_s: MAX_RESENDS_PER_PEER_PER_S,
+            resend_bytes_per_peer_per_s: RESEND_BYTES_PER_PEER_PER_S,
+            resend_burst_bytes: RESEND_BURST_BYTES,
             participate: true,
         }
     }

@@ -108,7 +108,18 @@ pub struct SequencerConfig {
     /// counted report, in canonical vertex order, with no quorum, median or
     /// hold-back (what the simulator's M7 compares fairness against).
     pub fairness_off: bool,
+    /// See [`MAX_WEAK_PENDING_PER_AUTHOR`].
+    pub max_weak_per_author: usize,
 }
+
+/// Most pending digests one author may hold among those at most `f`
+/// authors reported ("weak": no honest replica need have seen them): a
+/// report of a digest new to the sequencer from an author at its quota does
+/// not count. This bounds what a Byzantine author's junk keeps pending (and
+/// in every state snapshot) to `f` quotas, while an honest author's digests
+/// leave the weak set within a round or two, as other replicas re-report
+/// them (DESIGN.md 3.2). Eight full vertices' worth.
+pub const MAX_WEAK_PENDING_PER_AUTHOR: usize = 8 * crate::config::MAX_REPORTS_PER_VERTEX;
 
 impl SequencerConfig {
     /// Defaults for an `(n, f)` cluster.
@@ -122,6 +133,7 @@ impl SequencerConfig {
             hold_back: true,
             fixed_tie_break: false,
             fairness_off: false,
+            max_weak_per_author: MAX_WEAK_PENDING_PER_AUTHOR,
         }
     }
 }
@@ -209,6 +221,12 @@ pub struct Sequencer {
     unpersisted: BTreeSet<Digest>,
     /// A batch was sequenced since the last [`Sequencer::take_delta`].
     moved: bool,
+    /// Per author, the pending digests it reported that at most `f`
+    /// authors reported (derived from `state.pending`; see
+    /// [`MAX_WEAK_PENDING_PER_AUTHOR`]).
+    weak: Vec<usize>,
+    /// Reports not counted because their author was at its quota.
+    over_quota: u64,
 }
 
 /// What changed in the sequencer state since the last delta was taken: the
@@ -319,6 +337,8 @@ impl Sequencer {
             dirty: BTreeSet::new(),
             unpersisted: BTreeSet::new(),
             moved: false,
+            weak: vec![0; n],
+            over_quota: 0,
         }
     }
 
@@ -329,8 +349,16 @@ impl Sequencer {
             return None;
         }
         let mut pending_trie = HashTrie::new();
+        let mut weak = vec![0usize; config.n];
         for (d, p) in &state.pending {
             pending_trie.insert(d.0, pending_leaf(p));
+            if p.reports.len() <= config.f {
+                for a in p.reports.keys() {
+                    if let Some(w) = weak.get_mut(a.index()) {
+                        *w += 1;
+                    }
+                }
+            }
         }
         Some(Sequencer {
             config,
@@ -339,6 +367,8 @@ impl Sequencer {
             dirty: BTreeSet::new(),
             unpersisted: BTreeSet::new(),
             moved: false,
+            weak,
+            over_quota: 0,
         })
     }
 
@@ -384,6 +414,17 @@ impl Sequencer {
     /// Digests with counted reports that are not logged yet.
     pub fn pending_len(&self) -> usize {
         self.state.pending.len()
+    }
+
+    /// Per author, the weak pending digests it reported (see
+    /// [`MAX_WEAK_PENDING_PER_AUTHOR`]).
+    pub fn weak_per_author(&self) -> &[usize] {
+        &self.weak
+    }
+
+    /// Reports not counted because their author was at its quota.
+    pub fn over_quota(&self) -> u64 {
+        self.over_quota
     }
 
     /// The previous tick's time.
@@ -473,6 +514,11 @@ impl Sequencer {
                     });
                     continue;
                 }
+                let new_digest = !self.state.pending.contains_key(&r.digest);
+                if new_digest && self.weak[a] >= self.config.max_weak_per_author {
+                    self.over_quota += 1;
+                    continue;
+                }
                 let value = match self.config.policy {
                     Policy::Lamport => v.round.0,
                     Policy::Clock { .. } => {
@@ -499,6 +545,17 @@ impl Sequencer {
                         first_wave: batch.wave,
                     });
                 p.reports.insert(v.author, (value, r.recv_time));
+                let reporters = p.reports.len();
+                if reporters <= f {
+                    self.weak[a] += 1;
+                } else if reporters == f + 1 {
+                    // No longer weak: it leaves every earlier reporter's count.
+                    for x in p.reports.keys().filter(|x| **x != v.author) {
+                        if let Some(w) = self.weak.get_mut(x.index()) {
+                            *w = w.saturating_sub(1);
+                        }
+                    }
+                }
                 self.dirty.insert(r.digest);
             }
         }
@@ -557,6 +614,13 @@ impl Sequencer {
             let Some(p) = self.state.pending.remove(d) else {
                 continue;
             };
+            if p.reports.len() <= f {
+                for x in p.reports.keys() {
+                    if let Some(w) = self.weak.get_mut(x.index()) {
+                        *w = w.saturating_sub(1);
+                    }
+                }
+            }
             self.dirty.insert(*d);
             let mut times: Vec<Micros> = p.reports.values().map(|(_, t)| *t).collect();
             let witnessed_at = lower_median(&mut times).unwrap_or_default();

@@ -76,6 +76,7 @@
 pub use belfry_coin as coin;
 pub use belfry_coin::clock;
 
+pub mod budget;
 pub mod config;
 mod dag;
 pub mod fair;
@@ -90,7 +91,7 @@ mod vertex;
 pub use config::Config;
 pub use dag::Dag;
 pub use message::{Message, MessageKind};
-pub use node::{payload_len, Counters, Input, Node};
+pub use node::{payload_len, Counters, Input, MemoryUse, Node, ResendCause, Served};
 pub use step::{
     Checkpoint, CommittedBatch, Durable, Fault, FaultKind, Outgoing, Pledge, RoundDigests, Step,
     Target, TimerKind, VoteKind,

@@ -46,6 +46,14 @@ pub enum Message {
         /// The share on the wave's coin message.
         share: SignatureShare,
     },
+    /// A replica that lost its durable state asks each peer for its round
+    /// (see [`crate::Node`]'s rejoin rule).
+    Hello,
+    /// Answers a [`Message::Hello`]: the sender's round now.
+    Status {
+        /// The sender's latest own round.
+        round: Round,
+    },
 }
 
 impl Message {
@@ -59,6 +67,7 @@ impl Message {
             Message::VertexBody(_) => MessageKind::VertexBody,
             Message::FetchVotes { .. } => MessageKind::FetchVotes,
             Message::CoinShare { .. } => MessageKind::CoinShare,
+            Message::Hello | Message::Status { .. } => MessageKind::Rejoin,
         }
     }
 }
@@ -80,11 +89,13 @@ pub enum MessageKind {
     FetchVotes,
     /// [`Message::CoinShare`].
     CoinShare,
+    /// [`Message::Hello`] and [`Message::Status`].
+    Rejoin,
 }
 
 impl MessageKind {
     /// All kinds, in counter order.
-    pub const ALL: [MessageKind; 7] = [
+    pub const ALL: [MessageKind; 8] = [
         MessageKind::Val,
         MessageKind::Echo,
         MessageKind::Ready,
@@ -92,6 +103,7 @@ impl MessageKind {
         MessageKind::VertexBody,
         MessageKind::FetchVotes,
         MessageKind::CoinShare,
+        MessageKind::Rejoin,
     ];
 
     /// Index into counter arrays.

@@ -14,6 +14,23 @@ use belfry_coin::{Coin, CommonCoin, ReplicaId, ShareFaultKind, ThresholdCrypto, 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+/// Payload bytes of an ECHO or READY (round, author, hash).
+const VOTE_BYTES: usize = 8 + 2 + 32;
+/// Payload bytes of a coin share (wave, share).
+const COIN_SHARE_BYTES: usize = 8 + 96;
+
+/// The round time assumed before the first one is measured.
+const ROUND_TIME_INITIAL: Micros = Micros::from_millis(10);
+/// Own rounds whose durations are kept to estimate the round time.
+const ROUND_TIME_WINDOW: usize = 32;
+/// Round times the DAG may stand still before the missing votes are asked
+/// for.
+pub const STALL_ROUNDS: u64 = 2;
+/// The shortest wait before a stall is acted on.
+pub const STALL_MIN: Micros = Micros::from_millis(4);
+/// The longest wait between two asks while a stall lasts.
+pub const STALL_BACKOFF_MAX: Micros = Micros::from_millis(100);
+
 /// An input to the node. Time always comes with it, as `now` in
 /// [`Node::handle`].
 #[derive(Clone, Debug)]
@@ -36,6 +53,10 @@ pub enum Input {
     /// Adopt an ordering state newer than ours (a rejoining replica, after the
     /// caller verified it).
     InstallCheckpoint(Checkpoint),
+    /// This replica has nothing durable — it is new, or its data was lost —
+    /// so it may have signed in rounds it no longer remembers: observe
+    /// (see [`Node::observing`]) until it is past all of them.
+    Observe,
     /// Catch-up within `gc_depth` (DESIGN.md 3.8): committed leaders, in the
     /// order the cluster ordered them — `(wave, σ_w, leader hash)` from Ticks
     /// the caller verified against a signed tree head — and a peer's
@@ -95,28 +116,95 @@ pub struct Counters {
     /// Vertices ordered.
     pub vertices_ordered: u64,
     /// Messages sent, by [`MessageKind`] index.
-    pub sent: [u64; 7],
+    pub sent: [u64; 8],
     /// Payload bytes sent, by kind.
-    pub sent_bytes: [u64; 7],
+    pub sent_bytes: [u64; 8],
     /// Messages received, by kind.
-    pub received: [u64; 7],
+    pub received: [u64; 8],
     /// Payload bytes received, by kind.
-    pub received_bytes: [u64; 7],
+    pub received_bytes: [u64; 8],
     /// Messages dropped for being outside the round window.
     pub out_of_window: u64,
+    /// Times the DAG stood still and the missing votes were asked for.
+    pub stall_fetches: u64,
+    /// The replica started without durable state and has since joined.
+    pub rejoined: bool,
+    /// Re-send work by why it was done, by [`ResendCause`] index.
+    pub resends: [Served; 4],
+    /// Bytes re-sent to each peer.
+    pub resent_bytes_per_peer: Vec<u64>,
     /// Faults recorded.
     pub faults: u64,
+}
+
+/// What a node holds (see [`Node::memory_use`] and [`Node::memory_bound`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    /// Vertices in the DAG.
+    pub dag_vertices: usize,
+    /// Reliable-broadcast slots.
+    pub slots: usize,
+    /// Delivered vertices waiting for their references.
+    pub buffered: usize,
+    /// Vertex bodies kept for slots (VALs and fetched bodies).
+    pub bodies: usize,
+    /// Reports waiting for the next own vertex.
+    pub pending_reports: usize,
+    /// Canonical bytes of every vertex held.
+    pub vertex_bytes: usize,
+}
+
+/// What answering one kind of request cost (counted deterministically, so
+/// the simulator can bound it without a CPU model).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Requests (or occasions).
+    pub requests: u64,
+    /// Refused at once: the peer's budget was empty.
+    pub refused: u64,
+    /// Payload bytes answered.
+    pub bytes: u64,
+}
+
+/// Why a node re-sends what it recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResendCause {
+    /// A peer's `FetchVotes`.
+    FetchVotes,
+    /// A peer's `FetchVertex`.
+    FetchVertex,
+    /// A peer's link came back (or this node started).
+    Reconnect,
+    /// The resend timer found the peer stuck.
+    Timer,
+}
+
+impl ResendCause {
+    /// Every cause, in index order.
+    pub const ALL: [ResendCause; 4] = [
+        ResendCause::FetchVotes,
+        ResendCause::FetchVertex,
+        ResendCause::Reconnect,
+        ResendCause::Timer,
+    ];
+
+    /// Its index in [`Counters::resends`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Payload size of a message: canonical vertex bytes for bodies, field sizes
 /// for votes and requests.
 pub fn payload_len(m: &Message) -> usize {
     match m {
-        Message::Val(v) | Message::VertexBody(v) => v.canonical_bytes().len(),
+        Message::Val(v) | Message::VertexBody(v) => v.canonical_len(),
         Message::Echo { .. } | Message::Ready { .. } => 8 + 2 + 32,
         Message::FetchVertex(_) => 32,
         Message::FetchVotes { .. } => 16,
         Message::CoinShare { .. } => 8 + 96,
+        Message::Hello => 0,
+        Message::Status { .. } => 8,
     }
 }
 
@@ -143,6 +231,16 @@ pub struct Node {
     last_vertex_at: Option<Micros>,
     pending: VecDeque<Report>,
     round_timer_armed: bool,
+    // Loss recovery: how long rounds take, when the DAG last grew, and the
+    // stall timer.
+    /// Durations of the last own rounds (the shortest is the round time a
+    /// round without losses takes).
+    round_times: VecDeque<Micros>,
+    last_growth: Micros,
+    grown_to: (Round, Wave, Wave),
+    held_at_fetch: usize,
+    stall_armed: bool,
+    stall_backoff: Micros,
     // Peers' claimed rounds (from their own VALs), for the round window.
     peer_rounds: Vec<Round>,
     // Coin and commit.
@@ -160,7 +258,7 @@ pub struct Node {
     /// only the rounds it touched.
     order_digests: RoundDigests,
     // Resends.
-    resend_budget: Vec<(Micros, usize)>,
+    resend_budget: Vec<crate::budget::ByteBudget>,
     rounds_at_last_resend: Vec<Round>,
     // Loopback of our own broadcasts.
     inbox: VecDeque<Message>,
@@ -168,6 +266,9 @@ pub struct Node {
     /// when it was made; its own delivery need not hash it again).
     own_val_hash: Option<(Round, VertexHash)>,
     restoring: bool,
+    /// While observing after a start without durable state: each peer's
+    /// round, as it answered this replica's `Hello`.
+    observing: Option<BTreeMap<ReplicaId, Round>>,
     /// The DAG or the coins changed since commits and shares were last checked.
     dirty: bool,
     counters: Counters,
@@ -176,6 +277,10 @@ pub struct Node {
 impl Node {
     /// A fresh node.
     pub fn new(config: Config, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        let budget = crate::budget::ByteBudget::new(
+            config.resend_bytes_per_peer_per_s,
+            config.resend_burst_bytes,
+        );
         let coin = CommonCoin::new(config.cluster_id, config.n, config.f);
         let n = config.n;
         Node {
@@ -196,6 +301,12 @@ impl Node {
             last_vertex_at: None,
             pending: VecDeque::new(),
             round_timer_armed: false,
+            round_times: VecDeque::new(),
+            last_growth: Micros::ZERO,
+            grown_to: (Round(0), Wave(0), Wave(0)),
+            held_at_fetch: 0,
+            stall_armed: false,
+            stall_backoff: Micros::ZERO,
             peer_rounds: vec![Round(0); n],
             coin,
             shares_released: BTreeSet::new(),
@@ -204,13 +315,17 @@ impl Node {
             last_leader_round: Round(0),
             ordered: Arc::default(),
             order_digests: RoundDigests::new(),
-            resend_budget: vec![(Micros::ZERO, 0); n],
+            resend_budget: vec![budget; n],
             rounds_at_last_resend: vec![Round(0); n],
             inbox: VecDeque::new(),
             own_val_hash: None,
             restoring: false,
+            observing: None,
             dirty: true,
-            counters: Counters::default(),
+            counters: Counters {
+                resent_bytes_per_peer: vec![0; n],
+                ..Counters::default()
+            },
         }
     }
 
@@ -277,6 +392,13 @@ impl Node {
                     }
                 }
                 Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
+                Durable::Observing => {
+                    node.observing = Some(BTreeMap::new());
+                    node.config.participate = false;
+                }
+                Durable::Joined { .. } if node.observing.take().is_some() => {
+                    node.config.participate = true;
+                }
                 _ => {}
             }
         }
@@ -303,7 +425,10 @@ impl Node {
     /// journal can replace its past with them (compaction costs O(what is
     /// held), never a re-read of the journal).
     pub fn live_records(&self) -> Vec<Durable> {
-        let mut out = Vec::with_capacity(2 + self.own_vertices.len() + 2 * self.slots.len());
+        let mut out = Vec::with_capacity(3 + self.own_vertices.len() + 2 * self.slots.len());
+        if self.observing.is_some() {
+            out.push(Durable::Observing);
+        }
         out.push(Durable::Checkpoint(self.checkpoint()));
         out.push(Durable::Chain {
             round: self.round,
@@ -398,12 +523,41 @@ impl Node {
         )
     }
 
+    /// What the node holds now, with the bytes of the vertices it holds
+    /// (an O(held) pass: for sampling, not for every step).
+    pub fn memory_use(&self) -> MemoryUse {
+        let in_dag = |h: &VertexHash| self.dag.get(h).is_some();
+        let bytes = self
+            .dag
+            .vertices()
+            .chain(self.buffered.values())
+            .map(|v| v.canonical_len())
+            .sum::<usize>()
+            + self
+                .bodies
+                .iter()
+                .filter(|(h, _)| !in_dag(h) && !self.buffered.contains_key(h))
+                .map(|(_, v)| v.canonical_len())
+                .sum::<usize>();
+        MemoryUse {
+            dag_vertices: self.dag.len(),
+            slots: self.slots.len(),
+            buffered: self.buffered.len(),
+            bodies: self.bodies.len(),
+            pending_reports: self.pending.len(),
+            vertex_bytes: bytes,
+        }
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Micros, input: Input) -> Step {
         self.now = self.now.max(now);
         let mut step = Step::default();
         match input {
             Input::Start => {
+                if self.observing.is_some() {
+                    step.send(Target::All, Message::Hello);
+                }
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
                     TimerKind::Resend,
@@ -411,14 +565,23 @@ impl Node {
                 for p in 0..self.config.n {
                     let p = ReplicaId(p as u16);
                     if p != self.config.me {
-                        self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                        let h = self.dag.horizon();
+                        self.resend_to(p, h, Round(u64::MAX), ResendCause::Reconnect, &mut step);
                     }
                 }
             }
             Input::Message { from, message } => self.on_message(from, message, &mut step),
             Input::Propose(reports) => self.pending.extend(reports),
             Input::Timer(TimerKind::RoundInterval) => self.round_timer_armed = false,
+            Input::Timer(TimerKind::Stall) => {
+                self.stall_armed = false;
+                self.on_stall_timer(&mut step);
+            }
             Input::Timer(TimerKind::Resend) => {
+                if self.observing.is_some() {
+                    // Peers that were down when it asked: ask again.
+                    step.send(Target::All, Message::Hello);
+                }
                 self.on_resend_timer(&mut step);
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
@@ -427,10 +590,19 @@ impl Node {
             }
             Input::PeerReconnected(p) => {
                 if p.index() < self.config.n && p != self.config.me {
-                    self.resend_to(p, self.dag.horizon(), Round(u64::MAX), &mut step);
+                    let h = self.dag.horizon();
+                    self.resend_to(p, h, Round(u64::MAX), ResendCause::Reconnect, &mut step);
                 }
             }
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
+            Input::Observe => {
+                if self.observing.is_none() && self.config.participate {
+                    self.observing = Some(BTreeMap::new());
+                    self.config.participate = false;
+                    step.writes.push(Durable::Observing);
+                    step.send(Target::All, Message::Hello);
+                }
+            }
             Input::InstallLeaders {
                 from,
                 leaders,
@@ -440,6 +612,7 @@ impl Node {
         self.drain_inbox(&mut step);
         self.progress(&mut step);
         self.drain_inbox(&mut step);
+        self.watch_growth(&mut step);
         self.counters.faults += step.faults.len() as u64;
         for m in &step.messages {
             let k = m.message.kind().index();
@@ -456,6 +629,7 @@ impl Node {
     /// Everything that may follow from a changed DAG or coin: own vertex,
     /// coin shares, commits. Repeats until nothing changes.
     fn progress(&mut self, step: &mut Step) {
+        self.maybe_join(step);
         loop {
             let before = (
                 self.round,
@@ -517,13 +691,38 @@ impl Node {
         *claims.select_nth_unstable_by(f, |a, b| b.cmp(a)).1
     }
 
+    /// The highest round this replica holds anything for: `round_window`
+    /// above the cluster's round — but never more than
+    /// [`Node::held_rounds`] above the GC horizon, so a replica that cannot
+    /// order (cut off from coins, stalled in catch-up) stops taking new
+    /// rounds instead of growing without end. It fetches what it dropped
+    /// once it orders again (catch-up, then `FetchVotes` from its new
+    /// horizon).
     fn window_top(&self) -> Round {
-        Round(
-            self.round
-                .max(self.cluster_round())
-                .0
-                .saturating_add(self.config.round_window),
-        )
+        let ahead = self
+            .round
+            .max(self.cluster_round())
+            .0
+            .saturating_add(self.config.round_window);
+        let held = self.dag.horizon().0.saturating_add(self.held_rounds());
+        Round(ahead.min(held))
+    }
+
+    /// Rounds held above the GC horizon at most: the GC depth, plus twice
+    /// the round window (a replica that orders normally is never near it).
+    pub fn held_rounds(&self) -> u64 {
+        self.config
+            .gc_depth
+            .saturating_add(self.config.round_window.saturating_mul(2))
+    }
+
+    /// The bound on what a node holds, whatever it orders: at most
+    /// [`Node::held_rounds`] rounds of `n` slots each (plus the rounds below
+    /// the horizon an ordered leader's history still reaches, none once
+    /// it is collected).
+    pub fn memory_bound(&self) -> usize {
+        let rounds = usize::try_from(self.held_rounds().saturating_add(1)).unwrap_or(usize::MAX);
+        rounds.saturating_mul(self.config.n)
     }
 
     fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
@@ -550,9 +749,7 @@ impl Node {
             } => self.on_vote(from, VoteKind::Ready, round, author, hash, step),
             Message::FetchVertex(hash) => {
                 if from != self.config.me {
-                    if let Some(v) = self.bodies.get(&hash).or_else(|| self.dag.get(&hash)) {
-                        step.send(Target::One(from), Message::VertexBody((**v).clone()));
-                    }
+                    self.serve_vertex(from, &hash, step);
                 }
             }
             Message::VertexBody(v) => self.on_body(from, v, step),
@@ -563,20 +760,97 @@ impl Node {
                         FaultKind::InvalidRequest(format!("FetchVotes from {lo} to {hi}")),
                     );
                 } else if from != self.config.me {
-                    self.resend_to(from, lo.max(self.dag.horizon()), hi, step);
+                    let lo = lo.max(self.dag.horizon());
+                    self.resend_to(from, lo, hi, ResendCause::FetchVotes, step);
                 }
             }
             Message::CoinShare { wave, share } => self.on_coin_share(from, wave, share, step),
+            Message::Hello => {
+                if from != self.config.me {
+                    self.answer_hello(from, step);
+                }
+            }
+            Message::Status { round } => {
+                if let Some(statuses) = self.observing.as_mut() {
+                    let r = statuses.entry(from).or_default();
+                    *r = (*r).max(round);
+                }
+            }
         }
     }
 
-    fn in_window(&mut self, from: ReplicaId, round: Round, step: &mut Step) -> bool {
+    /// Answers a `Hello` with the highest round of this replica's DAG,
+    /// within the peer's re-send budget.
+    fn answer_hello(&mut self, peer: ReplicaId, step: &mut Step) {
+        let now = self.now;
+        let allowed = self.resend_budget.get_mut(peer.index()).is_some_and(|b| {
+            b.available(now) && {
+                b.charge(8);
+                true
+            }
+        });
+        if allowed {
+            // The highest round in this replica's DAG — delivered, so real
+            // (a replica at genesis answers 0 even after it made its first
+            // vertex, so that peers starting together all join at once).
+            let round = self.dag.highest_round();
+            step.send(Target::One(peer), Message::Status { round });
+        }
+    }
+
+    /// Whether this replica observes (it started without durable state and
+    /// has not joined yet).
+    ///
+    /// # The rejoin rule
+    ///
+    /// A replica that lost its data may have sent a vertex or votes in any
+    /// round up to its last round `r` plus `round_window`, and must never
+    /// sign differently in those slots. It asks every peer for the highest
+    /// round of its DAG (`Hello` → `Status`) and counts a peer's answer
+    /// once its own DAG has reached that round — a Byzantine peer claiming
+    /// a round nobody reached is never counted. The replica counts as one of
+    /// the `f` faulty while it rejoins; then among `Q − 1` counted answers
+    /// one comes from an honest replica whose vertex was a parent of the
+    /// replica's last vertex (quorum intersection), so its DAG held round
+    /// `r − 1` then, and the answer is at least `r − 1`. The replica joins
+    /// once its DAG is `round_window + 2` rounds above the largest counted
+    /// answer: every slot it may have signed is behind it. When every
+    /// counted answer is 0 the cluster is just starting (nothing was
+    /// delivered anywhere, so nothing it signed can count), and it joins at
+    /// once.
+    pub fn observing(&self) -> bool {
+        self.observing.is_some()
+    }
+
+    fn maybe_join(&mut self, step: &mut Step) {
+        let Some(statuses) = &self.observing else {
+            return;
+        };
+        let top = self.dag.highest_round();
+        let counted: Vec<Round> = statuses.values().filter(|r| **r <= top).copied().collect();
+        if counted.len() < self.config.quorum().saturating_sub(1) {
+            return;
+        }
+        let past = counted.iter().max().copied().unwrap_or_default();
+        let clear = past.0 == 0 || top.0 > past.0.saturating_add(self.config.round_window + 2);
+        if !clear {
+            return;
+        }
+        self.observing = None;
+        self.config.participate = true;
+        self.counters.rejoined = true;
+        step.writes.push(Durable::Joined { above: top });
+        self.dirty = true;
+    }
+
+    fn in_window(&mut self, round: Round) -> bool {
         if round < self.dag.horizon() {
             return false;
         }
         if round > self.window_top() {
+            // Counted, not blamed: an honest peer is ahead of a replica
+            // that was cut off or cannot order.
             self.counters.out_of_window += 1;
-            step.fault(from, FaultKind::OutOfWindow { round });
             return false;
         }
         true
@@ -591,7 +865,7 @@ impl Node {
         if let Some(claim) = self.peer_rounds.get_mut(from.index()) {
             *claim = (*claim).max(v.round);
         }
-        if !self.in_window(from, v.round, step) {
+        if !self.in_window(v.round) {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
@@ -654,7 +928,7 @@ impl Node {
             );
             return;
         }
-        if round.0 == 0 || !self.in_window(from, round, step) {
+        if round.0 == 0 || !self.in_window(round) {
             return;
         }
         let slot = self.slots.entry((round, author)).or_default();
@@ -846,12 +1120,6 @@ impl Node {
         let top_wave = self.window_top().wave();
         if wave.0 > top_wave.0.saturating_add(self.config.round_window / 4) {
             self.counters.out_of_window += 1;
-            step.fault(
-                from,
-                FaultKind::OutOfWindow {
-                    round: leader_round(wave),
-                },
-            );
             return;
         }
         let result = self
@@ -1302,6 +1570,13 @@ impl Node {
             reports,
         };
         let reference = v.reference();
+        if let Some(at) = self.last_vertex_at {
+            let took = self.now.saturating_sub(at).min(self.config.resend_interval);
+            if self.round_times.len() >= ROUND_TIME_WINDOW {
+                self.round_times.pop_front();
+            }
+            self.round_times.push_back(took);
+        }
         self.round = round;
         self.last_own = Some(reference);
         self.last_clock = clock;
@@ -1326,6 +1601,104 @@ impl Node {
             }
             stack.extend(v.references().map(|r| r.hash));
         }
+    }
+
+    /// How long the DAG may stand still before the missing votes are asked
+    /// for: a few round times, doubled on each fruitless ask up to the
+    /// resend interval.
+    fn stall_after(&self) -> Micros {
+        // The quickest recent round is what a round without losses takes
+        // (rounds slowed by lost votes must not stretch the wait).
+        let round_time = self
+            .round_times
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(ROUND_TIME_INITIAL);
+        let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
+            .max(STALL_MIN)
+            .min(self.config.resend_interval);
+        // Backing off stops at STALL_BACKOFF_MAX: asking costs the asker
+        // one small request per peer, and each answer comes out of the
+        // peer's re-send budget.
+        base.max(self.stall_backoff.min(STALL_BACKOFF_MAX))
+    }
+
+    /// The first wave whose coin this replica waits for: it released its
+    /// share, the coin is not out.
+    fn coin_wanted(&self) -> Option<Wave> {
+        self.shares_released
+            .iter()
+            .find(|w| **w > self.last_decided_wave && self.coin.coin(**w).is_none())
+            .copied()
+    }
+
+    /// Notes progress — the DAG reached a new round, a wave was decided, a
+    /// coin came out — and keeps the stall timer armed. (Vertices trickling
+    /// into the top round are not progress: one lost vote still holds the
+    /// round back.)
+    fn watch_growth(&mut self, step: &mut Step) {
+        let top = self.dag.highest_round();
+        let coins = self.coin.coins().last().map_or(Wave(0), |c| c.wave);
+        let grown = (top, self.last_decided_wave, coins);
+        if grown != self.grown_to {
+            self.grown_to = grown;
+            self.last_growth = self.now;
+            self.stall_backoff = Micros::ZERO;
+        }
+        let held = self.dag.len();
+        if held != self.held_at_fetch {
+            // Some vertex came in since the last ask: the asking works, so
+            // keep asking at the round's pace (the back-off is for peers
+            // that do not answer at all).
+            self.held_at_fetch = held;
+            self.stall_backoff = Micros::ZERO;
+        }
+        if !self.stall_armed {
+            self.stall_armed = true;
+            let at = self
+                .last_growth
+                .max(self.now)
+                .saturating_add(self.stall_after());
+            step.timers.push((at, TimerKind::Stall));
+        }
+    }
+
+    /// Nothing moved for a few round times: a VAL, ECHO, READY or coin share
+    /// was probably lost. Ask every peer for its vertex, votes and coin
+    /// shares of the rounds in question — the top round, the rounds
+    /// buffered vertices miss, the wave whose coin is awaited — rather than
+    /// wait for the next resend.
+    fn on_stall_timer(&mut self, step: &mut Step) {
+        if self.now.saturating_sub(self.last_growth) < self.stall_after() {
+            return; // it moved meanwhile; `watch_growth` re-arms
+        }
+        let top = self.dag.highest_round();
+        let missing = self
+            .buffered
+            .values()
+            .flat_map(|v| v.references())
+            .filter(|r| !self.dag.satisfies(r))
+            .map(|r| r.round)
+            .min();
+        let coin = self.coin_wanted().map(last_round);
+        // Narrow asks, each answered cheaply: the top round (and the one
+        // being built), the lowest round buffered vertices miss, the round
+        // whose coin shares are awaited (shares of its wave come with it).
+        let top_ask = (top, Round(top.0.saturating_add(1)));
+        let mut asks = vec![top_ask];
+        for r in [missing, coin].into_iter().flatten() {
+            let r = r.max(self.dag.horizon());
+            if r < top_ask.0 && !asks.contains(&(r, r)) {
+                asks.push((r, r));
+            }
+        }
+        for (from, to) in asks {
+            step.send(Target::All, Message::FetchVotes { from, to });
+        }
+        self.counters.stall_fetches += 1;
+        self.stall_backoff = Micros(self.stall_after().0.saturating_mul(2));
+        self.last_growth = self.now;
     }
 
     fn on_resend_timer(&mut self, step: &mut Step) {
@@ -1370,67 +1743,120 @@ impl Node {
             let stuck = claimed <= self.rounds_at_last_resend[p];
             if stuck || claimed.0.saturating_add(1) < self.round.0 {
                 let from = Round(claimed.0.saturating_sub(1)).max(self.dag.horizon());
-                self.resend_to(peer, from, Round(u64::MAX), step);
+                self.resend_to(peer, from, Round(u64::MAX), ResendCause::Timer, step);
             }
         }
         self.rounds_at_last_resend = self.peer_rounds.clone();
     }
 
     /// Re-sends own vertices, recorded votes and coin shares for rounds
-    /// `lo ..= hi` above the horizon to `peer`, within its rate budget.
-    fn resend_to(&mut self, peer: ReplicaId, lo: Round, hi: Round, step: &mut Step) {
+    /// `lo ..= hi` above the horizon to `peer`, within its byte budget:
+    /// nothing is cloned once the budget is spent, and nothing at all when
+    /// it is empty.
+    fn resend_to(
+        &mut self,
+        peer: ReplicaId,
+        lo: Round,
+        hi: Round,
+        cause: ResendCause,
+        step: &mut Step,
+    ) {
+        let now = self.now;
         let Some(budget) = self.resend_budget.get_mut(peer.index()) else {
             return;
         };
-        if self.now.saturating_sub(budget.0) >= Micros::from_secs(1) {
-            *budget = (self.now, 0);
+        let served = &mut self.counters.resends[cause.index()];
+        served.requests += 1;
+        if !budget.available(now) {
+            served.refused += 1;
+            return;
         }
-        let mut left = self
-            .config
-            .max_resends_per_peer_per_s
-            .saturating_sub(budget.1);
-        let mut out = Vec::new();
         let lo = lo.max(self.dag.horizon());
         if lo > hi {
             return;
         }
+        let mut sent = 0usize;
+        let mut room = true;
         for v in self.own_vertices.range(lo..=hi).map(|(_, v)| v) {
-            out.push(Message::Val((**v).clone()));
-        }
-        for ((round, author), slot) in self.slots.range((lo, ReplicaId(0))..) {
-            if *round > hi {
+            if !room {
                 break;
             }
-            if let Some(hash) = slot.my_echo {
-                out.push(Message::Echo {
-                    round: *round,
-                    author: *author,
-                    hash,
-                });
+            let len = v.canonical_len();
+            room = budget.charge(len);
+            sent += len;
+            step.send(Target::One(peer), Message::Val((**v).clone()));
+        }
+        for ((round, author), slot) in self.slots.range((lo, ReplicaId(0))..) {
+            if *round > hi || !room {
+                break;
             }
-            if let Some(hash) = slot.my_ready {
-                out.push(Message::Ready {
-                    round: *round,
-                    author: *author,
-                    hash,
-                });
+            for (kind, vote) in [
+                (VoteKind::Echo, slot.my_echo),
+                (VoteKind::Ready, slot.my_ready),
+            ] {
+                let Some(hash) = vote else { continue };
+                room = budget.charge(VOTE_BYTES);
+                sent += VOTE_BYTES;
+                let (round, author) = (*round, *author);
+                step.send(
+                    Target::One(peer),
+                    match kind {
+                        VoteKind::Echo => Message::Echo {
+                            round,
+                            author,
+                            hash,
+                        },
+                        VoteKind::Ready => Message::Ready {
+                            round,
+                            author,
+                            hash,
+                        },
+                    },
+                );
             }
         }
         for (w, share) in self.own_shares.range(lo.wave()..) {
-            out.push(Message::CoinShare {
-                wave: *w,
-                share: *share,
-            });
-        }
-        for m in out {
-            if left == 0 {
+            if !room {
                 break;
             }
-            left -= 1;
-            step.send(Target::One(peer), m);
+            room = budget.charge(COIN_SHARE_BYTES);
+            sent += COIN_SHARE_BYTES;
+            step.send(
+                Target::One(peer),
+                Message::CoinShare {
+                    wave: *w,
+                    share: *share,
+                },
+            );
         }
-        if let Some(budget) = self.resend_budget.get_mut(peer.index()) {
-            budget.1 = self.config.max_resends_per_peer_per_s - left;
+        self.counters.resends[cause.index()].bytes += sent as u64;
+        if let Some(b) = self.counters.resent_bytes_per_peer.get_mut(peer.index()) {
+            *b += sent as u64;
         }
+    }
+
+    /// Answers `FetchVertex` within the peer's re-send budget (the body is
+    /// cloned only when the budget allows it).
+    fn serve_vertex(&mut self, peer: ReplicaId, hash: &VertexHash, step: &mut Step) {
+        let now = self.now;
+        let Some(budget) = self.resend_budget.get_mut(peer.index()) else {
+            return;
+        };
+        let served = &mut self.counters.resends[ResendCause::FetchVertex.index()];
+        served.requests += 1;
+        if !budget.available(now) {
+            served.refused += 1;
+            return;
+        }
+        let Some(v) = self.bodies.get(hash).or_else(|| self.dag.get(hash)) else {
+            return;
+        };
+        let len = v.canonical_len();
+        budget.charge(len);
+        served.bytes += len as u64;
+        if let Some(b) = self.counters.resent_bytes_per_peer.get_mut(peer.index()) {
+            *b += len as u64;
+        }
+        step.send(Target::One(peer), Message::VertexBody((**v).clone()));
     }
 }

@@ -33,6 +33,9 @@ pub enum TimerKind {
     RoundInterval,
     /// Time to re-send recorded votes to peers that have not advanced.
     Resend,
+    /// Time to check whether the DAG stopped growing (a lost vote): then
+    /// the missing round's votes are asked for at once.
+    Stall,
 }
 
 /// The two kinds of Bracha vote.
@@ -72,6 +75,15 @@ pub enum Durable {
     Coin(Coin),
     /// The ordering state after a decided wave.
     Checkpoint(Checkpoint),
+    /// The replica started with nothing durable (new, or its data was
+    /// lost): it observes — no vertices, votes or coin shares — until it
+    /// knows it is past every round it may have signed in before.
+    Observing,
+    /// The observer joined: it takes part in rounds above `above` only.
+    Joined {
+        /// The DAG's highest round when it joined.
+        above: crate::Round,
+    },
     /// Where the replica's own chain stands — its latest vertex, that
     /// vertex's clock and the floor of its reports' receive times — for a
     /// compacted journal, where the vertices themselves may be gone (see
@@ -268,11 +280,6 @@ pub enum FaultKind {
     BadCoinShare {
         /// The wave.
         wave: Wave,
-    },
-    /// A message about a round or wave outside the window (dropped, counted).
-    OutOfWindow {
-        /// The round claimed.
-        round: Round,
     },
     /// A sender id outside the cluster.
     UnknownSender,

@@ -127,16 +127,27 @@ impl Vertex {
     /// Counts are checked against the limits before a vertex is created or
     /// accepted, so they always fit their fields.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            Self::DOMAIN.len()
-                + 8
-                + 2
-                + 43
-                + 4
-                + 42 * (self.parents.len() + self.weak.len())
-                + 12
-                + 40 * self.reports.len(),
-        );
+        let mut out = Vec::with_capacity(self.canonical_len());
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// The length of [`Vertex::canonical_bytes`], without building them.
+    pub fn canonical_len(&self) -> usize {
+        Self::DOMAIN.len()
+            + 8
+            + 2
+            + if self.prev.is_some() { 43 } else { 1 }
+            + 2
+            + 42 * self.parents.len()
+            + 2
+            + 42 * self.weak.len()
+            + 8
+            + 4
+            + 40 * self.reports.len()
+    }
+
+    fn write_canonical(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(Self::DOMAIN);
         out.extend_from_slice(&self.round.0.to_be_bytes());
         out.extend_from_slice(&self.author.0.to_be_bytes());
@@ -144,16 +155,16 @@ impl Vertex {
             None => out.push(0),
             Some(p) => {
                 out.push(1);
-                put_ref(&mut out, p);
+                put_ref(out, p);
             }
         }
         out.extend_from_slice(&(self.parents.len() as u16).to_be_bytes());
         for p in &self.parents {
-            put_ref(&mut out, p);
+            put_ref(out, p);
         }
         out.extend_from_slice(&(self.weak.len() as u16).to_be_bytes());
         for w in &self.weak {
-            put_ref(&mut out, w);
+            put_ref(out, w);
         }
         out.extend_from_slice(&self.clock.0.to_be_bytes());
         out.extend_from_slice(&(self.reports.len() as u32).to_be_bytes());
@@ -161,7 +172,6 @@ impl Vertex {
             out.extend_from_slice(&r.digest.0);
             out.extend_from_slice(&r.recv_time.0.to_be_bytes());
         }
-        out
     }
 
     /// SHA3-256 of the canonical bytes.

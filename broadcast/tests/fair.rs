@@ -337,3 +337,55 @@ fn the_property_cases_are_not_vacuous() {
         "pairs {pairs} rushed {rushed} withheld {withheld} late {late}"
     );
 }
+
+/// One author's junk cannot keep more than its quota pending: reports of
+/// new digests beyond it do not count, the weak counts kept along the way
+/// equal the ones rebuilt from the state, and a digest that `f + 1` authors
+/// reported leaves the count. The state after the deltas taken along the
+/// way equals the state itself.
+#[test]
+fn one_author_cannot_keep_more_than_its_quota_pending() {
+    let mut config = SequencerConfig::new(4, 1, Policy::Lamport, GENESIS);
+    config.max_weak_per_author = 50;
+    let mut seq = Sequencer::new(config.clone());
+    let mut index = BTreeSet::new();
+    let mut script = Script::new();
+    // Author 3 reports 40 junk digests a round, rounds 1..=8; authors 0 and
+    // 1 report digest 0 (two reporters, f + 1: not weak), author 0 digest 1
+    // (one reporter: weak).
+    for round in 1..=8u64 {
+        let junk = (0..40u64)
+            .map(|k| Report {
+                digest: Digest(sha3(&[b"junk", &round.to_be_bytes(), &k.to_be_bytes()])),
+                recv_time: Micros(round * 1_000),
+            })
+            .collect();
+        script.insert((round, 3), junk);
+    }
+    script.insert((1, 0), vec![report(0, 1_000), report(1, 1_000)]);
+    script.insert((1, 1), vec![report(0, 1_000)]);
+    let mut rebuilt = belfry_broadcast::fair::SequencerState::empty();
+    for w in 1..=2u64 {
+        let slots: Vec<(u64, u16)> = (4 * w - 3..=4 * w)
+            .flat_map(|r| [(r, 0), (r, 1), (r, 3)])
+            .collect();
+        let sb = seq.sequence(&batch(w, &script, &slots), &index);
+        for r in &sb.records {
+            index.insert(r.digest);
+        }
+        rebuilt.apply(seq.take_delta());
+        let again = Sequencer::restore(config.clone(), seq.state().clone()).unwrap();
+        assert_eq!(again.weak_per_author(), seq.weak_per_author(), "wave {w}");
+    }
+    assert_eq!(&rebuilt, seq.state(), "the deltas add up to the state");
+    assert!(
+        seq.weak_per_author()[3] <= 50,
+        "{:?}",
+        seq.weak_per_author()
+    );
+    assert!(seq.over_quota() >= 8 * 40 - 50, "{}", seq.over_quota());
+    // Digest 0 had two reporters (f + 1): not weak; digest 1 one: weak.
+    assert_eq!(seq.weak_per_author()[1], 0);
+    assert_eq!(seq.weak_per_author()[0], 1);
+    assert!(seq.pending_len() <= 50 + 2, "{}", seq.pending_len());
+}

@@ -33,6 +33,45 @@ pub(crate) fn is_censored(d: &[u8; 32]) -> bool {
 }
 
 impl Sim {
+    /// Every millisecond, each fetch-flood replica sends every honest one
+    /// five requests, cycling through every kind a replica answers.
+    pub(crate) fn fetch_flood(&mut self) {
+        let flooders: Vec<usize> = (0..self.cfg.n)
+            .filter(|i| self.byz[*i] == Some(Strategy::FetchFlood))
+            .collect();
+        for from in flooders {
+            let Some(vertex) = self.replicas[from]
+                .host
+                .as_ref()
+                .and_then(|h| h.core().node().dag().vertices().last().map(|v| v.hash()))
+            else {
+                continue;
+            };
+            let asks = [
+                PeerMessage::FetchLog { from: 0 },
+                PeerMessage::FetchState { at_most: u64::MAX },
+                PeerMessage::FetchLeaders {
+                    from_wave: 0,
+                    floor: 0,
+                },
+                PeerMessage::Broadcast(Message::FetchVotes {
+                    from: Round(0),
+                    to: Round(u64::MAX),
+                }),
+                PeerMessage::Broadcast(Message::FetchVertex(vertex)),
+            ];
+            let honest: Vec<usize> = (0..self.cfg.n).filter(|t| self.byz[*t].is_none()).collect();
+            for to in honest {
+                for m in &asks {
+                    if let Ok(frame) = wire::encode(m) {
+                        self.transmit(from, to, frame);
+                    }
+                }
+            }
+            self.mark("strategy fetch-flood");
+        }
+    }
+
     /// A withhold-and-rush attacker's own digest: its replica learns it
     /// 15 ms before the honest replicas do.
     pub(crate) fn rush(&mut self) {
@@ -207,6 +246,32 @@ impl Sim {
                     v.clock = v.clock.saturating_add(Micros(1));
                 }
                 self.mark("strategy bad-catchup forged leader histories");
+            }
+            (Strategy::StallCatchup, PeerMessage::LogRange { .. }) => {
+                // One page per catch-up attempt, delivered ahead of every
+                // honest answer; the asker then asks it for the next page,
+                // which never comes.
+                let last = self.stall_served.get(&to).copied();
+                let fresh = last.is_none_or(|t| self.now.saturating_sub(t) > Micros::from_secs(1));
+                if !fresh {
+                    self.mark("strategy stall-catchup withheld a log page");
+                    return Vec::new();
+                }
+                self.stall_served.insert(to, self.now);
+                if let Ok(f) = wire::encode(&m) {
+                    let at = self.now.saturating_add(Micros(20));
+                    self.queue
+                        .schedule(at, Event::Deliver { from, to, frame: f });
+                    self.mark("strategy stall-catchup answered first");
+                }
+                return Vec::new();
+            }
+            (Strategy::StallCatchup, PeerMessage::Leaders { page, .. })
+            | (Strategy::StallCatchup, PeerMessage::State { page, .. })
+                if *page > 0 =>
+            {
+                self.mark("strategy stall-catchup withheld an install page");
+                return Vec::new();
             }
             (Strategy::Replay, _) => {
                 if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {

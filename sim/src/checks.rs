@@ -9,10 +9,131 @@ use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
 use belfry_replica::timestamp::{verify_inclusion, verify_receipt, Entry};
 use belfry_replica::Released;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The most a replica held over a run (sampled every 50 ms).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ReplicaMemory {
+    /// DAG vertices.
+    pub dag_vertices: usize,
+    /// Reliable-broadcast slots.
+    pub slots: usize,
+    /// Delivered vertices waiting for references.
+    pub buffered: usize,
+    /// Vertex bodies kept for slots.
+    pub bodies: usize,
+    /// Canonical bytes of every vertex held.
+    pub vertex_bytes: usize,
+    /// Digests the replica reported and not yet logged.
+    pub pending_digests: usize,
+    /// Digests the sequencer holds pending.
+    pub sequencer_pending: usize,
+    /// The bound on DAG vertices, slots and buffered vertices:
+    /// `(gc_depth + 2 round_window + 1) · n`.
+    pub bound: usize,
+}
+
+/// Work answering requests, summed over the honest replicas.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ServingReport {
+    /// Requests (or occasions, for re-sends).
+    pub requests: u64,
+    /// Refused at once: the asker's budget was empty.
+    pub refused: u64,
+    /// Bytes answered.
+    pub bytes: u64,
+    /// Bytes answered per logged digest.
+    pub bytes_per_digest: f64,
+}
+
 impl Sim {
+    /// Samples what every running replica holds (every 50 ms) and checks
+    /// the bounds for honest ones.
+    pub(crate) fn sample_memory(&mut self) {
+        if self.now.saturating_sub(self.memory_sampled) < Micros::from_millis(50) {
+            return;
+        }
+        self.memory_sampled = self.now;
+        let mut broken = Vec::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            let Some(core) = r.host.as_ref().map(|h| h.core()) else {
+                continue;
+            };
+            let node = core.node();
+            let m = node.memory_use();
+            let bound = node.memory_bound();
+            let seq = core.sequencer_state().pending_len();
+            let max = &mut self.memory[i];
+            max.dag_vertices = max.dag_vertices.max(m.dag_vertices);
+            max.slots = max.slots.max(m.slots);
+            max.buffered = max.buffered.max(m.buffered);
+            max.bodies = max.bodies.max(m.bodies);
+            max.vertex_bytes = max.vertex_bytes.max(m.vertex_bytes);
+            max.pending_digests = max.pending_digests.max(core.pending_len());
+            max.sequencer_pending = max.sequencer_pending.max(seq);
+            max.bound = bound;
+            let n = self.cfg.n;
+            let seq_bound = n * belfry_replica::broadcast::fair::MAX_WEAK_PENDING_PER_AUTHOR
+                + belfry_replica::broadcast::config::MAX_PENDING_DIGESTS;
+            let over = m.dag_vertices > bound
+                || m.slots > bound
+                || m.buffered > bound
+                || m.bodies > 2 * bound
+                || seq > seq_bound;
+            if over && honest(&self.cfg, i) {
+                broken.push(format!(
+                    "memory: replica {i} holds {} DAG vertices, {} slots, {} buffered, {} bodies, {seq} pending in the sequencer (bound {bound}, {} for bodies, {seq_bound} pending)",
+                    m.dag_vertices, m.slots, m.buffered, m.bodies, 2 * bound
+                ));
+            }
+        }
+        for b in broken {
+            if !self.violations.iter().any(|v| v.starts_with("memory:")) {
+                self.violations.push(b);
+            }
+        }
+    }
+
+    /// The honest replicas' work answering each kind of request.
+    pub(crate) fn serving_report(&self) -> BTreeMap<String, ServingReport> {
+        use belfry_replica::broadcast::ResendCause;
+        use belfry_replica::core::ServeKind;
+        let logged = self.logged.len().max(1) as f64;
+        let mut out: BTreeMap<String, ServingReport> = BTreeMap::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            let Some(core) = r.host.as_ref().map(|h| h.core()) else {
+                continue;
+            };
+            if !honest(&self.cfg, i) {
+                continue;
+            }
+            let resends = core.node().counters().resends;
+            let causes = ResendCause::ALL.iter().map(|c| {
+                let name = match c {
+                    ResendCause::FetchVotes => "FetchVotes",
+                    ResendCause::FetchVertex => "FetchVertex",
+                    ResendCause::Reconnect => "resend on reconnect",
+                    ResendCause::Timer => "resend on timer",
+                };
+                (name, resends[c.index()])
+            });
+            let kinds = ServeKind::ALL
+                .iter()
+                .map(|k| (k.name(), core.serving().kinds[*k as usize]));
+            for (name, s) in causes.chain(kinds) {
+                let e = out.entry(name.to_string()).or_default();
+                e.requests += s.requests;
+                e.refused += s.refused;
+                e.bytes += s.bytes;
+            }
+        }
+        for e in out.values_mut() {
+            e.bytes_per_digest = e.bytes as f64 / logged;
+        }
+        out
+    }
     /// Takes the reports of an honest replica's newly persisted own
     /// vertices: its first report of each digest, valued by the policy.
     pub(crate) fn absorb_reports(&mut self, i: usize, writes: &[Durable]) {
@@ -41,7 +162,23 @@ impl Sim {
         if !waiting || self.stall_reported {
             return;
         }
-        if self.now.saturating_sub(self.last_progress) > Micros::from_secs(2) {
+        // Inside a window that leaves no quorum nothing is expected to
+        // move; after it, the clock starts at its end.
+        let mut since = self.last_progress;
+        let windows = if self.cfg.exempt_no_quorum {
+            &self.no_quorum[..]
+        } else {
+            &[]
+        };
+        for (start, end) in windows {
+            if *start <= self.now && self.now <= *end {
+                return;
+            }
+            if *end <= self.now {
+                since = since.max(*end);
+            }
+        }
+        if self.now.saturating_sub(since) > Micros::from_secs(2) {
             self.stall_reported = true;
             let state: Vec<String> = self
                 .replicas
@@ -57,12 +194,14 @@ impl Sim {
                     None => format!("r{i}: down"),
                 })
                 .collect();
-            self.stalls.push(format!(
+            let stall = format!(
                 "no progress for 2 s from {} µs (log size {}): {}",
-                self.last_progress.0,
+                since.0,
                 self.canonical.len(),
                 state.join("; ")
-            ));
+            );
+            self.violations.push(format!("stall: {stall}"));
+            self.stalls.push(stall);
         }
     }
 
@@ -200,6 +339,10 @@ impl Sim {
     }
 
     pub(crate) fn report(self) -> Report {
+        let serving = self.serving_report();
+        let memory = (0..self.cfg.n)
+            .map(|i| (format!("r{i}"), self.memory[i]))
+            .collect();
         let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
         let reports = &self.reports;
         let metrics = metrics::compute(&metrics::Inputs {
@@ -230,6 +373,15 @@ impl Sim {
             }
             messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
         }
+        let stall_fetches: u64 = self
+            .replicas
+            .iter()
+            .filter_map(|r| r.host.as_ref())
+            .map(|h| h.core().node().counters().stall_fetches)
+            .sum();
+        if stall_fetches > 0 {
+            messages_by_type.insert("StallFetches".to_string(), (stall_fetches as f64, 0.0));
+        }
         let mut assignment = BTreeMap::new();
         for i in 0..self.cfg.n {
             assignment.insert(
@@ -256,6 +408,8 @@ impl Sim {
             trace_log: self.trace_log,
             messages_by_type,
             stalls: self.stalls,
+            serving,
+            memory,
             config: self.cfg,
         }
     }

@@ -41,11 +41,20 @@ pub enum Strategy {
     /// the network), then answers its catch-up requests with forged log ranges, state pages and
     /// leader histories.
     BadCatchup,
+    /// Isolates an honest replica like `bad-catchup`, then answers its
+    /// catch-up requests first (it controls the network) with one valid log
+    /// page and withholds every later page and the leaders' histories and
+    /// states (one page of each, never the rest).
+    StallCatchup,
+    /// Floods every honest replica with catch-up and re-send requests —
+    /// log pages, states, leaders' histories, votes, vertex bodies — five
+    /// a millisecond each, besides playing its part honestly.
+    FetchFlood,
 }
 
 impl Strategy {
     /// All implemented strategies.
-    pub const ALL: [Strategy; 12] = [
+    pub const ALL: [Strategy; 14] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::BadShares,
@@ -58,6 +67,8 @@ impl Strategy {
         Strategy::LyingClock,
         Strategy::Twins,
         Strategy::BadCatchup,
+        Strategy::StallCatchup,
+        Strategy::FetchFlood,
     ];
 
     /// The command-line name.
@@ -75,6 +86,8 @@ impl Strategy {
             Strategy::LyingClock => "lying-clock",
             Strategy::Twins => "twins",
             Strategy::BadCatchup => "bad-catchup",
+            Strategy::StallCatchup => "stall-catchup",
+            Strategy::FetchFlood => "fetch-flood",
         }
     }
 }
@@ -144,8 +157,12 @@ pub struct SimConfig {
     /// cannot receive, 400 ms each, then heals.
     pub one_way: bool,
     /// Majorities-ring partition for 1 s: each replica keeps only the
-    /// links to the `f` replicas on either side of it.
+    /// links to the replicas on either side of it that make a quorum.
     pub ring: bool,
+    /// An honest replica receives no coin shares and no catch-up answers
+    /// for 300 ms and later for 3 s: it cannot order, while the others go
+    /// on.
+    pub starve: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
     pub clock_offset_us: i64,
     /// Largest clock drift, ppm.
@@ -181,11 +198,19 @@ pub struct SimConfig {
     /// trace hash is the same without it).
     #[serde(skip)]
     pub share_verifications: bool,
-    /// Test-only: a restarted replica loses its broadcast records (votes,
-    /// own vertices, checkpoints) — the amnesia the durable records exist to
-    /// prevent. The double-signing check must then catch it.
+    /// The crashed replica (`crash`) restarts with its storage lost — a
+    /// wiped data directory or a failed disk. It must observe until it is
+    /// past every round it may have signed in, then rejoin.
+    pub wipe: bool,
+    /// Test-only: `false` lets a wiped replica take part at once (the
+    /// amnesia the rejoin rule prevents); the double-signing check must
+    /// then catch it.
     #[serde(skip)]
-    pub amnesia: bool,
+    pub rejoin_as_observer: bool,
+    /// Test-only: `false` makes the stall detector ignore that a blackout
+    /// or a ring leaves no quorum (so it must then report the stall).
+    #[serde(skip)]
+    pub exempt_no_quorum: bool,
 }
 
 /// The per-message jitter distribution.
@@ -240,6 +265,7 @@ impl SimConfig {
             blackout: false,
             one_way: false,
             ring: false,
+            starve: false,
             clock_offset_us: 0,
             drift_ppm: 0,
             clock_step_us: 0,
@@ -252,7 +278,9 @@ impl SimConfig {
             compact_at: 4_000,
             fsync_us: 200,
             share_verifications: true,
-            amnesia: false,
+            wipe: false,
+            rejoin_as_observer: true,
+            exempt_no_quorum: true,
         }
     }
 
@@ -347,6 +375,9 @@ impl SimConfig {
         if self.crash {
             c.push_str(" --crash");
         }
+        if self.wipe {
+            c.push_str(" --wipe");
+        }
         if self.partition {
             c.push_str(" --partition");
         }
@@ -358,6 +389,9 @@ impl SimConfig {
         }
         if self.ring {
             c.push_str(" --ring");
+        }
+        if self.starve {
+            c.push_str(" --starve");
         }
         if self.clock_offset_us > 0 || self.drift_ppm > 0 {
             c.push_str(&format!(

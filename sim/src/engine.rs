@@ -31,7 +31,22 @@ use std::sync::{Arc, Mutex};
 const MOCK_GROUP_KEY: &str = "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0";
 /// The liveness bound after the load stops.
 const LIVENESS_BOUND: Micros = Micros::from_secs(20);
+/// How soon after its fault ended an honest replica must have caught up.
+pub const CATCHUP_BOUND: Micros = Micros::from_secs(5);
 const GENESIS: Micros = Micros(1_763_700_000_000_000);
+
+/// Whether a frame is one a starved replica does not get: a coin share or
+/// a catch-up answer.
+fn starves(frame: &[u8]) -> bool {
+    matches!(
+        wire::decode::<PeerMessage>(frame),
+        Ok(PeerMessage::Broadcast(Message::CoinShare { .. })
+            | PeerMessage::LogRange { .. }
+            | PeerMessage::State { .. }
+            | PeerMessage::Leaders { .. }
+            | PeerMessage::CannotServe(_))
+    )
+}
 
 /// A ChaCha stream derived from (seed, component, replica): changing one
 /// option does not reshuffle the randomness of unrelated components.
@@ -84,6 +99,11 @@ pub(crate) enum Event {
     /// Replica `i`'s clock steps now (the step is in its clock model; the
     /// event only records that it happened).
     ClockStepped(usize),
+    /// Replica `i` is starved of coin shares and catch-up answers for a
+    /// while.
+    Starve(usize, Micros),
+    /// The starvation ends.
+    Fed(usize),
 }
 
 /// The rolling trace over every event and action: two 64-bit multiply-rotate
@@ -177,6 +197,11 @@ pub struct Report {
     /// Where progress stopped for more than two simulated seconds, if it did:
     /// the log size and each replica's round and decided wave.
     pub stalls: Vec<String>,
+    /// The honest replicas' work answering each kind of request (and
+    /// re-sending on their own), with bytes per logged digest.
+    pub serving: BTreeMap<String, crate::checks::ServingReport>,
+    /// The most each replica held, with the bound it is checked against.
+    pub memory: BTreeMap<String, crate::checks::ReplicaMemory>,
 }
 
 /// Latency percentiles.
@@ -218,6 +243,8 @@ pub(crate) struct Replica {
     /// Journal snapshots seen so far (the double-signing memory is pruned
     /// at each).
     snapshots: u64,
+    /// It rejoined after a wipe.
+    rejoined: bool,
 }
 
 /// How an armed crash strikes.
@@ -286,6 +313,19 @@ pub(crate) struct Sim {
     pub(crate) rush_slowed: Option<usize>,
     /// Twins: the second instance of a replica.
     pub(crate) twins: BTreeMap<usize, Host<MemoryJournal>>,
+    /// When a stall-catchup adversary last let a log page through, per asker.
+    pub(crate) stall_served: BTreeMap<usize, Micros>,
+    /// Replicas whose fault ended: by when their log must reach what size
+    /// (the catch-up invariant).
+    pub(crate) catchup_due: BTreeMap<usize, (Micros, u64)>,
+    /// Windows in which a fault leaves no quorum: no progress is expected.
+    pub(crate) no_quorum: Vec<(Micros, Micros)>,
+    /// The starved replica and until when (no coin shares, no catch-up
+    /// answers reach it).
+    pub(crate) starved: Option<(usize, Micros)>,
+    /// The most each replica held (sampled every 50 ms).
+    pub(crate) memory: Vec<crate::checks::ReplicaMemory>,
+    pub(crate) memory_sampled: Micros,
     pub(crate) coverage: BTreeMap<String, u64>,
     pub(crate) peer_messages: u64,
     pub(crate) peer_bytes: u64,
@@ -366,6 +406,7 @@ impl Sim {
                 c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
                 c.sequencer.hold_back = cfg.hold_back;
                 c.sequencer.fairness_off = cfg.fairness_off;
+                c.rejoin_as_observer = cfg.rejoin_as_observer;
                 c.never_report = match cfg.strategy_of(i) {
                     Some(Strategy::Censor) => Some(is_censored),
                     Some(Strategy::WithholdAndRush) => Some(is_victim),
@@ -451,6 +492,7 @@ impl Sim {
                     slow_until: None,
                     catchups: (0, 0),
                     snapshots: 0,
+                    rejoined: false,
                 })
                 .collect(),
             reports: BTreeMap::new(),
@@ -485,6 +527,12 @@ impl Sim {
             held_frames: Vec::new(),
             withheld: BTreeSet::new(),
             twins: BTreeMap::new(),
+            stall_served: BTreeMap::new(),
+            catchup_due: BTreeMap::new(),
+            no_quorum: Vec::new(),
+            starved: None,
+            memory: vec![crate::checks::ReplicaMemory::default(); n],
+            memory_sampled: GENESIS,
             rush_slowed,
             restarted_at: BTreeMap::new(),
             coverage: BTreeMap::new(),
@@ -546,13 +594,17 @@ impl Sim {
             self.mark("crash skipped: f budget used by Byzantine replicas");
         }
         if self.cfg.partition && spare && honest.len() > 1 {
+            // Cut off twice: 150 ms (it catches up within gc_depth, by the
+            // committed leaders) and 600 ms (beyond it, by a snapshot).
             let victim = honest[honest.len() - 1];
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 2));
-            self.queue.schedule(at, Event::Cut(victim));
-            self.queue.schedule(
-                at.saturating_add(Micros::from_millis(600)),
-                Event::Heal(victim),
-            );
+            for (part, ms) in [(5, 150), (2, 600)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue.schedule(at, Event::Cut(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(ms)),
+                    Event::Heal(victim),
+                );
+            }
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
         }
@@ -579,7 +631,9 @@ impl Sim {
                 }
             }
         }
-        if self.byz.contains(&Some(Strategy::BadCatchup)) && honest.len() > 1 {
+        let catchup_attack = self.byz.contains(&Some(Strategy::BadCatchup))
+            || self.byz.contains(&Some(Strategy::StallCatchup));
+        if catchup_attack && honest.len() > 1 {
             // The adversary controls the network: it isolates an honest
             // replica twice — 150 ms (it then catches up within gc_depth,
             // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
@@ -593,7 +647,21 @@ impl Sim {
                     Event::Heal(victim),
                 );
             }
-            self.mark("strategy bad-catchup isolated an honest replica");
+            self.mark("catch-up attack isolated an honest replica");
+        }
+        if self.cfg.starve && honest.len() > 1 {
+            // No coin shares and no catch-up answers reach it for 3 s (the
+            // adversary controls the network): it cannot order. It is not
+            // cut off, so it keeps receiving every round's vertices.
+            // Twice: 300 ms (peers prune the coin shares it misses; it gets
+            // back by replaying the committed leaders over its own DAG) and
+            // 3 s (it stops taking rounds at its bound; back by a snapshot).
+            let victim = honest[honest.len() - 1];
+            for (part, ms) in [(8, 200), (3, 3_000)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue
+                    .schedule(at, Event::Starve(victim, Micros::from_millis(ms)));
+            }
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
@@ -621,6 +689,16 @@ impl Sim {
             let next = self.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
         }
+        // Replicas whose fault ended late in the run get their full time
+        // to catch up.
+        while let Some(deadline) = self.catchup_due.values().map(|(d, _)| *d).max() {
+            if self.now > deadline {
+                break;
+            }
+            let next = self.now.saturating_add(Micros::from_millis(50));
+            self.run_until(next);
+        }
+        self.check_catchups();
         if !self.all_covered(&pending) {
             let missing = pending
                 .iter()
@@ -879,6 +957,16 @@ impl Sim {
             if now_caught.1 > before.1 {
                 self.mark("catch-up by log range and snapshot (FetchState)");
             }
+            if self.replicas[i].incarnation > 1
+                && self.replicas[i]
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.core().node().counters().rejoined)
+                && !self.replicas[i].rejoined
+            {
+                self.replicas[i].rejoined = true;
+                self.mark("a wiped replica observed, then rejoined");
+            }
             if snapshots > self.replicas[i].snapshots {
                 self.replicas[i].snapshots = snapshots;
                 // Pledges below the horizon can never be made again (a
@@ -916,6 +1004,7 @@ impl Sim {
                 self.trace_log.push((self.now, self.trace.digest()));
             }
             self.detect_stall();
+            self.check_catchups();
         }
         self.now = self.now.max(until);
     }
@@ -939,6 +1028,8 @@ impl Sim {
             Event::Ring => (14, 0, 0, &[]),
             Event::RingHeal => (15, 0, 0, &[]),
             Event::ClockStepped(i) => (16, *i, 0, &[]),
+            Event::Starve(i, _) => (18, *i, 0, &[]),
+            Event::Fed(i) => (19, *i, 0, &[]),
         };
         self.trace.absorb(&[
             self.now.0,
@@ -955,6 +1046,10 @@ impl Sim {
             Event::Deliver { from, to, frame } => {
                 if self.down.contains(&(from, to)) {
                     self.mark("partition drop");
+                    return;
+                }
+                if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
+                    self.mark("starve drop");
                     return;
                 }
                 self.peer_messages += 1;
@@ -1000,6 +1095,8 @@ impl Sim {
                 }
             }
             Event::Load => {
+                self.sample_memory();
+                self.fetch_flood();
                 let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
                 let k = per_ms.floor() as u64
                     + u64::from(
@@ -1034,9 +1131,9 @@ impl Sim {
                 }
                 self.replicas[i].crash_armed = None;
                 self.mark("crash");
-                if self.cfg.amnesia {
+                if self.cfg.wipe {
                     self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
-                    self.mark("amnesia");
+                    self.mark("wiped");
                 }
                 if self.restart(i) {
                     // The restarted replica hears the others late for a
@@ -1046,6 +1143,7 @@ impl Sim {
                     let until = self.now.saturating_add(Micros::from_millis(600));
                     self.replicas[i].slow_until = Some((until, slow));
                     self.mark("slow link after a restart");
+                    self.fault_ended(&[i]);
                 }
             }
             Event::Cut(i) => {
@@ -1056,6 +1154,7 @@ impl Sim {
                 self.mark("partition");
             }
             Event::Blackout => {
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
                 for a in 0..self.cfg.n {
                     for b in 0..self.cfg.n {
                         self.down.insert((a, b));
@@ -1066,14 +1165,18 @@ impl Sim {
             Event::Daylight => {
                 self.down.clear();
                 self.mark("blackout healed");
+                self.end_no_quorum();
                 for i in 0..self.cfg.n {
                     self.reconnect(i);
                 }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
             }
             Event::Heal(i) => {
                 self.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("heal");
                 self.reconnect(i);
+                self.fault_ended(&[i]);
             }
             Event::OneWay(i, out) => {
                 self.down.retain(|(a, b)| *a != i && *b != i);
@@ -1090,27 +1193,115 @@ impl Sim {
                 self.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("asymmetric partition healed");
                 self.reconnect(i);
+                self.fault_ended(&[i]);
             }
             Event::Ring => {
-                let (n, f) = (self.cfg.n, self.cfg.f());
+                // Each replica keeps the links to the `d` replicas on either
+                // side, `2d + 1 >= Q`: every neighbourhood is a quorum, no
+                // two the same one. Reliable broadcast still stalls (a VAL
+                // reaches only its author's neighbourhood, and no ECHO
+                // quorum forms anywhere), so no progress is expected until
+                // the heal.
+                let (n, q) = (self.cfg.n, self.cfg.n - self.cfg.f());
+                let side = (q - 1).div_ceil(2);
                 for a in 0..n {
                     for b in 0..n {
                         let d = (a + n - b) % n;
-                        if d.min(n - d) > f {
+                        if d.min(n - d) > side {
                             self.down.insert((a, b));
                         }
                     }
                 }
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
                 self.mark("majorities ring");
             }
             Event::ClockStepped(_) => self.mark("clock step"),
+            Event::Starve(i, long) => {
+                let until = self.now.saturating_add(long);
+                self.starved = Some((i, until));
+                self.queue.schedule(until, Event::Fed(i));
+                self.mark("starve: a replica gets no coin shares or catch-up answers");
+            }
+            Event::Fed(i) => {
+                self.starved = None;
+                self.mark("starvation ended");
+                self.fault_ended(&[i]);
+            }
             Event::RingHeal => {
                 self.down.clear();
                 self.mark("majorities ring healed");
+                self.end_no_quorum();
                 for i in 0..self.cfg.n {
                     self.reconnect(i);
                 }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
             }
+        }
+    }
+
+    /// A fault of the replicas `who` ended: each honest one must reach the
+    /// size the cluster has signed by now within [`CATCHUP_BOUND`].
+    fn fault_ended(&mut self, who: &[usize]) {
+        let target = self.heads.keys().next_back().copied().unwrap_or(0);
+        let deadline = self.now.saturating_add(CATCHUP_BOUND);
+        for i in who {
+            if honest(&self.cfg, *i) {
+                self.catchup_due.insert(*i, (deadline, target));
+            }
+        }
+    }
+
+    /// The catch-up invariant: a replica whose fault ended has reached its
+    /// target, or it is a violation once the deadline passed.
+    pub(crate) fn check_catchups(&mut self) {
+        if self.catchup_due.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        let now = self.now;
+        let replicas = &self.replicas;
+        self.catchup_due.retain(|i, (deadline, target)| {
+            let Some(len) = replicas[*i].host.as_ref().map(|h| h.core().log_len()) else {
+                return true; // down again: a later restart sets a new target
+            };
+            if len >= *target {
+                return false;
+            }
+            if now > *deadline {
+                let state = replicas[*i].host.as_ref().map(|h| {
+                    let c = h.core();
+                    format!(
+                        "round {}, decided wave {}, cluster round {}, catching up {}, {} catch-up timeouts",
+                        c.node().round().0,
+                        c.node().last_decided_wave().0,
+                        c.node().cluster_round().0,
+                        c.catching_up(),
+                        c.catchup_timeouts()
+                    )
+                });
+                failed.push((*i, len, *target, state.unwrap_or_default()));
+                return false;
+            }
+            true
+        });
+        for (i, len, target, state) in failed {
+            self.violations.push(format!(
+                "catch-up: replica {i} reached log size {len} of {target} within {} s after its fault ended ({state})",
+                CATCHUP_BOUND.0 / 1_000_000
+            ));
+        }
+    }
+
+    fn end_no_quorum(&mut self) {
+        let now = self.now;
+        if let Some(w) = self
+            .no_quorum
+            .iter_mut()
+            .rev()
+            .find(|w| w.1 == Micros(u64::MAX))
+        {
+            w.1 = now;
         }
     }
 

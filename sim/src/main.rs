@@ -40,7 +40,11 @@ struct RunArgs {
     /// Byzantine replicas (at most f).
     #[arg(long, default_value_t = 0)]
     faulty: usize,
-    /// Their strategies, comma-separated: silent, equivocate, bad-shares, censor, malformed, far-future, replay.
+    /// Their strategies, comma-separated, assigned round-robin: silent,
+    /// equivocate, bad-shares, censor, malformed, far-future, replay,
+    /// withhold-and-rush, late-leader, lying-clock, twins, bad-catchup,
+    /// stall-catchup, fetch-flood (README "Simulations" says what each
+    /// does).
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<String>,
     /// Seed.
@@ -70,6 +74,10 @@ struct RunArgs {
     /// Crash an honest replica mid-write and restart it.
     #[arg(long)]
     crash: bool,
+    /// With --crash: the crashed replica restarts with its data lost; it
+    /// must observe, then rejoin without signing anything twice.
+    #[arg(long)]
+    wipe: bool,
     /// Cut an honest replica off beyond the GC depth, then heal.
     #[arg(long)]
     partition: bool,
@@ -80,10 +88,15 @@ struct RunArgs {
     /// receive (400 ms each), then heals.
     #[arg(long)]
     one_way: bool,
-    /// Majorities ring for 1 s: each replica keeps only the links to the f
-    /// replicas on either side of it, then heals.
+    /// Majorities ring for 1 s: each replica keeps only the links to the
+    /// replicas on either side of it that make a quorum with it, then heals.
     #[arg(long)]
     ring: bool,
+    /// An honest replica receives no coin shares and no catch-up answers
+    /// for 3 s: it cannot order while the others go on (its memory must
+    /// stay bounded, and it must catch up after).
+    #[arg(long)]
+    starve: bool,
     /// Largest per-replica clock offset, µs.
     #[arg(long, default_value_t = 0)]
     clock_offset_us: i64,
@@ -168,10 +181,12 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.drop = a.drop;
     c.duplicate = a.duplicate;
     c.crash = a.crash;
+    c.wipe = a.wipe;
     c.partition = a.partition;
     c.blackout = a.blackout;
     c.one_way = a.one_way;
     c.ring = a.ring;
+    c.starve = a.starve;
     c.clock_offset_us = a.clock_offset_us;
     c.drift_ppm = a.drift_ppm;
     c.clock_step_us = a.clock_step_us;
@@ -316,7 +331,7 @@ fn run() -> anyhow::Result<i32> {
 /// A random configuration for a swarm seed (mock crypto, short runs).
 fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     let mut r = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let n = [4usize, 4, 5, 7][r.gen_range(0..4)];
+    let n = [4usize, 4, 5, 7, 7, 10, 13][r.gen_range(0..7)];
     let mut c = SimConfig::new(n, seed);
     c.mock_crypto = true;
     c.duration = duration;
@@ -336,9 +351,11 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     c.drop = [0.0, 0.0, 0.01, 0.05][r.gen_range(0..4)];
     c.duplicate = [0.0, 0.02][r.gen_range(0..2)];
     c.crash = r.gen_bool(0.3);
+    c.wipe = c.crash && r.gen_bool(0.3);
     c.partition = r.gen_bool(0.2);
     c.one_way = r.gen_bool(0.15);
     c.ring = r.gen_bool(0.15);
+    c.starve = r.gen_bool(0.1);
     c.clock_offset_us = [0, 2_000][r.gen_range(0..2)];
     c.drift_ppm = [0, 100][r.gen_range(0..2)];
     c.clock_step_us = [0, 0, 3_000][r.gen_range(0..3)];

@@ -107,6 +107,11 @@ pub enum HostError {
     /// A driver broke the contract (flushed twice without a sync).
     #[error("driver error: {0}")]
     Driver(&'static str),
+    /// The replica found its own state inconsistent (a bug, never a peer's
+    /// doing): the turn is not written, and the replica must restart from
+    /// its journal.
+    #[error("replica state inconsistent, restart it from its journal: {0}")]
+    Poisoned(&'static str),
 }
 
 /// A timer the driver must schedule: fire `timer` with `generation` at the
@@ -217,6 +222,10 @@ pub struct HostStats {
     pub log_syncs: u64,
     /// Inputs handled.
     pub inputs: u64,
+    /// Timers fired (current ones), by [`CoreTimer::index`].
+    pub fired: [u64; CoreTimer::ALL.len()],
+    /// Stale timers ignored (replaced since, or of an earlier incarnation).
+    pub stale_timers: u64,
 }
 
 /// One replica with its storage and timers (see the module documentation).
@@ -266,7 +275,9 @@ impl<J: Journal> Host<J> {
                 .map_err(HostError::LogStore)?;
         }
         let core = if recovered.is_blank() && log.is_empty() {
-            ReplicaCore::with_log(replica, crypto, log)
+            let mut core = ReplicaCore::with_log(replica, crypto, log);
+            core.start_blank();
+            core
         } else {
             ReplicaCore::restore_with_log(replica, crypto, recovered, log)?
         };
@@ -334,8 +345,10 @@ impl<J: Journal> Host<J> {
     /// Returns whether it was.
     pub fn fire(&mut self, now: Micros, timer: TimerSet) -> bool {
         if !self.timers.take(timer.timer, timer.generation) {
+            self.stats.stale_timers += 1;
             return false;
         }
+        self.stats.fired[timer.timer.index()] += 1;
         self.handle(now, CoreInput::Timer(timer.timer));
         true
     }
@@ -365,6 +378,9 @@ impl<J: Journal> Host<J> {
             return Err(HostError::Driver(
                 "flush before the previous turn was synced",
             ));
+        }
+        if let Some(why) = self.core.poisoned() {
+            return Err(HostError::Poisoned(why));
         }
         let turn = std::mem::take(&mut self.open);
         self.open_inputs = 0;

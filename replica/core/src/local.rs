@@ -77,6 +77,8 @@ pub struct LocalCluster {
     /// Each replica's own vertices and votes as released (what the fairness
     /// tests read of honest replicas' reports).
     pub released_writes: Vec<Vec<belfry_broadcast::Durable>>,
+    /// Each replica's log entries as released (acknowledged), by index.
+    pub released_entries: Vec<Vec<belfry_timestamp::Entry>>,
     /// Per replica, an optional rewrite of its outgoing peer messages (a
     /// Byzantine replica in tests). `false` drops the message.
     #[allow(clippy::type_complexity)]
@@ -109,6 +111,7 @@ impl LocalCluster {
             dirs: vec![None; n],
             incarnations: vec![0; n],
             released_writes: vec![Vec::new(); n],
+            released_entries: vec![Vec::new(); n],
             tamper: (0..n).map(|_| None).collect(),
             host_config: HostConfig::default(),
             stopped: vec![None; n],
@@ -262,6 +265,11 @@ impl LocalCluster {
     fn route(&mut self, i: usize, r: Released) {
         self.faults[i].extend(r.faults);
         self.released_writes[i].extend(r.writes);
+        if !r.appended.is_empty() {
+            let log = &mut self.released_entries[i];
+            log.truncate(usize::try_from(r.first).unwrap_or(usize::MAX));
+            log.extend(r.appended);
+        }
         for set in r.timers {
             // The cluster has no clock model: local time is true time.
             self.schedule(set.deadline, Event::Timer { node: i, set });

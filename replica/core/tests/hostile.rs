@@ -61,24 +61,39 @@ proptest! {
     }
 }
 
-/// A peer that asks for catch-up answers without end gets at most
-/// `SERVE_PAGES_PER_S` pages a second, whatever it asks for; another peer
-/// is still served, and the budget comes back a second later.
+/// A peer that asks without end — for log pages, states, leaders'
+/// histories, votes and vertex bodies — is served at most its byte budgets'
+/// burst at one instant, whatever it asks for (the work is counted as it is
+/// done, and refused requests cost nothing); another peer is still served,
+/// and the budget comes back with time.
 #[test]
-fn catch_up_requests_without_end_get_a_bounded_answer() {
+fn requests_without_end_get_a_bounded_answer() {
+    use belfry_replica::broadcast::config::RESEND_BURST_BYTES;
+    use belfry_replica::broadcast::{Message, ResendCause, Round};
     use belfry_replica::clock::Micros;
-    use belfry_replica::core::SERVE_PAGES_PER_S;
+    use belfry_replica::core::{ServeKind, SERVE_BURST_BYTES};
     use belfry_replica::local::LocalCluster;
     use belfry_replica::wire::PeerMessage;
 
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 31).unwrap();
-    let ds = common::digests("flood", 0, 100);
-    c.request_all(1, &ClientRequest::Submit(ds.clone()));
+    let ds = common::digests("flood", 0, 2_000);
+    for chunk in ds.chunks(200) {
+        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
+        c.run_until(c.now.saturating_add(Micros::from_millis(30)), |_| false);
+    }
     c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(0, &ds)
     });
     let now = c.now;
-    let core = c.host_mut(0).unwrap();
+    let some_vertex = c
+        .core(0)
+        .unwrap()
+        .node()
+        .dag()
+        .vertices()
+        .last()
+        .unwrap()
+        .hash();
     let asks = [
         PeerMessage::FetchLog { from: 0 },
         PeerMessage::FetchState { at_most: u64::MAX },
@@ -86,11 +101,17 @@ fn catch_up_requests_without_end_get_a_bounded_answer() {
             from_wave: 0,
             floor: 0,
         },
+        PeerMessage::Broadcast(Message::FetchVotes {
+            from: Round(0),
+            to: Round(u64::MAX),
+        }),
+        PeerMessage::Broadcast(Message::FetchVertex(some_vertex)),
     ];
-    let answered = |core: &mut belfry_replica::local::LocalHost, from: u16, at: Micros| -> usize {
-        let mut frames = 0;
-        for k in 0..3_000 {
-            let frame = wire::encode(&asks[k % 3]).unwrap();
+    let core = c.host_mut(0).unwrap();
+    let flood = |core: &mut belfry_replica::local::LocalHost, from: u16, at: Micros| -> u64 {
+        let mut bytes = 0u64;
+        for k in 0..5_000 {
+            let frame = wire::encode(&asks[k % asks.len()]).unwrap();
             core.handle(
                 at,
                 CoreInput::Peer {
@@ -99,30 +120,40 @@ fn catch_up_requests_without_end_get_a_bounded_answer() {
                 },
             );
             let step = core.commit().unwrap();
-            frames += step
+            bytes += step
                 .to_peers
                 .iter()
-                .filter(|(_, f)| {
-                    matches!(
-                        wire::decode::<PeerMessage>(f),
-                        Ok(PeerMessage::LogRange { .. }
-                            | PeerMessage::State { .. }
-                            | PeerMessage::Leaders { .. })
-                    )
-                })
-                .count();
+                .map(|(_, f)| f.len() as u64)
+                .sum::<u64>();
         }
-        frames
+        bytes
     };
-    let flood = answered(core, 1, now);
-    assert!(flood > 0, "the first requests are answered");
+    let served = flood(core, 1, now);
+    let counted = |core: &belfry_replica::local::LocalHost, peer: usize| {
+        let c = core.core();
+        c.serving().bytes_per_peer[peer] + c.node().counters().resent_bytes_per_peer[peer]
+    };
+    assert!(served > 0, "the first requests are answered");
+    // The budgets' bursts, plus the one answer each may start at the edge.
+    let bound = SERVE_BURST_BYTES + RESEND_BURST_BYTES + 8 * 1024 * 1024;
     assert!(
-        flood as u64 <= SERVE_PAGES_PER_S,
-        "{flood} pages for one peer in one second"
+        counted(core, 1) <= bound,
+        "{} bytes of work for one peer at one instant",
+        counted(core, 1)
     );
-    assert!(answered(core, 2, now) > 0, "another peer is still served");
+    assert!(served <= 2 * bound, "{served} bytes sent to one peer");
+    let refused: u64 = ServeKind::ALL
+        .iter()
+        .map(|k| core.core().serving().kinds[*k as usize].refused)
+        .sum::<u64>()
+        + ResendCause::ALL
+            .iter()
+            .map(|k| core.core().node().counters().resends[k.index()].refused)
+            .sum::<u64>();
+    assert!(refused > 4_000, "only {refused} of 5,000 requests refused");
+    assert!(flood(core, 2, now) > 0, "another peer is still served");
     assert!(
-        answered(core, 1, now.saturating_add(Micros::from_secs(1))) > 0,
+        flood(core, 1, now.saturating_add(Micros::from_secs(5))) > 0,
         "the budget comes back"
     );
 }

@@ -289,3 +289,109 @@ fn a_compacted_journal_restores_the_same_replica() {
     assert_eq!(a.sequencer_state(), b.sequencer_state());
     assert_eq!(a.node().round(), b.node().round());
 }
+
+/// A replica whose storage is lost (wiped data) restarts as an observer —
+/// no vertex, vote or share until its DAG is past every round it may have
+/// signed in — then rejoins: it never signs a slot twice (every vertex and
+/// vote it released before and after agree), catches up and stamps again.
+#[test]
+fn a_wiped_replica_observes_rejoins_and_never_signs_twice() {
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 17).unwrap();
+    let first = digests("wipe test", 0, 200);
+    stamp_all(&mut c, &first, &[0, 1, 2, 3]);
+    c.wipe(2).unwrap();
+    c.restart(2).unwrap();
+    assert!(c.core(2).unwrap().observing(), "a wiped replica observes");
+    let second = digests("wipe test", 200, 300);
+    for chunk in second.chunks(30) {
+        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
+        c.run_until(c.now.saturating_add(Micros::from_millis(50)), |_| false);
+    }
+    let all: Vec<[u8; 32]> = first.iter().chain(&second).copied().collect();
+    c.run_until(c.now.saturating_add(Micros::from_secs(60)), |c| {
+        (0..4).all(|i| c.stamped(i, &all)) && !c.core(2).unwrap().observing()
+    });
+    let core = c.core(2).unwrap();
+    assert!(!core.observing(), "it rejoined");
+    assert!(core.node().counters().rejoined);
+    for i in 0..4 {
+        assert!(c.stamped(i, &all), "replica {i}");
+    }
+    c.check_agreement().unwrap();
+    // Every pledge replica 2 ever released — before the wipe and after —
+    // names one hash per slot.
+    let mut pledges = std::collections::BTreeMap::new();
+    for w in &c.released_writes[2] {
+        if let Some((pledge, hash)) = w.pledge() {
+            if let Some(other) = pledges.insert(pledge, hash) {
+                assert_eq!(other, hash, "signed {pledge:?} twice");
+            }
+        }
+    }
+    assert!(pledges.len() > 100);
+}
+
+/// Timers live in a table with one deadline per kind and generations: a
+/// replica restarted five times in a row runs one resend timer, not six —
+/// the timers its earlier incarnations armed are ignored when they fire.
+#[test]
+fn a_restart_never_multiplies_timers() {
+    use belfry_replica::broadcast::TimerKind;
+    use belfry_replica::CoreTimer;
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 19).unwrap();
+    c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
+    for _ in 0..5 {
+        c.crash(1);
+        c.restart(1).unwrap();
+        c.run_until(c.now.saturating_add(Micros::from_millis(10)), |_| false);
+    }
+    c.run_until(c.now.saturating_add(Micros::from_secs(5)), |_| false);
+    let resend = CoreTimer::Broadcast(TimerKind::Resend).index();
+    let restarted = c.host(1).unwrap().stats();
+    let steady = c.host(0).unwrap().stats();
+    // One resend a second, give or take the start.
+    assert!(
+        (4..=6).contains(&restarted.fired[resend]),
+        "{} resend timers fired in 5 s",
+        restarted.fired[resend]
+    );
+    assert!((steady.fired[resend] as i64 - restarted.fired[resend] as i64).abs() <= 1);
+}
+
+/// Shares of tree heads that stay incomplete are re-sent: with every head
+/// share lost for 300 ms, the heads of that window are still signed once
+/// shares flow again (before, a head that lost its shares never completed).
+#[test]
+fn incomplete_tree_heads_complete_when_shares_flow_again() {
+    use belfry_replica::timestamp::Entry;
+    use belfry_replica::wire::PeerMessage;
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 23).unwrap();
+    let ds = digests("head shares", 0, 50);
+    stamp_all(&mut c, &ds, &[0]);
+    let before = c.core(0).unwrap().log_len();
+    for i in 0..4 {
+        c.tamper[i] = Some(Box::new(|m: &mut PeerMessage| {
+            !matches!(m, PeerMessage::HeadShare { .. })
+        }));
+    }
+    c.run_until(c.now.saturating_add(Micros::from_millis(300)), |_| false);
+    let during = c.core(0).unwrap().log_len();
+    for i in 0..4 {
+        c.tamper[i] = None;
+    }
+    c.run_until(c.now.saturating_add(Micros::from_secs(2)), |_| false);
+    let core = c.core(0).unwrap();
+    let heads = core.heads();
+    let log = core.log();
+    let mut window = 0;
+    for size in before + 1..=during {
+        if matches!(log[size as usize - 1], Entry::Tick(_)) {
+            window += 1;
+            assert!(
+                heads.contains_key(&size),
+                "the head of size {size} was never signed"
+            );
+        }
+    }
+    assert!(window >= 5, "{window} heads in the window");
+}

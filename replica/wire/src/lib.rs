@@ -150,15 +150,20 @@ pub enum PeerMessage {
         /// First index wanted.
         from: u64,
     },
-    /// A page of the log, with the sender's latest signed tree head (what the
-    /// receiver verifies the entries against).
+    /// A page of the log, with the sender's latest signed tree head and the
+    /// consistency proof from the page's end (`from + entries.len()`) to that
+    /// head: the receiver, which holds the log up to `from`, checks the page
+    /// on arrival (and so knows which peer sent a bad one).
     LogRange {
         /// Index of the first entry.
         from: u64,
-        /// At most `MAX_LOG_PAGE` entries.
+        /// At most `MAX_LOG_PAGE` entries, all within `head`.
         entries: Vec<Entry>,
         /// The sender's latest signed head.
         head: Option<SignedTreeHead>,
+        /// RFC 9162 consistency proof from `from + entries.len()` to the
+        /// head's size.
+        proof: Vec<Hash>,
     },
     /// Catch-up: the sequencer state and ordering checkpoint at the latest
     /// Tick at or below `at_most`.
@@ -201,6 +206,21 @@ pub enum PeerMessage {
         /// The page's bytes.
         bytes: Vec<u8>,
     },
+    /// The answer to a catch-up request the sender cannot serve (it does
+    /// not hold what was asked for): the asker moves on to another peer at
+    /// once rather than at its deadline.
+    CannotServe(Unserved),
+}
+
+/// What a [`PeerMessage::CannotServe`] answer is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unserved {
+    /// A `FetchLog`.
+    Log,
+    /// A `FetchLeaders`.
+    Leaders,
+    /// A `FetchState`.
+    State,
 }
 
 /// What the pages of a `State` answer carry.

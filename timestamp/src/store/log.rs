@@ -252,6 +252,66 @@ impl NodeStore for Overlay<'_> {
     }
 }
 
+/// The right edge of a log's tree: the roots of its perfect subtrees, the
+/// largest first — enough to append leaves and compute the root (RFC 9162
+/// §2.1.1's split always cuts off the largest perfect subtree on the left)
+/// without the rest of the tree. Catch-up verifies page after page of a
+/// fetched range with it at O(log n) per entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// `(level, hash)`, levels strictly decreasing.
+    peaks: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// The frontier of `base` (reads one stored node per set bit of its
+    /// size); `None` if a node is missing.
+    pub fn of(base: &dyn LogStore) -> Option<Frontier> {
+        let size = base.len();
+        let mut peaks = Vec::new();
+        let mut offset = 0u64;
+        for level in (0..64u32).rev() {
+            if size & (1u64 << level) != 0 {
+                peaks.push((level, base.node(level, offset >> level)?));
+                offset += 1u64 << level;
+            }
+        }
+        Some(Frontier { size, peaks })
+    }
+
+    /// Leaves covered.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut cur = (0u32, leaf);
+        while let Some(&(level, left)) = self.peaks.last() {
+            if level != cur.0 {
+                break;
+            }
+            self.peaks.pop();
+            cur = (level + 1, crate::merkle::node_hash(&left, &cur.1));
+        }
+        self.peaks.push(cur);
+        self.size += 1;
+    }
+
+    /// The root of the covered leaves.
+    pub fn root(&self) -> Hash {
+        let mut iter = self.peaks.iter().rev();
+        let Some(&(_, mut acc)) = iter.next() else {
+            return crate::entry::empty_root();
+        };
+        for (_, left) in iter {
+            acc = crate::merkle::node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
 /// The root of `base` extended by `leaves`.
 pub fn extended_root(base: &dyn LogStore, leaves: impl IntoIterator<Item = Hash>) -> Hash {
     let mut tree = MerkleTree::with_store(
@@ -283,6 +343,27 @@ mod tests {
             witnesses: 3,
             late: false,
         })
+    }
+
+    #[test]
+    fn the_frontier_root_equals_the_root_after_appending() {
+        let mut log = MemoryLog::new();
+        for size in 0..70u64 {
+            let Some(mut f) = Frontier::of(&log) else {
+                panic!("the memory log holds every node");
+            };
+            assert_eq!(f.root(), log.root(), "size {size}");
+            for k in 0..5 {
+                f.push(digest(1_000 + size * 10 + k).leaf_hash());
+            }
+            let mut grown = log.clone();
+            for k in 0..5 {
+                grown.append(&digest(1_000 + size * 10 + k));
+            }
+            assert_eq!(f.root(), grown.root(), "size {size} + 5");
+            assert_eq!(f.size(), grown.len());
+            log.append(&digest(size));
+        }
     }
 
     #[test]

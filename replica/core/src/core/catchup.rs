@@ -1,9 +1,50 @@
-//! Catch-up (DESIGN.md 3.8).
+//! Catch-up (DESIGN.md 3.8): how a replica whose ordering fell behind gets
+//! back, as a typed state machine, against up to `f` Byzantine peers.
+//!
+//! # The states
+//!
+//! - [`CatchUp::Log`]: fetch the log range beyond the local log, page by
+//!   page. Every `LogRange` page carries the sender's signed tree head and
+//!   the consistency proof from the page's end to it; the page is checked on
+//!   arrival against the local log's tree extended by the pages so far (a
+//!   [`Frontier`]). A page that does not verify is evidence: the sender is
+//!   distrusted ([`DISTRUST_FOR`]). A page that verifies is final — signed
+//!   heads of one cluster never fork — whoever sent it.
+//! - [`CatchUp::Install`]: the whole range up to the largest head seen is
+//!   verified; now fetch what installs it. Within `gc_depth` the peers still
+//!   hold the committed leaders' histories (`FetchLeaders`): the replica
+//!   orders them itself, and every entry this produces is compared with the
+//!   verified one *before* it is appended. Beyond `gc_depth`, or when the
+//!   replica's own ordering state does not match its log's last Tick (so a
+//!   replay could not be right), it fetches the sequencer state and ordering
+//!   checkpoint after the range's last Tick (`FetchState`), checked against
+//!   that Tick's `state_root`, and installs them with the entries.
+//!
+//! # Liveness against Byzantine peers
+//!
+//! Answers are verified, so one honest peer that holds the data is enough.
+//! The first log request goes to every peer; every later request goes to
+//! one peer with a deadline that follows the observed answer time. A peer
+//! that lets a deadline pass — withholding, or just slow: in an asynchronous
+//! network the two look alike, so this is suspicion, not evidence — is asked
+//! last for [`PASS_OVER_FOR`] and the request moves to the next peer in
+//! rotation. A peer whose answer fails verification is not asked at all for
+//! [`DISTRUST_FOR`]. A Byzantine peer that answers the first page and
+//! withholds the rest therefore costs one deadline, not the catch-up.
+//!
+//! # What the log holds, not what the node thinks
+//!
+//! The leaders to replay start after the wave of the local log's last Tick —
+//! never the broadcast node's decided wave, which could differ if the
+//! node's state and the log disagreed. They cannot disagree after a restart
+//! (a turn's entries and the node's checkpoint are one journal record, see
+//! [`crate::journal`]), and the replay checks it first anyway: the state root
+//! of the node's ordering state and the sequencer must equal the last Tick's.
 
 use super::*;
-
-/// A `State` answer being reassembled: its tree size and the pages so far.
-type StatePages = (u64, Vec<Option<Vec<u8>>>);
+use belfry_broadcast::coin::Wave;
+use belfry_broadcast::VertexHash;
+use belfry_timestamp::store::Frontier;
 
 /// Ordering lag (rounds) beyond which a replica fetches the log it misses.
 pub const LAG_ROUNDS: u64 = 12;
@@ -15,40 +56,124 @@ pub const MAX_LEADER_SCAN: u64 = 1 << 20;
 /// How long a peer's catch-up answers are ignored after one failed to verify.
 pub const DISTRUST_FOR: Micros = Micros::from_secs(10);
 
-/// Catch-up answer pages (`LogRange`, `State`, `Leaders`) served to one peer
-/// per second at most: a Byzantine peer asking without end gets no more, an
-/// honest one catching up fetches ≈ 1 M entries per second.
-pub const SERVE_PAGES_PER_S: u64 = 256;
+/// How long a peer that let a catch-up request time out is asked last.
+pub const PASS_OVER_FOR: Micros = Micros::from_secs(2);
 
-/// A catch-up in progress: entries fetched beyond the local log, verified
-/// against `head` before anything is installed.
-#[derive(Debug)]
-pub(super) struct CatchUp {
-    head: SignedTreeHead,
-    from: u64,
-    entries: Vec<Entry>,
-    verified: bool,
-    started: Micros,
-    /// `State` pages received, per peer: (tree size, pages).
-    state_pages: BTreeMap<ReplicaId, StatePages>,
-    /// Within `gc_depth`: the wave the `FetchLeaders` asked from, and the
-    /// `Leaders` pages received per peer.
-    leaders_from: Option<u64>,
-    leader_pages: BTreeMap<ReplicaId, LeaderPages>,
+/// Bounds of a catch-up request's deadline; within them it is four times
+/// the smoothed answer time.
+pub const CATCHUP_TIMEOUT_MIN: Micros = Micros::from_millis(50);
+/// See [`CATCHUP_TIMEOUT_MIN`].
+pub const CATCHUP_TIMEOUT_MAX: Micros = Micros::from_secs(2);
+
+/// Most log entries one catch-up buffers before it installs them (≈ 1 GiB
+/// of entries in memory at the very most; a replica further behind than
+/// this needs a fresh data directory and rejoins from scratch).
+pub const MAX_CATCHUP_ENTRIES: u64 = 1 << 22;
+
+/// A catch-up without progress for this long starts over.
+pub const CATCHUP_GIVE_UP: Micros = Micros::from_secs(10);
+
+/// A request in flight: to whom (`None`: every peer), and until when.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Request {
+    peer: Option<ReplicaId>,
+    sent: Micros,
+    deadline: Micros,
 }
 
-/// A `Leaders` answer being reassembled.
-type LeaderPages = Vec<Option<Vec<belfry_broadcast::Vertex>>>;
+/// A catch-up in progress (see the module documentation).
+#[derive(Debug)]
+pub(super) enum CatchUp {
+    /// Fetching and verifying the log range.
+    Log(LogFetch),
+    /// The range is verified; fetching what installs it.
+    Install(Install),
+}
 
-/// Catch-up (DESIGN.md 3.8): a replica further behind than the GC depth
-/// cannot rebuild the missed DAG from re-sent votes (peers pruned it), so it
-/// fetches the log up to a signed tree head — verified by recomputing the root
-/// under the group signature, so it knows every logged digest and never logs
-/// one twice — and the sequencer state and ordering checkpoint of the latest
-/// Tick in it, verified against that Tick's `state_root`; then it installs
-/// both and takes recent votes from its peers. Answers from a Byzantine peer
-/// fail verification and are dropped; the replica asks again on its next
-/// resend timer while it is still behind.
+/// Fetching the log range beyond the local log.
+#[derive(Debug)]
+pub(super) struct LogFetch {
+    /// The local log's length when the fetch began.
+    from: u64,
+    /// Verified entries beyond `from`.
+    entries: Vec<Entry>,
+    /// The tree of the local log followed by `entries`.
+    frontier: Frontier,
+    /// The largest signed head a verified page was checked against.
+    head: Option<SignedTreeHead>,
+    request: Request,
+    progress_at: Micros,
+}
+
+/// Installing a verified range.
+#[derive(Debug)]
+pub(super) struct Install {
+    from: u64,
+    entries: Vec<Entry>,
+    head: SignedTreeHead,
+    by: InstallBy,
+    request: Request,
+    /// Peers asked in this state so far (each at most once per way).
+    tried: BTreeSet<ReplicaId>,
+    /// Pages received, per peer.
+    pages: BTreeMap<ReplicaId, Pages>,
+    progress_at: Micros,
+}
+
+/// How a verified range is installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum InstallBy {
+    /// Replay the committed leaders after the local log's last Tick.
+    Leaders {
+        /// That Tick's wave.
+        from_wave: u64,
+    },
+    /// Install the state after the range's last Tick.
+    State,
+}
+
+/// An answer being reassembled from its pages.
+#[derive(Debug)]
+enum Pages {
+    Leaders(Vec<Option<Vec<belfry_broadcast::Vertex>>>),
+    /// The tree size the state belongs to, and the pages.
+    State(u64, Vec<Option<Vec<u8>>>),
+}
+
+/// While the leaders a peer sent are replayed: the verified entries the
+/// replay must produce, from log index `from`.
+#[derive(Debug)]
+pub(super) struct Replay {
+    from: u64,
+    expected: Vec<Entry>,
+    /// Set at the first produced entry that differs: nothing more is
+    /// appended.
+    pub(super) diverged: bool,
+}
+
+impl Replay {
+    /// Whether the entry the replay produced at `index` is the verified
+    /// one (and the replay has not diverged before).
+    pub(super) fn accepts(&mut self, index: u64, entry: &Entry) -> bool {
+        if self.diverged {
+            return false;
+        }
+        let Some(k) = index.checked_sub(self.from) else {
+            self.diverged = true;
+            return false;
+        };
+        match usize::try_from(k).ok().and_then(|k| self.expected.get(k)) {
+            Some(expected) if expected != entry => {
+                self.diverged = true;
+                false
+            }
+            // Within the range and equal, or beyond it: the replica's own
+            // ordering going on in the same step, once the range is done.
+            _ => true,
+        }
+    }
+}
+
 impl ReplicaCore {
     /// Verified log ranges and state snapshots installed so far.
     pub fn catchups_installed(&self) -> u64 {
@@ -59,6 +184,16 @@ impl ReplicaCore {
     /// peer's vertices (`FetchLeaders`).
     pub fn leader_catchups(&self) -> u64 {
         self.leader_catchups
+    }
+
+    /// Catch-up requests that timed out (the peer was passed over).
+    pub fn catchup_timeouts(&self) -> u64 {
+        self.catchup_timeouts
+    }
+
+    /// Whether a catch-up is in progress.
+    pub fn catching_up(&self) -> bool {
+        self.catchup.is_some()
     }
 
     /// Whether this replica's ordering lags the cluster by more than three
@@ -84,108 +219,630 @@ impl ReplicaCore {
         }
     }
 
+    /// The deadline of a request sent now: four times the smoothed answer
+    /// time, within bounds.
+    fn catchup_deadline(&self) -> Micros {
+        let t = Micros(self.catchup_rtt.0.saturating_mul(4))
+            .max(CATCHUP_TIMEOUT_MIN)
+            .min(CATCHUP_TIMEOUT_MAX);
+        self.now.saturating_add(t)
+    }
+
+    fn note_answer_time(&mut self, request: &Request, from: ReplicaId) {
+        if request.peer == Some(from) || request.peer.is_none() {
+            let took = self.now.saturating_sub(request.sent);
+            // Exponentially weighted, 1/4 of the new sample.
+            self.catchup_rtt = Micros((self.catchup_rtt.0 * 3 + took.0) / 4);
+        }
+    }
+
+    /// The next peer to ask, in rotation: never this replica or a
+    /// distrusted peer, a passed-over one only if nobody else is left,
+    /// and none of `skip` unless every other peer is in it.
+    fn next_peer(&mut self, skip: &BTreeSet<ReplicaId>) -> Option<ReplicaId> {
+        let n = self.config.broadcast.n;
+        let me = self.config.broadcast.me;
+        let mut fallback = None;
+        for k in 1..=n {
+            let p = ReplicaId(((self.catchup_cursor + k) % n) as u16);
+            if p == me || self.distrusts(p) {
+                continue;
+            }
+            let passed = self
+                .passed_over
+                .get(p.index())
+                .is_some_and(|until| self.now < *until);
+            if passed || skip.contains(&p) {
+                fallback = fallback.or(Some(p));
+                continue;
+            }
+            self.catchup_cursor = p.index();
+            return Some(p);
+        }
+        if let Some(p) = fallback {
+            self.catchup_cursor = p.index();
+        }
+        fallback
+    }
+
+    fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
+        out.timers.push((deadline, CoreTimer::CatchUp));
+    }
+
+    /// Starts a catch-up when the replica lags; moves a running one on
+    /// when its request timed out; drops one the replica's own ordering
+    /// overtook or that made no progress for [`CATCHUP_GIVE_UP`].
     pub(super) fn maybe_start_catchup(&mut self, out: &mut CoreStep) {
-        let stale = self.catchup.as_ref().is_some_and(|c| {
-            self.now.saturating_sub(c.started) > self.config.broadcast.resend_interval
-        });
-        if stale {
+        let (from, deadline, progress_at) = match &self.catchup {
+            Some(CatchUp::Log(f)) => (f.from, f.request.deadline, f.progress_at),
+            Some(CatchUp::Install(i)) => (i.from, i.request.deadline, i.progress_at),
+            None => {
+                if self.is_lagging() {
+                    self.start_log_fetch(out);
+                }
+                return;
+            }
+        };
+        if self.log.len() != from || self.now.saturating_sub(progress_at) > CATCHUP_GIVE_UP {
+            // Our own ordering appended entries meanwhile (installing now
+            // would log them twice), or nobody could serve us: start over.
             self.catchup = None;
+            if self.is_lagging() {
+                self.start_log_fetch(out);
+            }
+            return;
         }
-        if self.catchup.is_none() && self.is_lagging() {
-            let from = self.log.len();
-            self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
-            // Marks the request; the first verifiable answer fills it in.
-            self.catchup = Some(CatchUp {
-                head: SignedTreeHead {
-                    head: TreeHead {
-                        tree_size: 0,
-                        root: [0; 32],
-                        time: Micros::ZERO,
-                    },
-                    signature: belfry_broadcast::coin::GroupSignature([0; 96]),
-                },
-                from,
-                entries: Vec::new(),
-                verified: false,
-                started: self.now,
-                state_pages: BTreeMap::new(),
-                leaders_from: None,
-                leader_pages: BTreeMap::new(),
-            });
+        if self.now >= deadline {
+            self.on_catchup_timeout(out);
         }
     }
 
-    /// Charges `pages` to `peer`'s serving budget of the current second;
-    /// `false` (answer nothing) when it is spent.
-    pub(super) fn take_serve_budget(&mut self, peer: ReplicaId, pages: u64) -> bool {
-        let now = self.now;
-        let Some(b) = self.served.get_mut(peer.index()) else {
-            return false;
+    fn start_log_fetch(&mut self, out: &mut CoreStep) {
+        let from = self.log.len();
+        let Some(frontier) = Frontier::of(&*self.log) else {
+            return;
         };
-        if now.saturating_sub(b.0) >= Micros::from_secs(1) {
-            *b = (now, 0);
-        }
-        if b.1.saturating_add(pages) > SERVE_PAGES_PER_S {
-            return false;
-        }
-        b.1 += pages;
-        true
-    }
-
-    pub(super) fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
-        let len = self.log.len();
-        if from >= len || to.index() >= self.config.broadcast.n {
-            return;
-        }
-        if !self.take_serve_budget(to, 1) {
-            return;
-        }
-        let end = len.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
-        let m = PeerMessage::LogRange {
+        // The first request goes to everyone: whoever holds the range
+        // answers, and the fastest verified page wins.
+        self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
+        let deadline = self.catchup_deadline();
+        self.catchup = Some(CatchUp::Log(LogFetch {
             from,
-            entries: self.log.entries(from, end),
-            head: self.log.latest_head(),
-        };
-        self.send_peer(Target::One(to), &m, out);
+            entries: Vec::new(),
+            frontier,
+            head: None,
+            request: Request {
+                peer: None,
+                sent: self.now,
+                deadline,
+            },
+            progress_at: self.now,
+        }));
+        self.arm_catchup_timer(deadline, out);
     }
 
-    pub(super) fn serve_state(&mut self, to: ReplicaId, at_most: u64, out: &mut CoreStep) {
-        let Some((size, (seq, cp))) = self.recent_states.range(..=at_most).next_back() else {
-            return;
+    /// The request in flight timed out: pass its peer over and ask the next.
+    fn on_catchup_timeout(&mut self, out: &mut CoreStep) {
+        let timed_out = match &self.catchup {
+            Some(CatchUp::Log(f)) => f.request.peer,
+            Some(CatchUp::Install(i)) => i.request.peer,
+            None => return,
         };
-        let size = *size;
-        let snapshot = wire::StateSnapshot {
-            sequencer: seq.clone(),
-            checkpoint: cp.clone(),
+        if let Some(p) = timed_out {
+            self.catchup_timeouts += 1;
+            if let Some(t) = self.passed_over.get_mut(p.index()) {
+                *t = self.now.saturating_add(PASS_OVER_FOR);
+            }
+        }
+        match self.catchup.take() {
+            Some(CatchUp::Log(f)) => self.request_page(f, out),
+            Some(CatchUp::Install(i)) => self.request_install(i, out),
+            None => {}
+        }
+    }
+
+    /// Asks the next peer for the next page of the range.
+    fn request_page(&mut self, mut f: LogFetch, out: &mut CoreStep) {
+        let next = f.from + f.entries.len() as u64;
+        let skip = f.request.peer.into_iter().collect();
+        let peer = self.next_peer(&skip);
+        if let Some(p) = peer {
+            self.send_peer(Target::One(p), &PeerMessage::FetchLog { from: next }, out);
+        }
+        f.request = Request {
+            peer,
+            sent: self.now,
+            deadline: self.catchup_deadline(),
         };
-        // One page's worth up front pays for the encoding.
-        if !self.take_serve_budget(to, 1) {
+        self.arm_catchup_timer(f.request.deadline, out);
+        self.catchup = Some(CatchUp::Log(f));
+    }
+
+    /// A page of the log range: checked on arrival, then either the next
+    /// page is asked for or the verified range goes on to be installed.
+    pub(super) fn on_log_range(
+        &mut self,
+        from_peer: ReplicaId,
+        from: u64,
+        entries: Vec<Entry>,
+        head: Option<SignedTreeHead>,
+        proof: Vec<belfry_timestamp::Hash>,
+        out: &mut CoreStep,
+    ) {
+        if self.distrusts(from_peer) {
             return;
         }
-        let Ok(bytes) = postcard::to_allocvec(&snapshot) else {
+        let Some(CatchUp::Log(f)) = &self.catchup else {
             return;
         };
-        let page_bytes = self
-            .config
-            .catchup_page_bytes
-            .clamp(1, wire::STATE_PAGE_BYTES);
-        let pages = bytes.len().div_ceil(page_bytes).max(1);
-        let Ok(pages) = u32::try_from(pages) else {
-            return;
-        };
-        if pages > wire::MAX_STATE_PAGES || !self.take_serve_budget(to, u64::from(pages) - 1) {
-            // Larger than any peer accepts, or this peer asked too much:
-            // refusing is the honest answer; the peer asks the others.
+        let next = f.from + f.entries.len() as u64;
+        if from != next || entries.is_empty() {
+            // Another peer's copy of a page already taken, or a peer that
+            // holds nothing beyond what we have.
             return;
         }
-        for (page, chunk) in bytes.chunks(page_bytes).enumerate() {
-            let m = PeerMessage::State {
-                tree_size: size,
-                page: page as u32,
-                pages,
-                bytes: chunk.to_vec(),
+        let Some(CatchUp::Log(mut f)) = self.catchup.take() else {
+            return;
+        };
+        let ok = head.filter(|h| self.head_signed(h)).and_then(|h| {
+            let end = next + entries.len() as u64;
+            if h.head.tree_size < end || f.entries.len() as u64 + (end - next) > MAX_CATCHUP_ENTRIES
+            {
+                return None;
+            }
+            let mut frontier = f.frontier.clone();
+            for e in &entries {
+                frontier.push(e.leaf_hash());
+            }
+            let consistent = if end == h.head.tree_size {
+                proof.is_empty() && frontier.root() == h.head.root
+            } else {
+                belfry_timestamp::verify_consistency(
+                    end,
+                    h.head.tree_size,
+                    &frontier.root(),
+                    &h.head.root,
+                    &proof,
+                )
             };
-            self.send_peer(Target::One(to), &m, out);
+            consistent.then_some((h, frontier))
+        });
+        let Some((h, frontier)) = ok else {
+            self.distrust(from_peer, "log range does not match its signed head", out);
+            // Ask someone else for the same page at once.
+            f.request.peer = Some(from_peer);
+            self.request_page(f, out);
+            return;
+        };
+        self.note_answer_time(&f.request, from_peer);
+        f.entries.extend(entries);
+        f.frontier = frontier;
+        f.progress_at = self.now;
+        if f.head
+            .is_none_or(|old| old.head.tree_size < h.head.tree_size)
+        {
+            f.head = Some(h);
+        }
+        let target = f.head.map_or(0, |h| h.head.tree_size);
+        if f.frontier.size() < target {
+            // The peer that served this page serves the next one, with a
+            // deadline; the request moves on if it withholds.
+            let m = PeerMessage::FetchLog {
+                from: f.frontier.size(),
+            };
+            self.send_peer(Target::One(from_peer), &m, out);
+            f.request = Request {
+                peer: Some(from_peer),
+                sent: self.now,
+                deadline: self.catchup_deadline(),
+            };
+            self.arm_catchup_timer(f.request.deadline, out);
+            self.catchup = Some(CatchUp::Log(f));
+            return;
+        }
+        let Some(head) = f.head else { return };
+        self.begin_install(f.from, f.entries, head, out);
+    }
+
+    /// The wave and state root of the local log's last Tick (the log always
+    /// ends with a Tick: a batch is appended whole).
+    fn last_tick(&self) -> Option<TickEntry> {
+        let len = self.log.len();
+        match self.log.entry(len.checked_sub(1)?) {
+            Some(Entry::Tick(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the node's ordering state and the sequencer are the state
+    /// the log's last Tick committed to: only then can replaying the
+    /// following leaders produce the following entries.
+    fn ordering_matches_log(&self) -> bool {
+        let order = self.node.checkpoint().commitment();
+        match self.last_tick() {
+            Some(t) => {
+                t.wave == self.node.last_decided_wave().0
+                    && self.sequencer.state_root(&order) == t.state_root
+            }
+            None => self.node.last_decided_wave().0 == 0,
+        }
+    }
+
+    fn begin_install(
+        &mut self,
+        from: u64,
+        entries: Vec<Entry>,
+        head: SignedTreeHead,
+        out: &mut CoreStep,
+    ) {
+        let by = if !self.is_behind() && self.ordering_matches_log() {
+            InstallBy::Leaders {
+                from_wave: self.last_tick().map_or(0, |t| t.wave),
+            }
+        } else {
+            InstallBy::State
+        };
+        let install = Install {
+            from,
+            entries,
+            head,
+            by,
+            request: Request {
+                peer: None,
+                sent: self.now,
+                deadline: self.now,
+            },
+            tried: BTreeSet::new(),
+            pages: BTreeMap::new(),
+            progress_at: self.now,
+        };
+        self.request_install(install, out);
+    }
+
+    /// Asks the next untried peer for the leaders' histories or the state;
+    /// when every peer was tried one way, the other way; when both failed,
+    /// the catch-up starts over.
+    fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
+        let mut peer = self.next_peer(&i.tried);
+        if peer.is_none_or(|p| i.tried.contains(&p)) {
+            // Every peer we may ask was asked this way.
+            match i.by {
+                InstallBy::Leaders { .. } => {
+                    i.by = InstallBy::State;
+                    i.tried.clear();
+                    i.pages.clear();
+                    peer = self.next_peer(&i.tried);
+                }
+                InstallBy::State => {
+                    // Nobody holds a state for this range any more (peers
+                    // keep recent ones only): fetch the log afresh, up to
+                    // a newer head.
+                    self.catchup = None;
+                    self.maybe_start_catchup(out);
+                    return;
+                }
+            }
+        }
+        if let Some(p) = peer {
+            i.tried.insert(p);
+            let m = match i.by {
+                InstallBy::Leaders { from_wave } => PeerMessage::FetchLeaders {
+                    from_wave,
+                    floor: self.node.dag().horizon().0,
+                },
+                InstallBy::State => PeerMessage::FetchState {
+                    at_most: i.head.head.tree_size,
+                },
+            };
+            self.send_peer(Target::One(p), &m, out);
+        }
+        i.request = Request {
+            peer,
+            sent: self.now,
+            deadline: self.catchup_deadline(),
+        };
+        self.arm_catchup_timer(i.request.deadline, out);
+        self.catchup = Some(CatchUp::Install(i));
+    }
+
+    /// Takes one page of an install answer from a peer that was asked;
+    /// returns the install state and the peer's whole answer once complete.
+    fn take_page(
+        &mut self,
+        from_peer: ReplicaId,
+        pages: u32,
+        page: u32,
+        fill: impl FnOnce(&mut Pages, usize),
+        fresh: impl Fn(usize) -> Pages,
+        fits: impl Fn(&Pages) -> bool,
+    ) -> Option<(Install, Pages)> {
+        if self.distrusts(from_peer) {
+            return None;
+        }
+        let Some(CatchUp::Install(i)) = self.catchup.as_mut() else {
+            return None;
+        };
+        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
+        if !shaped || !i.tried.contains(&from_peer) {
+            return None;
+        }
+        let total = pages as usize;
+        let slot = i.pages.entry(from_peer).or_insert_with(|| fresh(total));
+        if !fits(slot) {
+            // A new answer from this peer replaces an unfinished one.
+            *slot = fresh(total);
+        }
+        fill(slot, page as usize);
+        let complete = match slot {
+            Pages::Leaders(p) => p.iter().all(Option::is_some),
+            Pages::State(_, p) => p.iter().all(Option::is_some),
+        };
+        if !complete {
+            return None;
+        }
+        let whole = i.pages.remove(&from_peer)?;
+        match self.catchup.take() {
+            Some(CatchUp::Install(i)) => Some((i, whole)),
+            other => {
+                self.catchup = other;
+                None
+            }
+        }
+    }
+
+    /// Collects a peer's `Leaders` pages; once complete, replays them.
+    pub(super) fn on_leaders_page(
+        &mut self,
+        from_peer: ReplicaId,
+        from_wave: u64,
+        page: u32,
+        pages: u32,
+        vertices: Vec<belfry_broadcast::Vertex>,
+        out: &mut CoreStep,
+    ) {
+        let wanted = matches!(
+            &self.catchup,
+            Some(CatchUp::Install(Install { by: InstallBy::Leaders { from_wave: w }, .. })) if *w == from_wave
+        );
+        if !wanted {
+            return;
+        }
+        let total = pages as usize;
+        let taken = self.take_page(
+            from_peer,
+            pages,
+            page,
+            |slot, k| {
+                if let Pages::Leaders(p) = slot {
+                    if let Some(s) = p.get_mut(k) {
+                        s.get_or_insert(vertices);
+                    }
+                }
+            },
+            |n| Pages::Leaders(vec![None; n]),
+            |slot| matches!(slot, Pages::Leaders(p) if p.len() == total),
+        );
+        let Some((i, Pages::Leaders(parts))) = taken else {
+            return;
+        };
+        self.note_answer_time(&i.request, from_peer);
+        let vertices: Vec<belfry_broadcast::Vertex> =
+            parts.into_iter().flatten().flatten().collect();
+        self.replay_leaders(from_peer, from_wave, i, vertices, out);
+    }
+
+    /// Orders the verified range's leaders from a peer's vertices, each
+    /// produced entry checked against the verified one before it is
+    /// appended (see [`Replay`]).
+    fn replay_leaders(
+        &mut self,
+        from_peer: ReplicaId,
+        from_wave: u64,
+        i: Install,
+        vertices: Vec<belfry_broadcast::Vertex>,
+        out: &mut CoreStep,
+    ) {
+        if self.log.len() != i.from || !self.ordering_matches_log() {
+            // The log moved, or the state a replay starts from is not the
+            // one the log committed to: install a snapshot instead.
+            let mut i = i;
+            i.by = InstallBy::State;
+            i.tried.clear();
+            self.request_install(i, out);
+            return;
+        }
+        let leaders: Vec<(Wave, belfry_broadcast::coin::GroupSignature, VertexHash)> = i
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Tick(t) if t.wave > from_wave => {
+                    Some((Wave(t.wave), t.coin_sig, VertexHash(t.leader)))
+                }
+                _ => None,
+            })
+            .collect();
+        self.replay = Some(Replay {
+            from: i.from,
+            expected: i.entries.clone(),
+            diverged: false,
+        });
+        self.drive(
+            Input::InstallLeaders {
+                from: from_peer,
+                leaders,
+                vertices,
+            },
+            out,
+        );
+        let replay = self.replay.take();
+        if replay.is_some_and(|r| r.diverged) {
+            // Ordering is deterministic and its starting state was checked:
+            // this is a local bug. The turn must not be released; the host
+            // restarts the replica from its journal.
+            self.poison("replayed leaders produced entries other than the signed range");
+            return;
+        }
+        let have = self.log.len();
+        if have == i.from {
+            // The answer ordered nothing: the peer forged or withheld the
+            // history, or — far likelier — its GC horizon is above the
+            // vertices this replica lacks (every honest peer's is, once
+            // this replica's own DAG is gone, as after installing a state).
+            // A verified state serves either way.
+            let mut i = i;
+            i.by = InstallBy::State;
+            i.tried.clear();
+            i.pages.clear();
+            self.request_install(i, out);
+            return;
+        }
+        self.leader_catchups += 1;
+        let size = i.head.head.tree_size;
+        if have >= size
+            && self.log.head_at(size).is_none()
+            && self.log.root_at(size).is_ok_and(|r| r == i.head.head.root)
+        {
+            self.log.put_head(&i.head);
+            out.heads.push(i.head);
+        }
+        // A partial replay (the peer held only some of the histories)
+        // leaves the rest to the next catch-up, from the new log length.
+    }
+
+    /// Collects the pages of a peer's `State` answer; a complete answer is
+    /// decoded and checked against its Tick.
+    pub(super) fn on_state_page(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        page: u32,
+        pages: u32,
+        bytes: Vec<u8>,
+        out: &mut CoreStep,
+    ) {
+        let wanted = match &self.catchup {
+            Some(CatchUp::Install(i)) => {
+                i.by == InstallBy::State
+                    && tree_size > i.from
+                    && tree_size <= i.head.head.tree_size
+                    && bytes.len() <= wire::STATE_PAGE_BYTES
+            }
+            _ => false,
+        };
+        if !wanted {
+            return;
+        }
+        let total = pages as usize;
+        let taken = self.take_page(
+            from_peer,
+            pages,
+            page,
+            |slot, k| {
+                if let Pages::State(_, p) = slot {
+                    if let Some(s) = p.get_mut(k) {
+                        s.get_or_insert(bytes);
+                    }
+                }
+            },
+            |n| Pages::State(tree_size, vec![None; n]),
+            |slot| matches!(slot, Pages::State(size, p) if *size == tree_size && p.len() == total),
+        );
+        let Some((i, Pages::State(_, parts))) = taken else {
+            return;
+        };
+        self.note_answer_time(&i.request, from_peer);
+        let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+        match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
+            Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
+            Err(_) => {
+                self.distrust(from_peer, "state snapshot does not decode", out);
+                self.request_install(i, out);
+            }
+        }
+    }
+
+    fn install_state(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        state: SequencerState,
+        checkpoint: Checkpoint,
+        i: Install,
+        out: &mut CoreStep,
+    ) {
+        if self.log.len() != i.from {
+            // Our own ordering appended entries since the range was fetched:
+            // installing it now would log them twice. Start afresh later.
+            return;
+        }
+        let tick = usize::try_from(tree_size - i.from - 1)
+            .ok()
+            .and_then(|k| i.entries.get(k));
+        let Some(Entry::Tick(tick)) = tick.copied() else {
+            self.distrust(
+                from_peer,
+                "state snapshot for a size that ends in no Tick",
+                out,
+            );
+            self.request_install(i, out);
+            return;
+        };
+        let order_state = checkpoint.commitment();
+        let valid = state.last_wave().0 == tick.wave
+            && state.order_state() == order_state
+            && checkpoint.last_decided_wave.0 == tick.wave
+            && Sequencer::restore(self.config.sequencer.clone(), state.clone())
+                .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
+        if !valid {
+            self.distrust(from_peer, "state snapshot does not match its Tick", out);
+            self.request_install(i, out);
+            return;
+        }
+        let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
+        else {
+            return;
+        };
+        let keep = (tree_size - i.from) as usize;
+        for e in i.entries.into_iter().take(keep) {
+            self.append(e, out);
+        }
+        if i.head.head.tree_size == tree_size {
+            self.log.put_head(&i.head);
+            out.heads.push(i.head);
+        }
+        self.sequencer = restored;
+        self.catchups_installed += 1;
+        self.installed_state = true;
+        self.recent_states
+            .insert(tree_size, (state, checkpoint.clone()));
+        // Digests now logged are no longer ours to report.
+        let log = &self.log;
+        self.pending.retain(|d| log.index_of(d).is_none());
+        self.drive(Input::InstallCheckpoint(checkpoint), out);
+        for p in 0..self.config.broadcast.n {
+            let p = ReplicaId(p as u16);
+            if p != self.config.broadcast.me {
+                self.drive(Input::PeerReconnected(p), out);
+            }
+        }
+    }
+
+    /// A peer says it cannot serve what it was asked (the leaders' histories
+    /// fell below its horizon, no recent state is old enough): ask the next
+    /// one at once instead of waiting for the deadline.
+    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, out: &mut CoreStep) {
+        let asked = match &self.catchup {
+            Some(CatchUp::Install(i)) => i.request.peer == Some(from_peer),
+            Some(CatchUp::Log(f)) => f.request.peer == Some(from_peer),
+            None => false,
+        };
+        if !asked {
+            return;
+        }
+        match self.catchup.take() {
+            Some(CatchUp::Log(f)) => self.request_page(f, out),
+            Some(CatchUp::Install(i)) => self.request_install(i, out),
+            None => {}
         }
     }
 
@@ -206,361 +863,5 @@ impl ReplicaCore {
         self.distrusted
             .get(peer.index())
             .is_some_and(|until| self.now < *until)
-    }
-
-    /// Collects the pages of a peer's `State` answer; a complete answer is
-    /// decoded and checked like any other. Pages nobody asked for, or that
-    /// do not fit the first page's shape, are dropped.
-    pub(super) fn on_state_page(
-        &mut self,
-        from_peer: ReplicaId,
-        tree_size: u64,
-        page: u32,
-        pages: u32,
-        bytes: Vec<u8>,
-        out: &mut CoreStep,
-    ) {
-        if self.distrusts(from_peer) {
-            return;
-        }
-        let Some(c) = self.catchup.as_mut() else {
-            return;
-        };
-        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages)
-            && page < pages
-            && bytes.len() <= wire::STATE_PAGE_BYTES;
-        if !c.verified || !shaped || tree_size <= c.from || tree_size > c.head.head.tree_size {
-            return;
-        }
-        let slot = c
-            .state_pages
-            .entry(from_peer)
-            .or_insert_with(|| (tree_size, vec![None; pages as usize]));
-        if slot.0 != tree_size || slot.1.len() != pages as usize {
-            // A new answer from this peer replaces an unfinished one.
-            *slot = (tree_size, vec![None; pages as usize]);
-        }
-        slot.1[page as usize].get_or_insert(bytes);
-        if slot.1.iter().any(Option::is_none) {
-            return;
-        }
-        let Some((_, parts)) = c.state_pages.remove(&from_peer) else {
-            return;
-        };
-        let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
-        match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
-            Ok(s) => self.on_state(from_peer, tree_size, s.sequencer, s.checkpoint, out),
-            Err(_) => self.distrust(from_peer, "state snapshot does not decode", out),
-        }
-    }
-
-    pub(super) fn on_log_range(
-        &mut self,
-        from_peer: ReplicaId,
-        from: u64,
-        entries: Vec<Entry>,
-        head: Option<SignedTreeHead>,
-        out: &mut CoreStep,
-    ) {
-        if self.distrusts(from_peer) {
-            return;
-        }
-        let signed = head.filter(|h| self.head_signed(h));
-        let Some(c) = self.catchup.as_mut() else {
-            return;
-        };
-        if c.verified {
-            return;
-        }
-        // The first page fixes the head to verify against: a signed one,
-        // beyond the local log.
-        if c.entries.is_empty() {
-            let Some(h) = signed else { return };
-            if h.head.tree_size <= c.from {
-                return;
-            }
-            c.head = h;
-        }
-        if from != c.from + c.entries.len() as u64 || entries.is_empty() {
-            return;
-        }
-        if self.log.len() != c.from {
-            // Our own ordering moved on meanwhile: start afresh later.
-            self.catchup = None;
-            return;
-        }
-        let want = c.head.head.tree_size;
-        let room = want.saturating_sub(from) as usize;
-        c.entries.extend(entries.into_iter().take(room));
-        let have = c.from + c.entries.len() as u64;
-        if have < want {
-            let m = PeerMessage::FetchLog { from: have };
-            self.send_peer(Target::One(from_peer), &m, out);
-            return;
-        }
-        // Verify: the local log followed by the fetched entries has the
-        // signed root. The local log is thereby checked to be a prefix too.
-        if extended_root(&*self.log, c.entries.iter().map(Entry::leaf_hash)) != c.head.head.root {
-            self.catchup = None;
-            self.distrust(from_peer, "log range does not match its signed head", out);
-            return;
-        }
-        c.verified = true;
-        if self.is_behind() {
-            let m = PeerMessage::FetchState { at_most: want };
-            self.send_peer(Target::All, &m, out);
-        } else {
-            // Within gc_depth the peers still hold the committed leaders'
-            // histories: replay ordering rather than install a snapshot.
-            let from_wave = self.node.last_decided_wave().0;
-            let floor = self.node.dag().horizon().0;
-            if let Some(c) = self.catchup.as_mut() {
-                c.leaders_from = Some(from_wave);
-            }
-            let m = PeerMessage::FetchLeaders { from_wave, floor };
-            self.send_peer(Target::All, &m, out);
-        }
-    }
-
-    /// Answers `FetchLeaders`: the leaders of the Ticks after `from_wave`
-    /// (read back from the end of the log), with the vertices of their
-    /// causal histories from `floor` on, in pages.
-    pub(super) fn serve_leaders(
-        &mut self,
-        to: ReplicaId,
-        from_wave: u64,
-        floor: u64,
-        out: &mut CoreStep,
-    ) {
-        if to.index() >= self.config.broadcast.n || from_wave >= self.node.last_decided_wave().0 {
-            return;
-        }
-        // Each answer costs a scan and a walk of the DAG: charge a share of
-        // the peer's budget up front, before doing the work.
-        if !self.take_serve_budget(to, 8) {
-            return;
-        }
-        // Leaders older than gc_depth rounds are gone from the DAG anyway:
-        // read back at most that many Ticks.
-        let max_ticks = self.config.broadcast.gc_depth / 4 + 2;
-        let mut leaders = Vec::new();
-        let mut i = self.log.len();
-        let stop = i.saturating_sub(MAX_LEADER_SCAN);
-        let mut reached = false;
-        while i > stop && (leaders.len() as u64) <= max_ticks {
-            i -= 1;
-            if let Some(Entry::Tick(t)) = self.log.entry(i) {
-                if t.wave <= from_wave {
-                    reached = true;
-                    break;
-                }
-                leaders.push(belfry_broadcast::VertexHash(t.leader));
-            }
-        }
-        if !reached && i > 0 {
-            return; // too far back: the asker needs a snapshot
-        }
-        if !reached && from_wave > 0 {
-            return;
-        }
-        leaders.reverse();
-        let Some(vertices) = self
-            .node
-            .leader_histories(&leaders, belfry_broadcast::Round(floor))
-        else {
-            return;
-        };
-        let page_bytes = self
-            .config
-            .catchup_page_bytes
-            .clamp(1, wire::STATE_PAGE_BYTES);
-        let mut pages: Vec<Vec<belfry_broadcast::Vertex>> = vec![Vec::new()];
-        let mut bytes = 0usize;
-        for v in vertices {
-            let len = v.canonical_bytes().len() + 64;
-            if bytes + len > page_bytes && !pages.last().is_some_and(Vec::is_empty) {
-                pages.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += len;
-            if let Some(p) = pages.last_mut() {
-                p.push((*v).clone());
-            }
-        }
-        let Ok(total) = u32::try_from(pages.len()) else {
-            return;
-        };
-        if total > wire::MAX_STATE_PAGES || !self.take_serve_budget(to, u64::from(total)) {
-            return;
-        }
-        for (page, vertices) in pages.into_iter().enumerate() {
-            let m = PeerMessage::Leaders {
-                from_wave,
-                page: page as u32,
-                pages: total,
-                vertices,
-            };
-            self.send_peer(Target::One(to), &m, out);
-        }
-    }
-
-    /// Collects a peer's `Leaders` pages; once complete, orders the
-    /// verified log range's leaders from them and checks that the entries
-    /// this produces are exactly the verified ones.
-    pub(super) fn on_leaders_page(
-        &mut self,
-        from_peer: ReplicaId,
-        from_wave: u64,
-        page: u32,
-        pages: u32,
-        vertices: Vec<belfry_broadcast::Vertex>,
-        out: &mut CoreStep,
-    ) {
-        if self.distrusts(from_peer) {
-            return;
-        }
-        let Some(c) = self.catchup.as_mut() else {
-            return;
-        };
-        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
-        if !c.verified || c.leaders_from != Some(from_wave) || !shaped {
-            return;
-        }
-        let slot = c
-            .leader_pages
-            .entry(from_peer)
-            .or_insert_with(|| vec![None; pages as usize]);
-        if slot.len() != pages as usize {
-            *slot = vec![None; pages as usize];
-        }
-        slot[page as usize].get_or_insert(vertices);
-        if slot.iter().any(Option::is_none) {
-            return;
-        }
-        let Some(parts) = c.leader_pages.remove(&from_peer) else {
-            return;
-        };
-        let Some(c) = self.catchup.take() else {
-            return;
-        };
-        if self.log.len() != c.from {
-            return; // the log moved on meanwhile; a later catch-up starts afresh
-        }
-        let leaders: Vec<_> = c
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Tick(t) if t.wave > from_wave => Some((
-                    belfry_broadcast::coin::Wave(t.wave),
-                    t.coin_sig,
-                    belfry_broadcast::VertexHash(t.leader),
-                )),
-                _ => None,
-            })
-            .collect();
-        let vertices: Vec<belfry_broadcast::Vertex> =
-            parts.into_iter().flatten().flatten().collect();
-        self.drive(
-            Input::InstallLeaders {
-                from: from_peer,
-                leaders,
-                vertices,
-            },
-            out,
-        );
-        let have = self.log.len();
-        let produced = self.log.entries(c.from, have.min(c.head.head.tree_size));
-        let expected = &c.entries[..produced.len().min(c.entries.len())];
-        if produced.as_slice() != expected {
-            // The replayed ordering disagrees with the signed log: a local
-            // bug (ordering is deterministic), reported loudly; the
-            // simulator's agreement check turns it into a violation.
-            out.faults.push(CoreFault::CatchUp {
-                replica: self.config.broadcast.me,
-                what: "replayed leaders produced entries other than the signed range",
-            });
-            return;
-        }
-        if have == c.from {
-            // This peer's answer ordered nothing (it lacked or forged the
-            // history): keep waiting for the other peers' answers.
-            self.catchup = Some(c);
-            return;
-        }
-        self.leader_catchups += 1;
-        let size = c.head.head.tree_size;
-        if have >= size
-            && self.log.head_at(size).is_none()
-            && self.log.root_at(size).is_ok_and(|r| r == c.head.head.root)
-        {
-            self.log.put_head(&c.head);
-            out.heads.push(c.head);
-        }
-    }
-
-    pub(super) fn on_state(
-        &mut self,
-        from_peer: ReplicaId,
-        tree_size: u64,
-        state: SequencerState,
-        checkpoint: Checkpoint,
-        out: &mut CoreStep,
-    ) {
-        let Some(c) = self.catchup.as_ref() else {
-            return;
-        };
-        if !c.verified || tree_size <= c.from || tree_size > c.head.head.tree_size {
-            return;
-        }
-        if self.log.len() != c.from {
-            // Our own ordering appended entries since the range was fetched:
-            // installing it now would log them twice. Start afresh later.
-            self.catchup = None;
-            return;
-        }
-        let Some(Entry::Tick(tick)) = c.entries.get((tree_size - c.from - 1) as usize).copied()
-        else {
-            return;
-        };
-        let order_state = checkpoint.commitment();
-        let valid = state.last_wave().0 == tick.wave
-            && state.order_state() == order_state
-            && checkpoint.last_decided_wave.0 == tick.wave
-            && Sequencer::restore(self.config.sequencer.clone(), state.clone())
-                .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
-        if !valid {
-            self.distrust(from_peer, "state snapshot does not match its Tick", out);
-            return;
-        }
-        let Some(c) = self.catchup.take() else {
-            return;
-        };
-        let keep = (tree_size - c.from) as usize;
-        for e in c.entries.into_iter().take(keep) {
-            self.append(e, out);
-        }
-        if c.head.head.tree_size == tree_size {
-            self.log.put_head(&c.head);
-            out.heads.push(c.head);
-        }
-        let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
-        else {
-            return;
-        };
-        self.sequencer = restored;
-        self.catchups_installed += 1;
-        self.installed_state = true;
-        self.recent_states
-            .insert(tree_size, (state, checkpoint.clone()));
-        // Digests now logged are no longer ours to report.
-        let log = &self.log;
-        self.pending.retain(|d| log.index_of(d).is_none());
-        self.drive(Input::InstallCheckpoint(checkpoint), out);
-        for p in 0..self.config.broadcast.n {
-            let p = ReplicaId(p as u16);
-            if p != self.config.broadcast.me {
-                self.drive(Input::PeerReconnected(p), out);
-            }
-        }
     }
 }

@@ -55,7 +55,13 @@ impl ReplicaCore {
             .early_shares
             .remove(&head.tree_size)
             .unwrap_or_default();
-        if let Ok(own) = self.crypto.sign_share(&message.signing_bytes()) {
+        // An observer signs nothing until it has joined.
+        let share = if self.node.observing() {
+            Err(belfry_broadcast::coin::CryptoError::NoSecret)
+        } else {
+            self.crypto.sign_share(&message.signing_bytes())
+        };
+        if let Ok(own) = share {
             shares.insert(0, (me, own));
             if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
                 tree_size: head.tree_size,

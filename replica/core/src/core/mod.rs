@@ -44,7 +44,7 @@ use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
     TimerKind,
 };
-use belfry_timestamp::store::{extended_root, LogStore, MemoryLog};
+use belfry_timestamp::store::{LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 pub use client::MAX_OUTSTANDING_PER_CLIENT;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -53,9 +53,15 @@ use std::sync::Arc;
 mod catchup;
 mod client;
 mod heads;
+mod serve;
 
 use catchup::CatchUp;
-pub use catchup::{DISTRUST_FOR, LAG_ROUNDS, MAX_LEADER_SCAN, SERVE_PAGES_PER_S};
+use catchup::Replay;
+pub use catchup::{
+    CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
+    MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
+};
+pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
 
 /// A client connection's id, assigned by the driver.
 pub type ClientId = u64;
@@ -89,6 +95,11 @@ pub struct ReplicaConfig {
     /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
     pub catchup_page_bytes: usize,
+    /// A replica that starts with nothing durable observes until it is past
+    /// every round it may have signed in (see
+    /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
+    /// show what happens without it.
+    pub rejoin_as_observer: bool,
 }
 
 impl ReplicaConfig {
@@ -104,6 +115,7 @@ impl ReplicaConfig {
             max_outstanding_per_client: MAX_OUTSTANDING_PER_CLIENT,
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
+            rejoin_as_observer: true,
         }
     }
 }
@@ -151,9 +163,10 @@ pub enum CoreTimer {
 
 impl CoreTimer {
     /// Every kind, in a fixed order.
-    pub const ALL: [CoreTimer; 4] = [
+    pub const ALL: [CoreTimer; 5] = [
         CoreTimer::Broadcast(TimerKind::RoundInterval),
         CoreTimer::Broadcast(TimerKind::Resend),
+        CoreTimer::Broadcast(TimerKind::Stall),
         CoreTimer::CatchUp,
         CoreTimer::HeadShares,
     ];
@@ -163,8 +176,9 @@ impl CoreTimer {
         match self {
             CoreTimer::Broadcast(TimerKind::RoundInterval) => 0,
             CoreTimer::Broadcast(TimerKind::Resend) => 1,
-            CoreTimer::CatchUp => 2,
-            CoreTimer::HeadShares => 3,
+            CoreTimer::Broadcast(TimerKind::Stall) => 2,
+            CoreTimer::CatchUp => 3,
+            CoreTimer::HeadShares => 4,
         }
     }
 }
@@ -260,9 +274,10 @@ pub struct ReplicaCore {
     catchup: Option<CatchUp>,
     catchups_installed: u64,
     leader_catchups: u64,
-    /// Catch-up pages served to each peer in the current second: (start of
-    /// the second, pages).
-    served: Vec<(Micros, u64)>,
+    /// Each peer's budget for catch-up answers.
+    serve_budget: Vec<belfry_broadcast::budget::ByteBudget>,
+    /// What serving catch-up answers cost.
+    serving: serve::Serving,
     /// Until when each peer's catch-up answers are ignored.
     distrusted: Vec<Micros>,
     /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
@@ -271,6 +286,22 @@ pub struct ReplicaCore {
     installed_state: bool,
     /// Faults met while restoring (reported with the first step).
     faults_on_restore: Vec<CoreFault>,
+    /// Catch-up requests that timed out.
+    catchup_timeouts: u64,
+    /// Smoothed time a catch-up answer takes.
+    catchup_rtt: Micros,
+    /// Where the rotation of peers to ask stands.
+    catchup_cursor: usize,
+    /// Until when each peer is asked last (it let a request time out).
+    passed_over: Vec<Micros>,
+    /// While a peer's leaders are replayed: what the replay must produce.
+    replay: Option<Replay>,
+    /// Started with nothing durable: observe from the first `Start`.
+    observe_on_start: bool,
+    /// Set when the replica found its own state inconsistent (a bug): it
+    /// does nothing more, and its host stops it so that it restarts from
+    /// its journal.
+    poisoned: Option<&'static str>,
 }
 
 /// Recent states kept for catching-up peers.
@@ -322,11 +353,22 @@ impl ReplicaCore {
             catchup: None,
             catchups_installed: 0,
             leader_catchups: 0,
-            served: vec![(Micros::ZERO, 0); n],
+            serve_budget: ReplicaCore::serve_budgets(n),
+            serving: serve::Serving {
+                bytes_per_peer: vec![0; n],
+                ..serve::Serving::default()
+            },
             distrusted: vec![Micros::ZERO; n],
             ticks: 0,
             installed_state: false,
             faults_on_restore: Vec::new(),
+            catchup_timeouts: 0,
+            catchup_rtt: Micros::from_millis(20),
+            catchup_cursor: 0,
+            passed_over: vec![Micros::ZERO; n],
+            replay: None,
+            observe_on_start: false,
+            poisoned: None,
         }
     }
 
@@ -517,14 +559,42 @@ impl ReplicaCore {
         self.pending.len()
     }
 
+    /// Marks a replica that starts with nothing durable (new, or its data
+    /// was lost): it observes from its first `Start` until it is past every
+    /// round it may have signed in, unless the config says otherwise.
+    pub fn start_blank(&mut self) {
+        self.observe_on_start = self.config.rejoin_as_observer;
+    }
+
+    /// Whether the replica observes (see [`ReplicaCore::start_blank`]).
+    pub fn observing(&self) -> bool {
+        self.node.observing()
+    }
+
+    /// Why the replica stopped itself, if it found its own state
+    /// inconsistent (see [`crate::host::HostError::Poisoned`]).
+    pub fn poisoned(&self) -> Option<&'static str> {
+        self.poisoned
+    }
+
+    fn poison(&mut self, why: &'static str) {
+        self.poisoned.get_or_insert(why);
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
         self.now = self.now.max(now);
         let mut out = CoreStep::default();
+        if self.poisoned.is_some() {
+            return out;
+        }
         let from_peer = matches!(input, CoreInput::Peer { .. });
         match input {
             CoreInput::Start => {
                 out.faults.append(&mut self.faults_on_restore);
+                if std::mem::take(&mut self.observe_on_start) {
+                    self.drive(Input::Observe, &mut out);
+                }
                 self.drive(Input::Start, &mut out);
                 self.resend_head_shares(&mut out);
             }
@@ -550,7 +620,8 @@ impl ReplicaCore {
                     from: index,
                     entries,
                     head,
-                }) => self.on_log_range(from, index, entries, head, &mut out),
+                    proof,
+                }) => self.on_log_range(from, index, entries, head, proof, &mut out),
                 Ok(PeerMessage::State {
                     tree_size,
                     page,
@@ -566,6 +637,7 @@ impl ReplicaCore {
                     pages,
                     vertices,
                 }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
+                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,
@@ -665,6 +737,11 @@ impl ReplicaCore {
 
     fn append(&mut self, entry: Entry, out: &mut CoreStep) {
         let index = self.log.len();
+        if let Some(replay) = self.replay.as_mut() {
+            if !replay.accepts(index, &entry) {
+                return;
+            }
+        }
         self.log.append(&entry);
         if let Entry::Digest(d) = &entry {
             self.pending.remove(&d.digest);

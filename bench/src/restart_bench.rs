@@ -1,0 +1,234 @@
+//! How long a replica takes to restart, and how much it reads, as its log
+//! grows: the claim is that a restart reads one journal snapshot, the turns
+//! after it and a few pages of the log store — not the log.
+//!
+//! For each log length N it builds a replica's storage as a long-lived node
+//! leaves it: a file log (redb + node files) holding N entries (a Tick every
+//! 1,000), durably; a journal compacted at N (one snapshot) followed by
+//! 1,000 turns of 10 entries each that the log store has not synced (a crash
+//! came before its next sync), so the restart also tops the log up from the
+//! journal. Then it opens it all as the node does — `FileJournal::open`,
+//! `FileLog::open`, `Host::open` — and measures wall time (also with the page
+//! cache dropped, when the process may) and the bytes read by system calls
+//! (`rchar` of `/proc/self/io`, which counts every `read`/`pread` whatever the
+//! cache). The baseline is reading the log's entries back once (what a
+//! restart that replayed its log would at least cost), measured in the same
+//! run.
+
+use belfry_replica::broadcast::fair::{Sequencer, SequencerConfig};
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::{MockCrypto, Policy, ReplicaId};
+use belfry_replica::filelog::FileLog;
+use belfry_replica::journal::{FileJournal, Journal, JournalRecord, Snapshot, TurnRecord};
+use belfry_replica::timestamp::store::LogStore;
+use belfry_replica::timestamp::{DigestEntry, Entry, TickEntry};
+use belfry_replica::{Host, HostConfig, ReplicaConfig};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One log length's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestartRow {
+    /// Entries in the log.
+    pub entries: u64,
+    /// Restart wall time with a warm page cache, ms.
+    pub restart_ms: f64,
+    /// Restart wall time after dropping the page cache, ms (when allowed).
+    pub cold_restart_ms: Option<f64>,
+    /// Bytes read by system calls during the restart.
+    pub bytes_read: u64,
+    /// Journal bytes read (one snapshot and the turns after it).
+    pub journal_bytes: u64,
+    /// Reading every entry back once (the baseline), ms.
+    pub read_log_ms: f64,
+    /// Restart time over the baseline.
+    pub ratio_to_baseline: f64,
+    /// Seconds it took to build the storage.
+    pub build_s: f64,
+}
+
+/// The benchmark's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestartReport {
+    /// One row per log length.
+    pub rows: Vec<RestartRow>,
+    /// Peak resident memory of the process, KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn rchar() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("rchar:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+fn drop_caches() -> bool {
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+fn entry(i: u64, tick_time: Micros) -> Entry {
+    if i % 1_000 == 999 {
+        Entry::Tick(TickEntry {
+            wave: i / 1_000 + 1,
+            time: tick_time,
+            coin_sig: belfry_replica::coin::GroupSignature([7; 96]),
+            leader: [1; 32],
+            state_root: [2; 32],
+            prev_root: [3; 32],
+            batch_len: 999,
+        })
+    } else {
+        Entry::Digest(DigestEntry {
+            digest: belfry_replica::coin::sha3(&[b"restart bench", &i.to_be_bytes()]),
+            witnessed_at: tick_time,
+            key: i,
+            witnesses: 3,
+            late: false,
+        })
+    }
+}
+
+fn build(dir: &Path, n: u64, tail_turns: u64) -> anyhow::Result<()> {
+    let genesis = Micros(1_763_700_000_000_000);
+    let mut log = FileLog::open(&dir.join("log")).map_err(anyhow::Error::msg)?;
+    for i in 0..n {
+        log.append(&entry(i, genesis));
+        if i % 100_000 == 99_999 {
+            LogStore::sync(&mut log).map_err(anyhow::Error::msg)?;
+        }
+    }
+    LogStore::sync(&mut log).map_err(anyhow::Error::msg)?;
+    let (mut journal, _) = FileJournal::open(dir).map_err(anyhow::Error::msg)?;
+    let config = SequencerConfig::new(4, 1, Policy::Lamport, genesis);
+    let sequencer = Sequencer::new(config).state().clone();
+    journal.append(JournalRecord::Snapshot(Box::new(Snapshot {
+        base: n,
+        log_len: n,
+        entries: Vec::new(),
+        heads: Vec::new(),
+        broadcast: Vec::new(),
+        sequencer: Some(sequencer),
+    })))?;
+    for t in 0..tail_turns {
+        let first = n + t * 10;
+        journal.append(JournalRecord::Turn(TurnRecord {
+            first,
+            entries: (first..first + 10).map(|i| entry(i, genesis)).collect(),
+            heads: Vec::new(),
+            writes: Vec::new(),
+            sequencer: None,
+        }))?;
+    }
+    journal.sync()?;
+    Ok(())
+}
+
+fn open(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let (journal, recovered) = FileJournal::open(dir).map_err(anyhow::Error::msg)?;
+    let journal_bytes = recovered.bytes_read;
+    let log = FileLog::open(&dir.join("log")).map_err(anyhow::Error::msg)?;
+    let cluster = belfry_replica::coin::ClusterParams {
+        group_public_key: belfry_replica::coin::GroupPublicKey::from_hex(
+            "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0",
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        n: 4,
+        f: 1,
+        policy: Policy::Lamport,
+        genesis_time: Micros(1_763_700_000_000_000),
+    };
+    let crypto = Arc::new(MockCrypto::new(4, 1, ReplicaId(0), [9; 32]));
+    let host = Host::open(
+        ReplicaConfig::new(ReplicaId(0), cluster),
+        crypto,
+        journal,
+        recovered,
+        Box::new(log),
+        HostConfig::default(),
+        1,
+    )?;
+    Ok((host.core().log_len(), journal_bytes))
+}
+
+/// Runs the benchmark for each log length.
+pub fn run(lengths: &[u64], dir: &Path) -> anyhow::Result<RestartReport> {
+    let mut rows = Vec::new();
+    for &n in lengths {
+        let case = dir.join(format!("log-{n}"));
+        if case.exists() {
+            std::fs::remove_dir_all(&case)?;
+        }
+        let tail = 1_000;
+        let started = Instant::now();
+        build(&case, n, tail)?;
+        let build_s = started.elapsed().as_secs_f64();
+        // Baseline: every entry read back once.
+        let log = FileLog::open(&case.join("log")).map_err(anyhow::Error::msg)?;
+        let t = Instant::now();
+        let mut read = 0u64;
+        for i in 0..log.len() {
+            read += u64::from(log.entry(i).is_some());
+        }
+        let read_log_ms = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(read == n, "read back {read} of {n} entries");
+        drop(log);
+        // Warm restart.
+        let before = rchar();
+        let t = Instant::now();
+        let (len, journal_bytes) = open(&case)?;
+        let restart_ms = t.elapsed().as_secs_f64() * 1e3;
+        let bytes_read = rchar().saturating_sub(before);
+        anyhow::ensure!(len == n + 10 * tail, "restarted with {len} entries");
+        // Cold restart (root only).
+        let cold_restart_ms = if drop_caches() {
+            let t = Instant::now();
+            open(&case)?;
+            Some(t.elapsed().as_secs_f64() * 1e3)
+        } else {
+            None
+        };
+        rows.push(RestartRow {
+            entries: n,
+            restart_ms,
+            cold_restart_ms,
+            bytes_read,
+            journal_bytes,
+            read_log_ms,
+            ratio_to_baseline: restart_ms / read_log_ms.max(1e-9),
+            build_s,
+        });
+        std::fs::remove_dir_all(&case)?;
+    }
+    Ok(RestartReport {
+        rows,
+        peak_rss_kib: crate::report::peak_rss_kib(),
+    })
+}
+
+/// The report as a table.
+pub fn table(r: &RestartReport) -> String {
+    let mut out = String::from(
+        "entries      restart (warm)  restart (cold)  bytes read   journal     read whole log   restart / read log\n",
+    );
+    for row in &r.rows {
+        out.push_str(&format!(
+            "{:>10}   {:>10.1} ms   {:>12}   {:>10}   {:>9}   {:>11.1} ms   {:>8.4}\n",
+            row.entries,
+            row.restart_ms,
+            row.cold_restart_ms
+                .map_or("n/a".to_string(), |ms| format!("{ms:.1} ms")),
+            row.bytes_read,
+            row.journal_bytes,
+            row.read_log_ms,
+            row.ratio_to_baseline
+        ));
+    }
+    out
+}
