@@ -9,7 +9,7 @@ use crate::core::{ClientId, CoreFault, CoreInput, ReplicaConfig, ReplicaCore};
 use crate::filelog::FileLog;
 use crate::host::{Host, HostConfig, HostError, Released, TimerSet};
 use crate::journal::{FileJournal, Journal, JournalRecord, MemoryJournal};
-use crate::wire::{self, ClientRequest, ClientResponse, PeerMessage};
+use crate::wire::{self, ClientMessage, ClientRequest, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
     deal, BlsCrypto, ClusterParams, KeyError, Policy, PublicKeys, ReplicaId, ThresholdCrypto,
@@ -91,7 +91,7 @@ pub struct LocalCluster {
     crypto: Vec<Arc<dyn ThresholdCrypto>>,
     rng: ChaCha20Rng,
     queue: EventQueue<Event>,
-    responses: Vec<(usize, ClientId, ClientResponse)>,
+    responses: Vec<(usize, ClientId, ClientMessage)>,
 }
 
 impl LocalCluster {
@@ -275,7 +275,7 @@ impl LocalCluster {
             self.schedule(set.deadline, Event::Timer { node: i, set });
         }
         for (client, frame) in r.to_clients {
-            if let Ok(resp) = wire::decode::<ClientResponse>(&frame) {
+            if let Ok(resp) = wire::decode_message(&frame) {
                 self.responses.push((i, client, resp));
             }
         }
@@ -535,8 +535,9 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Client responses received so far (replica, client, response), drained.
-    pub fn take_responses(&mut self) -> Vec<(usize, ClientId, ClientResponse)> {
+    /// What clients received so far (replica, client, answer or push),
+    /// drained.
+    pub fn take_responses(&mut self) -> Vec<(usize, ClientId, ClientMessage)> {
         std::mem::take(&mut self.responses)
     }
 }

@@ -11,7 +11,9 @@ use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
 use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::{verify_consistency, verify_receipt, Entry, Receipt};
-use belfry_replica::wire::{self, ClientRequest, ClientResponse};
+use belfry_replica::wire::{
+    self, ClientError, ClientMessage, ClientPush, ClientRequest, ClientResponse,
+};
 use belfry_replica::CoreInput;
 use common::GENESIS;
 use std::collections::BTreeSet;
@@ -110,6 +112,15 @@ fn ten_thousand_digests_one_log_one_set_of_heads_every_receipt_verifies() {
 }
 
 fn query(c: &mut LocalCluster, node: usize, req: ClientRequest) -> ClientResponse {
+    query_all(c, node, req).0
+}
+
+/// The answer to a request and the pushes its step made.
+fn query_all(
+    c: &mut LocalCluster,
+    node: usize,
+    req: ClientRequest,
+) -> (ClientResponse, Vec<ClientPush>) {
     let _ = c.take_responses();
     c.input(
         node,
@@ -118,11 +129,15 @@ fn query(c: &mut LocalCluster, node: usize, req: ClientRequest) -> ClientRespons
             frame: wire::encode(&req).unwrap(),
         },
     );
-    c.take_responses()
-        .into_iter()
-        .find(|(_, client, _)| *client == 99)
-        .unwrap()
-        .2
+    let (mut answer, mut pushes) = (None, Vec::new());
+    for (_, client, m) in c.take_responses() {
+        match m {
+            ClientMessage::Answer { id: 0, response } if client == 99 => answer = Some(response),
+            ClientMessage::Push { id: 0, push } if client == 99 => pushes.push(push),
+            _ => {}
+        }
+    }
+    (answer.unwrap(), pushes)
 }
 
 #[test]
@@ -132,10 +147,22 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
     stamp(&mut c, &ds);
     let anchor = c.anchor();
     // A resubmission gets the existing position, not a second entry.
-    let resp = query(&mut c, 1, ClientRequest::Submit(vec![ds[3]]));
+    let (resp, pushes) = query_all(&mut c, 1, ClientRequest::Submit(vec![ds[3]]));
+    assert_eq!(
+        resp,
+        ClientResponse::Accepted {
+            accepted: 0,
+            duplicates: 1
+        }
+    );
     assert!(
-        matches!(resp, ClientResponse::Ordered { digest, .. } if digest == ds[3]),
-        "{resp:?}"
+        matches!(&pushes[0], ClientPush::Ordered(o) if o[0].0 == ds[3]),
+        "{pushes:?}"
+    );
+    // ... and, already signed, its receipt under the latest head.
+    assert!(
+        matches!(&pushes[1], ClientPush::Signed(b) if b.items.len() == 1 && b.head.is_some()),
+        "{pushes:?}"
     );
     let before = c.core(1).unwrap().log().len();
     c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
@@ -162,7 +189,7 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
     );
     assert_eq!(
         query(&mut c, 2, ClientRequest::Receipt([0xab; 32])),
-        ClientResponse::Unknown
+        ClientResponse::Error(ClientError::UnknownDigest)
     );
     // Too many digests in one request, and garbage frames, are clear errors.
     let resp = query(&mut c, 0, ClientRequest::Submit(vec![[1; 32]; 4_097]));
@@ -177,7 +204,17 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
     );
     let r = c.take_responses();
     assert!(
-        matches!(&r[..], [(0, 5, ClientResponse::Error(_))]),
+        matches!(
+            &r[..],
+            [(
+                0,
+                5,
+                ClientMessage::Answer {
+                    response: ClientResponse::Error(ClientError::BadRequest(_)),
+                    ..
+                }
+            )]
+        ),
         "{r:?}"
     );
     assert!(!c.faults[0].is_empty());
@@ -213,7 +250,14 @@ fn pending_digests_beyond_the_limit_get_backpressure() {
                 frame: wire::encode(&ClientRequest::Submit(ds)).unwrap(),
             },
         );
-        wire::decode::<ClientResponse>(&step.to_clients.last().unwrap().1).unwrap()
+        step.to_clients
+            .iter()
+            .map(|(_, f)| wire::decode_message(f).unwrap())
+            .find_map(|m| match m {
+                ClientMessage::Answer { response, .. } => Some(response),
+                ClientMessage::Push { .. } => None,
+            })
+            .unwrap()
     };
     assert_eq!(
         submit(&mut core, digests(8)),
@@ -231,11 +275,68 @@ fn pending_digests_beyond_the_limit_get_backpressure() {
     );
     assert_eq!(
         submit(&mut core, digests(20)),
-        ClientResponse::Backpressure { pending: 10 }
+        ClientResponse::Error(ClientError::Backpressure {
+            pending: 10,
+            taken: 10
+        })
     );
     assert_eq!(
         core.pending_len(),
         10,
         "memory bounded by max_pending_digests"
     );
+}
+
+/// A client's disconnect reaches the core, which forgets what it waited on
+/// and subscribed to; a client gets no more than its outstanding limit.
+#[test]
+fn a_gone_client_is_forgotten_and_each_client_is_limited() {
+    use belfry_replica::coin::{deal, BlsCrypto, ClusterParams, ReplicaId, ThresholdCrypto};
+    use belfry_replica::{ReplicaConfig, ReplicaCore};
+    use rand::SeedableRng;
+    use std::sync::Arc;
+    let (public, secrets) = deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
+    let public = Arc::new(public);
+    let cluster = ClusterParams::of_keys(&public, Policy::Lamport, GENESIS);
+    let mut config = ReplicaConfig::new(ReplicaId(0), cluster);
+    config.max_outstanding_per_client = 5;
+    let crypto: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public, secrets[0].clone()));
+    let mut core = ReplicaCore::new(config, crypto);
+    let ask = |core: &mut ReplicaCore, client: u64, request: ClientRequest| {
+        let frame = wire::encode_call(&wire::ClientCall { id: 42, request }).unwrap();
+        let step = core.handle(GENESIS, CoreInput::Client { client, frame });
+        step.to_clients
+            .iter()
+            .map(|(_, f)| wire::decode_message(f).unwrap())
+            .find_map(|m| match m {
+                ClientMessage::Answer { id: 42, response } => Some(response),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        ask(&mut core, 1, ClientRequest::Submit(digests(8))),
+        ClientResponse::Error(ClientError::ClientLimit {
+            outstanding: 5,
+            limit: 5,
+            taken: 5
+        })
+    );
+    // Another client waits on the same digests (within its own limit).
+    assert_eq!(
+        ask(&mut core, 2, ClientRequest::Submit(digests(3))),
+        ClientResponse::Accepted {
+            accepted: 0,
+            duplicates: 3
+        }
+    );
+    let _ = ask(&mut core, 1, ClientRequest::Subscribe(0));
+    let _ = ask(&mut core, 1, ClientRequest::SignedHeads);
+    assert_eq!(core.client_load(), (2, 8));
+    let _ = core.handle(GENESIS, CoreInput::ClientGone(1));
+    assert_eq!(core.client_load(), (1, 3));
+    let _ = core.handle(GENESIS, CoreInput::ClientGone(2));
+    assert_eq!(core.client_load(), (0, 0));
+    // The digests stay pending: a client leaving withdraws nothing.
+    assert_eq!(core.pending_len(), 5);
 }

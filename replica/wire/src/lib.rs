@@ -10,8 +10,14 @@ use belfry_broadcast::Message;
 use belfry_timestamp::{Entry, Hash, Receipt, SignedTreeHead};
 use serde::{Deserialize, Serialize};
 
-/// The frame format version.
+/// The frame format version of replica-to-replica frames, and of the
+/// id-less client request frames that in-process drivers (the simulator, the
+/// in-process cluster) send: a bare [`ClientRequest`], answered as request 0.
 pub const FRAME_VERSION: u8 = 1;
+/// The frame format version of the client protocol over the network: a
+/// [`ClientCall`] (a request with its id) from the client, a
+/// [`ClientMessage`] (an answer or a push) from the replica.
+pub const CLIENT_FRAME_VERSION: u8 = 2;
 /// Bytes before the body: version u8 + length u32.
 pub const FRAME_HEADER: usize = 5;
 
@@ -47,10 +53,14 @@ pub enum FrameError {
 
 /// Encodes a value into one frame.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    encode_as(FRAME_VERSION, value)
+}
+
+fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, FrameError> {
     // The body is written straight after a header placeholder: one buffer,
     // sized for a vote, grown only for vertices and answers.
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&[FRAME_VERSION, 0, 0, 0, 0]);
+    out.extend_from_slice(&[version, 0, 0, 0, 0]);
     let mut out = postcard::to_extend(value, out).map_err(|e| FrameError::Decode(e.to_string()))?;
     let len = out.len() - FRAME_HEADER;
     if len > MAX_FRAME_BYTES - FRAME_HEADER {
@@ -65,6 +75,28 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Decodes exactly one frame.
 pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, FrameError> {
+    decode_as(FRAME_VERSION, frame)
+}
+
+/// Reads a frame header (what a stream reader sees first): the version and
+/// the body length, checked against `max_frame` before anything is
+/// allocated for the body.
+pub fn read_header(header: [u8; FRAME_HEADER]) -> Result<(u8, usize), FrameError> {
+    let version = header[0];
+    if version != FRAME_VERSION && version != CLIENT_FRAME_VERSION {
+        return Err(FrameError::Version(version));
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > MAX_FRAME_BYTES - FRAME_HEADER {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok((version, len))
+}
+
+fn decode_as<T: for<'de> Deserialize<'de>>(version: u8, frame: &[u8]) -> Result<T, FrameError> {
     if frame.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge {
             len: frame.len(),
@@ -77,7 +109,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, FrameErro
             need: FRAME_HEADER,
         });
     }
-    if frame[0] != FRAME_VERSION {
+    if frame[0] != version {
         return Err(FrameError::Version(frame[0]));
     }
     let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
@@ -211,66 +243,277 @@ pub const MAX_STATE_PAGES: u32 = 256;
 /// under `max_frame`.
 pub const MAX_LOG_PAGE: usize = 4_096;
 
+// ---------------------------------------------------------------------------
+// The client protocol (DESIGN.md section 4).
+//
+// Over QUIC a client opens one bidirectional *call stream*: it writes
+// [`ClientCall`] frames (version [`CLIENT_FRAME_VERSION`]) and reads
+// [`ClientMessage::Answer`]s on it, each echoing its call's id. The replica
+// opens one unidirectional *push stream* for [`ClientMessage::Push`]es (so a
+// client slow to drain a subscription never delays its answers). In-process
+// drivers send bare [`ClientRequest`] frames (version [`FRAME_VERSION`]):
+// they are request 0.
+// ---------------------------------------------------------------------------
+
+/// A request id, chosen by the client and echoed by every answer and push
+/// the request causes.
+pub type RequestId = u64;
+
+/// Digests per `Receipts` request, and receipts per `Signed` push: 1,024
+/// inclusion proofs of at most 64 hashes stay under `max_frame`.
+pub const MAX_RECEIPTS_PER_ANSWER: usize = 1_024;
+
+/// The ALPN of replica-to-replica connections.
+pub const PEER_ALPN: &[u8] = b"belfry-peer/1";
+/// The ALPN of client connections.
+pub const CLIENT_ALPN: &[u8] = b"belfry-client/1";
+
+/// QUIC application error codes a replica closes a connection or stops a
+/// stream with (the reason phrase says more).
+pub mod close {
+    /// A normal close.
+    pub const DONE: u32 = 0;
+    /// The replica is shutting down: retry another replica, or later.
+    pub const SHUTTING_DOWN: u32 = 1;
+    /// A frame was malformed or over `max_frame` (the stream is stopped).
+    pub const BAD_FRAME: u32 = 2;
+    /// The peer did not read its answers or pushes fast enough: its send
+    /// queue hit its byte budget.
+    pub const TOO_SLOW: u32 = 3;
+    /// The replica serves no more connections now.
+    pub const BUSY: u32 = 4;
+    /// The connection's identity or use is not allowed (an unknown replica
+    /// certificate, a replica dialing the wrong way, a stream not expected).
+    pub const REFUSED: u32 = 5;
+    /// A newer connection from the same peer replaced this one.
+    pub const REPLACED: u32 = 6;
+}
+
+/// A client request with its id (version-2 frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCall {
+    /// Echoed by the answer and by the pushes the request causes.
+    pub id: RequestId,
+    /// The request.
+    pub request: ClientRequest,
+}
+
 /// A client request (DESIGN.md section 4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
-    /// Submit digests (at most `max_digests_per_request`).
+    /// Submit digests (at most `max_digests_per_request`). Answered with
+    /// `Accepted`; then the replica pushes `Ordered` as they are logged and
+    /// `Signed` (proofs under one signed head) as heads cover them.
     Submit(Vec<[u8; 32]>),
-    /// The receipt of a digest, once a signed tree head covers it.
+    /// The receipt of one digest, once a signed tree head covers it.
     Receipt([u8; 32]),
     /// The latest signed tree head.
     TreeHead,
     /// A consistency proof between two tree sizes.
     Consistency(u64, u64),
-    /// Entries `[from, to)`.
+    /// Entries `[from, to)` (at most one page).
     Entries(u64, u64),
-    /// The ordered stream from an index on (answered with what is logged;
-    /// the node pushes the rest as it is ordered).
+    /// The ordered stream from an index on (within one page of the log's
+    /// end; further behind, read with `Entries` first). Answered with the
+    /// entries already logged; the rest are pushed as they are ordered.
     Subscribe(u64),
+    /// Receipts of many digests under one signed head (at most
+    /// [`MAX_RECEIPTS_PER_ANSWER`]).
+    Receipts(Vec<[u8; 32]>),
+    /// A push of every signed tree head from now on (answered with the
+    /// latest).
+    SignedHeads,
 }
 
-/// A reply to a client.
+/// What a replica sends a client (version-2 frames).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The answer to request `id` (on the call stream).
+    Answer {
+        /// The request's id.
+        id: RequestId,
+        /// The answer.
+        response: ClientResponse,
+    },
+    /// Something request `id` subscribed to (on the push stream).
+    Push {
+        /// The request's id.
+        id: RequestId,
+        /// What happened.
+        push: ClientPush,
+    },
+}
+
+/// Whether a replica-to-client frame is a push (else an answer), without
+/// decoding it: the driver routes pushes to their own stream. The body's
+/// first byte is the [`ClientMessage`] variant (postcard writes the variant
+/// index as a varint; 0 is `Answer`, 1 is `Push`).
+pub fn is_push(frame: &[u8]) -> bool {
+    frame.get(FRAME_HEADER) == Some(&1)
+}
+
+/// Encodes a client call (version-2 frame).
+pub fn encode_call(call: &ClientCall) -> Result<Vec<u8>, FrameError> {
+    encode_as(CLIENT_FRAME_VERSION, call)
+}
+
+/// Decodes a client's frame: a version-2 [`ClientCall`], or a version-1 bare
+/// [`ClientRequest`] from an in-process driver (request id 0).
+pub fn decode_call(frame: &[u8]) -> Result<ClientCall, FrameError> {
+    match frame.first() {
+        Some(&FRAME_VERSION) => {
+            decode_as(FRAME_VERSION, frame).map(|request| ClientCall { id: 0, request })
+        }
+        _ => decode_as(CLIENT_FRAME_VERSION, frame),
+    }
+}
+
+/// Encodes what a replica sends a client (version-2 frame).
+pub fn encode_message(message: &ClientMessage) -> Result<Vec<u8>, FrameError> {
+    encode_as(CLIENT_FRAME_VERSION, message)
+}
+
+/// Decodes what a replica sent.
+pub fn decode_message(frame: &[u8]) -> Result<ClientMessage, FrameError> {
+    decode_as(CLIENT_FRAME_VERSION, frame)
+}
+
+/// Why a request was not (fully) served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    /// The replica holds `max_pending_digests` unlogged digests: retry
+    /// later. The first `taken` digests of the request were taken.
+    #[error("backpressure: {pending} digests pending; {taken} of the request taken")]
+    Backpressure {
+        /// Pending now.
+        pending: u64,
+        /// Leading digests of the request that were taken.
+        taken: u32,
+    },
+    /// This client has `limit` digests outstanding (not yet covered by a
+    /// signed head): wait for receipts before submitting more.
+    #[error("client limit: {outstanding} digests outstanding, limit {limit}; {taken} of the request taken")]
+    ClientLimit {
+        /// Outstanding now.
+        outstanding: u64,
+        /// The per-client limit.
+        limit: u64,
+        /// Leading digests of the request that were taken.
+        taken: u32,
+    },
+    /// More items in one request than allowed.
+    #[error("{items} items in one request, limit {limit}")]
+    TooLarge {
+        /// Items sent.
+        items: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The replica never saw this digest.
+    #[error("unknown digest")]
+    UnknownDigest,
+    /// Pending or logged, but no signed tree head covers it yet.
+    #[error("not yet signed")]
+    NotYetSigned,
+    /// `Subscribe` from further back than one page: read with `Entries`
+    /// up to near `log_len` first.
+    #[error("subscription start too far behind the log end {log_len}")]
+    TooFarBehind {
+        /// The log's length now.
+        log_len: u64,
+    },
+    /// The replica is shutting down (also the connection close code
+    /// [`close::SHUTTING_DOWN`]).
+    #[error("the replica is shutting down")]
+    ShuttingDown,
+    /// A request that cannot be served as asked (an empty or inverted
+    /// range, a frame that does not decode).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// One digest's part of a [`ReceiptBundle`].
+// Items live briefly in one answer's vector; boxing the entry would cost
+// an allocation per receipt for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptItem {
+    /// Logged under the bundle's head: the entry (canonical bytes), its
+    /// index and its inclusion proof in the head's tree. With the cluster
+    /// description and the head this is a full receipt.
+    Included {
+        /// The entry.
+        entry: Entry,
+        /// Its log index.
+        leaf_index: u64,
+        /// RFC 9162 inclusion proof in the tree of the head's size.
+        proof: Vec<Hash>,
+    },
+    /// Not covered by a signed head yet.
+    NotYet([u8; 32]),
+    /// Never seen.
+    Unknown([u8; 32]),
+}
+
+/// Receipts of many digests sharing one signed tree head: one signature
+/// check for all of them (the head), then a hash path each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptBundle {
+    /// The signed head every included item is proved under (`None` before
+    /// the first head).
+    pub head: Option<SignedTreeHead>,
+    /// One item per digest.
+    pub items: Vec<ReceiptItem>,
+}
+
+/// A reply to a client request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientResponse {
-    /// Digests accepted for ordering (`duplicates` were already pending or logged).
+    /// Digests accepted for ordering (`duplicates` were already pending or
+    /// logged: the client waits on them all the same).
     Accepted {
         /// Newly accepted.
         accepted: u32,
         /// Already known.
         duplicates: u32,
     },
-    /// Too many pending digests: retry later.
-    Backpressure {
-        /// Pending now.
-        pending: u64,
-    },
-    /// A digest was ordered at this log index.
-    Ordered {
-        /// The digest.
-        digest: [u8; 32],
-        /// Its log index.
-        index: u64,
-    },
     /// A receipt in its binary `.belfry` form (self-verifying against the
     /// anchor: read it with `Receipt::from_binary`).
     Receipt(Vec<u8>),
-    /// Logged, but no signed tree head covers it yet; or not logged yet.
-    NotYet,
-    /// Never seen.
-    Unknown,
+    /// Receipts under one signed head.
+    Receipts(ReceiptBundle),
     /// The latest signed tree head.
     TreeHead(Option<SignedTreeHead>),
     /// A consistency proof.
     Consistency(Vec<Hash>),
-    /// Log entries from `from` on.
+    /// Log entries from `from` on (`Entries`, and the start of a
+    /// subscription).
     Entries {
         /// First index.
         from: u64,
         /// The entries.
         entries: Vec<Entry>,
     },
-    /// The request was invalid.
-    Error(String),
+    /// The request failed.
+    Error(ClientError),
+}
+
+/// What a replica pushes to a client, tagged with the request it belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientPush {
+    /// Digests of a `Submit` were logged at these indices.
+    Ordered(Vec<([u8; 32], u64)>),
+    /// A signed head now covers digests of a `Submit`: their receipts.
+    Signed(ReceiptBundle),
+    /// The ordered stream of a `Subscribe`, continuing at `from`.
+    Entries {
+        /// First index.
+        from: u64,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// A new signed tree head (`SignedHeads`).
+    Head(SignedTreeHead),
 }
 
 impl ClientResponse {

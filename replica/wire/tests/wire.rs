@@ -64,3 +64,54 @@ proptest! {
         let _ = decode::<ClientRequest>(&bytes);
     }
 }
+
+#[test]
+fn client_calls_carry_ids_and_old_frames_are_request_zero() {
+    use belfry_wire::{
+        decode_call, decode_message, encode_call, encode_message, is_push, ClientCall, ClientError,
+        ClientMessage, ClientPush,
+    };
+    let call = ClientCall {
+        id: 77,
+        request: ClientRequest::Receipts(vec![[1; 32]; 2]),
+    };
+    assert_eq!(decode_call(&encode_call(&call).unwrap()).unwrap(), call);
+    // An in-process driver's bare request is request 0.
+    let bare = encode(&ClientRequest::Submit(vec![[2; 32]])).unwrap();
+    assert_eq!(
+        decode_call(&bare).unwrap(),
+        ClientCall {
+            id: 0,
+            request: ClientRequest::Submit(vec![[2; 32]])
+        }
+    );
+    // Answers and pushes are told apart without decoding.
+    let answer = ClientMessage::Answer {
+        id: 77,
+        response: ClientResponse::Error(ClientError::NotYetSigned),
+    };
+    let push = ClientMessage::Push {
+        id: 77,
+        push: ClientPush::Ordered(vec![([3; 32], 9)]),
+    };
+    let (fa, fp) = (
+        encode_message(&answer).unwrap(),
+        encode_message(&push).unwrap(),
+    );
+    assert!(!is_push(&fa) && is_push(&fp));
+    assert_eq!(decode_message(&fa).unwrap(), answer);
+    assert_eq!(decode_message(&fp).unwrap(), push);
+    // Headers are checked before a body is read.
+    let mut h = [0u8; 5];
+    h.copy_from_slice(&fa[..5]);
+    assert_eq!(belfry_wire::read_header(h).unwrap().1, fa.len() - 5);
+    h[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(
+        belfry_wire::read_header(h),
+        Err(FrameError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        belfry_wire::read_header([9, 0, 0, 0, 0]),
+        Err(FrameError::Version(9))
+    ));
+}

@@ -1,7 +1,86 @@
-//! Answers to clients (DESIGN.md section 4): submissions, receipts, tree
-//! heads, consistency proofs, entries and the ordered stream.
+//! Answers to clients (DESIGN.md section 4): submissions, receipts (one by
+//! one, or many under one signed head), tree heads, consistency proofs,
+//! entries, the ordered stream and the stream of signed heads.
+//!
+//! Every request carries an id ([`ClientCall`]) that its answer echoes; what
+//! a request subscribes to comes later as pushes with the same id: a
+//! `Submit`'s `Ordered` positions and `Signed` receipt bundles, a
+//! `Subscribe`'s entries, a `SignedHeads`' heads. The core remembers, per
+//! client, what it still owes ([`ClientBook`]); the driver reports a
+//! client's disconnect ([`CoreInput::ClientGone`]) and the core forgets all
+//! of it. Each client may have at most
+//! [`ReplicaConfig::max_outstanding_per_client`] digests waiting for their
+//! receipts, within `max_pending_digests` overall — so neither one greedy
+//! client nor many idle ones can grow the waiting lists without bound.
+//!
+//! Pushes are gathered during a step and sent once at its end
+//! ([`ReplicaCore::serve_clients`]): one `Ordered` per (client, request)
+//! per step, one `Signed` bundle per (client, request) per new signed head
+//! (cut at [`MAX_RECEIPTS_PER_ANSWER`] receipts), which is what lets a
+//! client verify thousands of receipts with one pairing.
 
 use super::*;
+use crate::wire::{
+    ClientCall, ClientError, ClientMessage, ClientPush, ReceiptBundle, ReceiptItem, RequestId,
+    MAX_RECEIPTS_PER_ANSWER,
+};
+
+/// Digests one client may have waiting for their receipts, by default.
+pub const MAX_OUTSTANDING_PER_CLIENT: usize = 65_536;
+
+/// Who waits on a digest: a client and its `Submit` request.
+type Waiter = (ClientId, RequestId);
+
+/// What the core owes its clients.
+#[derive(Debug, Default)]
+pub(super) struct ClientBook {
+    /// Unlogged digests and who waits for their position.
+    ordering: BTreeMap<[u8; 32], Vec<Waiter>>,
+    /// Logged digests (by index) whose waiters want a signed head over them.
+    signing: BTreeMap<u64, Vec<Waiter>>,
+    /// Each client with anything outstanding or subscribed.
+    clients: BTreeMap<ClientId, ClientState>,
+    /// Positions to push at the end of the step.
+    ordered: BTreeMap<Waiter, Vec<([u8; 32], u64)>>,
+    /// The log length the ordered stream was pushed up to.
+    streamed_len: u64,
+    /// The signed size heads were pushed up to.
+    pushed_head: u64,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    /// Digests this client waits to see logged.
+    ordering: BTreeSet<[u8; 32]>,
+    /// Log indices this client waits to see signed.
+    signing: BTreeSet<u64>,
+    /// The ordered stream: the `Subscribe` id and the next index to push.
+    stream: Option<(RequestId, u64)>,
+    /// The `SignedHeads` id.
+    heads: Option<RequestId>,
+}
+
+impl ClientState {
+    fn outstanding(&self) -> usize {
+        self.ordering.len() + self.signing.len()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.outstanding() == 0 && self.stream.is_none() && self.heads.is_none()
+    }
+}
+
+impl ClientBook {
+    /// Digests waited on, over all clients (a metric).
+    pub(super) fn outstanding(&self) -> usize {
+        self.clients.values().map(ClientState::outstanding).sum()
+    }
+
+    /// Clients the core keeps anything for.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+}
 
 impl ReplicaCore {
     /// The receipt of the entry at `index`, from the first signed head that
@@ -27,39 +106,107 @@ impl ReplicaCore {
         self.log.index_of(digest).and_then(|i| self.receipt_at(i))
     }
 
-    pub(super) fn on_client(
+    /// Clients the core keeps state for, and digests they wait on.
+    pub fn client_load(&self) -> (usize, usize) {
+        (self.clients.len(), self.clients.outstanding())
+    }
+
+    pub(super) fn on_client_frame(&mut self, client: ClientId, frame: &[u8], out: &mut CoreStep) {
+        match wire::decode_call(frame) {
+            Ok(ClientCall { id, request }) => {
+                let reply = self.on_client(client, id, request, out);
+                answer(out, client, id, reply);
+            }
+            Err(error) => {
+                let reply = ClientResponse::Error(ClientError::BadRequest(error.to_string()));
+                answer(out, client, 0, reply);
+                out.faults.push(CoreFault::Frame {
+                    replica: None,
+                    client: Some(client),
+                    error,
+                });
+            }
+        }
+    }
+
+    fn on_client(
         &mut self,
         client: ClientId,
+        id: RequestId,
         request: ClientRequest,
         out: &mut CoreStep,
-    ) {
-        let reply = match request {
-            ClientRequest::Submit(digests) => self.submit(client, digests, out),
+    ) -> ClientResponse {
+        match request {
+            ClientRequest::Submit(digests) => self.submit(client, id, digests, out),
             ClientRequest::Receipt(d) => match self.receipt(&d) {
                 Some(r) => ClientResponse::receipt(&r),
                 None if self.pending.contains(&d) || self.log.index_of(&d).is_some() => {
-                    ClientResponse::NotYet
+                    ClientResponse::Error(ClientError::NotYetSigned)
                 }
-                None => ClientResponse::Unknown,
+                None => ClientResponse::Error(ClientError::UnknownDigest),
             },
+            ClientRequest::Receipts(digests) => {
+                if digests.len() > MAX_RECEIPTS_PER_ANSWER {
+                    return ClientResponse::Error(ClientError::TooLarge {
+                        items: digests.len() as u64,
+                        limit: MAX_RECEIPTS_PER_ANSWER as u64,
+                    });
+                }
+                ClientResponse::Receipts(self.bundle(&digests))
+            }
             ClientRequest::TreeHead => ClientResponse::TreeHead(self.log.latest_head()),
             ClientRequest::Consistency(a, b) => match self.log.consistency_proof(a, b) {
                 Ok(p) => ClientResponse::Consistency(p),
-                Err(e) => ClientResponse::Error(e.to_string()),
+                Err(e) => ClientResponse::Error(ClientError::BadRequest(e.to_string())),
             },
             ClientRequest::Entries(from, to) => self.entries(from, to),
             ClientRequest::Subscribe(from) => {
-                self.subscribers.insert(client, from);
-                self.entries(from, from.saturating_add(MAX_ENTRIES_PER_ANSWER))
+                let len = self.log.len();
+                if from.saturating_add(MAX_ENTRIES_PER_ANSWER) < len {
+                    return ClientResponse::Error(ClientError::TooFarBehind { log_len: len });
+                }
+                self.clients.clients.entry(client).or_default().stream = Some((id, len.max(from)));
+                self.entries(from.min(len), len)
             }
+            ClientRequest::SignedHeads => {
+                self.clients.clients.entry(client).or_default().heads = Some(id);
+                ClientResponse::TreeHead(self.log.latest_head())
+            }
+        }
+    }
+
+    /// A client's connection is gone: forget everything it waited on or
+    /// subscribed to.
+    pub(super) fn forget_client(&mut self, client: ClientId) {
+        let book = &mut self.clients;
+        let Some(state) = book.clients.remove(&client) else {
+            return;
         };
-        respond(out, client, &reply);
+        for d in &state.ordering {
+            if let Some(ws) = book.ordering.get_mut(d) {
+                ws.retain(|(c, _)| *c != client);
+                if ws.is_empty() {
+                    book.ordering.remove(d);
+                }
+            }
+        }
+        for i in &state.signing {
+            if let Some(ws) = book.signing.get_mut(i) {
+                ws.retain(|(c, _)| *c != client);
+                if ws.is_empty() {
+                    book.signing.remove(i);
+                }
+            }
+        }
+        book.ordered.retain(|(c, _), _| *c != client);
     }
 
     pub(super) fn entries(&self, from: u64, to: u64) -> ClientResponse {
         let len = self.log.len();
         if from > to {
-            return ClientResponse::Error(format!("empty range {from}..{to}"));
+            return ClientResponse::Error(ClientError::BadRequest(format!(
+                "empty range {from}..{to}"
+            )));
         }
         let to = to.min(len).min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
         let from = from.min(to);
@@ -69,79 +216,253 @@ impl ReplicaCore {
         }
     }
 
-    pub(super) fn push_to_subscribers(&mut self, first: u64, out: &mut CoreStep) {
-        let len = self.log.len();
-        let subs: Vec<(ClientId, u64)> = self.subscribers.iter().map(|(c, f)| (*c, *f)).collect();
-        for (client, from) in subs {
-            let start = from.max(first);
-            if start < len {
-                let reply = self.entries(start, len);
-                respond(out, client, &reply);
-            }
-            self.subscribers.insert(client, len.max(from));
-        }
+    /// Receipts of `digests` under the latest signed head.
+    fn bundle(&self, digests: &[[u8; 32]]) -> ReceiptBundle {
+        let head = self.log.latest_head();
+        let size = head.map_or(0, |h| h.head.tree_size);
+        let items = digests
+            .iter()
+            .map(|d| match self.log.index_of(d) {
+                Some(i) if i < size => self.included(i, size).unwrap_or(ReceiptItem::NotYet(*d)),
+                Some(_) => ReceiptItem::NotYet(*d),
+                None if self.pending.contains(d) => ReceiptItem::NotYet(*d),
+                None => ReceiptItem::Unknown(*d),
+            })
+            .collect();
+        ReceiptBundle { head, items }
+    }
+
+    fn included(&self, index: u64, size: u64) -> Option<ReceiptItem> {
+        Some(ReceiptItem::Included {
+            entry: self.log.entry(index)?,
+            leaf_index: index,
+            proof: self.log.inclusion_proof(index, size).ok()?,
+        })
     }
 
     pub(super) fn submit(
         &mut self,
         client: ClientId,
+        id: RequestId,
         digests: Vec<[u8; 32]>,
         out: &mut CoreStep,
     ) -> ClientResponse {
         if digests.len() > self.config.max_digests_per_request {
-            return ClientResponse::Error(format!(
-                "{} digests in one request, limit {}",
-                digests.len(),
-                self.config.max_digests_per_request
-            ));
+            return ClientResponse::Error(ClientError::TooLarge {
+                items: digests.len() as u64,
+                limit: self.config.max_digests_per_request as u64,
+            });
         }
+        let limit = self.config.max_outstanding_per_client;
         let (mut accepted, mut duplicates) = (0u32, 0u32);
         let mut reports = Vec::new();
+        let mut refused = None;
         for d in digests {
+            let taken = accepted + duplicates;
+            let state = self.clients.clients.entry(client).or_default();
+            if state.outstanding() >= limit {
+                refused = Some(ClientError::ClientLimit {
+                    outstanding: state.outstanding() as u64,
+                    limit: limit as u64,
+                    taken,
+                });
+                break;
+            }
             if let Some(index) = self.log.index_of(&d) {
                 duplicates += 1;
-                respond(out, client, &ClientResponse::Ordered { digest: d, index });
+                self.clients
+                    .ordered
+                    .entry((client, id))
+                    .or_default()
+                    .push((d, index));
+                if state.signing.insert(index) {
+                    self.clients
+                        .signing
+                        .entry(index)
+                        .or_default()
+                        .push((client, id));
+                }
                 continue;
             }
             if self.pending.contains(&d) {
                 duplicates += 1;
-                let w = self.waiters.entry(d).or_default();
-                if !w.contains(&client) {
-                    w.push(client);
+                if state.ordering.insert(d) {
+                    self.clients
+                        .ordering
+                        .entry(d)
+                        .or_default()
+                        .push((client, id));
                 }
                 continue;
             }
             if self.pending.len() >= self.config.max_pending_digests {
-                if !reports.is_empty() {
-                    self.drive(Input::Propose(reports), out);
-                }
-                return ClientResponse::Backpressure {
+                refused = Some(ClientError::Backpressure {
                     pending: self.pending.len() as u64,
-                };
+                    taken,
+                });
+                break;
             }
+            state.ordering.insert(d);
             self.pending.insert(d);
-            self.waiters.entry(d).or_default().push(client);
+            self.clients
+                .ordering
+                .entry(d)
+                .or_default()
+                .push((client, id));
             reports.push(Report {
                 digest: Digest(d),
                 recv_time: self.now,
             });
             accepted += 1;
         }
+        if self
+            .clients
+            .clients
+            .get(&client)
+            .is_some_and(ClientState::is_idle)
+        {
+            self.clients.clients.remove(&client);
+        }
         if !reports.is_empty() {
             self.drive(Input::Propose(reports), out);
         }
-        ClientResponse::Accepted {
-            accepted,
-            duplicates,
+        match refused {
+            Some(e) => ClientResponse::Error(e),
+            None => ClientResponse::Accepted {
+                accepted,
+                duplicates,
+            },
+        }
+    }
+
+    /// A digest was logged at `index`: its waiters learn the position at
+    /// the end of the step and now wait for a signed head.
+    pub(super) fn on_logged(&mut self, digest: [u8; 32], index: u64) {
+        let book = &mut self.clients;
+        for w in book.ordering.remove(&digest).unwrap_or_default() {
+            let Some(state) = book.clients.get_mut(&w.0) else {
+                continue;
+            };
+            state.ordering.remove(&digest);
+            book.ordered.entry(w).or_default().push((digest, index));
+            if state.signing.insert(index) {
+                book.signing.entry(index).or_default().push(w);
+            }
+        }
+    }
+
+    /// Sends what the step owes clients: positions, the ordered stream,
+    /// new signed heads and the receipts they complete.
+    pub(super) fn serve_clients(&mut self, out: &mut CoreStep) {
+        for ((client, id), ordered) in std::mem::take(&mut self.clients.ordered) {
+            push(out, client, id, ClientPush::Ordered(ordered));
+        }
+        let len = self.log.len();
+        if len > self.clients.streamed_len {
+            self.clients.streamed_len = len;
+            self.push_stream(len, out);
+        }
+        let Some(head) = self.log.latest_head() else {
+            return;
+        };
+        let size = head.head.tree_size;
+        if size > self.clients.pushed_head {
+            self.clients.pushed_head = size;
+            for (client, state) in &self.clients.clients {
+                if let Some(id) = state.heads {
+                    push(out, *client, id, ClientPush::Head(head));
+                }
+            }
+        }
+        if self.clients.signing.range(..size).next().is_some() {
+            self.push_receipts(head, out);
+        }
+    }
+
+    fn push_stream(&mut self, len: u64, out: &mut CoreStep) {
+        let subs: Vec<(ClientId, RequestId, u64)> = self
+            .clients
+            .clients
+            .iter()
+            .filter_map(|(c, s)| s.stream.map(|(id, next)| (*c, id, next)))
+            .filter(|(_, _, next)| *next < len)
+            .collect();
+        for (client, id, next) in subs {
+            let mut from = next;
+            while from < len {
+                let to = len.min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
+                let entries = self.log.entries(from, to);
+                push(out, client, id, ClientPush::Entries { from, entries });
+                from = to;
+            }
+            if let Some(s) = self.clients.clients.get_mut(&client) {
+                s.stream = Some((id, len));
+            }
+        }
+    }
+
+    fn push_receipts(&mut self, head: SignedTreeHead, out: &mut CoreStep) {
+        let size = head.head.tree_size;
+        let rest = self.clients.signing.split_off(&size);
+        let due = std::mem::replace(&mut self.clients.signing, rest);
+        let mut per_waiter: BTreeMap<Waiter, Vec<u64>> = BTreeMap::new();
+        for (index, waiters) in due {
+            for w in waiters {
+                per_waiter.entry(w).or_default().push(index);
+            }
+        }
+        for ((client, id), indices) in per_waiter {
+            if let Some(state) = self.clients.clients.get_mut(&client) {
+                for i in &indices {
+                    state.signing.remove(i);
+                }
+                if state.is_idle() {
+                    self.clients.clients.remove(&client);
+                }
+            }
+            for chunk in indices.chunks(MAX_RECEIPTS_PER_ANSWER) {
+                let items = chunk
+                    .iter()
+                    .filter_map(|i| self.included(*i, size))
+                    .collect();
+                let bundle = ReceiptBundle {
+                    head: Some(head),
+                    items,
+                };
+                push(out, client, id, ClientPush::Signed(bundle));
+            }
         }
     }
 }
 
-pub(super) fn respond(out: &mut CoreStep, client: ClientId, reply: &ClientResponse) {
-    match wire::encode(reply) {
+/// Sends the answer to request `id`.
+pub(super) fn answer(
+    out: &mut CoreStep,
+    client: ClientId,
+    id: RequestId,
+    response: ClientResponse,
+) {
+    send(out, client, &ClientMessage::Answer { id, response });
+}
+
+fn push(out: &mut CoreStep, client: ClientId, id: RequestId, push: ClientPush) {
+    send(out, client, &ClientMessage::Push { id, push });
+}
+
+fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) {
+    match wire::encode_message(message) {
         Ok(frame) => out.to_clients.push((client, frame)),
         Err(e) => {
-            if let Ok(frame) = wire::encode(&ClientResponse::Error(e.to_string())) {
+            // Answers are bounded under max_frame by their page limits; an
+            // oversized one would be a local bug, reported as an error.
+            let id = match message {
+                ClientMessage::Answer { id, .. } | ClientMessage::Push { id, .. } => *id,
+            };
+            let error = ClientMessage::Answer {
+                id,
+                response: ClientResponse::Error(ClientError::BadRequest(e.to_string())),
+            };
+            if let Ok(frame) = wire::encode_message(&error) {
                 out.to_clients.push((client, frame));
             }
         }

@@ -46,6 +46,7 @@ use belfry_broadcast::{
 };
 use belfry_timestamp::store::{LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
+pub use client::MAX_OUTSTANDING_PER_CLIENT;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -60,7 +61,6 @@ pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
     MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
-use client::respond;
 pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
 
 /// A client connection's id, assigned by the driver.
@@ -84,6 +84,9 @@ pub struct ReplicaConfig {
     pub max_pending_digests: usize,
     /// See [`MAX_DIGESTS_PER_REQUEST`].
     pub max_digests_per_request: usize,
+    /// Digests one client may have waiting for receipts (within
+    /// `max_pending_digests`); see [`MAX_OUTSTANDING_PER_CLIENT`].
+    pub max_outstanding_per_client: usize,
     /// Adversary hook for the simulator's censoring and withholding
     /// Byzantine replicas: digests it selects are never reported (neither
     /// from clients nor as re-reports), while the replica's chain stays
@@ -109,6 +112,7 @@ impl ReplicaConfig {
             cluster,
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
+            max_outstanding_per_client: MAX_OUTSTANDING_PER_CLIENT,
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
             rejoin_as_observer: true,
@@ -139,6 +143,9 @@ pub enum CoreInput {
     },
     /// A timer fired.
     Timer(CoreTimer),
+    /// A client's connection is gone: forget what it waited on and
+    /// subscribed to.
+    ClientGone(ClientId),
 }
 
 /// The timers a replica asks its driver for: one deadline per kind (a new
@@ -259,8 +266,8 @@ pub struct ReplicaCore {
     early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
     pending: BTreeSet<[u8; 32]>,
     rereport: Vec<VecDeque<[u8; 32]>>,
-    waiters: BTreeMap<[u8; 32], Vec<ClientId>>,
-    subscribers: BTreeMap<ClientId, u64>,
+    /// What clients wait on and subscribed to.
+    clients: client::ClientBook,
     /// Sequencer state and ordering checkpoint after the most recent Ticks,
     /// by tree size, to serve catching-up peers.
     recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
@@ -341,8 +348,7 @@ impl ReplicaCore {
             early_shares: BTreeMap::new(),
             pending: BTreeSet::new(),
             rereport: vec![VecDeque::new(); n],
-            waiters: BTreeMap::new(),
-            subscribers: BTreeMap::new(),
+            clients: client::ClientBook::default(),
             recent_states: BTreeMap::new(),
             catchup: None,
             catchups_installed: 0,
@@ -638,23 +644,15 @@ impl ReplicaCore {
                     error,
                 }),
             },
-            CoreInput::Client { client, frame } => match wire::decode::<ClientRequest>(&frame) {
-                Ok(request) => self.on_client(client, request, &mut out),
-                Err(error) => {
-                    respond(&mut out, client, &ClientResponse::Error(error.to_string()));
-                    out.faults.push(CoreFault::Frame {
-                        replica: None,
-                        client: Some(client),
-                        error,
-                    });
-                }
-            },
+            CoreInput::Client { client, frame } => self.on_client_frame(client, &frame, &mut out),
+            CoreInput::ClientGone(client) => self.forget_client(client),
         }
         if from_peer {
             // Peers' rounds are how a lagging replica learns it lags.
             self.maybe_start_catchup(&mut out);
         }
         self.flush_rereports(&mut out);
+        self.serve_clients(&mut out);
         out
     }
 
@@ -747,16 +745,7 @@ impl ReplicaCore {
         self.log.append(&entry);
         if let Entry::Digest(d) = &entry {
             self.pending.remove(&d.digest);
-            for client in self.waiters.remove(&d.digest).unwrap_or_default() {
-                respond(
-                    out,
-                    client,
-                    &ClientResponse::Ordered {
-                        digest: d.digest,
-                        index,
-                    },
-                );
-            }
+            self.on_logged(d.digest, index);
         }
         out.appended.push(entry);
     }
@@ -772,7 +761,6 @@ impl ReplicaCore {
         out.held.extend(sb.held.iter().map(|d| d.0));
         out.faults
             .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
-        let first = self.log.len();
         for r in &sb.records {
             self.append(
                 Entry::Digest(DigestEntry {
@@ -813,6 +801,5 @@ impl ReplicaCore {
             time: tick.time,
         };
         self.start_head(head, out);
-        self.push_to_subscribers(first, out);
     }
 }

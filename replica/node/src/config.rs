@@ -1,0 +1,419 @@
+//! The node's configuration files (DESIGN.md section 5): `cluster.toml`,
+//! public, the same for every replica and every client; and
+//! `replica-<i>.toml`, secret, one per replica, readable by its owner only.
+//!
+//! ```toml
+//! # cluster.toml
+//! n = 4
+//! f = 1
+//! trust_anchor = "belfry1:<96 hex>"
+//! public_keys = "<hex commitment: the public polynomial>"
+//! policy = "lamport"          # or "clock"
+//! granularity_us = 0          # >= 1 under "clock"
+//! genesis_time = 1763700000000000
+//!
+//! [[replicas]]
+//! id = 0
+//! address = "127.0.0.1:7100"
+//! certificate = """-----BEGIN CERTIFICATE----- ..."""
+//!
+//! # replica-0.toml (mode 0600)
+//! id = 0
+//! cluster = "cluster.toml"    # relative to this file
+//! secret_share = "<64 hex>"
+//! tls_key = """-----BEGIN PRIVATE KEY----- ..."""
+//! data_dir = "data-0"         # relative to this file
+//! # listen = "0.0.0.0:7100"   # default: this replica's address
+//! # metrics = "127.0.0.1:9100"
+//! ```
+//!
+//! Loading checks everything that can be checked offline: the anchor is the
+//! public keys' group key, `n`, `f` and the policy are consistent, every
+//! replica is listed once in id order with a parseable address and
+//! certificate, the secret share belongs to this replica's public key share,
+//! the TLS key matches this replica's certificate, and the secret file is
+//! not readable by group or others.
+
+use belfry_client::{ClusterInfo, ReplicaEndpoint};
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::{
+    max_faulty, BlsCrypto, ClusterParams, Policy, PublicKeys, ReplicaId, SecretShare,
+    ThresholdCrypto, TrustAnchor,
+};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::tls::{cert_from_pem, Identity};
+
+/// A configuration that cannot be used. Each names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// Not valid TOML for this file.
+    #[error("{path}: {error}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        error: String,
+    },
+    /// A value that is wrong.
+    #[error("{path}: {what}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        what: String,
+    },
+    /// The secret file is readable by group or others.
+    #[error("{path}: mode {mode:o} lets group or others read the secret key share; chmod 600 it")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// `cluster.toml`: what everyone may know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// Number of replicas.
+    pub n: u16,
+    /// Byzantine replicas tolerated.
+    pub f: u16,
+    /// `belfry1:<96 hex>`: the group public key.
+    pub trust_anchor: String,
+    /// The public key shares: the dealing's public polynomial, hex.
+    pub public_keys: String,
+    /// `lamport` or `clock`.
+    pub policy: String,
+    /// The clock policy's bucket width (0 under lamport).
+    pub granularity_us: u64,
+    /// The genesis time, µs since the UNIX epoch.
+    pub genesis_time: u64,
+    /// Every replica, in id order.
+    pub replicas: Vec<ReplicaEntry>,
+}
+
+/// One replica in `cluster.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaEntry {
+    /// Its id.
+    pub id: u16,
+    /// Where it listens (QUIC, UDP).
+    pub address: String,
+    /// Its TLS certificate, PEM.
+    pub certificate: String,
+}
+
+/// `replica-<i>.toml`: one replica's secrets and local settings.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaFile {
+    /// Which replica.
+    pub id: u16,
+    /// The cluster file, relative to this file.
+    pub cluster: String,
+    /// The secret key share, 64 hex digits.
+    pub secret_share: String,
+    /// The TLS private key, PEM.
+    pub tls_key: String,
+    /// The data directory (journal and log), relative to this file.
+    pub data_dir: String,
+    /// The address to listen on (default: this replica's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The Prometheus endpoint's address (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+}
+
+impl std::fmt::Debug for ReplicaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaFile")
+            .field("id", &self.id)
+            .field("cluster", &self.cluster)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated cluster description.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The parameters receipts bind.
+    pub params: ClusterParams,
+    /// The public key shares.
+    pub public: Arc<PublicKeys>,
+    /// Each replica's address and certificate, by id.
+    pub replicas: Vec<ReplicaEndpoint>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("params", &self.params)
+            .field("replicas", &self.replicas.len())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// The trust anchor.
+    pub fn anchor(&self) -> TrustAnchor {
+        TrustAnchor(self.params.group_public_key)
+    }
+
+    /// What the client library needs.
+    pub fn client_info(&self) -> ClusterInfo {
+        ClusterInfo {
+            params: self.params,
+            replicas: self.replicas.clone(),
+        }
+    }
+}
+
+/// A validated replica configuration: everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// This replica.
+    pub id: ReplicaId,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The threshold crypto with this replica's secret share.
+    pub crypto: Arc<dyn ThresholdCrypto>,
+    /// The TLS identity.
+    pub identity: Identity,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The metrics endpoint, if any.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("id", &self.id)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn invalid(path: &Path, what: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+fn parse_addr(path: &Path, field: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|e| {
+        invalid(
+            path,
+            format!("{field} {s:?} is not an address ip:port: {e}"),
+        )
+    })
+}
+
+impl ClusterFile {
+    /// Reads and validates `cluster.toml`.
+    pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
+        let file: ClusterFile = toml::from_str(&read(path)?).map_err(|e| ConfigError::Toml {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        file.validate(path)
+    }
+
+    /// Checks the description and builds the cluster (`path` names it in
+    /// errors).
+    pub fn validate(&self, path: &Path) -> Result<Cluster, ConfigError> {
+        let n = usize::from(self.n);
+        if n < 4 || usize::from(self.f) > max_faulty(n) {
+            return Err(invalid(
+                path,
+                format!(
+                    "n = {}, f = {}: need n >= 4 and f <= (n - 1) / 3",
+                    self.n, self.f
+                ),
+            ));
+        }
+        let public = PublicKeys::from_commitment_hex(self.n, self.f, &self.public_keys)
+            .map_err(|e| invalid(path, format!("public_keys: {e}")))?;
+        let anchor: TrustAnchor = self
+            .trust_anchor
+            .parse()
+            .map_err(|e| invalid(path, format!("trust_anchor: {e}")))?;
+        if anchor.0 != public.group_key() {
+            return Err(invalid(
+                path,
+                "trust_anchor is not the group key of public_keys",
+            ));
+        }
+        let policy = Policy::from_name(&self.policy, self.granularity_us)
+            .map_err(|e| invalid(path, format!("policy: {e}")))?;
+        if self.replicas.len() != n {
+            return Err(invalid(
+                path,
+                format!("{} replicas listed, n = {n}", self.replicas.len()),
+            ));
+        }
+        let mut replicas = Vec::with_capacity(n);
+        for (i, r) in self.replicas.iter().enumerate() {
+            if usize::from(r.id) != i {
+                return Err(invalid(
+                    path,
+                    format!("replicas[{i}] has id {}: list them in id order", r.id),
+                ));
+            }
+            let address = parse_addr(path, &format!("replicas[{i}].address"), &r.address)?;
+            let cert = cert_from_pem(&format!("replicas[{i}].certificate"), &r.certificate)
+                .map_err(|e| invalid(path, e.to_string()))?;
+            if replicas
+                .iter()
+                .any(|e: &ReplicaEndpoint| e.address == address || e.certificate == cert)
+            {
+                return Err(invalid(
+                    path,
+                    format!("replicas[{i}] repeats another replica's address or certificate"),
+                ));
+            }
+            replicas.push(ReplicaEndpoint {
+                address,
+                certificate: cert,
+            });
+        }
+        let public = Arc::new(public);
+        Ok(Cluster {
+            params: ClusterParams::of_keys(&public, policy, Micros(self.genesis_time)),
+            public,
+            replicas,
+        })
+    }
+}
+
+/// Refuses a secret file that group or others may read.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|error| ConfigError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Exposed {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+impl ReplicaFile {
+    /// Reads and validates `replica-<i>.toml` and the cluster file it
+    /// names.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        check_private(path)?;
+        let file: ReplicaFile = toml::from_str(&read(path)?).map_err(|e| ConfigError::Toml {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let cluster = ClusterFile::load(&base.join(&file.cluster))?;
+        file.validate(path, base, cluster)
+    }
+
+    fn validate(
+        &self,
+        path: &Path,
+        base: &Path,
+        cluster: Cluster,
+    ) -> Result<NodeConfig, ConfigError> {
+        let id = ReplicaId(self.id);
+        let Some(me) = cluster.replicas.get(id.index()) else {
+            return Err(invalid(
+                path,
+                format!(
+                    "id {} is not in the cluster of {}",
+                    self.id, cluster.params.n
+                ),
+            ));
+        };
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(self.secret_share.trim(), &mut secret)
+            .map_err(|e| invalid(path, format!("secret_share: not 64 hex digits: {e}")))?;
+        let share = SecretShare::from_bytes(id, secret)
+            .map_err(|e| invalid(path, format!("secret_share: {e}")))?;
+        secret.fill(0);
+        let crypto = BlsCrypto::new(cluster.public.clone(), share);
+        if !share_matches(&crypto, id) {
+            return Err(invalid(
+                path,
+                format!(
+                    "secret_share is not replica {}'s share of this cluster's key",
+                    self.id
+                ),
+            ));
+        }
+        let identity = Identity::new(me.certificate.clone(), &self.tls_key).map_err(|e| {
+            invalid(
+                path,
+                format!("tls_key, with replica {}'s certificate: {e}", self.id),
+            )
+        })?;
+        let listen = match &self.listen {
+            Some(s) => parse_addr(path, "listen", s)?,
+            None => me.address,
+        };
+        let metrics = match &self.metrics {
+            Some(s) => Some(parse_addr(path, "metrics", s)?),
+            None => None,
+        };
+        Ok(NodeConfig {
+            id,
+            crypto: Arc::new(crypto),
+            identity,
+            data_dir: base.join(&self.data_dir),
+            listen,
+            metrics,
+            cluster,
+        })
+    }
+}
+
+/// Whether `crypto`'s secret share belongs to replica `id`'s public key
+/// share: a share it signs must verify as `id`'s.
+fn share_matches(crypto: &BlsCrypto, id: ReplicaId) -> bool {
+    let message = b"belfry-config-check-v1";
+    crypto
+        .sign_share(message)
+        .is_ok_and(|share| crypto.verify_share(id, message, &share))
+}

@@ -1,0 +1,565 @@
+//! A running replica: storage opened, the host thread started, the QUIC
+//! endpoint serving peers and clients, the metrics endpoint, and graceful
+//! shutdown — the shape of mini-redis's server around the sans-IO core.
+//!
+//! Threads and tasks, and what bounds each:
+//!
+//! - the *host thread* (one std thread): the only code that touches the
+//!   [`Host`]; see [`crate::driver`];
+//! - the *accept loop*: one task; connections beyond
+//!   [`NodeOptions::max_connections`] are refused before their handshake;
+//! - one *link task* per peer ([`crate::mesh`]) and, per connection, reader
+//!   tasks per stream and writer tasks per send queue;
+//! - one *client task* per client connection ([`crate::clients`]);
+//! - the *metrics endpoint* task.
+//!
+//! Memory is bounded by: the input channels (frames) and their byte
+//! budgets ([`NodeOptions::peer_input_bytes`],
+//! [`NodeOptions::client_input_bytes`]); each peer's send queue
+//! ([`NodeOptions::peer_queue_bytes`]); each client's two send queues
+//! ([`NodeOptions::client_queue_bytes`]) times the connection limit; one
+//! frame being read per stream (≤ `max_frame`, allocated as it arrives); and
+//! QUIC's flow-control windows ([`TransportLimits`]).
+
+use crate::clients::{ClientLimits, ClientShared};
+use crate::config::NodeConfig;
+use crate::driver::{self, ClientRegistry, Inputs, Router};
+use crate::mesh::{Link, LinkShared};
+use crate::metrics::Metrics;
+use crate::queue::queue;
+use crate::shutdown::{Coordinator, Source, Trigger};
+use crate::tls;
+use belfry_replica::coin::ReplicaId;
+use belfry_replica::filelog::FileLog;
+use belfry_replica::host::HostConfig;
+use belfry_replica::journal::FileJournal;
+use belfry_replica::{Host, ReplicaConfig};
+use belfry_wire::close;
+use quinn::{Connection, Endpoint, TransportConfig, VarInt};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Client connections served at once, by default (beyond: refused).
+pub const MAX_CLIENTS: usize = 256;
+/// Bytes queued for one peer, by default (beyond: its frames are dropped).
+pub const PEER_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Frames queued for one peer, by default.
+pub const PEER_QUEUE_FRAMES: usize = 65_536;
+/// Bytes queued for one client's answers, and as much for its pushes, by
+/// default (beyond: the client is disconnected).
+pub const CLIENT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Frames queued for one client, each way, by default.
+pub const CLIENT_QUEUE_FRAMES: usize = 4_096;
+/// Bytes of peer frames waiting for the host, by default.
+pub const PEER_INPUT_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of client frames waiting for the host, by default.
+pub const CLIENT_INPUT_BYTES: usize = 32 * 1024 * 1024;
+/// Input frames waiting for the host, per channel.
+pub const INPUT_FRAMES: usize = 16_384;
+/// A connection's handshake gets this long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connections to close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// QUIC limits of every connection.
+#[derive(Clone, Copy, Debug)]
+pub struct TransportLimits {
+    /// Unread bytes buffered per stream.
+    pub stream_receive_window: u32,
+    /// Unread bytes buffered per connection.
+    pub receive_window: u32,
+    /// Unacknowledged bytes buffered per connection for sending.
+    pub send_window: u64,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// A connection silent this long is dead.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            stream_receive_window: 1024 * 1024,
+            receive_window: 4 * 1024 * 1024,
+            send_window: 4 * 1024 * 1024,
+            keep_alive: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TransportLimits {
+    /// The quinn transport configuration.
+    pub fn transport(&self) -> Arc<TransportConfig> {
+        let mut t = TransportConfig::default();
+        // Clients: one call stream at a time. Peers: one frame stream each
+        // way, and one more when a stopped stream is replaced.
+        t.max_concurrent_bidi_streams(1u32.into())
+            .max_concurrent_uni_streams(2u32.into())
+            .stream_receive_window(self.stream_receive_window.into())
+            .receive_window(self.receive_window.into())
+            .send_window(self.send_window)
+            .keep_alive_interval(Some(self.keep_alive));
+        if let Ok(idle) = self.idle_timeout.try_into() {
+            t.max_idle_timeout(Some(idle));
+        }
+        Arc::new(t)
+    }
+}
+
+/// The node's limits and settings (defaults: the named constants).
+#[derive(Debug)]
+pub struct NodeOptions {
+    /// Client connections at once.
+    pub max_clients: usize,
+    /// See [`PEER_QUEUE_BYTES`].
+    pub peer_queue_bytes: usize,
+    /// See [`CLIENT_QUEUE_BYTES`].
+    pub client_queue_bytes: usize,
+    /// See [`PEER_INPUT_BYTES`].
+    pub peer_input_bytes: usize,
+    /// See [`CLIENT_INPUT_BYTES`].
+    pub client_input_bytes: usize,
+    /// QUIC limits.
+    pub transport: TransportLimits,
+    /// The host's storage settings.
+    pub host: HostConfig,
+    /// Adjusts the replica's configuration (tests: limits).
+    pub tune: Option<fn(&mut ReplicaConfig)>,
+    /// A socket to serve on instead of binding the configured address
+    /// (tests bind first, then write the cluster file).
+    pub socket: Option<std::net::UdpSocket>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            max_clients: MAX_CLIENTS,
+            peer_queue_bytes: PEER_QUEUE_BYTES,
+            client_queue_bytes: CLIENT_QUEUE_BYTES,
+            peer_input_bytes: PEER_INPUT_BYTES,
+            client_input_bytes: CLIENT_INPUT_BYTES,
+            transport: TransportLimits::default(),
+            host: HostConfig::default(),
+            tune: None,
+            socket: None,
+        }
+    }
+}
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage could not be opened or failed (names the file).
+    #[error("storage in {dir}: {error}")]
+    Storage {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        error: String,
+    },
+    /// The replica stopped on a storage failure.
+    #[error(transparent)]
+    Driver(#[from] driver::DriverError),
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The host thread could not be started or panicked.
+    #[error("host thread: {0}")]
+    Thread(String),
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct RunningNode {
+    coordinator: Coordinator,
+    trigger: Trigger,
+    host: std::thread::JoinHandle<Result<(), driver::DriverError>>,
+    endpoint: Endpoint,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<SocketAddr>,
+    me: ReplicaId,
+}
+
+impl RunningNode {
+    /// The address the metrics endpoint serves on, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The address the QUIC endpoint serves on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Starts a graceful shutdown from elsewhere (a signal handler).
+    pub fn trigger(&self) -> Trigger {
+        self.trigger.clone()
+    }
+
+    /// Whether the host thread has stopped (on its own: a storage failure).
+    pub fn host_stopped(&self) -> bool {
+        self.host.is_finished()
+    }
+
+    /// Shuts down gracefully: the host finishes its turn (synced) and
+    /// stops; every connection is closed with
+    /// [`belfry_wire::close::SHUTTING_DOWN`] and the reason "shutting
+    /// down". Returns the host's error if it had stopped on one.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.coordinator.shutdown().await;
+        self.endpoint
+            .close(close::SHUTTING_DOWN.into(), b"shutting down");
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.endpoint.wait_idle()).await;
+        let host = self.host;
+        let joined = tokio::task::spawn_blocking(move || host.join())
+            .await
+            .map_err(|e| NodeError::Thread(e.to_string()))?;
+        tracing::info!(replica = %self.me, "node stopped");
+        match joined {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(NodeError::Thread("the host thread panicked".to_string())),
+        }
+    }
+}
+
+fn storage(dir: &std::path::Path, error: impl ToString) -> NodeError {
+    NodeError::Storage {
+        dir: dir.to_path_buf(),
+        error: error.to_string(),
+    }
+}
+
+/// Starts a node (within a tokio runtime).
+pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<RunningNode, NodeError> {
+    let me = config.id;
+    let n = config.cluster.replicas.len();
+    let metrics = Arc::new(Metrics::new());
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| storage(dir, e))?;
+    let (journal, recovered) = FileJournal::open(dir).map_err(|e| storage(dir, e))?;
+    let log = FileLog::open(&dir.join("log")).map_err(|e| storage(dir, e))?;
+    let mut replica = ReplicaConfig::new(me, config.cluster.params);
+    if let Some(tune) = options.tune {
+        tune(&mut replica);
+    }
+    // Timers live in this process only: no timer of an earlier run can
+    // fire, so one incarnation number serves every start.
+    let host = Host::open(
+        replica,
+        config.crypto.clone(),
+        journal,
+        recovered,
+        Box::new(log),
+        options.host,
+        1,
+    )
+    .map_err(|e| storage(dir, e))?;
+
+    let certs: Vec<_> = config
+        .cluster
+        .replicas
+        .iter()
+        .map(|r| r.certificate.clone())
+        .collect();
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(
+        &config.identity,
+        certs.clone(),
+    )?));
+    let transport = options.transport.transport();
+    server.transport_config(transport.clone());
+    let socket = match options.socket.take() {
+        Some(s) => s,
+        None => std::net::UdpSocket::bind(config.listen).map_err(|error| NodeError::Bind {
+            addr: config.listen.to_string(),
+            error,
+        })?,
+    };
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| NodeError::Thread("no async runtime for QUIC".to_string()))?;
+    let endpoint = Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(|error| NodeError::Bind {
+        addr: config.listen.to_string(),
+        error,
+    })?;
+
+    let coordinator = Coordinator::new();
+    let source = coordinator.source();
+    let (peer_tx, peer_rx) = mpsc::channel(INPUT_FRAMES);
+    let (client_tx, client_rx) = mpsc::channel(INPUT_FRAMES);
+    let peer_budget = Arc::new(Semaphore::new(options.peer_input_bytes));
+    let client_budget = Arc::new(Semaphore::new(options.client_input_bytes));
+    let registry: ClientRegistry = Arc::default();
+
+    // Peer links.
+    let shared = LinkShared {
+        me,
+        endpoint: endpoint.clone(),
+        inputs: peer_tx,
+        budget: peer_budget.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut peer_queues = vec![None; n];
+    let mut handoff = vec![None; n];
+    for (p, entry) in config.cluster.replicas.iter().enumerate() {
+        if p == me.index() {
+            continue;
+        }
+        let (tx, rx) = queue(PEER_QUEUE_FRAMES, options.peer_queue_bytes);
+        peer_queues[p] = Some(tx);
+        let peer = ReplicaId(p as u16);
+        let (dial, accepted) = if me.index() < p {
+            let crypto = tls::client_config(
+                entry.certificate.clone(),
+                Some(config.identity.pair()),
+                belfry_wire::PEER_ALPN,
+            )?;
+            let mut c = quinn::ClientConfig::new(Arc::new(crypto));
+            c.transport_config(transport.clone());
+            (Some(c), None)
+        } else {
+            let (htx, hrx) = mpsc::channel(1);
+            handoff[p] = Some(htx);
+            (None, Some(hrx))
+        };
+        let link = Link {
+            peer,
+            address: entry.address,
+            dial,
+            queue: rx,
+            accepted,
+            next: None,
+        };
+        tokio::spawn(crate::mesh::run_link(
+            shared.clone(),
+            link,
+            source.subscribe(),
+        ));
+    }
+
+    // The host thread.
+    let router = Router {
+        me,
+        peers: peer_queues,
+        clients: registry.clone(),
+        metrics: metrics.clone(),
+        budgets: vec![
+            (
+                "peer-input".to_string(),
+                peer_budget,
+                options.peer_input_bytes,
+            ),
+            (
+                "client-input".to_string(),
+                client_budget.clone(),
+                options.client_input_bytes,
+            ),
+        ],
+    };
+    let inputs = Inputs {
+        peers: peer_rx,
+        clients: client_rx,
+    };
+    let rt = tokio::runtime::Handle::current();
+    let host_shutdown = source.subscribe();
+    let host = std::thread::Builder::new()
+        .name(format!("belfry-host-{}", me.0))
+        .spawn(move || driver::run(host, rt, inputs, router, host_shutdown))
+        .map_err(|e| NodeError::Thread(e.to_string()))?;
+
+    // Clients and the accept loop.
+    let clients = ClientShared {
+        inputs: client_tx,
+        budget: client_budget,
+        registry,
+        limits: ClientLimits {
+            queue_bytes: options.client_queue_bytes,
+            queue_frames: CLIENT_QUEUE_FRAMES,
+        },
+        metrics: metrics.clone(),
+    };
+    let accept = Accept {
+        me,
+        certs,
+        handoff,
+        clients,
+        connections: Arc::new(Semaphore::new(options.max_clients + n)),
+        next_client: Arc::new(AtomicU64::new(1)),
+        metrics: metrics.clone(),
+        source: source.clone(),
+    };
+    tokio::spawn(accept_loop(endpoint.clone(), accept, source.subscribe()));
+
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|error| NodeError::Bind {
+                addr: addr.to_string(),
+                error,
+            })?;
+        metrics_addr = listener.local_addr().ok();
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics.clone(),
+            source.subscribe(),
+        ));
+    }
+    drop(source);
+    tracing::info!(replica = %me, addr = ?endpoint.local_addr().ok(), "node started");
+    Ok(RunningNode {
+        trigger: coordinator.trigger(),
+        coordinator,
+        host,
+        endpoint,
+        metrics,
+        metrics_addr,
+        me,
+    })
+}
+
+/// Runs a node until SIGINT or SIGTERM (or a storage failure), then shuts
+/// it down gracefully.
+pub async fn run(config: NodeConfig, options: NodeOptions) -> Result<(), NodeError> {
+    let node = start(config, options).await?;
+    wait_for_signal(&node).await;
+    node.shutdown().await
+}
+
+async fn wait_for_signal(node: &RunningNode) {
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    let stopped = async {
+        while !node.host_stopped() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+        _ = stopped => tracing::error!("the replica stopped on its own"),
+    }
+}
+
+struct Accept {
+    me: ReplicaId,
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    handoff: Vec<Option<mpsc::Sender<Connection>>>,
+    clients: ClientShared,
+    connections: Arc<Semaphore>,
+    next_client: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    source: Source,
+}
+
+async fn accept_loop(endpoint: Endpoint, accept: Accept, mut shutdown: crate::shutdown::Shutdown) {
+    let accept = Arc::new(accept);
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = shutdown.recv() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let Ok(permit) = accept.connections.clone().try_acquire_owned() else {
+            accept.metrics.refuse("busy");
+            incoming.refuse();
+            continue;
+        };
+        let accept = accept.clone();
+        let task_shutdown = accept.source.subscribe();
+        tokio::spawn(async move {
+            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "handshake failed");
+                    accept.metrics.refuse("handshake");
+                    return;
+                }
+                Err(_) => {
+                    accept.metrics.refuse("handshake_timeout");
+                    return;
+                }
+            };
+            classify(&accept, conn, task_shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn classify(accept: &Accept, conn: Connection, shutdown: crate::shutdown::Shutdown) {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    match alpn.as_deref() {
+        Some(a) if a == belfry_wire::PEER_ALPN => {
+            let presented = conn
+                .peer_identity()
+                .and_then(|i| {
+                    i.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                        .ok()
+                })
+                .and_then(|certs| certs.first().cloned());
+            let peer = presented.and_then(|c| accept.certs.iter().position(|k| *k == c));
+            match peer {
+                Some(p) if p < accept.me.index() => {
+                    conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
+                    let sent = accept.handoff[p].as_ref().map(|h| h.try_send(conn.clone()));
+                    if !matches!(sent, Some(Ok(()))) {
+                        accept.metrics.refuse("peer_busy");
+                        conn.close(close::BUSY.into(), b"a connection is being set up");
+                    }
+                }
+                Some(_) => {
+                    accept.metrics.refuse("peer_wrong_direction");
+                    conn.close(
+                        close::REFUSED.into(),
+                        b"the lower replica id dials the higher",
+                    );
+                }
+                None => {
+                    accept.metrics.refuse("peer_unknown_certificate");
+                    conn.close(close::REFUSED.into(), b"not a replica of this cluster");
+                }
+            }
+        }
+        Some(a) if a == belfry_wire::CLIENT_ALPN => {
+            let id = accept.next_client.fetch_add(1, Ordering::Relaxed);
+            crate::clients::serve(accept.clients.clone(), id, conn, shutdown).await;
+        }
+        _ => {
+            accept.metrics.refuse("alpn");
+            conn.close(close::REFUSED.into(), b"unknown protocol");
+        }
+    }
+}
