@@ -589,6 +589,11 @@ impl Node {
                 ));
             }
             Input::PeerReconnected(p) => {
+                if self.observing.is_some() && p.index() < self.config.n && p != self.config.me {
+                    // Its link just came up: the Hello sent at start may
+                    // never have reached it.
+                    step.send(Target::One(p), Message::Hello);
+                }
                 if p.index() < self.config.n && p != self.config.me {
                     let h = self.dag.horizon();
                     self.resend_to(p, h, Round(u64::MAX), ResendCause::Reconnect, &mut step);
