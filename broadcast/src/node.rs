@@ -25,6 +25,8 @@ const SLOT_VISIT_BYTES: usize = 8;
 const ROUND_TIME_INITIAL: Micros = Micros::from_millis(10);
 /// Own rounds whose durations are kept to estimate the round time.
 const ROUND_TIME_WINDOW: usize = 32;
+/// Delivered slots whose delivery times are kept, likewise.
+const SLOT_TIME_WINDOW: usize = 64;
 /// Round times the DAG may stand still before the missing votes are asked
 /// for.
 pub const STALL_ROUNDS: u64 = 2;
@@ -101,6 +103,9 @@ struct Slot {
     fetched: Option<(VertexHash, Arc<Vertex>)>,
     delivered: Option<VertexHash>,
     fetch_sent: bool,
+    /// When the first message about the slot arrived (`None` when the slot
+    /// was rebuilt on restore).
+    first_seen: Option<Micros>,
 }
 
 impl Slot {
@@ -249,6 +254,8 @@ pub struct Node {
     /// Durations of the last own rounds (the shortest is the round time a
     /// round without losses takes).
     round_times: VecDeque<Micros>,
+    /// How long the last slots took from first message to delivery.
+    slot_times: VecDeque<Micros>,
     last_growth: Micros,
     grown_to: (Round, Wave, Wave),
     held_at_fetch: usize,
@@ -317,6 +324,7 @@ impl Node {
             pending: VecDeque::new(),
             round_timer_armed: false,
             round_times: VecDeque::new(),
+            slot_times: VecDeque::new(),
             last_growth: Micros::ZERO,
             grown_to: (Round(0), Wave(0), Wave(0)),
             held_at_fetch: 0,
@@ -951,7 +959,9 @@ impl Node {
             _ => v.hash(),
         };
         let (round, author) = (v.round, v.author);
+        let now = self.now;
         let slot = self.slots.entry((round, author)).or_default();
+        slot.first_seen.get_or_insert(now);
         let body = match &slot.val {
             Some((existing, _)) if *existing != hash => {
                 step.fault(from, FaultKind::Equivocation { round });
@@ -1005,7 +1015,9 @@ impl Node {
         if round.0 == 0 || !self.in_window(round) {
             return;
         }
+        let now = self.now;
         let slot = self.slots.entry((round, author)).or_default();
+        slot.first_seen.get_or_insert(now);
         let votes = match kind {
             VoteKind::Echo => &mut slot.echoes,
             VoteKind::Ready => &mut slot.readies,
@@ -1093,6 +1105,14 @@ impl Node {
         match slot.body(&hash).cloned() {
             Some(v) => {
                 slot.delivered = Some(hash);
+                if let Some(t) = slot.first_seen {
+                    // How long a slot takes from its first message to its
+                    // delivery: the network's pace, whatever the rounds'.
+                    if self.slot_times.len() >= SLOT_TIME_WINDOW {
+                        self.slot_times.pop_front();
+                    }
+                    self.slot_times.push_back(self.now.saturating_sub(t));
+                }
                 self.enter_or_buffer(hash, v, step);
             }
             None if !slot.fetch_sent => {
@@ -1684,12 +1704,20 @@ impl Node {
     fn stall_after(&self) -> Micros {
         // The quickest recent round is what a round without losses takes
         // (rounds slowed by lost votes must not stretch the wait).
-        let round_time = self
-            .round_times
+        // A round takes the round interval plus a slot's delivery; the
+        // quickest recent slot is what one without losses takes (when every
+        // round loses a vote somewhere — many replicas, none to spare — the
+        // rounds are all slow, but some slots are not).
+        let by_slots = self
+            .slot_times
             .iter()
             .min()
-            .copied()
-            .unwrap_or(ROUND_TIME_INITIAL);
+            .map(|t| t.saturating_add(self.config.round_interval));
+        let by_rounds = self.round_times.iter().min().copied();
+        let round_time = match (by_slots, by_rounds) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(ROUND_TIME_INITIAL),
+        };
         let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
             .max(STALL_MIN)
             .min(self.config.resend_interval);
