@@ -669,7 +669,7 @@ fn a_replica_that_cannot_order_holds_a_bounded_amount() {
 /// requests a millisecond each. The byte budgets hold what it gets to at
 /// most their rates (plus a burst) per honest replica, whatever it asks:
 /// latency does not move, and the honest replicas' bytes per digest stay
-/// within a factor of 6 of the same run without the flood at this load
+/// within a factor of 8 of the same run without the flood at this load
 /// (1,000 digests/s; the cost is a fixed rate, so the factor falls as load
 /// rises).
 #[test]
@@ -706,7 +706,7 @@ fn a_fetch_flood_costs_each_honest_replica_at_most_its_budget() {
         base.latency_ms.p50
     );
     assert!(
-        flood.bytes_per_digest <= base.bytes_per_digest * 6.0,
+        flood.bytes_per_digest <= base.bytes_per_digest * 8.0,
         "{} bytes per digest with the flood, {} without",
         flood.bytes_per_digest,
         base.bytes_per_digest
