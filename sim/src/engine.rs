@@ -14,11 +14,11 @@ use belfry_replica::coin::{
     TrustAnchor,
 };
 use belfry_replica::host::TimerSet;
-use belfry_replica::journal::{CrashMode, MemoryJournal};
+use belfry_replica::journal::MemoryJournal;
 use belfry_replica::timestamp::store::MemoryLog;
 use belfry_replica::timestamp::{Entry, SignedTreeHead};
-use belfry_replica::wire::{self, ClientRequest, PeerMessage};
-use belfry_replica::{CoreInput, Host, HostConfig, Released, ReplicaConfig};
+use belfry_replica::wire::{self, PeerMessage};
+use belfry_replica::{CoreInput, Host, ReplicaConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, LogNormal, Pareto};
@@ -37,7 +37,7 @@ const GENESIS: Micros = Micros(1_763_700_000_000_000);
 
 /// Whether a frame is one a starved replica does not get: a coin share or
 /// a catch-up answer.
-fn starves(frame: &[u8]) -> bool {
+pub(crate) fn starves(frame: &[u8]) -> bool {
     matches!(
         wire::decode::<PeerMessage>(frame),
         Ok(PeerMessage::Broadcast(Message::CoinShare { .. })
@@ -227,24 +227,24 @@ pub struct Race {
 pub(crate) struct Replica {
     pub(crate) host: Option<Host<MemoryJournal>>,
     /// Journal and log store of a stopped replica.
-    disk: Option<(MemoryJournal, MemoryLog)>,
+    pub(crate) disk: Option<(MemoryJournal, MemoryLog)>,
     /// Starts so far (timers and sync completions of earlier ones are stale).
-    incarnation: u64,
+    pub(crate) incarnation: u64,
     /// A sealed turn waits for its journal sync (`fsync_us`).
-    syncing: bool,
+    pub(crate) syncing: bool,
     /// An armed crash: it strikes when the next turn is sealed (aimed at a
     /// turn that appends a Tick, if `at_tick`).
-    crash_armed: Option<ArmedCrash>,
+    pub(crate) crash_armed: Option<ArmedCrash>,
     /// Messages to this replica are delayed this much more until `until`
     /// (a slow link after a restart).
-    slow_until: Option<(Micros, Micros)>,
+    pub(crate) slow_until: Option<(Micros, Micros)>,
     /// Catch-ups seen so far (leaders, snapshots), for coverage.
-    catchups: (u64, u64),
+    pub(crate) catchups: (u64, u64),
     /// Journal snapshots seen so far (the double-signing memory is pruned
     /// at each).
-    snapshots: u64,
+    pub(crate) snapshots: u64,
     /// It rejoined after a wipe.
-    rejoined: bool,
+    pub(crate) rejoined: bool,
 }
 
 /// How an armed crash strikes.
@@ -252,9 +252,9 @@ pub(crate) struct Replica {
 pub(crate) struct ArmedCrash {
     /// Strike only at a turn that appends a Tick (the recovery boundary
     /// between a batch's log entries and the node's ordering state).
-    at_tick: bool,
+    pub(crate) at_tick: bool,
     /// Whether the sealed turn's record is torn (else lost whole).
-    torn: bool,
+    pub(crate) torn: bool,
 }
 
 pub(crate) struct Sim {
@@ -578,116 +578,7 @@ impl Sim {
                 t = t.saturating_add(Micros::from_millis(40));
             }
         }
-        // Honest crashes and partitions only while at most f replicas are
-        // Byzantine or down at once.
-        let spare = self.cfg.f() > self.cfg.faulty;
-        let honest: Vec<usize> = (0..n).filter(|i| honest(&self.cfg, *i)).collect();
-        // The honest replicas injected faults may strike: as many as the f
-        // budget leaves (`f − faulty`), so that faults that overlap in time
-        // never take more than f replicas away at once. With one to spare,
-        // every fault strikes the same replica.
-        let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
-        let victims: Vec<usize> = honest.iter().rev().take(spare_count).copied().collect();
-        let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
-        if let (true, Some(victim)) = (self.cfg.crash, victim(0)) {
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
-            self.queue.schedule(at, Event::ArmCrash(victim));
-            self.queue.schedule(
-                at.saturating_add(Micros::from_millis(150)),
-                Event::Restart(victim),
-            );
-        } else if self.cfg.crash {
-            self.mark("crash skipped: f budget used by Byzantine replicas");
-        }
-        if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
-            // Cut off twice: 150 ms (it catches up within gc_depth, by the
-            // committed leaders) and 600 ms (beyond it, by a snapshot).
-            for (part, ms) in [(5, 150), (2, 600)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue.schedule(at, Event::Cut(victim));
-                self.queue.schedule(
-                    at.saturating_add(Micros::from_millis(ms)),
-                    Event::Heal(victim),
-                );
-            }
-        } else if self.cfg.partition {
-            self.mark("partition skipped: f budget used by Byzantine replicas");
-        }
-        if let (true, Some(victim)) = (self.cfg.one_way, victim(2)) {
-            // An honest replica that can receive but not send for 400 ms,
-            // then one that can send but not receive: it counts against f
-            // while it lasts, like any partitioned replica.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
-            let mid = at.saturating_add(Micros::from_millis(400));
-            self.queue.schedule(at, Event::OneWay(victim, true));
-            self.queue.schedule(mid, Event::OneWay(victim, false));
-            self.queue.schedule(
-                mid.saturating_add(Micros::from_millis(400)),
-                Event::OneWayHeal(victim),
-            );
-        } else if self.cfg.one_way {
-            self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
-        }
-        if self.cfg.starve && !spare {
-            // A replica that cannot order stops voting at its bound: it
-            // counts against f like any faulty one.
-            self.mark("starve skipped: f budget used by Byzantine replicas");
-        }
-        for i in 0..n {
-            for step in self.clocks[i].steps.clone() {
-                if step.at < end {
-                    self.queue.schedule(step.at, Event::ClockStepped(i));
-                }
-            }
-        }
-        let catchup_attack = self.byz.contains(&Some(Strategy::BadCatchup))
-            || self.byz.contains(&Some(Strategy::StallCatchup));
-        if catchup_attack && honest.len() > 1 {
-            // The adversary controls the network: it isolates an honest
-            // replica twice — 150 ms (it then catches up within gc_depth,
-            // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
-            // replica asks the adversary too.
-            let victim = honest[0];
-            for (part, ms) in [(4, 150), (2, 400)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue.schedule(at, Event::Cut(victim));
-                self.queue.schedule(
-                    at.saturating_add(Micros::from_millis(ms)),
-                    Event::Heal(victim),
-                );
-            }
-            self.mark("catch-up attack isolated an honest replica");
-        }
-        if let (true, Some(victim)) = (self.cfg.starve, victim(3)) {
-            // No coin shares and no catch-up answers reach it for 3 s (the
-            // adversary controls the network): it cannot order. It is not
-            // cut off, so it keeps receiving every round's vertices.
-            // Twice: 300 ms (peers prune the coin shares it misses; it gets
-            // back by replaying the committed leaders over its own DAG) and
-            // 3 s (it stops taking rounds at its bound; back by a snapshot).
-            for (part, ms) in [(8, 200), (3, 3_000)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue
-                    .schedule(at, Event::Starve(victim, Micros::from_millis(ms)));
-            }
-        }
-        if self.cfg.ring {
-            // Each replica keeps a quorum of 2f + 1 (itself and f on either
-            // side), no two the same quorum, for 1 s. Every replica stays
-            // honest and every link heals, so no f budget applies.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 * 3 / 5));
-            self.queue.schedule(at, Event::Ring);
-            self.queue
-                .schedule(at.saturating_add(Micros::from_secs(1)), Event::RingHeal);
-        }
-        if self.cfg.blackout {
-            // Every link down for 3 s: no quorum anywhere, then a heal. Not
-            // a replica fault, so no f budget applies.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
-            self.queue.schedule(at, Event::Blackout);
-            self.queue
-                .schedule(at.saturating_add(Micros::from_secs(3)), Event::Daylight);
-        }
+        self.schedule_faults(end);
         self.run_until(end);
         // Liveness mode: faults stop, the load has stopped; everything must
         // be logged within the bound.
@@ -738,268 +629,7 @@ impl Sim {
         if self.byz[i] == Some(Strategy::LyingClock) {
             self.mark("strategy lying-clock");
         }
-        if self.restart(i) {
-            self.reconnect_quietly(i);
-        }
-    }
-
-    /// A host for replica `i` over the given storage.
-    fn open_host(
-        &self,
-        i: usize,
-        journal: MemoryJournal,
-        log: MemoryLog,
-        incarnation: u64,
-    ) -> Result<Host<MemoryJournal>, String> {
-        let recovered = journal.recover().map_err(|e| e.to_string())?;
-        let host_config = HostConfig {
-            compact_after_records: self.cfg.compact_at,
-            ..HostConfig::default()
-        };
-        Host::open(
-            self.configs[i].clone(),
-            self.crypto[i].clone(),
-            journal,
-            recovered,
-            Box::new(log),
-            host_config,
-            incarnation,
-        )
-        .map_err(|e| e.to_string())
-    }
-
-    /// (Re)starts replica `i` from the storage it left; false (and a
-    /// violation) if it cannot.
-    fn restart(&mut self, i: usize) -> bool {
-        let (journal, log) = self.replicas[i]
-            .disk
-            .take()
-            .unwrap_or_else(|| (MemoryJournal::new(), MemoryLog::new()));
-        let incarnation = self.replicas[i].incarnation + 1;
-        match self.open_host(i, journal, log, incarnation) {
-            Ok(host) => {
-                let r = &mut self.replicas[i];
-                r.host = Some(host);
-                r.incarnation = incarnation;
-                r.syncing = false;
-                if incarnation > 1 {
-                    self.restarted_at.insert(i, self.now);
-                    self.mark("restart");
-                }
-                self.input(i, CoreInput::Start);
-                if incarnation > 1 {
-                    self.reconnect(i);
-                }
-                true
-            }
-            Err(e) => {
-                self.violations
-                    .push(format!("replica {i} cannot restart: {e}"));
-                false
-            }
-        }
-    }
-
-    /// Nothing to do at the very first start: no peer has a link to renew.
-    fn reconnect_quietly(&mut self, _i: usize) {}
-
-    /// Stops replica `i` as a power cut would: the sealed turn's record is
-    /// lost or torn, the log store keeps only what was synced to it.
-    fn crash(&mut self, i: usize, mode: CrashMode) {
-        let r = &mut self.replicas[i];
-        let Some(host) = r.host.take() else {
-            return;
-        };
-        let (mut journal, log) = host.into_parts();
-        journal.crash(mode);
-        let mut log = log.into_memory_log().unwrap_or_default();
-        log.lose_unsynced();
-        r.disk = Some((journal, log));
-        r.syncing = false;
-        // Pending timers and syncs belong to the old incarnation now.
-        r.incarnation += 1;
-    }
-
-    pub(crate) fn input(&mut self, i: usize, input: CoreInput) {
-        let local = self.local(i);
-        if self.replicas[i].host.is_none() {
-            return;
-        }
-        if let Some(twin) = self.twins.get_mut(&i) {
-            // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
-            // different vertices under the same key.
-            twin.handle(local.saturating_add(Micros(700)), input.clone());
-            let released = twin.commit();
-            self.mark("strategy twins");
-            if let Ok(r) = released {
-                for (to, frame) in r.to_peers {
-                    self.fan_out(i, to, frame);
-                }
-            }
-        }
-        if let Some(host) = self.replicas[i].host.as_mut() {
-            host.handle(local, input);
-        }
-        self.after_input(i);
-    }
-
-    /// After an input: seal the turn unless a sync is in flight (then the
-    /// input joins the next turn — group commit).
-    fn after_input(&mut self, i: usize) {
-        if !self.replicas[i].syncing {
-            self.flush(i);
-        }
-    }
-
-    fn flush(&mut self, i: usize) {
-        let Some(host) = self.replicas[i].host.as_mut() else {
-            return;
-        };
-        let durable = match host.flush() {
-            Ok(d) => d,
-            Err(e) => {
-                self.violations
-                    .push(format!("replica {i}'s host failed: {e}"));
-                self.crash(i, CrashMode::LoseUnsynced);
-                return;
-            }
-        };
-        if durable && self.strike_armed_crash(i) {
-            return;
-        }
-        if durable && self.cfg.fsync_us > 0 {
-            self.replicas[i].syncing = true;
-            let at = self.now.saturating_add(Micros(self.cfg.fsync_us));
-            let incarnation = self.replicas[i].incarnation;
-            self.queue.schedule(
-                at,
-                Event::SyncDone {
-                    node: i,
-                    incarnation,
-                },
-            );
-        } else {
-            self.sync(i);
-        }
-    }
-
-    /// An armed crash strikes while the sealed turn is not yet durable (at a
-    /// turn that appends a Tick, if aimed there).
-    fn strike_armed_crash(&mut self, i: usize) -> bool {
-        let Some(armed) = self.replicas[i].crash_armed else {
-            return false;
-        };
-        let unsynced = self.replicas[i]
-            .host
-            .as_ref()
-            .map_or(0, |h| h.journal().unsynced());
-        if armed.at_tick {
-            let has_tick = self.replicas[i].host.as_ref().is_some_and(|h| {
-                matches!(
-                    h.journal().last_unsynced_turn(),
-                    Some(t) if t.entries.iter().any(|e| matches!(e, Entry::Tick(_)))
-                )
-            });
-            if !has_tick {
-                return false;
-            }
-        }
-        let mode = if armed.torn && unsynced > 0 {
-            CrashMode::Torn {
-                survive: self.fault_rng.gen_range(0..unsynced),
-            }
-        } else {
-            CrashMode::LoseUnsynced
-        };
-        self.replicas[i].crash_armed = None;
-        self.crash(i, mode);
-        self.mark(match (armed.at_tick, armed.torn) {
-            (true, true) => "crash mid-write at a Tick, record torn",
-            (true, false) => "crash mid-write at a Tick",
-            (false, true) => "crash mid-write, record torn",
-            (false, false) => "crash mid-write",
-        });
-        true
-    }
-
-    fn sync(&mut self, i: usize) {
-        self.replicas[i].syncing = false;
-        let Some(host) = self.replicas[i].host.as_mut() else {
-            return;
-        };
-        match host.sync() {
-            Ok(released) => self.release(i, released),
-            Err(e) => {
-                self.violations
-                    .push(format!("replica {i}'s host failed: {e}"));
-                self.crash(i, CrashMode::LoseUnsynced);
-                return;
-            }
-        }
-        if self.replicas[i]
-            .host
-            .as_ref()
-            .is_some_and(|h| h.turn_open())
-        {
-            self.flush(i);
-        }
-    }
-
-    /// A durable turn's effects leave the replica: checks, reports, timers,
-    /// frames.
-    fn release(&mut self, i: usize, released: Released) {
-        let local = self.local(i);
-        let state = self.replicas[i].host.as_ref().map(|host| {
-            let core = host.core();
-            (
-                (core.leader_catchups(), core.catchups_installed()),
-                host.stats().snapshots,
-                core.node().dag().horizon(),
-            )
-        });
-        if let Some((now_caught, snapshots, horizon)) = state {
-            let before = std::mem::replace(&mut self.replicas[i].catchups, now_caught);
-            if now_caught.0 > before.0 {
-                self.mark("catch-up by committed leaders (FetchLeaders)");
-            }
-            if now_caught.1 > before.1 {
-                self.mark("catch-up by log range and snapshot (FetchState)");
-            }
-            if self.replicas[i].incarnation > 1
-                && self.replicas[i]
-                    .host
-                    .as_ref()
-                    .is_some_and(|h| h.core().node().counters().rejoined)
-                && !self.replicas[i].rejoined
-            {
-                self.replicas[i].rejoined = true;
-                self.mark("a wiped replica observed, then rejoined");
-            }
-            if snapshots > self.replicas[i].snapshots {
-                self.replicas[i].snapshots = snapshots;
-                // Pledges below the horizon can never be made again (a
-                // replica votes only within its window above the horizon,
-                // restarted or not): the double-vote check need not
-                // remember them.
-                self.votes[i].retain(|p, _| p.round >= horizon);
-                self.own_vertices[i] = self.own_vertices[i].split_off(&horizon);
-                self.mark("store compacted");
-            }
-        }
-        self.absorb_reports(i, &released.writes);
-        if honest(&self.cfg, i) {
-            self.check_turn(i, &released);
-        }
-        for set in released.timers {
-            let at = self.now.saturating_add(set.deadline.saturating_sub(local));
-            self.queue.schedule(at, Event::Timer { node: i, set });
-        }
-        for (to, frame) in released.to_peers {
-            self.fan_out(i, to, frame);
-        }
-        if self.byz[i] == Some(Strategy::LateLeader) {
-            self.release_late_leader(i);
-        }
+        self.restart(i);
     }
 
     fn run_until(&mut self, until: Micros) {
@@ -1047,270 +677,6 @@ impl Sim {
             bytes.len() as u64,
         ]);
         self.trace.absorb_bytes(bytes);
-    }
-
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Deliver { from, to, frame } => {
-                if self.down.contains(&(from, to)) {
-                    self.mark("partition drop");
-                    return;
-                }
-                if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
-                    self.mark("starve drop");
-                    return;
-                }
-                self.peer_messages += 1;
-                self.peer_bytes += frame.len() as u64;
-                let from = ReplicaId(from as u16);
-                self.input(to, CoreInput::Peer { from, frame });
-            }
-            Event::Timer { node, set } => {
-                let local = self.local(node);
-                let fired = self.replicas[node]
-                    .host
-                    .as_mut()
-                    .is_some_and(|h| h.fire(local, set));
-                if fired {
-                    self.after_input(node);
-                }
-            }
-            Event::SyncDone { node, incarnation } => {
-                if self.replicas[node].incarnation == incarnation {
-                    self.sync(node);
-                }
-            }
-            Event::Submit { node, mut digests } => {
-                if self.byz[node] == Some(Strategy::WithholdAndRush) {
-                    self.front_run(&mut digests);
-                }
-                if self.byz[node] == Some(Strategy::Censor) && digests.iter().any(is_censored) {
-                    // Its replica drops these from every report it makes.
-                    self.mark("strategy censor");
-                }
-                let digests = digests;
-                if honest(&self.cfg, node) && self.replicas[node].host.is_some() {
-                    for d in &digests {
-                        let seen = self
-                            .first_seen
-                            .entry(*d)
-                            .or_insert_with(|| vec![None; self.cfg.n]);
-                        seen[node].get_or_insert(self.now);
-                    }
-                }
-                if let Ok(frame) = wire::encode(&ClientRequest::Submit(digests)) {
-                    self.input(node, CoreInput::Client { client: 1, frame });
-                }
-            }
-            Event::Load => {
-                self.sample_memory();
-                self.fetch_flood();
-                let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
-                let k = per_ms.floor() as u64
-                    + u64::from(
-                        self.load_rng
-                            .gen_bool((per_ms - per_ms.floor()).clamp(0.0, 1.0)),
-                    );
-                if k > 0 {
-                    let ds: Vec<[u8; 32]> = (0..k).map(|_| self.fresh_digest(0)).collect();
-                    self.submit_all(&ds, None);
-                }
-                self.queue
-                    .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
-            }
-            Event::Race(k) => {
-                self.race(k);
-                self.rush();
-            }
-            Event::ArmCrash(i) => {
-                let at_tick = self.fault_rng.gen_bool(0.5);
-                let torn = self.fault_rng.gen_bool(0.5);
-                self.replicas[i].crash_armed = Some(ArmedCrash { at_tick, torn });
-                self.mark(if at_tick {
-                    "crash armed at a Tick"
-                } else {
-                    "crash armed"
-                });
-            }
-            Event::Restart(i) => {
-                if self.replicas[i].host.is_some() {
-                    // The armed crash has not struck yet: crash now.
-                    self.crash(i, CrashMode::LoseUnsynced);
-                }
-                self.replicas[i].crash_armed = None;
-                self.mark("crash");
-                if self.cfg.wipe {
-                    self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
-                    self.mark("wiped");
-                }
-                if self.restart(i) {
-                    // The restarted replica hears the others late for a
-                    // while, as over a congested link: catch-up and
-                    // re-derivation race its peers' messages.
-                    let slow = Micros(self.fault_rng.gen_range(1_000..4_000));
-                    let until = self.now.saturating_add(Micros::from_millis(600));
-                    self.replicas[i].slow_until = Some((until, slow));
-                    self.mark("slow link after a restart");
-                    self.fault_ended(&[i]);
-                }
-            }
-            Event::Cut(i) => {
-                for p in 0..self.cfg.n {
-                    self.down.insert((i, p));
-                    self.down.insert((p, i));
-                }
-                self.mark("partition");
-            }
-            Event::Blackout => {
-                self.no_quorum.push((self.now, Micros(u64::MAX)));
-                for a in 0..self.cfg.n {
-                    for b in 0..self.cfg.n {
-                        self.down.insert((a, b));
-                    }
-                }
-                self.mark("blackout");
-            }
-            Event::Daylight => {
-                self.down.clear();
-                self.mark("blackout healed");
-                self.end_no_quorum();
-                for i in 0..self.cfg.n {
-                    self.reconnect(i);
-                }
-                let all: Vec<usize> = (0..self.cfg.n).collect();
-                self.fault_ended(&all);
-            }
-            Event::Heal(i) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
-                self.mark("heal");
-                self.reconnect(i);
-                self.fault_ended(&[i]);
-            }
-            Event::OneWay(i, out) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
-                for p in (0..self.cfg.n).filter(|p| *p != i) {
-                    self.down.insert(if out { (i, p) } else { (p, i) });
-                }
-                self.mark(if out {
-                    "asymmetric partition: a replica hears all, nobody hears it"
-                } else {
-                    "asymmetric partition: everybody hears a replica, it hears nobody"
-                });
-            }
-            Event::OneWayHeal(i) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
-                self.mark("asymmetric partition healed");
-                self.reconnect(i);
-                self.fault_ended(&[i]);
-            }
-            Event::Ring => {
-                // Each replica keeps the links to the `d` replicas on either
-                // side, `2d + 1 >= Q`: every neighbourhood is a quorum, no
-                // two the same one. Reliable broadcast still stalls (a VAL
-                // reaches only its author's neighbourhood, and no ECHO
-                // quorum forms anywhere), so no progress is expected until
-                // the heal.
-                let (n, q) = (self.cfg.n, self.cfg.n - self.cfg.f());
-                let side = (q - 1).div_ceil(2);
-                for a in 0..n {
-                    for b in 0..n {
-                        let d = (a + n - b) % n;
-                        if d.min(n - d) > side {
-                            self.down.insert((a, b));
-                        }
-                    }
-                }
-                self.no_quorum.push((self.now, Micros(u64::MAX)));
-                self.mark("majorities ring");
-            }
-            Event::ClockStepped(_) => self.mark("clock step"),
-            Event::Starve(i, long) => {
-                let until = self.now.saturating_add(long);
-                self.starved = Some((i, until));
-                self.queue.schedule(until, Event::Fed(i));
-                self.mark("starve: a replica gets no coin shares or catch-up answers");
-            }
-            Event::Fed(i) => {
-                self.starved = None;
-                self.mark("starvation ended");
-                self.fault_ended(&[i]);
-            }
-            Event::RingHeal => {
-                self.down.clear();
-                self.mark("majorities ring healed");
-                self.end_no_quorum();
-                for i in 0..self.cfg.n {
-                    self.reconnect(i);
-                }
-                let all: Vec<usize> = (0..self.cfg.n).collect();
-                self.fault_ended(&all);
-            }
-        }
-    }
-
-    /// A fault of the replicas `who` ended: each honest one must reach the
-    /// size the cluster has signed by now within [`CATCHUP_BOUND`].
-    fn fault_ended(&mut self, who: &[usize]) {
-        let target = self.heads.keys().next_back().copied().unwrap_or(0);
-        let deadline = self.now.saturating_add(CATCHUP_BOUND);
-        for i in who {
-            if honest(&self.cfg, *i) {
-                self.catchup_due.insert(*i, (deadline, target));
-            }
-        }
-    }
-
-    /// The catch-up invariant: a replica whose fault ended has reached its
-    /// target, or it is a violation once the deadline passed.
-    pub(crate) fn check_catchups(&mut self) {
-        if self.catchup_due.is_empty() {
-            return;
-        }
-        let mut failed = Vec::new();
-        let now = self.now;
-        let replicas = &self.replicas;
-        self.catchup_due.retain(|i, (deadline, target)| {
-            let Some(len) = replicas[*i].host.as_ref().map(|h| h.core().log_len()) else {
-                return true; // down again: a later restart sets a new target
-            };
-            if len >= *target {
-                return false;
-            }
-            if now > *deadline {
-                let state = replicas[*i].host.as_ref().map(|h| {
-                    let c = h.core();
-                    format!(
-                        "round {}, decided wave {}, cluster round {}, catching up {}, {} catch-up timeouts",
-                        c.node().round().0,
-                        c.node().last_decided_wave().0,
-                        c.node().cluster_round().0,
-                        c.catching_up(),
-                        c.catchup_timeouts()
-                    )
-                });
-                failed.push((*i, len, *target, state.unwrap_or_default()));
-                return false;
-            }
-            true
-        });
-        for (i, len, target, state) in failed {
-            self.violations.push(format!(
-                "catch-up: replica {i} reached log size {len} of {target} within {} s after its fault ended ({state})",
-                CATCHUP_BOUND.0 / 1_000_000
-            ));
-        }
-    }
-
-    fn end_no_quorum(&mut self) {
-        let now = self.now;
-        if let Some(w) = self
-            .no_quorum
-            .iter_mut()
-            .rev()
-            .find(|w| w.1 == Micros(u64::MAX))
-        {
-            w.1 = now;
-        }
     }
 
     /// Whether replica `i` restarted within the last 200 ms.

@@ -58,6 +58,8 @@ mod byzantine;
 mod checks;
 pub mod config;
 pub mod engine;
+mod events;
+mod hosting;
 pub mod metrics;
 pub mod shared;
 

@@ -42,8 +42,6 @@
 //! of the node's ordering state and the sequencer must equal the last Tick's.
 
 use super::*;
-use belfry_broadcast::coin::Wave;
-use belfry_broadcast::VertexHash;
 use belfry_timestamp::store::Frontier;
 
 /// Ordering lag (rounds) beyond which a replica fetches the log it misses.
@@ -79,9 +77,9 @@ pub const CATCHUP_GIVE_UP: Micros = Micros::from_secs(10);
 /// A request in flight: to whom (`None`: every peer), and until when.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Request {
-    peer: Option<ReplicaId>,
-    sent: Micros,
-    deadline: Micros,
+    pub(super) peer: Option<ReplicaId>,
+    pub(super) sent: Micros,
+    pub(super) deadline: Micros,
 }
 
 /// A catch-up in progress (see the module documentation).
@@ -97,30 +95,30 @@ pub(super) enum CatchUp {
 #[derive(Debug)]
 pub(super) struct LogFetch {
     /// The local log's length when the fetch began.
-    from: u64,
+    pub(super) from: u64,
     /// Verified entries beyond `from`.
-    entries: Vec<Entry>,
+    pub(super) entries: Vec<Entry>,
     /// The tree of the local log followed by `entries`.
-    frontier: Frontier,
+    pub(super) frontier: Frontier,
     /// The largest signed head a verified page was checked against.
-    head: Option<SignedTreeHead>,
-    request: Request,
-    progress_at: Micros,
+    pub(super) head: Option<SignedTreeHead>,
+    pub(super) request: Request,
+    pub(super) progress_at: Micros,
 }
 
 /// Installing a verified range.
 #[derive(Debug)]
 pub(super) struct Install {
-    from: u64,
-    entries: Vec<Entry>,
-    head: SignedTreeHead,
-    by: InstallBy,
-    request: Request,
+    pub(super) from: u64,
+    pub(super) entries: Vec<Entry>,
+    pub(super) head: SignedTreeHead,
+    pub(super) by: InstallBy,
+    pub(super) request: Request,
     /// Peers asked in this state so far (each at most once per way).
-    tried: BTreeSet<ReplicaId>,
+    pub(super) tried: BTreeSet<ReplicaId>,
     /// Pages received, per peer.
-    pages: BTreeMap<ReplicaId, Pages>,
-    progress_at: Micros,
+    pub(super) pages: BTreeMap<ReplicaId, Pages>,
+    pub(super) progress_at: Micros,
 }
 
 /// How a verified range is installed.
@@ -137,7 +135,7 @@ pub(super) enum InstallBy {
 
 /// An answer being reassembled from its pages.
 #[derive(Debug)]
-enum Pages {
+pub(super) enum Pages {
     Leaders(Vec<Option<Vec<belfry_broadcast::Vertex>>>),
     /// The tree size the state belongs to, and the pages.
     State(u64, Vec<Option<Vec<u8>>>),
@@ -147,8 +145,8 @@ enum Pages {
 /// replay must produce, from log index `from`.
 #[derive(Debug)]
 pub(super) struct Replay {
-    from: u64,
-    expected: Vec<Entry>,
+    pub(super) from: u64,
+    pub(super) expected: Vec<Entry>,
     /// Set at the first produced entry that differs: nothing more is
     /// appended.
     pub(super) diverged: bool,
@@ -230,14 +228,14 @@ impl ReplicaCore {
 
     /// The deadline of a request sent now: four times the smoothed answer
     /// time, within bounds.
-    fn catchup_deadline(&self) -> Micros {
+    pub(super) fn catchup_deadline(&self) -> Micros {
         let t = Micros(self.catchup_rtt.0.saturating_mul(4))
             .max(CATCHUP_TIMEOUT_MIN)
             .min(CATCHUP_TIMEOUT_MAX);
         self.now.saturating_add(t)
     }
 
-    fn note_answer_time(&mut self, request: &Request, from: ReplicaId) {
+    pub(super) fn note_answer_time(&mut self, request: &Request, from: ReplicaId) {
         if request.peer == Some(from) || request.peer.is_none() {
             let took = self.now.saturating_sub(request.sent);
             // Exponentially weighted, 1/4 of the new sample.
@@ -248,7 +246,7 @@ impl ReplicaCore {
     /// The next peer to ask, in rotation: never this replica or a
     /// distrusted peer, a passed-over one only if nobody else is left,
     /// and none of `skip` unless every other peer is in it.
-    fn next_peer(&mut self, skip: &BTreeSet<ReplicaId>) -> Option<ReplicaId> {
+    pub(super) fn next_peer(&mut self, skip: &BTreeSet<ReplicaId>) -> Option<ReplicaId> {
         let n = self.config.broadcast.n;
         let me = self.config.broadcast.me;
         let mut fallback = None;
@@ -274,7 +272,7 @@ impl ReplicaCore {
         fallback
     }
 
-    fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
+    pub(super) fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
         out.timers.push((deadline, CoreTimer::CatchUp));
     }
 
@@ -306,7 +304,7 @@ impl ReplicaCore {
         }
     }
 
-    fn start_log_fetch(&mut self, out: &mut CoreStep) {
+    pub(super) fn start_log_fetch(&mut self, out: &mut CoreStep) {
         let from = self.log.len();
         let Some(frontier) = Frontier::of(&*self.log) else {
             return;
@@ -331,7 +329,7 @@ impl ReplicaCore {
     }
 
     /// The request in flight timed out: pass its peer over and ask the next.
-    fn on_catchup_timeout(&mut self, out: &mut CoreStep) {
+    pub(super) fn on_catchup_timeout(&mut self, out: &mut CoreStep) {
         let timed_out = match &self.catchup {
             Some(CatchUp::Log(f)) => f.request.peer,
             Some(CatchUp::Install(i)) => i.request.peer,
@@ -351,7 +349,7 @@ impl ReplicaCore {
     }
 
     /// Asks the next peer for the next page of the range.
-    fn request_page(&mut self, mut f: LogFetch, out: &mut CoreStep) {
+    pub(super) fn request_page(&mut self, mut f: LogFetch, out: &mut CoreStep) {
         let next = f.from + f.entries.len() as u64;
         let skip = f.request.peer.into_iter().collect();
         let peer = self.next_peer(&skip);
@@ -465,394 +463,6 @@ impl ReplicaCore {
         }
         let Some(head) = f.head else { return };
         self.begin_install(f.from, f.entries, head, out);
-    }
-
-    /// The wave and state root of the local log's last Tick (the log always
-    /// ends with a Tick: a batch is appended whole).
-    fn last_tick(&self) -> Option<TickEntry> {
-        let len = self.log.len();
-        match self.log.entry(len.checked_sub(1)?) {
-            Some(Entry::Tick(t)) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// Whether the node's ordering state and the sequencer are the state
-    /// the log's last Tick committed to: only then can replaying the
-    /// following leaders produce the following entries.
-    fn ordering_matches_log(&self) -> bool {
-        let order = self.node.checkpoint().commitment();
-        match self.last_tick() {
-            Some(t) => {
-                t.wave == self.node.last_decided_wave().0
-                    && self.sequencer.state_root(&order) == t.state_root
-            }
-            None => self.node.last_decided_wave().0 == 0,
-        }
-    }
-
-    fn begin_install(
-        &mut self,
-        from: u64,
-        entries: Vec<Entry>,
-        head: SignedTreeHead,
-        out: &mut CoreStep,
-    ) {
-        let by = if !self.is_behind() && self.ordering_matches_log() {
-            InstallBy::Leaders {
-                from_wave: self.last_tick().map_or(0, |t| t.wave),
-            }
-        } else {
-            InstallBy::State
-        };
-        let install = Install {
-            from,
-            entries,
-            head,
-            by,
-            request: Request {
-                peer: None,
-                sent: self.now,
-                deadline: self.now,
-            },
-            tried: BTreeSet::new(),
-            pages: BTreeMap::new(),
-            progress_at: self.now,
-        };
-        self.request_install(install, out);
-    }
-
-    /// Asks the next untried peer for the leaders' histories or the state;
-    /// when every peer was tried one way, the other way; when both failed,
-    /// the catch-up starts over.
-    fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
-        // Whatever a peer asked before sent is dropped: only the next
-        // one's answer is kept.
-        i.pages.clear();
-        let mut peer = self.next_peer(&i.tried);
-        if peer.is_none_or(|p| i.tried.contains(&p)) {
-            // Every peer we may ask was asked this way.
-            match i.by {
-                InstallBy::Leaders { .. } => {
-                    i.by = InstallBy::State;
-                    i.tried.clear();
-                    i.pages.clear();
-                    peer = self.next_peer(&i.tried);
-                }
-                InstallBy::State => {
-                    // Nobody holds a state for this range any more (peers
-                    // keep recent ones only): fetch the log afresh, up to
-                    // a newer head.
-                    self.catchup = None;
-                    self.maybe_start_catchup(out);
-                    return;
-                }
-            }
-        }
-        if let Some(p) = peer {
-            i.tried.insert(p);
-            let m = match i.by {
-                InstallBy::Leaders { from_wave } => PeerMessage::FetchLeaders {
-                    from_wave,
-                    floor: self.node.dag().horizon().0,
-                },
-                InstallBy::State => PeerMessage::FetchState {
-                    at_most: i.head.head.tree_size,
-                },
-            };
-            self.send_peer(Target::One(p), &m, out);
-        }
-        i.request = Request {
-            peer,
-            sent: self.now,
-            deadline: self.catchup_deadline(),
-        };
-        self.arm_catchup_timer(i.request.deadline, out);
-        self.catchup = Some(CatchUp::Install(i));
-    }
-
-    /// Takes one page of an install answer from a peer that was asked;
-    /// returns the install state and the peer's whole answer once complete.
-    fn take_page(
-        &mut self,
-        from_peer: ReplicaId,
-        pages: u32,
-        page: u32,
-        fill: impl FnOnce(&mut Pages, usize),
-        fresh: impl Fn(usize) -> Pages,
-        fits: impl Fn(&Pages) -> bool,
-    ) -> Option<(Install, Pages)> {
-        if self.distrusts(from_peer) {
-            return None;
-        }
-        let Some(CatchUp::Install(i)) = self.catchup.as_mut() else {
-            return None;
-        };
-        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
-        if !shaped || i.request.peer != Some(from_peer) {
-            // Pages only from the peer asked now: one that was passed over
-            // cannot make this replica keep its half answer.
-            return None;
-        }
-        let total = pages as usize;
-        let slot = i.pages.entry(from_peer).or_insert_with(|| fresh(total));
-        if !fits(slot) {
-            // A new answer from this peer replaces an unfinished one.
-            *slot = fresh(total);
-        }
-        fill(slot, page as usize);
-        let complete = match slot {
-            Pages::Leaders(p) => p.iter().all(Option::is_some),
-            Pages::State(_, p) => p.iter().all(Option::is_some),
-        };
-        if !complete {
-            return None;
-        }
-        let whole = i.pages.remove(&from_peer)?;
-        match self.catchup.take() {
-            Some(CatchUp::Install(i)) => Some((i, whole)),
-            other => {
-                self.catchup = other;
-                None
-            }
-        }
-    }
-
-    /// Collects a peer's `Leaders` pages; once complete, replays them.
-    pub(super) fn on_leaders_page(
-        &mut self,
-        from_peer: ReplicaId,
-        from_wave: u64,
-        page: u32,
-        pages: u32,
-        vertices: Vec<belfry_broadcast::Vertex>,
-        out: &mut CoreStep,
-    ) {
-        let wanted = matches!(
-            &self.catchup,
-            Some(CatchUp::Install(Install { by: InstallBy::Leaders { from_wave: w }, .. })) if *w == from_wave
-        );
-        if !wanted {
-            return;
-        }
-        let total = pages as usize;
-        let taken = self.take_page(
-            from_peer,
-            pages,
-            page,
-            |slot, k| {
-                if let Pages::Leaders(p) = slot {
-                    if let Some(s) = p.get_mut(k) {
-                        s.get_or_insert(vertices);
-                    }
-                }
-            },
-            |n| Pages::Leaders(vec![None; n]),
-            |slot| matches!(slot, Pages::Leaders(p) if p.len() == total),
-        );
-        let Some((i, Pages::Leaders(parts))) = taken else {
-            return;
-        };
-        self.note_answer_time(&i.request, from_peer);
-        let vertices: Vec<belfry_broadcast::Vertex> =
-            parts.into_iter().flatten().flatten().collect();
-        self.replay_leaders(from_peer, from_wave, i, vertices, out);
-    }
-
-    /// Orders the verified range's leaders from a peer's vertices, each
-    /// produced entry checked against the verified one before it is
-    /// appended (see [`Replay`]).
-    fn replay_leaders(
-        &mut self,
-        from_peer: ReplicaId,
-        from_wave: u64,
-        i: Install,
-        vertices: Vec<belfry_broadcast::Vertex>,
-        out: &mut CoreStep,
-    ) {
-        if self.log.len() != i.from || !self.ordering_matches_log() {
-            // The log moved, or the state a replay starts from is not the
-            // one the log committed to: install a snapshot instead.
-            let mut i = i;
-            i.by = InstallBy::State;
-            i.tried.clear();
-            self.request_install(i, out);
-            return;
-        }
-        let leaders: Vec<(Wave, belfry_broadcast::coin::GroupSignature, VertexHash)> = i
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Tick(t) if t.wave > from_wave => {
-                    Some((Wave(t.wave), t.coin_sig, VertexHash(t.leader)))
-                }
-                _ => None,
-            })
-            .collect();
-        self.replay = Some(Replay {
-            from: i.from,
-            expected: i.entries.clone(),
-            diverged: false,
-        });
-        self.drive(
-            Input::InstallLeaders {
-                from: from_peer,
-                leaders,
-                vertices,
-            },
-            out,
-        );
-        let replay = self.replay.take();
-        if replay.is_some_and(|r| r.diverged) {
-            // Ordering is deterministic and its starting state was checked:
-            // this is a local bug. The turn must not be released; the host
-            // restarts the replica from its journal.
-            self.poison("replayed leaders produced entries other than the signed range");
-            return;
-        }
-        let have = self.log.len();
-        if have == i.from {
-            // The answer ordered nothing: the peer forged or withheld the
-            // history, or — far likelier — its GC horizon is above the
-            // vertices this replica lacks (every honest peer's is, once
-            // this replica's own DAG is gone, as after installing a state).
-            // A verified state serves either way.
-            let mut i = i;
-            i.by = InstallBy::State;
-            i.tried.clear();
-            i.pages.clear();
-            self.request_install(i, out);
-            return;
-        }
-        self.leader_catchups += 1;
-        let size = i.head.head.tree_size;
-        if have >= size
-            && self.log.head_at(size).is_none()
-            && self.log.root_at(size).is_ok_and(|r| r == i.head.head.root)
-        {
-            self.log.put_head(&i.head);
-            out.heads.push(i.head);
-        }
-        // A partial replay (the peer held only some of the histories)
-        // leaves the rest to the next catch-up, from the new log length.
-    }
-
-    /// Collects the pages of a peer's `State` answer; a complete answer is
-    /// decoded and checked against its Tick.
-    pub(super) fn on_state_page(
-        &mut self,
-        from_peer: ReplicaId,
-        tree_size: u64,
-        page: u32,
-        pages: u32,
-        bytes: Vec<u8>,
-        out: &mut CoreStep,
-    ) {
-        let wanted = match &self.catchup {
-            Some(CatchUp::Install(i)) => {
-                i.by == InstallBy::State
-                    && tree_size > i.from
-                    && tree_size <= i.head.head.tree_size
-                    && bytes.len() <= wire::STATE_PAGE_BYTES
-            }
-            _ => false,
-        };
-        if !wanted {
-            return;
-        }
-        let total = pages as usize;
-        let taken = self.take_page(
-            from_peer,
-            pages,
-            page,
-            |slot, k| {
-                if let Pages::State(_, p) = slot {
-                    if let Some(s) = p.get_mut(k) {
-                        s.get_or_insert(bytes);
-                    }
-                }
-            },
-            |n| Pages::State(tree_size, vec![None; n]),
-            |slot| matches!(slot, Pages::State(size, p) if *size == tree_size && p.len() == total),
-        );
-        let Some((i, Pages::State(_, parts))) = taken else {
-            return;
-        };
-        self.note_answer_time(&i.request, from_peer);
-        let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
-        match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
-            Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
-            Err(_) => {
-                self.distrust(from_peer, "state snapshot does not decode", out);
-                self.request_install(i, out);
-            }
-        }
-    }
-
-    fn install_state(
-        &mut self,
-        from_peer: ReplicaId,
-        tree_size: u64,
-        state: SequencerState,
-        checkpoint: Checkpoint,
-        i: Install,
-        out: &mut CoreStep,
-    ) {
-        if self.log.len() != i.from {
-            // Our own ordering appended entries since the range was fetched:
-            // installing it now would log them twice. Start afresh later.
-            return;
-        }
-        let tick = usize::try_from(tree_size - i.from - 1)
-            .ok()
-            .and_then(|k| i.entries.get(k));
-        let Some(Entry::Tick(tick)) = tick.copied() else {
-            self.distrust(
-                from_peer,
-                "state snapshot for a size that ends in no Tick",
-                out,
-            );
-            self.request_install(i, out);
-            return;
-        };
-        let order_state = checkpoint.commitment();
-        let valid = state.last_wave().0 == tick.wave
-            && state.order_state() == order_state
-            && checkpoint.last_decided_wave.0 == tick.wave
-            && Sequencer::restore(self.config.sequencer.clone(), state.clone())
-                .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
-        if !valid {
-            self.distrust(from_peer, "state snapshot does not match its Tick", out);
-            self.request_install(i, out);
-            return;
-        }
-        let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
-        else {
-            return;
-        };
-        let keep = (tree_size - i.from) as usize;
-        for e in i.entries.into_iter().take(keep) {
-            self.append(e, out);
-        }
-        if i.head.head.tree_size == tree_size {
-            self.log.put_head(&i.head);
-            out.heads.push(i.head);
-        }
-        self.sequencer = restored;
-        self.catchups_installed += 1;
-        self.installed_state = true;
-        self.recent_states
-            .insert(tree_size, (state, checkpoint.clone()));
-        // Digests now logged are no longer ours to report.
-        let log = &self.log;
-        self.pending.retain(|d| log.index_of(d).is_none());
-        self.drive(Input::InstallCheckpoint(checkpoint), out);
-        for p in 0..self.config.broadcast.n {
-            let p = ReplicaId(p as u16);
-            if p != self.config.broadcast.me {
-                self.drive(Input::PeerReconnected(p), out);
-            }
-        }
     }
 
     /// A peer says it cannot serve what it was asked (the leaders' histories

@@ -1,0 +1,398 @@
+//! Installing a verified log range (see [`super::catchup`]): replaying the
+//! committed leaders over this replica's own DAG, each produced entry
+//! checked before it is appended, or installing a verified state snapshot.
+
+use super::catchup::{CatchUp, Install, InstallBy, Pages, Replay, Request};
+use super::*;
+use belfry_broadcast::coin::Wave;
+use belfry_broadcast::VertexHash;
+
+impl ReplicaCore {
+    /// The wave and state root of the local log's last Tick (the log always
+    /// ends with a Tick: a batch is appended whole).
+    pub(super) fn last_tick(&self) -> Option<TickEntry> {
+        let len = self.log.len();
+        match self.log.entry(len.checked_sub(1)?) {
+            Some(Entry::Tick(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the node's ordering state and the sequencer are the state
+    /// the log's last Tick committed to: only then can replaying the
+    /// following leaders produce the following entries.
+    pub(super) fn ordering_matches_log(&self) -> bool {
+        let order = self.node.checkpoint().commitment();
+        match self.last_tick() {
+            Some(t) => {
+                t.wave == self.node.last_decided_wave().0
+                    && self.sequencer.state_root(&order) == t.state_root
+            }
+            None => self.node.last_decided_wave().0 == 0,
+        }
+    }
+
+    pub(super) fn begin_install(
+        &mut self,
+        from: u64,
+        entries: Vec<Entry>,
+        head: SignedTreeHead,
+        out: &mut CoreStep,
+    ) {
+        let by = if !self.is_behind() && self.ordering_matches_log() {
+            InstallBy::Leaders {
+                from_wave: self.last_tick().map_or(0, |t| t.wave),
+            }
+        } else {
+            InstallBy::State
+        };
+        let install = Install {
+            from,
+            entries,
+            head,
+            by,
+            request: Request {
+                peer: None,
+                sent: self.now,
+                deadline: self.now,
+            },
+            tried: BTreeSet::new(),
+            pages: BTreeMap::new(),
+            progress_at: self.now,
+        };
+        self.request_install(install, out);
+    }
+
+    /// Asks the next untried peer for the leaders' histories or the state;
+    /// when every peer was tried one way, the other way; when both failed,
+    /// the catch-up starts over.
+    pub(super) fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
+        // Whatever a peer asked before sent is dropped: only the next
+        // one's answer is kept.
+        i.pages.clear();
+        let mut peer = self.next_peer(&i.tried);
+        if peer.is_none_or(|p| i.tried.contains(&p)) {
+            // Every peer we may ask was asked this way.
+            match i.by {
+                InstallBy::Leaders { .. } => {
+                    i.by = InstallBy::State;
+                    i.tried.clear();
+                    i.pages.clear();
+                    peer = self.next_peer(&i.tried);
+                }
+                InstallBy::State => {
+                    // Nobody holds a state for this range any more (peers
+                    // keep recent ones only): fetch the log afresh, up to
+                    // a newer head.
+                    self.catchup = None;
+                    self.maybe_start_catchup(out);
+                    return;
+                }
+            }
+        }
+        if let Some(p) = peer {
+            i.tried.insert(p);
+            let m = match i.by {
+                InstallBy::Leaders { from_wave } => PeerMessage::FetchLeaders {
+                    from_wave,
+                    floor: self.node.dag().horizon().0,
+                },
+                InstallBy::State => PeerMessage::FetchState {
+                    at_most: i.head.head.tree_size,
+                },
+            };
+            self.send_peer(Target::One(p), &m, out);
+        }
+        i.request = Request {
+            peer,
+            sent: self.now,
+            deadline: self.catchup_deadline(),
+        };
+        self.arm_catchup_timer(i.request.deadline, out);
+        self.catchup = Some(CatchUp::Install(i));
+    }
+
+    /// Takes one page of an install answer from a peer that was asked;
+    /// returns the install state and the peer's whole answer once complete.
+    pub(super) fn take_page(
+        &mut self,
+        from_peer: ReplicaId,
+        pages: u32,
+        page: u32,
+        fill: impl FnOnce(&mut Pages, usize),
+        fresh: impl Fn(usize) -> Pages,
+        fits: impl Fn(&Pages) -> bool,
+    ) -> Option<(Install, Pages)> {
+        if self.distrusts(from_peer) {
+            return None;
+        }
+        let Some(CatchUp::Install(i)) = self.catchup.as_mut() else {
+            return None;
+        };
+        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
+        if !shaped || i.request.peer != Some(from_peer) {
+            // Pages only from the peer asked now: one that was passed over
+            // cannot make this replica keep its half answer.
+            return None;
+        }
+        let total = pages as usize;
+        let slot = i.pages.entry(from_peer).or_insert_with(|| fresh(total));
+        if !fits(slot) {
+            // A new answer from this peer replaces an unfinished one.
+            *slot = fresh(total);
+        }
+        fill(slot, page as usize);
+        let complete = match slot {
+            Pages::Leaders(p) => p.iter().all(Option::is_some),
+            Pages::State(_, p) => p.iter().all(Option::is_some),
+        };
+        if !complete {
+            return None;
+        }
+        let whole = i.pages.remove(&from_peer)?;
+        match self.catchup.take() {
+            Some(CatchUp::Install(i)) => Some((i, whole)),
+            other => {
+                self.catchup = other;
+                None
+            }
+        }
+    }
+
+    /// Collects a peer's `Leaders` pages; once complete, replays them.
+    pub(super) fn on_leaders_page(
+        &mut self,
+        from_peer: ReplicaId,
+        from_wave: u64,
+        page: u32,
+        pages: u32,
+        vertices: Vec<belfry_broadcast::Vertex>,
+        out: &mut CoreStep,
+    ) {
+        let wanted = matches!(
+            &self.catchup,
+            Some(CatchUp::Install(Install { by: InstallBy::Leaders { from_wave: w }, .. })) if *w == from_wave
+        );
+        if !wanted {
+            return;
+        }
+        let total = pages as usize;
+        let taken = self.take_page(
+            from_peer,
+            pages,
+            page,
+            |slot, k| {
+                if let Pages::Leaders(p) = slot {
+                    if let Some(s) = p.get_mut(k) {
+                        s.get_or_insert(vertices);
+                    }
+                }
+            },
+            |n| Pages::Leaders(vec![None; n]),
+            |slot| matches!(slot, Pages::Leaders(p) if p.len() == total),
+        );
+        let Some((i, Pages::Leaders(parts))) = taken else {
+            return;
+        };
+        self.note_answer_time(&i.request, from_peer);
+        let vertices: Vec<belfry_broadcast::Vertex> =
+            parts.into_iter().flatten().flatten().collect();
+        self.replay_leaders(from_peer, from_wave, i, vertices, out);
+    }
+
+    /// Orders the verified range's leaders from a peer's vertices, each
+    /// produced entry checked against the verified one before it is
+    /// appended (see [`Replay`]).
+    pub(super) fn replay_leaders(
+        &mut self,
+        from_peer: ReplicaId,
+        from_wave: u64,
+        i: Install,
+        vertices: Vec<belfry_broadcast::Vertex>,
+        out: &mut CoreStep,
+    ) {
+        if self.log.len() != i.from || !self.ordering_matches_log() {
+            // The log moved, or the state a replay starts from is not the
+            // one the log committed to: install a snapshot instead.
+            let mut i = i;
+            i.by = InstallBy::State;
+            i.tried.clear();
+            self.request_install(i, out);
+            return;
+        }
+        let leaders: Vec<(Wave, belfry_broadcast::coin::GroupSignature, VertexHash)> = i
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Tick(t) if t.wave > from_wave => {
+                    Some((Wave(t.wave), t.coin_sig, VertexHash(t.leader)))
+                }
+                _ => None,
+            })
+            .collect();
+        self.replay = Some(Replay {
+            from: i.from,
+            expected: i.entries.clone(),
+            diverged: false,
+        });
+        self.drive(
+            Input::InstallLeaders {
+                from: from_peer,
+                leaders,
+                vertices,
+            },
+            out,
+        );
+        let replay = self.replay.take();
+        if replay.is_some_and(|r| r.diverged) {
+            // Ordering is deterministic and its starting state was checked:
+            // this is a local bug. The turn must not be released; the host
+            // restarts the replica from its journal.
+            self.poison("replayed leaders produced entries other than the signed range");
+            return;
+        }
+        let have = self.log.len();
+        if have == i.from {
+            // The answer ordered nothing: the peer forged or withheld the
+            // history, or — far likelier — its GC horizon is above the
+            // vertices this replica lacks (every honest peer's is, once
+            // this replica's own DAG is gone, as after installing a state).
+            // A verified state serves either way.
+            let mut i = i;
+            i.by = InstallBy::State;
+            i.tried.clear();
+            i.pages.clear();
+            self.request_install(i, out);
+            return;
+        }
+        self.leader_catchups += 1;
+        let size = i.head.head.tree_size;
+        if have >= size
+            && self.log.head_at(size).is_none()
+            && self.log.root_at(size).is_ok_and(|r| r == i.head.head.root)
+        {
+            self.log.put_head(&i.head);
+            out.heads.push(i.head);
+        }
+        // A partial replay (the peer held only some of the histories)
+        // leaves the rest to the next catch-up, from the new log length.
+    }
+
+    /// Collects the pages of a peer's `State` answer; a complete answer is
+    /// decoded and checked against its Tick.
+    pub(super) fn on_state_page(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        page: u32,
+        pages: u32,
+        bytes: Vec<u8>,
+        out: &mut CoreStep,
+    ) {
+        let wanted = match &self.catchup {
+            Some(CatchUp::Install(i)) => {
+                i.by == InstallBy::State
+                    && tree_size > i.from
+                    && tree_size <= i.head.head.tree_size
+                    && bytes.len() <= wire::STATE_PAGE_BYTES
+            }
+            _ => false,
+        };
+        if !wanted {
+            return;
+        }
+        let total = pages as usize;
+        let taken = self.take_page(
+            from_peer,
+            pages,
+            page,
+            |slot, k| {
+                if let Pages::State(_, p) = slot {
+                    if let Some(s) = p.get_mut(k) {
+                        s.get_or_insert(bytes);
+                    }
+                }
+            },
+            |n| Pages::State(tree_size, vec![None; n]),
+            |slot| matches!(slot, Pages::State(size, p) if *size == tree_size && p.len() == total),
+        );
+        let Some((i, Pages::State(_, parts))) = taken else {
+            return;
+        };
+        self.note_answer_time(&i.request, from_peer);
+        let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+        match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
+            Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
+            Err(_) => {
+                self.distrust(from_peer, "state snapshot does not decode", out);
+                self.request_install(i, out);
+            }
+        }
+    }
+
+    pub(super) fn install_state(
+        &mut self,
+        from_peer: ReplicaId,
+        tree_size: u64,
+        state: SequencerState,
+        checkpoint: Checkpoint,
+        i: Install,
+        out: &mut CoreStep,
+    ) {
+        if self.log.len() != i.from {
+            // Our own ordering appended entries since the range was fetched:
+            // installing it now would log them twice. Start afresh later.
+            return;
+        }
+        let tick = usize::try_from(tree_size - i.from - 1)
+            .ok()
+            .and_then(|k| i.entries.get(k));
+        let Some(Entry::Tick(tick)) = tick.copied() else {
+            self.distrust(
+                from_peer,
+                "state snapshot for a size that ends in no Tick",
+                out,
+            );
+            self.request_install(i, out);
+            return;
+        };
+        let order_state = checkpoint.commitment();
+        let valid = state.last_wave().0 == tick.wave
+            && state.order_state() == order_state
+            && checkpoint.last_decided_wave.0 == tick.wave
+            && Sequencer::restore(self.config.sequencer.clone(), state.clone())
+                .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
+        if !valid {
+            self.distrust(from_peer, "state snapshot does not match its Tick", out);
+            self.request_install(i, out);
+            return;
+        }
+        let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
+        else {
+            return;
+        };
+        let keep = (tree_size - i.from) as usize;
+        for e in i.entries.into_iter().take(keep) {
+            self.append(e, out);
+        }
+        if i.head.head.tree_size == tree_size {
+            self.log.put_head(&i.head);
+            out.heads.push(i.head);
+        }
+        self.sequencer = restored;
+        self.catchups_installed += 1;
+        self.installed_state = true;
+        self.recent_states
+            .insert(tree_size, (state, checkpoint.clone()));
+        // Digests now logged are no longer ours to report.
+        let log = &self.log;
+        self.pending.retain(|d| log.index_of(d).is_none());
+        self.drive(Input::InstallCheckpoint(checkpoint), out);
+        for p in 0..self.config.broadcast.n {
+            let p = ReplicaId(p as u16);
+            if p != self.config.broadcast.me {
+                self.drive(Input::PeerReconnected(p), out);
+            }
+        }
+    }
+}

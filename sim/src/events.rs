@@ -1,0 +1,332 @@
+//! What each simulated event does: deliveries, timers, client load and
+//! races, and the faults — crashes, partitions, blackouts, rings, clock
+//! steps, starvation.
+
+use crate::byzantine::is_censored;
+use crate::config::Strategy;
+use crate::engine::{honest, starves, ArmedCrash, Event, Sim};
+use belfry_replica::clock::Micros;
+use belfry_replica::coin::ReplicaId;
+use belfry_replica::journal::{CrashMode, MemoryJournal};
+use belfry_replica::timestamp::store::MemoryLog;
+use belfry_replica::wire::{self, ClientRequest};
+use belfry_replica::CoreInput;
+use rand::Rng;
+
+impl Sim {
+    /// Schedules the configured faults: crashes, partitions, asymmetric
+    /// partitions, starvation, catch-up attacks, rings, blackouts and clock
+    /// steps.
+    pub(crate) fn schedule_faults(&mut self, end: Micros) {
+        let n = self.cfg.n;
+        // Honest crashes and partitions only while at most f replicas are
+        // Byzantine or down at once.
+        let spare = self.cfg.f() > self.cfg.faulty;
+        let honest: Vec<usize> = (0..n).filter(|i| honest(&self.cfg, *i)).collect();
+        // The honest replicas injected faults may strike: as many as the f
+        // budget leaves (`f − faulty`), so that faults that overlap in time
+        // never take more than f replicas away at once. With one to spare,
+        // every fault strikes the same replica.
+        let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
+        let victims: Vec<usize> = honest.iter().rev().take(spare_count).copied().collect();
+        let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
+        if let (true, Some(victim)) = (self.cfg.crash, victim(0)) {
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+            self.queue.schedule(at, Event::ArmCrash(victim));
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(150)),
+                Event::Restart(victim),
+            );
+        } else if self.cfg.crash {
+            self.mark("crash skipped: f budget used by Byzantine replicas");
+        }
+        if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
+            // Cut off twice: 150 ms (it catches up within gc_depth, by the
+            // committed leaders) and 600 ms (beyond it, by a snapshot).
+            for (part, ms) in [(5, 150), (2, 600)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue.schedule(at, Event::Cut(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(ms)),
+                    Event::Heal(victim),
+                );
+            }
+        } else if self.cfg.partition {
+            self.mark("partition skipped: f budget used by Byzantine replicas");
+        }
+        if let (true, Some(victim)) = (self.cfg.one_way, victim(2)) {
+            // An honest replica that can receive but not send for 400 ms,
+            // then one that can send but not receive: it counts against f
+            // while it lasts, like any partitioned replica.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
+            let mid = at.saturating_add(Micros::from_millis(400));
+            self.queue.schedule(at, Event::OneWay(victim, true));
+            self.queue.schedule(mid, Event::OneWay(victim, false));
+            self.queue.schedule(
+                mid.saturating_add(Micros::from_millis(400)),
+                Event::OneWayHeal(victim),
+            );
+        } else if self.cfg.one_way {
+            self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
+        }
+        if self.cfg.starve && !spare {
+            // A replica that cannot order stops voting at its bound: it
+            // counts against f like any faulty one.
+            self.mark("starve skipped: f budget used by Byzantine replicas");
+        }
+        for i in 0..n {
+            for step in self.clocks[i].steps.clone() {
+                if step.at < end {
+                    self.queue.schedule(step.at, Event::ClockStepped(i));
+                }
+            }
+        }
+        let catchup_attack = self.byz.contains(&Some(Strategy::BadCatchup))
+            || self.byz.contains(&Some(Strategy::StallCatchup));
+        if catchup_attack && honest.len() > 1 {
+            // The adversary controls the network: it isolates an honest
+            // replica twice — 150 ms (it then catches up within gc_depth,
+            // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
+            // replica asks the adversary too.
+            let victim = honest[0];
+            for (part, ms) in [(4, 150), (2, 400)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue.schedule(at, Event::Cut(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(ms)),
+                    Event::Heal(victim),
+                );
+            }
+            self.mark("catch-up attack isolated an honest replica");
+        }
+        if let (true, Some(victim)) = (self.cfg.starve, victim(3)) {
+            // No coin shares and no catch-up answers reach it for 3 s (the
+            // adversary controls the network): it cannot order. It is not
+            // cut off, so it keeps receiving every round's vertices.
+            // Twice: 300 ms (peers prune the coin shares it misses; it gets
+            // back by replaying the committed leaders over its own DAG) and
+            // 3 s (it stops taking rounds at its bound; back by a snapshot).
+            for (part, ms) in [(8, 200), (3, 3_000)] {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
+                self.queue
+                    .schedule(at, Event::Starve(victim, Micros::from_millis(ms)));
+            }
+        }
+        if self.cfg.ring {
+            // Each replica keeps a quorum of 2f + 1 (itself and f on either
+            // side), no two the same quorum, for 1 s. Every replica stays
+            // honest and every link heals, so no f budget applies.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 * 3 / 5));
+            self.queue.schedule(at, Event::Ring);
+            self.queue
+                .schedule(at.saturating_add(Micros::from_secs(1)), Event::RingHeal);
+        }
+        if self.cfg.blackout {
+            // Every link down for 3 s: no quorum anywhere, then a heal. Not
+            // a replica fault, so no f budget applies.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+            self.queue.schedule(at, Event::Blackout);
+            self.queue
+                .schedule(at.saturating_add(Micros::from_secs(3)), Event::Daylight);
+        }
+    }
+
+    pub(crate) fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, frame } => {
+                if self.down.contains(&(from, to)) {
+                    self.mark("partition drop");
+                    return;
+                }
+                if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
+                    self.mark("starve drop");
+                    return;
+                }
+                self.peer_messages += 1;
+                self.peer_bytes += frame.len() as u64;
+                let from = ReplicaId(from as u16);
+                self.input(to, CoreInput::Peer { from, frame });
+            }
+            Event::Timer { node, set } => {
+                let local = self.local(node);
+                let fired = self.replicas[node]
+                    .host
+                    .as_mut()
+                    .is_some_and(|h| h.fire(local, set));
+                if fired {
+                    self.after_input(node);
+                }
+            }
+            Event::SyncDone { node, incarnation } => {
+                if self.replicas[node].incarnation == incarnation {
+                    self.sync(node);
+                }
+            }
+            Event::Submit { node, mut digests } => {
+                if self.byz[node] == Some(Strategy::WithholdAndRush) {
+                    self.front_run(&mut digests);
+                }
+                if self.byz[node] == Some(Strategy::Censor) && digests.iter().any(is_censored) {
+                    // Its replica drops these from every report it makes.
+                    self.mark("strategy censor");
+                }
+                let digests = digests;
+                if honest(&self.cfg, node) && self.replicas[node].host.is_some() {
+                    for d in &digests {
+                        let seen = self
+                            .first_seen
+                            .entry(*d)
+                            .or_insert_with(|| vec![None; self.cfg.n]);
+                        seen[node].get_or_insert(self.now);
+                    }
+                }
+                if let Ok(frame) = wire::encode(&ClientRequest::Submit(digests)) {
+                    self.input(node, CoreInput::Client { client: 1, frame });
+                }
+            }
+            Event::Load => {
+                self.sample_memory();
+                self.fetch_flood();
+                let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
+                let k = per_ms.floor() as u64
+                    + u64::from(
+                        self.load_rng
+                            .gen_bool((per_ms - per_ms.floor()).clamp(0.0, 1.0)),
+                    );
+                if k > 0 {
+                    let ds: Vec<[u8; 32]> = (0..k).map(|_| self.fresh_digest(0)).collect();
+                    self.submit_all(&ds, None);
+                }
+                self.queue
+                    .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
+            }
+            Event::Race(k) => {
+                self.race(k);
+                self.rush();
+            }
+            Event::ArmCrash(i) => {
+                let at_tick = self.fault_rng.gen_bool(0.5);
+                let torn = self.fault_rng.gen_bool(0.5);
+                self.replicas[i].crash_armed = Some(ArmedCrash { at_tick, torn });
+                self.mark(if at_tick {
+                    "crash armed at a Tick"
+                } else {
+                    "crash armed"
+                });
+            }
+            Event::Restart(i) => {
+                if self.replicas[i].host.is_some() {
+                    // The armed crash has not struck yet: crash now.
+                    self.crash(i, CrashMode::LoseUnsynced);
+                }
+                self.replicas[i].crash_armed = None;
+                self.mark("crash");
+                if self.cfg.wipe {
+                    self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
+                    self.mark("wiped");
+                }
+                if self.restart(i) {
+                    // The restarted replica hears the others late for a
+                    // while, as over a congested link: catch-up and
+                    // re-derivation race its peers' messages.
+                    let slow = Micros(self.fault_rng.gen_range(1_000..4_000));
+                    let until = self.now.saturating_add(Micros::from_millis(600));
+                    self.replicas[i].slow_until = Some((until, slow));
+                    self.mark("slow link after a restart");
+                    self.fault_ended(&[i]);
+                }
+            }
+            Event::Cut(i) => {
+                for p in 0..self.cfg.n {
+                    self.down.insert((i, p));
+                    self.down.insert((p, i));
+                }
+                self.mark("partition");
+            }
+            Event::Blackout => {
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
+                for a in 0..self.cfg.n {
+                    for b in 0..self.cfg.n {
+                        self.down.insert((a, b));
+                    }
+                }
+                self.mark("blackout");
+            }
+            Event::Daylight => {
+                self.down.clear();
+                self.mark("blackout healed");
+                self.end_no_quorum();
+                for i in 0..self.cfg.n {
+                    self.reconnect(i);
+                }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
+            }
+            Event::Heal(i) => {
+                self.down.retain(|(a, b)| *a != i && *b != i);
+                self.mark("heal");
+                self.reconnect(i);
+                self.fault_ended(&[i]);
+            }
+            Event::OneWay(i, out) => {
+                self.down.retain(|(a, b)| *a != i && *b != i);
+                for p in (0..self.cfg.n).filter(|p| *p != i) {
+                    self.down.insert(if out { (i, p) } else { (p, i) });
+                }
+                self.mark(if out {
+                    "asymmetric partition: a replica hears all, nobody hears it"
+                } else {
+                    "asymmetric partition: everybody hears a replica, it hears nobody"
+                });
+            }
+            Event::OneWayHeal(i) => {
+                self.down.retain(|(a, b)| *a != i && *b != i);
+                self.mark("asymmetric partition healed");
+                self.reconnect(i);
+                self.fault_ended(&[i]);
+            }
+            Event::Ring => {
+                // Each replica keeps the links to the `d` replicas on either
+                // side, `2d + 1 >= Q`: every neighbourhood is a quorum, no
+                // two the same one. Reliable broadcast still stalls (a VAL
+                // reaches only its author's neighbourhood, and no ECHO
+                // quorum forms anywhere), so no progress is expected until
+                // the heal.
+                let (n, q) = (self.cfg.n, self.cfg.n - self.cfg.f());
+                let side = (q - 1).div_ceil(2);
+                for a in 0..n {
+                    for b in 0..n {
+                        let d = (a + n - b) % n;
+                        if d.min(n - d) > side {
+                            self.down.insert((a, b));
+                        }
+                    }
+                }
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
+                self.mark("majorities ring");
+            }
+            Event::ClockStepped(_) => self.mark("clock step"),
+            Event::Starve(i, long) => {
+                let until = self.now.saturating_add(long);
+                self.starved = Some((i, until));
+                self.queue.schedule(until, Event::Fed(i));
+                self.mark("starve: a replica gets no coin shares or catch-up answers");
+            }
+            Event::Fed(i) => {
+                self.starved = None;
+                self.mark("starvation ended");
+                self.fault_ended(&[i]);
+            }
+            Event::RingHeal => {
+                self.down.clear();
+                self.mark("majorities ring healed");
+                self.end_no_quorum();
+                for i in 0..self.cfg.n {
+                    self.reconnect(i);
+                }
+                let all: Vec<usize> = (0..self.cfg.n).collect();
+                self.fault_ended(&all);
+            }
+        }
+    }
+}
