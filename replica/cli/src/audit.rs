@@ -568,7 +568,7 @@ impl Report {
         if let Some((l, s)) = &self.largest {
             let _ = writeln!(
                 text,
-                "consistency: {} heads ({} from receipts) proved consistent with the largest, size {} from {s}",
+                "consistency: {} distinct signed heads ({} from receipts) proved consistent with the largest, size {} from {s}",
                 self.proved.len(),
                 self.proved.iter().filter(|(s, _)| matches!(s, Source::Receipt(_))).count(),
                 l.head.tree_size

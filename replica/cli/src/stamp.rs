@@ -355,10 +355,11 @@ fn report(
     let heads: BTreeSet<u64> = got.values().map(|r| r.tree_size).collect();
     let d = distinct(targets).len();
     println!(
-        "{} of {d} digests stamped ({} already logged) under {} signed tree heads; every receipt verified against {anchor}",
+        "{} of {d} digests stamped ({} already logged) under {} signed tree head{}; every receipt verified against {anchor}",
         got.len(),
         existing.len(),
         heads.len(),
+        if heads.len() == 1 { "" } else { "s" },
     );
     Ok(())
 }
