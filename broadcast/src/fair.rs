@@ -118,8 +118,11 @@ pub struct SequencerConfig {
 /// not count. This bounds what a Byzantine author's junk keeps pending (and
 /// in every state snapshot) to `f` quotas, while an honest author's digests
 /// leave the weak set within a round or two, as other replicas re-report
-/// them (DESIGN.md 3.2). Eight full vertices' worth.
-pub const MAX_WEAK_PENDING_PER_AUTHOR: usize = 8 * crate::config::MAX_REPORTS_PER_VERTEX;
+/// them (DESIGN.md 3.2). Twenty full vertices' worth: more than an honest
+/// author can hold weak even when only the first `⌈max_reports / n⌉` of
+/// each of its full vertices are re-reported and the rest wait to turn
+/// late (`late_waves + 1` waves, sixteen rounds, of full vertices).
+pub const MAX_WEAK_PENDING_PER_AUTHOR: usize = 20 * crate::config::MAX_REPORTS_PER_VERTEX;
 
 impl SequencerConfig {
     /// Defaults for an `(n, f)` cluster.

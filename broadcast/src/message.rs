@@ -49,10 +49,14 @@ pub enum Message {
     /// A replica that lost its durable state asks each peer for its round
     /// (see [`crate::Node`]'s rejoin rule).
     Hello,
-    /// Answers a [`Message::Hello`]: the sender's round now.
+    /// Answers a [`Message::Hello`].
     Status {
-        /// The sender's latest own round.
+        /// The highest round the sender holds (its DAG, its horizon, its
+        /// own round).
         round: Round,
+        /// The highest round of a vertex, ECHO or READY the sender holds
+        /// from the asker.
+        yours: Round,
     },
 }
 

@@ -18,11 +18,15 @@ use std::sync::Arc;
 const VOTE_BYTES: usize = 8 + 2 + 32;
 /// Payload bytes of a coin share (wave, share).
 const COIN_SHARE_BYTES: usize = 8 + 96;
+/// What visiting one slot while re-sending is charged, voted in or not.
+const SLOT_VISIT_BYTES: usize = 8;
 
 /// The round time assumed before the first one is measured.
 const ROUND_TIME_INITIAL: Micros = Micros::from_millis(10);
 /// Own rounds whose durations are kept to estimate the round time.
 const ROUND_TIME_WINDOW: usize = 32;
+/// Delivered slots whose delivery times are kept, likewise.
+const SLOT_TIME_WINDOW: usize = 64;
 /// Round times the DAG may stand still before the missing votes are asked
 /// for.
 pub const STALL_ROUNDS: u64 = 2;
@@ -75,6 +79,17 @@ pub enum Input {
     },
 }
 
+/// What an observing replica asked and was answered (see
+/// [`Node::observing`]).
+#[derive(Debug, Default)]
+struct Observer {
+    /// Peers asked that have not answered.
+    asked: BTreeSet<ReplicaId>,
+    /// Each peer's first answer: the larger of its round and the highest
+    /// round it holds anything from this replica in.
+    answers: BTreeMap<ReplicaId, Round>,
+}
+
 /// Reliable-broadcast state of one (round, author) slot.
 #[derive(Debug, Default)]
 struct Slot {
@@ -88,6 +103,9 @@ struct Slot {
     fetched: Option<(VertexHash, Arc<Vertex>)>,
     delivered: Option<VertexHash>,
     fetch_sent: bool,
+    /// When the first message about the slot arrived (`None` when the slot
+    /// was rebuilt on restore).
+    first_seen: Option<Micros>,
 }
 
 impl Slot {
@@ -204,7 +222,7 @@ pub fn payload_len(m: &Message) -> usize {
         Message::FetchVotes { .. } => 16,
         Message::CoinShare { .. } => 8 + 96,
         Message::Hello => 0,
-        Message::Status { .. } => 8,
+        Message::Status { .. } => 16,
     }
 }
 
@@ -236,6 +254,8 @@ pub struct Node {
     /// Durations of the last own rounds (the shortest is the round time a
     /// round without losses takes).
     round_times: VecDeque<Micros>,
+    /// How long the last slots took from first message to delivery.
+    slot_times: VecDeque<Micros>,
     last_growth: Micros,
     grown_to: (Round, Wave, Wave),
     held_at_fetch: usize,
@@ -266,9 +286,11 @@ pub struct Node {
     /// when it was made; its own delivery need not hash it again).
     own_val_hash: Option<(Round, VertexHash)>,
     restoring: bool,
-    /// While observing after a start without durable state: each peer's
-    /// round, as it answered this replica's `Hello`.
-    observing: Option<BTreeMap<ReplicaId, Round>>,
+    /// While observing after a start without durable state: whom it asked
+    /// and what they answered (see [`Node::observing`]).
+    observing: Option<Observer>,
+    /// After rejoining: it signs nothing in rounds at or below this.
+    joined_above: Round,
     /// The DAG or the coins changed since commits and shares were last checked.
     dirty: bool,
     counters: Counters,
@@ -302,6 +324,7 @@ impl Node {
             pending: VecDeque::new(),
             round_timer_armed: false,
             round_times: VecDeque::new(),
+            slot_times: VecDeque::new(),
             last_growth: Micros::ZERO,
             grown_to: (Round(0), Wave(0), Wave(0)),
             held_at_fetch: 0,
@@ -321,6 +344,7 @@ impl Node {
             own_val_hash: None,
             restoring: false,
             observing: None,
+            joined_above: Round(0),
             dirty: true,
             counters: Counters {
                 resent_bytes_per_peer: vec![0; n],
@@ -393,11 +417,14 @@ impl Node {
                 }
                 Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
                 Durable::Observing => {
-                    node.observing = Some(BTreeMap::new());
+                    node.observing = Some(Observer::default());
                     node.config.participate = false;
                 }
-                Durable::Joined { .. } if node.observing.take().is_some() => {
-                    node.config.participate = true;
+                Durable::Joined { above } => {
+                    node.joined_above = node.joined_above.max(*above);
+                    if node.observing.take().is_some() {
+                        node.config.participate = true;
+                    }
                 }
                 _ => {}
             }
@@ -428,6 +455,10 @@ impl Node {
         let mut out = Vec::with_capacity(3 + self.own_vertices.len() + 2 * self.slots.len());
         if self.observing.is_some() {
             out.push(Durable::Observing);
+        } else if self.joined_above.0 > 0 {
+            out.push(Durable::Joined {
+                above: self.joined_above,
+            });
         }
         out.push(Durable::Checkpoint(self.checkpoint()));
         out.push(Durable::Chain {
@@ -439,12 +470,19 @@ impl Node {
         out.extend(self.own_vertices.values().cloned().map(Durable::OwnVertex));
         for ((round, author), slot) in &self.slots {
             if let Some(hash) = slot.my_echo {
+                // The body echoed, unless the DAG holds it (its Delivered
+                // record below carries it then).
+                let body = if self.dag.get(&hash).is_some() {
+                    None
+                } else {
+                    slot.body(&hash).cloned()
+                };
                 out.push(Durable::Vote {
                     kind: VoteKind::Echo,
                     round: *round,
                     author: *author,
                     hash,
-                    body: slot.body(&hash).cloned(),
+                    body,
                 });
             }
             if let Some(hash) = slot.my_ready {
@@ -555,9 +593,7 @@ impl Node {
         let mut step = Step::default();
         match input {
             Input::Start => {
-                if self.observing.is_some() {
-                    step.send(Target::All, Message::Hello);
-                }
+                self.say_hello(None, &mut step);
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
                     TimerKind::Resend,
@@ -578,10 +614,9 @@ impl Node {
                 self.on_stall_timer(&mut step);
             }
             Input::Timer(TimerKind::Resend) => {
-                if self.observing.is_some() {
-                    // Peers that were down when it asked: ask again.
-                    step.send(Target::All, Message::Hello);
-                }
+                // Peers that have not answered (down, or the message was
+                // lost): ask again.
+                self.say_hello(None, &mut step);
                 self.on_resend_timer(&mut step);
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
@@ -589,10 +624,10 @@ impl Node {
                 ));
             }
             Input::PeerReconnected(p) => {
-                if self.observing.is_some() && p.index() < self.config.n && p != self.config.me {
+                if p.index() < self.config.n && p != self.config.me {
                     // Its link just came up: the Hello sent at start may
                     // never have reached it.
-                    step.send(Target::One(p), Message::Hello);
+                    self.say_hello(Some(p), &mut step);
                 }
                 if p.index() < self.config.n && p != self.config.me {
                     let h = self.dag.horizon();
@@ -602,10 +637,10 @@ impl Node {
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
             Input::Observe => {
                 if self.observing.is_none() && self.config.participate {
-                    self.observing = Some(BTreeMap::new());
+                    self.observing = Some(Observer::default());
                     self.config.participate = false;
                     step.writes.push(Durable::Observing);
-                    step.send(Target::All, Message::Hello);
+                    self.say_hello(None, &mut step);
                 }
             }
             Input::InstallLeaders {
@@ -775,32 +810,71 @@ impl Node {
                     self.answer_hello(from, step);
                 }
             }
-            Message::Status { round } => {
-                if let Some(statuses) = self.observing.as_mut() {
-                    let r = statuses.entry(from).or_default();
-                    *r = (*r).max(round);
+            Message::Status { round, yours } => {
+                // Only the first answer to a Hello counts: a peer cannot
+                // move the bar by answering again, or unasked.
+                if let Some(o) = self.observing.as_mut() {
+                    if o.asked.remove(&from) {
+                        o.answers.entry(from).or_insert(round.max(yours));
+                    }
                 }
             }
         }
     }
 
-    /// Answers a `Hello` with the highest round of this replica's DAG,
-    /// within the peer's re-send budget.
+    /// While observing, asks `to` (every peer if `None`) that has not
+    /// answered yet for its round.
+    fn say_hello(&mut self, to: Option<ReplicaId>, step: &mut Step) {
+        let Some(o) = self.observing.as_mut() else {
+            return;
+        };
+        for p in 0..self.config.n {
+            let p = ReplicaId(p as u16);
+            if p == self.config.me || o.answers.contains_key(&p) || to.is_some_and(|t| t != p) {
+                continue;
+            }
+            o.asked.insert(p);
+            step.send(Target::One(p), Message::Hello);
+        }
+    }
+
+    /// Answers a `Hello`, within the peer's re-send budget: the highest
+    /// round this replica holds (its DAG — delivered, so real — its GC
+    /// horizon, its own round) and the highest round of anything it holds
+    /// from the asker (a vertex, an ECHO or a READY).
     fn answer_hello(&mut self, peer: ReplicaId, step: &mut Step) {
         let now = self.now;
+        let slots = self.slots.len();
         let allowed = self.resend_budget.get_mut(peer.index()).is_some_and(|b| {
             b.available(now) && {
-                b.charge(8);
+                b.charge(64 + 8 * slots);
                 true
             }
         });
-        if allowed {
-            // The highest round in this replica's DAG — delivered, so real
-            // (a replica at genesis answers 0 even after it made its first
-            // vertex, so that peers starting together all join at once).
-            let round = self.dag.highest_round();
-            step.send(Target::One(peer), Message::Status { round });
+        if !allowed {
+            return;
         }
+        // A replica at genesis answers 0 even after making its first vertex
+        // (nothing is delivered yet), so that replicas starting together all
+        // join at once.
+        let round = self.dag.highest_round().max(self.dag.horizon()).max(
+            if self.dag.highest_round().0 > 0 {
+                self.round
+            } else {
+                Round(0)
+            },
+        );
+        let yours = self
+            .slots
+            .iter()
+            .rev()
+            .find(|((_, author), slot)| {
+                *author == peer
+                    || slot.echoes.contains_key(&peer)
+                    || slot.readies.contains_key(&peer)
+            })
+            .map_or(Round(0), |((r, _), _)| *r);
+        step.send(Target::One(peer), Message::Status { round, yours });
     }
 
     /// Whether this replica observes (it started without durable state and
@@ -810,29 +884,31 @@ impl Node {
     ///
     /// A replica that lost its data may have sent a vertex or votes in any
     /// round up to its last round `r` plus `round_window`, and must never
-    /// sign differently in those slots. It asks every peer for the highest
-    /// round of its DAG (`Hello` → `Status`) and counts a peer's answer
-    /// once its own DAG has reached that round — a Byzantine peer claiming
-    /// a round nobody reached is never counted. The replica counts as one of
-    /// the `f` faulty while it rejoins; then among `Q − 1` counted answers
-    /// one comes from an honest replica whose vertex was a parent of the
-    /// replica's last vertex (quorum intersection), so its DAG held round
-    /// `r − 1` then, and the answer is at least `r − 1`. The replica joins
-    /// once its DAG is `round_window + 2` rounds above the largest counted
-    /// answer: every slot it may have signed is behind it. When every
-    /// counted answer is 0 the cluster is just starting (nothing was
-    /// delivered anywhere, so nothing it signed can count), and it joins at
-    /// once.
+    /// sign differently in those slots. It asks every peer (`Hello`) for the
+    /// highest round it holds and the highest round it holds anything from
+    /// the asker in (`Status`); only a peer's first answer to a `Hello`
+    /// counts, and only once the replica's own DAG has reached the round it
+    /// names — a Byzantine peer can neither move the bar by answering again
+    /// nor claim a round nobody reached. The replica counts as one of the
+    /// `f` faulty while it rejoins; then among `Q − 1` counted answers one
+    /// comes from an honest replica whose vertex was a parent of the
+    /// replica's last vertex (quorum intersection), so the answer is at
+    /// least `r − 1`. The replica joins once its DAG is `round_window + 2`
+    /// rounds above the largest counted answer, and from then on signs
+    /// nothing at or below the round it joined at (durable:
+    /// `Durable::Joined`). When every counted answer is 0 — nothing
+    /// delivered anywhere and nothing held from it — the cluster is just
+    /// starting, and it joins at once.
     pub fn observing(&self) -> bool {
         self.observing.is_some()
     }
 
     fn maybe_join(&mut self, step: &mut Step) {
-        let Some(statuses) = &self.observing else {
+        let Some(o) = &self.observing else {
             return;
         };
         let top = self.dag.highest_round();
-        let counted: Vec<Round> = statuses.values().filter(|r| **r <= top).copied().collect();
+        let counted: Vec<Round> = o.answers.values().filter(|r| **r <= top).copied().collect();
         if counted.len() < self.config.quorum().saturating_sub(1) {
             return;
         }
@@ -843,6 +919,7 @@ impl Node {
         }
         self.observing = None;
         self.config.participate = true;
+        self.joined_above = top;
         self.counters.rejoined = true;
         step.writes.push(Durable::Joined { above: top });
         self.dirty = true;
@@ -882,7 +959,9 @@ impl Node {
             _ => v.hash(),
         };
         let (round, author) = (v.round, v.author);
+        let now = self.now;
         let slot = self.slots.entry((round, author)).or_default();
+        slot.first_seen.get_or_insert(now);
         let body = match &slot.val {
             Some((existing, _)) if *existing != hash => {
                 step.fault(from, FaultKind::Equivocation { round });
@@ -896,7 +975,7 @@ impl Node {
                 body
             }
         };
-        if slot.my_echo.is_none() && self.config.participate {
+        if slot.my_echo.is_none() && self.config.participate && round > self.joined_above {
             slot.my_echo = Some(hash);
             step.writes.push(Durable::Vote {
                 kind: VoteKind::Echo,
@@ -936,7 +1015,9 @@ impl Node {
         if round.0 == 0 || !self.in_window(round) {
             return;
         }
+        let now = self.now;
         let slot = self.slots.entry((round, author)).or_default();
+        slot.first_seen.get_or_insert(now);
         let votes = match kind {
             VoteKind::Echo => &mut slot.echoes,
             VoteKind::Ready => &mut slot.readies,
@@ -955,6 +1036,7 @@ impl Node {
         let readies = Slot::count(&slot.readies, &hash);
         if slot.my_ready.is_none()
             && self.config.participate
+            && round > self.joined_above
             && (echoes >= self.config.echo_threshold()
                 || readies >= self.config.ready_amplify_threshold())
         {
@@ -1023,6 +1105,14 @@ impl Node {
         match slot.body(&hash).cloned() {
             Some(v) => {
                 slot.delivered = Some(hash);
+                if let Some(t) = slot.first_seen {
+                    // How long a slot takes from its first message to its
+                    // delivery: the network's pace, whatever the rounds'.
+                    if self.slot_times.len() >= SLOT_TIME_WINDOW {
+                        self.slot_times.pop_front();
+                    }
+                    self.slot_times.push_back(self.now.saturating_sub(t));
+                }
                 self.enter_or_buffer(hash, v, step);
             }
             None if !slot.fetch_sent => {
@@ -1500,7 +1590,7 @@ impl Node {
         } else {
             return;
         };
-        if target <= self.round {
+        if target <= self.round || target <= self.joined_above {
             return;
         }
         // A replica that is catching up (after a restart or a partition) does
@@ -1614,12 +1704,20 @@ impl Node {
     fn stall_after(&self) -> Micros {
         // The quickest recent round is what a round without losses takes
         // (rounds slowed by lost votes must not stretch the wait).
-        let round_time = self
-            .round_times
+        // A round takes the round interval plus a slot's delivery; the
+        // quickest recent slot is what one without losses takes (when every
+        // round loses a vote somewhere — many replicas, none to spare — the
+        // rounds are all slow, but some slots are not).
+        let by_slots = self
+            .slot_times
             .iter()
             .min()
-            .copied()
-            .unwrap_or(ROUND_TIME_INITIAL);
+            .map(|t| t.saturating_add(self.config.round_interval));
+        let by_rounds = self.round_times.iter().min().copied();
+        let round_time = match (by_slots, by_rounds) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(ROUND_TIME_INITIAL),
+        };
         let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
             .max(STALL_MIN)
             .min(self.config.resend_interval);
@@ -1795,6 +1893,8 @@ impl Node {
             if *round > hi || !room {
                 break;
             }
+            // Visiting a slot is work too, voted in or not.
+            room = budget.charge(SLOT_VISIT_BYTES);
             for (kind, vote) in [
                 (VoteKind::Echo, slot.my_echo),
                 (VoteKind::Ready, slot.my_ready),
@@ -1820,7 +1920,7 @@ impl Node {
                 );
             }
         }
-        for (w, share) in self.own_shares.range(lo.wave()..) {
+        for (w, share) in self.own_shares.range(lo.wave()..=hi.wave()) {
             if !room {
                 break;
             }

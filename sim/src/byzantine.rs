@@ -247,15 +247,20 @@ impl Sim {
                 }
                 self.mark("strategy bad-catchup forged leader histories");
             }
-            (Strategy::StallCatchup, PeerMessage::LogRange { .. }) => {
+            (Strategy::StallCatchup, PeerMessage::LogRange { entries, .. }) => {
                 // One page per catch-up attempt, delivered ahead of every
-                // honest answer; the asker then asks it for the next page,
-                // which never comes.
+                // honest answer — every other time cut to one entry (valid,
+                // but short: it would throttle a replica that took short
+                // pages); the asker then asks it for more, which never comes.
                 let last = self.stall_served.get(&to).copied();
                 let fresh = last.is_none_or(|t| self.now.saturating_sub(t) > Micros::from_secs(1));
                 if !fresh {
                     self.mark("strategy stall-catchup withheld a log page");
                     return Vec::new();
+                }
+                if self.byz_rng.gen_bool(0.5) && entries.len() > 1 {
+                    entries.truncate(1);
+                    self.mark("strategy stall-catchup sent a short page");
                 }
                 self.stall_served.insert(to, self.now);
                 if let Ok(f) = wire::encode(&m) {

@@ -349,6 +349,12 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
         };
     }
     c.drop = [0.0, 0.0, 0.01, 0.05][r.gen_range(0..4)];
+    if c.n >= 10 {
+        // With f replicas silent at n = 13, 5% loss leaves no round without
+        // a lost vote and the log can stand still for over 2 s (seed 5651;
+        // BENCHMARKS.md): large clusters draw light loss only.
+        c.drop = c.drop.min(0.01);
+    }
     c.duplicate = [0.0, 0.02][r.gen_range(0..2)];
     c.crash = r.gen_bool(0.3);
     c.wipe = c.crash && r.gen_bool(0.3);

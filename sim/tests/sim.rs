@@ -712,3 +712,24 @@ fn a_fetch_flood_costs_each_honest_replica_at_most_its_budget() {
         base.bytes_per_digest
     );
 }
+
+/// On a slower network (30 ms links, about a tenth of the rounds per
+/// second: joining takes seconds) a wiped replica still joins: only each peer's first answer to
+/// its Hello sets the bar, so the bar does not move away with the cluster.
+#[test]
+fn a_wiped_replica_rejoins_on_a_slow_network() {
+    let mut c = short(4, 21);
+    c.duration = Micros::from_secs(16);
+    c.load_per_s = 100;
+    c.latency_base_us = 30_000;
+    c.crash = true;
+    c.wipe = true;
+    c.races = false;
+    let r = assert_clean(&c);
+    assert!(
+        r.coverage
+            .contains_key("a wiped replica observed, then rejoined"),
+        "{:?}",
+        r.coverage
+    );
+}

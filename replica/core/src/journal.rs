@@ -416,8 +416,11 @@ impl Journal for MemoryJournal {
 /// Kinds of physical record in a [`FileJournal`] segment: the first byte.
 const PART_TURN: u8 = 1;
 const PART_SNAPSHOT: u8 = 2;
-/// The second byte: 1 if the record continues in the next part.
+/// The second byte's flags: the record continues in the next part.
 const MORE: u8 = 1;
+/// ... and this is the record's first part (so a reader never takes the
+/// tail of a record whose head a crash or a deleted segment took away).
+const FIRST: u8 = 2;
 
 /// The journal in segment files (`<dir>/journal/*.seg`, see
 /// [`SegmentLog`]): each record postcard-encoded, in parts of at most
@@ -445,20 +448,33 @@ impl FileJournal {
         let mut kind = 0u8;
         let mut since = 0u64;
         let mut bytes_since = 0u64;
+        // Where the record being read began (its first part's index).
+        let mut started: Option<u64> = None;
         for (k, part) in opened.records.iter().enumerate() {
             let index = opened.first + k as u64;
-            let (Some(&part_kind), Some(&more)) = (part.first(), part.get(1)) else {
+            let (Some(&part_kind), Some(&flags)) = (part.first(), part.get(1)) else {
                 return Err(decode_error(&jdir, index, "a part shorter than its header"));
             };
-            if !buf.is_empty() && part_kind != kind {
-                return Err(decode_error(&jdir, index, "a part of another record"));
+            if flags & FIRST != 0 {
+                // A new record: anything unfinished before it was torn.
+                buf.clear();
+                started = Some(index);
+            } else if started.is_none() || part_kind != kind {
+                // The tail of a record whose head is gone (the segment that
+                // held it was removed by a compaction a crash interrupted).
+                started = None;
+                buf.clear();
+                continue;
             }
             kind = part_kind;
             buf.extend_from_slice(&part[2..]);
-            bytes_since += part.len() as u64;
-            if more == MORE {
+            if kind == PART_TURN {
+                bytes_since += part.len() as u64;
+            }
+            if flags & MORE != 0 {
                 continue;
             }
+            started = None;
             let record = match kind {
                 PART_TURN => postcard::from_bytes::<TurnRecord>(&buf).map(JournalRecord::Turn),
                 PART_SNAPSHOT => postcard::from_bytes::<Snapshot>(&buf)
@@ -477,7 +493,12 @@ impl FileJournal {
             buf.clear();
         }
         // A record whose last part never reached the disk was not durable:
-        // its turn is dropped whole (its messages never left).
+        // its turn is dropped whole (its messages never left), and its parts
+        // are cut so that nothing is appended after them.
+        let mut log = log;
+        if let Some(start) = started {
+            log.truncate_to(start)?;
+        }
         let mut recovered = recover(&records)?;
         recovered.bytes_read = opened.bytes_read;
         Ok((
@@ -527,15 +548,21 @@ impl Journal for FileJournal {
         }
         let mut chunks = bytes.chunks(MAX_PART_BYTES).peekable();
         if chunks.peek().is_none() {
-            self.log.append(&[kind, 0])?;
+            self.log.append(&[kind, FIRST])?;
         }
+        let mut first = FIRST;
         while let Some(chunk) = chunks.next() {
             let more = if chunks.peek().is_some() { MORE } else { 0 };
             let mut part = Vec::with_capacity(chunk.len() + 2);
-            part.extend_from_slice(&[kind, more]);
+            part.extend_from_slice(&[kind, more | first]);
+            first = 0;
             part.extend_from_slice(chunk);
             self.log.append(&part)?;
-            self.bytes_since_snapshot += part.len() as u64;
+            if kind == PART_TURN {
+                // Only turns count towards the next compaction: a snapshot
+                // larger than the trigger must not trigger the next one.
+                self.bytes_since_snapshot += part.len() as u64;
+            }
         }
         Ok(())
     }

@@ -201,8 +201,19 @@ fn the_file_journal_recovers_what_was_synced_and_cuts_a_torn_turn() {
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 10).unwrap();
     drop(f);
+    // The torn parts are cut on open: a turn appended after them is read
+    // back (not glued to the torn record's head).
+    {
+        let (mut fj, r) = FileJournal::open(dir.path()).unwrap();
+        same(&r, &mem.recover().unwrap());
+        for j in [&mut fj as &mut dyn Journal, &mut mem] {
+            j.append(JournalRecord::Turn(tick_turn(5))).unwrap();
+            j.sync().unwrap();
+        }
+    }
     let (_, r) = FileJournal::open(dir.path()).unwrap();
     same(&r, &mem.recover().unwrap());
+    assert_eq!(r.turns, 6);
     // Turns must continue the log where the journal left it.
     let gap = [
         JournalRecord::Turn(tick_turn(0)),

@@ -173,6 +173,55 @@ impl SegmentLog {
         ))
     }
 
+    /// Cuts the log back to its first `keep` records, durably: the records
+    /// after them — an incomplete multi-part record a crash left at the end,
+    /// say — are gone, and appends continue right after record `keep − 1`.
+    pub fn truncate_to(&mut self, keep: u64) -> Result<(), StoreError> {
+        if keep >= self.records {
+            return Ok(());
+        }
+        self.sync()?;
+        let Some(first) = self.segments.iter().rev().find(|f| **f <= keep).copied() else {
+            return Ok(());
+        };
+        // Later segments go whole.
+        for later in self.segments.iter().filter(|f| **f > first) {
+            let path = self.dir.join(segment_name(*later));
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+        self.segments.retain(|f| *f <= first);
+        // In the segment that holds record `keep`, cut at its offset.
+        let path = self.dir.join(segment_name(first));
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io(&path))?;
+        let mut offset = 0usize;
+        for _ in first..keep {
+            let Some(len) = bytes
+                .get(offset..offset + HEADER)
+                .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+            else {
+                break;
+            };
+            offset += HEADER + len;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.set_len(offset as u64).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        self.current = BufWriter::new(file);
+        self.current_path = path;
+        self.current_len = offset as u64;
+        self.records = keep;
+        Ok(())
+    }
+
     /// Starts a new segment now (so that everything before it can later be
     /// removed whole). A no-op when the current segment is still empty.
     pub fn roll_now(&mut self) -> Result<(), StoreError> {

@@ -66,8 +66,11 @@ pub const CATCHUP_TIMEOUT_MIN: Micros = Micros::from_millis(50);
 pub const CATCHUP_TIMEOUT_MAX: Micros = Micros::from_secs(2);
 
 /// Most log entries one catch-up buffers before it installs them (≈ 1 GiB
-/// of entries in memory at the very most; a replica further behind than
-/// this needs a fresh data directory and rejoins from scratch).
+/// of entries in memory at the very most). A replica further behind —
+/// including a new or wiped one joining a cluster whose log is longer —
+/// cannot catch up yet: that needs the verified range streamed into the
+/// log store rather than held in memory (counted in
+/// `ReplicaCore::catchups_too_far`).
 pub const MAX_CATCHUP_ENTRIES: u64 = 1 << 22;
 
 /// A catch-up without progress for this long starts over.
@@ -189,6 +192,12 @@ impl ReplicaCore {
     /// Catch-up requests that timed out (the peer was passed over).
     pub fn catchup_timeouts(&self) -> u64 {
         self.catchup_timeouts
+    }
+
+    /// Catch-ups given up because the range exceeded
+    /// [`MAX_CATCHUP_ENTRIES`].
+    pub fn catchups_too_far(&self) -> u64 {
+        self.catchups_too_far
     }
 
     /// Whether a catch-up is in progress.
@@ -376,9 +385,18 @@ impl ReplicaCore {
             return;
         };
         let next = f.from + f.entries.len() as u64;
-        if from != next || entries.is_empty() {
-            // Another peer's copy of a page already taken, or a peer that
-            // holds nothing beyond what we have.
+        let asked = f.request.peer.is_none_or(|p| p == from_peer);
+        if from != next || entries.is_empty() || !asked {
+            // Another peer's copy of a page already taken, a peer that holds
+            // nothing beyond what we have, or a page nobody asked it for
+            // (answering unasked must not take the request over).
+            return;
+        }
+        if f.entries.len() as u64 + entries.len() as u64 > MAX_CATCHUP_ENTRIES {
+            // A local limit, not the peer's fault: give up; see
+            // MAX_CATCHUP_ENTRIES.
+            self.catchup = None;
+            self.catchups_too_far += 1;
             return;
         }
         let Some(CatchUp::Log(mut f)) = self.catchup.take() else {
@@ -386,8 +404,10 @@ impl ReplicaCore {
         };
         let ok = head.filter(|h| self.head_signed(h)).and_then(|h| {
             let end = next + entries.len() as u64;
-            if h.head.tree_size < end || f.entries.len() as u64 + (end - next) > MAX_CATCHUP_ENTRIES
-            {
+            // An honest page is as long as a page may be, or ends at the
+            // head it comes with: a short one is withholding.
+            let full = entries.len() >= wire::MAX_LOG_PAGE || end == h.head.tree_size;
+            if h.head.tree_size < end || !full {
                 return None;
             }
             let mut frontier = f.frontier.clone();
@@ -425,14 +445,17 @@ impl ReplicaCore {
         }
         let target = f.head.map_or(0, |h| h.head.tree_size);
         if f.frontier.size() < target {
-            // The peer that served this page serves the next one, with a
-            // deadline; the request moves on if it withholds.
+            // The next page from the next peer in rotation, with a
+            // deadline: a slow or withholding peer serves at most its share
+            // of the pages, and the request moves on if it withholds.
+            let skip = BTreeSet::new();
+            let peer = self.next_peer(&skip).unwrap_or(from_peer);
             let m = PeerMessage::FetchLog {
                 from: f.frontier.size(),
             };
-            self.send_peer(Target::One(from_peer), &m, out);
+            self.send_peer(Target::One(peer), &m, out);
             f.request = Request {
-                peer: Some(from_peer),
+                peer: Some(peer),
                 sent: self.now,
                 deadline: self.catchup_deadline(),
             };
@@ -503,6 +526,9 @@ impl ReplicaCore {
     /// when every peer was tried one way, the other way; when both failed,
     /// the catch-up starts over.
     fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
+        // Whatever a peer asked before sent is dropped: only the next
+        // one's answer is kept.
+        i.pages.clear();
         let mut peer = self.next_peer(&i.tried);
         if peer.is_none_or(|p| i.tried.contains(&p)) {
             // Every peer we may ask was asked this way.
@@ -563,7 +589,9 @@ impl ReplicaCore {
             return None;
         };
         let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
-        if !shaped || !i.tried.contains(&from_peer) {
+        if !shaped || i.request.peer != Some(from_peer) {
+            // Pages only from the peer asked now: one that was passed over
+            // cannot make this replica keep its half answer.
             return None;
         }
         let total = pages as usize;
@@ -837,6 +865,20 @@ impl ReplicaCore {
             None => false,
         };
         if !asked {
+            return;
+        }
+        // Move on at once — but no faster than one request per
+        // CATCHUP_TIMEOUT_MIN, so that replicas that all lag (and all say
+        // they cannot serve) do not ask each other at network speed.
+        let soon = match &mut self.catchup {
+            Some(CatchUp::Log(f)) => &mut f.request,
+            Some(CatchUp::Install(i)) => &mut i.request,
+            None => return,
+        };
+        let earliest = soon.sent.saturating_add(CATCHUP_TIMEOUT_MIN);
+        if self.now < earliest {
+            soon.deadline = earliest;
+            self.arm_catchup_timer(earliest, out);
             return;
         }
         match self.catchup.take() {

@@ -288,6 +288,8 @@ pub struct ReplicaCore {
     faults_on_restore: Vec<CoreFault>,
     /// Catch-up requests that timed out.
     catchup_timeouts: u64,
+    /// Catch-ups given up at MAX_CATCHUP_ENTRIES.
+    catchups_too_far: u64,
     /// Smoothed time a catch-up answer takes.
     catchup_rtt: Micros,
     /// Where the rotation of peers to ask stands.
@@ -363,6 +365,7 @@ impl ReplicaCore {
             installed_state: false,
             faults_on_restore: Vec::new(),
             catchup_timeouts: 0,
+            catchups_too_far: 0,
             catchup_rtt: Micros::from_millis(20),
             catchup_cursor: 0,
             passed_over: vec![Micros::ZERO; n],
