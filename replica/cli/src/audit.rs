@@ -358,13 +358,19 @@ async fn prove(
         }));
         return false;
     }
+    // A proof that fails blames its prover only if another replica proves
+    // the same two heads consistent; if none can, the heads themselves are
+    // the evidence (a split view), and nobody in particular is blamed.
     let mut answers = Vec::new();
-    let bad_before = report.bad_proofs.len();
+    let mut failed = Vec::new();
     for &p in provers {
         match tokio::time::timeout(AUDIT_REQUEST_TIMEOUT, client.consistency(p, h, l)).await {
-            Ok(Ok(())) => return true,
+            Ok(Ok(())) => {
+                report.bad_proofs.extend(failed);
+                return true;
+            }
             Ok(Err(e @ belfry_client::Error::Verify { .. })) => {
-                report.bad_proofs.push(format!("replica {p}: {e}"));
+                failed.push(format!("replica {p}: {e}"));
                 answers.push(format!("replica {p}: {e}"));
             }
             Ok(Err(e)) => answers.push(format!("replica {p}: {e}")),
@@ -372,7 +378,7 @@ async fn prove(
         }
     }
     let cid = report.cluster_id;
-    if report.bad_proofs.len() == bad_before {
+    if failed.is_empty() {
         report.unproved.push(format!(
             "the head of size {} from {source}: {}",
             h.head.tree_size,

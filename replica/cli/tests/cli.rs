@@ -446,6 +446,35 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
         assert_eq!(r["receipts"]["held"], 2, "{r}");
     }
 
+    // f + 1 key holders colluding (here: the dealt shares of replicas 0
+    // and 1) can sign a history the cluster never had. Offline, such a
+    // receipt verifies; audit catches it: its head is not consistent with
+    // the replicas' (a split view, printed with both signed heads) and no
+    // replica holds its entry.
+    let forged = forge_receipt(&c.keys(), &cluster);
+    let forged_s = forged.to_str().unwrap();
+    let (c0, v) = verify_json(&["--cluster", &cluster, "--receipt", forged_s]);
+    assert_eq!(c0, 0, "a forged receipt is validly signed: {v}");
+    let (c1, v) = c.audit(&[forged.clone()]);
+    assert_eq!(c1, 1, "{v}");
+    assert_eq!(v["consistent"], false);
+    let split = &v["split_views"][0];
+    for side in ["a", "b"] {
+        assert_eq!(
+            split[side]["head"]["signature"].as_str().unwrap().len(),
+            192,
+            "{split}"
+        );
+    }
+    assert_eq!(split["b"]["head"]["tree_size"], 1, "{split}");
+    for r in v["replicas"].as_array().unwrap() {
+        assert_eq!(r["receipts"]["missing"][0], forged_s, "{r}");
+    }
+    let o = belfry(&["audit", "--cluster", &cluster, forged_s]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("SPLIT VIEW"), "{}", stdout(&o));
+    assert!(one_error_line(&o).contains("NOT consistent"));
+
     // Two replicas down: no quorum. The stamp says how many replicas
     // answered and exits 1; audit reports them unreachable.
     c.kill9(2);
@@ -474,4 +503,51 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(&status[2..], ["unreachable", "unreachable"]);
+}
+
+/// A receipt for a digest the cluster never saw, alone in a one-entry log,
+/// signed with the group key recombined from replicas 0's and 1's secret
+/// shares (f + 1 = 2).
+fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
+    use belfry_replica::clock::Micros;
+    use belfry_replica::coin::{threshold_sign, ReplicaId, SecretShare, SignedMessage};
+    use belfry_replica::timestamp::merkle::leaf_hash;
+    use belfry_replica::timestamp::{DigestEntry, Entry, Receipt};
+    let path = Path::new(cluster);
+    let (params, public) = belfry_node::ClusterFile::read(path)
+        .unwrap()
+        .params(path)
+        .unwrap();
+    let shares: Vec<SecretShare> = (0..2u16)
+        .map(|i| {
+            let file: toml::Table = toml::from_str(
+                &std::fs::read_to_string(keys.join(format!("replica-{i}.toml"))).unwrap(),
+            )
+            .unwrap();
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(file["secret_share"].as_str().unwrap(), &mut secret).unwrap();
+            SecretShare::from_bytes(ReplicaId(i), secret).unwrap()
+        })
+        .collect();
+    let entry = Entry::Digest(DigestEntry {
+        digest: [0x66; 32],
+        witnessed_at: Micros(params.genesis_time.0 + 1),
+        key: 0,
+        witnesses: 3,
+        late: false,
+    });
+    let mut r = Receipt {
+        cluster: params,
+        entry,
+        leaf_index: 0,
+        tree_size: 1,
+        inclusion_proof: Vec::new(),
+        root: leaf_hash(&entry.to_bytes()),
+        time: Micros(params.genesis_time.0 + 2),
+        signature: belfry_replica::coin::GroupSignature([0; 96]),
+    };
+    r.signature = threshold_sign(&public, &shares, &r.tree_head_message().signing_bytes()).unwrap();
+    let out = keys.with_file_name("forged.belfry");
+    std::fs::write(&out, r.to_binary()).unwrap();
+    out
 }
