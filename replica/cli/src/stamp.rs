@@ -29,6 +29,8 @@ pub const LIST_MAX: usize = 20;
 /// digests are simply submitted (a replica that is down would hold it up
 /// for its whole connection timeout).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Receipt look-ups in flight per replica.
+pub const LOOKUPS_IN_FLIGHT: usize = 64;
 /// Most targets one command stamps.
 pub const MAX_TARGETS: usize = 1_000_000;
 
@@ -120,6 +122,21 @@ fn targets(args: &StampArgs) -> anyhow::Result<Vec<Target>> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // Two different contents must not share a receipt file (a/x and b/x
+    // with --out).
+    let mut by_path: BTreeMap<&Path, &Target> = BTreeMap::new();
+    for t in &targets {
+        if let Some(other) = by_path.insert(&t.receipt_path, t) {
+            if other.digest != t.digest {
+                bail!(
+                    "{} and {} would both write {}: stamp them with different --out directories",
+                    other.label,
+                    t.label,
+                    t.receipt_path.display()
+                );
+            }
+        }
+    }
     Ok(targets)
 }
 
@@ -302,11 +319,20 @@ async fn existing_at(
     // asked for one by one (their first signed head).
     let logged = client.receipts(replica, digests).await.ok()?;
     let mut out = Vec::with_capacity(logged.len());
-    for r in logged {
-        let Entry::Digest(d) = r.entry else { continue };
-        match client.receipt(replica, &d.digest).await {
-            Ok(Some(first)) => out.push(first),
-            _ => out.push(r),
+    for chunk in logged.chunks(LOOKUPS_IN_FLIGHT) {
+        let mut asks = tokio::task::JoinSet::new();
+        for r in chunk.iter().cloned() {
+            let client = client.clone();
+            asks.spawn(async move {
+                let first = match r.entry {
+                    Entry::Digest(d) => client.receipt(replica, &d.digest).await.ok().flatten(),
+                    Entry::Tick(_) => None,
+                };
+                first.unwrap_or(r)
+            });
+        }
+        while let Some(r) = asks.join_next().await {
+            out.push(r.ok()?);
         }
     }
     Some(out)

@@ -433,6 +433,25 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
     assert_eq!(code(&o), 2);
     one_error_line(&o);
 
+    // Two contents that would share one receipt file: refused before
+    // anything is stamped.
+    for (d, text) in [("a", "one"), ("b", "two")] {
+        std::fs::create_dir_all(c.path(d)).unwrap();
+        std::fs::write(c.path(d).join("x.txt"), text).unwrap();
+    }
+    let (xa, xb) = (c.path("a").join("x.txt"), c.path("b").join("x.txt"));
+    let o = belfry(&[
+        "stamp",
+        "--cluster",
+        &cluster,
+        "--out",
+        out.to_str().unwrap(),
+        xa.to_str().unwrap(),
+        xb.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(one_error_line(&o).contains("would both write"));
+
     // audit --json: every replica, consistent, the receipts held.
     let (c0, v) = c.audit(&[receipt0.clone(), piped.clone()]);
     assert_eq!(c0, 0, "{v}");
