@@ -474,7 +474,7 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
     let forged_s = forged.to_str().unwrap();
     let (c0, v) = verify_json(&["--cluster", &cluster, "--receipt", forged_s]);
     assert_eq!(c0, 0, "a forged receipt is validly signed: {v}");
-    let (c1, v) = c.audit(&[forged.clone()]);
+    let (c1, v) = c.audit(std::slice::from_ref(&forged));
     assert_eq!(c1, 1, "{v}");
     assert_eq!(v["consistent"], false);
     let split = &v["split_views"][0];
