@@ -491,6 +491,8 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
     }
     let o = belfry(&["audit", "--cluster", &cluster, forged_s]);
     assert_eq!(code(&o), 1);
+    // Shown with --nocapture: what an auditor sees.
+    eprintln!("{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("SPLIT VIEW"), "{}", stdout(&o));
     assert!(one_error_line(&o).contains("NOT consistent"));
 
