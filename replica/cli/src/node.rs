@@ -37,7 +37,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         config.metrics = Some(m);
     }
     belfry_node::init_tracing();
-    tracing_info(&config);
+    announce(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(NODE_WORKER_THREADS)
         .enable_all()
@@ -47,7 +47,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     Ok(EXIT_OK)
 }
 
-fn tracing_info(config: &belfry_node::NodeConfig) {
+/// One line on stderr before the logs: which replica, where, with what data.
+fn announce(config: &belfry_node::NodeConfig) {
     let c = &config.cluster;
     eprintln!(
         "belfry node: replica {} of {} (f = {}), cluster {}, listening on {} (UDP), data in {}{}",
