@@ -1,13 +1,19 @@
-//! The `belfry` command line. Errors are one clear line on stderr and a
-//! non-zero exit.
+//! The `belfry` command line: one subcommand per task. Errors are one clear
+//! line on stderr; exit codes are 0 (done, valid, consistent), 1 (a negative
+//! answer: an invalid receipt, a stamp that did not complete, inconsistent
+//! heads) and 2 (usage, configuration or I/O error).
 
+use crate::common::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "belfry",
     version,
-    about = "belfry: fair ordering and secure timestamping"
+    about = "belfry: fair ordering and secure timestamping",
+    after_help = "Start with `belfry demo`. Exit codes: 0 done / valid / consistent, \
+                  1 invalid receipt, stamp not completed or inconsistent heads, \
+                  2 usage, configuration or I/O error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -16,13 +22,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an in-process local cluster: stamp digests, verify every receipt, report.
+    /// Run a local cluster over real QUIC in this process: stamp digests,
+    /// verify every receipt, report throughput and latency.
     Demo(crate::demo::DemoArgs),
+    /// Deal a new cluster's keys: cluster.toml (public) and one
+    /// replica-<i>.toml (secret, mode 0600) per replica.
+    Keygen(crate::keygen::KeygenArgs),
+    /// Run one replica from its replica-<i>.toml until SIGINT or SIGTERM.
+    Node(crate::node::NodeArgs),
+    /// Timestamp files or digests: wait for receipts that verify and write
+    /// them next to the files.
+    Stamp(crate::stamp::StampArgs),
+    /// Verify receipts offline against the trust anchor alone.
+    Verify(crate::verify::VerifyArgs),
+    /// Ask every replica for its latest signed tree head; check signatures
+    /// and consistency (and that receipts are still held).
+    Audit(crate::audit::AuditArgs),
 }
 
 /// Parses the command line and runs it.
-pub fn run() -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Demo(args) => crate::demo::run(&args),
+        Command::Keygen(args) => crate::keygen::run(&args),
+        Command::Node(args) => crate::node::run(&args),
+        Command::Stamp(args) => crate::stamp::run(&args),
+        Command::Verify(args) => crate::verify::run(&args),
+        Command::Audit(args) => crate::audit::run(&args),
     }
 }

@@ -1,11 +1,26 @@
 //! `belfry`: the command line (DESIGN.md section 5).
 
+mod audit;
 mod cli;
+mod common;
 mod demo;
+mod keygen;
+mod node;
+mod stamp;
+mod verify;
 
 fn main() {
-    if let Err(e) = cli::run() {
-        eprintln!("belfry: {e:#}");
-        std::process::exit(1);
-    }
+    let code = match cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the context chain joined by ": ".
+            eprintln!("belfry: {}", format!("{e:#}").replace('\n', " "));
+            if e.downcast_ref::<common::Failed>().is_some() {
+                common::EXIT_FAILED
+            } else {
+                common::EXIT_ERROR
+            }
+        }
+    };
+    std::process::exit(i32::from(code));
 }

@@ -257,6 +257,11 @@ impl Client {
         self.inner.anchor
     }
 
+    /// The number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.n()
+    }
+
     /// The head cache (its pairing count).
     pub fn head_cache(&self) -> &HeadCache {
         &self.inner.cache
@@ -506,6 +511,45 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// One replica's receipt of `digest` under the first signed tree head
+    /// that contains it — the receipt it gave when the digest was stamped,
+    /// and the earliest time it proves — verified; `None` while the replica
+    /// does not know the digest or no signed head covers it yet.
+    pub async fn receipt(
+        &self,
+        replica: usize,
+        digest: &[u8; 32],
+    ) -> Result<Option<Receipt>, Error> {
+        match self
+            .session(replica)?
+            .call(ClientRequest::Receipt(*digest))
+            .await?
+        {
+            ClientResponse::Receipt(bytes) => {
+                let r = Receipt::from_binary(&bytes).map_err(|e| {
+                    Error::Protocol(format!(
+                        "replica {replica}: a receipt that does not parse: {e}"
+                    ))
+                })?;
+                let asked = matches!(r.entry, Entry::Digest(d) if d.digest == *digest);
+                if !asked || r.cluster != self.inner.cluster.params {
+                    return Err(Error::Protocol(format!(
+                        "replica {replica}: a receipt of another digest or cluster"
+                    )));
+                }
+                self.inner
+                    .cache
+                    .verify_receipt(&self.inner.anchor, &r)
+                    .map_err(|error| Error::Verify { replica, error })?;
+                Ok(Some(r))
+            }
+            ClientResponse::Error(
+                belfry_wire::ClientError::UnknownDigest | belfry_wire::ClientError::NotYetSigned,
+            ) => Ok(None),
+            other => Err(unexpected(replica, other)),
+        }
     }
 
     /// The latest signed tree head of a replica, verified.

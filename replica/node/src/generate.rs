@@ -8,14 +8,14 @@ use crate::config::{ClusterFile, ConfigError, ReplicaEntry, ReplicaFile};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{deal, max_faulty, Policy, TrustAnchor};
 use rand::SeedableRng;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
-    /// Each replica's address (their number is `n`).
-    pub addresses: Vec<SocketAddr>,
+    /// Each replica's address, `host:port` (their number is `n`; see
+    /// [`check_address`](crate::config::check_address)).
+    pub addresses: Vec<String>,
     /// The sequencing policy.
     pub policy: Policy,
     /// The genesis time.
@@ -65,6 +65,9 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
     if n < 4 {
         return Err(invalid(format!("{n} replicas: a cluster needs at least 4")));
     }
+    for (i, a) in options.addresses.iter().enumerate() {
+        crate::config::check_address(a).map_err(|e| invalid(format!("replica {i}: {e}")))?;
+    }
     let f = max_faulty(n);
     let mut rng = match options.seed {
         Some(s) => rand_chacha::ChaCha20Rng::seed_from_u64(s),
@@ -79,7 +82,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             crate::tls::generate_identity(i as u16).map_err(|e| invalid(e.to_string()))?;
         replicas.push(ReplicaEntry {
             id: i as u16,
-            address: address.to_string(),
+            address: address.clone(),
             certificate: cert,
         });
         keys.push(key);

@@ -24,9 +24,7 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 #[test]
 fn the_loader_refuses_exposed_or_mismatched_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let addresses = (0..4)
-        .map(|i| format!("127.0.0.1:{}", 7100 + i).parse().unwrap())
-        .collect();
+    let addresses = (0..4).map(|i| format!("127.0.0.1:{}", 7100 + i)).collect();
     let g = belfry_node::generate_cluster(
         dir.path(),
         &belfry_node::GenerateOptions {

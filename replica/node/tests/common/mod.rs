@@ -28,7 +28,10 @@ pub async fn start(n: usize, seed: u64, options: impl Fn() -> NodeOptions) -> Te
     let sockets: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
-    let addresses = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let addresses = sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect();
     let generated = generate_cluster(
         dir.path(),
         &GenerateOptions {

@@ -1,0 +1,621 @@
+//! `belfry audit`: asks every replica for its latest signed tree head,
+//! checks each signature under the trust anchor, and proves every head
+//! consistent with the largest one (RFC 9162 consistency proofs) — the log
+//! only grew, and every replica shows the same history. Receipts given on
+//! the command line join in: each receipt's own signed head must be
+//! consistent with the others, and every replica that has reached a
+//! receipt's leaf must still hold that entry at that index.
+//!
+//! It reports replicas that cannot be reached, heads that are stale (older
+//! than the newest by more than `--stale-after`), and any *split view*: two
+//! heads that both carry the cluster's signature but are not consistent —
+//! evidence of misbehaviour by more than f replicas (or of a bug), printed
+//! with everything a third party needs to check the two signatures.
+
+use crate::common::{
+    client_runtime, load_cluster, read_receipt, utc, ExitCode, Failed, ReadReceipt, EXIT_OK,
+};
+use anyhow::bail;
+use belfry_client::{Client, ClientOptions};
+use belfry_replica::coin::{ClusterId, TrustAnchor};
+use belfry_replica::timestamp::{Entry, Receipt, SignedTreeHead, TreeHead};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long one request to a replica may take.
+pub const AUDIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Receipt look-ups in flight per replica.
+pub const RECEIPT_LOOKUPS_IN_FLIGHT: usize = 64;
+/// Most receipts one audit checks.
+pub const MAX_AUDIT_RECEIPTS: usize = 100_000;
+
+/// Arguments of `belfry audit`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  belfry audit --cluster cluster.toml
+  belfry audit --cluster cluster.toml --json receipts/*.belfry
+      also checks that every replica still holds each receipt's entry at its index
+
+Exit 0 when every head that was received verifies and all are consistent (and
+every receipt is held where it should be); 1 on a split view, a head or proof
+that does not verify, a receipt missing or moved, or no replica reachable; 2 on
+a usage, configuration or I/O error.")]
+pub struct AuditArgs {
+    /// The cluster's public file, cluster.toml.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// Receipts (binary or JSON) whose entries every replica must still hold.
+    pub receipts: Vec<PathBuf>,
+    /// A head older than the newest by more than this many seconds is stale.
+    #[arg(long, default_value_t = 10)]
+    pub stale_after: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one replica answered.
+enum Answer {
+    Unreachable(String),
+    /// It does not verify, or the replica misbehaved answering.
+    Bad(String),
+    NoHead,
+    Head(SignedTreeHead),
+}
+
+fn head_json(cluster_id: ClusterId, h: &SignedTreeHead) -> Value {
+    json!({
+        "cluster_id": hex::encode(cluster_id.0),
+        "tree_size": h.head.tree_size,
+        "root": hex::encode(h.head.root),
+        "time": h.head.time.0,
+        "time_utc": utc(h.head.time),
+        "signature": hex::encode(h.signature.0),
+    })
+}
+
+fn receipt_head(r: &Receipt) -> SignedTreeHead {
+    SignedTreeHead {
+        head: TreeHead {
+            tree_size: r.tree_size,
+            root: r.root,
+            time: r.time,
+        },
+        signature: r.signature,
+    }
+}
+
+/// Where a head came from.
+#[derive(Clone, Debug)]
+enum Source {
+    Replica(usize),
+    Receipt(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Replica(r) => write!(f, "replica {r}"),
+            Source::Receipt(p) => write!(f, "receipt {p}"),
+        }
+    }
+}
+
+/// What a replica holds of the receipts.
+#[derive(Default)]
+struct Holdings {
+    held: usize,
+    /// Held under the same signed head as the receipt.
+    identical: usize,
+    /// Not held, and the replica's log does not reach the leaf yet.
+    behind: usize,
+    /// Not held although the replica's signed head covers the leaf.
+    missing: Vec<String>,
+    /// Held at another index or as another entry: evidence.
+    moved: Vec<Value>,
+    errors: usize,
+}
+
+/// Runs `belfry audit`.
+pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let cluster = load_cluster(&args.cluster)?;
+    let anchor = cluster.anchor();
+    let cluster_id = cluster.params.cluster_id();
+    if args.receipts.len() > MAX_AUDIT_RECEIPTS {
+        bail!(
+            "{} receipts: one audit checks at most {MAX_AUDIT_RECEIPTS}",
+            args.receipts.len()
+        );
+    }
+    let mut receipts = Vec::with_capacity(args.receipts.len());
+    // Each distinct signed head is checked once.
+    let offline = belfry_client::HeadCache::new();
+    for p in &args.receipts {
+        let r = match read_receipt(p) {
+            Ok(r) => r,
+            Err(ReadReceipt::Io(e)) => return Err(e),
+            Err(ReadReceipt::Malformed(why)) => bail!("{why}"),
+        };
+        if let Err(e) = offline.verify_receipt(&anchor, &r) {
+            return Err(Failed(format!(
+                "{}: not a valid receipt of this cluster: {e}",
+                p.display()
+            ))
+            .into());
+        }
+        if r.cluster != cluster.params {
+            return Err(Failed(format!("{}: a receipt of another cluster", p.display())).into());
+        }
+        receipts.push((p.display().to_string(), r));
+    }
+    let runtime = client_runtime()?;
+    let report = runtime.block_on(async {
+        let client = Client::new(
+            cluster.client_info(),
+            ClientOptions {
+                request_timeout: AUDIT_REQUEST_TIMEOUT,
+                ..ClientOptions::default()
+            },
+        )?;
+        anyhow::Ok(audit(&client, cluster_id, &receipts, args.stale_after).await)
+    })?;
+    let (consistent, out, text) = report.render(cluster_id, &anchor, &cluster, args);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{text}");
+    }
+    if report
+        .answers
+        .iter()
+        .all(|a| !matches!(a, Answer::Head(_) | Answer::NoHead))
+    {
+        return Err(Failed("no replica could be reached: nothing was audited".to_string()).into());
+    }
+    if consistent {
+        Ok(EXIT_OK)
+    } else {
+        Err(Failed("the cluster's heads are NOT consistent (see above)".to_string()).into())
+    }
+}
+
+struct Report {
+    cluster_id: ClusterId,
+    answers: Vec<Answer>,
+    /// The largest head and where it came from.
+    largest: Option<(SignedTreeHead, Source)>,
+    /// Heads proved consistent with the largest, by source.
+    proved: Vec<(Source, u64)>,
+    split_views: Vec<Value>,
+    /// Replicas that answered a consistency request with a bad proof.
+    bad_proofs: Vec<String>,
+    /// Heads no replica could be asked to prove consistent (timeouts).
+    unproved: Vec<String>,
+    holdings: Vec<Holdings>,
+    receipts: usize,
+    stale_after: u64,
+}
+
+async fn ask_heads(client: &Client) -> Vec<Answer> {
+    let n = client.replicas();
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in 0..n {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let answer =
+                match tokio::time::timeout(AUDIT_REQUEST_TIMEOUT, client.tree_head(r)).await {
+                    Err(_) => Answer::Unreachable("no answer in time".to_string()),
+                    Ok(Ok(Some(h))) => Answer::Head(h),
+                    Ok(Ok(None)) => Answer::NoHead,
+                    Ok(Err(e @ belfry_client::Error::Verify { .. })) => Answer::Bad(e.to_string()),
+                    Ok(Err(e)) => Answer::Unreachable(e.to_string()),
+                };
+            (r, answer)
+        });
+    }
+    let mut answers: Vec<Answer> = (0..n)
+        .map(|_| Answer::Unreachable("not asked".to_string()))
+        .collect();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((r, a)) = done {
+            answers[r] = a;
+        }
+    }
+    answers
+}
+
+async fn audit(
+    client: &Client,
+    cluster_id: ClusterId,
+    receipts: &[(String, Receipt)],
+    stale_after: u64,
+) -> Report {
+    let answers = ask_heads(client).await;
+    // Every signed head seen: the replicas' and the receipts'.
+    let mut heads: Vec<(SignedTreeHead, Source)> = Vec::new();
+    for (r, a) in answers.iter().enumerate() {
+        if let Answer::Head(h) = a {
+            heads.push((*h, Source::Replica(r)));
+        }
+    }
+    for (p, r) in receipts {
+        heads.push((receipt_head(r), Source::Receipt(p.clone())));
+    }
+    let mut report = Report {
+        cluster_id,
+        answers,
+        largest: None,
+        proved: Vec::new(),
+        split_views: Vec::new(),
+        bad_proofs: Vec::new(),
+        unproved: Vec::new(),
+        holdings: Vec::new(),
+        receipts: receipts.len(),
+        stale_after,
+    };
+    let Some(largest) = heads
+        .iter()
+        .filter(|(_, s)| matches!(s, Source::Replica(_)))
+        .max_by_key(|(h, _)| h.head.tree_size)
+        .cloned()
+    else {
+        return report;
+    };
+    // Who can prove consistency up to the largest head: the replicas whose
+    // head is that large, the largest's source first.
+    let provers: Vec<usize> = {
+        let mut p: Vec<usize> = report
+            .answers
+            .iter()
+            .enumerate()
+            .filter_map(|(r, a)| match a {
+                Answer::Head(h) if h.head.tree_size == largest.0.head.tree_size => Some(r),
+                _ => None,
+            })
+            .collect();
+        if let Source::Replica(first) = largest.1 {
+            p.sort_by_key(|r| *r != first);
+        }
+        p
+    };
+    // Distinct heads only: receipts share heads.
+    let mut distinct: BTreeMap<(u64, [u8; 32], u64, Vec<u8>), Source> = BTreeMap::new();
+    for (h, s) in &heads {
+        distinct
+            .entry((
+                h.head.tree_size,
+                h.head.root,
+                h.head.time.0,
+                h.signature.0.to_vec(),
+            ))
+            .or_insert_with(|| s.clone());
+    }
+    let mut proved_sizes: BTreeMap<(u64, [u8; 32]), bool> = BTreeMap::new();
+    for ((size, root, time, sig), source) in &distinct {
+        let mut signature = [0u8; 96];
+        signature.copy_from_slice(sig);
+        let h = SignedTreeHead {
+            head: TreeHead {
+                tree_size: *size,
+                root: *root,
+                time: belfry_replica::clock::Micros(*time),
+            },
+            signature: belfry_replica::coin::GroupSignature(signature),
+        };
+        if let Some(&ok) = proved_sizes.get(&(*size, *root)) {
+            if ok {
+                report.proved.push((source.clone(), *size));
+            }
+            continue;
+        }
+        let ok = prove(client, &h, source, &largest, &provers, &mut report).await;
+        proved_sizes.insert((*size, *root), ok);
+        if ok {
+            report.proved.push((source.clone(), *size));
+        }
+    }
+    report.largest = Some(largest);
+    if !receipts.is_empty() {
+        report.holdings = holdings(client, &report.answers, receipts).await;
+    }
+    report
+}
+
+/// Proves `h` consistent with the largest head, asking each prover in turn;
+/// records a split view if the heads are both signed and none can.
+async fn prove(
+    client: &Client,
+    h: &SignedTreeHead,
+    source: &Source,
+    largest: &(SignedTreeHead, Source),
+    provers: &[usize],
+    report: &mut Report,
+) -> bool {
+    let (l, lsource) = largest;
+    if h.head.tree_size == l.head.tree_size {
+        if h.head.root == l.head.root && h.head.time == l.head.time {
+            return true;
+        }
+        report.split_views.push(json!({
+            "reason": format!("two signed heads of tree size {} with different roots or times", h.head.tree_size),
+            "a": { "from": lsource.to_string(), "head": head_json(report.cluster_id, l) },
+            "b": { "from": source.to_string(), "head": head_json(report.cluster_id, h) },
+        }));
+        return false;
+    }
+    if h.head.tree_size > l.head.tree_size {
+        // Only a receipt's head can be larger than every replica's: the
+        // replicas lost what they signed.
+        report.split_views.push(json!({
+            "reason": format!(
+                "{source}'s signed head of size {} is larger than any replica's ({}): the replicas do not hold what they signed",
+                h.head.tree_size, l.head.tree_size
+            ),
+            "a": { "from": lsource.to_string(), "head": head_json(report.cluster_id, l) },
+            "b": { "from": source.to_string(), "head": head_json(report.cluster_id, h) },
+        }));
+        return false;
+    }
+    // A proof that fails blames its prover only if another replica proves
+    // the same two heads consistent; if none can, the heads themselves are
+    // the evidence (a split view), and nobody in particular is blamed.
+    let mut answers = Vec::new();
+    let mut failed = Vec::new();
+    for &p in provers {
+        match tokio::time::timeout(AUDIT_REQUEST_TIMEOUT, client.consistency(p, h, l)).await {
+            Ok(Ok(())) => {
+                report.bad_proofs.extend(failed);
+                return true;
+            }
+            Ok(Err(e @ belfry_client::Error::Verify { .. })) => {
+                failed.push(format!("replica {p}: {e}"));
+                answers.push(format!("replica {p}: {e}"));
+            }
+            Ok(Err(e)) => answers.push(format!("replica {p}: {e}")),
+            Err(_) => answers.push(format!("replica {p}: no answer in time")),
+        }
+    }
+    let cid = report.cluster_id;
+    if failed.is_empty() {
+        report.unproved.push(format!(
+            "the head of size {} from {source}: {}",
+            h.head.tree_size,
+            answers.join("; ")
+        ));
+    } else {
+        report.split_views.push(json!({
+            "reason": format!(
+                "no replica proved the head of size {} consistent with the head of size {}",
+                h.head.tree_size, l.head.tree_size
+            ),
+            "answers": answers,
+            "a": { "from": lsource.to_string(), "head": head_json(cid, l) },
+            "b": { "from": source.to_string(), "head": head_json(cid, h) },
+        }));
+    }
+    false
+}
+
+/// Asks every replica that answered for each receipt's entry.
+async fn holdings(
+    client: &Client,
+    answers: &[Answer],
+    receipts: &[(String, Receipt)],
+) -> Vec<Holdings> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (r, a) in answers.iter().enumerate() {
+        let Answer::Head(h) = a else { continue };
+        let size = h.head.tree_size;
+        let client = client.clone();
+        let receipts = receipts.to_vec();
+        tasks.spawn(async move {
+            let mut out = Holdings::default();
+            for chunk in receipts.chunks(RECEIPT_LOOKUPS_IN_FLIGHT) {
+                let mut lookups = tokio::task::JoinSet::new();
+                for (k, (_, mine)) in chunk.iter().enumerate() {
+                    let Entry::Digest(d) = mine.entry else { continue };
+                    let client = client.clone();
+                    lookups.spawn(async move { (k, client.receipt(r, &d.digest).await) });
+                }
+                while let Some(Ok((k, got))) = lookups.join_next().await {
+                    let (path, mine) = &chunk[k];
+                    match got {
+                        Ok(Some(theirs)) if theirs.leaf_index == mine.leaf_index && theirs.entry == mine.entry => {
+                            out.held += 1;
+                            if receipt_head(&theirs) == receipt_head(mine) {
+                                out.identical += 1;
+                            }
+                        }
+                        Ok(Some(theirs)) => out.moved.push(json!({
+                            "receipt": path,
+                            "replica": r,
+                            "reason": format!(
+                                "the receipt puts the entry at leaf {}, replica {r} at leaf {} (both signed)",
+                                mine.leaf_index, theirs.leaf_index
+                            ),
+                            "theirs": theirs.to_json(),
+                        })),
+                        Ok(None) if mine.leaf_index >= size => out.behind += 1,
+                        Ok(None) => out.missing.push(path.clone()),
+                        Err(_) => out.errors += 1,
+                    }
+                }
+            }
+            (r, out)
+        });
+    }
+    let mut all: Vec<Holdings> = answers.iter().map(|_| Holdings::default()).collect();
+    while let Some(Ok((r, h))) = tasks.join_next().await {
+        all[r] = h;
+    }
+    all
+}
+
+impl Report {
+    /// Whether the cluster is consistent, the JSON form and the text form.
+    fn render(
+        &self,
+        cluster_id: ClusterId,
+        anchor: &TrustAnchor,
+        cluster: &belfry_node::Cluster,
+        args: &AuditArgs,
+    ) -> (bool, Value, String) {
+        use std::fmt::Write;
+        let mut text = String::new();
+        let newest = self
+            .answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Head(h) => Some(h.head.time),
+                _ => None,
+            })
+            .max();
+        let _ = writeln!(
+            text,
+            "belfry audit: cluster {}, {} replicas (f = {}), trust anchor {anchor}",
+            hex::encode(cluster_id.0),
+            cluster.params.n,
+            cluster.params.f
+        );
+        let mut replicas = Vec::new();
+        let mut bad_heads = 0;
+        for (r, a) in self.answers.iter().enumerate() {
+            let address = cluster.replicas[r].address.to_string();
+            let (status, detail, head) = match a {
+                Answer::Unreachable(e) => ("unreachable", e.clone(), None),
+                Answer::Bad(e) => {
+                    bad_heads += 1;
+                    ("bad_head", e.clone(), None)
+                }
+                Answer::NoHead => ("no_head", "no signed tree head yet".to_string(), None),
+                Answer::Head(h) => {
+                    let behind_us = newest.map_or(0, |n| n.0.saturating_sub(h.head.time.0));
+                    if behind_us > self.stale_after * 1_000_000 {
+                        (
+                            "stale",
+                            format!("{:.1} s older than the newest head", behind_us as f64 / 1e6),
+                            Some(h),
+                        )
+                    } else {
+                        ("ok", String::new(), Some(h))
+                    }
+                }
+            };
+            let line = match head {
+                Some(h) => format!(
+                    "replica {r} {address}: tree size {}, root {}…, signed {}{}",
+                    h.head.tree_size,
+                    &hex::encode(h.head.root)[..16],
+                    utc(h.head.time),
+                    if detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — STALE: {detail}")
+                    }
+                ),
+                None => format!(
+                    "replica {r} {address}: {} ({detail})",
+                    status.replace('_', " ").to_uppercase()
+                ),
+            };
+            let _ = writeln!(text, "{line}");
+            let mut v = json!({ "id": r, "address": address, "status": status });
+            if let Some(h) = head {
+                v["head"] = head_json(cluster_id, h);
+            }
+            if !detail.is_empty() {
+                v["detail"] = json!(detail);
+            }
+            if let Some(hold) = self
+                .holdings
+                .get(r)
+                .filter(|_| head.is_some() && self.receipts > 0)
+            {
+                v["receipts"] = json!({
+                    "held": hold.held,
+                    "identical": hold.identical,
+                    "behind": hold.behind,
+                    "missing": hold.missing,
+                    "moved": hold.moved,
+                    "errors": hold.errors,
+                });
+                let _ = writeln!(
+                    text,
+                    "  receipts: {} of {} held ({} under the same signed head), {} not reached yet, {} missing, {} moved, {} unanswered",
+                    hold.held,
+                    self.receipts,
+                    hold.identical,
+                    hold.behind,
+                    hold.missing.len(),
+                    hold.moved.len(),
+                    hold.errors
+                );
+                for m in &hold.missing {
+                    let _ = writeln!(text, "  MISSING {m}");
+                }
+                for m in &hold.moved {
+                    let _ = writeln!(text, "  MOVED {m}");
+                }
+            }
+            replicas.push(v);
+        }
+        let missing: usize = self
+            .holdings
+            .iter()
+            .map(|h| h.missing.len() + h.moved.len())
+            .sum();
+        let consistent = self.split_views.is_empty()
+            && bad_heads == 0
+            && self.bad_proofs.is_empty()
+            && self.unproved.is_empty()
+            && missing == 0;
+        if let Some((l, s)) = &self.largest {
+            let _ = writeln!(
+                text,
+                "consistency: {} distinct signed heads ({} from receipts) proved consistent with the largest, size {} from {s}",
+                self.proved.len(),
+                self.proved.iter().filter(|(s, _)| matches!(s, Source::Receipt(_))).count(),
+                l.head.tree_size
+            );
+        }
+        for u in &self.unproved {
+            let _ = writeln!(text, "UNPROVED: {u}");
+        }
+        for p in &self.bad_proofs {
+            let _ = writeln!(text, "BAD PROOF from {p}");
+        }
+        for s in &self.split_views {
+            let _ = writeln!(
+                text,
+                "SPLIT VIEW: {}\n  evidence: {}",
+                s["reason"].as_str().unwrap_or(""),
+                s
+            );
+        }
+        let _ = writeln!(
+            text,
+            "{}",
+            if consistent {
+                "CONSISTENT: every head received verifies and all are one history"
+            } else {
+                "NOT CONSISTENT"
+            }
+        );
+        let _ = args;
+        let out = json!({
+            "cluster_id": hex::encode(cluster_id.0),
+            "trust_anchor": anchor.to_string(),
+            "consistent": consistent,
+            "replicas": replicas,
+            "largest": self.largest.as_ref().map(|(h, s)| json!({ "from": s.to_string(), "head": head_json(cluster_id, h) })),
+            "proved_consistent": self.proved.len(),
+            "bad_proofs": self.bad_proofs,
+            "unproved": self.unproved,
+            "split_views": self.split_views,
+            "receipts_checked": self.receipts,
+        });
+        (consistent, out, text)
+    }
+}
