@@ -1,13 +1,14 @@
 //! The simulation engine: one event queue in true simulated time, the
-//! replicas, the network and fault models, the Byzantine rewrites, and the
-//! invariant checks run after every event.
+//! replicas and the fault schedule; the network is in `network.rs`, the
+//! Byzantine rewrites in `byzantine.rs`, the invariant checks (run after
+//! every event) in `checks.rs`.
 
-use crate::byzantine::{is_censored, is_victim, RUSH_SLOW_MS};
+use crate::byzantine::{is_censored, is_victim};
 use crate::config::{JitterKind, SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
 use crate::shared::{SharedCrypto, Verifications};
 use belfry_replica::broadcast::testkit::EventQueue;
-use belfry_replica::broadcast::{Message, Round, Target, VertexHash};
+use belfry_replica::broadcast::{Message, Round, VertexHash};
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
     deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, ThresholdCrypto,
@@ -21,7 +22,7 @@ use belfry_replica::wire::{self, PeerMessage};
 use belfry_replica::{CoreInput, Host, ReplicaConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use rand_distr::{Distribution, LogNormal, Pareto};
+use rand_distr::{LogNormal, Pareto};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -704,171 +705,5 @@ impl Sim {
         ]);
         d[0] = client;
         d
-    }
-
-    /// One message's delay on the directed link `from → to` (`from = n`:
-    /// the clients): the link's own base latency times a jitter draw, so
-    /// messages on a link overtake each other whenever the draws say so.
-    pub(crate) fn link_delay(&mut self, from: usize, to: usize) -> Micros {
-        let base = self
-            .link_base
-            .get(from * self.cfg.n + to)
-            .copied()
-            .unwrap_or(self.cfg.latency_base_us as f64);
-        let j: f64 = match &self.jitter {
-            Jitter::LogNormal(d) => d.sample(&mut self.net_rng),
-            Jitter::Pareto(d) => d.sample(&mut self.net_rng),
-        };
-        Micros((base * j).clamp(10.0, 1_000_000.0) as u64)
-    }
-
-    /// Submits digests to every replica, each over its own link; `late_for`
-    /// delays them to the listed replicas (favouring races).
-    pub(crate) fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
-        for d in ds {
-            self.submitted.entry(*d).or_insert(self.now);
-        }
-        for node in 0..self.cfg.n {
-            let client = self.cfg.n;
-            let mut at = self.now.saturating_add(self.link_delay(client, node));
-            if let Some((who, extra)) = late_for {
-                if who.contains(&node) {
-                    at = at.saturating_add(extra);
-                }
-            }
-            self.queue.schedule(
-                at,
-                Event::Submit {
-                    node,
-                    digests: ds.to_vec(),
-                },
-            );
-        }
-    }
-
-    pub(crate) fn race(&mut self, k: usize) {
-        let byz: Vec<usize> = (0..self.cfg.n).filter(|i| !honest(&self.cfg, *i)).collect();
-        let kind = match k % 3 {
-            0 => "two",
-            1 if !byz.is_empty() => "biased",
-            1 => "two",
-            _ => "three",
-        };
-        let clients = if kind == "three" { 3 } else { 2 };
-        let ds: Vec<[u8; 32]> = (0..clients)
-            .map(|c| self.fresh_digest(0x10 + c as u8))
-            .collect();
-        if kind == "biased" {
-            // The Byzantine replicas favour client A: they see B 10 ms late.
-            self.submit_all(&ds[..1], None);
-            self.submit_all(&ds[1..], Some((&byz, Micros::from_millis(10))));
-            self.mark("race biased");
-        } else {
-            self.submit_all(&ds, None);
-            self.mark(&format!("race {kind}"));
-        }
-        self.races.push(Race { kind, digests: ds });
-    }
-
-    pub(crate) fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let slow = self.slow_link(to);
-        let at = self
-            .now
-            .saturating_add(self.link_delay(from, to))
-            .saturating_add(slow);
-        self.queue.schedule(at, Event::Deliver { from, to, frame });
-    }
-
-    /// Sends one outgoing frame to its targets, in ascending order, the last
-    /// one getting the frame itself rather than a copy.
-    pub(crate) fn fan_out(&mut self, from: usize, to: Target, frame: Vec<u8>) {
-        match to {
-            Target::One(r) => self.send(from, r.index(), frame),
-            Target::All => {
-                let last = (0..self.cfg.n).rev().find(|t| *t != from);
-                for t in (0..self.cfg.n).filter(|t| *t != from) {
-                    if Some(t) == last {
-                        self.send(from, t, frame);
-                        break;
-                    }
-                    self.send(from, t, frame.clone());
-                }
-            }
-        }
-    }
-
-    pub(crate) fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let frames = match self.byz[from] {
-            Some(s) => self.byzantine(s, from, to, frame),
-            None if self.rush_slowed.is_none() => return self.transmit(from, to, frame),
-            None => vec![frame],
-        };
-        // A withhold-and-rush adversary also controls the network (the
-        // asynchronous model lets it): it holds the last honest replica's
-        // vertices back `RUSH_SLOW_MS`, so victims sit at f + 1 committed reports
-        // while its rushed digests are ready.
-        let slowed = self.rush_slowed == Some(from)
-            && frames.first().is_some_and(|f| {
-                matches!(
-                    wire::decode::<PeerMessage>(f),
-                    Ok(PeerMessage::Broadcast(Message::Val(_)))
-                )
-            });
-        if slowed {
-            self.mark("strategy withhold-and-rush slowed an honest replica");
-            for frame in frames {
-                let at = self
-                    .now
-                    .saturating_add(self.link_delay(from, to))
-                    .saturating_add(Micros::from_millis(RUSH_SLOW_MS));
-                self.queue.schedule(at, Event::Deliver { from, to, frame });
-            }
-            return;
-        }
-        for frame in frames {
-            self.transmit(from, to, frame);
-        }
-    }
-
-    /// Puts one frame on the link `from → to`: dropped, delivered once or
-    /// duplicated, each copy after its own link delay.
-    /// Extra delay on messages to replica `to` while its link is slow.
-    fn slow_link(&mut self, to: usize) -> Micros {
-        match self.replicas[to].slow_until {
-            Some((until, extra)) if self.now < until => {
-                self.mark("delayed on a slow link");
-                extra
-            }
-            Some(_) => {
-                self.replicas[to].slow_until = None;
-                Micros::ZERO
-            }
-            None => Micros::ZERO,
-        }
-    }
-
-    pub(crate) fn transmit(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
-            self.mark("drop");
-            return;
-        }
-        if self.cfg.duplicate > 0.0 && self.net_rng.gen_bool(self.cfg.duplicate) {
-            self.mark("duplicate");
-            let at = self.now.saturating_add(self.link_delay(from, to));
-            self.queue.schedule(
-                at,
-                Event::Deliver {
-                    from,
-                    to,
-                    frame: frame.clone(),
-                },
-            );
-        }
-        let slow = self.slow_link(to);
-        let at = self
-            .now
-            .saturating_add(self.link_delay(from, to))
-            .saturating_add(slow);
-        self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 }

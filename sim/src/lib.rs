@@ -61,6 +61,7 @@ pub mod engine;
 mod events;
 mod hosting;
 pub mod metrics;
+mod network;
 pub mod shared;
 
 pub use config::{JitterKind, SimConfig, Strategy};

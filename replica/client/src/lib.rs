@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod session;
+mod stream;
 pub mod tls;
 pub mod verify;
 
@@ -39,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use stream::{HeadStream, Subscription};
 use tokio::sync::mpsc;
 pub use verify::{HeadCache, VerifyError};
 
@@ -632,16 +634,12 @@ impl Client {
 
     /// The ordered stream from log index `from` on (see [`Subscription`]).
     pub fn subscribe(&self, from: u64) -> Subscription {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let task = tokio::spawn(follow_stream(self.clone(), from, tx));
-        Subscription { rx, task }
+        Subscription::start(self.clone(), from)
     }
 
     /// The signed tree heads from now on (see [`HeadStream`]).
     pub fn heads(&self) -> HeadStream {
-        let (tx, rx) = mpsc::channel(HEADS_BUFFER);
-        let task = tokio::spawn(follow_heads(self.clone(), tx));
-        HeadStream { rx, task }
+        HeadStream::start(self.clone())
     }
 }
 
@@ -650,202 +648,4 @@ fn unexpected(replica: usize, r: ClientResponse) -> Error {
         ClientResponse::Error(error) => Error::Replica { replica, error },
         other => Error::Protocol(format!("replica {replica}: unexpected answer {other:?}")),
     }
-}
-
-/// The ordered log, entry by entry, from a start index: exactly once and in
-/// order across disconnects (it resumes from the next index it has not
-/// delivered, on the next replica if one fails).
-#[derive(Debug)]
-pub struct Subscription {
-    rx: mpsc::Receiver<(u64, Entry)>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Subscription {
-    /// The next entry and its index.
-    pub async fn next(&mut self) -> Option<(u64, Entry)> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Delivers `entries` starting at `from`, skipping what was delivered;
-/// `false` on a gap (or when the consumer is gone).
-async fn deliver(
-    tx: &mpsc::Sender<(u64, Entry)>,
-    next: &mut u64,
-    from: u64,
-    entries: Vec<Entry>,
-) -> Option<bool> {
-    if from > *next {
-        return Some(false);
-    }
-    for (k, e) in entries.into_iter().enumerate() {
-        let i = from + k as u64;
-        if i < *next {
-            continue;
-        }
-        tx.send((i, e)).await.ok()?;
-        *next = i + 1;
-    }
-    Some(true)
-}
-
-async fn follow_stream(client: Client, from: u64, tx: mpsc::Sender<(u64, Entry)>) {
-    let mut next = from;
-    let n = client.n();
-    if n == 0 {
-        return;
-    }
-    let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let session = &client.inner.sessions[replica];
-        let ok: Option<()> = async {
-            // Catch up by pulling pages until one is short.
-            loop {
-                let r = session
-                    .call(ClientRequest::Entries(next, next + ENTRIES_PAGE))
-                    .await
-                    .ok()?;
-                let ClientResponse::Entries { from, entries } = r else {
-                    return None;
-                };
-                let short = (entries.len() as u64) < ENTRIES_PAGE;
-                if !deliver(&tx, &mut next, from, entries).await? {
-                    return None;
-                }
-                if short {
-                    break;
-                }
-            }
-            let (r, mut pushes) = session
-                .call_with_pushes(ClientRequest::Subscribe(next))
-                .await
-                .ok()?;
-            let ClientResponse::Entries { from, entries } = r else {
-                return None;
-            };
-            if !deliver(&tx, &mut next, from, entries).await? {
-                return None;
-            }
-            while let Some(p) = pushes.recv().await {
-                if let ClientPush::Entries { from, entries } = p {
-                    if !deliver(&tx, &mut next, from, entries).await? {
-                        return None;
-                    }
-                }
-            }
-            None
-        }
-        .await;
-        if tx.is_closed() {
-            return;
-        }
-        let _ = ok;
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-        if !session.is_connected() {
-            replica = (replica + 1) % n.max(1);
-        } else {
-            backoff = Duration::from_millis(50);
-        }
-    }
-}
-
-/// Signed tree heads as a replica announces them, each verified under the
-/// anchor and proved consistent with the previous one (a head that fails
-/// ends the stream with the error).
-#[derive(Debug)]
-pub struct HeadStream {
-    rx: mpsc::Receiver<Result<SignedTreeHead, Error>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HeadStream {
-    /// The next head.
-    pub async fn next(&mut self) -> Option<Result<SignedTreeHead, Error>> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for HeadStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn follow_heads(client: Client, tx: mpsc::Sender<Result<SignedTreeHead, Error>>) {
-    let n = client.n();
-    if n == 0 {
-        return;
-    }
-    let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
-    let mut last: Option<SignedTreeHead> = None;
-    loop {
-        let session = &client.inner.sessions[replica];
-        let r = session.call_with_pushes(ClientRequest::SignedHeads).await;
-        if let Ok((ClientResponse::TreeHead(first), mut pushes)) = r {
-            let mut next = first;
-            loop {
-                if let Some(h) = next {
-                    match accept_head(&client, replica, &mut last, h).await {
-                        Ok(true) => {
-                            if tx.send(Ok(h)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(false) => {}
-                        Err(e @ Error::Verify { .. }) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                match pushes.recv().await {
-                    Some(ClientPush::Head(h)) => next = Some(h),
-                    Some(_) => next = None,
-                    None => break,
-                }
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if !session.is_connected() {
-            replica = (replica + 1) % n.max(1);
-        }
-    }
-}
-
-/// Whether `h` is new (then checked against the last head); stale heads
-/// are skipped.
-async fn accept_head(
-    client: &Client,
-    replica: usize,
-    last: &mut Option<SignedTreeHead>,
-    h: SignedTreeHead,
-) -> Result<bool, Error> {
-    client.check_head(replica, &h)?;
-    if let Some(prev) = last {
-        if h.head.tree_size <= prev.head.tree_size {
-            if h.head.tree_size == prev.head.tree_size && h != *prev {
-                return Err(Error::Verify {
-                    replica,
-                    error: VerifyError::Fork(h.head.tree_size),
-                });
-            }
-            return Ok(false);
-        }
-        client.consistency(replica, prev, &h).await?;
-    }
-    *last = Some(h);
-    Ok(true)
 }
