@@ -44,6 +44,17 @@ impl ByteBudget {
         self.tokens > 0
     }
 
+    /// How long until an answer may be started again, in microseconds
+    /// (0 while the bucket holds tokens), as of the last refill.
+    pub fn wait_micros(&self) -> u64 {
+        if self.tokens > 0 || self.rate_per_s == 0 {
+            return 0;
+        }
+        let deficit = u128::from(self.tokens.unsigned_abs()) + 1;
+        let micros = deficit * 1_000_000 / u128::from(self.rate_per_s);
+        u64::try_from(micros).unwrap_or(u64::MAX)
+    }
+
     /// Charges `bytes`; `false` once the bucket is empty (stop answering).
     pub fn charge(&mut self, bytes: usize) -> bool {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);

@@ -10,8 +10,8 @@
 use crate::tls;
 use crate::Error;
 use belfry_wire::{
-    close, decode_message, encode_call, read_header, ClientCall, ClientMessage, ClientPush,
-    ClientRequest, ClientResponse, RequestId, CLIENT_FRAME_VERSION, FRAME_HEADER,
+    close, decode_message, encode_call, read_header, ClientCall, ClientError, ClientMessage,
+    ClientPush, ClientRequest, ClientResponse, RequestId, CLIENT_FRAME_VERSION, FRAME_HEADER,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use std::collections::BTreeMap;
@@ -26,6 +26,12 @@ pub const MAX_IN_FLIGHT: usize = 1_024;
 /// Pushes buffered per subscription before the push reader waits (and QUIC
 /// flow control slows the replica, which disconnects us if we stay slow).
 pub const PUSH_BUFFER: usize = 256;
+
+/// Times a read refused for the replica's rate limit is sent again.
+pub const RATE_RETRIES: u32 = 5;
+
+/// The longest wait before sending a rate-limited read again.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(2);
 
 type Pending = Arc<Mutex<BTreeMap<RequestId, oneshot::Sender<ClientResponse>>>>;
 type Subs = Arc<Mutex<BTreeMap<RequestId, mpsc::Sender<ClientPush>>>>;
@@ -151,7 +157,36 @@ impl Session {
         Ok((r, Pushes { rx, id, subs }))
     }
 
+    /// Sends a request; a read the replica refused for its rate limit is
+    /// sent again once the replica says it may be (a few times, each wait
+    /// at most [`MAX_RATE_WAIT`]).
     async fn call_inner(
+        &self,
+        request: ClientRequest,
+        pushes: Option<mpsc::Sender<ClientPush>>,
+    ) -> Result<(ClientResponse, (RequestId, Subs)), Error> {
+        let mut tries = 0;
+        loop {
+            let answer = self.call_once(request.clone(), pushes.clone()).await?;
+            match answer.0 {
+                ClientResponse::Error(ClientError::RateLimited { retry_after_ms })
+                    if tries < RATE_RETRIES =>
+                {
+                    tries += 1;
+                    // The replica registered nothing for the refused call.
+                    let (id, subs) = &answer.1;
+                    if let Ok(mut s) = subs.lock() {
+                        s.remove(id);
+                    }
+                    let wait = Duration::from_millis(u64::from(retry_after_ms)).min(MAX_RATE_WAIT);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Ok(answer),
+            }
+        }
+    }
+
+    async fn call_once(
         &self,
         request: ClientRequest,
         pushes: Option<mpsc::Sender<ClientPush>>,

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod local;
 
 pub use crate::core::{
-    ClientId, CoreFault, CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore,
+    ClientId, ClientReads, CoreFault, CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore,
+    CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S,
 };
 pub use crate::host::{Host, HostConfig, HostError, Released};

@@ -157,3 +157,91 @@ fn requests_without_end_get_a_bounded_answer() {
         "the budget comes back"
     );
 }
+
+/// A client that reads without end — full pages of entries — is answered
+/// at most its read budget's burst at one instant (plus the answer that
+/// crossed it), then told how long to wait; its submissions are still
+/// taken, another client's reads are still answered, and its own budget
+/// comes back with time.
+#[test]
+fn a_client_reading_without_end_is_rate_limited() {
+    use belfry_replica::clock::Micros;
+    use belfry_replica::local::LocalCluster;
+    use belfry_replica::wire::{ClientCall, ClientError};
+    use belfry_replica::CLIENT_READ_BURST_BYTES;
+
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 32).unwrap();
+    let ds = common::digests("reads", 0, 4_000);
+    for chunk in ds.chunks(500) {
+        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
+        c.run_until(c.now.saturating_add(Micros::from_millis(30)), |_| false);
+    }
+    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+        c.stamped(0, &ds)
+    });
+    let now = c.now;
+    let host = c.host_mut(0).unwrap();
+    let mut ask = |client: u64, id: u64, request: ClientRequest, at: Micros| {
+        let frame = wire::encode_call(&ClientCall { id, request }).unwrap();
+        host.handle(at, CoreInput::Client { client, frame });
+        let step = host.commit().unwrap();
+        let (_, frame) = step
+            .to_clients
+            .iter()
+            .find(|(to, _)| *to == client)
+            .unwrap();
+        let len = frame.len() as u64;
+        match wire::decode_message(frame).unwrap() {
+            ClientMessage::Answer { id: got, response } => {
+                assert_eq!(got, id, "the answer echoes the request id");
+                (response, len)
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    };
+    let mut answered = 0u64;
+    let mut limited = None;
+    for id in 0..1_000u64 {
+        match ask(77, id, ClientRequest::Entries(0, 4_096), now) {
+            (ClientResponse::Entries { entries, .. }, len) => {
+                assert!(!entries.is_empty());
+                answered += len;
+            }
+            (ClientResponse::Error(ClientError::RateLimited { retry_after_ms }), _) => {
+                limited = Some((id, retry_after_ms));
+                break;
+            }
+            (other, _) => panic!("unexpected answer {other:?}"),
+        }
+    }
+    let (first_refused, wait_ms) = limited.expect("the reads were rate limited");
+    assert!(first_refused > 1, "a burst of reads is answered first");
+    let page = answered / first_refused;
+    assert!(
+        answered <= CLIENT_READ_BURST_BYTES + page,
+        "{answered} bytes answered at one instant"
+    );
+    assert!(wait_ms > 0 && wait_ms <= 2_000, "wait {wait_ms} ms");
+    // Still refused at the same instant; submissions are still taken.
+    assert!(matches!(
+        ask(77, 2_000, ClientRequest::TreeHead, now).0,
+        ClientResponse::Error(ClientError::RateLimited { .. })
+    ));
+    let fresh = common::digests("after-limit", 0, 10);
+    assert!(matches!(
+        ask(77, 2_001, ClientRequest::Submit(fresh), now).0,
+        ClientResponse::Accepted { .. }
+    ));
+    // Another client is answered; the budget comes back after the wait.
+    assert!(matches!(
+        ask(78, 1, ClientRequest::Entries(0, 4_096), now).0,
+        ClientResponse::Entries { .. }
+    ));
+    let later = now.saturating_add(Micros::from_millis(u64::from(wait_ms)));
+    assert!(matches!(
+        ask(77, 2_002, ClientRequest::Entries(0, 4_096), later).0,
+        ClientResponse::Entries { .. }
+    ));
+    let reads = host.core().client_reads();
+    assert!(reads.refused >= 2 && reads.bytes >= answered, "{reads:?}");
+}

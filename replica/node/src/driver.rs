@@ -402,6 +402,9 @@ fn observe(host: &Host<FileJournal>, metrics: &Metrics) {
     metrics.clients.set(clients as i64);
     metrics.client_outstanding.set(outstanding as i64);
     crate::metrics::raise(&metrics.client_outstanding_max, outstanding as i64);
+    let reads = core.client_reads();
+    metrics.client_reads_refused.set(reads.refused as i64);
+    metrics.client_read_bytes.set(reads.bytes as i64);
 }
 
 /// The tokio instant of a local-clock deadline.

@@ -82,6 +82,11 @@ pub struct Metrics {
     pub client_outstanding: Gauge,
     /// Connected clients.
     pub client_connections: Gauge,
+    /// Client read requests refused for a spent read budget (running
+    /// total).
+    pub client_reads_refused: Gauge,
+    /// Bytes of client read answers (running total).
+    pub client_read_bytes: Gauge,
     /// The most digests clients waited on at once (high-water mark).
     pub client_outstanding_max: Gauge,
     /// The most bytes one client's answer or push queue held (high-water
@@ -142,6 +147,8 @@ impl Metrics {
             pending_digests: Gauge::default(),
             clients: Gauge::default(),
             client_outstanding: Gauge::default(),
+            client_reads_refused: Gauge::default(),
+            client_read_bytes: Gauge::default(),
             client_connections: Gauge::default(),
             client_outstanding_max: Gauge::default(),
             client_queue_bytes_max: Gauge::default(),
@@ -188,6 +195,16 @@ impl Metrics {
             "client_outstanding",
             "Digests clients wait on",
             m.client_outstanding.clone(),
+        );
+        r.register(
+            "client_reads_refused",
+            "Client reads refused for a spent read budget, since start",
+            m.client_reads_refused.clone(),
+        );
+        r.register(
+            "client_read_bytes",
+            "Bytes of client read answers, since start",
+            m.client_read_bytes.clone(),
         );
         r.register(
             "client_connections",

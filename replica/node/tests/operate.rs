@@ -239,3 +239,37 @@ async fn metrics_endpoint_graceful_shutdown_and_restart() {
     }
     cluster.shutdown().await;
 }
+
+/// A replica answers each client's reads out of a byte budget; the client
+/// library waits as told and asks again, so reads past the budget are slow
+/// but succeed, and the replica counts what it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_past_the_client_budget_wait_and_succeed() {
+    fn options() -> NodeOptions {
+        NodeOptions {
+            tune: Some(|c| {
+                c.client_read_bytes_per_s = 32 * 1024;
+                c.client_read_burst_bytes = 32 * 1024;
+            }),
+            ..NodeOptions::default()
+        }
+    }
+    let cluster = common::start(4, 5, options).await;
+    let client = cluster.client(ClientOptions::default());
+    let ds = common::digests("reads", 0, 400);
+    client.stamp(&ds).await.unwrap();
+    let mut bytes = 0usize;
+    for _ in 0..8 {
+        let (from, entries) = client.entries(0, 0, 400).await.unwrap();
+        assert_eq!(from, 0);
+        assert_eq!(entries.len(), 400, "a full page each time");
+        bytes += entries.len();
+    }
+    assert_eq!(bytes, 8 * 400);
+    let node = cluster.nodes[0].as_ref().unwrap();
+    let refused = node.metrics().value("belfry_client_reads_refused").unwrap();
+    let read = node.metrics().value("belfry_client_read_bytes").unwrap();
+    assert!(refused >= 1.0, "{refused} reads refused");
+    assert!(read > 64.0 * 1024.0, "{read} bytes read");
+    cluster.shutdown().await;
+}

@@ -430,6 +430,15 @@ pub enum ClientError {
     /// range, a frame that does not decode).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// This client's reads (receipts, heads, proofs, entries) are answered
+    /// out of a byte budget per client, and it is spent: ask again after
+    /// `retry_after_ms` (or ask another replica). Submissions are never
+    /// refused this way.
+    #[error("read rate limit: retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// Milliseconds until the budget allows an answer again.
+        retry_after_ms: u32,
+    },
 }
 
 /// One digest's part of a [`ReceiptBundle`].

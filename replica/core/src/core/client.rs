@@ -18,15 +18,32 @@
 //! per step, one `Signed` bundle per (client, request) per new signed head
 //! (cut at [`MAX_RECEIPTS_PER_ANSWER`] receipts), which is what lets a
 //! client verify thousands of receipts with one pairing.
+//!
+//! Reads — receipts, heads, consistency proofs, entries, the first page of
+//! a subscription — are answered out of a byte budget per client
+//! ([`ReplicaConfig::client_read_bytes_per_s`], by default
+//! [`CLIENT_READ_BYTES_PER_S`] with a [`CLIENT_READ_BURST_BYTES`] burst), checked
+//! before any work and charged with the answer's encoded size; a client
+//! past it gets [`ClientError::RateLimited`] with the time to wait.
+//! Submissions are bounded by the outstanding limits instead, and what a
+//! client subscribed to is pushed at the rate the log grows.
 
 use super::*;
 use crate::wire::{
     ClientCall, ClientError, ClientMessage, ClientPush, ReceiptBundle, ReceiptItem, RequestId,
     MAX_RECEIPTS_PER_ANSWER,
 };
+use belfry_broadcast::budget::ByteBudget;
 
 /// Digests one client may have waiting for their receipts, by default.
 pub const MAX_OUTSTANDING_PER_CLIENT: usize = 65_536;
+
+/// Bytes of read answers one client gets per second, sustained: about
+/// 30 full `Entries` pages or 12 full receipt bundles a second.
+pub const CLIENT_READ_BYTES_PER_S: u64 = 8 * 1024 * 1024;
+
+/// The most a client may read in one burst.
+pub const CLIENT_READ_BURST_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Who waits on a digest: a client and its `Submit` request.
 type Waiter = (ClientId, RequestId);
@@ -46,6 +63,22 @@ pub(super) struct ClientBook {
     streamed_len: u64,
     /// The signed size heads were pushed up to.
     pushed_head: u64,
+    /// Each connected client's read budget (made on its first read,
+    /// dropped with the client).
+    reads: BTreeMap<ClientId, ByteBudget>,
+    /// What reads cost so far.
+    read_stats: ClientReads,
+}
+
+/// What answering clients' reads cost (a metric).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientReads {
+    /// Read requests.
+    pub requests: u64,
+    /// Refused because the client's budget was spent.
+    pub refused: u64,
+    /// Answer bytes.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -111,11 +144,30 @@ impl ReplicaCore {
         (self.clients.len(), self.clients.outstanding())
     }
 
+    /// What clients' reads cost so far.
+    pub fn client_reads(&self) -> ClientReads {
+        self.clients.read_stats
+    }
+
     pub(super) fn on_client_frame(&mut self, client: ClientId, frame: &[u8], out: &mut CoreStep) {
         match wire::decode_call(frame) {
             Ok(ClientCall { id, request }) => {
+                let read = !matches!(request, ClientRequest::Submit(_));
+                if read {
+                    if let Some(wait) = self.open_read(client) {
+                        let retry_after_ms =
+                            u32::try_from(wait.div_ceil(1_000)).unwrap_or(u32::MAX);
+                        let reply =
+                            ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
+                        answer(out, client, id, reply);
+                        return;
+                    }
+                }
                 let reply = self.on_client(client, id, request, out);
-                answer(out, client, id, reply);
+                let bytes = answer(out, client, id, reply);
+                if read {
+                    self.charge_read(client, bytes);
+                }
             }
             Err(error) => {
                 let reply = ClientResponse::Error(ClientError::BadRequest(error.to_string()));
@@ -175,10 +227,40 @@ impl ReplicaCore {
         }
     }
 
+    /// Counts a read by `client`; `Some(µs to wait)` if its budget is
+    /// spent.
+    fn open_read(&mut self, client: ClientId) -> Option<u64> {
+        let now = self.now;
+        let (rate, burst) = (
+            self.config.client_read_bytes_per_s,
+            self.config.client_read_burst_bytes,
+        );
+        let book = &mut self.clients;
+        book.read_stats.requests += 1;
+        let budget = book
+            .reads
+            .entry(client)
+            .or_insert_with(|| ByteBudget::new(rate, burst));
+        if budget.available(now) {
+            return None;
+        }
+        book.read_stats.refused += 1;
+        Some(budget.wait_micros().max(1))
+    }
+
+    fn charge_read(&mut self, client: ClientId, bytes: usize) {
+        let book = &mut self.clients;
+        book.read_stats.bytes += bytes as u64;
+        if let Some(b) = book.reads.get_mut(&client) {
+            b.charge(bytes);
+        }
+    }
+
     /// A client's connection is gone: forget everything it waited on or
     /// subscribed to.
     pub(super) fn forget_client(&mut self, client: ClientId) {
         let book = &mut self.clients;
+        book.reads.remove(&client);
         let Some(state) = book.clients.remove(&client) else {
             return;
         };
@@ -435,23 +517,27 @@ impl ReplicaCore {
     }
 }
 
-/// Sends the answer to request `id`.
+/// Sends the answer to request `id`; its size in bytes.
 pub(super) fn answer(
     out: &mut CoreStep,
     client: ClientId,
     id: RequestId,
     response: ClientResponse,
-) {
-    send(out, client, &ClientMessage::Answer { id, response });
+) -> usize {
+    send(out, client, &ClientMessage::Answer { id, response })
 }
 
 fn push(out: &mut CoreStep, client: ClientId, id: RequestId, push: ClientPush) {
     send(out, client, &ClientMessage::Push { id, push });
 }
 
-fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) {
+fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) -> usize {
     match wire::encode_message(message) {
-        Ok(frame) => out.to_clients.push((client, frame)),
+        Ok(frame) => {
+            let len = frame.len();
+            out.to_clients.push((client, frame));
+            len
+        }
         Err(e) => {
             // Answers are bounded under max_frame by their page limits; an
             // oversized one would be a local bug, reported as an error.
@@ -462,8 +548,13 @@ fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) {
                 id,
                 response: ClientResponse::Error(ClientError::BadRequest(e.to_string())),
             };
-            if let Ok(frame) = wire::encode_message(&error) {
-                out.to_clients.push((client, frame));
+            match wire::encode_message(&error) {
+                Ok(frame) => {
+                    let len = frame.len();
+                    out.to_clients.push((client, frame));
+                    len
+                }
+                Err(_) => 0,
             }
         }
     }

@@ -46,7 +46,9 @@ use belfry_broadcast::{
 };
 use belfry_timestamp::store::{LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
-pub use client::MAX_OUTSTANDING_PER_CLIENT;
+pub use client::{
+    ClientReads, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S, MAX_OUTSTANDING_PER_CLIENT,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -89,6 +91,12 @@ pub struct ReplicaConfig {
     /// Digests one client may have waiting for receipts (within
     /// `max_pending_digests`); see [`MAX_OUTSTANDING_PER_CLIENT`].
     pub max_outstanding_per_client: usize,
+    /// Bytes of read answers (receipts, heads, proofs, entries) one client
+    /// gets per second; see [`CLIENT_READ_BYTES_PER_S`].
+    pub client_read_bytes_per_s: u64,
+    /// The most one client may read in a burst; see
+    /// [`CLIENT_READ_BURST_BYTES`].
+    pub client_read_burst_bytes: u64,
     /// Adversary hook for the simulator's censoring and withholding
     /// Byzantine replicas: digests it selects are never reported (neither
     /// from clients nor as re-reports), while the replica's chain stays
@@ -115,6 +123,8 @@ impl ReplicaConfig {
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
             max_outstanding_per_client: MAX_OUTSTANDING_PER_CLIENT,
+            client_read_bytes_per_s: CLIENT_READ_BYTES_PER_S,
+            client_read_burst_bytes: CLIENT_READ_BURST_BYTES,
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
             rejoin_as_observer: true,
