@@ -49,11 +49,34 @@ pub struct RestartRow {
     pub build_s: f64,
 }
 
+/// One compaction of a serving replica.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompactionRow {
+    /// Simulated seconds of load before it.
+    pub after_s: u64,
+    /// The replica's log length then.
+    pub log_len: u64,
+    /// DAG vertices the replica held.
+    pub dag_vertices: usize,
+    /// Digests pending in its sequencer.
+    pub pending: usize,
+    /// Journal bytes on disk after the compaction (the snapshot).
+    pub journal_bytes_after: u64,
+    /// The pause: syncing the log store, building and appending the
+    /// snapshot, and the journal sync, ms.
+    pub compact_ms: f64,
+    /// A 4 KiB append and fsync in the same directory, just before (the
+    /// baseline: the least one turn's journal sync costs), ms.
+    pub fsync_ms: f64,
+}
+
 /// The benchmark's report.
 #[derive(Clone, Debug, Serialize)]
 pub struct RestartReport {
     /// One row per log length.
     pub rows: Vec<RestartRow>,
+    /// Compactions of a replica serving 1,000 digests/s (n = 4).
+    pub compactions: Vec<CompactionRow>,
     /// Peak resident memory of the process, KiB.
     pub peak_rss_kib: Option<u64>,
 }
@@ -206,10 +229,88 @@ pub fn run(lengths: &[u64], dir: &Path) -> anyhow::Result<RestartReport> {
         });
         std::fs::remove_dir_all(&case)?;
     }
+    let compactions = compactions(&dir.join("serving"))?;
     Ok(RestartReport {
         rows,
+        compactions,
         peak_rss_kib: crate::report::peak_rss_kib(),
     })
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Compacts replica 0 of an in-process cluster (real BLS, files) serving
+/// 1,000 digests a second, after 2, 5 and 10 simulated seconds of load,
+/// timing each compaction against one ordinary journal sync.
+fn compactions(dir: &Path) -> anyhow::Result<Vec<CompactionRow>> {
+    use belfry_replica::local::LocalCluster;
+    use belfry_replica::wire::ClientRequest;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let genesis = Micros(1_763_700_000_000_000);
+    let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, genesis, 11)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    c.move_to_files(0, dir).map_err(anyhow::Error::msg)?;
+    let mut rows = Vec::new();
+    let mut next = 0u64;
+    for after_s in [2u64, 5, 10] {
+        while c.now < genesis.saturating_add(Micros::from_secs(after_s)) {
+            let ds: Vec<[u8; 32]> = (0..100)
+                .map(|_| {
+                    next += 1;
+                    let mut d = [0xc0; 32];
+                    d[..8].copy_from_slice(&next.to_be_bytes());
+                    d
+                })
+                .collect();
+            c.request_all(1, &ClientRequest::Submit(ds));
+            c.run_until(c.now.saturating_add(Micros::from_millis(100)), |_| false);
+        }
+        // Baseline: what one turn's journal sync costs at least — a 4 KiB
+        // append and fsync in the same directory.
+        let probe = dir.join("fsync-probe");
+        let t = Instant::now();
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&probe)?;
+            f.write_all(&[0u8; 4096])?;
+            f.sync_data()?;
+        }
+        let fsync_ms = t.elapsed().as_secs_f64() * 1e3;
+        let host = c
+            .host_mut(0)
+            .ok_or_else(|| anyhow::anyhow!("replica 0 stopped"))?;
+        let t = Instant::now();
+        host.compact().map_err(anyhow::Error::msg)?;
+        host.sync().map_err(anyhow::Error::msg)?;
+        let compact_ms = t.elapsed().as_secs_f64() * 1e3;
+        let core = host.core();
+        rows.push(CompactionRow {
+            after_s,
+            log_len: core.log_len(),
+            dag_vertices: core.node().dag().vertices().count(),
+            pending: core.pending_len(),
+            journal_bytes_after: dir_bytes(&dir.join("journal")),
+            compact_ms,
+            fsync_ms,
+        });
+    }
+    Ok(rows)
 }
 
 /// The report as a table.
@@ -228,6 +329,19 @@ pub fn table(r: &RestartReport) -> String {
             row.journal_bytes,
             row.read_log_ms,
             row.ratio_to_baseline
+        ));
+    }
+    out.push_str("\ncompaction of a serving replica (n = 4, 1,000 digests/s)\nafter   log length   DAG vertices   pending   journal after   compaction   4 KiB fsync\n");
+    for row in &r.compactions {
+        out.push_str(&format!(
+            "{:>4} s   {:>10}   {:>12}   {:>7}   {:>13}   {:>7.2} ms   {:>10.2} ms\n",
+            row.after_s,
+            row.log_len,
+            row.dag_vertices,
+            row.pending,
+            row.journal_bytes_after,
+            row.compact_ms,
+            row.fsync_ms
         ));
     }
     out
