@@ -57,10 +57,13 @@ async fn four_replicas_over_quic_order_stamp_and_stream_exactly_once() {
         let v = verify_receipt(r, &anchor).unwrap();
         assert!(matches!(v.entry, Entry::Digest(e) if e.digest == *d));
     }
-    // Receipts came in bundles: far fewer pairings than receipts.
+    // Receipts came in bundles, each distinct head verified once: far
+    // fewer pairings than receipts (one per receipt without the cache; how
+    // many heads the cluster signs meanwhile depends on the machine's load,
+    // 31 seen on a busy one, so the bound is half the receipts).
     let pairings = client.head_cache().pairings();
     assert!(
-        pairings < 30,
+        pairings * 2 < receipts.len() as u64,
         "{pairings} pairings for {} receipts",
         receipts.len()
     );
