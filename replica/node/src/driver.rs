@@ -184,6 +184,9 @@ pub enum DriverError {
     /// The host failed (storage): the node must stop.
     #[error("replica stopped: {0}")]
     Host(#[from] HostError),
+    /// The host thread could not build its timer runtime.
+    #[error("the host thread cannot wait on timers: {0}")]
+    Runtime(String),
 }
 
 enum Wake {
@@ -193,15 +196,21 @@ enum Wake {
 }
 
 /// Runs the host until shutdown (or a storage failure). Call on a thread
-/// of its own; `rt` is the node's runtime (for waiting on channels and
-/// timers).
+/// of its own. The thread waits on channels and timers through a small
+/// runtime of its own (time only, no I/O), so its timers never belong to
+/// the node's runtime: if that runtime goes away first (a caller that
+/// drops it without [`crate::node::RunningNode::shutdown`]), the channels
+/// close and the host stops instead of panicking on a dead timer.
 pub fn run(
     mut host: Host<FileJournal>,
-    rt: tokio::runtime::Handle,
     mut inputs: Inputs,
     router: Router,
     mut shutdown: Shutdown,
 ) -> Result<(), DriverError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| DriverError::Runtime(e.to_string()))?;
     let metrics = router.metrics.clone();
     let mut clock = SystemClock;
     let mut timers: Vec<TimerSet> = Vec::new();

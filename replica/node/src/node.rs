@@ -381,11 +381,10 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         peers: peer_rx,
         clients: client_rx,
     };
-    let rt = tokio::runtime::Handle::current();
     let host_shutdown = source.subscribe();
     let host = std::thread::Builder::new()
         .name(format!("belfry-host-{}", me.0))
-        .spawn(move || driver::run(host, rt, inputs, router, host_shutdown))
+        .spawn(move || driver::run(host, inputs, router, host_shutdown))
         .map_err(|e| NodeError::Thread(e.to_string()))?;
 
     // Clients and the accept loop.
