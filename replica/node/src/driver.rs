@@ -199,8 +199,10 @@ enum Wake {
 /// of its own. The thread waits on channels and timers through a small
 /// runtime of its own (time only, no I/O), so its timers never belong to
 /// the node's runtime: if that runtime goes away first (a caller that
-/// drops it without [`crate::node::RunningNode::shutdown`]), the channels
-/// close and the host stops instead of panicking on a dead timer.
+/// drops it without [`crate::node::RunningNode::shutdown`]), the host
+/// waits on without panicking on a dead timer, and stops once the
+/// [`crate::node::RunningNode`] is dropped too (its shutdown channel
+/// closes).
 pub fn run(
     mut host: Host<FileJournal>,
     mut inputs: Inputs,

@@ -1,7 +1,7 @@
 //! A node whose tokio runtime goes away without a graceful shutdown (an
 //! embedding program that returns from `main`, a test that fails) must not
-//! panic on its host thread: the host waits on timers of its own, sees its
-//! input channels close, and stops. Its own process, so that no other
+//! panic on its host thread: the host waits on timers of its own, and stops
+//! once the node's handle is dropped as well. Its own process, so that no other
 //! test's host threads are counted.
 
 #![allow(clippy::unwrap_used)]
@@ -55,6 +55,7 @@ fn the_host_thread_stops_without_a_panic_when_the_runtime_is_dropped() {
     // then the nodes themselves.
     drop(rt);
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(host_threads(), 4, "the hosts wait for their nodes' handles");
     drop(cluster);
     // Up to 30 s, in steps of 20 ms.
     for _ in 0..1_500 {
