@@ -1,4 +1,4 @@
-//! belfry benchmarks (DESIGN.md section 7): micro benchmarks of the building
+//! belfry benchmarks (docs/design.md section 7): micro benchmarks of the building
 //! blocks and, as the node lands, open-loop load over real QUIC against a single
 //! trusted-sequencer baseline measured in the same run. Every report gives
 //! latency percentiles from an HdrHistogram, throughput, peak memory, and ratios

@@ -4,7 +4,7 @@
 //! per second for n = 4 — each against a baseline measured in the same run:
 //! bare leaf hashing for the Merkle and log rows, a plain BLS verify for
 //! receipts, and plain commit order (first seen, first logged; no medians, no
-//! hold-back) for the sequencer. The tree hashes with SHA-256 (DESIGN.md 3.7);
+//! hold-back) for the sequencer. The tree hashes with SHA-256 (docs/design.md §3.7);
 //! its rows are also set against bare SHA3-256 leaf hashing, the protocol's
 //! internal hash, so the run shows what the tree's hash choice buys.
 

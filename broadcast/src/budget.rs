@@ -1,4 +1,4 @@
-//! Byte budgets for answering requests (DESIGN.md 3.9): a token bucket per
+//! Byte budgets for answering requests (docs/design.md §3.9): a token bucket per
 //! peer, refilled at a fixed rate up to a burst. An answer is started only
 //! while the bucket holds tokens, and every byte it costs is charged as it
 //! is produced — before the clone, the encoding or the send — so a peer

@@ -1,4 +1,4 @@
-//! Limits and defaults (DESIGN.md 3.9), all in one place, and a node's
+//! Limits and defaults (docs/design.md §3.9), all in one place, and a node's
 //! configuration.
 
 use belfry_coin::clock::Micros;
@@ -62,7 +62,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults of DESIGN.md 3.9 for replica `me` of an `(n, f)` cluster.
+    /// The defaults of docs/design.md §3.9 for replica `me` of an `(n, f)` cluster.
     pub fn new(me: ReplicaId, n: usize, f: usize, cluster_id: ClusterId) -> Self {
         Config {
             me,
@@ -95,7 +95,7 @@ impl Config {
         self.f + 1
     }
 
-    /// READYs needed to deliver: `2f + 1` (DESIGN.md 3.3).
+    /// READYs needed to deliver: `2f + 1` (docs/design.md §3.3).
     pub fn deliver_threshold(&self) -> usize {
         2 * self.f + 1
     }

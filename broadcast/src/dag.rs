@@ -1,6 +1,6 @@
 //! The local DAG: vertices that were delivered by reliable broadcast *and*
 //! whose references are all in the DAG (or below the GC horizon). Only these
-//! count for vertex creation, coin shares and commits (DESIGN.md 3.2).
+//! count for vertex creation, coin shares and commits (docs/design.md §3.2).
 
 use crate::vertex::{Round, Vertex, VertexHash, VertexRef};
 use belfry_coin::ReplicaId;

@@ -1,4 +1,4 @@
-//! Fair sequencing (DESIGN.md 3.5, 3.6): committed batches in, a fair
+//! Fair sequencing (docs/design.md §3.5, 3.6): committed batches in, a fair
 //! first-come order of client digests and the batch's Tick fields out.
 //!
 //! # The rule
@@ -22,7 +22,7 @@
 //! Ready digests are ordered by `(key, tie)` with
 //! `tie = SHA3-256("belfry-tie-v1" || coin || digest)` and the batch's own
 //! leader coin, which nobody knew while anything in the batch could change
-//! (DESIGN.md 3.4): equal keys (`clock`: equal `key / granularity` buckets) are a
+//! (docs/design.md §3.4): equal keys (`clock`: equal `key / granularity` buckets) are a
 //! Lamport-order tie, and the coin breaks it (guarantee 3).
 //!
 //! # Hold-back, and why no clearly earlier digest is overtaken
@@ -48,14 +48,14 @@
 //!
 //! Only digests with `>= f + 1` counted reports hold anything back, so at least
 //! one honest replica reported them, and honest replicas re-report digests they
-//! see in the DAG (DESIGN.md 3.2): such a digest gathers `2f + 1` reports within
+//! see in the DAG (docs/design.md §3.2): such a digest gathers `2f + 1` reports within
 //! about a round and becomes ready itself. And as honest authors' frontiers
 //! move on, `LB(a)` rises past any fixed key. A digest still not ready
 //! `late_waves` waves after its first counted report is finalized as *late*
 //! with key `LB(a)`, passing the same test, and `witnessed_at` set to the
 //! batch's tick time, so nobody can backdate through late entries.
 //!
-//! # The Tick (DESIGN.md 3.6)
+//! # The Tick (docs/design.md §3.6)
 //!
 //! `time = max(previous tick time, lower median of the leader's parents'
 //! clocks (genesis time for a leader without parents), max witnessed_at of the
@@ -118,7 +118,7 @@ pub struct SequencerConfig {
 /// not count. This bounds what a Byzantine author's junk keeps pending (and
 /// in every state snapshot) to `f` quotas, while an honest author's digests
 /// leave the weak set within a round or two, as other replicas re-report
-/// them (DESIGN.md 3.2). Twenty full vertices' worth: more than an honest
+/// them (docs/design.md §3.2). Twenty full vertices' worth: more than an honest
 /// author can hold weak even when only the first `⌈max_reports / n⌉` of
 /// each of its full vertices are re-reported and the rest wait to turn
 /// late (`late_waves + 1` waves, sixteen rounds, of full vertices).
@@ -233,7 +233,7 @@ pub struct Sequencer {
 }
 
 /// What changed in the sequencer state since the last delta was taken: the
-/// per-turn durable record of the sequencer (DESIGN.md 3.6 asks a Tick to be
+/// per-turn durable record of the sequencer (docs/design.md §3.6 asks a Tick to be
 /// cheap; a whole state per Tick grows with everything pending). Applying the
 /// deltas in order to the state they were taken after gives the state now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -693,7 +693,7 @@ impl Sequencer {
     /// The trie is brought up to date once per batch for the digests the
     /// batch touched and left pending (or removed), so a Tick costs O(n)
     /// plus at most 256 hashes per such digest — not a pass over every
-    /// pending digest (DESIGN.md 3.6).
+    /// pending digest (docs/design.md §3.6).
     pub fn state_root(&self, order_state: &[u8; 32]) -> [u8; 32] {
         let pending_root = self.pending_trie.root();
         let mut s = Vec::with_capacity(96 + 16 * self.config.n);

@@ -1,5 +1,5 @@
 //! Asynchronous Byzantine atomic broadcast for belfry, as a pure state machine
-//! (DESIGN.md sections 2, 3.1–3.4, 3.9).
+//! (docs/design.md sections 2, 3.1–3.4, 3.9).
 //!
 //! # What it does
 //!
@@ -44,7 +44,7 @@
 //! (references below the GC horizon count as present). Only DAG vertices count
 //! for creating vertices, releasing coin shares and committing.
 //!
-//! # Commit (DESIGN.md 3.4)
+//! # Commit (docs/design.md §3.4)
 //!
 //! For `w > last_decided_wave`, the leader `L_w` (round `4w − 3`, author
 //! `coin_w mod n`) is committed directly when `Q` round-`4w` DAG vertices have

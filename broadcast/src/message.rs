@@ -1,4 +1,4 @@
-//! Messages between replicas handled by the broadcast layer (DESIGN.md 3.9).
+//! Messages between replicas handled by the broadcast layer (docs/design.md §3.9).
 
 use crate::vertex::{Round, Vertex, VertexHash};
 use belfry_coin::{SignatureShare, Wave};

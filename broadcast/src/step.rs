@@ -48,7 +48,7 @@ pub enum VoteKind {
 }
 
 /// A fact that must be durable: the `writes` of a step must be on disk before
-/// its `messages` are released (DESIGN.md 3.3, 3.8).
+/// its `messages` are released (docs/design.md §3.3, 3.8).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Durable {
     /// This replica's own vertex, before its VAL is sent.
@@ -102,7 +102,7 @@ pub enum Durable {
 
 /// What a durable record binds its replica to for one slot: an honest
 /// replica never records two different hashes under one pledge — not even
-/// across restarts (DESIGN.md 3.3, 3.8).
+/// across restarts (docs/design.md §3.3, 3.8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pledge {
     /// An ECHO, a READY, or (`None`) the replica's own vertex.
@@ -243,7 +243,7 @@ pub struct CommittedBatch {
     pub leader: VertexRef,
     /// The wave's coin (the batch's tie-break and the Tick's `σ_w`).
     pub coin: Coin,
-    /// The clocks of the leader's parents (for the Tick time, DESIGN.md 3.6).
+    /// The clocks of the leader's parents (for the Tick time, docs/design.md §3.6).
     pub leader_parent_clocks: Vec<Micros>,
     /// `G` for this batch: vertices below it are never ordered.
     pub horizon: Round,
@@ -287,7 +287,7 @@ pub enum FaultKind {
     UnsolicitedBody,
     /// A request that makes no sense (an empty or inverted round range).
     InvalidRequest(String),
-    /// A report behind its author's committed frontier (DESIGN.md 3.5):
+    /// A report behind its author's committed frontier (docs/design.md §3.5):
     /// ignored.
     ReportGoesBack {
         /// The digest.

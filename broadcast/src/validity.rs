@@ -1,4 +1,4 @@
-//! Validity rules a vertex must pass on its own (DESIGN.md 3.2): they read only
+//! Validity rules a vertex must pass on its own (docs/design.md §3.2): they read only
 //! the vertex itself — presence of its references is checked when it enters the
 //! DAG — never local history that replicas prune at different times.
 

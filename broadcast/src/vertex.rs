@@ -1,4 +1,4 @@
-//! DAG vertices, their canonical bytes and their hash (DESIGN.md 3.2).
+//! DAG vertices, their canonical bytes and their hash (docs/design.md §3.2).
 
 use belfry_coin::clock::Micros;
 use belfry_coin::{sha3, ReplicaId};
@@ -89,7 +89,7 @@ pub struct Report {
     pub recv_time: Micros,
 }
 
-/// A DAG vertex (DESIGN.md 3.2).
+/// A DAG vertex (docs/design.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vertex {
     /// Its round (>= 1).

@@ -17,7 +17,7 @@
 //!
 //! # Clocks and the sans-IO rule
 //!
-//! Protocol code never reads a clock (DESIGN.md section 2): it receives `now`
+//! Protocol code never reads a clock (docs/design.md section 2): it receives `now`
 //! as an argument. Only the edges — the node's event loop and the simulator —
 //! own a [`ClockSource`]: [`SystemClock`] for the node, [`DriftingClock`] for
 //! the simulator, which models a replica's offset, drift and steps against the

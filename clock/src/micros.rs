@@ -4,7 +4,7 @@ use std::fmt;
 /// Microseconds since the UNIX epoch (or, for durations, a span in µs).
 ///
 /// All times that enter hashed or signed bytes are `Micros` written as a
-/// big-endian `u64` (DESIGN.md 3.1).
+/// big-endian `u64` (docs/design.md §3.1).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The identity of a cluster: a hash binding its group key, size, fault bound,
-/// sequencing policy and genesis time (DESIGN.md 3.7), so a signature made for
+/// sequencing policy and genesis time (docs/design.md §3.7), so a signature made for
 /// one cluster configuration never verifies for another.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ClusterId(pub [u8; 32]);
@@ -16,7 +16,7 @@ impl fmt::Debug for ClusterId {
     }
 }
 
-/// The sequencing policy (DESIGN.md 3.5): what a report's value is.
+/// The sequencing policy (docs/design.md §3.5): what a report's value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Policy {
     /// The report's vertex round (the default).
@@ -121,7 +121,7 @@ impl ClusterParams {
 
     /// `SHA-256("belfry-cluster-v1" || group_public_key[48] || n u16 || f u16
     /// || policy u8 || granularity_us u64 || genesis_time u64)`: SHA-256
-    /// because receipt verifiers recompute it (DESIGN.md 3.7).
+    /// because receipt verifiers recompute it (docs/design.md §3.7).
     pub fn cluster_id(&self) -> ClusterId {
         ClusterId(sha256(&[
             b"belfry-cluster-v1",

@@ -1,4 +1,4 @@
-//! The threshold common coin of DESIGN.md 3.4.
+//! The threshold common coin of docs/design.md §3.4.
 
 use crate::cluster::ClusterId;
 use crate::collector::{ShareFault, SignatureCollector};
@@ -35,7 +35,7 @@ impl CoinValue {
         ReplicaId((u64::from_be_bytes(head) % n) as u16)
     }
 
-    /// The tie-break of `digest` under this coin (DESIGN.md 3.5):
+    /// The tie-break of `digest` under this coin (docs/design.md §3.5):
     /// `SHA3-256("belfry-tie-v1" || coin || digest)`.
     pub fn tie(&self, digest: &[u8; 32]) -> [u8; 32] {
         sha3(&[b"belfry-tie-v1", &self.0, digest])
@@ -84,7 +84,7 @@ pub struct CoinStep {
 
 /// The common coin of one replica: a share collector per wave and the revealed
 /// coins. Which waves it accepts shares for is the caller's policy (the DAG
-/// accepts only waves within `round_window / 4` of its own, DESIGN.md 3.9); the
+/// accepts only waves within `round_window / 4` of its own, docs/design.md §3.9); the
 /// coin only forgets waves it is told to prune.
 #[derive(Clone, Debug)]
 pub struct CommonCoin {

@@ -41,7 +41,7 @@ pub struct CollectStep {
 /// Collects shares on one message from replica ids until `f + 1` valid ones
 /// combine into the group signature.
 ///
-/// Combining is optimistic (DESIGN.md 3.4): at `f + 1` shares it combines and
+/// Combining is optimistic (docs/design.md §3.4): at `f + 1` shares it combines and
 /// verifies the *result* once — one pairing check instead of `f + 1`. Only if
 /// that fails does it verify the unverified shares one by one, reject and
 /// report the bad ones, and combine from the valid ones as soon as there are

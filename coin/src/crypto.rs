@@ -53,7 +53,7 @@ pub enum CryptoError {
     UnknownReplica(ReplicaId),
 }
 
-/// The threshold-signature operations the protocol needs (DESIGN.md section
+/// The threshold-signature operations the protocol needs (docs/design.md section
 /// 2): real BLS in the node, a cheap mock in large simulations. Both reject
 /// invalid shares, so the protocol's fault handling is exercised either way.
 pub trait ThresholdCrypto: Send + Sync + fmt::Debug {

@@ -352,7 +352,7 @@ fn split(
 
 /// Deals a fresh key set for `n` replicas tolerating `f` faults (`f + 1` shares
 /// combine) from the given RNG. The dealer sees the group secret: this is the
-/// trusted-dealer setup of DESIGN.md 3.1 (a distributed key generation is a
+/// trusted-dealer setup of docs/design.md §3.1 (a distributed key generation is a
 /// later step).
 pub fn deal<R: RngCore + CryptoRng>(
     n: usize,

@@ -27,7 +27,7 @@
 //! coin message; the leader is `u64::from_be_bytes(coin_w[0..8]) mod n`. Before
 //! `f + 1` replicas release their shares nobody — not even `f` colluding
 //! replicas — can predict `σ_w`, and once it exists it is unique: the coin is
-//! unpredictable and unbiasable (DESIGN.md 3.4).
+//! unpredictable and unbiasable (docs/design.md §3.4).
 //!
 //! # Sans-IO
 //!
@@ -90,7 +90,7 @@ pub const fn max_faulty(n: usize) -> usize {
     n.saturating_sub(1) / 3
 }
 
-/// The quorum `Q = n − f` (DESIGN.md 3.1 — never written `2f + 1`).
+/// The quorum `Q = n − f` (docs/design.md §3.1 — never written `2f + 1`).
 pub const fn quorum(n: usize, f: usize) -> usize {
     n.saturating_sub(f)
 }
@@ -134,7 +134,7 @@ macro_rules! hash_ord {
 }
 
 /// SHA-256 of the concatenation of `parts`: the hash of everything a receipt
-/// verifier recomputes — the log tree and `cluster_id` (DESIGN.md 3.7) — so
+/// verifier recomputes — the log tree and `cluster_id` (docs/design.md §3.7) — so
 /// CT's RFC 6962 tooling and browsers' WebCrypto can check belfry's proofs.
 /// `sha2` selects the CPU's SHA extensions at run time where they exist.
 pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {

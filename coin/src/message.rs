@@ -3,7 +3,7 @@ use belfry_clock::Micros;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A wave of the DAG: rounds `4w − 3 ..= 4w` (DESIGN.md 3.4). Waves start at 1.
+/// A wave of the DAG: rounds `4w − 3 ..= 4w` (docs/design.md §3.4). Waves start at 1.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -49,7 +49,7 @@ impl SignedMessage for CoinMessage {
 
 /// The signed tree head message:
 /// `"belfry-sth-v1" || cluster_id[32] || tree_size u64 || root[32] || time u64`
-/// (DESIGN.md 3.7; `time` is the time of the Tick that is the tree's last leaf).
+/// (docs/design.md §3.7; `time` is the time of the Tick that is the tree's last leaf).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TreeHeadMessage {
     /// The cluster whose log this is.

@@ -171,7 +171,7 @@ fn cluster_id_matches_the_vectors() {
         v["cluster_id"].as_str().unwrap()
     );
     // The file says which hash: SHA-256, recomputed here with `sha2` directly
-    // from the layout of DESIGN.md 3.7.
+    // from the layout of docs/design.md §3.7.
     assert_eq!(v["cluster_id_hash"].as_str().unwrap(), "SHA-256");
     let c = &v["cluster"];
     let mut bytes = b"belfry-cluster-v1".to_vec();

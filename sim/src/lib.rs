@@ -1,4 +1,4 @@
-//! The belfry deterministic simulator (DESIGN.md section 6).
+//! The belfry deterministic simulator (docs/design.md section 6).
 //!
 //! One process, simulated time, and randomness only from ChaCha streams
 //! derived from the run's seed per component and replica — so changing one

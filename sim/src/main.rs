@@ -1,4 +1,4 @@
-//! `belfry-sim`: run or swarm deterministic simulations (DESIGN.md section 6).
+//! `belfry-sim`: run or swarm deterministic simulations (docs/design.md section 6).
 
 use anyhow::{bail, Context};
 use belfry_replica::clock::Micros;

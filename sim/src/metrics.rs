@@ -1,4 +1,4 @@
-//! Fairness metrics against ground truth (DESIGN.md section 6).
+//! Fairness metrics against ground truth (docs/design.md section 6).
 
 use crate::engine::Race;
 use belfry_replica::clock::Micros;

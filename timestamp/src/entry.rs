@@ -1,4 +1,4 @@
-//! Log entries and their canonical bytes (DESIGN.md 3.7): fixed width,
+//! Log entries and their canonical bytes (docs/design.md §3.7): fixed width,
 //! big-endian, hand-written — others verify these bytes.
 
 use belfry_clock::Micros;
@@ -17,7 +17,7 @@ pub struct DigestEntry {
     pub key: u64,
     /// How many counted reports the key was taken from.
     pub witnesses: u16,
-    /// Finalized late (DESIGN.md 3.5).
+    /// Finalized late (docs/design.md §3.5).
     pub late: bool,
 }
 
@@ -26,7 +26,7 @@ pub struct DigestEntry {
 pub struct TickEntry {
     /// The leader's wave.
     pub wave: u64,
-    /// The agreed tick time (DESIGN.md 3.6).
+    /// The agreed tick time (docs/design.md §3.6).
     pub time: Micros,
     /// `σ_w`, the coin signature of the wave.
     pub coin_sig: GroupSignature,
@@ -182,7 +182,7 @@ impl Entry {
     }
 }
 
-/// The JSON form of an entry (DESIGN.md 3.7): `"kind": "digest" | "tick"`.
+/// The JSON form of an entry (docs/design.md §3.7): `"kind": "digest" | "tick"`.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum EntryJson {
@@ -201,7 +201,7 @@ struct DigestJson {
     late: bool,
 }
 
-/// Human-readable formats (JSON) get the tagged form of DESIGN.md 3.7; binary
+/// Human-readable formats (JSON) get the tagged form of docs/design.md §3.7; binary
 /// formats (postcard on the wire) get the canonical bytes.
 impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

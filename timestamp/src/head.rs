@@ -1,4 +1,4 @@
-//! Tree heads and their threshold signatures (DESIGN.md 3.7).
+//! Tree heads and their threshold signatures (docs/design.md §3.7).
 
 use belfry_clock::Micros;
 use belfry_coin::{ClusterId, GroupPublicKey, GroupSignature, SignedMessage, TreeHeadMessage};

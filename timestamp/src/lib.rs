@@ -1,4 +1,4 @@
-//! The belfry log (DESIGN.md 3.7): canonical entries, the RFC 9162 Merkle tree
+//! The belfry log (docs/design.md §3.7): canonical entries, the RFC 9162 Merkle tree
 //! with inclusion and consistency proofs, signed tree heads, receipts in their
 //! JSON and binary forms, and offline verification against the trust anchor.
 //!

@@ -1,5 +1,5 @@
 //! Receipts: proof that an entry is in the log, verifiable offline with the
-//! group public key alone (DESIGN.md 3.7), in a JSON form and a binary
+//! group public key alone (docs/design.md §3.7), in a JSON form and a binary
 //! (`.belfry`) form that round-trip.
 
 use crate::entry::{Entry, EntryError};
@@ -192,7 +192,7 @@ impl Receipt {
         })
     }
 
-    /// The JSON form (DESIGN.md 3.7; other programs rely on its names).
+    /// The JSON form (docs/design.md §3.7; other programs rely on its names).
     pub fn to_json(&self) -> ReceiptJson {
         ReceiptJson {
             version: RECEIPT_VERSION,
@@ -335,7 +335,7 @@ pub struct ClusterJson {
     pub genesis_time: u64,
 }
 
-/// The JSON form of a receipt, field for field as DESIGN.md 3.7 names them.
+/// The JSON form of a receipt, field for field as docs/design.md §3.7 names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptJson {

@@ -1,4 +1,4 @@
-//! Creating this replica's own vertices (DESIGN.md 3.2).
+//! Creating this replica's own vertices (docs/design.md §3.2).
 
 use super::*;
 

@@ -68,7 +68,7 @@ pub enum Input {
     /// so it may have signed in rounds it no longer remembers: observe
     /// (see [`Node::observing`]) until it is past all of them.
     Observe,
-    /// Catch-up within `gc_depth` (DESIGN.md 3.8): committed leaders, in the
+    /// Catch-up within `gc_depth` (docs/design.md §3.8): committed leaders, in the
     /// order the cluster ordered them — `(wave, σ_w, leader hash)` from Ticks
     /// the caller verified against a signed tree head — and a peer's
     /// vertices of their causal histories. Vertices are taken only if a

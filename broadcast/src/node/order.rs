@@ -1,4 +1,4 @@
-//! The commit rule (DESIGN.md 3.4), ordering leaders' causal histories
+//! The commit rule (docs/design.md §3.4), ordering leaders' causal histories
 //! into batches, garbage collection, and installing what catch-up verified.
 
 use super::*;
@@ -11,7 +11,7 @@ impl Node {
         Some((coin, v))
     }
 
-    /// The commit rule of DESIGN.md 3.4.
+    /// The commit rule of docs/design.md §3.4.
     pub(super) fn try_commit(&mut self, step: &mut Step) {
         let q = self.config.quorum();
         loop {

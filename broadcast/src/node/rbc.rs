@@ -1,4 +1,4 @@
-//! Bracha reliable broadcast per (round, author) slot (DESIGN.md 3.3), and
+//! Bracha reliable broadcast per (round, author) slot (docs/design.md §3.3), and
 //! delivered vertices entering the DAG once their references are there.
 
 use super::*;

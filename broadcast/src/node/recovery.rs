@@ -141,7 +141,7 @@ impl Node {
             self.try_deliver(round, author, step);
         }
         // Re-send to every peer that has not advanced since the last tick
-        // (DESIGN.md 3.9): it lags us, or the whole cluster is stuck on a
+        // (docs/design.md §3.3): it lags us, or the whole cluster is stuck on a
         // message some link dropped — then nobody lags, and only this gets
         // the lost votes through again.
         for p in 0..self.config.n {

@@ -1,5 +1,5 @@
 //! `belfry keygen`: deals a new cluster's threshold keys and TLS
-//! certificates (a trusted dealer, DESIGN.md 3.1) and writes `cluster.toml`
+//! certificates (a trusted dealer, docs/design.md §3.1) and writes `cluster.toml`
 //! (public) and one `replica-<i>.toml` (secret, mode 0600) per replica.
 
 use crate::common::{ExitCode, EXIT_OK};

@@ -1,4 +1,4 @@
-//! `belfry`: the command line (DESIGN.md section 5).
+//! `belfry`: the command line (docs/design.md section 5).
 
 mod audit;
 mod cli;

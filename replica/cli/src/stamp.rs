@@ -61,7 +61,7 @@ pub struct StampArgs {
     /// Write receipts into this directory (default: next to each file; the current directory for digests).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print {"receipts": [...]} (DESIGN 3.7 JSON form) on stdout.
+    /// Print {"receipts": [...]} (docs/design.md §3.7 JSON form) on stdout.
     #[arg(long)]
     pub json: bool,
     /// Replicas each digest is sent to: all (fastest, uncensorable), f+1, or one (more on failover).

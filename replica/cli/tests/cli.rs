@@ -154,7 +154,7 @@ fn tampered(receipt: &Path, offset: usize, to: &Path) {
     std::fs::write(to, b).unwrap();
 }
 
-/// Offsets in the binary form (DESIGN 3.7): "BLFY", version, key[48], n, f,
+/// Offsets in the binary form (docs/design.md §3.7): "BLFY", version, key[48], n, f,
 /// policy, granularity, genesis (74 bytes); a digest entry (52); leaf index
 /// and tree size (16); proof length (1); then the proof's first hash.
 const FIRST_PROOF_HASH: usize = 74 + 52 + 16 + 1;
@@ -190,7 +190,7 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
         .collect();
     let paths: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
 
-    // stamp --json: {"receipts": [...]} in the JSON form of DESIGN 3.7,
+    // stamp --json: {"receipts": [...]} in the JSON form of docs/design.md §3.7,
     // and FILE.belfry next to each file.
     let mut args = vec!["stamp", "--cluster", &cluster, "--json"];
     args.extend(&paths);

@@ -1,6 +1,6 @@
 //! Receipts from `belfry demo` (replicas over real QUIC in one process) and
 //! from the in-process simulated cluster, verified by
-//! an independent check written here from DESIGN.md 3.7 alone: the fields are
+//! an independent check written here from docs/design.md §3.7 alone: the fields are
 //! read from the receipt's JSON text and from its `.belfry` bytes by hand;
 //! cluster_id, the entry bytes, the leaf hash, the root from the inclusion
 //! proof (RFC 9162 §2.1.3.2) and the STH message are rebuilt with `sha2`
@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 /// The IETF BLS ciphersuite (signatures in G2, keys in G1).
 const DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
 
-/// A receipt's fields, as a verifier that knows only DESIGN.md 3.7 reads them.
+/// A receipt's fields, as a verifier that knows only docs/design.md §3.7 reads them.
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct HandReceipt {
     group_public_key: [u8; 48],
@@ -226,7 +226,7 @@ fn root_from_proof(leaf: [u8; 32], index: u64, size: u64, proof: &[[u8; 32]]) ->
     (sn == 0).then_some(r)
 }
 
-/// The whole check of DESIGN.md 3.7 against the anchor `belfry1:<96 hex>`.
+/// The whole check of docs/design.md §3.7 against the anchor `belfry1:<96 hex>`.
 fn verify_by_hand(r: &HandReceipt, anchor: &str) -> Result<(), &'static str> {
     let key = anchor
         .strip_prefix("belfry1:")

@@ -1,4 +1,4 @@
-//! belfry-client: the async client library (DESIGN.md section 4).
+//! belfry-client: the async client library (docs/design.md section 4).
 //!
 //! A [`Client`] talks QUIC to the replicas of one cluster, pinning each
 //! replica's certificate from the cluster description ([`ClusterInfo`]).

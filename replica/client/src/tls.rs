@@ -39,7 +39,7 @@ pub enum TlsError {
     Quic(String),
 }
 
-/// The crypto provider everything here uses: ring (DESIGN.md section 8).
+/// The crypto provider everything here uses: ring (docs/design.md section 8).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -1,4 +1,4 @@
-//! What a replica persists, and how it gets it back (DESIGN.md 3.3, 3.8).
+//! What a replica persists, and how it gets it back (docs/design.md §3.3, 3.8).
 //!
 //! # Durability domains, in the order they are made durable
 //!

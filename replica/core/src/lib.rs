@@ -2,10 +2,10 @@
 //! sequencing, the log and tree-head signing behind one
 //! `handle(now, input) -> CoreStep`, the in-process [`local`] cluster used by
 //! `belfry demo` and the tests, the wire frames, and the `belfry` command line
-//! (DESIGN.md sections 2, 4, 5).
+//! (docs/design.md sections 2, 4, 5).
 //!
 //! The crates below are re-exported so that the simulator and the benchmarks
-//! depend on the replica alone, as the layering of DESIGN.md section 1 asks.
+//! depend on the replica alone, as the layering of docs/design.md section 1 asks.
 
 #![forbid(unsafe_code)]
 

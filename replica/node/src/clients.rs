@@ -1,4 +1,4 @@
-//! Client connections (DESIGN.md section 4; the protocol is in
+//! Client connections (docs/design.md section 4; the protocol is in
 //! [`belfry_wire`]): a client opens one bidirectional *call stream* at a
 //! time and writes [`belfry_wire::ClientCall`] frames on it; its answers
 //! come back on the same stream, its pushes on a unidirectional stream the

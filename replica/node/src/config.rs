@@ -1,4 +1,4 @@
-//! The node's configuration files (DESIGN.md section 5): `cluster.toml`,
+//! The node's configuration files (docs/design.md section 5): `cluster.toml`,
 //! public, the same for every replica and every client; and
 //! `replica-<i>.toml`, secret, one per replica, readable by its owner only.
 //!

@@ -1,4 +1,4 @@
-//! Reading frames from a QUIC stream (DESIGN.md section 4): the 5-byte
+//! Reading frames from a QUIC stream (docs/design.md section 4): the 5-byte
 //! header first, its version and length checked against `max_frame` before
 //! anything is allocated for the body; the body is then read as it arrives
 //! (a sender that claims 4 MiB and sends nothing costs nothing). A bad

@@ -1,4 +1,4 @@
-//! belfry-node: a replica on the network (DESIGN.md sections 3.1, 3.8, 4).
+//! belfry-node: a replica on the network (docs/design.md sections 3.1, 3.8, 4).
 //!
 //! A thin driver around the sans-IO core: the [`Host`](belfry_replica::Host)
 //! runs on a thread of its own ([`driver`]); tokio tasks move bytes between

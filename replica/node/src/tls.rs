@@ -1,5 +1,5 @@
 //! TLS for the mesh and the client endpoint: self-signed certificates
-//! (rcgen), pinned by exact bytes (DESIGN.md 3.1 "authenticated
+//! (rcgen), pinned by exact bytes (docs/design.md §3.1 "authenticated
 //! point-to-point links"), rustls with the ring provider and TLS 1.3 only.
 //!
 //! There is no certificate authority: the cluster description lists every

@@ -1,4 +1,4 @@
-//! Frames and the messages they carry (DESIGN.md section 4): a version byte, a
+//! Frames and the messages they carry (docs/design.md section 4): a version byte, a
 //! length (u32, big-endian), and a postcard body. `max_frame` is enforced here,
 //! before anything is decoded, so oversized or malformed bytes from a peer or a
 //! client are an error value — never a panic, never an allocation of the
@@ -244,7 +244,7 @@ pub const MAX_STATE_PAGES: u32 = 256;
 pub const MAX_LOG_PAGE: usize = 4_096;
 
 // ---------------------------------------------------------------------------
-// The client protocol (DESIGN.md section 4).
+// The client protocol (docs/design.md section 4).
 //
 // Over QUIC a client opens one bidirectional *call stream*: it writes
 // [`ClientCall`] frames (version [`CLIENT_FRAME_VERSION`]) and reads
@@ -298,7 +298,7 @@ pub struct ClientCall {
     pub request: ClientRequest,
 }
 
-/// A client request (DESIGN.md section 4).
+/// A client request (docs/design.md section 4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
     /// Submit digests (at most `max_digests_per_request`). Answered with

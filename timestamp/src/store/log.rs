@@ -1,4 +1,4 @@
-//! The log as the replica reads it (DESIGN.md section 2): entries by index,
+//! The log as the replica reads it (docs/design.md section 2): entries by index,
 //! the digest → index lookup and the Merkle tree's stored hashes, behind one
 //! trait so the same sans-IO replica runs on memory (tests, the simulator)
 //! and on files (the node) without holding the whole log in memory.

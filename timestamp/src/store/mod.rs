@@ -1,4 +1,4 @@
-//! Storage for the log (DESIGN.md 2, 3.8): the [`LogStore`] trait the replica
+//! Storage for the log (docs/design.md §2, 3.8): the [`LogStore`] trait the replica
 //! reads the log through, with [`MemoryLog`]; append-only segment files with
 //! a checksum per record ([`SegmentLog`]), and Merkle tree nodes in per-level
 //! files so a proof costs O(log n) reads ([`FileNodes`]). Plain `std::fs` — no

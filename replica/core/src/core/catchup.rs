@@ -1,4 +1,4 @@
-//! Catch-up (DESIGN.md 3.8): how a replica whose ordering fell behind gets
+//! Catch-up (docs/design.md §3.8): how a replica whose ordering fell behind gets
 //! back, as a typed state machine, against up to `f` Byzantine peers.
 //!
 //! # The states

@@ -1,4 +1,4 @@
-//! Answers to clients (DESIGN.md section 4): submissions, receipts (one by
+//! Answers to clients (docs/design.md section 4): submissions, receipts (one by
 //! one, or many under one signed head), tree heads, consistency proofs,
 //! entries, the ordered stream and the stream of signed heads.
 //!

@@ -1,4 +1,4 @@
-//! Tree-head signing (DESIGN.md 3.7): after each Tick every replica signs a
+//! Tree-head signing (docs/design.md §3.7): after each Tick every replica signs a
 //! share of the head whose last leaf is that Tick; `f + 1` shares combine into
 //! the group signature. Shares of heads still incomplete are re-sent, so a
 //! head that lost shares to a crash or a lossy link still completes.

@@ -1,4 +1,4 @@
-//! `ReplicaCore`: one replica as a single sans-IO state machine (DESIGN.md
+//! `ReplicaCore`: one replica as a single sans-IO state machine (docs/design.md
 //! sections 2, 3.2, 3.5–3.7). It takes raw frames from peers and clients (and
 //! enforces `max_frame` itself, so malformed bytes are an error value), drives
 //! the broadcast [`Node`], sequences committed batches with the fair
@@ -7,7 +7,7 @@
 //! clients. The network driver only moves bytes; the simulator drives this
 //! very type.
 //!
-//! # Re-reports (DESIGN.md 3.2)
+//! # Re-reports (docs/design.md §3.2)
 //!
 //! A digest that reached only some replicas must still gather `2f + 1`
 //! reports: each replica re-reports not-yet-logged digests it sees in DAG
@@ -17,7 +17,7 @@
 //! (or the clients') digests; everything counts against
 //! `max_pending_digests`.
 //!
-//! # Catch-up (DESIGN.md 3.8)
+//! # Catch-up (docs/design.md §3.8)
 //!
 //! Three ways back, cheapest first. Lost messages on a live link are made
 //! good by the broadcast node (`FetchVotes`, re-sends). A replica whose

@@ -1,4 +1,4 @@
-//! The serving side of catch-up (DESIGN.md 3.8, 3.9): log ranges with their
+//! The serving side of catch-up (docs/design.md §3.8, 3.9): log ranges with their
 //! consistency proofs, state snapshots and committed leaders' histories, in
 //! pages. Every answer comes out of the asking peer's byte budget
 //! ([`ByteBudget`], [`SERVE_BYTES_PER_PEER_PER_S`]): nothing is started
