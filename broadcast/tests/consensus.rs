@@ -217,6 +217,43 @@ fn a_restarted_replica_never_votes_twice_while_an_equivocator_targets_it() {
     }
 }
 
+/// With f replicas crashed for good, an honest one crashes and restarts
+/// (at several moments, so that some slot of its own is pending each time).
+/// Once it is back only f replicas are faulty, so the cluster must move on:
+/// the votes it cast before the crash count toward every threshold after
+/// it. (They once came back only as the flags that stop a second vote, so a
+/// slot pending at the crash needed 2f + 1 votes from the others — which
+/// only f + 1 of them could give — and the cluster stood still for ever.)
+#[test]
+fn a_restart_while_f_replicas_are_down_does_not_stop_the_cluster() {
+    for (n, f) in SIZES {
+        let mut net = Net::new(n, f, 9 + n as u64, behaviours(n, f, Behaviour::Crashed));
+        for cycle in 0..4u64 {
+            let t = net.now.saturating_add(Micros::from_millis(40 + 7 * cycle));
+            net.run_until(t, |_| false);
+            let before = net.decided(1);
+            net.crash(0);
+            let t = net.now.saturating_add(Micros::from_millis(20));
+            net.run_until(t, |_| false);
+            net.start(0);
+            for p in 1..n - f {
+                net.input(p, Input::PeerReconnected(ReplicaId(0)));
+            }
+            let target = Wave(before.0 + 3);
+            net.run_until(net.now.saturating_add(Micros::from_secs(10)), |net| {
+                net.decided(1) >= target
+            });
+            assert!(
+                net.decided(1) >= target,
+                "n = {n}: the cluster stopped after restart {cycle} at wave {:?}",
+                net.decided(1)
+            );
+        }
+        check_agreement(&net, &net.honest());
+        check_no_double_votes(&net, &net.honest());
+    }
+}
+
 #[test]
 fn a_replica_partitioned_for_more_than_gc_depth_rounds_rejoins_and_agrees() {
     for (n, f) in SIZES {

@@ -54,16 +54,27 @@ impl Node {
                     hash,
                     body,
                 } if *round >= horizon => {
+                    // A vote restored is a vote cast: it counts toward the
+                    // slot's thresholds exactly as it did before the crash
+                    // (through the node's own inbox). Restoring only the
+                    // flag that stops a second vote left a slot pending at
+                    // the crash needing 2f + 1 votes from the others, and a
+                    // cluster with one silent replica stalled for ever.
+                    let me = node.config.me;
                     let slot = node.slots.entry((*round, *author)).or_default();
                     match kind {
                         VoteKind::Echo => {
                             slot.my_echo = Some(*hash);
+                            slot.echoes.insert(me, *hash);
                             if let Some(b) = body {
                                 node.bodies.insert(*hash, b.clone());
                                 slot.val = Some((*hash, b.clone()));
                             }
                         }
-                        VoteKind::Ready => slot.my_ready = Some(*hash),
+                        VoteKind::Ready => {
+                            slot.my_ready = Some(*hash);
+                            slot.readies.insert(me, *hash);
+                        }
                     }
                 }
                 Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
