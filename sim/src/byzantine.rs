@@ -271,6 +271,40 @@ impl Sim {
                 }
                 return Vec::new();
             }
+            (
+                Strategy::NearestHead,
+                PeerMessage::LogRange {
+                    from: start,
+                    entries,
+                    head,
+                    proof,
+                },
+            ) => {
+                // Cut the page at the first signed head past its start: a
+                // page that ends at its head needs no proof, and verifies.
+                let cut = self.replicas[from].host.as_ref().and_then(|h| {
+                    let log = h.core().log_store();
+                    (0..entries.len() as u64).find_map(|k| {
+                        let size = *start + k + 1;
+                        log.head_at(size).map(|sth| (k as usize + 1, sth))
+                    })
+                });
+                if let Some((keep, sth)) = cut {
+                    if keep < entries.len() {
+                        entries.truncate(keep);
+                        *head = Some(sth);
+                        proof.clear();
+                        self.mark("strategy nearest-head cut a page at the nearest head");
+                    }
+                }
+                if let Ok(f) = wire::encode(&m) {
+                    let at = self.now.saturating_add(Micros(20));
+                    self.queue
+                        .schedule(at, Event::Deliver { from, to, frame: f });
+                    self.mark("strategy nearest-head answered first");
+                }
+                return Vec::new();
+            }
             (Strategy::StallCatchup, PeerMessage::Leaders { page, .. })
             | (Strategy::StallCatchup, PeerMessage::State { page, .. })
                 if *page > 0 =>

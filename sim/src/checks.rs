@@ -2,7 +2,7 @@
 //! released turn of an honest replica, receipts at the end, stalls, and the
 //! run's report.
 
-use crate::engine::{honest, Latency, Report, Sim};
+use crate::engine::{honest, Latency, Report, Sim, LIVE_AGAIN_BOUND};
 use crate::metrics;
 use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
@@ -178,7 +178,7 @@ impl Sim {
                 since = since.max(*end);
             }
         }
-        if self.now.saturating_sub(since) > Micros::from_secs(2) {
+        if self.now.saturating_sub(since) > LIVE_AGAIN_BOUND {
             self.stall_reported = true;
             let state: Vec<String> = self
                 .replicas
@@ -195,7 +195,8 @@ impl Sim {
                 })
                 .collect();
             let stall = format!(
-                "no progress for 2 s from {} µs (log size {}): {}",
+                "no progress for {} s from {} µs (log size {}): {}",
+                LIVE_AGAIN_BOUND.0 / 1_000_000,
                 since.0,
                 self.canonical.len(),
                 state.join("; ")

@@ -50,11 +50,17 @@ pub enum Strategy {
     /// log pages, states, leaders' histories, votes, vertex bodies — five
     /// a millisecond each, besides playing its part honestly.
     FetchFlood,
+    /// Isolates an honest replica for 1.5 s (longer than the peers keep
+    /// states for), then answers every log fetch first — it is the nearest
+    /// peer — with a valid page that ends at the smallest signed head just
+    /// past the asker's log: a target for which no honest replica still
+    /// keeps a state. Nothing it sends fails verification.
+    NearestHead,
 }
 
 impl Strategy {
     /// All implemented strategies.
-    pub const ALL: [Strategy; 14] = [
+    pub const ALL: [Strategy; 15] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::BadShares,
@@ -69,6 +75,7 @@ impl Strategy {
         Strategy::BadCatchup,
         Strategy::StallCatchup,
         Strategy::FetchFlood,
+        Strategy::NearestHead,
     ];
 
     /// The command-line name.
@@ -88,6 +95,7 @@ impl Strategy {
             Strategy::BadCatchup => "bad-catchup",
             Strategy::StallCatchup => "stall-catchup",
             Strategy::FetchFlood => "fetch-flood",
+            Strategy::NearestHead => "nearest-head",
         }
     }
 }
@@ -202,6 +210,16 @@ pub struct SimConfig {
     /// wiped data directory or a failed disk. It must observe until it is
     /// past every round it may have signed in, then rejoin.
     pub wipe: bool,
+    /// Two honest replicas crash at the same moment and restart within a
+    /// second, the first with its data lost (if the f budget leaves room for
+    /// a replica that must observe after the faults end; else both keep
+    /// their data). Beyond f while they are down.
+    pub double_crash: bool,
+    /// An honest replica is paused (as by SIGSTOP, or a stalled VM) for
+    /// 1.2 s, longer than the GC depth: it hears, says and does nothing,
+    /// its timers wait, then it resumes where it was. Together with the
+    /// other faults it may take the cluster beyond f for a while.
+    pub pause: bool,
     /// Test-only: `false` lets a wiped replica take part at once (the
     /// amnesia the rejoin rule prevents); the double-signing check must
     /// then catch it.
@@ -279,6 +297,8 @@ impl SimConfig {
             fsync_us: 200,
             share_verifications: true,
             wipe: false,
+            double_crash: false,
+            pause: false,
             rejoin_as_observer: true,
             exempt_no_quorum: true,
         }
@@ -377,6 +397,12 @@ impl SimConfig {
         }
         if self.wipe {
             c.push_str(" --wipe");
+        }
+        if self.double_crash {
+            c.push_str(" --double-crash");
+        }
+        if self.pause {
+            c.push_str(" --pause");
         }
         if self.partition {
             c.push_str(" --partition");

@@ -32,6 +32,11 @@ use std::sync::{Arc, Mutex};
 const MOCK_GROUP_KEY: &str = "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0";
 /// The liveness bound after the load stops.
 const LIVENESS_BOUND: Micros = Micros::from_secs(20);
+/// Live again: how long the log may stand still while digests wait, once
+/// no fault keeps the faulty replicas beyond f (the stall detector's bound,
+/// counted from the later of the last progress and the end of the last
+/// window beyond f).
+pub const LIVE_AGAIN_BOUND: Micros = Micros::from_secs(2);
 /// How soon after its fault ended an honest replica must have caught up.
 pub const CATCHUP_BOUND: Micros = Micros::from_secs(5);
 const GENESIS: Micros = Micros(1_763_700_000_000_000);
@@ -84,7 +89,12 @@ pub(crate) enum Event {
     Load,
     Race(usize),
     ArmCrash(usize),
-    Restart(usize),
+    /// Replica `i` restarts (with its data lost if `true`).
+    Restart(usize, bool),
+    /// Replica `i` is paused: it hears, says and does nothing.
+    Pause(usize),
+    /// Replica `i` resumes where it was.
+    Resume(usize),
     Cut(usize),
     Heal(usize),
     Blackout,
@@ -321,6 +331,17 @@ pub(crate) struct Sim {
     pub(crate) catchup_due: BTreeMap<usize, (Micros, u64)>,
     /// Windows in which a fault leaves no quorum: no progress is expected.
     pub(crate) no_quorum: Vec<(Micros, Micros)>,
+    /// The open window (an index into `no_quorum`) in which crashed,
+    /// paused, observing or cut-off honest replicas and the Byzantine ones
+    /// are more than f together.
+    pub(crate) beyond_f: Option<usize>,
+    /// The honest replica a nearest-head adversary is the nearest peer of.
+    pub(crate) nearest_victim: Option<usize>,
+    /// Paused replicas.
+    pub(crate) paused: BTreeSet<usize>,
+    /// Timers and sync completions of paused replicas, held until they
+    /// resume.
+    pub(crate) held_events: Vec<(usize, Event)>,
     /// The starved replica and until when (no coin shares, no catch-up
     /// answers reach it).
     pub(crate) starved: Option<(usize, Micros)>,
@@ -531,6 +552,10 @@ impl Sim {
             stall_served: BTreeMap::new(),
             catchup_due: BTreeMap::new(),
             no_quorum: Vec::new(),
+            beyond_f: None,
+            nearest_victim: None,
+            paused: BTreeSet::new(),
+            held_events: Vec::new(),
             starved: None,
             memory: vec![crate::checks::ReplicaMemory::default(); n],
             memory_sampled: GENESIS,
@@ -589,6 +614,15 @@ impl Sim {
             let next = self.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
         }
+        // Every honest replica that runs must be live again, not only the
+        // cluster: each reaches the size signed by now within the catch-up
+        // bound (a replica a Byzantine peer keeps from catching up, while
+        // the others go on, fails here).
+        let up: Vec<usize> = (0..n)
+            .filter(|i| honest(&self.cfg, *i) && self.replicas[*i].host.is_some())
+            .filter(|i| !self.catchup_due.contains_key(i))
+            .collect();
+        self.fault_ended(&up);
         // Replicas whose fault ended late in the run get their full time
         // to catch up.
         while let Some(deadline) = self.catchup_due.values().map(|(d, _)| *d).max() {
@@ -638,7 +672,19 @@ impl Sim {
             self.now = self.now.max(at);
             self.events += 1;
             self.trace_event(&event);
+            let fault = !matches!(
+                event,
+                Event::Deliver { .. }
+                    | Event::Timer { .. }
+                    | Event::SyncDone { .. }
+                    | Event::Submit { .. }
+                    | Event::Load
+                    | Event::Race(_)
+            );
             self.handle(event);
+            if fault {
+                self.track_quorum();
+            }
             if self.cfg.record_trace {
                 self.trace_log.push((self.now, self.trace.digest()));
             }
@@ -657,7 +703,9 @@ impl Sim {
             Event::Load => (4, 0, 0, &[]),
             Event::Race(k) => (5, *k, 0, &[]),
             Event::ArmCrash(i) => (6, *i, 0, &[]),
-            Event::Restart(i) => (7, *i, 0, &[]),
+            Event::Restart(i, _) => (7, *i, 0, &[]),
+            Event::Pause(i) => (20, *i, 0, &[]),
+            Event::Resume(i) => (21, *i, 0, &[]),
             Event::Cut(i) => (8, *i, 0, &[]),
             Event::Heal(i) => (9, *i, 0, &[]),
             Event::Blackout => (10, 0, 0, &[]),

@@ -30,15 +30,64 @@ impl Sim {
         let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
         let victims: Vec<usize> = honest.iter().rev().take(spare_count).copied().collect();
         let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
-        if let (true, Some(victim)) = (self.cfg.crash, victim(0)) {
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
-            self.queue.schedule(at, Event::ArmCrash(victim));
+        // Faults that may take the cluster beyond f for a while: nothing
+        // is expected to move then (`track_quorum`), but once they end the
+        // cluster must be live again. A replica that restarts wiped must
+        // observe until rounds move on, so it counts against f until it
+        // rejoins: it is wiped only if the budget leaves room for it once
+        // every other fault has ended.
+        let anyone = |k: usize| honest.iter().rev().nth(k % honest.len().max(1)).copied();
+        if self.cfg.crash {
+            let (victim, beyond) = match victim(0) {
+                Some(v) => (Some(v), false),
+                None => (anyone(0), true),
+            };
+            if let Some(victim) = victim {
+                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+                let wipe = self.cfg.wipe && !beyond;
+                if beyond {
+                    self.mark("crash beyond f (the Byzantine replicas used the budget)");
+                    if self.cfg.wipe {
+                        self.mark("wipe skipped: a wiped replica beyond f could never rejoin");
+                    }
+                }
+                self.queue.schedule(at, Event::ArmCrash(victim));
+                self.queue.schedule(
+                    at.saturating_add(Micros::from_millis(150)),
+                    Event::Restart(victim, wipe),
+                );
+            }
+        }
+        if let (true, Some(a), Some(b)) = (self.cfg.double_crash, anyone(0), anyone(1)) {
+            // Two at once (kill -9 of two processes), both back within a
+            // second; the first wiped if it fits the budget afterwards.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 2));
+            let wipe = spare_count >= 1;
+            self.queue.schedule(at, Event::ArmCrash(a));
+            self.queue.schedule(at, Event::ArmCrash(b));
             self.queue.schedule(
-                at.saturating_add(Micros::from_millis(150)),
-                Event::Restart(victim),
+                at.saturating_add(Micros::from_millis(300)),
+                Event::Restart(a, wipe),
             );
-        } else if self.cfg.crash {
-            self.mark("crash skipped: f budget used by Byzantine replicas");
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(700)),
+                Event::Restart(b, false),
+            );
+            self.mark(if wipe {
+                "two crashed at once, one wiped"
+            } else {
+                "two crashed at once (no wipe: the budget has no room for an observer)"
+            });
+        }
+        if let (true, Some(victim)) = (self.cfg.pause, anyone(1)) {
+            // Longer than the GC depth at any round rate the simulator
+            // reaches: the replica resumes far behind its peers.
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
+            self.queue.schedule(at, Event::Pause(victim));
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(1_200)),
+                Event::Resume(victim),
+            );
         }
         if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
             // Cut off twice: 150 ms (it catches up within gc_depth, by the
@@ -99,6 +148,19 @@ impl Sim {
             }
             self.mark("catch-up attack isolated an honest replica");
         }
+        if self.byz.contains(&Some(Strategy::NearestHead)) && honest.len() > 1 {
+            // Long enough that every state the honest replicas keep is
+            // newer than the heads just past the victim's log.
+            let victim = honest[0];
+            self.nearest_victim = Some(victim);
+            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
+            self.queue.schedule(at, Event::Cut(victim));
+            self.queue.schedule(
+                at.saturating_add(Micros::from_millis(1_500)),
+                Event::Heal(victim),
+            );
+            self.mark("nearest-head attack isolated an honest replica");
+        }
         if let (true, Some(victim)) = (self.cfg.starve, victim(3)) {
             // No coin shares and no catch-up answers reach it for 3 s (the
             // adversary controls the network): it cannot order. It is not
@@ -142,10 +204,22 @@ impl Sim {
                     self.mark("starve drop");
                     return;
                 }
+                if self.paused.contains(&to) {
+                    // Its connections time out while it sleeps.
+                    self.mark("paused drop");
+                    return;
+                }
                 self.peer_messages += 1;
                 self.peer_bytes += frame.len() as u64;
                 let from = ReplicaId(from as u16);
                 self.input(to, CoreInput::Peer { from, frame });
+            }
+            Event::Timer { node, set } if self.paused.contains(&node) => {
+                self.held_events.push((node, Event::Timer { node, set }));
+            }
+            Event::SyncDone { node, incarnation } if self.paused.contains(&node) => {
+                self.held_events
+                    .push((node, Event::SyncDone { node, incarnation }));
             }
             Event::Timer { node, set } => {
                 let local = self.local(node);
@@ -214,14 +288,14 @@ impl Sim {
                     "crash armed"
                 });
             }
-            Event::Restart(i) => {
+            Event::Restart(i, wipe) => {
                 if self.replicas[i].host.is_some() {
                     // The armed crash has not struck yet: crash now.
                     self.crash(i, CrashMode::LoseUnsynced);
                 }
                 self.replicas[i].crash_armed = None;
                 self.mark("crash");
-                if self.cfg.wipe {
+                if wipe {
                     self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
                     self.mark("wiped");
                 }
@@ -235,6 +309,24 @@ impl Sim {
                     self.mark("slow link after a restart");
                     self.fault_ended(&[i]);
                 }
+            }
+            Event::Pause(i) => {
+                self.paused.insert(i);
+                self.mark("paused");
+            }
+            Event::Resume(i) => {
+                self.paused.remove(&i);
+                self.mark("resumed");
+                let now = self.now;
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_events)
+                    .into_iter()
+                    .partition(|(j, _)| *j == i);
+                self.held_events = rest;
+                for (_, e) in mine {
+                    self.queue.schedule(now, e);
+                }
+                self.reconnect(i);
+                self.fault_ended(&[i]);
             }
             Event::Cut(i) => {
                 for p in 0..self.cfg.n {

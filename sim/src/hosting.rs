@@ -86,11 +86,50 @@ impl Sim {
         r.syncing = false;
         // Pending timers and syncs belong to the old incarnation now.
         r.incarnation += 1;
+        self.track_quorum();
+    }
+
+    /// Opens or closes the window in which the faulty replicas — Byzantine,
+    /// down, paused, starved, cut off or observing after a wipe — are more
+    /// than f: while it lasts no progress is expected, and the stall
+    /// detector's clock starts again at its end.
+    pub(crate) fn track_quorum(&mut self) {
+        let n = self.cfg.n;
+        let impaired = (0..n)
+            .filter(|i| honest(&self.cfg, *i))
+            .filter(|i| {
+                let deaf = (0..n).all(|p| p == *i || self.down.contains(&(p, *i)));
+                let mute = (0..n).all(|p| p == *i || self.down.contains(&(*i, p)));
+                self.replicas[*i]
+                    .host
+                    .as_ref()
+                    .is_none_or(|h| h.core().node().observing())
+                    || self.paused.contains(i)
+                    || self.starved.is_some_and(|(s, _)| s == *i)
+                    || deaf
+                    || mute
+            })
+            .count();
+        let beyond = self.cfg.faulty + impaired > self.cfg.f();
+        match (beyond, self.beyond_f) {
+            (true, None) => {
+                self.beyond_f = Some(self.no_quorum.len());
+                self.no_quorum.push((self.now, Micros(u64::MAX)));
+                self.mark("beyond f: no quorum until a fault ends");
+            }
+            (false, Some(k)) => {
+                if let Some(w) = self.no_quorum.get_mut(k) {
+                    w.1 = self.now;
+                }
+                self.beyond_f = None;
+            }
+            _ => {}
+        }
     }
 
     pub(crate) fn input(&mut self, i: usize, input: CoreInput) {
         let local = self.local(i);
-        if self.replicas[i].host.is_none() {
+        if self.replicas[i].host.is_none() || self.paused.contains(&i) {
             return;
         }
         if let Some(twin) = self.twins.get_mut(&i) {
@@ -242,6 +281,7 @@ impl Sim {
             {
                 self.replicas[i].rejoined = true;
                 self.mark("a wiped replica observed, then rejoined");
+                self.track_quorum();
             }
             if snapshots > self.replicas[i].snapshots {
                 self.replicas[i].snapshots = snapshots;
@@ -253,6 +293,10 @@ impl Sim {
                 self.own_vertices[i] = self.own_vertices[i].split_off(&horizon);
                 self.mark("store compacted");
             }
+        }
+        if self.beyond_f.is_some() {
+            // An observer that rejoins may end the window.
+            self.track_quorum();
         }
         self.absorb_reports(i, &released.writes);
         if honest(&self.cfg, i) {
@@ -325,11 +369,13 @@ impl Sim {
 
     pub(crate) fn end_no_quorum(&mut self) {
         let now = self.now;
-        if let Some(w) = self
+        let mine = self.beyond_f;
+        if let Some((_, w)) = self
             .no_quorum
             .iter_mut()
+            .enumerate()
             .rev()
-            .find(|w| w.1 == Micros(u64::MAX))
+            .find(|(k, w)| w.1 == Micros(u64::MAX) && Some(*k) != mine)
         {
             w.1 = now;
         }

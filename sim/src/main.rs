@@ -43,7 +43,7 @@ struct RunArgs {
     /// Their strategies, comma-separated, assigned round-robin: silent,
     /// equivocate, bad-shares, censor, malformed, far-future, replay,
     /// withhold-and-rush, late-leader, lying-clock, twins, bad-catchup,
-    /// stall-catchup, fetch-flood (README "Simulations" says what each
+    /// stall-catchup, fetch-flood, nearest-head (README "Simulations" says what each
     /// does).
     #[arg(long, value_delimiter = ',')]
     byzantine: Vec<String>,
@@ -78,6 +78,14 @@ struct RunArgs {
     /// must observe, then rejoin without signing anything twice.
     #[arg(long)]
     wipe: bool,
+    /// Two honest replicas crash at once and restart within a second, the
+    /// first wiped when the f budget allows (beyond f while they are down).
+    #[arg(long)]
+    double_crash: bool,
+    /// Pause an honest replica for 1.2 s (longer than the GC depth), as
+    /// SIGSTOP or a stalled VM would, then resume it.
+    #[arg(long)]
+    pause: bool,
     /// Cut an honest replica off beyond the GC depth, then heal.
     #[arg(long)]
     partition: bool,
@@ -182,6 +190,8 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.duplicate = a.duplicate;
     c.crash = a.crash;
     c.wipe = a.wipe;
+    c.double_crash = a.double_crash;
+    c.pause = a.pause;
     c.partition = a.partition;
     c.blackout = a.blackout;
     c.one_way = a.one_way;
@@ -370,5 +380,12 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     if r.gen_bool(0.3) {
         c.jitter = belfry_sim::JitterKind::Pareto;
     }
+    // Drawn last, so that every earlier draw of a seed stays what it was.
+    // With `crash` (which now strikes beyond f too) they combine into the
+    // schedules an operator's week brings: a silent or Byzantine replica
+    // and a restart, two down at once with one wiped, a long pause while
+    // another replica is wiped.
+    c.double_crash = r.gen_bool(0.15);
+    c.pause = r.gen_bool(0.15);
     c
 }

@@ -105,6 +105,22 @@ impl Sim {
     pub(crate) fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
         let frames = match self.byz[from] {
             Some(s) => self.byzantine(s, from, to, frame),
+            None if self.nearest_victim == Some(to)
+                && matches!(
+                    wire::decode::<PeerMessage>(&frame),
+                    Ok(PeerMessage::LogRange { .. })
+                ) =>
+            {
+                // A nearest-head adversary is the victim's nearest peer:
+                // honest log pages reach the victim a millisecond after its.
+                self.mark("strategy nearest-head: honest log pages arrive 1 ms later");
+                let at = self
+                    .now
+                    .saturating_add(self.link_delay(from, to))
+                    .saturating_add(Micros::from_millis(1));
+                self.queue.schedule(at, Event::Deliver { from, to, frame });
+                return;
+            }
             None if self.rush_slowed.is_none() => return self.transmit(from, to, frame),
             None => vec![frame],
         };

@@ -733,3 +733,79 @@ fn a_wiped_replica_rejoins_on_a_slow_network() {
         r.coverage
     );
 }
+
+/// The fault combinations of an ordinary week, each followed by a heal:
+/// a crash while a silent or Byzantine replica already uses the f budget
+/// (beyond f while it is down); two replicas down at once, one wiped; a
+/// pause longer than the GC depth while another replica is wiped. No
+/// progress is expected while the faulty replicas are more than f, and the
+/// cluster — every honest replica — must be live again within the bound
+/// once they are not (the stall detector, the catch-up bound for every
+/// replica at the end, and liveness after the load stops).
+#[test]
+fn the_cluster_is_live_again_after_faults_beyond_f_end() {
+    let cases: [(&str, usize, usize, Option<Strategy>, bool, bool, bool, bool); 6] = [
+        // name, n, faulty, strategy, crash, wipe, double crash, pause
+        ("silent + restart", 4, 1, Some(Strategy::Silent), true, false, false, false),
+        ("equivocate + restart", 4, 1, Some(Strategy::Equivocate), true, false, false, false),
+        ("two down at once, one wiped", 4, 0, None, false, false, true, false),
+        ("silent + two down at once", 4, 1, Some(Strategy::Silent), false, false, true, false),
+        ("pause beyond gc + a wipe", 4, 0, None, true, true, false, true),
+        ("silent + pause + restart", 7, 2, Some(Strategy::Silent), true, false, false, true),
+    ];
+    for (name, n, faulty, strategy, crash, wipe, double_crash, pause) in cases {
+        for seed in [1u64, 2] {
+            let mut c = short(n, seed);
+            c.duration = Micros::from_secs(4);
+            c.load_per_s = 500;
+            c.faulty = faulty;
+            c.strategies = strategy.into_iter().collect();
+            c.crash = crash;
+            c.wipe = wipe;
+            c.double_crash = double_crash;
+            c.pause = pause;
+            let r = assert_clean(&c);
+            assert!(
+                r.coverage
+                    .contains_key("beyond f: no quorum until a fault ends"),
+                "{name}: never beyond f: {:?}",
+                r.coverage
+            );
+            assert!(r.stalls.is_empty(), "{name}: {:?}", r.stalls);
+            if wipe || (double_crash && faulty == 0) {
+                assert!(
+                    r.coverage
+                        .contains_key("a wiped replica observed, then rejoined"),
+                    "{name}: {:?}",
+                    r.coverage
+                );
+            }
+        }
+    }
+}
+
+/// A Byzantine replica that is the nearest peer answers every log fetch
+/// first with a valid page ending at the smallest signed head past the
+/// asker's log — a target whose state no honest replica keeps. Nothing it
+/// sends fails verification; still the victim catches up, because it
+/// installs only once f + 1 peers said how far their logs are, keeps what
+/// it verified when no state is served, and fetches on. (Before: the
+/// victim stayed behind from the heal to the end of the run.)
+#[test]
+fn a_byzantine_nearest_peer_cannot_starve_a_catch_up_with_valid_pages() {
+    for (n, seed) in [(4usize, 1u64), (4, 2), (4, 3), (7, 1)] {
+        let mut c = short(n, seed);
+        c.duration = Micros::from_secs(6);
+        c.load_per_s = 1_000;
+        c.faulty = 1;
+        c.strategies = vec![Strategy::NearestHead];
+        let r = assert_clean(&c);
+        for what in [
+            "strategy nearest-head cut a page at the nearest head",
+            "strategy nearest-head: honest log pages arrive 1 ms later",
+            "catch-up by log range and snapshot (FetchState)",
+        ] {
+            assert!(r.coverage.contains_key(what), "{what}: {:?}", r.coverage);
+        }
+    }
+}

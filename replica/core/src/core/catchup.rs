@@ -100,8 +100,18 @@ pub(super) struct LogFetch {
     pub(super) entries: Vec<Entry>,
     /// The tree of the local log followed by `entries`.
     pub(super) frontier: Frontier,
-    /// The largest signed head a verified page was checked against.
+    /// The largest signed head a verified page was checked against, or
+    /// that a peer's answer carried: the target.
     pub(super) head: Option<SignedTreeHead>,
+    /// The peer whose head is the target.
+    pub(super) target_from: Option<ReplicaId>,
+    /// Peers that said how far their log is during this fetch (a page with
+    /// their signed head, or that they hold nothing beyond it). The range
+    /// is installed only once `f + 1` have: at least one honest one, so
+    /// the target is at least an honest replica's latest head, for which
+    /// honest replicas keep a state — never a head a Byzantine peer picked
+    /// because nobody keeps its state any more.
+    pub(super) heard: BTreeSet<ReplicaId>,
     pub(super) request: Request,
     pub(super) progress_at: Micros,
 }
@@ -111,7 +121,11 @@ pub(super) struct LogFetch {
 pub(super) struct Install {
     pub(super) from: u64,
     pub(super) entries: Vec<Entry>,
+    /// The tree of the local log followed by `entries`.
+    pub(super) frontier: Frontier,
     pub(super) head: SignedTreeHead,
+    /// The peer whose head is `head`.
+    pub(super) target_from: Option<ReplicaId>,
     pub(super) by: InstallBy,
     pub(super) request: Request,
     /// Peers asked in this state so far (each at most once per way).
@@ -318,6 +332,8 @@ impl ReplicaCore {
             entries: Vec::new(),
             frontier,
             head: None,
+            target_from: None,
+            heard: BTreeSet::new(),
             request: Request {
                 peer: None,
                 sent: self.now,
@@ -342,6 +358,11 @@ impl ReplicaCore {
             }
         }
         match self.catchup.take() {
+            Some(CatchUp::Log(f)) if f.head.is_some_and(|h| f.frontier.size() >= h.head.tree_size) => {
+                // Fewer than f + 1 peers said how far they are before the
+                // deadline (some are down): install what is verified.
+                self.install_fetched(f, out);
+            }
             Some(CatchUp::Log(f)) => self.request_page(f, out),
             Some(CatchUp::Install(i)) => self.request_install(i, out),
             None => {}
@@ -387,7 +408,9 @@ impl ReplicaCore {
         if from != next || entries.is_empty() || !asked {
             // Another peer's copy of a page already taken, a peer that holds
             // nothing beyond what we have, or a page nobody asked it for
-            // (answering unasked must not take the request over).
+            // (answering unasked must not take the request over) — but its
+            // head still says how far that peer's log is.
+            self.hear_head(from_peer, head, out);
             return;
         }
         if f.entries.len() as u64 + entries.len() as u64 > MAX_CATCHUP_ENTRIES {
@@ -436,18 +459,27 @@ impl ReplicaCore {
         f.entries.extend(entries);
         f.frontier = frontier;
         f.progress_at = self.now;
+        f.heard.insert(from_peer);
         if f.head
             .is_none_or(|old| old.head.tree_size < h.head.tree_size)
         {
             f.head = Some(h);
+            f.target_from = Some(from_peer);
         }
+        self.advance_log_fetch(f, from_peer, out);
+    }
+
+    /// After a verified page: the next page while the range is short of
+    /// its target; at the target, the install once `f + 1` peers have said
+    /// how far they are (else everyone is asked what lies beyond it).
+    fn advance_log_fetch(&mut self, mut f: LogFetch, last: ReplicaId, out: &mut CoreStep) {
         let target = f.head.map_or(0, |h| h.head.tree_size);
         if f.frontier.size() < target {
             // The next page from the next peer in rotation, with a
             // deadline: a slow or withholding peer serves at most its share
             // of the pages, and the request moves on if it withholds.
             let skip = BTreeSet::new();
-            let peer = self.next_peer(&skip).unwrap_or(from_peer);
+            let peer = self.next_peer(&skip).unwrap_or(last);
             let m = PeerMessage::FetchLog {
                 from: f.frontier.size(),
             };
@@ -461,8 +493,100 @@ impl ReplicaCore {
             self.catchup = Some(CatchUp::Log(f));
             return;
         }
-        let Some(head) = f.head else { return };
-        self.begin_install(f.from, f.entries, head, out);
+        if f.heard.len() > self.config.broadcast.f {
+            self.install_fetched(f, out);
+            return;
+        }
+        if f.request.peer.is_some() {
+            // Ask everyone what lies beyond the target: an honest peer with
+            // a newer head sends the next page, one without says so.
+            self.send_peer(
+                Target::All,
+                &PeerMessage::FetchLog {
+                    from: f.frontier.size(),
+                },
+                out,
+            );
+            f.request = Request {
+                peer: None,
+                sent: self.now,
+                deadline: self.catchup_deadline(),
+            };
+            self.arm_catchup_timer(f.request.deadline, out);
+        }
+        // Else the request to everyone is out: their answers will come.
+        self.catchup = Some(CatchUp::Log(f));
+    }
+
+    /// A peer's answer that adds no page still tells how far its log is:
+    /// a signed head beyond the target raises the target (checked first);
+    /// any answer counts the peer as heard.
+    fn hear_head(&mut self, peer: ReplicaId, head: Option<SignedTreeHead>, out: &mut CoreStep) {
+        let Some(CatchUp::Log(f)) = &self.catchup else {
+            return;
+        };
+        let target = f.head.map_or(0, |h| h.head.tree_size);
+        let raises = head.filter(|h| h.head.tree_size > target.max(f.from));
+        if let Some(h) = raises {
+            if !self.head_signed(&h) {
+                self.distrust(peer, "log range carries a head without a valid signature", out);
+                return;
+            }
+        }
+        let Some(CatchUp::Log(mut f)) = self.catchup.take() else {
+            return;
+        };
+        if let Some(h) = raises {
+            f.head = Some(h);
+            f.target_from = Some(peer);
+        }
+        f.heard.insert(peer);
+        if f.request.peer.is_none() && f.head.is_some() {
+            // Nothing asked of one peer is in flight: move on from here.
+            self.advance_log_fetch(f, peer, out);
+        } else {
+            self.catchup = Some(CatchUp::Log(f));
+        }
+    }
+
+    /// The range is verified up to its target: install it.
+    fn install_fetched(&mut self, f: LogFetch, out: &mut CoreStep) {
+        let Some(head) = f.head else {
+            self.catchup = Some(CatchUp::Log(f));
+            return;
+        };
+        self.begin_install(f.from, f.entries, f.frontier, head, f.target_from, out);
+    }
+
+    /// No peer keeps a state for the range's target any more (peers keep
+    /// recent ones only — or a Byzantine peer picked a target nobody can
+    /// serve): the verified range is final, so keep it and fetch on to a
+    /// newer head. The peer whose head the target was is asked last for a
+    /// while: its answers led nowhere.
+    pub(super) fn fetch_beyond(&mut self, i: Install, out: &mut CoreStep) {
+        if let Some(p) = i.target_from {
+            if let Some(t) = self.passed_over.get_mut(p.index()) {
+                *t = self.now.saturating_add(PASS_OVER_FOR);
+            }
+        }
+        let next = i.frontier.size();
+        self.send_peer(Target::All, &PeerMessage::FetchLog { from: next }, out);
+        let deadline = self.catchup_deadline();
+        self.catchup = Some(CatchUp::Log(LogFetch {
+            from: i.from,
+            entries: i.entries,
+            frontier: i.frontier,
+            head: Some(i.head),
+            target_from: i.target_from,
+            heard: BTreeSet::new(),
+            request: Request {
+                peer: None,
+                sent: self.now,
+                deadline,
+            },
+            progress_at: i.progress_at,
+        }));
+        self.arm_catchup_timer(deadline, out);
     }
 
     /// A peer says it cannot serve what it was asked (the leaders' histories
@@ -475,6 +599,11 @@ impl ReplicaCore {
             None => false,
         };
         if !asked {
+            if matches!(&self.catchup, Some(CatchUp::Log(f)) if f.request.peer.is_none()) {
+                // An answer to the request to everyone: this peer holds
+                // nothing beyond what we have.
+                self.hear_head(from_peer, None, out);
+            }
             return;
         }
         // Move on at once — but no faster than one request per

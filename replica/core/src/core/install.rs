@@ -36,7 +36,9 @@ impl ReplicaCore {
         &mut self,
         from: u64,
         entries: Vec<Entry>,
+        frontier: belfry_timestamp::store::Frontier,
         head: SignedTreeHead,
+        target_from: Option<ReplicaId>,
         out: &mut CoreStep,
     ) {
         let by = if !self.is_behind() && self.ordering_matches_log() {
@@ -49,7 +51,9 @@ impl ReplicaCore {
         let install = Install {
             from,
             entries,
+            frontier,
             head,
+            target_from,
             by,
             request: Request {
                 peer: None,
@@ -81,11 +85,7 @@ impl ReplicaCore {
                     peer = self.next_peer(&i.tried);
                 }
                 InstallBy::State => {
-                    // Nobody holds a state for this range any more (peers
-                    // keep recent ones only): fetch the log afresh, up to
-                    // a newer head.
-                    self.catchup = None;
-                    self.maybe_start_catchup(out);
+                    self.fetch_beyond(i, out);
                     return;
                 }
             }

@@ -143,16 +143,40 @@ impl ReplicaCore {
         if to.index() >= self.config.broadcast.n || !self.open_answer(to, ServeKind::State) {
             return;
         }
-        let found = self.recent_states.range(..=at_most).next_back();
-        let Some((size, (seq, cp))) = found else {
-            self.cannot_serve(to, ServeKind::State, out);
-            return;
+        // The state after the log's last Tick is served too when it is
+        // asked for, not only the copies kept every few Ticks: a replica
+        // that was away while the others could not move on (they wait for
+        // it) must be able to reach their very last head — with only an
+        // older state its ordering would stay a few waves behind, on
+        // vertices the others have already collected, and nobody would
+        // move again.
+        let len = self.log.len();
+        let current = len <= at_most
+            && self.recent_states.range(len..).next().is_none()
+            && self.ordering_matches_log();
+        let snapshot = if current {
+            (
+                len,
+                wire::StateSnapshot {
+                    sequencer: self.sequencer.state().clone(),
+                    checkpoint: self.node.checkpoint(),
+                },
+            )
+        } else {
+            let found = self.recent_states.range(..=at_most).next_back();
+            let Some((size, (seq, cp))) = found else {
+                self.cannot_serve(to, ServeKind::State, out);
+                return;
+            };
+            (
+                *size,
+                wire::StateSnapshot {
+                    sequencer: seq.clone(),
+                    checkpoint: cp.clone(),
+                },
+            )
         };
-        let size = *size;
-        let snapshot = wire::StateSnapshot {
-            sequencer: seq.clone(),
-            checkpoint: cp.clone(),
-        };
+        let (size, snapshot) = snapshot;
         let Ok(bytes) = postcard::to_allocvec(&snapshot) else {
             return;
         };
