@@ -20,8 +20,17 @@ pub const LATE_WAVES: u64 = 3;
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Most digests in one client request.
 pub const MAX_DIGESTS_PER_REQUEST: usize = 4_096;
-/// Most digests pending (received, not logged); beyond it clients get backpressure.
-pub const MAX_PENDING_DIGESTS: usize = 1_000_000;
+/// Most digests a replica holds pending (received or re-reported, not
+/// logged); beyond it clients get backpressure. Below the sequencer's
+/// per-author weak quota ([`crate::fair::MAX_WEAK_PENDING_PER_AUTHOR`]), so
+/// that an honest replica never reports more digests that only it has seen
+/// than the sequencer counts from it: a digest it accepted is never
+/// dropped as over quota.
+pub const MAX_PENDING_DIGESTS: usize = 262_144;
+/// Most reports a replica queues for its coming vertices (two full ones);
+/// beyond it clients get backpressure. It bounds how long a digest accepted
+/// now waits for a vertex, whatever a flooding client sends.
+pub const MAX_QUEUED_REPORTS: usize = 2 * MAX_REPORTS_PER_VERTEX;
 /// Recorded votes and coin shares are re-sent to a peer that has not advanced.
 pub const RESEND_INTERVAL: Micros = Micros::from_secs(1);
 /// Bytes of re-sent vertices, votes and coin shares (`FetchVotes`,

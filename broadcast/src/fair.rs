@@ -124,6 +124,9 @@ pub struct SequencerConfig {
 /// late (`late_waves + 1` waves, sixteen rounds, of full vertices).
 pub const MAX_WEAK_PENDING_PER_AUTHOR: usize = 20 * crate::config::MAX_REPORTS_PER_VERTEX;
 
+// An honest replica's pending digests never exceed its weak quota.
+const _: () = assert!(crate::config::MAX_PENDING_DIGESTS < MAX_WEAK_PENDING_PER_AUTHOR);
+
 impl SequencerConfig {
     /// Defaults for an `(n, f)` cluster.
     pub fn new(n: usize, f: usize, policy: Policy, genesis_time: Micros) -> Self {

@@ -560,6 +560,11 @@ impl Node {
         self.own_val_hash = None;
     }
 
+    /// Reports proposed and not yet in one of this node's vertices.
+    pub fn queued_reports(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The cluster's round as far as this node can tell: the (f+1)-th highest
     /// round claimed by replicas' own VALs. At least one honest replica is at
     /// or above it, so Byzantine claims can neither stretch it upwards nor hold

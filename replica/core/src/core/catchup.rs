@@ -358,7 +358,10 @@ impl ReplicaCore {
             }
         }
         match self.catchup.take() {
-            Some(CatchUp::Log(f)) if f.head.is_some_and(|h| f.frontier.size() >= h.head.tree_size) => {
+            Some(CatchUp::Log(f))
+                if f.head
+                    .is_some_and(|h| f.frontier.size() >= h.head.tree_size) =>
+            {
                 // Fewer than f + 1 peers said how far they are before the
                 // deadline (some are down): install what is verified.
                 self.install_fetched(f, out);
@@ -529,7 +532,11 @@ impl ReplicaCore {
         let raises = head.filter(|h| h.head.tree_size > target.max(f.from));
         if let Some(h) = raises {
             if !self.head_signed(&h) {
-                self.distrust(peer, "log range carries a head without a valid signature", out);
+                self.distrust(
+                    peer,
+                    "log range carries a head without a valid signature",
+                    out,
+                );
                 return;
             }
         }

@@ -38,6 +38,11 @@ use belfry_broadcast::budget::ByteBudget;
 /// Digests one client may have waiting for their receipts, by default.
 pub const MAX_OUTSTANDING_PER_CLIENT: usize = 65_536;
 
+/// Of those, digests one client may have accepted and not yet logged, by
+/// default: half of what a replica queues for its coming vertices, so that
+/// one client (one connection) cannot fill the queue alone.
+pub const MAX_UNLOGGED_PER_CLIENT: usize = belfry_broadcast::config::MAX_QUEUED_REPORTS / 2;
+
 /// Bytes of read answers one client gets per second, sustained: about
 /// 30 full `Entries` pages or 12 full receipt bundles a second.
 pub const CLIENT_READ_BYTES_PER_S: u64 = 8 * 1024 * 1024;
@@ -377,9 +382,30 @@ impl ReplicaCore {
                 }
                 continue;
             }
-            if self.pending.len() >= self.config.max_pending_digests {
+            // Room for one more: within what the replica holds pending, what
+            // waits for its next vertices (how long a digest taken now
+            // waits), and its weak quota at the sequencer (so nothing it
+            // takes is dropped there: see MAX_PENDING_DIGESTS).
+            let me = self.config.broadcast.me.index();
+            let weak = self.sequencer.weak_per_author().get(me).copied();
+            let queued = self.node.queued_reports() + reports.len();
+            let full = self.pending.len() >= self.config.max_pending_digests
+                || queued >= self.config.max_queued_reports
+                || self.pending.len() + weak.unwrap_or(0)
+                    >= self.config.sequencer.max_weak_per_author;
+            if full {
                 refused = Some(ClientError::Backpressure {
                     pending: self.pending.len() as u64,
+                    taken,
+                });
+                break;
+            }
+            if state.ordering.len() >= self.config.max_unlogged_per_client {
+                // One client's share of what waits to be ordered: a
+                // flooding client cannot fill the queue others need.
+                refused = Some(ClientError::ClientLimit {
+                    outstanding: state.outstanding() as u64,
+                    limit: self.config.max_unlogged_per_client as u64,
                     taken,
                 });
                 break;

@@ -38,7 +38,7 @@ use belfry_broadcast::coin::{
     ClusterParams, ReplicaId, ShareFault, SignatureCollector, SignatureShare, SignedMessage,
     ThresholdCrypto,
 };
-use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS};
+use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS, MAX_QUEUED_REPORTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
 use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
@@ -48,6 +48,7 @@ use belfry_timestamp::store::{LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 pub use client::{
     ClientReads, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S, MAX_OUTSTANDING_PER_CLIENT,
+    MAX_UNLOGGED_PER_CLIENT,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -91,6 +92,11 @@ pub struct ReplicaConfig {
     /// Digests one client may have waiting for receipts (within
     /// `max_pending_digests`); see [`MAX_OUTSTANDING_PER_CLIENT`].
     pub max_outstanding_per_client: usize,
+    /// Of those, digests not yet logged; see [`MAX_UNLOGGED_PER_CLIENT`].
+    pub max_unlogged_per_client: usize,
+    /// Reports queued for the coming vertices beyond which clients get
+    /// backpressure; see [`MAX_QUEUED_REPORTS`].
+    pub max_queued_reports: usize,
     /// Bytes of read answers (receipts, heads, proofs, entries) one client
     /// gets per second; see [`CLIENT_READ_BYTES_PER_S`].
     pub client_read_bytes_per_s: u64,
@@ -123,6 +129,8 @@ impl ReplicaConfig {
             max_pending_digests: MAX_PENDING_DIGESTS,
             max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
             max_outstanding_per_client: MAX_OUTSTANDING_PER_CLIENT,
+            max_unlogged_per_client: MAX_UNLOGGED_PER_CLIENT,
+            max_queued_reports: MAX_QUEUED_REPORTS,
             client_read_bytes_per_s: CLIENT_READ_BYTES_PER_S,
             client_read_burst_bytes: CLIENT_READ_BURST_BYTES,
             never_report: None,
