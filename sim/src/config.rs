@@ -168,7 +168,7 @@ pub struct SimConfig {
     /// links to the replicas on either side of it that make a quorum.
     pub ring: bool,
     /// An honest replica receives no coin shares and no catch-up answers
-    /// for 300 ms and later for 3 s: it cannot order, while the others go
+    /// for 200 ms and later for 3 s: it cannot order, while the others go
     /// on.
     pub starve: bool,
     /// Largest clock offset of a replica, µs (each draws one in ±this).
