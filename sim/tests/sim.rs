@@ -744,26 +744,29 @@ fn a_wiped_replica_rejoins_on_a_slow_network() {
 /// replica at the end, and liveness after the load stops).
 #[test]
 fn the_cluster_is_live_again_after_faults_beyond_f_end() {
-    let cases: [(&str, usize, usize, Option<Strategy>, bool, bool, bool, bool); 6] = [
-        // name, n, faulty, strategy, crash, wipe, double crash, pause
-        ("silent + restart", 4, 1, Some(Strategy::Silent), true, false, false, false),
-        ("equivocate + restart", 4, 1, Some(Strategy::Equivocate), true, false, false, false),
-        ("two down at once, one wiped", 4, 0, None, false, false, true, false),
-        ("silent + two down at once", 4, 1, Some(Strategy::Silent), false, false, true, false),
-        ("pause beyond gc + a wipe", 4, 0, None, true, true, false, true),
-        ("silent + pause + restart", 7, 2, Some(Strategy::Silent), true, false, false, true),
+    // name, n, Byzantine strategy (one replica, or f at n = 7), faults.
+    use Strategy::{Equivocate, Silent};
+    let cases = [
+        ("silent + restart", 4, Some(Silent), "crash"),
+        ("equivocate + restart", 4, Some(Equivocate), "crash"),
+        ("two down at once, one wiped", 4, None, "double-crash"),
+        ("silent + two down at once", 4, Some(Silent), "double-crash"),
+        ("pause beyond gc + a wipe", 4, None, "pause crash wipe"),
+        ("silent + pause + restart", 7, Some(Silent), "pause crash"),
     ];
-    for (name, n, faulty, strategy, crash, wipe, double_crash, pause) in cases {
+    for (name, n, strategy, faults) in cases {
+        let has = |f: &str| faults.split(' ').any(|x| x == f);
         for seed in [1u64, 2] {
             let mut c = short(n, seed);
             c.duration = Micros::from_secs(4);
             c.load_per_s = 500;
-            c.faulty = faulty;
             c.strategies = strategy.into_iter().collect();
-            c.crash = crash;
-            c.wipe = wipe;
-            c.double_crash = double_crash;
-            c.pause = pause;
+            c.faulty = if strategy.is_some() { c.f() } else { 0 };
+            c.crash = has("crash");
+            c.wipe = has("wipe");
+            c.double_crash = has("double-crash");
+            c.pause = has("pause");
+            let (wipe, double_crash, faulty) = (c.wipe, c.double_crash, c.faulty);
             let r = assert_clean(&c);
             assert!(
                 r.coverage

@@ -164,6 +164,25 @@ impl ProcCluster {
         }
     }
 
+    /// Pauses replica `i` (SIGSTOP: as a stalled VM would).
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Resumes a paused replica `i` (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].as_ref().map(Child::id).unwrap();
+        let out = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kill {sig} {pid}: {}", stderr(&out));
+    }
+
     /// Replica `i`'s data directory is removed (it must be down).
     pub fn wipe(&self, i: usize) {
         assert!(self.nodes[i].is_none());
