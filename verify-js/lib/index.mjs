@@ -6,7 +6,7 @@ export {
 } from './verify.mjs';
 export {
   MAX_PROOF_LEN, ReceiptError, clusterId, decodeEntry, encodeEntry, readBinary, readJson,
-  readJsonText, readReceipt, treeHeadMessage,
+  readJsonText, readReceipt, stringifyExact, toBinary, toJsonValue, treeHeadMessage,
 } from './receipt.mjs';
 export { leafHash, nodeHash, rootFromInclusion } from './merkle.mjs';
 export { fromHex, toHex } from './bytes.mjs';

@@ -3,7 +3,7 @@
 // it: the entry's canonical bytes, the cluster id and the signed tree head
 // message. Written from the documents, not from the Rust code.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { Reader, concat, fromHex, uintBE } from './bytes.mjs';
+import { Reader, concat, fromHex, toHex, uintBE } from './bytes.mjs';
 import { parseJson } from './json.mjs';
 
 export const MAGIC = 'BLFY';
@@ -287,4 +287,61 @@ function uint(v, what, widthBytes) {
     throw format(`${what}: not an integer in 0..2^${8 * widthBytes}`);
   }
   return v;
+}
+
+// ---- writing: both forms round-trip (used by tests and by anyone converting)
+
+/** The binary `.belfry` form of a receipt read by `readReceipt`. */
+export function toBinary(r) {
+  return concat(
+    MAGIC,
+    Uint8Array.of(VERSION),
+    r.cluster.groupPublicKey,
+    uintBE(r.cluster.n, 2),
+    uintBE(r.cluster.f, 2),
+    Uint8Array.of(POLICIES.indexOf(r.cluster.policy)),
+    uintBE(r.cluster.granularityUs, 8),
+    uintBE(r.cluster.genesisTime, 8),
+    r.entryBytes ?? encodeEntry(r.entry),
+    uintBE(r.leafIndex, 8),
+    uintBE(r.treeSize, 8),
+    Uint8Array.of(r.inclusionProof.length),
+    ...r.inclusionProof,
+    r.root,
+    uintBE(r.time, 8),
+    r.signature,
+  );
+}
+
+/** The JSON form (as a plain object; integers as BigInt) of a receipt read by `readReceipt`. */
+export function toJsonValue(r) {
+  const c = r.cluster;
+  const e = r.entry;
+  const entry = e.kind === 'digest'
+    ? { kind: 'digest', digest: toHex(e.digest), witnessed_at: e.witnessedAt, key: e.key, witnesses: e.witnesses, late: e.late }
+    : {
+      kind: 'tick', wave: e.wave, time: e.time, coin_sig: toHex(e.coinSig), leader: toHex(e.leader),
+      state_root: toHex(e.stateRoot), prev_root: toHex(e.prevRoot), batch_len: e.batchLen,
+    };
+  return {
+    version: BigInt(VERSION),
+    cluster: {
+      group_public_key: toHex(c.groupPublicKey), n: c.n, f: c.f, policy: c.policy,
+      granularity_us: c.granularityUs, genesis_time: c.genesisTime,
+    },
+    cluster_id: toHex(clusterId(c)),
+    entry,
+    leaf_index: r.leafIndex,
+    tree_size: r.treeSize,
+    inclusion_proof: r.inclusionProof.map(toHex),
+    root: toHex(r.root),
+    time: r.time,
+    signature: toHex(r.signature),
+  };
+}
+
+/** JSON text with BigInt integers written exactly. */
+export function stringifyExact(v, indent) {
+  return JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `\u0000${x}` : x), indent)
+    .replace(/"\\u0000(\d+)"/g, '$1');
 }
