@@ -103,7 +103,7 @@ describe('what must fail, fails with the right check and exit 1', () => {
       expectFail(run('--anchor', LAMPORT, write(`t${i}.belfry`, t.bytes), fixture('lamport/hello.txt')), t.check);
     });
   }
-  for (const [i, t] of tamperedJson(readFileSync(fixture('lamport/note.json.receipt.json'), 'utf8')).entries()) {
+  for (const [i, t] of tamperedJson(readFileSync(fixture('lamport/note.json.receipt.json'), 'utf8'), vectors.json.cluster.group_public_key).entries()) {
     it(`${t.name}: ${t.check}`, () => {
       expectFail(run('--anchor', LAMPORT, write(`t${i}.json`, t.text), fixture('lamport/note.json')), t.check);
     });

@@ -153,7 +153,7 @@ describe('the verifier page in Chromium', () => {
         await page.screenshot({ path: join(SHOTS, 'page-fail.png'), fullPage: true });
       }
     }
-    const json = tamperedJson(fixture('lamport/note.json.receipt.json').toString('utf8'))
+    const json = tamperedJson(fixture('lamport/note.json.receipt.json').toString('utf8'), vector.json.cluster.group_public_key)
       .find((t) => t.name === 'json: cluster_id changed');
     assertFail(await verifyIn({ anchor: LAMPORT, receiptJson: json.text }), 'cluster_id');
   });
