@@ -8,6 +8,7 @@
 // Benchmarks measure wall-clock time: that is their job.
 #![allow(clippy::disallowed_methods)]
 
+pub mod chaos;
 pub mod coin_bench;
 pub mod dag_bench;
 pub mod log_bench;

@@ -52,6 +52,29 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Real `belfry node` processes under seeded process faults (kill -9,
+    /// SIGSTOP, wiped data, two down at once), then a check from the
+    /// outside; exit 0 only when it finds nothing.
+    Chaos {
+        /// Replicas (n >= 4).
+        #[arg(long, default_value_t = 4)]
+        replicas: usize,
+        /// The schedule's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds of faults.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Runs, seeds `seed ..`.
+        #[arg(long, default_value_t = 1)]
+        runs: u64,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print one JSON object per run instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// The log and the sequencer: Merkle appends/s, proof and receipt verification, sequenced digests/s.
     Log {
         /// Leaves in the Merkle tree.
@@ -157,6 +180,71 @@ fn run() -> anyhow::Result<()> {
                 json,
                 &report,
             )?;
+        }
+        Command::Chaos {
+            replicas,
+            seed,
+            duration,
+            runs,
+            belfry,
+            json,
+        } => {
+            if replicas < 4 || duration == 0 || runs == 0 {
+                anyhow::bail!("--replicas >= 4, --duration >= 1 and --runs >= 1 are needed");
+            }
+            let belfry = match belfry {
+                Some(b) => b,
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(|d| d.join("belfry"))
+                    .context("where is the belfry binary? (--belfry)")?,
+            };
+            let mut failed = Vec::new();
+            for seed in seed..seed.saturating_add(runs) {
+                let tmp = tempfile::tempdir()?;
+                let config = belfry_bench::chaos::ChaosConfig {
+                    replicas,
+                    seed,
+                    duration: std::time::Duration::from_secs(duration),
+                    belfry: belfry.clone(),
+                };
+                let r = belfry_bench::chaos::run(&config, tmp.path())?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "seed {seed}: n = {replicas}, {} faults ({} beyond f), {} stamps done, {} gave up, {} acknowledged, {} logged, log {}, stream {}, live again after {} ms — {}",
+                        r.faults.len(),
+                        r.faults.iter().filter(|f| f.beyond_f).count(),
+                        r.stamps_done,
+                        r.stamps_failed,
+                        r.acknowledged,
+                        r.logged,
+                        r.tree_size,
+                        r.streamed,
+                        r.live_again_ms.map_or("-".to_string(), |m| m.to_string()),
+                        if r.violations.is_empty() { "no violations" } else { "VIOLATIONS" }
+                    );
+                }
+                if !r.violations.is_empty() {
+                    for f in &r.faults {
+                        eprintln!("  {:>7} ms  {}", f.at_ms, f.what);
+                    }
+                    for v in &r.violations {
+                        eprintln!("VIOLATION: {v}");
+                    }
+                    eprintln!(
+                        "replay: belfry-bench chaos --replicas {replicas} --seed {seed} --duration {duration}"
+                    );
+                    // Keep the replicas' logs of a failing run.
+                    let kept = tmp.keep();
+                    eprintln!("node logs kept in {}", kept.display());
+                    failed.push(seed);
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!("chaos found violations with seeds {failed:?}");
+            }
         }
         Command::Restart { entries, dir, json } => {
             if entries.is_empty() || entries.contains(&0) {

@@ -1,0 +1,627 @@
+//! `belfry-bench chaos`: real `belfry node` processes from `belfry keygen`
+//! on loopback, a client stamping all along, and the process faults of an
+//! operator's week drawn from a seed — `kill -9` and restart, SIGSTOP and
+//! SIGCONT, a wiped data directory, two replicas down at once (one wiped), a
+//! replica paused while another is wiped. Faults come one after the other
+//! and each heals before the next; some take the cluster beyond f for a
+//! moment (nothing need move then). When the run ends everything heals and
+//! a checker that uses nothing but the client library looks from the
+//! outside:
+//!
+//! - the cluster is live again: a stamp completes within [`LIVE_AGAIN`]
+//!   of the last heal, and every replica reaches the same signed head
+//!   within [`CATCH_UP`];
+//! - every digest acknowledged as stamped is in the log exactly once, at
+//!   the index its receipt names, and no digest is in the log twice;
+//! - every receipt verifies against the trust anchor;
+//! - all replicas' signed heads are consistent pairwise (consistency
+//!   proofs from the replicas themselves);
+//! - the ordered stream the client followed across all the faults is a
+//!   prefix of the log.
+//!
+//! A failing run prints its seed and schedule; the same seed draws the same
+//! schedule (the timing of the processes themselves is not replayable).
+//! Network faults (loss, partitions) need a user-space proxy that does not
+//! exist yet; they are not drawn.
+
+use anyhow::{anyhow, bail, Context};
+use belfry_client::{Client, ClientOptions, Fanout};
+use belfry_replica::timestamp::{verify_receipt, Entry, SignedTreeHead};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How soon after the last heal a stamp must complete.
+pub const LIVE_AGAIN: Duration = Duration::from_secs(30);
+/// How soon after the last heal every replica must hold the same head.
+pub const CATCH_UP: Duration = Duration::from_secs(90);
+/// How long a wiped replica may take to rejoin before the next wipe.
+const REJOIN: Duration = Duration::from_secs(60);
+/// Digests per stamp call of the load.
+const PER_STAMP: usize = 50;
+/// The longest a replica is paused.
+const PAUSE_MAX_MS: u64 = 10_000;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ChaosConfig {
+    /// Replicas (n ≥ 4).
+    pub replicas: usize,
+    /// The schedule's seed.
+    pub seed: u64,
+    /// How long faults are drawn.
+    pub duration: Duration,
+    /// The `belfry` binary.
+    pub belfry: PathBuf,
+}
+
+/// One fault of the schedule.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fault {
+    /// Milliseconds from the start of the run.
+    pub at_ms: u64,
+    /// What was done, e.g. `kill -9 r1, restarted after 800 ms`.
+    pub what: String,
+    /// Whether it took more than f replicas away for a while.
+    pub beyond_f: bool,
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChaosReport {
+    /// The seed.
+    pub seed: u64,
+    /// Replicas.
+    pub replicas: usize,
+    /// Seconds of faults.
+    pub duration_s: u64,
+    /// The schedule, as it was carried out.
+    pub faults: Vec<Fault>,
+    /// Stamp calls that completed / that gave up (a stamp may give up while
+    /// the cluster is beyond f: not a violation).
+    pub stamps_done: u64,
+    /// See `stamps_done`.
+    pub stamps_failed: u64,
+    /// Digests acknowledged as stamped (a verified receipt came back).
+    pub acknowledged: usize,
+    /// Digest entries in the final log.
+    pub logged: usize,
+    /// The final signed size.
+    pub tree_size: u64,
+    /// Entries the client's ordered stream delivered.
+    pub streamed: u64,
+    /// How long after the last heal the first stamp completed.
+    pub live_again_ms: Option<u64>,
+    /// What the checker found wrong (empty: the run passed).
+    pub violations: Vec<String>,
+}
+
+/// The replicas' processes and where their files are.
+struct Procs {
+    belfry: PathBuf,
+    keys: PathBuf,
+    logs: PathBuf,
+    metrics: Vec<u16>,
+    nodes: Vec<Option<Child>>,
+    starts: Vec<usize>,
+}
+
+impl Procs {
+    fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let log =
+            std::fs::File::create(self.logs.join(format!("node-{i}.{}.log", self.starts[i])))?;
+        self.starts[i] += 1;
+        let config = self.keys.join(format!("replica-{i}.toml"));
+        let child = Command::new(&self.belfry)
+            .arg("node")
+            .arg("--config")
+            .arg(&config)
+            .args(["--metrics", &format!("127.0.0.1:{}", self.metrics[i])])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.belfry.display()))?;
+        self.nodes[i] = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&self, i: usize, sig: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.nodes[i].as_ref().map(Child::id) else {
+            bail!("replica {i} is not running");
+        };
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill {sig} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// A metric of replica `i`, if its endpoint answers.
+    fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+    }
+
+    /// Waits until every replica takes part in the rounds (a wiped one
+    /// observes until it has rejoined): data may be wiped only then, or
+    /// two replicas' data could be lost at once. False after `within`.
+    fn wait_joined(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let all =
+                (0..self.nodes.len()).all(|i| self.metric(i, "belfry_round").unwrap_or(0.0) > 0.0);
+            if all {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn wipe(&self, i: usize) -> anyhow::Result<()> {
+        let dir = self.keys.join(format!("data-{i}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.signal(i, "-CONT");
+            self.kill(i);
+        }
+    }
+}
+
+fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {
+    let mut ports = Vec::new();
+    let mut held_udp = Vec::new();
+    let mut held_tcp = Vec::new();
+    for _ in 0..k {
+        if udp {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            ports.push(s.local_addr()?.port());
+            held_udp.push(s);
+        } else {
+            let s = std::net::TcpListener::bind("127.0.0.1:0")?;
+            ports.push(s.local_addr()?.port());
+            held_tcp.push(s);
+        }
+    }
+    Ok(ports)
+}
+
+/// Runs one chaos run in `dir` and checks it.
+pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
+    let n = config.replicas;
+    if n < 4 {
+        bail!("--replicas must be at least 4, got {n}");
+    }
+    let f = (n - 1) / 3;
+    let keys = dir.join("keys");
+    let hosts: Vec<String> = free_ports(n, true)?
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let out = Command::new(&config.belfry)
+        .args(["keygen", "--replicas", &n.to_string(), "--out"])
+        .arg(&keys)
+        .args(["--hosts", &hosts.join(",")])
+        .output()
+        .with_context(|| format!("running {}", config.belfry.display()))?;
+    if !out.status.success() {
+        bail!("keygen: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let cluster = belfry_node::ClusterFile::load(&keys.join("cluster.toml"))?;
+    let mut procs = Procs {
+        belfry: config.belfry.clone(),
+        keys: keys.clone(),
+        logs: dir.to_path_buf(),
+        metrics: free_ports(n, false)?,
+        nodes: (0..n).map(|_| None).collect(),
+        starts: vec![0; n],
+    };
+    for i in 0..n {
+        procs.start(i)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = {
+        let _guard = runtime.enter();
+        Client::new(
+            cluster.client_info(),
+            ClientOptions {
+                fanout: Fanout::All,
+                stamp_timeout: Duration::from_secs(20),
+                ..ClientOptions::default()
+            },
+        )?
+    };
+    let anchor = client.anchor();
+    let mut violations = Vec::new();
+
+    // The load: stamp calls one after another until told to stop; every
+    // receipt is checked against the anchor here too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Arc<Mutex<BTreeMap<[u8; 32], u64>>> = Arc::default();
+    let tally = Arc::new(Mutex::new((0u64, 0u64, Vec::<String>::new())));
+    let load = runtime.spawn({
+        let (client, stop, acknowledged, tally) = (
+            client.clone(),
+            stop.clone(),
+            acknowledged.clone(),
+            tally.clone(),
+        );
+        let seed = config.seed;
+        async move {
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ds: Vec<[u8; 32]> = (0..PER_STAMP as u64)
+                    .map(|j| digest(seed, k * PER_STAMP as u64 + j))
+                    .collect();
+                k += 1;
+                match client.stamp(&ds).await {
+                    Ok(receipts) => {
+                        let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                        t.0 += 1;
+                        let mut ack = acknowledged.lock().unwrap_or_else(|e| e.into_inner());
+                        for r in receipts {
+                            if let Err(e) = verify_receipt(&r, &anchor) {
+                                t.2.push(format!("a receipt does not verify: {e}"));
+                            }
+                            if let Entry::Digest(d) = r.entry {
+                                ack.insert(d.digest, r.leaf_index);
+                            }
+                        }
+                    }
+                    Err(_) => tally.lock().unwrap_or_else(|e| e.into_inner()).1 += 1,
+                }
+            }
+        }
+    });
+    // The ordered stream, followed across every fault.
+    let streamed: Arc<Mutex<Vec<Entry>>> = Arc::default();
+    let follow = runtime.spawn({
+        let (client, streamed) = (client.clone(), streamed.clone());
+        async move {
+            let mut sub = client.subscribe(0);
+            while let Some((i, e)) = sub.next().await {
+                let mut s = streamed.lock().unwrap_or_else(|e| e.into_inner());
+                if i == s.len() as u64 {
+                    s.push(e);
+                }
+            }
+        }
+    });
+
+    let (faults, mut stuck) = inflict(config, &mut procs, f)?;
+    violations.append(&mut stuck);
+
+    // Heal: every replica running and none paused.
+    for i in 0..n {
+        let _ = procs.signal(i, "-CONT");
+        let running = procs.nodes[i]
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none());
+        if !running {
+            procs.nodes[i] = None;
+            procs.start(i)?;
+        }
+    }
+    let healed = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let live_again_ms = runtime.block_on(async {
+        let ds: Vec<[u8; 32]> = (0..20).map(|j| digest(config.seed ^ 0x5eed, j)).collect();
+        let mut done = None;
+        while done.is_none() && healed.elapsed() < LIVE_AGAIN {
+            if let Ok(receipts) = client.stamp(&ds).await {
+                let mut ack = acknowledged.lock().unwrap_or_else(|e| e.into_inner());
+                for r in receipts {
+                    if let Err(e) = verify_receipt(&r, &anchor) {
+                        violations.push(format!("a receipt does not verify: {e}"));
+                    }
+                    if let Entry::Digest(d) = r.entry {
+                        ack.insert(d.digest, r.leaf_index);
+                    }
+                }
+                done = Some(healed.elapsed().as_millis() as u64);
+            }
+        }
+        // The load's last call ends within its own timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(30), load).await;
+        done
+    });
+    match live_again_ms {
+        Some(ms) if ms <= LIVE_AGAIN.as_millis() as u64 => {}
+        _ => violations.push(format!(
+            "not live again: no stamp completed within {} s of the last heal",
+            LIVE_AGAIN.as_secs()
+        )),
+    }
+    let heads = runtime.block_on(same_head(&client, n, healed));
+    let heads = match heads {
+        Ok(h) => h,
+        Err(e) => {
+            violations.push(e.to_string());
+            Vec::new()
+        }
+    };
+    let (stamps_done, stamps_failed, mut receipt_faults) = {
+        let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        (t.0, t.1, t.2.clone())
+    };
+    violations.append(&mut receipt_faults);
+    let acknowledged = acknowledged
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let (logged, tree_size, log) = runtime.block_on(check_log(&client, &heads, &mut violations))?;
+    for (d, index) in &acknowledged {
+        match log.get(d) {
+            Some(at) if at.len() == 1 && at[0] == *index => {}
+            Some(at) => violations.push(format!(
+                "digest {} acknowledged at index {index} is logged at {at:?}",
+                hex::encode(d)
+            )),
+            None => violations.push(format!(
+                "digest {} acknowledged at index {index} is not in the log",
+                hex::encode(d)
+            )),
+        }
+    }
+    follow.abort();
+    let streamed_entries = streamed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let prefix = runtime.block_on(stream_is_prefix(&client, &heads, &streamed_entries));
+    if let Err(e) = prefix {
+        violations.push(e.to_string());
+    }
+    drop(procs);
+    Ok(ChaosReport {
+        seed: config.seed,
+        replicas: n,
+        duration_s: config.duration.as_secs(),
+        faults,
+        stamps_done,
+        stamps_failed,
+        acknowledged: acknowledged.len(),
+        logged,
+        tree_size,
+        streamed: streamed_entries.len() as u64,
+        live_again_ms,
+        violations,
+    })
+}
+
+/// A digest of the load, distinct per seed and number.
+fn digest(seed: u64, k: u64) -> [u8; 32] {
+    belfry_replica::coin::sha3(&[b"belfry-chaos", &seed.to_be_bytes(), &k.to_be_bytes()])
+}
+
+/// Draws and carries out the schedule: one fault at a time, each healed
+/// before the next, a quiet 1–3 s between them.
+fn inflict(
+    config: &ChaosConfig,
+    procs: &mut Procs,
+    f: usize,
+) -> anyhow::Result<(Vec<Fault>, Vec<String>)> {
+    let n = config.replicas;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(config.seed);
+    let start = Instant::now();
+    let mut faults = Vec::new();
+    // A few seconds for the cluster to form before the first fault.
+    std::thread::sleep(Duration::from_secs(3));
+    while start.elapsed() < config.duration {
+        let at_ms = start.elapsed().as_millis() as u64;
+        let a = rng.gen_range(0..n);
+        let b = (a + rng.gen_range(1..n)) % n;
+        let kind = rng.gen_range(0..5u8);
+        if kind >= 2 && !procs.wait_joined(REJOIN) {
+            // The operating rule (docs/recovery.md): wipe only while every
+            // other replica takes part. A replica that never rejoins is a
+            // liveness failure of its own.
+            let at = start.elapsed().as_millis();
+            return Ok((
+                faults,
+                vec![format!(
+                    "at {at} ms a replica had not taken part in the rounds again for {} s",
+                    REJOIN.as_secs()
+                )],
+            ));
+        }
+        let (what, beyond_f) = match kind {
+            0 => {
+                let down_ms = rng.gen_range(0..2_000);
+                procs.kill(a);
+                std::thread::sleep(Duration::from_millis(down_ms));
+                procs.start(a)?;
+                (format!("kill -9 r{a}, restarted after {down_ms} ms"), false)
+            }
+            1 => {
+                let ms = rng.gen_range(1_000..PAUSE_MAX_MS);
+                procs.signal(a, "-STOP")?;
+                std::thread::sleep(Duration::from_millis(ms));
+                procs.signal(a, "-CONT")?;
+                (format!("SIGSTOP r{a} for {ms} ms"), false)
+            }
+            2 => {
+                procs.kill(a);
+                procs.wipe(a)?;
+                procs.start(a)?;
+                (format!("kill -9 r{a}, data wiped, restarted"), false)
+            }
+            3 => {
+                let down_ms = rng.gen_range(0..1_000);
+                procs.kill(a);
+                procs.kill(b);
+                procs.wipe(a)?;
+                std::thread::sleep(Duration::from_millis(down_ms));
+                procs.start(b)?;
+                procs.start(a)?;
+                (
+                    format!(
+                        "kill -9 r{a} and r{b} together, r{a} wiped, both back within {down_ms} ms"
+                    ),
+                    f < 2,
+                )
+            }
+            _ => {
+                let ms = rng.gen_range(3_000..PAUSE_MAX_MS);
+                procs.signal(a, "-STOP")?;
+                procs.kill(b);
+                procs.wipe(b)?;
+                procs.start(b)?;
+                std::thread::sleep(Duration::from_millis(ms));
+                procs.signal(a, "-CONT")?;
+                (
+                    format!("SIGSTOP r{a} for {ms} ms while r{b} is killed, wiped and restarted"),
+                    f < 2,
+                )
+            }
+        };
+        faults.push(Fault {
+            at_ms,
+            what,
+            beyond_f,
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(1_000..3_000)));
+    }
+    Ok((faults, Vec::new()))
+}
+
+/// Waits until every replica serves a signed head at least as large as the
+/// largest one any served at the first ask (an idle cluster still appends
+/// Ticks, so sizes are never equal for long); returns the last heads.
+async fn same_head(
+    client: &Client,
+    n: usize,
+    healed: Instant,
+) -> anyhow::Result<Vec<SignedTreeHead>> {
+    let mut target = None;
+    loop {
+        let mut heads = Vec::new();
+        for r in 0..n {
+            if let Ok(Some(h)) = client.tree_head(r).await {
+                heads.push(h);
+            }
+        }
+        let sizes: Vec<u64> = heads.iter().map(|h| h.head.tree_size).collect();
+        let max = sizes.iter().copied().max().unwrap_or(0);
+        let target = *target.get_or_insert(max);
+        if heads.len() == n && target > 0 && sizes.iter().all(|s| *s >= target) {
+            return Ok(heads);
+        }
+        if healed.elapsed() > CATCH_UP {
+            bail!(
+                "not every replica reached signed size {target} within {} s of the last heal: heads {sizes:?} of {n} replicas",
+                CATCH_UP.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The replica with the largest of `heads` (they are in replica order).
+fn fullest(heads: &[SignedTreeHead]) -> (usize, u64) {
+    heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (i, h.head.tree_size))
+        .max_by_key(|(_, s)| *s)
+        .unwrap_or((0, 0))
+}
+
+/// Pairwise consistency of the replicas' heads, then the whole log (from
+/// replica 0) by digest: where each digest is.
+async fn check_log(
+    client: &Client,
+    heads: &[SignedTreeHead],
+    violations: &mut Vec<String>,
+) -> anyhow::Result<(usize, u64, BTreeMap<[u8; 32], Vec<u64>>)> {
+    for (i, a) in heads.iter().enumerate() {
+        for (j, b) in heads.iter().enumerate().skip(i + 1) {
+            let asked = if a.head.tree_size >= b.head.tree_size {
+                i
+            } else {
+                j
+            };
+            if let Err(e) = client.consistency(asked, a, b).await {
+                violations.push(format!("heads of r{i} and r{j} are not consistent: {e}"));
+            }
+        }
+    }
+    let (source, size) = fullest(heads);
+    let mut log: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
+    let mut from = 0;
+    while from < size {
+        let (start, entries) = client.entries(source, from, size).await?;
+        if start != from || entries.is_empty() {
+            return Err(anyhow!(
+                "replica {source} answered entries from {start} for {from}"
+            ));
+        }
+        for (k, e) in entries.iter().enumerate() {
+            if let Entry::Digest(d) = e {
+                log.entry(d.digest).or_default().push(from + k as u64);
+            }
+        }
+        from += entries.len() as u64;
+    }
+    let twice = log.values().filter(|at| at.len() > 1).count();
+    if twice > 0 {
+        violations.push(format!("{twice} digests are logged more than once"));
+    }
+    Ok((log.len(), size, log))
+}
+
+/// The stream the client followed is a prefix of the log.
+async fn stream_is_prefix(
+    client: &Client,
+    heads: &[SignedTreeHead],
+    streamed: &[Entry],
+) -> anyhow::Result<()> {
+    let (source, size) = fullest(heads);
+    let upto = (streamed.len() as u64).min(size);
+    let mut from = 0;
+    while from < upto {
+        let (_, entries) = client.entries(source, from, upto).await?;
+        if entries.is_empty() {
+            bail!("replica {source} has no entries from {from}");
+        }
+        for (k, e) in entries.iter().enumerate() {
+            let i = from as usize + k;
+            if streamed.get(i) != Some(e) {
+                bail!("the ordered stream differs from the log at index {i}");
+            }
+        }
+        from += entries.len() as u64;
+    }
+    Ok(())
+}
