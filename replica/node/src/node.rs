@@ -6,8 +6,12 @@
 //!
 //! - the *host thread* (one std thread): the only code that touches the
 //!   [`Host`]; see [`crate::driver`];
-//! - the *accept loop*: one task; connections beyond
-//!   [`NodeOptions::max_connections`] are refused before their handshake;
+//! - the *accept loop*: one task; handshakes beyond
+//!   [`NodeOptions::max_handshakes`] are refused before they start, clients
+//!   beyond [`NodeOptions::max_clients`] (or
+//!   [`NodeOptions::max_clients_per_address`] from one address) once their
+//!   handshake has said they are clients — peers always keep their links
+//!   (see [`crate::admission`]);
 //! - one *link task* per peer ([`crate::mesh`]) and, per connection, reader
 //!   tasks per stream and writer tasks per send queue;
 //! - one *client task* per client connection ([`crate::clients`]);
@@ -21,6 +25,7 @@
 //! frame being read per stream (≤ `max_frame`, allocated as it arrives); and
 //! QUIC's flow-control windows ([`TransportLimits`]).
 
+use crate::admission::{Admission, AdmissionLimits, BeforeHandshake};
 use crate::clients::{ClientLimits, ClientShared};
 use crate::config::NodeConfig;
 use crate::driver::{self, ClientRegistry, Inputs, Router};
@@ -44,6 +49,12 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Client connections served at once, by default (beyond: refused).
 pub const MAX_CLIENTS: usize = 256;
+/// Client connections from one IP address, and handshakes in progress from
+/// one IP address, by default (beyond: refused).
+pub const MAX_CLIENTS_PER_ADDRESS: usize = 16;
+/// Handshakes in progress at once, by default (beyond: refused before they
+/// start; each peer has one more of its own).
+pub const MAX_HANDSHAKES: usize = 64;
 /// Bytes queued for one peer, by default (beyond: its frames are dropped).
 pub const PEER_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Frames queued for one peer, by default.
@@ -115,6 +126,10 @@ impl TransportLimits {
 pub struct NodeOptions {
     /// Client connections at once.
     pub max_clients: usize,
+    /// See [`MAX_CLIENTS_PER_ADDRESS`].
+    pub max_clients_per_address: usize,
+    /// See [`MAX_HANDSHAKES`].
+    pub max_handshakes: usize,
     /// See [`PEER_QUEUE_BYTES`].
     pub peer_queue_bytes: usize,
     /// See [`CLIENT_QUEUE_BYTES`].
@@ -138,6 +153,8 @@ impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             max_clients: MAX_CLIENTS,
+            max_clients_per_address: MAX_CLIENTS_PER_ADDRESS,
+            max_handshakes: MAX_HANDSHAKES,
             peer_queue_bytes: PEER_QUEUE_BYTES,
             client_queue_bytes: CLIENT_QUEUE_BYTES,
             peer_input_bytes: PEER_INPUT_BYTES,
@@ -398,12 +415,27 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         },
         metrics: metrics.clone(),
     };
+    let peer_addresses = config
+        .cluster
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(p, r)| (p != me.index()).then_some(r.address))
+        .collect();
+    let admission = Admission::new(
+        AdmissionLimits {
+            max_handshakes: options.max_handshakes,
+            max_clients: options.max_clients,
+            max_clients_per_address: options.max_clients_per_address,
+        },
+        peer_addresses,
+    );
     let accept = Accept {
         me,
         certs,
         handoff,
         clients,
-        connections: Arc::new(Semaphore::new(options.max_clients + n)),
+        admission,
         next_client: Arc::new(AtomicU64::new(1)),
         metrics: metrics.clone(),
         source: source.clone(),
@@ -475,7 +507,7 @@ struct Accept {
     certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     handoff: Vec<Option<mpsc::Sender<Connection>>>,
     clients: ClientShared,
-    connections: Arc<Semaphore>,
+    admission: Admission,
     next_client: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     source: Source,
@@ -489,10 +521,23 @@ async fn accept_loop(endpoint: Endpoint, accept: Accept, mut shutdown: crate::sh
             _ = shutdown.recv() => return,
         };
         let Some(incoming) = incoming else { return };
-        let Ok(permit) = accept.connections.clone().try_acquire_owned() else {
-            accept.metrics.refuse("busy");
-            incoming.refuse();
-            continue;
+        let slot = match accept.admission.before_handshake(
+            incoming.remote_address(),
+            incoming.remote_address_validated(),
+            incoming.may_retry(),
+        ) {
+            BeforeHandshake::Admit(slot) => slot,
+            BeforeHandshake::Retry => {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            BeforeHandshake::Refuse(reason) => {
+                accept.metrics.refuse(reason);
+                incoming.refuse();
+                continue;
+            }
         };
         let accept = accept.clone();
         let task_shutdown = accept.source.subscribe();
@@ -509,8 +554,10 @@ async fn accept_loop(endpoint: Endpoint, accept: Accept, mut shutdown: crate::sh
                     return;
                 }
             };
+            // The handshake is over: peers need no slot of their own (the
+            // mesh keeps at most two connections per peer), clients take one.
+            drop(slot);
             classify(&accept, conn, task_shutdown).await;
-            drop(permit);
         });
     }
 }
@@ -553,8 +600,29 @@ async fn classify(accept: &Accept, conn: Connection, shutdown: crate::shutdown::
             }
         }
         Some(a) if a == belfry_wire::CLIENT_ALPN => {
+            let slot = match accept.admission.client(conn.remote_address()) {
+                Ok(slot) => slot,
+                Err(reason) => {
+                    accept.metrics.refuse(reason);
+                    let limits = accept.admission.limits();
+                    let why = if reason == "per_address" {
+                        format!(
+                            "too many connections from this address (at most {}): close one first",
+                            limits.max_clients_per_address
+                        )
+                    } else {
+                        format!(
+                            "the replica serves its limit of {} clients: retry later or ask another replica",
+                            limits.max_clients
+                        )
+                    };
+                    conn.close(close::BUSY.into(), why.as_bytes());
+                    return;
+                }
+            };
             let id = accept.next_client.fetch_add(1, Ordering::Relaxed);
             crate::clients::serve(accept.clients.clone(), id, conn, shutdown).await;
+            drop(slot);
         }
         _ => {
             accept.metrics.refuse("alpn");
