@@ -530,6 +530,13 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
 /// signed with the group key recombined from replicas 0's and 1's secret
 /// shares (f + 1 = 2).
 fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
+    let out = keys.with_file_name("forged.belfry");
+    forge_receipt_for(keys, cluster, [0x66; 32], &out);
+    out
+}
+
+/// Such a receipt for `digest`, written to `out`.
+fn forge_receipt_for(keys: &Path, cluster: &str, digest: [u8; 32], out: &Path) {
     use belfry_replica::clock::Micros;
     use belfry_replica::coin::{threshold_sign, ReplicaId, SecretShare, SignedMessage};
     use belfry_replica::timestamp::merkle::leaf_hash;
@@ -551,7 +558,7 @@ fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
         })
         .collect();
     let entry = Entry::Digest(DigestEntry {
-        digest: [0x66; 32],
+        digest,
         witnessed_at: Micros(params.genesis_time.0 + 1),
         key: 0,
         witnesses: 3,
@@ -568,7 +575,98 @@ fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
         signature: belfry_replica::coin::GroupSignature([0; 96]),
     };
     r.signature = threshold_sign(&public, &shares, &r.tree_head_message().signing_bytes()).unwrap();
-    let out = keys.with_file_name("forged.belfry");
-    std::fs::write(&out, r.to_binary()).unwrap();
-    out
+    std::fs::write(out, r.to_binary()).unwrap();
+}
+
+/// Fresh keys for an offline test: (temporary directory, keys directory,
+/// cluster file).
+fn offline_keys() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let o = belfry(&["keygen", "--replicas", "4", "--out", keys.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let cluster = keys.join("cluster.toml").to_str().unwrap().to_string();
+    (dir, keys, cluster)
+}
+
+#[test]
+fn stamp_refuses_a_zero_timeout_as_a_usage_error() {
+    let (_dir, _keys, cluster) = offline_keys();
+    let o = belfry(&[
+        "stamp",
+        "--cluster",
+        &cluster,
+        "--timeout",
+        "0",
+        "--digest",
+        &"ab".repeat(32),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("give 1 or more"), "{}", stderr(&o));
+}
+
+#[test]
+fn audit_exits_1_on_a_malformed_receipt_as_verify_does() {
+    let (dir, _keys, cluster) = offline_keys();
+    let bad = dir.path().join("bad.belfry");
+    std::fs::write(&bad, b"hello").unwrap();
+    let o = belfry(&["audit", "--cluster", &cluster, bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(one_error_line(&o).contains("bad.belfry"));
+    let (c1, v) = verify_json(&["--cluster", &cluster, "--receipt", bad.to_str().unwrap()]);
+    assert_eq!((c1, v["check_failed"].clone()), (1, "format".into()));
+}
+
+/// `verify --dir DIR` alone checks every receipt in DIR: NAME.belfry
+/// against the file NAME beside it, <hex>.belfry against that digest.
+#[test]
+fn verify_dir_alone_checks_every_receipt_in_it() {
+    let (dir, keys, cluster) = offline_keys();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "first").unwrap();
+    forge_receipt_for(
+        &keys,
+        &cluster,
+        sha256(b"first"),
+        &docs.join("a.txt.belfry"),
+    );
+    let digest = [0x42u8; 32];
+    forge_receipt_for(
+        &keys,
+        &cluster,
+        digest,
+        &docs.join(format!("{}.belfry", hex::encode(digest))),
+    );
+    let d = docs.to_str().unwrap();
+    let (c0, text, _) = verify(&["--cluster", &cluster, "--dir", d]);
+    assert_eq!(c0, 0, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("OK ")).count(), 2);
+    assert!(text.contains("a.txt") && text.contains(&hex::encode(digest)));
+    // A changed file fails its digest check.
+    std::fs::write(docs.join("a.txt"), "changed").unwrap();
+    let (c1, text, _) = verify(&["--cluster", &cluster, "--dir", d]);
+    assert_eq!(c1, 1, "{text}");
+    assert!(text.contains("digest check"), "{text}");
+    // A receipt whose file is not beside it: an error that says so (2).
+    std::fs::remove_file(docs.join("a.txt")).unwrap();
+    let o = belfry(&["verify", "--cluster", &cluster, "--dir", d]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is not beside it"), "{}", stderr(&o));
+    // An empty directory: nothing to verify, and what to give instead.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = belfry(&[
+        "verify",
+        "--cluster",
+        &cluster,
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(one_error_line(&o).contains("no receipts"));
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
