@@ -578,6 +578,130 @@ fn forge_receipt_for(keys: &Path, cluster: &str, digest: [u8; 32], out: &Path) {
     std::fs::write(out, r.to_binary()).unwrap();
 }
 
+/// Runs `belfry` and waits for it to exit, for at most a minute (then it is
+/// killed and the test fails): for commands that must fail at once.
+// A test's deadline on the wall clock, not protocol code.
+#[allow(clippy::disallowed_methods)]
+fn belfry_exits(args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(BELFRY)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "belfry {args:?} did not exit: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A child process killed (and reaped) when dropped, also when the test
+/// fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+// A test's deadline on the wall clock, not protocol code.
+#[allow(clippy::disallowed_methods)]
+fn node_locks_its_data_directory_and_says_it_listens_only_once_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let hosts: Vec<String> = free_udp_ports(4)
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let o = belfry(&[
+        "keygen",
+        "--replicas",
+        "4",
+        "--out",
+        keys.to_str().unwrap(),
+        "--hosts",
+        &hosts.join(","),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let config = |i: usize| {
+        keys.join(format!("replica-{i}.toml"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Its port taken: it fails, and never said it was listening.
+    let taken = std::net::UdpSocket::bind(&hosts[1]).unwrap();
+    let o = belfry_exits(&["node", "--config", &config(1)]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("cannot listen on"), "{e}");
+    assert!(!e.contains("listening on"), "{e}");
+    drop(taken);
+
+    // A second node on a running one's data directory fails at once and
+    // says why, before it touches anything there.
+    let log = dir.path().join("node-0.log");
+    let mut first = Killed(
+        std::process::Command::new(BELFRY)
+            .args(["node", "--config", &config(0)])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("listening on")
+    {
+        assert!(first.0.try_wait().unwrap().is_none(), "replica 0 exited");
+        assert!(std::time::Instant::now() < deadline, "replica 0 never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = belfry_exits(&["node", "--config", &config(0)]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = one_error_line(&o);
+    let data = keys.join("data-0");
+    assert!(e.contains(data.to_str().unwrap()), "{e}");
+    assert!(e.contains("another process holds its lock"), "{e}");
+    assert!(!e.contains("listening on"), "{e}");
+    drop(first);
+
+    // A damaged log store: the error says what to do. First its header
+    // after the magic number, then the whole file.
+    let redb = data.join("log").join("log.redb");
+    let mut bytes = std::fs::read(&redb).unwrap();
+    for (i, b) in bytes.iter_mut().enumerate().take(4096).skip(16) {
+        *b = (i * 7919 % 251) as u8;
+    }
+    for damaged in [bytes, vec![0x5a; 64 * 1024]] {
+        std::fs::write(&redb, damaged).unwrap();
+        let o = belfry_exits(&["node", "--config", &config(0)]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        let e = one_error_line(&o);
+        eprintln!("{e}");
+        assert!(e.contains("log.redb is damaged"), "{e}");
+        assert!(
+            e.contains(&format!("move the whole data directory {}", data.display())),
+            "{e}"
+        );
+    }
+}
+
 /// Fresh keys for an offline test: (temporary directory, keys directory,
 /// cluster file).
 fn offline_keys() -> (tempfile::TempDir, std::path::PathBuf, String) {

@@ -35,7 +35,7 @@ use crate::queue::queue;
 use crate::shutdown::{Coordinator, Source, Trigger};
 use crate::tls;
 use belfry_replica::coin::ReplicaId;
-use belfry_replica::filelog::FileLog;
+use belfry_replica::filelog::{FileLog, FileLogError};
 use belfry_replica::host::HostConfig;
 use belfry_replica::journal::FileJournal;
 use belfry_replica::{Host, ReplicaConfig};
@@ -170,6 +170,34 @@ impl Default for NodeOptions {
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// Another process (a replica already running) holds the data
+    /// directory's lock.
+    #[error(
+        "data directory {dir} is in use: another process holds its lock ({lock}); \
+         stop that replica first, or give this one another data_dir"
+    )]
+    Locked {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
+    /// The log store (`log/log.redb`) cannot be opened: it is damaged.
+    #[error(
+        "{path} is damaged ({error}). It holds data derived from the journal and the peers, \
+         but once the journal has been compacted the journal alone cannot rebuild it: \
+         move the whole data directory {dir} aside (keep it for inspection) and restart; \
+         the replica rejoins as an observer and catches its log up from its peers \
+         (docs/storage.md, \"Rejoining after data loss\")"
+    )]
+    LogDamaged {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What the database said.
+        error: String,
+    },
     /// Storage could not be opened or failed (names the file).
     #[error("storage in {dir}: {error}")]
     Storage {
@@ -230,6 +258,13 @@ impl RunningNode {
         self.trigger.clone()
     }
 
+    /// Runs until SIGINT or SIGTERM (or a storage failure), then shuts down
+    /// gracefully.
+    pub async fn run_until_signal(self) -> Result<(), NodeError> {
+        wait_for_signal(&self).await;
+        self.shutdown().await
+    }
+
     /// Whether the host thread has stopped (on its own: a storage failure).
     pub fn host_stopped(&self) -> bool {
         self.host.is_finished()
@@ -256,6 +291,33 @@ impl RunningNode {
     }
 }
 
+/// The data directory's lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data directory's exclusive lock (an advisory `flock` on
+/// `DIR/LOCK`, released when the file is closed, so also when the process
+/// dies): two replicas must never write one journal.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, NodeError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| storage(dir, format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Locked {
+            dir: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(storage(
+            dir,
+            format!("{}: cannot lock: {e}", path.display()),
+        )),
+    }
+}
+
 fn storage(dir: &std::path::Path, error: impl ToString) -> NodeError {
     NodeError::Storage {
         dir: dir.to_path_buf(),
@@ -270,8 +332,29 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     let metrics = Arc::new(Metrics::new());
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| storage(dir, e))?;
+    // Before anything in the directory is read or cut: the journal's open
+    // may truncate a torn tail, which must never race a running replica.
+    let lock = lock_data_dir(dir)?;
     let (journal, recovered) = FileJournal::open(dir).map_err(|e| storage(dir, e))?;
-    let log = FileLog::open(&dir.join("log")).map_err(|e| storage(dir, e))?;
+    let log = FileLog::open(&dir.join("log")).map_err(|e| match e {
+        // redb says "DB corrupted: …" of a damaged file, "Not a redb
+        // database" of one whose header is gone.
+        FileLogError::Db { path, why }
+            if why.contains("corrupted") || why.contains("Not a redb database") =>
+        {
+            NodeError::LogDamaged {
+                dir: dir.clone(),
+                path,
+                error: why,
+            }
+        }
+        FileLogError::Corrupt { path, index } => NodeError::LogDamaged {
+            dir: dir.clone(),
+            path,
+            error: format!("entry {index} is missing or corrupt"),
+        },
+        other => storage(dir, other),
+    })?;
     let mut replica = ReplicaConfig::new(me, config.cluster.params);
     if let Some(tune) = options.tune {
         tune(&mut replica);
@@ -401,7 +484,11 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     let host_shutdown = source.subscribe();
     let host = std::thread::Builder::new()
         .name(format!("belfry-host-{}", me.0))
-        .spawn(move || driver::run(host, inputs, router, host_shutdown))
+        .spawn(move || {
+            // The lock is held as long as the host uses the storage.
+            let _lock = lock;
+            driver::run(host, inputs, router, host_shutdown)
+        })
         .map_err(|e| NodeError::Thread(e.to_string()))?;
 
     // Clients and the accept loop.
@@ -473,9 +560,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
 /// Runs a node until SIGINT or SIGTERM (or a storage failure), then shuts
 /// it down gracefully.
 pub async fn run(config: NodeConfig, options: NodeOptions) -> Result<(), NodeError> {
-    let node = start(config, options).await?;
-    wait_for_signal(&node).await;
-    node.shutdown().await
+    start(config, options).await?.run_until_signal().await
 }
 
 async fn wait_for_signal(node: &RunningNode) {
