@@ -136,7 +136,8 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         let r = match read_receipt(p) {
             Ok(r) => r,
             Err(ReadReceipt::Io(e)) => return Err(e),
-            Err(ReadReceipt::Malformed(why)) => bail!("{why}"),
+            // Not a receipt: the answer is "invalid" (exit 1), as verify's.
+            Err(ReadReceipt::Malformed(why)) => return Err(Failed(why).into()),
         };
         if let Err(e) = offline.verify_receipt(&anchor, &r) {
             return Err(Failed(format!(

@@ -37,18 +37,23 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         config.metrics = Some(m);
     }
     belfry_node::init_tracing();
-    announce(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(NODE_WORKER_THREADS)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(belfry_node::run(config, NodeOptions::default()))?;
+    runtime.block_on(async {
+        let node = belfry_node::start(config.clone(), NodeOptions::default()).await?;
+        // Only now: the data directory is locked, storage open, the port bound.
+        announce(&config, &node);
+        node.run_until_signal().await
+    })?;
     Ok(EXIT_OK)
 }
 
-/// One line on stderr before the logs: which replica, where, with what data.
-fn announce(config: &belfry_node::NodeConfig) {
+/// One line on stderr once the replica runs: which replica, where, with
+/// what data.
+fn announce(config: &belfry_node::NodeConfig, node: &belfry_node::RunningNode) {
     let c = &config.cluster;
     eprintln!(
         "belfry node: replica {} of {} (f = {}), cluster {}, listening on {} (UDP), data in {}{}",
@@ -56,9 +61,9 @@ fn announce(config: &belfry_node::NodeConfig) {
         c.params.n,
         c.params.f,
         hex::encode(c.params.cluster_id().0),
-        config.listen,
+        node.local_addr().unwrap_or(config.listen),
         config.data_dir.display(),
-        match config.metrics {
+        match node.metrics_addr().or(config.metrics) {
             Some(m) => format!(", metrics on http://{m}/metrics"),
             None => String::new(),
         }

@@ -67,9 +67,21 @@ pub struct StampArgs {
     /// Replicas each digest is sent to: all (fastest, uncensorable), f+1, or one (more on failover).
     #[arg(long, default_value = "all", value_parser = ["all", "f+1", "one"])]
     pub fanout: String,
-    /// Seconds to wait for a batch's receipts before giving up.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait for a batch's receipts before giving up (at least 1).
+    #[arg(long, default_value_t = 60, value_parser = parse_timeout)]
     pub timeout: u64,
+}
+
+/// `--timeout`: whole seconds, at least 1 (0 would give up before any
+/// replica could answer).
+fn parse_timeout(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => {
+            Err("0 seconds would give up before any replica answers: give 1 or more".to_string())
+        }
+        Ok(t) => Ok(t),
+        Err(e) => Err(format!("{s:?} is not a whole number of seconds: {e}")),
+    }
 }
 
 /// One thing to stamp.
@@ -171,7 +183,7 @@ pub fn run(args: &StampArgs) -> anyhow::Result<ExitCode> {
     };
     let options = ClientOptions {
         fanout,
-        stamp_timeout: Duration::from_secs(args.timeout.max(1)),
+        stamp_timeout: Duration::from_secs(args.timeout),
         ..ClientOptions::default()
     };
     let q = usize::from(cluster.params.n - cluster.params.f);

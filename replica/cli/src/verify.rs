@@ -14,6 +14,7 @@
 use crate::common::{
     file_digest, parse_digest, parse_receipt, read_receipt_bytes, receipt_path_for_digest,
     receipt_path_for_file, utc, ExitCode, ReadReceipt, EXIT_ERROR, EXIT_FAILED, EXIT_OK,
+    RECEIPT_EXTENSION,
 };
 use anyhow::{bail, Context};
 use belfry_client::HeadCache;
@@ -34,6 +35,9 @@ use std::path::PathBuf;
   belfry verify --anchor belfry1:8f3a…c2 --receipt proof.belfry
       what the receipt alone proves (no file to compare)
   belfry verify --cluster cluster.toml --json *.pdf
+  belfry verify --cluster cluster.toml --dir docs
+      every receipt in docs: NAME.belfry against the file NAME beside it,
+      <64 hex>.belfry against that digest
 
 Offline: nothing but the anchor is trusted. Exit 0 when every receipt is valid,
 1 when one is not (FAIL names the check: format, anchor, cluster_id, digest,
@@ -55,7 +59,7 @@ pub struct VerifyArgs {
     /// The receipt (binary .belfry or JSON) of the one FILE or digest, or to check on its own.
     #[arg(long)]
     pub receipt: Option<PathBuf>,
-    /// The directory the receipts are in (as `belfry stamp --out` wrote them).
+    /// The directory the receipts are in (as `belfry stamp --out` wrote them); alone, every receipt in it is checked.
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Print one JSON object per receipt: {"ok", "check_failed", "digest", "leaf_index", "tree_size", "time", ...}.
@@ -71,6 +75,8 @@ enum Subject {
     Digest([u8; 32]),
     /// Nothing given: the receipt is checked on its own.
     Alone,
+    /// A receipt found by `--dir` alone whose file is not beside it.
+    NoFile(PathBuf),
 }
 
 /// What is checked: a receipt, and what it must be a receipt of.
@@ -238,9 +244,66 @@ fn items(args: &VerifyArgs) -> anyhow::Result<Vec<Item>> {
                 subject: Subject::Alone,
                 receipt: r.clone(),
             }),
-            None => bail!("nothing to verify: give FILE..., --digest HEX... or --receipt R"),
+            None => match dir {
+                Some(d) => items = dir_items(d)?,
+                None => bail!(
+                    "nothing to verify: give FILE..., --digest HEX..., --receipt R or --dir DIR"
+                ),
+            },
         }
     }
+    Ok(items)
+}
+
+/// `--dir DIR` alone: every receipt in DIR, in name order. `<64 hex>.belfry`
+/// is a digest's receipt (as `stamp --digest` names them); `NAME.belfry` is
+/// checked against the file `NAME` beside it — a receipt whose file is not
+/// there is an error (exit 2) that says so, for the file to be named.
+fn dir_items(dir: &std::path::Path) -> anyhow::Result<Vec<Item>> {
+    let suffix = format!(".{RECEIPT_EXTENSION}");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("--dir {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("--dir {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.len() > suffix.len() && name.ends_with(&suffix) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        bail!(
+            "--dir {}: no receipts (*{suffix}) in it; to check files whose receipts are there, \
+             name the files too: belfry verify --dir {} FILE...",
+            dir.display(),
+            dir.display()
+        );
+    }
+    names.sort();
+    let items = names
+        .into_iter()
+        .map(|name| {
+            let receipt = dir.join(&name);
+            let stem = &name[..name.len() - suffix.len()];
+            let mut digest = [0u8; 32];
+            if stem.len() == 64 && hex::decode_to_slice(stem, &mut digest).is_ok() {
+                return Item {
+                    label: hex::encode(digest),
+                    subject: Subject::Digest(digest),
+                    receipt,
+                };
+            }
+            let file = dir.join(stem);
+            let subject = if file.is_file() {
+                Subject::File(file.clone())
+            } else {
+                Subject::NoFile(file.clone())
+            };
+            Item {
+                label: file.display().to_string(),
+                subject,
+                receipt,
+            }
+        })
+        .collect();
     Ok(items)
 }
 
@@ -269,6 +332,16 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         let expected = match &item.subject {
             Subject::Digest(d) => Some(*d),
             Subject::Alone => None,
+            Subject::NoFile(f) => {
+                eprintln!(
+                    "belfry: receipt {}: its file {} is not beside it; name the file: \
+                     belfry verify --dir DIR FILE (or --receipt R to check the receipt alone)",
+                    item.receipt.display(),
+                    f.display()
+                );
+                code = EXIT_ERROR;
+                continue;
+            }
             Subject::File(f) => match file_digest(f) {
                 Ok(d) => Some(d),
                 Err(e) => {

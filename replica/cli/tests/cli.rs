@@ -530,6 +530,13 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
 /// signed with the group key recombined from replicas 0's and 1's secret
 /// shares (f + 1 = 2).
 fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
+    let out = keys.with_file_name("forged.belfry");
+    forge_receipt_for(keys, cluster, [0x66; 32], &out);
+    out
+}
+
+/// Such a receipt for `digest`, written to `out`.
+fn forge_receipt_for(keys: &Path, cluster: &str, digest: [u8; 32], out: &Path) {
     use belfry_replica::clock::Micros;
     use belfry_replica::coin::{threshold_sign, ReplicaId, SecretShare, SignedMessage};
     use belfry_replica::timestamp::merkle::leaf_hash;
@@ -551,7 +558,7 @@ fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
         })
         .collect();
     let entry = Entry::Digest(DigestEntry {
-        digest: [0x66; 32],
+        digest,
         witnessed_at: Micros(params.genesis_time.0 + 1),
         key: 0,
         witnesses: 3,
@@ -568,7 +575,222 @@ fn forge_receipt(keys: &Path, cluster: &str) -> std::path::PathBuf {
         signature: belfry_replica::coin::GroupSignature([0; 96]),
     };
     r.signature = threshold_sign(&public, &shares, &r.tree_head_message().signing_bytes()).unwrap();
-    let out = keys.with_file_name("forged.belfry");
-    std::fs::write(&out, r.to_binary()).unwrap();
-    out
+    std::fs::write(out, r.to_binary()).unwrap();
+}
+
+/// Runs `belfry` and waits for it to exit, for at most a minute (then it is
+/// killed and the test fails): for commands that must fail at once.
+// A test's deadline on the wall clock, not protocol code.
+#[allow(clippy::disallowed_methods)]
+fn belfry_exits(args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(BELFRY)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "belfry {args:?} did not exit: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A child process killed (and reaped) when dropped, also when the test
+/// fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+// A test's deadline on the wall clock, not protocol code.
+#[allow(clippy::disallowed_methods)]
+fn node_locks_its_data_directory_and_says_it_listens_only_once_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let hosts: Vec<String> = free_udp_ports(4)
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let o = belfry(&[
+        "keygen",
+        "--replicas",
+        "4",
+        "--out",
+        keys.to_str().unwrap(),
+        "--hosts",
+        &hosts.join(","),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let config = |i: usize| {
+        keys.join(format!("replica-{i}.toml"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Its port taken: it fails, and never said it was listening.
+    let taken = std::net::UdpSocket::bind(&hosts[1]).unwrap();
+    let o = belfry_exits(&["node", "--config", &config(1)]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("cannot listen on"), "{e}");
+    assert!(!e.contains("listening on"), "{e}");
+    drop(taken);
+
+    // A second node on a running one's data directory fails at once and
+    // says why, before it touches anything there.
+    let log = dir.path().join("node-0.log");
+    let mut first = Killed(
+        std::process::Command::new(BELFRY)
+            .args(["node", "--config", &config(0)])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("listening on")
+    {
+        assert!(first.0.try_wait().unwrap().is_none(), "replica 0 exited");
+        assert!(std::time::Instant::now() < deadline, "replica 0 never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = belfry_exits(&["node", "--config", &config(0)]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = one_error_line(&o);
+    let data = keys.join("data-0");
+    assert!(e.contains(data.to_str().unwrap()), "{e}");
+    assert!(e.contains("another process holds its lock"), "{e}");
+    assert!(!e.contains("listening on"), "{e}");
+    drop(first);
+
+    // A damaged log store: the error says what to do. First its header
+    // after the magic number, then the whole file.
+    let redb = data.join("log").join("log.redb");
+    let mut bytes = std::fs::read(&redb).unwrap();
+    for (i, b) in bytes.iter_mut().enumerate().take(4096).skip(16) {
+        *b = (i * 7919 % 251) as u8;
+    }
+    for damaged in [bytes, vec![0x5a; 64 * 1024]] {
+        std::fs::write(&redb, damaged).unwrap();
+        let o = belfry_exits(&["node", "--config", &config(0)]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        let e = one_error_line(&o);
+        eprintln!("{e}");
+        assert!(e.contains("log.redb is damaged"), "{e}");
+        assert!(
+            e.contains(&format!("move the whole data directory {}", data.display())),
+            "{e}"
+        );
+    }
+}
+
+/// Fresh keys for an offline test: (temporary directory, keys directory,
+/// cluster file).
+fn offline_keys() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let o = belfry(&["keygen", "--replicas", "4", "--out", keys.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let cluster = keys.join("cluster.toml").to_str().unwrap().to_string();
+    (dir, keys, cluster)
+}
+
+#[test]
+fn stamp_refuses_a_zero_timeout_as_a_usage_error() {
+    let (_dir, _keys, cluster) = offline_keys();
+    let o = belfry(&[
+        "stamp",
+        "--cluster",
+        &cluster,
+        "--timeout",
+        "0",
+        "--digest",
+        &"ab".repeat(32),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("give 1 or more"), "{}", stderr(&o));
+}
+
+#[test]
+fn audit_exits_1_on_a_malformed_receipt_as_verify_does() {
+    let (dir, _keys, cluster) = offline_keys();
+    let bad = dir.path().join("bad.belfry");
+    std::fs::write(&bad, b"hello").unwrap();
+    let o = belfry(&["audit", "--cluster", &cluster, bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(one_error_line(&o).contains("bad.belfry"));
+    let (c1, v) = verify_json(&["--cluster", &cluster, "--receipt", bad.to_str().unwrap()]);
+    assert_eq!((c1, v["check_failed"].clone()), (1, "format".into()));
+}
+
+/// `verify --dir DIR` alone checks every receipt in DIR: NAME.belfry
+/// against the file NAME beside it, <hex>.belfry against that digest.
+#[test]
+fn verify_dir_alone_checks_every_receipt_in_it() {
+    let (dir, keys, cluster) = offline_keys();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "first").unwrap();
+    forge_receipt_for(
+        &keys,
+        &cluster,
+        sha256(b"first"),
+        &docs.join("a.txt.belfry"),
+    );
+    let digest = [0x42u8; 32];
+    forge_receipt_for(
+        &keys,
+        &cluster,
+        digest,
+        &docs.join(format!("{}.belfry", hex::encode(digest))),
+    );
+    let d = docs.to_str().unwrap();
+    let (c0, text, _) = verify(&["--cluster", &cluster, "--dir", d]);
+    assert_eq!(c0, 0, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("OK ")).count(), 2);
+    assert!(text.contains("a.txt") && text.contains(&hex::encode(digest)));
+    // A changed file fails its digest check.
+    std::fs::write(docs.join("a.txt"), "changed").unwrap();
+    let (c1, text, _) = verify(&["--cluster", &cluster, "--dir", d]);
+    assert_eq!(c1, 1, "{text}");
+    assert!(text.contains("digest check"), "{text}");
+    // A receipt whose file is not beside it: an error that says so (2).
+    std::fs::remove_file(docs.join("a.txt")).unwrap();
+    let o = belfry(&["verify", "--cluster", &cluster, "--dir", d]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is not beside it"), "{}", stderr(&o));
+    // An empty directory: nothing to verify, and what to give instead.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = belfry(&[
+        "verify",
+        "--cluster",
+        &cluster,
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(one_error_line(&o).contains("no receipts"));
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }

@@ -6,7 +6,9 @@
 //! are, and the host's answers come back through the client's two bounded
 //! queues ([`crate::driver::ClientSink`]). A client whose queue overflows
 //! is disconnected by the host thread; a bad frame stops its call stream
-//! (it may open another). However the connection ends, the core hears
+//! (it may open another), after an answer that says what was wrong
+//! (request id 0, [`ClientError::BadRequest`], as the core answers a frame
+//! that does not decode). However the connection ends, the core hears
 //! [`crate::driver::HostInput::ClientGone`] and forgets the client.
 
 use crate::driver::{ClientRegistry, ClientSink, HostInput};
@@ -16,10 +18,15 @@ use crate::metrics::Metrics;
 use crate::queue::{queue, QueueRx};
 use crate::shutdown::Shutdown;
 use belfry_replica::ClientId;
-use belfry_wire::close;
+use belfry_wire::{close, ClientError, ClientMessage, ClientResponse};
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, Mutex, Semaphore};
+
+/// How long the answer to a bad frame may take to be written (a client
+/// that does not read its call stream gets the stream reset instead).
+pub const BAD_FRAME_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Per-client send queue limits.
 #[derive(Clone, Copy, Debug)]
@@ -96,10 +103,10 @@ async fn accept_calls(
             // The client finished its side: it may still read answers.
             CallsEnd::Finished => {}
             // The stream is closed both ways, so that the client may open
-            // another (it has one at a time).
-            CallsEnd::Bad => {
-                if let Some(mut send) = call_send.lock().await.take() {
-                    let _ = send.reset(close::BAD_FRAME.into());
+            // another (it has one at a time): first an answer that says why.
+            CallsEnd::Bad(why) => {
+                if let Some(send) = call_send.lock().await.take() {
+                    answer_bad_frame(send, why).await;
                 }
             }
         }
@@ -108,8 +115,40 @@ async fn accept_calls(
 
 enum CallsEnd {
     Finished,
-    Bad,
+    Bad(String),
     HostGone,
+}
+
+/// What a bad frame's answer says.
+fn bad_frame_text(reason: &str, error: Option<&belfry_wire::FrameError>) -> String {
+    match (reason, error) {
+        (_, Some(e)) => format!("bad frame ({reason}): {e}; the call stream is stopped"),
+        ("half_frame", None) => {
+            "bad frame (half_frame): the stream ended inside a frame; the call stream is stopped"
+                .to_string()
+        }
+        (_, None) => format!("bad frame ({reason}); the call stream is stopped"),
+    }
+}
+
+/// Answers a bad frame on the call stream (request id 0) and finishes the
+/// stream; resets it with [`close::BAD_FRAME`] if the answer cannot be
+/// written in time.
+async fn answer_bad_frame(mut send: SendStream, why: String) {
+    let message = ClientMessage::Answer {
+        id: 0,
+        response: ClientResponse::Error(ClientError::BadRequest(why)),
+    };
+    let written = match belfry_wire::encode_message(&message) {
+        Ok(frame) => matches!(
+            tokio::time::timeout(BAD_FRAME_ANSWER_TIMEOUT, send.write_all(&frame)).await,
+            Ok(Ok(()))
+        ),
+        Err(_) => false,
+    };
+    if !written || send.finish().is_err() {
+        let _ = send.reset(close::BAD_FRAME.into());
+    }
 }
 
 /// Forwards one call stream's frames.
@@ -126,7 +165,7 @@ async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -
                     "bad frame from a client: stream stopped"
                 );
                 let _ = recv.stop(close::BAD_FRAME.into());
-                return CallsEnd::Bad;
+                return CallsEnd::Bad(bad_frame_text(reason, error.as_ref()));
             }
             Err(_) => return CallsEnd::Finished,
         };

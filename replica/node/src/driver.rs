@@ -182,11 +182,20 @@ pub struct Inputs {
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     /// The host failed (storage): the node must stop.
+    // The host error is shown, not chained as a source: its own message
+    // already includes its sources', and a chain would repeat them (an
+    // `{:#}` of a full disk named the path and cause four times).
     #[error("replica stopped: {0}")]
-    Host(#[from] HostError),
+    Host(HostError),
     /// The host thread could not build its timer runtime.
     #[error("the host thread cannot wait on timers: {0}")]
     Runtime(String),
+}
+
+impl From<HostError> for DriverError {
+    fn from(e: HostError) -> Self {
+        DriverError::Host(e)
+    }
 }
 
 enum Wake {
@@ -428,5 +437,38 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use belfry_replica::timestamp::store::StoreError;
+
+    /// Every message of an error's chain, joined as `{:#}` joins them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out += &format!(": {s}");
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_full_disk_is_named_once_in_the_error_chain() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e = crate::NodeError::from(DriverError::from(HostError::Journal(StoreError::Io {
+            path: "/data/journal/00000001.seg".into(),
+            source: full,
+        })));
+        let text = chain(&e);
+        assert_eq!(text.matches("00000001.seg").count(), 1, "{text}");
+        assert_eq!(text.matches("No space left").count(), 1, "{text}");
+        assert_eq!(
+            text,
+            "replica stopped: journal: /data/journal/00000001.seg: No space left on device"
+        );
     }
 }

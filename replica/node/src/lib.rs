@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod clients;
 pub mod config;
 pub mod driver;

@@ -6,8 +6,12 @@
 //!
 //! - the *host thread* (one std thread): the only code that touches the
 //!   [`Host`]; see [`crate::driver`];
-//! - the *accept loop*: one task; connections beyond
-//!   [`NodeOptions::max_connections`] are refused before their handshake;
+//! - the *accept loop*: one task; handshakes beyond
+//!   [`NodeOptions::max_handshakes`] are refused before they start, clients
+//!   beyond [`NodeOptions::max_clients`] (or
+//!   [`NodeOptions::max_clients_per_address`] from one address) once their
+//!   handshake has said they are clients — peers always keep their links
+//!   (see [`crate::admission`]);
 //! - one *link task* per peer ([`crate::mesh`]) and, per connection, reader
 //!   tasks per stream and writer tasks per send queue;
 //! - one *client task* per client connection ([`crate::clients`]);
@@ -21,6 +25,7 @@
 //! frame being read per stream (≤ `max_frame`, allocated as it arrives); and
 //! QUIC's flow-control windows ([`TransportLimits`]).
 
+use crate::admission::{Admission, AdmissionLimits, BeforeHandshake};
 use crate::clients::{ClientLimits, ClientShared};
 use crate::config::NodeConfig;
 use crate::driver::{self, ClientRegistry, Inputs, Router};
@@ -30,7 +35,7 @@ use crate::queue::queue;
 use crate::shutdown::{Coordinator, Source, Trigger};
 use crate::tls;
 use belfry_replica::coin::ReplicaId;
-use belfry_replica::filelog::FileLog;
+use belfry_replica::filelog::{FileLog, FileLogError};
 use belfry_replica::host::HostConfig;
 use belfry_replica::journal::FileJournal;
 use belfry_replica::{Host, ReplicaConfig};
@@ -44,6 +49,12 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Client connections served at once, by default (beyond: refused).
 pub const MAX_CLIENTS: usize = 256;
+/// Client connections from one IP address, and handshakes in progress from
+/// one IP address, by default (beyond: refused).
+pub const MAX_CLIENTS_PER_ADDRESS: usize = 16;
+/// Handshakes in progress at once, by default (beyond: refused before they
+/// start; each peer has one more of its own).
+pub const MAX_HANDSHAKES: usize = 64;
 /// Bytes queued for one peer, by default (beyond: its frames are dropped).
 pub const PEER_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Frames queued for one peer, by default.
@@ -115,6 +126,10 @@ impl TransportLimits {
 pub struct NodeOptions {
     /// Client connections at once.
     pub max_clients: usize,
+    /// See [`MAX_CLIENTS_PER_ADDRESS`].
+    pub max_clients_per_address: usize,
+    /// See [`MAX_HANDSHAKES`].
+    pub max_handshakes: usize,
     /// See [`PEER_QUEUE_BYTES`].
     pub peer_queue_bytes: usize,
     /// See [`CLIENT_QUEUE_BYTES`].
@@ -138,6 +153,8 @@ impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             max_clients: MAX_CLIENTS,
+            max_clients_per_address: MAX_CLIENTS_PER_ADDRESS,
+            max_handshakes: MAX_HANDSHAKES,
             peer_queue_bytes: PEER_QUEUE_BYTES,
             client_queue_bytes: CLIENT_QUEUE_BYTES,
             peer_input_bytes: PEER_INPUT_BYTES,
@@ -153,6 +170,34 @@ impl Default for NodeOptions {
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// Another process (a replica already running) holds the data
+    /// directory's lock.
+    #[error(
+        "data directory {dir} is in use: another process holds its lock ({lock}); \
+         stop that replica first, or give this one another data_dir"
+    )]
+    Locked {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
+    /// The log store (`log/log.redb`) cannot be opened: it is damaged.
+    #[error(
+        "{path} is damaged ({error}). It holds data derived from the journal and the peers, \
+         but once the journal has been compacted the journal alone cannot rebuild it: \
+         move the whole data directory {dir} aside (keep it for inspection) and restart; \
+         the replica rejoins as an observer and catches its log up from its peers \
+         (docs/storage.md, \"Rejoining after data loss\")"
+    )]
+    LogDamaged {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What the database said.
+        error: String,
+    },
     /// Storage could not be opened or failed (names the file).
     #[error("storage in {dir}: {error}")]
     Storage {
@@ -213,6 +258,13 @@ impl RunningNode {
         self.trigger.clone()
     }
 
+    /// Runs until SIGINT or SIGTERM (or a storage failure), then shuts down
+    /// gracefully.
+    pub async fn run_until_signal(self) -> Result<(), NodeError> {
+        wait_for_signal(&self).await;
+        self.shutdown().await
+    }
+
     /// Whether the host thread has stopped (on its own: a storage failure).
     pub fn host_stopped(&self) -> bool {
         self.host.is_finished()
@@ -239,6 +291,33 @@ impl RunningNode {
     }
 }
 
+/// The data directory's lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data directory's exclusive lock (an advisory `flock` on
+/// `DIR/LOCK`, released when the file is closed, so also when the process
+/// dies): two replicas must never write one journal.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, NodeError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| storage(dir, format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Locked {
+            dir: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(storage(
+            dir,
+            format!("{}: cannot lock: {e}", path.display()),
+        )),
+    }
+}
+
 fn storage(dir: &std::path::Path, error: impl ToString) -> NodeError {
     NodeError::Storage {
         dir: dir.to_path_buf(),
@@ -253,8 +332,29 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     let metrics = Arc::new(Metrics::new());
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| storage(dir, e))?;
+    // Before anything in the directory is read or cut: the journal's open
+    // may truncate a torn tail, which must never race a running replica.
+    let lock = lock_data_dir(dir)?;
     let (journal, recovered) = FileJournal::open(dir).map_err(|e| storage(dir, e))?;
-    let log = FileLog::open(&dir.join("log")).map_err(|e| storage(dir, e))?;
+    let log = FileLog::open(&dir.join("log")).map_err(|e| match e {
+        // redb says "DB corrupted: …" of a damaged file, "Not a redb
+        // database" of one whose header is gone.
+        FileLogError::Db { path, why }
+            if why.contains("corrupted") || why.contains("Not a redb database") =>
+        {
+            NodeError::LogDamaged {
+                dir: dir.clone(),
+                path,
+                error: why,
+            }
+        }
+        FileLogError::Corrupt { path, index } => NodeError::LogDamaged {
+            dir: dir.clone(),
+            path,
+            error: format!("entry {index} is missing or corrupt"),
+        },
+        other => storage(dir, other),
+    })?;
     let mut replica = ReplicaConfig::new(me, config.cluster.params);
     if let Some(tune) = options.tune {
         tune(&mut replica);
@@ -384,7 +484,11 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     let host_shutdown = source.subscribe();
     let host = std::thread::Builder::new()
         .name(format!("belfry-host-{}", me.0))
-        .spawn(move || driver::run(host, inputs, router, host_shutdown))
+        .spawn(move || {
+            // The lock is held as long as the host uses the storage.
+            let _lock = lock;
+            driver::run(host, inputs, router, host_shutdown)
+        })
         .map_err(|e| NodeError::Thread(e.to_string()))?;
 
     // Clients and the accept loop.
@@ -398,12 +502,27 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         },
         metrics: metrics.clone(),
     };
+    let peer_addresses = config
+        .cluster
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(p, r)| (p != me.index()).then_some(r.address))
+        .collect();
+    let admission = Admission::new(
+        AdmissionLimits {
+            max_handshakes: options.max_handshakes,
+            max_clients: options.max_clients,
+            max_clients_per_address: options.max_clients_per_address,
+        },
+        peer_addresses,
+    );
     let accept = Accept {
         me,
         certs,
         handoff,
         clients,
-        connections: Arc::new(Semaphore::new(options.max_clients + n)),
+        admission,
         next_client: Arc::new(AtomicU64::new(1)),
         metrics: metrics.clone(),
         source: source.clone(),
@@ -441,9 +560,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
 /// Runs a node until SIGINT or SIGTERM (or a storage failure), then shuts
 /// it down gracefully.
 pub async fn run(config: NodeConfig, options: NodeOptions) -> Result<(), NodeError> {
-    let node = start(config, options).await?;
-    wait_for_signal(&node).await;
-    node.shutdown().await
+    start(config, options).await?.run_until_signal().await
 }
 
 async fn wait_for_signal(node: &RunningNode) {
@@ -475,7 +592,7 @@ struct Accept {
     certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     handoff: Vec<Option<mpsc::Sender<Connection>>>,
     clients: ClientShared,
-    connections: Arc<Semaphore>,
+    admission: Admission,
     next_client: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     source: Source,
@@ -489,10 +606,23 @@ async fn accept_loop(endpoint: Endpoint, accept: Accept, mut shutdown: crate::sh
             _ = shutdown.recv() => return,
         };
         let Some(incoming) = incoming else { return };
-        let Ok(permit) = accept.connections.clone().try_acquire_owned() else {
-            accept.metrics.refuse("busy");
-            incoming.refuse();
-            continue;
+        let slot = match accept.admission.before_handshake(
+            incoming.remote_address(),
+            incoming.remote_address_validated(),
+            incoming.may_retry(),
+        ) {
+            BeforeHandshake::Admit(slot) => slot,
+            BeforeHandshake::Retry => {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            BeforeHandshake::Refuse(reason) => {
+                accept.metrics.refuse(reason);
+                incoming.refuse();
+                continue;
+            }
         };
         let accept = accept.clone();
         let task_shutdown = accept.source.subscribe();
@@ -509,8 +639,10 @@ async fn accept_loop(endpoint: Endpoint, accept: Accept, mut shutdown: crate::sh
                     return;
                 }
             };
+            // The handshake is over: peers need no slot of their own (the
+            // mesh keeps at most two connections per peer), clients take one.
+            drop(slot);
             classify(&accept, conn, task_shutdown).await;
-            drop(permit);
         });
     }
 }
@@ -553,8 +685,29 @@ async fn classify(accept: &Accept, conn: Connection, shutdown: crate::shutdown::
             }
         }
         Some(a) if a == belfry_wire::CLIENT_ALPN => {
+            let slot = match accept.admission.client(conn.remote_address()) {
+                Ok(slot) => slot,
+                Err(reason) => {
+                    accept.metrics.refuse(reason);
+                    let limits = accept.admission.limits();
+                    let why = if reason == "per_address" {
+                        format!(
+                            "too many connections from this address (at most {}): close one first",
+                            limits.max_clients_per_address
+                        )
+                    } else {
+                        format!(
+                            "the replica serves its limit of {} clients: retry later or ask another replica",
+                            limits.max_clients
+                        )
+                    };
+                    conn.close(close::BUSY.into(), why.as_bytes());
+                    return;
+                }
+            };
             let id = accept.next_client.fetch_add(1, Ordering::Relaxed);
             crate::clients::serve(accept.clients.clone(), id, conn, shutdown).await;
+            drop(slot);
         }
         _ => {
             accept.metrics.refuse("alpn");

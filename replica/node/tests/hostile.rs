@@ -384,3 +384,39 @@ async fn read_one(recv: &mut quinn::RecvStream) -> Option<ClientMessage> {
     recv.read_exact(&mut frame[5..]).await.ok()?;
     decode_message(&frame).ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_frame_gets_an_answer_that_says_why_before_its_stream_ends() {
+    belfry_node::init_tracing();
+    let cluster = common::start(4, 3, options).await;
+    let info = cluster.info.clone();
+    let ep = endpoint();
+    let conn = raw(&ep, &info, CLIENT_ALPN, None).await.unwrap();
+    for (bytes, says) in [
+        (&[0xffu8; 64][..], "bad_header"),
+        (&[2, 0xff, 0xff, 0xff, 0xff, 0][..], "too_large"),
+        (&[1, 0, 0, 0, 3, 0, 0, 0][..], "wrong_version"),
+    ] {
+        let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.open_bi())
+            .await
+            .unwrap()
+            .unwrap();
+        let _ = send.write_all(bytes).await;
+        match read_one(&mut recv).await {
+            Some(ClientMessage::Answer {
+                id: 0,
+                response: ClientResponse::Error(belfry_wire::ClientError::BadRequest(text)),
+            }) => assert!(text.contains(says), "{text}"),
+            other => panic!("{says}: {other:?}"),
+        }
+        // Then the stream ends, and the client's side was stopped.
+        let mut rest = [0u8; 1];
+        assert!(matches!(recv.read(&mut rest).await, Ok(None)));
+        let code = tokio::time::timeout(Duration::from_secs(10), send.stopped())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code, Some(close::BAD_FRAME.into()));
+    }
+    cluster.shutdown().await;
+}

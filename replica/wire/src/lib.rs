@@ -275,7 +275,10 @@ pub mod close {
     pub const DONE: u32 = 0;
     /// The replica is shutting down: retry another replica, or later.
     pub const SHUTTING_DOWN: u32 = 1;
-    /// A frame was malformed or over `max_frame` (the stream is stopped).
+    /// A frame was malformed or over `max_frame` (the stream is stopped;
+    /// on a client's call stream, after an answer with request id 0,
+    /// [`ClientError::BadRequest`](crate::ClientError::BadRequest), that
+    /// says what was wrong).
     pub const BAD_FRAME: u32 = 2;
     /// The peer did not read its answers or pushes fast enough: its send
     /// queue hit its byte budget.

@@ -51,7 +51,7 @@ pub fn digests(tag: &str, from: usize, k: usize) -> Vec<String> {
 
 /// Ports nothing listens on now (bound once and released; another process
 /// could take one in between, which loopback tests accept).
-fn free_udp_ports(k: usize) -> Vec<u16> {
+pub fn free_udp_ports(k: usize) -> Vec<u16> {
     let sockets: Vec<std::net::UdpSocket> = (0..k)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
