@@ -102,7 +102,7 @@ pub struct ChaosReport {
 }
 
 /// The replicas' processes and where their files are.
-struct Procs {
+pub(crate) struct Procs {
     belfry: PathBuf,
     keys: PathBuf,
     logs: PathBuf,
@@ -131,6 +131,17 @@ impl Procs {
         Ok(())
     }
 
+    /// Replica `i`'s resident memory now, bytes.
+    pub(crate) fn rss_bytes(&self, i: usize) -> Option<u64> {
+        let pid = self.nodes[i].as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].take() {
             let _ = c.kill();
@@ -153,7 +164,7 @@ impl Procs {
     }
 
     /// A metric of replica `i`, if its endpoint answers.
-    fn metric(&self, i: usize, name: &str) -> Option<f64> {
+    pub(crate) fn metric(&self, i: usize, name: &str) -> Option<f64> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -168,7 +179,7 @@ impl Procs {
     /// Waits until every replica takes part in the rounds (a wiped one
     /// observes until it has rejoined): data may be wiped only then, or
     /// two replicas' data could be lost at once. False after `within`.
-    fn wait_joined(&self, within: Duration) -> bool {
+    pub(crate) fn wait_joined(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let all =
@@ -218,30 +229,31 @@ fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {
 }
 
 /// Runs one chaos run in `dir` and checks it.
-pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
-    let n = config.replicas;
-    if n < 4 {
-        bail!("--replicas must be at least 4, got {n}");
-    }
-    let f = (n - 1) / 3;
+/// `belfry keygen` for `n` replicas on free loopback ports in `dir`, and
+/// every `belfry node` started (their logs in `dir`).
+pub(crate) fn start_cluster(
+    belfry: &Path,
+    n: usize,
+    dir: &Path,
+) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
     let keys = dir.join("keys");
     let hosts: Vec<String> = free_ports(n, true)?
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let out = Command::new(&config.belfry)
+    let out = Command::new(belfry)
         .args(["keygen", "--replicas", &n.to_string(), "--out"])
         .arg(&keys)
         .args(["--hosts", &hosts.join(",")])
         .output()
-        .with_context(|| format!("running {}", config.belfry.display()))?;
+        .with_context(|| format!("running {}", belfry.display()))?;
     if !out.status.success() {
         bail!("keygen: {}", String::from_utf8_lossy(&out.stderr));
     }
     let cluster = belfry_node::ClusterFile::load(&keys.join("cluster.toml"))?;
     let mut procs = Procs {
-        belfry: config.belfry.clone(),
-        keys: keys.clone(),
+        belfry: belfry.to_path_buf(),
+        keys,
         logs: dir.to_path_buf(),
         metrics: free_ports(n, false)?,
         nodes: (0..n).map(|_| None).collect(),
@@ -250,6 +262,17 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     for i in 0..n {
         procs.start(i)?;
     }
+    Ok((procs, cluster))
+}
+
+/// Runs one chaos run in `dir` and checks it.
+pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
+    let n = config.replicas;
+    if n < 4 {
+        bail!("--replicas must be at least 4, got {n}");
+    }
+    let f = (n - 1) / 3;
+    let (mut procs, cluster) = start_cluster(&config.belfry, n, dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -75,6 +75,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A Submit flood against one replica of real node processes: what it
+    /// takes and refuses, honest stamps' latency, every replica's memory.
+    Flood {
+        /// Replicas (n >= 4).
+        #[arg(long, default_value_t = 4)]
+        replicas: usize,
+        /// Flooding connections to replica 0.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds of flood.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Seconds watched after the flood.
+        #[arg(long, default_value_t = 30)]
+        after: u64,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The log and the sequencer: Merkle appends/s, proof and receipt verification, sequenced digests/s.
     Log {
         /// Leaves in the Merkle tree.
@@ -118,6 +140,17 @@ fn write_json<T: serde::Serialize>(
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The `belfry` binary: as given, or the one beside this one.
+fn belfry_binary(given: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    match given {
+        Some(b) => Ok(b),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("belfry"))
+            .context("where is the belfry binary? (--belfry)"),
+    }
 }
 
 fn main() {
@@ -192,13 +225,7 @@ fn run() -> anyhow::Result<()> {
             if replicas < 4 || duration == 0 || runs == 0 {
                 anyhow::bail!("--replicas >= 4, --duration >= 1 and --runs >= 1 are needed");
             }
-            let belfry = match belfry {
-                Some(b) => b,
-                None => std::env::current_exe()?
-                    .parent()
-                    .map(|d| d.join("belfry"))
-                    .context("where is the belfry binary? (--belfry)")?,
-            };
+            let belfry = belfry_binary(belfry)?;
             let mut failed = Vec::new();
             for seed in seed..seed.saturating_add(runs) {
                 let tmp = tempfile::tempdir()?;
@@ -244,6 +271,43 @@ fn run() -> anyhow::Result<()> {
             }
             if !failed.is_empty() {
                 anyhow::bail!("chaos found violations with seeds {failed:?}");
+            }
+        }
+        Command::Flood {
+            replicas,
+            connections,
+            duration,
+            after,
+            belfry,
+            json,
+        } => {
+            if replicas < 4 || connections == 0 || duration == 0 {
+                anyhow::bail!("--replicas >= 4, --connections >= 1 and --duration >= 1 are needed");
+            }
+            let tmp = tempfile::tempdir()?;
+            let config = belfry_bench::flood::FloodConfig {
+                replicas,
+                connections,
+                duration: std::time::Duration::from_secs(duration),
+                after: std::time::Duration::from_secs(after),
+                belfry: belfry_binary(belfry)?,
+            };
+            let r = belfry_bench::flood::run(&config, tmp.path())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "flood of replica 0 over {connections} connections for {duration} s: {} digests offered, {} taken, {} requests refused; pending at the end: {}",
+                    r.offered, r.taken, r.refused_requests, r.pending_after
+                );
+                println!(
+                    "honest stamps of 100: p50 {:?} ms before; during p50 {:?} ms, slowest {:?} ms, {} failed",
+                    r.honest_before_ms, r.honest_during_p50_ms, r.honest_during_max_ms, r.honest_failed
+                );
+                println!(
+                    "RSS MiB per replica: before {:?}, peak {:?}, {after} s after {:?}",
+                    r.rss_before_mib, r.rss_peak_mib, r.rss_after_mib
+                );
             }
         }
         Command::Restart { entries, dir, json } => {
