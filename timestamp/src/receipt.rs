@@ -60,6 +60,9 @@ pub enum ReceiptError {
         claimed: String,
         /// Recomputed.
         computed: String,
+        /// The group key the receipt names (`belfry1:…`), so that a verifier
+        /// can check the anchor first, as the documented order has it.
+        key: String,
     },
     /// The leaf index is not below the tree size.
     #[error("leaf index {index} is not in a tree of size {size}")]
@@ -264,6 +267,7 @@ impl Receipt {
             return Err(ReceiptError::ClusterIdMismatch {
                 claimed: j.cluster_id.clone(),
                 computed: hex::encode(computed.0),
+                key: TrustAnchor(receipt.cluster.group_public_key).to_string(),
             });
         }
         Ok(receipt)

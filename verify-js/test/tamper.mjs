@@ -59,8 +59,7 @@ export function tamperedJson(text, otherKey) {
   return [
     { name: 'json: cluster_id changed', text: edit((v) => { v.cluster_id = v.cluster_id.replace(/^./, (c) => (c === '0' ? '1' : '0')); }), check: 'cluster_id' },
     { name: 'json: cluster.n changed', text: edit((v) => { v.cluster.n += 3n; }), check: 'cluster_id' },
-    // The documented order puts anchor before cluster_id; belfry verify (0.x)
-    // checks a JSON receipt's cluster_id while parsing and names cluster_id.
+    // The documented order puts anchor before cluster_id (belfry verify too).
     { name: 'json: group key swapped', text: edit((v) => { v.cluster.group_public_key = otherKey; }), check: 'anchor' },
     { name: 'json: an unknown field', text: edit((v) => { v.comment = 'trust me'; }), check: 'format' },
     { name: 'json: a missing field', text: edit((v) => { delete v.root; }), check: 'format' },

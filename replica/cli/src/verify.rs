@@ -113,7 +113,16 @@ impl Verifier {
     /// Checks `receipt` (read from `bytes`) against the anchor, the cluster
     /// and the expected digest.
     fn check(&self, bytes: &[u8], expected: Option<[u8; 32]>) -> Result<Receipt, Fail> {
-        let receipt = parse_receipt(bytes).map_err(|e| match e {
+        let receipt = parse_receipt(bytes).map_err(|e| match &e {
+            // The anchor is checked before the cluster id (the documented
+            // order), also for a JSON receipt whose cluster id is wrong.
+            ReceiptError::ClusterIdMismatch { key, .. } if *key != self.anchor.to_string() => fail(
+                "anchor",
+                format!(
+                    "the receipt is signed for {key}, not the trust anchor {}",
+                    self.anchor
+                ),
+            ),
             ReceiptError::ClusterIdMismatch { .. } => fail("cluster_id", e.to_string()),
             ReceiptError::Entry(_) => fail("entry", e.to_string()),
             _ => fail("format", e.to_string()),

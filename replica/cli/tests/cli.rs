@@ -409,6 +409,20 @@ fn stamp_verify_and_audit_against_a_live_cluster() {
         json_receipt.to_str().unwrap(),
     ]);
     assert_eq!((c1, v["check_failed"].clone()), (1, "cluster_id".into()));
+    // A JSON receipt whose group key was swapped for another cluster's (its
+    // cluster_id no longer matches either): the anchor is checked first.
+    let mut swapped = receipts[2].clone();
+    let other_key = other_anchor.trim_start_matches("belfry1:").to_string();
+    swapped["cluster"]["group_public_key"] = Value::String(other_key);
+    std::fs::write(&json_receipt, swapped.to_string()).unwrap();
+    let (c1, v) = verify_json(&[
+        "--anchor",
+        &anchor,
+        paths[2],
+        "--receipt",
+        json_receipt.to_str().unwrap(),
+    ]);
+    assert_eq!((c1, v["check_failed"].clone()), (1, "anchor".into()));
 
     // Usage and I/O errors exit 2, with one line on stderr.
     let missing = c.path("missing.txt");
