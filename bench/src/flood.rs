@@ -56,6 +56,11 @@ pub struct FloodReport {
     /// The flooded replica's pending digests at the end (0: everything it
     /// took was logged).
     pub pending_after: f64,
+    /// After the flood, every 5 s: (seconds, and of the flooded replica:
+    /// pending digests, log size, queued reports, digests pending in the
+    /// sequencer, of them against its weak quota, reports over quota, reports
+    /// queued again).
+    pub pending_series: Vec<(u64, f64, f64, f64, f64, f64, f64, f64)>,
     /// Honest stamps of 100 digests: latency before the flood, ms (p50).
     pub honest_before_ms: Option<u64>,
     /// During the flood: p50 and the slowest, ms.
@@ -220,9 +225,25 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         }
     });
     let quiet = Instant::now();
+    let mut pending_series = Vec::new();
+    let mut sampled = Duration::ZERO;
     while quiet.elapsed() < config.after {
         for (i, p) in peak.iter_mut().enumerate() {
             *p = p.max(mib(procs.rss_bytes(i)));
+        }
+        if quiet.elapsed() >= sampled {
+            let m = |name: &str| procs.metric(0, name).unwrap_or(-1.0);
+            pending_series.push((
+                sampled.as_secs(),
+                m("belfry_pending_digests"),
+                m("belfry_log_size"),
+                m("belfry_queued_reports"),
+                m("belfry_sequencer_pending"),
+                m("belfry_weak_pending_own"),
+                m("belfry_over_quota"),
+                m("belfry_reports_requeued"),
+            ));
+            sampled += Duration::from_secs(5);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -237,6 +258,7 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         taken: taken.load(Ordering::Relaxed),
         refused_requests: refused.load(Ordering::Relaxed),
         pending_after,
+        pending_series,
         honest_before_ms: p50(&mut before),
         honest_during_p50_ms: p50(&mut during),
         honest_during_max_ms: max,

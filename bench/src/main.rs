@@ -308,6 +308,10 @@ fn run() -> anyhow::Result<()> {
                     "RSS MiB per replica: before {:?}, peak {:?}, {after} s after {:?}",
                     r.rss_before_mib, r.rss_peak_mib, r.rss_after_mib
                 );
+                println!(
+                    "after the flood, replica 0 every 5 s (s, pending, log size, queued reports, sequencer pending, weak own, over quota, requeued): {:?}",
+                    r.pending_series
+                );
             }
         }
         Command::Restart { entries, dir, json } => {

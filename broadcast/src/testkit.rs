@@ -125,10 +125,15 @@ pub struct Net {
     pub cut_off: BTreeSet<usize>,
     /// Extra delay for messages of the replica the coin will elect.
     pub delay_leaders: Option<Micros>,
+    /// `(replica, extra delay, until)`: that replica's VALs take this much
+    /// longer until then (its vertices spread too late to be parents).
+    pub slow_vals: Option<(usize, Micros, Micros)>,
     pub leaders: BTreeMap<Wave, ReplicaId>,
     held: Vec<Vec<(Wave, Message)>>,
     pub created: Vec<Vec<VertexRef>>,
     pub digests_per_propose: usize,
+    /// Every digest each replica was given to propose, in order.
+    pub proposed: Vec<Vec<Digest>>,
     next_digest: u64,
     pub crypto: Vec<Arc<dyn ThresholdCrypto>>,
     pub messages_delivered: u64,
@@ -191,10 +196,12 @@ impl Net {
             behaviour,
             cut_off: BTreeSet::new(),
             delay_leaders: None,
+            slow_vals: None,
             leaders: BTreeMap::new(),
             held: vec![Vec::new(); n],
             created: vec![Vec::new(); n],
             digests_per_propose: 3,
+            proposed: vec![Vec::new(); n],
             next_digest: 0,
             crypto,
             messages_delivered: 0,
@@ -354,12 +361,17 @@ impl Net {
             }
             _ => None,
         };
+        let slow_val = match (&message, self.slow_vals) {
+            (Message::Val(_), Some((who, d, until))) if who == from && self.now < until => d,
+            _ => Micros::ZERO,
+        };
         for to in targets {
             let latency = Micros(self.rng.gen_range(100..1_500));
             let at = self
                 .now
                 .saturating_add(latency)
-                .saturating_add(delay_leader.unwrap_or_default());
+                .saturating_add(delay_leader.unwrap_or_default())
+                .saturating_add(slow_val);
             self.schedule(
                 at,
                 Event::Deliver {
@@ -403,7 +415,8 @@ impl Net {
                                     recv_time: self.now,
                                 }
                             })
-                            .collect();
+                            .collect::<Vec<Report>>();
+                        self.proposed[node].extend(reports.iter().map(|r| r.digest));
                         self.input(node, Input::Propose(reports));
                         self.schedule(
                             self.now.saturating_add(Micros(2_000)),

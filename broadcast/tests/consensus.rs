@@ -254,6 +254,48 @@ fn a_restart_while_f_replicas_are_down_does_not_stop_the_cluster() {
     }
 }
 
+/// A replica whose vertices spread too slowly to be anyone's parent (a
+/// flooded replica's full vertices, here VALs 400 ms late for 2 s) sees
+/// many of them fall below the GC horizon unordered — by every replica.
+/// Their reports are queued again, so every digest it proposed is ordered
+/// once its vertices spread again. (They were lost before: digests a client
+/// was told were taken, never logged.)
+#[test]
+fn reports_of_own_vertices_no_leader_reached_are_proposed_again() {
+    let mut net = Net::new(4, 1, 21, vec![Behaviour::Honest; 4]);
+    let slow_until = Micros::from_secs(2);
+    net.slow_vals = Some((0, Micros::from_millis(400), slow_until));
+    net.run_until(slow_until, |_| false);
+    let own: BTreeSet<[u8; 32]> = net.proposed[0].iter().map(|d| d.0).collect();
+    let ordered_own = |net: &Net| -> usize {
+        net.outputs[1]
+            .iter()
+            .flat_map(|b| b.vertices.iter())
+            .flat_map(|v| v.reports.iter())
+            .filter(|r| own.contains(&r.digest.0))
+            .map(|r| r.digest.0)
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let until = net.now.saturating_add(Micros::from_secs(20));
+    while net.now < until && ordered_own(&net) < own.len() {
+        let step = net.now.saturating_add(Micros::from_millis(500));
+        net.run_until(step, |_| false);
+    }
+    assert_eq!(
+        ordered_own(&net),
+        own.len(),
+        "of replica 0's digests proposed while its vertices were slow, some were never ordered"
+    );
+    // The case arose: own vertices fell below the horizon unordered.
+    let requeued = net.nodes[0].as_ref().unwrap().counters().reports_requeued;
+    assert!(
+        requeued > 0,
+        "no own vertex of replica 0 fell below the horizon unordered"
+    );
+    check_agreement(&net, &net.honest());
+}
+
 #[test]
 fn a_replica_partitioned_for_more_than_gc_depth_rounds_rejoins_and_agrees() {
     for (n, f) in SIZES {

@@ -135,7 +135,10 @@ impl Sim {
         out
     }
     /// Takes the reports of an honest replica's newly persisted own
-    /// vertices: its first report of each digest, valued by the policy.
+    /// vertices, valued by the policy: one per digest and replica — the
+    /// last, because a report is made again only when the vertex that
+    /// carried it fell below the GC horizon unordered (it never counted
+    /// anywhere, so the later one is the replica's report).
     pub(crate) fn absorb_reports(&mut self, i: usize, writes: &[Durable]) {
         if !honest(&self.cfg, i) {
             return;
@@ -143,12 +146,21 @@ impl Sim {
         for w in writes {
             if let Durable::OwnVertex(v) = w {
                 for r in &v.reports {
-                    if self.report_seen[i].insert(r.digest.0) {
-                        let value = match self.cfg.policy {
-                            Policy::Lamport => v.round.0,
-                            Policy::Clock { .. } => r.recv_time.0,
-                        };
-                        self.reports.entry(r.digest.0).or_default().push(value);
+                    let value = match self.cfg.policy {
+                        Policy::Lamport => v.round.0,
+                        Policy::Clock { .. } => r.recv_time.0,
+                    };
+                    let values = self.reports.entry(r.digest.0).or_default();
+                    match self.report_seen[i].get(&r.digest.0) {
+                        Some(k) => {
+                            if let Some(x) = values.get_mut(*k) {
+                                *x = value;
+                            }
+                        }
+                        None => {
+                            self.report_seen[i].insert(r.digest.0, values.len());
+                            values.push(value);
+                        }
                     }
                 }
             }

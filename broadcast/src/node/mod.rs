@@ -134,6 +134,9 @@ impl Slot {
 pub struct Counters {
     /// Own vertices created.
     pub rounds_created: u64,
+    /// Reports of own vertices that fell below the GC horizon unordered,
+    /// queued again (see `requeue_orphaned_reports`).
+    pub reports_requeued: u64,
     /// Waves decided (directly committed leaders).
     pub waves_decided: u64,
     /// Batches output (ordered leaders).

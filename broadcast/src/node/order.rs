@@ -134,6 +134,9 @@ impl Node {
         self.counters.batches += 1;
         self.counters.vertices_ordered += batch.len() as u64;
         let new_horizon = Round(leader.round.0.saturating_sub(self.config.gc_depth));
+        if !self.restoring {
+            self.requeue_orphaned_reports(new_horizon);
+        }
         self.collect_garbage(new_horizon, step);
         // The batch's own wave, not `last_decided_wave`: a replica that orders
         // this leader through a later wave's stack must commit to the same
@@ -154,6 +157,42 @@ impl Node {
                 order_state: order.commitment_cached(&mut self.order_digests),
                 order,
             });
+        }
+    }
+
+    /// Own vertices about to fall below the GC horizon that no committed
+    /// leader reached will never be ordered — by any replica: every replica
+    /// orders the same leaders down to the same horizon — so their reports
+    /// would be lost, digests a client was told were taken. (A replica whose
+    /// vertices are slow to spread, as a flooded one's full vertices are,
+    /// can see many of them left out of every leader's history.) Their
+    /// reports go back to the front of the queue for the coming vertices, in
+    /// their order; the sequencer never counted them, so nothing is reported
+    /// twice.
+    fn requeue_orphaned_reports(&mut self, horizon: Round) {
+        let me = self.config.me;
+        let mut back: Vec<Report> = Vec::new();
+        for (round, v) in self.own_vertices.range(..horizon) {
+            let lo = VertexRef {
+                round: *round,
+                author: me,
+                hash: VertexHash([0; 32]),
+            };
+            let hi = VertexRef {
+                round: *round,
+                author: me,
+                hash: VertexHash([0xff; 32]),
+            };
+            if self.ordered.range(lo..=hi).next().is_none() {
+                back.extend(v.reports.iter().copied());
+            }
+        }
+        if back.is_empty() {
+            return;
+        }
+        self.counters.reports_requeued += back.len() as u64;
+        for r in back.into_iter().rev() {
+            self.pending.push_front(r);
         }
     }
 

@@ -418,6 +418,14 @@ fn observe(host: &Host<FileJournal>, metrics: &Metrics) {
     metrics.log_size.set(core.log_len() as i64);
     metrics.signed_size.set(core.signed_size() as i64);
     metrics.pending_digests.set(core.pending_len() as i64);
+    let (queued, sequencer, weak, over) = core.intake_load();
+    metrics.queued_reports.set(queued as i64);
+    metrics.sequencer_pending.set(sequencer as i64);
+    metrics.weak_pending_own.set(weak as i64);
+    metrics.over_quota.set(over as i64);
+    metrics
+        .reports_requeued
+        .set(core.node().counters().reports_requeued as i64);
     let (clients, outstanding) = core.client_load();
     metrics.clients.set(clients as i64);
     metrics.client_outstanding.set(outstanding as i64);

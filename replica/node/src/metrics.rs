@@ -76,6 +76,17 @@ pub struct Metrics {
     pub signed_size: Gauge,
     /// Digests reported and not yet logged.
     pub pending_digests: Gauge,
+    /// Reports queued for this replica's coming vertices.
+    pub queued_reports: Gauge,
+    /// Digests pending in the sequencer.
+    pub sequencer_pending: Gauge,
+    /// Of those, the ones that count against this replica's weak quota.
+    pub weak_pending_own: Gauge,
+    /// Reports the sequencer did not count: their author was at its weak
+    /// quota (running total).
+    pub over_quota: Gauge,
+    /// Reports of own vertices no leader reached, queued again (total).
+    pub reports_requeued: Gauge,
     /// Clients the core keeps state for.
     pub clients: Gauge,
     /// Digests clients wait on (ordering or signing).
@@ -145,6 +156,11 @@ impl Metrics {
             log_size: Gauge::default(),
             signed_size: Gauge::default(),
             pending_digests: Gauge::default(),
+            queued_reports: Gauge::default(),
+            sequencer_pending: Gauge::default(),
+            weak_pending_own: Gauge::default(),
+            over_quota: Gauge::default(),
+            reports_requeued: Gauge::default(),
             clients: Gauge::default(),
             client_outstanding: Gauge::default(),
             client_reads_refused: Gauge::default(),
@@ -185,6 +201,31 @@ impl Metrics {
             "pending_digests",
             "Digests pending",
             m.pending_digests.clone(),
+        );
+        r.register(
+            "queued_reports",
+            "Reports queued for the coming vertices",
+            m.queued_reports.clone(),
+        );
+        r.register(
+            "sequencer_pending",
+            "Digests pending in the sequencer",
+            m.sequencer_pending.clone(),
+        );
+        r.register(
+            "weak_pending_own",
+            "Sequencer-pending digests against this replica's weak quota",
+            m.weak_pending_own.clone(),
+        );
+        r.register(
+            "over_quota",
+            "Reports not counted: their author was at its weak quota (total)",
+            m.over_quota.clone(),
+        );
+        r.register(
+            "reports_requeued",
+            "Reports of own vertices no leader reached, queued again (total)",
+            m.reports_requeued.clone(),
         );
         r.register(
             "clients",

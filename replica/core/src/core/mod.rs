@@ -488,6 +488,25 @@ impl ReplicaCore {
         self.pending.len()
     }
 
+    /// Where digests wait (metrics): reports queued for this replica's
+    /// coming vertices, digests pending in the sequencer, of those the ones
+    /// only this replica and at most `f − 1` others reported (its weak
+    /// quota's use), and reports the sequencer did not count because their
+    /// author was at its weak quota (running total, all authors).
+    pub fn intake_load(&self) -> (usize, usize, usize, u64) {
+        let me = self.config.broadcast.me.index();
+        (
+            self.node.queued_reports(),
+            self.sequencer.pending_len(),
+            self.sequencer
+                .weak_per_author()
+                .get(me)
+                .copied()
+                .unwrap_or(0),
+            self.sequencer.over_quota(),
+        )
+    }
+
     /// Marks a replica that starts with nothing durable (new, or its data
     /// was lost): it observes from its first `Start` until it is past every
     /// round it may have signed in, unless the config says otherwise.
