@@ -56,11 +56,8 @@ pub struct FloodReport {
     /// The flooded replica's pending digests at the end (0: everything it
     /// took was logged).
     pub pending_after: f64,
-    /// After the flood, every 5 s: (seconds, and of the flooded replica:
-    /// pending digests, log size, queued reports, digests pending in the
-    /// sequencer, of them against its weak quota, reports over quota, reports
-    /// queued again).
-    pub pending_series: Vec<(u64, f64, f64, f64, f64, f64, f64, f64)>,
+    /// After the flood, every 5 s: the flooded replica's intake.
+    pub pending_series: Vec<IntakeSample>,
     /// Honest stamps of 100 digests: latency before the flood, ms (p50).
     pub honest_before_ms: Option<u64>,
     /// During the flood: p50 and the slowest, ms.
@@ -75,6 +72,27 @@ pub struct FloodReport {
     pub rss_peak_mib: Vec<f64>,
     /// After the flood and `after` of quiet, MiB.
     pub rss_after_mib: Vec<f64>,
+}
+
+/// The flooded replica's intake at one moment after the flood (its metrics).
+#[derive(Clone, Debug, Serialize)]
+pub struct IntakeSample {
+    /// Seconds after the flood.
+    pub at_s: u64,
+    /// Digests taken and not logged.
+    pub pending: f64,
+    /// Its log size.
+    pub log_size: f64,
+    /// Reports queued for its coming vertices.
+    pub queued_reports: f64,
+    /// Digests pending in its sequencer.
+    pub sequencer_pending: f64,
+    /// Of those, the ones against its weak quota.
+    pub weak_own: f64,
+    /// Reports not counted for a full weak quota (total).
+    pub over_quota: f64,
+    /// Reports of its own vertices no leader reached, queued again (total).
+    pub requeued: f64,
 }
 
 fn mib(b: Option<u64>) -> f64 {
@@ -233,16 +251,16 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         }
         if quiet.elapsed() >= sampled {
             let m = |name: &str| procs.metric(0, name).unwrap_or(-1.0);
-            pending_series.push((
-                sampled.as_secs(),
-                m("belfry_pending_digests"),
-                m("belfry_log_size"),
-                m("belfry_queued_reports"),
-                m("belfry_sequencer_pending"),
-                m("belfry_weak_pending_own"),
-                m("belfry_over_quota"),
-                m("belfry_reports_requeued"),
-            ));
+            pending_series.push(IntakeSample {
+                at_s: sampled.as_secs(),
+                pending: m("belfry_pending_digests"),
+                log_size: m("belfry_log_size"),
+                queued_reports: m("belfry_queued_reports"),
+                sequencer_pending: m("belfry_sequencer_pending"),
+                weak_own: m("belfry_weak_pending_own"),
+                over_quota: m("belfry_over_quota"),
+                requeued: m("belfry_reports_requeued"),
+            });
             sampled += Duration::from_secs(5);
         }
         std::thread::sleep(Duration::from_millis(500));

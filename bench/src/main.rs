@@ -308,10 +308,12 @@ fn run() -> anyhow::Result<()> {
                     "RSS MiB per replica: before {:?}, peak {:?}, {after} s after {:?}",
                     r.rss_before_mib, r.rss_peak_mib, r.rss_after_mib
                 );
-                println!(
-                    "after the flood, replica 0 every 5 s (s, pending, log size, queued reports, sequencer pending, weak own, over quota, requeued): {:?}",
-                    r.pending_series
-                );
+                for x in &r.pending_series {
+                    println!(
+                        "{:>3} s after: replica 0 pending {}, log {}, queued reports {}, sequencer pending {}, weak own {}, over quota {}, requeued {}",
+                        x.at_s, x.pending, x.log_size, x.queued_reports, x.sequencer_pending, x.weak_own, x.over_quota, x.requeued
+                    );
+                }
             }
         }
         Command::Restart { entries, dir, json } => {

@@ -135,10 +135,13 @@ impl Sim {
         out
     }
     /// Takes the reports of an honest replica's newly persisted own
-    /// vertices, valued by the policy: one per digest and replica — the
-    /// last, because a report is made again only when the vertex that
-    /// carried it fell below the GC horizon unordered (it never counted
-    /// anywhere, so the later one is the replica's report).
+    /// vertices, valued by the policy: its first report of each digest, and
+    /// the range of any later ones. A replica reports a digest again when
+    /// the vertex that carried it fell below the GC horizon unordered (then
+    /// the later report is the one that counts) or after a crash or wipe
+    /// (then the sequencer ignores it as a duplicate): which one counted is
+    /// not known here, so the fairness measures use the widest range —
+    /// never a false alarm, at worst a pair less counted as clearly ordered.
     pub(crate) fn absorb_reports(&mut self, i: usize, writes: &[Durable]) {
         if !honest(&self.cfg, i) {
             return;
@@ -150,17 +153,15 @@ impl Sim {
                         Policy::Lamport => v.round.0,
                         Policy::Clock { .. } => r.recv_time.0,
                     };
-                    let values = self.reports.entry(r.digest.0).or_default();
-                    match self.report_seen[i].get(&r.digest.0) {
-                        Some(k) => {
-                            if let Some(x) = values.get_mut(*k) {
-                                *x = value;
-                            }
-                        }
-                        None => {
-                            self.report_seen[i].insert(r.digest.0, values.len());
-                            values.push(value);
-                        }
+                    if self.report_seen[i].insert(r.digest.0) {
+                        self.reports.entry(r.digest.0).or_default().push(value);
+                    } else {
+                        let (lo, hi) = self
+                            .reported_again
+                            .entry(r.digest.0)
+                            .or_insert((value, value));
+                        *lo = (*lo).min(value);
+                        *hi = (*hi).max(value);
                     }
                 }
             }
@@ -362,6 +363,7 @@ impl Sim {
             canonical: &self.canonical,
             logged: &self.logged,
             reports,
+            reported_again: &self.reported_again,
             honest: honest_ids.len(),
             first_seen: &self.first_seen,
             races: &self.races,

@@ -277,8 +277,10 @@ pub(crate) struct Sim {
     pub(crate) crypto: Vec<Arc<dyn ThresholdCrypto>>,
     /// The honest replicas' reports (M1, M6), taken from what they released.
     pub(crate) reports: metrics::HonestReports,
-    /// Per honest replica: where its report of each digest is in `reports`.
-    pub(crate) report_seen: Vec<BTreeMap<[u8; 32], usize>>,
+    pub(crate) report_seen: Vec<BTreeSet<[u8; 32]>>,
+    /// The range of honest replicas' later reports of a digest they had
+    /// reported before (see `absorb_reports`).
+    pub(crate) reported_again: BTreeMap<[u8; 32], (u64, u64)>,
     pub(crate) clocks: Vec<DriftingClock>,
     pub(crate) byz: Vec<Option<Strategy>>,
     pub(crate) net_rng: ChaCha20Rng,
@@ -519,7 +521,8 @@ impl Sim {
                 })
                 .collect(),
             reports: BTreeMap::new(),
-            report_seen: vec![BTreeMap::new(); n],
+            report_seen: vec![BTreeSet::new(); n],
+            reported_again: BTreeMap::new(),
             net_rng: stream(cfg.seed, "net", 0),
             load_rng: stream(cfg.seed, "load", 0),
             byz_rng: stream(cfg.seed, "byzantine", 0),

@@ -80,6 +80,9 @@ pub struct Inputs<'a> {
     pub logged: &'a BTreeMap<[u8; 32], u64>,
     /// Honest report values.
     pub reports: &'a HonestReports,
+    /// The range of the values of honest replicas' later reports of a
+    /// digest they reported before: the honest range includes it.
+    pub reported_again: &'a BTreeMap<[u8; 32], (u64, u64)>,
     /// Number of honest replicas.
     pub honest: usize,
     /// True first-receipt times per honest replica.
@@ -90,6 +93,16 @@ pub struct Inputs<'a> {
     pub held: &'a BTreeSet<[u8; 32]>,
     /// The policy.
     pub policy: Policy,
+}
+
+/// The range of a digest's honest report values, later reports included.
+fn honest_range(x: &Inputs<'_>, d: &[u8; 32], r: &[u64]) -> (u64, u64) {
+    let lo = r.iter().min().copied().unwrap_or(0);
+    let hi = r.iter().max().copied().unwrap_or(0);
+    match x.reported_again.get(d) {
+        Some((alo, ahi)) => (lo.min(*alo), hi.max(*ahi)),
+        None => (lo, hi),
+    }
 }
 
 /// Computes every metric.
@@ -119,9 +132,8 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
         .filter_map(|(d, pos, _)| {
             let r = x.reports.get(d)?;
             (r.len() == x.honest).then(|| {
-                let lo = r.iter().min().copied().unwrap_or(0) / bucket;
-                let hi = r.iter().max().copied().unwrap_or(0) / bucket;
-                (lo, hi, *pos)
+                let (lo, hi) = honest_range(x, d, r);
+                (lo / bucket, hi / bucket, *pos)
             })
         })
         .collect();
@@ -196,10 +208,7 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
     let (mut shift, mut counted) = (0f64, 0u64);
     for (d, _, key) in &digests {
         let Some(r) = x.reports.get(d) else { continue };
-        let (lo, hi) = (
-            r.iter().min().copied().unwrap_or(0),
-            r.iter().max().copied().unwrap_or(0),
-        );
+        let (lo, hi) = honest_range(x, d, r);
         if *key < lo || *key > hi {
             m.m6_outside_honest_range += 1;
         }
