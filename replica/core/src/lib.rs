@@ -1,8 +1,11 @@
 //! A belfry replica: the sans-IO [`ReplicaCore`] that wires broadcast,
 //! sequencing, the log and tree-head signing behind one
-//! `handle(now, input) -> CoreStep`, the in-process [`local`] cluster used by
-//! `belfry demo` and the tests, the wire frames, and the `belfry` command line
-//! (docs/design.md sections 2, 4, 5).
+//! `handle(now, input) -> CoreStep`, the [`Host`] every driver runs it in
+//! (the QUIC node, the simulator, the in-process cluster), the journal and
+//! the file-backed log, and the in-process [`local`] cluster that the tests,
+//! the benchmarks and `examples/four_replicas.rs` use (docs/design.md
+//! sections 2, 3, 4; docs/architecture.md). The QUIC node is `belfry-node`,
+//! the command line `belfry-cli`.
 //!
 //! The crates below are re-exported so that the simulator and the benchmarks
 //! depend on the replica alone, as the layering of docs/design.md section 1 asks.
