@@ -422,6 +422,15 @@ impl Sequencer {
         self.state.pending.len()
     }
 
+    /// Whether `author`'s report of `digest` is counted and the digest not
+    /// logged yet.
+    pub fn has_report(&self, digest: &Digest, author: ReplicaId) -> bool {
+        self.state
+            .pending
+            .get(digest)
+            .is_some_and(|p| p.reports.contains_key(&author))
+    }
+
     /// Per author, the weak pending digests it reported (see
     /// [`MAX_WEAK_PENDING_PER_AUTHOR`]).
     pub fn weak_per_author(&self) -> &[usize] {

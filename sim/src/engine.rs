@@ -256,6 +256,8 @@ pub(crate) struct Replica {
     pub(crate) snapshots: u64,
     /// It rejoined after a wipe.
     pub(crate) rejoined: bool,
+    /// Digests it reported again after state installs, so far (coverage).
+    pub(crate) reports_again: u64,
 }
 
 /// How an armed crash strikes.
@@ -518,6 +520,7 @@ impl Sim {
                     catchups: (0, 0),
                     snapshots: 0,
                     rejoined: false,
+                    reports_again: 0,
                 })
                 .collect(),
             reports: BTreeMap::new(),

@@ -272,6 +272,14 @@ impl Sim {
             if now_caught.1 > before.1 {
                 self.mark("catch-up by log range and snapshot (FetchState)");
             }
+            let again = self.replicas[i]
+                .host
+                .as_ref()
+                .map_or(0, |h| h.core().reports_again());
+            if again > self.replicas[i].reports_again {
+                self.replicas[i].reports_again = again;
+                self.mark("digests reported again after a state install dropped their vertices");
+            }
             if self.replicas[i].incarnation > 1
                 && self.replicas[i]
                     .host

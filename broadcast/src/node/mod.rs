@@ -568,6 +568,16 @@ impl Node {
         self.pending.len()
     }
 
+    /// The digests this node's queue for the coming vertices and its own
+    /// vertices still held (at or above the GC horizon) carry.
+    pub fn carried(&self) -> BTreeSet<crate::vertex::Digest> {
+        self.pending
+            .iter()
+            .chain(self.own_vertices.values().flat_map(|v| v.reports.iter()))
+            .map(|r| r.digest)
+            .collect()
+    }
+
     /// The cluster's round as far as this node can tell: the (f+1)-th highest
     /// round claimed by replicas' own VALs. At least one honest replica is at
     /// or above it, so Byzantine claims can neither stretch it upwards nor hold

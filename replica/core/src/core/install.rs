@@ -330,6 +330,33 @@ impl ReplicaCore {
         }
     }
 
+    /// Installing a state moves the GC horizon up at once, and the own
+    /// vertices below it go without being looked at: the ones no leader
+    /// reached will never be ordered by anyone, and their digests — taken
+    /// from clients, or re-reported — would stay in the pending set for
+    /// good, never logged. The installed sequencer state says which of this
+    /// replica's reports counted: a pending digest whose report did not
+    /// count and that no own vertex still held nor the queue carries is
+    /// reported again (nothing counted is reported twice).
+    fn report_dropped_again(&mut self, out: &mut CoreStep) {
+        let me = self.config.broadcast.me;
+        let carried = self.node.carried();
+        let again: Vec<Report> = self
+            .pending
+            .iter()
+            .map(|d| Digest(*d))
+            .filter(|d| !carried.contains(d) && !self.sequencer.has_report(d, me))
+            .map(|digest| Report {
+                digest,
+                recv_time: self.now,
+            })
+            .collect();
+        if !again.is_empty() {
+            self.reports_again += again.len() as u64;
+            self.drive(Input::Propose(again), out);
+        }
+    }
+
     pub(super) fn install_state(
         &mut self,
         from_peer: ReplicaId,
@@ -388,6 +415,7 @@ impl ReplicaCore {
         let log = &self.log;
         self.pending.retain(|d| log.index_of(d).is_none());
         self.drive(Input::InstallCheckpoint(checkpoint), out);
+        self.report_dropped_again(out);
         for p in 0..self.config.broadcast.n {
             let p = ReplicaId(p as u16);
             if p != self.config.broadcast.me {

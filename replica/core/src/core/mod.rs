@@ -293,6 +293,9 @@ pub struct ReplicaCore {
     recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
     catchup: Option<CatchUp>,
     catchups_installed: u64,
+    /// Digests reported again after a state install dropped the own
+    /// vertices that carried them (see `report_dropped_again`).
+    reports_again: u64,
     leader_catchups: u64,
     /// Each peer's budget for catch-up answers.
     serve_budget: Vec<belfry_broadcast::budget::ByteBudget>,
@@ -374,6 +377,7 @@ impl ReplicaCore {
             recent_states: BTreeMap::new(),
             catchup: None,
             catchups_installed: 0,
+            reports_again: 0,
             leader_catchups: 0,
             serve_budget: ReplicaCore::serve_budgets(n),
             serving: serve::Serving {
@@ -486,6 +490,12 @@ impl ReplicaCore {
     /// Digests reported and not yet logged.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Digests reported again after a state install dropped the own
+    /// vertices that carried them.
+    pub fn reports_again(&self) -> u64 {
+        self.reports_again
     }
 
     /// Where digests wait (metrics): reports queued for this replica's
