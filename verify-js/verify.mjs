@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Command line wrapper around lib/: verifies one belfry receipt offline.
+// Command line wrapper around lib/: verifies one belfry receipt (version 1, or
+// version 2 aggregated through gateways) offline.
 //   node verify.mjs (--anchor belfry1:HEX | --cluster cluster.toml) RECEIPT [FILE | --digest HEX] [--json]
 // Exit 0 valid, 1 invalid (the failing check named on stderr), 2 usage or I/O error.
 import { createReadStream, readFileSync } from 'node:fs';
@@ -10,10 +11,12 @@ import { AnchorError, anchorFromClusterToml, parseAnchor, verifyReceipt } from '
 
 const USAGE = `usage: node verify.mjs (--anchor belfry1:<96 hex> | --cluster cluster.toml) RECEIPT [FILE | --digest HEX] [--json]
 
-Verifies a belfry receipt (binary .belfry or JSON form) offline against the
-trust anchor alone. FILE is the document: its SHA-256 must be the receipt's
-digest (or give the digest itself with --digest). Checks, in order: format,
-anchor, cluster_id, digest, entry, inclusion_proof, signature.
+Verifies a belfry receipt (binary .belfry or JSON form; version 1 from the
+cluster, or version 2 aggregated through gateways) offline against the trust
+anchor alone. FILE is the document: its SHA-256 must be the receipt's digest
+(or give the digest itself with --digest). Checks, in order: format, anchor,
+cluster_id, digest, aggregation (version 2 only), entry, inclusion_proof,
+signature.
 Exit 0 valid, 1 invalid (the failing check is named on stderr), 2 usage or I/O error.`;
 
 class UsageError extends Error {}
@@ -84,6 +87,7 @@ async function main(argv) {
       tree_size: r.receipt?.treeSize ?? null,
       time: r.receipt?.time ?? null,
       time_utc: r.receipt?.timeUtc ?? null,
+      gateway_layers: r.receipt?.gatewayLayers ?? null,
       file: filePath ?? null,
       receipt: receiptPath,
       checks: r.checks,
@@ -92,7 +96,9 @@ async function main(argv) {
   if (r.ok) {
     if (!a.json) {
       const s = r.receipt;
-      process.stdout.write(`OK ${name}: leaf ${s.leafIndex} of tree size ${s.treeSize}, in the log by ${s.timeUtc}${digest ? '' : ' (no document given: digest not checked)'}\n`);
+      const via = s.gatewayLayers === 0 ? ''
+        : s.gatewayLayers === 1 ? ' through 1 gateway round' : ` through ${s.gatewayLayers} stacked gateway rounds`;
+      process.stdout.write(`OK ${name}: leaf ${s.leafIndex} of tree size ${s.treeSize}${via}, in the log by ${s.timeUtc}${digest ? '' : ' (no document given: digest not checked)'}\n`);
     }
     return 0;
   }

@@ -21,12 +21,17 @@
 pub use belfry_clock as clock;
 pub use belfry_coin as coin;
 
+pub mod aggregate;
 pub mod entry;
 pub mod head;
 pub mod merkle;
 pub mod receipt;
 pub mod store;
 
+pub use aggregate::{
+    aggregate_leaf_hash, verify_aggregated, AggregatedReceipt, AggregationStep, AnyReceipt,
+    VerifiedAggregated,
+};
 pub use entry::{empty_root, DigestEntry, Entry, EntryError, TickEntry};
 pub use head::{SignedTreeHead, TreeHead};
 pub use merkle::{

@@ -27,7 +27,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The largest power of two strictly below `n` (`n >= 2`).
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1 << (63 - (n - 1).leading_zeros())
 }
@@ -171,8 +171,20 @@ impl<S: NodeStore> MerkleTree<S> {
             .flatten()
     }
 
-    /// `MTH(D[lo..hi])` for a range the RFC's recursion produces.
-    fn subtree(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+    /// `MTH(D[lo..hi])` for a range the RFC's recursion produces (an aligned
+    /// complete subtree, or one split at the largest power of two below its
+    /// size, recursively), within the current size.
+    pub fn subtree(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+        if lo >= hi || hi > self.size {
+            return Err(ProofError::SizeOutOfRange {
+                size: hi,
+                have: self.size,
+            });
+        }
+        self.subtree_unchecked(lo, hi)
+    }
+
+    fn subtree_unchecked(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
         let n = hi - lo;
         if n.is_power_of_two() && lo % n == 0 {
             let level = n.trailing_zeros();
@@ -186,8 +198,8 @@ impl<S: NodeStore> MerkleTree<S> {
         }
         let k = split_point(n);
         Ok(node_hash(
-            &self.subtree(lo, lo + k)?,
-            &self.subtree(lo + k, hi)?,
+            &self.subtree_unchecked(lo, lo + k)?,
+            &self.subtree_unchecked(lo + k, hi)?,
         ))
     }
 

@@ -85,8 +85,23 @@ pub enum ReceiptError {
     #[error("malformed receipt: {0}")]
     Malformed(String),
     /// An unsupported version.
-    #[error("unsupported receipt version {0} (this verifier reads version {RECEIPT_VERSION})")]
+    #[error("unsupported receipt version {0} (this verifier reads versions 1 and 2)")]
     Version(u8),
+    /// An aggregated receipt's gateway step `step` (from 0, the client's
+    /// gateway) does not lead from the digest below to a root.
+    #[error(
+        "aggregation step {step}: the path does not fit its tree (leaf index or proof length)"
+    )]
+    AggregationMismatch {
+        /// Which step.
+        step: usize,
+    },
+    /// An aggregated receipt's chain leads to a root that is not the digest
+    /// the cluster's receipt logs.
+    #[error(
+        "aggregation: the chain from the digest does not lead to the digest the cluster logged"
+    )]
+    AggregationNotLogged,
 }
 
 impl Receipt {
@@ -281,18 +296,22 @@ impl Receipt {
     }
 }
 
-fn hex32(what: &str, s: &str) -> Result<[u8; 32], ReceiptError> {
+pub(crate) fn hex32(what: &str, s: &str) -> Result<[u8; 32], ReceiptError> {
     let b = hex::decode(s).map_err(|e| ReceiptError::Malformed(format!("{what}: {e}")))?;
     b.try_into()
         .map_err(|_| ReceiptError::Malformed(format!("{what} must be 32 bytes")))
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Reader { b, at: 0 }
+    }
+
     fn slice(&mut self, n: usize) -> Result<&'a [u8], ReceiptError> {
         let end = self
             .at
@@ -310,13 +329,13 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], ReceiptError> {
+    pub(crate) fn bytes<const N: usize>(&mut self) -> Result<[u8; N], ReceiptError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.slice(N)?);
         Ok(out)
     }
 
-    fn rest(&self) -> &'a [u8] {
+    pub(crate) fn rest(&self) -> &'a [u8] {
         &self.b[self.at..]
     }
 }

@@ -1,12 +1,25 @@
 // The RFC 9162 (Certificate Transparency) Merkle tree over SHA-256, as far as a
-// receipt verifier needs it: the leaf and node hashes and the root an
-// inclusion proof leads to (RFC 9162 §2.1.3.2).
+// receipt verifier needs it: the leaf and node hashes (the log's, and a
+// gateway tree's leaves) and the root an inclusion proof leads to (RFC 9162
+// §2.1.3.2).
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat } from './bytes.mjs';
 
 /** `SHA-256(0x00 || entry)`. */
 export function leafHash(entryBytes) {
   return sha256(concat(Uint8Array.of(0x00), entryBytes));
+}
+
+/** The 16 ASCII bytes that tag a gateway tree's leaves (docs/gateway.md). */
+export const AGGREGATE_LEAF_TAG = 'belfry/aggregate';
+
+/**
+ * A gateway tree's leaf hash of a digest: `SHA-256(0x00 || "belfry/aggregate"
+ * || digest)`. A log entry starts with its kind byte (0x01, 0x02), never `b`,
+ * so a gateway leaf is never a log leaf.
+ */
+export function aggregateLeafHash(digest) {
+  return sha256(concat(Uint8Array.of(0x00), AGGREGATE_LEAF_TAG, digest));
 }
 
 /** `SHA-256(0x01 || left || right)`. */

@@ -1,34 +1,52 @@
 // The two forms of a belfry receipt (README "Receipts", docs/design.md §3.7)
 // read into one plain object, and the byte strings a verifier recomputes from
 // it: the entry's canonical bytes, the cluster id and the signed tree head
-// message. Written from the documents, not from the Rust code.
+// message. Version 1 is the cluster's receipt; version 2 (docs/gateway.md) is
+// an aggregated receipt: the gateway steps from a client's digest to the root
+// the cluster logged, then the cluster's version-1 receipt of that root.
+// Written from the documents, not from the Rust code.
 import { sha256 } from '@noble/hashes/sha2.js';
 import { Reader, concat, fromHex, toHex, uintBE } from './bytes.mjs';
 import { parseJson } from './json.mjs';
 
 export const MAGIC = 'BLFY';
 export const VERSION = 1;
+/** The version of an aggregated receipt (docs/gateway.md). */
+export const AGGREGATED_VERSION = 2;
+/** Most gateway layers in one aggregated receipt. */
+export const MAX_AGGREGATION_STEPS = 8;
 /** Longest inclusion proof: 64 levels cover any u64 tree size. */
 export const MAX_PROOF_LEN = 64;
 export const DIGEST_ENTRY_LEN = 52;
 export const TICK_ENTRY_LEN = 213;
 const POLICIES = ['lamport', 'clock'];
 
-/** A receipt that cannot be read, or whose entry is not canonical. */
+/**
+ * A receipt that cannot be read, or whose entry is not canonical. `version`
+ * is the version the receipt announced, when it got that far (so that a
+ * verifier lists the checks of that version).
+ */
 export class ReceiptError extends Error {
-  constructor(check, message) {
+  constructor(check, message, version = null) {
     super(message);
     this.check = check;
+    this.version = version;
   }
 }
 
 const format = (why) => new ReceiptError('format', why);
 
-/** Reads either form: bytes starting with "BLFY" are binary, anything else JSON text. */
+/**
+ * Reads either form of either version: bytes starting with "BLFY" are binary
+ * (version 2 when the byte after the magic is 2), anything else JSON text
+ * (version 2 when its `version` is 2).
+ */
 export function readReceipt(input) {
   const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : input;
   const magic = new TextEncoder().encode(MAGIC);
-  if (bytes.length >= 4 && magic.every((b, i) => bytes[i] === b)) return readBinary(bytes);
+  if (bytes.length >= 4 && magic.every((b, i) => bytes[i] === b)) {
+    return bytes[4] === AGGREGATED_VERSION ? readBinaryAggregated(bytes) : readBinary(bytes);
+  }
   let text;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -38,13 +56,13 @@ export function readReceipt(input) {
   return readJsonText(text);
 }
 
-/** The binary `.belfry` form: every length checked, no trailing bytes. */
+/** The binary `.belfry` form of version 1: every length checked, no trailing bytes. */
 export function readBinary(bytes) {
   const r = new Reader(bytes);
   try {
-    r.take(4, 'magic');
+    if (toHex(r.take(4, 'magic')) !== toHex(new TextEncoder().encode(MAGIC))) throw format('no BLFY magic');
     const version = r.uint(1, 'version');
-    if (version !== BigInt(VERSION)) throw format(`receipt version ${version}, this verifier reads ${VERSION}`);
+    if (version !== BigInt(VERSION)) throw format(`receipt version ${version}, this verifier reads 1 and 2`);
     const groupPublicKey = r.take(48, 'group public key');
     const n = r.uint(2, 'n');
     const f = r.uint(2, 'f');
@@ -79,6 +97,7 @@ export function readBinary(bytes) {
     checkPolicy(cluster);
     return {
       form: 'binary',
+      version: VERSION,
       cluster,
       claimedClusterId: null,
       entry: decodeEntry(entryBytes),
@@ -197,15 +216,22 @@ export function readJsonText(text) {
   return readJson(doc);
 }
 
-/** Reads the JSON form from a value parsed by `parseJson` (integers as BigInt). */
+/** Reads the JSON form of either version from a value parsed by `parseJson` (integers as BigInt). */
 export function readJson(doc) {
+  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && doc.version === BigInt(AGGREGATED_VERSION)) {
+    return readJsonAggregated(doc);
+  }
+  return readJsonV1(doc);
+}
+
+function readJsonV1(doc) {
   try {
     const j = fields(doc, 'receipt', [
       'version', 'cluster', 'cluster_id', 'entry', 'leaf_index', 'tree_size',
       'inclusion_proof', 'root', 'time', 'signature',
     ]);
     const version = uint(j.version, 'version', 8);
-    if (version !== BigInt(VERSION)) throw format(`receipt version ${version}, this verifier reads ${VERSION}`);
+    if (version !== BigInt(VERSION)) throw format(`receipt version ${version}, this verifier reads 1 and 2`);
     const c = fields(j.cluster, 'cluster', ['group_public_key', 'n', 'f', 'policy', 'granularity_us', 'genesis_time']);
     if (!POLICIES.includes(c.policy)) throw format(`cluster.policy: ${JSON.stringify(c.policy)} (lamport or clock)`);
     const cluster = {
@@ -223,6 +249,7 @@ export function readJson(doc) {
     }
     return {
       form: 'json',
+      version: VERSION,
       cluster,
       claimedClusterId: fromHex(j.cluster_id, 32, 'cluster_id'),
       entry: readJsonEntry(j.entry),
@@ -289,10 +316,120 @@ function uint(v, what, widthBytes) {
   return v;
 }
 
+// ---- version 2: aggregated receipts (docs/gateway.md)
+//
+// An aggregated receipt reads into { form, version: 2, digest, steps:
+// [{ leafIndex, treeSize, proof }] (bottom, the client's gateway, first),
+// inner } where `inner` is the cluster's version-1 receipt of the topmost
+// round root, read as above.
+
+const format2 = (why) => new ReceiptError('format', why, AGGREGATED_VERSION);
+
+/** A failure inside the inner receipt, named as such; its check is kept (`entry` stays `entry`). */
+function innerError(e) {
+  const why = e instanceof ReceiptError || e instanceof Error ? e.message : String(e);
+  return new ReceiptError(e instanceof ReceiptError ? e.check : 'format', `inner receipt: ${why}`, AGGREGATED_VERSION);
+}
+
+/**
+ * The binary form of version 2: `"BLFY" || 0x02 || digest[32] || steps u8
+ * (1-8) || (leaf_index u64 || tree_size u64 || proof_len u8 (<= 64) ||
+ * proof)* ||` the inner receipt's binary form (`"BLFY" || 0x01 || ...`, to
+ * the end of the bytes).
+ */
+export function readBinaryAggregated(bytes) {
+  const r = new Reader(bytes);
+  let steps;
+  let digest;
+  try {
+    if (toHex(r.take(4, 'magic')) !== toHex(new TextEncoder().encode(MAGIC))) throw format2('no BLFY magic');
+    const version = r.uint(1, 'version');
+    if (version !== BigInt(AGGREGATED_VERSION)) throw format2(`receipt version ${version}, expected ${AGGREGATED_VERSION}`);
+    digest = r.take(32, 'digest').slice();
+    const count = Number(r.uint(1, 'aggregation step count'));
+    if (count < 1 || count > MAX_AGGREGATION_STEPS) {
+      throw format2(`${count} aggregation steps (1 to ${MAX_AGGREGATION_STEPS})`);
+    }
+    steps = [];
+    for (let i = 0; i < count; i++) {
+      const leafIndex = r.uint(8, `aggregation step ${i} leaf_index`);
+      const treeSize = r.uint(8, `aggregation step ${i} tree_size`);
+      const len = Number(r.uint(1, `aggregation step ${i} proof length`));
+      if (len > MAX_PROOF_LEN) throw format2(`aggregation step ${i}: proof of ${len} hashes (at most ${MAX_PROOF_LEN})`);
+      const proof = [];
+      for (let k = 0; k < len; k++) proof.push(r.take(32, `aggregation step ${i} proof hash ${k}`).slice());
+      steps.push({ leafIndex, treeSize, proof });
+    }
+  } catch (e) {
+    if (e instanceof ReceiptError) throw e;
+    throw format2(e.message);
+  }
+  const rest = bytes.subarray(r.at);
+  if (rest.length < 5) throw format2('truncated: no inner receipt after the aggregation steps');
+  if (rest[4] !== VERSION) throw format2(`inner receipt: version ${rest[4]}, it must be a version-1 receipt`);
+  let inner;
+  try {
+    inner = readBinary(rest);
+  } catch (e) {
+    throw innerError(e);
+  }
+  return { form: 'binary', version: AGGREGATED_VERSION, digest, steps, inner };
+}
+
+/** The JSON form of version 2: exactly `version`, `digest`, `aggregation`, `receipt`. */
+function readJsonAggregated(doc) {
+  let digest;
+  let steps;
+  try {
+    const j = fields(doc, 'receipt', ['version', 'digest', 'aggregation', 'receipt']);
+    if (!Array.isArray(j.aggregation)) throw format2('aggregation: not an array');
+    if (j.aggregation.length < 1 || j.aggregation.length > MAX_AGGREGATION_STEPS) {
+      throw format2(`${j.aggregation.length} aggregation steps (1 to ${MAX_AGGREGATION_STEPS})`);
+    }
+    steps = j.aggregation.map((v, i) => {
+      const s = fields(v, `aggregation[${i}]`, ['leaf_index', 'tree_size', 'proof']);
+      if (!Array.isArray(s.proof)) throw format2(`aggregation[${i}].proof: not an array`);
+      if (s.proof.length > MAX_PROOF_LEN) {
+        throw format2(`aggregation[${i}]: proof of ${s.proof.length} hashes (at most ${MAX_PROOF_LEN})`);
+      }
+      return {
+        leafIndex: uint(s.leaf_index, `aggregation[${i}].leaf_index`, 8),
+        treeSize: uint(s.tree_size, `aggregation[${i}].tree_size`, 8),
+        proof: s.proof.map((h, k) => fromHex(h, 32, `aggregation[${i}].proof[${k}]`)),
+      };
+    });
+    digest = fromHex(j.digest, 32, 'digest');
+  } catch (e) {
+    if (e instanceof ReceiptError) throw new ReceiptError(e.check, e.message, AGGREGATED_VERSION);
+    throw format2(e.message);
+  }
+  const v = doc.receipt;
+  if (v !== null && typeof v === 'object' && !Array.isArray(v) && v.version !== BigInt(VERSION)) {
+    throw format2(`inner receipt: version ${v.version}, it must be a version-1 receipt`);
+  }
+  let inner;
+  try {
+    inner = readJsonV1(doc.receipt);
+  } catch (e) {
+    throw innerError(e);
+  }
+  return { form: 'json', version: AGGREGATED_VERSION, digest, steps, inner };
+}
+
 // ---- writing: both forms round-trip (used by tests and by anyone converting)
 
-/** The binary `.belfry` form of a receipt read by `readReceipt`. */
+/** The binary `.belfry` form of a receipt read by `readReceipt` (either version). */
 export function toBinary(r) {
+  if (r.version === AGGREGATED_VERSION) {
+    return concat(
+      MAGIC,
+      Uint8Array.of(AGGREGATED_VERSION),
+      r.digest,
+      Uint8Array.of(r.steps.length),
+      ...r.steps.flatMap((s) => [uintBE(s.leafIndex, 8), uintBE(s.treeSize, 8), Uint8Array.of(s.proof.length), ...s.proof]),
+      toBinary(r.inner),
+    );
+  }
   return concat(
     MAGIC,
     Uint8Array.of(VERSION),
@@ -313,8 +450,16 @@ export function toBinary(r) {
   );
 }
 
-/** The JSON form (as a plain object; integers as BigInt) of a receipt read by `readReceipt`. */
+/** The JSON form (as a plain object; integers as BigInt) of a receipt read by `readReceipt` (either version). */
 export function toJsonValue(r) {
+  if (r.version === AGGREGATED_VERSION) {
+    return {
+      version: BigInt(AGGREGATED_VERSION),
+      digest: toHex(r.digest),
+      aggregation: r.steps.map((s) => ({ leaf_index: s.leafIndex, tree_size: s.treeSize, proof: s.proof.map(toHex) })),
+      receipt: toJsonValue(r.inner),
+    };
+  }
   const c = r.cluster;
   const e = r.entry;
   const entry = e.kind === 'digest'

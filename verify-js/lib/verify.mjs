@@ -1,26 +1,37 @@
 // Verifies a belfry receipt offline against the trust anchor alone. The checks
 // run in a fixed order and the first that fails is named; nothing in the
-// receipt is trusted, every hash is recomputed.
+// receipt is trusted, every hash is recomputed. A version-2 (aggregated)
+// receipt's checks after `aggregation` are those of its inner version-1
+// receipt, the cluster's receipt of the topmost gateway round's root.
 //
-//   format           the bytes are a receipt in either form (README table / JSON form)
+//   format           the bytes are a receipt in either form (README table / JSON form;
+//                    docs/gateway.md for version 2: 1-8 steps, proofs of at most 64 hashes)
 //   anchor           the receipt's group public key is the trust anchor
 //   cluster_id       cluster_id = SHA-256("belfry-cluster-v1" || ...) (and a JSON
 //                    receipt's own cluster_id is that value)
-//   digest           the document's SHA-256 is the entry's digest (when a document
-//                    or digest is given; skipped otherwise)
+//   digest           the document's SHA-256 is the entry's digest (version 2: the
+//                    receipt's digest) when a document or digest is given; skipped otherwise
+//   aggregation      version 2 only: the chain of gateway paths from the digest leads to
+//                    the digest the inner receipt's entry carries
 //   entry            the entry's canonical bytes round-trip (no reserved flag bits)
 //   inclusion_proof  leaf_index < tree_size and the proof folds the leaf hash into root
 //   signature        the BLS signature on the tree head message verifies under the anchor
 import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { equalBytes, fromHex, toHex } from './bytes.mjs';
-import { leafHash, rootFromInclusion } from './merkle.mjs';
+import { aggregateLeafHash, leafHash, rootFromInclusion } from './merkle.mjs';
 import {
-  ReceiptError, clusterId, decodeEntry, encodeEntry, readReceipt, treeHeadMessage,
+  AGGREGATED_VERSION, ReceiptError, clusterId, decodeEntry, encodeEntry, readReceipt, treeHeadMessage,
 } from './receipt.mjs';
 
 /** The IETF ciphersuite belfry signs with: keys in G1, signatures in G2. */
 export const DST = 'BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_';
-export const CHECKS = ['format', 'anchor', 'cluster_id', 'digest', 'entry', 'inclusion_proof', 'signature'];
+/** Every check, in order; `aggregation` is run for version-2 (aggregated) receipts only. */
+export const CHECKS = ['format', 'anchor', 'cluster_id', 'digest', 'aggregation', 'entry', 'inclusion_proof', 'signature'];
+
+/** The checks of a receipt of `version` (1 or 2), in order. */
+export function checksFor(version) {
+  return version === AGGREGATED_VERSION ? CHECKS : CHECKS.filter((c) => c !== 'aggregation');
+}
 const ANCHOR_PREFIX = 'belfry1:';
 
 /** A trust anchor that cannot be used: a usage error, not a verdict on a receipt. */
@@ -75,7 +86,12 @@ export function utcMicros(us) {
  * Returns `{ ok, failed, reason, checks: [{ check, status, detail }], receipt }`:
  * `failed` names the first failing check (null when ok), `status` is ok, fail,
  * skipped or not run, and `receipt` (when it could be read) summarises what it
- * proves: digest, leafIndex, treeSize, time (µs, BigInt) and timeUtc.
+ * proves: version, digest, leafIndex, treeSize, time (µs, BigInt), timeUtc
+ * and gatewayLayers (0 for version 1; for version 2 the number of gateway
+ * steps, and leafIndex, treeSize and time are the inner receipt's: the time
+ * proved is the cluster's signed time of the topmost root). `checks` lists
+ * the checks of the receipt's version: seven for version 1, eight (with
+ * `aggregation`) for version 2.
  * Throws AnchorError when the anchor itself is unusable.
  */
 export function verifyReceipt(receipt, anchor, options = {}) {
@@ -83,26 +99,40 @@ export function verifyReceipt(receipt, anchor, options = {}) {
   const expected = options.digest === undefined || options.digest === null
     ? null
     : typeof options.digest === 'string' ? fromHex(options.digest.trim(), 32, 'digest') : options.digest;
-  const checks = CHECKS.map((check) => ({ check, status: 'not run', detail: '' }));
-  const result = { ok: false, failed: null, reason: '', checks, receipt: null };
-  const pass = (check, detail) => Object.assign(checks[CHECKS.indexOf(check)], { status: 'ok', detail });
+  const result = { ok: false, failed: null, reason: '', checks: [], receipt: null };
+  const row = (check) => result.checks.find((c) => c.check === check);
+  const pass = (check, detail) => Object.assign(row(check), { status: 'ok', detail });
   const fail = (check, reason) => {
-    Object.assign(checks[CHECKS.indexOf(check)], { status: 'fail', detail: reason });
+    Object.assign(row(check), { status: 'fail', detail: reason });
     return Object.assign(result, { failed: check, reason });
   };
+  const listChecks = (version) => {
+    result.checks = checksFor(version).map((check) => ({ check, status: 'not run', detail: '' }));
+  };
 
-  let r;
+  let top;
   try {
-    r = readReceipt(receipt);
+    top = readReceipt(receipt);
   } catch (e) {
-    if (e instanceof ReceiptError) return fail(e.check, e.message);
+    if (e instanceof ReceiptError) {
+      listChecks(e.version);
+      return fail(e.check, e.message);
+    }
     throw e;
   }
+  listChecks(top.version);
+  const aggregated = top.version === AGGREGATED_VERSION;
+  // From here on `r` is the cluster's version-1 receipt: the receipt itself,
+  // or the inner receipt of an aggregated one.
+  const r = aggregated ? top.inner : top;
   if (!validG1(r.cluster.groupPublicKey)) {
     return fail('format', 'the receipt\'s group public key is not a valid compressed G1 point');
   }
-  pass('format', `${r.form === 'binary' ? 'binary .belfry' : 'JSON'} receipt, version 1`);
-  result.receipt = summary(r);
+  const form = r.form === 'binary' ? 'binary .belfry' : 'JSON';
+  pass('format', aggregated
+    ? `${form} receipt, version 2: ${top.steps.length} gateway step${top.steps.length === 1 ? '' : 's'}, then the cluster's version-1 receipt`
+    : `${form} receipt, version 1`);
+  result.receipt = summary(top);
 
   if (!equalBytes(r.cluster.groupPublicKey, anchorKey)) {
     return fail('anchor', `the receipt is signed for ${formatAnchor(r.cluster.groupPublicKey)}, not the trust anchor ${formatAnchor(anchorKey)}`);
@@ -116,13 +146,43 @@ export function verifyReceipt(receipt, anchor, options = {}) {
   pass('cluster_id', `${toHex(cid)} (n ${r.cluster.n}, f ${r.cluster.f}, policy ${r.cluster.policy})`);
 
   if (expected === null) {
-    Object.assign(checks[CHECKS.indexOf('digest')], { status: 'skipped', detail: 'no document or digest given' });
+    Object.assign(row('digest'), { status: 'skipped', detail: 'no document or digest given' });
+  } else if (aggregated) {
+    if (!equalBytes(top.digest, expected)) {
+      return fail('digest', `the content's SHA-256 is ${toHex(expected)}, the receipt is for ${toHex(top.digest)}`);
+    }
+    pass('digest', `SHA-256 ${toHex(expected)}`);
   } else if (r.entry.kind !== 'digest') {
     return fail('digest', 'the receipt is for a Tick entry, not a digest');
   } else if (!equalBytes(r.entry.digest, expected)) {
     return fail('digest', `the content's SHA-256 is ${toHex(expected)}, the receipt is for ${toHex(r.entry.digest)}`);
   } else {
     pass('digest', `SHA-256 ${toHex(expected)}`);
+  }
+
+  if (aggregated) {
+    // h = digest; per step, bottom first: h = the root the step's proof leads
+    // to from SHA-256(0x00 || "belfry/aggregate" || h). The cluster must
+    // have logged h as a digest entry.
+    let h = top.digest;
+    for (const [i, s] of top.steps.entries()) {
+      if (s.leafIndex >= s.treeSize) {
+        return fail('aggregation', `aggregation step ${i}: leaf index ${s.leafIndex} is not in a round of tree size ${s.treeSize}`);
+      }
+      const root = rootFromInclusion(aggregateLeafHash(h), s.leafIndex, s.treeSize, s.proof);
+      if (root === null) {
+        return fail('aggregation', `aggregation step ${i}: a proof of ${s.proof.length} hashes does not fit leaf ${s.leafIndex} of a round of tree size ${s.treeSize}`);
+      }
+      h = root;
+    }
+    if (r.entry.kind !== 'digest') {
+      return fail('aggregation', `the chain from the digest leads to ${toHex(h)}, but the cluster's receipt is for a Tick entry`);
+    }
+    if (!equalBytes(r.entry.digest, h)) {
+      return fail('aggregation', `the chain from the digest leads to ${toHex(h)}, the cluster's receipt is for ${toHex(r.entry.digest)}`);
+    }
+    const n = top.steps.length;
+    pass('aggregation', `${n} gateway layer${n === 1 ? '' : 's'}: the chain from the digest leads to ${toHex(h)}, the digest the cluster logged`);
   }
 
   // The binary form carries the canonical bytes as they are: they must decode
@@ -161,11 +221,17 @@ export function verifySignature(signature, message, publicKey) {
   }
 }
 
-function summary(r) {
+function summary(top) {
+  const aggregated = top.version === AGGREGATED_VERSION;
+  const r = aggregated ? top.inner : top;
   return {
     form: r.form,
-    kind: r.entry.kind,
-    digest: r.entry.kind === 'digest' ? toHex(r.entry.digest) : null,
+    version: top.version,
+    kind: aggregated ? 'digest' : r.entry.kind,
+    digest: aggregated ? toHex(top.digest) : r.entry.kind === 'digest' ? toHex(r.entry.digest) : null,
+    // What the cluster logged: the topmost round's root for version 2.
+    loggedDigest: r.entry.kind === 'digest' ? toHex(r.entry.digest) : null,
+    gatewayLayers: aggregated ? top.steps.length : 0,
     leafIndex: r.leafIndex,
     treeSize: r.treeSize,
     time: r.time,

@@ -94,19 +94,27 @@ function show(result, verdictText, state_) {
   if (!result) return;
   if (result.receipt) {
     const r = result.receipt;
-    const what = r.kind === 'digest' ? `digest ${r.digest}` : 'a Tick entry';
     $('summary').innerHTML = '';
-    const lines = [
-      [result.ok ? 'Signed time (UTC)' : 'Claimed time (UTC, not verified)', r.timeUtc],
-      ['Entry', `${what}, leaf ${r.leafIndex} of tree size ${r.treeSize}`],
-    ];
+    const lines = [[result.ok ? 'Signed time (UTC)' : 'Claimed time (UTC, not verified)', r.timeUtc]];
+    if (r.gatewayLayers > 0) {
+      // An aggregated receipt (version 2): the digest, the gateway rounds it
+      // went through, and the cluster's entry of the topmost round's root.
+      const rounds = r.gatewayLayers === 1 ? '1 gateway round' : `${r.gatewayLayers} stacked gateway rounds`;
+      lines.push(['Digest', r.digest]);
+      lines.push(['Gateways', `through ${rounds} into the root ${r.loggedDigest ?? '(not a digest entry)'}`]);
+      lines.push(['Entry', `the root's entry: leaf ${r.leafIndex} of tree size ${r.treeSize}`]);
+    } else {
+      const what = r.kind === 'digest' ? `digest ${r.digest}` : 'a Tick entry';
+      lines.push(['Entry', `${what}, leaf ${r.leafIndex} of tree size ${r.treeSize}`]);
+    }
+    const ids = { Entry: 'entry-summary', Digest: 'digest-summary', Gateways: 'gateway-layers' };
     for (const [k, val] of lines) {
       const div = document.createElement('div');
       const b = document.createElement('b');
       b.textContent = `${k}: `;
       const s = document.createElement('span');
       s.className = 'mono';
-      s.id = k.endsWith('(UTC)') ? 'signed-time' : k === 'Entry' ? 'entry-summary' : 'claimed-time';
+      s.id = k.endsWith('(UTC)') ? 'signed-time' : ids[k] ?? 'claimed-time';
       s.textContent = val;
       div.append(b, s);
       $('summary').append(div);

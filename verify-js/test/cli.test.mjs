@@ -1,7 +1,8 @@
 // The command line against receipts from real belfry runs: they verify with
 // their documents; a tampered document, each tampered part of a receipt and a
 // wrong anchor fail with exit 1 and the right check named on stderr; usage
-// and I/O errors exit 2.
+// and I/O errors exit 2. Aggregated receipts (version 2): every case of
+// testdata/vectors/aggregated.json in every form it gives.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { anchorFromClusterToml } from '../lib/index.mjs';
+import { anchorFromClusterToml, parseJson, stringifyExact } from '../lib/index.mjs';
 import { bigFile } from './fixtures.mjs';
 import { tamperedBinary, tamperedJson } from './tamper.mjs';
 
@@ -18,6 +19,8 @@ const fixture = (p) => fileURLToPath(new URL(`fixtures/${p}`, import.meta.url));
 const LAMPORT = anchorFromClusterToml(readFileSync(fixture('lamport/cluster.toml'), 'utf8'));
 const CLOCK = anchorFromClusterToml(readFileSync(fixture('clock/cluster.toml'), 'utf8'));
 const vectors = JSON.parse(readFileSync(new URL('../../testdata/vectors/receipt.json', import.meta.url), 'utf8'));
+// Read with parseJson (integers exact: one case has leaf_index 2^64 - 1).
+const aggregatedText = readFileSync(new URL('../../testdata/vectors/aggregated.json', import.meta.url), 'utf8');
 const tmp = mkdtempSync(join(tmpdir(), 'belfry-verify-js-'));
 
 function run(...args) {
@@ -108,6 +111,52 @@ describe('what must fail, fails with the right check and exit 1', () => {
       expectFail(run('--anchor', LAMPORT, write(`t${i}.json`, t.text), fixture('lamport/note.json')), t.check);
     });
   }
+});
+
+/** Each case's forms as files: its JSON receipt (cut from the vector file's text, u64s exact) and its binary one. */
+function aggregatedFiles(kind) {
+  const doc = parseJson(aggregatedText);
+  return doc[kind].map((c, i) => {
+    const files = [];
+    if (c.json !== undefined) files.push(['json', write(`agg-${kind}-${i}.receipt.json`, stringifyExact(c.json, 2))]);
+    if (c.binary_hex !== undefined) files.push(['binary', write(`agg-${kind}-${i}.belfry`, Buffer.from(c.binary_hex, 'hex'))]);
+    return { c, files };
+  });
+}
+
+describe('aggregated receipts (version 2, testdata/vectors/aggregated.json)', () => {
+  for (const { c, files } of aggregatedFiles('positive')) {
+    it(`${c.name} verifies in both forms`, () => {
+      const layers = Number(c.expect.gateway_layers);
+      const via = layers === 1 ? 'through 1 gateway round' : `through ${layers} stacked gateway rounds`;
+      for (const [form, p] of files) {
+        const r = run('--anchor', c.trust_anchor, p, '--digest', c.document_digest);
+        assert.equal(r.code, 0, `${form}: ${r.err}`);
+        assert.equal(r.out, `OK ${p}: leaf ${c.expect.leaf_index} of tree size ${c.expect.tree_size} ${via}, in the log by ${c.expect.time_utc}\n`);
+        const j = parseJson(run('--anchor', c.trust_anchor, p, '--json').out);
+        assert.equal(j.ok, true);
+        assert.equal(j.gateway_layers, c.expect.gateway_layers);
+        assert.equal(j.digest, c.expect.digest);
+        assert.equal(j.time, c.expect.time);
+        assert.equal(j.leaf_index, c.expect.leaf_index);
+        assert.deepEqual(j.checks.map((x) => x.check), ['format', 'anchor', 'cluster_id', 'digest', 'aggregation', 'entry', 'inclusion_proof', 'signature']);
+      }
+    });
+  }
+
+  for (const { c, files } of aggregatedFiles('negative')) {
+    it(`${c.name}: ${c.expected_check}`, () => {
+      for (const [, p] of files) {
+        const digest = c.document_digest === null ? [] : ['--digest', c.document_digest];
+        expectFail(run('--anchor', c.trust_anchor, p, ...digest), c.expected_check);
+      }
+    });
+  }
+
+  it('--json of a version-1 receipt says gateway_layers 0', () => {
+    const j = JSON.parse(run('--anchor', LAMPORT, fixture('lamport/hello.txt.belfry'), '--json').out);
+    assert.equal(j.gateway_layers, 0);
+  });
 });
 
 describe('usage and I/O errors exit 2', () => {

@@ -133,12 +133,25 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     // Each distinct signed head is checked once.
     let offline = belfry_client::HeadCache::new();
     for p in &args.receipts {
-        let r = match read_receipt(p) {
+        let any = match read_receipt(p) {
             Ok(r) => r,
             Err(ReadReceipt::Io(e)) => return Err(e),
             // Not a receipt: the answer is "invalid" (exit 1), as verify's.
             Err(ReadReceipt::Malformed(why)) => return Err(Failed(why).into()),
         };
+        // A receipt through gateways: its chain must lead to the root the
+        // cluster logged; then the cluster's receipt of that root is audited
+        // like any other.
+        if let belfry_replica::timestamp::AnyReceipt::Aggregated(a) = &any {
+            if let Err(e) = belfry_replica::timestamp::verify_aggregated(a, &anchor) {
+                return Err(Failed(format!(
+                    "{}: not a valid receipt of this cluster: {e}",
+                    p.display()
+                ))
+                .into());
+            }
+        }
+        let r = any.cluster_receipt().clone();
         if let Err(e) = offline.verify_receipt(&anchor, &r) {
             return Err(Failed(format!(
                 "{}: not a valid receipt of this cluster: {e}",

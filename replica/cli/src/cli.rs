@@ -33,6 +33,9 @@ enum Command {
     /// Timestamp files or digests: wait for receipts that verify and write
     /// them next to the files.
     Stamp(crate::stamp::StampArgs),
+    /// Run an aggregation gateway: one tree per round of clients' digests,
+    /// only its root logged by the cluster; aggregated receipts.
+    Gateway(crate::gateway::GatewayArgs),
     /// Verify receipts offline against the trust anchor alone.
     Verify(crate::verify::VerifyArgs),
     /// Ask every replica for its latest signed tree head; check signatures
@@ -47,6 +50,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => crate::keygen::run(&args),
         Command::Node(args) => crate::node::run(&args),
         Command::Stamp(args) => crate::stamp::run(&args),
+        Command::Gateway(args) => crate::gateway::run(&args),
         Command::Verify(args) => crate::verify::run(&args),
         Command::Audit(args) => crate::audit::run(&args),
     }

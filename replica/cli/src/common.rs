@@ -4,7 +4,7 @@
 use anyhow::Context;
 use belfry_node::{Cluster, ClusterFile};
 use belfry_replica::clock::Micros;
-use belfry_replica::timestamp::{Receipt, ReceiptError};
+use belfry_replica::timestamp::{AnyReceipt, ReceiptError};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -102,8 +102,9 @@ pub enum ReadReceipt {
     Malformed(String),
 }
 
-/// Reads a receipt in its binary (`BLFY…`) or JSON form.
-pub fn read_receipt(path: &Path) -> Result<Receipt, ReadReceipt> {
+/// Reads a receipt in its binary (`BLFY…`) or JSON form, direct (version
+/// 1) or through gateways (version 2).
+pub fn read_receipt(path: &Path) -> Result<AnyReceipt, ReadReceipt> {
     let bytes = read_receipt_bytes(path)?;
     parse_receipt(&bytes).map_err(|e| ReadReceipt::Malformed(format!("{}: {e}", path.display())))
 }
@@ -128,19 +129,19 @@ pub fn read_receipt_bytes(path: &Path) -> Result<Vec<u8>, ReadReceipt> {
 }
 
 /// A receipt from its bytes: binary if they start with `BLFY`, else JSON.
-pub fn parse_receipt(bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+pub fn parse_receipt(bytes: &[u8]) -> Result<AnyReceipt, ReceiptError> {
     if bytes.starts_with(belfry_replica::timestamp::receipt::MAGIC) {
-        return Receipt::from_binary(bytes);
+        return AnyReceipt::from_binary(bytes);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| {
         ReceiptError::Malformed("neither a binary receipt (BLFY…) nor JSON text".to_string())
     })?;
-    Receipt::from_json_str(text)
+    AnyReceipt::from_json_str(text)
 }
 
 /// Writes a receipt's binary form, through a temporary file renamed into
 /// place (a crash never leaves half a receipt).
-pub fn write_receipt(path: &Path, receipt: &Receipt) -> anyhow::Result<()> {
+pub fn write_receipt(path: &Path, receipt: &AnyReceipt) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

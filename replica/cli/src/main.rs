@@ -4,6 +4,7 @@ mod audit;
 mod cli;
 mod common;
 mod demo;
+mod gateway;
 mod keygen;
 mod node;
 mod stamp;

@@ -11,8 +11,8 @@ use crate::common::{
     receipt_path_for_digest, receipt_path_for_file, utc, write_receipt, ExitCode, Failed, EXIT_OK,
 };
 use anyhow::{bail, Context};
-use belfry_client::{Client, ClientOptions, Fanout};
-use belfry_replica::timestamp::{Entry, Receipt};
+use belfry_client::{Client, ClientOptions, Fanout, GatewayClient, GatewayEndpoint};
+use belfry_replica::timestamp::{AnyReceipt, Entry, Receipt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub const MAX_TARGETS: usize = 1_000_000;
       writes ./9f86…0a08.belfry
   tar c docs | belfry stamp --cluster cluster.toml --json -
       stamps standard input's content, prints {\"receipts\": [...]}
+  belfry stamp --cluster cluster.toml --gateway gw.example:7400 contract.pdf
+      through an aggregation gateway: an aggregated receipt (version 2)
 
 Exit 0 when every receipt was received and verified; 1 when not (it says how
 many replicas answered; receipts already received are written); 2 on a usage,
@@ -70,6 +72,12 @@ pub struct StampArgs {
     /// Seconds to wait for a batch's receipts before giving up (at least 1).
     #[arg(long, default_value_t = 60, value_parser = parse_timeout)]
     pub timeout: u64,
+    /// Stamp through this aggregation gateway (HOST:PORT) instead of the replicas: receipts are aggregated (docs/gateway.md) and verify against the same anchor.
+    #[arg(long, conflicts_with = "fanout")]
+    pub gateway: Option<String>,
+    /// The gateway's certificate (PEM) to pin; without it any certificate is accepted (its receipts are verified against the anchor all the same).
+    #[arg(long, requires = "gateway")]
+    pub gateway_cert: Option<PathBuf>,
 }
 
 /// `--timeout`: whole seconds, at least 1 (0 would give up before any
@@ -187,10 +195,22 @@ pub fn run(args: &StampArgs) -> anyhow::Result<ExitCode> {
         ..ClientOptions::default()
     };
     let q = usize::from(cluster.params.n - cluster.params.f);
+    let gateway = match &args.gateway {
+        Some(g) => Some(gateway_endpoint(g, args.gateway_cert.as_deref())?),
+        None => None,
+    };
     let runtime = client_runtime()?;
     let outcome = runtime.block_on(async {
-        let client = Client::new(cluster.client_info(), options)?;
-        stamp_all(&client, q, &targets).await
+        match gateway {
+            Some(endpoint) => {
+                let gw = GatewayClient::new(endpoint, cluster.params, options)?;
+                stamp_all_via(&gw, &targets).await
+            }
+            None => {
+                let client = Client::new(cluster.client_info(), options)?;
+                stamp_all(&client, q, &targets).await
+            }
+        }
     });
     let (got, existing, failure) = outcome?;
     report(args, &cluster.anchor(), &targets, &got, &existing)?;
@@ -205,12 +225,77 @@ pub fn run(args: &StampArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--gateway HOST:PORT` and `--gateway-cert PEM`.
+fn gateway_endpoint(address: &str, cert: Option<&Path>) -> anyhow::Result<GatewayEndpoint> {
+    let address = belfry_node::config::resolve_address(address)
+        .map_err(|e| anyhow::anyhow!("--gateway {address}: {e}"))?;
+    let certificate = match cert {
+        Some(p) => {
+            let pem = std::fs::read_to_string(p)
+                .with_context(|| format!("--gateway-cert {}", p.display()))?;
+            Some(
+                belfry_client::tls::cert_from_pem("--gateway-cert", &pem)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        None => None,
+    };
+    Ok(GatewayEndpoint {
+        address,
+        certificate,
+    })
+}
+
+/// Stamps every target's digest through a gateway, writing each aggregated
+/// receipt as it comes.
+async fn stamp_all_via(gw: &GatewayClient, targets: &[Target]) -> anyhow::Result<Stamped> {
+    let digests: Vec<[u8; 32]> = distinct(targets).into_iter().collect();
+    let mut paths: BTreeMap<[u8; 32], Vec<&Path>> = BTreeMap::new();
+    for t in targets {
+        paths.entry(t.digest).or_default().push(&t.receipt_path);
+    }
+    let bar = progress(digests.len(), "stamping");
+    let mut got = BTreeMap::new();
+    let mut chunks = digests.chunks(STAMP_CHUNK);
+    let mut running = tokio::task::JoinSet::new();
+    let mut failure = None;
+    loop {
+        while running.len() < STAMP_CONCURRENCY && failure.is_none() {
+            let Some(chunk) = chunks.next() else { break };
+            let (gw, chunk) = (gw.clone(), chunk.to_vec());
+            running.spawn(async move { gw.stamp(&chunk).await });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        match done {
+            Ok(Ok(receipts)) => {
+                for r in receipts {
+                    let digest = r.digest;
+                    let any = AnyReceipt::Aggregated(r);
+                    for p in paths.get(&digest).into_iter().flatten() {
+                        write_receipt(p, &any)?;
+                    }
+                    got.insert(digest, any);
+                    bar.inc(1);
+                }
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => bail!("a stamping task failed: {e}"),
+        }
+    }
+    bar.finish_and_clear();
+    Ok((got, BTreeSet::new(), failure))
+}
+
 fn distinct(targets: &[Target]) -> BTreeSet<[u8; 32]> {
     targets.iter().map(|t| t.digest).collect()
 }
 
 type Stamped = (
-    BTreeMap<[u8; 32], Receipt>,
+    BTreeMap<[u8; 32], AnyReceipt>,
     BTreeSet<[u8; 32]>,
     Option<belfry_client::Error>,
 );
@@ -226,8 +311,9 @@ async fn stamp_all(client: &Client, q: usize, targets: &[Target]) -> anyhow::Res
     }
     let write = |r: &Receipt| -> anyhow::Result<()> {
         if let Entry::Digest(d) = r.entry {
+            let any = AnyReceipt::Direct(r.clone());
             for p in paths.get(&d.digest).into_iter().flatten() {
-                write_receipt(p, r)?;
+                write_receipt(p, &any)?;
             }
         }
         Ok(())
@@ -238,7 +324,11 @@ async fn stamp_all(client: &Client, q: usize, targets: &[Target]) -> anyhow::Res
         write(r)?;
     }
     let existing_set: BTreeSet<[u8; 32]> = existing.keys().copied().collect();
-    got.extend(existing);
+    got.extend(
+        existing
+            .into_iter()
+            .map(|(d, r)| (d, AnyReceipt::Direct(r))),
+    );
     let todo: Vec<[u8; 32]> = digests
         .iter()
         .filter(|d| !got.contains_key(*d))
@@ -263,7 +353,7 @@ async fn stamp_all(client: &Client, q: usize, targets: &[Target]) -> anyhow::Res
                 for r in receipts {
                     write(&r)?;
                     if let Entry::Digest(d) = r.entry {
-                        got.insert(d.digest, r);
+                        got.insert(d.digest, AnyReceipt::Direct(r));
                     }
                     bar.inc(1);
                 }
@@ -354,14 +444,14 @@ fn report(
     args: &StampArgs,
     anchor: &belfry_replica::coin::TrustAnchor,
     targets: &[Target],
-    got: &BTreeMap<[u8; 32], Receipt>,
+    got: &BTreeMap<[u8; 32], AnyReceipt>,
     existing: &BTreeSet<[u8; 32]>,
 ) -> anyhow::Result<()> {
     if args.json {
         let receipts: Vec<_> = targets
             .iter()
             .filter_map(|t| got.get(&t.digest))
-            .map(|r| r.to_json())
+            .map(|r| r.to_json_value())
             .collect();
         println!(
             "{}",
@@ -371,15 +461,20 @@ fn report(
     }
     if targets.len() <= LIST_MAX {
         for t in targets {
-            let Some(r) = got.get(&t.digest) else {
+            let Some(any) = got.get(&t.digest) else {
                 println!("MISSING {}: no receipt", t.label);
                 continue;
             };
+            let r = any.cluster_receipt();
             println!(
-                "stamped {}: leaf {} of tree size {}, signed at {}{} -> {}",
+                "stamped {}: leaf {} of tree size {}{}, signed at {}{} -> {}",
                 t.label,
                 r.leaf_index,
                 r.tree_size,
+                match any {
+                    AnyReceipt::Direct(_) => "",
+                    AnyReceipt::Aggregated(_) => " (through the gateway: its round's root)",
+                },
                 utc(r.time),
                 if existing.contains(&t.digest) {
                     " (already logged: its existing receipt)"
@@ -390,7 +485,10 @@ fn report(
             );
         }
     }
-    let heads: BTreeSet<u64> = got.values().map(|r| r.tree_size).collect();
+    let heads: BTreeSet<u64> = got
+        .values()
+        .map(|r| r.cluster_receipt().tree_size)
+        .collect();
     let d = distinct(targets).len();
     println!(
         "{} of {d} digests stamped ({} already logged) under {} signed tree head{}; every receipt verified against {anchor}",

@@ -6,7 +6,9 @@
 //! anchor), `cluster_id` (the receipt binds other cluster parameters than
 //! the cluster file, or a JSON receipt's `cluster_id` is not its own),
 //! `digest` (the receipt is not for this file's SHA-256 or this digest),
-//! `entry` (its entry bytes are not canonical), `inclusion_proof` (the proof
+//! `aggregation` (a receipt through gateways: the path from the digest
+//! through each gateway round does not lead to the digest the cluster
+//! logged), `entry` (its entry bytes are not canonical), `inclusion_proof` (the proof
 //! does not lead from the entry to the root), `signature` (the tree head is
 //! not signed under the anchor). Each distinct signed head is checked once,
 //! however many receipts share it.
@@ -21,7 +23,7 @@ use belfry_client::HeadCache;
 use belfry_node::ClusterFile;
 use belfry_replica::coin::{ClusterParams, SignedMessage, TrustAnchor};
 use belfry_replica::timestamp::merkle::{leaf_hash, root_from_inclusion};
-use belfry_replica::timestamp::{Entry, Receipt, ReceiptError};
+use belfry_replica::timestamp::{AnyReceipt, Entry, ReceiptError};
 use std::path::PathBuf;
 
 /// Arguments of `belfry verify`.
@@ -41,7 +43,7 @@ use std::path::PathBuf;
 
 Offline: nothing but the anchor is trusted. Exit 0 when every receipt is valid,
 1 when one is not (FAIL names the check: format, anchor, cluster_id, digest,
-entry, inclusion_proof, signature), 2 on a usage or I/O error (a missing file
+aggregation, entry, inclusion_proof, signature), 2 on a usage or I/O error (a missing file
 or receipt is 2)."
 )]
 pub struct VerifyArgs {
@@ -112,8 +114,8 @@ struct Verifier {
 impl Verifier {
     /// Checks `receipt` (read from `bytes`) against the anchor, the cluster
     /// and the expected digest.
-    fn check(&self, bytes: &[u8], expected: Option<[u8; 32]>) -> Result<Receipt, Fail> {
-        let receipt = parse_receipt(bytes).map_err(|e| match &e {
+    fn check(&self, bytes: &[u8], expected: Option<[u8; 32]>) -> Result<AnyReceipt, Fail> {
+        let any = parse_receipt(bytes).map_err(|e| match &e {
             // The anchor is checked before the cluster id (the documented
             // order), also for a JSON receipt whose cluster id is wrong.
             ReceiptError::ClusterIdMismatch { key, .. } if *key != self.anchor.to_string() => fail(
@@ -127,6 +129,7 @@ impl Verifier {
             ReceiptError::Entry(_) => fail("entry", e.to_string()),
             _ => fail("format", e.to_string()),
         })?;
+        let receipt = any.cluster_receipt();
         let found = TrustAnchor(receipt.cluster.group_public_key);
         if found != self.anchor {
             return Err(fail(
@@ -157,7 +160,28 @@ impl Verifier {
                 ));
             }
         }
-        if let Some(want) = expected {
+        if let (Some(want), AnyReceipt::Aggregated(a)) = (expected, &any) {
+            if a.digest != want {
+                return Err(fail(
+                    "digest",
+                    format!(
+                        "the content's SHA-256 is {}, the receipt is for {}",
+                        hex::encode(want),
+                        hex::encode(a.digest)
+                    ),
+                ));
+            }
+        }
+        if let AnyReceipt::Aggregated(a) = &any {
+            let top = a.top().map_err(|e| fail("aggregation", e.to_string()))?;
+            if !matches!(receipt.entry, Entry::Digest(d) if d.digest == top) {
+                return Err(fail(
+                    "aggregation",
+                    ReceiptError::AggregationNotLogged.to_string(),
+                ));
+            }
+        }
+        if let (Some(want), AnyReceipt::Direct(_)) = (expected, &any) {
             match receipt.entry {
                 Entry::Digest(d) if d.digest == want => {}
                 Entry::Digest(d) => {
@@ -211,7 +235,7 @@ impl Verifier {
         {
             return Err(fail("signature", ReceiptError::BadSignature.to_string()));
         }
-        Ok(receipt)
+        Ok(any)
     }
 }
 
@@ -388,10 +412,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn print_ok(json: bool, item: &Item, r: &Receipt) {
-    let digest = match r.entry {
-        Entry::Digest(d) => Some(hex::encode(d.digest)),
-        Entry::Tick(_) => None,
+fn print_ok(json: bool, item: &Item, any: &AnyReceipt) {
+    let r = any.cluster_receipt();
+    let digest = any.digest().map(hex::encode);
+    let layers = match any {
+        AnyReceipt::Direct(_) => 0,
+        AnyReceipt::Aggregated(a) => a.steps.len(),
     };
     if json {
         let v = serde_json::json!({
@@ -402,17 +428,23 @@ fn print_ok(json: bool, item: &Item, r: &Receipt) {
             "tree_size": r.tree_size,
             "time": r.time.0,
             "time_utc": utc(r.time),
+            "gateway_layers": layers,
             "file": item.label,
             "receipt": item.receipt.display().to_string(),
         });
         println!("{v}");
     } else {
+        let via = match layers {
+            0 => String::new(),
+            1 => " through 1 gateway round".to_string(),
+            k => format!(" through {k} stacked gateway rounds"),
+        };
         let what = match (&item.subject, &digest) {
             (Subject::Alone, Some(d)) => format!(" (digest {d})"),
             _ => String::new(),
         };
         println!(
-            "OK {}{what}: leaf {} of tree size {}, in the log by {}",
+            "OK {}{what}: leaf {} of tree size {}{via}, in the log by {}",
             item.label,
             r.leaf_index,
             r.tree_size,

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod gateway;
 pub mod session;
 mod stream;
 pub mod tls;
@@ -33,6 +34,7 @@ use belfry_timestamp::{verify_consistency, Entry, Receipt, SignedTreeHead};
 use belfry_wire::{
     ClientPush, ClientRequest, ClientResponse, ReceiptBundle, MAX_RECEIPTS_PER_ANSWER,
 };
+pub use gateway::{GatewayClient, GatewayEndpoint};
 use rand::Rng;
 use rustls::pki_types::CertificateDer;
 use session::Session;

@@ -217,3 +217,74 @@ pub fn client_config(
 pub fn server_name(id: u16) -> String {
     format!("replica-{id}.belfry")
 }
+
+/// A server verifier for gateways that accepts any certificate whose key
+/// signs the handshake. A gateway's answers are aggregated receipts that
+/// the client verifies against the cluster's trust anchor, so its TLS
+/// identity guards nothing a receipt proves; it keeps the link encrypted
+/// (a gateway may still be pinned with [`client_config`]).
+#[derive(Debug)]
+pub struct Unpinned {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unpinned {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The client side of a connection to a gateway whose certificate is not
+/// pinned (see [`Unpinned`]).
+pub fn client_config_unpinned(
+    alpn: &[u8],
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Unpinned {
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError::Quic(e.to_string()))
+}

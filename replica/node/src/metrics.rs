@@ -389,8 +389,19 @@ const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<Metrics>,
+    shutdown: crate::shutdown::Shutdown,
+) {
+    serve_with(listener, move || metrics.encode(), shutdown).await
+}
+
+/// Serves `render()` (Prometheus text) on `listener` until `shutdown`
+/// fires: the node's endpoint, and the gateway's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Send + Sync + 'static,
     mut shutdown: crate::shutdown::Shutdown,
 ) {
+    let render = std::sync::Arc::new(render);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -399,7 +410,7 @@ pub async fn serve(
         let Ok((mut stream, _)) = accepted else {
             continue;
         };
-        let metrics = metrics.clone();
+        let render = render.clone();
         // Scrapes are answered one at a time: a scraper has no reason to
         // open many, and this keeps the endpoint's memory fixed.
         let _ = tokio::time::timeout(SCRAPE_TIMEOUT, async move {
@@ -414,7 +425,7 @@ pub async fn serve(
                     break;
                 }
             }
-            let body = metrics.encode();
+            let body = render();
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()

@@ -508,6 +508,10 @@ pub enum ClientResponse {
     },
     /// The request failed.
     Error(ClientError),
+    /// A gateway's answer to `Receipts`: aggregated receipts of the digests
+    /// it can prove, by round (digests it cannot prove yet are left out).
+    /// Replicas never send it.
+    Aggregated(Vec<AggregatedBundle>),
 }
 
 /// What a replica pushes to a client, tagged with the request it belongs to.
@@ -526,6 +530,35 @@ pub enum ClientPush {
     },
     /// A new signed tree head (`SignedHeads`).
     Head(SignedTreeHead),
+    /// A gateway's round that holds digests of a `Submit` has its root's
+    /// receipt: theirs, aggregated. Replicas never send it.
+    Aggregated(AggregatedBundle),
+}
+
+/// Consecutive digests of one request in a gateway round's tree, with one
+/// range proof for them all (docs/gateway.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatedRange {
+    /// Leaf index of the first digest.
+    pub first: u64,
+    /// The digests, in leaf order.
+    pub digests: Vec<[u8; 32]>,
+    /// The range proof (`belfry_timestamp::aggregate::range_proof`).
+    pub proof: Vec<Hash>,
+}
+
+/// Aggregated receipts of one gateway round: the receipt of the round's
+/// root (binary; version 1 from the cluster, version 2 from an upstream
+/// gateway), the round's tree size, and ranges of digests in it. A client
+/// checks the root's receipt once and derives each digest's path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatedBundle {
+    /// The root's receipt, binary.
+    pub upper: Vec<u8>,
+    /// The round's tree size.
+    pub tree_size: u64,
+    /// The digests' ranges.
+    pub ranges: Vec<AggregatedRange>,
 }
 
 impl ClientResponse {

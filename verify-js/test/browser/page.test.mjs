@@ -1,8 +1,9 @@
 // The verifier page in a real browser: headless Debian Chromium, driven by
 // playwright-core, loads page/verify.html from file:// and verifies real
-// receipts and the committed vector (OK), and a tampered document, tampered
-// receipts and a wrong anchor (FAIL, the right check named). Nothing may be
-// fetched but the page itself. Screenshots go to target/verify-js/.
+// receipts and the committed vectors (OK; aggregated receipts of version 2
+// too), and a tampered document, tampered receipts and a wrong anchor (FAIL,
+// the right check named). Nothing may be fetched but the page itself.
+// Screenshots go to target/verify-js/.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { anchorFromClusterToml } from '../../lib/index.mjs';
+import { anchorFromClusterToml, parseJson, stringifyExact } from '../../lib/index.mjs';
 import { bigFile } from '../fixtures.mjs';
 import { tamperedBinary, tamperedJson } from '../tamper.mjs';
 
@@ -21,6 +22,8 @@ const fixture = (p) => readFileSync(new URL(`../fixtures/${p}`, import.meta.url)
 const LAMPORT = anchorFromClusterToml(fixture('lamport/cluster.toml').toString('utf8'));
 const CLOCK = anchorFromClusterToml(fixture('clock/cluster.toml').toString('utf8'));
 const vector = JSON.parse(readFileSync(new URL('../../../testdata/vectors/receipt.json', import.meta.url), 'utf8'));
+const aggregated = parseJson(readFileSync(new URL('../../../testdata/vectors/aggregated.json', import.meta.url), 'utf8'));
+const aggCase = (kind, name) => aggregated[kind].find((c) => c.name === name);
 const file = (name, buffer) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(buffer) });
 
 let context;
@@ -70,15 +73,16 @@ async function verifyIn(c) {
     state: document.getElementById('verdict').dataset.state,
     verdict: document.getElementById('verdict').textContent,
     signed: document.getElementById('signed-time')?.textContent ?? null,
+    gateways: document.getElementById('gateway-layers')?.textContent ?? null,
     checks: Object.fromEntries([...document.querySelectorAll('#checks li')].map((li) => [li.dataset.check, li.dataset.status])),
   }));
 }
 
-function assertOk(r, signed) {
+function assertOk(r, signed, checks = 7) {
   assert.equal(r.state, 'ok', r.verdict);
   assert.match(r.verdict, /^OK/);
   if (signed) assert.equal(r.signed, signed);
-  assert.deepEqual(Object.values(r.checks), Array(7).fill('ok'));
+  assert.deepEqual(Object.values(r.checks), Array(checks).fill('ok'));
 }
 
 function assertFail(r, check) {
@@ -123,6 +127,29 @@ describe('the verifier page in Chromium', () => {
       digest: vector.json.entry.digest,
       receipt: ['vector.belfry', Buffer.from(vector.binary_hex, 'hex')],
     }));
+  });
+
+  it('verifies aggregated receipts (version 2): pasted JSON and a binary file, one and two gateway layers', async () => {
+    for (const name of ['one_layer', 'two_layers']) {
+      const c = aggCase('positive', name);
+      const rounds = c.expect.gateway_layers === 1n ? 'through 1 gateway round' : `through ${c.expect.gateway_layers} stacked gateway rounds`;
+      const pasted = await verifyIn({ anchor: c.trust_anchor, digest: c.document_digest, receiptJson: stringifyExact(c.json, 2) });
+      assertOk(pasted, c.expect.time_utc, 8);
+      assert.equal(pasted.checks.aggregation, 'ok');
+      assert.equal(pasted.gateways, `${rounds} into the root ${c.expect.logged_digest}`);
+      const binary = await verifyIn({ anchor: c.trust_anchor, digest: c.document_digest, receipt: [`${name}.belfry`, Buffer.from(c.binary_hex, 'hex')] });
+      assertOk(binary, c.expect.time_utc, 8);
+      if (name === 'two_layers') await page.screenshot({ path: join(SHOTS, 'page-aggregated.png'), fullPage: true });
+    }
+  });
+
+  it('tampered aggregated receipts fail with the check named', async () => {
+    for (const name of ['proof_hash_changed', 'logged_digest_changed', 'other_document', 'nine_steps', 'inner_time_changed']) {
+      const c = aggCase('negative', name);
+      const digest = c.document_digest ?? undefined;
+      assertFail(await verifyIn({ anchor: c.trust_anchor, digest, receipt: [`${name}.belfry`, Buffer.from(c.binary_hex, 'hex')] }), c.expected_check);
+      assertFail(await verifyIn({ anchor: c.trust_anchor, digest, receiptJson: stringifyExact(c.json, 2) }), c.expected_check);
+    }
   });
 
   it('a tampered document fails the digest check', async () => {

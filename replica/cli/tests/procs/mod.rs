@@ -61,7 +61,7 @@ pub fn free_udp_ports(k: usize) -> Vec<u16> {
         .collect()
 }
 
-fn free_tcp_ports(k: usize) -> Vec<u16> {
+pub fn free_tcp_ports(k: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..k)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -69,6 +69,18 @@ fn free_tcp_ports(k: usize) -> Vec<u16> {
         .iter()
         .map(|s| s.local_addr().unwrap().port())
         .collect()
+}
+
+/// A metric from the Prometheus endpoint on `port`, if it answers.
+pub fn scrape(port: u16, name: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
 }
 
 pub struct ProcCluster {
@@ -198,14 +210,7 @@ impl ProcCluster {
 
     /// A metric of replica `i`, if its endpoint answers.
     pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+        scrape(self.metrics[i], name)
     }
 
     /// Waits until every running replica takes part in the rounds (one

@@ -1,0 +1,353 @@
+//! A client of an aggregation gateway (docs/gateway.md): the same calls as
+//! to a replica (`Submit`, `Receipts`), answered with aggregated receipts —
+//! each digest's path to its round's root and the receipt of that root —
+//! verified here against the cluster's trust anchor before they are given
+//! out. Nothing the gateway says is trusted beyond that; its certificate
+//! need not be pinned ([`crate::tls::Unpinned`]).
+//!
+//! [`GatewayClient::stamp`] submits, waits for the round's push, polls for
+//! receipts whose push was lost, resubmits after a lost connection or a
+//! refusal (`Backpressure`, `ClientLimit`: the gateway is full, so the
+//! client slows down), and times out as [`crate::Client::stamp`] does.
+
+use crate::session::Session;
+use crate::{tls, ClientOptions, Error, HeadCache, VerifyError, MAX_DIGESTS_PER_SUBMIT};
+use belfry_timestamp::aggregate::receipts_from_range;
+use belfry_timestamp::coin::{ClusterParams, TrustAnchor};
+use belfry_timestamp::{AggregatedReceipt, AnyReceipt};
+use belfry_wire::{
+    AggregatedBundle, ClientPush, ClientRequest, ClientResponse, MAX_RECEIPTS_PER_ANSWER,
+};
+use rustls::pki_types::CertificateDer;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A gateway's address and, optionally, its pinned certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayEndpoint {
+    /// Where it listens (QUIC).
+    pub address: SocketAddr,
+    /// Its certificate (DER), if pinned.
+    pub certificate: Option<CertificateDer<'static>>,
+}
+
+struct Inner {
+    params: ClusterParams,
+    anchor: TrustAnchor,
+    options: ClientOptions,
+    cache: HeadCache,
+    session: Session,
+}
+
+/// A client of one gateway (cheap to clone).
+#[derive(Clone)]
+pub struct GatewayClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GatewayClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayClient").finish_non_exhaustive()
+    }
+}
+
+enum Event {
+    Refused,
+    Lost,
+    Bundle(AggregatedBundle),
+}
+
+/// Why an aggregated bundle was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The root's receipt does not parse, or is for another cluster.
+    #[error("the round root's receipt: {0}")]
+    Upper(String),
+    /// The root's receipt does not verify.
+    #[error("the round root's receipt does not verify: {0}")]
+    Verify(#[from] VerifyError),
+    /// A range does not lead to the root.
+    #[error("a range of digests: {0}")]
+    Range(#[from] belfry_timestamp::ReceiptError),
+}
+
+impl GatewayClient {
+    /// A client of the gateway at `gateway`, whose receipts must verify
+    /// against `params`' group key (within a tokio runtime; connects on
+    /// first use). `options.fanout` and `first_replica` do not apply.
+    pub fn new(
+        gateway: GatewayEndpoint,
+        params: ClusterParams,
+        options: ClientOptions,
+    ) -> Result<Self, Error> {
+        let bind: SocketAddr = match gateway.address {
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        };
+        let endpoint = quinn::Endpoint::client(bind)?;
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(options.keep_alive));
+        if let Ok(idle) = options.idle_timeout.try_into() {
+            transport.max_idle_timeout(Some(idle));
+        }
+        let crypto = match gateway.certificate {
+            Some(cert) => tls::client_config(cert, None, belfry_wire::CLIENT_ALPN)?,
+            None => tls::client_config_unpinned(belfry_wire::CLIENT_ALPN)?,
+        };
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(transport));
+        let session = Session::new(
+            0,
+            gateway.address,
+            endpoint,
+            config,
+            options.request_timeout,
+        );
+        Ok(GatewayClient {
+            inner: Arc::new(Inner {
+                anchor: TrustAnchor(params.group_public_key),
+                params,
+                options,
+                cache: HeadCache::new(),
+                session,
+            }),
+        })
+    }
+
+    /// The head cache (its pairing count: one per distinct signed head).
+    pub fn head_cache(&self) -> &HeadCache {
+        &self.inner.cache
+    }
+
+    /// Submits `digests` through the gateway and returns a verified
+    /// aggregated receipt for each, in the order given.
+    pub async fn stamp(&self, digests: &[[u8; 32]]) -> Result<Vec<AggregatedReceipt>, Error> {
+        let wanted: BTreeSet<[u8; 32]> = digests.iter().copied().collect();
+        let mut got: BTreeMap<[u8; 32], AggregatedReceipt> = BTreeMap::new();
+        let (events_tx, mut events) = mpsc::channel(1_024);
+        let deadline = tokio::time::Instant::now() + self.inner.options.stamp_timeout;
+        let mut tick = tokio::time::interval(self.inner.options.retry_interval);
+        let mut needs_submit = true;
+        let mut again = false;
+        let mut answered = false;
+        loop {
+            if got.len() == wanted.len() {
+                break;
+            }
+            if std::mem::take(&mut needs_submit) {
+                let todo: Vec<[u8; 32]> = wanted
+                    .iter()
+                    .filter(|d| !got.contains_key(*d))
+                    .copied()
+                    .collect();
+                self.spawn_submit(todo, events_tx.clone());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::Timeout {
+                        answered: usize::from(answered),
+                        asked: 1,
+                        missing: wanted.len() - got.len(),
+                    });
+                }
+                Some(e) = events.recv() => match e {
+                    // Submitted again at the next tick (not at once: a
+                    // gateway that refuses at once must not make us spin).
+                    Event::Refused | Event::Lost => again = true,
+                    Event::Bundle(bundle) => {
+                        answered = true;
+                        if let Err(error) = self.absorb(&bundle, &wanted, &mut got) {
+                            tracing::warn!(%error, "an aggregated bundle does not verify");
+                        }
+                    }
+                },
+                _ = tick.tick() => {
+                    let missing: Vec<[u8; 32]> = wanted.iter().filter(|d| !got.contains_key(*d)).copied().collect();
+                    if missing.is_empty() { continue; }
+                    self.spawn_poll(missing, events_tx.clone());
+                    if std::mem::take(&mut again) || !self.inner.session.is_connected() {
+                        needs_submit = true;
+                    }
+                }
+            }
+        }
+        Ok(digests.iter().filter_map(|d| got.get(d).cloned()).collect())
+    }
+
+    /// Verifies a bundle and keeps the receipts of wanted digests; the
+    /// number taken.
+    fn absorb(
+        &self,
+        bundle: &AggregatedBundle,
+        wanted: &BTreeSet<[u8; 32]>,
+        got: &mut BTreeMap<[u8; 32], AggregatedReceipt>,
+    ) -> Result<usize, BundleError> {
+        let receipts = verify_bundle(
+            &self.inner.cache,
+            &self.inner.params,
+            &self.inner.anchor,
+            bundle,
+        )?;
+        let mut taken = 0;
+        for r in receipts {
+            if wanted.contains(&r.digest) && !got.contains_key(&r.digest) {
+                got.insert(r.digest, r);
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    fn spawn_submit(&self, digests: Vec<[u8; 32]>, events: mpsc::Sender<Event>) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let session = &client.inner.session;
+            let mut streams = Vec::new();
+            for chunk in digests.chunks(MAX_DIGESTS_PER_SUBMIT) {
+                match session
+                    .call_with_pushes(ClientRequest::Submit(chunk.to_vec()))
+                    .await
+                {
+                    Ok((ClientResponse::Accepted { .. }, pushes)) => streams.push(pushes),
+                    Ok((ClientResponse::Error(error), pushes)) => {
+                        // Full: what was taken is still pushed; the rest is
+                        // submitted again at the next tick.
+                        tracing::debug!(%error, "submission refused by the gateway");
+                        let _ = events.send(Event::Refused).await;
+                        streams.push(pushes);
+                    }
+                    Ok(_) | Err(_) => {
+                        let _ = events.send(Event::Lost).await;
+                        return;
+                    }
+                }
+            }
+            let mut forwarders = tokio::task::JoinSet::new();
+            for mut pushes in streams {
+                let events = events.clone();
+                forwarders.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            push = pushes.recv() => match push {
+                                Some(ClientPush::Aggregated(bundle)) => {
+                                    if events.send(Event::Bundle(bundle)).await.is_err() {
+                                        return false;
+                                    }
+                                }
+                                Some(_) => {}
+                                None => return true,
+                            },
+                            _ = events.closed() => return false,
+                        }
+                    }
+                });
+            }
+            while let Some(ended) = forwarders.join_next().await {
+                if ended.unwrap_or(false) {
+                    let _ = events.send(Event::Lost).await;
+                    return;
+                }
+            }
+        });
+    }
+
+    fn spawn_poll(&self, missing: Vec<[u8; 32]>, events: mpsc::Sender<Event>) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            for chunk in missing.chunks(MAX_RECEIPTS_PER_ANSWER) {
+                match client
+                    .inner
+                    .session
+                    .call(ClientRequest::Receipts(chunk.to_vec()))
+                    .await
+                {
+                    Ok(ClientResponse::Aggregated(bundles)) => {
+                        for b in bundles {
+                            if events.send(Event::Bundle(b)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+
+    /// Verified aggregated receipts of the digests the gateway can prove
+    /// now (the rest are left out).
+    pub async fn receipts(&self, digests: &[[u8; 32]]) -> Result<Vec<AggregatedReceipt>, Error> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(MAX_RECEIPTS_PER_ANSWER) {
+            match self
+                .inner
+                .session
+                .call(ClientRequest::Receipts(chunk.to_vec()))
+                .await?
+            {
+                ClientResponse::Aggregated(bundles) => {
+                    for b in &bundles {
+                        out.extend(
+                            verify_bundle(
+                                &self.inner.cache,
+                                &self.inner.params,
+                                &self.inner.anchor,
+                                b,
+                            )
+                            .map_err(|e| Error::Protocol(format!("gateway: {e}")))?,
+                        );
+                    }
+                }
+                ClientResponse::Error(error) => return Err(Error::Replica { replica: 0, error }),
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "gateway: unexpected answer {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Verifies one aggregated bundle against the anchor — the round root's
+/// receipt once (its signed head through `cache`), then each range's proof
+/// against that root — and returns each digest's aggregated receipt.
+pub fn verify_bundle(
+    cache: &HeadCache,
+    params: &ClusterParams,
+    anchor: &TrustAnchor,
+    bundle: &AggregatedBundle,
+) -> Result<Vec<AggregatedReceipt>, BundleError> {
+    let upper =
+        AnyReceipt::from_binary(&bundle.upper).map_err(|e| BundleError::Upper(e.to_string()))?;
+    let cluster = upper.cluster_receipt();
+    if cluster.cluster != *params {
+        return Err(BundleError::Upper(
+            "a receipt of another cluster (or another description of it)".to_string(),
+        ));
+    }
+    if let AnyReceipt::Aggregated(a) = &upper {
+        // The upstream chain must lead to what the cluster logged.
+        let top = a.top()?;
+        if !matches!(cluster.entry, belfry_timestamp::Entry::Digest(d) if d.digest == top) {
+            return Err(BundleError::Range(
+                belfry_timestamp::ReceiptError::AggregationNotLogged,
+            ));
+        }
+    }
+    cache.verify_receipt(anchor, cluster)?;
+    let mut out = Vec::new();
+    for range in &bundle.ranges {
+        out.extend(receipts_from_range(
+            &upper,
+            bundle.tree_size,
+            range.first,
+            &range.digests,
+            &range.proof,
+        )?);
+    }
+    Ok(out)
+}
