@@ -131,6 +131,11 @@ impl Procs {
         Ok(())
     }
 
+    /// The running replicas' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().flatten().map(Child::id).collect()
+    }
+
     /// Replica `i`'s resident memory now, bytes.
     pub(crate) fn rss_bytes(&self, i: usize) -> Option<u64> {
         let pid = self.nodes[i].as_ref()?.id();

@@ -12,6 +12,7 @@ pub mod chaos;
 pub mod coin_bench;
 pub mod dag_bench;
 pub mod flood;
+pub mod gateway_bench;
 pub mod log_bench;
 pub mod report;
 pub mod restart_bench;

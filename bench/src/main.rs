@@ -75,6 +75,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cluster alone, then behind one and two aggregation gateways, on
+    /// real processes: digests/s, latency, CPU and the cluster's load.
+    Gateway {
+        /// Seconds of load per phase.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Stamp calls in flight against the cluster alone.
+        #[arg(long, default_value_t = 8)]
+        direct_calls: usize,
+        /// Digests per direct call.
+        #[arg(long, default_value_t = 1_000)]
+        direct_batch: usize,
+        /// Stamp calls in flight per gateway.
+        #[arg(long, default_value_t = 16)]
+        gateway_calls: usize,
+        /// Digests per gateway call (at most 4,096).
+        #[arg(long, default_value_t = 4_096)]
+        gateway_batch: usize,
+        /// The gateways' round, ms.
+        #[arg(long, default_value_t = 20)]
+        round_ms: u64,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A Submit flood against one replica of real node processes: what it
     /// takes and refuses, honest stamps' latency, every replica's memory.
     Flood {
@@ -271,6 +299,38 @@ fn run() -> anyhow::Result<()> {
             }
             if !failed.is_empty() {
                 anyhow::bail!("chaos found violations with seeds {failed:?}");
+            }
+        }
+        Command::Gateway {
+            duration,
+            direct_calls,
+            direct_batch,
+            gateway_calls,
+            gateway_batch,
+            round_ms,
+            belfry,
+            json,
+        } => {
+            if duration == 0 || direct_calls == 0 || direct_batch == 0 || gateway_calls == 0 {
+                anyhow::bail!(
+                    "--duration, --direct-calls, --direct-batch and --gateway-calls must be >= 1"
+                );
+            }
+            let tmp = tempfile::tempdir()?;
+            let config = belfry_bench::gateway_bench::GatewayBenchConfig {
+                duration: std::time::Duration::from_secs(duration),
+                direct_calls,
+                direct_batch,
+                gateway_calls,
+                gateway_batch,
+                round_ms,
+                belfry: belfry_binary(belfry)?,
+            };
+            let r = belfry_bench::gateway_bench::run(&config, tmp.path())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", belfry_bench::gateway_bench::table(&r));
             }
         }
         Command::Flood {

@@ -173,7 +173,24 @@ impl GatewayClient {
                 }
             }
         }
-        Ok(digests.iter().filter_map(|d| got.get(d).cloned()).collect())
+        // Moved out, not cloned (a digest given twice gets a copy for each
+        // but its last place).
+        let mut left: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+        for d in digests {
+            *left.entry(*d).or_default() += 1;
+        }
+        Ok(digests
+            .iter()
+            .filter_map(|d| {
+                let n = left.get_mut(d)?;
+                *n -= 1;
+                if *n == 0 {
+                    got.remove(d)
+                } else {
+                    got.get(d).cloned()
+                }
+            })
+            .collect())
     }
 
     /// Verifies a bundle and keeps the receipts of wanted digests; the

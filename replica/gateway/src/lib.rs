@@ -334,6 +334,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, round: ClosedRound, full: bool) {
     let shared = shared.clone();
     let opened = Instant::now();
     tokio::spawn(async move {
+        let round = round.build();
         let upper = loop {
             let started = Instant::now();
             match shared.upstream.stamp(round.root).await {

@@ -40,9 +40,37 @@ pub struct Waiter {
     pub count: u32,
 }
 
-/// A round that was closed: its tree is built, its root is to be logged.
+/// A round that was closed: no digest joins it any more.
 #[derive(Debug)]
 pub struct ClosedRound {
+    /// Round number.
+    pub no: u64,
+    /// Its digests, in leaf order.
+    pub digests: Vec<[u8; 32]>,
+    /// Who waits.
+    pub waiters: Vec<Waiter>,
+}
+
+impl ClosedRound {
+    /// Builds its tree (outside the rounds' lock: O(n) hashes).
+    pub fn build(self) -> BuiltRound {
+        let mut tree = MerkleTree::new();
+        for d in &self.digests {
+            tree.push(aggregate_leaf_hash(d));
+        }
+        BuiltRound {
+            root: tree.root(),
+            no: self.no,
+            tree,
+            digests: self.digests,
+            waiters: self.waiters,
+        }
+    }
+}
+
+/// A closed round with its tree: its root is to be logged.
+#[derive(Debug)]
+pub struct BuiltRound {
     /// Round number.
     pub no: u64,
     /// The tree over its leaves.
@@ -178,35 +206,28 @@ impl Rounds {
         Ok(closed)
     }
 
-    /// Closes the open round (if it holds anything): builds its tree.
+    /// Closes the open round (if it holds anything).
     pub fn close(&mut self) -> Option<ClosedRound> {
         if self.open.is_empty() {
             return None;
         }
         let digests = std::mem::take(&mut self.open);
         let waiters = std::mem::take(&mut self.waiters);
-        let mut tree = MerkleTree::new();
-        for d in &digests {
-            tree.push(aggregate_leaf_hash(d));
-        }
-        let root = tree.root();
         let no = self.next_no;
         self.next_no += 1;
         self.in_flight += 1;
         self.in_flight_digests += digests.len() as u64;
         Some(ClosedRound {
             no,
-            tree,
             digests,
             waiters,
-            root,
         })
     }
 
     /// The root of `round` has its receipt `upper`: the round is done. Its
     /// waiters go back to the caller to answer; the round joins the cache
     /// (the oldest done rounds leave it beyond `cache_digests`).
-    pub fn finish(&mut self, round: ClosedRound, upper: Vec<u8>) -> (Arc<DoneRound>, Vec<Waiter>) {
+    pub fn finish(&mut self, round: BuiltRound, upper: Vec<u8>) -> (Arc<DoneRound>, Vec<Waiter>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.in_flight_digests = self
             .in_flight_digests
@@ -307,7 +328,7 @@ mod tests {
     fn beyond_max_in_flight_digests_are_refused_until_a_round_is_done() {
         let mut r = Rounds::new(limits());
         r.admit(1, 1, &[d(0)]).expect("taken");
-        let a = r.close().expect("round a");
+        let a = r.close().expect("round a").build();
         r.admit(1, 2, &[d(1)]).expect("taken");
         let _b = r.close().expect("round b");
         assert!(matches!(
@@ -323,7 +344,7 @@ mod tests {
         let mut r = Rounds::new(limits());
         r.admit(1, 1, &(0..8).map(d).collect::<Vec<_>>())
             .expect("taken");
-        let a = r.close().expect("a");
+        let a = r.close().expect("a").build();
         let root_a = a.root;
         let (done, waiters) = r.finish(a, b"upper-a".to_vec());
         let digests = done.digests.clone();
@@ -343,7 +364,7 @@ mod tests {
         // 8 + 8 > 12: round a is forgotten.
         r.admit(1, 2, &(8..16).map(d).collect::<Vec<_>>())
             .expect("taken");
-        let b = r.close().expect("b");
+        let b = r.close().expect("b").build();
         r.finish(b, b"upper-b".to_vec());
         assert!(r.lookup(&d(5)).is_none());
         assert_eq!(r.lookup(&d(9)).map(|(r, i)| (r.no, i)), Some((1, 1)));

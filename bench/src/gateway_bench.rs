@@ -1,0 +1,402 @@
+//! `belfry-bench gateway`: the cluster alone, then behind one and behind two
+//! aggregation gateways (docs/gateway.md), in one run, on real processes —
+//! four `belfry node`s from `belfry keygen` and `belfry gateway`s — with a
+//! closed-loop load generator in this process that verifies every receipt
+//! against the trust anchor (one pairing per signed head, a hash path per
+//! digest). Per phase: digests/s, submit→verified latency per call
+//! (HdrHistogram), the CPU seconds of the replicas, the gateways and the
+//! generator, and how many entries the cluster appended — its load.
+
+use crate::chaos::{start_cluster, Procs};
+use anyhow::{bail, Context};
+use belfry_client::{Client, ClientOptions, Fanout, GatewayClient, GatewayEndpoint};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings.
+#[derive(Clone, Debug)]
+pub struct GatewayBenchConfig {
+    /// Seconds of load per phase.
+    pub duration: Duration,
+    /// Stamp calls in flight against the cluster alone, and their size.
+    pub direct_calls: usize,
+    /// Digests per direct call.
+    pub direct_batch: usize,
+    /// Stamp calls in flight per gateway, and their size.
+    pub gateway_calls: usize,
+    /// Digests per gateway call (at most 4,096: one `Submit`).
+    pub gateway_batch: usize,
+    /// The gateways' round length.
+    pub round_ms: u64,
+    /// The `belfry` binary.
+    pub belfry: PathBuf,
+}
+
+/// One phase's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
+    /// `cluster, 1 x 1` (one digest per call, one call at a time: the
+    /// cluster's own latency), `cluster alone`, `1 gateway`, `2 gateways`.
+    pub name: String,
+    /// Digests with a verified receipt.
+    pub digests: u64,
+    /// Per second.
+    pub digests_per_s: f64,
+    /// Stamp calls that failed (timed out).
+    pub failed_calls: u64,
+    /// Submit → every receipt of the call verified, ms.
+    pub p50_ms: f64,
+    /// Likewise.
+    pub p99_ms: f64,
+    /// Likewise.
+    pub max_ms: f64,
+    /// Entries the cluster appended during the phase (replica 0's log).
+    pub cluster_entries: u64,
+    /// CPU seconds per second of the four replicas together.
+    pub replicas_cpu: f64,
+    /// CPU seconds per second of the gateways.
+    pub gateways_cpu: f64,
+    /// CPU seconds per second of the load generator (and verifier).
+    pub generator_cpu: f64,
+}
+
+/// The report.
+#[derive(Clone, Debug, Serialize)]
+pub struct GatewayBenchReport {
+    /// Per phase.
+    pub phases: Vec<Phase>,
+    /// Settings, as text.
+    pub settings: String,
+}
+
+/// CPU seconds (user + system) of a process so far.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) on every platform.
+    Some((utime + stime) / 100.0)
+}
+
+struct GatewayProc {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(
+    belfry: &Path,
+    cluster_file: &Path,
+    round_ms: u64,
+    log: &Path,
+) -> anyhow::Result<GatewayProc> {
+    let mut child = Command::new(belfry)
+        .args(["gateway", "--cluster"])
+        .arg(cluster_file)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--round-ms",
+            &round_ms.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", belfry.display()))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let addr = line
+        .strip_prefix("belfry gateway: listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    match addr {
+        Some(addr) => Ok(GatewayProc { child, addr }),
+        None => bail!(
+            "the gateway did not start: {line:?} {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
+    }
+}
+
+/// A unique digest: the phase, the caller, the call and the index (digests
+/// need not be hashes; these cost nothing to make).
+fn digest(phase: u8, caller: u64, call: u64, j: u64) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d[0] = phase;
+    d[8..16].copy_from_slice(&caller.to_be_bytes());
+    d[16..24].copy_from_slice(&call.to_be_bytes());
+    d[24..32].copy_from_slice(&j.to_be_bytes());
+    d
+}
+
+enum Stamper {
+    Direct(Client),
+    Gateway(GatewayClient),
+}
+
+impl Stamper {
+    async fn stamp(&self, ds: &[[u8; 32]]) -> bool {
+        match self {
+            Stamper::Direct(c) => c.stamp(ds).await.is_ok_and(|r| r.len() == ds.len()),
+            Stamper::Gateway(g) => g.stamp(ds).await.is_ok_and(|r| r.len() == ds.len()),
+        }
+    }
+}
+
+/// Runs one phase: `calls` loops per stamper, each stamping `batch` fresh
+/// digests again and again for `duration`.
+#[allow(clippy::too_many_arguments)]
+fn phase(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    tag: u8,
+    stampers: Vec<Stamper>,
+    calls: usize,
+    batch: usize,
+    duration: Duration,
+    procs: &Procs,
+    gateway_pids: &[String],
+) -> Phase {
+    let replica_pids: Vec<String> = procs.pids().iter().map(u32::to_string).collect();
+    let me = std::process::id().to_string();
+    let cpu = |pids: &[String]| pids.iter().filter_map(|p| cpu_seconds(p)).sum::<f64>();
+    let log0 = procs.metric(0, "belfry_log_size").unwrap_or(0.0);
+    let (r0, g0, m0) = (
+        cpu(&replica_pids),
+        cpu(gateway_pids),
+        cpu(std::slice::from_ref(&me)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("valid bounds"),
+    ));
+    let started = Instant::now();
+    let stampers: Vec<Arc<Stamper>> = stampers.into_iter().map(Arc::new).collect();
+    let mut tasks = Vec::new();
+    for (s, stamper) in stampers.iter().enumerate() {
+        for c in 0..calls {
+            let (stamper, stop, done, failed, hist) = (
+                stamper.clone(),
+                stop.clone(),
+                done.clone(),
+                failed.clone(),
+                hist.clone(),
+            );
+            let caller = (s * calls + c) as u64;
+            tasks.push(runtime.spawn(async move {
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let ds: Vec<[u8; 32]> = (0..batch as u64)
+                        .map(|j| digest(tag, caller, k, j))
+                        .collect();
+                    k += 1;
+                    let t = Instant::now();
+                    if stamper.stamp(&ds).await {
+                        done.fetch_add(ds.len() as u64, Ordering::Relaxed);
+                        let ms = t.elapsed().as_millis().max(1) as u64;
+                        if let Ok(mut h) = hist.lock() {
+                            let _ = h.record(ms);
+                        }
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    // Calls in flight finish (they are counted: their digests were offered
+    // within the phase; the phase's length is measured to their end).
+    for t in tasks {
+        let _ = runtime.block_on(t);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let digests = done.load(Ordering::Relaxed);
+    let h = hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    let log1 = procs.metric(0, "belfry_log_size").unwrap_or(0.0);
+    Phase {
+        name: name.to_string(),
+        digests,
+        digests_per_s: (digests as f64 / secs).round(),
+        failed_calls: failed.load(Ordering::Relaxed),
+        p50_ms: h.value_at_quantile(0.5) as f64,
+        p99_ms: h.value_at_quantile(0.99) as f64,
+        max_ms: h.max() as f64,
+        cluster_entries: (log1 - log0).max(0.0) as u64,
+        replicas_cpu: ((cpu(&replica_pids) - r0) / secs * 100.0).round() / 100.0,
+        gateways_cpu: ((cpu(gateway_pids) - g0) / secs * 100.0).round() / 100.0,
+        generator_cpu: ((cpu(&[me]) - m0) / secs * 100.0).round() / 100.0,
+    }
+}
+
+/// Runs the three phases in `dir`.
+pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBenchReport> {
+    if config.gateway_batch == 0 || config.gateway_batch > belfry_client::MAX_DIGESTS_PER_SUBMIT {
+        bail!(
+            "--gateway-batch must be 1 to {}",
+            belfry_client::MAX_DIGESTS_PER_SUBMIT
+        );
+    }
+    let (procs, cluster) = start_cluster(&config.belfry, 4, dir)?;
+    if !procs.wait_joined(Duration::from_secs(60)) {
+        bail!("the replicas did not all join within 60 s");
+    }
+    let cluster_file = dir.join("keys").join("cluster.toml");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = ClientOptions {
+        fanout: Fanout::All,
+        stamp_timeout: Duration::from_secs(60),
+        ..ClientOptions::default()
+    };
+    let mut phases = Vec::new();
+    let direct = {
+        let _guard = runtime.enter();
+        Client::new(cluster.client_info(), options.clone())?
+    };
+    // The cluster's own latency: one digest per call, one call at a time
+    // (what a gateway's root meets).
+    phases.push(phase(
+        &runtime,
+        "cluster, 1 x 1",
+        4,
+        vec![Stamper::Direct(direct.clone())],
+        1,
+        1,
+        config.duration,
+        &procs,
+        &[],
+    ));
+    // The cluster alone, loaded.
+    phases.push(phase(
+        &runtime,
+        "cluster alone",
+        1,
+        vec![Stamper::Direct(direct)],
+        config.direct_calls,
+        config.direct_batch,
+        config.duration,
+        &procs,
+        &[],
+    ));
+    // Behind one gateway, then behind two (each with its own clients).
+    for (tag, count) in [(2u8, 1usize), (3, 2)] {
+        let gateways: Vec<GatewayProc> = (0..count)
+            .map(|g| {
+                start_gateway(
+                    &config.belfry,
+                    &cluster_file,
+                    config.round_ms,
+                    &dir.join(format!("gateway-{tag}-{g}.log")),
+                )
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let pids: Vec<String> = gateways.iter().map(|g| g.child.id().to_string()).collect();
+        let stampers = {
+            let _guard = runtime.enter();
+            gateways
+                .iter()
+                .map(|g| {
+                    GatewayClient::new(
+                        GatewayEndpoint {
+                            address: g.addr,
+                            certificate: None,
+                        },
+                        cluster.params,
+                        options.clone(),
+                    )
+                    .map(Stamper::Gateway)
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let name = if count == 1 {
+            "1 gateway".to_string()
+        } else {
+            format!("{count} gateways")
+        };
+        phases.push(phase(
+            &runtime,
+            &name,
+            tag,
+            stampers,
+            config.gateway_calls,
+            config.gateway_batch,
+            config.duration,
+            &procs,
+            &pids,
+        ));
+        drop(gateways);
+    }
+    Ok(GatewayBenchReport {
+        phases,
+        settings: format!(
+            "{} s per phase; direct: {} calls of {}; per gateway: {} calls of {}, rounds of {} ms",
+            config.duration.as_secs(),
+            config.direct_calls,
+            config.direct_batch,
+            config.gateway_calls,
+            config.gateway_batch,
+            config.round_ms
+        ),
+    })
+}
+
+/// The report as a table.
+pub fn table(r: &GatewayBenchReport) -> String {
+    let mut s = format!(
+        "{}\n{:<14} {:>12} {:>9} {:>9} {:>9} {:>8} {:>15} {:>12} {:>12} {:>12}\n",
+        r.settings,
+        "phase",
+        "digests/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "failed",
+        "cluster entries",
+        "replicas cpu",
+        "gateways cpu",
+        "generator cpu"
+    );
+    for p in &r.phases {
+        s.push_str(&format!(
+            "{:<14} {:>12} {:>9} {:>9} {:>9} {:>8} {:>15} {:>12} {:>12} {:>12}\n",
+            p.name,
+            p.digests_per_s,
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms,
+            p.failed_calls,
+            p.cluster_entries,
+            p.replicas_cpu,
+            p.gateways_cpu,
+            p.generator_cpu
+        ));
+    }
+    s
+}
