@@ -64,6 +64,12 @@ pub struct Phase {
     pub gateways_cpu: f64,
     /// CPU seconds per second of the load generator (and verifier).
     pub generator_cpu: f64,
+    /// Gateways: mean ms from a round's opening to its receipts pushed.
+    pub round_latency_mean_ms: Option<f64>,
+    /// Gateways: mean ms of the upstream stamp of a root.
+    pub upstream_latency_mean_ms: Option<f64>,
+    /// Gateways: mean digests per round.
+    pub round_size_mean: Option<f64>,
 }
 
 /// The report.
@@ -90,6 +96,30 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 struct GatewayProc {
     child: Child,
     addr: std::net::SocketAddr,
+    metrics: u16,
+}
+
+/// A metric from a Prometheus endpoint on loopback.
+fn scrape(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+}
+
+/// Mean of a histogram over the gateways (`_sum` / `_count`), ms.
+fn mean_ms(gateways: &[GatewayProc], name: &str) -> Option<f64> {
+    let (mut sum, mut count) = (0.0, 0.0);
+    for g in gateways {
+        sum += scrape(g.metrics, &format!("{name}_sum"))?;
+        count += scrape(g.metrics, &format!("{name}_count"))?;
+    }
+    (count > 0.0).then(|| (sum / count * 1000.0 * 10.0).round() / 10.0)
 }
 
 impl Drop for GatewayProc {
@@ -105,6 +135,9 @@ fn start_gateway(
     round_ms: u64,
     log: &Path,
 ) -> anyhow::Result<GatewayProc> {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(belfry)
         .args(["gateway", "--cluster"])
         .arg(cluster_file)
@@ -113,6 +146,8 @@ fn start_gateway(
             "127.0.0.1:0",
             "--round-ms",
             &round_ms.to_string(),
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -128,7 +163,11 @@ fn start_gateway(
         .and_then(|r| r.split_whitespace().next())
         .and_then(|a| a.parse().ok());
     match addr {
-        Some(addr) => Ok(GatewayProc { child, addr }),
+        Some(addr) => Ok(GatewayProc {
+            child,
+            addr,
+            metrics,
+        }),
         None => bail!(
             "the gateway did not start: {line:?} {}",
             std::fs::read_to_string(log).unwrap_or_default()
@@ -250,6 +289,9 @@ fn phase(
         replicas_cpu: ((cpu(&replica_pids) - r0) / secs * 100.0).round() / 100.0,
         gateways_cpu: ((cpu(gateway_pids) - g0) / secs * 100.0).round() / 100.0,
         generator_cpu: ((cpu(&[me]) - m0) / secs * 100.0).round() / 100.0,
+        round_latency_mean_ms: None,
+        upstream_latency_mean_ms: None,
+        round_size_mean: None,
     }
 }
 
@@ -340,7 +382,7 @@ pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBen
         } else {
             format!("{count} gateways")
         };
-        phases.push(phase(
+        let mut p = phase(
             &runtime,
             &name,
             tag,
@@ -350,7 +392,12 @@ pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBen
             config.duration,
             &procs,
             &pids,
-        ));
+        );
+        p.round_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_round_latency_seconds");
+        p.upstream_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_upstream_latency_seconds");
+        p.round_size_mean =
+            mean_ms(&gateways, "belfry_gateway_round_size").map(|x| (x / 1000.0).round());
+        phases.push(p);
         drop(gateways);
     }
     Ok(GatewayBenchReport {
@@ -384,6 +431,12 @@ pub fn table(r: &GatewayBenchReport) -> String {
         "generator cpu"
     );
     for p in &r.phases {
+        let gw = match (p.round_size_mean, p.round_latency_mean_ms, p.upstream_latency_mean_ms) {
+            (Some(size), Some(round), Some(up)) => format!(
+                "   (rounds of {size} digests on average; round {round} ms, of it upstream {up} ms, on average)"
+            ),
+            _ => String::new(),
+        };
         s.push_str(&format!(
             "{:<14} {:>12} {:>9} {:>9} {:>9} {:>8} {:>15} {:>12} {:>12} {:>12}\n",
             p.name,
@@ -397,6 +450,10 @@ pub fn table(r: &GatewayBenchReport) -> String {
             p.gateways_cpu,
             p.generator_cpu
         ));
+        if !gw.is_empty() {
+            s.push_str(&gw);
+            s.push('\n');
+        }
     }
     s
 }

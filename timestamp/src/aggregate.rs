@@ -21,6 +21,7 @@ use crate::merkle::{node_hash, root_from_inclusion, split_point, Hash, MerkleTre
 use crate::receipt::{hex32, Reader, Receipt, ReceiptError, ReceiptJson, MAGIC, MAX_PROOF_LEN};
 use belfry_coin::{sha256, TrustAnchor};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 // Node hashes by (lo, hi): looked up, never iterated, so the hash order
 // cannot leak into any result.
 #[allow(clippy::disallowed_types)]
@@ -73,8 +74,10 @@ pub struct AggregatedReceipt {
     pub digest: [u8; 32],
     /// The gateway layers, bottom (the client's gateway) first.
     pub steps: Vec<AggregationStep>,
-    /// The cluster's receipt of the topmost round root.
-    pub receipt: Receipt,
+    /// The cluster's receipt of the topmost round root (shared by every
+    /// digest of the round: a client holding a round's receipts keeps it
+    /// once).
+    pub receipt: Arc<Receipt>,
 }
 
 /// What a verified aggregated receipt proves.
@@ -163,7 +166,7 @@ impl AggregatedReceipt {
                 proof,
             });
         }
-        let receipt = Receipt::from_binary(r.rest())?;
+        let receipt = Arc::new(Receipt::from_binary(r.rest())?);
         Ok(AggregatedReceipt {
             digest,
             steps,
@@ -222,7 +225,7 @@ impl AggregatedReceipt {
         Ok(AggregatedReceipt {
             digest: hex32("digest", &j.digest)?,
             steps,
-            receipt: Receipt::from_json(&j.receipt)?,
+            receipt: Arc::new(Receipt::from_json(&j.receipt)?),
         })
     }
 }
@@ -383,9 +386,9 @@ pub fn receipts_from_range(
     if upper.digest() != Some(root) {
         return Err(ReceiptError::AggregationNotLogged);
     }
-    let (above, cluster): (&[AggregationStep], &Receipt) = match upper {
-        AnyReceipt::Direct(r) => (&[], r),
-        AnyReceipt::Aggregated(a) => (&a.steps, &a.receipt),
+    let (above, cluster): (&[AggregationStep], Arc<Receipt>) = match upper {
+        AnyReceipt::Direct(r) => (&[], Arc::new(r.clone())),
+        AnyReceipt::Aggregated(a) => (&a.steps, a.receipt.clone()),
     };
     if above.len() + 1 > MAX_AGGREGATION_STEPS {
         return Err(ReceiptError::Malformed(format!(

@@ -33,6 +33,10 @@ pub struct GatewayEndpoint {
     pub certificate: Option<CertificateDer<'static>>,
 }
 
+/// Quiet retry ticks (no receipt came) after which a stamp submits what is
+/// missing again.
+pub const STALL_TICKS: u32 = 3;
+
 struct Inner {
     params: ClusterParams,
     anchor: TrustAnchor,
@@ -132,6 +136,11 @@ impl GatewayClient {
         let mut needs_submit = true;
         let mut again = false;
         let mut answered = false;
+        // Ticks since a bundle last brought a receipt: a push comes per
+        // round, so a poll is only for a push that did not come, and after
+        // STALL_TICKS quiet ticks the rest is submitted again (a gateway
+        // that restarted, or forgot a round).
+        let mut quiet = 0u32;
         loop {
             if got.len() == wanted.len() {
                 break;
@@ -158,17 +167,25 @@ impl GatewayClient {
                     Event::Refused | Event::Lost => again = true,
                     Event::Bundle(bundle) => {
                         answered = true;
-                        if let Err(error) = self.absorb(&bundle, &wanted, &mut got) {
-                            tracing::warn!(%error, "an aggregated bundle does not verify");
+                        match self.absorb(&bundle, &wanted, &mut got) {
+                            Ok(0) => {}
+                            Ok(_) => quiet = 0,
+                            Err(error) => {
+                                tracing::warn!(%error, "an aggregated bundle does not verify");
+                            }
                         }
                     }
                 },
                 _ = tick.tick() => {
-                    let missing: Vec<[u8; 32]> = wanted.iter().filter(|d| !got.contains_key(*d)).copied().collect();
-                    if missing.is_empty() { continue; }
-                    self.spawn_poll(missing, events_tx.clone());
-                    if std::mem::take(&mut again) || !self.inner.session.is_connected() {
+                    quiet += 1;
+                    if std::mem::take(&mut again) || !self.inner.session.is_connected() || quiet > STALL_TICKS {
                         needs_submit = true;
+                        quiet = 0;
+                    } else if quiet > 1 {
+                        let missing: Vec<[u8; 32]> = wanted.iter().filter(|d| !got.contains_key(*d)).copied().collect();
+                        if !missing.is_empty() {
+                            self.spawn_poll(missing, events_tx.clone());
+                        }
                     }
                 }
             }

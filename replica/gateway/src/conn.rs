@@ -252,7 +252,21 @@ fn handle(
             ClientResponse::Aggregated(
                 by_round
                     .into_values()
-                    .map(|(round, ranges)| round.bundle(&ranges))
+                    .map(|(round, mut leaves)| {
+                        // Side-by-side leaves share one range proof.
+                        leaves.sort_unstable();
+                        leaves.dedup();
+                        let mut ranges: Vec<(u64, u32)> = Vec::new();
+                        for (leaf, _) in leaves {
+                            match ranges.last_mut() {
+                                Some((first, count)) if *first + u64::from(*count) == leaf => {
+                                    *count += 1
+                                }
+                                _ => ranges.push((leaf, 1)),
+                            }
+                        }
+                        round.bundle(&ranges)
+                    })
                     .collect(),
             )
         }

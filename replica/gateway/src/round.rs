@@ -94,9 +94,25 @@ pub struct DoneRound {
     pub digests: Vec<[u8; 32]>,
     /// The root's receipt, binary.
     pub upper: Vec<u8>,
+    /// Digest → leaf, built at the first poll that reaches this round (a
+    /// poll is for a push that was lost: most rounds are never polled, and
+    /// an index for every round cost more than the rest of the gateway).
+    index: std::sync::OnceLock<HashMap<[u8; 32], u32>>,
 }
 
 impl DoneRound {
+    /// The leaf of `digest` in this round, if it holds it.
+    pub fn leaf_of(&self, digest: &[u8; 32]) -> Option<u64> {
+        let index = self.index.get_or_init(|| {
+            let mut m = HashMap::with_capacity(self.digests.len());
+            for (i, d) in self.digests.iter().enumerate() {
+                m.insert(*d, i as u32);
+            }
+            m
+        });
+        index.get(digest).map(|&i| u64::from(i))
+    }
+
     /// A bundle of the ranges `(first leaf, count)` of this round.
     pub fn bundle(&self, ranges: &[(u64, u32)]) -> AggregatedBundle {
         let size = self.tree.size();
@@ -139,10 +155,8 @@ pub struct Rounds {
     next_no: u64,
     in_flight: usize,
     in_flight_digests: u64,
-    done: HashMap<u64, Arc<DoneRound>>,
-    done_order: VecDeque<u64>,
+    done: VecDeque<Arc<DoneRound>>,
     done_digests: usize,
-    index: HashMap<[u8; 32], (u64, u64)>,
 }
 
 impl Rounds {
@@ -155,10 +169,8 @@ impl Rounds {
             next_no: 0,
             in_flight: 0,
             in_flight_digests: 0,
-            done: HashMap::new(),
-            done_order: VecDeque::new(),
+            done: VecDeque::new(),
             done_digests: 0,
-            index: HashMap::new(),
         }
     }
 
@@ -237,40 +249,28 @@ impl Rounds {
             tree: round.tree,
             digests: round.digests,
             upper,
+            index: std::sync::OnceLock::new(),
         });
         if done.digests.len() <= self.limits.cache_digests {
-            for (i, d) in done.digests.iter().enumerate() {
-                self.index.insert(*d, (done.no, i as u64));
-            }
-            self.done.insert(done.no, done.clone());
-            self.done_order.push_back(done.no);
+            self.done.push_back(done.clone());
             self.done_digests += done.digests.len();
             while self.done_digests > self.limits.cache_digests {
-                let Some(old) = self.done_order.pop_front() else {
+                let Some(old) = self.done.pop_front() else {
                     break;
                 };
-                if let Some(r) = self.done.remove(&old) {
-                    self.done_digests -= r.tree.size() as usize;
-                    self.forget(&r);
-                }
+                self.done_digests -= old.digests.len();
             }
         }
         (done, round.waiters)
     }
 
-    fn forget(&mut self, round: &DoneRound) {
-        for d in &round.digests {
-            // A later round may hold the same digest: keep its entry.
-            if self.index.get(d).is_some_and(|(r, _)| *r == round.no) {
-                self.index.remove(d);
-            }
-        }
-    }
-
-    /// Where a digest sits in a cached done round.
+    /// Where a digest sits in a cached done round (the newest that holds
+    /// it).
     pub fn lookup(&self, digest: &[u8; 32]) -> Option<(Arc<DoneRound>, u64)> {
-        let (no, leaf) = self.index.get(digest)?;
-        Some((self.done.get(no)?.clone(), *leaf))
+        self.done
+            .iter()
+            .rev()
+            .find_map(|r| Some((r.clone(), r.leaf_of(digest)?)))
     }
 }
 
