@@ -500,16 +500,22 @@ impl Sequencer {
             }
             if self.config.policy == Policy::Lamport {
                 if v.round.0 <= self.state.frontier_round[a] {
+                    let vertex = v.hash();
                     for r in &v.reports {
                         faults.push(Fault {
                             replica: v.author,
-                            kind: FaultKind::ReportGoesBack { digest: r.digest },
+                            kind: FaultKind::ReportGoesBack {
+                                digest: r.digest,
+                                vertex,
+                            },
                         });
                     }
                     continue;
                 }
                 self.state.frontier_round[a] = v.round.0;
             }
+            // The vertex's hash, computed only if a fault needs it.
+            let mut vertex_hash = None;
             for r in &v.reports {
                 // A pending digest is not logged (logging removes it from
                 // `pending`), so only digests new to this sequencer cost a
@@ -525,7 +531,10 @@ impl Sequencer {
                 {
                     faults.push(Fault {
                         replica: v.author,
-                        kind: FaultKind::DuplicateReport { digest: r.digest },
+                        kind: FaultKind::DuplicateReport {
+                            digest: r.digest,
+                            vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
+                        },
                     });
                     continue;
                 }
@@ -540,7 +549,10 @@ impl Sequencer {
                         if r.recv_time < self.state.frontier_time[a] {
                             faults.push(Fault {
                                 replica: v.author,
-                                kind: FaultKind::ReportGoesBack { digest: r.digest },
+                                kind: FaultKind::ReportGoesBack {
+                                    digest: r.digest,
+                                    vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
+                                },
                             });
                             continue;
                         }

@@ -13,7 +13,7 @@ use belfry_broadcast::coin::{
 use belfry_broadcast::testkit::*;
 use belfry_broadcast::{
     Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, Report, Round, Vertex,
-    VertexHash, VertexRef,
+    VertexHash, VertexRef, VoteKind,
 };
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
@@ -205,11 +205,13 @@ fn faults_of(node: &mut Node, from: u16, message: Message) -> Vec<FaultKind> {
 fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
     let mut node = fresh_node();
     let _ = node.handle(Micros(1), Input::Start);
-    let invalid = |k: &[FaultKind]| matches!(k, [FaultKind::InvalidVertex(_)]);
+    let invalid = |k: &[FaultKind]| matches!(k, [FaultKind::InvalidVertex { .. }]);
 
     assert_eq!(
         faults_of(&mut node, 2, Message::Val(vertex(1, 1, 0))),
-        vec![FaultKind::ValFromNonAuthor]
+        vec![FaultKind::ValFromNonAuthor {
+            hash: vertex(1, 1, 0).hash()
+        }]
     );
     assert!(
         invalid(&faults_of(&mut node, 1, Message::Val(vertex(2, 1, 2)))),
@@ -313,8 +315,11 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
             }
         ),
         vec![FaultKind::ConflictingVote {
+            kind: VoteKind::Echo,
             round: Round(1),
-            author: ReplicaId(3)
+            author: ReplicaId(3),
+            first: VertexHash([1; 32]),
+            second: VertexHash([2; 32]),
         }]
     );
     assert!(faults_of(
@@ -487,7 +492,13 @@ fn an_inverted_fetch_votes_range_is_a_fault_not_a_panic() {
         },
     );
     assert!(
-        matches!(&kinds[..], [FaultKind::InvalidRequest(_)]),
+        matches!(
+            &kinds[..],
+            [FaultKind::InvertedRange {
+                from: Round(9),
+                to: Round(3)
+            }]
+        ),
         "{kinds:?}"
     );
     // A range that is empty only after clamping to the horizon is fine.
