@@ -106,7 +106,9 @@ pub struct ReplicaConfig {
     /// Adversary hook for the simulator's censoring and withholding
     /// Byzantine replicas: digests it selects are never reported (neither
     /// from clients nor as re-reports), while the replica's chain stays
-    /// consistent. Honest replicas leave it `None`.
+    /// consistent. Honest replicas leave it `None`; it exists only with the
+    /// `sim-hooks` feature, which the `belfry` binary never enables.
+    #[cfg(feature = "sim-hooks")]
     pub never_report: Option<fn(&[u8; 32]) -> bool>,
     /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
@@ -133,6 +135,7 @@ impl ReplicaConfig {
             max_queued_reports: MAX_QUEUED_REPORTS,
             client_read_bytes_per_s: CLIENT_READ_BYTES_PER_S,
             client_read_burst_bytes: CLIENT_READ_BURST_BYTES,
+            #[cfg(feature = "sim-hooks")]
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
             rejoin_as_observer: true,
@@ -784,7 +787,8 @@ impl ReplicaCore {
         out
     }
 
-    fn drive(&mut self, mut input: Input, out: &mut CoreStep) {
+    fn drive(&mut self, #[allow(unused_mut)] mut input: Input, out: &mut CoreStep) {
+        #[cfg(feature = "sim-hooks")]
         if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
             reports.retain(|r| !skip(&r.digest.0));
         }
