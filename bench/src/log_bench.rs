@@ -262,7 +262,7 @@ pub fn run(
     let start = Instant::now();
     for &i in &picks {
         let Entry::Digest(d) = entry(i) else { continue };
-        anyhow::ensure!(flog.index_of(&d.digest) == Some(i), "index of {i}");
+        anyhow::ensure!(flog.index_of(&d.digest)? == Some(i), "index of {i}");
     }
     let lookup_rate = rate(picks.len() as u64, start);
     throughput.push(row(

@@ -197,7 +197,7 @@ pub fn run(lengths: &[u64], dir: &Path) -> anyhow::Result<RestartReport> {
         let t = Instant::now();
         let mut read = 0u64;
         for i in 0..log.len() {
-            read += u64::from(log.entry(i).is_some());
+            read += u64::from(log.entry(i)?.is_some());
         }
         let read_log_ms = t.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(read == n, "read back {read} of {n} entries");

@@ -99,14 +99,21 @@ pub struct SequencerConfig {
     /// The cluster's genesis time: the first tick's lower bound.
     pub genesis_time: Micros,
     /// The hold-back rule. Switching it off is for the simulator's metric
-    /// tests only (it must then see M1 > 0 under withhold-and-rush).
+    /// tests only (it must then see M1 > 0 under withhold-and-rush): the
+    /// field exists only with the `sim-hooks` feature, which the `belfry`
+    /// binary never enables — without it the rule is always on.
+    #[cfg(feature = "sim-hooks")]
     pub hold_back: bool,
-    /// Test-only: break ties by the digest itself instead of the coin, a
-    /// deterministic and biasable rule the simulator's M5 must catch.
+    /// Test-only (`sim-hooks`): break ties by the digest itself instead of
+    /// the coin, a deterministic and biasable rule the simulator's M5 must
+    /// catch.
+    #[cfg(feature = "sim-hooks")]
     pub fixed_tie_break: bool,
-    /// Baseline only: plain commit order — every digest is logged at its first
-    /// counted report, in canonical vertex order, with no quorum, median or
-    /// hold-back (what the simulator's M7 compares fairness against).
+    /// Baseline only (`sim-hooks`): plain commit order — every digest is
+    /// logged at its first counted report, in canonical vertex order, with
+    /// no quorum, median or hold-back (what the simulator's M7 compares
+    /// fairness against).
+    #[cfg(feature = "sim-hooks")]
     pub fairness_off: bool,
     /// See [`MAX_WEAK_PENDING_PER_AUTHOR`].
     pub max_weak_per_author: usize,
@@ -136,11 +143,41 @@ impl SequencerConfig {
             policy,
             late_waves: crate::config::LATE_WAVES,
             genesis_time,
+            #[cfg(feature = "sim-hooks")]
             hold_back: true,
+            #[cfg(feature = "sim-hooks")]
             fixed_tie_break: false,
+            #[cfg(feature = "sim-hooks")]
             fairness_off: false,
             max_weak_per_author: MAX_WEAK_PENDING_PER_AUTHOR,
         }
+    }
+
+    /// Whether the hold-back rule applies: always, but for a simulator
+    /// run that switched it off (`sim-hooks`).
+    fn hold_back_on(&self) -> bool {
+        #[cfg(feature = "sim-hooks")]
+        return self.hold_back;
+        #[cfg(not(feature = "sim-hooks"))]
+        return true;
+    }
+
+    /// Whether ties are broken by the digest instead of the coin: never,
+    /// but in a simulator run (`sim-hooks`).
+    fn fixed_tie_break_on(&self) -> bool {
+        #[cfg(feature = "sim-hooks")]
+        return self.fixed_tie_break;
+        #[cfg(not(feature = "sim-hooks"))]
+        return false;
+    }
+
+    /// Whether fair sequencing is off (plain commit order): never, but in
+    /// the simulator's M7 baseline (`sim-hooks`).
+    fn fairness_off_on(&self) -> bool {
+        #[cfg(feature = "sim-hooks")]
+        return self.fairness_off;
+        #[cfg(not(feature = "sim-hooks"))]
+        return false;
     }
 }
 
@@ -500,16 +537,22 @@ impl Sequencer {
             }
             if self.config.policy == Policy::Lamport {
                 if v.round.0 <= self.state.frontier_round[a] {
+                    let vertex = v.hash();
                     for r in &v.reports {
                         faults.push(Fault {
                             replica: v.author,
-                            kind: FaultKind::ReportGoesBack { digest: r.digest },
+                            kind: FaultKind::ReportGoesBack {
+                                digest: r.digest,
+                                vertex,
+                            },
                         });
                     }
                     continue;
                 }
                 self.state.frontier_round[a] = v.round.0;
             }
+            // The vertex's hash, computed only if a fault needs it.
+            let mut vertex_hash = None;
             for r in &v.reports {
                 // A pending digest is not logged (logging removes it from
                 // `pending`), so only digests new to this sequencer cost a
@@ -525,7 +568,10 @@ impl Sequencer {
                 {
                     faults.push(Fault {
                         replica: v.author,
-                        kind: FaultKind::DuplicateReport { digest: r.digest },
+                        kind: FaultKind::DuplicateReport {
+                            digest: r.digest,
+                            vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
+                        },
                     });
                     continue;
                 }
@@ -540,7 +586,10 @@ impl Sequencer {
                         if r.recv_time < self.state.frontier_time[a] {
                             faults.push(Fault {
                                 replica: v.author,
-                                kind: FaultKind::ReportGoesBack { digest: r.digest },
+                                kind: FaultKind::ReportGoesBack {
+                                    digest: r.digest,
+                                    vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
+                                },
                             });
                             continue;
                         }
@@ -577,7 +626,7 @@ impl Sequencer {
 
         // Readiness, keys and hold-back, once per batch.
         let g = self.granularity();
-        let fixed = self.config.fixed_tie_break;
+        let fixed = self.config.fixed_tie_break_on();
         let tie = |d: &Digest| {
             if fixed {
                 d.0
@@ -602,7 +651,7 @@ impl Sequencer {
         }
         candidates.sort_unstable();
         let mut chosen = Vec::new();
-        if self.config.fairness_off {
+        if self.config.fairness_off_on() {
             // Plain commit order: first seen, first logged.
             candidates.clear();
             for d in &first_seen_here {
@@ -614,7 +663,7 @@ impl Sequencer {
         }
         let mut taken = 0;
         for c in &candidates {
-            if self.config.hold_back && c.0 >= min_block {
+            if self.config.hold_back_on() && c.0 >= min_block {
                 break;
             }
             chosen.push(*c);

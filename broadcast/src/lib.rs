@@ -96,5 +96,5 @@ pub use step::{
     Checkpoint, CommittedBatch, Durable, Fault, FaultKind, Outgoing, Pledge, RoundDigests, Step,
     Target, TimerKind, VoteKind,
 };
-pub use validity::check_vertex;
+pub use validity::{check_vertex, VertexError};
 pub use vertex::{last_round, leader_round, Digest, Report, Round, Vertex, VertexHash, VertexRef};

@@ -257,23 +257,52 @@ pub struct CommittedBatch {
     pub order: Checkpoint,
 }
 
-/// Why a message from a peer was rejected: evidence against it, never a crash.
+/// Why a message from a peer was rejected: evidence against it, never a
+/// crash. Each kind carries the offending message's hash where it has one
+/// (a vertex's, or the hash a vote names) and has a stable
+/// [`FaultKind::label`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
     /// A VAL whose sender is not its author.
-    ValFromNonAuthor,
-    /// A vertex that breaks a validity rule.
-    InvalidVertex(String),
+    ValFromNonAuthor {
+        /// The vertex.
+        hash: crate::VertexHash,
+    },
+    /// A vertex that breaks a validity rule (sent as a VAL, a fetched body
+    /// or in a catch-up answer).
+    InvalidVertex {
+        /// The vertex.
+        hash: crate::VertexHash,
+        /// The rule it breaks.
+        why: crate::VertexError,
+    },
     /// A second, different VAL for one (round, author): equivocation.
     Equivocation {
         /// The slot's round.
         round: Round,
+        /// The VAL seen first.
+        first: crate::VertexHash,
+        /// The conflicting one.
+        second: crate::VertexHash,
     },
     /// A second, different ECHO or READY from one sender for one slot.
     ConflictingVote {
+        /// ECHO or READY.
+        kind: VoteKind,
         /// The slot's round.
         round: Round,
         /// The slot's author.
+        author: ReplicaId,
+        /// The hash voted for first.
+        first: crate::VertexHash,
+        /// The hash voted for now.
+        second: crate::VertexHash,
+    },
+    /// A vote for a slot whose author is not a replica.
+    VoteForUnknownAuthor {
+        /// The slot's round.
+        round: Round,
+        /// The claimed author.
         author: ReplicaId,
     },
     /// A coin share that does not verify (or a conflicting second one).
@@ -283,21 +312,91 @@ pub enum FaultKind {
     },
     /// A sender id outside the cluster.
     UnknownSender,
-    /// A vertex body nobody asked for.
-    UnsolicitedBody,
-    /// A request that makes no sense (an empty or inverted round range).
-    InvalidRequest(String),
+    /// A `FetchVotes` with an inverted round range.
+    InvertedRange {
+        /// The range's start.
+        from: Round,
+        /// Its end.
+        to: Round,
+    },
+    /// A catch-up answer's coin signature that does not verify.
+    BadCatchUpCoin {
+        /// The wave.
+        wave: Wave,
+    },
+    /// A catch-up answer's leader that is not the one the coin chose.
+    WrongCatchUpLeader {
+        /// The wave.
+        wave: Wave,
+        /// The vertex given as its leader.
+        hash: crate::VertexHash,
+    },
     /// A report behind its author's committed frontier (docs/design.md §3.5):
     /// ignored.
     ReportGoesBack {
         /// The digest.
         digest: crate::Digest,
+        /// The vertex that carries the report.
+        vertex: crate::VertexHash,
     },
-    /// An author reporting a digest it already reported: ignored.
+    /// An author reporting a digest it already reported: ignored. Not
+    /// evidence ([`FaultKind::is_evidence`]): an honest replica that
+    /// crashed reports its pending digests again.
     DuplicateReport {
         /// The digest.
         digest: crate::Digest,
+        /// The vertex that carries the report.
+        vertex: crate::VertexHash,
     },
+}
+
+impl FaultKind {
+    /// A stable snake_case name (metrics, logs, the simulator's blame
+    /// checks). Labels never change meaning; new kinds get new labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FaultKind::ValFromNonAuthor { .. } => "val_from_non_author",
+            FaultKind::InvalidVertex { .. } => "invalid_vertex",
+            FaultKind::Equivocation { .. } => "equivocation",
+            FaultKind::ConflictingVote { .. } => "conflicting_vote",
+            FaultKind::VoteForUnknownAuthor { .. } => "vote_for_unknown_author",
+            FaultKind::BadCoinShare { .. } => "bad_coin_share",
+            FaultKind::UnknownSender => "unknown_sender",
+            FaultKind::InvertedRange { .. } => "inverted_range",
+            FaultKind::BadCatchUpCoin { .. } => "bad_catch_up_coin",
+            FaultKind::WrongCatchUpLeader { .. } => "wrong_catch_up_leader",
+            FaultKind::ReportGoesBack { .. } => "report_goes_back",
+            FaultKind::DuplicateReport { .. } => "duplicate_report",
+        }
+    }
+
+    /// The hash of the offending message, where it has one: the vertex, or
+    /// the second of two conflicting hashes.
+    pub fn message_hash(&self) -> Option<crate::VertexHash> {
+        match self {
+            FaultKind::ValFromNonAuthor { hash }
+            | FaultKind::InvalidVertex { hash, .. }
+            | FaultKind::WrongCatchUpLeader { hash, .. } => Some(*hash),
+            FaultKind::Equivocation { second, .. } | FaultKind::ConflictingVote { second, .. } => {
+                Some(*second)
+            }
+            FaultKind::ReportGoesBack { vertex, .. }
+            | FaultKind::DuplicateReport { vertex, .. } => Some(*vertex),
+            FaultKind::VoteForUnknownAuthor { .. }
+            | FaultKind::BadCoinShare { .. }
+            | FaultKind::UnknownSender
+            | FaultKind::InvertedRange { .. }
+            | FaultKind::BadCatchUpCoin { .. } => None,
+        }
+    }
+
+    /// Whether the fault proves its replica Byzantine: an honest replica
+    /// never causes it. A duplicate report is not (an honest replica that
+    /// crashed reports its pending digests again, and the sequencer ignores
+    /// the second report).
+    pub fn is_evidence(&self) -> bool {
+        !matches!(self, FaultKind::DuplicateReport { .. })
+    }
 }
 
 /// A fault, attributed.

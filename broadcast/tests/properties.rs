@@ -13,7 +13,7 @@ use belfry_broadcast::coin::{
 use belfry_broadcast::testkit::*;
 use belfry_broadcast::{
     Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, Report, Round, Vertex,
-    VertexHash, VertexRef,
+    VertexHash, VertexRef, VoteKind,
 };
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
@@ -205,11 +205,13 @@ fn faults_of(node: &mut Node, from: u16, message: Message) -> Vec<FaultKind> {
 fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
     let mut node = fresh_node();
     let _ = node.handle(Micros(1), Input::Start);
-    let invalid = |k: &[FaultKind]| matches!(k, [FaultKind::InvalidVertex(_)]);
+    let invalid = |k: &[FaultKind]| matches!(k, [FaultKind::InvalidVertex { .. }]);
 
     assert_eq!(
         faults_of(&mut node, 2, Message::Val(vertex(1, 1, 0))),
-        vec![FaultKind::ValFromNonAuthor]
+        vec![FaultKind::ValFromNonAuthor {
+            hash: vertex(1, 1, 0).hash()
+        }]
     );
     assert!(
         invalid(&faults_of(&mut node, 1, Message::Val(vertex(2, 1, 2)))),
@@ -278,15 +280,21 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
     let dropped = node.counters().out_of_window;
     assert!(faults_of(&mut node, 1, Message::Val(vertex(10_000, 1, 3))).is_empty());
     assert_eq!(node.counters().out_of_window, dropped + 1);
-    assert!(invalid(&faults_of(
-        &mut node,
-        1,
-        Message::Echo {
+    assert_eq!(
+        faults_of(
+            &mut node,
+            1,
+            Message::Echo {
+                round: Round(1),
+                author: ReplicaId(99),
+                hash: VertexHash([0; 32])
+            }
+        ),
+        vec![FaultKind::VoteForUnknownAuthor {
             round: Round(1),
-            author: ReplicaId(99),
-            hash: VertexHash([0; 32])
-        }
-    )));
+            author: ReplicaId(99)
+        }]
+    );
     assert_eq!(
         faults_of(&mut node, 99, Message::FetchVertex(VertexHash([0; 32]))),
         vec![FaultKind::UnknownSender]
@@ -313,8 +321,11 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
             }
         ),
         vec![FaultKind::ConflictingVote {
+            kind: VoteKind::Echo,
             round: Round(1),
-            author: ReplicaId(3)
+            author: ReplicaId(3),
+            first: VertexHash([1; 32]),
+            second: VertexHash([2; 32]),
         }]
     );
     assert!(faults_of(
@@ -487,7 +498,13 @@ fn an_inverted_fetch_votes_range_is_a_fault_not_a_panic() {
         },
     );
     assert!(
-        matches!(&kinds[..], [FaultKind::InvalidRequest(_)]),
+        matches!(
+            &kinds[..],
+            [FaultKind::InvertedRange {
+                from: Round(9),
+                to: Round(3)
+            }]
+        ),
         "{kinds:?}"
     );
     // A range that is empty only after clamping to the horizon is fine.

@@ -178,6 +178,7 @@ impl Sim {
             {
                 v.clock = Micros(v.clock.0.saturating_add(1));
                 self.mark("strategy equivocate");
+                self.fired_detectable(from);
                 if self.just_restarted(to) {
                     // Aimed at a replica that just restarted: if it forgot
                     // its votes it would now vote for the other vertex.
@@ -195,6 +196,7 @@ impl Sim {
                 self.byz_rng.fill(&mut junk[..]);
                 *share = SignatureShare(junk);
                 self.mark("strategy bad-shares");
+                self.fired_detectable(from);
             }
             (Strategy::Malformed, _) if self.byz_rng.gen_bool(0.2) => {
                 let len = self.byz_rng.gen_range(0..300);
@@ -206,6 +208,7 @@ impl Sim {
                 }
                 out.push(junk);
                 self.mark("strategy malformed");
+                self.fired_detectable(from);
             }
             (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
                 if self.byz_rng.gen_bool(0.2) =>
@@ -233,11 +236,13 @@ impl Sim {
                     Entry::Tick(t) => t.time = t.time.saturating_add(Micros(1)),
                 }
                 self.mark("strategy bad-catchup forged a log range");
+                self.fired_detectable(from);
             }
             (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
                 let k = self.byz_rng.gen_range(0..bytes.len());
                 bytes[k] ^= 0x40;
                 self.mark("strategy bad-catchup forged a state page");
+                self.fired_detectable(from);
             }
             (Strategy::BadCatchup, PeerMessage::Leaders { vertices, .. })
                 if !vertices.is_empty() =>
@@ -246,6 +251,7 @@ impl Sim {
                     v.clock = v.clock.saturating_add(Micros(1));
                 }
                 self.mark("strategy bad-catchup forged leader histories");
+                self.fired_detectable(from);
             }
             (Strategy::StallCatchup, PeerMessage::LogRange { entries, .. }) => {
                 // One page per catch-up attempt, delivered ahead of every
@@ -286,7 +292,10 @@ impl Sim {
                     let log = h.core().log_store();
                     (0..entries.len() as u64).find_map(|k| {
                         let size = *start + k + 1;
-                        log.head_at(size).map(|sth| (k as usize + 1, sth))
+                        log.head_at(size)
+                            .ok()
+                            .flatten()
+                            .map(|sth| (k as usize + 1, sth))
                     })
                 });
                 if let Some((keep, sth)) = cut {

@@ -404,6 +404,7 @@ impl Sim {
                 self.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
             );
         }
+        let blame = self.blame_report();
         Report {
             seed: self.cfg.seed,
             replay: self.cfg.replay_command(),
@@ -416,6 +417,7 @@ impl Sim {
                 p99: hist.value_at_quantile(0.99) as f64 / 1_000.0,
             },
             metrics,
+            blame,
             coverage: self.coverage,
             events: self.events,
             messages_per_digest: self.peer_messages as f64 / logged,

@@ -191,6 +191,9 @@ pub struct Report {
     pub metrics: Metrics,
     /// Which faults and strategies actually fired, and how often.
     pub coverage: BTreeMap<String, u64>,
+    /// Evidence the honest replicas recorded, by accused replica and fault
+    /// label (`CoreFault::label`).
+    pub blame: BTreeMap<String, BTreeMap<String, u64>>,
     /// Events processed.
     pub events: u64,
     /// Replica-to-replica messages and bytes per logged digest.
@@ -310,6 +313,8 @@ pub(crate) struct Sim {
     /// same check as by hash, without hashing every vertex a second time).
     pub(crate) own_vertices: Vec<BTreeMap<Round, Arc<belfry_replica::broadcast::Vertex>>>,
     pub(crate) violations: Vec<String>,
+    /// The blame checks' memory (`blame.rs`).
+    pub(crate) blame: crate::blame::Blame,
     // Ground truth and measures.
     pub(crate) submitted: BTreeMap<[u8; 32], Micros>,
     pub(crate) first_seen: BTreeMap<[u8; 32], Vec<Option<Micros>>>,
@@ -545,6 +550,7 @@ impl Sim {
             votes: vec![BTreeMap::new(); n],
             own_vertices: vec![BTreeMap::new(); n],
             violations: Vec::new(),
+            blame: crate::blame::Blame::default(),
             submitted: BTreeMap::new(),
             first_seen: BTreeMap::new(),
             covered_at: BTreeMap::new(),
@@ -651,6 +657,7 @@ impl Sim {
             ));
         }
         self.check_receipts();
+        self.check_attribution();
     }
 
     pub(crate) fn all_covered(&self, ds: &[[u8; 32]]) -> bool {

@@ -138,6 +138,7 @@ impl Sim {
             twin.handle(local.saturating_add(Micros(700)), input.clone());
             let released = twin.commit();
             self.mark("strategy twins");
+            self.fired_detectable(i);
             if let Ok(r) = released {
                 for (to, frame) in r.to_peers {
                     self.fan_out(i, to, frame);
@@ -309,6 +310,8 @@ impl Sim {
         self.absorb_reports(i, &released.writes);
         if honest(&self.cfg, i) {
             self.check_turn(i, &released);
+            self.check_blame(i, &released.faults);
+            self.check_head_shares(i, &released.to_peers);
         }
         for set in released.timers {
             let at = self.now.saturating_add(set.deadline.saturating_sub(local));

@@ -54,6 +54,7 @@
 
 pub use belfry_replica as replica;
 
+mod blame;
 mod byzantine;
 mod checks;
 pub mod config;

@@ -262,6 +262,17 @@ fn summary(r: &belfry_sim::Report) {
             cov.join(", ")
         }
     );
+    if !r.blame.is_empty() {
+        let blamed: Vec<String> = r
+            .blame
+            .iter()
+            .map(|(who, m)| {
+                let kinds: Vec<String> = m.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+                format!("{who}: {}", kinds.join(", "))
+            })
+            .collect();
+        println!("blamed: {}", blamed.join("; "));
+    }
     for s in &r.stalls {
         println!("STALL: {s}");
     }

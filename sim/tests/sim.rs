@@ -812,3 +812,32 @@ fn a_byzantine_nearest_peer_cannot_starve_a_catch_up_with_valid_pages() {
         }
     }
 }
+
+#[test]
+fn each_detectable_strategy_is_blamed_on_its_replica_and_no_honest_replica_is_blamed() {
+    for s in Strategy::ALL {
+        let mut c = short(4, 301);
+        c.faulty = 1;
+        c.strategies = vec![s];
+        if s == Strategy::LyingClock {
+            c.policy = Policy::Clock {
+                granularity_us: 1_000,
+            };
+        }
+        let r = assert_clean(&c);
+        // Only the Byzantine replica (r3) is ever blamed, by anyone.
+        assert!(r.blame.keys().all(|who| who == "r3"), "{s}: {:?}", r.blame);
+        if s.detectable() {
+            let labels = r.blame.get("r3").cloned().unwrap_or_default();
+            assert!(!labels.is_empty(), "{s} was never blamed");
+            let expected = match s {
+                Strategy::Equivocate => "equivocation",
+                Strategy::Twins => "equivocation",
+                Strategy::BadShares => "bad_coin_share",
+                Strategy::Malformed => "peer_frame",
+                _ => unreachable!("no other strategy is detectable"),
+            };
+            assert!(labels.contains_key(expected), "{s}: {labels:?}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::message::Message;
 use crate::step::{
     Checkpoint, CommittedBatch, Durable, FaultKind, RoundDigests, Step, Target, TimerKind, VoteKind,
 };
-use crate::validity::check_vertex;
+use crate::validity::{check_vertex, VertexError};
 use crate::vertex::{last_round, leader_round, Report, Round, Vertex, VertexHash, VertexRef};
 use belfry_coin::clock::Micros;
 use belfry_coin::{Coin, CommonCoin, ReplicaId, ShareFaultKind, ThresholdCrypto, Wave};
@@ -116,6 +116,14 @@ struct Slot {
 }
 
 impl Slot {
+    /// The hash the slot's author voted for in its own slot, if it did.
+    fn author_vote(&self, author: ReplicaId) -> Option<VertexHash> {
+        self.echoes
+            .get(&author)
+            .or_else(|| self.readies.get(&author))
+            .copied()
+    }
+
     fn body(&self, hash: &VertexHash) -> Option<&Arc<Vertex>> {
         [&self.val, &self.fetched]
             .into_iter()
@@ -668,10 +676,7 @@ impl Node {
             Message::VertexBody(v) => self.on_body(from, v, step),
             Message::FetchVotes { from: lo, to: hi } => {
                 if lo > hi {
-                    step.fault(
-                        from,
-                        FaultKind::InvalidRequest(format!("FetchVotes from {lo} to {hi}")),
-                    );
+                    step.fault(from, FaultKind::InvertedRange { from: lo, to: hi });
                 } else if from != self.config.me {
                     let lo = lo.max(self.dag.horizon());
                     self.resend_to(from, lo, hi, ResendCause::FetchVotes, step);

@@ -264,7 +264,13 @@ impl Node {
                 continue;
             }
             if let Err(why) = check_vertex(&self.config, &v) {
-                step.fault(from, FaultKind::InvalidVertex(why));
+                step.fault(
+                    from,
+                    FaultKind::InvalidVertex {
+                        hash: v.hash(),
+                        why,
+                    },
+                );
                 return;
             }
             pool.insert(v.hash(), Arc::new(v));
@@ -293,9 +299,10 @@ impl Node {
                     // slot: a committed history cannot contain this one.
                     step.fault(
                         from,
-                        FaultKind::InvalidVertex(format!(
-                            "catch-up vertex for ({round}, {author}) contradicts the delivered one"
-                        )),
+                        FaultKind::InvalidVertex {
+                            hash,
+                            why: VertexError::ContradictsDelivered,
+                        },
                     );
                     return;
                 }
@@ -312,13 +319,7 @@ impl Node {
             let Some(coin) =
                 Coin::from_signature(self.crypto.as_ref(), self.config.cluster_id, *w, *signature)
             else {
-                step.fault(
-                    from,
-                    FaultKind::InvalidRequest(format!(
-                        "catch-up coin of wave {} does not verify",
-                        w.0
-                    )),
-                );
+                step.fault(from, FaultKind::BadCatchUpCoin { wave: *w });
                 break;
             };
             let Some(leader) = self.dag.get(hash).cloned() else {
@@ -328,10 +329,10 @@ impl Node {
             {
                 step.fault(
                     from,
-                    FaultKind::InvalidRequest(format!(
-                        "catch-up leader of wave {} is not the coin's",
-                        w.0
-                    )),
+                    FaultKind::WrongCatchUpLeader {
+                        wave: *w,
+                        hash: *hash,
+                    },
                 );
                 break;
             }

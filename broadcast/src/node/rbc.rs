@@ -19,7 +19,7 @@ impl Node {
 
     pub(super) fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
         if v.author != from {
-            step.fault(from, FaultKind::ValFromNonAuthor);
+            step.fault(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
             return;
         }
         // The claim counts for the window estimate even when out of window.
@@ -30,7 +30,13 @@ impl Node {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
-            step.fault(from, FaultKind::InvalidVertex(why));
+            step.fault(
+                from,
+                FaultKind::InvalidVertex {
+                    hash: v.hash(),
+                    why,
+                },
+            );
             return;
         }
         let hash = match self.own_val_hash.take() {
@@ -43,11 +49,30 @@ impl Node {
         slot.first_seen.get_or_insert(now);
         let body = match &slot.val {
             Some((existing, _)) if *existing != hash => {
-                step.fault(from, FaultKind::Equivocation { round });
+                step.fault(
+                    from,
+                    FaultKind::Equivocation {
+                        round,
+                        first: *existing,
+                        second: hash,
+                    },
+                );
                 return;
             }
             Some((_, body)) => body.clone(),
             None => {
+                if let Some(voted) = slot.author_vote(author).filter(|h| *h != hash) {
+                    // The author voted in its own slot for another vertex
+                    // than the VAL it sent here: it sent two VALs.
+                    step.fault(
+                        from,
+                        FaultKind::Equivocation {
+                            round,
+                            first: voted,
+                            second: hash,
+                        },
+                    );
+                }
                 let body = Arc::new(v);
                 self.bodies.insert(hash, body.clone());
                 slot.val = Some((hash, body.clone()));
@@ -85,10 +110,7 @@ impl Node {
         step: &mut Step,
     ) {
         if author.index() >= self.config.n {
-            step.fault(
-                from,
-                FaultKind::InvalidVertex("vote for an unknown author".into()),
-            );
+            step.fault(from, FaultKind::VoteForUnknownAuthor { round, author });
             return;
         }
         if round.0 == 0 || !self.in_window(round) {
@@ -97,13 +119,37 @@ impl Node {
         let now = self.now;
         let slot = self.slots.entry((round, author)).or_default();
         slot.first_seen.get_or_insert(now);
+        if from == author {
+            // An honest author votes in its own slot only for the one VAL
+            // it sent everyone (a slot's `val` is the author's own VAL).
+            if let Some((val, _)) = slot.val.as_ref().filter(|(h, _)| *h != hash) {
+                step.fault(
+                    from,
+                    FaultKind::Equivocation {
+                        round,
+                        first: *val,
+                        second: hash,
+                    },
+                );
+            }
+        }
         let votes = match kind {
             VoteKind::Echo => &mut slot.echoes,
             VoteKind::Ready => &mut slot.readies,
         };
         match votes.get(&from) {
             Some(h) if *h != hash => {
-                step.fault(from, FaultKind::ConflictingVote { round, author });
+                let first = *h;
+                step.fault(
+                    from,
+                    FaultKind::ConflictingVote {
+                        kind,
+                        round,
+                        author,
+                        first,
+                        second: hash,
+                    },
+                );
                 return;
             }
             Some(_) => return,
@@ -151,7 +197,7 @@ impl Node {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
-            step.fault(from, FaultKind::InvalidVertex(why));
+            step.fault(from, FaultKind::InvalidVertex { hash, why });
             return;
         }
         let (round, author) = (v.round, v.author);
@@ -225,10 +271,10 @@ impl Node {
             if let Some(bad) = v.references().find(|r| self.dag.contradicts(r)) {
                 step.fault(
                     v.author,
-                    FaultKind::InvalidVertex(format!(
-                        "reference to {:?} names the wrong slot ({} of {})",
-                        bad.hash, bad.round, bad.author
-                    )),
+                    FaultKind::InvalidVertex {
+                        hash,
+                        why: VertexError::WrongSlotReference(*bad),
+                    },
                 );
                 continue;
             }

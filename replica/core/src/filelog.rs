@@ -13,7 +13,7 @@
 //! from the ledger in [`crate::ReplicaCore::restore_with_log`]) or ahead of
 //! its last sequencer snapshot ([`FileLog::truncate`] cuts it back).
 
-use belfry_timestamp::store::{FileNodes, LogStore, StoreError};
+use belfry_timestamp::store::{FileNodes, LogReadError, LogStore, StoreError};
 use belfry_timestamp::{Entry, Hash, MerkleTree, SignedTreeHead};
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -48,6 +48,9 @@ pub enum FileLogError {
         /// Entry index.
         index: u64,
     },
+    /// A read failed.
+    #[error(transparent)]
+    Read(#[from] LogReadError),
 }
 
 /// File-backed log (see the module documentation).
@@ -69,6 +72,9 @@ pub struct FileLog {
     /// Read-only views of the committed tables, opened once per commit
     /// (a read transaction per lookup would cost more than the lookup).
     readers: std::sync::Mutex<Option<Readers>>,
+    /// Tests: while set, every read of the database fails.
+    #[cfg(test)]
+    fail_reads: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Readers = (
@@ -127,9 +133,11 @@ impl FileLog {
             latest: None,
             error: None,
             readers: std::sync::Mutex::new(None),
+            #[cfg(test)]
+            fail_reads: Default::default(),
         };
         log.rebuild_tree()?;
-        log.latest = log.stored_heads(0, true).pop();
+        log.latest = log.stored_heads(0, true)?.pop();
         Ok(log)
     }
 
@@ -143,7 +151,7 @@ impl FileLog {
     fn rebuild_tree(&mut self) -> Result<(), FileLogError> {
         while self.tree.size() < self.committed {
             let i = self.tree.size();
-            let e = self.stored_entry(i).ok_or_else(|| FileLogError::Corrupt {
+            let e = self.stored_entry(i)?.ok_or_else(|| FileLogError::Corrupt {
                 path: self.db_path(),
                 index: i,
             })?;
@@ -157,19 +165,43 @@ impl FileLog {
         self.dir.join("log.redb")
     }
 
-    /// Runs `f` over the committed tables' read-only views, opening them
-    /// if a commit dropped them.
-    fn read<T>(&self, f: impl FnOnce(&Readers) -> Option<T>) -> Option<T> {
-        let mut guard = self.readers.lock().ok()?;
-        if guard.is_none() {
-            let tx = self.db.begin_read().ok()?;
-            *guard = Some((
-                tx.open_table(ENTRIES).ok()?,
-                tx.open_table(INDEX).ok()?,
-                tx.open_table(HEADS).ok()?,
-            ));
+    /// A read error naming the database file.
+    fn read_err<E: std::fmt::Display>(&self) -> impl Fn(E) -> LogReadError + '_ {
+        move |e| LogReadError {
+            path: self.db_path(),
+            why: e.to_string(),
         }
-        f(guard.as_ref()?)
+    }
+
+    /// Runs `f` over the committed tables' read-only views, opening them
+    /// if a commit dropped them. Every database error is an error, never
+    /// an absence.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Readers) -> Result<T, LogReadError>,
+    ) -> Result<T, LogReadError> {
+        #[cfg(test)]
+        if self.fail_reads.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(self.read_err()("injected read failure"));
+        }
+        let mut guard = self
+            .readers
+            .lock()
+            .map_err(|_| self.read_err()("reader lock poisoned"))?;
+        let readers = match guard.take() {
+            Some(r) => r,
+            None => {
+                let tx = self.db.begin_read().map_err(self.read_err())?;
+                (
+                    tx.open_table(ENTRIES).map_err(self.read_err())?,
+                    tx.open_table(INDEX).map_err(self.read_err())?,
+                    tx.open_table(HEADS).map_err(self.read_err())?,
+                )
+            }
+        };
+        let out = f(&readers);
+        *guard = Some(readers);
+        out
     }
 
     fn forget_readers(&mut self) {
@@ -178,38 +210,52 @@ impl FileLog {
         }
     }
 
-    fn stored_entry(&self, index: u64) -> Option<Entry> {
+    fn stored_entry(&self, index: u64) -> Result<Option<Entry>, LogReadError> {
         self.read(|(entries, _, _)| {
-            let v = entries.get(index).ok()??;
-            Entry::from_bytes(v.value()).ok()
+            let Some(v) = entries.get(index).map_err(self.read_err())? else {
+                return Ok(None);
+            };
+            Entry::from_bytes(v.value())
+                .map(Some)
+                .map_err(|e| self.read_err()(format!("entry {index}: {e}")))
         })
+    }
+
+    fn decode_head(&self, v: &[u8]) -> Result<SignedTreeHead, LogReadError> {
+        postcard::from_bytes::<SignedTreeHead>(v)
+            .map_err(|e| self.read_err()(format!("signed head: {e}")))
     }
 
     /// Stored heads of size `>= from`: only the last one if `last`, else
     /// all of them, by size.
-    fn stored_heads(&self, from: u64, last: bool) -> Vec<SignedTreeHead> {
+    fn stored_heads(&self, from: u64, last: bool) -> Result<Vec<SignedTreeHead>, LogReadError> {
         self.read(|(_, _, heads)| {
-            let decode = |v: &[u8]| postcard::from_bytes::<SignedTreeHead>(v).ok();
             if last {
-                let (_, v) = heads.last().ok()??;
-                return decode(v.value()).map(|h| vec![h]);
+                return match heads.last().map_err(self.read_err())? {
+                    Some((_, v)) => Ok(vec![self.decode_head(v.value())?]),
+                    None => Ok(Vec::new()),
+                };
             }
             let mut out = Vec::new();
-            for item in heads.range(from..).ok()? {
-                let (_, v) = item.ok()?;
-                out.push(decode(v.value())?);
+            for item in heads.range(from..).map_err(self.read_err())? {
+                let (_, v) = item.map_err(self.read_err())?;
+                out.push(self.decode_head(v.value())?);
             }
-            Some(out)
+            Ok(out)
         })
-        .unwrap_or_default()
     }
 
     /// The first stored head of size `>= from`.
-    fn first_stored_head(&self, from: u64) -> Option<SignedTreeHead> {
-        self.read(|(_, _, heads)| {
-            let (_, v) = heads.range(from..).ok()?.next()?.ok()?;
-            postcard::from_bytes::<SignedTreeHead>(v.value()).ok()
-        })
+    fn first_stored_head(&self, from: u64) -> Result<Option<SignedTreeHead>, LogReadError> {
+        self.read(
+            |(_, _, heads)| match heads.range(from..).map_err(self.read_err())?.next() {
+                Some(item) => {
+                    let (_, v) = item.map_err(self.read_err())?;
+                    Ok(Some(self.decode_head(v.value())?))
+                }
+                None => Ok(None),
+            },
+        )
     }
 
     /// Entries on disk (appends since the last sync excluded).
@@ -243,7 +289,7 @@ impl FileLog {
         tx.commit().map_err(db_err(&path))?;
         self.forget_readers();
         self.committed = len;
-        self.latest = self.stored_heads(0, true).pop();
+        self.latest = self.stored_heads(0, true)?.pop();
         self.tree = Self::open_tree(&self.dir, len)?;
         self.rebuild_tree()
     }
@@ -294,21 +340,26 @@ impl LogStore for FileLog {
         self.committed + self.buffer.len() as u64
     }
 
-    fn entry(&self, index: u64) -> Option<Entry> {
+    fn entry(&self, index: u64) -> Result<Option<Entry>, LogReadError> {
         if index >= self.committed {
-            return self
-                .buffer
-                .get(usize::try_from(index - self.committed).ok()?)
-                .copied();
+            return Ok(usize::try_from(index - self.committed)
+                .ok()
+                .and_then(|k| self.buffer.get(k))
+                .copied());
         }
         self.stored_entry(index)
     }
 
-    fn index_of(&self, digest: &[u8; 32]) -> Option<u64> {
+    fn index_of(&self, digest: &[u8; 32]) -> Result<Option<u64>, LogReadError> {
         if let Some(i) = self.buffer_index.get(digest) {
-            return Some(*i);
+            return Ok(Some(*i));
         }
-        self.read(|(_, index, _)| Some(index.get(&digest[..]).ok()??.value()))
+        self.read(|(_, index, _)| {
+            Ok(index
+                .get(&digest[..])
+                .map_err(self.read_err())?
+                .map(|v| v.value()))
+        })
     }
 
     fn append(&mut self, entry: &Entry) {
@@ -326,48 +377,56 @@ impl LogStore for FileLog {
 
     fn put_head(&mut self, sth: &SignedTreeHead) {
         let size = sth.head.tree_size;
-        if self.head_at(size).is_none() {
-            self.head_buffer.insert(size, *sth);
+        match self.head_at(size) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.head_buffer.insert(size, *sth);
+            }
+            // Sticky: the next sync fails and stops the replica.
+            Err(e) => {
+                self.error.get_or_insert_with(|| e.to_string());
+            }
         }
         if self.latest.is_none_or(|l| l.head.tree_size < size) {
             self.latest = Some(*sth);
         }
     }
 
-    fn head_at(&self, size: u64) -> Option<SignedTreeHead> {
+    fn head_at(&self, size: u64) -> Result<Option<SignedTreeHead>, LogReadError> {
         if let Some(h) = self.head_buffer.get(&size) {
-            return Some(*h);
+            return Ok(Some(*h));
         }
-        self.first_stored_head(size)
-            .filter(|h| h.head.tree_size == size)
+        Ok(self
+            .first_stored_head(size)?
+            .filter(|h| h.head.tree_size == size))
     }
 
-    fn head_covering(&self, index: u64) -> Option<SignedTreeHead> {
+    fn head_covering(&self, index: u64) -> Result<Option<SignedTreeHead>, LogReadError> {
         let from = index.saturating_add(1);
         let buffered = self.head_buffer.range(from..).next().map(|(_, h)| *h);
-        let stored = self.first_stored_head(from);
-        match (buffered, stored) {
+        let stored = self.first_stored_head(from)?;
+        Ok(match (buffered, stored) {
             (Some(a), Some(b)) => Some(if a.head.tree_size < b.head.tree_size {
                 a
             } else {
                 b
             }),
             (a, b) => a.or(b),
-        }
+        })
     }
 
     fn latest_head(&self) -> Option<SignedTreeHead> {
         self.latest
     }
 
-    fn all_heads(&self) -> Vec<SignedTreeHead> {
+    fn all_heads(&self) -> Result<Vec<SignedTreeHead>, LogReadError> {
         let mut all: BTreeMap<u64, SignedTreeHead> = self
-            .stored_heads(0, false)
+            .stored_heads(0, false)?
             .into_iter()
             .map(|h| (h.head.tree_size, h))
             .collect();
         all.extend(self.head_buffer.iter().map(|(k, v)| (*k, *v)));
-        all.into_values().collect()
+        Ok(all.into_values().collect())
     }
 
     fn durable_len(&self) -> u64 {
@@ -384,5 +443,93 @@ impl LogStore for FileLog {
             self.error.get_or_insert_with(|| e.clone());
         }
         r
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, HostConfig, HostError};
+    use crate::journal::MemoryJournal;
+    use crate::wire::{encode_call, ClientCall, ClientRequest};
+    use crate::{CoreInput, ReplicaConfig};
+    use belfry_broadcast::clock::Micros;
+    use belfry_broadcast::coin::{deal, BlsCrypto, ClusterParams, Policy};
+    use belfry_timestamp::DigestEntry;
+    use rand::SeedableRng;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    fn digest_entry(d: [u8; 32]) -> Entry {
+        Entry::Digest(DigestEntry {
+            digest: d,
+            witnessed_at: Micros(1),
+            key: 1,
+            witnesses: 3,
+            late: false,
+        })
+    }
+
+    #[test]
+    fn an_injected_read_failure_is_an_error_naming_the_file_not_an_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = FileLog::open(dir.path()).unwrap();
+        let d = [9u8; 32];
+        log.append(&digest_entry(d));
+        LogStore::sync(&mut log).unwrap();
+        assert_eq!(log.index_of(&d).unwrap(), Some(0));
+        log.fail_reads.store(true, Ordering::Relaxed);
+        let e = log.index_of(&d).unwrap_err();
+        assert!(e.to_string().contains("log.redb"), "{e}");
+        assert!(log.entry(0).is_err());
+        assert!(log.head_at(1).is_err());
+        assert!(log.head_covering(0).is_err());
+        assert!(log.all_heads().is_err());
+        log.fail_reads.store(false, Ordering::Relaxed);
+        assert_eq!(log.index_of(&d).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn a_read_failure_stops_the_replica_with_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open(dir.path()).unwrap();
+        let fail = log.fail_reads.clone();
+        let (public, mut secrets) =
+            deal(4, 1, &mut rand_chacha::ChaCha20Rng::seed_from_u64(3)).unwrap();
+        let public = Arc::new(public);
+        let genesis = Micros(1_763_700_000_000_000);
+        let cluster = ClusterParams::of_keys(&public, Policy::Lamport, genesis);
+        let config = ReplicaConfig::new(belfry_broadcast::coin::ReplicaId(0), cluster);
+        let crypto = Arc::new(BlsCrypto::new(public.clone(), secrets.remove(0)));
+        let journal = MemoryJournal::new();
+        let recovered = journal.recover().unwrap();
+        let mut host = Host::open(
+            config,
+            crypto,
+            journal,
+            recovered,
+            Box::new(log),
+            HostConfig::default(),
+            1,
+        )
+        .unwrap();
+        host.handle(genesis, CoreInput::Start);
+        host.commit().unwrap();
+        // Whether the digest is logged cannot be read: the replica must not
+        // take that for "not logged" and report it again.
+        fail.store(true, Ordering::Relaxed);
+        let frame = encode_call(&ClientCall {
+            id: 1,
+            request: ClientRequest::Submit(vec![[7u8; 32]]),
+        })
+        .unwrap();
+        host.handle(genesis, CoreInput::Client { client: 1, frame });
+        match host.flush() {
+            Err(HostError::LogRead(e)) => {
+                assert!(e.to_string().contains("log.redb"), "{e}");
+            }
+            other => panic!("expected a log read error, got {other:?}"),
+        }
     }
 }

@@ -104,6 +104,10 @@ pub enum HostError {
     /// The replica cannot be rebuilt from what it persisted.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// A read of the log store failed (the error names the file): the
+    /// replica stops rather than take it for "not logged".
+    #[error("log store: {0}")]
+    LogRead(#[from] belfry_timestamp::store::LogReadError),
     /// A driver broke the contract (flushed twice without a sync).
     #[error("driver error: {0}")]
     Driver(&'static str),
@@ -382,6 +386,9 @@ impl<J: Journal> Host<J> {
         if let Some(why) = self.core.poisoned() {
             return Err(HostError::Poisoned(why));
         }
+        if let Some(e) = self.core.log_failed() {
+            return Err(HostError::LogRead(e.clone()));
+        }
         let turn = std::mem::take(&mut self.open);
         self.open_inputs = 0;
         let record = TurnRecord {
@@ -450,7 +457,7 @@ impl<J: Journal> Host<J> {
         let snapshot = Snapshot {
             base,
             log_len,
-            entries: log.entries(base, log_len),
+            entries: log.entries(base, log_len)?,
             heads: Vec::new(),
             broadcast: self.core.node().live_records(),
             sequencer: Some(self.core.sequencer_state().clone()),

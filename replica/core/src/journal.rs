@@ -192,6 +192,9 @@ pub enum RestoreError {
         /// The journal's base.
         base: u64,
     },
+    /// The log store could not be read.
+    #[error(transparent)]
+    LogRead(#[from] belfry_timestamp::store::LogReadError),
     /// The log store disagrees with the journal at an index.
     #[error("log store and journal differ at entry {0}")]
     LogMismatch(u64),

@@ -23,7 +23,7 @@ pub mod journal;
 pub mod local;
 
 pub use crate::core::{
-    ClientId, ClientReads, CoreFault, CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore,
-    CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S,
+    CatchUpFault, ClientId, ClientReads, CoreFault, CoreInput, CoreStep, CoreTimer, HeadShareFault,
+    ReplicaConfig, ReplicaCore, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S,
 };
 pub use crate::host::{Host, HostConfig, HostError, Released};

@@ -445,11 +445,11 @@ impl LocalCluster {
             let mut log =
                 FileLog::open(&dir.join("log")).map_err(|e| HostError::LogStore(e.to_string()))?;
             for k in log.len()..l.len() {
-                if let Some(e) = l.entry(k) {
+                if let Some(e) = l.entry(k)? {
                     log.append(&e);
                 }
             }
-            for h in l.all_heads() {
+            for h in l.all_heads()? {
                 log.put_head(&h);
             }
             LogStore::sync(&mut log).map_err(HostError::LogStore)?;

@@ -97,7 +97,10 @@ fn a_replica_running_on_files_across_restarts_keeps_agreeing() {
     // reads a prefix of the log, and the journal holds the rest.
     let files = FileLog::open(&dir.path().join("log")).unwrap();
     assert!(files.len() <= len && files.len() + 64 >= len);
-    assert_eq!(files.entries(0, files.len()), live[..files.len() as usize]);
+    assert_eq!(
+        files.entries(0, files.len()).unwrap(),
+        live[..files.len() as usize]
+    );
     let (_, recovered) = FileJournal::open(dir.path()).unwrap();
     assert_eq!(recovered.entries_len(), len);
     // The journal was compacted: a restart reads it from a snapshot whose

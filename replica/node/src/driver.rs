@@ -27,7 +27,7 @@ use belfry_replica::coin::ReplicaId;
 use belfry_replica::host::TimerSet;
 use belfry_replica::journal::FileJournal;
 use belfry_replica::timestamp::Entry;
-use belfry_replica::{ClientId, CoreFault, CoreInput, Host, HostError, Released};
+use belfry_replica::{ClientId, CoreInput, Host, HostError, Released};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -226,8 +226,16 @@ pub fn run(
     let mut clock = SystemClock;
     let mut timers: Vec<TimerSet> = Vec::new();
     let mut unsigned: VecDeque<(u64, Micros)> = VecDeque::new();
+    let mut fault_log = crate::faults::FaultLog::default();
     host.handle(clock.now(), CoreInput::Start);
-    commit(&mut host, &router, &mut timers, &mut unsigned, &mut clock)?;
+    commit(
+        &mut host,
+        &router,
+        &mut timers,
+        &mut unsigned,
+        &mut fault_log,
+        &mut clock,
+    )?;
     observe(&host, &metrics);
     loop {
         let next = timers.iter().map(|t| t.deadline).min();
@@ -284,7 +292,14 @@ pub fn run(
                 true
             }
         });
-        commit(&mut host, &router, &mut timers, &mut unsigned, &mut clock)?;
+        commit(
+            &mut host,
+            &router,
+            &mut timers,
+            &mut unsigned,
+            &mut fault_log,
+            &mut clock,
+        )?;
         observe(&host, &metrics);
         router.observe_queues();
     }
@@ -325,6 +340,7 @@ fn commit(
     router: &Router,
     timers: &mut Vec<TimerSet>,
     unsigned: &mut VecDeque<(u64, Micros)>,
+    fault_log: &mut crate::faults::FaultLog,
     clock: &mut SystemClock,
 ) -> Result<(), DriverError> {
     let metrics = &router.metrics;
@@ -342,8 +358,8 @@ fn commit(
         timers.retain(|t| t.timer != set.timer);
         timers.push(set);
     }
-    count_faults(metrics, &released.faults);
     let now = clock.now();
+    fault_log.record(metrics, &released.faults, now);
     latencies(metrics, &released, unsigned, now);
     router.route(&mut released);
     Ok(())
@@ -375,40 +391,6 @@ fn latencies(metrics: &Metrics, r: &Released, unsigned: &mut VecDeque<(u64, Micr
                 metrics.submit_to_signed_seconds.observe(secs(at));
             }
         }
-    }
-}
-
-fn count_faults(metrics: &Metrics, faults: &[CoreFault]) {
-    for f in faults {
-        let (kind, peer) = match f {
-            CoreFault::Broadcast(b) => {
-                let k = format!("{:?}", b.kind);
-                let k = k
-                    .split(|c: char| !c.is_alphanumeric())
-                    .next()
-                    .unwrap_or("broadcast")
-                    .to_string();
-                (k, b.replica.to_string())
-            }
-            CoreFault::Frame {
-                replica, client, ..
-            } => (
-                "frame".to_string(),
-                match (replica, client) {
-                    (Some(r), _) => r.to_string(),
-                    _ => "client".to_string(),
-                },
-            ),
-            CoreFault::HeadShare { replica, .. } => ("head_share".to_string(), replica.to_string()),
-            CoreFault::CatchUp { replica, what } => (
-                format!("catch_up_{what}").replace(' ', "_"),
-                replica.to_string(),
-            ),
-        };
-        metrics
-            .faults
-            .get_or_create(&crate::metrics::FaultLabel { kind, peer })
-            .inc();
     }
 }
 

@@ -17,6 +17,7 @@ pub mod admission;
 pub mod clients;
 pub mod config;
 pub mod driver;
+pub mod faults;
 pub mod frames;
 pub mod generate;
 pub mod mesh;

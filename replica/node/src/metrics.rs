@@ -30,7 +30,8 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
-/// A fault, by kind and sender (`peer` is `client` for clients).
+/// A fault, by its stable label (`CoreFault::label`) and sender (`peer` is
+/// `client` for clients).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FaultLabel {
     /// What kind.
@@ -112,7 +113,7 @@ pub struct Metrics {
     pub queue_bytes: Family<QueueLabel, Gauge>,
     /// High-water marks of `queue_bytes`.
     pub queue_bytes_max: Family<QueueLabel, Gauge>,
-    /// Faults the core recorded, by kind and sender.
+    /// Faults the core recorded, by label and sender (see [`crate::faults`]).
     pub faults: Family<FaultLabel, Counter>,
     /// Journal flush + sync time per turn.
     pub fsync_seconds: Histogram,

@@ -12,6 +12,19 @@ use crate::entry::Entry;
 use crate::head::SignedTreeHead;
 use crate::merkle::{Hash, MemoryNodes, MerkleTree, NodeStore, ProofError};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A read from a log store that failed (an I/O or database error, a stored
+/// record that does not decode): never "not found" — a replica that took
+/// it for absence could log a digest twice. The replica stops.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("reading {}: {why}", path.display())]
+pub struct LogReadError {
+    /// The file read.
+    pub path: PathBuf,
+    /// What failed.
+    pub why: String,
+}
 
 /// Storage of the log, its digest index and its tree nodes.
 pub trait LogStore: Send {
@@ -21,10 +34,10 @@ pub trait LogStore: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The entry at `index`.
-    fn entry(&self, index: u64) -> Option<Entry>;
+    /// The entry at `index` (`None` past the end).
+    fn entry(&self, index: u64) -> Result<Option<Entry>, LogReadError>;
     /// Where a digest was logged, if it was.
-    fn index_of(&self, digest: &[u8; 32]) -> Option<u64>;
+    fn index_of(&self, digest: &[u8; 32]) -> Result<Option<u64>, LogReadError>;
     /// Appends an entry (its leaf hash, its tree nodes and, for a digest
     /// entry, its index record).
     fn append(&mut self, entry: &Entry);
@@ -46,14 +59,14 @@ pub trait LogStore: Send {
     /// Stores a signed tree head (of a size within the log); idempotent.
     fn put_head(&mut self, sth: &SignedTreeHead);
     /// The signed head of exactly this size.
-    fn head_at(&self, size: u64) -> Option<SignedTreeHead>;
+    fn head_at(&self, size: u64) -> Result<Option<SignedTreeHead>, LogReadError>;
     /// The smallest signed head that contains entry `index` (size > index):
     /// what a receipt for that entry is made against.
-    fn head_covering(&self, index: u64) -> Option<SignedTreeHead>;
-    /// The largest signed head.
+    fn head_covering(&self, index: u64) -> Result<Option<SignedTreeHead>, LogReadError>;
+    /// The largest signed head (kept in memory: no read).
     fn latest_head(&self) -> Option<SignedTreeHead>;
     /// Every signed head, by size (inspection and tests: it reads them all).
-    fn all_heads(&self) -> Vec<SignedTreeHead>;
+    fn all_heads(&self) -> Result<Vec<SignedTreeHead>, LogReadError>;
     /// Makes every append durable (in memory: marks them as such, for the
     /// simulator's crash model). An error is sticky: the replica must stop,
     /// as after a crash.
@@ -80,10 +93,15 @@ pub trait LogStore: Send {
     }
 
     /// Entries `from..to` (clamped to the log).
-    fn entries(&self, from: u64, to: u64) -> Vec<Entry> {
-        (from..to.min(self.len()))
-            .map_while(|i| self.entry(i))
-            .collect()
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<Entry>, LogReadError> {
+        let mut out = Vec::new();
+        for i in from..to.min(self.len()) {
+            match self.entry(i)? {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -165,12 +183,15 @@ impl LogStore for MemoryLog {
         self.entries.len() as u64
     }
 
-    fn entry(&self, index: u64) -> Option<Entry> {
-        self.entries.get(usize::try_from(index).ok()?).copied()
+    fn entry(&self, index: u64) -> Result<Option<Entry>, LogReadError> {
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .copied())
     }
 
-    fn index_of(&self, digest: &[u8; 32]) -> Option<u64> {
-        self.index.get(&DigestKey(*digest)).copied()
+    fn index_of(&self, digest: &[u8; 32]) -> Result<Option<u64>, LogReadError> {
+        Ok(self.index.get(&DigestKey(*digest)).copied())
     }
 
     fn append(&mut self, entry: &Entry) {
@@ -211,23 +232,24 @@ impl LogStore for MemoryLog {
         Some(*self)
     }
 
-    fn head_at(&self, size: u64) -> Option<SignedTreeHead> {
-        self.heads.get(&size).copied()
+    fn head_at(&self, size: u64) -> Result<Option<SignedTreeHead>, LogReadError> {
+        Ok(self.heads.get(&size).copied())
     }
 
-    fn head_covering(&self, index: u64) -> Option<SignedTreeHead> {
-        self.heads
+    fn head_covering(&self, index: u64) -> Result<Option<SignedTreeHead>, LogReadError> {
+        Ok(self
+            .heads
             .range(index.saturating_add(1)..)
             .next()
-            .map(|(_, h)| *h)
+            .map(|(_, h)| *h))
     }
 
     fn latest_head(&self) -> Option<SignedTreeHead> {
         self.heads.values().next_back().copied()
     }
 
-    fn all_heads(&self) -> Vec<SignedTreeHead> {
-        self.heads.values().copied().collect()
+    fn all_heads(&self) -> Result<Vec<SignedTreeHead>, LogReadError> {
+        Ok(self.heads.values().copied().collect())
     }
 }
 
@@ -380,7 +402,10 @@ mod tests {
                     log.append(e);
                 }
                 assert_eq!(predicted, log.root(), "{base_len} + {extra}");
-                assert_eq!(log.index_of(&[0u8; 32]).is_some(), base_len + extra > 0);
+                assert_eq!(
+                    log.index_of(&[0u8; 32]).ok().flatten().is_some(),
+                    base_len + extra > 0
+                );
             }
         }
     }

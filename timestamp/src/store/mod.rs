@@ -12,6 +12,6 @@ mod log;
 mod nodes;
 mod segment;
 
-pub use log::{extended_root, Frontier, LogStore, MemoryLog, Overlay};
+pub use log::{extended_root, Frontier, LogReadError, LogStore, MemoryLog, Overlay};
 pub use nodes::FileNodes;
 pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};

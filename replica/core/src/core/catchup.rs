@@ -452,7 +452,7 @@ impl ReplicaCore {
             consistent.then_some((h, frontier))
         });
         let Some((h, frontier)) = ok else {
-            self.distrust(from_peer, "log range does not match its signed head", out);
+            self.distrust(from_peer, CatchUpFault::LogRangeMismatch, out);
             // Ask someone else for the same page at once.
             f.request.peer = Some(from_peer);
             self.request_page(f, out);
@@ -532,11 +532,7 @@ impl ReplicaCore {
         let raises = head.filter(|h| h.head.tree_size > target.max(f.from));
         if let Some(h) = raises {
             if !self.head_signed(&h) {
-                self.distrust(
-                    peer,
-                    "log range carries a head without a valid signature",
-                    out,
-                );
+                self.distrust(peer, CatchUpFault::UnsignedHead, out);
                 return;
             }
         }
@@ -637,7 +633,7 @@ impl ReplicaCore {
     /// Records a bad catch-up answer: a fault, and the peer's catch-up
     /// answers are ignored for [`DISTRUST_FOR`], so a Byzantine peer that
     /// always answers first cannot keep a replica from catching up.
-    pub(super) fn distrust(&mut self, peer: ReplicaId, what: &'static str, out: &mut CoreStep) {
+    pub(super) fn distrust(&mut self, peer: ReplicaId, what: CatchUpFault, out: &mut CoreStep) {
         out.faults.push(CoreFault::CatchUp {
             replica: peer,
             what,

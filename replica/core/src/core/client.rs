@@ -124,8 +124,8 @@ impl ReplicaCore {
     /// The receipt of the entry at `index`, from the first signed head that
     /// contains it.
     pub fn receipt_at(&self, index: u64) -> Option<Receipt> {
-        let sth = self.log.head_covering(index)?;
-        let entry = self.log.entry(index)?;
+        let sth = self.reads().head_covering(index)?;
+        let entry = self.reads().entry(index)?;
         let proof = self.log.inclusion_proof(index, sth.head.tree_size).ok()?;
         Some(Receipt {
             cluster: self.config.cluster,
@@ -141,7 +141,9 @@ impl ReplicaCore {
 
     /// The receipt of a digest, if logged and covered by a signed head.
     pub fn receipt(&self, digest: &[u8; 32]) -> Option<Receipt> {
-        self.log.index_of(digest).and_then(|i| self.receipt_at(i))
+        self.reads()
+            .index_of(digest)
+            .and_then(|i| self.receipt_at(i))
     }
 
     /// Clients the core keeps state for, and digests they wait on.
@@ -197,7 +199,7 @@ impl ReplicaCore {
             ClientRequest::Submit(digests) => self.submit(client, id, digests, out),
             ClientRequest::Receipt(d) => match self.receipt(&d) {
                 Some(r) => ClientResponse::receipt(&r),
-                None if self.pending.contains(&d) || self.log.index_of(&d).is_some() => {
+                None if self.pending.contains(&d) || self.reads().index_of(&d).is_some() => {
                     ClientResponse::Error(ClientError::NotYetSigned)
                 }
                 None => ClientResponse::Error(ClientError::UnknownDigest),
@@ -299,7 +301,7 @@ impl ReplicaCore {
         let from = from.min(to);
         ClientResponse::Entries {
             from,
-            entries: self.log.entries(from, to),
+            entries: self.reads().entries(from, to),
         }
     }
 
@@ -309,7 +311,7 @@ impl ReplicaCore {
         let size = head.map_or(0, |h| h.head.tree_size);
         let items = digests
             .iter()
-            .map(|d| match self.log.index_of(d) {
+            .map(|d| match self.reads().index_of(d) {
                 Some(i) if i < size => self.included(i, size).unwrap_or(ReceiptItem::NotYet(*d)),
                 Some(_) => ReceiptItem::NotYet(*d),
                 None if self.pending.contains(d) => ReceiptItem::NotYet(*d),
@@ -321,7 +323,7 @@ impl ReplicaCore {
 
     fn included(&self, index: u64, size: u64) -> Option<ReceiptItem> {
         Some(ReceiptItem::Included {
-            entry: self.log.entry(index)?,
+            entry: self.reads().entry(index)?,
             leaf_index: index,
             proof: self.log.inclusion_proof(index, size).ok()?,
         })
@@ -355,7 +357,11 @@ impl ReplicaCore {
                 });
                 break;
             }
-            if let Some(index) = self.log.index_of(&d) {
+            let reads = Reads {
+                log: &*self.log,
+                failed: &self.log_failed,
+            };
+            if let Some(index) = reads.index_of(&d) {
                 duplicates += 1;
                 self.clients
                     .ordered
@@ -499,7 +505,7 @@ impl ReplicaCore {
             let mut from = next;
             while from < len {
                 let to = len.min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
-                let entries = self.log.entries(from, to);
+                let entries = self.reads().entries(from, to);
                 push(out, client, id, ClientPush::Entries { from, entries });
                 from = to;
             }

@@ -101,9 +101,16 @@ impl ReplicaCore {
         out: &mut CoreStep,
     ) {
         for f in faults {
+            let kind = match f.kind {
+                ShareFaultKind::ConflictingShare => HeadShareFault::Conflicting,
+                ShareFaultKind::InvalidShare | ShareFaultKind::UnknownReplica => {
+                    HeadShareFault::Invalid
+                }
+            };
             out.faults.push(CoreFault::HeadShare {
                 replica: f.replica,
                 tree_size,
+                kind,
             });
         }
     }
@@ -127,7 +134,7 @@ impl ReplicaCore {
         share: SignatureShare,
         out: &mut CoreStep,
     ) {
-        if from.index() >= self.config.broadcast.n || self.log.head_at(tree_size).is_some() {
+        if from.index() >= self.config.broadcast.n || self.reads().head_at(tree_size).is_some() {
             return;
         }
         if let Some((head, collector, _)) = self.collectors.get_mut(&tree_size) {
@@ -147,6 +154,7 @@ impl ReplicaCore {
                 out.faults.push(CoreFault::HeadShare {
                     replica: from,
                     tree_size,
+                    kind: HeadShareFault::NoSuchHead,
                 });
             }
             return;
@@ -165,7 +173,7 @@ impl ReplicaCore {
     pub(super) fn log_has_tick_at(&self, tree_size: u64) -> bool {
         tree_size > 0
             && self
-                .log
+                .reads()
                 .entry(tree_size - 1)
                 .is_some_and(|e| matches!(e, Entry::Tick(_)))
     }

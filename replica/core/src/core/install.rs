@@ -12,7 +12,7 @@ impl ReplicaCore {
     /// ends with a Tick: a batch is appended whole).
     pub(super) fn last_tick(&self) -> Option<TickEntry> {
         let len = self.log.len();
-        match self.log.entry(len.checked_sub(1)?) {
+        match self.reads().entry(len.checked_sub(1)?) {
             Some(Entry::Tick(t)) => Some(t),
             _ => None,
         }
@@ -268,7 +268,7 @@ impl ReplicaCore {
         self.leader_catchups += 1;
         let size = i.head.head.tree_size;
         if have >= size
-            && self.log.head_at(size).is_none()
+            && self.reads().head_at(size).is_none()
             && self.log.root_at(size).is_ok_and(|r| r == i.head.head.root)
         {
             self.log.put_head(&i.head);
@@ -324,7 +324,7 @@ impl ReplicaCore {
         match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
             Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
             Err(_) => {
-                self.distrust(from_peer, "state snapshot does not decode", out);
+                self.distrust(from_peer, CatchUpFault::StateUndecodable, out);
                 self.request_install(i, out);
             }
         }
@@ -375,11 +375,7 @@ impl ReplicaCore {
             .ok()
             .and_then(|k| i.entries.get(k));
         let Some(Entry::Tick(tick)) = tick.copied() else {
-            self.distrust(
-                from_peer,
-                "state snapshot for a size that ends in no Tick",
-                out,
-            );
+            self.distrust(from_peer, CatchUpFault::StateWithoutTick, out);
             self.request_install(i, out);
             return;
         };
@@ -390,7 +386,7 @@ impl ReplicaCore {
             && Sequencer::restore(self.config.sequencer.clone(), state.clone())
                 .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
         if !valid {
-            self.distrust(from_peer, "state snapshot does not match its Tick", out);
+            self.distrust(from_peer, CatchUpFault::StateMismatch, out);
             self.request_install(i, out);
             return;
         }
@@ -412,8 +408,11 @@ impl ReplicaCore {
         self.recent_states
             .insert(tree_size, (state, checkpoint.clone()));
         // Digests now logged are no longer ours to report.
-        let log = &self.log;
-        self.pending.retain(|d| log.index_of(d).is_none());
+        let reads = Reads {
+            log: &*self.log,
+            failed: &self.log_failed,
+        };
+        self.pending.retain(|d| reads.index_of(d).is_none());
         self.drive(Input::InstallCheckpoint(checkpoint), out);
         self.report_dropped_again(out);
         for p in 0..self.config.broadcast.n {

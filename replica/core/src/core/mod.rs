@@ -35,8 +35,8 @@
 use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
-    ClusterParams, ReplicaId, ShareFault, SignatureCollector, SignatureShare, SignedMessage,
-    ThresholdCrypto,
+    ClusterParams, ReplicaId, ShareFault, ShareFaultKind, SignatureCollector, SignatureShare,
+    SignedMessage, ThresholdCrypto,
 };
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS, MAX_QUEUED_REPORTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
@@ -44,7 +44,7 @@ use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
     TimerKind,
 };
-use belfry_timestamp::store::{LogStore, MemoryLog};
+use belfry_timestamp::store::{LogReadError, LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 pub use client::{
     ClientReads, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S, MAX_OUTSTANDING_PER_CLIENT,
@@ -106,7 +106,9 @@ pub struct ReplicaConfig {
     /// Adversary hook for the simulator's censoring and withholding
     /// Byzantine replicas: digests it selects are never reported (neither
     /// from clients nor as re-reports), while the replica's chain stays
-    /// consistent. Honest replicas leave it `None`.
+    /// consistent. Honest replicas leave it `None`; it exists only with the
+    /// `sim-hooks` feature, which the `belfry` binary never enables.
+    #[cfg(feature = "sim-hooks")]
     pub never_report: Option<fn(&[u8; 32]) -> bool>,
     /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
@@ -133,6 +135,7 @@ impl ReplicaConfig {
             max_queued_reports: MAX_QUEUED_REPORTS,
             client_read_bytes_per_s: CLIENT_READ_BYTES_PER_S,
             client_read_burst_bytes: CLIENT_READ_BURST_BYTES,
+            #[cfg(feature = "sim-hooks")]
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
             rejoin_as_observer: true,
@@ -203,7 +206,11 @@ impl CoreTimer {
     }
 }
 
-/// A problem attributed to a peer or a client.
+/// A problem attributed to a peer or a client: evidence, never a crash
+/// (this replica's own failures — a journal or log store that cannot be
+/// written or read, a state found inconsistent — are
+/// [`crate::host::HostError`]s and stop it instead). Each has a stable
+/// [`CoreFault::label`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoreFault {
     /// A broadcast-layer fault.
@@ -217,13 +224,14 @@ pub enum CoreFault {
         /// What was wrong.
         error: FrameError,
     },
-    /// A tree-head share that does not verify, or for a size that is no
-    /// tree head here.
+    /// A bad tree-head share.
     HeadShare {
         /// Sender.
         replica: ReplicaId,
         /// The size claimed.
         tree_size: u64,
+        /// What was wrong.
+        kind: HeadShareFault,
     },
     /// A catch-up answer that does not verify (a log range against its
     /// signed head, a state snapshot against its Tick): the peer's answers
@@ -232,8 +240,111 @@ pub enum CoreFault {
         /// The peer.
         replica: ReplicaId,
         /// What failed.
-        what: &'static str,
+        what: CatchUpFault,
     },
+}
+
+/// What was wrong with a tree-head share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadShareFault {
+    /// It does not verify for the head of its size.
+    Invalid,
+    /// A second, different share from one sender for one head.
+    Conflicting,
+    /// For a size this replica logged without a Tick ending there: no tree
+    /// head to sign.
+    NoSuchHead,
+}
+
+/// What was wrong with a catch-up answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUpFault {
+    /// A log range that does not match its signed head.
+    LogRangeMismatch,
+    /// A log range carrying a head without a valid signature.
+    UnsignedHead,
+    /// A state snapshot that does not decode.
+    StateUndecodable,
+    /// A state snapshot for a size that ends in no Tick.
+    StateWithoutTick,
+    /// A state snapshot that does not match its Tick's state root.
+    StateMismatch,
+}
+
+impl CatchUpFault {
+    /// A stable snake_case name.
+    pub fn label(self) -> &'static str {
+        match self {
+            CatchUpFault::LogRangeMismatch => "catch_up_log_range_mismatch",
+            CatchUpFault::UnsignedHead => "catch_up_unsigned_head",
+            CatchUpFault::StateUndecodable => "catch_up_state_undecodable",
+            CatchUpFault::StateWithoutTick => "catch_up_state_without_tick",
+            CatchUpFault::StateMismatch => "catch_up_state_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for CatchUpFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CatchUpFault::LogRangeMismatch => "log range does not match its signed head",
+            CatchUpFault::UnsignedHead => "log range carries a head without a valid signature",
+            CatchUpFault::StateUndecodable => "state snapshot does not decode",
+            CatchUpFault::StateWithoutTick => "state snapshot for a size that ends in no Tick",
+            CatchUpFault::StateMismatch => "state snapshot does not match its Tick",
+        })
+    }
+}
+
+impl CoreFault {
+    /// A stable snake_case name for metrics, logs and the simulator's
+    /// blame checks: the broadcast kind's [`belfry_broadcast::FaultKind::label`], or
+    /// `peer_frame`, `client_frame`, `head_share_*`, `catch_up_*`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CoreFault::Broadcast(f) => f.kind.label(),
+            CoreFault::Frame {
+                replica: Some(_), ..
+            } => "peer_frame",
+            CoreFault::Frame { .. } => "client_frame",
+            CoreFault::HeadShare { kind, .. } => match kind {
+                HeadShareFault::Invalid => "head_share_invalid",
+                HeadShareFault::Conflicting => "head_share_conflicting",
+                HeadShareFault::NoSuchHead => "head_share_no_such_head",
+            },
+            CoreFault::CatchUp { what, .. } => what.label(),
+        }
+    }
+
+    /// The replica blamed, if a peer.
+    pub fn peer(&self) -> Option<ReplicaId> {
+        match self {
+            CoreFault::Broadcast(f) => Some(f.replica),
+            CoreFault::Frame { replica, .. } => *replica,
+            CoreFault::HeadShare { replica, .. } | CoreFault::CatchUp { replica, .. } => {
+                Some(*replica)
+            }
+        }
+    }
+
+    /// Whether the fault proves its peer Byzantine (see
+    /// [`belfry_broadcast::FaultKind::is_evidence`]); a client's bad frame blames no replica.
+    pub fn is_evidence(&self) -> bool {
+        match self {
+            CoreFault::Broadcast(f) => f.kind.is_evidence(),
+            CoreFault::Frame { replica, .. } => replica.is_some(),
+            CoreFault::HeadShare { .. } | CoreFault::CatchUp { .. } => true,
+        }
+    }
+
+    /// The offending message's hash, where it has one (see
+    /// [`belfry_broadcast::FaultKind::message_hash`]).
+    pub fn message_hash(&self) -> Option<[u8; 32]> {
+        match self {
+            CoreFault::Broadcast(f) => f.kind.message_hash().map(|h| h.0),
+            _ => None,
+        }
+    }
 }
 
 /// What one input asks for: `writes`, `appended` and `heads` (and the
@@ -263,11 +374,55 @@ pub struct CoreStep {
     pub held: Vec<[u8; 32]>,
 }
 
-struct LogIndex<'a>(&'a dyn LogStore);
-
-impl DigestIndex for LogIndex<'_> {
+impl DigestIndex for Reads<'_> {
     fn is_logged(&self, digest: &Digest) -> bool {
-        self.0.index_of(&digest.0).is_some()
+        self.index_of(&digest.0).is_some()
+    }
+}
+
+/// The core's reads of its log store. A read that fails stops the replica:
+/// the error is kept (the first one), the host refuses to seal the turn
+/// ([`crate::host::HostError::LogRead`], naming the file), so nothing of
+/// the turn is ever released — and for the rest of that turn the read
+/// answers "absent". Never "absent" for a turn that is released: that
+/// would let `submit` log a logged digest twice.
+#[derive(Clone, Copy)]
+pub(crate) struct Reads<'a> {
+    log: &'a dyn LogStore,
+    failed: &'a std::sync::OnceLock<LogReadError>,
+}
+
+impl Reads<'_> {
+    fn ok<T: Default>(&self, r: Result<T, LogReadError>) -> T {
+        r.unwrap_or_else(|e| {
+            // Only the first error is kept; later ones follow from it.
+            let _ = self.failed.set(e);
+            T::default()
+        })
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Option<Entry> {
+        self.ok(self.log.entry(index))
+    }
+
+    pub(crate) fn index_of(&self, digest: &[u8; 32]) -> Option<u64> {
+        self.ok(self.log.index_of(digest))
+    }
+
+    pub(crate) fn head_at(&self, size: u64) -> Option<SignedTreeHead> {
+        self.ok(self.log.head_at(size))
+    }
+
+    pub(crate) fn head_covering(&self, index: u64) -> Option<SignedTreeHead> {
+        self.ok(self.log.head_covering(index))
+    }
+
+    pub(crate) fn entries(&self, from: u64, to: u64) -> Vec<Entry> {
+        self.ok(self.log.entries(from, to))
+    }
+
+    pub(crate) fn all_heads(&self) -> Vec<SignedTreeHead> {
+        self.ok(self.log.all_heads())
     }
 }
 
@@ -327,6 +482,9 @@ pub struct ReplicaCore {
     /// does nothing more, and its host stops it so that it restarts from
     /// its journal.
     poisoned: Option<&'static str>,
+    /// Set when a log store read failed (see [`Reads`]): the replica does
+    /// nothing more, and its host stops it.
+    log_failed: std::sync::OnceLock<LogReadError>,
 }
 
 /// Recent states kept for catching-up peers.
@@ -396,6 +554,7 @@ impl ReplicaCore {
             replay: None,
             observe_on_start: false,
             poisoned: None,
+            log_failed: std::sync::OnceLock::new(),
         }
     }
 
@@ -438,7 +597,7 @@ impl ReplicaCore {
     /// The whole log, read from storage (tests and inspection; large logs
     /// should use [`ReplicaCore::log_len`] and [`ReplicaCore::entry`]).
     pub fn log(&self) -> Vec<Entry> {
-        self.log.entries(0, self.log.len())
+        self.reads().entries(0, self.log.len())
     }
 
     /// Number of log entries.
@@ -448,7 +607,7 @@ impl ReplicaCore {
 
     /// The log entry at `index`.
     pub fn entry(&self, index: u64) -> Option<Entry> {
-        self.log.entry(index)
+        self.reads().entry(index)
     }
 
     /// Makes the log's appends durable (file-backed stores); the driver
@@ -460,7 +619,7 @@ impl ReplicaCore {
     /// Every signed tree head, by size, read from the log store
     /// (inspection and tests).
     pub fn heads(&self) -> BTreeMap<u64, SignedTreeHead> {
-        self.log
+        self.reads()
             .all_heads()
             .into_iter()
             .map(|h| (h.head.tree_size, h))
@@ -479,7 +638,7 @@ impl ReplicaCore {
 
     /// The log index of a digest, if logged.
     pub fn leaf_index(&self, digest: &[u8; 32]) -> Option<u64> {
-        self.log.index_of(digest)
+        self.reads().index_of(digest)
     }
 
     /// The size of the latest signed tree head (0 before the first).
@@ -539,11 +698,25 @@ impl ReplicaCore {
         self.poisoned.get_or_insert(why);
     }
 
+    /// The log store read that failed, if one did (see
+    /// [`crate::host::HostError::LogRead`]).
+    pub fn log_failed(&self) -> Option<&LogReadError> {
+        self.log_failed.get()
+    }
+
+    /// Reads of the log store (see [`Reads`]).
+    pub(crate) fn reads(&self) -> Reads<'_> {
+        Reads {
+            log: &*self.log,
+            failed: &self.log_failed,
+        }
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Micros, input: CoreInput) -> CoreStep {
         self.now = self.now.max(now);
         let mut out = CoreStep::default();
-        if self.poisoned.is_some() {
+        if self.poisoned.is_some() || self.log_failed.get().is_some() {
             return out;
         }
         let from_peer = matches!(input, CoreInput::Peer { .. });
@@ -614,7 +787,8 @@ impl ReplicaCore {
         out
     }
 
-    fn drive(&mut self, mut input: Input, out: &mut CoreStep) {
+    fn drive(&mut self, #[allow(unused_mut)] mut input: Input, out: &mut CoreStep) {
+        #[cfg(feature = "sim-hooks")]
         if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
             reports.retain(|r| !skip(&r.digest.0));
         }
@@ -660,7 +834,7 @@ impl ReplicaCore {
                 break;
             }
             let d = r.digest.0;
-            if self.pending.contains(&d) || self.log.index_of(&d).is_some() {
+            if self.pending.contains(&d) || self.reads().index_of(&d).is_some() {
                 continue;
             }
             self.pending.insert(d);
@@ -714,7 +888,11 @@ impl ReplicaCore {
         if batch.wave <= self.sequencer.last_wave() {
             return;
         }
-        let sb = self.sequencer.sequence(batch, &LogIndex(&*self.log));
+        let reads = Reads {
+            log: &*self.log,
+            failed: &self.log_failed,
+        };
+        let sb = self.sequencer.sequence(batch, &reads);
         out.held_back += sb.held_back;
         out.held.extend(sb.held.iter().map(|d| d.0));
         out.faults

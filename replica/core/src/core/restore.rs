@@ -59,7 +59,7 @@ impl ReplicaCore {
             let i = recovered.entries_from + k as u64;
             if i >= stored {
                 core.log.append(entry);
-            } else if i >= covered && core.log.entry(i).as_ref() != Some(entry) {
+            } else if i >= covered && core.log.entry(i)?.as_ref() != Some(entry) {
                 return Err(crate::journal::RestoreError::LogMismatch(i));
             }
         }
@@ -83,7 +83,7 @@ impl ReplicaCore {
         // is re-sent until the head is complete.
         let last_tick = core.log.len();
         if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
-            if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1) {
+            if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1)? {
                 let head = TreeHead {
                     tree_size: last_tick,
                     root: core.log.root(),

@@ -108,7 +108,7 @@ impl ReplicaCore {
         };
         let m = PeerMessage::LogRange {
             from,
-            entries: self.log.entries(from, end),
+            entries: self.reads().entries(from, end),
             head: Some(head),
             proof,
         };
@@ -233,7 +233,7 @@ impl ReplicaCore {
         while i > stop && (leaders.len() as u64) <= max_ticks && room {
             i -= 1;
             room = self.charge(to, ServeKind::Leaders, ENTRY_COST);
-            if let Some(Entry::Tick(t)) = self.log.entry(i) {
+            if let Some(Entry::Tick(t)) = self.reads().entry(i) {
                 if t.wave <= from_wave {
                     reached = true;
                     break;
