@@ -88,7 +88,7 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         direct_batch: usize,
         /// Stamp calls in flight per gateway.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 32)]
         gateway_calls: usize,
         /// Digests per gateway call (at most 4,096).
         #[arg(long, default_value_t = 4_096)]

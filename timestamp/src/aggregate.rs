@@ -22,10 +22,6 @@ use crate::receipt::{hex32, Reader, Receipt, ReceiptError, ReceiptJson, MAGIC, M
 use belfry_coin::{sha256, TrustAnchor};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-// Node hashes by (lo, hi): looked up, never iterated, so the hash order
-// cannot leak into any result.
-#[allow(clippy::disallowed_types)]
-type Nodes = std::collections::HashMap<(u64, u64), Hash>;
 
 /// The version byte of an aggregated receipt.
 pub const AGGREGATED_VERSION: u8 = 2;
@@ -487,36 +483,25 @@ pub fn range_paths(
     if leaves.is_empty() || leaves.len() > MAX_RANGE_LEAVES || end > size {
         return Err(RangeError::Bounds { first, count, size });
     }
-    let mut nodes = Nodes::with_capacity(leaves.len() * 2 + 64);
+    // Pass 1: every node the recursion visits, in pre-order, with its hash
+    // and how many visited nodes its subtree holds (itself included).
+    let mut nodes: Vec<(Hash, u32)> = Vec::with_capacity(leaves.len() * 2 + 128);
     let mut given = proof.iter();
-    let root = range_root(0, size, first, end, leaves, &mut given, &mut nodes)?;
+    range_root(0, size, first, end, leaves, &mut given, &mut nodes)?;
     if given.next().is_some() {
         return Err(RangeError::Length);
     }
+    let root = nodes.first().map(|n| n.0).ok_or(RangeError::Length)?;
+    // Pass 2: the same walk, carrying the siblings from the root down; at
+    // each leaf of the range they are its path (root side first).
     let mut paths = Vec::with_capacity(leaves.len());
-    for m in first..end {
-        let mut path = Vec::new();
-        let (mut lo, mut hi) = (0u64, size);
-        while hi - lo > 1 {
-            let k = split_point(hi - lo);
-            let (sibling, next) = if m < lo + k {
-                ((lo + k, hi), (lo, lo + k))
-            } else {
-                ((lo, lo + k), (lo + k, hi))
-            };
-            // Every sibling on a path was hashed on the way to the root.
-            let Some(h) = nodes.get(&sibling) else {
-                return Err(RangeError::Length);
-            };
-            path.push(*h);
-            (lo, hi) = next;
-        }
-        path.reverse();
-        paths.push(path);
-    }
+    let mut stack = Vec::with_capacity(64);
+    range_walk(0, size, first, end, 0, &nodes, &mut stack, &mut paths);
     Ok((root, paths))
 }
 
+/// Pass 1 of [`range_paths`]: visits `[lo, hi)` in pre-order, recording
+/// each node's hash and subtree count; returns the node's hash.
 fn range_root(
     lo: u64,
     hi: u64,
@@ -524,8 +509,10 @@ fn range_root(
     b: u64,
     leaves: &[Hash],
     given: &mut std::slice::Iter<'_, Hash>,
-    nodes: &mut Nodes,
+    nodes: &mut Vec<(Hash, u32)>,
 ) -> Result<Hash, RangeError> {
+    let at = nodes.len();
+    nodes.push(([0; 32], 1));
     let h = if hi <= a || lo >= b {
         *given.next().ok_or(RangeError::Length)?
     } else if hi - lo == 1 {
@@ -537,8 +524,40 @@ fn range_root(
         let right = range_root(lo + k, hi, a, b, leaves, given, nodes)?;
         node_hash(&left, &right)
     };
-    nodes.insert((lo, hi), h);
+    let count = (nodes.len() - at) as u32;
+    nodes[at] = (h, count);
     Ok(h)
+}
+
+/// Pass 2 of [`range_paths`]: node `at` covers `[lo, hi)`; `stack` holds
+/// the siblings from the root down to it.
+#[allow(clippy::too_many_arguments)]
+fn range_walk(
+    lo: u64,
+    hi: u64,
+    a: u64,
+    b: u64,
+    at: usize,
+    nodes: &[(Hash, u32)],
+    stack: &mut Vec<Hash>,
+    paths: &mut Vec<Vec<Hash>>,
+) {
+    if hi <= a || lo >= b {
+        return;
+    }
+    if hi - lo == 1 {
+        paths.push(stack.iter().rev().copied().collect());
+        return;
+    }
+    let k = split_point(hi - lo);
+    let left = at + 1;
+    let right = left + nodes[left].1 as usize;
+    stack.push(nodes[right].0);
+    range_walk(lo, lo + k, a, b, left, nodes, stack, paths);
+    stack.pop();
+    stack.push(nodes[left].0);
+    range_walk(lo + k, hi, a, b, right, nodes, stack, paths);
+    stack.pop();
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use belfry_wire::{
     AggregatedBundle, ClientPush, ClientRequest, ClientResponse, MAX_RECEIPTS_PER_ANSWER,
 };
 use rustls::pki_types::CertificateDer;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -61,6 +61,80 @@ enum Event {
     Refused,
     Lost,
     Bundle(AggregatedBundle),
+}
+
+/// The digests of one stamp and the receipts got so far, by position.
+struct Book {
+    /// Digest → its first position in the stamp's input. Looked up, never
+    /// iterated: the hash order reaches no output.
+    #[allow(clippy::disallowed_types)]
+    at: std::collections::HashMap<[u8; 32], usize>,
+    got: Vec<Option<AggregatedReceipt>>,
+    missing: usize,
+}
+
+impl Book {
+    #[allow(clippy::disallowed_types)]
+    fn new(digests: &[[u8; 32]]) -> Self {
+        let mut at = std::collections::HashMap::with_capacity(digests.len());
+        for (i, d) in digests.iter().enumerate() {
+            at.entry(*d).or_insert(i);
+        }
+        let missing = at.len();
+        Book {
+            got: (0..digests.len()).map(|_| None).collect(),
+            at,
+            missing,
+        }
+    }
+
+    /// Keeps `r` if its digest is wanted and still missing.
+    fn take(&mut self, r: AggregatedReceipt) -> bool {
+        match self.at.get(&r.digest) {
+            Some(&i) if self.got[i].is_none() => {
+                self.got[i] = Some(r);
+                self.missing -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The digests without a receipt yet, in input order.
+    #[allow(clippy::disallowed_types)]
+    fn missing(&self) -> Vec<[u8; 32]> {
+        self.at
+            .iter()
+            .filter(|(_, &i)| self.got[i].is_none())
+            .map(|(d, &i)| (i, *d))
+            .collect::<BTreeMap<usize, [u8; 32]>>()
+            .into_values()
+            .collect()
+    }
+
+    /// A receipt for every input position (a digest given twice gets a copy).
+    fn into_receipts(mut self, digests: &[[u8; 32]]) -> Vec<AggregatedReceipt> {
+        let mut out = Vec::with_capacity(digests.len());
+        for (i, d) in digests.iter().enumerate() {
+            match self.at.get(d) {
+                Some(&first) if first == i => {
+                    if let Some(r) = self.got[i].take() {
+                        // Later copies read it back from `out`.
+                        out.push(r);
+                    }
+                }
+                // Every earlier position has its receipt in `out` (the
+                // stamp ends only when none is missing), so `first` indexes it.
+                Some(&first) => {
+                    if let Some(r) = out.get(first).cloned() {
+                        out.push(r);
+                    }
+                }
+                None => {}
+            }
+        }
+        out
+    }
 }
 
 /// Why an aggregated bundle was not taken.
@@ -128,8 +202,7 @@ impl GatewayClient {
     /// Submits `digests` through the gateway and returns a verified
     /// aggregated receipt for each, in the order given.
     pub async fn stamp(&self, digests: &[[u8; 32]]) -> Result<Vec<AggregatedReceipt>, Error> {
-        let wanted: BTreeSet<[u8; 32]> = digests.iter().copied().collect();
-        let mut got: BTreeMap<[u8; 32], AggregatedReceipt> = BTreeMap::new();
+        let mut book = Book::new(digests);
         let (events_tx, mut events) = mpsc::channel(1_024);
         let deadline = tokio::time::Instant::now() + self.inner.options.stamp_timeout;
         let mut tick = tokio::time::interval(self.inner.options.retry_interval);
@@ -142,23 +215,18 @@ impl GatewayClient {
         // that restarted, or forgot a round).
         let mut quiet = 0u32;
         loop {
-            if got.len() == wanted.len() {
+            if book.missing == 0 {
                 break;
             }
             if std::mem::take(&mut needs_submit) {
-                let todo: Vec<[u8; 32]> = wanted
-                    .iter()
-                    .filter(|d| !got.contains_key(*d))
-                    .copied()
-                    .collect();
-                self.spawn_submit(todo, events_tx.clone());
+                self.spawn_submit(book.missing(), events_tx.clone());
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(Error::Timeout {
                         answered: usize::from(answered),
                         asked: 1,
-                        missing: wanted.len() - got.len(),
+                        missing: book.missing,
                     });
                 }
                 Some(e) = events.recv() => match e {
@@ -167,7 +235,7 @@ impl GatewayClient {
                     Event::Refused | Event::Lost => again = true,
                     Event::Bundle(bundle) => {
                         answered = true;
-                        match self.absorb(&bundle, &wanted, &mut got) {
+                        match self.absorb(&bundle, &mut book) {
                             Ok(0) => {}
                             Ok(_) => quiet = 0,
                             Err(error) => {
@@ -182,42 +250,17 @@ impl GatewayClient {
                         needs_submit = true;
                         quiet = 0;
                     } else if quiet > 1 {
-                        let missing: Vec<[u8; 32]> = wanted.iter().filter(|d| !got.contains_key(*d)).copied().collect();
-                        if !missing.is_empty() {
-                            self.spawn_poll(missing, events_tx.clone());
-                        }
+                        self.spawn_poll(book.missing(), events_tx.clone());
                     }
                 }
             }
         }
-        // Moved out, not cloned (a digest given twice gets a copy for each
-        // but its last place).
-        let mut left: BTreeMap<[u8; 32], usize> = BTreeMap::new();
-        for d in digests {
-            *left.entry(*d).or_default() += 1;
-        }
-        Ok(digests
-            .iter()
-            .filter_map(|d| {
-                let n = left.get_mut(d)?;
-                *n -= 1;
-                if *n == 0 {
-                    got.remove(d)
-                } else {
-                    got.get(d).cloned()
-                }
-            })
-            .collect())
+        Ok(book.into_receipts(digests))
     }
 
     /// Verifies a bundle and keeps the receipts of wanted digests; the
     /// number taken.
-    fn absorb(
-        &self,
-        bundle: &AggregatedBundle,
-        wanted: &BTreeSet<[u8; 32]>,
-        got: &mut BTreeMap<[u8; 32], AggregatedReceipt>,
-    ) -> Result<usize, BundleError> {
+    fn absorb(&self, bundle: &AggregatedBundle, book: &mut Book) -> Result<usize, BundleError> {
         let receipts = verify_bundle(
             &self.inner.cache,
             &self.inner.params,
@@ -226,8 +269,7 @@ impl GatewayClient {
         )?;
         let mut taken = 0;
         for r in receipts {
-            if wanted.contains(&r.digest) && !got.contains_key(&r.digest) {
-                got.insert(r.digest, r);
+            if book.take(r) {
                 taken += 1;
             }
         }
@@ -384,4 +426,38 @@ pub fn verify_bundle(
         )?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real aggregated receipt (the first positive vector) given the
+    /// digest `d` (it does not verify then; the book does not verify).
+    fn receipt(d: u8) -> AggregatedReceipt {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../testdata/vectors/aggregated.json"))
+                .expect("vectors parse");
+        let hex = v["positive"][0]["binary_hex"].as_str().expect("binary");
+        let mut r = AggregatedReceipt::from_binary(&hex::decode(hex).expect("hex")).expect("reads");
+        r.digest = [d; 32];
+        r
+    }
+
+    #[test]
+    fn a_stamp_book_keeps_one_receipt_per_wanted_digest_and_repeats_duplicates() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut book = Book::new(&[a, b, a]);
+        assert_eq!(book.missing, 2);
+        assert_eq!(book.missing(), vec![a, b]);
+        assert!(book.take(receipt(1)));
+        assert!(!book.take(receipt(1)), "a second receipt of a is not taken");
+        assert!(!book.take(receipt(3)), "an unasked digest is not taken");
+        assert_eq!(book.missing(), vec![b]);
+        assert!(book.take(receipt(2)));
+        assert_eq!(book.missing, 0);
+        let out = book.into_receipts(&[a, b, a]);
+        let digests: Vec<[u8; 32]> = out.iter().map(|r| r.digest).collect();
+        assert_eq!(digests, vec![a, b, a]);
+    }
 }
