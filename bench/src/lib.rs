@@ -13,6 +13,7 @@ pub mod coin_bench;
 pub mod dag_bench;
 pub mod flood;
 pub mod gateway_bench;
+pub mod idle;
 pub mod log_bench;
 pub mod report;
 pub mod restart_bench;

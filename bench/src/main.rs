@@ -103,6 +103,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What an idle cluster of four node processes costs per replica: CPU,
+    /// rounds, waves, Ticks, fsyncs and messages per second.
+    Idle {
+        /// Seconds to let the cluster settle after it joined.
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A Submit flood against one replica of real node processes: what it
     /// takes and refuses, honest stamps' latency, every replica's memory.
     Flood {
@@ -299,6 +315,37 @@ fn run() -> anyhow::Result<()> {
             }
             if !failed.is_empty() {
                 anyhow::bail!("chaos found violations with seeds {failed:?}");
+            }
+        }
+        Command::Idle {
+            settle,
+            duration,
+            belfry,
+            json,
+        } => {
+            if duration == 0 {
+                anyhow::bail!("--duration must be >= 1");
+            }
+            let tmp = tempfile::tempdir()?;
+            let r = belfry_bench::idle::run(
+                &belfry_binary(belfry)?,
+                std::time::Duration::from_secs(settle),
+                std::time::Duration::from_secs(duration),
+                tmp.path(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "idle cluster of 4 over {} s: {} messages/s in all; per replica at most {} cores, {} fsyncs/s, {} log entries/s",
+                    r.window_s, r.idle_messages_per_s, r.idle_cpu_max, r.idle_fsyncs_per_s, r.idle_log_entries_per_s
+                );
+                for (i, x) in r.replicas.iter().enumerate() {
+                    println!(
+                        "replica {i}: cpu {} cores, {} rounds/s, {} waves/s, {} entries/s, {} fsyncs/s, {} frames/s, {} bytes/s to peers",
+                        x.cpu, x.rounds_per_s, x.waves_per_s, x.log_entries_per_s, x.fsyncs_per_s, x.frames_out_per_s, x.bytes_out_per_s
+                    );
+                }
             }
         }
         Command::Gateway {

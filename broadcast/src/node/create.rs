@@ -35,16 +35,43 @@ impl Node {
         }
         let full = self.pending.len() >= self.config.max_reports_per_vertex;
         if let Some(at) = self.last_vertex_at {
-            let due = at.saturating_add(self.config.round_interval);
+            let due = at.saturating_add(self.pace());
             if self.now < due && !full {
-                if !self.round_timer_armed {
-                    self.round_timer_armed = true;
+                // A sooner due time (work arrived while idle) needs its own
+                // timer; a later one is served by the armed timer's retry.
+                if self.round_timer_due.is_none_or(|armed| due < armed) {
+                    self.round_timer_due = Some(due);
                     step.timers.push((due, TimerKind::RoundInterval));
                 }
                 return;
             }
         }
         self.create_vertex(target, step);
+    }
+
+    /// The least time between own vertices now: `round_interval` while
+    /// there is something to order — reports waiting for a vertex,
+    /// delivered reports not yet ordered, or work the replica above waits
+    /// on — else `idle_round_interval` (docs/design.md §3.2, "Pacing").
+    pub(super) fn pace(&self) -> Micros {
+        if self.is_busy() {
+            self.config.round_interval
+        } else {
+            self.config
+                .idle_round_interval
+                .max(self.config.round_interval)
+        }
+    }
+
+    /// Whether there is something to order (see [`Node::pace`]).
+    pub fn is_busy(&self) -> bool {
+        !self.pending.is_empty() || !self.unordered_reports.is_empty() || self.external_work
+    }
+
+    /// Tells the node whether the replica above still waits on ordering
+    /// (digests reported and not yet logged): it keeps the fast pace.
+    pub fn set_external_work(&mut self, waiting: bool) {
+        self.external_work = waiting;
     }
 
     pub(super) fn create_vertex(&mut self, round: Round, step: &mut Step) {

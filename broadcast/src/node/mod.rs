@@ -266,7 +266,15 @@ pub struct Node {
     last_recv_time: Micros,
     last_vertex_at: Option<Micros>,
     pending: VecDeque<Report>,
-    round_timer_armed: bool,
+    /// When the armed round timer fires, if one is armed.
+    round_timer_due: Option<Micros>,
+    /// Delivered vertices with reports that no leader has ordered yet:
+    /// while any is left, rounds keep the fast pace (their reports are
+    /// ordered only as later waves commit).
+    unordered_reports: BTreeSet<VertexRef>,
+    /// Work the replica above the node still waits on (digests reported and
+    /// not yet logged): it keeps the fast pace too.
+    external_work: bool,
     // Loss recovery: how long rounds take, when the DAG last grew, and the
     // stall timer.
     /// Durations of the last own rounds (the shortest is the round time a
@@ -340,7 +348,9 @@ impl Node {
             last_recv_time: Micros::ZERO,
             last_vertex_at: None,
             pending: VecDeque::new(),
-            round_timer_armed: false,
+            round_timer_due: None,
+            unordered_reports: BTreeSet::new(),
+            external_work: false,
             round_times: VecDeque::new(),
             slot_times: VecDeque::new(),
             last_growth: Micros::ZERO,
@@ -474,7 +484,13 @@ impl Node {
             }
             Input::Message { from, message } => self.on_message(from, message, &mut step),
             Input::Propose(reports) => self.pending.extend(reports),
-            Input::Timer(TimerKind::RoundInterval) => self.round_timer_armed = false,
+            Input::Timer(TimerKind::RoundInterval) => {
+                // Only the latest timer disarms (an earlier one may have been
+                // superseded by a sooner due time).
+                if self.round_timer_due.is_some_and(|due| due <= self.now) {
+                    self.round_timer_due = None;
+                }
+            }
             Input::Timer(TimerKind::Stall) => {
                 self.stall_armed = false;
                 self.on_stall_timer(&mut step);

@@ -121,6 +121,7 @@ impl Node {
             let ordered = Arc::make_mut(&mut self.ordered);
             for (r, _) in &batch {
                 ordered.insert(*r);
+                self.unordered_reports.remove(r);
             }
         }
         let batch: Vec<Arc<Vertex>> = batch.into_iter().map(|(_, v)| v).collect();
@@ -217,6 +218,8 @@ impl Node {
         self.unreached = self
             .unreached
             .split_off(&(horizon, ReplicaId(0), VertexHash([0; 32])));
+        // Below the horizon nothing is ordered any more.
+        self.unordered_reports = self.unordered_reports.split_off(&floor);
         // Buffered vertices: drop those below the horizon, retry the rest
         // (references below the horizon now count as present).
         let buffered = std::mem::take(&mut self.buffered);
@@ -360,6 +363,8 @@ impl Node {
         self.last_decided_wave = cp.last_decided_wave;
         self.last_leader_round = cp.last_leader_round;
         self.ordered = cp.ordered;
+        let ordered = &self.ordered;
+        self.unordered_reports.retain(|r| !ordered.contains(r));
         self.order_digests.clear();
         self.coin.prune_below(Wave(cp.last_decided_wave.0 + 1));
         self.shares_released = self

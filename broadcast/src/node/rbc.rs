@@ -294,6 +294,9 @@ impl Node {
             self.dag.insert(v.clone(), hash);
             self.dirty = true;
             self.unreached.insert((v.round, v.author, hash));
+            if !v.reports.is_empty() && !self.ordered.contains(&v.reference()) {
+                self.unordered_reports.insert(v.reference());
+            }
             if !self.restoring {
                 step.writes.push(Durable::Delivered(v.clone()));
             }

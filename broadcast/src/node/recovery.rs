@@ -15,16 +15,16 @@ impl Node {
         // quickest recent slot is what one without losses takes (when every
         // round loses a vote somewhere — many replicas, none to spare — the
         // rounds are all slow, but some slots are not).
-        let by_slots = self
-            .slot_times
-            .iter()
-            .min()
-            .map(|t| t.saturating_add(self.config.round_interval));
+        let pace = self.pace();
+        let by_slots = self.slot_times.iter().min().map(|t| t.saturating_add(pace));
         let by_rounds = self.round_times.iter().min().copied();
+        // A round takes at least the current pace: an idle cluster's slow
+        // rounds are not a stall.
         let round_time = match (by_slots, by_rounds) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(ROUND_TIME_INITIAL),
-        };
+        }
+        .max(pace);
         let base = Micros(round_time.0.saturating_mul(STALL_ROUNDS))
             .max(STALL_MIN)
             .min(self.config.resend_interval);

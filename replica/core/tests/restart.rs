@@ -388,7 +388,13 @@ fn incomplete_tree_heads_complete_when_shares_flow_again() {
             !matches!(m, PeerMessage::HeadShare { .. })
         }));
     }
-    c.run_until(c.now.saturating_add(Micros::from_millis(300)), |_| false);
+    // Digests keep arriving through the window, so that the cluster keeps
+    // its loaded pace (idle, it would make about one wave a second).
+    for k in 0..6 {
+        let more = digests("during the window", k * 10, 10);
+        c.request_all(1, &ClientRequest::Submit(more));
+        c.run_until(c.now.saturating_add(Micros::from_millis(50)), |_| false);
+    }
     let during = c.core(0).unwrap().log_len();
     for i in 0..4 {
         c.tamper[i] = None;

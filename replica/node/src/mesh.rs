@@ -196,6 +196,7 @@ async fn write_frames(
         match s.write_chunk(frame).await {
             Ok(()) => {
                 out.inc_by(len);
+                shared.metrics.peer_frames_out.inc();
             }
             Err(quinn::WriteError::Stopped(_)) => stream = None,
             Err(_) => return,

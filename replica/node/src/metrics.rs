@@ -125,6 +125,8 @@ pub struct Metrics {
     pub peer_bytes_in: Family<PeerLabel, Counter>,
     /// Bytes sent to each peer.
     pub peer_bytes_out: Family<PeerLabel, Counter>,
+    /// Frames (messages) sent to all peers.
+    pub peer_frames_out: Counter,
     /// Frames to a peer dropped (its queue was full, or it was down).
     pub peer_frames_dropped: Family<PeerLabel, Counter>,
     /// Connections to each peer established.
@@ -179,6 +181,7 @@ impl Metrics {
             submit_to_signed_seconds: latency(),
             peer_bytes_in: Family::default(),
             peer_bytes_out: Family::default(),
+            peer_frames_out: Counter::default(),
             peer_frames_dropped: Family::default(),
             peer_connects: Family::default(),
             client_bytes_in: Counter::default(),
@@ -289,6 +292,11 @@ impl Metrics {
         );
         r.register("peer_bytes_in", "Bytes from peers", m.peer_bytes_in.clone());
         r.register("peer_bytes_out", "Bytes to peers", m.peer_bytes_out.clone());
+        r.register(
+            "peer_frames_out",
+            "Frames (messages) to peers, all peers",
+            m.peer_frames_out.clone(),
+        );
         r.register(
             "peer_frames_dropped",
             "Frames to peers dropped",

@@ -792,6 +792,10 @@ impl ReplicaCore {
         if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
             reports.retain(|r| !skip(&r.digest.0));
         }
+        // Digests this replica reported and the log does not hold yet, or
+        // that the sequencer holds back: rounds keep the fast pace.
+        self.node
+            .set_external_work(!self.pending.is_empty() || self.sequencer.pending_len() > 0);
         let step = self.node.handle(self.now, input);
         for w in &step.writes {
             if let Durable::Delivered(v) = w {
