@@ -106,8 +106,9 @@ enum Command {
     /// What an idle cluster of four node processes costs per replica: CPU,
     /// rounds, waves, Ticks, fsyncs and messages per second.
     Idle {
-        /// Seconds to let the cluster settle after it joined.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds to let the cluster settle after it joined (a replica keeps
+        /// the fast pace for 10 s after it starts).
+        #[arg(long, default_value_t = 15)]
         settle: u64,
         /// Seconds measured.
         #[arg(long, default_value_t = 20)]

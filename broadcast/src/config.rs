@@ -19,6 +19,11 @@ pub const ROUND_INTERVAL: Micros = Micros::from_millis(5);
 /// "Pacing"). An idle n = 4 cluster then makes ~2.9 rounds and ~0.7 waves (Ticks)
 /// a second instead of ~145 and ~36; the first report makes it fast again.
 pub const IDLE_ROUND_INTERVAL: Micros = Micros::from_millis(350);
+/// How long answering a peer's `Hello` keeps the fast pace: the asker
+/// observes until the DAG is `round_window + 2` rounds past the answers
+/// (rejoin, docs/design.md §3.8), ~0.5 s of rounds at the fast pace and
+/// ~25 s at the idle one.
+pub const REJOIN_FAST_WINDOW: Micros = Micros::from_secs(10);
 /// Rounds kept below the last ordered leader.
 pub const GC_DEPTH: u64 = 50;
 /// Waves after which a digest still not ready is finalized as late.

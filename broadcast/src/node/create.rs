@@ -37,9 +37,7 @@ impl Node {
         if let Some(at) = self.last_vertex_at {
             let due = at.saturating_add(self.pace());
             if self.now < due && !full {
-                // A sooner due time (work arrived while idle) needs its own
-                // timer; a later one is served by the armed timer's retry.
-                if self.round_timer_due.is_none_or(|armed| due < armed) {
+                if self.round_timer_due.is_none() {
                     self.round_timer_due = Some(due);
                     step.timers.push((due, TimerKind::RoundInterval));
                 }
@@ -65,7 +63,10 @@ impl Node {
 
     /// Whether there is something to order (see [`Node::pace`]).
     pub fn is_busy(&self) -> bool {
-        !self.pending.is_empty() || !self.unordered_reports.is_empty() || self.external_work
+        !self.pending.is_empty()
+            || !self.unordered_reports.is_empty()
+            || self.external_work
+            || self.now < self.fast_until
     }
 
     /// Tells the node whether the replica above still waits on ordering

@@ -1,7 +1,7 @@
 //! The broadcast [`Node`]: one replica's sans-IO state machine for reliable
 //! broadcast, the DAG, the coin and the commit rule.
 
-use crate::config::Config;
+use crate::config::{Config, REJOIN_FAST_WINDOW};
 use crate::dag::Dag;
 use crate::message::Message;
 use crate::step::{
@@ -48,6 +48,10 @@ pub const STALL_BACKOFF_MAX: Micros = Micros::from_millis(100);
 pub enum Input {
     /// Begin: create the first vertex (or resume after a restore) and arm timers.
     Start,
+    /// The replica above now waits on ordering (see
+    /// [`Node::set_external_work`]): decide the pace again at once rather
+    /// than at the idle round timer.
+    Pace,
     /// A message from a peer.
     Message {
         /// The authenticated sender.
@@ -275,6 +279,11 @@ pub struct Node {
     /// Work the replica above the node still waits on (digests reported and
     /// not yet logged): it keeps the fast pace too.
     external_work: bool,
+    /// Until when the fast pace is kept after this replica started and after
+    /// a peer's `Hello` (an observer joins
+    /// only once the DAG is `round_window + 2` rounds past its peers'
+    /// answers, which at the idle pace would take ~25 s).
+    fast_until: Micros,
     // Loss recovery: how long rounds take, when the DAG last grew, and the
     // stall timer.
     /// Durations of the last own rounds (the shortest is the round time a
@@ -351,6 +360,7 @@ impl Node {
             round_timer_due: None,
             unordered_reports: BTreeSet::new(),
             external_work: false,
+            fast_until: Micros::ZERO,
             round_times: VecDeque::new(),
             slot_times: VecDeque::new(),
             last_growth: Micros::ZERO,
@@ -469,6 +479,11 @@ impl Node {
         let mut step = Step::default();
         match input {
             Input::Start => {
+                // A replica that starts (or restarts) runs at the fast pace
+                // for a while: its peers start or catch up with it, and the
+                // first requests of a cluster started cold must not wait for
+                // idle rounds.
+                self.fast_until = self.now.saturating_add(REJOIN_FAST_WINDOW);
                 self.say_hello(None, &mut step);
                 step.timers.push((
                     self.now.saturating_add(self.config.resend_interval),
@@ -487,9 +502,7 @@ impl Node {
             Input::Timer(TimerKind::RoundInterval) => {
                 // Only the latest timer disarms (an earlier one may have been
                 // superseded by a sooner due time).
-                if self.round_timer_due.is_some_and(|due| due <= self.now) {
-                    self.round_timer_due = None;
-                }
+                self.round_timer_due = None;
             }
             Input::Timer(TimerKind::Stall) => {
                 self.stall_armed = false;
@@ -517,6 +530,8 @@ impl Node {
                 }
             }
             Input::InstallCheckpoint(cp) => self.install_checkpoint(cp, &mut step),
+            // `progress` below creates the next vertex if the pace allows.
+            Input::Pace => {}
             Input::Observe => {
                 if self.observing.is_none() && self.config.participate {
                     self.observing = Some(Observer::default());

@@ -36,6 +36,9 @@ impl Node {
         if !allowed {
             return;
         }
+        // The asker observes until the DAG is well past this answer: make
+        // the rounds it waits for at the fast pace.
+        self.fast_until = now.saturating_add(REJOIN_FAST_WINDOW);
         // A replica at genesis answers 0 even after making its first vertex
         // (nothing is delivered yet), so that replicas starting together all
         // join at once.

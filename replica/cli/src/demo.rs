@@ -12,7 +12,7 @@ use belfry_client::{Client, ClientOptions, HeadCache};
 use belfry_node::{generate_cluster, ClusterFile, GenerateOptions, NodeOptions, ReplicaFile};
 use belfry_replica::clock::{ClockSource, SystemClock};
 use belfry_replica::coin::Policy;
-use belfry_replica::timestamp::{Entry, Receipt};
+use belfry_replica::timestamp::{Entry, Receipt, SignedTreeHead};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
@@ -169,7 +169,7 @@ async fn demo(args: &DemoArgs, policy: Policy) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
-    let settled = settle(&client, &digests).await;
+    let settled = settle(&client, &receipts).await;
     shutdown(nodes).await;
     let heads = settled?;
     report(
@@ -247,22 +247,27 @@ async fn stamp(
 /// bundles verify under its own signed head), then checks that every
 /// replica's latest head is consistent with the largest. Returns the
 /// replicas' heads' sizes.
-async fn settle(client: &Client, digests: &[[u8; 32]]) -> anyhow::Result<Vec<u64>> {
+/// Waits until every replica's signed head covers every receipt's entry,
+/// then checks that every replica's head, and every head a receipt was
+/// signed under, is one history with the largest (consistency proofs):
+/// then every replica holds every stamped entry, at the index its receipt
+/// names — proved with one consistency proof per distinct head instead of
+/// fetching every receipt back from every replica.
+async fn settle(client: &Client, receipts: &[Receipt]) -> anyhow::Result<Vec<u64>> {
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let needed = receipts.iter().map(|r| r.leaf_index + 1).max().unwrap_or(0);
     for r in 0..client.replicas() {
         loop {
-            let held = client
-                .receipts(r, digests)
-                .await
-                .map(|v| v.len())
-                .unwrap_or(0);
-            if held == digests.len() {
+            let size = match client.tree_head(r).await {
+                Ok(Some(h)) => h.head.tree_size,
+                _ => 0,
+            };
+            if size >= needed {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "replica {r} holds {held} of {} entries after {} s",
-                    digests.len(),
+                    "replica {r}'s signed head covers {size} of the {needed} entries the receipts name after {} s",
                     SETTLE_TIMEOUT.as_secs()
                 );
             }
@@ -284,6 +289,25 @@ async fn settle(client: &Client, digests: &[[u8; 32]]) -> anyhow::Result<Vec<u64
             .consistency(lr, h, &largest)
             .await
             .with_context(|| format!("replica {r}'s head against replica {lr}'s"))?;
+    }
+    let mut receipt_heads = std::collections::BTreeMap::new();
+    for r in receipts {
+        receipt_heads.entry(r.tree_size).or_insert(SignedTreeHead {
+            head: belfry_replica::timestamp::TreeHead {
+                tree_size: r.tree_size,
+                root: r.root,
+                time: r.time,
+            },
+            signature: r.signature,
+        });
+    }
+    for h in receipt_heads.values() {
+        client.consistency(lr, h, &largest).await.with_context(|| {
+            format!(
+                "the head of size {} a receipt was signed under, against replica {lr}'s",
+                h.head.tree_size
+            )
+        })?;
     }
     Ok(heads.iter().map(|(_, h)| h.head.tree_size).collect())
 }
@@ -358,7 +382,7 @@ fn report(
         offline.pairings()
     );
     println!(
-        "every replica holds every entry; their latest heads (sizes {}) are one history",
+        "every replica holds every entry: their latest heads (sizes {}) and the heads the receipts were signed under are one history",
         heads
             .iter()
             .map(|s| s.to_string())

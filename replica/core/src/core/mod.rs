@@ -827,6 +827,14 @@ impl ReplicaCore {
         for batch in &step.batches {
             self.append_batch(batch, out);
         }
+        // Batches just sequenced can leave digests held back (and delivered
+        // vertices can bring digests to re-report) while the node, which
+        // decided its pace before them, went idle: without another input no
+        // replica would move before its idle round timer.
+        let waiting = !self.pending.is_empty() || self.sequencer.pending_len() > 0;
+        if waiting && !self.node.is_busy() {
+            self.drive(Input::Pace, out);
+        }
     }
 
     fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
