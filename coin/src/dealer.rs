@@ -57,6 +57,9 @@ fn decode_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], Ke
     })
 }
 
+/// Bytes of a compressed G1 point (a public key, or a commitment coefficient).
+const G1_BYTES: usize = 48;
+
 /// The threshold group public key (48-byte compressed G1 point), checked to be
 /// a valid point when built.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,6 +238,18 @@ impl PublicKeys {
             what: "public key commitment",
             detail: e.to_string(),
         })?;
+        // blsttc reads whole 48-byte points and drops the rest: bytes left
+        // over would be accepted silently, and no point at all gives a
+        // polynomial without a degree (its `threshold()` underflows).
+        if bytes.is_empty() || bytes.len() % G1_BYTES != 0 {
+            return Err(KeyError::Hex {
+                what: "public key commitment",
+                detail: format!(
+                    "{} bytes: need one or more {G1_BYTES}-byte points",
+                    bytes.len()
+                ),
+            });
+        }
         let set =
             blsttc::PublicKeySet::from_bytes(bytes).map_err(|_| KeyError::InvalidPublicKey)?;
         Self::from_set(n, f, set)

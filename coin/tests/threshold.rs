@@ -394,3 +394,35 @@ fn fixed_seed_dealing_matches_the_committed_golden_values() {
         serde_json::to_string_pretty(&actual).unwrap()
     );
 }
+
+/// Found by the `config` fuzz target (issue #23 §2): blsttc reads a
+/// commitment in whole 48-byte points and drops what is left, so a
+/// `public_keys` shorter than one point became a polynomial without a degree
+/// (`threshold()` underflowed: a panic with overflow checks, a nonsense
+/// `ThresholdMismatch` without), and bytes after the last point were accepted
+/// silently. Both are refused as malformed hex now.
+#[test]
+fn a_commitment_not_made_of_whole_points_is_refused() {
+    let (public, _) = deal(4, 1, &mut ChaCha20Rng::seed_from_u64(23)).unwrap();
+    let good = public.commitment_hex();
+    assert!(PublicKeys::from_commitment_hex(4, 1, &good).is_ok());
+    for bad in [
+        String::new(),
+        good[..56].to_string(),
+        format!("{good}00"),
+        good[..good.len() - 2].to_string(),
+    ] {
+        let err = PublicKeys::from_commitment_hex(4, 1, &bad).err();
+        assert!(
+            matches!(
+                err,
+                Some(belfry_coin::KeyError::Hex {
+                    what: "public key commitment",
+                    ..
+                })
+            ),
+            "{} hex digits: {err:?}",
+            bad.len()
+        );
+    }
+}

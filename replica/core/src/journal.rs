@@ -446,62 +446,20 @@ impl FileJournal {
     pub fn open(dir: &Path) -> Result<(FileJournal, Recovered), RestoreError> {
         let jdir = dir.join("journal");
         let (log, opened) = SegmentLog::open(&jdir, SEGMENT_BYTES)?;
-        let mut records = Vec::new();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut kind = 0u8;
-        let mut since = 0u64;
-        let mut bytes_since = 0u64;
-        // Where the record being read began (its first part's index).
-        let mut started: Option<u64> = None;
-        for (k, part) in opened.records.iter().enumerate() {
-            let index = opened.first + k as u64;
-            let (Some(&part_kind), Some(&flags)) = (part.first(), part.get(1)) else {
-                return Err(decode_error(&jdir, index, "a part shorter than its header"));
-            };
-            if flags & FIRST != 0 {
-                // A new record: anything unfinished before it was torn.
-                buf.clear();
-                started = Some(index);
-            } else if started.is_none() || part_kind != kind {
-                // The tail of a record whose head is gone (the segment that
-                // held it was removed by a compaction a crash interrupted).
-                started = None;
-                buf.clear();
-                continue;
-            }
-            kind = part_kind;
-            buf.extend_from_slice(&part[2..]);
-            if kind == PART_TURN {
-                bytes_since += part.len() as u64;
-            }
-            if flags & MORE != 0 {
-                continue;
-            }
-            started = None;
-            let record = match kind {
-                PART_TURN => postcard::from_bytes::<TurnRecord>(&buf).map(JournalRecord::Turn),
-                PART_SNAPSHOT => postcard::from_bytes::<Snapshot>(&buf)
-                    .map(|s| JournalRecord::Snapshot(Box::new(s))),
-                other => return Err(decode_error(&jdir, index, &format!("part kind {other}"))),
-            }
-            .map_err(|e| decode_error(&jdir, index, &e.to_string()))?;
-            if matches!(record, JournalRecord::Snapshot(_)) {
-                since = 0;
-                bytes_since = 0;
-                records.clear();
-            } else {
-                since += 1;
-            }
-            records.push(record);
-            buf.clear();
-        }
+        let parts = read_parts(&jdir, opened.first, &opened.records)?;
         // A record whose last part never reached the disk was not durable:
         // its turn is dropped whole (its messages never left), and its parts
         // are cut so that nothing is appended after them.
         let mut log = log;
-        if let Some(start) = started {
+        if let Some(start) = parts.unfinished {
             log.truncate_to(start)?;
         }
+        let ReadParts {
+            records,
+            since,
+            bytes_since,
+            ..
+        } = parts;
         let mut recovered = recover(&records)?;
         recovered.bytes_read = opened.bytes_read;
         Ok((
@@ -520,6 +478,85 @@ impl FileJournal {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// What the parts of a journal's segment records reassemble to.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ReadParts {
+    /// The records from the last snapshot on.
+    pub records: Vec<JournalRecord>,
+    /// Turns after that snapshot.
+    pub since: u64,
+    /// Bytes of those turns' parts.
+    pub bytes_since: u64,
+    /// The index of the first part of a record whose last part is missing
+    /// (the log is cut back to it).
+    pub unfinished: Option<u64>,
+}
+
+/// Reassembles journal records from segment records `parts` (record
+/// `first` on), as [`FileJournal::open`] reads them; `dir` names the
+/// journal in errors. Public for the fuzz targets and their corpus replay
+/// (`fuzz-checks/`), which check the reader without files.
+#[doc(hidden)]
+pub fn read_parts(dir: &Path, first: u64, parts: &[Vec<u8>]) -> Result<ReadParts, RestoreError> {
+    let mut records = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut kind = 0u8;
+    let mut since = 0u64;
+    let mut bytes_since = 0u64;
+    // Where the record being read began (its first part's index).
+    let mut started: Option<u64> = None;
+    for (k, part) in parts.iter().enumerate() {
+        let index = first + k as u64;
+        let (Some(&part_kind), Some(&flags)) = (part.first(), part.get(1)) else {
+            return Err(decode_error(dir, index, "a part shorter than its header"));
+        };
+        if flags & FIRST != 0 {
+            // A new record: anything unfinished before it was torn.
+            buf.clear();
+            started = Some(index);
+        } else if started.is_none() || part_kind != kind {
+            // The tail of a record whose head is gone (the segment that
+            // held it was removed by a compaction a crash interrupted).
+            started = None;
+            buf.clear();
+            continue;
+        }
+        kind = part_kind;
+        buf.extend_from_slice(&part[2..]);
+        if kind == PART_TURN {
+            bytes_since += part.len() as u64;
+        }
+        if flags & MORE != 0 {
+            continue;
+        }
+        started = None;
+        let record = match kind {
+            PART_TURN => postcard::from_bytes::<TurnRecord>(&buf).map(JournalRecord::Turn),
+            PART_SNAPSHOT => {
+                postcard::from_bytes::<Snapshot>(&buf).map(|s| JournalRecord::Snapshot(Box::new(s)))
+            }
+            other => return Err(decode_error(dir, index, &format!("part kind {other}"))),
+        }
+        .map_err(|e| decode_error(dir, index, &e.to_string()))?;
+        if matches!(record, JournalRecord::Snapshot(_)) {
+            since = 0;
+            bytes_since = 0;
+            records.clear();
+        } else {
+            since += 1;
+        }
+        records.push(record);
+        buf.clear();
+    }
+    Ok(ReadParts {
+        records,
+        since,
+        bytes_since,
+        unfinished: started,
+    })
 }
 
 fn decode_error(dir: &Path, index: u64, why: &str) -> RestoreError {

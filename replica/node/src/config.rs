@@ -431,7 +431,11 @@ impl ReplicaFile {
         file.validate(path, base, cluster)
     }
 
-    fn validate(
+    /// Validates the file against its cluster (`path` names it in errors,
+    /// `base` is its directory). Public for the fuzz targets and their
+    /// corpus replay (`fuzz-checks/`), which check it without files.
+    #[doc(hidden)]
+    pub fn validate(
         &self,
         path: &Path,
         base: &Path,

@@ -14,4 +14,6 @@ mod segment;
 
 pub use log::{extended_root, Frontier, LogReadError, LogStore, MemoryLog, Overlay};
 pub use nodes::FileNodes;
+#[doc(hidden)]
+pub use segment::scan_segment;
 pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};

@@ -316,6 +316,18 @@ impl SegmentLog {
     }
 }
 
+/// What [`SegmentLog::open`] reads from one segment file's bytes: every
+/// complete, checked record, the length of the clean prefix and, if it
+/// stopped early (a torn tail or damage), why. For the fuzz targets and
+/// their corpus replay (`fuzz-checks/`), which check the reader without
+/// files.
+#[doc(hidden)]
+pub fn scan_segment(bytes: &[u8]) -> (Vec<Vec<u8>>, usize, Option<String>) {
+    let mut records = Vec::new();
+    let (complete, bad) = scan(bytes, &mut records);
+    (records, complete, bad)
+}
+
 /// Reads complete, checked records from `bytes` into `out`; returns the
 /// length of the clean prefix and, if it stopped early, why.
 fn scan(bytes: &[u8], out: &mut Vec<Vec<u8>>) -> (usize, Option<String>) {
