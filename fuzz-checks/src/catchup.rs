@@ -84,8 +84,14 @@ fn build() -> Fixture {
         policy: Policy::Lamport,
         genesis_time: GENESIS,
     };
+    // The fixture's history must not depend on pacing (the committed corpus
+    // holds answers recorded from it): rounds at one pace throughout.
     let configs: Vec<ReplicaConfig> = (0..N)
-        .map(|i| ReplicaConfig::new(ReplicaId(i as u16), cluster))
+        .map(|i| {
+            let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
+            c.broadcast.idle_round_interval = c.broadcast.round_interval;
+            c
+        })
         .collect();
     let mut c = LocalCluster::new(cluster, configs.clone(), (0..N).map(crypto).collect(), 23);
     c.cut_off.insert(VICTIM);
