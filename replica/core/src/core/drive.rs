@@ -1,0 +1,173 @@
+//! Driving the broadcast node and turning what it commits into the log:
+//! `drive` hands the node an input and routes its step (writes, messages,
+//! timers, faults, batches); delivered vertices feed the re-reports; each
+//! committed batch is sequenced and appended (digest entries, then the
+//! wave's Tick), and the tree head it ends is started.
+
+use super::*;
+
+impl ReplicaCore {
+    pub(super) fn drive(&mut self, #[allow(unused_mut)] mut input: Input, out: &mut CoreStep) {
+        #[cfg(feature = "sim-hooks")]
+        if let (Input::Propose(reports), Some(skip)) = (&mut input, self.config.never_report) {
+            reports.retain(|r| !skip(&r.digest.0));
+        }
+        // Digests this replica reported and the log does not hold yet, or
+        // that the sequencer holds back: rounds keep the fast pace.
+        self.node
+            .set_external_work(!self.pending.is_empty() || self.sequencer.pending_len() > 0);
+        let step = self.node.handle(self.now, input);
+        for w in &step.writes {
+            if let Durable::Delivered(v) = w {
+                if v.author != self.config.broadcast.me {
+                    self.scan_for_rereports(v);
+                }
+            }
+        }
+        if out.writes.is_empty() {
+            out.writes = step.writes;
+        } else {
+            out.writes.extend(step.writes);
+        }
+        out.to_peers.reserve(step.messages.len());
+        for m in step.messages {
+            // Vertices are bounded well under max_frame; an oversized one
+            // would be a local bug, and is dropped rather than sent.
+            if let Ok(frame) = wire::encode(&PeerMessage::Broadcast(m.message)) {
+                out.to_peers.push((m.to, frame));
+            }
+        }
+        out.timers.extend(
+            step.timers
+                .into_iter()
+                .map(|(at, k)| (at, CoreTimer::Broadcast(k))),
+        );
+        out.faults
+            .extend(step.faults.into_iter().map(CoreFault::Broadcast));
+        for batch in &step.batches {
+            self.append_batch(batch, out);
+        }
+        // Batches just sequenced can leave digests held back (and delivered
+        // vertices can bring digests to re-report) while the node, which
+        // decided its pace before them, went idle: without another input no
+        // replica would move before its idle round timer.
+        let waiting = !self.pending.is_empty() || self.sequencer.pending_len() > 0;
+        if waiting && !self.node.is_busy() {
+            self.drive(Input::Pace, out);
+        }
+    }
+
+    pub(super) fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
+        let n = self.config.broadcast.n.max(1);
+        let cap = self.config.broadcast.max_reports_per_vertex.div_ceil(n);
+        let mut taken = 0;
+        for r in &v.reports {
+            if taken >= cap || self.pending.len() >= self.config.max_pending_digests {
+                break;
+            }
+            let d = r.digest.0;
+            if self.pending.contains(&d) || self.reads().index_of(&d).is_some() {
+                continue;
+            }
+            self.pending.insert(d);
+            if let Some(q) = self.rereport.get_mut(v.author.index()) {
+                q.push_back(d);
+            }
+            taken += 1;
+        }
+    }
+
+    pub(super) fn flush_rereports(&mut self, out: &mut CoreStep) {
+        let mut reports = Vec::new();
+        loop {
+            let mut any = false;
+            for q in &mut self.rereport {
+                if let Some(d) = q.pop_front() {
+                    reports.push(Report {
+                        digest: Digest(d),
+                        recv_time: self.now,
+                    });
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        if !reports.is_empty() {
+            self.drive(Input::Propose(reports), out);
+        }
+    }
+
+    pub(super) fn append(&mut self, entry: Entry, out: &mut CoreStep) {
+        let index = self.log.len();
+        if let Some(replay) = self.replay.as_mut() {
+            if !replay.accepts(index, &entry) {
+                return;
+            }
+        }
+        self.log.append(&entry);
+        if let Entry::Digest(d) = &entry {
+            self.pending.remove(&d.digest);
+            self.on_logged(d.digest, index);
+        }
+        out.appended.push(entry);
+    }
+
+    pub(super) fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
+        // After a restart the node may re-derive batches the log already
+        // holds (the log is made durable before the node's checkpoint).
+        if batch.wave <= self.sequencer.last_wave() {
+            return;
+        }
+        let reads = Reads {
+            log: &*self.log,
+            failed: &self.log_failed,
+        };
+        let sb = self.sequencer.sequence(batch, &reads);
+        out.held_back += sb.held_back;
+        out.held.extend(sb.held.iter().map(|d| d.0));
+        out.faults
+            .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
+        for r in &sb.records {
+            self.append(
+                Entry::Digest(DigestEntry {
+                    digest: r.digest.0,
+                    witnessed_at: r.witnessed_at,
+                    key: r.key,
+                    witnesses: r.witnesses,
+                    late: r.late,
+                }),
+                out,
+            );
+        }
+        let tick = TickEntry {
+            wave: sb.tick.wave.0,
+            time: sb.tick.time,
+            coin_sig: sb.tick.coin_sig,
+            leader: sb.tick.leader.0,
+            state_root: sb.tick.state_root,
+            prev_root: self.log.root(),
+            batch_len: sb.records.len() as u32,
+        };
+        self.append(Entry::Tick(tick), out);
+        // Catching-up peers are served the state after a recent Tick: one
+        // copy every few Ticks (well within gc_depth), not one per Tick.
+        self.ticks += 1;
+        if self.ticks % STATE_EVERY_TICKS == 0 {
+            self.recent_states.insert(
+                self.log.len(),
+                (self.sequencer.state().clone(), batch.order.clone()),
+            );
+            while self.recent_states.len() > RECENT_STATES {
+                self.recent_states.pop_first();
+            }
+        }
+        let head = TreeHead {
+            tree_size: self.log.len(),
+            root: self.log.root(),
+            time: tick.time,
+        };
+        self.start_head(head, out);
+    }
+}
