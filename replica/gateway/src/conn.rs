@@ -237,7 +237,7 @@ fn handle(
                 m.rate_limited.inc();
                 return ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
             }
-            let rounds = lock(&shared.rounds);
+            let mut rounds = lock(&shared.rounds);
             let mut by_round: BTreeMap<u64, RoundRanges> = BTreeMap::new();
             for d in digests {
                 if let Some((round, leaf)) = rounds.lookup(&d) {

@@ -94,25 +94,9 @@ pub struct DoneRound {
     pub digests: Vec<[u8; 32]>,
     /// The root's receipt, binary.
     pub upper: Vec<u8>,
-    /// Digest → leaf, built at the first poll that reaches this round (a
-    /// poll is for a push that was lost: most rounds are never polled, and
-    /// an index for every round cost more than the rest of the gateway).
-    index: std::sync::OnceLock<HashMap<[u8; 32], u32>>,
 }
 
 impl DoneRound {
-    /// The leaf of `digest` in this round, if it holds it.
-    pub fn leaf_of(&self, digest: &[u8; 32]) -> Option<u64> {
-        let index = self.index.get_or_init(|| {
-            let mut m = HashMap::with_capacity(self.digests.len());
-            for (i, d) in self.digests.iter().enumerate() {
-                m.insert(*d, i as u32);
-            }
-            m
-        });
-        index.get(digest).map(|&i| u64::from(i))
-    }
-
     /// A bundle of the ranges `(first leaf, count)` of this round.
     pub fn bundle(&self, ranges: &[(u64, u32)]) -> AggregatedBundle {
         let size = self.tree.size();
@@ -155,7 +139,17 @@ pub struct Rounds {
     next_no: u64,
     in_flight: usize,
     in_flight_digests: u64,
-    done: VecDeque<Arc<DoneRound>>,
+    /// Done rounds in the cache, by number, and the order they leave it.
+    done: HashMap<u64, Arc<DoneRound>>,
+    done_order: VecDeque<u64>,
+    /// Digest → (round, leaf) of the cached rounds, built at the first poll
+    /// and kept up while polls come; dropped once the whole cache turned
+    /// over without one. (A poll is for a push that was lost; keeping this
+    /// index for every round cost more than the rest of the gateway, and
+    /// scanning rounds per poll would let one client's polls stall it.)
+    index: Option<HashMap<[u8; 32], (u64, u32)>>,
+    /// Digests finished since the last lookup.
+    since_lookup: usize,
     done_digests: usize,
 }
 
@@ -169,7 +163,10 @@ impl Rounds {
             next_no: 0,
             in_flight: 0,
             in_flight_digests: 0,
-            done: VecDeque::new(),
+            done: HashMap::new(),
+            done_order: VecDeque::new(),
+            index: None,
+            since_lookup: 0,
             done_digests: 0,
         }
     }
@@ -249,28 +246,59 @@ impl Rounds {
             tree: round.tree,
             digests: round.digests,
             upper,
-            index: std::sync::OnceLock::new(),
         });
         if done.digests.len() <= self.limits.cache_digests {
-            self.done.push_back(done.clone());
+            self.since_lookup += done.digests.len();
+            if self.since_lookup > self.limits.cache_digests {
+                self.index = None;
+            }
+            if let Some(index) = self.index.as_mut() {
+                for (i, d) in done.digests.iter().enumerate() {
+                    index.insert(*d, (done.no, i as u32));
+                }
+            }
+            self.done.insert(done.no, done.clone());
+            self.done_order.push_back(done.no);
             self.done_digests += done.digests.len();
             while self.done_digests > self.limits.cache_digests {
-                let Some(old) = self.done.pop_front() else {
+                let Some(old) = self.done_order.pop_front() else {
                     break;
                 };
-                self.done_digests -= old.digests.len();
+                if let Some(r) = self.done.remove(&old) {
+                    self.done_digests -= r.digests.len();
+                    if let Some(index) = self.index.as_mut() {
+                        for d in &r.digests {
+                            // A later round may hold the same digest.
+                            if index.get(d).is_some_and(|(no, _)| *no == r.no) {
+                                index.remove(d);
+                            }
+                        }
+                    }
+                }
             }
         }
         (done, round.waiters)
     }
 
     /// Where a digest sits in a cached done round (the newest that holds
-    /// it).
-    pub fn lookup(&self, digest: &[u8; 32]) -> Option<(Arc<DoneRound>, u64)> {
-        self.done
-            .iter()
-            .rev()
-            .find_map(|r| Some((r.clone(), r.leaf_of(digest)?)))
+    /// it). The first lookup after a quiet spell builds the index.
+    pub fn lookup(&mut self, digest: &[u8; 32]) -> Option<(Arc<DoneRound>, u64)> {
+        self.since_lookup = 0;
+        let done = &self.done;
+        let order = &self.done_order;
+        let index = self.index.get_or_insert_with(|| {
+            let mut m = HashMap::new();
+            for no in order {
+                if let Some(r) = done.get(no) {
+                    for (i, d) in r.digests.iter().enumerate() {
+                        m.insert(*d, (r.no, i as u32));
+                    }
+                }
+            }
+            m
+        });
+        let (no, leaf) = index.get(digest)?;
+        Some((self.done.get(no)?.clone(), u64::from(*leaf)))
     }
 }
 
@@ -369,5 +397,37 @@ mod tests {
         assert!(r.lookup(&d(5)).is_none());
         assert_eq!(r.lookup(&d(9)).map(|(r, i)| (r.no, i)), Some((1, 1)));
         assert_eq!(r.cached_digests(), 8);
+    }
+
+    #[test]
+    fn the_poll_index_follows_new_rounds_and_is_dropped_when_polls_stop() {
+        let mut r = Rounds::new(RoundLimits {
+            max_round: 4,
+            max_in_flight: 8,
+            cache_digests: 8,
+        });
+        let round = |r: &mut Rounds, from: u32| {
+            r.admit(1, 1, &(from..from + 4).map(d).collect::<Vec<_>>())
+                .expect("taken");
+            let c = r.close().expect("closed").build();
+            r.finish(c, vec![]);
+        };
+        round(&mut r, 0);
+        assert!(r.index.is_none(), "no index before a poll");
+        assert_eq!(r.lookup(&d(2)).map(|(x, i)| (x.no, i)), Some((0, 2)));
+        assert!(r.index.is_some());
+        // Kept up while polls come: a new round is found at once.
+        round(&mut r, 4);
+        assert_eq!(r.lookup(&d(5)).map(|(x, i)| (x.no, i)), Some((1, 1)));
+        // Round 0 leaves the cache (4 + 4 + 4 > 8): its digests leave the index.
+        round(&mut r, 8);
+        assert!(r.lookup(&d(2)).is_none());
+        assert_eq!(r.lookup(&d(9)).map(|(x, i)| (x.no, i)), Some((2, 1)));
+        // The whole cache turns over without a poll: the index goes.
+        round(&mut r, 12);
+        round(&mut r, 16);
+        round(&mut r, 20);
+        assert!(r.index.is_none());
+        assert_eq!(r.lookup(&d(21)).map(|(x, i)| (x.no, i)), Some((5, 1)));
     }
 }
