@@ -170,15 +170,7 @@ impl Procs {
 
     /// A metric of replica `i`, if its endpoint answers.
     pub(crate) fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+        scrape(self.metrics[i], name)
     }
 
     /// Waits until every replica takes part in the rounds (a wiped one
@@ -213,6 +205,19 @@ impl Drop for Procs {
             self.kill(i);
         }
     }
+}
+
+/// A metric from the Prometheus endpoint on loopback `port`, if it answers.
+pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
 }
 
 fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {

@@ -7,7 +7,8 @@
 //! (HdrHistogram), the CPU seconds of the replicas, the gateways and the
 //! generator, and how many entries the cluster appended — its load.
 
-use crate::chaos::{start_cluster, Procs};
+use crate::chaos::{scrape, start_cluster, Procs};
+use crate::idle::cpu_seconds;
 use anyhow::{bail, Context};
 use belfry_client::{Client, ClientOptions, Fanout, GatewayClient, GatewayEndpoint};
 use hdrhistogram::Histogram;
@@ -81,35 +82,10 @@ pub struct GatewayBenchReport {
     pub settings: String,
 }
 
-/// CPU seconds (user + system) of a process so far.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces) start after ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // Linux reports clock ticks of 1/100 s (USER_HZ) on every platform.
-    Some((utime + stime) / 100.0)
-}
-
 struct GatewayProc {
     child: Child,
     addr: std::net::SocketAddr,
     metrics: u16,
-}
-
-/// A metric from a Prometheus endpoint on loopback.
-fn scrape(port: u16, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
 }
 
 /// Mean of a histogram over the gateways (`_sum` / `_count`), ms.
@@ -212,17 +188,13 @@ fn phase(
     batch: usize,
     duration: Duration,
     procs: &Procs,
-    gateway_pids: &[String],
+    gateway_pids: &[u32],
 ) -> Phase {
-    let replica_pids: Vec<String> = procs.pids().iter().map(u32::to_string).collect();
-    let me = std::process::id().to_string();
-    let cpu = |pids: &[String]| pids.iter().filter_map(|p| cpu_seconds(p)).sum::<f64>();
+    let replica_pids = procs.pids();
+    let me = std::process::id();
+    let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_seconds(*p)).sum::<f64>();
     let log0 = procs.metric(0, "belfry_log_size").unwrap_or(0.0);
-    let (r0, g0, m0) = (
-        cpu(&replica_pids),
-        cpu(gateway_pids),
-        cpu(std::slice::from_ref(&me)),
-    );
+    let (r0, g0, m0) = (cpu(&replica_pids), cpu(gateway_pids), cpu(&[me]));
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -359,7 +331,7 @@ pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBen
                 )
             })
             .collect::<anyhow::Result<_>>()?;
-        let pids: Vec<String> = gateways.iter().map(|g| g.child.id().to_string()).collect();
+        let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
         let stampers = {
             let _guard = runtime.enter();
             gateways
