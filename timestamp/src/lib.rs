@@ -22,6 +22,7 @@ pub use belfry_clock as clock;
 pub use belfry_coin as coin;
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod entry;
 pub mod head;
 pub mod merkle;

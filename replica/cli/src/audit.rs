@@ -18,6 +18,7 @@ use crate::common::{
 use anyhow::bail;
 use belfry_client::{Client, ClientOptions};
 use belfry_replica::coin::{ClusterId, TrustAnchor};
+use belfry_replica::timestamp::checkpoint::{ClusterKey, Note, VerifierKey};
 use belfry_replica::timestamp::{Entry, Receipt, SignedTreeHead, TreeHead};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -54,6 +55,10 @@ pub struct AuditArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A witness's verifier key (C2SP, type 0x04) whose cosignatures count,
+    /// besides those cluster.toml lists; repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
 }
 
 /// What one replica answered.
@@ -92,6 +97,8 @@ fn receipt_head(r: &Receipt) -> SignedTreeHead {
 enum Source {
     Replica(usize),
     Receipt(String),
+    /// A checkpoint a witness cosigned (its name), as a replica keeps it.
+    Witness(String),
 }
 
 impl std::fmt::Display for Source {
@@ -99,6 +106,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Replica(r) => write!(f, "replica {r}"),
             Source::Receipt(p) => write!(f, "receipt {p}"),
+            Source::Witness(w) => write!(f, "witness {w}'s cosigned checkpoint"),
         }
     }
 }
@@ -128,6 +136,12 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             "{} receipts: one audit checks at most {MAX_AUDIT_RECEIPTS}",
             args.receipts.len()
         );
+    }
+    let mut witnesses = cluster.notes.witnesses.clone();
+    for w in crate::notes::parse_witnesses(&args.witnesses)? {
+        if !witnesses.contains(&w) {
+            witnesses.push(w);
+        }
     }
     let mut receipts = Vec::with_capacity(args.receipts.len());
     // Each distinct signed head is checked once.
@@ -173,7 +187,8 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 ..ClientOptions::default()
             },
         )?;
-        anyhow::Ok(audit(&client, cluster_id, &receipts, args.stale_after).await)
+        let witnessed = ask_witnessed(&client, &cluster, &witnesses).await;
+        anyhow::Ok(audit(&client, cluster_id, &receipts, witnessed, args.stale_after).await)
     })?;
     let (consistent, out, text) = report.render(cluster_id, &anchor, &cluster, args);
     if args.json {
@@ -210,6 +225,81 @@ struct Report {
     holdings: Vec<Holdings>,
     receipts: usize,
     stale_after: u64,
+    witnessed: Witnessed,
+    /// Sizes and roots proved consistent with the largest.
+    proved_roots: std::collections::BTreeSet<(u64, [u8; 32])>,
+    /// Receipts whose head a witnessed checkpoint covers (size at least
+    /// the receipt's), per witness name.
+    covered: BTreeMap<String, usize>,
+}
+
+/// What the replicas keep of witness cosignatures.
+#[derive(Default)]
+struct Witnessed {
+    /// Per witness (by name): the largest cosigned head found, its time
+    /// (seconds) and the replica it came from.
+    latest: BTreeMap<String, (SignedTreeHead, u64, usize)>,
+    /// Witnesses asked about.
+    listed: Vec<String>,
+    /// Notes or lines a replica served that do not verify.
+    bad: Vec<String>,
+}
+
+/// Asks every replica for the checkpoints witnesses cosigned; keeps, per
+/// listed witness, the largest whose cluster signature and cosignature
+/// verify.
+async fn ask_witnessed(
+    client: &Client,
+    cluster: &belfry_node::Cluster,
+    witnesses: &[VerifierKey],
+) -> Witnessed {
+    let mut out = Witnessed {
+        listed: witnesses.iter().map(|w| w.name.clone()).collect(),
+        ..Witnessed::default()
+    };
+    if witnesses.is_empty() {
+        return out;
+    }
+    let ck = ClusterKey {
+        origin: &cluster.notes.origin,
+        cluster_id: cluster.params.cluster_id(),
+        group_key: &cluster.params.group_public_key,
+    };
+    for r in 0..client.replicas() {
+        let Ok(Ok(notes)) = tokio::time::timeout(AUDIT_REQUEST_TIMEOUT, client.witnessed(r)).await
+        else {
+            continue;
+        };
+        for text in notes {
+            let opened = Note::parse(text.as_bytes()).and_then(|n| ck.open(&n).map(|h| (n, h)));
+            let (note, head) = match opened {
+                Ok(x) => x,
+                Err(e) => {
+                    out.bad
+                        .push(format!("replica {r}: a witnessed checkpoint: {e}"));
+                    continue;
+                }
+            };
+            for w in witnesses {
+                let Some(sig) = note.signatures.iter().find(|s| w.matches(s)) else {
+                    continue;
+                };
+                match w.verify(&note.text, sig) {
+                    Ok(Some(t)) => {
+                        let e = out.latest.entry(w.name.clone()).or_insert((head, t, r));
+                        if (head.head.tree_size, t) > (e.0.head.tree_size, e.1) {
+                            *e = (head, t, r);
+                        }
+                    }
+                    _ => out.bad.push(format!(
+                        "replica {r}: the cosignature of {} on size {} does not verify",
+                        w.name, head.head.tree_size
+                    )),
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn ask_heads(client: &Client) -> Vec<Answer> {
@@ -244,6 +334,7 @@ async fn audit(
     client: &Client,
     cluster_id: ClusterId,
     receipts: &[(String, Receipt)],
+    witnessed: Witnessed,
     stale_after: u64,
 ) -> Report {
     let answers = ask_heads(client).await;
@@ -257,6 +348,20 @@ async fn audit(
     for (p, r) in receipts {
         heads.push((receipt_head(r), Source::Receipt(p.clone())));
     }
+    for (w, (h, _, _)) in &witnessed.latest {
+        heads.push((*h, Source::Witness(w.clone())));
+    }
+    let covered = witnessed
+        .latest
+        .iter()
+        .map(|(w, (h, _, _))| {
+            let k = receipts
+                .iter()
+                .filter(|(_, r)| r.tree_size <= h.head.tree_size)
+                .count();
+            (w.clone(), k)
+        })
+        .collect();
     let mut report = Report {
         cluster_id,
         answers,
@@ -268,6 +373,9 @@ async fn audit(
         holdings: Vec::new(),
         receipts: receipts.len(),
         stale_after,
+        witnessed,
+        proved_roots: Default::default(),
+        covered,
     };
     let Some(largest) = heads
         .iter()
@@ -326,6 +434,9 @@ async fn audit(
         }
         let ok = prove(client, &h, source, &largest, &provers, &mut report).await;
         proved_sizes.insert((*size, *root), ok);
+        if ok {
+            report.proved_roots.insert((*size, *root));
+        }
         if ok {
             report.proved.push((source.clone(), *size));
         }
@@ -468,6 +579,12 @@ async fn holdings(
 }
 
 impl Report {
+    /// Whether a head of this size and root was proved consistent with the
+    /// largest (heads are proved once per size and root).
+    fn proved_head(&self, h: &SignedTreeHead) -> bool {
+        self.proved_roots.contains(&(h.head.tree_size, h.head.root))
+    }
+
     /// Whether the cluster is consistent, the JSON form and the text form.
     fn render(
         &self,
@@ -581,6 +698,7 @@ impl Report {
             .map(|h| h.missing.len() + h.moved.len())
             .sum();
         let consistent = self.split_views.is_empty()
+            && self.witnessed.bad.is_empty()
             && bad_heads == 0
             && self.bad_proofs.is_empty()
             && self.unproved.is_empty()
@@ -593,6 +711,46 @@ impl Report {
                 self.proved.iter().filter(|(s, _)| matches!(s, Source::Receipt(_))).count(),
                 l.head.tree_size
             );
+        }
+        let mut witnesses = Vec::new();
+        for name in &self.witnessed.listed {
+            match self.witnessed.latest.get(name) {
+                Some((h, t, r)) => {
+                    let proved = self.proved_head(h);
+                    let covered = self.covered.get(name).copied().unwrap_or(0);
+                    let _ = writeln!(
+                        text,
+                        "witness {name}: cosigned tree size {} at {} (from replica {r}){}{}",
+                        h.head.tree_size,
+                        utc(belfry_replica::clock::Micros(t.saturating_mul(1_000_000))),
+                        if proved {
+                            ", consistent with the largest head"
+                        } else {
+                            " — NOT proved consistent"
+                        },
+                        if self.receipts > 0 {
+                            format!("; covers {covered} of {} receipts", self.receipts)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    witnesses.push(json!({
+                        "name": name,
+                        "head": head_json(cluster_id, h),
+                        "cosigned_at": t,
+                        "from_replica": r,
+                        "consistent": proved,
+                        "receipts_covered": covered,
+                    }));
+                }
+                None => {
+                    let _ = writeln!(text, "witness {name}: no cosignature kept by any replica");
+                    witnesses.push(json!({ "name": name, "head": null }));
+                }
+            }
+        }
+        for b in &self.witnessed.bad {
+            let _ = writeln!(text, "BAD CHECKPOINT from {b}");
         }
         for u in &self.unproved {
             let _ = writeln!(text, "UNPROVED: {u}");
@@ -629,6 +787,8 @@ impl Report {
             "unproved": self.unproved,
             "split_views": self.split_views,
             "receipts_checked": self.receipts,
+            "witnesses": witnesses,
+            "bad_checkpoints": self.witnessed.bad,
         });
         (consistent, out, text)
     }

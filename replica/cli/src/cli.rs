@@ -41,6 +41,12 @@ enum Command {
     /// Ask every replica for its latest signed tree head; check signatures
     /// and consistency (and that receipts are still held).
     Audit(crate::audit::AuditArgs),
+    /// Print the cluster's signed tree head as a C2SP checkpoint, with every
+    /// replica's Ed25519 note signature and witness cosignatures.
+    Checkpoint(crate::notes::CheckpointArgs),
+    /// A transparency-log witness: make a key, or cosign the cluster's
+    /// checkpoints after proving them consistent.
+    Witness(crate::notes::WitnessArgs),
 }
 
 /// Parses the command line and runs it.
@@ -53,5 +59,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => crate::gateway::run(&args),
         Command::Verify(args) => crate::verify::run(&args),
         Command::Audit(args) => crate::audit::run(&args),
+        Command::Checkpoint(args) => crate::notes::run_checkpoint(&args),
+        Command::Witness(args) => crate::notes::run_witness(&args),
     }
 }

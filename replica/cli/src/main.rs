@@ -7,6 +7,7 @@ mod demo;
 mod gateway;
 mod keygen;
 mod node;
+mod notes;
 mod stamp;
 mod verify;
 

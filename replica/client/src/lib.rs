@@ -617,6 +617,46 @@ impl Client {
         }
     }
 
+    /// A replica's checkpoint (docs/checkpoints.md) of its signed head of
+    /// `size` (0: its latest), as note text. Nothing is verified here: open
+    /// it with [`belfry_timestamp::checkpoint::ClusterKey::open`].
+    pub async fn checkpoint(&self, replica: usize, size: u64) -> Result<String, Error> {
+        match self
+            .session(replica)?
+            .call(ClientRequest::Checkpoint(size))
+            .await?
+        {
+            ClientResponse::Checkpoint(note) => Ok(note),
+            other => Err(unexpected(replica, other)),
+        }
+    }
+
+    /// The checkpoints witnesses cosigned last, as a replica keeps them
+    /// (note texts, not verified).
+    pub async fn witnessed(&self, replica: usize) -> Result<Vec<String>, Error> {
+        match self
+            .session(replica)?
+            .call(ClientRequest::Witnessed)
+            .await?
+        {
+            ClientResponse::Witnessed(notes) => Ok(notes),
+            other => Err(unexpected(replica, other)),
+        }
+    }
+
+    /// Gives a replica a checkpoint carrying witness cosignatures; returns
+    /// how many it kept (newer than what it had of each witness).
+    pub async fn cosign(&self, replica: usize, note: String) -> Result<u32, Error> {
+        match self
+            .session(replica)?
+            .call(ClientRequest::Cosign(note))
+            .await?
+        {
+            ClientResponse::Cosigned { stored } => Ok(stored),
+            other => Err(unexpected(replica, other)),
+        }
+    }
+
     /// Entries `[from, to)` from a replica (at most one page).
     pub async fn entries(
         &self,

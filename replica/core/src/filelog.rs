@@ -13,6 +13,7 @@
 //! from the ledger in [`crate::ReplicaCore::restore_with_log`]) or ahead of
 //! its last sequencer snapshot ([`FileLog::truncate`] cuts it back).
 
+use belfry_timestamp::checkpoint::WitnessCosignature;
 use belfry_timestamp::store::{FileNodes, LogReadError, LogStore, StoreError};
 use belfry_timestamp::{Entry, Hash, MerkleTree, SignedTreeHead};
 use redb::{
@@ -25,6 +26,8 @@ use std::path::{Path, PathBuf};
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("digest_index");
 const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("signed_heads");
+/// Each witness's last cosignature (docs/checkpoints.md), by its key.
+const COSIGNATURES: TableDefinition<&str, &[u8]> = TableDefinition::new("cosignatures");
 
 /// Why the file log cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,10 @@ pub struct FileLog {
     head_buffer: BTreeMap<u64, SignedTreeHead>,
     /// The largest signed head, stored or buffered.
     latest: Option<SignedTreeHead>,
+    /// Each witness's last cosignature, stored or buffered.
+    cosignatures: BTreeMap<String, WitnessCosignature>,
+    /// Witnesses whose cosignature changed since the last sync.
+    cosignatures_dirty: std::collections::BTreeSet<String>,
     /// A sticky write failure.
     error: Option<String>,
     /// Read-only views of the committed tables, opened once per commit
@@ -115,8 +122,24 @@ impl FileLog {
             tx.open_table(ENTRIES).map_err(db_err(&path))?;
             tx.open_table(INDEX).map_err(db_err(&path))?;
             tx.open_table(HEADS).map_err(db_err(&path))?;
+            tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
             tx.commit().map_err(db_err(&path))?;
         }
+        let cosignatures = {
+            let tx = db.begin_read().map_err(db_err(&path))?;
+            let t = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
+            let mut all = BTreeMap::new();
+            for item in t.iter().map_err(db_err(&path))? {
+                let (k, v) = item.map_err(db_err(&path))?;
+                let c: WitnessCosignature =
+                    postcard::from_bytes(v.value()).map_err(|e| FileLogError::Db {
+                        path: path.clone(),
+                        why: format!("cosignature of {}: {e}", k.value()),
+                    })?;
+                all.insert(k.value().to_string(), c);
+            }
+            all
+        };
         let committed = {
             let tx = db.begin_read().map_err(db_err(&path))?;
             let t = tx.open_table(ENTRIES).map_err(db_err(&path))?;
@@ -131,6 +154,8 @@ impl FileLog {
             buffer_index: BTreeMap::new(),
             head_buffer: BTreeMap::new(),
             latest: None,
+            cosignatures,
+            cosignatures_dirty: Default::default(),
             error: None,
             readers: std::sync::Mutex::new(None),
             #[cfg(test)]
@@ -302,7 +327,10 @@ impl FileLog {
             });
         }
         self.tree.store_mut().sync()?;
-        if self.buffer.is_empty() && self.head_buffer.is_empty() {
+        if self.buffer.is_empty()
+            && self.head_buffer.is_empty()
+            && self.cosignatures_dirty.is_empty()
+        {
             return Ok(());
         }
         let path = self.db_path();
@@ -324,6 +352,15 @@ impl FileLog {
                 let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
                 heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
             }
+            let mut cosignatures = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
+            for witness in &self.cosignatures_dirty {
+                if let Some(c) = self.cosignatures.get(witness) {
+                    let bytes = postcard::to_allocvec(c).map_err(db_err(&path))?;
+                    cosignatures
+                        .insert(witness.as_str(), &bytes[..])
+                        .map_err(db_err(&path))?;
+                }
+            }
         }
         tx.commit().map_err(db_err(&path))?;
         self.forget_readers();
@@ -331,6 +368,7 @@ impl FileLog {
         self.buffer.clear();
         self.buffer_index.clear();
         self.head_buffer.clear();
+        self.cosignatures_dirty.clear();
         Ok(())
     }
 }
@@ -427,6 +465,16 @@ impl LogStore for FileLog {
             .collect();
         all.extend(self.head_buffer.iter().map(|(k, v)| (*k, *v)));
         Ok(all.into_values().collect())
+    }
+
+    fn put_cosignature(&mut self, cosignature: &WitnessCosignature) {
+        self.cosignatures
+            .insert(cosignature.witness.clone(), cosignature.clone());
+        self.cosignatures_dirty.insert(cosignature.witness.clone());
+    }
+
+    fn cosignatures(&self) -> Vec<WitnessCosignature> {
+        self.cosignatures.values().cloned().collect()
     }
 
     fn durable_len(&self) -> u64 {

@@ -23,7 +23,8 @@ pub mod journal;
 pub mod local;
 
 pub use crate::core::{
-    CatchUpFault, ClientId, ClientReads, CoreFault, CoreInput, CoreStep, CoreTimer, HeadShareFault,
-    ReplicaConfig, ReplicaCore, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S,
+    CatchUpFault, CheckpointConfig, ClientId, ClientReads, CoreFault, CoreInput, CoreStep,
+    CoreTimer, HeadShareFault, ReplicaConfig, ReplicaCore, CLIENT_READ_BURST_BYTES,
+    CLIENT_READ_BYTES_PER_S, COSIGNATURE_FUTURE_SLACK_S,
 };
 pub use crate::host::{Host, HostConfig, HostError, Released};

@@ -45,7 +45,7 @@ enum Event {
 /// Where a replica of the cluster keeps its journal and log.
 enum Disk {
     /// In memory (survives a crash of the replica, not of the process).
-    Memory(MemoryJournal, MemoryLog),
+    Memory(MemoryJournal, Box<MemoryLog>),
     /// In a directory: `<dir>/journal` and `<dir>/log`.
     Files(PathBuf),
 }
@@ -106,7 +106,12 @@ impl LocalCluster {
         let mut c = LocalCluster {
             hosts: (0..n).map(|_| None).collect(),
             disks: (0..n)
-                .map(|_| Some(Disk::Memory(MemoryJournal::new(), MemoryLog::new())))
+                .map(|_| {
+                    Some(Disk::Memory(
+                        MemoryJournal::new(),
+                        Box::new(MemoryLog::new()),
+                    ))
+                })
                 .collect(),
             dirs: vec![None; n],
             incarnations: vec![0; n],
@@ -367,7 +372,7 @@ impl LocalCluster {
             (Some(mut j), Some(mut l)) => {
                 j.crash(crate::journal::CrashMode::LoseUnsynced);
                 l.lose_unsynced();
-                Some(Disk::Memory(j, l))
+                Some(Disk::Memory(j, Box::new(l)))
             }
             // File-backed: what is on disk is what a restart reads.
             _ => self.dirs[i].clone().map(Disk::Files),
@@ -388,7 +393,7 @@ impl LocalCluster {
         }
         self.disks[i] = Some(match self.dirs[i].clone() {
             Some(dir) => Disk::Files(dir),
-            None => Disk::Memory(MemoryJournal::new(), MemoryLog::new()),
+            None => Disk::Memory(MemoryJournal::new(), Box::new(MemoryLog::new())),
         });
         Ok(())
     }
@@ -398,13 +403,14 @@ impl LocalCluster {
         if self.hosts[i].is_some() {
             return Ok(());
         }
-        let disk = self.disks[i]
-            .take()
-            .unwrap_or(Disk::Memory(MemoryJournal::new(), MemoryLog::new()));
+        let disk = self.disks[i].take().unwrap_or(Disk::Memory(
+            MemoryJournal::new(),
+            Box::new(MemoryLog::new()),
+        ));
         let (journal, recovered, log): (Box<dyn Journal>, _, Box<dyn LogStore>) = match disk {
             Disk::Memory(j, l) => {
                 let rec = j.recover()?;
-                (Box::new(j), rec, Box::new(l))
+                (Box::new(j), rec, l)
             }
             Disk::Files(dir) => {
                 let (j, rec) = FileJournal::open(&dir)?;

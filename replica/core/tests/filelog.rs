@@ -143,3 +143,40 @@ fn lost_node_files_are_rebuilt_from_the_entries() {
     let f = FileLog::open(dir.path()).unwrap();
     same(&f, &mem);
 }
+
+/// A witness's cosignature is durable after a sync and survives reopening;
+/// a newer one replaces it; one not yet synced is lost with a crash, never
+/// half-written.
+#[test]
+fn cosignatures_are_kept_one_per_witness_across_reopening() {
+    use belfry_replica::timestamp::checkpoint::{NoteSignature, WitnessCosignature};
+    let dir = tempfile::tempdir().unwrap();
+    let c = |witness: &str, size: u64| WitnessCosignature {
+        witness: witness.to_string(),
+        tree_size: size,
+        root: [size as u8; 32],
+        timestamp: 1_700_000_000 + size,
+        signature: NoteSignature {
+            name: "w".into(),
+            key_id: [1, 2, 3, 4],
+            signature: vec![size as u8; 72],
+        },
+    };
+    {
+        let mut log = FileLog::open(dir.path()).unwrap();
+        assert!(log.cosignatures().is_empty());
+        log.put_cosignature(&c("a", 5));
+        log.put_cosignature(&c("b", 6));
+        LogStore::sync(&mut log).unwrap();
+        log.put_cosignature(&c("a", 9));
+        assert_eq!(log.cosignatures(), vec![c("a", 9), c("b", 6)]);
+        // Dropped without a sync: the newer "a" was not made durable.
+    }
+    let mut log = FileLog::open(dir.path()).unwrap();
+    assert_eq!(log.cosignatures(), vec![c("a", 5), c("b", 6)]);
+    log.put_cosignature(&c("a", 9));
+    LogStore::sync(&mut log).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path()).unwrap();
+    assert_eq!(log.cosignatures(), vec![c("a", 9), c("b", 6)]);
+}

@@ -46,6 +46,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::tls::{cert_from_pem, Identity};
+use belfry_replica::timestamp::checkpoint::{
+    check_name, default_origin, NoteSigner, VerifierKey, VerifierKind, MAX_WITNESSES,
+};
 
 /// A configuration that cannot be used. Each names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,14 @@ pub struct ClusterFile {
     pub granularity_us: u64,
     /// The genesis time, µs since the UNIX epoch.
     pub genesis_time: u64,
+    /// The checkpoints' origin line (default `belfry/<cluster id hex>`;
+    /// docs/checkpoints.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Witnesses whose cosignatures the replicas keep and clients check:
+    /// C2SP verifier keys of type 0x04 (`name+id+base64`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<String>,
     /// Every replica, in id order.
     pub replicas: Vec<ReplicaEntry>,
 }
@@ -116,6 +127,11 @@ pub struct ReplicaEntry {
     pub address: String,
     /// Its TLS certificate, PEM.
     pub certificate: String,
+    /// Its Ed25519 note key for checkpoints: a C2SP verifier key of type
+    /// 0x01 named by the origin (none: its checkpoints carry no Ed25519
+    /// line of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_key: Option<String>,
 }
 
 /// `replica-<i>.toml`: one replica's secrets and local settings.
@@ -130,6 +146,10 @@ pub struct ReplicaFile {
     pub secret_share: String,
     /// The TLS private key, PEM.
     pub tls_key: String,
+    /// The Ed25519 seed of this replica's note key, 64 hex digits (its
+    /// public key is `note_key` in cluster.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_seed: Option<String>,
     /// The data directory (journal and log), relative to this file.
     pub data_dir: String,
     /// The address to listen on (default: this replica's address).
@@ -159,6 +179,19 @@ pub struct Cluster {
     pub public: Arc<PublicKeys>,
     /// Each replica's address and certificate, by id.
     pub replicas: Vec<ReplicaEndpoint>,
+    /// Checkpoint keys: the origin, each replica's note key, the witnesses.
+    pub notes: NoteKeys,
+}
+
+/// The keys of a cluster's checkpoints (docs/checkpoints.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteKeys {
+    /// The origin line.
+    pub origin: String,
+    /// Each replica's Ed25519 note key, by id.
+    pub replicas: Vec<Option<VerifierKey>>,
+    /// The witnesses.
+    pub witnesses: Vec<VerifierKey>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -196,6 +229,8 @@ pub struct NodeConfig {
     pub crypto: Arc<dyn ThresholdCrypto>,
     /// The TLS identity.
     pub identity: Identity,
+    /// This replica's Ed25519 note key.
+    pub note_signer: Option<NoteSigner>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Where to listen.
@@ -326,6 +361,7 @@ impl ClusterFile {
                 format!("{} replicas listed, n = {n}", self.replicas.len()),
             ));
         }
+        let notes = self.note_keys(path, &params)?;
         let mut replicas = Vec::with_capacity(n);
         for (i, r) in self.replicas.iter().enumerate() {
             if usize::from(r.id) != i {
@@ -356,6 +392,76 @@ impl ClusterFile {
             params,
             public,
             replicas,
+            notes,
+        })
+    }
+
+    /// Checks the checkpoint keys: a valid origin, each replica's note key
+    /// an Ed25519 key named by the origin, at most [`MAX_WITNESSES`]
+    /// witnesses with cosignature keys, none listed twice.
+    pub fn note_keys(&self, path: &Path, params: &ClusterParams) -> Result<NoteKeys, ConfigError> {
+        let origin = match &self.origin {
+            Some(o) => {
+                check_name(o).map_err(|e| invalid(path, format!("origin: {e}")))?;
+                o.clone()
+            }
+            None => default_origin(params.cluster_id()),
+        };
+        let mut replicas = Vec::with_capacity(self.replicas.len());
+        for (i, r) in self.replicas.iter().enumerate() {
+            let Some(k) = &r.note_key else {
+                replicas.push(None);
+                continue;
+            };
+            let key = VerifierKey::parse(k)
+                .map_err(|e| invalid(path, format!("replicas[{i}].note_key: {e}")))?;
+            if key.kind != VerifierKind::Ed25519 || key.name != origin {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "replicas[{i}].note_key: must be an Ed25519 (0x01) key named {origin:?}"
+                    ),
+                ));
+            }
+            if replicas.iter().flatten().any(|o: &VerifierKey| *o == key) {
+                return Err(invalid(
+                    path,
+                    format!("replicas[{i}].note_key repeats another replica's"),
+                ));
+            }
+            replicas.push(Some(key));
+        }
+        if self.witnesses.len() > MAX_WITNESSES {
+            return Err(invalid(
+                path,
+                format!(
+                    "{} witnesses, at most {MAX_WITNESSES}",
+                    self.witnesses.len()
+                ),
+            ));
+        }
+        let mut witnesses: Vec<VerifierKey> = Vec::with_capacity(self.witnesses.len());
+        for (i, w) in self.witnesses.iter().enumerate() {
+            let key =
+                VerifierKey::parse(w).map_err(|e| invalid(path, format!("witnesses[{i}]: {e}")))?;
+            if key.kind != VerifierKind::Cosignature {
+                return Err(invalid(
+                    path,
+                    format!("witnesses[{i}]: must be a cosignature/v1 (0x04) key"),
+                ));
+            }
+            if witnesses
+                .iter()
+                .any(|o| o.name == key.name && o.key_id() == key.key_id())
+            {
+                return Err(invalid(path, format!("witnesses[{i}] is listed twice")));
+            }
+            witnesses.push(key);
+        }
+        Ok(NoteKeys {
+            origin,
+            replicas,
+            witnesses,
         })
     }
 
@@ -473,6 +579,7 @@ impl ReplicaFile {
                 format!("tls_key, with replica {}'s certificate: {e}", self.id),
             )
         })?;
+        let note_signer = self.note_signer(path, &cluster, id)?;
         let listen = match &self.listen {
             Some(s) => parse_addr(path, "listen", s)?,
             None => me.address,
@@ -485,11 +592,53 @@ impl ReplicaFile {
             id,
             crypto: Arc::new(crypto),
             identity,
+            note_signer,
             data_dir: base.join(&self.data_dir),
             listen,
             metrics,
             cluster,
         })
+    }
+}
+
+impl ReplicaFile {
+    /// The note key from `note_seed`, which must be the key cluster.toml
+    /// lists for this replica (both or neither).
+    fn note_signer(
+        &self,
+        path: &Path,
+        cluster: &Cluster,
+        id: ReplicaId,
+    ) -> Result<Option<NoteSigner>, ConfigError> {
+        let listed = cluster.notes.replicas.get(id.index()).cloned().flatten();
+        let Some(seed_hex) = &self.note_seed else {
+            return match listed {
+                Some(_) => Err(invalid(
+                    path,
+                    format!(
+                        "cluster.toml lists a note_key for replica {} but this file has no note_seed",
+                        self.id
+                    ),
+                )),
+                None => Ok(None),
+            };
+        };
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(seed_hex.trim(), &mut seed[..])
+            .map_err(|e| invalid(path, format!("note_seed: not 64 hex digits: {e}")))?;
+        let signer = NoteSigner::from_seed(&cluster.notes.origin, VerifierKind::Ed25519, &seed)
+            .map_err(|e| invalid(path, format!("note_seed: {e}")))?;
+        if listed.as_ref() != Some(signer.verifier()) {
+            return Err(invalid(
+                path,
+                format!(
+                    "note_seed is not the key cluster.toml lists as replica {}'s note_key ({})",
+                    self.id,
+                    signer.verifier()
+                ),
+            ));
+        }
+        Ok(Some(signer))
     }
 }
 

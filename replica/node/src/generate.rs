@@ -7,7 +7,8 @@
 use crate::config::{ClusterFile, ConfigError, ReplicaEntry, ReplicaFile};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{deal, max_faulty, Policy, TrustAnchor};
-use rand::SeedableRng;
+use belfry_replica::timestamp::checkpoint::{default_origin, NoteSigner, VerifierKind};
+use rand::{RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
 
 /// What to generate.
@@ -75,17 +76,27 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
     };
     let (public, secrets) = deal(n, f, &mut rng).map_err(|e| invalid(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let params =
+        belfry_replica::coin::ClusterParams::of_keys(&public, options.policy, options.genesis_time);
+    let origin = default_origin(params.cluster_id());
     let mut replicas = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
+    let mut note_seeds = Vec::with_capacity(n);
     for (i, address) in options.addresses.iter().enumerate() {
         let (cert, key) =
             crate::tls::generate_identity(i as u16).map_err(|e| invalid(e.to_string()))?;
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut seed[..]);
+        let signer = NoteSigner::from_seed(&origin, VerifierKind::Ed25519, &seed)
+            .map_err(|e| invalid(e.to_string()))?;
         replicas.push(ReplicaEntry {
             id: i as u16,
             address: address.clone(),
             certificate: cert,
+            note_key: Some(signer.verifier().to_string()),
         });
         keys.push(key);
+        note_seeds.push(hex::encode(&seed[..]));
     }
     let cluster = ClusterFile {
         n: n as u16,
@@ -95,13 +106,15 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         policy: options.policy.name().to_string(),
         granularity_us: options.policy.granularity_us(),
         genesis_time: options.genesis_time.0,
+        origin: None,
+        witnesses: Vec::new(),
         replicas,
     };
     let cluster_path = dir.join("cluster.toml");
     let text = toml::to_string(&cluster).map_err(|e| invalid(e.to_string()))?;
     write_file(&cluster_path, &text, false)?;
     let mut paths = Vec::with_capacity(n);
-    for (i, (share, tls_key)) in secrets.iter().zip(keys).enumerate() {
+    for (i, ((share, tls_key), note_seed)) in secrets.iter().zip(keys).zip(note_seeds).enumerate() {
         // The share's serde form is `{ id, secret }`, the secret in hex.
         let value = toml::Value::try_from(share).map_err(|e| invalid(e.to_string()))?;
         let secret_share = value
@@ -114,6 +127,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             cluster: "cluster.toml".to_string(),
             secret_share,
             tls_key,
+            note_seed: Some(note_seed),
             data_dir: format!("data-{i}"),
             listen: None,
             metrics: None,

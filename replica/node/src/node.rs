@@ -38,7 +38,7 @@ use belfry_replica::coin::ReplicaId;
 use belfry_replica::filelog::{FileLog, FileLogError};
 use belfry_replica::host::HostConfig;
 use belfry_replica::journal::FileJournal;
-use belfry_replica::{Host, ReplicaConfig};
+use belfry_replica::{CheckpointConfig, Host, ReplicaConfig};
 use belfry_wire::close;
 use quinn::{Connection, Endpoint, TransportConfig, VarInt};
 use std::net::SocketAddr;
@@ -356,6 +356,11 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         other => storage(dir, other),
     })?;
     let mut replica = ReplicaConfig::new(me, config.cluster.params);
+    replica.checkpoints = CheckpointConfig {
+        origin: config.cluster.notes.origin.clone(),
+        signer: config.note_signer.clone(),
+        witnesses: config.cluster.notes.witnesses.clone(),
+    };
     if let Some(tune) = options.tune {
         tune(&mut replica);
     }

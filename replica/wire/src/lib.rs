@@ -326,6 +326,16 @@ pub enum ClientRequest {
     /// A push of every signed tree head from now on (answered with the
     /// latest).
     SignedHeads,
+    /// The signed head of this size (0: the latest) as a C2SP checkpoint
+    /// (docs/checkpoints.md), with the cluster's signature, the replica's
+    /// Ed25519 note signature and the witness cosignatures it holds on it.
+    Checkpoint(u64),
+    /// The checkpoints witnesses cosigned last (one per witness at most),
+    /// each with its cosignatures, largest first.
+    Witnessed,
+    /// A checkpoint note carrying cosignatures of witnesses the cluster
+    /// lists (at most [`belfry_timestamp::checkpoint::MAX_NOTE_BYTES`]).
+    Cosign(String),
 }
 
 /// What a replica sends a client (version-2 frames).
@@ -512,6 +522,16 @@ pub enum ClientResponse {
     /// it can prove, by round (digests it cannot prove yet are left out).
     /// Replicas never send it.
     Aggregated(Vec<AggregatedBundle>),
+    /// A checkpoint note (`Checkpoint`).
+    Checkpoint(String),
+    /// Cosigned checkpoint notes (`Witnessed`).
+    Witnessed(Vec<String>),
+    /// Cosignatures kept from a `Cosign` (newer than what each witness had
+    /// here).
+    Cosigned {
+        /// Cosignatures stored.
+        stored: u32,
+    },
 }
 
 /// What a replica pushes to a client, tagged with the request it belongs to.

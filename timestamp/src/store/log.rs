@@ -8,6 +8,7 @@
 //! which the driver calls once per step before it releases that step's
 //! messages — the core itself never waits on the disk.
 
+use crate::checkpoint::WitnessCosignature;
 use crate::entry::Entry;
 use crate::head::SignedTreeHead;
 use crate::merkle::{Hash, MemoryNodes, MerkleTree, NodeStore, ProofError};
@@ -67,6 +68,11 @@ pub trait LogStore: Send {
     fn latest_head(&self) -> Option<SignedTreeHead>;
     /// Every signed head, by size (inspection and tests: it reads them all).
     fn all_heads(&self) -> Result<Vec<SignedTreeHead>, LogReadError>;
+    /// Keeps a witness's cosignature in place of its earlier one (durable
+    /// at the next [`LogStore::sync`]).
+    fn put_cosignature(&mut self, cosignature: &WitnessCosignature);
+    /// The last cosignature of each witness (kept in memory: no read).
+    fn cosignatures(&self) -> Vec<WitnessCosignature>;
     /// Makes every append durable (in memory: marks them as such, for the
     /// simulator's crash model). An error is sticky: the replica must stop,
     /// as after a crash.
@@ -129,6 +135,7 @@ pub struct MemoryLog {
     heads: BTreeMap<u64, SignedTreeHead>,
     synced_len: u64,
     unsynced_heads: Vec<u64>,
+    cosignatures: BTreeMap<String, WitnessCosignature>,
 }
 
 impl MemoryLog {
@@ -250,6 +257,15 @@ impl LogStore for MemoryLog {
 
     fn all_heads(&self) -> Result<Vec<SignedTreeHead>, LogReadError> {
         Ok(self.heads.values().copied().collect())
+    }
+
+    fn put_cosignature(&mut self, cosignature: &WitnessCosignature) {
+        self.cosignatures
+            .insert(cosignature.witness.clone(), cosignature.clone());
+    }
+
+    fn cosignatures(&self) -> Vec<WitnessCosignature> {
+        self.cosignatures.values().cloned().collect()
     }
 }
 

@@ -95,6 +95,16 @@ impl ProcCluster {
     /// `belfry keygen` for `n` replicas on free loopback ports, and every
     /// node started.
     pub fn start(n: usize) -> ProcCluster {
+        let mut c = ProcCluster::keygen(n);
+        for i in 0..n {
+            c.start_node(i);
+        }
+        c
+    }
+
+    /// `belfry keygen` for `n` replicas on free loopback ports; no node
+    /// started (a test may edit the files first).
+    pub fn keygen(n: usize) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
         let hosts: Vec<String> = free_udp_ports(n)
             .iter()
@@ -110,17 +120,13 @@ impl ProcCluster {
             &hosts.join(","),
         ]);
         assert_eq!(code(&out), 0, "keygen: {}", stderr(&out));
-        let mut c = ProcCluster {
+        ProcCluster {
             dir,
             n,
             nodes: (0..n).map(|_| None).collect(),
             metrics: free_tcp_ports(n),
             starts: vec![0; n],
-        };
-        for i in 0..n {
-            c.start_node(i);
         }
-        c
     }
 
     pub fn keys(&self) -> PathBuf {

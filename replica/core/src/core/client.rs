@@ -231,6 +231,9 @@ impl ReplicaCore {
                 self.clients.clients.entry(client).or_default().heads = Some(id);
                 ClientResponse::TreeHead(self.log.latest_head())
             }
+            ClientRequest::Checkpoint(size) => self.checkpoint(size),
+            ClientRequest::Witnessed => self.witnessed(),
+            ClientRequest::Cosign(note) => self.cosign(&note),
         }
     }
 

@@ -44,6 +44,7 @@ use belfry_broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
     TimerKind,
 };
+use belfry_timestamp::checkpoint::{self, NoteSigner, VerifierKey};
 use belfry_timestamp::store::{LogReadError, LogStore, MemoryLog};
 use belfry_timestamp::{DigestEntry, Entry, Receipt, SignedTreeHead, TickEntry, TreeHead};
 pub use client::{
@@ -58,6 +59,7 @@ mod client;
 mod drive;
 mod heads;
 mod install;
+mod notes;
 mod restore;
 mod serve;
 
@@ -67,6 +69,7 @@ pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
     MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
+pub use notes::COSIGNATURE_FUTURE_SLACK_S;
 pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
 
 /// A client connection's id, assigned by the driver.
@@ -119,6 +122,22 @@ pub struct ReplicaConfig {
     /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
     /// show what happens without it.
     pub rejoin_as_observer: bool,
+    /// How the replica serves checkpoints and takes cosignatures
+    /// (docs/checkpoints.md).
+    pub checkpoints: CheckpointConfig,
+}
+
+/// How a replica serves its signed heads as C2SP checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// The origin line (and the key name of every note signature the
+    /// replica makes).
+    pub origin: String,
+    /// This replica's Ed25519 note key, if it has one.
+    pub signer: Option<NoteSigner>,
+    /// The witnesses whose cosignatures it keeps (at most
+    /// [`checkpoint::MAX_WITNESSES`]).
+    pub witnesses: Vec<VerifierKey>,
 }
 
 impl ReplicaConfig {
@@ -140,6 +159,11 @@ impl ReplicaConfig {
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
             rejoin_as_observer: true,
+            checkpoints: CheckpointConfig {
+                origin: checkpoint::default_origin(cluster.cluster_id()),
+                signer: None,
+                witnesses: Vec::new(),
+            },
         }
     }
 }

@@ -1,0 +1,548 @@
+//! `belfry checkpoint` and `belfry witness` (docs/checkpoints.md): the
+//! cluster's signed heads as C2SP checkpoints, every replica's Ed25519 note
+//! signature merged onto one note, and a witness that cosigns (C2SP
+//! `tlog-cosignature` v1) only what it proved consistent with what it
+//! cosigned before.
+
+use crate::common::{client_runtime, load_cluster, utc, ExitCode, Failed, EXIT_OK};
+use anyhow::{bail, Context};
+use belfry_client::{Client, ClientOptions};
+use belfry_node::generate::write_file;
+use belfry_node::Cluster;
+use belfry_replica::clock::Micros;
+use belfry_replica::timestamp::checkpoint::{
+    ClusterKey, Note, NoteSigner, VerifierKey, VerifierKind,
+};
+use belfry_replica::timestamp::SignedTreeHead;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one request to a replica may take.
+pub const NOTE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Arguments of `belfry checkpoint`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  belfry checkpoint --cluster cluster.toml > checkpoint
+  belfry checkpoint --cluster cluster.toml --size 4096 --out checkpoint
+
+Prints the largest signed tree head the replicas hold (or the one of --size)
+as a C2SP tlog-checkpoint: the cluster's threshold signature, every reachable
+replica's Ed25519 note signature and the cosignatures of listed witnesses, each
+checked before it is printed. Exit 0 when the cluster's signature verifies; 1
+when no replica gives a checkpoint that verifies; 2 on a usage, configuration or
+I/O error.")]
+pub struct CheckpointArgs {
+    /// The cluster's public file, cluster.toml.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// The tree size of the head (default: the largest any replica holds).
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Write the note here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `belfry witness`.
+#[derive(clap::Args, Debug)]
+pub struct WitnessArgs {
+    #[command(subcommand)]
+    pub command: WitnessCommand,
+}
+
+/// What `belfry witness` does.
+#[derive(clap::Subcommand, Debug)]
+pub enum WitnessCommand {
+    /// Make a witness key: a secret file (mode 0600); prints the verifier
+    /// key to list in cluster.toml's `witnesses`.
+    Keygen(WitnessKeygenArgs),
+    /// Fetch the cluster's latest checkpoint, prove it consistent with the
+    /// last one this witness cosigned, cosign it and give it to every
+    /// replica.
+    Cosign(WitnessCosignArgs),
+}
+
+/// Arguments of `belfry witness keygen`.
+#[derive(clap::Args, Debug)]
+pub struct WitnessKeygenArgs {
+    /// The witness's name, a schema-less URL (e.g. witness.example.org/w1).
+    #[arg(long)]
+    pub name: String,
+    /// The secret key file to write (refused if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `belfry witness cosign`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  belfry witness cosign --key witness.key --cluster cluster.toml --state witness-state.json
+  belfry witness cosign --key witness.key --cluster cluster.toml --state s.json --interval 10
+
+The state file keeps the last checkpoint cosigned: a new one is cosigned only
+when a replica proves it consistent with that one (a witness never cosigns two
+views of the log). Exit 0 when the checkpoint was cosigned and at least one
+replica kept the cosignature; 1 on an inconsistent or unverifiable checkpoint;
+2 on a usage, configuration or I/O error.")]
+pub struct WitnessCosignArgs {
+    /// The witness key file (`belfry witness keygen`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The cluster's public file, cluster.toml.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// The witness's state for this cluster (created on first use).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Cosign again every this many seconds, until interrupted (default:
+    /// once).
+    #[arg(long)]
+    pub interval: Option<u64>,
+}
+
+/// A witness's secret key file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessKeyFile {
+    name: String,
+    /// The Ed25519 seed, 64 hex digits.
+    seed: String,
+}
+
+/// A witness's state: the checkpoint it last cosigned.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessState {
+    origin: String,
+    /// The checkpoint note it cosigned (with the cluster's signature).
+    checkpoint: String,
+}
+
+fn cluster_key(cluster: &Cluster) -> ClusterKey<'_> {
+    ClusterKey {
+        origin: &cluster.notes.origin,
+        cluster_id: cluster.params.cluster_id(),
+        group_key: &cluster.params.group_public_key,
+    }
+}
+
+fn client(cluster: &Cluster) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        cluster.client_info(),
+        ClientOptions {
+            request_timeout: NOTE_REQUEST_TIMEOUT,
+            ..ClientOptions::default()
+        },
+    )?)
+}
+
+/// A checkpoint merged from the replicas, every line checked.
+pub struct Merged {
+    /// The note.
+    pub note: Note,
+    /// Its head.
+    pub head: SignedTreeHead,
+    /// Replicas whose Ed25519 line verified.
+    pub replicas_signed: Vec<usize>,
+    /// Witnesses whose cosignature verified: name and time.
+    pub witnesses: Vec<(String, u64)>,
+    /// What was refused, and why (a replica's bad answer).
+    pub refused: Vec<String>,
+}
+
+/// Opens one replica's note: the cluster's line must verify; its own
+/// Ed25519 line and listed witnesses' lines are kept if they verify, and a
+/// line that claims a listed key but fails is refused with its source.
+fn check_note(
+    cluster: &Cluster,
+    replica: usize,
+    text: &str,
+) -> Result<(Note, SignedTreeHead, Vec<String>), String> {
+    let note = Note::parse(text.as_bytes()).map_err(|e| format!("replica {replica}: {e}"))?;
+    let head = cluster_key(cluster)
+        .open(&note)
+        .map_err(|e| format!("replica {replica}: {e}"))?;
+    let mut refused = Vec::new();
+    let mut keep = Vec::new();
+    let cid = cluster_key(cluster).key_id();
+    for sig in &note.signatures {
+        if sig.name == cluster.notes.origin && sig.key_id == cid {
+            keep.push(sig.clone());
+            continue;
+        }
+        let known = cluster
+            .notes
+            .replicas
+            .iter()
+            .flatten()
+            .chain(&cluster.notes.witnesses)
+            .find(|k| k.matches(sig));
+        match known {
+            Some(k) if k.verify(&note.text, sig).is_ok() => keep.push(sig.clone()),
+            Some(k) => refused.push(format!(
+                "replica {replica}: the line of {} ({}) does not verify",
+                k.name,
+                hex::encode(k.key_id())
+            )),
+            // C2SP: lines from unknown keys are ignored.
+            None => {}
+        }
+    }
+    Ok((
+        Note {
+            text: note.text,
+            signatures: keep,
+        },
+        head,
+        refused,
+    ))
+}
+
+/// Asks every replica for the checkpoint of `size` (0: each one's latest,
+/// then the largest again from every replica) and merges the lines that
+/// verify.
+pub async fn merged_checkpoint(
+    client: &Client,
+    cluster: &Cluster,
+    size: u64,
+) -> Result<Merged, String> {
+    let n = client.replicas();
+    let ask = |size: u64| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for r in 0..n {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let got =
+                    tokio::time::timeout(NOTE_REQUEST_TIMEOUT, client.checkpoint(r, size)).await;
+                (r, got)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok((r, got))) = tasks.join_next().await {
+            out.push((r, got));
+        }
+        out.sort_by_key(|(r, _)| *r);
+        out
+    };
+    let mut errors = Vec::new();
+    let mut target = size;
+    if size == 0 {
+        let mut best: Option<u64> = None;
+        for (r, got) in ask(0).await {
+            match got {
+                Ok(Ok(text)) => match check_note(cluster, r, &text) {
+                    Ok((_, h, _)) => best = best.max(Some(h.head.tree_size)),
+                    Err(e) => errors.push(e),
+                },
+                Ok(Err(e)) => errors.push(format!("replica {r}: {e}")),
+                Err(_) => errors.push(format!("replica {r}: no answer in time")),
+            }
+        }
+        target = best.ok_or_else(|| {
+            format!(
+                "no replica gave a checkpoint that verifies: {}",
+                errors.join("; ")
+            )
+        })?;
+        errors.clear();
+    }
+    let mut merged: Option<(Note, SignedTreeHead)> = None;
+    let mut refused = Vec::new();
+    let mut replicas_signed = Vec::new();
+    for (r, got) in ask(target).await {
+        let text = match got {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                errors.push(format!("replica {r}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                errors.push(format!("replica {r}: no answer in time"));
+                continue;
+            }
+        };
+        let (note, head, bad) = match check_note(cluster, r, &text) {
+            Ok(x) => x,
+            Err(e) => {
+                refused.push(e);
+                continue;
+            }
+        };
+        refused.extend(bad);
+        if let Some(Some(k)) = cluster.notes.replicas.get(r) {
+            if note.signatures.iter().any(|s| k.matches(s)) {
+                replicas_signed.push(r);
+            }
+        }
+        match &mut merged {
+            None => merged = Some((note, head)),
+            Some((m, h)) if *h == head => {
+                for s in note.signatures {
+                    m.add(s);
+                }
+            }
+            Some((_, h)) => refused.push(format!(
+                "replica {r}: a signed head of size {} that differs from another replica's ({} vs {}): a split view",
+                head.head.tree_size,
+                hex::encode(head.head.root),
+                hex::encode(h.head.root)
+            )),
+        }
+    }
+    let Some((note, head)) = merged else {
+        return Err(format!(
+            "no replica gave a checkpoint of size {target} that verifies: {}",
+            errors
+                .iter()
+                .chain(&refused)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    };
+    let witnesses = cluster
+        .notes
+        .witnesses
+        .iter()
+        .filter_map(|w| {
+            let sig = note.signatures.iter().find(|s| w.matches(s))?;
+            let t = w.verify(&note.text, sig).ok()??;
+            Some((w.name.clone(), t))
+        })
+        .collect();
+    Ok(Merged {
+        note,
+        head,
+        replicas_signed,
+        witnesses,
+        refused,
+    })
+}
+
+fn describe(m: &Merged, cluster: &Cluster) -> String {
+    let mut s = format!(
+        "checkpoint of {}: tree size {}, signed {} — cluster signature OK; Ed25519 note signatures of {} of {} replicas OK ({:?})",
+        cluster.notes.origin,
+        m.head.head.tree_size,
+        utc(m.head.head.time),
+        m.replicas_signed.len(),
+        cluster.params.n,
+        m.replicas_signed
+    );
+    for (w, t) in &m.witnesses {
+        s.push_str(&format!(
+            "; cosigned by {w} at {}",
+            utc(Micros(t.saturating_mul(1_000_000)))
+        ));
+    }
+    for r in &m.refused {
+        s.push_str(&format!("\nREFUSED {r}"));
+    }
+    s
+}
+
+/// Runs `belfry checkpoint`.
+pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let cluster = load_cluster(&args.cluster)?;
+    let runtime = client_runtime()?;
+    let merged = runtime.block_on(async {
+        let client = client(&cluster)?;
+        let m = merged_checkpoint(&client, &cluster, args.size.unwrap_or(0)).await;
+        client.disconnect_all().await;
+        anyhow::Ok(m)
+    })?;
+    let m = merged.map_err(Failed)?;
+    eprintln!("{}", describe(&m, &cluster));
+    match &args.out {
+        Some(p) => std::fs::write(p, m.note.encode()).with_context(|| p.display().to_string())?,
+        None => print!("{}", m.note.encode()),
+    }
+    Ok(EXIT_OK)
+}
+
+/// Runs `belfry witness`.
+pub fn run_witness(args: &WitnessArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        WitnessCommand::Keygen(a) => keygen(a),
+        WitnessCommand::Cosign(a) => cosign(a),
+    }
+}
+
+fn keygen(args: &WitnessKeygenArgs) -> anyhow::Result<ExitCode> {
+    if args.out.exists() {
+        bail!("{}: exists; not overwritten", args.out.display());
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut seed[..]);
+    let signer = NoteSigner::from_seed(&args.name, VerifierKind::Cosignature, &seed)
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let file = WitnessKeyFile {
+        name: args.name.clone(),
+        seed: hex::encode(&seed[..]),
+    };
+    write_file(&args.out, &toml::to_string(&file)?, true)?;
+    eprintln!(
+        "wrote {} (secret, mode 0600); list this verifier key in cluster.toml's witnesses:",
+        args.out.display()
+    );
+    println!("{}", signer.verifier());
+    Ok(EXIT_OK)
+}
+
+fn load_witness_key(path: &Path) -> anyhow::Result<NoteSigner> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let file: WitnessKeyFile =
+        toml::from_str(&text).with_context(|| format!("{}: not a witness key", path.display()))?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(file.seed.trim(), &mut seed[..])
+        .with_context(|| format!("{}: seed is not 64 hex digits", path.display()))?;
+    NoteSigner::from_seed(&file.name, VerifierKind::Cosignature, &seed)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn cosign(args: &WitnessCosignArgs) -> anyhow::Result<ExitCode> {
+    let cluster = load_cluster(&args.cluster)?;
+    let key = load_witness_key(&args.key)?;
+    let runtime = client_runtime()?;
+    runtime.block_on(async {
+        let client = client(&cluster)?;
+        loop {
+            let done = cosign_once(&client, &cluster, &key, &args.state).await;
+            let Some(every) = args.interval else {
+                client.disconnect_all().await;
+                return done;
+            };
+            if let Err(e) = done {
+                eprintln!("belfry witness: {e:#}");
+            }
+            tokio::time::sleep(Duration::from_secs(every.max(1))).await;
+        }
+    })
+}
+
+/// One round of a witness: the latest checkpoint, proved consistent with
+/// the last cosigned, cosigned, given to every replica, remembered.
+pub async fn cosign_once(
+    client: &Client,
+    cluster: &Cluster,
+    key: &NoteSigner,
+    state_path: &Path,
+) -> anyhow::Result<ExitCode> {
+    let ck = cluster_key(cluster);
+    let previous: Option<SignedTreeHead> = match std::fs::read_to_string(state_path) {
+        Ok(text) => {
+            let state: WitnessState = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a witness state", state_path.display()))?;
+            if state.origin != cluster.notes.origin {
+                bail!(
+                    "{}: the state of another log ({})",
+                    state_path.display(),
+                    state.origin
+                );
+            }
+            let note = Note::parse(state.checkpoint.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
+            Some(
+                ck.open(&note)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?,
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| state_path.display().to_string()),
+    };
+    let m = merged_checkpoint(client, cluster, 0)
+        .await
+        .map_err(Failed)?;
+    let new = m.head;
+    if let Some(old) = &previous {
+        if new.head.tree_size < old.head.tree_size {
+            return Err(Failed(format!(
+                "the cluster's largest checkpoint (size {}) is smaller than the one this witness cosigned (size {}): not cosigned",
+                new.head.tree_size, old.head.tree_size
+            ))
+            .into());
+        }
+        let mut proved = false;
+        let mut why = Vec::new();
+        for r in 0..client.replicas() {
+            match client.consistency(r, old, &new).await {
+                Ok(()) => {
+                    proved = true;
+                    break;
+                }
+                Err(e) => why.push(format!("replica {r}: {e}")),
+            }
+        }
+        if !proved {
+            return Err(Failed(format!(
+                "no replica proved size {} consistent with the cosigned size {}: not cosigned ({})",
+                new.head.tree_size,
+                old.head.tree_size,
+                why.join("; ")
+            ))
+            .into());
+        }
+    }
+    // A witness is a driver, not protocol code: its cosignature says when.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    // The cosignature goes on the cluster's note alone: replicas add their
+    // own lines when they serve it.
+    let mut note = ck.note(&new);
+    note.add(key.cosign(&note.text, now));
+    let text = note.encode();
+    // Remembered before it leaves: a witness that crashed after giving out
+    // a cosignature must still refuse every view inconsistent with it.
+    let state = WitnessState {
+        origin: cluster.notes.origin.clone(),
+        checkpoint: ck.note(&new).encode(),
+    };
+    let tmp = state_path.with_extension("tmp");
+    write_file(&tmp, &serde_json::to_string_pretty(&state)?, false)?;
+    std::fs::rename(&tmp, state_path).with_context(|| state_path.display().to_string())?;
+    let mut kept = 0;
+    let mut answers = Vec::new();
+    for r in 0..client.replicas() {
+        match client.cosign(r, text.clone()).await {
+            Ok(stored) => {
+                kept += 1;
+                answers.push(format!("replica {r}: kept ({stored} new)"));
+            }
+            Err(e) => answers.push(format!("replica {r}: {e}")),
+        }
+    }
+    eprintln!(
+        "{}: cosigned tree size {} (signed {}){}; {}",
+        key.verifier().name,
+        new.head.tree_size,
+        utc(new.head.time),
+        match &previous {
+            Some(o) => format!(", proved consistent with size {}", o.head.tree_size),
+            None => ", the first checkpoint this witness cosigns".to_string(),
+        },
+        answers.join("; ")
+    );
+    if kept == 0 {
+        return Err(Failed("no replica kept the cosignature".to_string()).into());
+    }
+    Ok(EXIT_OK)
+}
+
+/// The verifier keys `--witness` adds to the cluster's.
+pub fn parse_witnesses(keys: &[String]) -> anyhow::Result<Vec<VerifierKey>> {
+    keys.iter()
+        .map(|k| {
+            let v = VerifierKey::parse(k).map_err(|e| anyhow::anyhow!("--witness: {e}"))?;
+            if v.kind != VerifierKind::Cosignature {
+                bail!("--witness {k}: not a cosignature/v1 (0x04) key");
+            }
+            Ok(v)
+        })
+        .collect()
+}
