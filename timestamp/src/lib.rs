@@ -13,8 +13,9 @@
 //! position, no later than `t`. Consistency proofs between signed heads show
 //! the log only grew.
 //!
-//! This crate stays light — no tokio, no quinn — so a verifier or an embedded
-//! device can link it alone.
+//! This crate stays light — no tokio, no quinn — so a verifier can link it
+//! alone. It needs std; a device without an operating system verifies
+//! receipts with `belfry-verify-nostd` (`verify-nostd/`).
 
 #![forbid(unsafe_code)]
 

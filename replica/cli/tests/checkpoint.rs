@@ -247,4 +247,21 @@ fn checkpoints_verify_and_witnesses_cosign_only_consistent_views() {
     vkeys.push(w1.clone());
     std::fs::write(dir.join("vkeys"), vkeys.join("\n") + "\n").unwrap();
     std::fs::write(dir.join("origin"), format!("{}\n", cluster.notes.origin)).unwrap();
+    // For the Python check (interop/python/ci.sh): a receipt from this
+    // cluster, its anchor and its digest.
+    let bytes = std::fs::read(&receipts[0]).unwrap();
+    let receipt = belfry_replica::timestamp::Receipt::from_binary(&bytes).unwrap();
+    let belfry_replica::timestamp::Entry::Digest(d) = receipt.entry else {
+        panic!("a stamped digest's receipt")
+    };
+    std::fs::write(dir.join("receipt.belfry"), &bytes).unwrap();
+    let meta = serde_json::json!({
+        "anchor": c_anchor(&cluster),
+        "digest": hex::encode(d.digest),
+    });
+    std::fs::write(dir.join("receipt.json"), meta.to_string()).unwrap();
+}
+
+fn c_anchor(cluster: &belfry_node::Cluster) -> String {
+    cluster.anchor().to_string()
 }
