@@ -104,7 +104,19 @@ pub struct ClientOptions {
     pub keep_alive: Duration,
     /// A connection silent this long is dead.
     pub idle_timeout: Duration,
+    /// Digests this client's [`Client::stamp`] calls have in flight at
+    /// once, over all calls; further calls wait their turn, first come
+    /// first served, before their `stamp_timeout` starts. See
+    /// [`MAX_IN_FLIGHT_DIGESTS`].
+    pub max_in_flight_digests: usize,
 }
+
+/// Digests in flight per client by default: what a replica takes unlogged
+/// from one connection (half of the reports it queues for its coming
+/// vertices). A client that offers more gets `ClientLimit` refusals and
+/// retries at each tick — a lottery in which a call may lose until it
+/// times out; waiting in line here instead, every call gets its turn.
+pub const MAX_IN_FLIGHT_DIGESTS: usize = 16_384;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -116,6 +128,7 @@ impl Default for ClientOptions {
             retry_interval: Duration::from_secs(1),
             keep_alive: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
+            max_in_flight_digests: MAX_IN_FLIGHT_DIGESTS,
         }
     }
 }
@@ -194,6 +207,8 @@ struct Inner {
     options: ClientOptions,
     cache: HeadCache,
     sessions: Vec<Session>,
+    /// Permits for digests in flight ([`ClientOptions::max_in_flight_digests`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A client of one cluster (cheap to clone).
@@ -249,9 +264,12 @@ impl Client {
             inner: Arc::new(Inner {
                 anchor: TrustAnchor(cluster.params.group_public_key),
                 cluster,
-                options,
                 cache: HeadCache::new(),
                 sessions,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    options.max_in_flight_digests.clamp(1, u32::MAX as usize),
+                )),
+                options,
             }),
         })
     }
@@ -304,6 +322,20 @@ impl Client {
             return Err(Error::Protocol("a cluster without replicas".to_string()));
         }
         let wanted: BTreeSet<[u8; 32]> = digests.iter().copied().collect();
+        // Wait in line (first come, first served) for room: the replicas
+        // take only so many unlogged digests from one connection. A call
+        // larger than the whole room takes all of it.
+        let room = self
+            .inner
+            .options
+            .max_in_flight_digests
+            .clamp(1, u32::MAX as usize);
+        let _permit = self
+            .inner
+            .in_flight
+            .acquire_many(wanted.len().clamp(1, room) as u32)
+            .await
+            .map_err(|_| Error::Protocol("the client is closed".to_string()))?;
         let mut got: BTreeMap<[u8; 32], Receipt> = BTreeMap::new();
         let (events_tx, mut events) = mpsc::channel(1_024);
         let mut asked: Vec<usize> = self.targets();

@@ -72,8 +72,8 @@ pub async fn serve(shared: ClientShared, id: ClientId, conn: Connection, mut shu
     let call_send: Arc<Mutex<Option<SendStream>>> = Arc::new(Mutex::new(None));
     tokio::select! {
         _ = accept_calls(&shared, id, &conn, call_send.clone()) => {}
-        _ = write_answers(&shared, answers_rx, call_send) => {}
-        _ = write_pushes(&shared, &conn, pushes_rx) => {}
+        _ = write_answers(&shared, id, answers_rx, call_send) => {}
+        _ = write_pushes(&shared, id, &conn, pushes_rx) => {}
         _ = conn.closed() => {}
         _ = shutdown.recv() => {
             conn.close(close::SHUTTING_DOWN.into(), b"shutting down");
@@ -187,31 +187,52 @@ async fn read_calls(shared: &ClientShared, id: ClientId, mut recv: RecvStream) -
 
 async fn write_answers(
     shared: &ClientShared,
+    id: ClientId,
     mut answers: QueueRx,
     call_send: Arc<Mutex<Option<SendStream>>>,
 ) {
+    let mut written = 0u64;
     while let Some(frame) = answers.recv().await {
         let len = frame.len() as u64;
-        let mut guard = call_send.lock().await;
-        let Some(send) = guard.as_mut() else {
-            continue;
-        };
-        match send.write_chunk(frame).await {
-            Ok(()) => {
-                shared.metrics.client_bytes_out.inc_by(len);
+        {
+            let mut guard = call_send.lock().await;
+            if let Some(send) = guard.as_mut() {
+                match send.write_chunk(frame).await {
+                    Ok(()) => {
+                        shared.metrics.client_bytes_out.inc_by(len);
+                    }
+                    // The client stopped its call stream: answers for it
+                    // are dropped until it opens another.
+                    Err(quinn::WriteError::Stopped(_)) | Err(quinn::WriteError::ClosedStream) => {
+                        *guard = None;
+                    }
+                    Err(_) => return,
+                }
             }
-            // The client stopped its call stream: answers for it are
-            // dropped until it opens another.
-            Err(quinn::WriteError::Stopped(_)) | Err(quinn::WriteError::ClosedStream) => {
-                *guard = None;
+        }
+        // Written or dropped, the answer leaves the client's window.
+        written += len;
+        if written >= DRAIN_REPORT_BYTES || answers.is_empty() {
+            let input = HostInput::ClientDrained {
+                client: id,
+                pushes: 0,
+                answers: std::mem::take(&mut written),
+            };
+            if shared.inputs.send(input).await.is_err() {
+                return;
             }
-            Err(_) => return,
         }
     }
 }
 
-async fn write_pushes(shared: &ClientShared, conn: &Connection, mut pushes: QueueRx) {
+/// The host hears how many push bytes were written once this many have
+/// been, or the queue ran empty: the client's push window
+/// ([`belfry_replica::ReplicaConfig::client_push_window`]) opens by as much.
+pub const DRAIN_REPORT_BYTES: u64 = 256 * 1024;
+
+async fn write_pushes(shared: &ClientShared, id: ClientId, conn: &Connection, mut pushes: QueueRx) {
     let mut stream = None;
+    let mut written = 0u64;
     while let Some(frame) = pushes.recv().await {
         if stream.is_none() {
             match conn.open_uni().await {
@@ -227,6 +248,19 @@ async fn write_pushes(shared: &ClientShared, conn: &Connection, mut pushes: Queu
             }
             Err(quinn::WriteError::Stopped(_)) => stream = None,
             Err(_) => return,
+        }
+        // A frame the client stopped reading is gone all the same: it
+        // leaves the window too.
+        written += len;
+        if written >= DRAIN_REPORT_BYTES || pushes.is_empty() {
+            let input = HostInput::ClientDrained {
+                client: id,
+                pushes: std::mem::take(&mut written),
+                answers: 0,
+            };
+            if shared.inputs.send(input).await.is_err() {
+                return;
+            }
         }
     }
 }

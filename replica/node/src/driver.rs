@@ -66,6 +66,15 @@ pub enum HostInput {
     },
     /// A client's connection is gone.
     ClientGone(ClientId),
+    /// A client's pushes and answers were written: room in its windows.
+    ClientDrained {
+        /// Which client.
+        client: ClientId,
+        /// Push bytes written.
+        pushes: u64,
+        /// Answer bytes written.
+        answers: u64,
+    },
 }
 
 /// Where a client's frames go: answers and pushes on their own queues,
@@ -331,6 +340,15 @@ fn feed(host: &mut Host<FileJournal>, now: Micros, input: HostInput) {
         }
         HostInput::PeerReconnected(p) => CoreInput::PeerReconnected(p),
         HostInput::ClientGone(c) => CoreInput::ClientGone(c),
+        HostInput::ClientDrained {
+            client,
+            pushes,
+            answers,
+        } => CoreInput::ClientDrained {
+            client,
+            pushes,
+            answers,
+        },
     };
     host.handle(now, input);
 }

@@ -356,6 +356,9 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         other => storage(dir, other),
     })?;
     let mut replica = ReplicaConfig::new(me, config.cluster.params);
+    // Receipts wait for room rather than overflow a client's push queue
+    // (half of it: the other half takes positions, heads and the stream).
+    replica.client_push_window = Some((options.client_queue_bytes / 2) as u64);
     replica.checkpoints = CheckpointConfig {
         origin: config.cluster.notes.origin.clone(),
         signer: config.note_signer.clone(),

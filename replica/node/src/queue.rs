@@ -75,6 +75,11 @@ impl QueueRx {
         Some(frame)
     }
 
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) == 0
+    }
+
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Bytes> {
         let frame = self.rx.try_recv().ok()?;

@@ -50,6 +50,9 @@ pub const CLIENT_READ_BYTES_PER_S: u64 = 8 * 1024 * 1024;
 /// The most a client may read in one burst.
 pub const CLIENT_READ_BURST_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How long a client whose answers fill its window is told to wait (µs).
+pub const ANSWERS_FULL_RETRY_US: u64 = 100_000;
+
 /// Who waits on a digest: a client and its `Submit` request.
 type Waiter = (ClientId, RequestId);
 
@@ -73,6 +76,16 @@ pub(super) struct ClientBook {
     reads: BTreeMap<ClientId, ByteBudget>,
     /// What reads cost so far.
     read_stats: ClientReads,
+    /// Bytes pushed to each client and not yet reported written (only
+    /// with a push window; dropped with the client).
+    in_flight: BTreeMap<ClientId, u64>,
+    /// Likewise, bytes of answers.
+    answers_in_flight: BTreeMap<ClientId, u64>,
+    /// Whether receipts may have become due since they were last pushed:
+    /// a new signed head, a digest waited on newly, or room in a window.
+    receipts_due: bool,
+    /// The signed size receipts were last pushed under.
+    receipts_head: u64,
 }
 
 /// What answering clients' reads cost (a metric).
@@ -161,17 +174,26 @@ impl ReplicaCore {
             Ok(ClientCall { id, request }) => {
                 let read = !matches!(request, ClientRequest::Submit(_));
                 if read {
-                    if let Some(wait) = self.open_read(client) {
+                    // Answers the client has not read yet fill its window:
+                    // the read waits (rather than overflow its queue).
+                    let wait = if self.answers_full(client) {
+                        Some(ANSWERS_FULL_RETRY_US)
+                    } else {
+                        self.open_read(client)
+                    };
+                    if let Some(wait) = wait {
                         let retry_after_ms =
                             u32::try_from(wait.div_ceil(1_000)).unwrap_or(u32::MAX);
                         let reply =
                             ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
-                        answer(out, client, id, reply);
+                        let bytes = answer(out, client, id, reply);
+                        self.charge_answer(client, bytes);
                         return;
                     }
                 }
                 let reply = self.on_client(client, id, request, out);
                 let bytes = answer(out, client, id, reply);
+                self.charge_answer(client, bytes);
                 if read {
                     self.charge_read(client, bytes);
                 }
@@ -268,9 +290,53 @@ impl ReplicaCore {
 
     /// A client's connection is gone: forget everything it waited on or
     /// subscribed to.
+    /// The driver wrote `pushes` bytes of the client's pushes and
+    /// `answers` of its answers.
+    pub(super) fn client_drained(&mut self, client: ClientId, pushes: u64, answers: u64) {
+        if let Some(f) = self.clients.in_flight.get_mut(&client) {
+            *f = f.saturating_sub(pushes);
+            self.clients.receipts_due = true;
+        }
+        if let Some(f) = self.clients.answers_in_flight.get_mut(&client) {
+            *f = f.saturating_sub(answers);
+        }
+    }
+
+    /// Whether `client`'s answers fill its window: its reads wait.
+    fn answers_full(&self, client: ClientId) -> bool {
+        self.config.client_push_window.is_some_and(|w| {
+            self.clients
+                .answers_in_flight
+                .get(&client)
+                .is_some_and(|&f| f >= w)
+        })
+    }
+
+    /// Counts `bytes` of answers to `client` against its window.
+    fn charge_answer(&mut self, client: ClientId, bytes: usize) {
+        if self.config.client_push_window.is_some() {
+            *self.clients.answers_in_flight.entry(client).or_default() += bytes as u64;
+        }
+    }
+
+    /// Room in `client`'s push window, in bytes (`None`: no window).
+    fn push_room(&self, client: ClientId) -> Option<u64> {
+        let w = self.config.client_push_window?;
+        Some(w.saturating_sub(self.clients.in_flight.get(&client).copied().unwrap_or(0)))
+    }
+
+    /// Counts `bytes` pushed to `client` against its window.
+    fn charge_push(&mut self, client: ClientId, bytes: usize) {
+        if self.config.client_push_window.is_some() {
+            *self.clients.in_flight.entry(client).or_default() += bytes as u64;
+        }
+    }
+
     pub(super) fn forget_client(&mut self, client: ClientId) {
         let book = &mut self.clients;
         book.reads.remove(&client);
+        book.in_flight.remove(&client);
+        book.answers_in_flight.remove(&client);
         let Some(state) = book.clients.remove(&client) else {
             return;
         };
@@ -366,6 +432,8 @@ impl ReplicaCore {
             };
             if let Some(index) = reads.index_of(&d) {
                 duplicates += 1;
+                // Logged, perhaps signed already: its receipt may be due now.
+                self.clients.receipts_due = true;
                 self.clients
                     .ordered
                     .entry((client, id))
@@ -472,7 +540,8 @@ impl ReplicaCore {
     /// new signed heads and the receipts they complete.
     pub(super) fn serve_clients(&mut self, out: &mut CoreStep) {
         for ((client, id), ordered) in std::mem::take(&mut self.clients.ordered) {
-            push(out, client, id, ClientPush::Ordered(ordered));
+            let bytes = push(out, client, id, ClientPush::Ordered(ordered));
+            self.charge_push(client, bytes);
         }
         let len = self.log.len();
         if len > self.clients.streamed_len {
@@ -485,15 +554,25 @@ impl ReplicaCore {
         let size = head.head.tree_size;
         if size > self.clients.pushed_head {
             self.clients.pushed_head = size;
+            let mut pushed = Vec::new();
             for (client, state) in &self.clients.clients {
                 if let Some(id) = state.heads {
-                    push(out, *client, id, ClientPush::Head(head));
+                    pushed.push((*client, push(out, *client, id, ClientPush::Head(head))));
                 }
             }
+            for (client, bytes) in pushed {
+                self.charge_push(client, bytes);
+            }
         }
-        if self.clients.signing.range(..size).next().is_some() {
+        // Receipts are looked at only when some may have become due (a
+        // client's receipts waiting for room in its window stay in
+        // `signing`, and are not scanned again every step).
+        let due = size > self.clients.receipts_head || self.clients.receipts_due;
+        if due && self.clients.signing.range(..size).next().is_some() {
             self.push_receipts(head, out);
         }
+        self.clients.receipts_head = size;
+        self.clients.receipts_due = false;
     }
 
     fn push_stream(&mut self, len: u64, out: &mut CoreStep) {
@@ -509,7 +588,8 @@ impl ReplicaCore {
             while from < len {
                 let to = len.min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
                 let entries = self.reads().entries(from, to);
-                push(out, client, id, ClientPush::Entries { from, entries });
+                let bytes = push(out, client, id, ClientPush::Entries { from, entries });
+                self.charge_push(client, bytes);
                 from = to;
             }
             if let Some(s) = self.clients.clients.get_mut(&client) {
@@ -529,15 +609,25 @@ impl ReplicaCore {
             }
         }
         for ((client, id), indices) in per_waiter {
-            if let Some(state) = self.clients.clients.get_mut(&client) {
-                for i in &indices {
-                    state.signing.remove(i);
-                }
-                if state.is_idle() {
-                    self.clients.clients.remove(&client);
-                }
-            }
-            for chunk in indices.chunks(MAX_RECEIPTS_PER_ANSWER) {
+            // As much as the client's window has room for; the rest stays
+            // due, to be pushed (under the head of that moment) as the
+            // driver reports the client's pushes written.
+            // A receipt's encoded size is at most its entry, index and a
+            // proof of the tree's depth (and a few bytes of framing).
+            let depth = u64::from(64 - size.saturating_sub(1).leading_zeros());
+            let per_item = 80 + 32 * depth;
+            let mut sent = 0;
+            while sent < indices.len() {
+                let take = match self.push_room(client) {
+                    None => MAX_RECEIPTS_PER_ANSWER,
+                    Some(0) => break,
+                    // At least one: a window smaller than a receipt still
+                    // moves.
+                    Some(room) => usize::try_from(room / per_item)
+                        .unwrap_or(usize::MAX)
+                        .clamp(1, MAX_RECEIPTS_PER_ANSWER),
+                };
+                let chunk = &indices[sent..indices.len().min(sent + take)];
                 let items = chunk
                     .iter()
                     .filter_map(|i| self.included(*i, size))
@@ -546,7 +636,25 @@ impl ReplicaCore {
                     head: Some(head),
                     items,
                 };
-                push(out, client, id, ClientPush::Signed(bundle));
+                let bytes = push(out, client, id, ClientPush::Signed(bundle));
+                self.charge_push(client, bytes);
+                sent += chunk.len();
+            }
+            let (done, owed) = indices.split_at(sent);
+            for &i in owed {
+                self.clients
+                    .signing
+                    .entry(i)
+                    .or_default()
+                    .push((client, id));
+            }
+            if let Some(state) = self.clients.clients.get_mut(&client) {
+                for i in done {
+                    state.signing.remove(i);
+                }
+                if state.is_idle() {
+                    self.clients.clients.remove(&client);
+                }
             }
         }
     }
@@ -562,8 +670,9 @@ pub(super) fn answer(
     send(out, client, &ClientMessage::Answer { id, response })
 }
 
-fn push(out: &mut CoreStep, client: ClientId, id: RequestId, push: ClientPush) {
-    send(out, client, &ClientMessage::Push { id, push });
+/// Sends a push; its size in bytes.
+fn push(out: &mut CoreStep, client: ClientId, id: RequestId, push: ClientPush) -> usize {
+    send(out, client, &ClientMessage::Push { id, push })
 }
 
 fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) -> usize {

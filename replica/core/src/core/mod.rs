@@ -125,6 +125,14 @@ pub struct ReplicaConfig {
     /// How the replica serves checkpoints and takes cosignatures
     /// (docs/checkpoints.md).
     pub checkpoints: CheckpointConfig,
+    /// Bytes of pushes one client may have on their way (pushed and not
+    /// yet reported written by the driver with
+    /// [`CoreInput::ClientDrained`]) before its receipt pushes wait; and,
+    /// likewise, bytes of answers before its reads are refused with
+    /// `RateLimited`: flow control in place of a disconnect. `None`: no
+    /// window (drivers that hand every frame over at once, as the
+    /// in-process cluster).
+    pub client_push_window: Option<u64>,
 }
 
 /// How a replica serves its signed heads as C2SP checkpoints.
@@ -164,6 +172,7 @@ impl ReplicaConfig {
                 signer: None,
                 witnesses: Vec::new(),
             },
+            client_push_window: None,
         }
     }
 }
@@ -194,6 +203,16 @@ pub enum CoreInput {
     /// A client's connection is gone: forget what it waited on and
     /// subscribed to.
     ClientGone(ClientId),
+    /// The driver wrote this many bytes of a client's pushes and answers:
+    /// room in its windows ([`ReplicaConfig::client_push_window`]).
+    ClientDrained {
+        /// Which client.
+        client: ClientId,
+        /// Push bytes written.
+        pushes: u64,
+        /// Answer bytes written.
+        answers: u64,
+    },
 }
 
 /// The timers a replica asks its driver for: one deadline per kind (a new
@@ -802,6 +821,11 @@ impl ReplicaCore {
             },
             CoreInput::Client { client, frame } => self.on_client_frame(client, &frame, &mut out),
             CoreInput::ClientGone(client) => self.forget_client(client),
+            CoreInput::ClientDrained {
+                client,
+                pushes,
+                answers,
+            } => self.client_drained(client, pushes, answers),
         }
         if from_peer {
             // Peers' rounds are how a lagging replica learns it lags.
