@@ -236,11 +236,11 @@ struct Report {
 /// What the replicas keep of witness cosignatures.
 #[derive(Default)]
 struct Witnessed {
-    /// Per witness (by name): the largest cosigned head found, its time
-    /// (seconds) and the replica it came from.
+    /// Per witness (by its verifier key): the largest cosigned head found,
+    /// its time (seconds) and the replica it came from.
     latest: BTreeMap<String, (SignedTreeHead, u64, usize)>,
-    /// Witnesses asked about.
-    listed: Vec<String>,
+    /// Witnesses asked about: verifier key and name.
+    listed: Vec<(String, String)>,
     /// Notes or lines a replica served that do not verify.
     bad: Vec<String>,
 }
@@ -254,7 +254,10 @@ async fn ask_witnessed(
     witnesses: &[VerifierKey],
 ) -> Witnessed {
     let mut out = Witnessed {
-        listed: witnesses.iter().map(|w| w.name.clone()).collect(),
+        listed: witnesses
+            .iter()
+            .map(|w| (w.to_string(), w.name.clone()))
+            .collect(),
         ..Witnessed::default()
     };
     if witnesses.is_empty() {
@@ -286,7 +289,7 @@ async fn ask_witnessed(
                 };
                 match w.verify(&note.text, sig) {
                     Ok(Some(t)) => {
-                        let e = out.latest.entry(w.name.clone()).or_insert((head, t, r));
+                        let e = out.latest.entry(w.to_string()).or_insert((head, t, r));
                         if (head.head.tree_size, t) > (e.0.head.tree_size, e.1) {
                             *e = (head, t, r);
                         }
@@ -713,11 +716,11 @@ impl Report {
             );
         }
         let mut witnesses = Vec::new();
-        for name in &self.witnessed.listed {
-            match self.witnessed.latest.get(name) {
+        for (vkey, name) in &self.witnessed.listed {
+            match self.witnessed.latest.get(vkey) {
                 Some((h, t, r)) => {
                     let proved = self.proved_head(h);
-                    let covered = self.covered.get(name).copied().unwrap_or(0);
+                    let covered = self.covered.get(vkey).copied().unwrap_or(0);
                     let _ = writeln!(
                         text,
                         "witness {name}: cosigned tree size {} at {} (from replica {r}){}{}",
@@ -736,6 +739,7 @@ impl Report {
                     );
                     witnesses.push(json!({
                         "name": name,
+                        "key": vkey,
                         "head": head_json(cluster_id, h),
                         "cosigned_at": t,
                         "from_replica": r,
@@ -745,7 +749,7 @@ impl Report {
                 }
                 None => {
                     let _ = writeln!(text, "witness {name}: no cosignature kept by any replica");
-                    witnesses.push(json!({ "name": name, "head": null }));
+                    witnesses.push(json!({ "name": name, "key": vkey, "head": null }));
                 }
             }
         }

@@ -44,6 +44,9 @@ pub struct CheckpointArgs {
     /// Write the note here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Ask this replica alone (by id), and print what it serves, unmerged.
+    #[arg(long)]
+    pub replica: Option<usize>,
 }
 
 /// Arguments of `belfry witness`.
@@ -151,6 +154,9 @@ pub struct Merged {
     pub witnesses: Vec<(String, u64)>,
     /// What was refused, and why (a replica's bad answer).
     pub refused: Vec<String>,
+    /// Evidence of a split view: two cluster-signed heads of one size with
+    /// different roots, each as note text with the replica that gave it.
+    pub split_views: Vec<String>,
 }
 
 /// Opens one replica's note: the cluster's line must verify; its own
@@ -208,11 +214,12 @@ pub async fn merged_checkpoint(
     client: &Client,
     cluster: &Cluster,
     size: u64,
+    only: Option<usize>,
 ) -> Result<Merged, String> {
     let n = client.replicas();
     let ask = |size: u64| async move {
         let mut tasks = tokio::task::JoinSet::new();
-        for r in 0..n {
+        for r in (0..n).filter(|r| only.is_none_or(|o| o == *r)) {
             let client = client.clone();
             tasks.spawn(async move {
                 let got =
@@ -221,8 +228,10 @@ pub async fn merged_checkpoint(
             });
         }
         let mut out = Vec::new();
-        while let Some(Ok((r, got))) = tasks.join_next().await {
-            out.push((r, got));
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((r, got)) = done {
+                out.push((r, got));
+            }
         }
         out.sort_by_key(|(r, _)| *r);
         out
@@ -249,8 +258,9 @@ pub async fn merged_checkpoint(
         })?;
         errors.clear();
     }
-    let mut merged: Option<(Note, SignedTreeHead)> = None;
+    let mut merged: Option<(Note, SignedTreeHead, usize)> = None;
     let mut refused = Vec::new();
+    let mut split_views = Vec::new();
     let mut replicas_signed = Vec::new();
     for (r, got) in ask(target).await {
         let text = match got {
@@ -278,21 +288,28 @@ pub async fn merged_checkpoint(
             }
         }
         match &mut merged {
-            None => merged = Some((note, head)),
-            Some((m, h)) if *h == head => {
+            None => merged = Some((note, head, r)),
+            Some((m, h, _)) if *h == head => {
                 for s in note.signatures {
                     m.add(s);
                 }
             }
-            Some((_, h)) => refused.push(format!(
-                "replica {r}: a signed head of size {} that differs from another replica's ({} vs {}): a split view",
-                head.head.tree_size,
-                hex::encode(head.head.root),
-                hex::encode(h.head.root)
-            )),
+            Some((m, h, first)) => {
+                refused.push(format!(
+                    "replica {r}: a signed head of size {} that differs from replica {first}'s ({} vs {}): a split view",
+                    head.head.tree_size,
+                    hex::encode(head.head.root),
+                    hex::encode(h.head.root)
+                ));
+                split_views.push(format!(
+                    "from replica {first}:\n{}\nfrom replica {r}:\n{}",
+                    m.encode(),
+                    note.encode()
+                ));
+            }
         }
     }
-    let Some((note, head)) = merged else {
+    let Some((note, head, _)) = merged else {
         return Err(format!(
             "no replica gave a checkpoint of size {target} that verifies: {}",
             errors
@@ -319,6 +336,7 @@ pub async fn merged_checkpoint(
         replicas_signed,
         witnesses,
         refused,
+        split_views,
     })
 }
 
@@ -350,17 +368,49 @@ pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
     let runtime = client_runtime()?;
     let merged = runtime.block_on(async {
         let client = client(&cluster)?;
-        let m = merged_checkpoint(&client, &cluster, args.size.unwrap_or(0)).await;
+        if let Some(r) = args.replica {
+            if r >= client.replicas() {
+                anyhow::bail!(
+                    "--replica {r}: the cluster has replicas 0 to {}",
+                    client.replicas() - 1
+                );
+            }
+        }
+        let m = merged_checkpoint(&client, &cluster, args.size.unwrap_or(0), args.replica).await;
         client.disconnect_all().await;
         anyhow::Ok(m)
     })?;
     let m = merged.map_err(Failed)?;
     eprintln!("{}", describe(&m, &cluster));
+    if !m.split_views.is_empty() {
+        for e in &m.split_views {
+            eprintln!("SPLIT VIEW evidence:\n{e}");
+        }
+        return Err(Failed(
+            "two replicas gave cluster-signed checkpoints of one size with different roots: a split view (evidence above)"
+                .to_string(),
+        )
+        .into());
+    }
     match &args.out {
         Some(p) => std::fs::write(p, m.note.encode()).with_context(|| p.display().to_string())?,
         None => print!("{}", m.note.encode()),
     }
     Ok(EXIT_OK)
+}
+
+/// Creates an empty file readable by its owner only, failing if it exists.
+fn create_secret_new(path: &Path) -> anyhow::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .with_context(|| format!("{}: cannot create it (it may exist)", path.display()))?;
+    Ok(())
 }
 
 /// Runs `belfry witness`.
@@ -375,6 +425,8 @@ fn keygen(args: &WitnessKeygenArgs) -> anyhow::Result<ExitCode> {
     if args.out.exists() {
         bail!("{}: exists; not overwritten", args.out.display());
     }
+    // Created here, exclusively: two keygens racing cannot both write it.
+    create_secret_new(&args.out)?;
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut seed[..]);
     let signer = NoteSigner::from_seed(&args.name, VerifierKind::Cosignature, &seed)
@@ -406,6 +458,21 @@ fn load_witness_key(path: &Path) -> anyhow::Result<NoteSigner> {
 fn cosign(args: &WitnessCosignArgs) -> anyhow::Result<ExitCode> {
     let cluster = load_cluster(&args.cluster)?;
     let key = load_witness_key(&args.key)?;
+    // One witness process per state: two cosigning from the same old state
+    // could each sign a different view.
+    let lock_path = args.state.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| lock_path.display().to_string())?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "{}: another belfry witness holds this state's lock",
+            lock_path.display()
+        );
+    }
     let runtime = client_runtime()?;
     runtime.block_on(async {
         let client = client(&cluster)?;
@@ -453,9 +520,18 @@ pub async fn cosign_once(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| state_path.display().to_string()),
     };
-    let m = merged_checkpoint(client, cluster, 0)
+    let m = merged_checkpoint(client, cluster, 0, None)
         .await
         .map_err(Failed)?;
+    if !m.split_views.is_empty() {
+        for e in &m.split_views {
+            eprintln!("SPLIT VIEW evidence:\n{e}");
+        }
+        return Err(Failed(
+            "the replicas show two views of the log (evidence above): not cosigned".to_string(),
+        )
+        .into());
+    }
     let new = m.head;
     if let Some(old) = &previous {
         if new.head.tree_size < old.head.tree_size {
@@ -506,6 +582,14 @@ pub async fn cosign_once(
     let tmp = state_path.with_extension("tmp");
     write_file(&tmp, &serde_json::to_string_pretty(&state)?, false)?;
     std::fs::rename(&tmp, state_path).with_context(|| state_path.display().to_string())?;
+    // The rename is durable only once the directory is.
+    let dir = match state_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("{}: syncing the directory", dir.display()))?;
     let mut kept = 0;
     let mut answers = Vec::new();
     for r in 0..client.replicas() {

@@ -161,6 +161,25 @@ fn checkpoints_verify_and_witnesses_cosign_only_consistent_views() {
         stderr(&out)
     );
 
+    // A second witness process on the same state is refused while the
+    // first holds its lock.
+    {
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(state.with_extension("lock"))
+            .unwrap();
+        lock.try_lock().unwrap();
+        let out = cosign(&w1_key);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("holds this state's lock"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
     // More digests; the next cosignature needs a consistency proof.
     let out = c.stamp_digests(&receipts_dir, &digests("checkpoint", 20, 20), &[]);
     assert_eq!(code(&out), 0, "stamp: {}", stderr(&out));
@@ -194,7 +213,8 @@ fn checkpoints_verify_and_witnesses_cosign_only_consistent_views() {
         stderr(&out)
     );
 
-    // A replica killed and restarted still serves the cosignature.
+    // A replica killed and restarted still serves the cosignature: asked
+    // alone, it carries the witness's line (kept durably when it said so).
     c.kill9(2);
     c.start_node(2);
     c.wait_joined(Duration::from_secs(60));
@@ -206,6 +226,10 @@ fn checkpoints_verify_and_witnesses_cosign_only_consistent_views() {
     let cosigned = Note::parse(state_json["checkpoint"].as_str().unwrap().as_bytes()).unwrap();
     let cosigned_head = ck.open(&cosigned).unwrap();
     let size = cosigned_head.head.tree_size.to_string();
+    let (alone, said) = checkpoint(&c, &["--size", &size, "--replica", "2"]);
+    assert!(said.contains("1 of 4 replicas OK ([2])"), "{said}");
+    assert!(said.contains("cosigned by witness.example/w1"), "{said}");
+    assert_eq!(Note::parse(alone.as_bytes()).unwrap().signatures.len(), 3);
     let (witnessed, said) = checkpoint(&c, &["--size", &size]);
     assert!(said.contains("4 of 4 replicas OK"), "{said}");
     assert!(said.contains("cosigned by witness.example/w1"), "{said}");

@@ -70,10 +70,8 @@ pub struct FileLog {
     head_buffer: BTreeMap<u64, SignedTreeHead>,
     /// The largest signed head, stored or buffered.
     latest: Option<SignedTreeHead>,
-    /// Each witness's last cosignature, stored or buffered.
+    /// Each witness's last cosignature (each stored as it comes).
     cosignatures: BTreeMap<String, WitnessCosignature>,
-    /// Witnesses whose cosignature changed since the last sync.
-    cosignatures_dirty: std::collections::BTreeSet<String>,
     /// A sticky write failure.
     error: Option<String>,
     /// Read-only views of the committed tables, opened once per commit
@@ -155,7 +153,6 @@ impl FileLog {
             head_buffer: BTreeMap::new(),
             latest: None,
             cosignatures,
-            cosignatures_dirty: Default::default(),
             error: None,
             readers: std::sync::Mutex::new(None),
             #[cfg(test)]
@@ -327,10 +324,7 @@ impl FileLog {
             });
         }
         self.tree.store_mut().sync()?;
-        if self.buffer.is_empty()
-            && self.head_buffer.is_empty()
-            && self.cosignatures_dirty.is_empty()
-        {
+        if self.buffer.is_empty() && self.head_buffer.is_empty() {
             return Ok(());
         }
         let path = self.db_path();
@@ -352,15 +346,6 @@ impl FileLog {
                 let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
                 heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
             }
-            let mut cosignatures = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
-            for witness in &self.cosignatures_dirty {
-                if let Some(c) = self.cosignatures.get(witness) {
-                    let bytes = postcard::to_allocvec(c).map_err(db_err(&path))?;
-                    cosignatures
-                        .insert(witness.as_str(), &bytes[..])
-                        .map_err(db_err(&path))?;
-                }
-            }
         }
         tx.commit().map_err(db_err(&path))?;
         self.forget_readers();
@@ -368,7 +353,6 @@ impl FileLog {
         self.buffer.clear();
         self.buffer_index.clear();
         self.head_buffer.clear();
-        self.cosignatures_dirty.clear();
         Ok(())
     }
 }
@@ -468,9 +452,33 @@ impl LogStore for FileLog {
     }
 
     fn put_cosignature(&mut self, cosignature: &WitnessCosignature) {
-        self.cosignatures
-            .insert(cosignature.witness.clone(), cosignature.clone());
-        self.cosignatures_dirty.insert(cosignature.witness.clone());
+        // Durable at once, in a transaction of its own: cosignatures are
+        // rare (one per witness per cosigning), and a replica that told a
+        // witness it kept one must still hold it after a crash. A failure
+        // is sticky, as a failed sync is: the replica stops.
+        let path = self.db_path();
+        let written = (|| -> Result<(), FileLogError> {
+            let bytes = postcard::to_allocvec(cosignature).map_err(db_err(&path))?;
+            let tx = self.db.begin_write().map_err(db_err(&path))?;
+            {
+                let mut t = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
+                t.insert(cosignature.witness.as_str(), &bytes[..])
+                    .map_err(db_err(&path))?;
+            }
+            tx.commit().map_err(db_err(&path))?;
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {
+                self.cosignatures
+                    .insert(cosignature.witness.clone(), cosignature.clone());
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(format!("storing a cosignature: {e}"));
+                }
+            }
+        }
     }
 
     fn cosignatures(&self) -> Vec<WitnessCosignature> {

@@ -358,7 +358,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     let mut replica = ReplicaConfig::new(me, config.cluster.params);
     // Receipts wait for room rather than overflow a client's push queue
     // (half of it: the other half takes positions, heads and the stream).
-    replica.client_push_window = Some((options.client_queue_bytes / 2) as u64);
+    replica.client_push_window = Some((options.client_queue_bytes / 2).max(1) as u64);
     replica.checkpoints = CheckpointConfig {
         origin: config.cluster.notes.origin.clone(),
         signer: config.note_signer.clone(),

@@ -82,8 +82,15 @@ pub(super) struct ClientBook {
     /// Likewise, bytes of answers.
     answers_in_flight: BTreeMap<ClientId, u64>,
     /// Whether receipts may have become due since they were last pushed:
-    /// a new signed head, a digest waited on newly, or room in a window.
+    /// a new signed head, or a digest waited on newly that is logged.
     receipts_due: bool,
+    /// Receipts due to a client that wait for room in its push window,
+    /// oldest first (they stay in the client's `signing` set, so they
+    /// count as outstanding; never in the book's `signing` map, so only
+    /// that client's own window reopening looks at them again).
+    deferred: BTreeMap<ClientId, VecDeque<(RequestId, u64)>>,
+    /// Clients whose push window reopened while they had receipts deferred.
+    reopened: BTreeSet<ClientId>,
     /// The signed size receipts were last pushed under.
     receipts_head: u64,
 }
@@ -173,6 +180,12 @@ impl ReplicaCore {
         match wire::decode_call(frame) {
             Ok(ClientCall { id, request }) => {
                 let read = !matches!(request, ClientRequest::Submit(_));
+                let least = match &request {
+                    ClientRequest::Checkpoint(_)
+                    | ClientRequest::Witnessed
+                    | ClientRequest::Cosign(_) => super::notes::NOTE_READ_COST,
+                    _ => 0,
+                };
                 if read {
                     // Answers the client has not read yet fill its window:
                     // the read waits (rather than overflow its queue).
@@ -195,12 +208,13 @@ impl ReplicaCore {
                 let bytes = answer(out, client, id, reply);
                 self.charge_answer(client, bytes);
                 if read {
-                    self.charge_read(client, bytes);
+                    self.charge_read(client, bytes.max(least));
                 }
             }
             Err(error) => {
                 let reply = ClientResponse::Error(ClientError::BadRequest(error.to_string()));
-                answer(out, client, 0, reply);
+                let bytes = answer(out, client, 0, reply);
+                self.charge_answer(client, bytes);
                 out.faults.push(CoreFault::Frame {
                     replica: None,
                     client: Some(client),
@@ -293,9 +307,13 @@ impl ReplicaCore {
     /// The driver wrote `pushes` bytes of the client's pushes and
     /// `answers` of its answers.
     pub(super) fn client_drained(&mut self, client: ClientId, pushes: u64, answers: u64) {
-        if let Some(f) = self.clients.in_flight.get_mut(&client) {
-            *f = f.saturating_sub(pushes);
-            self.clients.receipts_due = true;
+        if pushes > 0 {
+            if let Some(f) = self.clients.in_flight.get_mut(&client) {
+                *f = f.saturating_sub(pushes);
+                if self.clients.deferred.contains_key(&client) {
+                    self.clients.reopened.insert(client);
+                }
+            }
         }
         if let Some(f) = self.clients.answers_in_flight.get_mut(&client) {
             *f = f.saturating_sub(answers);
@@ -337,6 +355,8 @@ impl ReplicaCore {
         book.reads.remove(&client);
         book.in_flight.remove(&client);
         book.answers_in_flight.remove(&client);
+        book.deferred.remove(&client);
+        book.reopened.remove(&client);
         let Some(state) = book.clients.remove(&client) else {
             return;
         };
@@ -564,15 +584,18 @@ impl ReplicaCore {
                 self.charge_push(client, bytes);
             }
         }
-        // Receipts are looked at only when some may have become due (a
-        // client's receipts waiting for room in its window stay in
-        // `signing`, and are not scanned again every step).
+        // Receipts are looked at only when some may have become due; a
+        // client's receipts waiting for room in its window are looked at
+        // again only when its window reopens.
         let due = size > self.clients.receipts_head || self.clients.receipts_due;
         if due && self.clients.signing.range(..size).next().is_some() {
             self.push_receipts(head, out);
         }
         self.clients.receipts_head = size;
         self.clients.receipts_due = false;
+        for client in std::mem::take(&mut self.clients.reopened) {
+            self.push_deferred(client, head, out);
+        }
     }
 
     fn push_stream(&mut self, len: u64, out: &mut CoreStep) {
@@ -602,54 +625,83 @@ impl ReplicaCore {
         let size = head.head.tree_size;
         let rest = self.clients.signing.split_off(&size);
         let due = std::mem::replace(&mut self.clients.signing, rest);
-        let mut per_waiter: BTreeMap<Waiter, Vec<u64>> = BTreeMap::new();
+        let mut per_client: BTreeMap<ClientId, VecDeque<(RequestId, u64)>> = BTreeMap::new();
         for (index, waiters) in due {
-            for w in waiters {
-                per_waiter.entry(w).or_default().push(index);
+            for (client, id) in waiters {
+                per_client.entry(client).or_default().push_back((id, index));
             }
         }
-        for ((client, id), indices) in per_waiter {
-            // As much as the client's window has room for; the rest stays
-            // due, to be pushed (under the head of that moment) as the
-            // driver reports the client's pushes written.
-            // A receipt's encoded size is at most its entry, index and a
-            // proof of the tree's depth (and a few bytes of framing).
-            let depth = u64::from(64 - size.saturating_sub(1).leading_zeros());
-            let per_item = 80 + 32 * depth;
-            let mut sent = 0;
-            while sent < indices.len() {
-                let take = match self.push_room(client) {
-                    None => MAX_RECEIPTS_PER_ANSWER,
-                    Some(0) => break,
-                    // At least one: a window smaller than a receipt still
-                    // moves.
-                    Some(room) => usize::try_from(room / per_item)
-                        .unwrap_or(usize::MAX)
-                        .clamp(1, MAX_RECEIPTS_PER_ANSWER),
-                };
-                let chunk = &indices[sent..indices.len().min(sent + take)];
-                let items = chunk
-                    .iter()
-                    .filter_map(|i| self.included(*i, size))
-                    .collect();
-                let bundle = ReceiptBundle {
-                    head: Some(head),
-                    items,
-                };
-                let bytes = push(out, client, id, ClientPush::Signed(bundle));
-                self.charge_push(client, bytes);
-                sent += chunk.len();
+        for (client, mut due) in per_client {
+            // Behind what already waits for this client's window: in line.
+            match self.clients.deferred.get_mut(&client) {
+                Some(waiting) => waiting.append(&mut due),
+                None => {
+                    self.push_due(client, &mut due, head, out);
+                    if !due.is_empty() {
+                        self.clients.deferred.insert(client, due);
+                    }
+                }
             }
-            let (done, owed) = indices.split_at(sent);
-            for &i in owed {
-                self.clients
-                    .signing
-                    .entry(i)
-                    .or_default()
-                    .push((client, id));
+        }
+    }
+
+    /// Pushes what waited for `client`'s window, as far as it has room.
+    fn push_deferred(&mut self, client: ClientId, head: SignedTreeHead, out: &mut CoreStep) {
+        let Some(mut due) = self.clients.deferred.remove(&client) else {
+            return;
+        };
+        self.push_due(client, &mut due, head, out);
+        if !due.is_empty() {
+            self.clients.deferred.insert(client, due);
+        }
+    }
+
+    /// Pushes receipts from the front of `due` under `head` — bundles of one
+    /// request each, as many as the client's window has room for — and
+    /// leaves the rest in `due`.
+    fn push_due(
+        &mut self,
+        client: ClientId,
+        due: &mut VecDeque<(RequestId, u64)>,
+        head: SignedTreeHead,
+        out: &mut CoreStep,
+    ) {
+        let size = head.head.tree_size;
+        // A receipt's encoded size is at most its entry, index and a proof
+        // of the tree's depth (and a few bytes of framing).
+        let depth = u64::from(64 - size.saturating_sub(1).leading_zeros());
+        let per_item = 80 + 32 * depth;
+        while let Some(&(id, _)) = due.front() {
+            let take = match self.push_room(client) {
+                None => MAX_RECEIPTS_PER_ANSWER,
+                Some(0) => break,
+                // At least one: a window smaller than a receipt still moves.
+                Some(room) => usize::try_from(room / per_item)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, MAX_RECEIPTS_PER_ANSWER),
+            };
+            let mut chunk = Vec::with_capacity(take.min(due.len()));
+            while chunk.len() < take {
+                match due.front() {
+                    Some(&(i, index)) if i == id => {
+                        chunk.push(index);
+                        due.pop_front();
+                    }
+                    _ => break,
+                }
             }
+            let items = chunk
+                .iter()
+                .filter_map(|i| self.included(*i, size))
+                .collect();
+            let bundle = ReceiptBundle {
+                head: Some(head),
+                items,
+            };
+            let bytes = push(out, client, id, ClientPush::Signed(bundle));
+            self.charge_push(client, bytes);
             if let Some(state) = self.clients.clients.get_mut(&client) {
-                for i in done {
+                for i in &chunk {
                     state.signing.remove(i);
                 }
                 if state.is_idle() {

@@ -490,6 +490,10 @@ pub struct ReplicaCore {
     /// Sequencer state and ordering checkpoint after the most recent Ticks,
     /// by tree size, to serve catching-up peers.
     recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
+    /// This replica's Ed25519 note signatures of recent heads' checkpoints
+    /// (at most [`notes::NOTE_SIGNATURES_KEPT`]), so that asking for a
+    /// checkpoint again costs no signing.
+    note_signatures: BTreeMap<u64, checkpoint::NoteSignature>,
     catchup: Option<CatchUp>,
     catchups_installed: u64,
     /// Digests reported again after a state install dropped the own
@@ -577,6 +581,7 @@ impl ReplicaCore {
             rereport: vec![VecDeque::new(); n],
             clients: client::ClientBook::default(),
             recent_states: BTreeMap::new(),
+            note_signatures: BTreeMap::new(),
             catchup: None,
             catchups_installed: 0,
             reports_again: 0,

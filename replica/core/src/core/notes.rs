@@ -13,6 +13,14 @@ use belfry_timestamp::checkpoint::{
 /// (seconds) before it is refused.
 pub const COSIGNATURE_FUTURE_SLACK_S: u64 = 60;
 
+/// This replica's note signatures kept for asking again.
+pub const NOTE_SIGNATURES_KEPT: usize = 64;
+
+/// The least a `Checkpoint`, `Witnessed` or `Cosign` request is charged to
+/// the client's read budget, whatever its answer's size: they sign or
+/// verify, which costs more than their answers' bytes say.
+pub const NOTE_READ_COST: usize = 4 * 1024;
+
 fn bad(why: impl Into<String>) -> ClientResponse {
     ClientResponse::Error(wire::ClientError::BadRequest(why.into()))
 }
@@ -28,10 +36,22 @@ impl ReplicaCore {
 
     /// The checkpoint of `sth`: the cluster's line, this replica's, and
     /// the kept cosignatures of listed witnesses on exactly this head.
-    fn checkpoint_note(&self, sth: &SignedTreeHead, kept: &[WitnessCosignature]) -> Note {
+    fn checkpoint_note(&mut self, sth: &SignedTreeHead, kept: &[WitnessCosignature]) -> Note {
         let mut note = self.cluster_key().note(sth);
         if let Some(signer) = &self.config.checkpoints.signer {
-            note.add(signer.sign(&note.text));
+            let size = sth.head.tree_size;
+            let sig = match self.note_signatures.get(&size) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = signer.sign(&note.text);
+                    self.note_signatures.insert(size, s.clone());
+                    while self.note_signatures.len() > NOTE_SIGNATURES_KEPT {
+                        self.note_signatures.pop_first();
+                    }
+                    s
+                }
+            };
+            note.add(sig);
         }
         for c in kept {
             if c.tree_size == sth.head.tree_size && c.root == sth.head.root {
@@ -57,31 +77,34 @@ impl ReplicaCore {
             .collect()
     }
 
-    pub(super) fn checkpoint(&self, size: u64) -> ClientResponse {
+    pub(super) fn checkpoint(&mut self, size: u64) -> ClientResponse {
         let head = if size == 0 {
             self.log.latest_head()
         } else {
             self.reads().head_at(size)
         };
         match head {
-            Some(sth) => ClientResponse::Checkpoint(
-                self.checkpoint_note(&sth, &self.listed_cosignatures())
-                    .encode(),
-            ),
+            Some(sth) => {
+                let kept = self.listed_cosignatures();
+                ClientResponse::Checkpoint(self.checkpoint_note(&sth, &kept).encode())
+            }
             None if size == 0 => bad("no signed tree head yet"),
             None => bad(format!("no signed tree head of size {size} here")),
         }
     }
 
-    pub(super) fn witnessed(&self) -> ClientResponse {
+    pub(super) fn witnessed(&mut self) -> ClientResponse {
         let kept = self.listed_cosignatures();
         let mut sizes: Vec<u64> = kept.iter().map(|c| c.tree_size).collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         sizes.dedup();
-        let notes = sizes
+        let heads: Vec<SignedTreeHead> = sizes
             .into_iter()
             .filter_map(|size| self.reads().head_at(size))
-            .map(|sth| self.checkpoint_note(&sth, &kept).encode())
+            .collect();
+        let notes = heads
+            .iter()
+            .map(|sth| self.checkpoint_note(sth, &kept).encode())
             .collect();
         ClientResponse::Witnessed(notes)
     }
@@ -129,6 +152,20 @@ impl ReplicaCore {
             let Some(sig) = note.signatures.iter().find(|s| w.matches(s)) else {
                 continue;
             };
+            let witness = w.to_string();
+            // Not newer than what is kept (by its claimed time): nothing to
+            // keep, so nothing to verify — a replayed note costs no work.
+            let claimed = sig
+                .signature
+                .get(..8)
+                .and_then(|t| <[u8; 8]>::try_from(t).ok())
+                .map(u64::from_be_bytes);
+            let kept_one = kept.iter().find(|c| c.witness == witness);
+            if let (Some(t), Some(c)) = (claimed, kept_one) {
+                if (cp.tree_size, t) <= (c.tree_size, c.timestamp) {
+                    continue;
+                }
+            }
             let timestamp = match w.verify(&note.text, sig) {
                 Ok(Some(t)) => t,
                 Ok(None) | Err(_) => {
@@ -144,20 +181,13 @@ impl ReplicaCore {
                     w.name
                 ));
             }
-            let witness = w.to_string();
-            let newer = kept
-                .iter()
-                .find(|c| c.witness == witness)
-                .is_none_or(|c| (cp.tree_size, timestamp) > (c.tree_size, c.timestamp));
-            if newer {
-                fresh.push(WitnessCosignature {
-                    witness,
-                    tree_size: cp.tree_size,
-                    root: cp.root,
-                    timestamp,
-                    signature: sig.clone(),
-                });
-            }
+            fresh.push(WitnessCosignature {
+                witness,
+                tree_size: cp.tree_size,
+                root: cp.root,
+                timestamp,
+                signature: sig.clone(),
+            });
         }
         let listed = note.signatures.iter().any(|s| {
             self.config
