@@ -320,8 +320,13 @@ async fn read_pushes(conn: Connection, subs: Subs) {
             if let ClientMessage::Push { id, push } = m {
                 let sub = subs.lock().ok().and_then(|s| s.get(&id).cloned());
                 if let Some(tx) = sub {
-                    if tx.send(push).await.is_err() {
-                        // Nobody listens any more.
+                    // Never wait on one subscriber: the push stream carries
+                    // every request's pushes, so a subscriber that does not
+                    // read would hold up everyone's receipts. One that has
+                    // fallen PUSH_BUFFER pushes behind (or left) is cut
+                    // off: its stream ends, and it asks again (`stamp`
+                    // polls and resubmits, the streams resume).
+                    if tx.try_send(push).is_err() {
                         if let Ok(mut s) = subs.lock() {
                             s.remove(&id);
                         }
