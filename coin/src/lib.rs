@@ -47,6 +47,7 @@ mod coin;
 mod collector;
 mod crypto;
 mod dealer;
+pub mod dkg;
 mod message;
 mod mock;
 
@@ -56,8 +57,8 @@ pub use coin::{Coin, CoinStep, CoinValue, CommonCoin};
 pub use collector::{CollectStep, ShareFault, ShareFaultKind, SignatureCollector};
 pub use crypto::{CryptoError, GroupSignature, SignatureShare, ThresholdCrypto};
 pub use dealer::{
-    deal, deal_with_secret, threshold_sign, GroupPublicKey, KeyError, PublicKeys, SecretShare,
-    TrustAnchor,
+    deal, deal_with_secret, group_secrets_made, threshold_sign, GroupPublicKey, KeyError,
+    PublicKeys, SecretShare, TrustAnchor,
 };
 pub use message::{CoinMessage, SignedMessage, TreeHeadMessage, Wave};
 pub use mock::MockCrypto;
