@@ -32,7 +32,8 @@
 //! replica is listed once in id order with a parseable address and
 //! certificate, the secret share belongs to this replica's public key share,
 //! the TLS key matches this replica's certificate, and the secret file is
-//! not readable by group or others.
+//! not readable by group or others (`secret.rs`; its `secret_share` may be
+//! sealed under a passphrase, docs/keys.md).
 
 use belfry_client::{ClusterInfo, ReplicaEndpoint};
 use belfry_replica::clock::Micros;
@@ -77,8 +78,8 @@ pub enum ConfigError {
         /// What is wrong, naming the field.
         what: String,
     },
-    /// The secret file is readable by group or others.
-    #[error("{path}: mode {mode:o} lets group or others read the secret key share; chmod 600 it")]
+    /// A secret file is readable by group or others.
+    #[error("{path}: mode {mode:o} lets group or others read this secret file; chmod 600 {path} (and keep only its owner's copy)")]
     Exposed {
         /// The file.
         path: PathBuf,
@@ -158,6 +159,15 @@ pub struct ReplicaFile {
     /// The Prometheus endpoint's address (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+}
+
+impl Drop for ReplicaFile {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret_share.zeroize();
+        self.tls_key.zeroize();
+        self.note_seed.zeroize();
+    }
 }
 
 impl std::fmt::Debug for ReplicaFile {
@@ -500,35 +510,12 @@ impl ClusterFile {
     }
 }
 
-/// Refuses a secret file that group or others may read.
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|error| ConfigError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::Exposed {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), ConfigError> {
-    Ok(())
-}
-
 impl ReplicaFile {
     /// Reads and validates `replica-<i>.toml` and the cluster file it
     /// names.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        check_private(path)?;
-        let file: ReplicaFile = toml::from_str(&read(path)?).map_err(|e| ConfigError::Toml {
+        let text = crate::secret::read_secret_file(path)?;
+        let file: ReplicaFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
             path: path.to_path_buf(),
             error: e.to_string(),
         })?;
@@ -557,12 +544,12 @@ impl ReplicaFile {
                 ),
             ));
         };
-        let mut secret = [0u8; 32];
-        hex::decode_to_slice(self.secret_share.trim(), &mut secret)
+        let share_hex = crate::secret::share_hex(path, &self.secret_share)?;
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(share_hex.as_str(), &mut secret[..])
             .map_err(|e| invalid(path, format!("secret_share: not 64 hex digits: {e}")))?;
-        let share = SecretShare::from_bytes(id, secret)
+        let share = SecretShare::from_bytes(id, *secret)
             .map_err(|e| invalid(path, format!("secret_share: {e}")))?;
-        secret.fill(0);
         let crypto = BlsCrypto::new(cluster.public.clone(), share);
         if !share_matches(&crypto, id) {
             return Err(invalid(
