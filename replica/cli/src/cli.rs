@@ -25,8 +25,8 @@ enum Command {
     /// Run a local cluster over real QUIC in this process: stamp digests,
     /// verify every receipt, report throughput and latency.
     Demo(crate::demo::DemoArgs),
-    /// Deal a new cluster's keys: cluster.toml (public) and one
-    /// replica-<i>.toml (secret, mode 0600) per replica.
+    /// Deal a new cluster's keys as a trusted dealer (tests, demos):
+    /// cluster.toml (public) and one replica-<i>.toml (secret, mode 0600) per replica.
     Keygen(crate::keygen::KeygenArgs),
     /// Make a new cluster's keys without a trusted dealer: a ceremony of
     /// every operator, by files (plan, join, deal, verify, finish).

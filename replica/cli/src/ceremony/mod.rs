@@ -198,8 +198,12 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
     if usize::from(a.id) >= n {
         bail!("--id {}: ids are 0..{} in this plan", a.id, n - 1);
     }
-    let address =
-        crate::keygen::addresses(1, &[a.host.clone()], crate::keygen::DEFAULT_BASE_PORT)?.remove(0);
+    let address = crate::keygen::addresses(
+        1,
+        std::slice::from_ref(&a.host),
+        crate::keygen::DEFAULT_BASE_PORT,
+    )?
+    .remove(0);
     let entry_path = a
         .shared
         .join("roster")
@@ -372,11 +376,11 @@ fn deal(a: &DealArgs) -> anyhow::Result<ExitCode> {
     Ok(EXIT_OK)
 }
 
+/// Deals by dealer, with their hashes.
+type ParsedDeals = BTreeMap<usize, (Deal, [u8; 32])>;
+
 /// Every deal in the shared directory, parsed; prints what it found.
-fn load_deals(
-    shared: &Path,
-    c: &Session,
-) -> anyhow::Result<(files::PhaseMessages, BTreeMap<usize, (Deal, [u8; 32])>)> {
+fn load_deals(shared: &Path, c: &Session) -> anyhow::Result<(files::PhaseMessages, ParsedDeals)> {
     let messages = files::load_phase(shared, Phase::Deal, &c.roster)?;
     report_phase("deal", &messages);
     let mut parsed = BTreeMap::new();
