@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 /// The prefix of a sealed value.
 pub const SEALED_PREFIX: &str = "belfry-sealed-v1:scrypt:";
 /// scrypt's work factor when sealing: N = 2^17, r = 8 (128 MiB, about
-/// 0.4 s on this machine class; BENCHMARKS.md).
+/// 0.4 s on this machine class; BENCHMARKS.md, "A sealed share").
 pub const SEAL_LOG_N: u8 = 17;
 /// The work factors a sealed value may name: a file asking for more than
 /// 2^20 (1 GiB) is refused rather than obeyed.
