@@ -327,6 +327,14 @@ impl SecretShare {
         }
     }
 
+    /// Its scalar, for a refresh to add to (`crate::dkg`).
+    pub(crate) fn scalar(&self) -> blsttc::Fr {
+        let bytes = Zeroizing::new(self.share.to_bytes());
+        // A share's bytes are a canonical scalar.
+        Option::<blsttc::Fr>::from(blsttc::Fr::from_bytes_be(&bytes))
+            .unwrap_or(blsttc::Fr::from(0u64))
+    }
+
     /// Rebuilds a share from its replica id and 32 big-endian secret bytes.
     pub fn from_bytes(id: ReplicaId, secret: [u8; 32]) -> Result<Self, KeyError> {
         let share =

@@ -58,7 +58,7 @@ pub use bls::BlsCrypto;
 pub use cluster::{ClusterId, ClusterParams, Policy, PolicyError};
 pub use coin::{Coin, CoinStep, CoinValue, CommonCoin};
 pub use collector::{CollectStep, ShareFault, ShareFaultKind, SignatureCollector};
-pub use crypto::{CryptoError, GroupSignature, SignatureShare, ThresholdCrypto};
+pub use crypto::{CryptoError, GroupSignature, RefreshedCrypto, SignatureShare, ThresholdCrypto};
 pub use dealer::{
     deal, deal_with_secret, group_secrets_made, threshold_sign, GroupPublicKey, KeyError,
     PublicKeys, SecretShare, TrustAnchor,

@@ -6,9 +6,15 @@
 //! a ciphertext being blsttc's `U[48] || W[96] || V` (V: the row's
 //! coefficients, 32 bytes each, big-endian).
 
-use super::{EncryptionKey, Params};
+use super::{EncryptionKey, Params, G1_BYTES};
 use rand::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
+
+/// The compressed encoding of G1's identity.
+fn identity() -> [u8; G1_BYTES] {
+    use blsttc::group::prime::PrimeCurveAffine;
+    blsttc::G1Affine::identity().to_compressed()
+}
 
 /// One dealer's deal, parsed and checked: a commitment of degree `f` and `n`
 /// well-formed ciphertexts.
@@ -34,18 +40,33 @@ impl Deal {
             });
         }
         let poly = blsttc::poly::BivarPoly::random(params.f, rng);
+        // A refresh shares zero: every row less the constant term, and the
+        // commitment's constant coefficient the identity.
+        let constant = if params.refresh {
+            poly.evaluate(0u64, 0u64)
+        } else {
+            blsttc::Fr::from(0u64)
+        };
         let rows = keys
             .iter()
             .enumerate()
             .map(|(j, key)| {
-                let row = Zeroizing::new(poly.row(j + 1).to_bytes());
+                let row = Zeroizing::new((poly.row(j + 1) - constant).to_bytes());
                 key.0.encrypt_with_rng(rng, &row[..])
             })
             .collect();
-        Ok(Deal {
-            commitment: poly.commitment(),
-            rows,
-        })
+        let mut commitment = poly.commitment();
+        if params.refresh {
+            let mut bytes = commitment.to_bytes();
+            bytes[..G1_BYTES].copy_from_slice(&identity());
+            commitment = blsttc::poly::BivarCommitment::from_bytes(bytes).map_err(|_| {
+                super::DkgError::Degree {
+                    expected: params.f,
+                    found: 0,
+                }
+            })?;
+        }
+        Ok(Deal { commitment, rows })
     }
 
     /// The bytes a dealer signs and publishes.
@@ -76,6 +97,12 @@ impl Deal {
                 commitment.degree(),
                 params.f
             ));
+        }
+        if params.refresh && commitment.evaluate(0u64, 0u64).to_compressed() != identity() {
+            return Err(
+                "a refresh deal must share zero: its commitment's constant is not the identity"
+                    .to_string(),
+            );
         }
         let rows = rows
             .chunks_exact(r)

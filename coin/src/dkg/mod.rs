@@ -58,6 +58,14 @@
 //! whenever the honest participants, at least `n − f >= 2f + 1` of them,
 //! publish their deals and verifications.
 //!
+//! **Refresh** ([`Params::refresh`]): the same messages re-share *zero*:
+//! each dealer's polynomial has `f_d(0, 0) = 0`, which everyone checks on
+//! its commitment (its constant coefficient is the identity). Participant
+//! `i`'s new share is its current share plus `Σ_{d ∈ QUAL} f_d(0, i + 1)`,
+//! the new public key shares the current commitment plus `Σ C_d.row(0)`:
+//! the group key, and every receipt under it, stay; a share from before
+//! and one from after lie on different polynomials and do not combine.
+//!
 //! Joint Feldman lets a rushing adversary bias the group key's
 //! distribution somewhat (Gennaro, Jarecki, Krawczyk, Rabin); for
 //! threshold BLS signatures that bias does not help forge (docs/keys.md).
@@ -126,6 +134,13 @@ pub enum DkgError {
         /// f + 1.
         needed: usize,
     },
+    /// A refresh needs the key it refreshes, and a generation has none.
+    #[error("a refresh needs the current public keys and this participant's current share; a key generation takes neither")]
+    Previous,
+    /// The refreshed keys' group key is not the current one (a bug: every
+    /// qualified deal was checked to share zero).
+    #[error("the refreshed group key differs from the current one")]
+    GroupKeyChanged,
     /// The qualified dealers' commitments sum to a polynomial of the wrong
     /// degree (negligibly likely unless dealers collude in the exponent).
     #[error("the combined commitment has degree {found}, not f = {expected}")]
@@ -151,20 +166,42 @@ pub enum DkgError {
     ShareMismatch(usize),
 }
 
-/// The ceremony's size: `n` participants, polynomials of degree `f`.
+/// The ceremony's size: `n` participants, polynomials of degree `f`; and
+/// whether it makes a new key or refreshes the shares of one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
     n: usize,
     f: usize,
+    refresh: bool,
 }
 
 impl Params {
-    /// Checks `4 <= n <= MAX_PARTICIPANTS`, `1 <= f` and `n >= 3f + 1`.
+    /// A key generation. Checks `4 <= n <= MAX_PARTICIPANTS`, `1 <= f`
+    /// and `n >= 3f + 1`.
     pub fn new(n: usize, f: usize) -> Result<Params, DkgError> {
         if !(4..=MAX_PARTICIPANTS).contains(&n) || f == 0 || f > crate::max_faulty(n) {
             return Err(DkgError::BadParameters { n, f });
         }
-        Ok(Params { n, f })
+        Ok(Params {
+            n,
+            f,
+            refresh: false,
+        })
+    }
+
+    /// A proactive refresh of an existing key's shares (docs/keys.md §8):
+    /// every dealer shares zero (`f_d(0, 0) = 0`, checked on its
+    /// commitment), so the shares change and the group key does not.
+    pub fn refresh(n: usize, f: usize) -> Result<Params, DkgError> {
+        Ok(Params {
+            refresh: true,
+            ..Params::new(n, f)?
+        })
+    }
+
+    /// Whether this is a refresh.
+    pub fn is_refresh(&self) -> bool {
+        self.refresh
     }
 
     /// Participants.

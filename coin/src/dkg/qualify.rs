@@ -131,12 +131,17 @@ pub struct Outcome {
     acks: BTreeMap<usize, Vec<(usize, Vec<blsttc::Ciphertext>)>>,
 }
 
-/// Applies the qualification rule (module doc) to a transcript.
+/// Applies the qualification rule (module doc) to a transcript. A refresh
+/// takes the public keys it refreshes (`previous`), a generation none.
 pub fn qualify(
     params: Params,
     keys: &[EncryptionKey],
     transcript: &Transcript,
+    previous: Option<&PublicKeys>,
 ) -> Result<Outcome, DkgError> {
+    if previous.is_some() != params.refresh {
+        return Err(DkgError::Previous);
+    }
     if keys.len() != params.n {
         return Err(DkgError::KeyCount {
             n: params.n,
@@ -243,13 +248,21 @@ pub fn qualify(
         .filter(|(d, _)| qualified.contains(d))
         .map(|(d, (deal, _))| (d, deal))
         .collect();
-    let mut sum = blsttc::poly::Commitment::from(Vec::<blsttc::G1Affine>::new());
+    let mut sum = match previous {
+        Some(p) => blsttc::poly::Commitment::from_bytes(p.set().to_bytes())
+            .map_err(|_| DkgError::Previous)?,
+        None => blsttc::poly::Commitment::from(Vec::<blsttc::G1Affine>::new()),
+    };
     for deal in deals.values() {
         sum += deal.commitment.row(0);
     }
+    let public = public_keys(params, sum)?;
+    if previous.is_some_and(|p| p.group_key() != public.group_key()) {
+        return Err(DkgError::GroupKeyChanged);
+    }
     Ok(Outcome {
         params,
-        public: public_keys(params, sum)?,
+        public,
         qualified,
         faults,
         excluded,
@@ -303,13 +316,18 @@ impl Outcome {
     /// Participant `me`'s secret share: `Σ_{d ∈ QUAL} f_d(0, me + 1)`, from
     /// its own row of each qualified deal, or, where that row is bad, from
     /// `f + 1` acks' values that match the commitment. Checked against
-    /// `me`'s public key share before it is returned.
+    /// `me`'s public key share before it is returned. A refresh adds
+    /// `me`'s current share (`previous`).
     pub fn secret_share(
         &self,
         me: usize,
         key: &super::DecryptionKey,
+        previous: Option<&SecretShare>,
     ) -> Result<SecretShare, DkgError> {
-        let mut sum = blsttc::Fr::from(0u64);
+        if previous.is_some() != self.params.refresh {
+            return Err(DkgError::Previous);
+        }
+        let mut sum = previous.map_or(blsttc::Fr::from(0u64), SecretShare::scalar);
         for (&d, deal) in &self.deals {
             sum += match open_row(self.params, deal, me, key) {
                 Ok(row) => row.evaluate(0u64),
@@ -368,6 +386,11 @@ impl Outcome {
             valid: samples.len(),
             needed,
         })
+    }
+
+    /// Whether this outcome refreshes an existing key.
+    pub fn public_is_refresh(&self) -> bool {
+        self.params.refresh
     }
 
     /// The dealers whose deals went into the key, as ids.

@@ -15,7 +15,11 @@ struct Ceremony {
 
 impl Ceremony {
     fn new(n: usize, seed: u64) -> Ceremony {
-        let params = Params::new(n, crate::max_faulty(n)).unwrap();
+        Ceremony::with(Params::new(n, crate::max_faulty(n)).unwrap(), seed)
+    }
+
+    fn with(params: Params, seed: u64) -> Ceremony {
+        let n = params.n();
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let secrets: Vec<DecryptionKey> =
             (0..n).map(|_| DecryptionKey::generate(&mut rng)).collect();
@@ -98,7 +102,7 @@ fn honest_ceremonies_of_4_and_7_give_one_key_that_any_f_plus_1_shares_sign_with(
         let vs = c.all_verify();
         let t = c.transcript(&vs);
         let outcomes: Vec<Outcome> = (0..n)
-            .map(|_| qualify(c.params, &c.keys, &t).unwrap())
+            .map(|_| qualify(c.params, &c.keys, &t, None).unwrap())
             .collect();
         let o = &outcomes[0];
         assert_eq!(o.qualified.len(), n);
@@ -107,7 +111,7 @@ fn honest_ceremonies_of_4_and_7_give_one_key_that_any_f_plus_1_shares_sign_with(
             assert_eq!(other.public.commitment_hex(), o.public.commitment_hex());
         }
         let shares: Vec<SecretShare> = (0..n)
-            .map(|i| o.secret_share(i, &c.secrets[i]).unwrap())
+            .map(|i| o.secret_share(i, &c.secrets[i], None).unwrap())
             .collect();
         let f = c.params.f();
         assert!(signs(&o.public, &shares, &(0..=f).collect::<Vec<_>>()));
@@ -141,7 +145,7 @@ fn a_bad_row_is_proven_by_its_recipient_and_excludes_its_dealer() {
     );
     let mut vs = c.all_verify();
     vs.insert(1, v1);
-    let o = qualify(c.params, &c.keys, &c.transcript(&vs)).unwrap();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
     assert_eq!(
         o.faults,
         vec![Fault {
@@ -159,7 +163,7 @@ fn a_bad_row_is_proven_by_its_recipient_and_excludes_its_dealer() {
     );
     // Everyone, the cheater too, still holds a share of the new key.
     let shares: Vec<SecretShare> = (0..4)
-        .map(|i| o.secret_share(i, &c.secrets[i]).unwrap())
+        .map(|i| o.secret_share(i, &c.secrets[i], None).unwrap())
         .collect();
     assert!(signs(&o.public, &shares, &[1, 3]));
 }
@@ -172,7 +176,7 @@ fn a_false_complaint_convicts_its_author() {
     vs.get_mut(&2)
         .unwrap()
         .falsely_complain(0, &deal0, 2, &c.secrets[2]);
-    let o = qualify(c.params, &c.keys, &c.transcript(&vs)).unwrap();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
     assert_eq!(
         o.faults,
         vec![Fault {
@@ -190,7 +194,7 @@ fn a_false_complaint_convicts_its_author() {
     vs.get_mut(&2)
         .unwrap()
         .falsely_complain(1, &c.deals[&1].clone(), 3, &c.secrets[3]);
-    let o = qualify(c.params, &c.keys, &c.transcript(&vs)).unwrap();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
     assert_eq!(o.faults[0].participant, 2);
 }
 
@@ -203,10 +207,10 @@ fn a_participant_without_a_good_row_or_a_verification_rebuilds_its_value_from_ac
     // Participant 2 is late: no verification from it, so no complaint.
     let mut vs = c.all_verify();
     vs.remove(&2);
-    let o = qualify(c.params, &c.keys, &c.transcript(&vs)).unwrap();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
     assert_eq!(o.qualified.len(), 4, "{:?}", o.excluded);
     let shares: Vec<SecretShare> = (0..4)
-        .map(|i| o.secret_share(i, &c.secrets[i]).unwrap())
+        .map(|i| o.secret_share(i, &c.secrets[i], None).unwrap())
         .collect();
     assert!(signs(&o.public, &shares, &[2, 3]));
 }
@@ -220,7 +224,7 @@ fn deals_that_do_not_parse_and_deals_few_acknowledged_are_excluded() {
     t.deals.get_mut(&1).unwrap().pop();
     let low = Params::new(4, 0).ok();
     assert!(low.is_none(), "f = 0 is no ceremony");
-    let o = qualify(c.params, &c.keys, &t).unwrap();
+    let o = qualify(c.params, &c.keys, &t, None).unwrap();
     assert!(matches!(o.faults[0].kind, FaultKind::BadDeal(_)));
     assert_eq!(o.faults[0].participant, 1);
     // A deal only two participants saw.
@@ -228,7 +232,7 @@ fn deals_that_do_not_parse_and_deals_few_acknowledged_are_excluded() {
     for j in [0, 1] {
         vs.get_mut(&j).unwrap().entries.remove(&2);
     }
-    let o = qualify(c.params, &c.keys, &c.transcript(&vs)).unwrap();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
     assert_eq!(
         o.excluded.get(&2),
         Some(&Exclusion::TooFewAcks { acks: 2, needed: 3 })
@@ -239,7 +243,7 @@ fn deals_that_do_not_parse_and_deals_few_acknowledged_are_excluded() {
     let mut t = c.transcript(&vs);
     t.deals.remove(&3);
     t.equivocators.insert(3);
-    let o = qualify(c.params, &c.keys, &t).unwrap();
+    let o = qualify(c.params, &c.keys, &t, None).unwrap();
     assert_eq!(o.faults[0].kind, FaultKind::Equivocation);
     assert_eq!(o.excluded.get(&3), Some(&Exclusion::Faulty));
     // Fewer than f + 1 qualified dealers: no key.
@@ -247,7 +251,7 @@ fn deals_that_do_not_parse_and_deals_few_acknowledged_are_excluded() {
     let mut t = c.transcript(&vs);
     t.deals.retain(|&d, _| d == 0);
     assert!(matches!(
-        qualify(c.params, &c.keys, &t),
+        qualify(c.params, &c.keys, &t, None),
         Err(DkgError::TooFewQualified { .. })
     ));
 }
@@ -303,4 +307,47 @@ fn the_dkg_code_never_names_the_dealer_or_a_group_secret() {
             assert!(!src.contains(banned), "{name} names {banned}");
         }
     }
+}
+
+#[test]
+fn a_refresh_keeps_the_group_key_and_old_and_new_shares_do_not_combine() {
+    let mut c = Ceremony::new(4, 8);
+    let vs = c.all_verify();
+    let o = qualify(c.params, &c.keys, &c.transcript(&vs), None).unwrap();
+    let old: Vec<SecretShare> = (0..4)
+        .map(|i| o.secret_share(i, &c.secrets[i], None).unwrap())
+        .collect();
+    // The refresh: fresh ceremony keys, one dealer cheating participant 0.
+    let mut r = Ceremony::with(Params::refresh(4, 1).unwrap(), 9);
+    let key = r.keys[0];
+    let mut rng = ChaCha20Rng::seed_from_u64(90);
+    r.deals.get_mut(&2).unwrap().spoil_row(0, &key, 1, &mut rng);
+    let vs = r.all_verify();
+    let t = r.transcript(&vs);
+    assert!(matches!(
+        qualify(r.params, &r.keys, &t, None),
+        Err(DkgError::Previous)
+    ));
+    let ro = qualify(r.params, &r.keys, &t, Some(&o.public)).unwrap();
+    assert_eq!(ro.faults[0].participant, 2);
+    assert_eq!(ro.public.group_key(), o.public.group_key());
+    assert_ne!(ro.public.commitment_hex(), o.public.commitment_hex());
+    let new: Vec<SecretShare> = (0..4)
+        .map(|i| ro.secret_share(i, &r.secrets[i], Some(&old[i])).unwrap())
+        .collect();
+    for i in 0..4 {
+        assert_ne!(old[i], new[i], "share {i} changed");
+    }
+    assert!(signs(&o.public, &old, &[2, 3]));
+    assert!(signs(&ro.public, &new, &[0, 3]));
+    // One share from before and one from after make no signature, under
+    // either set of public key shares.
+    let mixed = vec![old[0].clone(), new[1].clone()];
+    assert!(!signs(&ro.public, &mixed, &[0, 1]));
+    assert!(!signs(&o.public, &mixed, &[0, 1]));
+    // A deal that does not share zero is refused in a refresh.
+    let generation = c.deals[&0].to_bytes();
+    assert!(Deal::from_bytes(r.params, &generation)
+        .unwrap_err()
+        .contains("share zero"));
 }

@@ -335,3 +335,275 @@ fn secret_files_others_can_read_are_refused_naming_the_file_and_the_fix() {
         .unwrap()
         .contains(&"11".repeat(32)));
 }
+
+/// Polls `what` of replica `i` until `done` holds.
+fn wait_metric(c: &ProcCluster, i: usize, what: &str, within_s: u64, done: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(within_s);
+    loop {
+        if c.metric(i, what).is_some_and(&done) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {i}'s {what} ({:?}) not as awaited within {within_s} s\n{}",
+            c.metric(i, what),
+            c.log(i)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Share faults replica `at` counted against replica `of` (invalid head or
+/// coin shares), from its Prometheus text.
+fn share_faults(c: &ProcCluster, at: usize, of: usize) -> f64 {
+    use std::io::{Read, Write};
+    let port = c.metrics_port(at);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(
+        body.contains("belfry_faults_total") || !body.contains("faults"),
+        "{body}"
+    );
+    body.lines()
+        .filter(|l| l.starts_with("belfry_faults_total{"))
+        .filter(|l| l.contains(&format!("peer=\"r{of}\"")))
+        .filter(|l| l.contains("head_share_invalid") || l.contains("bad_coin_share"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn receipts_verify_by_hand(dir: &Path, anchor: &str, k: usize) {
+    let receipts = receipt_files(dir);
+    assert_eq!(receipts.len(), k, "{}", dir.display());
+    for r in &receipts {
+        hand::verify_by_hand(&hand::from_binary(&std::fs::read(r).unwrap()), anchor).unwrap();
+    }
+}
+
+#[test]
+fn a_refresh_while_the_cluster_stamps_keeps_the_anchor_and_a_replica_down_through_the_switch_signs_only_with_its_new_share(
+) {
+    let ops = plan_and_join(4);
+    for step in ["deal", "verify"] {
+        for i in 0..4 {
+            ops.step(step, i, &[], &[]);
+        }
+    }
+    finish_all(&ops, |_| Vec::new());
+    let mut c = assemble(ops);
+    let keys = c.keys();
+    let cluster_path = keys.join("cluster.toml");
+    let anchor = {
+        let t: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&cluster_path).unwrap()).unwrap();
+        t["trust_anchor"].as_str().unwrap().to_string()
+    };
+    for i in 0..4 {
+        c.start_node(i);
+    }
+    c.wait_joined(std::time::Duration::from_secs(60));
+    let before = c.path("before");
+    assert_eq!(
+        code(&c.stamp_digests(&before, &digests("refresh", 0, 6), &[])),
+        0
+    );
+
+    // Replica 3 goes down; its operator still takes part in the refresh.
+    c.kill9(3);
+    let old_replica_3 = std::fs::read_to_string(keys.join("replica-3.toml")).unwrap();
+    let wave = c.metric(0, "belfry_wave").unwrap() as u64;
+    let switch = wave + 12;
+    let shared = c.path("refresh");
+    ok(
+        belfry(&[
+            "ceremony",
+            "plan",
+            "--shared",
+            s(&shared),
+            "--refresh-of",
+            s(&cluster_path),
+            "--switch-wave",
+            &switch.to_string(),
+        ]),
+        "refresh plan",
+    );
+    // Stamping goes on while the operators run the refresh.
+    let during = c.path("during");
+    let cluster_arg = c.cluster_file();
+    let stamping = Command::new(procs::BELFRY)
+        .args([
+            "stamp",
+            "--cluster",
+            &cluster_arg,
+            "--out",
+            s(&during),
+            "--digest",
+        ])
+        .arg(digests("refresh", 6, 6).join(","))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root = c.dir.path().to_path_buf();
+    let secret = |i: usize| root.join(format!("op-{i}/refresh-{i}.toml"));
+    let out = |i: usize| root.join(format!("op-{i}/refreshed"));
+    for i in 0..4 {
+        let config = keys.join(format!("replica-{i}.toml"));
+        ok(
+            run(
+                &[
+                    "ceremony",
+                    "join",
+                    "--shared",
+                    s(&shared),
+                    "--config",
+                    s(&config),
+                    "--secret",
+                    s(&secret(i)),
+                ],
+                &[],
+            ),
+            "refresh join",
+        );
+    }
+    for step in ["deal", "verify"] {
+        for i in 0..4 {
+            let o = ok(
+                run(
+                    &[
+                        "ceremony",
+                        step,
+                        "--shared",
+                        s(&shared),
+                        "--secret",
+                        s(&secret(i)),
+                    ],
+                    &[],
+                ),
+                step,
+            );
+            assert!(o.contains(NO_GROUP_SECRET), "{o}");
+        }
+    }
+    for i in 0..4 {
+        let o = ok(
+            run(
+                &[
+                    "ceremony",
+                    "finish",
+                    "--shared",
+                    s(&shared),
+                    "--secret",
+                    s(&secret(i)),
+                    "--out",
+                    s(&out(i)),
+                ],
+                &[],
+            ),
+            "refresh finish",
+        );
+        assert!(o.contains("checked: the group key is unchanged"), "{o}");
+        assert!(o.contains(&format!("trust anchor: {anchor}")), "{o}");
+    }
+    let stamped = stamping.wait_with_output().unwrap();
+    assert!(
+        stamped.status.success(),
+        "stamp during the refresh: {}",
+        String::from_utf8_lossy(&stamped.stderr)
+    );
+
+    // The new files, and the running replicas restarted onto them one at a time.
+    let new_cluster = std::fs::read(out(0).join("cluster.toml")).unwrap();
+    for i in 1..4 {
+        assert_eq!(
+            std::fs::read(out(i).join("cluster.toml")).unwrap(),
+            new_cluster
+        );
+    }
+    std::fs::write(&cluster_path, &new_cluster).unwrap();
+    let install = |i: usize| {
+        std::fs::copy(
+            out(i).join(format!("replica-{i}.toml")),
+            keys.join(format!("replica-{i}.toml")),
+        )
+        .unwrap();
+    };
+    for i in 0..3 {
+        c.kill9(i);
+        install(i);
+        c.start_node(i);
+        c.wait_joined(std::time::Duration::from_secs(60));
+    }
+    assert!(
+        (c.metric(0, "belfry_wave").unwrap() as u64) < switch,
+        "the switch came before the replicas had their new files: raise the margin"
+    );
+    wait_metric(&c, 0, "belfry_wave", 120, |w| w as u64 > switch + 2);
+    let after = c.path("after");
+    assert_eq!(
+        code(&c.stamp_digests(&after, &digests("refresh", 12, 6), &[])),
+        0
+    );
+
+    // Replica 3 with its stale file is refused: the cluster file names the
+    // refreshed shares, and its share is not one of them.
+    std::fs::write(keys.join("replica-3.toml"), &old_replica_3).unwrap();
+    let stale = belfry(&["node", "--config", s(&keys.join("replica-3.toml"))]);
+    assert_eq!(code(&stale), 2);
+    assert!(
+        stderr(&stale).contains("secret_share is not replica 3's share"),
+        "{}",
+        stderr(&stale)
+    );
+    std::fs::set_permissions(
+        keys.join("replica-3.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    // With its refreshed file it rejoins past the switch, catches up, and
+    // signs: its own shares are the first it combines for every head and
+    // coin, so a stale one would be counted against itself.
+    install(3);
+    c.start_node(3);
+    c.wait_joined(std::time::Duration::from_secs(90));
+    let target = c.metric(0, "belfry_signed_size").unwrap();
+    wait_metric(&c, 3, "belfry_signed_size", 120, |s| s > target);
+    let last = c.path("last");
+    assert_eq!(
+        code(&c.stamp_digests(&last, &digests("refresh", 18, 6), &[])),
+        0
+    );
+    let signed = c.metric(3, "belfry_signed_size").unwrap();
+    wait_metric(&c, 3, "belfry_signed_size", 60, |s| s > signed);
+    for at in 0..4 {
+        assert_eq!(
+            share_faults(&c, at, 3),
+            0.0,
+            "replica {at} counted bad shares from replica 3"
+        );
+    }
+    // Receipts from before, during and after the refresh verify by hand
+    // against the one anchor.
+    for (dir, k) in [(&before, 6), (&during, 6), (&after, 6), (&last, 6)] {
+        receipts_verify_by_hand(dir, &anchor, k);
+    }
+    // Pruning deletes the previous share; the node still starts.
+    for i in 0..4 {
+        let config = keys.join(format!("replica-{i}.toml"));
+        ok(
+            run(&["ceremony", "prune", "--config", s(&config)], &[]),
+            "prune",
+        );
+        assert!(!std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("previous_share"));
+    }
+    c.kill9(2);
+    c.start_node(2);
+    c.wait_joined(std::time::Duration::from_secs(60));
+}

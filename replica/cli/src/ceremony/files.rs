@@ -94,6 +94,19 @@ pub struct Plan {
     pub granularity_us: u64,
     /// The cluster's genesis time, µs since the UNIX epoch.
     pub genesis_time: u64,
+    /// A refresh of an existing cluster's shares, instead of a new key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<PlanRefresh>,
+}
+
+/// `[refresh]` in `plan.toml` (docs/keys.md §8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRefresh {
+    /// The public key shares being refreshed (the cluster's `public_keys`).
+    pub public_keys: String,
+    /// The first wave signed with the refreshed shares.
+    pub switch_wave: u64,
 }
 
 impl Plan {
@@ -101,8 +114,12 @@ impl Plan {
     pub fn load(path: &Path) -> anyhow::Result<(Plan, Params, Policy, [u8; 32])> {
         let plan: Plan = toml::from_str(&read_bounded(path)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let params = Params::new(usize::from(plan.n), usize::from(plan.f))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (n, f) = (usize::from(plan.n), usize::from(plan.f));
+        let params = match plan.refresh {
+            Some(_) => Params::refresh(n, f),
+            None => Params::new(n, f),
+        }
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let policy = Policy::from_name(&plan.policy, plan.granularity_us)
             .map_err(|e| anyhow::anyhow!("{}: policy: {e}", path.display()))?;
         let nonce: [u8; 16] = hex_array(path, "ceremony", &plan.ceremony)?;
@@ -113,6 +130,11 @@ impl Plan {
         put_str(&mut b, policy.name());
         b.extend(plan.granularity_us.to_be_bytes());
         b.extend(plan.genesis_time.to_be_bytes());
+        if let Some(r) = &plan.refresh {
+            b.extend(b"refresh");
+            put_str(&mut b, &r.public_keys);
+            b.extend(r.switch_wave.to_be_bytes());
+        }
         Ok((plan, params, policy, sha256(&[&b])))
     }
 }
@@ -138,6 +160,10 @@ pub struct RosterEntry {
     pub signing_key: String,
     /// Ed25519 over [`RosterEntry::signed_bytes`] (hex).
     pub signature: String,
+    /// In a refresh: the same bytes signed with the replica's note key (the
+    /// one `cluster.toml` lists), which binds the entry to the member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_signature: Option<String>,
 }
 
 /// A roster entry, checked.
@@ -173,8 +199,14 @@ impl RosterEntry {
         Ok(b)
     }
 
-    /// Checks the entry's form and signature (not yet against the others).
-    fn check(self, path: &Path, plan_hash: &[u8; 32]) -> anyhow::Result<Member> {
+    /// Checks the entry's form and signature (not yet against the others);
+    /// in a refresh, also that it is the member `cluster` lists under its id.
+    fn check(
+        self,
+        path: &Path,
+        plan_hash: &[u8; 32],
+        cluster: Option<&belfry_node::ClusterFile>,
+    ) -> anyhow::Result<Member> {
         let p = path.display();
         if hex_array::<32>(path, "plan", &self.plan)? != *plan_hash {
             bail!(
@@ -195,6 +227,31 @@ impl RosterEntry {
         let signature: [u8; 64] = hex_array(path, "signature", &self.signature)?;
         if !verify(&signing, &bytes, &signature) {
             bail!("{p}: the signature does not verify under the entry's own signing key");
+        }
+        if let Some(cluster) = cluster {
+            let Some(r) = cluster.replicas.get(usize::from(self.id)) else {
+                bail!("{p}: id {} is not a replica of the cluster", self.id);
+            };
+            let listed = r
+                .note_key
+                .as_deref()
+                .and_then(|k| belfry_replica::timestamp::checkpoint::VerifierKey::parse(k).ok())
+                .map(|k| k.public);
+            let member: [u8; 64] = hex_array(
+                path,
+                "member_signature",
+                self.member_signature.as_deref().unwrap_or(""),
+            )?;
+            if r.address != self.address
+                || r.certificate != self.certificate
+                || listed != Some(note_key)
+                || !verify(&note_key, &bytes, &member)
+            {
+                bail!(
+                    "{p}: not replica {}'s entry: a refresh entry has the address, certificate and note key cluster.toml lists, and is signed with that note key",
+                    self.id
+                );
+            }
         }
         Ok(Member {
             hash: sha256(&[&bytes]),
@@ -218,13 +275,18 @@ pub struct Roster {
 impl Roster {
     /// Reads every `roster/*.toml`, checks each entry and the whole: one
     /// entry per id `0..n`, no address, certificate or key used twice.
-    pub fn load(shared: &Path, plan_hash: &[u8; 32], n: usize) -> anyhow::Result<Roster> {
+    pub fn load(
+        shared: &Path,
+        plan_hash: &[u8; 32],
+        n: usize,
+        cluster: Option<&belfry_node::ClusterFile>,
+    ) -> anyhow::Result<Roster> {
         let dir = shared.join("roster");
         let mut by_id: BTreeMap<u16, (PathBuf, Member)> = BTreeMap::new();
         for path in toml_files(&dir)? {
             let entry: RosterEntry = toml::from_str(&read_bounded(&path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let member = entry.check(&path, plan_hash)?;
+            let member = entry.check(&path, plan_hash, cluster)?;
             let id = member.entry.id;
             if usize::from(id) >= n {
                 bail!("{}: id {id} is not below n = {n}", path.display());
@@ -461,8 +523,12 @@ pub struct SecretFile {
     pub signing_seed: String,
     /// The replica's Ed25519 checkpoint note seed (hex).
     pub note_seed: String,
-    /// The replica's TLS private key (PEM).
+    /// The replica's TLS private key (PEM; empty in a refresh, where it
+    /// stays in the replica file).
     pub tls_key: String,
+    /// In a refresh: the replica file whose share is refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_file: Option<String>,
 }
 
 impl Drop for SecretFile {

@@ -62,14 +62,31 @@ enum Step {
     Verify(DealArgs),
     /// Apply the qualification rule; write cluster.toml and this replica's file.
     Finish(FinishArgs),
+    /// After a refresh, once the cluster has passed its switch wave: delete
+    /// the previous share from a replica file.
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  belfry ceremony prune --config /etc/belfry/replica-2.toml")]
+struct PruneArgs {
+    /// The replica file (rewritten in place, mode 0600).
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  belfry ceremony plan --replicas 4 --shared ceremony/")]
 struct PlanArgs {
     /// Replicas (participants), 4 to 64; f = ⌊(n−1)/3⌋.
+    #[arg(long, required_unless_present = "refresh_of")]
+    replicas: Option<usize>,
+    /// Refresh the shares of this cluster (its cluster.toml) instead of making a new key.
+    #[arg(long, requires = "switch_wave")]
+    refresh_of: Option<PathBuf>,
+    /// In a refresh: the first wave signed with the new shares (well after the ceremony ends).
     #[arg(long)]
-    replicas: usize,
+    switch_wave: Option<u64>,
     /// The shared directory to create.
     #[arg(long)]
     shared: PathBuf,
@@ -89,12 +106,15 @@ struct JoinArgs {
     /// The shared directory (with plan.toml).
     #[arg(long)]
     shared: PathBuf,
-    /// This operator's replica id, 0..n.
-    #[arg(long)]
-    id: u16,
-    /// This replica's host: IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100).
-    #[arg(long)]
-    host: String,
+    /// This operator's replica id, 0..n (a new key).
+    #[arg(long, required_unless_present = "config")]
+    id: Option<u16>,
+    /// This replica's host: IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100) (a new key).
+    #[arg(long, required_unless_present = "config")]
+    host: Option<String>,
+    /// In a refresh: this replica's current replica-<i>.toml.
+    #[arg(long, conflicts_with_all = ["id", "host"])]
+    config: Option<PathBuf>,
     /// The secret ceremony file to create (mode 0600; stays on this machine).
     #[arg(long)]
     secret: PathBuf,
@@ -144,33 +164,42 @@ pub fn run(args: &CeremonyArgs) -> anyhow::Result<ExitCode> {
         Step::Deal(a) => deal(a),
         Step::Verify(a) => verify(a),
         Step::Finish(a) => finish(a),
+        Step::Prune(a) => prune(a),
     }
 }
 
 fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let n = a.replicas;
-    let f = max_faulty(n);
-    Params::new(n, f).map_err(|e| anyhow::anyhow!("--replicas {n}: {e}"))?;
-    let granularity = match (a.policy.as_str(), a.granularity_us) {
-        ("clock", g) => g.unwrap_or(crate::keygen::DEFAULT_GRANULARITY_US),
-        ("lamport", Some(g)) => bail!("--granularity-us {g}: only the clock policy has one"),
-        _ => 0,
-    };
-    let policy = Policy::from_name(&a.policy, granularity)
-        .map_err(|e| anyhow::anyhow!("--policy {}: {e}", a.policy))?;
     let path = a.shared.join("plan.toml");
     if path.exists() {
         bail!("{} exists: a ceremony has one plan", path.display());
     }
     let mut nonce = [0u8; 16];
     ChaCha20Rng::from_entropy().fill_bytes(&mut nonce);
-    let plan = Plan {
-        ceremony: hex::encode(nonce),
-        n: n as u16,
-        f: f as u16,
-        policy: policy.name().to_string(),
-        granularity_us: policy.granularity_us(),
-        genesis_time: SystemClock.now().0,
+    let plan = match &a.refresh_of {
+        Some(cluster_path) => refresh_plan(a, cluster_path, nonce)?,
+        None => {
+            let n = a.replicas.unwrap_or(0);
+            let f = max_faulty(n);
+            Params::new(n, f).map_err(|e| anyhow::anyhow!("--replicas {n}: {e}"))?;
+            let granularity = match (a.policy.as_str(), a.granularity_us) {
+                ("clock", g) => g.unwrap_or(crate::keygen::DEFAULT_GRANULARITY_US),
+                ("lamport", Some(g)) => {
+                    bail!("--granularity-us {g}: only the clock policy has one")
+                }
+                _ => 0,
+            };
+            let policy = Policy::from_name(&a.policy, granularity)
+                .map_err(|e| anyhow::anyhow!("--policy {}: {e}", a.policy))?;
+            Plan {
+                ceremony: hex::encode(nonce),
+                n: n as u16,
+                f: f as u16,
+                policy: policy.name().to_string(),
+                granularity_us: policy.granularity_us(),
+                genesis_time: SystemClock.now().0,
+                refresh: None,
+            }
+        }
     };
     for phase in ["roster", "deal", "verify", "done"] {
         std::fs::create_dir_all(a.shared.join(phase))
@@ -179,11 +208,21 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     write_file(&path, &toml::to_string(&plan)?, false)?;
     let (_, _, _, hash) = Plan::load(&path)?;
     println!(
-        "belfry ceremony plan: n = {n}, f = {f} (any {} shares sign), policy {}, genesis time {}",
-        f + 1,
-        policy.name(),
+        "belfry ceremony plan: n = {}, f = {} (any {} shares sign), policy {}, genesis time {}",
+        plan.n,
+        plan.f,
+        plan.f + 1,
+        plan.policy,
         plan.genesis_time
     );
+    if let Some(r) = &plan.refresh {
+        println!(
+            "a REFRESH of the shares of the cluster whose public keys are {}…: the group key and the anchor stay; \
+             the new shares sign from wave {} on",
+            &r.public_keys[..16],
+            r.switch_wave
+        );
+    }
     println!("plan hash: {}", hex::encode(hash));
     println!(
         "wrote {}: send the directory to every operator; each runs `belfry ceremony join`",
@@ -192,22 +231,98 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(EXIT_OK)
 }
 
+/// The plan of a refresh: everything from the cluster file.
+fn refresh_plan(a: &PlanArgs, cluster_path: &Path, nonce: [u8; 16]) -> anyhow::Result<Plan> {
+    let cluster = ClusterFile::read(cluster_path)?;
+    let (_, public) = cluster.params(cluster_path)?;
+    cluster.previous(cluster_path, &public)?;
+    if a.replicas.is_some_and(|n| n != usize::from(cluster.n)) {
+        bail!(
+            "--replicas: a refresh keeps the cluster's n = {}",
+            cluster.n
+        );
+    }
+    let switch_wave = a.switch_wave.unwrap_or(0);
+    if let Some(r) = &cluster.refresh {
+        if switch_wave <= r.switch_wave {
+            bail!(
+                "--switch-wave {switch_wave}: the last refresh switched at wave {}; the next must switch later",
+                r.switch_wave
+            );
+        }
+    }
+    if switch_wave == 0 {
+        bail!("--switch-wave 0: name a wave well after the ceremony will end (see belfry_wave)");
+    }
+    Params::refresh(usize::from(cluster.n), usize::from(cluster.f))?;
+    Ok(Plan {
+        ceremony: hex::encode(nonce),
+        n: cluster.n,
+        f: cluster.f,
+        policy: cluster.policy.clone(),
+        granularity_us: cluster.granularity_us,
+        genesis_time: cluster.genesis_time,
+        refresh: Some(files::PlanRefresh {
+            public_keys: cluster.public_keys.clone(),
+            switch_wave,
+        }),
+    })
+}
+
 fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
     let (plan, params, _, plan_hash) = Plan::load(&a.shared.join("plan.toml"))?;
     let n = params.n();
-    if usize::from(a.id) >= n {
-        bail!("--id {}: ids are 0..{} in this plan", a.id, n - 1);
-    }
-    let address = crate::keygen::addresses(
-        1,
-        std::slice::from_ref(&a.host),
-        crate::keygen::DEFAULT_BASE_PORT,
-    )?
-    .remove(0);
-    let entry_path = a
-        .shared
-        .join("roster")
-        .join(format!("roster-{}.toml", a.id));
+    let mut rng = ChaCha20Rng::from_entropy();
+    let decryption = DecryptionKey::generate(&mut rng);
+    let mut signing_seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut signing_seed[..]);
+    // A new key: a new replica identity made here. A refresh: the member's
+    // identity from its files, its note key vouching for the entry.
+    let (id, address, certificate, note_seed, tls_key, replica_file) = match &a.config {
+        Some(config) => {
+            let r = Member::load(config, &plan)?;
+            let me = &r.cluster.replicas[usize::from(r.file.id)];
+            let note_seed = r.note_seed(config)?;
+            (
+                r.file.id,
+                me.address.clone(),
+                me.certificate.clone(),
+                note_seed,
+                Zeroizing::new(String::new()),
+                Some(std::path::absolute(config)?.display().to_string()),
+            )
+        }
+        None => {
+            if plan.refresh.is_some() {
+                bail!(
+                    "this plan refreshes a cluster's shares: join with --config replica-<i>.toml"
+                );
+            }
+            let id = a.id.unwrap_or(u16::MAX);
+            if usize::from(id) >= n {
+                bail!("--id {id}: ids are 0..{} in this plan", n - 1);
+            }
+            let host = a.host.clone().unwrap_or_default();
+            let address = crate::keygen::addresses(
+                1,
+                std::slice::from_ref(&host),
+                crate::keygen::DEFAULT_BASE_PORT,
+            )?
+            .remove(0);
+            let mut note_seed = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(&mut note_seed[..]);
+            let (certificate, tls_key) = belfry_node::tls::generate_identity(id)?;
+            (
+                id,
+                address,
+                certificate,
+                note_seed,
+                Zeroizing::new(tls_key),
+                None,
+            )
+        }
+    };
+    let entry_path = a.shared.join("roster").join(format!("roster-{id}.toml"));
     for p in [&a.secret, &entry_path] {
         if p.exists() {
             bail!(
@@ -216,15 +331,8 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut rng = ChaCha20Rng::from_entropy();
-    let decryption = DecryptionKey::generate(&mut rng);
-    let mut signing_seed = Zeroizing::new([0u8; 32]);
-    let mut note_seed = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(&mut signing_seed[..]);
-    rng.fill_bytes(&mut note_seed[..]);
-    let (certificate, tls_key) = belfry_node::tls::generate_identity(a.id)?;
     let mut entry = RosterEntry {
-        id: a.id,
+        id,
         plan: hex::encode(plan_hash),
         address: address.clone(),
         certificate,
@@ -232,18 +340,25 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
         encryption_key: hex::encode(decryption.public().to_bytes()),
         signing_key: hex::encode(files::public_of(&signing_seed)?),
         signature: String::new(),
+        member_signature: None,
     };
-    entry.signature = hex::encode(files::sign(
-        &signing_seed,
-        &entry.signed_bytes(&entry_path)?,
-    )?);
+    let bytes = entry.signed_bytes(&entry_path)?;
+    entry.signature = hex::encode(files::sign(&signing_seed, &bytes)?);
+    if replica_file.is_some() {
+        entry.member_signature = Some(hex::encode(files::sign(&note_seed, &bytes)?));
+    }
     let secret = SecretFile {
-        id: a.id,
+        id,
         plan: hex::encode(plan_hash),
         decryption_key: hex::encode(&decryption.to_bytes()[..]),
         signing_seed: hex::encode(&signing_seed[..]),
-        note_seed: hex::encode(&note_seed[..]),
-        tls_key: Zeroizing::new(tls_key).to_string(),
+        note_seed: if replica_file.is_some() {
+            String::new()
+        } else {
+            hex::encode(&note_seed[..])
+        },
+        tls_key: tls_key.to_string(),
+        replica_file: replica_file.clone(),
     };
     if let Some(dir) = a.secret.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -252,8 +367,8 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(entry_path.parent().unwrap_or(Path::new(".")))?;
     write_file(&entry_path, &toml::to_string(&entry)?, false)?;
     println!(
-        "belfry ceremony join: participant {} of {n} (ceremony {}), replica address {address}",
-        a.id, plan.ceremony
+        "belfry ceremony join: participant {id} of {n} (ceremony {}), replica address {address}",
+        plan.ceremony
     );
     println!(
         "checked plan.toml: n = {n}, f = {}, policy {}, genesis time {}",
@@ -261,7 +376,15 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
         plan.policy,
         plan.genesis_time
     );
-    println!("made here: a TLS certificate and key, a checkpoint note key, a ceremony encryption key (BLS12-381) and signing key (Ed25519)");
+    match &replica_file {
+        Some(f) => println!(
+            "checked {f}: replica {id} of the cluster being refreshed (its share is that cluster's); \
+             made here: a ceremony encryption key (BLS12-381) and signing key (Ed25519); the entry is also signed with the replica's note key"
+        ),
+        None => println!(
+            "made here: a TLS certificate and key, a checkpoint note key, a ceremony encryption key (BLS12-381) and signing key (Ed25519)"
+        ),
+    }
     println!(
         "wrote {}  SECRET (mode 0600): stays on this machine",
         a.secret.display()
@@ -271,6 +394,75 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
         entry_path.display()
     );
     Ok(EXIT_OK)
+}
+
+/// A replica of the cluster being refreshed: its replica file and the
+/// cluster file beside it, checked against the plan.
+struct Member {
+    file: ReplicaFile,
+    path: PathBuf,
+    cluster: ClusterFile,
+    cluster_path: PathBuf,
+    public: belfry_replica::coin::PublicKeys,
+}
+
+impl Member {
+    fn load(config: &Path, plan: &Plan) -> anyhow::Result<Member> {
+        let Some(refresh) = &plan.refresh else {
+            bail!(
+                "--config is for a refresh; this plan makes a new key (join with --id and --host)"
+            );
+        };
+        let text = belfry_node::secret::read_secret_file(config)?;
+        let file: ReplicaFile =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        let cluster_path = config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&file.cluster);
+        let cluster = ClusterFile::read(&cluster_path)?;
+        let (_, public) = cluster.params(&cluster_path)?;
+        if cluster.public_keys != refresh.public_keys
+            || usize::from(file.id) >= cluster.replicas.len()
+        {
+            bail!(
+                "{}: not the cluster this plan refreshes (its public_keys differ)",
+                cluster_path.display()
+            );
+        }
+        if file.previous_share.is_some() {
+            bail!(
+                "{}: holds the previous share of an earlier refresh: once the cluster is past that switch, `belfry ceremony prune` it first",
+                config.display()
+            );
+        }
+        Ok(Member {
+            path: config.to_path_buf(),
+            public: (*public).clone(),
+            file,
+            cluster,
+            cluster_path,
+        })
+    }
+
+    fn note_seed(&self, config: &Path) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(self.file.note_seed.as_deref().unwrap_or("").trim(), &mut seed[..])
+            .map_err(|_| anyhow::anyhow!("{}: a refresh needs the replica's note_seed (64 hex digits): its note key vouches for its roster entry", config.display()))?;
+        Ok(seed)
+    }
+
+    /// The current secret share (a sealed one needs the passphrase).
+    fn share(&self) -> anyhow::Result<belfry_replica::coin::SecretShare> {
+        let hex_share = belfry_node::secret::share_hex(&self.path, &self.file.secret_share)?;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_share.as_str(), &mut bytes[..])
+            .map_err(|e| anyhow::anyhow!("{}: secret_share: {e}", self.path.display()))?;
+        Ok(belfry_replica::coin::SecretShare::from_bytes(
+            belfry_replica::coin::ReplicaId(self.file.id),
+            *bytes,
+        )?)
+    }
 }
 
 /// What every later step loads first: the plan, the complete roster, this
@@ -284,6 +476,8 @@ struct Session {
     me: usize,
     decryption: DecryptionKey,
     signing: Zeroizing<[u8; 32]>,
+    /// In a refresh: this replica's current files.
+    member: Option<Member>,
 }
 
 fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session> {
@@ -296,7 +490,33 @@ fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session
             shared.join("plan.toml").display()
         );
     }
-    let roster = Roster::load(shared, &plan_hash, params.n())?;
+    let member = match &secret.replica_file {
+        Some(f) => {
+            let m = Member::load(Path::new(f), &plan)?;
+            if m.file.id != secret.id {
+                bail!(
+                    "{f}: replica {}, but {} is participant {}'s",
+                    m.file.id,
+                    secret_path.display(),
+                    secret.id
+                );
+            }
+            Some(m)
+        }
+        None if plan.refresh.is_some() => {
+            bail!(
+                "{}: made by a join without --config, for a refresh plan",
+                secret_path.display()
+            )
+        }
+        None => None,
+    };
+    let roster = Roster::load(
+        shared,
+        &plan_hash,
+        params.n(),
+        member.as_ref().map(|m| &m.cluster),
+    )?;
     let me = usize::from(secret.id);
     let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
     let signing = secret.seed(secret_path, "signing_seed")?;
@@ -319,6 +539,12 @@ fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session
         params.n(),
         params.n() - 1
     );
+    if let Some(m) = &member {
+        println!(
+            "checked: a refresh of the cluster in {}: every roster entry is the replica it lists under its id, signed with that replica's note key",
+            m.cluster_path.display()
+        );
+    }
     println!("roster hash: {}", hex::encode(roster.hash));
     Ok(Session {
         plan,
@@ -329,6 +555,7 @@ fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session
         me,
         decryption,
         signing,
+        member,
     })
 }
 
@@ -521,9 +748,26 @@ fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
             .copied()
             .collect(),
     };
-    let outcome = qualify(c.params, &c.roster.encryption_keys(), &transcript)?;
+    let current = c
+        .member
+        .as_ref()
+        .map(|m| (&m.public, m.share()))
+        .map(|(p, s)| s.map(|s| (p, s)))
+        .transpose()?;
+    let outcome = qualify(
+        c.params,
+        &c.roster.encryption_keys(),
+        &transcript,
+        current.as_ref().map(|(p, _)| *p),
+    )?;
     report_outcome(&outcome, n);
-    let share = outcome.secret_share(c.me, &c.decryption)?;
+    let share = outcome.secret_share(c.me, &c.decryption, current.as_ref().map(|(_, s)| s))?;
+    if current.is_some() {
+        println!(
+            "checked: the group key is unchanged (every qualified deal shares zero); my new share is my current one plus {} dealers' zero-shares",
+            outcome.qualified.len()
+        );
+    }
     println!(
         "checked: my secret share matches my public key share (from {} qualified deals; rows checked against their commitments)",
         outcome.qualified.len()
@@ -566,9 +810,14 @@ fn report_outcome(o: &Outcome, n: usize) {
     }
     let q: Vec<String> = o.qualified.iter().map(|d| d.to_string()).collect();
     println!(
-        "qualified dealers: {} ({} of {n}); the group key is the sum of their commitments' constant terms",
+        "qualified dealers: {} ({} of {n}); {}",
         q.join(", "),
-        q.len()
+        q.len(),
+        if o.public_is_refresh() {
+            "each share changes by the sum of their zero-sharings"
+        } else {
+            "the group key is the sum of their commitments' constant terms"
+        }
     );
 }
 
@@ -589,8 +838,24 @@ fn transcript_hash(roster: &Roster, t: &Transcript) -> [u8; 32] {
     sha256(&[&b])
 }
 
-/// cluster.toml as keygen writes it, from the outcome and the roster.
+/// cluster.toml as keygen writes it, from the outcome and the roster; in
+/// a refresh, the current one with the new public keys and `[refresh]`.
 fn cluster_file(c: &Session, o: &Outcome) -> anyhow::Result<(String, TrustAnchor)> {
+    if let (Some(m), Some(r)) = (&c.member, &c.plan.refresh) {
+        let mut file = m.cluster.clone();
+        file.public_keys = o.public.commitment_hex();
+        file.refresh = Some(belfry_node::config::ClusterRefresh {
+            switch_wave: r.switch_wave,
+            previous_public_keys: m.cluster.public_keys.clone(),
+        });
+        let (params, public) = file.params(Path::new("cluster.toml"))?;
+        file.previous(Path::new("cluster.toml"), &public)?;
+        let anchor = TrustAnchor(params.group_public_key);
+        if anchor.to_string() != m.cluster.trust_anchor {
+            bail!("internal error: the refreshed key's anchor is not the cluster's");
+        }
+        return Ok((toml::to_string(&file)?, anchor));
+    }
     let genesis = belfry_replica::clock::Micros(c.plan.genesis_time);
     let params = ClusterParams::of_keys(&o.public, c.policy, genesis);
     let origin = default_origin(params.cluster_id());
@@ -623,6 +888,7 @@ fn cluster_file(c: &Session, o: &Outcome) -> anyhow::Result<(String, TrustAnchor
         genesis_time: c.plan.genesis_time,
         origin: None,
         witnesses: Vec::new(),
+        refresh: None,
         replicas,
     };
     let text = toml::to_string(&file)?;
@@ -666,15 +932,33 @@ fn write_outputs(
     } else {
         hex_share.to_string()
     };
-    let file = ReplicaFile {
-        id: c.me as u16,
-        cluster: "cluster.toml".to_string(),
-        secret_share,
-        tls_key: c.secret.tls_key.clone(),
-        note_seed: Some(c.secret.note_seed.clone()),
-        data_dir: format!("data-{}", c.me),
-        listen: None,
-        metrics: None,
+    let file = match &c.member {
+        Some(m) => {
+            let mut file = m.file.clone();
+            file.previous_share = Some(m.file.secret_share.clone());
+            file.secret_share = secret_share;
+            file.cluster = "cluster.toml".to_string();
+            // The data stays where it is: named absolutely unless the new
+            // file goes beside the old one.
+            let base = m.path.parent().unwrap_or(Path::new("."));
+            if std::path::absolute(base)? != std::path::absolute(&a.out)? {
+                file.data_dir = std::path::absolute(base.join(&m.file.data_dir))?
+                    .display()
+                    .to_string();
+            }
+            file
+        }
+        None => ReplicaFile {
+            id: c.me as u16,
+            cluster: "cluster.toml".to_string(),
+            secret_share,
+            tls_key: c.secret.tls_key.clone(),
+            note_seed: Some(c.secret.note_seed.clone()),
+            previous_share: None,
+            data_dir: format!("data-{}", c.me),
+            listen: None,
+            metrics: None,
+        },
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
     write_file(&cluster_path, cluster_text, false)?;
@@ -725,4 +1009,25 @@ fn report_done(shared: &Path, roster: &Roster, mine: &[u8], n: usize) -> anyhow:
         }
     );
     Ok(())
+}
+
+fn prune(a: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let path = &a.config;
+    let text = belfry_node::secret::read_secret_file(path)?;
+    let mut file: ReplicaFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if file.previous_share.is_none() {
+        bail!("{}: holds no previous share", path.display());
+    }
+    file.previous_share = None;
+    let out = Zeroizing::new(toml::to_string(&file)?);
+    let tmp = path.with_extension("toml.tmp");
+    write_file(&tmp, &out, true)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    println!(
+        "pruned {}: its previous share is deleted; this replica now signs only with its refreshed share \
+         (restart the node to drop it from memory)",
+        path.display()
+    );
+    Ok(EXIT_OK)
 }

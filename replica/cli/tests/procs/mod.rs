@@ -224,6 +224,11 @@ impl ProcCluster {
         }
     }
 
+    /// Replica `i`'s metrics port.
+    pub fn metrics_port(&self, i: usize) -> u16 {
+        self.metrics[i]
+    }
+
     /// A metric of replica `i`, if its endpoint answers.
     pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
         scrape(self.metrics[i], name)
