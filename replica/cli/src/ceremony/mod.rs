@@ -12,6 +12,10 @@
 //! verify    each        SHARED/verify/verify-<i>.toml         an ack or a proven complaint per deal
 //! finish    each        OUT/cluster.toml, OUT/replica-<i>.toml, SHARED/done/done-<i>.toml
 //! ```
+//! A refresh (`plan --refresh-of`, `join --config`, then the same steps, and
+//! `prune` after the switch) re-shares zero among the cluster's replicas:
+//! same anchor, new shares from an agreed wave on (docs/keys.md §8).
+//!
 //! Every step prints what it checked. `finish` applies the qualification
 //! rule to every message in the shared directory, so operators with the
 //! same directory compute the same cluster; the done files, which name the
@@ -44,7 +48,12 @@ use zeroize::Zeroizing;
   belfry ceremony deal --shared ceremony/ --secret ~/belfry/ceremony-2.toml
   belfry ceremony verify --shared ceremony/ --secret ~/belfry/ceremony-2.toml
   belfry ceremony finish --shared ceremony/ --secret ~/belfry/ceremony-2.toml --out ~/belfry/
-Between steps, gather every operator's new files into ceremony/ and send it to all.")]
+Between steps, gather every operator's new files into ceremony/ and send it to all.
+A refresh of the shares (same anchor, new shares from wave W on):
+  belfry ceremony plan --refresh-of cluster.toml --switch-wave W --shared refresh/
+  belfry ceremony join --shared refresh/ --config replica-2.toml --secret refresh-2.toml
+  (deal, verify, finish as above; install the files before wave W; then)
+  belfry ceremony prune --config replica-2.toml")]
 pub struct CeremonyArgs {
     #[command(subcommand)]
     step: Step,
