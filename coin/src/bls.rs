@@ -95,4 +95,8 @@ impl ThresholdCrypto for BlsCrypto {
     fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool {
         self.public.group_key().verify(message, signature)
     }
+
+    fn for_wave(&self, _wave: crate::Wave) -> &dyn ThresholdCrypto {
+        self
+    }
 }

@@ -64,11 +64,14 @@ impl Coin {
         signature: GroupSignature,
     ) -> Option<Coin> {
         let message = CoinMessage { cluster_id, wave }.signing_bytes();
-        crypto.verify_group(&message, &signature).then(|| Coin {
-            wave,
-            signature,
-            value: CoinValue::of(&signature),
-        })
+        crypto
+            .for_wave(wave)
+            .verify_group(&message, &signature)
+            .then(|| Coin {
+                wave,
+                signature,
+                value: CoinValue::of(&signature),
+            })
     }
 }
 
@@ -121,7 +124,9 @@ impl CommonCoin {
         crypto: &dyn ThresholdCrypto,
         wave: Wave,
     ) -> Result<SignatureShare, CryptoError> {
-        crypto.sign_share(&self.message(wave).signing_bytes())
+        crypto
+            .for_wave(wave)
+            .sign_share(&self.message(wave).signing_bytes())
     }
 
     /// Handles `from`'s share for `wave`.
@@ -141,7 +146,7 @@ impl CommonCoin {
             .collectors
             .entry(wave)
             .or_insert_with(|| SignatureCollector::new(&message, n, f));
-        let step = collector.add(crypto, from, share);
+        let step = collector.add(crypto.for_wave(wave), from, share);
         let coin = step.signature.map(|signature| Coin {
             wave,
             signature,

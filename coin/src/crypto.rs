@@ -1,4 +1,4 @@
-use crate::ReplicaId;
+use crate::{ReplicaId, Wave};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -75,4 +75,82 @@ pub trait ThresholdCrypto: Send + Sync + fmt::Debug {
     ) -> Result<GroupSignature, CryptoError>;
     /// Checks a group signature on `message`.
     fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool;
+    /// The keys that sign and check shares of wave `wave`'s messages — its
+    /// coin, and the tree head that ends at its Tick. After a refresh of the
+    /// shares (docs/keys.md §8) the waves before the agreed switch use the
+    /// previous shares and the later ones the new; the group key is the
+    /// same for both. Without a refresh: `self`.
+    fn for_wave(&self, wave: Wave) -> &dyn ThresholdCrypto;
+}
+
+/// The keys of a cluster whose shares were refreshed: `previous` for the
+/// waves before `switch`, `current` from `switch` on (docs/keys.md §8).
+/// Used without [`ThresholdCrypto::for_wave`] it is `current`: a path that
+/// forgot to name its wave signs with the newer share, never a stale one.
+#[derive(Debug)]
+pub struct RefreshedCrypto {
+    previous: std::sync::Arc<dyn ThresholdCrypto>,
+    current: std::sync::Arc<dyn ThresholdCrypto>,
+    switch: Wave,
+}
+
+impl RefreshedCrypto {
+    /// Both key sets, and the first wave of the current one. `previous`
+    /// may be verifier-only (its share deleted): then this replica signs
+    /// nothing before `switch`.
+    pub fn new(
+        previous: std::sync::Arc<dyn ThresholdCrypto>,
+        current: std::sync::Arc<dyn ThresholdCrypto>,
+        switch: Wave,
+    ) -> Self {
+        debug_assert_eq!((previous.n(), previous.f()), (current.n(), current.f()));
+        RefreshedCrypto {
+            previous,
+            current,
+            switch,
+        }
+    }
+
+    /// The first wave signed with the current shares.
+    pub fn switch(&self) -> Wave {
+        self.switch
+    }
+}
+
+impl ThresholdCrypto for RefreshedCrypto {
+    fn n(&self) -> usize {
+        self.current.n()
+    }
+
+    fn f(&self) -> usize {
+        self.current.f()
+    }
+
+    fn sign_share(&self, message: &[u8]) -> Result<SignatureShare, CryptoError> {
+        self.current.sign_share(message)
+    }
+
+    fn verify_share(&self, from: ReplicaId, message: &[u8], share: &SignatureShare) -> bool {
+        self.current.verify_share(from, message, share)
+    }
+
+    fn combine(
+        &self,
+        message: &[u8],
+        shares: &[(ReplicaId, SignatureShare)],
+    ) -> Result<GroupSignature, CryptoError> {
+        self.current.combine(message, shares)
+    }
+
+    fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool {
+        self.current.verify_group(message, signature)
+    }
+
+    fn for_wave(&self, wave: Wave) -> &dyn ThresholdCrypto {
+        if wave < self.switch {
+            self.previous.as_ref()
+        } else {
+            self.current.as_ref()
+        }
+    }
 }

@@ -227,6 +227,16 @@ impl PublicKeys {
         &self.set
     }
 
+    /// The public keys of a summed commitment (the distributed key
+    /// generation's outcome, `crate::dkg`), checking its degree is `f`.
+    pub(crate) fn from_commitment(
+        n: u16,
+        f: u16,
+        commitment: blsttc::poly::Commitment,
+    ) -> Result<Self, KeyError> {
+        Self::from_set(n, f, blsttc::PublicKeySet::from(commitment))
+    }
+
     /// The serialized commitment (the public polynomial), hex.
     pub fn commitment_hex(&self) -> String {
         hex::encode(self.set.to_bytes())
@@ -309,6 +319,22 @@ impl SecretShare {
         &self.share
     }
 
+    /// A share from its scalar, which `from_mut` clears (`crate::dkg`).
+    pub(crate) fn from_scalar(id: ReplicaId, value: &mut blsttc::Fr) -> Self {
+        SecretShare {
+            id,
+            share: blsttc::SecretKeyShare::from_mut(value),
+        }
+    }
+
+    /// Its scalar, for a refresh to add to (`crate::dkg`).
+    pub(crate) fn scalar(&self) -> blsttc::Fr {
+        let bytes = Zeroizing::new(self.share.to_bytes());
+        // A share's bytes are a canonical scalar.
+        Option::<blsttc::Fr>::from(blsttc::Fr::from_bytes_be(&bytes))
+            .unwrap_or(blsttc::Fr::from(0u64))
+    }
+
     /// Rebuilds a share from its replica id and 32 big-endian secret bytes.
     pub fn from_bytes(id: ReplicaId, secret: [u8; 32]) -> Result<Self, KeyError> {
         let share =
@@ -358,11 +384,27 @@ fn check_parameters(n: usize, f: usize) -> Result<(), KeyError> {
     Ok(())
 }
 
+thread_local! {
+    /// Group secrets this thread made: every dealing holds one.
+    static GROUP_SECRETS_MADE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many group secret keys this thread has constructed: one per
+/// dealing ([`deal`], [`deal_with_secret`]), the only code here that makes
+/// one. The distributed key generation (`crate::dkg`) never does, and
+/// `belfry ceremony` asserts this stays 0 on the thread that ran it before
+/// it writes anything (docs/keys.md says what that proves and what not).
+pub fn group_secrets_made() -> u64 {
+    GROUP_SECRETS_MADE.with(std::cell::Cell::get)
+}
+
 fn split(
     poly: blsttc::poly::Poly,
     n: usize,
     f: usize,
 ) -> Result<(PublicKeys, Vec<SecretShare>), KeyError> {
+    // The polynomial's constant term is the group secret.
+    GROUP_SECRETS_MADE.with(|c| c.set(c.get().saturating_add(1)));
     let sks = blsttc::SecretKeySet::from(poly);
     // Checked above: n and f fit in u16.
     let (n16, f16) = (n as u16, f as u16);
@@ -378,8 +420,9 @@ fn split(
 
 /// Deals a fresh key set for `n` replicas tolerating `f` faults (`f + 1` shares
 /// combine) from the given RNG. The dealer sees the group secret: this is the
-/// trusted-dealer setup of docs/design.md §3.1 (a distributed key generation is a
-/// later step).
+/// trusted-dealer setup of docs/design.md §3.1, for tests, the simulator and
+/// `belfry demo`; a cluster run by several parties makes its keys with the
+/// distributed key generation (`crate::dkg`, `belfry ceremony`, docs/keys.md).
 pub fn deal<R: RngCore + CryptoRng>(
     n: usize,
     f: usize,

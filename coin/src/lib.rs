@@ -7,8 +7,11 @@
 //! BLS12-381 with public keys in G1 (48 bytes compressed) and signatures in G2
 //! (96 bytes compressed), ciphersuite `BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_`
 //! (the IETF standard, so any standard BLS library verifies a belfry group
-//! signature). A dealer (`belfry keygen`) draws a degree-`f` polynomial whose
-//! constant term is the group secret; replica `i` holds its value at `i + 1`.
+//! signature). The key is a degree-`f` polynomial whose constant term is the
+//! group secret; replica `i` holds its value at `i + 1`. It comes from the
+//! distributed key generation ([`dkg`], `belfry ceremony`), where no process
+//! ever holds the group secret, or, for tests and demos, from a dealer
+//! ([`deal`], `belfry keygen`) that draws the polynomial itself.
 //! Any `f + 1` valid shares on one message interpolate to the group signature on
 //! it, which is deterministic — so every honest replica obtains the *same* bytes,
 //! and no `f` replicas (the most that may be Byzantine) can produce it alone.
@@ -47,6 +50,7 @@ mod coin;
 mod collector;
 mod crypto;
 mod dealer;
+pub mod dkg;
 mod message;
 mod mock;
 
@@ -54,10 +58,10 @@ pub use bls::BlsCrypto;
 pub use cluster::{ClusterId, ClusterParams, Policy, PolicyError};
 pub use coin::{Coin, CoinStep, CoinValue, CommonCoin};
 pub use collector::{CollectStep, ShareFault, ShareFaultKind, SignatureCollector};
-pub use crypto::{CryptoError, GroupSignature, SignatureShare, ThresholdCrypto};
+pub use crypto::{CryptoError, GroupSignature, RefreshedCrypto, SignatureShare, ThresholdCrypto};
 pub use dealer::{
-    deal, deal_with_secret, threshold_sign, GroupPublicKey, KeyError, PublicKeys, SecretShare,
-    TrustAnchor,
+    deal, deal_with_secret, group_secrets_made, threshold_sign, GroupPublicKey, KeyError,
+    PublicKeys, SecretShare, TrustAnchor,
 };
 pub use message::{CoinMessage, SignedMessage, TreeHeadMessage, Wave};
 pub use mock::MockCrypto;

@@ -119,4 +119,8 @@ impl ThresholdCrypto for MockCrypto {
     fn verify_group(&self, message: &[u8], signature: &GroupSignature) -> bool {
         self.group_for(message) == *signature
     }
+
+    fn for_wave(&self, _wave: crate::Wave) -> &dyn ThresholdCrypto {
+        self
+    }
 }

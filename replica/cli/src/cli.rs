@@ -25,9 +25,14 @@ enum Command {
     /// Run a local cluster over real QUIC in this process: stamp digests,
     /// verify every receipt, report throughput and latency.
     Demo(crate::demo::DemoArgs),
-    /// Deal a new cluster's keys: cluster.toml (public) and one
-    /// replica-<i>.toml (secret, mode 0600) per replica.
+    /// Deal a new cluster's keys as a trusted dealer (tests, demos):
+    /// cluster.toml (public) and one replica-<i>.toml (secret, mode 0600) per replica.
     Keygen(crate::keygen::KeygenArgs),
+    /// Make a new cluster's keys without a trusted dealer: a ceremony of
+    /// every operator, by files (plan, join, deal, verify, finish).
+    Ceremony(crate::ceremony::CeremonyArgs),
+    /// Seal a replica file's secret share under a passphrase (or unseal it).
+    Seal(crate::seal::SealArgs),
     /// Run one replica from its replica-<i>.toml until SIGINT or SIGTERM.
     Node(crate::node::NodeArgs),
     /// Timestamp files or digests: wait for receipts that verify and write
@@ -54,6 +59,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Keygen(args) => crate::keygen::run(&args),
+        Command::Ceremony(args) => crate::ceremony::run(&args),
+        Command::Seal(args) => crate::seal::run(&args),
         Command::Node(args) => crate::node::run(&args),
         Command::Stamp(args) => crate::stamp::run(&args),
         Command::Gateway(args) => crate::gateway::run(&args),

@@ -1,5 +1,6 @@
 //! `belfry keygen`: deals a new cluster's threshold keys and TLS
-//! certificates (a trusted dealer, docs/design.md §3.1) and writes `cluster.toml`
+//! certificates (a trusted dealer, docs/design.md §3.1; for tests and demos —
+//! `belfry ceremony` makes the same files without one, docs/keys.md) and writes `cluster.toml`
 //! (public) and one `replica-<i>.toml` (secret, mode 0600) per replica.
 
 use crate::common::{ExitCode, EXIT_OK};
@@ -168,7 +169,9 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     println!(
         "This process was the dealer: it knew the group secret key, which can sign anything as \
          this cluster (any {} replica files together hold it again). Run keygen on an offline \
-         machine, move each replica-<i>.toml to its replica, and keep no other copy online.",
+         machine, move each replica-<i>.toml to its replica, and keep no other copy online. \
+         A cluster run by several parties makes its keys with `belfry ceremony` instead: \
+         nobody holds the group secret (docs/keys.md).",
         f + 1
     );
     Ok(EXIT_OK)

@@ -1,6 +1,7 @@
 //! `belfry`: the command line (docs/design.md section 5).
 
 mod audit;
+mod ceremony;
 mod cli;
 mod common;
 mod demo;
@@ -8,6 +9,7 @@ mod gateway;
 mod keygen;
 mod node;
 mod notes;
+mod seal;
 mod stamp;
 mod verify;
 

@@ -128,7 +128,9 @@ fn keygen_writes_public_and_0600_secret_files_and_refuses_bad_input() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["demo", "keygen", "node", "stamp", "verify", "audit"] {
+    for cmd in [
+        "demo", "keygen", "ceremony", "seal", "node", "stamp", "verify", "audit",
+    ] {
         let o = belfry(&[cmd, "--help"]);
         assert_eq!(code(&o), 0, "{cmd}");
         assert!(

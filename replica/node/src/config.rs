@@ -32,13 +32,14 @@
 //! replica is listed once in id order with a parseable address and
 //! certificate, the secret share belongs to this replica's public key share,
 //! the TLS key matches this replica's certificate, and the secret file is
-//! not readable by group or others.
+//! not readable by group or others (`secret.rs`; its `secret_share` may be
+//! sealed under a passphrase, docs/keys.md).
 
 use belfry_client::{ClusterInfo, ReplicaEndpoint};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{
-    max_faulty, BlsCrypto, ClusterParams, Policy, PublicKeys, ReplicaId, SecretShare,
-    ThresholdCrypto, TrustAnchor,
+    max_faulty, BlsCrypto, ClusterParams, Policy, PublicKeys, RefreshedCrypto, ReplicaId,
+    SecretShare, ThresholdCrypto, TrustAnchor, Wave,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -77,8 +78,8 @@ pub enum ConfigError {
         /// What is wrong, naming the field.
         what: String,
     },
-    /// The secret file is readable by group or others.
-    #[error("{path}: mode {mode:o} lets group or others read the secret key share; chmod 600 it")]
+    /// A secret file is readable by group or others.
+    #[error("{path}: mode {mode:o} lets group or others read this secret file; chmod 600 {path} (and keep only its owner's copy)")]
     Exposed {
         /// The file.
         path: PathBuf,
@@ -113,8 +114,24 @@ pub struct ClusterFile {
     /// C2SP verifier keys of type 0x04 (`name+id+base64`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<String>,
+    /// After a refresh of the shares (docs/keys.md §8): the public key
+    /// shares of the waves before the switch. `public_keys` are those from
+    /// `switch_wave` on; the group key, and so the anchor, is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<ClusterRefresh>,
     /// Every replica, in id order.
     pub replicas: Vec<ReplicaEntry>,
+}
+
+/// `[refresh]` in `cluster.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRefresh {
+    /// The first wave whose coin and tree head are signed with the
+    /// refreshed shares.
+    pub switch_wave: u64,
+    /// The public key shares before the refresh (hex commitment).
+    pub previous_public_keys: String,
 }
 
 /// One replica in `cluster.toml`.
@@ -150,6 +167,12 @@ pub struct ReplicaFile {
     /// public key is `note_key` in cluster.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note_seed: Option<String>,
+    /// During a refresh of the shares: this replica's share before it,
+    /// which signs the waves before the switch (plain or sealed, as
+    /// `secret_share`). `belfry ceremony prune` deletes it once the
+    /// cluster has passed the switch (docs/keys.md §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_share: Option<String>,
     /// The data directory (journal and log), relative to this file.
     pub data_dir: String,
     /// The address to listen on (default: this replica's address).
@@ -158,6 +181,16 @@ pub struct ReplicaFile {
     /// The Prometheus endpoint's address (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+}
+
+impl Drop for ReplicaFile {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret_share.zeroize();
+        self.tls_key.zeroize();
+        self.note_seed.zeroize();
+        self.previous_share.zeroize();
+    }
 }
 
 impl std::fmt::Debug for ReplicaFile {
@@ -175,8 +208,10 @@ impl std::fmt::Debug for ReplicaFile {
 pub struct Cluster {
     /// The parameters receipts bind.
     pub params: ClusterParams,
-    /// The public key shares.
+    /// The public key shares (after a refresh: from its switch wave on).
     pub public: Arc<PublicKeys>,
+    /// After a refresh: its switch wave and the public key shares before it.
+    pub previous: Option<(Wave, Arc<PublicKeys>)>,
     /// Each replica's address and certificate, by id.
     pub replicas: Vec<ReplicaEndpoint>,
     /// Checkpoint keys: the origin, each replica's note key, the witnesses.
@@ -354,6 +389,7 @@ impl ClusterFile {
     /// errors). Replica addresses given as DNS names are resolved.
     pub fn validate(&self, path: &Path) -> Result<Cluster, ConfigError> {
         let (params, public) = self.params(path)?;
+        let previous = self.previous(path, &public)?;
         let n = usize::from(self.n);
         if self.replicas.len() != n {
             return Err(invalid(
@@ -391,6 +427,7 @@ impl ClusterFile {
         Ok(Cluster {
             params,
             public,
+            previous,
             replicas,
             notes,
         })
@@ -465,6 +502,33 @@ impl ClusterFile {
         })
     }
 
+    /// The refresh's previous public key shares, checked: the same n, f and
+    /// group key as `public_keys`, and a switch after wave 0.
+    pub fn previous(
+        &self,
+        path: &Path,
+        public: &PublicKeys,
+    ) -> Result<Option<(Wave, Arc<PublicKeys>)>, ConfigError> {
+        let Some(r) = &self.refresh else {
+            return Ok(None);
+        };
+        let previous = PublicKeys::from_commitment_hex(self.n, self.f, &r.previous_public_keys)
+            .map_err(|e| invalid(path, format!("refresh.previous_public_keys: {e}")))?;
+        if previous.group_key() != public.group_key() {
+            return Err(invalid(
+                path,
+                "refresh.previous_public_keys has another group key than public_keys: a refresh keeps the key",
+            ));
+        }
+        if r.switch_wave == 0 || previous.commitment_hex() == public.commitment_hex() {
+            return Err(invalid(
+                path,
+                "refresh: switch_wave must be above 0 and the public keys must differ",
+            ));
+        }
+        Ok(Some((Wave(r.switch_wave), Arc::new(previous))))
+    }
+
     /// Checks what receipts bind (n, f, the keys, the anchor, the policy,
     /// the genesis time) and nothing about the replicas' addresses: what an
     /// offline verifier needs, without any name resolution.
@@ -500,35 +564,12 @@ impl ClusterFile {
     }
 }
 
-/// Refuses a secret file that group or others may read.
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|error| ConfigError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::Exposed {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), ConfigError> {
-    Ok(())
-}
-
 impl ReplicaFile {
     /// Reads and validates `replica-<i>.toml` and the cluster file it
     /// names.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        check_private(path)?;
-        let file: ReplicaFile = toml::from_str(&read(path)?).map_err(|e| ConfigError::Toml {
+        let text = crate::secret::read_secret_file(path)?;
+        let file: ReplicaFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
             path: path.to_path_buf(),
             error: e.to_string(),
         })?;
@@ -557,22 +598,34 @@ impl ReplicaFile {
                 ),
             ));
         };
-        let mut secret = [0u8; 32];
-        hex::decode_to_slice(self.secret_share.trim(), &mut secret)
-            .map_err(|e| invalid(path, format!("secret_share: not 64 hex digits: {e}")))?;
-        let share = SecretShare::from_bytes(id, secret)
-            .map_err(|e| invalid(path, format!("secret_share: {e}")))?;
-        secret.fill(0);
-        let crypto = BlsCrypto::new(cluster.public.clone(), share);
-        if !share_matches(&crypto, id) {
-            return Err(invalid(
-                path,
-                format!(
-                    "secret_share is not replica {}'s share of this cluster's key",
-                    self.id
-                ),
-            ));
-        }
+        let current = share_crypto(
+            path,
+            "secret_share",
+            &self.secret_share,
+            id,
+            &cluster.public,
+        )?;
+        let crypto: Arc<dyn ThresholdCrypto> = match (&cluster.previous, &self.previous_share) {
+            (None, None) => Arc::new(current),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    path,
+                    "previous_share is set but cluster.toml has no [refresh]: use the cluster.toml of the refresh",
+                ))
+            }
+            (Some((switch, public)), previous) => {
+                let previous = match previous {
+                    Some(p) => share_crypto(path, "previous_share", p, id, public)?,
+                    // Deleted after the switch: nothing before it is signed.
+                    None => BlsCrypto::verifier(public.clone()),
+                };
+                Arc::new(RefreshedCrypto::new(
+                    Arc::new(previous),
+                    Arc::new(current),
+                    *switch,
+                ))
+            }
+        };
         let identity = Identity::new(me.certificate.clone(), &self.tls_key).map_err(|e| {
             invalid(
                 path,
@@ -590,7 +643,7 @@ impl ReplicaFile {
         };
         Ok(NodeConfig {
             id,
-            crypto: Arc::new(crypto),
+            crypto,
             identity,
             note_signer,
             data_dir: base.join(&self.data_dir),
@@ -640,6 +693,39 @@ impl ReplicaFile {
         }
         Ok(Some(signer))
     }
+}
+
+/// The crypto of one secret share (`field`, plain or sealed), checked to be
+/// replica `id`'s share of `public`.
+fn share_crypto(
+    path: &Path,
+    field: &str,
+    value: &str,
+    id: ReplicaId,
+    public: &Arc<PublicKeys>,
+) -> Result<BlsCrypto, ConfigError> {
+    let share_hex = crate::secret::share_hex(path, value)?;
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(share_hex.as_str(), &mut secret[..])
+        .map_err(|e| invalid(path, format!("{field}: not 64 hex digits: {e}")))?;
+    let share =
+        SecretShare::from_bytes(id, *secret).map_err(|e| invalid(path, format!("{field}: {e}")))?;
+    let crypto = BlsCrypto::new(public.clone(), share);
+    if !share_matches(&crypto, id) {
+        return Err(invalid(
+            path,
+            format!(
+                "{field} is not replica {}'s share of this cluster's key{}",
+                id.0,
+                if field == "secret_share" {
+                    " (after a refresh: use the replica file the refresh wrote)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    Ok(crypto)
 }
 
 /// Whether `crypto`'s secret share belongs to replica `id`'s public key

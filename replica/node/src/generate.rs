@@ -108,6 +108,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         genesis_time: options.genesis_time.0,
         origin: None,
         witnesses: Vec::new(),
+        refresh: None,
         replicas,
     };
     let cluster_path = dir.join("cluster.toml");
@@ -128,6 +129,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             secret_share,
             tls_key,
             note_seed: Some(note_seed),
+            previous_share: None,
             data_dir: format!("data-{i}"),
             listen: None,
             metrics: None,

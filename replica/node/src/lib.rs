@@ -24,6 +24,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod queue;
+pub mod secret;
 pub mod shutdown;
 pub mod tls;
 

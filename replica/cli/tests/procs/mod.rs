@@ -89,6 +89,8 @@ pub struct ProcCluster {
     pub nodes: Vec<Option<Child>>,
     metrics: Vec<u16>,
     starts: Vec<usize>,
+    /// Environment variables every node is started with.
+    pub env: Vec<(String, String)>,
 }
 
 impl ProcCluster {
@@ -120,12 +122,19 @@ impl ProcCluster {
             &hosts.join(","),
         ]);
         assert_eq!(code(&out), 0, "keygen: {}", stderr(&out));
+        ProcCluster::with_keys(dir, n)
+    }
+
+    /// A cluster whose files are already in `dir/keys` (made by a
+    /// ceremony); no node started.
+    pub fn with_keys(dir: tempfile::TempDir, n: usize) -> ProcCluster {
         ProcCluster {
             dir,
             n,
             nodes: (0..n).map(|_| None).collect(),
             metrics: free_tcp_ports(n),
             starts: vec![0; n],
+            env: Vec::new(),
         }
     }
 
@@ -166,6 +175,7 @@ impl ProcCluster {
                 "--metrics",
                 &format!("127.0.0.1:{}", self.metrics[i]),
             ])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -212,6 +222,11 @@ impl ProcCluster {
             Some(c) => c.try_wait().unwrap().is_none(),
             None => false,
         }
+    }
+
+    /// Replica `i`'s metrics port.
+    pub fn metrics_port(&self, i: usize) -> u16 {
+        self.metrics[i]
     }
 
     /// A metric of replica `i`, if its endpoint answers.

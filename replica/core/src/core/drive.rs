@@ -168,6 +168,6 @@ impl ReplicaCore {
             root: self.log.root(),
             time: tick.time,
         };
-        self.start_head(head, out);
+        self.start_head(head, Wave(tick.wave), out);
     }
 }

@@ -10,7 +10,7 @@ impl ReplicaCore {
     /// (a head whose shares a crash or a lossy link lost would otherwise
     /// never complete), and asks to be called again while any is open.
     pub(super) fn resend_head_shares(&mut self, out: &mut CoreStep) {
-        for (size, (_, _, own)) in &self.collectors {
+        for (size, (_, _, own, _)) in &self.collectors {
             if let Some(share) = own {
                 if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
                     tree_size: *size,
@@ -45,7 +45,12 @@ impl ReplicaCore {
             .verify_group(&message.signing_bytes(), &sth.signature)
     }
 
-    pub(super) fn start_head(&mut self, head: TreeHead, out: &mut CoreStep) {
+    /// Starts signing the head that ends at the Tick of `wave`: shares of it
+    /// are made and checked with that wave's keys (`ThresholdCrypto::for_wave`:
+    /// after a refresh of the shares, the keys of the epoch the wave is in —
+    /// so a replica that catches up across the switch signs each head with
+    /// the share of its wave, never a stale one; docs/keys.md §8).
+    pub(super) fn start_head(&mut self, head: TreeHead, wave: Wave, out: &mut CoreStep) {
         let cid = self.config.cluster.cluster_id();
         let message = head.message(cid);
         let (n, f) = (self.config.broadcast.n, self.config.broadcast.f);
@@ -59,7 +64,9 @@ impl ReplicaCore {
         let share = if self.node.observing() {
             Err(belfry_broadcast::coin::CryptoError::NoSecret)
         } else {
-            self.crypto.sign_share(&message.signing_bytes())
+            self.crypto
+                .for_wave(wave)
+                .sign_share(&message.signing_bytes())
         };
         if let Ok(own) = share {
             shares.insert(0, (me, own));
@@ -73,7 +80,7 @@ impl ReplicaCore {
         let own = shares.first().filter(|(r, _)| *r == me).map(|(_, s)| *s);
         let mut signed = None;
         for (from, share) in shares {
-            let step = collector.add(self.crypto.as_ref(), from, share);
+            let step = collector.add(self.crypto.for_wave(wave), from, share);
             self.head_faults(head.tree_size, step.faults, out);
             signed = signed.or(step.signature);
         }
@@ -84,7 +91,7 @@ impl ReplicaCore {
                     self.arm_head_timer_now(out);
                 }
                 self.collectors
-                    .insert(head.tree_size, (head, collector, own));
+                    .insert(head.tree_size, (head, collector, own, wave));
             }
         }
         // Older heads that never completed are not waited for forever.
@@ -137,9 +144,9 @@ impl ReplicaCore {
         if from.index() >= self.config.broadcast.n || self.reads().head_at(tree_size).is_some() {
             return;
         }
-        if let Some((head, collector, _)) = self.collectors.get_mut(&tree_size) {
+        if let Some((head, collector, _, wave)) = self.collectors.get_mut(&tree_size) {
             let head = *head;
-            let step = collector.add(self.crypto.as_ref(), from, share);
+            let step = collector.add(self.crypto.for_wave(*wave), from, share);
             self.head_faults(tree_size, step.faults, out);
             if let Some(sig) = step.signature {
                 self.finish_head(head, sig, out);

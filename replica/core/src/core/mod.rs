@@ -36,7 +36,7 @@ use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
     ClusterParams, ReplicaId, ShareFault, ShareFaultKind, SignatureCollector, SignatureShare,
-    SignedMessage, ThresholdCrypto,
+    SignedMessage, ThresholdCrypto, Wave,
 };
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS, MAX_QUEUED_REPORTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
@@ -481,7 +481,9 @@ pub struct ReplicaCore {
     log: Box<dyn LogStore>,
     /// Tree heads being signed: the head, its share collector and this
     /// replica's own share (re-sent until the head is complete).
-    collectors: BTreeMap<u64, (TreeHead, SignatureCollector, Option<SignatureShare>)>,
+    /// Heads being signed, by tree size: the head, its shares, this
+    /// replica's own share, and the wave whose Tick ends it.
+    collectors: BTreeMap<u64, (TreeHead, SignatureCollector, Option<SignatureShare>, Wave)>,
     early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
     pending: BTreeSet<[u8; 32]>,
     rereport: Vec<VecDeque<[u8; 32]>>,

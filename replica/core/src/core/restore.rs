@@ -90,7 +90,7 @@ impl ReplicaCore {
                     time: t.time,
                 };
                 let mut quiet = CoreStep::default();
-                core.start_head(head, &mut quiet);
+                core.start_head(head, Wave(t.wave), &mut quiet);
                 core.faults_on_restore = quiet.faults;
             }
         }

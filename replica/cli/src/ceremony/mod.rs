@@ -1,0 +1,1042 @@
+//! `belfry ceremony`: the cluster's keys without a trusted dealer
+//! (docs/keys.md). The protocol is `belfry_coin::dkg`; this is its driver:
+//! files in a shared directory, one subdirectory per phase, passed between
+//! the operators by any channel (a shared drive, a git repository, mail).
+//! Every message is signed with its author's ceremony key from the roster;
+//! every secret stays on its operator's machine in a 0600 file.
+//!
+//! ```text
+//! plan      anyone      SHARED/plan.toml                      n, f, policy, genesis, a ceremony nonce
+//! join      each        SECRET (0600) + SHARED/roster/roster-<i>.toml   keys made here: TLS, note, encryption, signing
+//! deal      each        SHARED/deal/deal-<i>.toml             a commitment and n encrypted rows
+//! verify    each        SHARED/verify/verify-<i>.toml         an ack or a proven complaint per deal
+//! finish    each        OUT/cluster.toml, OUT/replica-<i>.toml, SHARED/done/done-<i>.toml
+//! ```
+//! A refresh (`plan --refresh-of`, `join --config`, then the same steps, and
+//! `prune` after the switch) re-shares zero among the cluster's replicas:
+//! same anchor, new shares from an agreed wave on (docs/keys.md §8).
+//!
+//! Every step prints what it checked. `finish` applies the qualification
+//! rule to every message in the shared directory, so operators with the
+//! same directory compute the same cluster; the done files, which name the
+//! transcript and the result, show whether they did.
+
+mod files;
+
+use crate::common::{ExitCode, EXIT_OK};
+use anyhow::{bail, Context};
+use belfry_node::config::{ClusterFile, ReplicaEntry, ReplicaFile};
+use belfry_node::generate::write_file;
+use belfry_replica::clock::{ClockSource, SystemClock};
+use belfry_replica::coin::dkg::{
+    qualify, Deal, DecryptionKey, Outcome, Params, Transcript, Verification,
+};
+use belfry_replica::coin::{max_faulty, quorum, sha256, ClusterParams, Policy, TrustAnchor};
+use belfry_replica::timestamp::checkpoint::{default_origin, VerifierKey, VerifierKind};
+use files::{Phase, Plan, Roster, RosterEntry, SecretFile};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Arguments of `belfry ceremony`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example, four operators (docs/keys.md):
+  belfry ceremony plan --replicas 4 --shared ceremony/          (anyone; send ceremony/ to all)
+  belfry ceremony join --shared ceremony/ --id 2 --host 10.0.0.3 --secret ~/belfry/ceremony-2.toml
+  belfry ceremony deal --shared ceremony/ --secret ~/belfry/ceremony-2.toml
+  belfry ceremony verify --shared ceremony/ --secret ~/belfry/ceremony-2.toml
+  belfry ceremony finish --shared ceremony/ --secret ~/belfry/ceremony-2.toml --out ~/belfry/
+Between steps, gather every operator's new files into ceremony/ and send it to all.
+A refresh of the shares (same anchor, new shares from wave W on):
+  belfry ceremony plan --refresh-of cluster.toml --switch-wave W --shared refresh/
+  belfry ceremony join --shared refresh/ --config replica-2.toml --secret refresh-2.toml
+  (deal, verify, finish as above; install the files before wave W; then)
+  belfry ceremony prune --config replica-2.toml")]
+pub struct CeremonyArgs {
+    #[command(subcommand)]
+    step: Step,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Step {
+    /// Write the plan (n, f, policy, genesis time) every operator joins.
+    Plan(PlanArgs),
+    /// Join: make this operator's keys and publish its roster entry.
+    Join(JoinArgs),
+    /// Deal: publish a commitment and each participant's encrypted row.
+    Deal(DealArgs),
+    /// Verify every deal: publish acks and proven complaints.
+    Verify(DealArgs),
+    /// Apply the qualification rule; write cluster.toml and this replica's file.
+    Finish(FinishArgs),
+    /// After a refresh, once the cluster has passed its switch wave: delete
+    /// the previous share from a replica file.
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  belfry ceremony prune --config /etc/belfry/replica-2.toml")]
+struct PruneArgs {
+    /// The replica file (rewritten in place, mode 0600).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  belfry ceremony plan --replicas 4 --shared ceremony/")]
+struct PlanArgs {
+    /// Replicas (participants), 4 to 64; f = ⌊(n−1)/3⌋.
+    #[arg(long, required_unless_present = "refresh_of")]
+    replicas: Option<usize>,
+    /// Refresh the shares of this cluster (its cluster.toml) instead of making a new key.
+    #[arg(long, requires = "switch_wave")]
+    refresh_of: Option<PathBuf>,
+    /// In a refresh: the first wave signed with the new shares (well after the ceremony ends).
+    #[arg(long)]
+    switch_wave: Option<u64>,
+    /// The shared directory to create.
+    #[arg(long)]
+    shared: PathBuf,
+    /// Sequencing policy: lamport or clock.
+    #[arg(long, default_value = "lamport")]
+    policy: String,
+    /// The clock policy's bucket width in µs (default 1000).
+    #[arg(long)]
+    granularity_us: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  belfry ceremony join --shared ceremony/ --id 2 --host 10.0.0.3 --secret ceremony-2.toml"
+)]
+struct JoinArgs {
+    /// The shared directory (with plan.toml).
+    #[arg(long)]
+    shared: PathBuf,
+    /// This operator's replica id, 0..n (a new key).
+    #[arg(long, required_unless_present = "config")]
+    id: Option<u16>,
+    /// This replica's host: IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100) (a new key).
+    #[arg(long, required_unless_present = "config")]
+    host: Option<String>,
+    /// In a refresh: this replica's current replica-<i>.toml.
+    #[arg(long, conflicts_with_all = ["id", "host"])]
+    config: Option<PathBuf>,
+    /// The secret ceremony file to create (mode 0600; stays on this machine).
+    #[arg(long)]
+    secret: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  belfry ceremony deal --shared ceremony/ --secret ceremony-2.toml"
+)]
+struct DealArgs {
+    /// The shared directory.
+    #[arg(long)]
+    shared: PathBuf,
+    /// This operator's secret ceremony file.
+    #[arg(long)]
+    secret: PathBuf,
+    /// Misbehave, to show a ceremony excluding its author (tests):
+    /// `bad-row:J` when dealing, `false-complaint:D` when verifying.
+    #[arg(long, hide = true)]
+    byzantine: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  belfry ceremony finish --shared ceremony/ --secret ceremony-2.toml --out /etc/belfry/\n  BELFRY_PASSPHRASE_FILE=/root/pass belfry ceremony finish ... --seal"
+)]
+struct FinishArgs {
+    /// The shared directory.
+    #[arg(long)]
+    shared: PathBuf,
+    /// This operator's secret ceremony file.
+    #[arg(long)]
+    secret: PathBuf,
+    /// Where to write cluster.toml and replica-<i>.toml.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seal the secret share with the passphrase from BELFRY_PASSPHRASE_FILE or BELFRY_PASSPHRASE.
+    #[arg(long)]
+    seal: bool,
+}
+
+/// Runs `belfry ceremony`.
+pub fn run(args: &CeremonyArgs) -> anyhow::Result<ExitCode> {
+    match &args.step {
+        Step::Plan(a) => plan(a),
+        Step::Join(a) => join(a),
+        Step::Deal(a) => deal(a),
+        Step::Verify(a) => verify(a),
+        Step::Finish(a) => finish(a),
+        Step::Prune(a) => prune(a),
+    }
+}
+
+fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let path = a.shared.join("plan.toml");
+    if path.exists() {
+        bail!("{} exists: a ceremony has one plan", path.display());
+    }
+    let mut nonce = [0u8; 16];
+    ChaCha20Rng::from_entropy().fill_bytes(&mut nonce);
+    let plan = match &a.refresh_of {
+        Some(cluster_path) => refresh_plan(a, cluster_path, nonce)?,
+        None => {
+            let n = a.replicas.unwrap_or(0);
+            let f = max_faulty(n);
+            Params::new(n, f).map_err(|e| anyhow::anyhow!("--replicas {n}: {e}"))?;
+            let granularity = match (a.policy.as_str(), a.granularity_us) {
+                ("clock", g) => g.unwrap_or(crate::keygen::DEFAULT_GRANULARITY_US),
+                ("lamport", Some(g)) => {
+                    bail!("--granularity-us {g}: only the clock policy has one")
+                }
+                _ => 0,
+            };
+            let policy = Policy::from_name(&a.policy, granularity)
+                .map_err(|e| anyhow::anyhow!("--policy {}: {e}", a.policy))?;
+            Plan {
+                ceremony: hex::encode(nonce),
+                n: n as u16,
+                f: f as u16,
+                policy: policy.name().to_string(),
+                granularity_us: policy.granularity_us(),
+                genesis_time: SystemClock.now().0,
+                refresh: None,
+            }
+        }
+    };
+    for phase in ["roster", "deal", "verify", "done"] {
+        std::fs::create_dir_all(a.shared.join(phase))
+            .with_context(|| format!("{}", a.shared.display()))?;
+    }
+    write_file(&path, &toml::to_string(&plan)?, false)?;
+    let (_, _, _, hash) = Plan::load(&path)?;
+    println!(
+        "belfry ceremony plan: n = {}, f = {} (any {} shares sign), policy {}, genesis time {}",
+        plan.n,
+        plan.f,
+        plan.f + 1,
+        plan.policy,
+        plan.genesis_time
+    );
+    if let Some(r) = &plan.refresh {
+        println!(
+            "a REFRESH of the shares of the cluster whose public keys are {}…: the group key and the anchor stay; \
+             the new shares sign from wave {} on",
+            &r.public_keys[..16],
+            r.switch_wave
+        );
+    }
+    println!("plan hash: {}", hex::encode(hash));
+    println!(
+        "wrote {}: send the directory to every operator; each runs `belfry ceremony join`",
+        path.display()
+    );
+    Ok(EXIT_OK)
+}
+
+/// The plan of a refresh: everything from the cluster file.
+fn refresh_plan(a: &PlanArgs, cluster_path: &Path, nonce: [u8; 16]) -> anyhow::Result<Plan> {
+    let cluster = ClusterFile::read(cluster_path)?;
+    let (_, public) = cluster.params(cluster_path)?;
+    cluster.previous(cluster_path, &public)?;
+    if a.replicas.is_some_and(|n| n != usize::from(cluster.n)) {
+        bail!(
+            "--replicas: a refresh keeps the cluster's n = {}",
+            cluster.n
+        );
+    }
+    let switch_wave = a.switch_wave.unwrap_or(0);
+    if let Some(r) = &cluster.refresh {
+        if switch_wave <= r.switch_wave {
+            bail!(
+                "--switch-wave {switch_wave}: the last refresh switched at wave {}; the next must switch later",
+                r.switch_wave
+            );
+        }
+    }
+    if switch_wave == 0 {
+        bail!("--switch-wave 0: name a wave well after the ceremony will end (see belfry_wave)");
+    }
+    Params::refresh(usize::from(cluster.n), usize::from(cluster.f))?;
+    Ok(Plan {
+        ceremony: hex::encode(nonce),
+        n: cluster.n,
+        f: cluster.f,
+        policy: cluster.policy.clone(),
+        granularity_us: cluster.granularity_us,
+        genesis_time: cluster.genesis_time,
+        refresh: Some(files::PlanRefresh {
+            public_keys: cluster.public_keys.clone(),
+            switch_wave,
+        }),
+    })
+}
+
+fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
+    let (plan, params, _, plan_hash) = Plan::load(&a.shared.join("plan.toml"))?;
+    let n = params.n();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let decryption = DecryptionKey::generate(&mut rng);
+    let mut signing_seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut signing_seed[..]);
+    // A new key: a new replica identity made here. A refresh: the member's
+    // identity from its files, its note key vouching for the entry.
+    let (id, address, certificate, note_seed, tls_key, replica_file) = match &a.config {
+        Some(config) => {
+            let r = Member::load(config, &plan)?;
+            let me = &r.cluster.replicas[usize::from(r.file.id)];
+            let note_seed = r.note_seed(config)?;
+            (
+                r.file.id,
+                me.address.clone(),
+                me.certificate.clone(),
+                note_seed,
+                Zeroizing::new(String::new()),
+                Some(std::path::absolute(config)?.display().to_string()),
+            )
+        }
+        None => {
+            if plan.refresh.is_some() {
+                bail!(
+                    "this plan refreshes a cluster's shares: join with --config replica-<i>.toml"
+                );
+            }
+            let id = a.id.unwrap_or(u16::MAX);
+            if usize::from(id) >= n {
+                bail!("--id {id}: ids are 0..{} in this plan", n - 1);
+            }
+            let host = a.host.clone().unwrap_or_default();
+            let address = crate::keygen::addresses(
+                1,
+                std::slice::from_ref(&host),
+                crate::keygen::DEFAULT_BASE_PORT,
+            )?
+            .remove(0);
+            let mut note_seed = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(&mut note_seed[..]);
+            let (certificate, tls_key) = belfry_node::tls::generate_identity(id)?;
+            (
+                id,
+                address,
+                certificate,
+                note_seed,
+                Zeroizing::new(tls_key),
+                None,
+            )
+        }
+    };
+    let entry_path = a.shared.join("roster").join(format!("roster-{id}.toml"));
+    for p in [&a.secret, &entry_path] {
+        if p.exists() {
+            bail!(
+                "{} exists: this participant has joined already",
+                p.display()
+            );
+        }
+    }
+    let mut entry = RosterEntry {
+        id,
+        plan: hex::encode(plan_hash),
+        address: address.clone(),
+        certificate,
+        note_key: hex::encode(files::public_of(&note_seed)?),
+        encryption_key: hex::encode(decryption.public().to_bytes()),
+        signing_key: hex::encode(files::public_of(&signing_seed)?),
+        signature: String::new(),
+        member_signature: None,
+    };
+    let bytes = entry.signed_bytes(&entry_path)?;
+    entry.signature = hex::encode(files::sign(&signing_seed, &bytes)?);
+    if replica_file.is_some() {
+        entry.member_signature = Some(hex::encode(files::sign(&note_seed, &bytes)?));
+    }
+    let secret = SecretFile {
+        id,
+        plan: hex::encode(plan_hash),
+        decryption_key: hex::encode(&decryption.to_bytes()[..]),
+        signing_seed: hex::encode(&signing_seed[..]),
+        note_seed: if replica_file.is_some() {
+            String::new()
+        } else {
+            hex::encode(&note_seed[..])
+        },
+        tls_key: tls_key.to_string(),
+        replica_file: replica_file.clone(),
+    };
+    if let Some(dir) = a.secret.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    write_file(&a.secret, &Zeroizing::new(toml::to_string(&secret)?), true)?;
+    std::fs::create_dir_all(entry_path.parent().unwrap_or(Path::new(".")))?;
+    write_file(&entry_path, &toml::to_string(&entry)?, false)?;
+    println!(
+        "belfry ceremony join: participant {id} of {n} (ceremony {}), replica address {address}",
+        plan.ceremony
+    );
+    println!(
+        "checked plan.toml: n = {n}, f = {}, policy {}, genesis time {}",
+        params.f(),
+        plan.policy,
+        plan.genesis_time
+    );
+    match &replica_file {
+        Some(f) => println!(
+            "checked {f}: replica {id} of the cluster being refreshed (its share is that cluster's); \
+             made here: a ceremony encryption key (BLS12-381) and signing key (Ed25519); the entry is also signed with the replica's note key"
+        ),
+        None => println!(
+            "made here: a TLS certificate and key, a checkpoint note key, a ceremony encryption key (BLS12-381) and signing key (Ed25519)"
+        ),
+    }
+    println!(
+        "wrote {}  SECRET (mode 0600): stays on this machine",
+        a.secret.display()
+    );
+    println!(
+        "wrote {}  public, signed: add it to the shared directory",
+        entry_path.display()
+    );
+    Ok(EXIT_OK)
+}
+
+/// A replica of the cluster being refreshed: its replica file and the
+/// cluster file beside it, checked against the plan.
+struct Member {
+    file: ReplicaFile,
+    path: PathBuf,
+    cluster: ClusterFile,
+    cluster_path: PathBuf,
+    public: belfry_replica::coin::PublicKeys,
+}
+
+impl Member {
+    fn load(config: &Path, plan: &Plan) -> anyhow::Result<Member> {
+        let Some(refresh) = &plan.refresh else {
+            bail!(
+                "--config is for a refresh; this plan makes a new key (join with --id and --host)"
+            );
+        };
+        let text = belfry_node::secret::read_secret_file(config)?;
+        let file: ReplicaFile =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        let cluster_path = config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&file.cluster);
+        let cluster = ClusterFile::read(&cluster_path)?;
+        let (_, public) = cluster.params(&cluster_path)?;
+        if cluster.public_keys != refresh.public_keys
+            || usize::from(file.id) >= cluster.replicas.len()
+        {
+            bail!(
+                "{}: not the cluster this plan refreshes (its public_keys differ)",
+                cluster_path.display()
+            );
+        }
+        if file.previous_share.is_some() {
+            bail!(
+                "{}: holds the previous share of an earlier refresh: once the cluster is past that switch, `belfry ceremony prune` it first",
+                config.display()
+            );
+        }
+        Ok(Member {
+            path: config.to_path_buf(),
+            public: (*public).clone(),
+            file,
+            cluster,
+            cluster_path,
+        })
+    }
+
+    fn note_seed(&self, config: &Path) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(self.file.note_seed.as_deref().unwrap_or("").trim(), &mut seed[..])
+            .map_err(|_| anyhow::anyhow!("{}: a refresh needs the replica's note_seed (64 hex digits): its note key vouches for its roster entry", config.display()))?;
+        Ok(seed)
+    }
+
+    /// The current secret share (a sealed one needs the passphrase).
+    fn share(&self) -> anyhow::Result<belfry_replica::coin::SecretShare> {
+        let hex_share = belfry_node::secret::share_hex(&self.path, &self.file.secret_share)?;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_share.as_str(), &mut bytes[..])
+            .map_err(|e| anyhow::anyhow!("{}: secret_share: {e}", self.path.display()))?;
+        Ok(belfry_replica::coin::SecretShare::from_bytes(
+            belfry_replica::coin::ReplicaId(self.file.id),
+            *bytes,
+        )?)
+    }
+}
+
+/// What every later step loads first: the plan, the complete roster, this
+/// operator's secrets.
+struct Session {
+    plan: Plan,
+    params: Params,
+    policy: Policy,
+    roster: Roster,
+    secret: SecretFile,
+    me: usize,
+    decryption: DecryptionKey,
+    signing: Zeroizing<[u8; 32]>,
+    /// In a refresh: this replica's current files.
+    member: Option<Member>,
+}
+
+fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session> {
+    let (plan, params, policy, plan_hash) = Plan::load(&shared.join("plan.toml"))?;
+    let secret = SecretFile::load(secret_path)?;
+    if secret.plan != hex::encode(plan_hash) {
+        bail!(
+            "{}: made for another plan than {}",
+            secret_path.display(),
+            shared.join("plan.toml").display()
+        );
+    }
+    let member = match &secret.replica_file {
+        Some(f) => {
+            let m = Member::load(Path::new(f), &plan)?;
+            if m.file.id != secret.id {
+                bail!(
+                    "{f}: replica {}, but {} is participant {}'s",
+                    m.file.id,
+                    secret_path.display(),
+                    secret.id
+                );
+            }
+            Some(m)
+        }
+        None if plan.refresh.is_some() => {
+            bail!(
+                "{}: made by a join without --config, for a refresh plan",
+                secret_path.display()
+            )
+        }
+        None => None,
+    };
+    let roster = Roster::load(
+        shared,
+        &plan_hash,
+        params.n(),
+        member.as_ref().map(|m| &m.cluster),
+    )?;
+    let me = usize::from(secret.id);
+    let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
+    let signing = secret.seed(secret_path, "signing_seed")?;
+    let mine = &roster.members[me];
+    if mine.encryption != decryption.public() || mine.signing != files::public_of(&signing)? {
+        bail!(
+            "{}: its keys are not participant {me}'s in the roster",
+            secret_path.display()
+        );
+    }
+    println!(
+        "belfry ceremony {step}: participant {me} of {} (f = {}, ceremony {})",
+        params.n(),
+        params.f(),
+        plan.ceremony
+    );
+    println!(
+        "checked roster: {} entries, each signed by its own key and naming this plan; ids 0..{}, \
+         addresses, certificates and keys all distinct; my keys are entry {me}'s",
+        params.n(),
+        params.n() - 1
+    );
+    if let Some(m) = &member {
+        println!(
+            "checked: a refresh of the cluster in {}: every roster entry is the replica it lists under its id, signed with that replica's note key",
+            m.cluster_path.display()
+        );
+    }
+    println!("roster hash: {}", hex::encode(roster.hash));
+    Ok(Session {
+        plan,
+        params,
+        policy,
+        roster,
+        secret,
+        me,
+        decryption,
+        signing,
+        member,
+    })
+}
+
+fn byzantine(flag: &Option<String>, kind: &str, n: usize) -> anyhow::Result<Option<usize>> {
+    let Some(f) = flag else { return Ok(None) };
+    let Some(v) = f.strip_prefix(kind).and_then(|r| r.strip_prefix(':')) else {
+        bail!("--byzantine {f}: expected {kind}:<id>");
+    };
+    match v.parse::<usize>() {
+        Ok(i) if i < n => Ok(Some(i)),
+        _ => bail!("--byzantine {f}: not an id below {n}"),
+    }
+}
+
+fn deal(a: &DealArgs) -> anyhow::Result<ExitCode> {
+    let c = load(&a.shared, &a.secret, "deal")?;
+    let spoil = byzantine(&a.byzantine, "bad-row", c.params.n())?;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let keys = c.roster.encryption_keys();
+    let mut deal = Deal::new(c.params, &keys, &mut rng)?;
+    if let Some(j) = spoil {
+        deal.spoil_row(j, &keys[j], c.params.f(), &mut rng);
+        println!("BYZANTINE: the row for participant {j} is not on the commitment");
+    }
+    let path = files::write_signed(
+        &a.shared,
+        Phase::Deal,
+        &c.roster,
+        c.me as u16,
+        &deal.to_bytes(),
+        &c.signing,
+    )?;
+    println!(
+        "dealt: a commitment to a random symmetric bivariate polynomial of degree {} and {} rows, \
+         row i encrypted to participant i's key; the polynomial was not kept",
+        c.params.f(),
+        c.params.n()
+    );
+    println!(
+        "wrote {}  public, signed: add it to the shared directory",
+        path.display()
+    );
+    println!("next: once the deals are in, every operator runs `belfry ceremony verify`");
+    check_no_group_secret()?;
+    Ok(EXIT_OK)
+}
+
+/// Deals by dealer, with their hashes.
+type ParsedDeals = BTreeMap<usize, (Deal, [u8; 32])>;
+
+/// Every deal in the shared directory, parsed; prints what it found.
+fn load_deals(shared: &Path, c: &Session) -> anyhow::Result<(files::PhaseMessages, ParsedDeals)> {
+    let messages = files::load_phase(shared, Phase::Deal, &c.roster)?;
+    report_phase("deal", &messages);
+    let mut parsed = BTreeMap::new();
+    for (&d, (bytes, path)) in &messages.by_id {
+        match Deal::from_bytes(c.params, bytes) {
+            Ok(deal) => {
+                parsed.insert(d, (deal, Deal::hash(bytes)));
+            }
+            Err(why) => println!("deal of {d} ({}): INVALID: {why}", path.display()),
+        }
+    }
+    Ok((messages, parsed))
+}
+
+fn report_phase(what: &str, m: &files::PhaseMessages) {
+    for (path, why) in &m.ignored {
+        println!(
+            "ignored {}: {why} (proves nothing about anyone)",
+            path.display()
+        );
+    }
+    for (id, (a, b)) in &m.equivocators {
+        println!(
+            "participant {id} signed two different {what} messages, {} and {}: it is excluded",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+fn verify(a: &DealArgs) -> anyhow::Result<ExitCode> {
+    let c = load(&a.shared, &a.secret, "verify")?;
+    let false_complaint = byzantine(&a.byzantine, "false-complaint", c.params.n())?;
+    let (_, deals) = load_deals(&a.shared, &c)?;
+    let q = quorum(c.params.n(), c.params.f());
+    if deals.len() < q {
+        let missing: Vec<usize> = (0..c.params.n())
+            .filter(|d| !deals.contains_key(d))
+            .collect();
+        bail!(
+            "{} valid deals of {}, {q} needed before verifying; missing: {missing:?}",
+            deals.len(),
+            c.params.n()
+        );
+    }
+    let mut rng = ChaCha20Rng::from_entropy();
+    let keys = c.roster.encryption_keys();
+    let (mut v, checked) =
+        Verification::make(c.params, c.me, &c.decryption, &keys, &deals, &mut rng);
+    for ch in &checked {
+        match ch.fault {
+            None => println!(
+                "deal of {}: signed, commitment of degree {}, {} well-formed ciphertexts; my row matches the commitment: ACK (with my {} values, each encrypted to its participant)",
+                ch.dealer,
+                c.params.f(),
+                c.params.n(),
+                c.params.n()
+            ),
+            Some(fault) => println!(
+                "deal of {}: {fault}: COMPLAINT (with my decryption share of that row, which lets anyone check it)",
+                ch.dealer
+            ),
+        }
+    }
+    if let Some(d) = false_complaint {
+        if let Some((deal, _)) = deals.get(&d) {
+            v.falsely_complain(d, deal, c.me, &c.decryption);
+            println!("BYZANTINE: a complaint about dealer {d}, whose row was good");
+        }
+    }
+    let path = files::write_signed(
+        &a.shared,
+        Phase::Verify,
+        &c.roster,
+        c.me as u16,
+        &v.to_bytes(),
+        &c.signing,
+    )?;
+    println!(
+        "wrote {}  public, signed: add it to the shared directory",
+        path.display()
+    );
+    println!("next: once at least {q} verifications are in, every operator runs `belfry ceremony finish`");
+    check_no_group_secret()?;
+    Ok(EXIT_OK)
+}
+
+/// The assertion the issue asks for: this process's thread made no group
+/// secret key (the dealer is the only code that makes one, and counts).
+fn check_no_group_secret() -> anyhow::Result<()> {
+    let made = belfry_replica::coin::group_secrets_made();
+    if made != 0 {
+        bail!("internal error: this process constructed {made} group secret key(s); nothing written after this point");
+    }
+    println!(
+        "checked: this process constructed no group secret key (dealer calls on this thread: 0)"
+    );
+    Ok(())
+}
+
+fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
+    let c = load(&a.shared, &a.secret, "finish")?;
+    let n = c.params.n();
+    let q = quorum(n, c.params.f());
+    let (deal_messages, deals) = load_deals(&a.shared, &c)?;
+    let verifications = files::load_phase(&a.shared, Phase::Verify, &c.roster)?;
+    report_phase("verify", &verifications);
+    if verifications.by_id.len() < q {
+        let missing: Vec<usize> = (0..n)
+            .filter(|j| !verifications.by_id.contains_key(j))
+            .collect();
+        bail!(
+            "{} verifications of {n}, {q} needed to finish; missing: {missing:?}",
+            verifications.by_id.len()
+        );
+    }
+    println!(
+        "checked signatures: {} deals ({} parse), {} verifications",
+        deal_messages.by_id.len(),
+        deals.len(),
+        verifications.by_id.len()
+    );
+    let transcript = Transcript {
+        deals: deal_messages
+            .by_id
+            .iter()
+            .map(|(&d, (b, _))| (d, b.clone()))
+            .collect(),
+        verifications: verifications
+            .by_id
+            .iter()
+            .map(|(&j, (b, _))| (j, b.clone()))
+            .collect(),
+        equivocators: deal_messages
+            .equivocators
+            .keys()
+            .chain(verifications.equivocators.keys())
+            .copied()
+            .collect(),
+    };
+    let current = c
+        .member
+        .as_ref()
+        .map(|m| (&m.public, m.share()))
+        .map(|(p, s)| s.map(|s| (p, s)))
+        .transpose()?;
+    let outcome = qualify(
+        c.params,
+        &c.roster.encryption_keys(),
+        &transcript,
+        current.as_ref().map(|(p, _)| *p),
+    )?;
+    report_outcome(&outcome, n);
+    let share = outcome.secret_share(c.me, &c.decryption, current.as_ref().map(|(_, s)| s))?;
+    if current.is_some() {
+        println!(
+            "checked: the group key is unchanged (every qualified deal shares zero); my new share is my current one plus {} dealers' zero-shares",
+            outcome.qualified.len()
+        );
+    }
+    println!(
+        "checked: my secret share matches my public key share (from {} qualified deals; rows checked against their commitments)",
+        outcome.qualified.len()
+    );
+    check_no_group_secret()?;
+    let (cluster_text, anchor) = cluster_file(&c, &outcome)?;
+    let transcript_hash = transcript_hash(&c.roster, &transcript);
+    write_outputs(a, &c, &share, &cluster_text)?;
+    let mut body = transcript_hash.to_vec();
+    body.extend(sha256(&[cluster_text.as_bytes()]));
+    body.extend(anchor.to_string().as_bytes());
+    let done = files::write_signed(
+        &a.shared,
+        Phase::Done,
+        &c.roster,
+        c.me as u16,
+        &body,
+        &c.signing,
+    )?;
+    println!("transcript: {}", hex::encode(transcript_hash));
+    println!("trust anchor: {anchor}");
+    println!(
+        "wrote {}  public, signed: add it to the shared directory",
+        done.display()
+    );
+    report_done(&a.shared, &c.roster, &body, n)?;
+    println!(
+        "Delete {} once every operator's done file agrees: with the shared directory it reopens this replica's share.",
+        a.secret.display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn report_outcome(o: &Outcome, n: usize) {
+    for fault in &o.faults {
+        println!("FAULT: {fault}");
+    }
+    for (d, why) in &o.excluded {
+        println!("excluded dealer {d}: {why}");
+    }
+    let q: Vec<String> = o.qualified.iter().map(|d| d.to_string()).collect();
+    println!(
+        "qualified dealers: {} ({} of {n}); {}",
+        q.join(", "),
+        q.len(),
+        if o.public_is_refresh() {
+            "each share changes by the sum of their zero-sharings"
+        } else {
+            "the group key is the sum of their commitments' constant terms"
+        }
+    );
+}
+
+fn transcript_hash(roster: &Roster, t: &Transcript) -> [u8; 32] {
+    let mut b = b"belfry-ceremony-transcript-v1".to_vec();
+    b.extend(roster.hash);
+    for (kind, map) in [(0u8, &t.deals), (1u8, &t.verifications)] {
+        for (id, bytes) in map {
+            b.push(kind);
+            b.extend((*id as u16).to_be_bytes());
+            b.extend(sha256(&[bytes]));
+        }
+    }
+    for id in &t.equivocators {
+        b.push(2);
+        b.extend((*id as u16).to_be_bytes());
+    }
+    sha256(&[&b])
+}
+
+/// cluster.toml as keygen writes it, from the outcome and the roster; in
+/// a refresh, the current one with the new public keys and `[refresh]`.
+fn cluster_file(c: &Session, o: &Outcome) -> anyhow::Result<(String, TrustAnchor)> {
+    if let (Some(m), Some(r)) = (&c.member, &c.plan.refresh) {
+        let mut file = m.cluster.clone();
+        file.public_keys = o.public.commitment_hex();
+        file.refresh = Some(belfry_node::config::ClusterRefresh {
+            switch_wave: r.switch_wave,
+            previous_public_keys: m.cluster.public_keys.clone(),
+        });
+        let (params, public) = file.params(Path::new("cluster.toml"))?;
+        file.previous(Path::new("cluster.toml"), &public)?;
+        let anchor = TrustAnchor(params.group_public_key);
+        if anchor.to_string() != m.cluster.trust_anchor {
+            bail!("internal error: the refreshed key's anchor is not the cluster's");
+        }
+        return Ok((toml::to_string(&file)?, anchor));
+    }
+    let genesis = belfry_replica::clock::Micros(c.plan.genesis_time);
+    let params = ClusterParams::of_keys(&o.public, c.policy, genesis);
+    let origin = default_origin(params.cluster_id());
+    let replicas = c
+        .roster
+        .members
+        .iter()
+        .map(|m| ReplicaEntry {
+            id: m.entry.id,
+            address: m.entry.address.clone(),
+            certificate: m.entry.certificate.clone(),
+            note_key: Some(
+                VerifierKey {
+                    name: origin.clone(),
+                    kind: VerifierKind::Ed25519,
+                    public: m.note_key,
+                }
+                .to_string(),
+            ),
+        })
+        .collect();
+    let anchor = TrustAnchor(o.public.group_key());
+    let file = ClusterFile {
+        n: c.plan.n,
+        f: c.plan.f,
+        trust_anchor: anchor.to_string(),
+        public_keys: o.public.commitment_hex(),
+        policy: c.policy.name().to_string(),
+        granularity_us: c.policy.granularity_us(),
+        genesis_time: c.plan.genesis_time,
+        origin: None,
+        witnesses: Vec::new(),
+        refresh: None,
+        replicas,
+    };
+    let text = toml::to_string(&file)?;
+    // What a node and a verifier check, without resolving names.
+    file.params(Path::new("cluster.toml"))?;
+    file.note_keys(Path::new("cluster.toml"), &params)?;
+    Ok((text, anchor))
+}
+
+fn write_outputs(
+    a: &FinishArgs,
+    c: &Session,
+    share: &belfry_replica::coin::SecretShare,
+    cluster_text: &str,
+) -> anyhow::Result<()> {
+    let cluster_path = a.out.join("cluster.toml");
+    let replica_path = a.out.join(format!("replica-{}.toml", c.me));
+    for p in [&cluster_path, &replica_path] {
+        if p.exists() {
+            bail!(
+                "{} exists: finish never overwrites a cluster's files; choose a new --out",
+                p.display()
+            );
+        }
+    }
+    // The share's serde form is `{ id, secret }`, the secret in hex.
+    let value = toml::Value::try_from(share)?;
+    let hex_share = Zeroizing::new(
+        value
+            .get("secret")
+            .and_then(|s| s.as_str())
+            .context("a secret share without its secret")?
+            .to_string(),
+    );
+    let secret_share = if a.seal {
+        let pass = belfry_node::secret::passphrase_from_env()?.context(
+            "--seal: set BELFRY_PASSPHRASE_FILE to a file holding the passphrase (mode 0600), or BELFRY_PASSPHRASE",
+        )?;
+        belfry_node::secret::seal(&hex_share, &pass, belfry_node::secret::SEAL_LOG_N)
+            .map_err(|e| anyhow::anyhow!("sealing the share: {e}"))?
+    } else {
+        hex_share.to_string()
+    };
+    let file = match &c.member {
+        Some(m) => {
+            let mut file = m.file.clone();
+            file.previous_share = Some(m.file.secret_share.clone());
+            file.secret_share = secret_share;
+            file.cluster = "cluster.toml".to_string();
+            // The data stays where it is: named absolutely unless the new
+            // file goes beside the old one.
+            let base = m.path.parent().unwrap_or(Path::new("."));
+            if std::path::absolute(base)? != std::path::absolute(&a.out)? {
+                file.data_dir = std::path::absolute(base.join(&m.file.data_dir))?
+                    .display()
+                    .to_string();
+            }
+            file
+        }
+        None => ReplicaFile {
+            id: c.me as u16,
+            cluster: "cluster.toml".to_string(),
+            secret_share,
+            tls_key: c.secret.tls_key.clone(),
+            note_seed: Some(c.secret.note_seed.clone()),
+            previous_share: None,
+            data_dir: format!("data-{}", c.me),
+            listen: None,
+            metrics: None,
+        },
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
+    write_file(&cluster_path, cluster_text, false)?;
+    write_file(
+        &replica_path,
+        &Zeroizing::new(toml::to_string(&file)?),
+        true,
+    )?;
+    println!(
+        "wrote {}  public: the same for every operator (compare the done files)",
+        cluster_path.display()
+    );
+    println!(
+        "wrote {}  SECRET (mode 0600{}): this replica's share, TLS key and note seed",
+        replica_path.display(),
+        if a.seal {
+            ", share sealed with the passphrase"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// Prints how the done files so far compare with this one.
+fn report_done(shared: &Path, roster: &Roster, mine: &[u8], n: usize) -> anyhow::Result<()> {
+    let done = files::load_phase(shared, Phase::Done, roster)?;
+    report_phase("done", &done);
+    let agree: Vec<usize> = done
+        .by_id
+        .iter()
+        .filter(|(_, (b, _))| b == mine)
+        .map(|(&i, _)| i)
+        .collect();
+    let differ: Vec<usize> = done
+        .by_id
+        .iter()
+        .filter(|(_, (b, _))| b != mine)
+        .map(|(&i, _)| i)
+        .collect();
+    println!(
+        "done files: {} of {n} so far; agreeing with this one: {agree:?}{}",
+        done.by_id.len(),
+        if differ.is_empty() {
+            String::new()
+        } else {
+            format!("; DIFFERENT (computed from other files): {differ:?} — gather every file into one directory and compare")
+        }
+    );
+    Ok(())
+}
+
+fn prune(a: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let path = &a.config;
+    let text = belfry_node::secret::read_secret_file(path)?;
+    let mut file: ReplicaFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if file.previous_share.is_none() {
+        bail!("{}: holds no previous share", path.display());
+    }
+    file.previous_share = None;
+    let out = Zeroizing::new(toml::to_string(&file)?);
+    let tmp = path.with_extension("toml.tmp");
+    write_file(&tmp, &out, true)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    println!(
+        "pruned {}: its previous share is deleted; this replica now signs only with its refreshed share \
+         (restart the node to drop it from memory)",
+        path.display()
+    );
+    Ok(EXIT_OK)
+}
