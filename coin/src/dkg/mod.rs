@@ -116,6 +116,10 @@ pub enum DkgError {
     /// A secret key that is not a valid scalar.
     #[error("the decryption key is not a canonical BLS12-381 scalar")]
     BadDecryptionKey,
+    /// blsttc's encryption did not draw the randomness it was expected to
+    /// (a changed blsttc): no slot proof can be made.
+    #[error("encrypting a row: blsttc drew other randomness than expected; no slot proof")]
+    Encryption,
     /// Not one encryption key per participant.
     #[error("{got} encryption keys for {n} participants")]
     KeyCount {

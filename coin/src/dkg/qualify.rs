@@ -158,7 +158,7 @@ pub fn qualify(
         .collect();
     let mut deals: BTreeMap<usize, (Deal, [u8; 32])> = BTreeMap::new();
     for (&d, bytes) in transcript.deals.iter().filter(|(&d, _)| d < params.n) {
-        match Deal::from_bytes(params, bytes) {
+        match Deal::from_bytes(params, d, bytes) {
             Ok(deal) => {
                 deals.insert(d, (deal, Deal::hash(bytes)));
             }

@@ -26,7 +26,7 @@ impl Ceremony {
         let keys: Vec<EncryptionKey> = secrets.iter().map(DecryptionKey::public).collect();
         let mut deals = BTreeMap::new();
         for d in 0..n {
-            deals.insert(d, Deal::new(params, &keys, &mut rng).unwrap());
+            deals.insert(d, Deal::new(params, d, &keys, &mut rng).unwrap());
         }
         Ceremony {
             params,
@@ -274,12 +274,15 @@ fn messages_round_trip_and_garbage_is_refused() {
     longer.push(0);
     assert!(Verification::from_bytes(c.params, &longer).is_err());
     let deal = c.deals[&0].to_bytes();
-    assert_eq!(Deal::from_bytes(c.params, &deal).unwrap().to_bytes(), deal);
+    assert_eq!(
+        Deal::from_bytes(c.params, 0, &deal).unwrap().to_bytes(),
+        deal
+    );
     let mut flipped = deal.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    assert!(Deal::from_bytes(c.params, &flipped).is_err());
-    assert!(Deal::from_bytes(c.params, &deal[..100]).is_err());
+    assert!(Deal::from_bytes(c.params, 0, &flipped).is_err());
+    assert!(Deal::from_bytes(c.params, 0, &deal[..100]).is_err());
 }
 
 /// The module's own code names none of the dealer's ways to a group
@@ -347,7 +350,71 @@ fn a_refresh_keeps_the_group_key_and_old_and_new_shares_do_not_combine() {
     assert!(!signs(&o.public, &mixed, &[0, 1]));
     // A deal that does not share zero is refused in a refresh.
     let generation = c.deals[&0].to_bytes();
-    assert!(Deal::from_bytes(r.params, &generation)
+    assert!(Deal::from_bytes(r.params, 0, &generation)
         .unwrap_err()
         .contains("share zero"));
+}
+
+/// The copying attack (a Byzantine dealer puts honest dealers' row
+/// ciphertexts in its own slots, so that each recipient's complaint opens
+/// an honest row to everyone): the copied rows fail their slot proofs in
+/// parsing, publicly — the copier is a bad dealer, and no honest
+/// participant decrypts or complains about anything, so no decryption
+/// share of an honest dealer's row is ever published.
+#[test]
+fn a_row_copied_from_another_deal_is_refused_before_anyone_decrypts_it() {
+    let mut c = Ceremony::new(4, 5);
+    // Dealer 3 copies dealer h's row for j into its slot j, a different
+    // honest h for each j (what would open f + 1 rows of each).
+    let honest = c.deals.clone();
+    for (j, h) in [(0usize, 1usize), (1, 2), (2, 0)] {
+        c.deals.get_mut(&3).unwrap().copy_row_from(&honest[&h], j);
+    }
+    let bytes = c.deals[&3].to_bytes();
+    let why = Deal::from_bytes(c.params, 3, &bytes).unwrap_err();
+    assert!(why.contains("not bound to this dealer's slot"), "{why}");
+    // Honest deals parse; a deal presented as another dealer's does not.
+    for d in 0..3 {
+        let b = c.deals[&d].to_bytes();
+        assert!(Deal::from_bytes(c.params, d, &b).is_ok());
+        assert!(Deal::from_bytes(c.params, (d + 1) % 4, &b).is_err());
+    }
+    // In the qualification, the copier is a bad dealer and nobody
+    // complains: no decryption share is in any verification.
+    let transcript_deals: BTreeMap<usize, Vec<u8>> = c
+        .deals
+        .iter()
+        .map(|(&d, deal)| (d, deal.to_bytes()))
+        .collect();
+    let parsed: BTreeMap<usize, (Deal, [u8; 32])> = transcript_deals
+        .iter()
+        .filter_map(|(&d, b)| {
+            Deal::from_bytes(c.params, d, b)
+                .ok()
+                .map(|x| (d, (x, Deal::hash(b))))
+        })
+        .collect();
+    assert_eq!(parsed.len(), 3, "the copier's deal is not taken");
+    let mut vs = BTreeMap::new();
+    for j in 0..4 {
+        let (v, checked) =
+            Verification::make(c.params, j, &c.secrets[j], &c.keys, &parsed, &mut c.rng);
+        assert!(checked.iter().all(|k| k.fault.is_none()), "{checked:?}");
+        vs.insert(j, v);
+    }
+    let mut t = c.transcript(&vs);
+    t.deals = transcript_deals;
+    let o = qualify(c.params, &c.keys, &t, None).unwrap();
+    assert!(
+        o.faults
+            .iter()
+            .any(|f| f.participant == 3 && matches!(f.kind, FaultKind::BadDeal(_))),
+        "{:?}",
+        o.faults
+    );
+    assert!(
+        o.faults.iter().all(|f| f.participant == 3),
+        "{:?}",
+        o.faults
+    );
 }

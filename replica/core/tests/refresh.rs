@@ -34,7 +34,7 @@ fn refreshed(n: usize, f: usize) -> (PublicKeys, Vec<SecretShare>, PublicKeys, V
     let keys: Vec<EncryptionKey> = secrets.iter().map(DecryptionKey::public).collect();
     let deals: BTreeMap<usize, (Deal, [u8; 32])> = (0..n)
         .map(|d| {
-            let deal = Deal::new(params, &keys, &mut rng).unwrap();
+            let deal = Deal::new(params, d, &keys, &mut rng).unwrap();
             let hash = Deal::hash(&deal.to_bytes());
             (d, (deal, hash))
         })

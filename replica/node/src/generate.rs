@@ -42,18 +42,50 @@ fn io(path: &Path, error: std::io::Error) -> ConfigError {
 }
 
 /// Writes `text` to `path`, readable by its owner only when `secret`.
+///
+/// A secret is written to a new file of its own (a unique name beside
+/// `path`, created exclusively with mode 0600, never through a symbolic
+/// link), synced, then renamed over `path`: whatever was at `path` or at a
+/// temporary name before — a file readable by others, a link planted
+/// there — never receives the secret, and the result is 0600 whatever
+/// `path` was.
 pub fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), ConfigError> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    if !secret {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        f.write_all(text.as_bytes()).map_err(|e| io(path, e))?;
+        return f.sync_all().map_err(|e| io(path, e));
     }
-    let mut f = options.open(path).map_err(|e| io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| io(path, e))?;
-    f.sync_all().map_err(|e| io(path, e))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut unique = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut unique);
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", hex::encode(unique)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let written = (|| {
+        let mut f = options.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path, e));
+    }
+    Ok(())
 }
 
 /// Generates a cluster into `dir` (created if missing).
@@ -143,4 +175,38 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         cluster: cluster_path,
         replicas: paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_file;
+
+    /// A secret lands 0600 whatever was at its path — a file readable by
+    /// others, or a link to another file, which is replaced, not written
+    /// through.
+    #[cfg(unix)]
+    #[test]
+    fn secrets_are_written_0600_never_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica-0.toml");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_file(&path, "secret", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        let link = dir.path().join("linked.toml");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        write_file(&link, "secret", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+        assert!(!std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // Nothing left behind but the two files and the link's replacement.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
 }

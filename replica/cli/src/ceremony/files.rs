@@ -407,7 +407,8 @@ pub fn write_signed(
     if path.exists() {
         bail!(
             "{} exists: this participant already published its {} message; a second, \
-             different one would be equivocation (remove it only if nobody has seen it)",
+             different one is equivocation and gets this participant excluded — do not \
+             remove it and run the step again",
             path.display(),
             phase.dir()
         );

@@ -584,7 +584,7 @@ fn deal(a: &DealArgs) -> anyhow::Result<ExitCode> {
     let spoil = byzantine(&a.byzantine, "bad-row", c.params.n())?;
     let mut rng = ChaCha20Rng::from_entropy();
     let keys = c.roster.encryption_keys();
-    let mut deal = Deal::new(c.params, &keys, &mut rng)?;
+    let mut deal = Deal::new(c.params, c.me, &keys, &mut rng)?;
     if let Some(j) = spoil {
         deal.spoil_row(j, &keys[j], c.params.f(), &mut rng);
         println!("BYZANTINE: the row for participant {j} is not on the commitment");
@@ -621,7 +621,7 @@ fn load_deals(shared: &Path, c: &Session) -> anyhow::Result<(files::PhaseMessage
     report_phase("deal", &messages);
     let mut parsed = BTreeMap::new();
     for (&d, (bytes, path)) in &messages.by_id {
-        match Deal::from_bytes(c.params, bytes) {
+        match Deal::from_bytes(c.params, d, bytes) {
             Ok(deal) => {
                 parsed.insert(d, (deal, Deal::hash(bytes)));
             }
