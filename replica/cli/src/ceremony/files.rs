@@ -406,9 +406,9 @@ pub fn write_signed(
     let path = dir.join(format!("{}-{id}.toml", phase.dir()));
     if path.exists() {
         bail!(
-            "{} exists: this participant already published its {} message; a second, \
-             different one is equivocation and gets this participant excluded — do not \
-             remove it and run the step again",
+            "{} exists: this participant already published its {} message (running the \
+             step again on the same inputs would write the same bytes; on other inputs, a \
+             second, different message is equivocation and gets this participant excluded)",
             path.display(),
             phase.dir()
         );

@@ -489,6 +489,22 @@ struct Session {
     member: Option<Member>,
 }
 
+/// The randomness of a step, derived from this participant's signing seed,
+/// the roster and what the step reads: running a step again on the same
+/// inputs publishes the same bytes, never a second, different message
+/// (which would be equivocation).
+fn step_rng(c: &Session, step: &[u8], inputs: &[&[u8]]) -> ChaCha20Rng {
+    let mut parts: Vec<&[u8]> = vec![
+        b"belfry-ceremony-rng-v1",
+        step,
+        &c.signing[..],
+        &c.roster.hash,
+    ];
+    parts.extend_from_slice(inputs);
+    let seed = Zeroizing::new(belfry_replica::coin::sha256(&parts));
+    ChaCha20Rng::from_seed(*seed)
+}
+
 fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session> {
     let (plan, params, policy, plan_hash) = Plan::load(&shared.join("plan.toml"))?;
     let secret = SecretFile::load(secret_path)?;
@@ -582,7 +598,7 @@ fn byzantine(flag: &Option<String>, kind: &str, n: usize) -> anyhow::Result<Opti
 fn deal(a: &DealArgs) -> anyhow::Result<ExitCode> {
     let c = load(&a.shared, &a.secret, "deal")?;
     let spoil = byzantine(&a.byzantine, "bad-row", c.params.n())?;
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = step_rng(&c, b"deal", &[]);
     let keys = c.roster.encryption_keys();
     let mut deal = Deal::new(c.params, c.me, &keys, &mut rng)?;
     if let Some(j) = spoil {
@@ -662,7 +678,9 @@ fn verify(a: &DealArgs) -> anyhow::Result<ExitCode> {
             c.params.n()
         );
     }
-    let mut rng = ChaCha20Rng::from_entropy();
+    let deal_hashes: Vec<[u8; 32]> = deals.values().map(|(_, h)| *h).collect();
+    let hashes: Vec<&[u8]> = deal_hashes.iter().map(|h| &h[..]).collect();
+    let mut rng = step_rng(&c, b"verify", &hashes);
     let keys = c.roster.encryption_keys();
     let (mut v, checked) =
         Verification::make(c.params, c.me, &c.decryption, &keys, &deals, &mut rng);
