@@ -284,6 +284,14 @@ impl std::fmt::Debug for NodeConfig {
     }
 }
 
+/// An I/O error, naming the file.
+pub(crate) fn io(path: &Path, error: std::io::Error) -> ConfigError {
+    ConfigError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
@@ -291,7 +299,8 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-fn invalid(path: &Path, what: impl Into<String>) -> ConfigError {
+/// A value that is wrong, naming the file.
+pub(crate) fn invalid(path: &Path, what: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: path.to_path_buf(),
         what: what.into(),

@@ -4,7 +4,7 @@
 //! `replica-<i>.toml` per replica (mode 0600). For tests, and for
 //! `belfry keygen` (issue #16).
 
-use crate::config::{ClusterFile, ConfigError, ReplicaEntry, ReplicaFile};
+use crate::config::{io, ClusterFile, ConfigError, ReplicaEntry, ReplicaFile};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{deal, max_faulty, Policy, TrustAnchor};
 use belfry_replica::timestamp::checkpoint::{default_origin, NoteSigner, VerifierKind};
@@ -32,13 +32,6 @@ pub struct Generated {
     pub cluster: PathBuf,
     /// `replica-<i>.toml`, by id.
     pub replicas: Vec<PathBuf>,
-}
-
-fn io(path: &Path, error: std::io::Error) -> ConfigError {
-    ConfigError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
 }
 
 /// Writes `text` to `path`, readable by its owner only when `secret`.

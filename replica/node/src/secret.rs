@@ -18,7 +18,7 @@
 //! `BELFRY_PASSPHRASE_FILE` names (itself 0600; its first line) or from
 //! `BELFRY_PASSPHRASE`, in that order of preference.
 
-use crate::config::ConfigError;
+use crate::config::{invalid, io, ConfigError};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
 use rand::{RngCore, SeedableRng};
@@ -41,20 +41,6 @@ pub const PASSPHRASE_FILE_VAR: &str = "BELFRY_PASSPHRASE_FILE";
 pub const PASSPHRASE_VAR: &str = "BELFRY_PASSPHRASE";
 /// The longest passphrase read.
 const MAX_PASSPHRASE_BYTES: usize = 1024;
-
-fn io(path: &Path, error: std::io::Error) -> ConfigError {
-    ConfigError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-fn invalid(path: &Path, what: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.to_path_buf(),
-        what: what.into(),
-    }
-}
 
 /// Refuses a secret file that group or others may read (or write), naming
 /// the file and the fix.
