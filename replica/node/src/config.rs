@@ -292,11 +292,26 @@ pub(crate) fn io(path: &Path, error: std::io::Error) -> ConfigError {
     }
 }
 
+/// The largest configuration file read (a cluster of 256 replicas with
+/// their certificates and keys is about 250 KB).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a configuration file, at most [`MAX_CONFIG_BYTES`]: a cluster
+/// file may come from others (a refresh's plan, a join).
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
-        path: path.to_path_buf(),
-        error,
-    })
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let mut s = String::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| io(path, e))?;
+    if s.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(invalid(
+            path,
+            format!("larger than {MAX_CONFIG_BYTES} bytes: not a belfry configuration file"),
+        ));
+    }
+    Ok(s)
 }
 
 /// A value that is wrong, naming the file.
@@ -749,6 +764,15 @@ fn share_matches(crypto: &BlsCrypto, id: ReplicaId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_cluster_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        let e = ClusterFile::read(&path).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
 
     #[test]
     fn addresses_are_ip_or_dns_name_and_a_port() {

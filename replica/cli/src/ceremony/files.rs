@@ -353,9 +353,20 @@ pub fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
     };
     let mut files = Vec::new();
-    for e in rd {
-        let path = e.with_context(|| format!("{}", dir.display()))?.path();
-        if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+    // Every entry counts (not only `.toml` files), and only plain files are
+    // read: a link in a shared directory could point at a local secret.
+    for (seen, e) in rd.enumerate() {
+        if seen > 4 * MAX_FILES_PER_PHASE {
+            bail!(
+                "{}: more than {} entries: not a ceremony directory",
+                dir.display(),
+                4 * MAX_FILES_PER_PHASE
+            );
+        }
+        let e = e.with_context(|| format!("{}", dir.display()))?;
+        let path = e.path();
+        let plain = e.file_type().is_ok_and(|t| t.is_file());
+        if path.extension().is_some_and(|x| x == "toml") && plain {
             files.push(path);
             if files.len() > MAX_FILES_PER_PHASE {
                 bail!(
