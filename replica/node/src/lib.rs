@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod address;
 pub mod admission;
 pub mod clients;
 pub mod config;
