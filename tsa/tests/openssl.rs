@@ -1,0 +1,254 @@
+//! Tokens that `openssl ts -verify` accepts, signed by combining threshold
+//! shares — and each change openssl must refuse, with its reason.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use belfry_tsa::{cert, token, Authority, KeyShare, SignatureShare};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+struct Fixture {
+    shares: Vec<KeyShare>,
+    authority: Authority,
+}
+
+fn fixture() -> &'static Fixture {
+    static KEY: OnceLock<Fixture> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(3161);
+        let dealt = belfry_tsa::deal(&mut rng, 2048, 4, 2, |_| {}).expect("deal");
+        let public = Arc::new(dealt.public);
+        let shares: Vec<KeyShare> = dealt
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| KeyShare::new(public.clone(), i, s).expect("share"))
+            .collect();
+        let der = cert::self_signed(&shares, "belfry TSA test", [7; 16], 1_700_000_000, &mut rng)
+            .expect("certificate");
+        let authority =
+            Authority::new(public, der, token::DEFAULT_POLICY, 1_500).expect("authority");
+        Fixture { shares, authority }
+    })
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && text.contains("Verification: OK"),
+        text,
+    )
+}
+
+/// openssl makes the request; shares from replicas `signers` answer it.
+fn stamp(dir: &Path, data: &[u8], signers: &[usize], serial: u64, time_us: u64) -> Vec<u8> {
+    let f = fixture();
+    std::fs::write(dir.join("data"), data).expect("write data");
+    std::fs::write(dir.join("tsa.pem"), cert::pem(f.authority.certificate())).expect("pem");
+    let (_, text) = openssl(
+        dir,
+        &[
+            "ts", "-query", "-data", "data", "-sha256", "-cert", "-out", "req.tsq",
+        ],
+    );
+    let req_der =
+        std::fs::read(dir.join("req.tsq")).unwrap_or_else(|_| panic!("openssl ts -query: {text}"));
+    let request = f.authority.request(&req_der).expect("request accepted");
+    assert!(request.nonce.is_some() && request.cert_req);
+    let prepared = f
+        .authority
+        .prepare(&request, serial, time_us)
+        .expect("prepare");
+    let mut rng = ChaCha20Rng::seed_from_u64(serial);
+    let shares: Vec<SignatureShare> = signers
+        .iter()
+        .map(|&i| {
+            f.shares[i]
+                .sign(&prepared.message, &mut rng)
+                .expect("share")
+        })
+        .collect();
+    let refs: Vec<&SignatureShare> = shares.iter().collect();
+    let y = f
+        .authority
+        .public()
+        .combine(&prepared.message, &refs)
+        .expect("combine")
+        .expect("valid");
+    f.authority
+        .response(&prepared, &y, request.cert_req)
+        .expect("response")
+}
+
+fn verify(dir: &Path, resp: &[u8]) -> (bool, String) {
+    std::fs::write(dir.join("resp.tsr"), resp).expect("write response");
+    openssl(
+        dir,
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            "resp.tsr",
+            "-queryfile",
+            "req.tsq",
+            "-CAfile",
+            "tsa.pem",
+        ],
+    )
+}
+
+#[test]
+fn openssl_verifies_a_token_combined_from_any_two_of_four_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (signers, serial) in [([0, 1], 17u64), ([3, 1], 18), ([2, 0], 1 << 40)] {
+        let resp = stamp(
+            dir.path(),
+            b"hello belfry\n",
+            &signers,
+            serial,
+            1_765_000_000_123_400,
+        );
+        let (ok, text) = verify(dir.path(), &resp);
+        assert!(ok, "shares {signers:?}: {text}");
+        let v = token::verify(&resp, &fixture().authority).expect("belfry verifies it too");
+        assert_eq!(v.serial, serial);
+        assert_eq!(v.gen_time_us, 1_765_000_000_123_400);
+        assert_eq!(v.accuracy_us, 1_500);
+        let (_, text) = openssl(dir.path(), &["ts", "-reply", "-in", "resp.tsr", "-text"]);
+        assert!(
+            text.contains("Time stamp: Dec  6 05:46:40.1234 2025 GMT"),
+            "{text}"
+        );
+        let printed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Serial number: 0x"))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+        assert_eq!(printed, Some(serial), "{text}");
+        assert!(
+            text.contains("Accuracy: unspecified seconds, 0x01 millis, 0x01F4 micros"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn openssl_refuses_changed_data_time_signature_and_a_foreign_nonce() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let resp = stamp(p, b"the original\n", &[0, 3], 5, 1_765_000_000_500_000);
+    assert!(verify(p, &resp).0);
+
+    // The data: openssl compares the imprint with the query file's.
+    let good_req = std::fs::read(p.join("req.tsq")).expect("req");
+    std::fs::write(p.join("data2"), b"the 0riginal\n").expect("write");
+    let (ok, text) = openssl(
+        p,
+        &[
+            "ts", "-verify", "-in", "resp.tsr", "-data", "data2", "-CAfile", "tsa.pem",
+        ],
+    );
+    assert!(!ok && text.contains("message imprint mismatch"), "{text}");
+
+    // genTime: one digit of the time changed inside the signed TSTInfo.
+    let mut changed = resp.clone();
+    let at = find(&changed, b"20251206054640.5Z").expect("genTime in the token");
+    changed[at + 13] = b'1';
+    let (ok, text) = verify(p, &changed);
+    assert!(
+        !ok && text.contains("message digest mismatch") || text.contains("signature failure"),
+        "{text}"
+    );
+    assert!(token::verify(&changed, &fixture().authority).is_err());
+
+    // The signature: its last byte.
+    let mut changed = resp.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    let (ok, text) = verify(p, &changed);
+    assert!(!ok && text.contains("signature failure"), "{text}");
+    assert_eq!(
+        token::verify(&changed, &fixture().authority),
+        Err(token::TokenError::Signature)
+    );
+
+    // A foreign nonce: another query (openssl draws a fresh nonce) against
+    // this response.
+    std::fs::write(p.join("req.tsq.good"), &good_req).expect("keep");
+    let (_, text) = openssl(
+        p,
+        &[
+            "ts", "-query", "-data", "data", "-sha256", "-cert", "-out", "req.tsq",
+        ],
+    );
+    assert!(p.join("req.tsq").exists(), "{text}");
+    let (ok, text) = verify(p, &resp);
+    assert!(!ok && text.contains("nonce mismatch"), "{text}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn requests_belfry_does_not_serve_get_a_rejection_openssl_can_read() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("data"), b"x").expect("write");
+    openssl(
+        p,
+        &[
+            "ts",
+            "-query",
+            "-data",
+            "data",
+            "-sha512",
+            "-out",
+            "sha512.tsq",
+        ],
+    );
+    let req = std::fs::read(p.join("sha512.tsq")).expect("query");
+    let rejection = f.authority.request(&req).expect_err("sha512 refused");
+    assert_eq!(rejection.failure, token::Failure::BadAlg);
+    openssl(
+        p,
+        &[
+            "ts",
+            "-query",
+            "-data",
+            "data",
+            "-sha256",
+            "-tspolicy",
+            "1.2.3.4",
+            "-out",
+            "policy.tsq",
+        ],
+    );
+    let req = std::fs::read(p.join("policy.tsq")).expect("query");
+    let rejection = f.authority.request(&req).expect_err("other policy refused");
+    assert_eq!(rejection.failure, token::Failure::UnacceptedPolicy);
+    assert_eq!(
+        f.authority
+            .request(b"\x30\x03\x02\x01\x01")
+            .expect_err("garbage")
+            .failure,
+        token::Failure::BadDataFormat
+    );
+    std::fs::write(p.join("rej.tsr"), rejection.response()).expect("write");
+    let (_, text) = openssl(p, &["ts", "-reply", "-in", "rej.tsr", "-text"]);
+    assert!(
+        text.contains("Status: Rejected") && text.contains("requested TSA policy is not supported"),
+        "{text}"
+    );
+}
