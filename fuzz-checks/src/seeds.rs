@@ -268,6 +268,7 @@ pub fn write_test_cluster(data: &Path) -> Result<(), String> {
             policy: Policy::Lamport,
             genesis_time: belfry_replica::clock::Micros(1_763_700_000_000_000),
             seed: Some(23),
+            tsa: None,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -106,6 +106,24 @@ impl<'a> DecodeValue<'a> for Oid {
 pub struct GenTime(pub u64);
 
 impl GenTime {
+    /// RFC 3339 in UTC with the fraction as written in the token
+    /// (`2026-12-07T05:24:34.971002Z`).
+    pub fn rfc3339(&self) -> String {
+        match self.text() {
+            Ok(t) => format!(
+                "{}-{}-{}T{}:{}:{}{}",
+                &t[0..4],
+                &t[4..6],
+                &t[6..8],
+                &t[8..10],
+                &t[10..12],
+                &t[12..14],
+                &t[14..]
+            ),
+            Err(_) => format!("{} µs after the epoch", self.0),
+        }
+    }
+
     fn text(&self) -> der::Result<String> {
         let secs = self.0 / 1_000_000;
         let micros = self.0 % 1_000_000;

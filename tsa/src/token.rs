@@ -49,6 +49,21 @@ const DIGEST_INFO_SHA256: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// The digest a request logs (docs/rfc3161.md §2):
+/// `SHA-256("belfry-rfc3161-v1" ‖ 0x00 ‖ imprint ‖ len(nonce) u16 ‖ nonce)`
+/// with the nonce as its DER content octets (empty when absent). One entry
+/// per distinct (imprint, nonce), so a serial number names one token
+/// (RFC 3161 §2.4.2) and a retried request gets the same token back.
+pub fn log_digest(imprint: &[u8; 32], nonce: Option<&[u8]>) -> [u8; 32] {
+    let nonce = nonce.unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(b"belfry-rfc3161-v1\x00");
+    h.update(imprint);
+    h.update((nonce.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    h.update(nonce);
+    h.finalize().into()
+}
+
 /// `EMSA-PKCS1-v1_5` of a SHA-256 hash for a `k`-byte modulus, as an integer.
 pub fn pkcs1_sha256(hash: &[u8; 32], k: usize) -> BigUint {
     let mut em = vec![0x00, 0x01];
@@ -110,10 +125,17 @@ impl Rejection {
     }
 }
 
+impl Request {
+    /// The digest this request logs ([`log_digest`]).
+    pub fn log_digest(&self) -> [u8; 32] {
+        log_digest(&self.imprint, self.nonce.as_ref().map(|n| n.as_bytes()))
+    }
+}
+
 /// A request belfry will stamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// The SHA-256 imprint: the digest logged.
+    /// The SHA-256 imprint.
     pub imprint: [u8; 32],
     /// The request's imprint structure, echoed.
     pub message_imprint: MessageImprint,
@@ -370,7 +392,8 @@ impl Authority {
 /// What a verified token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedToken {
-    /// The serial number: the log index of the entry holding the imprint.
+    /// The serial number: the log index of the entry holding
+    /// [`log_digest`] of the imprint and nonce.
     pub serial: u64,
     /// genTime in microseconds since the epoch.
     pub gen_time_us: u64,
@@ -502,6 +525,13 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
         policy: tst.policy.to_dotted().unwrap_or_default(),
         nonce: tst.nonce.map(|n| n.as_bytes().to_vec()),
     })
+}
+
+impl VerifiedToken {
+    /// The digest its entry holds ([`log_digest`]).
+    pub fn log_digest(&self) -> [u8; 32] {
+        log_digest(&self.imprint, self.nonce.as_deref())
+    }
 }
 
 /// Checks a verified token's imprint against the data's SHA-256.

@@ -59,6 +59,9 @@ pub struct AuditArgs {
     /// besides those cluster.toml lists; repeatable.
     #[arg(long = "witness")]
     pub witnesses: Vec<String>,
+    /// RFC 3161 tokens (.tsr) to check against the log instead: each one's serial number must be the log index of the entry holding its imprint, at its genTime, at f + 1 replicas or more (docs/rfc3161.md); repeatable.
+    #[arg(long = "rfc3161", value_name = "TSR", num_args = 1..)]
+    pub rfc3161: Vec<PathBuf>,
 }
 
 /// What one replica answered.
@@ -128,6 +131,12 @@ struct Holdings {
 
 /// Runs `belfry audit`.
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    if !args.rfc3161.is_empty() {
+        if !args.receipts.is_empty() {
+            bail!("--rfc3161 audits tokens alone: audit receipts in another run");
+        }
+        return crate::rfc3161::audit(&args.cluster, &args.rfc3161, args.json);
+    }
     let cluster = load_cluster(&args.cluster)?;
     let anchor = cluster.anchor();
     let cluster_id = cluster.params.cluster_id();

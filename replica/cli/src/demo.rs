@@ -134,6 +134,7 @@ async fn demo(args: &DemoArgs, policy: Policy) -> anyhow::Result<ExitCode> {
             policy,
             genesis_time: SystemClock.now(),
             seed: None,
+            tsa: None,
         },
     )?;
     let cluster = ClusterFile::load(&generated.cluster)?;

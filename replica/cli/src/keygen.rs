@@ -50,6 +50,36 @@ pub struct KeygenArgs {
     /// The clock policy's bucket width in µs (default 1000; lamport takes none).
     #[arg(long)]
     pub granularity_us: Option<u64>,
+    /// Also deal an RFC 3161 authority's threshold RSA key of this many bits (2048 or 3072; safe primes take seconds to a minute) and serve RFC 3161 on every replica (docs/rfc3161.md).
+    #[arg(long, value_parser = ["2048", "3072"])]
+    pub tsa_bits: Option<String>,
+    /// Each replica's RFC 3161 HTTP host[:port], in id order (default: the replica's host).
+    #[arg(long, value_delimiter = ',', requires = "tsa_bits")]
+    pub tsa_hosts: Vec<String>,
+    /// HTTP port of a replica whose RFC 3161 host has none; replicas sharing a host get the next ports.
+    #[arg(long, default_value_t = DEFAULT_TSA_BASE_PORT)]
+    pub tsa_base_port: u16,
+}
+
+/// The first RFC 3161 HTTP port when none is given.
+pub const DEFAULT_TSA_BASE_PORT: u16 = 8100;
+
+/// The RFC 3161 endpoints: `--tsa-hosts`, or each replica's host.
+fn tsa_addresses(args: &KeygenArgs, n: usize) -> anyhow::Result<Vec<String>> {
+    let hosts: Vec<String> = if !args.tsa_hosts.is_empty() {
+        args.tsa_hosts.clone()
+    } else {
+        args.hosts
+            .iter()
+            .map(|h| {
+                let (host, _) = belfry_node::config::check_address(h.trim())
+                    .or_else(|_| belfry_node::config::check_address(&format!("{}:1", h.trim())))
+                    .map_err(|e| anyhow::anyhow!("--hosts {h}: {e}"))?;
+                Ok(host)
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    addresses(n, &hosts, args.tsa_base_port).context("--tsa-hosts")
 }
 
 /// Each replica's `host:port`: a host without a port gets `base_port`
@@ -138,6 +168,14 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
             policy,
             genesis_time,
             seed: None,
+            tsa: match &args.tsa_bits {
+                Some(bits) => Some(belfry_node::generate::TsaOptions {
+                    bits: bits.parse().context("--tsa-bits")?,
+                    addresses: tsa_addresses(&args, n)?,
+                    progress: Some(|step| eprintln!("belfry keygen: RFC 3161 key: {step}")),
+                }),
+                None => None,
+            },
         },
     )?;
     // Read back (without resolving names: keygen may run offline).
@@ -164,6 +202,16 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
         println!(
             "wrote {}  SECRET (mode 0600): replica {i} only, listens on {address} (UDP)",
             path.display()
+        );
+    }
+    if let Some(tsa) = ClusterFile::read(&generated.cluster)?.tsa {
+        println!(
+            "RFC 3161 authority: {}-bit threshold RSA key (any {} replicas sign), policy {}, \
+             endpoints {}",
+            tsa.modulus.len() * 4,
+            f + 1,
+            tsa.policy,
+            tsa.addresses.join(", ")
         );
     }
     println!(

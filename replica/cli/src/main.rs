@@ -9,6 +9,7 @@ mod gateway;
 mod keygen;
 mod node;
 mod notes;
+mod rfc3161;
 mod seal;
 mod stamp;
 mod verify;

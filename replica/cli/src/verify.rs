@@ -67,6 +67,9 @@ pub struct VerifyArgs {
     /// Print one JSON object per receipt: {"ok", "check_failed", "digest", "leaf_index", "tree_size", "time", ...}.
     #[arg(long)]
     pub json: bool,
+    /// An RFC 3161 time-stamp response or token (.tsr) to check against cluster.toml's authority instead of a receipt; FILE or --digest, if given, must be what it stamps (docs/rfc3161.md).
+    #[arg(long, value_name = "TSR", conflicts_with_all = ["receipt", "dir", "anchor"])]
+    pub rfc3161: Option<PathBuf>,
 }
 
 /// What a receipt must prove.
@@ -342,6 +345,15 @@ fn dir_items(dir: &std::path::Path) -> anyhow::Result<Vec<Item>> {
 
 /// Runs `belfry verify`.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(token) = &args.rfc3161 {
+        return crate::rfc3161::verify(
+            args.cluster.as_deref(),
+            token,
+            &args.files,
+            &args.digest,
+            args.json,
+        );
+    }
     let (anchor, cluster) = match (&args.cluster, &args.anchor) {
         (Some(path), None) => {
             let (params, _) = ClusterFile::read(path)?.params(path)?;

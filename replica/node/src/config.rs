@@ -120,6 +120,9 @@ pub struct ClusterFile {
     /// `switch_wave` on; the group key, and so the anchor, is the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<ClusterRefresh>,
+    /// The RFC 3161 authority (docs/rfc3161.md; none: no endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<crate::tsa::config::ClusterTsa>,
     /// Every replica, in id order.
     pub replicas: Vec<ReplicaEntry>,
 }
@@ -182,6 +185,14 @@ pub struct ReplicaFile {
     /// The Prometheus endpoint's address (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// This replica's share of the RFC 3161 authority's RSA key, hex
+    /// (docs/rfc3161.md; none: no endpoint here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa_share: Option<String>,
+    /// The RFC 3161 endpoint's address (default: this replica's entry in
+    /// `[tsa] addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa_listen: Option<String>,
 }
 
 impl Drop for ReplicaFile {
@@ -191,6 +202,7 @@ impl Drop for ReplicaFile {
         self.tls_key.zeroize();
         self.note_seed.zeroize();
         self.previous_share.zeroize();
+        self.tsa_share.zeroize();
     }
 }
 
@@ -217,6 +229,8 @@ pub struct Cluster {
     pub replicas: Vec<ReplicaEndpoint>,
     /// Checkpoint keys: the origin, each replica's note key, the witnesses.
     pub notes: NoteKeys,
+    /// The RFC 3161 authority, if the cluster runs one.
+    pub tsa: Option<crate::tsa::config::TsaCluster>,
 }
 
 /// The keys of a cluster's checkpoints (docs/checkpoints.md).
@@ -273,6 +287,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// The metrics endpoint, if any.
     pub metrics: Option<SocketAddr>,
+    /// The RFC 3161 endpoint with this replica's RSA share, if any.
+    pub tsa: Option<crate::tsa::config::TsaNode>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -385,12 +401,17 @@ impl ClusterFile {
                 certificate: cert,
             });
         }
+        let tsa = match &self.tsa {
+            Some(t) => Some(t.validate(path, n, usize::from(self.f))?),
+            None => None,
+        };
         Ok(Cluster {
             params,
             public,
             previous,
             replicas,
             notes,
+            tsa,
         })
     }
 
@@ -602,6 +623,13 @@ impl ReplicaFile {
             Some(s) => Some(parse_addr(path, "metrics", s)?),
             None => None,
         };
+        let tsa = crate::tsa::config::node(
+            path,
+            cluster.tsa.as_ref(),
+            id.index(),
+            self.tsa_share.as_deref(),
+            self.tsa_listen.as_deref(),
+        )?;
         Ok(NodeConfig {
             id,
             crypto,
@@ -610,6 +638,7 @@ impl ReplicaFile {
             data_dir: base.join(&self.data_dir),
             listen,
             metrics,
+            tsa,
             cluster,
         })
     }

@@ -23,6 +23,20 @@ pub struct GenerateOptions {
     pub genesis_time: Micros,
     /// A seed for the key dealing (tests); `None` draws from the OS.
     pub seed: Option<u64>,
+    /// An RFC 3161 authority too (docs/rfc3161.md): its key size and each
+    /// replica's HTTP endpoint.
+    pub tsa: Option<TsaOptions>,
+}
+
+/// The RFC 3161 authority to generate.
+#[derive(Clone, Debug)]
+pub struct TsaOptions {
+    /// RSA modulus bits (2048 or 3072).
+    pub bits: u32,
+    /// Each replica's HTTP endpoint, `host:port`, in id order.
+    pub addresses: Vec<String>,
+    /// Told after each safe prime (they take seconds each).
+    pub progress: Option<fn(&str)>,
 }
 
 /// What was generated.
@@ -123,6 +137,37 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         keys.push(key);
         note_seeds.push(hex::encode(&seed[..]));
     }
+    let mut tsa_secrets = Vec::new();
+    let tsa = match &options.tsa {
+        Some(t) => {
+            if t.addresses.len() != n {
+                return Err(invalid(format!(
+                    "{} TSA addresses for {n} replicas",
+                    t.addresses.len()
+                )));
+            }
+            let name = format!("belfry TSA {}", &hex::encode(params.cluster_id().0)[..16]);
+            let progress = t.progress.unwrap_or(|_| {});
+            let (section, secrets) = crate::tsa::config::generate(
+                &mut rng,
+                t.bits,
+                n,
+                f,
+                t.addresses.clone(),
+                &name,
+                options.genesis_time.0 / 1_000_000,
+                progress,
+            )
+            .map_err(|e| invalid(format!("RFC 3161 key: {e}")))?;
+            tsa_secrets = secrets;
+            Some(section)
+        }
+        None => None,
+    };
+    if let Some(tsa) = &tsa {
+        // The authority's certificate, for `openssl ts -verify -CAfile`.
+        write_file(&dir.join("tsa.pem"), &tsa.certificate, false)?;
+    }
     let cluster = ClusterFile {
         n: n as u16,
         f: f as u16,
@@ -134,6 +179,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         origin: None,
         witnesses: Vec::new(),
         refresh: None,
+        tsa,
         replicas,
     };
     let cluster_path = dir.join("cluster.toml");
@@ -158,6 +204,8 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             data_dir: format!("data-{i}"),
             listen: None,
             metrics: None,
+            tsa_share: tsa_secrets.get(i).map(|s| s.to_string()),
+            tsa_listen: None,
         };
         let path = dir.join(format!("replica-{i}.toml"));
         let text = toml::to_string(&file).map_err(|e| invalid(e.to_string()))?;

@@ -8,8 +8,9 @@
 //! made here. Around it: the configuration files ([`config`], and
 //! [`generate`] to make a test cluster's), Prometheus metrics
 //! ([`metrics`]), graceful shutdown ([`shutdown`]) and logging
-//! ([`init_tracing`]). [`node::start`] starts one; [`node::run`] runs one
-//! until a signal.
+//! ([`init_tracing`]), and the RFC 3161 endpoint ([`tsa`], a client of the
+//! cluster beside the node). [`node::start`] starts one; [`node::run`] runs
+//! one until a signal.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod queue;
 pub mod secret;
 pub mod shutdown;
 pub mod tls;
+pub mod tsa;
 
 pub use config::{Cluster, ClusterFile, ConfigError, NodeConfig, ReplicaFile};
 pub use generate::{generate_cluster, GenerateOptions, Generated};

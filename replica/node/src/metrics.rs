@@ -139,6 +139,16 @@ pub struct Metrics {
     pub bad_frames: Family<ReasonLabel, Counter>,
     /// Connections refused or closed by the node, by reason.
     pub refused: Family<ReasonLabel, Counter>,
+    /// RFC 3161 tokens issued by this replica's endpoint.
+    pub tsa_tokens: Counter,
+    /// RFC 3161 requests answered with a rejection, by failure.
+    pub tsa_rejections: Family<ReasonLabel, Counter>,
+    /// Signature shares from a peer whose proof failed, by peer.
+    pub tsa_share_faults: Family<PeerLabel, Counter>,
+    /// Signature shares this replica computed for a token.
+    pub tsa_shares_signed: Counter,
+    /// Request to token, on the replica that answered.
+    pub tsa_token_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -188,10 +198,40 @@ impl Metrics {
             client_bytes_out: Counter::default(),
             bad_frames: Family::default(),
             refused: Family::default(),
+            tsa_tokens: Counter::default(),
+            tsa_rejections: Family::default(),
+            tsa_share_faults: Family::default(),
+            tsa_shares_signed: Counter::default(),
+            tsa_token_seconds: latency(),
             registry: Registry::default(),
         };
         let r = &mut registry;
         r.register("commits", "Batches committed", m.commits.clone());
+        r.register(
+            "tsa_tokens",
+            "RFC 3161 tokens issued here",
+            m.tsa_tokens.clone(),
+        );
+        r.register(
+            "tsa_rejections",
+            "RFC 3161 requests rejected, by failure",
+            m.tsa_rejections.clone(),
+        );
+        r.register(
+            "tsa_share_faults",
+            "RSA signature shares whose proof failed, by peer",
+            m.tsa_share_faults.clone(),
+        );
+        r.register(
+            "tsa_shares_signed",
+            "RSA signature shares computed here",
+            m.tsa_shares_signed.clone(),
+        );
+        r.register(
+            "tsa_token_seconds",
+            "RFC 3161 request to token on the answering replica",
+            m.tsa_token_seconds.clone(),
+        );
         r.register("log_entries", "Log entries appended", m.entries.clone());
         r.register("round", "Current DAG round", m.round.clone());
         r.register("wave", "Last decided wave", m.wave.clone());

@@ -234,10 +234,16 @@ pub struct RunningNode {
     endpoint: Endpoint,
     metrics: Arc<Metrics>,
     metrics_addr: Option<SocketAddr>,
+    tsa_addr: Option<SocketAddr>,
     me: ReplicaId,
 }
 
 impl RunningNode {
+    /// The address the RFC 3161 endpoint serves on, if any.
+    pub fn tsa_addr(&self) -> Option<SocketAddr> {
+        self.tsa_addr
+    }
+
     /// The address the metrics endpoint serves on, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
@@ -552,6 +558,32 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
             source.subscribe(),
         ));
     }
+    let mut tsa_addr = None;
+    if let (Some(node_tsa), Some(cluster_tsa)) = (config.tsa.clone(), config.cluster.tsa.clone()) {
+        let addr = node_tsa.listen;
+        let listener = crate::tsa::bind(addr)
+            .await
+            .map_err(|error| NodeError::Bind {
+                addr: addr.to_string(),
+                error,
+            })?;
+        tsa_addr = listener.local_addr().ok();
+        crate::tsa::spawn(
+            listener,
+            me.index(),
+            cluster_tsa,
+            node_tsa,
+            config.cluster.client_info(),
+            config.cluster.anchor(),
+            metrics.clone(),
+            source.subscribe(),
+        )
+        .map_err(|error| NodeError::Bind {
+            addr: addr.to_string(),
+            error: std::io::Error::other(error),
+        })?;
+        tracing::info!(replica = %me, addr = ?tsa_addr, "RFC 3161 endpoint started");
+    }
     drop(source);
     tracing::info!(replica = %me, addr = ?endpoint.local_addr().ok(), "node started");
     Ok(RunningNode {
@@ -561,6 +593,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         endpoint,
         metrics,
         metrics_addr,
+        tsa_addr,
         me,
     })
 }

@@ -32,6 +32,7 @@ fn the_loader_refuses_exposed_or_mismatched_secrets() {
             policy: belfry_replica::coin::Policy::Lamport,
             genesis_time: common::GENESIS,
             seed: Some(3),
+            tsa: None,
         },
     )
     .unwrap();

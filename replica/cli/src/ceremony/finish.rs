@@ -186,6 +186,8 @@ fn cluster_file(c: &Session, o: &Outcome) -> anyhow::Result<(String, TrustAnchor
         origin: None,
         witnesses: Vec::new(),
         refresh: None,
+        // No RSA key comes out of a ceremony (docs/rfc3161.md §6).
+        tsa: None,
         replicas,
     };
     let text = toml::to_string(&file)?;
@@ -255,6 +257,8 @@ fn write_outputs(
             data_dir: format!("data-{}", c.me),
             listen: None,
             metrics: None,
+            tsa_share: None,
+            tsa_listen: None,
         },
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;

@@ -39,6 +39,7 @@ pub async fn start(n: usize, seed: u64, options: impl Fn() -> NodeOptions) -> Te
             policy: Policy::Lamport,
             genesis_time: GENESIS,
             seed: Some(seed),
+            tsa: None,
         },
     )
     .unwrap();
