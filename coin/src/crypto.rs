@@ -148,9 +148,49 @@ impl ThresholdCrypto for RefreshedCrypto {
 
     fn for_wave(&self, wave: Wave) -> &dyn ThresholdCrypto {
         if wave < self.switch {
-            self.previous.as_ref()
+            // The previous keys may themselves be refreshed ones.
+            self.previous.for_wave(wave)
         } else {
             self.current.as_ref()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{deal, BlsCrypto};
+    use rand::SeedableRng;
+    use std::sync::Arc;
+
+    #[test]
+    fn refreshes_nest_so_that_every_wave_finds_its_epochs_keys() {
+        // Three epochs (independent keys stand in for refreshed ones): the
+        // first until wave 10, the second until wave 20, the third after.
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let epochs: Vec<Arc<BlsCrypto>> = (0..3)
+            .map(|_| {
+                let (public, shares) = deal(4, 1, &mut rng).unwrap();
+                Arc::new(BlsCrypto::new(Arc::new(public), shares[0].clone()))
+            })
+            .collect();
+        let inner: Arc<dyn ThresholdCrypto> = Arc::new(RefreshedCrypto::new(
+            epochs[0].clone(),
+            epochs[1].clone(),
+            Wave(10),
+        ));
+        let all = RefreshedCrypto::new(inner, epochs[2].clone(), Wave(20));
+        let message = b"a head";
+        for (wave, epoch) in [(0, 0), (9, 0), (10, 1), (19, 1), (20, 2), (u64::MAX, 2)] {
+            let keys = all.for_wave(Wave(wave));
+            let share = keys.sign_share(message).unwrap();
+            for (other, crypto) in epochs.iter().enumerate() {
+                assert_eq!(
+                    crypto.verify_share(ReplicaId(0), message, &share),
+                    other == epoch,
+                    "wave {wave}: signed with epoch {epoch}'s share?"
+                );
+            }
         }
     }
 }

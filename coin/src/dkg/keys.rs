@@ -17,6 +17,19 @@ impl EncryptionKey {
         blsttc::PublicKey::from_bytes(bytes).ok().map(EncryptionKey)
     }
 
+    /// The key of an empty roster slot (a participant excluded before
+    /// dealing): a point hashed to G1 from `label`, whose discrete log
+    /// nobody knows, so a row or value encrypted to it opens for nobody.
+    /// Every dealer computes the same key from the same label.
+    pub fn nobody(label: &[u8]) -> EncryptionKey {
+        let point = blsttc::G1Projective::hash_to_curve(
+            label,
+            b"BELFRY-DKG-NOBODY-V1_BLS12381G1_XMD:SHA-256_SSWU_RO_",
+            &[],
+        );
+        EncryptionKey(blsttc::PublicKey::from(point))
+    }
+
     /// The compressed encoding.
     pub fn to_bytes(&self) -> [u8; G1_BYTES] {
         self.0.to_bytes()

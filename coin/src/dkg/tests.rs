@@ -418,3 +418,52 @@ fn a_row_copied_from_another_deal_is_refused_before_anyone_decrypts_it() {
         o.faults
     );
 }
+
+#[test]
+fn a_participant_excluded_from_the_roster_gets_no_share_and_the_others_complete_without_it() {
+    // Slot 3's key is one nobody holds: its rows and values open for nobody.
+    let params = Params::new(4, 1).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let secrets: Vec<DecryptionKey> = (0..3).map(|_| DecryptionKey::generate(&mut rng)).collect();
+    let mut keys: Vec<EncryptionKey> = secrets.iter().map(DecryptionKey::public).collect();
+    keys.push(EncryptionKey::nobody(b"slot 3"));
+    assert_eq!(EncryptionKey::nobody(b"slot 3"), keys[3]);
+    assert_ne!(EncryptionKey::nobody(b"slot 2"), keys[3]);
+    let deals: BTreeMap<usize, Deal> = (0..3)
+        .map(|d| (d, Deal::new(params, d, &keys, &mut rng).unwrap()))
+        .collect();
+    let parsed: BTreeMap<usize, (Deal, [u8; 32])> = deals
+        .iter()
+        .map(|(&d, deal)| (d, (deal.clone(), Deal::hash(&deal.to_bytes()))))
+        .collect();
+    let verifications: BTreeMap<usize, Vec<u8>> = (0..3)
+        .map(|j| {
+            let (v, checked) = Verification::make(params, j, &secrets[j], &keys, &parsed, &mut rng);
+            assert!(checked.iter().all(|c| c.fault.is_none()));
+            (j, v.to_bytes())
+        })
+        .collect();
+    let t = Transcript {
+        deals: deals
+            .iter()
+            .map(|(&d, deal)| (d, deal.to_bytes()))
+            .collect(),
+        verifications,
+        equivocators: Default::default(),
+    };
+    let o = qualify(params, &keys, &t, None).unwrap();
+    assert_eq!(
+        o.qualified.iter().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(o.excluded.get(&3), Some(&Exclusion::NoDeal));
+    let mut shares: Vec<SecretShare> = (0..3)
+        .map(|i| o.secret_share(i, &secrets[i], None).unwrap())
+        .collect();
+    // Slot 3's public key share is defined; no key opens its share.
+    assert!(o.public.share(crate::ReplicaId(3)).is_some());
+    assert!(o.secret_share(3, &secrets[0], None).is_err());
+    assert!(signs(&o.public, &shares, &[0, 2]));
+    shares.truncate(1);
+    assert!(!signs(&o.public, &shares, &[0]));
+}

@@ -31,27 +31,32 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
     let text = secret::read_secret_file(path)?;
     let mut file: ReplicaFile =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let sealed = secret::is_sealed(&file.secret_share);
-    if sealed != args.unseal {
+    // Each share that is not yet as asked (sealed, or open with --unseal):
+    // the current one and a refresh's previous one, as secret as it.
+    let todo = |v: &str| secret::is_sealed(v) == args.unseal;
+    let previous_todo = file.previous_share.as_deref().is_some_and(todo);
+    if !todo(&file.secret_share) && !previous_todo {
         bail!(
-            "{}: the secret share is {} already",
+            "{}: the secret share{} {} already",
             path.display(),
-            if sealed { "sealed" } else { "not sealed" }
+            if file.previous_share.is_some() {
+                " and the previous share are"
+            } else {
+                " is"
+            },
+            if args.unseal { "not sealed" } else { "sealed" }
         );
     }
     let pass = secret::passphrase_from_env()?.context(
         "set BELFRY_PASSPHRASE_FILE to a file holding the passphrase (mode 0600), or BELFRY_PASSPHRASE",
     )?;
-    let plain = secret::share_hex(path, &file.secret_share)?;
-    if plain.len() != 64 || hex::decode(plain.as_str()).is_err() {
-        bail!("{}: secret_share is not 64 hex digits", path.display());
+    if todo(&file.secret_share) {
+        file.secret_share = convert(path, "secret_share", &file.secret_share, &pass, args.unseal)?;
     }
-    file.secret_share = if args.unseal {
-        plain.to_string()
-    } else {
-        secret::seal(&plain, &pass, secret::SEAL_LOG_N)
-            .map_err(|e| anyhow::anyhow!("sealing: {e}"))?
-    };
+    if previous_todo {
+        let p = Zeroizing::new(file.previous_share.clone().unwrap_or_default());
+        file.previous_share = Some(convert(path, "previous_share", &p, &pass, args.unseal)?);
+    }
     let out = Zeroizing::new(toml::to_string(&file)?);
     // Through a temporary file renamed into place: a crash leaves the old
     // file or the new one, never half of one.
@@ -59,9 +64,14 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
     belfry_node::generate::write_file(&tmp, &out, true)?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     println!(
-        "{} {}: its secret share is {}",
+        "{} {}: its secret share{} {}",
         if args.unseal { "unsealed" } else { "sealed" },
         path.display(),
+        if file.previous_share.is_some() {
+            " and its previous share (a refresh's) are"
+        } else {
+            " is"
+        },
         if args.unseal {
             "plain hex again (the file stays mode 0600)"
         } else {
@@ -69,4 +79,28 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(EXIT_OK)
+}
+
+/// One share value sealed under `pass`, or opened (`unseal`): checked to
+/// be 64 hex digits either way.
+fn convert(
+    path: &std::path::Path,
+    field: &str,
+    value: &str,
+    pass: &str,
+    unseal: bool,
+) -> anyhow::Result<String> {
+    let plain = if secret::is_sealed(value) {
+        secret::open(path, value, pass)?
+    } else {
+        Zeroizing::new(value.trim().to_string())
+    };
+    if plain.len() != 64 || hex::decode(plain.as_str()).is_err() {
+        bail!("{}: {field} is not 64 hex digits", path.display());
+    }
+    if unseal {
+        return Ok(plain.to_string());
+    }
+    secret::seal(&plain, pass, secret::SEAL_LOG_N)
+        .map_err(|e| anyhow::anyhow!("sealing {field}: {e}"))
 }

@@ -98,22 +98,59 @@ fn plan_and_join(n: usize) -> Operators {
     ops
 }
 
-/// Every operator finishes; returns their outputs. All cluster.toml files
+/// Every operator finishes; returns their outputs. Those who finish before
+/// n − f done files agree publish their done file, write nothing usable
+/// and exit 3; they run finish again at the end. All cluster.toml files
 /// must be the same bytes, and the last finish sees every done file agree.
 fn finish_all(ops: &Operators, env_for: impl Fn(usize) -> Vec<(String, String)>) -> Vec<String> {
-    let outs: Vec<String> = (0..ops.n)
-        .map(|i| {
-            let out_dir = ops.out(i);
-            let env = env_for(i);
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let mut extra = vec!["--out", s(&out_dir)];
-            if !env.is_empty() {
-                extra.push("--seal");
-            }
-            ops.step("finish", i, &extra, &env)
-        })
-        .collect();
+    let q = ops.n - (ops.n - 1) / 3;
+    let finish = |i: usize| {
+        let out_dir = ops.out(i);
+        let shared = ops.shared();
+        let secret = ops.secret(i);
+        let env = env_for(i);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut args = vec![
+            "ceremony",
+            "finish",
+            "--shared",
+            s(&shared),
+            "--secret",
+            s(&secret),
+            "--out",
+            s(&out_dir),
+        ];
+        if !env.is_empty() {
+            args.push("--seal");
+        }
+        run(&args, &env)
+    };
+    let mut outs: Vec<String> = Vec::new();
+    for i in 0..ops.n {
+        let o = finish(i);
+        let text = stdout(&o);
+        if i + 1 < q {
+            assert_eq!(
+                code(&o),
+                3,
+                "finish {i} before agreement: {}\n{text}",
+                stderr(&o)
+            );
+            assert!(text.contains("NOT CONFIRMED YET"), "{text}");
+            assert!(!ops.out(i).join("cluster.toml").exists());
+            assert!(!ops.out(i).join(format!("replica-{i}.toml")).exists());
+        } else {
+            assert_eq!(code(&o), 0, "finish {i}: {}\n{text}", stderr(&o));
+            assert!(text.contains("CONFIRMED: "), "{text}");
+        }
+        assert!(text.contains(NO_GROUP_SECRET), "{text}");
+        outs.push(text);
+    }
+    for (i, out) in outs.iter_mut().enumerate().take(q - 1) {
+        let again = ok(finish(i), &format!("finish {i} again"));
+        assert!(again.contains("CONFIRMED: "), "{again}");
+        *out = again;
+    }
     let first = std::fs::read(ops.out(0).join("cluster.toml")).unwrap();
     for i in 1..ops.n {
         assert_eq!(
@@ -375,6 +412,10 @@ fn share_faults(c: &ProcCluster, at: usize, of: usize) -> f64 {
         .sum()
 }
 
+fn argv(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn receipts_verify_by_hand(dir: &Path, anchor: &str, k: usize) {
     let receipts = receipt_files(dir);
     assert_eq!(receipts.len(), k, "{}", dir.display());
@@ -454,24 +495,77 @@ fn a_refresh_while_the_cluster_stamps_keeps_the_anchor_and_a_replica_down_throug
     let root = c.dir.path().to_path_buf();
     let secret = |i: usize| root.join(format!("op-{i}/refresh-{i}.toml"));
     let out = |i: usize| root.join(format!("op-{i}/refreshed"));
+    // Replicas 0..3 run: the switch wave is checked against their metrics;
+    // replica 3 is stopped: against its journal.
+    let metrics = |i: usize| format!("127.0.0.1:{}", c.metrics_port(i));
+    let with_metrics = |i: usize, mut args: Vec<String>| {
+        if i < 3 {
+            args.extend(["--metrics".to_string(), metrics(i)]);
+        }
+        args
+    };
+    // A switch wave the cluster has passed is refused, whether the replica
+    // runs or not.
+    let late = c.path("refresh-late");
+    ok(
+        belfry(&[
+            "ceremony",
+            "plan",
+            "--shared",
+            s(&late),
+            "--refresh-of",
+            s(&cluster_path),
+            "--switch-wave",
+            "2",
+        ]),
+        "late refresh plan",
+    );
+    for (i, source) in [(0, "its metrics on"), (3, "its journal in")] {
+        let config = keys.join(format!("replica-{i}.toml"));
+        let late_secret = root.join(format!("op-{i}/late-{i}.toml"));
+        let args = with_metrics(
+            i,
+            [
+                "ceremony",
+                "join",
+                "--shared",
+                s(&late),
+                "--config",
+                s(&config),
+                "--secret",
+                s(&late_secret),
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let o = run(&argv(&args), &[]);
+        assert_eq!(code(&o), 2, "{}", stdout(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("the refresh switches at wave 2, and replica") && e.contains(source),
+            "{e}"
+        );
+        assert!(!late_secret.exists());
+    }
     for i in 0..4 {
         let config = keys.join(format!("replica-{i}.toml"));
-        ok(
-            run(
-                &[
-                    "ceremony",
-                    "join",
-                    "--shared",
-                    s(&shared),
-                    "--config",
-                    s(&config),
-                    "--secret",
-                    s(&secret(i)),
-                ],
-                &[],
-            ),
-            "refresh join",
+        let args = with_metrics(
+            i,
+            [
+                "ceremony",
+                "join",
+                "--shared",
+                s(&shared),
+                "--config",
+                s(&config),
+                "--secret",
+                s(&secret(i)),
+            ]
+            .map(String::from)
+            .to_vec(),
         );
+        let o = ok(run(&argv(&args), &[]), "refresh join");
+        assert!(o.contains("before the switch wave"), "{o}");
     }
     for step in ["deal", "verify"] {
         for i in 0..4 {
@@ -492,23 +586,42 @@ fn a_refresh_while_the_cluster_stamps_keeps_the_anchor_and_a_replica_down_throug
             assert!(o.contains(NO_GROUP_SECRET), "{o}");
         }
     }
-    for i in 0..4 {
-        let o = ok(
-            run(
-                &[
-                    "ceremony",
-                    "finish",
-                    "--shared",
-                    s(&shared),
-                    "--secret",
-                    s(&secret(i)),
-                    "--out",
-                    s(&out(i)),
-                ],
-                &[],
-            ),
-            "refresh finish",
+    let finish = |i: usize| {
+        let args = with_metrics(
+            i,
+            [
+                "ceremony",
+                "finish",
+                "--shared",
+                s(&shared),
+                "--secret",
+                s(&secret(i)),
+                "--out",
+                s(&out(i)),
+            ]
+            .map(String::from)
+            .to_vec(),
         );
+        run(&argv(&args), &[])
+    };
+    let mut finished = Vec::new();
+    for i in 0..4 {
+        let o = finish(i);
+        // The first two wait for n − f = 3 agreeing done files.
+        assert_eq!(
+            code(&o),
+            if i < 2 { 3 } else { 0 },
+            "{}\n{}",
+            stderr(&o),
+            stdout(&o)
+        );
+        finished.push(o);
+    }
+    for (i, f) in finished.iter_mut().enumerate().take(2) {
+        *f = finish(i);
+    }
+    for o in finished {
+        let o = ok(o, "refresh finish");
         assert!(o.contains("checked: the group key is unchanged"), "{o}");
         assert!(o.contains(&format!("trust anchor: {anchor}")), "{o}");
     }

@@ -136,7 +136,28 @@ pub struct ClusterRefresh {
     pub switch_wave: u64,
     /// The public key shares before the refresh (hex commitment).
     pub previous_public_keys: String,
+    /// Earlier refreshes, oldest first: each one's switch wave and the
+    /// public key shares of the waves before it. Kept so that a replica
+    /// restarting or catching up from before an earlier switch still has
+    /// the keys of every wave it replays (docs/keys.md §8); none after the
+    /// first refresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<EarlierRefresh>,
 }
+
+/// `[[refresh.earlier]]` in `cluster.toml`: a refresh before the last one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlierRefresh {
+    /// Its switch wave.
+    pub switch_wave: u64,
+    /// The public key shares of the waves before it (hex commitment).
+    pub previous_public_keys: String,
+}
+
+/// The most refreshes `cluster.toml` keeps the keys of (each adds about
+/// `48 (f + 1)` bytes of hex; a refresh a day for a year).
+pub const MAX_REFRESH_EPOCHS: usize = 400;
 
 /// One replica in `cluster.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,8 +244,10 @@ pub struct Cluster {
     pub params: ClusterParams,
     /// The public key shares (after a refresh: from its switch wave on).
     pub public: Arc<PublicKeys>,
-    /// After a refresh: its switch wave and the public key shares before it.
-    pub previous: Option<(Wave, Arc<PublicKeys>)>,
+    /// After refreshes: every earlier epoch's public key shares, oldest
+    /// first, each with the switch wave that ends it (the keys of waves
+    /// below it and at or above the one before).
+    pub previous: Vec<(Wave, Arc<PublicKeys>)>,
     /// Each replica's address and certificate, by id.
     pub replicas: Vec<ReplicaEndpoint>,
     /// Checkpoint keys: the origin, each replica's note key, the witnesses.
@@ -484,31 +507,64 @@ impl ClusterFile {
         })
     }
 
-    /// The refresh's previous public key shares, checked: the same n, f and
-    /// group key as `public_keys`, and a switch after wave 0.
+    /// The earlier epochs' public key shares, checked, oldest first, each
+    /// with the switch wave that ends it: the same n, f and group key as
+    /// `public_keys`, switch waves above 0 and rising, each epoch's keys
+    /// differing from the next one's. Empty without a refresh.
     pub fn previous(
         &self,
         path: &Path,
         public: &PublicKeys,
-    ) -> Result<Option<(Wave, Arc<PublicKeys>)>, ConfigError> {
+    ) -> Result<Vec<(Wave, Arc<PublicKeys>)>, ConfigError> {
         let Some(r) = &self.refresh else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let previous = PublicKeys::from_commitment_hex(self.n, self.f, &r.previous_public_keys)
-            .map_err(|e| invalid(path, format!("refresh.previous_public_keys: {e}")))?;
-        if previous.group_key() != public.group_key() {
+        if r.earlier.len() + 1 > MAX_REFRESH_EPOCHS {
             return Err(invalid(
                 path,
-                "refresh.previous_public_keys has another group key than public_keys: a refresh keeps the key",
+                format!("refresh: more than {MAX_REFRESH_EPOCHS} epochs"),
             ));
         }
-        if r.switch_wave == 0 || previous.commitment_hex() == public.commitment_hex() {
+        let epochs = r
+            .earlier
+            .iter()
+            .map(|e| (e.switch_wave, &e.previous_public_keys))
+            .chain([(r.switch_wave, &r.previous_public_keys)]);
+        let mut out: Vec<(Wave, Arc<PublicKeys>)> = Vec::with_capacity(r.earlier.len() + 1);
+        for (i, (switch_wave, keys)) in epochs.enumerate() {
+            let field = if i == r.earlier.len() {
+                "refresh.previous_public_keys".to_string()
+            } else {
+                format!("refresh.earlier[{i}].previous_public_keys")
+            };
+            let keys = PublicKeys::from_commitment_hex(self.n, self.f, keys)
+                .map_err(|e| invalid(path, format!("{field}: {e}")))?;
+            if keys.group_key() != public.group_key() {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{field} has another group key than public_keys: a refresh keeps the key"
+                    ),
+                ));
+            }
+            let after = out.last().map_or(0, |(w, _)| w.0);
+            if switch_wave <= after {
+                return Err(invalid(
+                    path,
+                    "refresh: every switch_wave must be above 0 and above the earlier ones",
+                ));
+            }
+            out.push((Wave(switch_wave), Arc::new(keys)));
+        }
+        let mut hexes: Vec<String> = out.iter().map(|(_, k)| k.commitment_hex()).collect();
+        hexes.push(public.commitment_hex());
+        if hexes.windows(2).any(|w| w[0] == w[1]) {
             return Err(invalid(
                 path,
-                "refresh: switch_wave must be above 0 and the public keys must differ",
+                "refresh: the public keys of one epoch must differ from the next one's",
             ));
         }
-        Ok(Some((Wave(r.switch_wave), Arc::new(previous))))
+        Ok(out)
     }
 
     /// Checks what receipts bind (n, f, the keys, the anchor, the policy,
@@ -587,7 +643,7 @@ impl ReplicaFile {
             id,
             &cluster.public,
         )?;
-        let crypto: Arc<dyn ThresholdCrypto> = match (&cluster.previous, &self.previous_share) {
+        let crypto: Arc<dyn ThresholdCrypto> = match (cluster.previous.split_last(), &self.previous_share) {
             (None, None) => Arc::new(current),
             (None, Some(_)) => {
                 return Err(invalid(
@@ -595,17 +651,34 @@ impl ReplicaFile {
                     "previous_share is set but cluster.toml has no [refresh]: use the cluster.toml of the refresh",
                 ))
             }
-            (Some((switch, public)), previous) => {
-                let previous = match previous {
-                    Some(p) => share_crypto(path, "previous_share", p, id, public)?,
+            (Some(((switch, public), earlier)), previous) => {
+                let previous: Arc<dyn ThresholdCrypto> = match previous {
+                    Some(p) => Arc::new(share_crypto(path, "previous_share", p, id, public)?),
                     // Deleted after the switch: nothing before it is signed.
-                    None => BlsCrypto::verifier(public.clone()),
+                    None => Arc::new(BlsCrypto::verifier(public.clone())),
                 };
-                Arc::new(RefreshedCrypto::new(
-                    Arc::new(previous),
-                    Arc::new(current),
-                    *switch,
-                ))
+                // The epochs before the last switch are verify-only: a
+                // refresh needs the previous share pruned first, so no
+                // replica holds a share of them. Nested, oldest innermost,
+                // each switching at the wave that ends the epoch before,
+                // so that `for_wave` finds every wave's keys.
+                let mut epochs: Vec<(Wave, Arc<dyn ThresholdCrypto>)> = earlier
+                    .iter()
+                    .map(|(w, keys)| {
+                        (*w, Arc::new(BlsCrypto::verifier(keys.clone())) as Arc<dyn ThresholdCrypto>)
+                    })
+                    .collect();
+                epochs.push((*switch, previous));
+                epochs.push((Wave(u64::MAX), Arc::new(current)));
+                let mut iter = epochs.into_iter();
+                let Some((mut end, mut crypto)) = iter.next() else {
+                    return Err(invalid(path, "refresh: no epochs"));
+                };
+                for (next_end, next) in iter {
+                    crypto = Arc::new(RefreshedCrypto::new(crypto, next, end));
+                    end = next_end;
+                }
+                crypto
             }
         };
         let identity = Identity::new(me.certificate.clone(), &self.tls_key).map_err(|e| {

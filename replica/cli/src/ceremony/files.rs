@@ -3,12 +3,13 @@
 //! written by hand (docs/keys.md, "Files"): a domain tag, then fixed-width
 //! big-endian integers and length-prefixed strings.
 
+use super::roster::Roster;
 use anyhow::{bail, Context};
 use belfry_node::generate::write_file;
-use belfry_replica::coin::dkg::{EncryptionKey, Params};
+use belfry_replica::coin::dkg::Params;
 use belfry_replica::coin::{sha256, Policy};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -63,7 +64,11 @@ pub fn read_bounded(path: &Path) -> anyhow::Result<String> {
     Ok(s)
 }
 
-fn hex_array<const N: usize>(path: &Path, field: &str, s: &str) -> anyhow::Result<[u8; N]> {
+pub(super) fn hex_array<const N: usize>(
+    path: &Path,
+    field: &str,
+    s: &str,
+) -> anyhow::Result<[u8; N]> {
     let mut out = [0u8; N];
     hex::decode_to_slice(s.trim(), &mut out).map_err(|e| {
         anyhow::anyhow!("{}: {field}: not {} hex digits: {e}", path.display(), 2 * N)
@@ -71,7 +76,7 @@ fn hex_array<const N: usize>(path: &Path, field: &str, s: &str) -> anyhow::Resul
     Ok(out)
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as u32).to_be_bytes());
     out.extend(s.as_bytes());
 }
@@ -139,211 +144,6 @@ impl Plan {
     }
 }
 
-/// `roster/roster-<i>.toml`: one participant's public identity, signed
-/// with its own signing key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RosterEntry {
-    /// Its id, `0..n`.
-    pub id: u16,
-    /// The plan's hash (hex).
-    pub plan: String,
-    /// Its replica's address, `host:port`.
-    pub address: String,
-    /// Its replica's TLS certificate (PEM).
-    pub certificate: String,
-    /// Its replica's Ed25519 checkpoint note key (hex).
-    pub note_key: String,
-    /// Its ceremony encryption key, a BLS12-381 G1 point (hex).
-    pub encryption_key: String,
-    /// Its ceremony signing key, Ed25519 (hex).
-    pub signing_key: String,
-    /// Ed25519 over [`RosterEntry::signed_bytes`] (hex).
-    pub signature: String,
-    /// In a refresh: the same bytes signed with the replica's note key (the
-    /// one `cluster.toml` lists), which binds the entry to the member.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member_signature: Option<String>,
-}
-
-/// A roster entry, checked.
-#[derive(Clone, Debug)]
-pub struct Member {
-    /// The entry as published.
-    pub entry: RosterEntry,
-    /// Its encryption key.
-    pub encryption: EncryptionKey,
-    /// Its signing key.
-    pub signing: [u8; 32],
-    /// Its note key.
-    pub note_key: [u8; 32],
-    /// The hash of its signed bytes.
-    pub hash: [u8; 32],
-}
-
-impl RosterEntry {
-    /// The bytes its signature covers.
-    pub fn signed_bytes(&self, path: &Path) -> anyhow::Result<Vec<u8>> {
-        let mut b = b"belfry-ceremony-roster-v1".to_vec();
-        b.extend(hex_array::<32>(path, "plan", &self.plan)?);
-        b.extend(self.id.to_be_bytes());
-        put_str(&mut b, &self.address);
-        put_str(&mut b, &self.certificate);
-        b.extend(hex_array::<32>(path, "note_key", &self.note_key)?);
-        b.extend(hex_array::<48>(
-            path,
-            "encryption_key",
-            &self.encryption_key,
-        )?);
-        b.extend(hex_array::<32>(path, "signing_key", &self.signing_key)?);
-        Ok(b)
-    }
-
-    /// Checks the entry's form and signature (not yet against the others);
-    /// in a refresh, also that it is the member `cluster` lists under its id.
-    fn check(
-        self,
-        path: &Path,
-        plan_hash: &[u8; 32],
-        cluster: Option<&belfry_node::ClusterFile>,
-    ) -> anyhow::Result<Member> {
-        let p = path.display();
-        if hex_array::<32>(path, "plan", &self.plan)? != *plan_hash {
-            bail!(
-                "{p}: made for another plan (its plan hash is {})",
-                self.plan
-            );
-        }
-        belfry_node::config::check_address(&self.address)
-            .map_err(|e| anyhow::anyhow!("{p}: address: {e}"))?;
-        belfry_node::tls::cert_from_pem("certificate", &self.certificate)
-            .map_err(|e| anyhow::anyhow!("{p}: {e}"))?;
-        let encryption =
-            EncryptionKey::from_bytes(hex_array(path, "encryption_key", &self.encryption_key)?)
-                .ok_or_else(|| anyhow::anyhow!("{p}: encryption_key is not a G1 point"))?;
-        let signing: [u8; 32] = hex_array(path, "signing_key", &self.signing_key)?;
-        let note_key: [u8; 32] = hex_array(path, "note_key", &self.note_key)?;
-        let bytes = self.signed_bytes(path)?;
-        let signature: [u8; 64] = hex_array(path, "signature", &self.signature)?;
-        if !verify(&signing, &bytes, &signature) {
-            bail!("{p}: the signature does not verify under the entry's own signing key");
-        }
-        if let Some(cluster) = cluster {
-            let Some(r) = cluster.replicas.get(usize::from(self.id)) else {
-                bail!("{p}: id {} is not a replica of the cluster", self.id);
-            };
-            let listed = r
-                .note_key
-                .as_deref()
-                .and_then(|k| belfry_replica::timestamp::checkpoint::VerifierKey::parse(k).ok())
-                .map(|k| k.public);
-            let member: [u8; 64] = hex_array(
-                path,
-                "member_signature",
-                self.member_signature.as_deref().unwrap_or(""),
-            )?;
-            if r.address != self.address
-                || r.certificate != self.certificate
-                || listed != Some(note_key)
-                || !verify(&note_key, &bytes, &member)
-            {
-                bail!(
-                    "{p}: not replica {}'s entry: a refresh entry has the address, certificate and note key cluster.toml lists, and is signed with that note key",
-                    self.id
-                );
-            }
-        }
-        Ok(Member {
-            hash: sha256(&[&bytes]),
-            entry: self,
-            encryption,
-            signing,
-            note_key,
-        })
-    }
-}
-
-/// The complete roster: every participant, in id order.
-#[derive(Clone, Debug)]
-pub struct Roster {
-    /// By id.
-    pub members: Vec<Member>,
-    /// The hash every later message names.
-    pub hash: [u8; 32],
-}
-
-impl Roster {
-    /// Reads every `roster/*.toml`, checks each entry and the whole: one
-    /// entry per id `0..n`, no address, certificate or key used twice.
-    pub fn load(
-        shared: &Path,
-        plan_hash: &[u8; 32],
-        n: usize,
-        cluster: Option<&belfry_node::ClusterFile>,
-    ) -> anyhow::Result<Roster> {
-        let dir = shared.join("roster");
-        let mut by_id: BTreeMap<u16, (PathBuf, Member)> = BTreeMap::new();
-        for path in toml_files(&dir)? {
-            let entry: RosterEntry = toml::from_str(&read_bounded(&path)?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let member = entry.check(&path, plan_hash, cluster)?;
-            let id = member.entry.id;
-            if usize::from(id) >= n {
-                bail!("{}: id {id} is not below n = {n}", path.display());
-            }
-            if let Some((other, m)) = by_id.get(&id) {
-                if m.hash != member.hash {
-                    bail!(
-                        "participant {id} signed two different roster entries, {} and {}: \
-                         the roster must be settled before anyone deals",
-                        other.display(),
-                        path.display()
-                    );
-                }
-                continue;
-            }
-            by_id.insert(id, (path, member));
-        }
-        let missing: Vec<usize> = (0..n)
-            .filter(|i| !by_id.contains_key(&(*i as u16)))
-            .collect();
-        if !missing.is_empty() {
-            bail!(
-                "{}: no roster entry yet from participant(s) {missing:?} (have {} of {n}); every participant must join before dealing",
-                dir.display(),
-                by_id.len()
-            );
-        }
-        let members: Vec<Member> = by_id.into_values().map(|(_, m)| m).collect();
-        let distinct = |what: &str, key: &dyn Fn(&Member) -> Vec<u8>| -> anyhow::Result<()> {
-            let set: BTreeSet<Vec<u8>> = members.iter().map(key).collect();
-            if set.len() != members.len() {
-                bail!("the roster repeats a {what}: every participant needs its own");
-            }
-            Ok(())
-        };
-        distinct("address", &|m| m.entry.address.as_bytes().to_vec())?;
-        distinct("certificate", &|m| m.entry.certificate.as_bytes().to_vec())?;
-        distinct("encryption key", &|m| m.encryption.to_bytes().to_vec())?;
-        distinct("signing key", &|m| m.signing.to_vec())?;
-        distinct("note key", &|m| m.note_key.to_vec())?;
-        let mut b = b"belfry-ceremony-roster-set-v1".to_vec();
-        b.extend(plan_hash);
-        for m in &members {
-            b.extend(m.hash);
-        }
-        Ok(Roster {
-            hash: sha256(&[&b]),
-            members,
-        })
-    }
-
-    /// Every participant's encryption key, by id.
-    pub fn encryption_keys(&self) -> Vec<EncryptionKey> {
-        self.members.iter().map(|m| m.encryption).collect()
-    }
-}
-
 /// The `*.toml` files of a directory, sorted, at most
 /// [`MAX_FILES_PER_PHASE`]; none if it does not exist.
 pub fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -392,6 +192,10 @@ pub struct SignedFile {
     pub body: String,
     /// Ed25519 over `tag || roster || id || body` (hex).
     pub signature: String,
+    /// The roster the hash names: per id, its entry's hash (hex), or empty
+    /// for a participant the roster excludes. Checked against `roster`.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 fn signed_bytes(phase: Phase, roster: &[u8; 32], id: u16, body: &[u8]) -> Vec<u8> {
@@ -430,6 +234,7 @@ pub fn write_signed(
         roster: hex::encode(roster.hash),
         body: hex::encode(body),
         signature: hex::encode(signature),
+        members: roster.listing(),
     };
     write_file(&path, &toml::to_string(&file)?, false)?;
     Ok(path)
@@ -442,6 +247,9 @@ pub struct PhaseMessages {
     pub by_id: BTreeMap<usize, (Vec<u8>, PathBuf)>,
     /// Authors that signed two different messages, with both files.
     pub equivocators: BTreeMap<usize, (PathBuf, PathBuf)>,
+    /// Every distinct message each author signed (an equivocator's two or
+    /// more among them): a transcript agreed elsewhere is found here.
+    pub versions: BTreeMap<usize, Vec<Vec<u8>>>,
     /// Files that are not valid messages of this roster, and why.
     pub ignored: Vec<(PathBuf, String)>,
 }
@@ -454,6 +262,10 @@ pub fn load_phase(shared: &Path, phase: Phase, roster: &Roster) -> anyhow::Resul
     for path in toml_files(&shared.join(phase.dir()))? {
         match read_signed(&path, phase, roster) {
             Ok((id, body)) => {
+                let versions = out.versions.entry(id).or_default();
+                if !versions.contains(&body) {
+                    versions.push(body.clone());
+                }
                 if out.equivocators.contains_key(&id) {
                     continue;
                 }
@@ -479,7 +291,7 @@ fn read_signed(path: &Path, phase: Phase, roster: &Roster) -> anyhow::Result<(us
     if r != roster.hash {
         bail!("made for another roster");
     }
-    let Some(member) = roster.members.get(usize::from(file.id)) else {
+    let Some(member) = roster.member(usize::from(file.id)) else {
         bail!("id {} is not in the roster", file.id);
     };
     let body = hex::decode(file.body.trim()).map_err(|e| anyhow::anyhow!("body: {e}"))?;
@@ -513,7 +325,7 @@ pub fn public_of(seed: &[u8; 32]) -> anyhow::Result<[u8; 32]> {
     Ok(out)
 }
 
-fn verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+pub(super) fn verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
         .verify(message, signature)
         .is_ok()
@@ -569,4 +381,16 @@ impl SecretFile {
         };
         Ok(Zeroizing::new(hex_array(path, field, value)?))
     }
+}
+
+/// Every phase file that parses, unchecked: what roster each names (to
+/// find the roster the deals use before any signature can be checked).
+pub fn raw_files(shared: &Path, phase: Phase) -> anyhow::Result<Vec<(PathBuf, SignedFile)>> {
+    let mut out = Vec::new();
+    for path in toml_files(&shared.join(phase.dir()))? {
+        if let Ok(file) = toml::from_str::<SignedFile>(&read_bounded(&path)?) {
+            out.push((path, file));
+        }
+    }
+    Ok(out)
 }

@@ -16,13 +16,17 @@
 //! `prune` after the switch) re-shares zero among the cluster's replicas:
 //! same anchor, new shares from an agreed wave on (docs/keys.md §8).
 //!
-//! Every step prints what it checked. `finish` applies the qualification
-//! rule to every message in the shared directory, so operators with the
-//! same directory compute the same cluster; the done files, which name the
-//! transcript and the result, show whether they did.
+//! Every step prints what it checked. The roster is agreed through the
+//! deals (`roster.rs`); `finish` publishes a signed done file naming a
+//! transcript and writes usable outputs only once `n − f` done files name
+//! the same one, later finishers adopting it (`agree.rs`, `finish.rs`).
 
+mod agree;
 mod files;
 mod finish;
+mod outputs;
+mod roster;
+mod session;
 
 use crate::common::{ExitCode, EXIT_OK};
 use anyhow::{bail, Context};
@@ -34,9 +38,11 @@ use belfry_replica::coin::dkg::{
 };
 use belfry_replica::coin::{max_faulty, quorum, sha256, ClusterParams, Policy, TrustAnchor};
 use belfry_replica::timestamp::checkpoint::{default_origin, VerifierKey, VerifierKind};
-use files::{Phase, Plan, Roster, RosterEntry, SecretFile};
+use files::{Phase, Plan, SecretFile};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use roster::RosterEntry;
+use session::{load, step_rng, Member, RosterFrom, Session};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -125,6 +131,10 @@ struct JoinArgs {
     /// In a refresh: this replica's current replica-<i>.toml.
     #[arg(long, conflicts_with_all = ["id", "host"])]
     config: Option<PathBuf>,
+    /// In a refresh, while this replica runs: its Prometheus address (`belfry node --metrics`),
+    /// to check that the switch wave is still ahead (default: the replica file's `metrics`).
+    #[arg(long, requires = "config")]
+    metrics: Option<std::net::SocketAddr>,
     /// The secret ceremony file to create (mode 0600; stays on this machine).
     #[arg(long)]
     secret: PathBuf,
@@ -141,6 +151,10 @@ struct DealArgs {
     /// This operator's secret ceremony file.
     #[arg(long)]
     secret: PathBuf,
+    /// `deal` only: go on without participants that have no roster entry
+    /// yet (at least n − f must have one; a refresh only).
+    #[arg(long)]
+    without_missing: bool,
     /// Misbehave, to show a ceremony excluding its author (tests):
     /// `bad-row:J` when dealing, `false-complaint:D` when verifying.
     #[arg(long, hide = true)]
@@ -161,9 +175,14 @@ struct FinishArgs {
     /// Where to write cluster.toml and replica-<i>.toml.
     #[arg(long)]
     out: PathBuf,
-    /// Seal the secret share with the passphrase from BELFRY_PASSPHRASE_FILE or BELFRY_PASSPHRASE.
+    /// Seal the secret share with the passphrase from BELFRY_PASSPHRASE_FILE or BELFRY_PASSPHRASE
+    /// (a refresh of a sealed share seals the new one without it).
     #[arg(long)]
     seal: bool,
+    /// In a refresh, while this replica runs: its Prometheus address (`belfry node --metrics`),
+    /// to check that the switch wave is still ahead (default: the replica file's `metrics`).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Runs `belfry ceremony`.
@@ -174,7 +193,7 @@ pub fn run(args: &CeremonyArgs) -> anyhow::Result<ExitCode> {
         Step::Deal(a) => deal(a),
         Step::Verify(a) => verify(a),
         Step::Finish(a) => finish::finish(a),
-        Step::Prune(a) => finish::prune(a),
+        Step::Prune(a) => outputs::prune(a),
     }
 }
 
@@ -291,6 +310,9 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
     let (id, address, certificate, note_seed, tls_key, replica_file) = match &a.config {
         Some(config) => {
             let r = Member::load(config, &plan)?;
+            if let Some(refresh) = &plan.refresh {
+                outputs::check_switch_ahead(&r, refresh.switch_wave, a.metrics)?;
+            }
             let me = &r.cluster.replicas[usize::from(r.file.id)];
             let note_seed = r.note_seed(config)?;
             (
@@ -406,185 +428,6 @@ fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
     Ok(EXIT_OK)
 }
 
-/// A replica of the cluster being refreshed: its replica file and the
-/// cluster file beside it, checked against the plan.
-struct Member {
-    file: ReplicaFile,
-    path: PathBuf,
-    cluster: ClusterFile,
-    cluster_path: PathBuf,
-    public: belfry_replica::coin::PublicKeys,
-}
-
-impl Member {
-    fn load(config: &Path, plan: &Plan) -> anyhow::Result<Member> {
-        let Some(refresh) = &plan.refresh else {
-            bail!(
-                "--config is for a refresh; this plan makes a new key (join with --id and --host)"
-            );
-        };
-        let text = belfry_node::secret::read_secret_file(config)?;
-        let file: ReplicaFile =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-        let cluster_path = config
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&file.cluster);
-        let cluster = ClusterFile::read(&cluster_path)?;
-        let (_, public) = cluster.params(&cluster_path)?;
-        if cluster.public_keys != refresh.public_keys
-            || usize::from(file.id) >= cluster.replicas.len()
-        {
-            bail!(
-                "{}: not the cluster this plan refreshes (its public_keys differ)",
-                cluster_path.display()
-            );
-        }
-        if file.previous_share.is_some() {
-            bail!(
-                "{}: holds the previous share of an earlier refresh: once the cluster is past that switch, `belfry ceremony prune` it first",
-                config.display()
-            );
-        }
-        Ok(Member {
-            path: config.to_path_buf(),
-            public: (*public).clone(),
-            file,
-            cluster,
-            cluster_path,
-        })
-    }
-
-    fn note_seed(&self, config: &Path) -> anyhow::Result<Zeroizing<[u8; 32]>> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(self.file.note_seed.as_deref().unwrap_or("").trim(), &mut seed[..])
-            .map_err(|_| anyhow::anyhow!("{}: a refresh needs the replica's note_seed (64 hex digits): its note key vouches for its roster entry", config.display()))?;
-        Ok(seed)
-    }
-
-    /// The current secret share (a sealed one needs the passphrase).
-    fn share(&self) -> anyhow::Result<belfry_replica::coin::SecretShare> {
-        let hex_share = belfry_node::secret::share_hex(&self.path, &self.file.secret_share)?;
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(hex_share.as_str(), &mut bytes[..])
-            .map_err(|e| anyhow::anyhow!("{}: secret_share: {e}", self.path.display()))?;
-        Ok(belfry_replica::coin::SecretShare::from_bytes(
-            belfry_replica::coin::ReplicaId(self.file.id),
-            *bytes,
-        )?)
-    }
-}
-
-/// What every later step loads first: the plan, the complete roster, this
-/// operator's secrets.
-struct Session {
-    plan: Plan,
-    params: Params,
-    policy: Policy,
-    roster: Roster,
-    secret: SecretFile,
-    me: usize,
-    decryption: DecryptionKey,
-    signing: Zeroizing<[u8; 32]>,
-    /// In a refresh: this replica's current files.
-    member: Option<Member>,
-}
-
-/// The randomness of a step, derived from this participant's signing seed,
-/// the roster and what the step reads: running a step again on the same
-/// inputs publishes the same bytes, never a second, different message
-/// (which would be equivocation).
-fn step_rng(c: &Session, step: &[u8], inputs: &[&[u8]]) -> ChaCha20Rng {
-    let mut parts: Vec<&[u8]> = vec![
-        b"belfry-ceremony-rng-v1",
-        step,
-        &c.signing[..],
-        &c.roster.hash,
-    ];
-    parts.extend_from_slice(inputs);
-    let seed = Zeroizing::new(belfry_replica::coin::sha256(&parts));
-    ChaCha20Rng::from_seed(*seed)
-}
-
-fn load(shared: &Path, secret_path: &Path, step: &str) -> anyhow::Result<Session> {
-    let (plan, params, policy, plan_hash) = Plan::load(&shared.join("plan.toml"))?;
-    let secret = SecretFile::load(secret_path)?;
-    if secret.plan != hex::encode(plan_hash) {
-        bail!(
-            "{}: made for another plan than {}",
-            secret_path.display(),
-            shared.join("plan.toml").display()
-        );
-    }
-    let member = match &secret.replica_file {
-        Some(f) => {
-            let m = Member::load(Path::new(f), &plan)?;
-            if m.file.id != secret.id {
-                bail!(
-                    "{f}: replica {}, but {} is participant {}'s",
-                    m.file.id,
-                    secret_path.display(),
-                    secret.id
-                );
-            }
-            Some(m)
-        }
-        None if plan.refresh.is_some() => {
-            bail!(
-                "{}: made by a join without --config, for a refresh plan",
-                secret_path.display()
-            )
-        }
-        None => None,
-    };
-    let roster = Roster::load(
-        shared,
-        &plan_hash,
-        params.n(),
-        member.as_ref().map(|m| &m.cluster),
-    )?;
-    let me = usize::from(secret.id);
-    let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
-    let signing = secret.seed(secret_path, "signing_seed")?;
-    let mine = &roster.members[me];
-    if mine.encryption != decryption.public() || mine.signing != files::public_of(&signing)? {
-        bail!(
-            "{}: its keys are not participant {me}'s in the roster",
-            secret_path.display()
-        );
-    }
-    println!(
-        "belfry ceremony {step}: participant {me} of {} (f = {}, ceremony {})",
-        params.n(),
-        params.f(),
-        plan.ceremony
-    );
-    println!(
-        "checked roster: {} entries, each signed by its own key and naming this plan; ids 0..{}, \
-         addresses, certificates and keys all distinct; my keys are entry {me}'s",
-        params.n(),
-        params.n() - 1
-    );
-    if let Some(m) = &member {
-        println!(
-            "checked: a refresh of the cluster in {}: every roster entry is the replica it lists under its id, signed with that replica's note key",
-            m.cluster_path.display()
-        );
-    }
-    println!("roster hash: {}", hex::encode(roster.hash));
-    Ok(Session {
-        plan,
-        params,
-        policy,
-        roster,
-        secret,
-        me,
-        decryption,
-        signing,
-        member,
-    })
-}
-
 fn byzantine(flag: &Option<String>, kind: &str, n: usize) -> anyhow::Result<Option<usize>> {
     let Some(f) = flag else { return Ok(None) };
     let Some(v) = f.strip_prefix(kind).and_then(|r| r.strip_prefix(':')) else {
@@ -597,7 +440,10 @@ fn byzantine(flag: &Option<String>, kind: &str, n: usize) -> anyhow::Result<Opti
 }
 
 fn deal(a: &DealArgs) -> anyhow::Result<ExitCode> {
-    let c = load(&a.shared, &a.secret, "deal")?;
+    let from = RosterFrom::Propose {
+        without_missing: a.without_missing,
+    };
+    let c = load(&a.shared, &a.secret, "deal", from)?;
     let spoil = byzantine(&a.byzantine, "bad-row", c.params.n())?;
     let mut rng = step_rng(&c, b"deal", &[]);
     let keys = c.roster.encryption_keys();
@@ -665,7 +511,7 @@ fn report_phase(what: &str, m: &files::PhaseMessages) {
 }
 
 fn verify(a: &DealArgs) -> anyhow::Result<ExitCode> {
-    let c = load(&a.shared, &a.secret, "verify")?;
+    let c = load(&a.shared, &a.secret, "verify", RosterFrom::Deals)?;
     let false_complaint = byzantine(&a.byzantine, "false-complaint", c.params.n())?;
     let (_, deals) = load_deals(&a.shared, &c)?;
     let q = quorum(c.params.n(), c.params.f());
