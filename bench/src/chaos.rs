@@ -220,6 +220,11 @@ pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
 }
 
+/// `k` free loopback TCP ports.
+pub(crate) fn free_tcp_ports(k: usize) -> anyhow::Result<Vec<u16>> {
+    free_ports(k, false)
+}
+
 fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {
     let mut ports = Vec::new();
     let mut held_udp = Vec::new();
@@ -246,6 +251,16 @@ pub(crate) fn start_cluster(
     n: usize,
     dir: &Path,
 ) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
+    start_cluster_with(belfry, n, dir, &[])
+}
+
+/// [`start_cluster`] with more `belfry keygen` arguments.
+pub(crate) fn start_cluster_with(
+    belfry: &Path,
+    n: usize,
+    dir: &Path,
+    keygen_args: &[&str],
+) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
     let keys = dir.join("keys");
     let hosts: Vec<String> = free_ports(n, true)?
         .iter()
@@ -255,6 +270,7 @@ pub(crate) fn start_cluster(
         .args(["keygen", "--replicas", &n.to_string(), "--out"])
         .arg(&keys)
         .args(["--hosts", &hosts.join(",")])
+        .args(keygen_args)
         .output()
         .with_context(|| format!("running {}", belfry.display()))?;
     if !out.status.success() {

@@ -17,5 +17,6 @@ pub mod idle;
 pub mod log_bench;
 pub mod report;
 pub mod restart_bench;
+pub mod tsa_bench;
 
 pub use belfry_replica as replica;

@@ -103,6 +103,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The RFC 3161 authority: threshold RSA operations per key size, then
+    /// a cluster of four node processes answering requests, every token verified.
+    Tsa {
+        /// Key sizes whose operations to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2048,3072")]
+        bits: Vec<u32>,
+        /// Requests in flight against the cluster.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What an idle cluster of four node processes costs per replica: CPU,
     /// rounds, waves, Ticks, fsyncs and messages per second.
     Idle {
@@ -347,6 +366,30 @@ fn run() -> anyhow::Result<()> {
                         x.cpu, x.rounds_per_s, x.waves_per_s, x.log_entries_per_s, x.fsyncs_per_s, x.frames_out_per_s, x.bytes_out_per_s
                     );
                 }
+            }
+        }
+        Command::Tsa {
+            bits,
+            concurrency,
+            duration,
+            belfry,
+            json,
+        } => {
+            if concurrency == 0 || duration == 0 || bits.iter().any(|b| *b != 2048 && *b != 3072) {
+                anyhow::bail!("--concurrency and --duration >= 1; --bits 2048 and/or 3072");
+            }
+            let tmp = tempfile::tempdir()?;
+            let r = belfry_bench::tsa_bench::run(
+                &belfry_binary(belfry)?,
+                tmp.path(),
+                &bits,
+                concurrency,
+                std::time::Duration::from_secs(duration),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", belfry_bench::tsa_bench::table(&r));
             }
         }
         Command::Gateway {

@@ -107,20 +107,29 @@ impl ProcCluster {
     /// `belfry keygen` for `n` replicas on free loopback ports; no node
     /// started (a test may edit the files first).
     pub fn keygen(n: usize) -> ProcCluster {
+        ProcCluster::keygen_with(n, &[])
+    }
+
+    /// `belfry keygen` with more arguments; no node started.
+    pub fn keygen_with(n: usize, extra: &[&str]) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
         let hosts: Vec<String> = free_udp_ports(n)
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let out = belfry(&[
+        let keys = dir.path().join("keys");
+        let n_text = n.to_string();
+        let mut args = vec![
             "keygen",
             "--replicas",
-            &n.to_string(),
+            &n_text,
             "--out",
-            dir.path().join("keys").to_str().unwrap(),
-            "--hosts",
-            &hosts.join(","),
-        ]);
+            keys.to_str().unwrap(),
+        ];
+        let hosts = hosts.join(",");
+        args.extend(["--hosts", &hosts]);
+        args.extend_from_slice(extra);
+        let out = belfry(&args);
         assert_eq!(code(&out), 0, "keygen: {}", stderr(&out));
         ProcCluster::with_keys(dir, n)
     }

@@ -55,6 +55,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const STAMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to answer for a share.
 const SHARE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the shares asked before asking one more peer.
+const SHARE_HEDGE: Duration = Duration::from_millis(500);
 
 /// Everything the endpoint holds.
 struct State {
@@ -271,11 +273,19 @@ async fn gather(
         });
         state.metrics.tsa_shares_signed.inc();
     }
-    for (j, address) in state.cluster.addresses.iter().enumerate() {
-        if j == state.id {
-            continue;
-        }
-        let address = address.clone();
+    // Ask f peers first (with this replica's share, f + 1), starting at a
+    // peer that moves with the serial number so the load spreads; one more
+    // peer for each failure, bad share or hedge interval without enough.
+    let n = state.cluster.addresses.len();
+    let offset = (receipt.leaf_index % n as u64) as usize;
+    let mut peers = (0..n)
+        .map(|k| (state.id + 1 + offset + k) % n)
+        .filter(|j| *j != state.id)
+        .collect::<Vec<_>>()
+        .into_iter();
+    let ask = |tasks: &mut tokio::task::JoinSet<Result<(usize, SignatureShare), String>>,
+               j: usize| {
+        let address = state.cluster.addresses[j].clone();
         let body = body.clone();
         tasks.spawn(async move {
             let addr = crate::address::resolve_address(&address)?;
@@ -298,11 +308,33 @@ async fn gather(
                 .map(|s| (j, s))
                 .map_err(|e| format!("replica {j}: {e}"))
         });
+    };
+    for j in peers.by_ref().take(public.threshold.saturating_sub(1)) {
+        ask(&mut tasks, j);
     }
     let k = public.threshold;
     let mut held: Vec<SignatureShare> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(j) => j,
+                None => match peers.next() {
+                    // Everyone asked so far answered or failed: ask another.
+                    Some(j) => {
+                        ask(&mut tasks, j);
+                        continue;
+                    }
+                    None => break,
+                },
+            },
+            _ = tokio::time::sleep(SHARE_HEDGE) => {
+                if let Some(j) = peers.next() {
+                    ask(&mut tasks, j);
+                }
+                continue;
+            }
+        };
         match joined {
             Ok(Ok((j, share))) if share.replica == j => held.push(share),
             Ok(Ok((j, share))) => {
@@ -317,6 +349,11 @@ async fn gather(
             }
             Ok(Err(e)) => failures.push(e),
             Err(e) => failures.push(e.to_string()),
+        }
+        if held.len() + tasks.len() < k {
+            if let Some(j) = peers.next() {
+                ask(&mut tasks, j);
+            }
         }
         if held.len() < k {
             continue;
@@ -352,6 +389,12 @@ async fn gather(
             failures.push(format!("replica {}: invalid signature share", s.replica));
         }
         held = good;
+        for j in peers
+            .by_ref()
+            .take(k.saturating_sub(held.len() + tasks.len()))
+        {
+            ask(&mut tasks, j);
+        }
     }
     Err(reject(
         Failure::SystemFailure,
