@@ -459,9 +459,9 @@ pub fn deal(
     let half = bits / 2;
     let precision = round_bits(bits);
     let e = BigUint::from(PUBLIC_EXPONENT);
-    let p: BoxedUint = crypto_primes::generate_safe_prime_with_rng(rng, half);
+    let mut p: BoxedUint = crypto_primes::generate_safe_prime_with_rng(rng, half);
     progress("first safe prime");
-    let (q, n) = loop {
+    let (mut q, n) = loop {
         let q: BoxedUint = crypto_primes::generate_safe_prime_with_rng(rng, half);
         let n = to_big(&p.mul(&q));
         if n.bits() == u64::from(bits) && q != p {
@@ -470,7 +470,7 @@ pub fn deal(
     };
     progress("second safe prime");
     // m = p'q', odd; every secret below is taken modulo m at `precision` bits.
-    let m = (p.shr(1).mul(&q.shr(1))).widen(precision);
+    let mut m = (p.shr(1).mul(&q.shr(1))).widen(precision);
     let (Some(m_odd), Some(m_nz)) = (
         Option::<Odd<BoxedUint>>::from(m.to_odd()),
         Option::<NonZero<BoxedUint>>::from(NonZero::new(m.clone())),
@@ -505,7 +505,13 @@ pub fn deal(
     for c in &mut coefficients {
         c.zeroize();
     }
-    drop((p, q, e));
+    // The primes, p'q' and the coefficients (d among them) are cleared;
+    // copies the prime search and the arithmetic made on the way (and
+    // p'q' as Odd/NonZero) are dropped without clearing.
+    p.zeroize();
+    q.zeroize();
+    m.zeroize();
+    drop(e);
     let r = loop {
         let r = rng.gen_biguint_below(&n);
         if !r.is_zero() && r.gcd(&n).is_one() {

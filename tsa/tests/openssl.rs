@@ -252,3 +252,57 @@ fn requests_belfry_does_not_serve_get_a_rejection_openssl_can_read() {
         "{text}"
     );
 }
+
+#[test]
+fn a_3072_bit_authority_makes_tokens_openssl_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    // A fixed seed: dealing is a function of it (and this one finds its
+    // safe primes quickly).
+    let mut rng = ChaCha20Rng::seed_from_u64(3072);
+    let dealt = belfry_tsa::deal(&mut rng, 3072, 4, 2, |_| {}).expect("deal");
+    assert_eq!(dealt.public.n.bits(), 3072);
+    let public = Arc::new(dealt.public);
+    let shares: Vec<KeyShare> = dealt
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| KeyShare::new(public.clone(), i, s).expect("share"))
+        .collect();
+    let der = cert::self_signed(&shares, "belfry TSA 3072", [9; 16], 1_700_000_000, &mut rng)
+        .expect("certificate");
+    let authority =
+        Authority::new(public, der, token::DEFAULT_POLICY, 1_000_000).expect("authority");
+    std::fs::write(p.join("data"), b"three thousand and seventy-two bits\n").expect("write");
+    std::fs::write(p.join("tsa.pem"), cert::pem(authority.certificate())).expect("pem");
+    openssl(
+        p,
+        &[
+            "ts", "-query", "-data", "data", "-sha256", "-cert", "-out", "req.tsq",
+        ],
+    );
+    let request = authority
+        .request(&std::fs::read(p.join("req.tsq")).expect("req"))
+        .expect("request");
+    let prepared = authority
+        .prepare(&request, 3072, 1_765_000_000_000_001)
+        .expect("prepare");
+    let signed: Vec<SignatureShare> = [2, 3]
+        .iter()
+        .map(|&i| shares[i].sign(&prepared.message, &mut rng).expect("share"))
+        .collect();
+    let refs: Vec<&SignatureShare> = signed.iter().collect();
+    let y = authority
+        .public()
+        .combine(&prepared.message, &refs)
+        .expect("combine")
+        .expect("valid");
+    let resp = authority.response(&prepared, &y, true).expect("response");
+    let (ok, text) = verify(p, &resp);
+    assert!(ok, "{text}");
+    let (_, text) = openssl(p, &["ts", "-reply", "-in", "resp.tsr", "-text"]);
+    assert!(
+        text.contains("Time stamp: Dec  6 05:46:40.000001 2025 GMT"),
+        "{text}"
+    );
+}

@@ -35,7 +35,8 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
     // the current one and a refresh's previous one, as secret as it.
     let todo = |v: &str| secret::is_sealed(v) == args.unseal;
     let previous_todo = file.previous_share.as_deref().is_some_and(todo);
-    if !todo(&file.secret_share) && !previous_todo {
+    let tsa_todo = file.tsa_share.as_deref().is_some_and(todo);
+    if !todo(&file.secret_share) && !previous_todo && !tsa_todo {
         bail!(
             "{}: the secret share{} {} already",
             path.display(),
@@ -57,6 +58,11 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
         let p = Zeroizing::new(file.previous_share.clone().unwrap_or_default());
         file.previous_share = Some(convert(path, "previous_share", &p, &pass, args.unseal)?);
     }
+    if tsa_todo {
+        // The RFC 3161 authority's RSA share (docs/rfc3161.md), as secret.
+        let t = Zeroizing::new(file.tsa_share.clone().unwrap_or_default());
+        file.tsa_share = Some(convert(path, "tsa_share", &t, &pass, args.unseal)?);
+    }
     let out = Zeroizing::new(toml::to_string(&file)?);
     // Through a temporary file renamed into place: a crash leaves the old
     // file or the new one, never half of one.
@@ -64,11 +70,18 @@ pub fn run(args: &SealArgs) -> anyhow::Result<ExitCode> {
     belfry_node::generate::write_file(&tmp, &out, true)?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     println!(
-        "{} {}: its secret share{} {}",
+        "{} {}: its secret share{}{} {}",
         if args.unseal { "unsealed" } else { "sealed" },
         path.display(),
         if file.previous_share.is_some() {
-            " and its previous share (a refresh's) are"
+            ", its previous share (a refresh's)"
+        } else {
+            ""
+        },
+        if file.tsa_share.is_some() {
+            " and its RFC 3161 RSA share are"
+        } else if file.previous_share.is_some() {
+            " are"
         } else {
             " is"
         },
@@ -95,8 +108,22 @@ fn convert(
     } else {
         Zeroizing::new(value.trim().to_string())
     };
-    if plain.len() != 64 || hex::decode(plain.as_str()).is_err() {
-        bail!("{}: {field} is not 64 hex digits", path.display());
+    // A BLS share is 64 hex digits; an RSA share up to the modulus.
+    let well_formed = if field == "tsa_share" {
+        (2..=2048).contains(&plain.len()) && hex::decode(plain.as_str()).is_ok()
+    } else {
+        plain.len() == 64 && hex::decode(plain.as_str()).is_ok()
+    };
+    if !well_formed {
+        bail!(
+            "{}: {field} is not {}",
+            path.display(),
+            if field == "tsa_share" {
+                "a hex RSA share"
+            } else {
+                "64 hex digits"
+            }
+        );
     }
     if unseal {
         return Ok(plain.to_string());

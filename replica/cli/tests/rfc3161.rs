@@ -5,7 +5,8 @@
 //! nonce each fail with openssl's own reason; a replica answering with bad
 //! signature shares is named (its metric) while the token still completes
 //! from honest shares; `belfry verify --rfc3161` and `belfry audit --rfc3161`
-//! find each token's serial number to be the log index of its entry.
+//! find each token's serial number to be the log index of its entry; a
+//! replica whose RSA share is sealed under a passphrase signs as the others.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -174,6 +175,29 @@ fn openssl_verifies_tokens_from_a_real_cluster_and_refuses_every_change() {
         .unwrap();
     writeln!(f, "tsa_listen = \"127.0.0.1:{moved}\"").unwrap();
     drop(f);
+    // Replica 1 keeps its RSA share sealed under a passphrase, as its BLS
+    // share (`belfry seal`): it must still sign.
+    let sealed = Command::new(procs::BELFRY)
+        .args([
+            "seal",
+            "--config",
+            keys.join("replica-1.toml").to_str().unwrap(),
+        ])
+        .env("BELFRY_PASSPHRASE", "rfc 3161 test passphrase")
+        .output()
+        .unwrap();
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    assert!(
+        stdout(&sealed).contains("RFC 3161 RSA share"),
+        "{}",
+        stdout(&sealed)
+    );
+    let text = std::fs::read_to_string(keys.join("replica-1.toml")).unwrap();
+    assert!(text.contains("tsa_share = \"belfry-sealed-v1:"), "{text}");
+    c.env.push((
+        "BELFRY_PASSPHRASE".into(),
+        "rfc 3161 test passphrase".into(),
+    ));
     for i in 0..4 {
         c.start_node(i);
     }

@@ -121,8 +121,11 @@ pub fn node(
         }
         return Ok(None);
     };
+    // Plain hex, or sealed under the passphrase as `secret_share` may be.
+    let share_hex = crate::secret::share_hex(path, share)?;
     let secret = zeroize::Zeroizing::new(
-        hex::decode(share).map_err(|e| invalid(path, format!("tsa_share: not hex: {e}")))?,
+        hex::decode(share_hex.as_str())
+            .map_err(|e| invalid(path, format!("tsa_share: not hex: {e}")))?,
     );
     let share = KeyShare::new(cluster.authority.public().clone(), id, &secret)
         .map_err(|e| invalid(path, format!("tsa_share: {e}")))?;
