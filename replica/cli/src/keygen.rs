@@ -171,7 +171,7 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
             tsa: match &args.tsa_bits {
                 Some(bits) => Some(belfry_node::generate::TsaOptions {
                     bits: bits.parse().context("--tsa-bits")?,
-                    addresses: tsa_addresses(&args, n)?,
+                    addresses: tsa_addresses(args, n)?,
                     progress: Some(|step| eprintln!("belfry keygen: RFC 3161 key: {step}")),
                 }),
                 None => None,

@@ -114,10 +114,7 @@ fn byzantine_share_server(port: u16) {
             let mut buf = vec![0u8; 64 * 1024];
             let mut got = 0;
             // Read the head and the body it announces.
-            loop {
-                let Ok(k) = s.read(&mut buf[got..]) else {
-                    break;
-                };
+            while let Ok(k) = s.read(&mut buf[got..]) {
                 if k == 0 {
                     break;
                 }

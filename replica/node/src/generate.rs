@@ -151,7 +151,6 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             let (section, secrets) = crate::tsa::config::generate(
                 &mut rng,
                 t.bits,
-                n,
                 f,
                 t.addresses.clone(),
                 &name,

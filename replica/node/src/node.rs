@@ -559,7 +559,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         ));
     }
     let mut tsa_addr = None;
-    if let (Some(node_tsa), Some(cluster_tsa)) = (config.tsa.clone(), config.cluster.tsa.clone()) {
+    if let (Some(node_tsa), Some(_)) = (&config.tsa, &config.cluster.tsa) {
         let addr = node_tsa.listen;
         let listener = crate::tsa::bind(addr)
             .await
@@ -568,20 +568,12 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
                 error,
             })?;
         tsa_addr = listener.local_addr().ok();
-        crate::tsa::spawn(
-            listener,
-            me.index(),
-            cluster_tsa,
-            node_tsa,
-            config.cluster.client_info(),
-            config.cluster.anchor(),
-            metrics.clone(),
-            source.subscribe(),
-        )
-        .map_err(|error| NodeError::Bind {
-            addr: addr.to_string(),
-            error: std::io::Error::other(error),
-        })?;
+        crate::tsa::spawn(listener, &config, metrics.clone(), source.subscribe()).map_err(
+            |error| NodeError::Bind {
+                addr: addr.to_string(),
+                error: std::io::Error::other(error),
+            },
+        )?;
         tracing::info!(replica = %me, addr = ?tsa_addr, "RFC 3161 endpoint started");
     }
     drop(source);

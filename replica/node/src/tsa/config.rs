@@ -144,13 +144,13 @@ pub fn node(
 pub fn generate(
     rng: &mut (impl rand::RngCore + rand::CryptoRng),
     bits: u32,
-    n: usize,
     f: usize,
     addresses: Vec<String>,
     common_name: &str,
     not_before_secs: u64,
     progress: impl FnMut(&str),
 ) -> Result<(ClusterTsa, Vec<zeroize::Zeroizing<String>>), String> {
+    let n = addresses.len();
     let dealt = belfry_tsa::deal(rng, bits, n, f + 1, progress).map_err(|e| e.to_string())?;
     let public = Arc::new(dealt.public);
     let shares: Vec<KeyShare> = dealt

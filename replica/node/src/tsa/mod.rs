@@ -79,14 +79,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves the endpoint on `listener` until `shutdown` fires.
 pub fn spawn(
     listener: TcpListener,
-    id: usize,
-    cluster: TsaCluster,
-    node: TsaNode,
-    client_cluster: belfry_client::ClusterInfo,
-    anchor: TrustAnchor,
+    config: &crate::config::NodeConfig,
     metrics: Arc<Metrics>,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
+    let (Some(node), Some(cluster)) = (config.tsa.clone(), config.cluster.tsa.clone()) else {
+        return Err("no RFC 3161 authority configured".into());
+    };
+    let id = config.id.index();
+    let anchor = config.cluster.anchor();
+    let client_cluster = config.cluster.client_info();
     let options = ClientOptions {
         fanout: Fanout::FPlusOne,
         first_replica: Some(id),
