@@ -11,7 +11,7 @@ use crate::chaos::{start_cluster_with, Procs};
 use crate::idle::cpu_seconds;
 use anyhow::{bail, Context};
 use belfry_tsa::asn1::{MessageImprint, TimeStampReq};
-use belfry_tsa::{token, Authority, KeyShare, SignatureShare};
+use belfry_tsa::{token, Authority, SignatureShare};
 use der::asn1::{Int, OctetString};
 use der::Encode;
 use hdrhistogram::Histogram;
@@ -89,13 +89,7 @@ fn key_costs(bits: u32, iterations: u32) -> anyhow::Result<KeyCosts> {
     let t = Instant::now();
     let dealt = belfry_tsa::deal(&mut rng, bits, 4, 2, |_| {})?;
     let deal_s = t.elapsed().as_secs_f64();
-    let public = Arc::new(dealt.public);
-    let shares: Vec<KeyShare> = dealt
-        .secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| KeyShare::new(public.clone(), i, s))
-        .collect::<Result<_, _>>()?;
+    let (public, shares) = dealt.key_shares()?;
     let cert = belfry_tsa::cert::self_signed(&shares, "bench", [1; 16], 1_700_000_000, &mut rng)?;
     let authority = Authority::new(public.clone(), cert, token::DEFAULT_POLICY, 1_000_000)?;
     let der = request(&mut rng)?;

@@ -27,7 +27,8 @@ impl Oid {
             return None;
         }
         let mut out = Vec::new();
-        for arc in std::iter::once(first * 40 + second).chain(rest.iter().copied()) {
+        let head = first.checked_mul(40)?.checked_add(second)?;
+        for arc in std::iter::once(head).chain(rest.iter().copied()) {
             let mut groups = vec![(arc & 0x7f) as u8];
             let mut v = arc >> 7;
             while v > 0 {
@@ -265,9 +266,11 @@ impl Accuracy {
 
     /// Back to microseconds.
     pub fn to_micros(&self) -> u64 {
-        self.seconds.unwrap_or(0).saturating_mul(1_000_000)
-            + u64::from(self.millis.unwrap_or(0)) * 1_000
-            + u64::from(self.micros.unwrap_or(0))
+        self.seconds
+            .unwrap_or(0)
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(self.millis.unwrap_or(0)) * 1_000)
+            .saturating_add(u64::from(self.micros.unwrap_or(0)))
     }
 }
 
@@ -345,4 +348,51 @@ pub struct IssuerSerial {
 pub struct SigningCertificateV2 {
     /// The signer's certificate first.
     pub certs: Vec<EssCertIdV2>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_round_trip_and_huge_arcs_are_refused_not_wrapped() {
+        let p = crate::token::DEFAULT_POLICY;
+        assert_eq!(
+            Oid::parse(p).and_then(|o| o.to_dotted()).as_deref(),
+            Some(p)
+        );
+        assert_eq!(
+            Oid::parse("1.2.840.113549.1.9.16.1.4").map(|o| o.0.len()),
+            Some(11)
+        );
+        assert_eq!(
+            Oid::parse("1.340282366920938463463374607431768211455"),
+            None
+        );
+        assert_eq!(
+            Oid::parse("2.340282366920938463463374607431768211455"),
+            None
+        );
+        assert_eq!(Oid::parse("3.1"), None);
+        assert_eq!(Oid::parse("1"), None);
+        assert_eq!(Oid(vec![0x80, 0x01]).to_dotted(), None);
+    }
+
+    #[test]
+    fn gen_time_writes_the_fraction_without_trailing_zeros() {
+        let t = GenTime(1_765_000_000_123_400);
+        assert_eq!(t.text().as_deref().ok(), Some("20251206054640.1234Z"));
+        assert_eq!(GenTime::parse(b"20251206054640.1234Z"), Some(t));
+        assert_eq!(
+            GenTime(1_765_000_000_000_000).text().as_deref().ok(),
+            Some("20251206054640Z")
+        );
+        assert_eq!(
+            GenTime::parse(b"20251206054640.1230Z"),
+            None,
+            "trailing zero"
+        );
+        assert_eq!(GenTime::parse(b"20251206054640.Z"), None);
+        assert_eq!(t.rfc3339(), "2025-12-06T05:46:40.1234Z");
+    }
 }

@@ -79,9 +79,12 @@ impl PublicKey {
     /// `v` and every `v_i` units below `n`, `1 ≤ threshold ≤ replicas`.
     pub fn check(&self) -> Result<(), ThresholdError> {
         let bits = self.n.bits();
-        if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&bits) || self.n.is_even() {
+        if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&bits)
+            || bits % 128 != 0
+            || self.n.is_even()
+        {
             return Err(ThresholdError::Key(format!(
-                "modulus of {bits} bits (odd, {MIN_MODULUS_BITS}..={MAX_MODULUS_BITS} needed)"
+                "modulus of {bits} bits (odd, a multiple of 128 bits from {MIN_MODULUS_BITS} to {MAX_MODULUS_BITS} needed)"
             )));
         }
         let l = self.verification_keys.len();
@@ -327,23 +330,22 @@ impl KeyShare {
                 "secret share larger than the modulus".into(),
             ));
         }
-        let s = from_bytes(secret, precision);
-        let modulus = from_big(&public.n, precision);
+        let s = from_bytes(secret, precision)?;
+        let modulus = from_big(&public.n, precision)?;
         let Some(odd) = Option::<Odd<BoxedUint>>::from(modulus.to_odd()) else {
             return Err(ThresholdError::Key("even modulus".into()));
         };
         let params = Arc::new(BoxedMontyParams::new(odd));
-        let v_m = BoxedMontyForm::new_with_arc(from_big(&public.v, precision), params.clone());
+        let v_m = BoxedMontyForm::new_with_arc(from_big(&public.v, precision)?, params.clone());
         if &to_big(&v_m.pow(&s).retrieve()) != vk {
             return Err(ThresholdError::Key(format!(
                 "secret share does not match replica {replica}'s verification key"
             )));
         }
+        // 2Δ·s_i at the product's own width (the sum of both widths: fixed
+        // by the key, not by the secret).
         let two_delta = public.delta() * 2u32;
-        let exp_precision = round_bits(n_bits + two_delta.bits() as u32);
-        let exponent = s
-            .mul(&from_big(&two_delta, round_bits(two_delta.bits() as u32)))
-            .widen(exp_precision.max(precision));
+        let exponent = s.mul(&from_big(&two_delta, round_bits(two_delta.bits() as u32))?);
         Ok(KeyShare {
             replica,
             s,
@@ -377,14 +379,16 @@ impl KeyShare {
             return Err(ThresholdError::BadMessage);
         }
         let precision = self.params.bits_precision();
-        let x_m = BoxedMontyForm::new_with_arc(from_big(x, precision), self.params.clone());
+        let x_m = BoxedMontyForm::new_with_arc(from_big(x, precision)?, self.params.clone());
         let value = to_big(&x_m.pow(&self.exponent).retrieve());
         let x_tilde = public.x_tilde(x).ok_or(ThresholdError::BadMessage)?;
         let r_bits = public.n.bits() as u32 + 2 * CHALLENGE_BITS;
         let r_precision = round_bits(r_bits + 64);
         let mut r = BoxedUint::random_bits_with_precision(rng, r_bits, r_precision);
-        let v_m = BoxedMontyForm::new_with_arc(from_big(&public.v, precision), self.params.clone());
-        let xt_m = BoxedMontyForm::new_with_arc(from_big(&x_tilde, precision), self.params.clone());
+        let v_m =
+            BoxedMontyForm::new_with_arc(from_big(&public.v, precision)?, self.params.clone());
+        let xt_m =
+            BoxedMontyForm::new_with_arc(from_big(&x_tilde, precision)?, self.params.clone());
         let v_commit = to_big(&v_m.pow(&r).retrieve());
         let x_commit = to_big(&xt_m.pow(&r).retrieve());
         let x_i_sq = value.modpow(&BigUint::from(2u32), n);
@@ -393,7 +397,8 @@ impl KeyShare {
         let c_big = BoxedUint::from_be_slice(&c, 128)
             .map_err(|_| ThresholdError::Key("challenge width".into()))?;
         // z = s·c + r at one fixed width (no secret-dependent length).
-        let sc = self.s.mul(&c_big).widen(r_precision);
+        let product = Zeroizing::new(self.s.mul(&c_big));
+        let sc = Zeroizing::new(product.widen(r_precision));
         let z = sc.wrapping_add(&r);
         r.zeroize();
         Ok(SignatureShare {
@@ -409,18 +414,25 @@ fn round_bits(bits: u32) -> u32 {
     bits.div_ceil(64) * 64
 }
 
-fn from_big(x: &BigUint, precision: u32) -> BoxedUint {
+fn from_big(x: &BigUint, precision: u32) -> Result<BoxedUint, ThresholdError> {
     from_bytes(&x.to_bytes_be(), precision)
 }
 
-/// A big-endian integer at `precision` bits (a whole number of limbs that
-/// holds it: every caller checks or derives the width).
-fn from_bytes(bytes: &[u8], precision: u32) -> BoxedUint {
+/// A big-endian integer at `precision` bits (a whole number of limbs), or
+/// an error when it does not fit.
+fn from_bytes(bytes: &[u8], precision: u32) -> Result<BoxedUint, ThresholdError> {
     let width = (precision / 8) as usize;
-    let mut padded = Zeroizing::new(vec![0u8; width.saturating_sub(bytes.len())]);
-    padded.extend_from_slice(bytes);
+    let significant = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+    if significant.len() > width {
+        return Err(ThresholdError::Key(format!(
+            "a {}-byte value where at most {width} fit",
+            significant.len()
+        )));
+    }
+    let mut padded = Zeroizing::new(vec![0u8; width - significant.len()]);
+    padded.extend_from_slice(significant);
     BoxedUint::from_be_slice(&padded, precision)
-        .unwrap_or_else(|_| BoxedUint::zero_with_precision(precision))
+        .map_err(|e| ThresholdError::Key(format!("integer width: {e}")))
 }
 
 fn to_big(x: &BoxedUint) -> BigUint {
@@ -436,6 +448,21 @@ pub struct Dealt {
     pub secrets: Vec<Zeroizing<Vec<u8>>>,
 }
 
+impl Dealt {
+    /// Every replica's share, ready to sign, and the public key they share
+    /// (for the dealer's own use: the certificate, tests, benchmarks).
+    pub fn key_shares(&self) -> Result<(Arc<PublicKey>, Vec<KeyShare>), ThresholdError> {
+        let public = Arc::new(self.public.clone());
+        let shares = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| KeyShare::new(public.clone(), i, s))
+            .collect::<Result<_, _>>()?;
+        Ok((public, shares))
+    }
+}
+
 /// Deals a `bits`-bit key for `replicas` replicas, any `threshold` of which
 /// sign: two safe primes of `bits / 2` bits (their product exactly `bits`
 /// bits), `d = e⁻¹ mod p'q'`, a random polynomial over `Z_{p'q'}` with
@@ -448,8 +475,10 @@ pub fn deal(
     threshold: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Dealt, ThresholdError> {
-    if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&u64::from(bits)) || bits % 2 != 0 {
-        return Err(ThresholdError::Key(format!("{bits}-bit modulus")));
+    if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&u64::from(bits)) || bits % 128 != 0 {
+        return Err(ThresholdError::Key(format!(
+            "{bits}-bit modulus: a multiple of 128 from {MIN_MODULUS_BITS} to {MAX_MODULUS_BITS}"
+        )));
     }
     if threshold == 0 || threshold > replicas || replicas as u64 >= u64::from(PUBLIC_EXPONENT) {
         return Err(ThresholdError::Key(format!(
@@ -519,11 +548,11 @@ pub fn deal(
         }
     };
     let v = r.modpow(&BigUint::from(2u32), &n);
-    let Some(n_odd) = Option::<Odd<BoxedUint>>::from(from_big(&n, precision).to_odd()) else {
+    let Some(n_odd) = Option::<Odd<BoxedUint>>::from(from_big(&n, precision)?.to_odd()) else {
         return Err(ThresholdError::Key("even modulus".into()));
     };
     let params = Arc::new(BoxedMontyParams::new(n_odd));
-    let v_m = BoxedMontyForm::new_with_arc(from_big(&v, precision), params);
+    let v_m = BoxedMontyForm::new_with_arc(from_big(&v, precision)?, params);
     let verification_keys = secrets
         .iter()
         .map(|s| to_big(&v_m.pow(s).retrieve()))

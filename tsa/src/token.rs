@@ -50,15 +50,19 @@ const DIGEST_INFO_SHA256: [u8; 19] = [
 ];
 
 /// The digest a request logs (docs/rfc3161.md §2):
-/// `SHA-256("belfry-rfc3161-v1" ‖ 0x00 ‖ imprint ‖ len(nonce) u16 ‖ nonce)`
-/// with the nonce as its DER content octets (empty when absent). One entry
-/// per distinct (imprint, nonce), so a serial number names one token
-/// (RFC 3161 §2.4.2) and a retried request gets the same token back.
-pub fn log_digest(imprint: &[u8; 32], nonce: Option<&[u8]>) -> [u8; 32] {
+/// `SHA-256("belfry-rfc3161-v2" ‖ 0x00 ‖ len u16 ‖ MessageImprint DER ‖
+/// len u16 ‖ nonce)` with the nonce as its DER content octets (empty when
+/// absent). One entry per distinct TSTInfo a request can ask for — the
+/// imprint's every byte (algorithm parameters included) and the nonce — so a
+/// serial number names one token (RFC 3161 §2.4.2) and a retried request
+/// gets the same token back.
+pub fn log_digest(message_imprint_der: &[u8], nonce: Option<&[u8]>) -> [u8; 32] {
     let nonce = nonce.unwrap_or_default();
     let mut h = Sha256::new();
-    h.update(b"belfry-rfc3161-v1\x00");
-    h.update(imprint);
+    h.update(b"belfry-rfc3161-v2\x00");
+    // Both are bounded by the 16 KiB request.
+    h.update((message_imprint_der.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    h.update(message_imprint_der);
     h.update((nonce.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
     h.update(nonce);
     h.finalize().into()
@@ -128,7 +132,10 @@ impl Rejection {
 impl Request {
     /// The digest this request logs ([`log_digest`]).
     pub fn log_digest(&self) -> [u8; 32] {
-        log_digest(&self.imprint, self.nonce.as_ref().map(|n| n.as_bytes()))
+        log_digest(
+            &self.message_imprint_der,
+            self.nonce.as_ref().map(|n| n.as_bytes()),
+        )
     }
 }
 
@@ -139,6 +146,8 @@ pub struct Request {
     pub imprint: [u8; 32],
     /// The request's imprint structure, echoed.
     pub message_imprint: MessageImprint,
+    /// Its DER.
+    pub message_imprint_der: Vec<u8>,
     /// The nonce, echoed.
     pub nonce: Option<Int>,
     /// Whether to include the certificate.
@@ -229,6 +238,18 @@ impl Authority {
                 ),
             ));
         }
+        // openssl compares imprints' parameters as absent or NULL only.
+        if imprint
+            .hash_algorithm
+            .parameters
+            .as_ref()
+            .is_some_and(|p| p != &Any::null())
+        {
+            return Err(Rejection::new(
+                Failure::BadAlg,
+                "SHA-256's parameters must be absent or NULL",
+            ));
+        }
         let Ok(digest) = <[u8; 32]>::try_from(imprint.hashed_message.as_bytes()) else {
             return Err(Rejection::new(
                 Failure::BadDataFormat,
@@ -247,8 +268,13 @@ impl Authority {
                 "no extensions are served",
             ));
         }
+        let message_imprint_der = req
+            .message_imprint
+            .to_der()
+            .map_err(|e| Rejection::new(Failure::BadDataFormat, format!("imprint: {e}")))?;
         Ok(Request {
             imprint: digest,
+            message_imprint_der,
             message_imprint: req.message_imprint,
             nonce: req.nonce,
             cert_req: req.cert_req,
@@ -399,6 +425,8 @@ pub struct VerifiedToken {
     pub gen_time_us: u64,
     /// The stamped SHA-256 imprint.
     pub imprint: [u8; 32],
+    /// The `MessageImprint`'s DER (what the log digest binds).
+    pub message_imprint_der: Vec<u8>,
     /// The stated accuracy in microseconds (0: none stated).
     pub accuracy_us: u64,
     /// The policy, dotted.
@@ -434,6 +462,12 @@ pub enum TokenError {
 pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, TokenError> {
     let content = match TimeStampResp::from_der(bytes) {
         Ok(resp) => {
+            // DER is one encoding: what does not re-encode to the same bytes
+            // (an unsorted SET OF, say) is refused, so the signature is
+            // checked over exactly the bytes received.
+            if resp.to_der().ok().as_deref() != Some(bytes) {
+                return Err(TokenError::Response("not canonical DER".into()));
+            }
             if resp.status.status > 1 {
                 return Err(TokenError::Response(format!(
                     "status {} ({})",
@@ -465,9 +499,27 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
         .ok_or_else(|| token("no content".into()))?;
     let tst_der: OctetString = econtent.decode_as().map_err(|e| token(e.to_string()))?;
     let tst = TstInfo::from_der(tst_der.as_bytes()).map_err(|e| token(format!("TSTInfo: {e}")))?;
+    if tst_der.as_bytes() != tst.to_der().map_err(|e| token(e.to_string()))?.as_slice() {
+        return Err(token("TSTInfo is not canonical DER".into()));
+    }
+    if tst.version != 1 || tst.policy != authority.policy {
+        return Err(token(
+            "not a version 1 TSTInfo under this authority's policy".into(),
+        ));
+    }
     let [signer] = signed.signer_infos.0.as_slice() else {
         return Err(token("not exactly one signer".into()));
     };
+    let tbs = &authority.cert.tbs_certificate;
+    let ours = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: tbs.issuer.clone(),
+        serial_number: tbs.serial_number.clone(),
+    });
+    if signer.sid != ours {
+        return Err(token(
+            "the signer is not this authority's certificate".into(),
+        ));
+    }
     let attrs = signer
         .signed_attrs
         .as_ref()
@@ -482,6 +534,14 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
             _ => Err(TokenError::Attributes(format!("{oid} not single-valued"))),
         }
     };
+    let content_type: ObjectIdentifier = find(CONTENT_TYPE)?
+        .decode_as()
+        .map_err(|e| TokenError::Attributes(e.to_string()))?;
+    if content_type != CT_TST_INFO {
+        return Err(TokenError::Attributes(
+            "contentType is not id-ct-TSTInfo".into(),
+        ));
+    }
     let digest: OctetString = find(MESSAGE_DIGEST)?
         .decode_as()
         .map_err(|e| TokenError::Attributes(e.to_string()))?;
@@ -521,6 +581,10 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
         serial: serial.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
         gen_time_us: tst.gen_time.0,
         imprint,
+        message_imprint_der: tst
+            .message_imprint
+            .to_der()
+            .map_err(|e| token(e.to_string()))?,
         accuracy_us: tst.accuracy.map(|a| a.to_micros()).unwrap_or(0),
         policy: tst.policy.to_dotted().unwrap_or_default(),
         nonce: tst.nonce.map(|n| n.as_bytes().to_vec()),
@@ -530,7 +594,7 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
 impl VerifiedToken {
     /// The digest its entry holds ([`log_digest`]).
     pub fn log_digest(&self) -> [u8; 32] {
-        log_digest(&self.imprint, self.nonce.as_deref())
+        log_digest(&self.message_imprint_der, self.nonce.as_deref())
     }
 }
 

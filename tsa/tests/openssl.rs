@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use belfry_tsa::{cert, token, Authority, KeyShare, SignatureShare};
 use rand::SeedableRng;
@@ -14,24 +14,23 @@ struct Fixture {
     authority: Authority,
 }
 
+/// An authority of 4 replicas (threshold 2) dealt from `seed`, its
+/// certificate self-signed with the shares.
+fn authority(seed: u64, bits: u32, accuracy_us: u64) -> Fixture {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let dealt = belfry_tsa::deal(&mut rng, bits, 4, 2, |_| {}).expect("deal");
+    assert_eq!(dealt.public.n.bits(), u64::from(bits));
+    let (public, shares) = dealt.key_shares().expect("shares");
+    let der = cert::self_signed(&shares, "belfry TSA test", [7; 16], 1_700_000_000, &mut rng)
+        .expect("certificate");
+    let authority =
+        Authority::new(public, der, token::DEFAULT_POLICY, accuracy_us).expect("authority");
+    Fixture { shares, authority }
+}
+
 fn fixture() -> &'static Fixture {
     static KEY: OnceLock<Fixture> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut rng = ChaCha20Rng::seed_from_u64(3161);
-        let dealt = belfry_tsa::deal(&mut rng, 2048, 4, 2, |_| {}).expect("deal");
-        let public = Arc::new(dealt.public);
-        let shares: Vec<KeyShare> = dealt
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| KeyShare::new(public.clone(), i, s).expect("share"))
-            .collect();
-        let der = cert::self_signed(&shares, "belfry TSA test", [7; 16], 1_700_000_000, &mut rng)
-            .expect("certificate");
-        let authority =
-            Authority::new(public, der, token::DEFAULT_POLICY, 1_500).expect("authority");
-        Fixture { shares, authority }
-    })
+    KEY.get_or_init(|| authority(3161, 2048, 1_500))
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -259,20 +258,8 @@ fn a_3072_bit_authority_makes_tokens_openssl_verifies() {
     let p = dir.path();
     // A fixed seed: dealing is a function of it (and this one finds its
     // safe primes quickly).
-    let mut rng = ChaCha20Rng::seed_from_u64(3072);
-    let dealt = belfry_tsa::deal(&mut rng, 3072, 4, 2, |_| {}).expect("deal");
-    assert_eq!(dealt.public.n.bits(), 3072);
-    let public = Arc::new(dealt.public);
-    let shares: Vec<KeyShare> = dealt
-        .secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| KeyShare::new(public.clone(), i, s).expect("share"))
-        .collect();
-    let der = cert::self_signed(&shares, "belfry TSA 3072", [9; 16], 1_700_000_000, &mut rng)
-        .expect("certificate");
-    let authority =
-        Authority::new(public, der, token::DEFAULT_POLICY, 1_000_000).expect("authority");
+    let Fixture { shares, authority } = authority(3072, 3072, 1_000_000);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
     std::fs::write(p.join("data"), b"three thousand and seventy-two bits\n").expect("write");
     std::fs::write(p.join("tsa.pem"), cert::pem(authority.certificate())).expect("pem");
     openssl(
@@ -305,4 +292,61 @@ fn a_3072_bit_authority_makes_tokens_openssl_verifies() {
         text.contains("Time stamp: Dec  6 05:46:40.000001 2025 GMT"),
         "{text}"
     );
+}
+
+/// A request built here: SHA-256 of `data`, with these algorithm
+/// parameters and nonce.
+fn request_with(params: Option<der::Any>, nonce: u8) -> Vec<u8> {
+    use belfry_tsa::asn1::{MessageImprint, TimeStampReq};
+    use der::Encode;
+    use sha2::Digest;
+    TimeStampReq {
+        version: 1,
+        message_imprint: MessageImprint {
+            hash_algorithm: spki::AlgorithmIdentifierOwned {
+                oid: token::SHA256,
+                parameters: params,
+            },
+            hashed_message: der::asn1::OctetString::new(sha2::Sha256::digest(b"data").to_vec())
+                .expect("octets"),
+        },
+        req_policy: None,
+        nonce: Some(der::asn1::Int::new(&[nonce]).expect("nonce")),
+        cert_req: false,
+        extensions: None,
+    }
+    .to_der()
+    .expect("der")
+}
+
+#[test]
+fn every_byte_of_the_imprint_is_bound_to_one_log_entry() {
+    let f = fixture();
+    // Parameters other than absent or NULL are refused (openssl compares
+    // no others), so no request can carry arbitrary bytes into a TSTInfo.
+    let octets = der::Any::new(der::Tag::OctetString, vec![1, 2, 3]).expect("any");
+    assert_eq!(
+        f.authority
+            .request(&request_with(Some(octets), 1))
+            .expect_err("refused")
+            .failure,
+        token::Failure::BadAlg
+    );
+    // Absent and NULL parameters make different TSTInfos: different log
+    // digests, so different entries and serial numbers.
+    let absent = f.authority.request(&request_with(None, 1)).expect("absent");
+    let null = f
+        .authority
+        .request(&request_with(Some(der::Any::null()), 1))
+        .expect("NULL");
+    assert_ne!(absent.log_digest(), null.log_digest());
+    // The same request again is the same entry (a retry gets its token).
+    let again = f.authority.request(&request_with(None, 1)).expect("again");
+    assert_eq!(absent.log_digest(), again.log_digest());
+    // Another nonce is another entry.
+    let other = f
+        .authority
+        .request(&request_with(None, 2))
+        .expect("other nonce");
+    assert_ne!(absent.log_digest(), other.log_digest());
 }

@@ -19,13 +19,7 @@ fn fixture() -> &'static Fixture {
     KEY.get_or_init(|| {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let dealt = deal(&mut rng, 2048, 7, 3, |_| {}).expect("deal");
-        let public = Arc::new(dealt.public);
-        let shares = dealt
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| KeyShare::new(public.clone(), i, s).expect("share"))
-            .collect();
+        let (public, shares) = dealt.key_shares().expect("shares");
         Fixture { public, shares }
     })
 }
@@ -146,4 +140,19 @@ fn too_few_or_repeated_shares_are_refused_and_a_secret_must_match_its_key() {
     assert_eq!(dealt.public, *f.public, "dealing is a function of the seed");
     let err = KeyShare::new(f.public.clone(), 3, &dealt.secrets[2]).expect_err("wrong share");
     assert!(err.to_string().contains("verification key"), "{err}");
+}
+
+#[test]
+fn moduli_of_odd_sizes_are_refused_not_signed_with() {
+    let f = fixture();
+    for extra_bits in [1u32, 952] {
+        // 2049 and 3000 bits: not a multiple of 128.
+        let mut k = (*f.public).clone();
+        k.n = (&k.n << extra_bits) + 1u32;
+        let err = k.check().expect_err("odd size refused");
+        assert!(err.to_string().contains("multiple of 128"), "{err}");
+        assert!(KeyShare::new(Arc::new(k), 0, &[1]).is_err());
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    assert!(deal(&mut rng, 2112, 4, 2, |_| {}).is_err());
 }

@@ -258,6 +258,34 @@ fn openssl_verifies_tokens_from_a_real_cluster_and_refuses_every_change() {
     let (ok, text) = verify(p, "a0.tsr", "other.tsq");
     assert!(!ok && text.contains("nonce mismatch"), "{text}");
 
+    // Shares are for the other replicas only: a request not signed by one is
+    // refused before any work.
+    let mut forged = b"BTS2".to_vec();
+    forged.extend(1u16.to_be_bytes());
+    let q = std::fs::read(p.join("a.tsq")).unwrap();
+    forged.extend((q.len() as u32).to_be_bytes());
+    forged.extend(&q);
+    forged.extend(4u32.to_be_bytes());
+    forged.extend([0u8; 4]);
+    forged.extend(64u16.to_be_bytes());
+    forged.extend([0u8; 64]);
+    std::fs::write(p.join("forged.bin"), &forged).unwrap();
+    let (_, code_text) = run(
+        p,
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            "@forged.bin",
+            &format!("http://127.0.0.1:{}/belfry/tsa-share", tsa_ports[0]),
+        ],
+    );
+    assert_eq!(code_text.trim(), "403", "an unsigned share request");
+
     // A Byzantine replica's shares: replica 0 names it and completes. A
     // replica asks f peers first, starting at one that moves with the
     // serial number, so a few requests reach replica 3.

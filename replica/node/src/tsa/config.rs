@@ -152,14 +152,7 @@ pub fn generate(
 ) -> Result<(ClusterTsa, Vec<zeroize::Zeroizing<String>>), String> {
     let n = addresses.len();
     let dealt = belfry_tsa::deal(rng, bits, n, f + 1, progress).map_err(|e| e.to_string())?;
-    let public = Arc::new(dealt.public);
-    let shares: Vec<KeyShare> = dealt
-        .secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| KeyShare::new(public.clone(), i, s))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let (public, shares) = dealt.key_shares().map_err(|e| e.to_string())?;
     let mut serial = [0u8; 16];
     rng.fill_bytes(&mut serial);
     let der = belfry_tsa::cert::self_signed(&shares, common_name, serial, not_before_secs, rng)

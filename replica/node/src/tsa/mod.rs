@@ -18,14 +18,17 @@
 
 pub mod config;
 pub mod http;
+mod peers;
+mod share;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use belfry_client::{Client, ClientOptions, Fanout};
-use belfry_replica::coin::TrustAnchor;
-use belfry_replica::timestamp::{verify_receipt, Entry, Receipt};
+use belfry_replica::coin::{ClusterParams, TrustAnchor};
+use belfry_replica::timestamp::{Entry, Receipt};
 use belfry_tsa::{Failure, Prepared, Rejection, SignatureShare};
 use num_bigint::BigUint;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,38 +40,84 @@ use crate::shutdown::Shutdown;
 
 /// The path peers ask for shares on.
 pub const SHARE_PATH: &str = "/belfry/tsa-share";
-/// The magic of share requests and answers (ours; docs/rfc3161.md §5).
-const SHARE_MAGIC: &[u8; 4] = b"BTS1";
 /// Longest share request: a 16 KiB request and a receipt (64 proof steps).
 const MAX_SHARE_REQUEST: usize = 16 * 1024 + 4 * 1024;
 /// Longest share answer: an 8192-bit share and response.
 const MAX_SHARE_ANSWER: usize = 4 * 1024;
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections from one address at once.
+const MAX_CONNECTIONS_PER_IP: usize = 32;
 /// Share computations waiting or running at once; more get 503.
 const MAX_SIGNING_QUEUE: usize = 64;
-/// Share computations running at once (each takes one core for ~20 ms).
-const SIGNING_THREADS: usize = 2;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request (20 KiB at most).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the cluster may take to log and sign a request's imprint.
 const STAMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to answer for a share.
 const SHARE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the shares asked before asking one more peer.
 const SHARE_HEDGE: Duration = Duration::from_millis(500);
+/// The most a request may take, from read to answer.
+const TOKEN_DEADLINE: Duration = Duration::from_secs(45);
+/// What a client is told when the cluster could not issue its token (the
+/// reason goes to this replica's log, not to whoever asked).
+const NOT_NOW: &str = "the cluster could not issue the token now; try again";
+
+/// Share computations running at once (each takes one core for ~15 ms at
+/// 2048 bits): every core but one, which the node keeps.
+fn signing_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
 
 /// Everything the endpoint holds.
 struct State {
     id: usize,
     cluster: TsaCluster,
     node: TsaNode,
+    params: ClusterParams,
     anchor: TrustAnchor,
     client: Client,
     metrics: Arc<Metrics>,
+    auth: peers::PeerAuth,
+    shares: share::AnswerCache,
     connections: Arc<Semaphore>,
+    per_ip: Mutex<BTreeMap<IpAddr, usize>>,
     signing_queue: Arc<Semaphore>,
     signing: Arc<Semaphore>,
+}
+
+/// One of an address's connections, given back on drop.
+struct IpSlot<'a> {
+    state: &'a State,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot<'_> {
+    fn drop(&mut self) {
+        let mut per_ip = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = per_ip.get_mut(&self.ip) {
+            *c -= 1;
+            if *c == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl State {
+    fn ip_slot(&self, ip: IpAddr) -> Option<IpSlot<'_>> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let c = per_ip.entry(ip).or_insert(0);
+        if *c >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *c += 1;
+        Some(IpSlot { state: self, ip })
+    }
 }
 
 /// Binds the endpoint.
@@ -96,16 +145,21 @@ pub fn spawn(
         ..ClientOptions::default()
     };
     let client = Client::new(client_cluster, options).map_err(|e| e.to_string())?;
+    let auth = peers::PeerAuth::new(&config.identity, &config.cluster.replicas)?;
     let state = Arc::new(State {
         id,
         cluster,
         node,
+        params: config.cluster.params,
         anchor,
         client,
         metrics,
+        auth,
+        shares: share::AnswerCache::default(),
         connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        per_ip: Mutex::new(BTreeMap::new()),
         signing_queue: Arc::new(Semaphore::new(MAX_SIGNING_QUEUE)),
-        signing: Arc::new(Semaphore::new(SIGNING_THREADS)),
+        signing: Arc::new(Semaphore::new(signing_threads())),
     });
     tokio::spawn(async move {
         loop {
@@ -113,13 +167,23 @@ pub fn spawn(
                 a = listener.accept() => a,
                 _ = shutdown.recv() => return,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "RFC 3161 endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let Ok(permit) = state.connections.clone().try_acquire_owned() else {
                 continue; // dropped: closed at once
             };
             let state = state.clone();
             tokio::spawn(async move {
-                serve_one(&state, stream).await;
+                if let Some(_slot) = state.ip_slot(peer.ip()) {
+                    let _ = tokio::time::timeout(TOKEN_DEADLINE, serve_one(&state, stream)).await;
+                }
                 drop(permit);
             });
         }
@@ -152,7 +216,7 @@ async fn serve_one(state: &State, mut stream: TcpStream) {
         return http::respond(&mut stream, 405, "text/plain", b"POST a TimeStampReq\n").await;
     }
     if req.path == SHARE_PATH {
-        return match share(state, &req.body).await {
+        return match share::answer(state, &req.body).await {
             Ok(body) => http::respond(&mut stream, 200, "application/octet-stream", &body).await,
             Err((status, text)) => {
                 http::respond(
@@ -203,10 +267,12 @@ async fn serve_one(state: &State, mut stream: TcpStream) {
     http::respond(&mut stream, 200, "application/timestamp-reply", &answer).await
 }
 
-fn reject(failure: Failure, text: impl Into<String>) -> Rejection {
+/// `systemFailure` for the client, with the reason in this replica's log.
+fn not_now(reason: String) -> Rejection {
+    tracing::warn!(%reason, "RFC 3161: no token");
     Rejection {
-        failure,
-        text: text.into(),
+        failure: Failure::SystemFailure,
+        text: NOT_NOW.into(),
     }
 }
 
@@ -218,27 +284,16 @@ async fn token(state: &State, request_der: &[u8]) -> Result<Vec<u8>, Rejection> 
         .client
         .stamp(&[request.log_digest()])
         .await
-        .map_err(|e| {
-            reject(
-                Failure::SystemFailure,
-                format!("the cluster did not log the imprint: {e}"),
-            )
-        })?;
+        .map_err(|e| not_now(format!("the cluster did not log the request: {e}")))?;
     let receipt = receipts
         .into_iter()
         .next()
-        .ok_or_else(|| reject(Failure::SystemFailure, "no receipt"))?;
+        .ok_or_else(|| not_now("no receipt".into()))?;
     let Entry::Digest(entry) = receipt.entry else {
-        return Err(reject(
-            Failure::SystemFailure,
-            "the receipt is not of a digest entry",
-        ));
+        return Err(not_now("the receipt is not of a digest entry".into()));
     };
     if entry.digest != request.log_digest() {
-        return Err(reject(
-            Failure::SystemFailure,
-            "the receipt is of another digest",
-        ));
+        return Err(not_now("the receipt is of another digest".into()));
     }
     let prepared = authority.prepare(&request, receipt.leaf_index, entry.witnessed_at.0)?;
     let y = gather(state, &prepared, request_der, &receipt).await?;
@@ -253,11 +308,8 @@ async fn gather(
     receipt: &Receipt,
 ) -> Result<BigUint, Rejection> {
     let public = state.cluster.authority.public().clone();
-    let mut body = SHARE_MAGIC.to_vec();
-    body.extend_from_slice(&(request_der.len() as u32).to_be_bytes());
-    body.extend_from_slice(request_der);
-    body.extend_from_slice(&receipt.to_binary());
-    let body = Arc::new(body);
+    let body =
+        Arc::new(share::request_body(state, request_der, &receipt.to_binary()).map_err(not_now)?);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let share = state.node.share.clone();
@@ -306,7 +358,7 @@ async fn gather(
                     String::from_utf8_lossy(&answer).trim()
                 ));
             }
-            decode_share(&answer)
+            share::decode(&answer)
                 .map(|s| (j, s))
                 .map_err(|e| format!("replica {j}: {e}"))
         });
@@ -316,6 +368,7 @@ async fn gather(
     }
     let k = public.threshold;
     let mut held: Vec<SignatureShare> = Vec::new();
+    let mut proven = std::collections::BTreeSet::new();
     let mut failures: Vec<String> = Vec::new();
     loop {
         let joined = tokio::select! {
@@ -365,17 +418,26 @@ async fn gather(
             tasks.abort_all();
             return Ok(y);
         }
-        // Some share is wrong: the proofs say which.
+        // Some share is wrong: the proofs say which (each share's once).
         let message = prepared.message.clone();
         let checked = public.clone();
-        let candidates = std::mem::take(&mut held);
+        let (known, unproven): (Vec<_>, Vec<_>) = std::mem::take(&mut held)
+            .into_iter()
+            .partition(|s| proven.contains(&s.replica));
+        let _permit = state
+            .signing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| not_now(e.to_string()))?;
         let (good, bad) = tokio::task::spawn_blocking(move || {
-            candidates
+            unproven
                 .into_iter()
                 .partition::<Vec<_>, _>(|s| checked.verify_share(&message, s))
         })
         .await
-        .map_err(|e| reject(Failure::SystemFailure, e.to_string()))?;
+        .map_err(|e| not_now(e.to_string()))?;
+        proven.extend(good.iter().map(|s| s.replica));
         for s in bad {
             tracing::warn!(
                 peer = s.replica,
@@ -390,7 +452,7 @@ async fn gather(
                 .inc();
             failures.push(format!("replica {}: invalid signature share", s.replica));
         }
-        held = good;
+        held = known.into_iter().chain(good).collect();
         for j in peers
             .by_ref()
             .take(k.saturating_sub(held.len() + tasks.len()))
@@ -398,113 +460,9 @@ async fn gather(
             ask(&mut tasks, j);
         }
     }
-    Err(reject(
-        Failure::SystemFailure,
-        format!(
-            "{} valid signature shares of {k} needed ({})",
-            held.len(),
-            failures.join("; ")
-        ),
-    ))
-}
-
-/// A peer's request for this replica's share.
-async fn share(state: &State, body: &[u8]) -> Result<Vec<u8>, (u16, String)> {
-    let bad = |m: String| (400u16, m);
-    let rest = body
-        .strip_prefix(SHARE_MAGIC.as_slice())
-        .ok_or_else(|| bad("not a share request".into()))?;
-    let (len, rest) = rest
-        .split_first_chunk::<4>()
-        .ok_or_else(|| bad("truncated".into()))?;
-    let len = u32::from_be_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(bad("truncated request".into()));
-    }
-    let (request_der, receipt_bytes) = rest.split_at(len);
-    let authority = state.cluster.authority.clone();
-    let request = authority
-        .request(request_der)
-        .map_err(|r| bad(format!("request: {}", r.text)))?;
-    let receipt = Receipt::from_binary(receipt_bytes).map_err(|e| bad(format!("receipt: {e}")))?;
-    let Ok(queued) = state.signing_queue.clone().try_acquire_owned() else {
-        return Err((503, "busy signing; try later".into()));
-    };
-    let running = state
-        .signing
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| (503, e.to_string()))?;
-    let anchor = state.anchor;
-    let key = state.node.share.clone();
-    let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let verified = verify_receipt(&receipt, &anchor).map_err(|e| format!("receipt: {e}"))?;
-        let Entry::Digest(entry) = verified.entry else {
-            return Err("the receipt is not of a digest entry".into());
-        };
-        if entry.digest != request.log_digest() {
-            return Err("the receipt is of another digest than the request's".into());
-        }
-        let prepared = authority
-            .prepare(&request, verified.leaf_index, entry.witnessed_at.0)
-            .map_err(|r| r.text)?;
-        let share = key
-            .sign(&prepared.message, &mut rand::rngs::OsRng)
-            .map_err(|e| e.to_string())?;
-        Ok(encode_share(&share))
-    })
-    .await
-    .map_err(|e| (503, e.to_string()))?;
-    drop((running, queued));
-    state.metrics.tsa_shares_signed.inc();
-    answer.map_err(bad)
-}
-
-/// `BTS1 ‖ replica u16 ‖ len u16 ‖ value ‖ challenge[16] ‖ len u16 ‖ z`.
-fn encode_share(s: &SignatureShare) -> Vec<u8> {
-    let value = s.value.to_bytes_be();
-    let z = s.z.to_bytes_be();
-    let mut out = SHARE_MAGIC.to_vec();
-    out.extend_from_slice(&(s.replica as u16).to_be_bytes());
-    out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    out.extend_from_slice(&value);
-    out.extend_from_slice(&s.challenge);
-    out.extend_from_slice(&(z.len() as u16).to_be_bytes());
-    out.extend_from_slice(&z);
-    out
-}
-
-fn decode_share(b: &[u8]) -> Result<SignatureShare, String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-        if b.len() < n {
-            return Err("truncated share".into());
-        }
-        let (head, tail) = b.split_at(n);
-        *b = tail;
-        Ok(head)
-    }
-    fn u16_of(b: &mut &[u8]) -> Result<usize, String> {
-        let x = take(b, 2)?;
-        Ok(usize::from(u16::from_be_bytes([x[0], x[1]])))
-    }
-    let mut b = b
-        .strip_prefix(SHARE_MAGIC.as_slice())
-        .ok_or("not a share")?;
-    let replica = u16_of(&mut b)?;
-    let len = u16_of(&mut b)?;
-    let value = BigUint::from_bytes_be(take(&mut b, len)?);
-    let mut challenge = [0u8; 16];
-    challenge.copy_from_slice(take(&mut b, 16)?);
-    let len = u16_of(&mut b)?;
-    let z = BigUint::from_bytes_be(take(&mut b, len)?);
-    if !b.is_empty() {
-        return Err("bytes after the share".into());
-    }
-    Ok(SignatureShare {
-        replica,
-        value,
-        challenge,
-        z,
-    })
+    Err(not_now(format!(
+        "{} valid signature shares of {k} needed ({})",
+        held.len(),
+        failures.join("; ")
+    )))
 }
