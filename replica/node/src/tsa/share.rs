@@ -55,10 +55,13 @@ fn u32_of(b: &mut &[u8]) -> Result<usize, String> {
     Ok(u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize)
 }
 
+/// Answers by request, and the requests in the order they came.
+type Answers = (BTreeMap<[u8; 32], Vec<u8>>, VecDeque<[u8; 32]>);
+
 /// Answers answered already, oldest first out.
 #[derive(Default)]
 pub struct AnswerCache {
-    inner: Mutex<(BTreeMap<[u8; 32], Vec<u8>>, VecDeque<[u8; 32]>)>,
+    inner: Mutex<Answers>,
 }
 
 impl AnswerCache {
