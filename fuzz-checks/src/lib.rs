@@ -19,6 +19,7 @@ pub mod config;
 pub mod frames;
 pub mod log;
 pub mod receipts;
+pub mod rfc3161;
 pub mod seeds;
 
 /// A fuzz target's check.
@@ -38,4 +39,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("journal", log::journal),
     ("config", config::config),
     ("catchup", catchup::catchup),
+    ("rfc3161_request", rfc3161::rfc3161_request),
+    ("rfc3161_token", rfc3161::rfc3161_token),
+    ("tsa_share", rfc3161::tsa_share),
 ];

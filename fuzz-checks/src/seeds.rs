@@ -168,6 +168,32 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("journal", vec![journal]),
         ("config", config_files()),
         ("catchup", catchup),
+        ("rfc3161_request", rfc3161_requests()),
+        (
+            "rfc3161_token",
+            vec![Vec::new(), vec![0, 40, 1], vec![0, 200, 0x80, 3, 0, 1]],
+        ),
+        ("tsa_share", tsa_shares()),
+    ]
+}
+
+/// A request as openssl makes one.
+fn rfc3161_requests() -> Vec<Vec<u8>> {
+    let full = crate::rfc3161::seed_request();
+    vec![full]
+}
+
+/// A real share of the fixture's message, and one with its value changed.
+fn tsa_shares() -> Vec<Vec<u8>> {
+    use rand::SeedableRng;
+    let f = crate::rfc3161::fixture();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let share = f.shares[1].sign(&f.message, &mut rng).expect("a share");
+    let mut wrong = share.clone();
+    wrong.value += 1u32;
+    vec![
+        belfry_node::tsa::share::encode(&share),
+        belfry_node::tsa::share::encode(&wrong),
     ]
 }
 

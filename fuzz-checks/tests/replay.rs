@@ -52,12 +52,15 @@ replay_tests!(
     journal,
     config,
     catchup,
+    rfc3161_request,
+    rfc3161_token,
+    tsa_share,
 );
 
 /// Every target has a replay test above.
 #[test]
 fn every_target_is_replayed() {
-    assert_eq!(belfry_fuzz_checks::TARGETS.len(), 11);
+    assert_eq!(belfry_fuzz_checks::TARGETS.len(), 14);
 }
 
 /// The catch-up seed is a catch-up that completes: the victim logs what the

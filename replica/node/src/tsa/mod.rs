@@ -19,7 +19,7 @@
 pub mod config;
 pub mod http;
 mod peers;
-mod share;
+pub mod share;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -23,7 +23,11 @@ const CACHED_ANSWERS: usize = 4_096;
 
 /// `BTS2 ‖ from u16 ‖ len u32 ‖ TimeStampReq ‖ len u32 ‖ receipt ‖ len u16 ‖
 /// signature`, the signature by `from`'s TLS key over everything before it.
-pub fn request_body(state: &State, request_der: &[u8], receipt: &[u8]) -> Result<Vec<u8>, String> {
+pub(super) fn request_body(
+    state: &State,
+    request_der: &[u8],
+    receipt: &[u8],
+) -> Result<Vec<u8>, String> {
     let mut body = REQUEST_MAGIC.to_vec();
     body.extend_from_slice(&(state.id as u16).to_be_bytes());
     body.extend_from_slice(&(request_der.len() as u32).to_be_bytes());
@@ -85,7 +89,7 @@ impl AnswerCache {
 
 /// A peer's request for this replica's share: the answer, or an HTTP
 /// status and a line of text.
-pub async fn answer(state: &State, body: &[u8]) -> Result<Vec<u8>, (u16, String)> {
+pub(super) async fn answer(state: &State, body: &[u8]) -> Result<Vec<u8>, (u16, String)> {
     let bad = |m: String| (400u16, m);
     let mut rest = body
         .strip_prefix(REQUEST_MAGIC.as_slice())
