@@ -161,16 +161,16 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         let _guard = runtime.enter();
         quinn::Endpoint::client("127.0.0.1:0".parse().context("address")?)?
     };
+    let Some(Some(target)) = info.replicas.first() else {
+        anyhow::bail!("replica 0 is absent from this cluster");
+    };
     let mut floods = Vec::new();
     for c in 0..config.connections {
-        let crypto = belfry_client::tls::client_config(
-            info.replicas[0].certificate.clone(),
-            None,
-            CLIENT_ALPN,
-        )?;
+        let crypto =
+            belfry_client::tls::client_config(target.certificate.clone(), None, CLIENT_ALPN)?;
         let session = Session::new(
             0,
-            info.replicas[0].address,
+            target.address,
             endpoint.clone(),
             quinn::ClientConfig::new(Arc::new(crypto)),
             Duration::from_secs(30),

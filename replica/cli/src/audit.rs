@@ -625,7 +625,9 @@ impl Report {
         let mut replicas = Vec::new();
         let mut bad_heads = 0;
         for (r, a) in self.answers.iter().enumerate() {
-            let address = cluster.replicas[r].address.to_string();
+            let address = cluster.replicas[r]
+                .as_ref()
+                .map_or_else(|| "absent".to_string(), |e| e.address.to_string());
             let (status, detail, head) = match a {
                 Answer::Unreachable(e) => ("unreachable", e.clone(), None),
                 Answer::Bad(e) => {

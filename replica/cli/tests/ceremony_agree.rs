@@ -218,7 +218,7 @@ fn a_new_key_with_a_doubled_roster_entry_stops_at_deal_naming_the_participant() 
         stdout(&o)
     );
     assert!(
-        stderr(&o).contains("a new key needs every participant"),
+        stderr(&o).contains("a new key from an unbound plan needs every participant"),
         "{}",
         stderr(&o)
     );

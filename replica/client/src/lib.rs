@@ -26,6 +26,7 @@
 pub mod gateway;
 pub mod session;
 mod stream;
+mod targets;
 pub mod tls;
 pub mod verify;
 
@@ -43,6 +44,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 pub use stream::{HeadStream, Subscription};
+use targets::{present, targets};
 use tokio::sync::mpsc;
 pub use verify::{HeadCache, VerifyError};
 
@@ -69,8 +71,9 @@ pub struct ReplicaEndpoint {
 pub struct ClusterInfo {
     /// The parameters receipts bind (the group key is the trust anchor).
     pub params: ClusterParams,
-    /// The replicas, by id.
-    pub replicas: Vec<ReplicaEndpoint>,
+    /// The replicas, by id; none for one the cluster runs without
+    /// (`absent = true` in cluster.toml), which is never asked.
+    pub replicas: Vec<Option<ReplicaEndpoint>>,
 }
 
 /// How many replicas each digest is sent to.
@@ -144,6 +147,13 @@ pub enum Error {
         /// Why.
         error: String,
     },
+    /// The replica is absent from the cluster (`absent = true` in
+    /// cluster.toml): nobody runs it, and it is never asked.
+    #[error("replica {replica}: absent from this cluster (cluster.toml: absent = true)")]
+    Absent {
+        /// Which.
+        replica: usize,
+    },
     /// The connection to a replica was lost.
     #[error("replica {replica}: connection lost")]
     ConnectionLost {
@@ -206,7 +216,8 @@ struct Inner {
     anchor: TrustAnchor,
     options: ClientOptions,
     cache: HeadCache,
-    sessions: Vec<Session>,
+    /// By replica id; none for an absent replica.
+    sessions: Vec<Option<Session>>,
     /// Permits for digests in flight ([`ClientOptions::max_in_flight_digests`]).
     in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -236,7 +247,7 @@ impl Client {
     /// A client of `cluster` (within a tokio runtime). Connections are made
     /// on first use.
     pub fn new(cluster: ClusterInfo, options: ClientOptions) -> Result<Self, Error> {
-        let bind: SocketAddr = match cluster.replicas.first().map(|r| r.address) {
+        let bind: SocketAddr = match cluster.replicas.iter().flatten().next().map(|r| r.address) {
             Some(SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
             _ => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         };
@@ -249,16 +260,20 @@ impl Client {
         let transport = Arc::new(transport);
         let mut sessions = Vec::with_capacity(cluster.replicas.len());
         for (i, r) in cluster.replicas.iter().enumerate() {
+            let Some(r) = r else {
+                sessions.push(None);
+                continue;
+            };
             let crypto = tls::client_config(r.certificate.clone(), None, belfry_wire::CLIENT_ALPN)?;
             let mut config = quinn::ClientConfig::new(Arc::new(crypto));
             config.transport_config(transport.clone());
-            sessions.push(Session::new(
+            sessions.push(Some(Session::new(
                 i,
                 r.address,
                 endpoint.clone(),
                 config,
                 options.request_timeout,
-            ));
+            )));
         }
         Ok(Client {
             inner: Arc::new(Inner {
@@ -292,7 +307,7 @@ impl Client {
     /// Drops every connection (they are made again on next use; tests
     /// force reconnects with this).
     pub async fn disconnect_all(&self) {
-        for s in &self.inner.sessions {
+        for s in self.inner.sessions.iter().flatten() {
             s.disconnect().await;
         }
     }
@@ -301,24 +316,29 @@ impl Client {
         self.inner.sessions.len()
     }
 
+    /// The replicas that are not absent, by id.
+    pub fn present(&self) -> Vec<usize> {
+        present(&self.inner.sessions)
+    }
+
     fn targets(&self) -> Vec<usize> {
-        let n = self.n();
-        let count = match self.inner.options.fanout {
-            Fanout::All => n,
-            Fanout::FPlusOne => usize::from(self.inner.cluster.params.f) + 1,
-            Fanout::One => 1,
-        };
-        let start = match self.inner.options.first_replica {
-            Some(r) => r % n.max(1),
-            None => rand::rngs::OsRng.gen_range(0..n.max(1)),
-        };
-        (0..count.min(n)).map(|k| (start + k) % n).collect()
+        let first = self
+            .inner
+            .options
+            .first_replica
+            .unwrap_or_else(|| rand::rngs::OsRng.gen_range(0..self.n().max(1)));
+        targets(
+            &self.present(),
+            self.inner.options.fanout,
+            usize::from(self.inner.cluster.params.f),
+            first,
+        )
     }
 
     /// Submits `digests` and returns a verified receipt for each, in the
     /// order given (see the crate documentation).
     pub async fn stamp(&self, digests: &[[u8; 32]]) -> Result<Vec<Receipt>, Error> {
-        if self.n() == 0 {
+        if self.present().is_empty() {
             return Err(Error::Protocol("a cluster without replicas".to_string()));
         }
         let wanted: BTreeSet<[u8; 32]> = digests.iter().copied().collect();
@@ -387,12 +407,12 @@ impl Client {
                     self.spawn_poll(r, missing, events_tx.clone());
                     needs_submit.append(&mut lost);
                     for &r in &asked {
-                        if !self.inner.sessions[r].is_connected() {
+                        if !self.inner.sessions[r].as_ref().is_some_and(Session::is_connected) {
                             needs_submit.insert(r);
                         }
                     }
-                    if !progressed && asked.len() < self.n() {
-                        if let Some(extra) = (0..self.n()).find(|r| !asked.contains(r)) {
+                    if !progressed {
+                        if let Some(extra) = self.present().into_iter().find(|r| !asked.contains(r)) {
                             tracing::debug!(replica = extra, "failing over to another replica");
                             asked.push(extra);
                             needs_submit.insert(extra);
@@ -439,7 +459,9 @@ impl Client {
     fn spawn_submit(&self, replica: usize, digests: Vec<[u8; 32]>, events: mpsc::Sender<Event>) {
         let client = self.clone();
         tokio::spawn(async move {
-            let session = &client.inner.sessions[replica];
+            let Some(Some(session)) = client.inner.sessions.get(replica) else {
+                return;
+            };
             let mut streams = Vec::new();
             for chunk in digests.chunks(MAX_DIGESTS_PER_SUBMIT) {
                 match session
@@ -499,7 +521,9 @@ impl Client {
     fn spawn_poll(&self, replica: usize, missing: Vec<[u8; 32]>, events: mpsc::Sender<Event>) {
         let client = self.clone();
         tokio::spawn(async move {
-            let session = &client.inner.sessions[replica];
+            let Some(Some(session)) = client.inner.sessions.get(replica) else {
+                return;
+            };
             for chunk in missing.chunks(MAX_RECEIPTS_PER_ANSWER) {
                 match session.call(ClientRequest::Receipts(chunk.to_vec())).await {
                     Ok(ClientResponse::Receipts(bundle)) => {
@@ -514,10 +538,11 @@ impl Client {
     }
 
     fn session(&self, replica: usize) -> Result<&Session, Error> {
-        self.inner
-            .sessions
-            .get(replica)
-            .ok_or_else(|| Error::Protocol(format!("no replica {replica}")))
+        match self.inner.sessions.get(replica) {
+            Some(Some(s)) => Ok(s),
+            Some(None) => Err(Error::Absent { replica }),
+            None => Err(Error::Protocol(format!("no replica {replica}"))),
+        }
     }
 
     /// Verified receipts of many digests under one head from one replica

@@ -2,6 +2,7 @@
 //! the signed tree heads ([`HeadStream`]), each resuming on another replica
 //! after a failure.
 
+use crate::targets::next_present;
 use crate::{Client, Error, VerifyError, ENTRIES_PAGE, HEADS_BUFFER, STREAM_BUFFER};
 use belfry_timestamp::{Entry, SignedTreeHead};
 use belfry_wire::{ClientPush, ClientRequest, ClientResponse};
@@ -61,14 +62,16 @@ async fn deliver(
 
 async fn follow_stream(client: Client, from: u64, tx: mpsc::Sender<(u64, Entry)>) {
     let mut next = from;
-    let n = client.n();
-    if n == 0 {
+    let present = client.present();
+    let Some(&start) = present.get(rand::rngs::OsRng.gen_range(0..present.len().max(1))) else {
         return;
-    }
-    let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
+    };
+    let mut replica = start;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let session = &client.inner.sessions[replica];
+        let Some(Some(session)) = client.inner.sessions.get(replica) else {
+            return;
+        };
         let ok: Option<()> = async {
             // Catch up by pulling pages until one is short.
             loop {
@@ -114,7 +117,7 @@ async fn follow_stream(client: Client, from: u64, tx: mpsc::Sender<(u64, Entry)>
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
         if !session.is_connected() {
-            replica = (replica + 1) % n.max(1);
+            replica = next_present(&present, replica);
         } else {
             backoff = Duration::from_millis(50);
         }
@@ -150,14 +153,16 @@ impl Drop for HeadStream {
 }
 
 async fn follow_heads(client: Client, tx: mpsc::Sender<Result<SignedTreeHead, Error>>) {
-    let n = client.n();
-    if n == 0 {
+    let present = client.present();
+    let Some(&start) = present.get(rand::rngs::OsRng.gen_range(0..present.len().max(1))) else {
         return;
-    }
-    let mut replica = rand::rngs::OsRng.gen_range(0..n.max(1));
+    };
+    let mut replica = start;
     let mut last: Option<SignedTreeHead> = None;
     loop {
-        let session = &client.inner.sessions[replica];
+        let Some(Some(session)) = client.inner.sessions.get(replica) else {
+            return;
+        };
         let r = session.call_with_pushes(ClientRequest::SignedHeads).await;
         if let Ok((ClientResponse::TreeHead(first), mut pushes)) = r {
             let mut next = first;
@@ -189,7 +194,7 @@ async fn follow_heads(client: Client, tx: mpsc::Sender<Result<SignedTreeHead, Er
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         if !session.is_connected() {
-            replica = (replica + 1) % n.max(1);
+            replica = next_present(&present, replica);
         }
     }
 }

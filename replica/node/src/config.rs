@@ -17,6 +17,10 @@
 //! address = "127.0.0.1:7100"  # or "[::1]:7100", or a DNS name "a.example:7100"
 //! certificate = """-----BEGIN CERTIFICATE----- ..."""
 //!
+//! [[replicas]]                # a slot a ceremony excluded (docs/keys.md):
+//! id = 3                      # no address, certificate or share; at most f
+//! absent = true
+//!
 //! # replica-0.toml (mode 0600)
 //! id = 0
 //! cluster = "cluster.toml"    # relative to this file
@@ -165,10 +169,18 @@ pub const MAX_REFRESH_EPOCHS: usize = 400;
 pub struct ReplicaEntry {
     /// Its id.
     pub id: u16,
-    /// Where it listens (QUIC, UDP).
+    /// Where it listens (QUIC, UDP); empty for an absent replica.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
-    /// Its TLS certificate, PEM.
+    /// Its TLS certificate, PEM; empty for an absent replica.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub certificate: String,
+    /// A slot nobody holds (a ceremony excluded its participant,
+    /// docs/keys.md §3): no address, certificate or note key, no secret
+    /// share anywhere; its public key share is still defined. The cluster
+    /// runs with it permanently absent, one of its `f` faults.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
     /// Its Ed25519 note key for checkpoints: a C2SP verifier key of type
     /// 0x01 named by the origin (none: its checkpoints carry no Ed25519
     /// line of its own).
@@ -248,8 +260,9 @@ pub struct Cluster {
     /// first, each with the switch wave that ends it (the keys of waves
     /// below it and at or above the one before).
     pub previous: Vec<(Wave, Arc<PublicKeys>)>,
-    /// Each replica's address and certificate, by id.
-    pub replicas: Vec<ReplicaEndpoint>,
+    /// Each replica's address and certificate, by id; none for an absent
+    /// one (`absent = true`), which nobody dials or accepts.
+    pub replicas: Vec<Option<ReplicaEndpoint>>,
     /// Checkpoint keys: the origin, each replica's note key, the witnesses.
     pub notes: NoteKeys,
     /// The RFC 3161 authority, if the cluster runs one.
@@ -399,6 +412,7 @@ impl ClusterFile {
         }
         let notes = self.note_keys(path, &params)?;
         let mut replicas = Vec::with_capacity(n);
+        check_absent(path, &self.replicas, usize::from(self.f))?;
         for (i, r) in self.replicas.iter().enumerate() {
             if usize::from(r.id) != i {
                 return Err(invalid(
@@ -406,12 +420,17 @@ impl ClusterFile {
                     format!("replicas[{i}] has id {}: list them in id order", r.id),
                 ));
             }
+            if r.absent {
+                replicas.push(None);
+                continue;
+            }
             let address = resolve_address(&r.address)
                 .map_err(|e| invalid(path, format!("replicas[{i}].address: {e}")))?;
             let cert = cert_from_pem(&format!("replicas[{i}].certificate"), &r.certificate)
                 .map_err(|e| invalid(path, e.to_string()))?;
             if replicas
                 .iter()
+                .flatten()
                 .any(|e: &ReplicaEndpoint| e.address == address || e.certificate == cert)
             {
                 return Err(invalid(
@@ -419,10 +438,10 @@ impl ClusterFile {
                     format!("replicas[{i}] repeats another replica's address or certificate"),
                 ));
             }
-            replicas.push(ReplicaEndpoint {
+            replicas.push(Some(ReplicaEndpoint {
                 address,
                 certificate: cert,
-            });
+            }));
         }
         let tsa = match &self.tsa {
             Some(t) => Some(t.validate(path, n, usize::from(self.f))?),
@@ -627,12 +646,21 @@ impl ReplicaFile {
         cluster: Cluster,
     ) -> Result<NodeConfig, ConfigError> {
         let id = ReplicaId(self.id);
-        let Some(me) = cluster.replicas.get(id.index()) else {
+        let Some(slot) = cluster.replicas.get(id.index()) else {
             return Err(invalid(
                 path,
                 format!(
                     "id {} is not in the cluster of {}",
                     self.id, cluster.params.n
+                ),
+            ));
+        };
+        let Some(me) = slot.clone() else {
+            return Err(invalid(
+                path,
+                format!(
+                    "replica {} is absent in cluster.toml (absent = true): it has no share and cannot run",
+                    self.id
                 ),
             ));
         };
@@ -799,6 +827,30 @@ fn share_matches(crypto: &BlsCrypto, id: ReplicaId) -> bool {
         .sign_share(message)
         .is_ok_and(|share| crypto.verify_share(id, message, &share))
 }
+
+/// Absent replicas (`absent = true`): nothing else set, at most `f` of
+/// them — each is one of the faults the cluster tolerates.
+fn check_absent(path: &Path, replicas: &[ReplicaEntry], f: usize) -> Result<(), ConfigError> {
+    for (i, r) in replicas.iter().enumerate().filter(|(_, r)| r.absent) {
+        if !r.address.is_empty() || !r.certificate.is_empty() || r.note_key.is_some() {
+            return Err(invalid(
+                path,
+                format!("replicas[{i}] is absent: it has no address, certificate or note_key"),
+            ));
+        }
+    }
+    let absent = replicas.iter().filter(|r| r.absent).count();
+    if absent > f {
+        return Err(invalid(
+            path,
+            format!("{absent} replicas are absent, at most f = {f} may be"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod absent_tests;
 
 #[cfg(test)]
 mod tests {

@@ -133,6 +133,7 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             address: address.clone(),
             certificate: cert,
             note_key: Some(signer.verifier().to_string()),
+            absent: false,
         });
         keys.push(key);
         note_seeds.push(hex::encode(&seed[..]));

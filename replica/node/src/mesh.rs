@@ -10,6 +10,11 @@
 //! drained and its frames dropped (counted) — the protocol's re-sends and
 //! catch-up make good what is lost, and `PeerReconnected` tells the core
 //! when to re-send. Dialing backs off exponentially with jitter.
+//!
+//! A replica listed `absent = true` in cluster.toml (a ceremony slot
+//! nobody holds, docs/keys.md) gets no link: it is never dialed, no
+//! certificate is pinned for it, so no connection is ever taken as its, and
+//! frames for it are dropped by the router (it has no queue).
 
 use crate::driver::HostInput;
 use crate::frames::{read_frame, ReadEnd};
@@ -240,5 +245,68 @@ async fn read_peer_stream(shared: LinkShared, peer: ReplicaId, mut recv: RecvStr
         if sent.is_err() {
             return;
         }
+    }
+}
+
+/// The peers this replica links to: every other replica that is not
+/// absent, with its endpoint.
+pub fn peers(
+    replicas: &[Option<belfry_client::ReplicaEndpoint>],
+    me: ReplicaId,
+) -> impl Iterator<Item = (usize, &belfry_client::ReplicaEndpoint)> {
+    replicas
+        .iter()
+        .enumerate()
+        .filter(move |(p, _)| *p != me.index())
+        .filter_map(|(p, r)| r.as_ref().map(|r| (p, r)))
+}
+
+/// The peer a presented certificate names: the replica whose certificate
+/// it is; never an absent one (which has none).
+pub fn peer_of(
+    certs: &[Option<rustls::pki_types::CertificateDer<'static>>],
+    presented: &rustls::pki_types::CertificateDer<'static>,
+) -> Option<usize> {
+    certs.iter().position(|k| k.as_ref() == Some(presented))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use belfry_client::ReplicaEndpoint;
+    use rustls::pki_types::CertificateDer;
+
+    fn endpoint(i: u8) -> ReplicaEndpoint {
+        ReplicaEndpoint {
+            address: SocketAddr::from(([127, 0, 0, 1], 7100 + u16::from(i))),
+            certificate: CertificateDer::from(vec![i; 8]),
+        }
+    }
+
+    #[test]
+    fn an_absent_replica_is_never_dialed_nor_accepted() {
+        let replicas = vec![
+            Some(endpoint(0)),
+            Some(endpoint(1)),
+            None,
+            Some(endpoint(3)),
+        ];
+        let linked: Vec<usize> = peers(&replicas, ReplicaId(1)).map(|(p, _)| p).collect();
+        assert_eq!(
+            linked,
+            vec![0, 3],
+            "no link to itself nor to the absent replica 2"
+        );
+        let linked: Vec<usize> = peers(&replicas, ReplicaId(0)).map(|(p, _)| p).collect();
+        assert_eq!(linked, vec![1, 3]);
+        let certs: Vec<_> = replicas
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.certificate.clone()))
+            .collect();
+        assert_eq!(peer_of(&certs, &endpoint(3).certificate), Some(3));
+        assert_eq!(peer_of(&certs, &endpoint(0).certificate), Some(0));
+        // A certificate nobody listed (whatever an absent slot's holder
+        // might present) names no peer.
+        assert_eq!(peer_of(&certs, &endpoint(2).certificate), None);
     }
 }

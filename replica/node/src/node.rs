@@ -386,15 +386,17 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     )
     .map_err(|e| storage(dir, e))?;
 
+    // By id; an absent replica has no certificate, so none it could
+    // present is accepted as a peer's (crate::mesh).
     let certs: Vec<_> = config
         .cluster
         .replicas
         .iter()
-        .map(|r| r.certificate.clone())
+        .map(|r| r.as_ref().map(|r| r.certificate.clone()))
         .collect();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(
         &config.identity,
-        certs.clone(),
+        certs.iter().flatten().cloned().collect(),
     )?));
     let transport = options.transport.transport();
     server.transport_config(transport.clone());
@@ -436,10 +438,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
     };
     let mut peer_queues = vec![None; n];
     let mut handoff = vec![None; n];
-    for (p, entry) in config.cluster.replicas.iter().enumerate() {
-        if p == me.index() {
-            continue;
-        }
+    for (p, entry) in crate::mesh::peers(&config.cluster.replicas, me) {
         let (tx, rx) = queue(PEER_QUEUE_FRAMES, options.peer_queue_bytes);
         peer_queues[p] = Some(tx);
         let peer = ReplicaId(p as u16);
@@ -521,7 +520,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         .replicas
         .iter()
         .enumerate()
-        .map(|(p, r)| (p != me.index()).then_some(r.address))
+        .map(|(p, r)| r.as_ref().filter(|_| p != me.index()).map(|r| r.address))
         .collect();
     let admission = Admission::new(
         AdmissionLimits {
@@ -622,7 +621,8 @@ async fn wait_for_signal(node: &RunningNode) {
 
 struct Accept {
     me: ReplicaId,
-    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Each replica's certificate by id; none for an absent one.
+    certs: Vec<Option<rustls::pki_types::CertificateDer<'static>>>,
     handoff: Vec<Option<mpsc::Sender<Connection>>>,
     clients: ClientShared,
     admission: Admission,
@@ -694,7 +694,7 @@ async fn classify(accept: &Accept, conn: Connection, shutdown: crate::shutdown::
                         .ok()
                 })
                 .and_then(|certs| certs.first().cloned());
-            let peer = presented.and_then(|c| accept.certs.iter().position(|k| *k == c));
+            let peer = presented.and_then(|c| crate::mesh::peer_of(&accept.certs, &c));
             match peer {
                 Some(p) if p < accept.me.index() => {
                     conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));

@@ -33,6 +33,33 @@ pub fn generate_identity(id: u16) -> Result<(String, String), TlsError> {
     Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
 }
 
+/// The DNS names a PEM certificate's subject alternative names list (a
+/// ceremony checks that a replica's names only its own slot: a copied
+/// certificate names another, docs/keys.md §3).
+pub fn certificate_names(pem: &str) -> Result<Vec<String>, TlsError> {
+    use der::DecodePem as _;
+    use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+    let bad = |detail: String| TlsError::Pem {
+        what: "certificate".to_string(),
+        kind: "certificate",
+        detail,
+    };
+    let cert = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let san = cert
+        .tbs_certificate
+        .get::<SubjectAltName>()
+        .map_err(|e| bad(format!("subject alternative names: {e}")))?;
+    Ok(san
+        .map(|(_, san)| san.0)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::DnsName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
 impl Identity {
     /// An identity from a certificate and a PEM private key, checked: the
     /// key must match the certificate.

@@ -37,7 +37,7 @@ enum Held {
 /// the replica serves the connection.
 async fn hold(ep: &quinn::Endpoint, info: &belfry_client::ClusterInfo, r: usize) -> Held {
     let crypto = belfry_client::tls::client_config(
-        info.replicas[r].certificate.clone(),
+        info.replicas[r].as_ref().unwrap().certificate.clone(),
         None,
         belfry_wire::CLIENT_ALPN,
     )
@@ -45,7 +45,7 @@ async fn hold(ep: &quinn::Endpoint, info: &belfry_client::ClusterInfo, r: usize)
     let connecting = ep
         .connect_with(
             quinn::ClientConfig::new(Arc::new(crypto)),
-            info.replicas[r].address,
+            info.replicas[r].as_ref().unwrap().address,
             &belfry_client::tls::server_name(r as u16),
         )
         .unwrap();

@@ -50,13 +50,16 @@ async fn flood(
     endpoint: quinn::Endpoint,
     k: usize,
 ) -> (Vec<[u8; 32]>, usize) {
-    let crypto =
-        belfry_client::tls::client_config(info.replicas[0].certificate.clone(), None, CLIENT_ALPN)
-            .unwrap();
+    let crypto = belfry_client::tls::client_config(
+        info.replicas[0].as_ref().unwrap().certificate.clone(),
+        None,
+        CLIENT_ALPN,
+    )
+    .unwrap();
     let config = quinn::ClientConfig::new(Arc::new(crypto));
     let session = Session::new(
         0,
-        info.replicas[0].address,
+        info.replicas[0].as_ref().unwrap().address,
         endpoint,
         config,
         Duration::from_secs(30),

@@ -67,16 +67,23 @@ async fn raw(
         rustls::pki_types::PrivateKeyDer<'static>,
     )>,
 ) -> Result<quinn::Connection, String> {
-    let crypto =
-        belfry_client::tls::client_config(info.replicas[0].certificate.clone(), identity, alpn)
-            .unwrap();
+    let crypto = belfry_client::tls::client_config(
+        info.replicas[0].as_ref().unwrap().certificate.clone(),
+        identity,
+        alpn,
+    )
+    .unwrap();
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(16_384u32.into())
         .receive_window(32_768u32.into());
     config.transport_config(Arc::new(t));
     let connecting = ep
-        .connect_with(config, info.replicas[0].address, "replica-0.belfry")
+        .connect_with(
+            config,
+            info.replicas[0].as_ref().unwrap().address,
+            "replica-0.belfry",
+        )
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(Duration::from_secs(10), connecting).await {
         Ok(Ok(c)) => Ok(c),
@@ -128,7 +135,7 @@ async fn a_replica_under_attack_keeps_serving_within_its_bounds() {
     for i in 0..2_000usize {
         let len = 1 + (i * 7919) % 1_400;
         let junk: Vec<u8> = (0..len).map(|k| (k * 31 + i) as u8).collect();
-        let _ = udp.send_to(&junk, info.replicas[0].address);
+        let _ = udp.send_to(&junk, info.replicas[0].as_ref().unwrap().address);
     }
 
     // Bad frames on a call stream: each stops that stream only.

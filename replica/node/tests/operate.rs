@@ -105,7 +105,11 @@ async fn metrics_endpoint_graceful_shutdown_and_restart() {
     assert!(client.tree_head(1).await.unwrap().is_some());
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let crypto = belfry_client::tls::client_config(
-        cluster.info.replicas[1].certificate.clone(),
+        cluster.info.replicas[1]
+            .as_ref()
+            .unwrap()
+            .certificate
+            .clone(),
         None,
         belfry_wire::CLIENT_ALPN,
     )

@@ -3,6 +3,7 @@
 //! written by hand (docs/keys.md, "Files"): a domain tag, then fixed-width
 //! big-endian integers and length-prefixed strings.
 
+use super::identity::{check_bindings, Binding};
 use super::roster::Roster;
 use anyhow::{bail, Context};
 use belfry_node::generate::write_file;
@@ -102,6 +103,12 @@ pub struct Plan {
     /// A refresh of an existing cluster's shares, instead of a new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<PlanRefresh>,
+    /// A bound new-key plan: per slot, in id order, the participant as
+    /// `belfry ceremony identity` prints it (`<signing key>@<address>`).
+    /// Only that key speaks for the slot (identity.rs). Empty: unbound,
+    /// and then a new key needs every slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
 }
 
 /// `[refresh]` in `plan.toml` (docs/keys.md §8).
@@ -140,7 +147,28 @@ impl Plan {
             put_str(&mut b, &r.public_keys);
             b.extend(r.switch_wave.to_be_bytes());
         }
+        if !plan.participants.is_empty() {
+            if plan.refresh.is_some() {
+                bail!(
+                    "{}: a refresh binds its slots to the cluster's members; it lists no participants",
+                    path.display()
+                );
+            }
+            b.extend(b"participants");
+            for p in plan.bindings(path)?.unwrap_or_default() {
+                b.extend(p.signing_key);
+                put_str(&mut b, &p.address);
+            }
+        }
         Ok((plan, params, policy, sha256(&[&b])))
+    }
+
+    /// A bound plan's participants, checked; none if the plan is unbound.
+    pub fn bindings(&self, path: &Path) -> anyhow::Result<Option<Vec<Binding>>> {
+        if self.participants.is_empty() {
+            return Ok(None);
+        }
+        check_bindings(path, &self.participants, usize::from(self.n)).map(Some)
     }
 }
 

@@ -24,6 +24,8 @@
 mod agree;
 mod files;
 mod finish;
+mod identity;
+mod join;
 mod outputs;
 mod roster;
 mod session;
@@ -50,8 +52,9 @@ use zeroize::Zeroizing;
 /// Arguments of `belfry ceremony`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example, four operators (docs/keys.md):
-  belfry ceremony plan --replicas 4 --shared ceremony/          (anyone; send ceremony/ to all)
-  belfry ceremony join --shared ceremony/ --id 2 --host 10.0.0.3 --secret ~/belfry/ceremony-2.toml
+  belfry ceremony identity --key ~/belfry/identity.toml --host 10.0.0.3   (each; send the line it prints)
+  belfry ceremony plan --participants LINE0,LINE1,LINE2,LINE3 --shared ceremony/   (anyone; send ceremony/ to all)
+  belfry ceremony join --shared ceremony/ --identity ~/belfry/identity.toml --secret ~/belfry/ceremony-2.toml
   belfry ceremony deal --shared ceremony/ --secret ~/belfry/ceremony-2.toml
   belfry ceremony verify --shared ceremony/ --secret ~/belfry/ceremony-2.toml
   belfry ceremony finish --shared ceremony/ --secret ~/belfry/ceremony-2.toml --out ~/belfry/
@@ -68,6 +71,9 @@ pub struct CeremonyArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum Step {
+    /// Make (or show) this operator's ceremony signing key and replica
+    /// address, the line a bound plan lists.
+    Identity(IdentityArgs),
     /// Write the plan (n, f, policy, genesis time) every operator joins.
     Plan(PlanArgs),
     /// Join: make this operator's keys and publish its roster entry.
@@ -92,11 +98,32 @@ struct PruneArgs {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  belfry ceremony plan --replicas 4 --shared ceremony/")]
+#[command(
+    after_help = "Example:\n  belfry ceremony identity --key ~/belfry/identity.toml --host 10.0.0.3"
+)]
+struct IdentityArgs {
+    /// The identity file (mode 0600; made if it does not exist, else shown).
+    #[arg(long)]
+    key: PathBuf,
+    /// To make it: this replica's host, IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100).
+    #[arg(long)]
+    host: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  belfry ceremony plan --participants KEY0@HOST0:7100,KEY1@HOST1:7100,... --shared ceremony/\n  belfry ceremony plan --replicas 4 --shared ceremony/   (unbound: every slot needed)"
+)]
 struct PlanArgs {
     /// Replicas (participants), 4 to 64; f = ⌊(n−1)/3⌋.
-    #[arg(long, required_unless_present = "refresh_of")]
+    #[arg(long, required_unless_present_any = ["refresh_of", "participants"])]
     replicas: Option<usize>,
+    /// Bind each slot to its operator: the lines `belfry ceremony identity`
+    /// printed, in slot order, comma-separated (n is their number). Only slot
+    /// i's key can publish its roster entry, and the ceremony completes
+    /// without the slots whose entries are invalid or missing.
+    #[arg(long, value_delimiter = ',', conflicts_with = "refresh_of")]
+    participants: Vec<String>,
     /// Refresh the shares of this cluster (its cluster.toml) instead of making a new key.
     #[arg(long, requires = "switch_wave")]
     refresh_of: Option<PathBuf>,
@@ -122,12 +149,16 @@ struct JoinArgs {
     /// The shared directory (with plan.toml).
     #[arg(long)]
     shared: PathBuf,
-    /// This operator's replica id, 0..n (a new key).
-    #[arg(long, required_unless_present = "config")]
+    /// This operator's replica id, 0..n (a new key, unbound plan).
+    #[arg(long, required_unless_present_any = ["config", "identity"])]
     id: Option<u16>,
-    /// This replica's host: IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100) (a new key).
-    #[arg(long, required_unless_present = "config")]
+    /// This replica's host: IPv4, [IPv6] or DNS name, with an optional :PORT (default 7100) (a new key, unbound plan).
+    #[arg(long, required_unless_present_any = ["config", "identity"])]
     host: Option<String>,
+    /// In a bound plan: this operator's identity file (`belfry ceremony identity`);
+    /// the slot is the one the plan binds to its key.
+    #[arg(long, conflicts_with_all = ["id", "host", "config"])]
+    identity: Option<PathBuf>,
     /// In a refresh: this replica's current replica-<i>.toml.
     #[arg(long, conflicts_with_all = ["id", "host"])]
     config: Option<PathBuf>,
@@ -152,7 +183,7 @@ struct DealArgs {
     #[arg(long)]
     secret: PathBuf,
     /// `deal` only: go on without participants that have no roster entry
-    /// yet (at least n − f must have one; a refresh only).
+    /// yet (at least n − f must have one; a refresh or a bound plan only).
     #[arg(long)]
     without_missing: bool,
     /// Misbehave, to show a ceremony excluding its author (tests):
@@ -188,8 +219,9 @@ struct FinishArgs {
 /// Runs `belfry ceremony`.
 pub fn run(args: &CeremonyArgs) -> anyhow::Result<ExitCode> {
     match &args.step {
+        Step::Identity(a) => identity::identity(&a.key, a.host.as_deref()).map(|()| EXIT_OK),
         Step::Plan(a) => plan(a),
-        Step::Join(a) => join(a),
+        Step::Join(a) => join::join(a),
         Step::Deal(a) => deal(a),
         Step::Verify(a) => verify(a),
         Step::Finish(a) => finish::finish(a),
@@ -207,7 +239,12 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     let plan = match &a.refresh_of {
         Some(cluster_path) => refresh_plan(a, cluster_path, nonce)?,
         None => {
-            let n = a.replicas.unwrap_or(0);
+            let n = match (a.replicas, a.participants.len()) {
+                (Some(n), 0) => n,
+                (None, k) => k,
+                (Some(n), k) if n == k => n,
+                (Some(n), k) => bail!("--replicas {n}, but --participants lists {k}"),
+            };
             let f = max_faulty(n);
             Params::new(n, f).map_err(|e| anyhow::anyhow!("--replicas {n}: {e}"))?;
             let granularity = match (a.policy.as_str(), a.granularity_us) {
@@ -227,6 +264,11 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
                 granularity_us: policy.granularity_us(),
                 genesis_time: SystemClock.now().0,
                 refresh: None,
+                participants: a
+                    .participants
+                    .iter()
+                    .map(|p| p.trim().to_string())
+                    .collect(),
             }
         }
     };
@@ -235,7 +277,14 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{}", a.shared.display()))?;
     }
     write_file(&path, &toml::to_string(&plan)?, false)?;
-    let (_, _, _, hash) = Plan::load(&path)?;
+    let (_, _, _, hash) = match Plan::load(&path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Nothing half-made stays behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
     println!(
         "belfry ceremony plan: n = {}, f = {} (any {} shares sign), policy {}, genesis time {}",
         plan.n,
@@ -244,6 +293,24 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         plan.policy,
         plan.genesis_time
     );
+    match plan.bindings(&path)? {
+        Some(bound) => {
+            println!("slots BOUND to their operators (each key and address distinct; only slot i's key can publish entry i):");
+            for (i, b) in bound.iter().enumerate() {
+                println!("  slot {i}: {b}");
+            }
+            println!(
+                "the ceremony completes with the slots whose entries are valid, at least n − f = {}; \
+                 the others are excluded and their replicas absent from cluster.toml",
+                quorum(usize::from(plan.n), usize::from(plan.f))
+            );
+        }
+        None if plan.refresh.is_none() => println!(
+            "slots UNBOUND (no --participants): anyone who can write the shared directory can contest a slot, \
+             so a new key needs every slot; a doubled or invalid entry stops the ceremony at deal"
+        ),
+        None => {}
+    }
     if let Some(r) = &plan.refresh {
         println!(
             "a REFRESH of the shares of the cluster whose public keys are {}…: the group key and the anchor stay; \
@@ -295,137 +362,8 @@ fn refresh_plan(a: &PlanArgs, cluster_path: &Path, nonce: [u8; 16]) -> anyhow::R
             public_keys: cluster.public_keys.clone(),
             switch_wave,
         }),
+        participants: Vec::new(),
     })
-}
-
-fn join(a: &JoinArgs) -> anyhow::Result<ExitCode> {
-    let (plan, params, _, plan_hash) = Plan::load(&a.shared.join("plan.toml"))?;
-    let n = params.n();
-    let mut rng = ChaCha20Rng::from_entropy();
-    let decryption = DecryptionKey::generate(&mut rng);
-    let mut signing_seed = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(&mut signing_seed[..]);
-    // A new key: a new replica identity made here. A refresh: the member's
-    // identity from its files, its note key vouching for the entry.
-    let (id, address, certificate, note_seed, tls_key, replica_file) = match &a.config {
-        Some(config) => {
-            let r = Member::load(config, &plan)?;
-            if let Some(refresh) = &plan.refresh {
-                outputs::check_switch_ahead(&r, refresh.switch_wave, a.metrics)?;
-            }
-            let me = &r.cluster.replicas[usize::from(r.file.id)];
-            let note_seed = r.note_seed(config)?;
-            (
-                r.file.id,
-                me.address.clone(),
-                me.certificate.clone(),
-                note_seed,
-                Zeroizing::new(String::new()),
-                Some(std::path::absolute(config)?.display().to_string()),
-            )
-        }
-        None => {
-            if plan.refresh.is_some() {
-                bail!(
-                    "this plan refreshes a cluster's shares: join with --config replica-<i>.toml"
-                );
-            }
-            let id = a.id.unwrap_or(u16::MAX);
-            if usize::from(id) >= n {
-                bail!("--id {id}: ids are 0..{} in this plan", n - 1);
-            }
-            let host = a.host.clone().unwrap_or_default();
-            let address = crate::keygen::addresses(
-                1,
-                std::slice::from_ref(&host),
-                crate::keygen::DEFAULT_BASE_PORT,
-            )?
-            .remove(0);
-            let mut note_seed = Zeroizing::new([0u8; 32]);
-            rng.fill_bytes(&mut note_seed[..]);
-            let (certificate, tls_key) = belfry_node::tls::generate_identity(id)?;
-            (
-                id,
-                address,
-                certificate,
-                note_seed,
-                Zeroizing::new(tls_key),
-                None,
-            )
-        }
-    };
-    let entry_path = a.shared.join("roster").join(format!("roster-{id}.toml"));
-    for p in [&a.secret, &entry_path] {
-        if p.exists() {
-            bail!(
-                "{} exists: this participant has joined already",
-                p.display()
-            );
-        }
-    }
-    let mut entry = RosterEntry {
-        id,
-        plan: hex::encode(plan_hash),
-        address: address.clone(),
-        certificate,
-        note_key: hex::encode(files::public_of(&note_seed)?),
-        encryption_key: hex::encode(decryption.public().to_bytes()),
-        signing_key: hex::encode(files::public_of(&signing_seed)?),
-        signature: String::new(),
-        member_signature: None,
-    };
-    let bytes = entry.signed_bytes(&entry_path)?;
-    entry.signature = hex::encode(files::sign(&signing_seed, &bytes)?);
-    if replica_file.is_some() {
-        entry.member_signature = Some(hex::encode(files::sign(&note_seed, &bytes)?));
-    }
-    let secret = SecretFile {
-        id,
-        plan: hex::encode(plan_hash),
-        decryption_key: hex::encode(&decryption.to_bytes()[..]),
-        signing_seed: hex::encode(&signing_seed[..]),
-        note_seed: if replica_file.is_some() {
-            String::new()
-        } else {
-            hex::encode(&note_seed[..])
-        },
-        tls_key: tls_key.to_string(),
-        replica_file: replica_file.clone(),
-    };
-    if let Some(dir) = a.secret.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-    }
-    write_file(&a.secret, &Zeroizing::new(toml::to_string(&secret)?), true)?;
-    std::fs::create_dir_all(entry_path.parent().unwrap_or(Path::new(".")))?;
-    write_file(&entry_path, &toml::to_string(&entry)?, false)?;
-    println!(
-        "belfry ceremony join: participant {id} of {n} (ceremony {}), replica address {address}",
-        plan.ceremony
-    );
-    println!(
-        "checked plan.toml: n = {n}, f = {}, policy {}, genesis time {}",
-        params.f(),
-        plan.policy,
-        plan.genesis_time
-    );
-    match &replica_file {
-        Some(f) => println!(
-            "checked {f}: replica {id} of the cluster being refreshed (its share is that cluster's); \
-             made here: a ceremony encryption key (BLS12-381) and signing key (Ed25519); the entry is also signed with the replica's note key"
-        ),
-        None => println!(
-            "made here: a TLS certificate and key, a checkpoint note key, a ceremony encryption key (BLS12-381) and signing key (Ed25519)"
-        ),
-    }
-    println!(
-        "wrote {}  SECRET (mode 0600): stays on this machine",
-        a.secret.display()
-    );
-    println!(
-        "wrote {}  public, signed: add it to the shared directory",
-        entry_path.display()
-    );
-    Ok(EXIT_OK)
 }
 
 fn byzantine(flag: &Option<String>, kind: &str, n: usize) -> anyhow::Result<Option<usize>> {

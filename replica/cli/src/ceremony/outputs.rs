@@ -40,23 +40,36 @@ pub(super) fn cluster_file(c: &Session, o: &Outcome) -> anyhow::Result<(String, 
     let genesis = belfry_replica::clock::Micros(c.plan.genesis_time);
     let params = ClusterParams::of_keys(&o.public, c.policy, genesis);
     let origin = default_origin(params.cluster_id());
+    // A slot the roster excludes (a bound plan) is listed absent: no
+    // address, certificate or note key; nobody holds its share, and the
+    // cluster runs without it, one of its f faults.
     let replicas = c
         .roster
         .members
         .iter()
-        .flatten()
-        .map(|m| ReplicaEntry {
-            id: m.entry.id,
-            address: m.entry.address.clone(),
-            certificate: m.entry.certificate.clone(),
-            note_key: Some(
-                VerifierKey {
-                    name: origin.clone(),
-                    kind: VerifierKind::Ed25519,
-                    public: m.note_key,
-                }
-                .to_string(),
-            ),
+        .enumerate()
+        .map(|(id, m)| match m {
+            Some(m) => ReplicaEntry {
+                id: m.entry.id,
+                address: m.entry.address.clone(),
+                certificate: m.entry.certificate.clone(),
+                note_key: Some(
+                    VerifierKey {
+                        name: origin.clone(),
+                        kind: VerifierKind::Ed25519,
+                        public: m.note_key,
+                    }
+                    .to_string(),
+                ),
+                absent: false,
+            },
+            None => ReplicaEntry {
+                id: id as u16,
+                address: String::new(),
+                certificate: String::new(),
+                note_key: None,
+                absent: true,
+            },
         })
         .collect();
     let anchor = TrustAnchor(o.public.group_key());

@@ -3,8 +3,9 @@
 //! Every `roster/*.toml` file is read; an entry is *attributed* to
 //! participant `i` when its own signature verifies (and, in a refresh,
 //! when replica `i`'s note key from cluster.toml signed it too: nobody
-//! else can speak for a member). Everything else proves nothing and is
-//! ignored. A participant whose attributed entries are two different ones,
+//! else can speak for a member; in a bound plan, when its signing key is
+//! the one the plan binds to slot `i`). Everything else proves nothing and
+//! is ignored. A participant whose attributed entries are two different ones,
 //! or an invalid one, or whose keys or address repeat another's, is
 //! excluded — named, with the reason — instead of stopping the ceremony.
 //!
@@ -16,6 +17,7 @@
 //! two sets of `n − f` dealers share an honest one.
 
 use super::files::{hex_array, put_str, read_bounded, toml_files, verify};
+use super::identity::Binding;
 use anyhow::bail;
 use belfry_replica::coin::dkg::EncryptionKey;
 use belfry_replica::coin::sha256;
@@ -103,6 +105,7 @@ impl RosterEntry {
         plan_hash: &[u8; 32],
         n: usize,
         cluster: Option<&belfry_node::ClusterFile>,
+        bound: Option<&[Binding]>,
     ) -> Result<(usize, [u8; 32], Checked), String> {
         let e = |x: anyhow::Error| format!("{x:#}");
         let bytes = self.signed_bytes(path).map_err(e)?;
@@ -117,6 +120,12 @@ impl RosterEntry {
         let id = usize::from(self.id);
         if id >= n {
             return Err(format!("id {id} is not below n = {n}"));
+        }
+        let binding = bound.and_then(|b| b.get(id));
+        if binding.is_some_and(|b| b.signing_key != signing) {
+            return Err(format!(
+                "not signed with the key the plan binds to slot {id}"
+            ));
         }
         let note_key: [u8; 32] = hex_array(path, "note_key", &self.note_key).map_err(e)?;
         if let Some(cluster) = cluster {
@@ -141,8 +150,50 @@ impl RosterEntry {
             }
         }
         let hash = sha256(&[&bytes]);
-        let checked = self.check(path, note_key, signing, hash, cluster);
+        let checked = match binding {
+            Some(b) => self
+                .check_bound(path, b, &note_key, &bytes)
+                .and_then(|e| e.check(path, note_key, signing, hash, cluster)),
+            None => self.check(path, note_key, signing, hash, cluster),
+        };
         Ok((id, hash, checked))
+    }
+
+    /// In a bound plan, what keeps anyone from listing another's identity
+    /// (which would get both excluded): the address is the one the plan
+    /// binds to the slot, the note key signed the entry (only its holder
+    /// can), and the certificate names this slot's replica (a copied one
+    /// names another; making one needs the copied key's holder). The
+    /// signing key is the plan's already.
+    fn check_bound(
+        self,
+        path: &Path,
+        b: &Binding,
+        note_key: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<RosterEntry, String> {
+        if self.address != b.address {
+            return Err(format!(
+                "its address {} is not {}, which the plan binds to slot {}",
+                self.address, b.address, self.id
+            ));
+        }
+        let proof: Option<[u8; 64]> = self
+            .member_signature
+            .as_deref()
+            .and_then(|s| hex_array(path, "member_signature", s).ok());
+        if !proof.is_some_and(|s| verify(note_key, bytes, &s)) {
+            return Err("its note key did not sign it (member_signature)".into());
+        }
+        let name = belfry_node::tls::server_name(self.id);
+        let names = belfry_node::tls::certificate_names(&self.certificate)
+            .map_err(|e| format!("its certificate: {e}"))?;
+        if names != [name.clone()] {
+            return Err(format!(
+                "its certificate names {names:?}, not only {name:?}"
+            ));
+        }
+        Ok(self)
     }
 
     /// The entry's content, once it is known whose it is.
@@ -184,6 +235,8 @@ impl RosterEntry {
 pub struct RosterView {
     n: usize,
     plan_hash: [u8; 32],
+    /// A bound plan (identity.rs).
+    bound: bool,
     /// By id: each distinct entry attributed to it, checked or not.
     claims: BTreeMap<usize, Claims>,
     /// Files that prove nothing about anyone, and why.
@@ -198,17 +251,19 @@ impl RosterView {
         plan_hash: &[u8; 32],
         n: usize,
         cluster: Option<&belfry_node::ClusterFile>,
+        bound: Option<&[Binding]>,
     ) -> anyhow::Result<RosterView> {
         let mut view = RosterView {
             n,
             plan_hash: *plan_hash,
+            bound: bound.is_some(),
             claims: BTreeMap::new(),
             ignored: Vec::new(),
         };
         for path in toml_files(&shared.join("roster"))? {
             let parsed = toml::from_str::<RosterEntry>(&read_bounded(&path)?)
                 .map_err(|e| e.to_string())
-                .and_then(|entry| entry.attribute(&path, plan_hash, n, cluster));
+                .and_then(|entry| entry.attribute(&path, plan_hash, n, cluster, bound));
             match parsed {
                 Ok((id, hash, checked)) => {
                     view.claims
@@ -261,7 +316,7 @@ impl RosterView {
                 (None, _) => missing.push(id),
             }
         }
-        for (id, why) in duplicates(&members) {
+        for (id, why) in duplicates(&members, self.bound) {
             members[id] = None;
             excluded.insert(id, why);
         }
@@ -290,7 +345,7 @@ impl RosterView {
                 None => return Err(format!("names an entry of participant {id} not in roster/")),
             }
         }
-        if let Some((_, why)) = duplicates(&members).into_iter().next() {
+        if let Some((_, why)) = duplicates(&members, self.bound).into_iter().next() {
             return Err(why);
         }
         Ok(Roster::new(self.plan_hash, members))
@@ -299,7 +354,15 @@ impl RosterView {
 
 /// The participants whose address, certificate or keys another uses, and
 /// why: all of them are excluded (which one copied cannot be told).
-fn duplicates(members: &[Option<Member>]) -> BTreeMap<usize, String> {
+///
+/// In a bound plan no valid entry can repeat another's address, signing
+/// key, note key or certificate (`check_bound`), and an encryption key is
+/// not checked: a participant listing another's gets rows only that other
+/// one could open — it excludes itself in effect (it cannot verify or
+/// take a share), while the other, which only ever decrypts its own slot,
+/// loses nothing. Excluding both would let one Byzantine participant
+/// remove an honest one.
+fn duplicates(members: &[Option<Member>], bound: bool) -> BTreeMap<usize, String> {
     type Key = fn(&Member) -> Vec<u8>;
     let kinds: [(&str, Key); 5] = [
         ("address", |m| m.entry.address.as_bytes().to_vec()),
@@ -310,6 +373,9 @@ fn duplicates(members: &[Option<Member>]) -> BTreeMap<usize, String> {
     ];
     let mut out = BTreeMap::new();
     for (what, key) in kinds {
+        if bound && what == "encryption key" {
+            continue;
+        }
         let mut by_value: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
         for (id, m) in members.iter().enumerate() {
             if let Some(m) = m {
@@ -435,8 +501,11 @@ pub fn named_by_deals(shared: &Path, view: &RosterView) -> anyhow::Result<Named>
 }
 
 /// Refuses a roster that cannot make a cluster: fewer than `n − f`
-/// participants, or (a new key) any participant excluded.
-pub fn check_usable(roster: &Roster, quorum: usize, refresh: bool) -> anyhow::Result<()> {
+/// participants, or (a new key from an unbound plan) any participant
+/// excluded. `bound`: a refresh, or a plan that binds its slots: only
+/// slot i's holder can contest slot i, so an excluded slot is its own
+/// holder's doing, and cluster.toml lists it absent.
+pub fn check_usable(roster: &Roster, quorum: usize, bound: bool) -> anyhow::Result<()> {
     let present = roster.present().len();
     if present < quorum {
         bail!(
@@ -444,11 +513,11 @@ pub fn check_usable(roster: &Roster, quorum: usize, refresh: bool) -> anyhow::Re
             roster.absent()
         );
     }
-    if !refresh && present < roster.members.len() {
+    if !bound && present < roster.members.len() {
         bail!(
-            "a new key needs every participant in the roster (cluster.toml lists each replica's \
-             address and certificate, and nobody holds an excluded one's): excluded {:?}; \
-             start again with a new plan (belfry ceremony plan)",
+            "a new key from an unbound plan needs every participant in the roster (anyone who can \
+             write the shared directory can contest an unbound slot): excluded {:?}; start again \
+             with a new plan, bound with --participants (belfry ceremony identity)",
             roster.absent()
         );
     }

@@ -171,7 +171,14 @@ pub(super) fn load(
         params.f(),
         plan.ceremony
     );
-    let view = RosterView::gather(shared, &plan_hash, n, member.as_ref().map(|m| &m.cluster))?;
+    let bindings = plan.bindings(&shared.join("plan.toml"))?;
+    let view = RosterView::gather(
+        shared,
+        &plan_hash,
+        n,
+        member.as_ref().map(|m| &m.cluster),
+        bindings.as_deref(),
+    )?;
     for (path, why) in &view.ignored {
         println!(
             "ignored {}: {why} (proves nothing about anyone)",
@@ -215,7 +222,7 @@ pub(super) fn load(
         });
         println!("EXCLUDED from the roster: {why}; participant {id} deals nothing, verifies nothing and gets no share");
     }
-    roster::check_usable(&roster, q, plan.refresh.is_some())?;
+    roster::check_usable(&roster, q, plan.refresh.is_some() || bindings.is_some())?;
     let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
     let signing = secret.seed(secret_path, "signing_seed")?;
     let Some(mine) = roster.member(me) else {
@@ -235,6 +242,12 @@ pub(super) fn load(
          addresses, certificates and keys all distinct; my keys are entry {me}'s",
         roster.present().len()
     );
+    if bindings.is_some() {
+        println!(
+            "checked: a bound plan: every roster entry is signed by the key the plan binds to its slot, \
+             lists the slot's address and a certificate naming its replica, and is signed by its note key"
+        );
+    }
     if let Some(m) = &member {
         println!(
             "checked: a refresh of the cluster in {}: every roster entry is the replica it lists under its id, signed with that replica's note key",
