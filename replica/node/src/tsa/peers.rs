@@ -68,7 +68,10 @@ impl PeerAuth {
     /// From this replica's TLS identity and the cluster's certificates
     /// (ECDSA P-256 or Ed25519 keys, as `belfry keygen` and the ceremony
     /// make them).
-    pub fn new(identity: &Identity, replicas: &[ReplicaEndpoint]) -> Result<PeerAuth, String> {
+    pub fn new(
+        identity: &Identity,
+        replicas: &[Option<ReplicaEndpoint>],
+    ) -> Result<PeerAuth, String> {
         let PrivateKeyDer::Pkcs8(pkcs8) = identity.key.as_ref() else {
             return Err("the TLS key is not PKCS#8".into());
         };
@@ -88,6 +91,8 @@ impl PeerAuth {
             .iter()
             .map(|r| {
                 use der::Decode as _;
+                // An absent replica (docs/keys.md) asks for nothing.
+                let r = r.as_ref()?;
                 let cert = x509_cert::Certificate::from_der(r.certificate.as_ref()).ok()?;
                 let spki = cert.tbs_certificate.subject_public_key_info;
                 let alg: &'static dyn VerificationAlgorithm = if spki.algorithm.oid == EC_PUBLIC_KEY
