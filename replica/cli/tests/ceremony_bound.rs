@@ -302,3 +302,43 @@ fn in_a_bound_plan_another_participant_cannot_contest_a_slot() {
         assert!(!out.contains("EXCLUDED"), "{out}");
     }
 }
+
+#[test]
+fn in_a_bound_plan_a_participant_that_never_joins_is_left_out_once_n_minus_f_have_joined() {
+    let ops = identities_and_bound_plan();
+    for i in 0..3 {
+        ops.join(i);
+    }
+    // Participant 3 never joins: a plain deal waits for it, naming it.
+    let waiting = ops.run("deal", 0, &[]);
+    assert_eq!(
+        code(&waiting),
+        2,
+        "{}\n{}",
+        stdout(&waiting),
+        stderr(&waiting)
+    );
+    assert!(stderr(&waiting).contains("[3]"), "{}", stderr(&waiting));
+    for i in 0..3 {
+        let out = ops.step("deal", i, &["--without-missing"]);
+        assert!(out.contains("checked roster: 3 of 4 participants"), "{out}");
+    }
+    for i in 0..3 {
+        let out = ops.step("verify", i, &[]);
+        assert!(out.contains("ACK"), "{out}");
+    }
+    for i in 0..2 {
+        assert_eq!(code(&ops.finish(i)), 3);
+    }
+    let last = ok(ops.finish(2), "finish 2");
+    assert!(last.contains("CONFIRMED: "), "{last}");
+    let cluster: toml::Table =
+        toml::from_str(&std::fs::read_to_string(ops.out(2).join("cluster.toml")).unwrap()).unwrap();
+    let replicas = cluster["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 4);
+    assert_eq!(
+        replicas[3].get("absent").and_then(|v| v.as_bool()),
+        Some(true)
+    );
+    assert!(ops.out(2).join("replica-2.toml").exists());
+}
