@@ -260,7 +260,7 @@ async fn serve_one(state: &State, mut stream: TcpStream) {
                     reason: format!("{:?}", rejection.failure),
                 })
                 .inc();
-            tracing::info!(failure = ?rejection.failure, reason = %rejection.text, "RFC 3161 request rejected");
+            tracing::debug!(failure = ?rejection.failure, reason = %rejection.text, "RFC 3161 request rejected");
             rejection.response()
         }
     };
