@@ -1,8 +1,8 @@
 //! The RFC 3161 authority's decoders (docs/rfc3161.md):
 //!
 //! - `rfc3161_request`: any bytes as a `TimeStampReq` — refused with a
-//!   failure bit, or accepted with a SHA-256 imprint whose request re-encodes
-//!   to exactly the bytes read and whose TSTInfo is built without panic.
+//!   failure bit, or accepted as a request whose canonical DER is accepted as
+//!   the same request (same log digest), and whose TSTInfo is built.
 //! - `rfc3161_token`: a real token with bytes flipped (as `receipt_tamper`
 //!   does) — `token::verify` never accepts a changed token.
 //! - `tsa_share`: any bytes as a peer's share answer — what decodes
@@ -91,12 +91,17 @@ pub fn rfc3161_request(data: &[u8]) {
     let Ok(request) = f.authority.request(data) else {
         return;
     };
-    // Accepted: DER, so the request re-encodes to the bytes read.
+    // Accepted (DER, or BER the decoder tolerates, as an explicit DEFAULT
+    // certReq FALSE): its canonical re-encoding is accepted as the same
+    // request — same imprint, nonce, certReq and log digest.
     let decoded = TimeStampReq::from_der(data).expect("an accepted request decodes");
+    let canonical = decoded.to_der().expect("re-encodes");
     assert_eq!(
-        decoded.to_der().expect("re-encodes"),
-        data,
-        "an accepted request is not DER"
+        f.authority
+            .request(&canonical)
+            .expect("its DER is accepted"),
+        request,
+        "the re-encoded request means something else"
     );
     assert_eq!(
         request.log_digest(),

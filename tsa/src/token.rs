@@ -460,6 +460,7 @@ pub enum TokenError {
 /// TSTInfo, messageDigest and the ESS certificate hash bound, the RSA
 /// signature over the DER SET OF attributes.
 pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, TokenError> {
+    let bare = TimeStampResp::from_der(bytes).is_err();
     let content = match TimeStampResp::from_der(bytes) {
         Ok(resp) => {
             // DER is one encoding: what does not re-encode to the same bytes
@@ -570,6 +571,32 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
     let y = BigUint::from_bytes_be(signer.signature.as_bytes());
     if !authority.public.verify(&x, &y) {
         return Err(TokenError::Signature);
+    }
+    // Every byte outside the signature — the status, the algorithm
+    // identifiers, the certificate carried, unsigned attributes — must be
+    // what this authority writes: the token is rebuilt from what was signed
+    // and compared whole.
+    let prepared = Prepared {
+        tst_info: tst_der.as_bytes().to_vec(),
+        attributes: attrs.clone(),
+        message: x,
+    };
+    let rebuilt = authority
+        .response(&prepared, &y, signed.certificates.is_some())
+        .map_err(|r| token(r.text))?;
+    let expected = if bare {
+        TimeStampResp::from_der(&rebuilt)
+            .ok()
+            .and_then(|r| r.time_stamp_token)
+            .and_then(|t| t.to_der().ok())
+            .unwrap_or_default()
+    } else {
+        rebuilt
+    };
+    if expected != bytes {
+        return Err(token(
+            "a field outside the signature is not as this authority writes it".into(),
+        ));
     }
     let imprint = <[u8; 32]>::try_from(tst.message_imprint.hashed_message.as_bytes())
         .map_err(|_| token("imprint is not 32 bytes".into()))?;

@@ -350,3 +350,51 @@ fn every_byte_of_the_imprint_is_bound_to_one_log_entry() {
         .expect("other nonce");
     assert_ne!(absent.log_digest(), other.log_digest());
 }
+
+#[test]
+fn a_token_changed_outside_its_signature_is_refused_too() {
+    let f = fixture();
+    let request = f
+        .authority
+        .request(&request_with(None, 9))
+        .expect("request");
+    let prepared = f
+        .authority
+        .prepare(&request, 77, 1_765_000_000_000_000)
+        .expect("prepare");
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let signed: Vec<SignatureShare> = f.shares[..2]
+        .iter()
+        .map(|s| s.sign(&prepared.message, &mut rng).expect("share"))
+        .collect();
+    let refs: Vec<&SignatureShare> = signed.iter().collect();
+    let y = f
+        .authority
+        .public()
+        .combine(&prepared.message, &refs)
+        .expect("combine")
+        .expect("valid");
+    let token_bytes = f.authority.response(&prepared, &y, true).expect("token");
+    token::verify(&token_bytes, &f.authority).expect("the token verifies");
+    // A byte of the embedded certificate (its body, past the header): not
+    // signed by the token, yet not what the authority wrote.
+    let cert = f.authority.certificate();
+    let at = token_bytes
+        .windows(cert.len())
+        .position(|w| w == cert)
+        .expect("the certificate is in the token");
+    let mut changed = token_bytes.clone();
+    changed[at + cert.len() / 2] ^= 0x01;
+    assert!(matches!(
+        token::verify(&changed, &f.authority),
+        Err(token::TokenError::Token(_))
+    ));
+    // The status granted (0) made grantedWithMods (1).
+    let mut changed = token_bytes.clone();
+    let status = changed
+        .windows(5)
+        .position(|w| w == [0x30, 0x03, 0x02, 0x01, 0x00])
+        .expect("status");
+    changed[status + 4] = 0x01;
+    assert!(token::verify(&changed, &f.authority).is_err());
+}
