@@ -13,7 +13,7 @@
 
 use belfry_node::tsa::share;
 use belfry_tsa::asn1::TimeStampReq;
-use belfry_tsa::{token, Authority, KeyShare, SignatureShare};
+use belfry_tsa::{token, Authority, KeyShare};
 use der::{Decode, Encode};
 use rand::SeedableRng;
 use std::sync::OnceLock;
@@ -47,16 +47,8 @@ pub fn fixture() -> &'static Fixture {
         let prepared = authority
             .prepare(&request, 42, 1_765_000_000_123_456)
             .expect("prepare");
-        let signed: Vec<SignatureShare> = shares[..2]
-            .iter()
-            .map(|s| s.sign(&prepared.message, &mut rng).expect("share"))
-            .collect();
-        let refs: Vec<&SignatureShare> = signed.iter().collect();
-        let y = authority
-            .public()
-            .combine(&prepared.message, &refs)
-            .expect("combine")
-            .expect("valid");
+        let y = belfry_tsa::sign_with(&[&shares[0], &shares[1]], &prepared.message, &mut rng)
+            .expect("valid shares");
         let token = authority.response(&prepared, &y, true).expect("token");
         Fixture {
             authority,

@@ -201,17 +201,9 @@ pub fn self_signed(
         .to_der()
         .map_err(|e| CertError::Malformed(e.to_string()))?;
     let x = crate::token::pkcs1_sha256(&Sha256::digest(&body).into(), public.modulus_len());
-    let signed: Vec<_> = shares
-        .iter()
-        .take(public.threshold)
-        .map(|s| s.sign(&x, rng))
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Malformed(e.to_string()))?;
-    let refs: Vec<_> = signed.iter().collect();
-    let y = public
-        .combine(&x, &refs)
-        .map_err(|e| CertError::Malformed(e.to_string()))?
-        .ok_or_else(|| CertError::Malformed("the dealer's shares do not combine".into()))?;
+    let signers: Vec<_> = shares.iter().take(public.threshold).collect();
+    let y = crate::threshold::sign_with(&signers, &x, rng)
+        .map_err(|e| CertError::Malformed(format!("the dealer's shares: {e}")))?;
     let mut sig = vec![0u8; public.modulus_len()];
     let bytes = y.to_bytes_be();
     sig[public.modulus_len() - bytes.len()..].copy_from_slice(&bytes);

@@ -10,5 +10,5 @@ pub mod cert;
 pub mod threshold;
 pub mod token;
 
-pub use threshold::{deal, Dealt, KeyShare, PublicKey, SignatureShare, ThresholdError};
+pub use threshold::{deal, sign_with, Dealt, KeyShare, PublicKey, SignatureShare, ThresholdError};
 pub use token::{Authority, Failure, Prepared, Rejection, Request, TokenError, VerifiedToken};

@@ -448,6 +448,33 @@ pub struct Dealt {
     pub secrets: Vec<Zeroizing<Vec<u8>>>,
 }
 
+/// Signs `x` with each of `shares` (distinct replicas, at least the
+/// threshold) and combines them into the RSA signature — for whoever holds
+/// several shares at once: the dealer signing the certificate, tests,
+/// benchmarks. A running cluster never does; its replicas sign one each.
+pub fn sign_with(
+    shares: &[&KeyShare],
+    x: &BigUint,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<BigUint, ThresholdError> {
+    let public =
+        shares
+            .first()
+            .map(|s| s.public().clone())
+            .ok_or(ThresholdError::TooFewShares {
+                valid: 0,
+                needed: 1,
+            })?;
+    let signed = shares
+        .iter()
+        .map(|s| s.sign(x, rng))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&SignatureShare> = signed.iter().collect();
+    public
+        .combine(x, &refs)?
+        .ok_or_else(|| ThresholdError::Key("the shares do not combine".into()))
+}
+
 impl Dealt {
     /// Every replica's share, ready to sign, and the public key they share
     /// (for the dealer's own use: the certificate, tests, benchmarks).

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use belfry_tsa::{cert, token, Authority, KeyShare, SignatureShare};
+use belfry_tsa::{cert, token, Authority, KeyShare};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -70,21 +70,8 @@ fn stamp(dir: &Path, data: &[u8], signers: &[usize], serial: u64, time_us: u64) 
         .prepare(&request, serial, time_us)
         .expect("prepare");
     let mut rng = ChaCha20Rng::seed_from_u64(serial);
-    let shares: Vec<SignatureShare> = signers
-        .iter()
-        .map(|&i| {
-            f.shares[i]
-                .sign(&prepared.message, &mut rng)
-                .expect("share")
-        })
-        .collect();
-    let refs: Vec<&SignatureShare> = shares.iter().collect();
-    let y = f
-        .authority
-        .public()
-        .combine(&prepared.message, &refs)
-        .expect("combine")
-        .expect("valid");
+    let signers: Vec<&KeyShare> = signers.iter().map(|&i| &f.shares[i]).collect();
+    let y = belfry_tsa::sign_with(&signers, &prepared.message, &mut rng).expect("valid shares");
     f.authority
         .response(&prepared, &y, request.cert_req)
         .expect("response")
@@ -274,16 +261,8 @@ fn a_3072_bit_authority_makes_tokens_openssl_verifies() {
     let prepared = authority
         .prepare(&request, 3072, 1_765_000_000_000_001)
         .expect("prepare");
-    let signed: Vec<SignatureShare> = [2, 3]
-        .iter()
-        .map(|&i| shares[i].sign(&prepared.message, &mut rng).expect("share"))
-        .collect();
-    let refs: Vec<&SignatureShare> = signed.iter().collect();
-    let y = authority
-        .public()
-        .combine(&prepared.message, &refs)
-        .expect("combine")
-        .expect("valid");
+    let y = belfry_tsa::sign_with(&[&shares[2], &shares[3]], &prepared.message, &mut rng)
+        .expect("valid shares");
     let resp = authority.response(&prepared, &y, true).expect("response");
     let (ok, text) = verify(p, &resp);
     assert!(ok, "{text}");
@@ -363,17 +342,8 @@ fn a_token_changed_outside_its_signature_is_refused_too() {
         .prepare(&request, 77, 1_765_000_000_000_000)
         .expect("prepare");
     let mut rng = ChaCha20Rng::seed_from_u64(77);
-    let signed: Vec<SignatureShare> = f.shares[..2]
-        .iter()
-        .map(|s| s.sign(&prepared.message, &mut rng).expect("share"))
-        .collect();
-    let refs: Vec<&SignatureShare> = signed.iter().collect();
-    let y = f
-        .authority
-        .public()
-        .combine(&prepared.message, &refs)
-        .expect("combine")
-        .expect("valid");
+    let y = belfry_tsa::sign_with(&[&f.shares[0], &f.shares[1]], &prepared.message, &mut rng)
+        .expect("valid shares");
     let token_bytes = f.authority.response(&prepared, &y, true).expect("token");
     token::verify(&token_bytes, &f.authority).expect("the token verifies");
     // A byte of the embedded certificate (its body, past the header): not
