@@ -9,33 +9,15 @@
 mod hand;
 mod procs;
 
-use procs::{belfry, code, digests, receipt_files, stderr, stdout, ProcCluster};
+use procs::{belfry, code, digests, ok, receipt_files, s, stderr, stdout, ProcCluster};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const NO_GROUP_SECRET: &str =
     "checked: this process constructed no group secret key (dealer calls on this thread: 0)";
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(procs::BELFRY)
-        .args(args)
-        .env_remove("BELFRY_PASSPHRASE")
-        .env_remove("BELFRY_PASSPHRASE_FILE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert_eq!(code(&o), 0, "{what}: {}\n{}", stderr(&o), stdout(&o));
-    stdout(&o)
-}
+use procs::belfry_env as run;
 
 struct Operators {
     dir: tempfile::TempDir,

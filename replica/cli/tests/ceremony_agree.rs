@@ -10,29 +10,11 @@
 
 mod procs;
 
-use procs::{belfry, code, stderr, stdout};
+use procs::{belfry, code, ok, s, stderr, stdout};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(procs::BELFRY)
-        .args(args)
-        .env_remove("BELFRY_PASSPHRASE")
-        .env_remove("BELFRY_PASSPHRASE_FILE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert_eq!(code(&o), 0, "{what}: {}\n{}", stderr(&o), stdout(&o));
-    stdout(&o)
-}
+use procs::belfry_env as run;
 
 /// One ceremony's operators in a temporary directory.
 struct Ops {

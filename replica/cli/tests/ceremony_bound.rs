@@ -9,20 +9,11 @@
 mod hand;
 mod procs;
 
-use procs::{belfry, code, digests, receipt_files, stderr, stdout, ProcCluster};
-use std::path::{Path, PathBuf};
+use procs::{belfry, code, digests, ok, receipt_files, s, stderr, stdout, ProcCluster};
+use std::path::PathBuf;
 
 const NO_GROUP_SECRET: &str =
     "checked: this process constructed no group secret key (dealer calls on this thread: 0)";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn ok(o: std::process::Output, what: &str) -> String {
-    assert_eq!(code(&o), 0, "{what}: {}\n{}", stderr(&o), stdout(&o));
-    stdout(&o)
-}
 
 struct Operators {
     dir: tempfile::TempDir,

@@ -25,6 +25,30 @@ pub fn belfry(args: &[&str]) -> Output {
 }
 
 /// The exit code (a signal is a failure).
+/// Runs `belfry` with `args` and only the passphrase variables of `env`
+/// (none inherited), stdin closed.
+pub fn belfry_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BELFRY)
+        .args(args)
+        .env_remove("BELFRY_PASSPHRASE")
+        .env_remove("BELFRY_PASSPHRASE_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A path as the `&str` an argument list takes (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The output of a command that must have exited 0 (`what` names it).
+pub fn ok(o: Output, what: &str) -> String {
+    assert_eq!(code(&o), 0, "{what}: {}\n{}", stderr(&o), stdout(&o));
+    stdout(&o)
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
