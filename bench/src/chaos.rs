@@ -131,6 +131,11 @@ impl Procs {
         Ok(())
     }
 
+    /// Replicas in the cluster.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// The running replicas' process ids.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.nodes.iter().flatten().map(Child::id).collect()
@@ -143,6 +148,17 @@ impl Procs {
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    }
+
+    /// Replica `i`'s peak resident memory so far (VmHWM), bytes.
+    pub(crate) fn peak_rss_bytes(&self, i: usize) -> Option<u64> {
+        let pid = self.nodes[i].as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
     }

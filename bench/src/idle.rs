@@ -4,7 +4,7 @@
 //! second, read from `/proc` and the replicas' Prometheus metrics over a
 //! window after they all joined.
 
-use crate::chaos::start_cluster;
+use crate::chaos::{start_cluster, Procs};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,6 +69,12 @@ pub fn run(
         anyhow::bail!("the replicas did not all join within 60 s");
     }
     std::thread::sleep(settle);
+    Ok(measure(&procs, window))
+}
+
+/// Measures the running replicas of `procs`, idle, over `window`.
+pub(crate) fn measure(procs: &Procs, window: Duration) -> IdleReport {
+    let n = procs.len();
     let names = [
         "belfry_round",
         "belfry_wave",
@@ -83,7 +89,7 @@ pub fn run(
             .collect()
     };
     let bytes = |i: usize| -> f64 {
-        (0..4)
+        (0..n)
             .filter(|p| *p != i)
             .map(|p| {
                 procs
@@ -93,7 +99,7 @@ pub fn run(
             .sum()
     };
     let pids = procs.pids();
-    let before: Vec<(Vec<f64>, f64, f64)> = (0..4)
+    let before: Vec<(Vec<f64>, f64, f64)> = (0..n)
         .map(|i| {
             (
                 sample(i),
@@ -106,7 +112,7 @@ pub fn run(
     std::thread::sleep(window);
     let secs = t.elapsed().as_secs_f64();
     let r = |x: f64| (x * 100.0).round() / 100.0;
-    let replicas: Vec<IdleReplica> = (0..4)
+    let replicas: Vec<IdleReplica> = (0..n)
         .map(|i| {
             let now = sample(i);
             let d = |k: usize| (now[k] - before[i].0[k]) / secs;
@@ -123,12 +129,12 @@ pub fn run(
         })
         .collect();
     let max = |f: fn(&IdleReplica) -> f64| replicas.iter().map(f).fold(0.0, f64::max);
-    Ok(IdleReport {
+    IdleReport {
         window_s: r(secs),
         idle_messages_per_s: r(replicas.iter().map(|x| x.frames_out_per_s).sum()),
         idle_fsyncs_per_s: max(|x| x.fsyncs_per_s),
         idle_log_entries_per_s: max(|x| x.log_entries_per_s),
         idle_cpu_max: max(|x| x.cpu),
         replicas,
-    })
+    }
 }

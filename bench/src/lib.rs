@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod chaos;
+pub mod cluster_bench;
 pub mod coin_bench;
 pub mod dag_bench;
 pub mod flood;

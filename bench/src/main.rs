@@ -122,6 +122,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// belfry end to end against a single trusted sequencer in the same run:
+    /// real node processes under an open-loop load, every receipt verified;
+    /// submit → ordered / signed inclusion / verified receipt percentiles,
+    /// throughput, CPU, memory, syncs and bytes per digest.
+    Cluster {
+        /// Replicas of the cluster (n >= 4; the baseline is one).
+        #[arg(long, default_value_t = 4)]
+        replicas: usize,
+        /// Digests per second offered (the first step of a sweep).
+        #[arg(long, default_value_t = 5_000.0)]
+        rate: f64,
+        /// Seconds of load per step.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Digests per stamp call.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Client connections the calls are spread over.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Raise the rate by half each step until the cluster stops keeping
+        /// up, then measure half and twice the saturation rate.
+        #[arg(long)]
+        sweep: bool,
+        /// Skip the single-sequencer baseline.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Seconds the idle cluster is measured before the load (0: skip).
+        #[arg(long, default_value_t = 10)]
+        idle: u64,
+        /// Write the latency-throughput plot (SVG) here.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What an idle cluster of four node processes costs per replica: CPU,
     /// rounds, waves, Ticks, fsyncs and messages per second.
     Idle {
@@ -335,6 +375,44 @@ fn run() -> anyhow::Result<()> {
             }
             if !failed.is_empty() {
                 anyhow::bail!("chaos found violations with seeds {failed:?}");
+            }
+        }
+        Command::Cluster {
+            replicas,
+            rate,
+            duration,
+            batch,
+            clients,
+            sweep,
+            no_baseline,
+            idle,
+            svg,
+            belfry,
+            json,
+        } => {
+            if duration == 0 {
+                anyhow::bail!("--duration must be >= 1");
+            }
+            let tmp = tempfile::tempdir()?;
+            let config = belfry_bench::cluster_bench::ClusterBenchConfig {
+                replicas,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                batch,
+                clients,
+                sweep,
+                baseline: !no_baseline,
+                idle: std::time::Duration::from_secs(idle),
+                belfry: belfry_binary(belfry)?,
+            };
+            let r = belfry_bench::cluster_bench::run(&config, tmp.path())?;
+            if let Some(path) = svg {
+                std::fs::write(&path, belfry_bench::cluster_bench::svg(&r)?)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", belfry_bench::cluster_bench::table(&r));
             }
         }
         Command::Idle {

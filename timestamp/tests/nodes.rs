@@ -115,3 +115,52 @@ fn nodes_beyond_the_log_are_dropped() {
     let t = MerkleTree::with_store(nodes, 40);
     assert_eq!(t.root(), memory_tree(&all[..40]).root());
 }
+
+#[test]
+fn proofs_agree_inside_and_beyond_the_tail_kept_in_memory() {
+    use belfry_timestamp::store::TAIL_NODES;
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2 * TAIL_NODES as u64 + 1_234;
+    let all = leaves(n);
+    let mem = memory_tree(&all);
+    // Synced in uneven steps, so the tail is trimmed mid-batch.
+    let mut file = MerkleTree::with_store(FileNodes::open(dir.path(), 0).unwrap(), 0);
+    for (i, l) in all.iter().enumerate() {
+        file.push(*l);
+        if i % 1_009 == 0 {
+            file.store_mut().sync().unwrap();
+        }
+    }
+    file.store_mut().sync().unwrap();
+    // Old leaves (read from the files), recent ones (the tail), the last.
+    let probe = [
+        0,
+        7,
+        TAIL_NODES as u64 - 1,
+        n - TAIL_NODES as u64,
+        n - 2,
+        n - 1,
+    ];
+    for &i in &probe {
+        assert_eq!(
+            file.inclusion_proof(i, n).unwrap(),
+            mem.inclusion_proof(i, n).unwrap(),
+            "leaf {i}"
+        );
+    }
+    assert_eq!(
+        file.consistency_proof(n / 3, n).unwrap(),
+        mem.consistency_proof(n / 3, n).unwrap()
+    );
+    drop(file);
+    // Reopened: the tail is read back from the files.
+    let file = MerkleTree::with_store(FileNodes::open(dir.path(), n).unwrap(), n);
+    assert_eq!(file.root(), mem.root_at(n).unwrap());
+    for &i in &probe {
+        assert_eq!(
+            file.inclusion_proof(i, n).unwrap(),
+            mem.inclusion_proof(i, n).unwrap(),
+            "leaf {i} after reopen"
+        );
+    }
+}

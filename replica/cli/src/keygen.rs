@@ -32,7 +32,8 @@ pub const DEFAULT_GRANULARITY_US: u64 = 1_000;
 Copy cluster.toml to every replica and every client; copy replica-<i>.toml to
 replica i's machine only (it holds that replica's secret key share).")]
 pub struct KeygenArgs {
-    /// Replicas in the cluster (n >= 4; f = ⌊(n−1)/3⌋ of them may be Byzantine).
+    /// Replicas in the cluster (n >= 4; f = ⌊(n−1)/3⌋ of them may be Byzantine;
+    /// or 1: a single trusted sequencer with no fault tolerance, the benchmark baseline).
     #[arg(long)]
     pub replicas: usize,
     /// Directory to write the files to (created; existing cluster files are never overwritten).
@@ -132,9 +133,9 @@ pub fn addresses(n: usize, hosts: &[String], base_port: u16) -> anyhow::Result<V
 /// Runs `belfry keygen`.
 pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     let n = args.replicas;
-    if !(4..=MAX_REPLICAS).contains(&n) {
+    if n != 1 && !(4..=MAX_REPLICAS).contains(&n) {
         bail!(
-            "--replicas {n}: a cluster needs at least 4 replicas (n >= 3f + 1 with f >= 1) and at most {MAX_REPLICAS}"
+            "--replicas {n}: a cluster needs at least 4 replicas (n >= 3f + 1 with f >= 1) and at most {MAX_REPLICAS}, or exactly 1 (a single trusted sequencer, f = 0: the benchmark baseline)"
         );
     }
     if args.base_port == 0 {

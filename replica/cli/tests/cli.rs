@@ -107,6 +107,7 @@ fn keygen_writes_public_and_0600_secret_files_and_refuses_bad_input() {
         assert!(!d.join("cluster.toml").exists());
     };
     bad(&["--replicas", "3"], "at least 4");
+    bad(&["--replicas", "2"], "exactly 1");
     bad(&["--replicas", "4", "--hosts", "a,b,c"], "3 hosts");
     bad(&["--replicas", "4", "--hosts", "a,b,c,d_e"], "d_e");
     bad(&["--replicas", "4", "--hosts", "a:1,a:1,c,d"], "a:1");
@@ -117,6 +118,14 @@ fn keygen_writes_public_and_0600_secret_files_and_refuses_bad_input() {
     bad(&["--replicas", "4", "--granularity-us", "5"], "clock");
     let o = belfry(&["keygen", "--replicas", "four", "--out", "x"]);
     assert_eq!(code(&o), 2);
+    // One replica (f = 0) is a single trusted sequencer: the benchmark's
+    // baseline; its files load like any cluster's.
+    let solo = dir.path().join("solo");
+    let o = belfry(&["keygen", "--replicas", "1", "--out", solo.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(solo.join("cluster.toml")).unwrap();
+    assert!(text.contains("n = 1") && text.contains("f = 0"), "{text}");
+    assert!(solo.join("replica-0.toml").exists() && !solo.join("replica-1.toml").exists());
 
     // The node refuses a secret file others can read.
     let secret = out.join("replica-0.toml");

@@ -26,6 +26,10 @@ use std::path::{Path, PathBuf};
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("digest_index");
 const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("signed_heads");
+/// redb's page cache (its default is 1 GiB, which a long log would fill):
+/// entries and index rows of the recent past stay cached, older reads go to
+/// the file (and the kernel's page cache).
+pub const REDB_CACHE_BYTES: usize = 64 << 20;
 /// Each witness's last cosignature (docs/checkpoints.md), by its key.
 const COSIGNATURES: TableDefinition<&str, &[u8]> = TableDefinition::new("cosignatures");
 
@@ -114,7 +118,10 @@ impl FileLog {
             source,
         })?;
         let path = dir.join("log.redb");
-        let db = Database::create(&path).map_err(db_err(&path))?;
+        let db = Database::builder()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(&path)
+            .map_err(db_err(&path))?;
         {
             let tx = db.begin_write().map_err(db_err(&path))?;
             tx.open_table(ENTRIES).map_err(db_err(&path))?;

@@ -591,11 +591,11 @@ impl ClusterFile {
     /// offline verifier needs, without any name resolution.
     pub fn params(&self, path: &Path) -> Result<(ClusterParams, Arc<PublicKeys>), ConfigError> {
         let n = usize::from(self.n);
-        if n < 4 || usize::from(self.f) > max_faulty(n) {
+        if !(n == 1 || n >= 4) || usize::from(self.f) > max_faulty(n) {
             return Err(invalid(
                 path,
                 format!(
-                    "n = {}, f = {}: need n >= 4 and f <= (n - 1) / 3",
+                    "n = {}, f = {}: need n >= 4 (or n = 1, a single trusted sequencer) and f <= (n - 1) / 3",
                     self.n, self.f
                 ),
             ));

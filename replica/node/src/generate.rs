@@ -102,8 +102,12 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         path: dir.to_path_buf(),
         what,
     };
-    if n < 4 {
-        return Err(invalid(format!("{n} replicas: a cluster needs at least 4")));
+    if !(n == 1 || n >= 4) {
+        // n = 1 (f = 0) is one trusted sequencer running the same code with
+        // no peers: no fault tolerance, the benchmark's baseline.
+        return Err(invalid(format!(
+            "{n} replicas: a cluster needs at least 4 (or exactly 1, a single trusted sequencer)"
+        )));
     }
     for (i, a) in options.addresses.iter().enumerate() {
         crate::config::check_address(a).map_err(|e| invalid(format!("replica {i}: {e}")))?;

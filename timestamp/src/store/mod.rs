@@ -13,7 +13,7 @@ mod nodes;
 mod segment;
 
 pub use log::{extended_root, Frontier, LogReadError, LogStore, MemoryLog, Overlay};
-pub use nodes::FileNodes;
+pub use nodes::{FileNodes, TAIL_NODES};
 #[doc(hidden)]
 pub use segment::scan_segment;
 pub use segment::{Opened, SegmentLog, StoreError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};

@@ -1,27 +1,80 @@
 //! Merkle tree nodes on disk: one file per level (`level-NN.bin`), each an
 //! array of 32-byte complete-subtree hashes, so the hash at (level, index) is
 //! at offset `32 · index` and a proof costs O(log n) positioned reads.
+//!
+//! Each level also keeps its last [`TAIL_NODES`] stored hashes in memory: a
+//! proof for one of the last `TAIL_NODES` leaves — every fresh receipt —
+//! needs only nodes within that tail of each level (the sibling of leaf `i`
+//! at level `k` is `(i >> k) ^ 1`), so it costs no read at all. Memory is
+//! bounded: at most `TAIL_NODES` × 32 bytes per level (256 KiB; a log of a
+//! billion entries has 30 levels, and the upper ones hold fewer nodes).
 
 use super::segment::StoreError;
 use crate::merkle::{node_hash, Hash, NodeStore};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// Stored hashes each level keeps in memory, the most recent ones.
+pub const TAIL_NODES: usize = 8_192;
 
 struct Level {
     file: File,
     path: PathBuf,
     flushed: u64,
     buffer: Vec<Hash>,
+    /// The last stored hashes: indices `flushed - tail.len() .. flushed`.
+    tail: VecDeque<Hash>,
 }
 
 impl Level {
+    fn new(file: File, path: PathBuf, flushed: u64) -> Level {
+        let mut level = Level {
+            file,
+            path,
+            flushed,
+            buffer: Vec::new(),
+            tail: VecDeque::new(),
+        };
+        level.load_tail();
+        level
+    }
+
+    /// Reads the last [`TAIL_NODES`] stored hashes into the tail (one read;
+    /// on a failure the tail stays empty and reads go to the file).
+    fn load_tail(&mut self) {
+        let count = self.flushed.min(TAIL_NODES as u64);
+        let mut bytes = vec![0u8; count as usize * 32];
+        if self
+            .file
+            .read_exact_at(&mut bytes, (self.flushed - count) * 32)
+            .is_ok()
+        {
+            self.tail = bytes
+                .chunks_exact(32)
+                .map(|c| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect();
+        }
+    }
+
     fn len(&self) -> u64 {
         self.flushed + self.buffer.len() as u64
     }
 
     fn read(&self, index: u64) -> Option<Hash> {
         if index < self.flushed {
+            let tail_start = self.flushed - self.tail.len() as u64;
+            if index >= tail_start {
+                return self
+                    .tail
+                    .get(usize::try_from(index - tail_start).ok()?)
+                    .copied();
+            }
             let mut h = [0u8; 32];
             self.file.read_exact_at(&mut h, index * 32).ok()?;
             Some(h)
@@ -86,12 +139,7 @@ impl FileNodes {
             let on_disk = file.metadata().map_err(io(&path))?.len() / 32;
             let keep = on_disk.min(below);
             file.set_len(keep * 32).map_err(io(&path))?;
-            nodes.levels.push(Level {
-                file,
-                path,
-                flushed: keep,
-                buffer: Vec::new(),
-            });
+            nodes.levels.push(Level::new(file, path, keep));
             if level > 0 {
                 // Recompute parents the crash lost, from their children.
                 let expected = nodes.levels[level as usize - 1].len() / 2;
@@ -139,7 +187,10 @@ impl FileNodes {
                 .and_then(|()| l.file.sync_data())
                 .map_err(io(&l.path))?;
             l.flushed += l.buffer.len() as u64;
-            l.buffer.clear();
+            l.tail.extend(l.buffer.drain(..));
+            while l.tail.len() > TAIL_NODES {
+                l.tail.pop_front();
+            }
         }
         Ok(())
     }
@@ -160,12 +211,7 @@ impl NodeStore for FileNodes {
                 .truncate(true)
                 .open(&path)
             {
-                Ok(file) => self.levels.push(Level {
-                    file,
-                    path,
-                    flushed: 0,
-                    buffer: Vec::new(),
-                }),
+                Ok(file) => self.levels.push(Level::new(file, path, 0)),
                 Err(source) => {
                     self.error.get_or_insert(StoreError::Io { path, source });
                     return;

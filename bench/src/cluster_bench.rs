@@ -1,0 +1,866 @@
+//! `belfry-bench cluster`: belfry end to end against a single trusted
+//! sequencer, in one run. Both are `belfry node` processes from `belfry
+//! keygen` on loopback: the cluster of `--replicas` replicas, then the
+//! baseline — one replica (`keygen --replicas 1`, f = 0): the same client
+//! API, durable log and receipts, tree heads signed by one BLS key, no peers
+//! and nobody to agree with. Each is driven by the same open-loop generator
+//! in this process: stamp calls of `--batch` digests issued on a fixed
+//! schedule at `--rate` digests/s over `--clients` client connections,
+//! whatever the answers do, every receipt verified against the anchor.
+//!
+//! Each digest carries the time its call was due, so latency counts from the
+//! schedule (no coordinated omission) and three points are timed: submit →
+//! ordered (the digest's entry on the ordered stream of one replica),
+//! submit → signed inclusion (a signed tree head covering its index, from the
+//! head stream), submit → verified receipt (the stamp call returned every
+//! receipt verified). `--sweep` raises the rate by half each step until the
+//! system stops keeping up, then measures half and twice the saturation rate.
+
+use crate::chaos::{start_cluster, Procs};
+use crate::idle::{cpu_seconds, measure, IdleReport};
+use anyhow::bail;
+use belfry_client::{Client, ClientOptions, Fanout};
+use belfry_replica::timestamp::Entry;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings.
+#[derive(Clone, Debug)]
+pub struct ClusterBenchConfig {
+    /// Replicas of the system under test (n >= 4).
+    pub replicas: usize,
+    /// Offered digests per second (the first step of a sweep).
+    pub rate: f64,
+    /// Seconds of load per step.
+    pub duration: Duration,
+    /// Digests per stamp call.
+    pub batch: usize,
+    /// Client connections the calls are spread over.
+    pub clients: usize,
+    /// Raise the rate to saturation, then measure half and twice it.
+    pub sweep: bool,
+    /// Also run the single-sequencer baseline.
+    pub baseline: bool,
+    /// Seconds of idle measured on the cluster before the load (0: none).
+    pub idle: Duration,
+    /// The `belfry` binary.
+    pub belfry: PathBuf,
+}
+
+/// Latency percentiles, ms.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Digests timed.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// The slowest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| (us as f64 / 100.0).round() / 10.0;
+        Latency {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// One step: a rate offered for the step's duration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    /// Digests per second the schedule offered.
+    pub offered_digests_per_s: f64,
+    /// Digests per second whose calls completed with every receipt verified,
+    /// over the step after its first fifth (the steady state).
+    pub throughput_digests_per_s: f64,
+    /// Digests offered in the step.
+    pub offered: u64,
+    /// Digests with a verified receipt (in-flight calls drained at the end).
+    pub verified: u64,
+    /// Stamp calls that failed (timed out or refused) or did not finish
+    /// within the drain limit.
+    pub failed_calls: u64,
+    /// Submit → the entry on one replica's ordered stream.
+    pub ordered: Latency,
+    /// Submit → a signed tree head covering the entry.
+    pub inclusion: Latency,
+    /// Submit → the call returned every receipt verified.
+    pub receipt: Latency,
+    /// CPU of all replicas together, cores (seconds per second), over the
+    /// step and its drain.
+    pub replicas_cpu: f64,
+    /// Replica CPU per verified digest, all replicas together, µs.
+    pub cpu_us_per_digest: f64,
+    /// CPU of this process (the generator, its clients and verification).
+    pub generator_cpu: f64,
+    /// Journal and log syncs per second, the mean of the replicas.
+    pub fsyncs_per_s: f64,
+    /// Bytes each replica sent to its peers per verified digest (mean).
+    pub peer_bytes_per_digest: f64,
+    /// Bytes all replicas sent to clients per verified digest (receipt
+    /// pushes and answers, and the one ordered and head stream followed).
+    pub client_bytes_per_digest: f64,
+    /// Each replica's resident memory at the end of the step, bytes.
+    pub rss_bytes: Vec<u64>,
+}
+
+/// One system: the cluster or the baseline.
+#[derive(Clone, Debug, Serialize)]
+pub struct SystemReport {
+    /// What ran.
+    pub name: String,
+    /// Its replicas.
+    pub replicas: usize,
+    /// Steps in the order run.
+    pub points: Vec<Point>,
+    /// The highest throughput of any step.
+    pub saturation_digests_per_s: f64,
+    /// Each replica's resident memory 30 and 60 s into the load (when it
+    /// lasted that long), bytes.
+    pub rss_at_30s: Option<Vec<u64>>,
+    /// Likewise.
+    pub rss_at_60s: Option<Vec<u64>>,
+    /// The largest peak resident memory (VmHWM) of any replica, bytes.
+    pub peak_rss_bytes_max: u64,
+    /// The idle cluster before the load, when measured.
+    pub idle: Option<IdleReport>,
+}
+
+/// The report. The headline fields are the cluster's: without `--sweep` its
+/// one step; with it, the saturation throughput and the latency at half of
+/// it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterBenchReport {
+    /// Digests per second.
+    pub throughput_digests_per_s: f64,
+    /// Submit → signed inclusion, ms.
+    pub p50_inclusion_ms: f64,
+    /// Likewise.
+    pub p99_inclusion_ms: f64,
+    /// The baseline's, in the same run.
+    pub baseline_throughput_digests_per_s: Option<f64>,
+    /// The cluster's throughput over the baseline's.
+    pub throughput_ratio_to_baseline: Option<f64>,
+    /// The largest peak RSS of a replica of the cluster, bytes.
+    pub peak_rss_bytes_max: u64,
+    /// The idle cluster: frames to peers per second, all replicas together.
+    pub idle_messages_per_s: Option<f64>,
+    /// The idle cluster: the most syncs per second of one replica.
+    pub idle_fsyncs_per_s: Option<f64>,
+    /// The idle cluster: the most log entries per second of one replica.
+    pub idle_log_entries_per_s: Option<f64>,
+    /// The cluster.
+    pub belfry: SystemReport,
+    /// The baseline.
+    pub baseline: Option<SystemReport>,
+    /// Settings, as text.
+    pub settings: String,
+}
+
+/// The most steps a sweep takes before it stops raising the rate.
+const MAX_SWEEP_STEPS: usize = 10;
+/// How long calls still in flight at a step's end may take to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs the benchmark in `dir`.
+pub fn run(config: &ClusterBenchConfig, dir: &Path) -> anyhow::Result<ClusterBenchReport> {
+    if config.replicas < 4 {
+        bail!("--replicas must be at least 4 (the baseline is the 1-replica run)");
+    }
+    if !config.rate.is_finite() || config.rate <= 0.0 || config.batch == 0 || config.clients == 0 {
+        bail!("--rate, --batch and --clients must be positive");
+    }
+    if config.batch > belfry_client::MAX_DIGESTS_PER_SUBMIT {
+        bail!(
+            "--batch must be at most {}",
+            belfry_client::MAX_DIGESTS_PER_SUBMIT
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let belfry = system(
+        config,
+        &runtime,
+        config.replicas,
+        format!("belfry, n = {}", config.replicas),
+        &dir.join("cluster"),
+    )?;
+    // The baseline under the same schedule: the same rate, or a sweep of
+    // its own to its own saturation.
+    let baseline = if config.baseline {
+        Some(system(
+            config,
+            &runtime,
+            1,
+            "baseline: one sequencer, n = 1".to_string(),
+            &dir.join("baseline"),
+        )?)
+    } else {
+        None
+    };
+    let headline = if config.sweep {
+        let half = belfry.saturation_digests_per_s / 2.0;
+        nearest(&belfry.points, half)
+    } else {
+        belfry.points.first()
+    };
+    let idle = belfry.idle.as_ref();
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(ClusterBenchReport {
+        throughput_digests_per_s: belfry.saturation_digests_per_s,
+        p50_inclusion_ms: headline.map_or(0.0, |p| p.inclusion.p50_ms),
+        p99_inclusion_ms: headline.map_or(0.0, |p| p.inclusion.p99_ms),
+        baseline_throughput_digests_per_s: baseline.as_ref().map(|b| b.saturation_digests_per_s),
+        throughput_ratio_to_baseline: baseline
+            .as_ref()
+            .filter(|b| b.saturation_digests_per_s > 0.0)
+            .map(|b| r2(belfry.saturation_digests_per_s / b.saturation_digests_per_s)),
+        peak_rss_bytes_max: belfry.peak_rss_bytes_max,
+        idle_messages_per_s: idle.map(|i| i.idle_messages_per_s),
+        idle_fsyncs_per_s: idle.map(|i| i.idle_fsyncs_per_s),
+        idle_log_entries_per_s: idle.map(|i| i.idle_log_entries_per_s),
+        settings: format!(
+            "{} replicas; {} s per step; calls of {} digests over {} clients, fanout all; {}",
+            config.replicas,
+            config.duration.as_secs(),
+            config.batch,
+            config.clients,
+            if config.sweep {
+                format!("sweep from {} digests/s", config.rate)
+            } else {
+                format!("{} digests/s offered", config.rate)
+            }
+        ),
+        belfry,
+        baseline,
+    })
+}
+
+/// The step whose offered rate is nearest `rate`.
+fn nearest(points: &[Point], rate: f64) -> Option<&Point> {
+    points.iter().min_by(|a, b| {
+        let d = |p: &Point| (p.offered_digests_per_s - rate).abs();
+        d(a).total_cmp(&d(b))
+    })
+}
+
+/// Starts `n` replicas in `dir`, measures them idle (the cluster only), then
+/// runs the steps: the configured rate, or a sweep.
+fn system(
+    config: &ClusterBenchConfig,
+    runtime: &tokio::runtime::Runtime,
+    n: usize,
+    name: String,
+    dir: &Path,
+) -> anyhow::Result<SystemReport> {
+    std::fs::create_dir_all(dir)?;
+    let (procs, cluster) = start_cluster(&config.belfry, n, dir)?;
+    if !procs.wait_joined(Duration::from_secs(60)) {
+        bail!("{name}: the replicas did not all join within 60 s");
+    }
+    let idle = if n > 1 && !config.idle.is_zero() {
+        // A replica keeps the fast pace for 10 s after it starts.
+        std::thread::sleep(Duration::from_secs(12));
+        Some(measure(&procs, config.idle))
+    } else {
+        None
+    };
+    let options = ClientOptions {
+        fanout: Fanout::All,
+        stamp_timeout: Duration::from_secs(60),
+        ..ClientOptions::default()
+    };
+    let (clients, follower) = {
+        let _guard = runtime.enter();
+        let clients = (0..config.clients)
+            .map(|_| Client::new(cluster.client_info(), options.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        (clients, Client::new(cluster.client_info(), options)?)
+    };
+    let memory = Arc::new(Mutex::new(MemoryWatch::default()));
+    let mut points = Vec::new();
+    let mut step = 0u8;
+    let mut run_step = |rate: f64, points: &mut Vec<Point>| -> anyhow::Result<()> {
+        step += 1;
+        let p = runtime.block_on(load_step(
+            config, &procs, &clients, &follower, rate, step, &name, &memory,
+        ))?;
+        eprintln!(
+            "{name}: {} digests/s offered, {} achieved, {} calls failed; signed inclusion p50 {} ms, p99 {} ms",
+            p.offered_digests_per_s,
+            p.throughput_digests_per_s,
+            p.failed_calls,
+            p.inclusion.p50_ms,
+            p.inclusion.p99_ms
+        );
+        points.push(p);
+        // Let what is left settle before the next step.
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    };
+    if config.sweep {
+        {
+            let mut rate = config.rate;
+            for _ in 0..MAX_SWEEP_STEPS {
+                run_step(rate, &mut points)?;
+                let Some(p) = points.last() else { break };
+                if p.throughput_digests_per_s < 0.9 * rate || p.failed_calls > 0 {
+                    break;
+                }
+                rate = (rate * 1.5).round();
+            }
+            let saturation = saturation(&points);
+            for r in [saturation / 2.0, saturation * 2.0] {
+                run_step(r.round().max(1.0), &mut points)?;
+            }
+        }
+    } else {
+        run_step(config.rate, &mut points)?;
+    }
+    let peak = (0..n).filter_map(|i| procs.peak_rss_bytes(i)).max();
+    let m = memory.lock().map(|m| m.clone()).unwrap_or_default();
+    Ok(SystemReport {
+        name,
+        replicas: n,
+        saturation_digests_per_s: saturation(&points),
+        points,
+        rss_at_30s: m.at_30s,
+        rss_at_60s: m.at_60s,
+        peak_rss_bytes_max: peak.unwrap_or(0),
+        idle,
+    })
+}
+
+fn saturation(points: &[Point]) -> f64 {
+    points
+        .iter()
+        .map(|p| p.throughput_digests_per_s)
+        .fold(0.0, f64::max)
+}
+
+/// Resident memory sampled as the load goes on (across steps).
+#[derive(Clone, Debug, Default)]
+struct MemoryWatch {
+    loaded: Duration,
+    at_30s: Option<Vec<u64>>,
+    at_60s: Option<Vec<u64>>,
+}
+
+impl MemoryWatch {
+    fn advance(&mut self, by: Duration, procs: &Procs) {
+        let before = self.loaded;
+        self.loaded += by;
+        let rss = || {
+            (0..procs.len())
+                .map(|i| procs.rss_bytes(i).unwrap_or(0))
+                .collect()
+        };
+        if before < Duration::from_secs(30) && self.loaded >= Duration::from_secs(30) {
+            self.at_30s = Some(rss());
+        }
+        if before < Duration::from_secs(60) && self.loaded >= Duration::from_secs(60) {
+            self.at_60s = Some(rss());
+        }
+    }
+}
+
+/// A digest that carries the step and the µs (since `t0`) its call was due.
+fn digest(step: u8, due_us: u64, call: u64, j: u64) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d[0] = 0xbe;
+    d[1] = step;
+    d[8..16].copy_from_slice(&due_us.to_be_bytes());
+    d[16..24].copy_from_slice(&call.to_be_bytes());
+    d[24..32].copy_from_slice(&j.to_be_bytes());
+    d
+}
+
+/// The step and due time a digest of [`digest`] carries.
+fn due_of(d: &[u8; 32]) -> Option<(u8, u64)> {
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&d[8..16]);
+    (d[0] == 0xbe).then(|| (d[1], u64::from_be_bytes(t)))
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to one hour, three significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// Sums a metric over the replicas.
+fn metric_sum(procs: &Procs, name: &str) -> f64 {
+    (0..procs.len()).filter_map(|i| procs.metric(i, name)).sum()
+}
+
+/// Bytes every replica sent to its peers, in all.
+fn peer_bytes(procs: &Procs) -> f64 {
+    let n = procs.len();
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .filter(|p| *p != i)
+                .filter_map(|p| {
+                    procs.metric(i, &format!("belfry_peer_bytes_out_total{{peer=\"{p}\"}}"))
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// One step: offers `rate` for the configured duration, drains, measures.
+#[allow(clippy::too_many_arguments)]
+async fn load_step(
+    config: &ClusterBenchConfig,
+    procs: &Procs,
+    clients: &[Client],
+    follower: &Client,
+    rate: f64,
+    step: u8,
+    name: &str,
+    memory: &Arc<Mutex<MemoryWatch>>,
+) -> anyhow::Result<Point> {
+    let n = procs.len();
+    let pids = procs.pids();
+    let me = std::process::id();
+    let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_seconds(*p)).sum::<f64>();
+    let (cpu0, gen0) = (cpu(&pids), cpu(&[me]));
+    let fsync0 = metric_sum(procs, "belfry_fsync_seconds_count");
+    let peer0 = peer_bytes(procs);
+    let client0 = metric_sum(procs, "belfry_client_bytes_out_total");
+    let from = procs.metric(0, "belfry_log_size").unwrap_or(0.0) as u64;
+
+    let t0 = Instant::now();
+    let ordered = Arc::new(Mutex::new(histogram()));
+    let inclusion = Arc::new(Mutex::new(histogram()));
+    let receipt = Arc::new(Mutex::new(histogram()));
+    let steady = Arc::new(AtomicU64::new(0));
+    let verified = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(AtomicU64::new(0));
+
+    // The ordered stream and the heads, followed on their own connections.
+    let follow = {
+        let (ordered, inclusion) = (ordered.clone(), inclusion.clone());
+        let mut entries = follower.subscribe(from);
+        let mut heads = follower.heads();
+        tokio::spawn(async move {
+            let mut waiting: VecDeque<(u64, u64)> = VecDeque::new();
+            let mut signed = 0u64;
+            let us = |t: Instant| t.saturating_duration_since(t0).as_micros() as u64;
+            loop {
+                tokio::select! {
+                    e = entries.next() => {
+                        let Some((index, Entry::Digest(e))) = e else {
+                            if e.is_none() { break; }
+                            continue;
+                        };
+                        let Some((s, due)) = due_of(&e.digest) else { continue };
+                        if s != step { continue; }
+                        let now = us(Instant::now());
+                        if let Ok(mut h) = ordered.lock() {
+                            let _ = h.record(now.saturating_sub(due).max(1));
+                        }
+                        if index < signed {
+                            if let Ok(mut h) = inclusion.lock() {
+                                let _ = h.record(now.saturating_sub(due).max(1));
+                            }
+                        } else {
+                            waiting.push_back((index, due));
+                        }
+                    }
+                    h = heads.next() => {
+                        let Some(Ok(h)) = h else { break };
+                        signed = signed.max(h.head.tree_size);
+                        let now = us(Instant::now());
+                        if let Ok(mut hist) = inclusion.lock() {
+                            while waiting.front().is_some_and(|(i, _)| *i < signed) {
+                                if let Some((_, due)) = waiting.pop_front() {
+                                    let _ = hist.record(now.saturating_sub(due).max(1));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+
+    // The schedule: one call every batch / rate seconds, whatever happens.
+    let period = Duration::from_secs_f64(config.batch as f64 / rate);
+    let warmup = config.duration / 5;
+    let mut calls = tokio::task::JoinSet::new();
+    let mut k = 0u64;
+    let mut offered = 0u64;
+    let mut last_progress = Instant::now();
+    while t0.elapsed() < config.duration {
+        let due = t0 + period.mul_f64(k as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let due_us = due.saturating_duration_since(t0).as_micros() as u64;
+        let ds: Vec<[u8; 32]> = (0..config.batch as u64)
+            .map(|j| digest(step, due_us, k, j))
+            .collect();
+        offered += ds.len() as u64;
+        let client = clients[(k as usize) % clients.len()].clone();
+        {
+            let end = config.duration;
+            let (receipt, steady, verified, failed, in_flight) = (
+                receipt.clone(),
+                steady.clone(),
+                verified.clone(),
+                failed.clone(),
+                in_flight.clone(),
+            );
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            calls.spawn(async move {
+                let ok = client.stamp(&ds).await.is_ok_and(|r| r.len() == ds.len());
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                let done = t0.elapsed();
+                if ok {
+                    let digests = ds.len() as u64;
+                    verified.fetch_add(digests, Ordering::Relaxed);
+                    if done >= warmup && done <= end {
+                        steady.fetch_add(digests, Ordering::Relaxed);
+                    }
+                    if let Ok(mut h) = receipt.lock() {
+                        let latency = (done.as_micros() as u64).saturating_sub(due_us).max(1);
+                        let _ = h.record_n(latency, digests);
+                    }
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done
+            });
+        }
+        k += 1;
+        while calls.try_join_next().is_some() {}
+        if last_progress.elapsed() >= Duration::from_millis(250) {
+            last_progress = Instant::now();
+            progress.set_message(format!(
+                "{name}: {rate:.0} digests/s offered, {} verified, {} calls in flight",
+                verified.load(Ordering::Relaxed),
+                in_flight.load(Ordering::Relaxed)
+            ));
+        }
+    }
+    let window_end = t0.elapsed();
+    let steady_at_end = steady.load(Ordering::Relaxed);
+    // The calls in flight finish (their digests count as verified, not
+    // toward the steady-state throughput); ones past the drain limit fail.
+    let drain_deadline = Instant::now() + DRAIN_LIMIT;
+    while !calls.is_empty() {
+        progress.set_message(format!(
+            "{name}: draining {} calls in flight",
+            in_flight.load(Ordering::Relaxed)
+        ));
+        match tokio::time::timeout_at(drain_deadline.into(), calls.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                failed.fetch_add(calls.len() as u64, Ordering::Relaxed);
+                calls.abort_all();
+                break;
+            }
+        }
+    }
+    // Entries and heads still on their way are given a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    follow.abort();
+    progress.finish_and_clear();
+    let elapsed = t0.elapsed().as_secs_f64();
+    if let Ok(mut m) = memory.lock() {
+        m.advance(window_end, procs);
+    }
+    let verified = verified.load(Ordering::Relaxed);
+    let per_digest = |x: f64| {
+        if verified == 0 {
+            0.0
+        } else {
+            (x / verified as f64 * 10.0).round() / 10.0
+        }
+    };
+    let replica_cpu = cpu(&pids) - cpu0;
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    let snapshot = |h: &Arc<Mutex<Histogram<u64>>>| {
+        h.lock()
+            .map(|h| Latency::of(&h))
+            .unwrap_or_else(|p| Latency::of(&p.into_inner()))
+    };
+    let steady_secs = (window_end - warmup).as_secs_f64().max(0.001);
+    Ok(Point {
+        offered_digests_per_s: rate,
+        throughput_digests_per_s: (steady_at_end as f64 / steady_secs).round(),
+        offered,
+        verified,
+        failed_calls: failed.load(Ordering::Relaxed),
+        ordered: snapshot(&ordered),
+        inclusion: snapshot(&inclusion),
+        receipt: snapshot(&receipt),
+        replicas_cpu: r2(replica_cpu / elapsed),
+        cpu_us_per_digest: per_digest(replica_cpu * 1e6),
+        generator_cpu: r2((cpu(&[me]) - gen0) / elapsed),
+        fsyncs_per_s: r2((metric_sum(procs, "belfry_fsync_seconds_count") - fsync0)
+            / elapsed
+            / n as f64),
+        peer_bytes_per_digest: per_digest((peer_bytes(procs) - peer0) / n as f64),
+        client_bytes_per_digest: per_digest(
+            metric_sum(procs, "belfry_client_bytes_out_total") - client0,
+        ),
+        rss_bytes: (0..n).map(|i| procs.rss_bytes(i).unwrap_or(0)).collect(),
+    })
+}
+
+/// The report as tables.
+pub fn table(r: &ClusterBenchReport) -> String {
+    let mut s = format!("{}\n", r.settings);
+    for sys in std::iter::once(&r.belfry).chain(r.baseline.as_ref()) {
+        s.push_str(&format!(
+            "\n{} (saturation {} digests/s, peak RSS {:.1} MiB)\n",
+            sys.name,
+            sys.saturation_digests_per_s,
+            sys.peak_rss_bytes_max as f64 / 1048576.0
+        ));
+        s.push_str(&format!(
+            "{:>9} {:>9} {:>6} {:>21} {:>21} {:>21} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7}\n",
+            "offered",
+            "achieved",
+            "failed",
+            "ordered p50/p99 ms",
+            "signed p50/p99 ms",
+            "receipt p50/p99 ms",
+            "cores",
+            "µs/dig",
+            "gen",
+            "fsync/s",
+            "peer B/d",
+            "clnt B/d"
+        ));
+        for p in &sys.points {
+            let l = |x: &Latency| format!("{} / {}", x.p50_ms, x.p99_ms);
+            s.push_str(&format!(
+                "{:>9} {:>9} {:>6} {:>21} {:>21} {:>21} {:>6} {:>7} {:>6} {:>6} {:>7} {:>7}\n",
+                p.offered_digests_per_s,
+                p.throughput_digests_per_s,
+                p.failed_calls,
+                l(&p.ordered),
+                l(&p.inclusion),
+                l(&p.receipt),
+                p.replicas_cpu,
+                p.cpu_us_per_digest,
+                p.generator_cpu,
+                p.fsyncs_per_s,
+                p.peer_bytes_per_digest,
+                p.client_bytes_per_digest
+            ));
+        }
+        if let Some(i) = &sys.idle {
+            s.push_str(&format!(
+                "idle over {} s: {} messages/s in all; per replica at most {} cores, {} fsyncs/s, {} log entries/s\n",
+                i.window_s, i.idle_messages_per_s, i.idle_cpu_max, i.idle_fsyncs_per_s, i.idle_log_entries_per_s
+            ));
+        }
+        let mib = |v: &Option<Vec<u64>>| {
+            v.as_ref().map(|v| {
+                v.iter()
+                    .map(|b| format!("{:.0}", *b as f64 / 1048576.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
+        if let Some(a) = mib(&sys.rss_at_30s) {
+            s.push_str(&format!("RSS MiB 30 s into the load: {a}\n"));
+        }
+        if let Some(a) = mib(&sys.rss_at_60s) {
+            s.push_str(&format!("RSS MiB 60 s into the load: {a}\n"));
+        }
+    }
+    if let (Some(b), Some(ratio)) = (
+        r.baseline_throughput_digests_per_s,
+        r.throughput_ratio_to_baseline,
+    ) {
+        s.push_str(&format!(
+            "\nbelfry {} digests/s = {ratio} x the baseline's {b}\n",
+            r.throughput_digests_per_s
+        ));
+    }
+    s
+}
+
+/// The latency-throughput plot (submit → signed inclusion, p50 and p99, per
+/// step) of belfry and the baseline, as SVG.
+pub fn svg(r: &ClusterBenchReport) -> anyhow::Result<String> {
+    use plotters::prelude::*;
+    let mut out = String::new();
+    {
+        let systems: Vec<&SystemReport> = std::iter::once(&r.belfry)
+            .chain(r.baseline.as_ref())
+            .collect();
+        let points = systems.iter().flat_map(|s| &s.points);
+        let x_max = points
+            .clone()
+            .map(|p| p.throughput_digests_per_s)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let y_max = points
+            .map(|p| p.inclusion.p99_ms)
+            .fold(1.0, f64::max)
+            .max(1.0)
+            * 2.0;
+        let root = SVGBackend::with_string(&mut out, (800, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "submit → signed inclusion against throughput",
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, (1.0..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("verified digests per second")
+            .y_desc("latency, ms (log scale)")
+            .draw()?;
+        let colours = [RED, BLUE];
+        for (sys, colour) in systems.iter().zip(colours) {
+            let mut pts: Vec<&Point> = sys
+                .points
+                .iter()
+                .filter(|p| p.inclusion.count > 0)
+                .collect();
+            pts.sort_by(|a, b| a.offered_digests_per_s.total_cmp(&b.offered_digests_per_s));
+            for (label, q, dashed) in [("p50", 0, false), ("p99", 1, true)] {
+                let series: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|p| {
+                        let y = if q == 0 {
+                            p.inclusion.p50_ms
+                        } else {
+                            p.inclusion.p99_ms
+                        };
+                        (p.throughput_digests_per_s, y.max(1.0))
+                    })
+                    .collect();
+                let style = if dashed {
+                    colour.mix(0.5).stroke_width(2)
+                } else {
+                    colour.stroke_width(2)
+                };
+                chart
+                    .draw_series(LineSeries::new(series.clone(), style))?
+                    .label(format!("{} {label}", sys.name))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                chart.draw_series(
+                    series
+                        .into_iter()
+                        .map(|xy| Circle::new(xy, 3, colour.filled())),
+                )?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_carries_its_step_and_due_time() {
+        let d = digest(7, 123_456_789, 3, 9);
+        assert_eq!(due_of(&d), Some((7, 123_456_789)));
+        assert_ne!(d, digest(7, 123_456_789, 3, 10));
+        let mut other = d;
+        other[0] = 0;
+        assert_eq!(due_of(&other), None);
+    }
+
+    #[test]
+    fn the_plot_draws_both_systems() {
+        let point = |rate: f64, p50: f64| Point {
+            offered_digests_per_s: rate,
+            throughput_digests_per_s: rate,
+            offered: 10,
+            verified: 10,
+            failed_calls: 0,
+            ordered: Latency::default(),
+            inclusion: Latency {
+                count: 10,
+                p50_ms: p50,
+                p90_ms: p50,
+                p99_ms: p50 * 2.0,
+                max_ms: p50 * 3.0,
+            },
+            receipt: Latency::default(),
+            replicas_cpu: 0.0,
+            cpu_us_per_digest: 0.0,
+            generator_cpu: 0.0,
+            fsyncs_per_s: 0.0,
+            peer_bytes_per_digest: 0.0,
+            client_bytes_per_digest: 0.0,
+            rss_bytes: vec![],
+        };
+        let system = |name: &str| SystemReport {
+            name: name.to_string(),
+            replicas: 4,
+            points: vec![point(1000.0, 50.0), point(2000.0, 80.0)],
+            saturation_digests_per_s: 2000.0,
+            rss_at_30s: None,
+            rss_at_60s: None,
+            peak_rss_bytes_max: 0,
+            idle: None,
+        };
+        let report = ClusterBenchReport {
+            throughput_digests_per_s: 2000.0,
+            p50_inclusion_ms: 50.0,
+            p99_inclusion_ms: 100.0,
+            baseline_throughput_digests_per_s: Some(2000.0),
+            throughput_ratio_to_baseline: Some(1.0),
+            peak_rss_bytes_max: 0,
+            idle_messages_per_s: None,
+            idle_fsyncs_per_s: None,
+            idle_log_entries_per_s: None,
+            belfry: system("belfry, n = 4"),
+            baseline: Some(system("baseline: one sequencer, n = 1")),
+            settings: String::new(),
+        };
+        let svg = svg(&report).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.contains("belfry, n = 4 p50"));
+        assert!(svg.contains("baseline: one sequencer, n = 1 p99"));
+        // Two series of two points each per system: eight markers.
+        assert_eq!(svg.matches("<circle").count(), 8);
+    }
+}
