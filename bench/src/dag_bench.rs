@@ -9,8 +9,8 @@
 use crate::report::peak_rss_kib;
 use belfry_replica::broadcast::clock::Micros;
 use belfry_replica::broadcast::coin::{deal, BlsCrypto, ThresholdCrypto, Wave};
-use belfry_replica::broadcast::testkit::{Behaviour, Net};
 use belfry_replica::broadcast::{MessageKind, Round};
+use belfry_world::nodes::{Behaviour, Net};
 use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use serde::Serialize;

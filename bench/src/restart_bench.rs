@@ -253,8 +253,8 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// 1,000 digests a second, after 2, 5 and 10 simulated seconds of load,
 /// timing each compaction against one ordinary journal sync.
 fn compactions(dir: &Path) -> anyhow::Result<Vec<CompactionRow>> {
-    use belfry_replica::local::LocalCluster;
     use belfry_replica::wire::ClientRequest;
+    use belfry_world::LocalCluster;
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -266,7 +266,7 @@ fn compactions(dir: &Path) -> anyhow::Result<Vec<CompactionRow>> {
     let mut rows = Vec::new();
     let mut next = 0u64;
     for after_s in [2u64, 5, 10] {
-        while c.now < genesis.saturating_add(Micros::from_secs(after_s)) {
+        while c.now() < genesis.saturating_add(Micros::from_secs(after_s)) {
             let ds: Vec<[u8; 32]> = (0..100)
                 .map(|_| {
                     next += 1;
@@ -276,7 +276,7 @@ fn compactions(dir: &Path) -> anyhow::Result<Vec<CompactionRow>> {
                 })
                 .collect();
             c.request_all(1, &ClientRequest::Submit(ds));
-            c.run_until(c.now.saturating_add(Micros::from_millis(100)), |_| false);
+            c.run_until(c.now().saturating_add(Micros::from_millis(100)), |_| false);
         }
         // Baseline: what one turn's journal sync costs at least — a 4 KiB
         // append and fsync in the same directory.

@@ -83,7 +83,6 @@ pub mod fair;
 mod message;
 mod node;
 mod step;
-pub mod testkit;
 pub mod trie;
 mod validity;
 mod vertex;

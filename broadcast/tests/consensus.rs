@@ -7,8 +7,8 @@
 
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{ReplicaId, Wave};
-use belfry_broadcast::testkit::*;
 use belfry_broadcast::{Durable, FaultKind, Input, Round, VoteKind};
+use belfry_world::nodes::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const SIZES: [(usize, usize); 4] = [(4, 1), (5, 1), (7, 2), (10, 3)];
@@ -302,7 +302,7 @@ fn a_replica_partitioned_for_more_than_gc_depth_rounds_rejoins_and_agrees() {
         let mut net = Net::new(n, f, 8 + n as u64, vec![Behaviour::Honest; n]);
         let away = n - 1;
         run_waves(&mut net, 3);
-        net.cut_off.insert(away);
+        net.network.cut_off.insert(away);
         let round_at_cut = net.nodes[away].as_ref().unwrap().round();
         // It may still build one vertex from what its DAG already holds.
         let round_at_cut = Round(round_at_cut.0 + 1);
@@ -319,7 +319,7 @@ fn a_replica_partitioned_for_more_than_gc_depth_rounds_rejoins_and_agrees() {
         );
         // Heal: the replica adopts the most advanced honest ordering state
         // (issue 4 verifies it against a signed Tick) and peers re-send.
-        net.cut_off.clear();
+        net.network.cut_off.clear();
         let best = *others.iter().max_by_key(|&&i| net.decided(i)).unwrap();
         let cp = net.checkpoint_of(best);
         let rejoin_wave = cp.last_decided_wave;

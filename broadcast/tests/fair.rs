@@ -9,8 +9,8 @@
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{sha3, Coin, CoinValue, GroupSignature, Policy, ReplicaId, Wave};
 use belfry_broadcast::fair::{DigestRecord, Sequencer, SequencerConfig};
-use belfry_broadcast::testkit::{Behaviour, Net};
 use belfry_broadcast::{CommittedBatch, Digest, Report, Round, Vertex, VertexHash, VertexRef};
+use belfry_world::nodes::{Behaviour, Net};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -8,8 +8,8 @@
 
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{GroupSignature, ReplicaId, Wave};
-use belfry_broadcast::testkit::*;
 use belfry_broadcast::{CommittedBatch, Input, Report, Vertex, VertexHash};
+use belfry_world::nodes::*;
 
 type Leaders = Vec<(Wave, GroupSignature, VertexHash)>;
 
@@ -18,7 +18,7 @@ type Leaders = Vec<(Wave, GroupSignature, VertexHash)>;
 fn lagging() -> (Net, Leaders, Vec<Vertex>, Vec<CommittedBatch>) {
     let mut net = Net::new(4, 1, 9, vec![Behaviour::Honest; 4]);
     net.run_until(Micros::from_millis(200), |net| net.decided(3) >= Wave(2));
-    net.cut_off.insert(3);
+    net.network.cut_off.insert(3);
     let target = Wave(net.decided(0).0 + 5);
     net.run_until(Micros::from_secs(10), |net| net.decided(0) >= target);
     let behind = net.decided(3);

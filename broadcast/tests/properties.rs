@@ -10,11 +10,11 @@ use belfry_broadcast::coin::{
     deal, BlsCrypto, CoinMessage, MockCrypto, ReplicaId, SignatureShare, SignedMessage,
     ThresholdCrypto, Wave,
 };
-use belfry_broadcast::testkit::*;
 use belfry_broadcast::{
     Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, Report, Round, Vertex,
     VertexHash, VertexRef, VoteKind,
 };
+use belfry_world::nodes::*;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

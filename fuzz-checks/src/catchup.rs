@@ -26,10 +26,10 @@ use belfry_replica::coin::{
     ClusterParams, GroupPublicKey, MockCrypto, Policy, ReplicaId, ThresholdCrypto,
 };
 use belfry_replica::journal::JournalRecord;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::{self, ClientRequest, PeerMessage};
 use belfry_replica::{CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore};
+use belfry_world::LocalCluster;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -94,16 +94,16 @@ fn build() -> Fixture {
         })
         .collect();
     let mut c = LocalCluster::new(cluster, configs.clone(), (0..N).map(crypto).collect(), 23);
-    c.cut_off.insert(VICTIM);
+    c.cut_off(VICTIM);
     // 400 ms at the in-process cluster's pace is some 50 rounds: far
     // more than the victim may lag, and a small seed script.
     for k in 0u8..4 {
         let digests = (0..8u8).map(|j| [k, j, 0xF2, 0x23].repeat(8).try_into().unwrap_or([0; 32]));
         c.request_all(1, &ClientRequest::Submit(digests.collect()));
-        let until = c.now.saturating_add(Micros::from_millis(100));
+        let until = c.now().saturating_add(Micros::from_millis(100));
         c.run_until(until, |_| false);
     }
-    let now = c.now;
+    let now = c.now();
     let core0 = c.core(0).expect("replica 0 runs");
     let log = core0.log();
     let mut prelude = Vec::new();

@@ -4,7 +4,7 @@
 //! unmodified host; only what leaves a Byzantine one is changed here.
 
 use crate::config::Strategy;
-use crate::engine::{Event, Sim};
+use crate::engine::{Event, Sim, SimEvent};
 use belfry_replica::broadcast::{Message, Round};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::SignatureShare;
@@ -40,7 +40,7 @@ impl Sim {
             .filter(|i| self.byz[*i] == Some(Strategy::FetchFlood))
             .collect();
         for from in flooders {
-            let Some(vertex) = self.replicas[from]
+            let Some(vertex) = self.world.replicas[from]
                 .host
                 .as_ref()
                 .and_then(|h| h.core().node().dag().vertices().last().map(|v| v.hash()))
@@ -64,7 +64,7 @@ impl Sim {
             for to in honest {
                 for m in &asks {
                     if let Ok(frame) = wire::encode(m) {
-                        self.transmit(from, to, frame);
+                        self.world.transmit(from, to, frame);
                     }
                 }
             }
@@ -82,16 +82,19 @@ impl Sim {
             return;
         }
         let d = self.fresh_digest(0x20);
-        self.submitted.insert(d, self.now);
+        self.submitted.insert(d, self.world.now);
         for node in 0..self.cfg.n {
             let client = self.cfg.n;
-            let mut at = self.now.saturating_add(self.link_delay(client, node));
+            let mut at = self
+                .world
+                .now
+                .saturating_add(self.world.link_delay(client, node));
             if !rushers.contains(&node) {
                 at = at.saturating_add(Micros::from_millis(15));
             }
-            self.queue.schedule(
+            self.world.later(
                 at,
-                Event::Submit {
+                SimEvent::Submit {
                     node,
                     digests: vec![d],
                 },
@@ -118,7 +121,7 @@ impl Sim {
         for _ in 0..victims.min(1) {
             let mut d = self.fresh_digest(0x21);
             d[31] |= 1;
-            self.submitted.insert(d, self.now);
+            self.submitted.insert(d, self.world.now);
             digests.push(d);
             // Its client also sends the digest to the honest replicas it has
             // not slowed, about a round later, so their reports land
@@ -127,12 +130,13 @@ impl Sim {
                 if self.byz[node].is_none() && Some(node) != self.rush_slowed {
                     let client = self.cfg.n;
                     let at = self
+                        .world
                         .now
-                        .saturating_add(self.link_delay(client, node))
+                        .saturating_add(self.world.link_delay(client, node))
                         .saturating_add(Micros::from_millis(FRONT_RUN_LAG_MS));
-                    self.queue.schedule(
+                    self.world.later(
                         at,
-                        Event::Submit {
+                        SimEvent::Submit {
                             node,
                             digests: vec![d],
                         },
@@ -145,7 +149,7 @@ impl Sim {
 
     /// A late leader releases a withheld vertex once its wave's coin is out.
     pub(crate) fn release_late_leader(&mut self, i: usize) {
-        let Some(host) = self.replicas[i].host.as_ref() else {
+        let Some(host) = self.world.replicas[i].host.as_ref() else {
             return;
         };
         let node = host.core().node();
@@ -156,7 +160,7 @@ impl Sim {
         self.held_frames = keep;
         for (from, to, _, frame) in go {
             self.mark("strategy late-leader released");
-            self.deliver_later(from, to, frame);
+            self.world.deliver_later(from, to, frame);
         }
     }
 
@@ -259,7 +263,8 @@ impl Sim {
                 // but short: it would throttle a replica that took short
                 // pages); the asker then asks it for more, which never comes.
                 let last = self.stall_served.get(&to).copied();
-                let fresh = last.is_none_or(|t| self.now.saturating_sub(t) > Micros::from_secs(1));
+                let fresh =
+                    last.is_none_or(|t| self.world.now.saturating_sub(t) > Micros::from_secs(1));
                 if !fresh {
                     self.mark("strategy stall-catchup withheld a log page");
                     return Vec::new();
@@ -268,10 +273,10 @@ impl Sim {
                     entries.truncate(1);
                     self.mark("strategy stall-catchup sent a short page");
                 }
-                self.stall_served.insert(to, self.now);
+                self.stall_served.insert(to, self.world.now);
                 if let Ok(f) = wire::encode(&m) {
-                    let at = self.now.saturating_add(Micros(20));
-                    self.queue
+                    let at = self.world.now.saturating_add(Micros(20));
+                    self.world
                         .schedule(at, Event::Deliver { from, to, frame: f });
                     self.mark("strategy stall-catchup answered first");
                 }
@@ -288,7 +293,7 @@ impl Sim {
             ) => {
                 // Cut the page at the first signed head past its start: a
                 // page that ends at its head needs no proof, and verifies.
-                let cut = self.replicas[from].host.as_ref().and_then(|h| {
+                let cut = self.world.replicas[from].host.as_ref().and_then(|h| {
                     let log = h.core().log_store();
                     (0..entries.len() as u64).find_map(|k| {
                         let size = *start + k + 1;
@@ -307,8 +312,8 @@ impl Sim {
                     }
                 }
                 if let Ok(f) = wire::encode(&m) {
-                    let at = self.now.saturating_add(Micros(20));
-                    self.queue
+                    let at = self.world.now.saturating_add(Micros(20));
+                    self.world
                         .schedule(at, Event::Deliver { from, to, frame: f });
                     self.mark("strategy nearest-head answered first");
                 }

@@ -52,12 +52,12 @@ impl Sim {
     /// Samples what every running replica holds (every 50 ms) and checks
     /// the bounds for honest ones.
     pub(crate) fn sample_memory(&mut self) {
-        if self.now.saturating_sub(self.memory_sampled) < Micros::from_millis(50) {
+        if self.world.now.saturating_sub(self.memory_sampled) < Micros::from_millis(50) {
             return;
         }
-        self.memory_sampled = self.now;
+        self.memory_sampled = self.world.now;
         let mut broken = Vec::new();
-        for (i, r) in self.replicas.iter().enumerate() {
+        for (i, r) in self.world.replicas.iter().enumerate() {
             let Some(core) = r.host.as_ref().map(|h| h.core()) else {
                 continue;
             };
@@ -102,7 +102,7 @@ impl Sim {
         use belfry_replica::core::ServeKind;
         let logged = self.logged.len().max(1) as f64;
         let mut out: BTreeMap<String, ServingReport> = BTreeMap::new();
-        for (i, r) in self.replicas.iter().enumerate() {
+        for (i, r) in self.world.replicas.iter().enumerate() {
             let Some(core) = r.host.as_ref().map(|h| h.core()) else {
                 continue;
             };
@@ -184,16 +184,17 @@ impl Sim {
             &[]
         };
         for (start, end) in windows {
-            if *start <= self.now && self.now <= *end {
+            if *start <= self.world.now && self.world.now <= *end {
                 return;
             }
-            if *end <= self.now {
+            if *end <= self.world.now {
                 since = since.max(*end);
             }
         }
-        if self.now.saturating_sub(since) > LIVE_AGAIN_BOUND {
+        if self.world.now.saturating_sub(since) > LIVE_AGAIN_BOUND {
             self.stall_reported = true;
             let state: Vec<String> = self
+                .world
                 .replicas
                 .iter()
                 .enumerate()
@@ -267,7 +268,7 @@ impl Sim {
                 }
             }
             self.canonical.push(*e);
-            self.last_progress = self.now;
+            self.last_progress = self.world.now;
             self.stall_reported = false;
         }
         for h in &step.heads {
@@ -280,7 +281,7 @@ impl Sim {
                 None => {
                     self.heads.insert(h.head.tree_size, *h);
                     let rest = self.uncovered.split_off(&h.head.tree_size);
-                    let now = self.now;
+                    let now = self.world.now;
                     for d in std::mem::replace(&mut self.uncovered, rest).into_values() {
                         self.covered_at.entry(d).or_insert(now);
                     }
@@ -327,7 +328,7 @@ impl Sim {
             if !honest(&self.cfg, i) {
                 continue;
             }
-            let Some(core) = self.replicas[i].host.as_ref().map(|h| h.core()) else {
+            let Some(core) = self.world.replicas[i].host.as_ref().map(|h| h.core()) else {
                 continue;
             };
             for d in &sample {
@@ -382,13 +383,14 @@ impl Sim {
         let mut messages_by_type = BTreeMap::new();
         for kind in belfry_replica::broadcast::MessageKind::ALL {
             let (mut m, mut b) = (0u64, 0u64);
-            for core in self.replicas.iter().filter_map(|r| r.host.as_ref()) {
+            for core in self.world.replicas.iter().filter_map(|r| r.host.as_ref()) {
                 m += core.core().node().counters().sent[kind.index()];
                 b += core.core().node().counters().sent_bytes[kind.index()];
             }
             messages_by_type.insert(format!("{kind:?}"), (m as f64 / logged, b as f64 / logged));
         }
         let stall_fetches: u64 = self
+            .world
             .replicas
             .iter()
             .filter_map(|r| r.host.as_ref())
@@ -418,10 +420,10 @@ impl Sim {
             },
             metrics,
             blame,
-            coverage: self.coverage,
+            coverage: self.world.coverage,
             events: self.events,
-            messages_per_digest: self.peer_messages as f64 / logged,
-            bytes_per_digest: self.peer_bytes as f64 / logged,
+            messages_per_digest: self.world.network.frames as f64 / logged,
+            bytes_per_digest: self.world.network.bytes as f64 / logged,
             trace_log: self.trace_log,
             messages_by_type,
             stalls: self.stalls,

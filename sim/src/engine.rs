@@ -1,25 +1,25 @@
-//! The simulation engine: one event queue in true simulated time, the
-//! replicas and the fault schedule; the network is in `network.rs`, the
-//! Byzantine rewrites in `byzantine.rs`, the invariant checks (run after
-//! every event) in `checks.rs`.
+//! The simulation engine: the world (`belfry_world`: the event queue in
+//! true simulated time, the network model, the hosted replicas with crash,
+//! restart and wipe) plus the adversary — the fault schedule
+//! (`events.rs`), the Byzantine rewrites (`byzantine.rs`, `network.rs`) —
+//! and the oracle — the invariant checks after every event (`checks.rs`,
+//! `blame.rs`) and the metrics against ground truth (`metrics.rs`).
 
 use crate::byzantine::{is_censored, is_victim};
 use crate::config::{JitterKind, SimConfig, Strategy};
 use crate::metrics::{self, Metrics};
 use crate::shared::{SharedCrypto, Verifications};
-use belfry_replica::broadcast::testkit::EventQueue;
 use belfry_replica::broadcast::{Message, Round, VertexHash};
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
     deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, ThresholdCrypto,
     TrustAnchor,
 };
-use belfry_replica::host::TimerSet;
 use belfry_replica::journal::MemoryJournal;
-use belfry_replica::timestamp::store::MemoryLog;
 use belfry_replica::timestamp::{Entry, SignedTreeHead};
 use belfry_replica::wire::{self, PeerMessage};
-use belfry_replica::{CoreInput, Host, ReplicaConfig};
+use belfry_replica::{CoreInput, Host, HostConfig, ReplicaConfig};
+use belfry_world::{Cast, Disk, Jitter, Network, World};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{LogNormal, Pareto};
@@ -65,23 +65,13 @@ pub fn stream(seed: u64, component: &str, index: u64) -> ChaCha20Rng {
     ]))
 }
 
+/// What happens in the simulated world: the world's own events
+/// (deliveries, timers, sync completions) and the simulator's.
+pub(crate) type Event = belfry_world::Event<SimEvent>;
+
+/// The simulator's own events: load, races, and the adversary's faults.
 #[derive(Debug)]
-pub(crate) enum Event {
-    Deliver {
-        from: usize,
-        to: usize,
-        frame: Vec<u8>,
-    },
-    Timer {
-        node: usize,
-        set: TimerSet,
-    },
-    /// Replica `node`'s journal sync (of incarnation `incarnation`)
-    /// completes: the sealed turn is released.
-    SyncDone {
-        node: usize,
-        incarnation: u64,
-    },
+pub(crate) enum SimEvent {
     Submit {
         node: usize,
         digests: Vec<[u8; 32]>,
@@ -164,12 +154,6 @@ impl Trace {
     }
 }
 
-/// A message's jitter factor on top of its link's base latency.
-pub(crate) enum Jitter {
-    LogNormal(LogNormal<f64>),
-    Pareto(Pareto<f64>),
-}
-
 /// What the run found.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -236,22 +220,9 @@ pub struct Race {
     pub digests: Vec<[u8; 32]>,
 }
 
-/// One simulated replica: its host while it runs, the storage a crash
-/// leaves behind while it is down.
-pub(crate) struct Replica {
-    pub(crate) host: Option<Host<MemoryJournal>>,
-    /// Journal and log store of a stopped replica.
-    pub(crate) disk: Option<(MemoryJournal, MemoryLog)>,
-    /// Starts so far (timers and sync completions of earlier ones are stale).
-    pub(crate) incarnation: u64,
-    /// A sealed turn waits for its journal sync (`fsync_us`).
-    pub(crate) syncing: bool,
-    /// An armed crash: it strikes when the next turn is sealed (aimed at a
-    /// turn that appends a Tick, if `at_tick`).
-    pub(crate) crash_armed: Option<ArmedCrash>,
-    /// Messages to this replica are delayed this much more until `until`
-    /// (a slow link after a restart).
-    pub(crate) slow_until: Option<(Micros, Micros)>,
+/// What the oracle remembers of one replica between its turns.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Seen {
     /// Catch-ups seen so far (leaders, snapshots), for coverage.
     pub(crate) catchups: (u64, u64),
     /// Journal snapshots seen so far (the double-signing memory is pruned
@@ -263,47 +234,28 @@ pub(crate) struct Replica {
     pub(crate) reports_again: u64,
 }
 
-/// How an armed crash strikes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ArmedCrash {
-    /// Strike only at a turn that appends a Tick (the recovery boundary
-    /// between a batch's log entries and the node's ordering state).
-    pub(crate) at_tick: bool,
-    /// Whether the sealed turn's record is torn (else lost whole).
-    pub(crate) torn: bool,
-}
-
 pub(crate) struct Sim {
     pub(crate) cfg: SimConfig,
-    pub(crate) now: Micros,
-    pub(crate) queue: EventQueue<Event>,
-    pub(crate) replicas: Vec<Replica>,
-    pub(crate) configs: Vec<ReplicaConfig>,
-    pub(crate) crypto: Vec<Arc<dyn ThresholdCrypto>>,
+    /// The world: simulated time, the event queue, the network, the hosted
+    /// replicas; what fired is counted in its coverage.
+    pub(crate) world: World<MemoryJournal, SimEvent>,
+    /// The oracle's memory of each replica.
+    pub(crate) seen: Vec<Seen>,
     /// The honest replicas' reports (M1, M6), taken from what they released.
     pub(crate) reports: metrics::HonestReports,
     pub(crate) report_seen: Vec<BTreeSet<[u8; 32]>>,
     /// The range of honest replicas' later reports of a digest they had
     /// reported before (see `absorb_reports`).
     pub(crate) reported_again: BTreeMap<[u8; 32], (u64, u64)>,
-    pub(crate) clocks: Vec<DriftingClock>,
     pub(crate) byz: Vec<Option<Strategy>>,
-    pub(crate) net_rng: ChaCha20Rng,
     pub(crate) load_rng: ChaCha20Rng,
     pub(crate) byz_rng: ChaCha20Rng,
-    pub(crate) fault_rng: ChaCha20Rng,
-    pub(crate) jitter: Jitter,
-    /// Base latency (µs) per directed link, `from * n + to` (`from = n`: the
-    /// clients).
-    pub(crate) link_base: Vec<f64>,
     pub(crate) trace: Trace,
     pub(crate) events: u64,
     pub(crate) trace_log: Vec<(Micros, [u8; 32])>,
     pub(crate) stalls: Vec<String>,
     pub(crate) last_progress: Micros,
     pub(crate) stall_reported: bool,
-    /// Directed links that drop everything: `(from, to)`.
-    pub(crate) down: BTreeSet<(usize, usize)>,
     // Invariants.
     pub(crate) canonical: Vec<Entry>,
     pub(crate) logged: BTreeMap<[u8; 32], u64>,
@@ -358,9 +310,6 @@ pub(crate) struct Sim {
     /// The most each replica held (sampled every 50 ms).
     pub(crate) memory: Vec<crate::checks::ReplicaMemory>,
     pub(crate) memory_sampled: Micros,
-    pub(crate) coverage: BTreeMap<String, u64>,
-    pub(crate) peer_messages: u64,
-    pub(crate) peer_bytes: u64,
     pub(crate) next_digest: u64,
     pub(crate) anchor: Option<TrustAnchor>,
 }
@@ -447,7 +396,7 @@ impl Sim {
                 c
             })
             .collect();
-        let clocks = (0..n)
+        let clocks: Vec<DriftingClock> = (0..n)
             .map(|i| {
                 let mut r = stream(cfg.seed, "clock", i as u64);
                 let off = if cfg.clock_offset_us > 0 {
@@ -511,39 +460,39 @@ impl Sim {
             .contains(&Some(Strategy::WithholdAndRush))
             .then(|| (0..n).rev().find(|i| byz[*i].is_none()))
             .flatten();
+        let cast = Cast {
+            configs,
+            crypto,
+            host_config: HostConfig {
+                compact_after_records: cfg.compact_at,
+                ..HostConfig::default()
+            },
+            fsync: Micros(cfg.fsync_us),
+        };
+        let latency = belfry_world::Latency::Links {
+            base_us: link_base,
+            fallback_us: cfg.latency_base_us as f64,
+            jitter,
+        };
+        let mut network = Network::new(n, latency, stream(cfg.seed, "net", 0));
+        network.drop = cfg.drop;
+        network.duplicate = cfg.duplicate;
+        let mut world = World::new(GENESIS, cast, network, stream(cfg.seed, "faults", 0));
+        world.clocks = clocks.into_iter().map(Some).collect();
         let sim = Sim {
-            now: GENESIS,
-            queue: EventQueue::default(),
-            replicas: (0..n)
-                .map(|_| Replica {
-                    host: None,
-                    disk: Some((MemoryJournal::new(), MemoryLog::new())),
-                    incarnation: 0,
-                    syncing: false,
-                    crash_armed: None,
-                    slow_until: None,
-                    catchups: (0, 0),
-                    snapshots: 0,
-                    rejoined: false,
-                    reports_again: 0,
-                })
-                .collect(),
+            world,
+            seen: vec![Seen::default(); n],
             reports: BTreeMap::new(),
             report_seen: vec![BTreeSet::new(); n],
             reported_again: BTreeMap::new(),
-            net_rng: stream(cfg.seed, "net", 0),
             load_rng: stream(cfg.seed, "load", 0),
             byz_rng: stream(cfg.seed, "byzantine", 0),
-            fault_rng: stream(cfg.seed, "faults", 0),
-            jitter,
-            link_base,
             trace: Trace::default(),
             events: 0,
             trace_log: Vec::new(),
             stalls: Vec::new(),
             last_progress: GENESIS,
             stall_reported: false,
-            down: BTreeSet::new(),
             canonical: Vec::new(),
             logged: BTreeMap::new(),
             heads: BTreeMap::new(),
@@ -574,14 +523,8 @@ impl Sim {
             memory_sampled: GENESIS,
             rush_slowed,
             restarted_at: BTreeMap::new(),
-            coverage: BTreeMap::new(),
-            peer_messages: 0,
-            peer_bytes: 0,
             next_digest: 0,
             anchor,
-            configs,
-            crypto,
-            clocks,
             byz,
             cfg,
         };
@@ -589,11 +532,7 @@ impl Sim {
     }
 
     pub(crate) fn mark(&mut self, what: &str) {
-        *self.coverage.entry(what.to_string()).or_default() += 1;
-    }
-
-    pub(crate) fn local(&self, i: usize) -> Micros {
-        self.clocks[i].local_at(self.now)
+        self.world.mark(what);
     }
 
     fn run(&mut self) {
@@ -605,14 +544,16 @@ impl Sim {
             }
             self.start(i);
         }
-        let end = self.now.saturating_add(self.cfg.duration);
-        self.queue
-            .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
+        let end = self.world.now.saturating_add(self.cfg.duration);
+        self.world.later(
+            self.world.now.saturating_add(Micros::from_millis(1)),
+            SimEvent::Load,
+        );
         if self.cfg.races {
-            let mut t = self.now.saturating_add(Micros::from_millis(100));
+            let mut t = self.world.now.saturating_add(Micros::from_millis(100));
             let mut k = 0;
             while t < end {
-                self.queue.schedule(t, Event::Race(k));
+                self.world.later(t, SimEvent::Race(k));
                 k += 1;
                 t = t.saturating_add(Micros::from_millis(40));
             }
@@ -623,8 +564,8 @@ impl Sim {
         // be logged within the bound.
         let bound = end.saturating_add(LIVENESS_BOUND);
         let pending: Vec<[u8; 32]> = self.submitted.keys().copied().collect();
-        while self.now < bound && !self.all_covered(&pending) {
-            let next = self.now.saturating_add(Micros::from_millis(50));
+        while self.world.now < bound && !self.all_covered(&pending) {
+            let next = self.world.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
         }
         // Every honest replica that runs must be live again, not only the
@@ -632,17 +573,17 @@ impl Sim {
         // bound (a replica a Byzantine peer keeps from catching up, while
         // the others go on, fails here).
         let up: Vec<usize> = (0..n)
-            .filter(|i| honest(&self.cfg, *i) && self.replicas[*i].host.is_some())
+            .filter(|i| honest(&self.cfg, *i) && self.world.replicas[*i].host.is_some())
             .filter(|i| !self.catchup_due.contains_key(i))
             .collect();
         self.fault_ended(&up);
         // Replicas whose fault ended late in the run get their full time
         // to catch up.
         while let Some(deadline) = self.catchup_due.values().map(|(d, _)| *d).max() {
-            if self.now > deadline {
+            if self.world.now > deadline {
                 break;
             }
-            let next = self.now.saturating_add(Micros::from_millis(50));
+            let next = self.world.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
         }
         self.check_catchups();
@@ -666,7 +607,7 @@ impl Sim {
 
     fn start(&mut self, i: usize) {
         if self.byz[i] == Some(Strategy::Twins) {
-            match self.open_host(i, MemoryJournal::new(), MemoryLog::new(), 1 << 20) {
+            match self.world.open_host(i, Disk::empty(), 1 << 20) {
                 Ok(twin) => {
                     self.twins.insert(i, twin);
                 }
@@ -682,8 +623,7 @@ impl Sim {
     }
 
     fn run_until(&mut self, until: Micros) {
-        while let Some((at, event)) = self.queue.pop_until(until) {
-            self.now = self.now.max(at);
+        while let Some(event) = self.world.next_event(until) {
             self.events += 1;
             self.trace_event(&event);
             let fault = !matches!(
@@ -691,21 +631,20 @@ impl Sim {
                 Event::Deliver { .. }
                     | Event::Timer { .. }
                     | Event::SyncDone { .. }
-                    | Event::Submit { .. }
-                    | Event::Load
-                    | Event::Race(_)
+                    | Event::Client { .. }
+                    | Event::Other(SimEvent::Submit { .. } | SimEvent::Load | SimEvent::Race(_))
             );
             self.handle(event);
             if fault {
                 self.track_quorum();
             }
             if self.cfg.record_trace {
-                self.trace_log.push((self.now, self.trace.digest()));
+                self.trace_log.push((self.world.now, self.trace.digest()));
             }
             self.detect_stall();
             self.check_catchups();
         }
-        self.now = self.now.max(until);
+        self.world.advance_to(until);
     }
 
     fn trace_event(&mut self, e: &Event) {
@@ -713,27 +652,32 @@ impl Sim {
             Event::Deliver { from, to, frame } => (1, *from, *to, frame),
             Event::Timer { node, set } => (2, *node, set.timer.index(), &[]),
             Event::SyncDone { node, .. } => (17, *node, 0, &[]),
-            Event::Submit { node, digests } => (3, *node, digests.len(), &[]),
-            Event::Load => (4, 0, 0, &[]),
-            Event::Race(k) => (5, *k, 0, &[]),
-            Event::ArmCrash(i) => (6, *i, 0, &[]),
-            Event::Restart(i, _) => (7, *i, 0, &[]),
-            Event::Pause(i) => (20, *i, 0, &[]),
-            Event::Resume(i) => (21, *i, 0, &[]),
-            Event::Cut(i) => (8, *i, 0, &[]),
-            Event::Heal(i) => (9, *i, 0, &[]),
-            Event::Blackout => (10, 0, 0, &[]),
-            Event::Daylight => (11, 0, 0, &[]),
-            Event::OneWay(i, out) => (12, *i, usize::from(*out), &[]),
-            Event::OneWayHeal(i) => (13, *i, 0, &[]),
-            Event::Ring => (14, 0, 0, &[]),
-            Event::RingHeal => (15, 0, 0, &[]),
-            Event::ClockStepped(i) => (16, *i, 0, &[]),
-            Event::Starve(i, _) => (18, *i, 0, &[]),
-            Event::Fed(i) => (19, *i, 0, &[]),
+            // Never scheduled by the simulator (its clients submit through
+            // `SimEvent::Submit`); a code of its own all the same.
+            Event::Client { node, frame, .. } => (22, *node, 0, frame),
+            Event::Other(e) => match e {
+                SimEvent::Submit { node, digests } => (3, *node, digests.len(), &[]),
+                SimEvent::Load => (4, 0, 0, &[]),
+                SimEvent::Race(k) => (5, *k, 0, &[]),
+                SimEvent::ArmCrash(i) => (6, *i, 0, &[]),
+                SimEvent::Restart(i, _) => (7, *i, 0, &[]),
+                SimEvent::Pause(i) => (20, *i, 0, &[]),
+                SimEvent::Resume(i) => (21, *i, 0, &[]),
+                SimEvent::Cut(i) => (8, *i, 0, &[]),
+                SimEvent::Heal(i) => (9, *i, 0, &[]),
+                SimEvent::Blackout => (10, 0, 0, &[]),
+                SimEvent::Daylight => (11, 0, 0, &[]),
+                SimEvent::OneWay(i, out) => (12, *i, usize::from(*out), &[]),
+                SimEvent::OneWayHeal(i) => (13, *i, 0, &[]),
+                SimEvent::Ring => (14, 0, 0, &[]),
+                SimEvent::RingHeal => (15, 0, 0, &[]),
+                SimEvent::ClockStepped(i) => (16, *i, 0, &[]),
+                SimEvent::Starve(i, _) => (18, *i, 0, &[]),
+                SimEvent::Fed(i) => (19, *i, 0, &[]),
+            },
         };
         self.trace.absorb(&[
-            self.now.0,
+            self.world.now.0,
             u64::from(kind),
             a as u64,
             b as u64,
@@ -746,7 +690,7 @@ impl Sim {
     pub(crate) fn just_restarted(&self, i: usize) -> bool {
         self.restarted_at
             .get(&i)
-            .is_some_and(|t| self.now.saturating_sub(*t) < Micros::from_millis(200))
+            .is_some_and(|t| self.world.now.saturating_sub(*t) < Micros::from_millis(200))
     }
 
     pub(crate) fn reconnect(&mut self, i: usize) {

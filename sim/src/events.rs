@@ -4,13 +4,13 @@
 
 use crate::byzantine::is_censored;
 use crate::config::Strategy;
-use crate::engine::{honest, starves, ArmedCrash, Event, Sim};
+use crate::engine::{honest, starves, Event, Sim, SimEvent};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::ReplicaId;
-use belfry_replica::journal::{CrashMode, MemoryJournal};
-use belfry_replica::timestamp::store::MemoryLog;
+use belfry_replica::journal::CrashMode;
 use belfry_replica::wire::{self, ClientRequest};
 use belfry_replica::CoreInput;
+use belfry_world::{ArmedCrash, Disk};
 use rand::Rng;
 
 impl Sim {
@@ -43,7 +43,10 @@ impl Sim {
                 None => (anyone(0), true),
             };
             if let Some(victim) = victim {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
+                let at = self
+                    .world
+                    .now
+                    .saturating_add(Micros(self.cfg.duration.0 / 3));
                 let wipe = self.cfg.wipe && !beyond;
                 if beyond {
                     self.mark("crash beyond f (the Byzantine replicas used the budget)");
@@ -51,27 +54,30 @@ impl Sim {
                         self.mark("wipe skipped: a wiped replica beyond f could never rejoin");
                     }
                 }
-                self.queue.schedule(at, Event::ArmCrash(victim));
-                self.queue.schedule(
+                self.world.later(at, SimEvent::ArmCrash(victim));
+                self.world.later(
                     at.saturating_add(Micros::from_millis(150)),
-                    Event::Restart(victim, wipe),
+                    SimEvent::Restart(victim, wipe),
                 );
             }
         }
         if let (true, Some(a), Some(b)) = (self.cfg.double_crash, anyone(0), anyone(1)) {
             // Two at once (kill -9 of two processes), both back within a
             // second; the first wiped if it fits the budget afterwards.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 2));
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / 2));
             let wipe = spare_count >= 1;
-            self.queue.schedule(at, Event::ArmCrash(a));
-            self.queue.schedule(at, Event::ArmCrash(b));
-            self.queue.schedule(
+            self.world.later(at, SimEvent::ArmCrash(a));
+            self.world.later(at, SimEvent::ArmCrash(b));
+            self.world.later(
                 at.saturating_add(Micros::from_millis(300)),
-                Event::Restart(a, wipe),
+                SimEvent::Restart(a, wipe),
             );
-            self.queue.schedule(
+            self.world.later(
                 at.saturating_add(Micros::from_millis(700)),
-                Event::Restart(b, false),
+                SimEvent::Restart(b, false),
             );
             self.mark(if wipe {
                 "two crashed at once, one wiped"
@@ -82,22 +88,28 @@ impl Sim {
         if let (true, Some(victim)) = (self.cfg.pause, anyone(1)) {
             // Longer than the GC depth at any round rate the simulator
             // reaches: the replica resumes far behind its peers.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
-            self.queue.schedule(at, Event::Pause(victim));
-            self.queue.schedule(
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / 4));
+            self.world.later(at, SimEvent::Pause(victim));
+            self.world.later(
                 at.saturating_add(Micros::from_millis(1_200)),
-                Event::Resume(victim),
+                SimEvent::Resume(victim),
             );
         }
         if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
             // Cut off twice: 150 ms (it catches up within gc_depth, by the
             // committed leaders) and 600 ms (beyond it, by a snapshot).
             for (part, ms) in [(5, 150), (2, 600)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue.schedule(at, Event::Cut(victim));
-                self.queue.schedule(
+                let at = self
+                    .world
+                    .now
+                    .saturating_add(Micros(self.cfg.duration.0 / part));
+                self.world.later(at, SimEvent::Cut(victim));
+                self.world.later(
                     at.saturating_add(Micros::from_millis(ms)),
-                    Event::Heal(victim),
+                    SimEvent::Heal(victim),
                 );
             }
         } else if self.cfg.partition {
@@ -107,13 +119,16 @@ impl Sim {
             // An honest replica that can receive but not send for 400 ms,
             // then one that can send but not receive: it counts against f
             // while it lasts, like any partitioned replica.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / 4));
             let mid = at.saturating_add(Micros::from_millis(400));
-            self.queue.schedule(at, Event::OneWay(victim, true));
-            self.queue.schedule(mid, Event::OneWay(victim, false));
-            self.queue.schedule(
+            self.world.later(at, SimEvent::OneWay(victim, true));
+            self.world.later(mid, SimEvent::OneWay(victim, false));
+            self.world.later(
                 mid.saturating_add(Micros::from_millis(400)),
-                Event::OneWayHeal(victim),
+                SimEvent::OneWayHeal(victim),
             );
         } else if self.cfg.one_way {
             self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
@@ -124,9 +139,10 @@ impl Sim {
             self.mark("starve skipped: f budget used by Byzantine replicas");
         }
         for i in 0..n {
-            for step in self.clocks[i].steps.clone() {
+            let steps = self.world.clocks[i].as_ref().map(|c| c.steps.clone());
+            for step in steps.unwrap_or_default() {
                 if step.at < end {
-                    self.queue.schedule(step.at, Event::ClockStepped(i));
+                    self.world.later(step.at, SimEvent::ClockStepped(i));
                 }
             }
         }
@@ -139,11 +155,14 @@ impl Sim {
             // replica asks the adversary too.
             let victim = honest[0];
             for (part, ms) in [(4, 150), (2, 400)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue.schedule(at, Event::Cut(victim));
-                self.queue.schedule(
+                let at = self
+                    .world
+                    .now
+                    .saturating_add(Micros(self.cfg.duration.0 / part));
+                self.world.later(at, SimEvent::Cut(victim));
+                self.world.later(
                     at.saturating_add(Micros::from_millis(ms)),
-                    Event::Heal(victim),
+                    SimEvent::Heal(victim),
                 );
             }
             self.mark("catch-up attack isolated an honest replica");
@@ -153,11 +172,14 @@ impl Sim {
             // newer than the heads just past the victim's log.
             let victim = honest[0];
             self.nearest_victim = Some(victim);
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 4));
-            self.queue.schedule(at, Event::Cut(victim));
-            self.queue.schedule(
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / 4));
+            self.world.later(at, SimEvent::Cut(victim));
+            self.world.later(
                 at.saturating_add(Micros::from_millis(1_500)),
-                Event::Heal(victim),
+                SimEvent::Heal(victim),
             );
             self.mark("nearest-head attack isolated an honest replica");
         }
@@ -169,35 +191,43 @@ impl Sim {
             // back by replaying the committed leaders over its own DAG) and
             // 3 s (it stops taking rounds at its bound; back by a snapshot).
             for (part, ms) in [(8, 200), (3, 3_000)] {
-                let at = self.now.saturating_add(Micros(self.cfg.duration.0 / part));
-                self.queue
-                    .schedule(at, Event::Starve(victim, Micros::from_millis(ms)));
+                let at = self
+                    .world
+                    .now
+                    .saturating_add(Micros(self.cfg.duration.0 / part));
+                self.world
+                    .later(at, SimEvent::Starve(victim, Micros::from_millis(ms)));
             }
         }
         if self.cfg.ring {
             // Each replica keeps a quorum of 2f + 1 (itself and f on either
             // side), no two the same quorum, for 1 s. Every replica stays
             // honest and every link heals, so no f budget applies.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 * 3 / 5));
-            self.queue.schedule(at, Event::Ring);
-            self.queue
-                .schedule(at.saturating_add(Micros::from_secs(1)), Event::RingHeal);
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 * 3 / 5));
+            self.world.later(at, SimEvent::Ring);
+            self.world
+                .later(at.saturating_add(Micros::from_secs(1)), SimEvent::RingHeal);
         }
         if self.cfg.blackout {
             // Every link down for 3 s: no quorum anywhere, then a heal. Not
             // a replica fault, so no f budget applies.
-            let at = self.now.saturating_add(Micros(self.cfg.duration.0 / 3));
-            self.queue.schedule(at, Event::Blackout);
-            self.queue
-                .schedule(at.saturating_add(Micros::from_secs(3)), Event::Daylight);
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / 3));
+            self.world.later(at, SimEvent::Blackout);
+            self.world
+                .later(at.saturating_add(Micros::from_secs(3)), SimEvent::Daylight);
         }
     }
 
     pub(crate) fn handle(&mut self, event: Event) {
         match event {
             Event::Deliver { from, to, frame } => {
-                if self.down.contains(&(from, to)) {
-                    self.mark("partition drop");
+                if !self.world.reaches(from, to) {
                     return;
                 }
                 if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
@@ -209,8 +239,7 @@ impl Sim {
                     self.mark("paused drop");
                     return;
                 }
-                self.peer_messages += 1;
-                self.peer_bytes += frame.len() as u64;
+                self.world.count_frame(&frame);
                 let from = ReplicaId(from as u16);
                 self.input(to, CoreInput::Peer { from, frame });
             }
@@ -222,21 +251,23 @@ impl Sim {
                     .push((node, Event::SyncDone { node, incarnation }));
             }
             Event::Timer { node, set } => {
-                let local = self.local(node);
-                let fired = self.replicas[node]
-                    .host
-                    .as_mut()
-                    .is_some_and(|h| h.fire(local, set));
-                if fired {
-                    self.after_input(node);
-                }
+                let turn = self.world.fire(node, set);
+                self.settle(node, turn);
             }
             Event::SyncDone { node, incarnation } => {
-                if self.replicas[node].incarnation == incarnation {
-                    self.sync(node);
-                }
+                let turn = self.world.sync_done(node, incarnation);
+                self.settle(node, turn);
             }
-            Event::Submit { node, mut digests } => {
+            // The simulator's clients submit through `SimEvent::Submit`.
+            Event::Client { .. } => {}
+            Event::Other(e) => self.handle_own(e),
+        }
+    }
+
+    /// The simulator's own events: load, races and faults.
+    fn handle_own(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Submit { node, mut digests } => {
                 if self.byz[node] == Some(Strategy::WithholdAndRush) {
                     self.front_run(&mut digests);
                 }
@@ -245,20 +276,20 @@ impl Sim {
                     self.mark("strategy censor");
                 }
                 let digests = digests;
-                if honest(&self.cfg, node) && self.replicas[node].host.is_some() {
+                if honest(&self.cfg, node) && self.world.replicas[node].host.is_some() {
                     for d in &digests {
                         let seen = self
                             .first_seen
                             .entry(*d)
                             .or_insert_with(|| vec![None; self.cfg.n]);
-                        seen[node].get_or_insert(self.now);
+                        seen[node].get_or_insert(self.world.now);
                     }
                 }
                 if let Ok(frame) = wire::encode(&ClientRequest::Submit(digests)) {
                     self.input(node, CoreInput::Client { client: 1, frame });
                 }
             }
-            Event::Load => {
+            SimEvent::Load => {
                 self.sample_memory();
                 self.fetch_flood();
                 let per_ms = self.cfg.load_per_s as f64 / 1_000.0;
@@ -271,81 +302,83 @@ impl Sim {
                     let ds: Vec<[u8; 32]> = (0..k).map(|_| self.fresh_digest(0)).collect();
                     self.submit_all(&ds, None);
                 }
-                self.queue
-                    .schedule(self.now.saturating_add(Micros::from_millis(1)), Event::Load);
+                self.world.later(
+                    self.world.now.saturating_add(Micros::from_millis(1)),
+                    SimEvent::Load,
+                );
             }
-            Event::Race(k) => {
+            SimEvent::Race(k) => {
                 self.race(k);
                 self.rush();
             }
-            Event::ArmCrash(i) => {
-                let at_tick = self.fault_rng.gen_bool(0.5);
-                let torn = self.fault_rng.gen_bool(0.5);
-                self.replicas[i].crash_armed = Some(ArmedCrash { at_tick, torn });
+            SimEvent::ArmCrash(i) => {
+                let at_tick = self.world.fault_rng.gen_bool(0.5);
+                let torn = self.world.fault_rng.gen_bool(0.5);
+                self.world.replicas[i].crash_armed = Some(ArmedCrash { at_tick, torn });
                 self.mark(if at_tick {
                     "crash armed at a Tick"
                 } else {
                     "crash armed"
                 });
             }
-            Event::Restart(i, wipe) => {
-                if self.replicas[i].host.is_some() {
+            SimEvent::Restart(i, wipe) => {
+                if self.world.replicas[i].host.is_some() {
                     // The armed crash has not struck yet: crash now.
                     self.crash(i, CrashMode::LoseUnsynced);
                 }
-                self.replicas[i].crash_armed = None;
+                self.world.replicas[i].crash_armed = None;
                 self.mark("crash");
                 if wipe {
-                    self.replicas[i].disk = Some((MemoryJournal::new(), MemoryLog::new()));
+                    self.world.replicas[i].disk = Some(Disk::empty());
                     self.mark("wiped");
                 }
                 if self.restart(i) {
                     // The restarted replica hears the others late for a
                     // while, as over a congested link: catch-up and
                     // re-derivation race its peers' messages.
-                    let slow = Micros(self.fault_rng.gen_range(1_000..4_000));
-                    let until = self.now.saturating_add(Micros::from_millis(600));
-                    self.replicas[i].slow_until = Some((until, slow));
+                    let slow = Micros(self.world.fault_rng.gen_range(1_000..4_000));
+                    let until = self.world.now.saturating_add(Micros::from_millis(600));
+                    self.world.network.slow_receivers.insert(i, (until, slow));
                     self.mark("slow link after a restart");
                     self.fault_ended(&[i]);
                 }
             }
-            Event::Pause(i) => {
+            SimEvent::Pause(i) => {
                 self.paused.insert(i);
                 self.mark("paused");
             }
-            Event::Resume(i) => {
+            SimEvent::Resume(i) => {
                 self.paused.remove(&i);
                 self.mark("resumed");
-                let now = self.now;
+                let now = self.world.now;
                 let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_events)
                     .into_iter()
                     .partition(|(j, _)| *j == i);
                 self.held_events = rest;
                 for (_, e) in mine {
-                    self.queue.schedule(now, e);
+                    self.world.schedule(now, e);
                 }
                 self.reconnect(i);
                 self.fault_ended(&[i]);
             }
-            Event::Cut(i) => {
+            SimEvent::Cut(i) => {
                 for p in 0..self.cfg.n {
-                    self.down.insert((i, p));
-                    self.down.insert((p, i));
+                    self.world.network.down.insert((i, p));
+                    self.world.network.down.insert((p, i));
                 }
                 self.mark("partition");
             }
-            Event::Blackout => {
-                self.no_quorum.push((self.now, Micros(u64::MAX)));
+            SimEvent::Blackout => {
+                self.no_quorum.push((self.world.now, Micros(u64::MAX)));
                 for a in 0..self.cfg.n {
                     for b in 0..self.cfg.n {
-                        self.down.insert((a, b));
+                        self.world.network.down.insert((a, b));
                     }
                 }
                 self.mark("blackout");
             }
-            Event::Daylight => {
-                self.down.clear();
+            SimEvent::Daylight => {
+                self.world.network.down.clear();
                 self.mark("blackout healed");
                 self.end_no_quorum();
                 for i in 0..self.cfg.n {
@@ -354,16 +387,19 @@ impl Sim {
                 let all: Vec<usize> = (0..self.cfg.n).collect();
                 self.fault_ended(&all);
             }
-            Event::Heal(i) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
+            SimEvent::Heal(i) => {
+                self.world.network.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("heal");
                 self.reconnect(i);
                 self.fault_ended(&[i]);
             }
-            Event::OneWay(i, out) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
+            SimEvent::OneWay(i, out) => {
+                self.world.network.down.retain(|(a, b)| *a != i && *b != i);
                 for p in (0..self.cfg.n).filter(|p| *p != i) {
-                    self.down.insert(if out { (i, p) } else { (p, i) });
+                    self.world
+                        .network
+                        .down
+                        .insert(if out { (i, p) } else { (p, i) });
                 }
                 self.mark(if out {
                     "asymmetric partition: a replica hears all, nobody hears it"
@@ -371,13 +407,13 @@ impl Sim {
                     "asymmetric partition: everybody hears a replica, it hears nobody"
                 });
             }
-            Event::OneWayHeal(i) => {
-                self.down.retain(|(a, b)| *a != i && *b != i);
+            SimEvent::OneWayHeal(i) => {
+                self.world.network.down.retain(|(a, b)| *a != i && *b != i);
                 self.mark("asymmetric partition healed");
                 self.reconnect(i);
                 self.fault_ended(&[i]);
             }
-            Event::Ring => {
+            SimEvent::Ring => {
                 // Each replica keeps the links to the `d` replicas on either
                 // side, `2d + 1 >= Q`: every neighbourhood is a quorum, no
                 // two the same one. Reliable broadcast still stalls (a VAL
@@ -390,27 +426,27 @@ impl Sim {
                     for b in 0..n {
                         let d = (a + n - b) % n;
                         if d.min(n - d) > side {
-                            self.down.insert((a, b));
+                            self.world.network.down.insert((a, b));
                         }
                     }
                 }
-                self.no_quorum.push((self.now, Micros(u64::MAX)));
+                self.no_quorum.push((self.world.now, Micros(u64::MAX)));
                 self.mark("majorities ring");
             }
-            Event::ClockStepped(_) => self.mark("clock step"),
-            Event::Starve(i, long) => {
-                let until = self.now.saturating_add(long);
+            SimEvent::ClockStepped(_) => self.mark("clock step"),
+            SimEvent::Starve(i, long) => {
+                let until = self.world.now.saturating_add(long);
                 self.starved = Some((i, until));
-                self.queue.schedule(until, Event::Fed(i));
+                self.world.later(until, SimEvent::Fed(i));
                 self.mark("starve: a replica gets no coin shares or catch-up answers");
             }
-            Event::Fed(i) => {
+            SimEvent::Fed(i) => {
                 self.starved = None;
                 self.mark("starvation ended");
                 self.fault_ended(&[i]);
             }
-            Event::RingHeal => {
-                self.down.clear();
+            SimEvent::RingHeal => {
+                self.world.network.down.clear();
                 self.mark("majorities ring healed");
                 self.end_no_quorum();
                 for i in 0..self.cfg.n {

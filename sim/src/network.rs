@@ -1,49 +1,36 @@
-//! The simulated network: per-link latency with jitter, client submissions
-//! and races, fan-out, the Byzantine rewrite of outgoing frames, drops,
-//! duplicates and slow links.
+//! The simulator's side of the network: client submissions and races,
+//! fan-out, and the adversary's hand on outgoing frames (Byzantine
+//! rewrites, frames held back); the links themselves — latency with
+//! jitter, drops, duplicates, slow links — are the world's
+//! (`belfry_world::Network`).
 
 use crate::byzantine::RUSH_SLOW_MS;
-use crate::engine::{honest, Event, Jitter, Race, Sim};
+use crate::engine::{honest, Event, Race, Sim, SimEvent};
 use belfry_replica::broadcast::{Message, Target};
 use belfry_replica::clock::Micros;
 use belfry_replica::wire::{self, PeerMessage};
-use rand::Rng;
-use rand_distr::Distribution;
 
 impl Sim {
-    /// One message's delay on the directed link `from → to` (`from = n`:
-    /// the clients): the link's own base latency times a jitter draw, so
-    /// messages on a link overtake each other whenever the draws say so.
-    pub(crate) fn link_delay(&mut self, from: usize, to: usize) -> Micros {
-        let base = self
-            .link_base
-            .get(from * self.cfg.n + to)
-            .copied()
-            .unwrap_or(self.cfg.latency_base_us as f64);
-        let j: f64 = match &self.jitter {
-            Jitter::LogNormal(d) => d.sample(&mut self.net_rng),
-            Jitter::Pareto(d) => d.sample(&mut self.net_rng),
-        };
-        Micros((base * j).clamp(10.0, 1_000_000.0) as u64)
-    }
-
     /// Submits digests to every replica, each over its own link; `late_for`
     /// delays them to the listed replicas (favouring races).
     pub(crate) fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
         for d in ds {
-            self.submitted.entry(*d).or_insert(self.now);
+            self.submitted.entry(*d).or_insert(self.world.now);
         }
         for node in 0..self.cfg.n {
             let client = self.cfg.n;
-            let mut at = self.now.saturating_add(self.link_delay(client, node));
+            let mut at = self
+                .world
+                .now
+                .saturating_add(self.world.link_delay(client, node));
             if let Some((who, extra)) = late_for {
                 if who.contains(&node) {
                     at = at.saturating_add(extra);
                 }
             }
-            self.queue.schedule(
+            self.world.later(
                 at,
-                Event::Submit {
+                SimEvent::Submit {
                     node,
                     digests: ds.to_vec(),
                 },
@@ -73,15 +60,6 @@ impl Sim {
             self.mark(&format!("race {kind}"));
         }
         self.races.push(Race { kind, digests: ds });
-    }
-
-    pub(crate) fn deliver_later(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let slow = self.slow_link(to);
-        let at = self
-            .now
-            .saturating_add(self.link_delay(from, to))
-            .saturating_add(slow);
-        self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 
     /// Sends one outgoing frame to its targets, in ascending order, the last
@@ -115,13 +93,14 @@ impl Sim {
                 // honest log pages reach the victim a millisecond after its.
                 self.mark("strategy nearest-head: honest log pages arrive 1 ms later");
                 let at = self
+                    .world
                     .now
-                    .saturating_add(self.link_delay(from, to))
+                    .saturating_add(self.world.link_delay(from, to))
                     .saturating_add(Micros::from_millis(1));
-                self.queue.schedule(at, Event::Deliver { from, to, frame });
+                self.world.schedule(at, Event::Deliver { from, to, frame });
                 return;
             }
-            None if self.rush_slowed.is_none() => return self.transmit(from, to, frame),
+            None if self.rush_slowed.is_none() => return self.world.transmit(from, to, frame),
             None => vec![frame],
         };
         // A withhold-and-rush adversary also controls the network (the
@@ -139,57 +118,16 @@ impl Sim {
             self.mark("strategy withhold-and-rush slowed an honest replica");
             for frame in frames {
                 let at = self
+                    .world
                     .now
-                    .saturating_add(self.link_delay(from, to))
+                    .saturating_add(self.world.link_delay(from, to))
                     .saturating_add(Micros::from_millis(RUSH_SLOW_MS));
-                self.queue.schedule(at, Event::Deliver { from, to, frame });
+                self.world.schedule(at, Event::Deliver { from, to, frame });
             }
             return;
         }
         for frame in frames {
-            self.transmit(from, to, frame);
+            self.world.transmit(from, to, frame);
         }
-    }
-
-    /// Extra delay on messages to replica `to` while its link is slow.
-    fn slow_link(&mut self, to: usize) -> Micros {
-        match self.replicas[to].slow_until {
-            Some((until, extra)) if self.now < until => {
-                self.mark("delayed on a slow link");
-                extra
-            }
-            Some(_) => {
-                self.replicas[to].slow_until = None;
-                Micros::ZERO
-            }
-            None => Micros::ZERO,
-        }
-    }
-
-    /// Puts one frame on the link `from → to`: dropped, delivered once or
-    /// duplicated, each copy after its own link delay.
-    pub(crate) fn transmit(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        if self.cfg.drop > 0.0 && self.net_rng.gen_bool(self.cfg.drop) {
-            self.mark("drop");
-            return;
-        }
-        if self.cfg.duplicate > 0.0 && self.net_rng.gen_bool(self.cfg.duplicate) {
-            self.mark("duplicate");
-            let at = self.now.saturating_add(self.link_delay(from, to));
-            self.queue.schedule(
-                at,
-                Event::Deliver {
-                    from,
-                    to,
-                    frame: frame.clone(),
-                },
-            );
-        }
-        let slow = self.slow_link(to);
-        let at = self
-            .now
-            .saturating_add(self.link_delay(from, to))
-            .saturating_add(slow);
-        self.queue.schedule(at, Event::Deliver { from, to, frame });
     }
 }

@@ -8,12 +8,12 @@
 use belfry_client::{HeadCache, VerifyError};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{Policy, TrustAnchor};
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::verify_receipt;
 use belfry_replica::wire::{
     ClientMessage, ClientRequest, ClientResponse, ReceiptBundle, ReceiptItem,
 };
 use belfry_replica::CoreInput;
+use belfry_world::LocalCluster;
 
 const GENESIS: Micros = Micros(1_763_700_000_000_000);
 const N: usize = 500;
@@ -28,7 +28,7 @@ fn bundle_of(n: usize) -> (LocalCluster, ReceiptBundle) {
         })
         .collect();
     c.request_all(1, &ClientRequest::Submit(ds.clone()));
-    let until = c.now.saturating_add(Micros::from_secs(60));
+    let until = c.now().saturating_add(Micros::from_secs(60));
     c.run_until(until, |c| c.stamped(0, &ds));
     let _ = c.take_responses();
     let frame = belfry_replica::wire::encode(&ClientRequest::Receipts(ds)).unwrap();

@@ -12,9 +12,9 @@
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::verify_receipt;
 use belfry_replica::wire::ClientRequest;
+use belfry_world::LocalCluster;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let genesis = Micros(1_763_700_000_000_000);

@@ -1,11 +1,11 @@
 //! A belfry replica: the sans-IO [`ReplicaCore`] that wires broadcast,
 //! sequencing, the log and tree-head signing behind one
 //! `handle(now, input) -> CoreStep`, the [`Host`] every driver runs it in
-//! (the QUIC node, the simulator, the in-process cluster), the journal and
-//! the file-backed log, and the in-process [`local`] cluster that the tests,
-//! the benchmarks and `examples/four_replicas.rs` use (docs/design.md
-//! sections 2, 3, 4; docs/architecture.md). The QUIC node is `belfry-node`,
-//! the command line `belfry-cli`.
+//! (the QUIC node; the simulated world of `belfry-world`, which the tests,
+//! the simulator and the benchmarks use), the journal and the file-backed
+//! log (docs/design.md sections 2, 3, 4; docs/architecture.md). The QUIC
+//! node is `belfry-node`, the command line `belfry-cli`. Nothing here is a
+//! test harness: the in-process cluster is `belfry_world::LocalCluster`.
 //!
 //! The crates below are re-exported so that the simulator and the benchmarks
 //! depend on the replica alone, as the layering of docs/design.md section 1 asks.
@@ -20,7 +20,6 @@ pub mod core;
 pub mod filelog;
 pub mod host;
 pub mod journal;
-pub mod local;
 
 pub use crate::core::{
     CatchUpFault, CheckpointConfig, ClientId, ClientReads, CoreFault, CoreInput, CoreStep,

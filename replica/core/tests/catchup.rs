@@ -8,10 +8,10 @@ mod common;
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::{Policy, ReplicaId};
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::verify_receipt;
 use belfry_replica::wire::ClientRequest;
 use belfry_replica::CoreInput;
+use belfry_world::LocalCluster;
 use common::{digests, GENESIS};
 
 #[test]
@@ -34,31 +34,31 @@ fn catch_up(page_bytes: usize) {
     let away = 3;
     let first = digests("catch-up test", 0, 100);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(away, &first)
     });
     assert!(c.stamped(away, &first));
     // Cut off; the others log more and run far past the GC depth.
-    c.cut_off.insert(away);
+    c.cut_off(away);
     let gc = 50;
     let round_at_cut = c.core(away).unwrap().node().round().0;
     let during = digests("catch-up test", 100, 400);
     for chunk in during.chunks(50) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(20)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(20)), |_| false);
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         (0..3).all(|i| c.core(i).unwrap().node().round().0 > round_at_cut + gc + 40)
     });
     assert!(c.stamped(0, &during));
     let behind_len = c.core(away).unwrap().log().len();
     // Heal.
-    c.cut_off.clear();
+    c.heal();
     for p in 0..3 {
         c.input(p, CoreInput::PeerReconnected(ReplicaId(away as u16)));
         c.input(away, CoreInput::PeerReconnected(ReplicaId(p as u16)));
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(5)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(5)), |c| {
         c.core(away).unwrap().log().len() > behind_len + 400
     });
     let caught_up = c.core(away).unwrap().log().len();
@@ -75,7 +75,7 @@ fn catch_up(page_bytes: usize) {
     // New digests after the heal are logged by everyone, the caught-up replica included.
     let after = digests("catch-up test", 500, 200);
     c.request_all(1, &ClientRequest::Submit(after.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         (0..4).all(|i| c.stamped(i, &after))
     });
     for i in 0..4 {
@@ -122,18 +122,18 @@ fn replay_leaders(page_bytes: usize) {
     let away = 2;
     let first = digests("leaders test", 0, 100);
     c.request_all(1, &ClientRequest::Submit(first.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(away, &first)
     });
-    c.cut_off.insert(away);
+    c.cut_off(away);
     let round_at_cut = c.core(away).unwrap().node().round().0;
     let during = digests("leaders test", 100, 300);
     for chunk in during.chunks(50) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(20)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(20)), |_| false);
     }
     // Well past the lag threshold, well inside gc_depth (50 rounds).
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         (0..4)
             .filter(|i| *i != away)
             .all(|i| c.core(i).unwrap().node().round().0 > round_at_cut + 30)
@@ -141,8 +141,8 @@ fn replay_leaders(page_bytes: usize) {
     assert!(c.stamped(0, &during));
     let core = c.core(away).unwrap();
     assert!(!core.is_behind());
-    c.cut_off.clear();
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.heal();
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(away, &during)
     });
     let core = c.core(away).unwrap();
@@ -155,7 +155,7 @@ fn replay_leaders(page_bytes: usize) {
     assert_eq!(core.catchups_installed(), 0, "no snapshot was needed");
     let after = digests("leaders test", 400, 100);
     c.request_all(1, &ClientRequest::Submit(after.clone()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         (0..4).all(|i| c.stamped(i, &after))
     });
     assert!((0..4).all(|i| c.stamped(i, &after)));

@@ -13,13 +13,13 @@ mod common;
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::checkpoint::{
     default_origin, ClusterKey, Note, NoteSigner, VerifierKind,
 };
 use belfry_replica::timestamp::SignedTreeHead;
 use belfry_replica::wire::{self, ClientError, ClientMessage, ClientRequest, ClientResponse};
 use belfry_replica::{CoreInput, COSIGNATURE_FUTURE_SLACK_S};
+use belfry_world::LocalCluster;
 use common::GENESIS;
 
 fn replica_key(i: usize, origin: &str) -> NoteSigner {
@@ -51,7 +51,7 @@ fn ask(c: &mut LocalCluster, node: usize, req: ClientRequest) -> ClientResponse 
 fn stamp(c: &mut LocalCluster, tag: &str, k: u64) {
     let ds = common::digests(tag, 0, k);
     c.request_all(7, &ClientRequest::Submit(ds.clone()));
-    let until = c.now.saturating_add(Micros::from_secs(60));
+    let until = c.now().saturating_add(Micros::from_secs(60));
     c.run_until(until, |c| {
         (0..c.len()).filter_map(|i| c.core(i)).all(|core| {
             let signed = core.signed_size();
@@ -178,7 +178,7 @@ fn replicas_serve_checkpoints_and_keep_the_newest_cosignature_of_listed_witnesse
         ask(&mut c, 1, ClientRequest::Cosign(forged.encode())),
         "does not verify",
     );
-    let future = c.now.0 / 1_000_000 + COSIGNATURE_FUTURE_SLACK_S + 5;
+    let future = c.now().0 / 1_000_000 + COSIGNATURE_FUTURE_SLACK_S + 5;
     refused(
         ask(
             &mut c,

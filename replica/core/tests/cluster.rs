@@ -9,12 +9,12 @@ mod common;
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::{verify_consistency, verify_receipt, Entry, Receipt};
 use belfry_replica::wire::{
     self, ClientError, ClientMessage, ClientPush, ClientRequest, ClientResponse,
 };
 use belfry_replica::CoreInput;
+use belfry_world::LocalCluster;
 use common::GENESIS;
 use std::collections::BTreeSet;
 
@@ -26,7 +26,7 @@ fn stamp(c: &mut LocalCluster, ds: &[[u8; 32]]) {
     for chunk in ds.chunks(4_096) {
         c.request_all(7, &ClientRequest::Submit(chunk.to_vec()));
     }
-    let until = c.now.saturating_add(Micros::from_secs(60));
+    let until = c.now().saturating_add(Micros::from_secs(60));
     c.run_until(until, |c| {
         (0..c.len()).filter_map(|i| c.core(i)).all(|core| {
             let signed = core.signed_size();
@@ -165,7 +165,7 @@ fn clients_get_acks_receipts_backpressure_and_clear_errors() {
         "{pushes:?}"
     );
     let before = c.core(1).unwrap().log().len();
-    c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
+    c.run_until(c.now().saturating_add(Micros::from_millis(200)), |_| false);
     let log = c.core(1).unwrap().log();
     assert_eq!(
         log.iter()

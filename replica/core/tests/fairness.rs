@@ -19,9 +19,9 @@ mod common;
 use belfry_replica::broadcast::{Durable, Message};
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::{ClientRequest, PeerMessage};
+use belfry_world::LocalCluster;
 use common::{digests, GENESIS};
 use std::collections::BTreeMap;
 
@@ -32,7 +32,7 @@ fn a_digest_sent_to_a_single_replica_is_still_logged() {
     for (i, x) in lonely.iter().enumerate() {
         c.request_one(i % 4, 1, &ClientRequest::Submit(vec![*x]));
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(20)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(20)), |c| {
         c.logged_everywhere(&lonely)
     });
     assert!(c.logged_everywhere(&lonely));
@@ -57,7 +57,7 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
             .unwrap();
         // One honest replica is slow: its reports reach the committed DAG
         // late, so a victim can sit at f + 1 committed reports for a while.
-        c.slow.insert(2, Micros::from_millis(25));
+        c.slow_sender(2, Micros::from_millis(25));
         let victims = digests(&format!("victim {seed}"), 0, 10);
         let rushed = digests(&format!("rushed {seed}"), 0, 10);
         // The Byzantine replica never reports victims (not even as re-reports).
@@ -68,23 +68,23 @@ fn withhold_and_rush(hold_back: bool) -> (usize, usize) {
             }
             true
         }));
-        c.run_until(c.now.saturating_add(Micros::from_millis(30)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(30)), |_| false);
         // It learns of its own digests first and reports them at once (rush);
         // the honest replicas get each victim, then that rushed digest well later.
         for (v, x) in victims.iter().zip(&rushed) {
             c.request_one(byz, 9, &ClientRequest::Submit(vec![*x]));
-            c.run_until(c.now.saturating_add(Micros::from_millis(2)), |_| false);
+            c.run_until(c.now().saturating_add(Micros::from_millis(2)), |_| false);
             for h in 0..3 {
                 c.request_one(h, 1, &ClientRequest::Submit(vec![*v]));
             }
-            c.run_until(c.now.saturating_add(Micros::from_millis(12)), |_| false);
+            c.run_until(c.now().saturating_add(Micros::from_millis(12)), |_| false);
             for h in 0..3 {
                 c.request_one(h, 1, &ClientRequest::Submit(vec![*x]));
             }
-            c.run_until(c.now.saturating_add(Micros::from_millis(3)), |_| false);
+            c.run_until(c.now().saturating_add(Micros::from_millis(3)), |_| false);
         }
         let all: Vec<[u8; 32]> = victims.iter().chain(&rushed).copied().collect();
-        c.run_until(c.now.saturating_add(Micros::from_secs(20)), |c| {
+        c.run_until(c.now().saturating_add(Micros::from_secs(20)), |c| {
             c.logged_everywhere(&all)
         });
         assert!(c.logged_everywhere(&all));

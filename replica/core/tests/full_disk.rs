@@ -13,9 +13,9 @@ mod common;
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::ClientRequest;
+use belfry_world::LocalCluster;
 use common::{digests, GENESIS};
 use std::path::Path;
 use std::process::Command;
@@ -71,14 +71,14 @@ fn a_full_disk_stops_the_replica_naming_the_file_and_loses_nothing_it_released()
         Err(why) => panic!("cannot mount a tmpfs: {why}"),
     };
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 29).unwrap();
-    c.host_config.log_sync_entries = 256;
+    c.host_config_mut().log_sync_entries = 256;
     c.move_to_files(3, disk.path()).unwrap();
     let mut sent = 0u64;
     while c.stopped[3].is_none() && sent < 200_000 {
         let ds = digests("full disk", sent, 2_000);
         sent += 2_000;
         c.request_all(1, &ClientRequest::Submit(ds));
-        c.run_until(c.now.saturating_add(Micros::from_millis(300)), |c| {
+        c.run_until(c.now().saturating_add(Micros::from_millis(300)), |c| {
             c.stopped[3].is_some()
         });
     }
@@ -109,7 +109,7 @@ fn a_full_disk_stops_the_replica_naming_the_file_and_loses_nothing_it_released()
     let core = c.core(3).unwrap();
     assert!(core.log_len() >= released.len() as u64);
     assert_eq!(core.log()[..released.len()], released[..]);
-    c.run_until(c.now.saturating_add(Micros::from_secs(10)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(10)), |c| {
         c.core(3).is_some_and(|r| r.log_len() >= live)
     });
     c.check_agreement().unwrap();

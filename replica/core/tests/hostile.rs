@@ -72,19 +72,19 @@ fn requests_without_end_get_a_bounded_answer() {
     use belfry_replica::broadcast::{Message, ResendCause, Round};
     use belfry_replica::clock::Micros;
     use belfry_replica::core::{ServeKind, SERVE_BURST_BYTES};
-    use belfry_replica::local::LocalCluster;
     use belfry_replica::wire::PeerMessage;
+    use belfry_world::LocalCluster;
 
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 31).unwrap();
     let ds = common::digests("flood", 0, 2_000);
     for chunk in ds.chunks(200) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(30)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(30)), |_| false);
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(0, &ds)
     });
-    let now = c.now;
+    let now = c.now();
     let some_vertex = c
         .core(0)
         .unwrap()
@@ -108,7 +108,7 @@ fn requests_without_end_get_a_bounded_answer() {
         PeerMessage::Broadcast(Message::FetchVertex(some_vertex)),
     ];
     let core = c.host_mut(0).unwrap();
-    let flood = |core: &mut belfry_replica::local::LocalHost, from: u16, at: Micros| -> u64 {
+    let flood = |core: &mut belfry_world::LocalHost, from: u16, at: Micros| -> u64 {
         let mut bytes = 0u64;
         for k in 0..5_000 {
             let frame = wire::encode(&asks[k % asks.len()]).unwrap();
@@ -129,7 +129,7 @@ fn requests_without_end_get_a_bounded_answer() {
         bytes
     };
     let served = flood(core, 1, now);
-    let counted = |core: &belfry_replica::local::LocalHost, peer: usize| {
+    let counted = |core: &belfry_world::LocalHost, peer: usize| {
         let c = core.core();
         c.serving().bytes_per_peer[peer] + c.node().counters().resent_bytes_per_peer[peer]
     };
@@ -166,20 +166,20 @@ fn requests_without_end_get_a_bounded_answer() {
 #[test]
 fn a_client_reading_without_end_is_rate_limited() {
     use belfry_replica::clock::Micros;
-    use belfry_replica::local::LocalCluster;
     use belfry_replica::wire::{ClientCall, ClientError};
     use belfry_replica::CLIENT_READ_BURST_BYTES;
+    use belfry_world::LocalCluster;
 
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 32).unwrap();
     let ds = common::digests("reads", 0, 4_000);
     for chunk in ds.chunks(500) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(30)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(30)), |_| false);
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         c.stamped(0, &ds)
     });
-    let now = c.now;
+    let now = c.now();
     let host = c.host_mut(0).unwrap();
     let mut ask = |client: u64, id: u64, request: ClientRequest, at: Micros| {
         let frame = wire::encode_call(&ClientCall { id, request }).unwrap();

@@ -11,10 +11,10 @@ mod common;
 
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::{self, ClientMessage, ClientPush, ClientRequest};
 use belfry_replica::CoreInput;
+use belfry_world::LocalCluster;
 use common::GENESIS;
 use std::collections::BTreeMap;
 
@@ -65,7 +65,7 @@ fn run(window: Option<u64>) -> (usize, u64, usize) {
         );
     }
     let mut got = BTreeMap::new();
-    let until = c.now.saturating_add(Micros::from_secs(60));
+    let until = c.now().saturating_add(Micros::from_secs(60));
     c.run_until(until, |c| {
         let core = c.core(0).unwrap();
         let signed = core.signed_size();

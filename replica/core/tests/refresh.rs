@@ -16,9 +16,9 @@ use belfry_replica::coin::{
     deal, BlsCrypto, ClusterParams, Policy, PublicKeys, RefreshedCrypto, ReplicaId, SecretShare,
     ThresholdCrypto, Wave,
 };
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::{CoreFault, ReplicaConfig};
+use belfry_world::LocalCluster;
 use common::GENESIS;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -77,7 +77,7 @@ fn run(switch: Wave, stale: bool) -> LocalCluster {
         .collect();
     let mut c = LocalCluster::new(cluster, configs, crypto, 5);
     let until = c
-        .now
+        .now()
         .saturating_add(belfry_replica::clock::Micros::from_secs(60));
     c.run_until(until, |c| {
         (0..4).all(|i| {

@@ -14,17 +14,17 @@ use belfry_replica::filelog::FileLog;
 use belfry_replica::journal::{
     recover, CrashMode, FileJournal, Journal, JournalRecord, MemoryJournal, Recovered, TurnRecord,
 };
-use belfry_replica::local::LocalCluster;
 use belfry_replica::timestamp::store::{LogStore, MemoryLog};
 use belfry_replica::timestamp::{verify_receipt, Entry, SignedTreeHead};
 use belfry_replica::wire::ClientRequest;
 use belfry_replica::{Host, HostConfig, ReplicaConfig};
+use belfry_world::LocalCluster;
 use common::{digests, GENESIS};
 use std::sync::Arc;
 
 fn stamp_all(c: &mut LocalCluster, ds: &[[u8; 32]], nodes: &[usize]) {
     c.request_all(1, &ClientRequest::Submit(ds.to_vec()));
-    c.run_until(c.now.saturating_add(Micros::from_secs(30)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
         nodes.iter().all(|i| c.stamped(*i, ds))
     });
     for i in nodes {
@@ -45,7 +45,7 @@ fn a_replica_restarted_from_its_journal_agrees_with_the_others() {
     let third = digests("restart test", 600, 300);
     let all: Vec<[u8; 32]> = first.iter().chain(&second).chain(&third).copied().collect();
     c.request_all(1, &ClientRequest::Submit(third));
-    c.run_until(c.now.saturating_add(Micros::from_secs(60)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(60)), |c| {
         (0..4).all(|i| c.stamped(i, &all))
     });
     for i in 0..4 {
@@ -65,8 +65,8 @@ fn a_replica_restarted_from_its_journal_agrees_with_the_others() {
 #[test]
 fn a_replica_running_on_files_across_restarts_keeps_agreeing() {
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 14).unwrap();
-    c.host_config.log_sync_entries = 64;
-    c.host_config.compact_after_records = 200;
+    c.host_config_mut().log_sync_entries = 64;
+    c.host_config_mut().compact_after_records = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
     for k in 0..3u64 {
@@ -248,13 +248,13 @@ fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn a_compacted_journal_restores_the_same_replica() {
     let (mut c, public) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 15).unwrap();
-    c.host_config.compact_after_records = u64::MAX;
+    c.host_config_mut().compact_after_records = u64::MAX;
     c.crash(1);
     c.restart(1).unwrap();
     let ds = digests("compact test", 0, 300);
     for chunk in ds.chunks(30) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(100)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(100)), |_| false);
     }
     stamp_all(&mut c, &ds, &[1]);
     c.crash(1);
@@ -319,10 +319,10 @@ fn a_wiped_replica_observes_rejoins_and_never_signs_twice() {
     let second = digests("wipe test", 200, 300);
     for chunk in second.chunks(30) {
         c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
-        c.run_until(c.now.saturating_add(Micros::from_millis(50)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(50)), |_| false);
     }
     let all: Vec<[u8; 32]> = first.iter().chain(&second).copied().collect();
-    c.run_until(c.now.saturating_add(Micros::from_secs(60)), |c| {
+    c.run_until(c.now().saturating_add(Micros::from_secs(60)), |c| {
         (0..4).all(|i| c.stamped(i, &all)) && !c.core(2).unwrap().observing()
     });
     let core = c.core(2).unwrap();
@@ -353,13 +353,13 @@ fn a_restart_never_multiplies_timers() {
     use belfry_replica::broadcast::TimerKind;
     use belfry_replica::CoreTimer;
     let (mut c, _) = LocalCluster::with_bls(4, Policy::Lamport, GENESIS, 19).unwrap();
-    c.run_until(c.now.saturating_add(Micros::from_millis(200)), |_| false);
+    c.run_until(c.now().saturating_add(Micros::from_millis(200)), |_| false);
     for _ in 0..5 {
         c.crash(1);
         c.restart(1).unwrap();
-        c.run_until(c.now.saturating_add(Micros::from_millis(10)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(10)), |_| false);
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(5)), |_| false);
+    c.run_until(c.now().saturating_add(Micros::from_secs(5)), |_| false);
     let resend = CoreTimer::Broadcast(TimerKind::Resend).index();
     let restarted = c.host(1).unwrap().stats();
     let steady = c.host(0).unwrap().stats();
@@ -393,13 +393,13 @@ fn incomplete_tree_heads_complete_when_shares_flow_again() {
     for k in 0..6 {
         let more = digests("during the window", k * 10, 10);
         c.request_all(1, &ClientRequest::Submit(more));
-        c.run_until(c.now.saturating_add(Micros::from_millis(50)), |_| false);
+        c.run_until(c.now().saturating_add(Micros::from_millis(50)), |_| false);
     }
     let during = c.core(0).unwrap().log_len();
     for i in 0..4 {
         c.tamper[i] = None;
     }
-    c.run_until(c.now.saturating_add(Micros::from_secs(2)), |_| false);
+    c.run_until(c.now().saturating_add(Micros::from_secs(2)), |_| false);
     let core = c.core(0).unwrap();
     let heads = core.heads();
     let log = core.log();

@@ -69,7 +69,7 @@ fn the_loader_refuses_exposed_or_mismatched_secrets() {
     // An anchor that is not the group key of the public keys.
     let mut c: toml::Table = toml::from_str(&text(&g.cluster)).unwrap();
     let other = belfry_replica::coin::TrustAnchor(
-        belfry_replica::local::LocalCluster::with_bls(
+        belfry_world::LocalCluster::with_bls(
             4,
             belfry_replica::coin::Policy::Lamport,
             common::GENESIS,

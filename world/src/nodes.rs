@@ -1,83 +1,32 @@
-//! A small in-memory network of broadcast [`Node`]s for tests and benchmarks:
-//! seeded random latencies (hence a random delivery order) in simulated time,
-//! crashes and restarts from what a node asked to persist, partitions, and a
-//! few Byzantine behaviours applied to an honest node's outgoing messages.
+//! The world one layer down: broadcast [`Node`]s without the replica around
+//! them, exchanging [`Message`]s (not frames) over the world's network model
+//! (0.1 to 1.5 ms a message, cut-off replicas) and event queue, in simulated
+//! time. Crashes and restarts from what a node asked to persist, and a few
+//! Byzantine behaviours applied to an honest node's outgoing messages. What
+//! `belfry-broadcast`'s tests and the DAG benchmark use.
 //!
-//! It follows the sans-IO rule like everything else here — one seeded RNG, no
-//! clock, no sockets — so a run is a function of its seed. The full simulator,
-//! with storage faults, clock models and the whole replica, is `belfry-sim`;
-//! this kit stays small on purpose. Helpers panic on misuse: they are for tests.
+//! One seeded RNG (the network's), no clock, no sockets — so a run is a
+//! function of its seed. Helpers panic on misuse: they are for tests.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use crate::clock::Micros;
-use crate::coin::{
-    ClusterId, CoinValue, MockCrypto, ReplicaId, SignatureShare, SignedMessage, ThresholdCrypto,
-    Wave,
+use crate::network::Network;
+use crate::queue::EventQueue;
+use belfry_replica::broadcast::clock::Micros;
+use belfry_replica::broadcast::coin::{
+    ClusterId, CoinMessage, CoinValue, MockCrypto, ReplicaId, SignatureShare, SignedMessage,
+    ThresholdCrypto, Wave,
 };
-use crate::{
+use belfry_replica::broadcast::{
     Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Message, Node, Report,
     Round, Target, TimerKind, Vertex, VertexRef,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub const MOCK_KEY: [u8; 32] = [0x5a; 32];
-
-/// Events in simulated time, taken in (time, insertion) order — so a run is
-/// deterministic. Shared by this kit and the replica's in-process cluster.
-#[derive(Debug)]
-pub struct EventQueue<E> {
-    seq: u64,
-    heap: BinaryHeap<Reverse<(Micros, u64)>>,
-    payloads: BTreeMap<u64, E>,
-}
-
-impl<E> Default for EventQueue<E> {
-    fn default() -> Self {
-        EventQueue {
-            seq: 0,
-            heap: BinaryHeap::new(),
-            payloads: BTreeMap::new(),
-        }
-    }
-}
-
-impl<E> EventQueue<E> {
-    /// Schedules `e` at `at`.
-    pub fn schedule(&mut self, at: Micros, e: E) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq)));
-        self.payloads.insert(self.seq, e);
-    }
-
-    /// The next event at or before `until`, or `None` when there is none.
-    pub fn pop_until(&mut self, until: Micros) -> Option<(Micros, E)> {
-        loop {
-            let Reverse((at, seq)) = *self.heap.peek()?;
-            if at > until {
-                return None;
-            }
-            self.heap.pop();
-            if let Some(e) = self.payloads.remove(&seq) {
-                return Some((at, e));
-            }
-        }
-    }
-
-    /// Events still scheduled.
-    pub fn len(&self) -> usize {
-        self.payloads.len()
-    }
-
-    /// Whether nothing is scheduled.
-    pub fn is_empty(&self) -> bool {
-        self.payloads.is_empty()
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -111,7 +60,9 @@ enum Event {
 pub struct Net {
     pub n: usize,
     pub f: usize,
-    pub rng: ChaCha20Rng,
+    /// Latencies (and the junk of bad shares) drawn from its RNG; cut-off
+    /// nodes.
+    pub network: Network,
     pub now: Micros,
     queue: EventQueue<Event>,
     pub nodes: Vec<Option<Node>>,
@@ -122,7 +73,6 @@ pub struct Net {
     pub output_times: Vec<Vec<Micros>>,
     pub faults: Vec<Vec<Fault>>,
     pub behaviour: Vec<Behaviour>,
-    pub cut_off: BTreeSet<usize>,
     /// Extra delay for messages of the replica the coin will elect.
     pub delay_leaders: Option<Micros>,
     /// `(replica, extra delay, until)`: that replica's VALs take this much
@@ -184,7 +134,7 @@ impl Net {
         let mut net = Net {
             n,
             f,
-            rng: ChaCha20Rng::seed_from_u64(seed),
+            network: Network::uniform(n, ChaCha20Rng::seed_from_u64(seed)),
             now: Micros(1_000_000),
             queue: EventQueue::default(),
             nodes: (0..n).map(|_| None).collect(),
@@ -194,7 +144,6 @@ impl Net {
             output_times: vec![Vec::new(); n],
             faults: vec![Vec::new(); n],
             behaviour,
-            cut_off: BTreeSet::new(),
             delay_leaders: None,
             slow_vals: None,
             leaders: BTreeMap::new(),
@@ -252,7 +201,7 @@ impl Net {
         if let Some(l) = self.leaders.get(&w) {
             return *l;
         }
-        let msg = crate::coin::CoinMessage {
+        let msg = CoinMessage {
             cluster_id: cluster_id(),
             wave: w,
         }
@@ -333,7 +282,7 @@ impl Net {
             }
             (Behaviour::BadShares, Message::CoinShare { wave, .. }) => {
                 let mut junk = [0u8; 96];
-                self.rng.fill(&mut junk[..]);
+                self.network.rng.fill(&mut junk[..]);
                 let m = Message::CoinShare {
                     wave: *wave,
                     share: SignatureShare(junk),
@@ -366,7 +315,7 @@ impl Net {
             _ => Micros::ZERO,
         };
         for to in targets {
-            let latency = Micros(self.rng.gen_range(100..1_500));
+            let latency = self.network.delay(from, to);
             let at = self
                 .now
                 .saturating_add(latency)
@@ -389,7 +338,7 @@ impl Net {
             self.now = self.now.max(at);
             match event {
                 Event::Deliver { from, to, message } => {
-                    if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
+                    if !self.network.link_up(from, to) {
                         continue;
                     }
                     self.messages_delivered += 1;
