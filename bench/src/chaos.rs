@@ -143,24 +143,23 @@ impl Procs {
 
     /// Replica `i`'s resident memory now, bytes.
     pub(crate) fn rss_bytes(&self, i: usize) -> Option<u64> {
+        self.status_bytes(i, "VmRSS:")
+    }
+
+    /// A memory line (`field`, in kB) of replica `i`'s `/proc/PID/status`, bytes.
+    fn status_bytes(&self, i: usize, field: &str) -> Option<u64> {
         let pid = self.nodes[i].as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
     }
 
     /// Replica `i`'s peak resident memory so far (VmHWM), bytes.
     pub(crate) fn peak_rss_bytes(&self, i: usize) -> Option<u64> {
-        let pid = self.nodes[i].as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
+        self.status_bytes(i, "VmHWM:")
     }
 
     fn kill(&mut self, i: usize) {
