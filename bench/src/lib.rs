@@ -10,6 +10,7 @@
 
 pub mod chaos;
 pub mod cluster_bench;
+pub mod cluster_report;
 pub mod coin_bench;
 pub mod dag_bench;
 pub mod flood;

@@ -407,12 +407,12 @@ fn run() -> anyhow::Result<()> {
             };
             let r = belfry_bench::cluster_bench::run(&config, tmp.path())?;
             if let Some(path) = svg {
-                std::fs::write(&path, belfry_bench::cluster_bench::svg(&r)?)?;
+                std::fs::write(&path, belfry_bench::cluster_report::svg(&r)?)?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                print!("{}", belfry_bench::cluster_bench::table(&r));
+                print!("{}", belfry_bench::cluster_report::table(&r));
             }
         }
         Command::Idle {
