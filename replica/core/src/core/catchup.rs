@@ -74,147 +74,32 @@ pub const MAX_CATCHUP_ENTRIES: u64 = 1 << 22;
 /// A catch-up without progress for this long starts over.
 pub const CATCHUP_GIVE_UP: Micros = Micros::from_secs(10);
 
-/// A request in flight: to whom (`None`: every peer), and until when.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Request {
-    pub(super) peer: Option<ReplicaId>,
-    pub(super) sent: Micros,
-    pub(super) deadline: Micros,
-}
-
-/// A catch-up in progress (see the module documentation).
-#[derive(Debug)]
-pub(super) enum CatchUp {
-    /// Fetching and verifying the log range.
-    Log(LogFetch),
-    /// The range is verified; fetching what installs it.
-    Install(Install),
-}
-
-/// Fetching the log range beyond the local log.
-#[derive(Debug)]
-pub(super) struct LogFetch {
-    /// The local log's length when the fetch began.
-    pub(super) from: u64,
-    /// Verified entries beyond `from`.
-    pub(super) entries: Vec<Entry>,
-    /// The tree of the local log followed by `entries`.
-    pub(super) frontier: Frontier,
-    /// The largest signed head a verified page was checked against, or
-    /// that a peer's answer carried: the target.
-    pub(super) head: Option<SignedTreeHead>,
-    /// The peer whose head is the target.
-    pub(super) target_from: Option<ReplicaId>,
-    /// Peers that said how far their log is during this fetch (a page with
-    /// their signed head, or that they hold nothing beyond it). The range
-    /// is installed only once `f + 1` have: at least one honest one, so
-    /// the target is at least an honest replica's latest head, for which
-    /// honest replicas keep a state — never a head a Byzantine peer picked
-    /// because nobody keeps its state any more.
-    pub(super) heard: BTreeSet<ReplicaId>,
-    pub(super) request: Request,
-    pub(super) progress_at: Micros,
-}
-
-/// Installing a verified range.
-#[derive(Debug)]
-pub(super) struct Install {
-    pub(super) from: u64,
-    pub(super) entries: Vec<Entry>,
-    /// The tree of the local log followed by `entries`.
-    pub(super) frontier: Frontier,
-    pub(super) head: SignedTreeHead,
-    /// The peer whose head is `head`.
-    pub(super) target_from: Option<ReplicaId>,
-    pub(super) by: InstallBy,
-    pub(super) request: Request,
-    /// Peers asked in this state so far (each at most once per way).
-    pub(super) tried: BTreeSet<ReplicaId>,
-    /// Pages received, per peer.
-    pub(super) pages: BTreeMap<ReplicaId, Pages>,
-    pub(super) progress_at: Micros,
-}
-
-/// How a verified range is installed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum InstallBy {
-    /// Replay the committed leaders after the local log's last Tick.
-    Leaders {
-        /// That Tick's wave.
-        from_wave: u64,
-    },
-    /// Install the state after the range's last Tick.
-    State,
-}
-
-/// An answer being reassembled from its pages.
-#[derive(Debug)]
-pub(super) enum Pages {
-    Leaders(Vec<Option<Vec<belfry_broadcast::Vertex>>>),
-    /// The tree size the state belongs to, and the pages.
-    State(u64, Vec<Option<Vec<u8>>>),
-}
-
-/// While the leaders a peer sent are replayed: the verified entries the
-/// replay must produce, from log index `from`.
-#[derive(Debug)]
-pub(super) struct Replay {
-    pub(super) from: u64,
-    pub(super) expected: Vec<Entry>,
-    /// Set at the first produced entry that differs: nothing more is
-    /// appended.
-    pub(super) diverged: bool,
-}
-
-impl Replay {
-    /// Whether the entry the replay produced at `index` is the verified
-    /// one (and the replay has not diverged before).
-    pub(super) fn accepts(&mut self, index: u64, entry: &Entry) -> bool {
-        if self.diverged {
-            return false;
-        }
-        let Some(k) = index.checked_sub(self.from) else {
-            self.diverged = true;
-            return false;
-        };
-        match usize::try_from(k).ok().and_then(|k| self.expected.get(k)) {
-            Some(expected) if expected != entry => {
-                self.diverged = true;
-                false
-            }
-            // Within the range and equal, or beyond it: the replica's own
-            // ordering going on in the same step, once the range is done.
-            _ => true,
-        }
-    }
-}
-
 impl ReplicaCore {
     /// Verified log ranges and state snapshots installed so far.
     pub fn catchups_installed(&self) -> u64 {
-        self.catchups_installed
+        self.catchup.installed
     }
 
     /// Log catch-ups within `gc_depth` that ordered committed leaders from a
     /// peer's vertices (`FetchLeaders`).
     pub fn leader_catchups(&self) -> u64 {
-        self.leader_catchups
+        self.catchup.leader_catchups
     }
 
     /// Catch-up requests that timed out (the peer was passed over).
     pub fn catchup_timeouts(&self) -> u64 {
-        self.catchup_timeouts
+        self.catchup.timeouts
     }
 
     /// Catch-ups given up because the range exceeded
     /// [`MAX_CATCHUP_ENTRIES`].
     pub fn catchups_too_far(&self) -> u64 {
-        self.catchups_too_far
+        self.catchup.too_far
     }
 
     /// Whether a catch-up is in progress.
     pub fn catching_up(&self) -> bool {
-        self.catchup.is_some()
+        self.catchup.run.is_some()
     }
 
     /// Whether this replica's ordering lags the cluster by more than three
@@ -240,52 +125,6 @@ impl ReplicaCore {
         }
     }
 
-    /// The deadline of a request sent now: four times the smoothed answer
-    /// time, within bounds.
-    pub(super) fn catchup_deadline(&self) -> Micros {
-        let t = Micros(self.catchup_rtt.0.saturating_mul(4))
-            .max(CATCHUP_TIMEOUT_MIN)
-            .min(CATCHUP_TIMEOUT_MAX);
-        self.now.saturating_add(t)
-    }
-
-    pub(super) fn note_answer_time(&mut self, request: &Request, from: ReplicaId) {
-        if request.peer == Some(from) || request.peer.is_none() {
-            let took = self.now.saturating_sub(request.sent);
-            // Exponentially weighted, 1/4 of the new sample.
-            self.catchup_rtt = Micros((self.catchup_rtt.0 * 3 + took.0) / 4);
-        }
-    }
-
-    /// The next peer to ask, in rotation: never this replica or a
-    /// distrusted peer, a passed-over one only if nobody else is left,
-    /// and none of `skip` unless every other peer is in it.
-    pub(super) fn next_peer(&mut self, skip: &BTreeSet<ReplicaId>) -> Option<ReplicaId> {
-        let n = self.config.broadcast.n;
-        let me = self.config.broadcast.me;
-        let mut fallback = None;
-        for k in 1..=n {
-            let p = ReplicaId(((self.catchup_cursor + k) % n) as u16);
-            if p == me || self.distrusts(p) {
-                continue;
-            }
-            let passed = self
-                .passed_over
-                .get(p.index())
-                .is_some_and(|until| self.now < *until);
-            if passed || skip.contains(&p) {
-                fallback = fallback.or(Some(p));
-                continue;
-            }
-            self.catchup_cursor = p.index();
-            return Some(p);
-        }
-        if let Some(p) = fallback {
-            self.catchup_cursor = p.index();
-        }
-        fallback
-    }
-
     pub(super) fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
         out.timers.push((deadline, CoreTimer::CatchUp));
     }
@@ -294,7 +133,7 @@ impl ReplicaCore {
     /// when its request timed out; drops one the replica's own ordering
     /// overtook or that made no progress for [`CATCHUP_GIVE_UP`].
     pub(super) fn maybe_start_catchup(&mut self, out: &mut CoreStep) {
-        let (from, deadline, progress_at) = match &self.catchup {
+        let (from, deadline, progress_at) = match &self.catchup.run {
             Some(CatchUp::Log(f)) => (f.from, f.request.deadline, f.progress_at),
             Some(CatchUp::Install(i)) => (i.from, i.request.deadline, i.progress_at),
             None => {
@@ -307,7 +146,7 @@ impl ReplicaCore {
         if self.log.len() != from || self.now.saturating_sub(progress_at) > CATCHUP_GIVE_UP {
             // Our own ordering appended entries meanwhile (installing now
             // would log them twice), or nobody could serve us: start over.
-            self.catchup = None;
+            self.catchup.run = None;
             if self.is_lagging() {
                 self.start_log_fetch(out);
             }
@@ -326,8 +165,8 @@ impl ReplicaCore {
         // The first request goes to everyone: whoever holds the range
         // answers, and the fastest verified page wins.
         self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
-        let deadline = self.catchup_deadline();
-        self.catchup = Some(CatchUp::Log(LogFetch {
+        let deadline = self.catchup.deadline(self.now);
+        self.catchup.run = Some(CatchUp::Log(LogFetch {
             from,
             entries: Vec::new(),
             frontier,
@@ -346,18 +185,16 @@ impl ReplicaCore {
 
     /// The request in flight timed out: pass its peer over and ask the next.
     pub(super) fn on_catchup_timeout(&mut self, out: &mut CoreStep) {
-        let timed_out = match &self.catchup {
+        let timed_out = match &self.catchup.run {
             Some(CatchUp::Log(f)) => f.request.peer,
             Some(CatchUp::Install(i)) => i.request.peer,
             None => return,
         };
         if let Some(p) = timed_out {
-            self.catchup_timeouts += 1;
-            if let Some(t) = self.passed_over.get_mut(p.index()) {
-                *t = self.now.saturating_add(PASS_OVER_FOR);
-            }
+            self.catchup.timeouts += 1;
+            self.catchup.pass_over(p, self.now);
         }
-        match self.catchup.take() {
+        match self.catchup.run.take() {
             Some(CatchUp::Log(f))
                 if f.head
                     .is_some_and(|h| f.frontier.size() >= h.head.tree_size) =>
@@ -376,17 +213,19 @@ impl ReplicaCore {
     pub(super) fn request_page(&mut self, mut f: LogFetch, out: &mut CoreStep) {
         let next = f.from + f.entries.len() as u64;
         let skip = f.request.peer.into_iter().collect();
-        let peer = self.next_peer(&skip);
+        let peer = self
+            .catchup
+            .next_peer(self.config.broadcast.me, self.now, &skip);
         if let Some(p) = peer {
             self.send_peer(Target::One(p), &PeerMessage::FetchLog { from: next }, out);
         }
         f.request = Request {
             peer,
             sent: self.now,
-            deadline: self.catchup_deadline(),
+            deadline: self.catchup.deadline(self.now),
         };
         self.arm_catchup_timer(f.request.deadline, out);
-        self.catchup = Some(CatchUp::Log(f));
+        self.catchup.run = Some(CatchUp::Log(f));
     }
 
     /// A page of the log range: checked on arrival, then either the next
@@ -400,10 +239,10 @@ impl ReplicaCore {
         proof: Vec<belfry_timestamp::Hash>,
         out: &mut CoreStep,
     ) {
-        if self.distrusts(from_peer) {
+        if self.catchup.distrusts(from_peer, self.now) {
             return;
         }
-        let Some(CatchUp::Log(f)) = &self.catchup else {
+        let Some(CatchUp::Log(f)) = &self.catchup.run else {
             return;
         };
         let next = f.from + f.entries.len() as u64;
@@ -419,11 +258,11 @@ impl ReplicaCore {
         if f.entries.len() as u64 + entries.len() as u64 > MAX_CATCHUP_ENTRIES {
             // A local limit, not the peer's fault: give up; see
             // MAX_CATCHUP_ENTRIES.
-            self.catchup = None;
-            self.catchups_too_far += 1;
+            self.catchup.run = None;
+            self.catchup.too_far += 1;
             return;
         }
-        let Some(CatchUp::Log(mut f)) = self.catchup.take() else {
+        let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
             return;
         };
         let ok = head.filter(|h| self.head_signed(h)).and_then(|h| {
@@ -458,7 +297,8 @@ impl ReplicaCore {
             self.request_page(f, out);
             return;
         };
-        self.note_answer_time(&f.request, from_peer);
+        self.catchup
+            .note_answer_time(&f.request, from_peer, self.now);
         f.entries.extend(entries);
         f.frontier = frontier;
         f.progress_at = self.now;
@@ -482,7 +322,10 @@ impl ReplicaCore {
             // deadline: a slow or withholding peer serves at most its share
             // of the pages, and the request moves on if it withholds.
             let skip = BTreeSet::new();
-            let peer = self.next_peer(&skip).unwrap_or(last);
+            let peer = self
+                .catchup
+                .next_peer(self.config.broadcast.me, self.now, &skip)
+                .unwrap_or(last);
             let m = PeerMessage::FetchLog {
                 from: f.frontier.size(),
             };
@@ -490,10 +333,10 @@ impl ReplicaCore {
             f.request = Request {
                 peer: Some(peer),
                 sent: self.now,
-                deadline: self.catchup_deadline(),
+                deadline: self.catchup.deadline(self.now),
             };
             self.arm_catchup_timer(f.request.deadline, out);
-            self.catchup = Some(CatchUp::Log(f));
+            self.catchup.run = Some(CatchUp::Log(f));
             return;
         }
         if f.heard.len() > self.config.broadcast.f {
@@ -513,19 +356,19 @@ impl ReplicaCore {
             f.request = Request {
                 peer: None,
                 sent: self.now,
-                deadline: self.catchup_deadline(),
+                deadline: self.catchup.deadline(self.now),
             };
             self.arm_catchup_timer(f.request.deadline, out);
         }
         // Else the request to everyone is out: their answers will come.
-        self.catchup = Some(CatchUp::Log(f));
+        self.catchup.run = Some(CatchUp::Log(f));
     }
 
     /// A peer's answer that adds no page still tells how far its log is:
     /// a signed head beyond the target raises the target (checked first);
     /// any answer counts the peer as heard.
     fn hear_head(&mut self, peer: ReplicaId, head: Option<SignedTreeHead>, out: &mut CoreStep) {
-        let Some(CatchUp::Log(f)) = &self.catchup else {
+        let Some(CatchUp::Log(f)) = &self.catchup.run else {
             return;
         };
         let target = f.head.map_or(0, |h| h.head.tree_size);
@@ -536,7 +379,7 @@ impl ReplicaCore {
                 return;
             }
         }
-        let Some(CatchUp::Log(mut f)) = self.catchup.take() else {
+        let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
             return;
         };
         if let Some(h) = raises {
@@ -548,14 +391,14 @@ impl ReplicaCore {
             // Nothing asked of one peer is in flight: move on from here.
             self.advance_log_fetch(f, peer, out);
         } else {
-            self.catchup = Some(CatchUp::Log(f));
+            self.catchup.run = Some(CatchUp::Log(f));
         }
     }
 
     /// The range is verified up to its target: install it.
     fn install_fetched(&mut self, f: LogFetch, out: &mut CoreStep) {
         let Some(head) = f.head else {
-            self.catchup = Some(CatchUp::Log(f));
+            self.catchup.run = Some(CatchUp::Log(f));
             return;
         };
         self.begin_install(f.from, f.entries, f.frontier, head, f.target_from, out);
@@ -568,14 +411,12 @@ impl ReplicaCore {
     /// while: its answers led nowhere.
     pub(super) fn fetch_beyond(&mut self, i: Install, out: &mut CoreStep) {
         if let Some(p) = i.target_from {
-            if let Some(t) = self.passed_over.get_mut(p.index()) {
-                *t = self.now.saturating_add(PASS_OVER_FOR);
-            }
+            self.catchup.pass_over(p, self.now);
         }
         let next = i.frontier.size();
         self.send_peer(Target::All, &PeerMessage::FetchLog { from: next }, out);
-        let deadline = self.catchup_deadline();
-        self.catchup = Some(CatchUp::Log(LogFetch {
+        let deadline = self.catchup.deadline(self.now);
+        self.catchup.run = Some(CatchUp::Log(LogFetch {
             from: i.from,
             entries: i.entries,
             frontier: i.frontier,
@@ -596,13 +437,13 @@ impl ReplicaCore {
     /// fell below its horizon, no recent state is old enough): ask the next
     /// one at once instead of waiting for the deadline.
     pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, out: &mut CoreStep) {
-        let asked = match &self.catchup {
+        let asked = match &self.catchup.run {
             Some(CatchUp::Install(i)) => i.request.peer == Some(from_peer),
             Some(CatchUp::Log(f)) => f.request.peer == Some(from_peer),
             None => false,
         };
         if !asked {
-            if matches!(&self.catchup, Some(CatchUp::Log(f)) if f.request.peer.is_none()) {
+            if matches!(&self.catchup.run, Some(CatchUp::Log(f)) if f.request.peer.is_none()) {
                 // An answer to the request to everyone: this peer holds
                 // nothing beyond what we have.
                 self.hear_head(from_peer, None, out);
@@ -612,7 +453,7 @@ impl ReplicaCore {
         // Move on at once — but no faster than one request per
         // CATCHUP_TIMEOUT_MIN, so that replicas that all lag (and all say
         // they cannot serve) do not ask each other at network speed.
-        let soon = match &mut self.catchup {
+        let soon = match &mut self.catchup.run {
             Some(CatchUp::Log(f)) => &mut f.request,
             Some(CatchUp::Install(i)) => &mut i.request,
             None => return,
@@ -623,7 +464,7 @@ impl ReplicaCore {
             self.arm_catchup_timer(earliest, out);
             return;
         }
-        match self.catchup.take() {
+        match self.catchup.run.take() {
             Some(CatchUp::Log(f)) => self.request_page(f, out),
             Some(CatchUp::Install(i)) => self.request_install(i, out),
             None => {}
@@ -638,14 +479,6 @@ impl ReplicaCore {
             replica: peer,
             what,
         });
-        if let Some(t) = self.distrusted.get_mut(peer.index()) {
-            *t = self.now.saturating_add(DISTRUST_FOR);
-        }
-    }
-
-    pub(super) fn distrusts(&self, peer: ReplicaId) -> bool {
-        self.distrusted
-            .get(peer.index())
-            .is_some_and(|until| self.now < *until)
+        self.catchup.distrust(peer, self.now);
     }
 }

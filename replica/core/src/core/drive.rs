@@ -15,7 +15,7 @@ impl ReplicaCore {
         // Digests this replica reported and the log does not hold yet, or
         // that the sequencer holds back: rounds keep the fast pace.
         self.node
-            .set_external_work(!self.pending.is_empty() || self.sequencer.pending_len() > 0);
+            .set_external_work(!self.intake.is_empty() || self.sequencer.pending_len() > 0);
         let step = self.node.handle(self.now, input);
         for w in &step.writes {
             if let Durable::Delivered(v) = w {
@@ -51,49 +51,25 @@ impl ReplicaCore {
         // vertices can bring digests to re-report) while the node, which
         // decided its pace before them, went idle: without another input no
         // replica would move before its idle round timer.
-        let waiting = !self.pending.is_empty() || self.sequencer.pending_len() > 0;
+        let waiting = !self.intake.is_empty() || self.sequencer.pending_len() > 0;
         if waiting && !self.node.is_busy() {
             self.drive(Input::Pace, out);
         }
     }
 
-    pub(super) fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
+    fn scan_for_rereports(&mut self, v: &belfry_broadcast::Vertex) {
         let n = self.config.broadcast.n.max(1);
         let cap = self.config.broadcast.max_reports_per_vertex.div_ceil(n);
-        let mut taken = 0;
-        for r in &v.reports {
-            if taken >= cap || self.pending.len() >= self.config.max_pending_digests {
-                break;
-            }
-            let d = r.digest.0;
-            if self.pending.contains(&d) || self.reads().index_of(&d).is_some() {
-                continue;
-            }
-            self.pending.insert(d);
-            if let Some(q) = self.rereport.get_mut(v.author.index()) {
-                q.push_back(d);
-            }
-            taken += 1;
-        }
+        let reads = Reads {
+            log: &*self.log,
+            failed: &self.log_failed,
+        };
+        let max = self.config.max_pending_digests;
+        self.intake.scan(v, cap, max, &reads);
     }
 
     pub(super) fn flush_rereports(&mut self, out: &mut CoreStep) {
-        let mut reports = Vec::new();
-        loop {
-            let mut any = false;
-            for q in &mut self.rereport {
-                if let Some(d) = q.pop_front() {
-                    reports.push(Report {
-                        digest: Digest(d),
-                        recv_time: self.now,
-                    });
-                    any = true;
-                }
-            }
-            if !any {
-                break;
-            }
-        }
+        let reports = self.intake.take_rereports(self.now);
         if !reports.is_empty() {
             self.drive(Input::Propose(reports), out);
         }
@@ -101,14 +77,14 @@ impl ReplicaCore {
 
     pub(super) fn append(&mut self, entry: Entry, out: &mut CoreStep) {
         let index = self.log.len();
-        if let Some(replay) = self.replay.as_mut() {
+        if let Some(replay) = self.catchup.replay.as_mut() {
             if !replay.accepts(index, &entry) {
                 return;
             }
         }
         self.log.append(&entry);
         if let Entry::Digest(d) = &entry {
-            self.pending.remove(&d.digest);
+            self.intake.logged(&d.digest);
             self.on_logged(d.digest, index);
         }
         out.appended.push(entry);
@@ -151,18 +127,10 @@ impl ReplicaCore {
             batch_len: sb.records.len() as u32,
         };
         self.append(Entry::Tick(tick), out);
-        // Catching-up peers are served the state after a recent Tick: one
-        // copy every few Ticks (well within gc_depth), not one per Tick.
-        self.ticks += 1;
-        if self.ticks % STATE_EVERY_TICKS == 0 {
-            self.recent_states.insert(
-                self.log.len(),
-                (self.sequencer.state().clone(), batch.order.clone()),
-            );
-            while self.recent_states.len() > RECENT_STATES {
-                self.recent_states.pop_first();
-            }
-        }
+        // Catching-up peers are served the state after a recent Tick.
+        let (size, sequencer) = (self.log.len(), &self.sequencer);
+        self.server
+            .tick(size, || (sequencer.state().clone(), batch.order.clone()));
         let head = TreeHead {
             tree_size: self.log.len(),
             root: self.log.root(),

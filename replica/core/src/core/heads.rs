@@ -2,36 +2,162 @@
 //! share of the head whose last leaf is that Tick; `f + 1` shares combine into
 //! the group signature. Shares of heads still incomplete are re-sent, so a
 //! head that lost shares to a crash or a lossy link still completes.
+//!
+//! [`HeadSigner`] holds the heads being signed and the shares that came
+//! early; the core routes shares to it, makes its own share, and stores
+//! and announces the heads it completes.
 
 use super::*;
+
+/// Tree heads being signed and shares for heads not started yet.
+///
+/// Invariants: at most [`MAX_EARLY_HEAD_SIZES`] heads are being signed
+/// (older ones are dropped, never waited for forever) and at most as many
+/// sizes of early shares are buffered, each with at most one share per
+/// replica and at most `n`; a head leaves `signing` the moment it completes.
+#[derive(Debug, Default)]
+pub(super) struct HeadSigner {
+    /// Heads being signed, by tree size.
+    signing: BTreeMap<u64, Signing>,
+    /// Shares for sizes the local log has not reached, by size.
+    early: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
+}
+
+/// One head being signed.
+#[derive(Debug)]
+struct Signing {
+    head: TreeHead,
+    collector: SignatureCollector,
+    /// This replica's own share (re-sent until the head is complete).
+    own: Option<SignatureShare>,
+    /// The wave whose Tick ends the head (its keys check the shares).
+    wave: Wave,
+}
+
+/// What adding shares to a head did.
+#[derive(Debug, Default)]
+pub(super) struct Signed {
+    /// Shares found faulty.
+    pub(super) faults: Vec<ShareFault>,
+    /// The head, if it is now complete.
+    pub(super) head: Option<SignedTreeHead>,
+}
+
+impl HeadSigner {
+    /// Whether no head is being signed.
+    pub(super) fn is_idle(&self) -> bool {
+        self.signing.is_empty()
+    }
+
+    /// This replica's shares of the heads still being signed, by size.
+    pub(super) fn own_shares(&self) -> Vec<(u64, SignatureShare)> {
+        self.signing
+            .iter()
+            .filter_map(|(size, s)| s.own.map(|own| (*size, own)))
+            .collect()
+    }
+
+    /// Starts signing `head` (ended by the Tick of `wave`) with the share
+    /// `own` of this replica `me` and the early shares buffered for its
+    /// size.
+    pub(super) fn start(
+        &mut self,
+        head: TreeHead,
+        wave: Wave,
+        (me, own): (ReplicaId, Option<SignatureShare>),
+        message: &belfry_broadcast::coin::TreeHeadMessage,
+        crypto: &dyn ThresholdCrypto,
+        (n, f): (usize, usize),
+    ) -> Signed {
+        let mut collector = SignatureCollector::new(message, n, f);
+        let mut shares = self.early.remove(&head.tree_size).unwrap_or_default();
+        if let Some(own) = own {
+            shares.insert(0, (me, own));
+        }
+        let own = shares.first().filter(|(r, _)| *r == me).map(|(_, s)| *s);
+        let mut out = Signed::default();
+        let mut signature = None;
+        for (from, share) in shares {
+            let step = collector.add(crypto.for_wave(wave), from, share);
+            out.faults.extend(step.faults);
+            signature = signature.or(step.signature);
+        }
+        match signature {
+            Some(signature) => out.head = Some(SignedTreeHead { head, signature }),
+            None => {
+                let signing = Signing {
+                    head,
+                    collector,
+                    own,
+                    wave,
+                };
+                self.signing.insert(head.tree_size, signing);
+            }
+        }
+        // Older heads that never completed are not waited for forever.
+        while self.signing.len() > MAX_EARLY_HEAD_SIZES {
+            self.signing.pop_first();
+        }
+        self.early = self.early.split_off(&(head.tree_size + 1));
+        out
+    }
+
+    /// Adds a peer's share of the head of `tree_size`, if that head is
+    /// being signed (`None` if it is not).
+    pub(super) fn add(
+        &mut self,
+        from: ReplicaId,
+        tree_size: u64,
+        share: SignatureShare,
+        crypto: &dyn ThresholdCrypto,
+    ) -> Option<Signed> {
+        let s = self.signing.get_mut(&tree_size)?;
+        let step = s.collector.add(crypto.for_wave(s.wave), from, share);
+        let mut out = Signed {
+            faults: step.faults,
+            head: None,
+        };
+        if let Some(signature) = step.signature {
+            let head = s.head;
+            self.signing.remove(&tree_size);
+            out.head = Some(SignedTreeHead { head, signature });
+        }
+        Some(out)
+    }
+
+    /// Keeps a share for a size the local log has not reached (within the
+    /// bounds stated on the type).
+    pub(super) fn keep_early(
+        &mut self,
+        from: ReplicaId,
+        tree_size: u64,
+        share: SignatureShare,
+        n: usize,
+    ) {
+        if self.early.len() >= MAX_EARLY_HEAD_SIZES && !self.early.contains_key(&tree_size) {
+            return;
+        }
+        let buffered = self.early.entry(tree_size).or_default();
+        if buffered.len() < n && !buffered.iter().any(|(r, _)| *r == from) {
+            buffered.push((from, share));
+        }
+    }
+}
 
 impl ReplicaCore {
     /// Re-sends this replica's shares of the tree heads still being signed
     /// (a head whose shares a crash or a lossy link lost would otherwise
     /// never complete), and asks to be called again while any is open.
     pub(super) fn resend_head_shares(&mut self, out: &mut CoreStep) {
-        for (size, (_, _, own, _)) in &self.collectors {
-            if let Some(share) = own {
-                if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
-                    tree_size: *size,
-                    share: *share,
-                }) {
-                    out.to_peers.push((Target::All, frame));
-                }
-            }
+        for (tree_size, share) in self.heads.own_shares() {
+            let m = PeerMessage::HeadShare { tree_size, share };
+            self.send_peer(Target::All, &m, out);
         }
         self.arm_head_timer(out);
     }
 
-    /// Arms the head-share timer for a head that just started (the
-    /// collector is not in the table yet).
-    pub(super) fn arm_head_timer_now(&self, out: &mut CoreStep) {
-        let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
-        out.timers.push((at, CoreTimer::HeadShares));
-    }
-
-    pub(super) fn arm_head_timer(&self, out: &mut CoreStep) {
-        if !self.collectors.is_empty() {
+    fn arm_head_timer(&self, out: &mut CoreStep) {
+        if !self.heads.is_idle() {
             let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
             out.timers.push((at, CoreTimer::HeadShares));
         }
@@ -51,63 +177,40 @@ impl ReplicaCore {
     /// so a replica that catches up across the switch signs each head with
     /// the share of its wave, never a stale one; docs/keys.md §8).
     pub(super) fn start_head(&mut self, head: TreeHead, wave: Wave, out: &mut CoreStep) {
-        let cid = self.config.cluster.cluster_id();
-        let message = head.message(cid);
-        let (n, f) = (self.config.broadcast.n, self.config.broadcast.f);
-        let mut collector = SignatureCollector::new(&message, n, f);
+        let message = head.message(self.config.cluster.cluster_id());
         let me = self.config.broadcast.me;
-        let mut shares = self
-            .early_shares
-            .remove(&head.tree_size)
-            .unwrap_or_default();
         // An observer signs nothing until it has joined.
-        let share = if self.node.observing() {
-            Err(belfry_broadcast::coin::CryptoError::NoSecret)
+        let own = if self.node.observing() {
+            None
         } else {
             self.crypto
                 .for_wave(wave)
                 .sign_share(&message.signing_bytes())
+                .ok()
         };
-        if let Ok(own) = share {
-            shares.insert(0, (me, own));
-            if let Ok(frame) = wire::encode(&PeerMessage::HeadShare {
+        if let Some(share) = own {
+            let m = PeerMessage::HeadShare {
                 tree_size: head.tree_size,
-                share: own,
-            }) {
-                out.to_peers.push((Target::All, frame));
-            }
+                share,
+            };
+            self.send_peer(Target::All, &m, out);
         }
-        let own = shares.first().filter(|(r, _)| *r == me).map(|(_, s)| *s);
-        let mut signed = None;
-        for (from, share) in shares {
-            let step = collector.add(self.crypto.for_wave(wave), from, share);
-            self.head_faults(head.tree_size, step.faults, out);
-            signed = signed.or(step.signature);
+        let was_idle = self.heads.is_idle();
+        let n_f = (self.config.broadcast.n, self.config.broadcast.f);
+        let signed = self
+            .heads
+            .start(head, wave, (me, own), &message, &*self.crypto, n_f);
+        if signed.head.is_none() && was_idle {
+            let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
+            out.timers.push((at, CoreTimer::HeadShares));
         }
-        match signed {
-            Some(signature) => self.finish_head(head, signature, out),
-            None => {
-                if self.collectors.is_empty() {
-                    self.arm_head_timer_now(out);
-                }
-                self.collectors
-                    .insert(head.tree_size, (head, collector, own, wave));
-            }
-        }
-        // Older heads that never completed are not waited for forever.
-        while self.collectors.len() > MAX_EARLY_HEAD_SIZES {
-            self.collectors.pop_first();
-        }
-        self.early_shares = self.early_shares.split_off(&(head.tree_size + 1));
+        self.signed(head.tree_size, signed, out);
     }
 
-    pub(super) fn head_faults(
-        &mut self,
-        tree_size: u64,
-        faults: Vec<ShareFault>,
-        out: &mut CoreStep,
-    ) {
-        for f in faults {
+    /// Records what adding shares did: faults, and a completed head stored
+    /// and announced.
+    fn signed(&mut self, tree_size: u64, signed: Signed, out: &mut CoreStep) {
+        for f in signed.faults {
             let kind = match f.kind {
                 ShareFaultKind::ConflictingShare => HeadShareFault::Conflicting,
                 ShareFaultKind::InvalidShare | ShareFaultKind::UnknownReplica => {
@@ -120,18 +223,10 @@ impl ReplicaCore {
                 kind,
             });
         }
-    }
-
-    pub(super) fn finish_head(
-        &mut self,
-        head: TreeHead,
-        signature: belfry_broadcast::coin::GroupSignature,
-        out: &mut CoreStep,
-    ) {
-        let sth = SignedTreeHead { head, signature };
-        self.log.put_head(&sth);
-        self.collectors.remove(&head.tree_size);
-        out.heads.push(sth);
+        if let Some(sth) = signed.head {
+            self.log.put_head(&sth);
+            out.heads.push(sth);
+        }
     }
 
     pub(super) fn on_head_share(
@@ -144,17 +239,11 @@ impl ReplicaCore {
         if from.index() >= self.config.broadcast.n || self.reads().head_at(tree_size).is_some() {
             return;
         }
-        if let Some((head, collector, _, wave)) = self.collectors.get_mut(&tree_size) {
-            let head = *head;
-            let step = collector.add(self.crypto.for_wave(*wave), from, share);
-            self.head_faults(tree_size, step.faults, out);
-            if let Some(sig) = step.signature {
-                self.finish_head(head, sig, out);
-            }
+        if let Some(signed) = self.heads.add(from, tree_size, share, &*self.crypto) {
+            self.signed(tree_size, signed, out);
             return;
         }
-        let len = self.log.len();
-        if tree_size <= len {
+        if tree_size <= self.log.len() {
             // A size this replica has passed without a Tick ending there, or
             // one whose collector was dropped: nothing to sign it against.
             if !self.log_has_tick_at(tree_size) {
@@ -166,15 +255,8 @@ impl ReplicaCore {
             }
             return;
         }
-        if self.early_shares.len() >= MAX_EARLY_HEAD_SIZES
-            && !self.early_shares.contains_key(&tree_size)
-        {
-            return;
-        }
-        let buffered = self.early_shares.entry(tree_size).or_default();
-        if buffered.len() < self.config.broadcast.n && !buffered.iter().any(|(r, _)| *r == from) {
-            buffered.push((from, share));
-        }
+        let n = self.config.broadcast.n;
+        self.heads.keep_early(from, tree_size, share, n);
     }
 
     pub(super) fn log_has_tick_at(&self, tree_size: u64) -> bool {

@@ -2,7 +2,6 @@
 //! committed leaders over this replica's own DAG, each produced entry
 //! checked before it is appended, or installing a verified state snapshot.
 
-use super::catchup::{CatchUp, Install, InstallBy, Pages, Replay, Request};
 use super::*;
 use belfry_broadcast::coin::Wave;
 use belfry_broadcast::VertexHash;
@@ -74,7 +73,9 @@ impl ReplicaCore {
         // Whatever a peer asked before sent is dropped: only the next
         // one's answer is kept.
         i.pages.clear();
-        let mut peer = self.next_peer(&i.tried);
+        let mut peer = self
+            .catchup
+            .next_peer(self.config.broadcast.me, self.now, &i.tried);
         if peer.is_none_or(|p| i.tried.contains(&p)) {
             // Every peer we may ask was asked this way.
             match i.by {
@@ -82,7 +83,9 @@ impl ReplicaCore {
                     i.by = InstallBy::State;
                     i.tried.clear();
                     i.pages.clear();
-                    peer = self.next_peer(&i.tried);
+                    peer = self
+                        .catchup
+                        .next_peer(self.config.broadcast.me, self.now, &i.tried);
                 }
                 InstallBy::State => {
                     self.fetch_beyond(i, out);
@@ -106,10 +109,10 @@ impl ReplicaCore {
         i.request = Request {
             peer,
             sent: self.now,
-            deadline: self.catchup_deadline(),
+            deadline: self.catchup.deadline(self.now),
         };
         self.arm_catchup_timer(i.request.deadline, out);
-        self.catchup = Some(CatchUp::Install(i));
+        self.catchup.run = Some(CatchUp::Install(i));
     }
 
     /// Takes one page of an install answer from a peer that was asked;
@@ -123,10 +126,10 @@ impl ReplicaCore {
         fresh: impl Fn(usize) -> Pages,
         fits: impl Fn(&Pages) -> bool,
     ) -> Option<(Install, Pages)> {
-        if self.distrusts(from_peer) {
+        if self.catchup.distrusts(from_peer, self.now) {
             return None;
         }
-        let Some(CatchUp::Install(i)) = self.catchup.as_mut() else {
+        let Some(CatchUp::Install(i)) = self.catchup.run.as_mut() else {
             return None;
         };
         let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
@@ -150,10 +153,10 @@ impl ReplicaCore {
             return None;
         }
         let whole = i.pages.remove(&from_peer)?;
-        match self.catchup.take() {
+        match self.catchup.run.take() {
             Some(CatchUp::Install(i)) => Some((i, whole)),
             other => {
-                self.catchup = other;
+                self.catchup.run = other;
                 None
             }
         }
@@ -170,7 +173,7 @@ impl ReplicaCore {
         out: &mut CoreStep,
     ) {
         let wanted = matches!(
-            &self.catchup,
+            &self.catchup.run,
             Some(CatchUp::Install(Install { by: InstallBy::Leaders { from_wave: w }, .. })) if *w == from_wave
         );
         if !wanted {
@@ -194,7 +197,8 @@ impl ReplicaCore {
         let Some((i, Pages::Leaders(parts))) = taken else {
             return;
         };
-        self.note_answer_time(&i.request, from_peer);
+        self.catchup
+            .note_answer_time(&i.request, from_peer, self.now);
         let vertices: Vec<belfry_broadcast::Vertex> =
             parts.into_iter().flatten().flatten().collect();
         self.replay_leaders(from_peer, from_wave, i, vertices, out);
@@ -230,7 +234,7 @@ impl ReplicaCore {
                 _ => None,
             })
             .collect();
-        self.replay = Some(Replay {
+        self.catchup.replay = Some(Replay {
             from: i.from,
             expected: i.entries.clone(),
             diverged: false,
@@ -243,7 +247,7 @@ impl ReplicaCore {
             },
             out,
         );
-        let replay = self.replay.take();
+        let replay = self.catchup.replay.take();
         if replay.is_some_and(|r| r.diverged) {
             // Ordering is deterministic and its starting state was checked:
             // this is a local bug. The turn must not be released; the host
@@ -265,7 +269,7 @@ impl ReplicaCore {
             self.request_install(i, out);
             return;
         }
-        self.leader_catchups += 1;
+        self.catchup.leader_catchups += 1;
         let size = i.head.head.tree_size;
         if have >= size
             && self.reads().head_at(size).is_none()
@@ -289,7 +293,7 @@ impl ReplicaCore {
         bytes: Vec<u8>,
         out: &mut CoreStep,
     ) {
-        let wanted = match &self.catchup {
+        let wanted = match &self.catchup.run {
             Some(CatchUp::Install(i)) => {
                 i.by == InstallBy::State
                     && tree_size > i.from
@@ -319,7 +323,8 @@ impl ReplicaCore {
         let Some((i, Pages::State(_, parts))) = taken else {
             return;
         };
-        self.note_answer_time(&i.request, from_peer);
+        self.catchup
+            .note_answer_time(&i.request, from_peer, self.now);
         let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
         match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
             Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
@@ -342,8 +347,8 @@ impl ReplicaCore {
         let me = self.config.broadcast.me;
         let carried = self.node.carried();
         let again: Vec<Report> = self
-            .pending
-            .iter()
+            .intake
+            .pending()
             .map(|d| Digest(*d))
             .filter(|d| !carried.contains(d) && !self.sequencer.has_report(d, me))
             .map(|digest| Report {
@@ -352,7 +357,7 @@ impl ReplicaCore {
             })
             .collect();
         if !again.is_empty() {
-            self.reports_again += again.len() as u64;
+            self.intake.reports_again += again.len() as u64;
             self.drive(Input::Propose(again), out);
         }
     }
@@ -403,16 +408,16 @@ impl ReplicaCore {
             out.heads.push(i.head);
         }
         self.sequencer = restored;
-        self.catchups_installed += 1;
+        self.catchup.installed += 1;
         self.installed_state = true;
-        self.recent_states
-            .insert(tree_size, (state, checkpoint.clone()));
+        self.server
+            .keep_installed(tree_size, state, checkpoint.clone());
         // Digests now logged are no longer ours to report.
         let reads = Reads {
             log: &*self.log,
             failed: &self.log_failed,
         };
-        self.pending.retain(|d| reads.index_of(d).is_none());
+        self.intake.forget_logged(&reads);
         self.drive(Input::InstallCheckpoint(checkpoint), out);
         self.report_dropped_again(out);
         for p in 0..self.config.broadcast.n {

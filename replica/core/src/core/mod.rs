@@ -7,15 +7,20 @@
 //! clients. The network driver only moves bytes; the simulator drives this
 //! very type.
 //!
-//! # Re-reports (docs/design.md §3.2)
+//! # The pieces
 //!
-//! A digest that reached only some replicas must still gather `2f + 1`
-//! reports: each replica re-reports not-yet-logged digests it sees in DAG
-//! vertices of other authors and has not reported itself. It takes at most
-//! `⌈max_reports_per_vertex / n⌉` per source vertex and interleaves the sources
-//! round-robin, so one Byzantine author's junk cannot crowd out the others'
-//! (or the clients') digests; everything counts against
-//! `max_pending_digests`.
+//! `ReplicaCore` routes inputs between the broadcast [`Node`], the
+//! [`Sequencer`], the log and its own sub-protocols, each a type of its own
+//! with its own state and invariants:
+//!
+//! - `intake::Intake` — digests reported and not yet logged, and the
+//!   re-reports owed for digests seen in other authors' vertices (§3.2);
+//! - `heads::HeadSigner` — tree heads being signed and early shares (§3.7);
+//! - `client::ClientBook` — what each client waits on, subscribed to, and
+//!   its budgets and windows (section 4);
+//! - `catchup_client::CatchUpClient` — a lagging replica's catch-up (below);
+//! - `serve::CatchUpServer` — states kept for lagging peers and each peer's
+//!   serving budget (§3.8, 3.9).
 //!
 //! # Catch-up (docs/design.md §3.8)
 //!
@@ -55,21 +60,24 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 mod catchup;
+mod catchup_client;
 mod client;
+mod config;
 mod drive;
 mod faults;
 mod heads;
 mod install;
+mod intake;
 mod notes;
 mod restore;
 mod serve;
 
-use catchup::CatchUp;
-use catchup::Replay;
 pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
     MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
+use catchup_client::{CatchUp, Install, InstallBy, LogFetch, Pages, Replay, Request};
+pub use config::{CheckpointConfig, ReplicaConfig};
 pub use faults::{CatchUpFault, CoreFault, HeadShareFault};
 pub use notes::COSIGNATURE_FUTURE_SLACK_S;
 pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
@@ -81,103 +89,6 @@ pub type ClientId = u64;
 pub const MAX_ENTRIES_PER_ANSWER: u64 = 4_096;
 /// Tree sizes ahead of the local log for which head shares are buffered.
 pub const MAX_EARLY_HEAD_SIZES: usize = 64;
-
-/// Configuration of one replica.
-#[derive(Clone, Debug)]
-pub struct ReplicaConfig {
-    /// The cluster.
-    pub cluster: ClusterParams,
-    /// The broadcast layer.
-    pub broadcast: Config,
-    /// The sequencer.
-    pub sequencer: SequencerConfig,
-    /// See [`MAX_PENDING_DIGESTS`].
-    pub max_pending_digests: usize,
-    /// See [`MAX_DIGESTS_PER_REQUEST`].
-    pub max_digests_per_request: usize,
-    /// Digests one client may have waiting for receipts (within
-    /// `max_pending_digests`); see [`MAX_OUTSTANDING_PER_CLIENT`].
-    pub max_outstanding_per_client: usize,
-    /// Of those, digests not yet logged; see [`MAX_UNLOGGED_PER_CLIENT`].
-    pub max_unlogged_per_client: usize,
-    /// Reports queued for the coming vertices beyond which clients get
-    /// backpressure; see [`MAX_QUEUED_REPORTS`].
-    pub max_queued_reports: usize,
-    /// Bytes of read answers (receipts, heads, proofs, entries) one client
-    /// gets per second; see [`CLIENT_READ_BYTES_PER_S`].
-    pub client_read_bytes_per_s: u64,
-    /// The most one client may read in a burst; see
-    /// [`CLIENT_READ_BURST_BYTES`].
-    pub client_read_burst_bytes: u64,
-    /// Adversary hook for the simulator's censoring and withholding
-    /// Byzantine replicas: digests it selects are never reported (neither
-    /// from clients nor as re-reports), while the replica's chain stays
-    /// consistent. Honest replicas leave it `None`; it exists only with the
-    /// `sim-hooks` feature, which the `belfry` binary never enables.
-    #[cfg(feature = "sim-hooks")]
-    pub never_report: Option<fn(&[u8; 32]) -> bool>,
-    /// Bytes per page of a `State` or `Leaders` answer (at most
-    /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
-    pub catchup_page_bytes: usize,
-    /// A replica that starts with nothing durable observes until it is past
-    /// every round it may have signed in (see
-    /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
-    /// show what happens without it.
-    pub rejoin_as_observer: bool,
-    /// How the replica serves checkpoints and takes cosignatures
-    /// (docs/checkpoints.md).
-    pub checkpoints: CheckpointConfig,
-    /// Bytes of pushes one client may have on their way (pushed and not
-    /// yet reported written by the driver with
-    /// [`CoreInput::ClientDrained`]) before its receipt pushes wait; and,
-    /// likewise, bytes of answers before its reads are refused with
-    /// `RateLimited`: flow control in place of a disconnect. `None`: no
-    /// window (drivers that hand every frame over at once, as the
-    /// in-process cluster).
-    pub client_push_window: Option<u64>,
-}
-
-/// How a replica serves its signed heads as C2SP checkpoints.
-#[derive(Clone, Debug)]
-pub struct CheckpointConfig {
-    /// The origin line (and the key name of every note signature the
-    /// replica makes).
-    pub origin: String,
-    /// This replica's Ed25519 note key, if it has one.
-    pub signer: Option<NoteSigner>,
-    /// The witnesses whose cosignatures it keeps (at most
-    /// [`checkpoint::MAX_WITNESSES`]).
-    pub witnesses: Vec<VerifierKey>,
-}
-
-impl ReplicaConfig {
-    /// The defaults for replica `me` of `cluster`.
-    pub fn new(me: ReplicaId, cluster: ClusterParams) -> Self {
-        let (n, f) = (usize::from(cluster.n), usize::from(cluster.f));
-        ReplicaConfig {
-            broadcast: Config::new(me, n, f, cluster.cluster_id()),
-            sequencer: SequencerConfig::new(n, f, cluster.policy, cluster.genesis_time),
-            cluster,
-            max_pending_digests: MAX_PENDING_DIGESTS,
-            max_digests_per_request: MAX_DIGESTS_PER_REQUEST,
-            max_outstanding_per_client: MAX_OUTSTANDING_PER_CLIENT,
-            max_unlogged_per_client: MAX_UNLOGGED_PER_CLIENT,
-            max_queued_reports: MAX_QUEUED_REPORTS,
-            client_read_bytes_per_s: CLIENT_READ_BYTES_PER_S,
-            client_read_burst_bytes: CLIENT_READ_BURST_BYTES,
-            #[cfg(feature = "sim-hooks")]
-            never_report: None,
-            catchup_page_bytes: wire::STATE_PAGE_BYTES,
-            rejoin_as_observer: true,
-            checkpoints: CheckpointConfig {
-                origin: checkpoint::default_origin(cluster.cluster_id()),
-                signer: None,
-                witnesses: Vec::new(),
-            },
-            client_push_window: None,
-        }
-    }
-}
 
 /// An input to the core.
 #[derive(Clone, Debug)]
@@ -340,53 +251,24 @@ pub struct ReplicaCore {
     now: Micros,
     /// The log, its digest index and tree nodes, behind the storage trait.
     log: Box<dyn LogStore>,
-    /// Tree heads being signed: the head, its share collector and this
-    /// replica's own share (re-sent until the head is complete).
-    /// Heads being signed, by tree size: the head, its shares, this
-    /// replica's own share, and the wave whose Tick ends it.
-    collectors: BTreeMap<u64, (TreeHead, SignatureCollector, Option<SignatureShare>, Wave)>,
-    early_shares: BTreeMap<u64, Vec<(ReplicaId, SignatureShare)>>,
-    pending: BTreeSet<[u8; 32]>,
-    rereport: Vec<VecDeque<[u8; 32]>>,
+    /// Digests reported and not yet logged, and re-reports owed.
+    intake: intake::Intake,
+    /// Tree heads being signed.
+    heads: heads::HeadSigner,
     /// What clients wait on and subscribed to.
     clients: client::ClientBook,
-    /// Sequencer state and ordering checkpoint after the most recent Ticks,
-    /// by tree size, to serve catching-up peers.
-    recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
+    /// Fetching what this replica misses when it lags.
+    catchup: catchup_client::CatchUpClient,
+    /// Answering peers that lag.
+    server: serve::CatchUpServer,
     /// This replica's Ed25519 note signatures of recent heads' checkpoints
     /// (at most [`notes::NOTE_SIGNATURES_KEPT`]), so that asking for a
     /// checkpoint again costs no signing.
     note_signatures: BTreeMap<u64, checkpoint::NoteSignature>,
-    catchup: Option<CatchUp>,
-    catchups_installed: u64,
-    /// Digests reported again after a state install dropped the own
-    /// vertices that carried them (see `report_dropped_again`).
-    reports_again: u64,
-    leader_catchups: u64,
-    /// Each peer's budget for catch-up answers.
-    serve_budget: Vec<belfry_broadcast::budget::ByteBudget>,
-    /// What serving catch-up answers cost.
-    serving: serve::Serving,
-    /// Until when each peer's catch-up answers are ignored.
-    distrusted: Vec<Micros>,
-    /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
-    ticks: u64,
     /// A catch-up installed a whole sequencer state this turn.
     installed_state: bool,
     /// Faults met while restoring (reported with the first step).
     faults_on_restore: Vec<CoreFault>,
-    /// Catch-up requests that timed out.
-    catchup_timeouts: u64,
-    /// Catch-ups given up at MAX_CATCHUP_ENTRIES.
-    catchups_too_far: u64,
-    /// Smoothed time a catch-up answer takes.
-    catchup_rtt: Micros,
-    /// Where the rotation of peers to ask stands.
-    catchup_cursor: usize,
-    /// Until when each peer is asked last (it let a request time out).
-    passed_over: Vec<Micros>,
-    /// While a peer's leaders are replayed: what the replay must produce.
-    replay: Option<Replay>,
     /// Started with nothing durable: observe from the first `Start`.
     observe_on_start: bool,
     /// Set when the replica found its own state inconsistent (a bug): it
@@ -431,6 +313,13 @@ impl ReplicaCore {
         log: Box<dyn LogStore>,
     ) -> Self {
         let n = config.broadcast.n;
+        let clients = client::ClientBook::new(
+            config.client_push_window,
+            (
+                config.client_read_bytes_per_s,
+                config.client_read_burst_bytes,
+            ),
+        );
         ReplicaCore {
             node: Node::new(config.broadcast.clone(), crypto.clone()),
             sequencer: Sequencer::new(config.sequencer.clone()),
@@ -438,32 +327,14 @@ impl ReplicaCore {
             crypto,
             now: Micros::ZERO,
             log,
-            collectors: BTreeMap::new(),
-            early_shares: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            rereport: vec![VecDeque::new(); n],
-            clients: client::ClientBook::default(),
-            recent_states: BTreeMap::new(),
+            intake: intake::Intake::new(n),
+            heads: heads::HeadSigner::default(),
+            clients,
+            catchup: catchup_client::CatchUpClient::new(n),
+            server: serve::CatchUpServer::new(n),
             note_signatures: BTreeMap::new(),
-            catchup: None,
-            catchups_installed: 0,
-            reports_again: 0,
-            leader_catchups: 0,
-            serve_budget: ReplicaCore::serve_budgets(n),
-            serving: serve::Serving {
-                bytes_per_peer: vec![0; n],
-                ..serve::Serving::default()
-            },
-            distrusted: vec![Micros::ZERO; n],
-            ticks: 0,
             installed_state: false,
             faults_on_restore: Vec::new(),
-            catchup_timeouts: 0,
-            catchups_too_far: 0,
-            catchup_rtt: Micros::from_millis(20),
-            catchup_cursor: 0,
-            passed_over: vec![Micros::ZERO; n],
-            replay: None,
             observe_on_start: false,
             poisoned: None,
             log_failed: std::sync::OnceLock::new(),
@@ -560,13 +431,13 @@ impl ReplicaCore {
 
     /// Digests reported and not yet logged.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.intake.len()
     }
 
     /// Digests reported again after a state install dropped the own
     /// vertices that carried them.
     pub fn reports_again(&self) -> u64 {
-        self.reports_again
+        self.intake.reports_again
     }
 
     /// Where digests wait (metrics): reports queued for this replica's

@@ -56,20 +56,65 @@ pub struct Serving {
     pub bytes_per_peer: Vec<u64>,
 }
 
-impl ReplicaCore {
-    /// What serving catch-up requests cost so far.
-    pub fn serving(&self) -> &Serving {
-        &self.serving
+/// The serving side's own state: states kept for catching-up peers, each
+/// peer's byte budget and what serving cost.
+///
+/// Invariants: after each Tick at most [`RECENT_STATES`] states are kept
+/// (a catch-up install adds one more until the next is kept), one every
+/// [`STATE_EVERY_TICKS`] Ticks; an answer is started only while the asking
+/// peer's budget is not empty, and every byte produced is charged to it.
+#[derive(Debug)]
+pub(super) struct CatchUpServer {
+    /// Sequencer state and ordering checkpoint after recent Ticks, by tree
+    /// size.
+    recent_states: BTreeMap<u64, (SequencerState, Checkpoint)>,
+    /// Ticks appended (a state is kept every [`STATE_EVERY_TICKS`]).
+    ticks: u64,
+    /// Each peer's budget for catch-up answers.
+    budget: Vec<ByteBudget>,
+    /// What serving catch-up answers cost.
+    serving: Serving,
+}
+
+impl CatchUpServer {
+    /// A server for a cluster of `n`, with a fresh budget per peer.
+    pub(super) fn new(n: usize) -> Self {
+        CatchUpServer {
+            recent_states: BTreeMap::new(),
+            ticks: 0,
+            budget: vec![ByteBudget::new(SERVE_BYTES_PER_PEER_PER_S, SERVE_BURST_BYTES); n],
+            serving: Serving {
+                bytes_per_peer: vec![0; n],
+                ..Serving::default()
+            },
+        }
+    }
+
+    /// Counts a Tick appended, keeping `state` (the state after it, at log
+    /// size `size`) every [`STATE_EVERY_TICKS`] Ticks: one copy every few
+    /// Ticks, well within gc_depth, not one per Tick.
+    pub(super) fn tick(&mut self, size: u64, state: impl FnOnce() -> (SequencerState, Checkpoint)) {
+        self.ticks += 1;
+        if self.ticks % STATE_EVERY_TICKS == 0 {
+            self.recent_states.insert(size, state());
+            while self.recent_states.len() > RECENT_STATES {
+                self.recent_states.pop_first();
+            }
+        }
+    }
+
+    /// Keeps the state a catch-up installed at log size `size`.
+    pub(super) fn keep_installed(&mut self, size: u64, state: SequencerState, cp: Checkpoint) {
+        self.recent_states.insert(size, (state, cp));
     }
 
     /// Opens an answer of `kind` to `peer`: counts the request, and says
     /// whether the peer's budget allows starting it.
-    fn open_answer(&mut self, peer: ReplicaId, kind: ServeKind) -> bool {
-        let now = self.now;
+    fn open(&mut self, peer: ReplicaId, kind: ServeKind, now: Micros) -> bool {
         let served = &mut self.serving.kinds[kind as usize];
         served.requests += 1;
         let open = self
-            .serve_budget
+            .budget
             .get_mut(peer.index())
             .is_some_and(|b| b.available(now));
         if !open {
@@ -85,9 +130,24 @@ impl ReplicaCore {
         if let Some(b) = self.serving.bytes_per_peer.get_mut(peer.index()) {
             *b += bytes as u64;
         }
-        self.serve_budget
+        self.budget
             .get_mut(peer.index())
             .is_some_and(|b| b.charge(bytes))
+    }
+}
+
+impl ReplicaCore {
+    /// What serving catch-up requests cost so far.
+    pub fn serving(&self) -> &Serving {
+        &self.server.serving
+    }
+
+    fn open_answer(&mut self, peer: ReplicaId, kind: ServeKind) -> bool {
+        self.server.open(peer, kind, self.now)
+    }
+
+    fn charge(&mut self, peer: ReplicaId, kind: ServeKind, bytes: usize) -> bool {
+        self.server.charge(peer, kind, bytes)
     }
 
     pub(super) fn serve_log(&mut self, to: ReplicaId, from: u64, out: &mut CoreStep) {
@@ -152,7 +212,7 @@ impl ReplicaCore {
         // move again.
         let len = self.log.len();
         let current = len <= at_most
-            && self.recent_states.range(len..).next().is_none()
+            && self.server.recent_states.range(len..).next().is_none()
             && self.ordering_matches_log();
         let snapshot = if current {
             (
@@ -163,7 +223,7 @@ impl ReplicaCore {
                 },
             )
         } else {
-            let found = self.recent_states.range(..=at_most).next_back();
+            let found = self.server.recent_states.range(..=at_most).next_back();
             let Some((size, (seq, cp))) = found else {
                 self.cannot_serve(to, ServeKind::State, out);
                 return;
@@ -293,10 +353,5 @@ impl ReplicaCore {
             };
             self.send_peer(Target::One(to), &m, out);
         }
-    }
-
-    /// A fresh budget per peer.
-    pub(super) fn serve_budgets(n: usize) -> Vec<ByteBudget> {
-        vec![ByteBudget::new(SERVE_BYTES_PER_PEER_PER_S, SERVE_BURST_BYTES); n]
     }
 }

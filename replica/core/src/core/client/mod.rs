@@ -53,92 +53,10 @@ pub const CLIENT_READ_BURST_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a client whose answers fill its window is told to wait (µs).
 pub const ANSWERS_FULL_RETRY_US: u64 = 100_000;
 
-/// Who waits on a digest: a client and its `Submit` request.
-type Waiter = (ClientId, RequestId);
-
-/// What the core owes its clients.
-#[derive(Debug, Default)]
-pub(super) struct ClientBook {
-    /// Unlogged digests and who waits for their position.
-    ordering: BTreeMap<[u8; 32], Vec<Waiter>>,
-    /// Logged digests (by index) whose waiters want a signed head over them.
-    signing: BTreeMap<u64, Vec<Waiter>>,
-    /// Each client with anything outstanding or subscribed.
-    clients: BTreeMap<ClientId, ClientState>,
-    /// Positions to push at the end of the step.
-    ordered: BTreeMap<Waiter, Vec<([u8; 32], u64)>>,
-    /// The log length the ordered stream was pushed up to.
-    streamed_len: u64,
-    /// The signed size heads were pushed up to.
-    pushed_head: u64,
-    /// Each connected client's read budget (made on its first read,
-    /// dropped with the client).
-    reads: BTreeMap<ClientId, ByteBudget>,
-    /// What reads cost so far.
-    read_stats: ClientReads,
-    /// Bytes pushed to each client and not yet reported written (only
-    /// with a push window; dropped with the client).
-    in_flight: BTreeMap<ClientId, u64>,
-    /// Likewise, bytes of answers.
-    answers_in_flight: BTreeMap<ClientId, u64>,
-    /// Whether receipts may have become due since they were last pushed:
-    /// a new signed head, or a digest waited on newly that is logged.
-    receipts_due: bool,
-    /// Receipts due to a client that wait for room in its push window,
-    /// oldest first (they stay in the client's `signing` set, so they
-    /// count as outstanding; never in the book's `signing` map, so only
-    /// that client's own window reopening looks at them again).
-    deferred: BTreeMap<ClientId, VecDeque<(RequestId, u64)>>,
-    /// Clients whose push window reopened while they had receipts deferred.
-    reopened: BTreeSet<ClientId>,
-    /// The signed size receipts were last pushed under.
-    receipts_head: u64,
-}
-
-/// What answering clients' reads cost (a metric).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClientReads {
-    /// Read requests.
-    pub requests: u64,
-    /// Refused because the client's budget was spent.
-    pub refused: u64,
-    /// Answer bytes.
-    pub bytes: u64,
-}
-
-#[derive(Debug, Default)]
-struct ClientState {
-    /// Digests this client waits to see logged.
-    ordering: BTreeSet<[u8; 32]>,
-    /// Log indices this client waits to see signed.
-    signing: BTreeSet<u64>,
-    /// The ordered stream: the `Subscribe` id and the next index to push.
-    stream: Option<(RequestId, u64)>,
-    /// The `SignedHeads` id.
-    heads: Option<RequestId>,
-}
-
-impl ClientState {
-    fn outstanding(&self) -> usize {
-        self.ordering.len() + self.signing.len()
-    }
-
-    fn is_idle(&self) -> bool {
-        self.outstanding() == 0 && self.stream.is_none() && self.heads.is_none()
-    }
-}
-
-impl ClientBook {
-    /// Digests waited on, over all clients (a metric).
-    pub(super) fn outstanding(&self) -> usize {
-        self.clients.values().map(ClientState::outstanding).sum()
-    }
-
-    /// Clients the core keeps anything for.
-    pub(super) fn len(&self) -> usize {
-        self.clients.len()
-    }
-}
+mod book;
+pub(in crate::core) use book::ClientBook;
+pub use book::ClientReads;
+use book::ClientState;
 
 impl ReplicaCore {
     /// The receipt of the entry at `index`, from the first signed head that
@@ -189,10 +107,10 @@ impl ReplicaCore {
                 if read {
                     // Answers the client has not read yet fill its window:
                     // the read waits (rather than overflow its queue).
-                    let wait = if self.answers_full(client) {
+                    let wait = if self.clients.answers_full(client) {
                         Some(ANSWERS_FULL_RETRY_US)
                     } else {
-                        self.open_read(client)
+                        self.clients.open_read(client, self.now)
                     };
                     if let Some(wait) = wait {
                         let retry_after_ms =
@@ -200,21 +118,21 @@ impl ReplicaCore {
                         let reply =
                             ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
                         let bytes = answer(out, client, id, reply);
-                        self.charge_answer(client, bytes);
+                        self.clients.charge_answer(client, bytes);
                         return;
                     }
                 }
                 let reply = self.on_client(client, id, request, out);
                 let bytes = answer(out, client, id, reply);
-                self.charge_answer(client, bytes);
+                self.clients.charge_answer(client, bytes);
                 if read {
-                    self.charge_read(client, bytes.max(least));
+                    self.clients.charge_read(client, bytes.max(least));
                 }
             }
             Err(error) => {
                 let reply = ClientResponse::Error(ClientError::BadRequest(error.to_string()));
                 let bytes = answer(out, client, 0, reply);
-                self.charge_answer(client, bytes);
+                self.clients.charge_answer(client, bytes);
                 out.faults.push(CoreFault::Frame {
                     replica: None,
                     client: Some(client),
@@ -235,7 +153,7 @@ impl ReplicaCore {
             ClientRequest::Submit(digests) => self.submit(client, id, digests, out),
             ClientRequest::Receipt(d) => match self.receipt(&d) {
                 Some(r) => ClientResponse::receipt(&r),
-                None if self.pending.contains(&d) || self.reads().index_of(&d).is_some() => {
+                None if self.intake.contains(&d) || self.reads().index_of(&d).is_some() => {
                     ClientResponse::Error(ClientError::NotYetSigned)
                 }
                 None => ClientResponse::Error(ClientError::UnknownDigest),
@@ -273,110 +191,12 @@ impl ReplicaCore {
         }
     }
 
-    /// Counts a read by `client`; `Some(µs to wait)` if its budget is
-    /// spent.
-    fn open_read(&mut self, client: ClientId) -> Option<u64> {
-        let now = self.now;
-        let (rate, burst) = (
-            self.config.client_read_bytes_per_s,
-            self.config.client_read_burst_bytes,
-        );
-        let book = &mut self.clients;
-        book.read_stats.requests += 1;
-        let budget = book
-            .reads
-            .entry(client)
-            .or_insert_with(|| ByteBudget::new(rate, burst));
-        if budget.available(now) {
-            return None;
-        }
-        book.read_stats.refused += 1;
-        Some(budget.wait_micros().max(1))
-    }
-
-    fn charge_read(&mut self, client: ClientId, bytes: usize) {
-        let book = &mut self.clients;
-        book.read_stats.bytes += bytes as u64;
-        if let Some(b) = book.reads.get_mut(&client) {
-            b.charge(bytes);
-        }
-    }
-
-    /// A client's connection is gone: forget everything it waited on or
-    /// subscribed to.
-    /// The driver wrote `pushes` bytes of the client's pushes and
-    /// `answers` of its answers.
-    pub(super) fn client_drained(&mut self, client: ClientId, pushes: u64, answers: u64) {
-        if pushes > 0 {
-            if let Some(f) = self.clients.in_flight.get_mut(&client) {
-                *f = f.saturating_sub(pushes);
-                if self.clients.deferred.contains_key(&client) {
-                    self.clients.reopened.insert(client);
-                }
-            }
-        }
-        if let Some(f) = self.clients.answers_in_flight.get_mut(&client) {
-            *f = f.saturating_sub(answers);
-        }
-    }
-
-    /// Whether `client`'s answers fill its window: its reads wait.
-    fn answers_full(&self, client: ClientId) -> bool {
-        self.config.client_push_window.is_some_and(|w| {
-            self.clients
-                .answers_in_flight
-                .get(&client)
-                .is_some_and(|&f| f >= w)
-        })
-    }
-
-    /// Counts `bytes` of answers to `client` against its window.
-    fn charge_answer(&mut self, client: ClientId, bytes: usize) {
-        if self.config.client_push_window.is_some() {
-            *self.clients.answers_in_flight.entry(client).or_default() += bytes as u64;
-        }
-    }
-
-    /// Room in `client`'s push window, in bytes (`None`: no window).
-    fn push_room(&self, client: ClientId) -> Option<u64> {
-        let w = self.config.client_push_window?;
-        Some(w.saturating_sub(self.clients.in_flight.get(&client).copied().unwrap_or(0)))
-    }
-
-    /// Counts `bytes` pushed to `client` against its window.
-    fn charge_push(&mut self, client: ClientId, bytes: usize) {
-        if self.config.client_push_window.is_some() {
-            *self.clients.in_flight.entry(client).or_default() += bytes as u64;
-        }
-    }
-
     pub(super) fn forget_client(&mut self, client: ClientId) {
-        let book = &mut self.clients;
-        book.reads.remove(&client);
-        book.in_flight.remove(&client);
-        book.answers_in_flight.remove(&client);
-        book.deferred.remove(&client);
-        book.reopened.remove(&client);
-        let Some(state) = book.clients.remove(&client) else {
-            return;
-        };
-        for d in &state.ordering {
-            if let Some(ws) = book.ordering.get_mut(d) {
-                ws.retain(|(c, _)| *c != client);
-                if ws.is_empty() {
-                    book.ordering.remove(d);
-                }
-            }
-        }
-        for i in &state.signing {
-            if let Some(ws) = book.signing.get_mut(i) {
-                ws.retain(|(c, _)| *c != client);
-                if ws.is_empty() {
-                    book.signing.remove(i);
-                }
-            }
-        }
-        book.ordered.retain(|(c, _), _| *c != client);
+        self.clients.forget(client);
+    }
+
+    pub(super) fn client_drained(&mut self, client: ClientId, pushes: u64, answers: u64) {
+        self.clients.drained(client, pushes, answers);
     }
 
     pub(super) fn entries(&self, from: u64, to: u64) -> ClientResponse {
@@ -403,7 +223,7 @@ impl ReplicaCore {
             .map(|d| match self.reads().index_of(d) {
                 Some(i) if i < size => self.included(i, size).unwrap_or(ReceiptItem::NotYet(*d)),
                 Some(_) => ReceiptItem::NotYet(*d),
-                None if self.pending.contains(d) => ReceiptItem::NotYet(*d),
+                None if self.intake.contains(d) => ReceiptItem::NotYet(*d),
                 None => ReceiptItem::Unknown(*d),
             })
             .collect();
@@ -468,7 +288,7 @@ impl ReplicaCore {
                 }
                 continue;
             }
-            if self.pending.contains(&d) {
+            if self.intake.contains(&d) {
                 duplicates += 1;
                 if state.ordering.insert(d) {
                     self.clients
@@ -486,13 +306,13 @@ impl ReplicaCore {
             let me = self.config.broadcast.me.index();
             let weak = self.sequencer.weak_per_author().get(me).copied();
             let queued = self.node.queued_reports() + reports.len();
-            let full = self.pending.len() >= self.config.max_pending_digests
+            let full = self.intake.len() >= self.config.max_pending_digests
                 || queued >= self.config.max_queued_reports
-                || self.pending.len() + weak.unwrap_or(0)
+                || self.intake.len() + weak.unwrap_or(0)
                     >= self.config.sequencer.max_weak_per_author;
             if full {
                 refused = Some(ClientError::Backpressure {
-                    pending: self.pending.len() as u64,
+                    pending: self.intake.len() as u64,
                     taken,
                 });
                 break;
@@ -508,7 +328,7 @@ impl ReplicaCore {
                 break;
             }
             state.ordering.insert(d);
-            self.pending.insert(d);
+            self.intake.insert(d);
             self.clients
                 .ordering
                 .entry(d)
@@ -561,7 +381,7 @@ impl ReplicaCore {
     pub(super) fn serve_clients(&mut self, out: &mut CoreStep) {
         for ((client, id), ordered) in std::mem::take(&mut self.clients.ordered) {
             let bytes = push(out, client, id, ClientPush::Ordered(ordered));
-            self.charge_push(client, bytes);
+            self.clients.charge_push(client, bytes);
         }
         let len = self.log.len();
         if len > self.clients.streamed_len {
@@ -581,7 +401,7 @@ impl ReplicaCore {
                 }
             }
             for (client, bytes) in pushed {
-                self.charge_push(client, bytes);
+                self.clients.charge_push(client, bytes);
             }
         }
         // Receipts are looked at only when some may have become due; a
@@ -612,7 +432,7 @@ impl ReplicaCore {
                 let to = len.min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
                 let entries = self.reads().entries(from, to);
                 let bytes = push(out, client, id, ClientPush::Entries { from, entries });
-                self.charge_push(client, bytes);
+                self.clients.charge_push(client, bytes);
                 from = to;
             }
             if let Some(s) = self.clients.clients.get_mut(&client) {
@@ -672,7 +492,7 @@ impl ReplicaCore {
         let depth = u64::from(64 - size.saturating_sub(1).leading_zeros());
         let per_item = 80 + 32 * depth;
         while let Some(&(id, _)) = due.front() {
-            let take = match self.push_room(client) {
+            let take = match self.clients.push_room(client) {
                 None => MAX_RECEIPTS_PER_ANSWER,
                 Some(0) => break,
                 // At least one: a window smaller than a receipt still moves.
@@ -699,7 +519,7 @@ impl ReplicaCore {
                 items,
             };
             let bytes = push(out, client, id, ClientPush::Signed(bundle));
-            self.charge_push(client, bytes);
+            self.clients.charge_push(client, bytes);
             if let Some(state) = self.clients.clients.get_mut(&client) {
                 for i in &chunk {
                     state.signing.remove(i);
