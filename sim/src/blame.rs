@@ -65,7 +65,7 @@ impl Sim {
     /// A detectable strategy of replica `i` acted (see
     /// [`Strategy::detectable`]).
     pub(crate) fn fired_detectable(&mut self, i: usize) {
-        *self.blame.fired.entry(i).or_default() += 1;
+        *self.oracle.blame.fired.entry(i).or_default() += 1;
     }
 
     /// Reads the faults an honest replica `i` recorded in a released turn.
@@ -78,6 +78,7 @@ impl Sim {
                 continue;
             }
             *self
+                .oracle
                 .blame
                 .against
                 .entry(p)
@@ -85,7 +86,7 @@ impl Sim {
                 .entry(f.label())
                 .or_default() += 1;
             if honest(&self.cfg, p) {
-                self.violations.push(format!(
+                self.oracle.violations.push(format!(
                     "blame: honest replica {i} blamed honest replica {p} ({}: {f:?})",
                     f.label()
                 ));
@@ -109,10 +110,10 @@ impl Sim {
             else {
                 continue;
             };
-            let sent = self.blame.head_shares.entry(i).or_default();
+            let sent = self.oracle.blame.head_shares.entry(i).or_default();
             match sent.get(&tree_size) {
                 Some(s) if *s != share => {
-                    self.violations.push(format!(
+                    self.oracle.violations.push(format!(
                         "head shares: honest replica {i} signed two different heads of size {tree_size}"
                     ));
                 }
@@ -128,13 +129,21 @@ impl Sim {
     /// was blamed by an honest replica.
     pub(crate) fn check_attribution(&mut self) {
         for i in 0..self.cfg.n {
-            let Some(s) = self.byz[i] else { continue };
-            let fired = self.blame.fired.get(&i).copied().unwrap_or(0);
+            let Some(s) = self.adversary.byz[i] else {
+                continue;
+            };
+            let fired = self.oracle.blame.fired.get(&i).copied().unwrap_or(0);
             if !s.detectable() || fired == 0 {
                 continue;
             }
-            if self.blame.against.get(&i).is_none_or(|m| m.is_empty()) {
-                self.violations.push(format!(
+            if self
+                .oracle
+                .blame
+                .against
+                .get(&i)
+                .is_none_or(|m| m.is_empty())
+            {
+                self.oracle.violations.push(format!(
                     "blame: Byzantine replica {i} ({}) acted {fired} times and no honest replica blamed it",
                     s.name()
                 ));
@@ -145,7 +154,8 @@ impl Sim {
     /// Who was blamed for what, by the honest replicas (the report's
     /// `blame`).
     pub(crate) fn blame_report(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        self.blame
+        self.oracle
+            .blame
             .against
             .iter()
             .map(|(r, m)| {

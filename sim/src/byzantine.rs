@@ -37,7 +37,7 @@ impl Sim {
     /// five requests, cycling through every kind a replica answers.
     pub(crate) fn fetch_flood(&mut self) {
         let flooders: Vec<usize> = (0..self.cfg.n)
-            .filter(|i| self.byz[*i] == Some(Strategy::FetchFlood))
+            .filter(|i| self.adversary.byz[*i] == Some(Strategy::FetchFlood))
             .collect();
         for from in flooders {
             let Some(vertex) = self.world.replicas[from]
@@ -60,7 +60,9 @@ impl Sim {
                 }),
                 PeerMessage::Broadcast(Message::FetchVertex(vertex)),
             ];
-            let honest: Vec<usize> = (0..self.cfg.n).filter(|t| self.byz[*t].is_none()).collect();
+            let honest: Vec<usize> = (0..self.cfg.n)
+                .filter(|t| self.adversary.byz[*t].is_none())
+                .collect();
             for to in honest {
                 for m in &asks {
                     if let Ok(frame) = wire::encode(m) {
@@ -76,13 +78,13 @@ impl Sim {
     /// 15 ms before the honest replicas do.
     pub(crate) fn rush(&mut self) {
         let rushers: Vec<usize> = (0..self.cfg.n)
-            .filter(|i| self.byz[*i] == Some(Strategy::WithholdAndRush))
+            .filter(|i| self.adversary.byz[*i] == Some(Strategy::WithholdAndRush))
             .collect();
         if rushers.is_empty() {
             return;
         }
         let d = self.fresh_digest(0x20);
-        self.submitted.insert(d, self.world.now);
+        self.oracle.submitted.insert(d, self.world.now);
         for node in 0..self.cfg.n {
             let client = self.cfg.n;
             let mut at = self
@@ -121,13 +123,13 @@ impl Sim {
         for _ in 0..victims.min(1) {
             let mut d = self.fresh_digest(0x21);
             d[31] |= 1;
-            self.submitted.insert(d, self.world.now);
+            self.oracle.submitted.insert(d, self.world.now);
             digests.push(d);
             // Its client also sends the digest to the honest replicas it has
             // not slowed, about a round later, so their reports land
             // together in the next round's vertices.
             for node in 0..self.cfg.n {
-                if self.byz[node].is_none() && Some(node) != self.rush_slowed {
+                if self.adversary.byz[node].is_none() && Some(node) != self.adversary.rush_slowed {
                     let client = self.cfg.n;
                     let at = self
                         .world
@@ -154,10 +156,10 @@ impl Sim {
         };
         let node = host.core().node();
         let decided = node.last_decided_wave();
-        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_frames)
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.adversary.held_frames)
             .into_iter()
             .partition(|(from, _, w, _)| *from == i && (node.coin(*w).is_some() || *w <= decided));
-        self.held_frames = keep;
+        self.adversary.held_frames = keep;
         for (from, to, _, frame) in go {
             self.mark("strategy late-leader released");
             self.world.deliver_later(from, to, frame);
@@ -189,7 +191,9 @@ impl Sim {
                     self.mark("strategy equivocate aimed at a restarted replica");
                 }
             }
-            (Strategy::BadShares, PeerMessage::HeadShare { .. }) if self.byz_rng.gen_bool(0.5) => {
+            (Strategy::BadShares, PeerMessage::HeadShare { .. })
+                if self.adversary.byz_rng.gen_bool(0.5) =>
+            {
                 // Withheld, not just invalid.
                 self.mark("strategy bad-shares withheld");
                 return Vec::new();
@@ -197,16 +201,16 @@ impl Sim {
             (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
             | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
                 let mut junk = [0u8; 96];
-                self.byz_rng.fill(&mut junk[..]);
+                self.adversary.byz_rng.fill(&mut junk[..]);
                 *share = SignatureShare(junk);
                 self.mark("strategy bad-shares");
                 self.fired_detectable(from);
             }
-            (Strategy::Malformed, _) if self.byz_rng.gen_bool(0.2) => {
-                let len = self.byz_rng.gen_range(0..300);
+            (Strategy::Malformed, _) if self.adversary.byz_rng.gen_bool(0.2) => {
+                let len = self.adversary.byz_rng.gen_range(0..300);
                 let mut junk = vec![0u8; len];
-                self.byz_rng.fill(&mut junk[..]);
-                if self.byz_rng.gen_bool(0.3) {
+                self.adversary.byz_rng.fill(&mut junk[..]);
+                if self.adversary.byz_rng.gen_bool(0.3) {
                     // A header claiming an oversized body.
                     junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
                 }
@@ -215,7 +219,7 @@ impl Sim {
                 self.fired_detectable(from);
             }
             (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
-                if self.byz_rng.gen_bool(0.2) =>
+                if self.adversary.byz_rng.gen_bool(0.2) =>
             {
                 let mut future = v.clone();
                 future.round = Round(v.round.0 + 1_000);
@@ -227,8 +231,10 @@ impl Sim {
             (Strategy::LateLeader, PeerMessage::Broadcast(Message::Val(v)))
                 if v.round.0 % 4 == 1 =>
             {
-                self.withheld.insert(v.hash().0);
-                self.held_frames.push((from, to, v.round.wave(), frame));
+                self.adversary.withheld.insert(v.hash().0);
+                self.adversary
+                    .held_frames
+                    .push((from, to, v.round.wave(), frame));
                 self.mark("strategy late-leader withheld");
                 return Vec::new();
             }
@@ -243,7 +249,7 @@ impl Sim {
                 self.fired_detectable(from);
             }
             (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
-                let k = self.byz_rng.gen_range(0..bytes.len());
+                let k = self.adversary.byz_rng.gen_range(0..bytes.len());
                 bytes[k] ^= 0x40;
                 self.mark("strategy bad-catchup forged a state page");
                 self.fired_detectable(from);
@@ -262,18 +268,18 @@ impl Sim {
                 // honest answer — every other time cut to one entry (valid,
                 // but short: it would throttle a replica that took short
                 // pages); the asker then asks it for more, which never comes.
-                let last = self.stall_served.get(&to).copied();
+                let last = self.adversary.stall_served.get(&to).copied();
                 let fresh =
                     last.is_none_or(|t| self.world.now.saturating_sub(t) > Micros::from_secs(1));
                 if !fresh {
                     self.mark("strategy stall-catchup withheld a log page");
                     return Vec::new();
                 }
-                if self.byz_rng.gen_bool(0.5) && entries.len() > 1 {
+                if self.adversary.byz_rng.gen_bool(0.5) && entries.len() > 1 {
                     entries.truncate(1);
                     self.mark("strategy stall-catchup sent a short page");
                 }
-                self.stall_served.insert(to, self.world.now);
+                self.adversary.stall_served.insert(to, self.world.now);
                 if let Ok(f) = wire::encode(&m) {
                     let at = self.world.now.saturating_add(Micros(20));
                     self.world
@@ -327,16 +333,19 @@ impl Sim {
                 return Vec::new();
             }
             (Strategy::Replay, _) => {
-                if !self.replay_buf.is_empty() && self.byz_rng.gen_bool(0.2) {
-                    let k = self.byz_rng.gen_range(0..self.replay_buf.len());
-                    out.push(self.replay_buf[k].1.clone());
+                if !self.adversary.replay_buf.is_empty() && self.adversary.byz_rng.gen_bool(0.2) {
+                    let k = self
+                        .adversary
+                        .byz_rng
+                        .gen_range(0..self.adversary.replay_buf.len());
+                    out.push(self.adversary.replay_buf[k].1.clone());
                     self.mark("strategy replay");
                 }
-                if self.replay_buf.len() < 256 {
-                    self.replay_buf.push((from, frame.clone()));
+                if self.adversary.replay_buf.len() < 256 {
+                    self.adversary.replay_buf.push((from, frame.clone()));
                 } else {
-                    let k = self.byz_rng.gen_range(0..256);
-                    self.replay_buf[k] = (from, frame.clone());
+                    let k = self.adversary.byz_rng.gen_range(0..256);
+                    self.adversary.replay_buf[k] = (from, frame.clone());
                 }
             }
             _ => {}

@@ -2,8 +2,9 @@
 //! released turn of an honest replica, receipts at the end, stalls, and the
 //! run's report.
 
-use crate::engine::{honest, Latency, Report, Sim, LIVE_AGAIN_BOUND};
+use crate::engine::{honest, Sim, LIVE_AGAIN_BOUND};
 use crate::metrics;
+use crate::report::{Latency, Report};
 use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
@@ -52,10 +53,10 @@ impl Sim {
     /// Samples what every running replica holds (every 50 ms) and checks
     /// the bounds for honest ones.
     pub(crate) fn sample_memory(&mut self) {
-        if self.world.now.saturating_sub(self.memory_sampled) < Micros::from_millis(50) {
+        if self.world.now.saturating_sub(self.oracle.memory_sampled) < Micros::from_millis(50) {
             return;
         }
-        self.memory_sampled = self.world.now;
+        self.oracle.memory_sampled = self.world.now;
         let mut broken = Vec::new();
         for (i, r) in self.world.replicas.iter().enumerate() {
             let Some(core) = r.host.as_ref().map(|h| h.core()) else {
@@ -65,7 +66,7 @@ impl Sim {
             let m = node.memory_use();
             let bound = node.memory_bound();
             let seq = core.sequencer_state().pending_len();
-            let max = &mut self.memory[i];
+            let max = &mut self.oracle.memory[i];
             max.dag_vertices = max.dag_vertices.max(m.dag_vertices);
             max.slots = max.slots.max(m.slots);
             max.buffered = max.buffered.max(m.buffered);
@@ -90,8 +91,13 @@ impl Sim {
             }
         }
         for b in broken {
-            if !self.violations.iter().any(|v| v.starts_with("memory:")) {
-                self.violations.push(b);
+            if !self
+                .oracle
+                .violations
+                .iter()
+                .any(|v| v.starts_with("memory:"))
+            {
+                self.oracle.violations.push(b);
             }
         }
     }
@@ -100,7 +106,7 @@ impl Sim {
     pub(crate) fn serving_report(&self) -> BTreeMap<String, ServingReport> {
         use belfry_replica::broadcast::ResendCause;
         use belfry_replica::core::ServeKind;
-        let logged = self.logged.len().max(1) as f64;
+        let logged = self.oracle.logged.len().max(1) as f64;
         let mut out: BTreeMap<String, ServingReport> = BTreeMap::new();
         for (i, r) in self.world.replicas.iter().enumerate() {
             let Some(core) = r.host.as_ref().map(|h| h.core()) else {
@@ -153,10 +159,15 @@ impl Sim {
                         Policy::Lamport => v.round.0,
                         Policy::Clock { .. } => r.recv_time.0,
                     };
-                    if self.report_seen[i].insert(r.digest.0) {
-                        self.reports.entry(r.digest.0).or_default().push(value);
+                    if self.oracle.report_seen[i].insert(r.digest.0) {
+                        self.oracle
+                            .reports
+                            .entry(r.digest.0)
+                            .or_default()
+                            .push(value);
                     } else {
                         let (lo, hi) = self
+                            .oracle
                             .reported_again
                             .entry(r.digest.0)
                             .or_insert((value, value));
@@ -171,15 +182,15 @@ impl Sim {
     /// Notes where progress stopped: no new log entry for 2 s while digests
     /// wait.
     pub(crate) fn detect_stall(&mut self) {
-        let waiting = self.submitted.len() > self.logged.len();
-        if !waiting || self.stall_reported {
+        let waiting = self.oracle.submitted.len() > self.oracle.logged.len();
+        if !waiting || self.oracle.stall_reported {
             return;
         }
         // Inside a window that leaves no quorum nothing is expected to
         // move; after it, the clock starts at its end.
-        let mut since = self.last_progress;
+        let mut since = self.oracle.last_progress;
         let windows = if self.cfg.exempt_no_quorum {
-            &self.no_quorum[..]
+            &self.oracle.no_quorum[..]
         } else {
             &[]
         };
@@ -192,7 +203,7 @@ impl Sim {
             }
         }
         if self.world.now.saturating_sub(since) > LIVE_AGAIN_BOUND {
-            self.stall_reported = true;
+            self.oracle.stall_reported = true;
             let state: Vec<String> = self
                 .world
                 .replicas
@@ -212,11 +223,11 @@ impl Sim {
                 "no progress for {} s from {} µs (log size {}): {}",
                 LIVE_AGAIN_BOUND.0 / 1_000_000,
                 since.0,
-                self.canonical.len(),
+                self.oracle.canonical.len(),
                 state.join("; ")
             );
-            self.violations.push(format!("stall: {stall}"));
-            self.stalls.push(stall);
+            self.oracle.violations.push(format!("stall: {stall}"));
+            self.oracle.stalls.push(stall);
         }
     }
 
@@ -224,27 +235,27 @@ impl Sim {
     /// honest replica.
     pub(crate) fn check_turn(&mut self, i: usize, step: &Released) {
         for h in &step.held {
-            self.held.insert(*h);
+            self.oracle.held.insert(*h);
         }
         for (k, e) in step.appended.iter().enumerate() {
             let index = step.first + k as u64;
-            if let Some(existing) = self.canonical.get(index as usize) {
+            if let Some(existing) = self.oracle.canonical.get(index as usize) {
                 if existing != e {
-                    self.violations.push(format!(
+                    self.oracle.violations.push(format!(
                         "event {}: replica {i}'s log differs from another honest log at index {index}",
                         self.events
                     ));
                 }
                 continue;
             }
-            if index as usize != self.canonical.len() {
+            if index as usize != self.oracle.canonical.len() {
                 continue;
             }
             match e {
                 Entry::Digest(d) => {
-                    self.uncovered.insert(index, d.digest);
-                    if self.logged.insert(d.digest, index).is_some() {
-                        self.violations.push(format!(
+                    self.oracle.uncovered.insert(index, d.digest);
+                    if self.oracle.logged.insert(d.digest, index).is_some() {
+                        self.oracle.violations.push(format!(
                             "event {}: digest {} logged twice",
                             self.events,
                             hex::encode(d.digest)
@@ -252,54 +263,54 @@ impl Sim {
                     }
                 }
                 Entry::Tick(t) => {
-                    if self.withheld.contains(&t.leader) {
-                        self.violations.push(format!(
+                    if self.adversary.withheld.contains(&t.leader) {
+                        self.oracle.violations.push(format!(
                             "event {}: a late leader's withheld vertex was ordered as the leader of wave {}",
                             self.events, t.wave
                         ));
                     }
-                    if self.last_tick_time.is_some_and(|l| t.time < l) {
-                        self.violations.push(format!(
+                    if self.oracle.last_tick_time.is_some_and(|l| t.time < l) {
+                        self.oracle.violations.push(format!(
                             "event {}: tick time went back at index {index}",
                             self.events
                         ));
                     }
-                    self.last_tick_time = Some(t.time);
+                    self.oracle.last_tick_time = Some(t.time);
                 }
             }
-            self.canonical.push(*e);
-            self.last_progress = self.world.now;
-            self.stall_reported = false;
+            self.oracle.canonical.push(*e);
+            self.oracle.last_progress = self.world.now;
+            self.oracle.stall_reported = false;
         }
         for h in &step.heads {
-            match self.heads.get(&h.head.tree_size) {
-                Some(other) if other != h => self.violations.push(format!(
+            match self.oracle.heads.get(&h.head.tree_size) {
+                Some(other) if other != h => self.oracle.violations.push(format!(
                     "event {}: two different signed heads at size {}",
                     self.events, h.head.tree_size
                 )),
                 Some(_) => {}
                 None => {
-                    self.heads.insert(h.head.tree_size, *h);
-                    let rest = self.uncovered.split_off(&h.head.tree_size);
+                    self.oracle.heads.insert(h.head.tree_size, *h);
+                    let rest = self.oracle.uncovered.split_off(&h.head.tree_size);
                     let now = self.world.now;
-                    for d in std::mem::replace(&mut self.uncovered, rest).into_values() {
-                        self.covered_at.entry(d).or_insert(now);
+                    for d in std::mem::replace(&mut self.oracle.uncovered, rest).into_values() {
+                        self.oracle.covered_at.entry(d).or_insert(now);
                     }
                 }
             }
         }
         for w in &step.writes {
             if let Durable::OwnVertex(v) = w {
-                match self.own_vertices[i].get(&v.round) {
+                match self.oracle.own_vertices[i].get(&v.round) {
                     Some(prev) if !Arc::ptr_eq(prev, v) && **prev != **v => {
-                        self.violations.push(format!(
+                        self.oracle.violations.push(format!(
                             "event {}: replica {i} persisted two different own vertices for {}",
                             self.events, v.round
                         ));
                     }
                     Some(_) => {}
                     None => {
-                        self.own_vertices[i].insert(v.round, v.clone());
+                        self.oracle.own_vertices[i].insert(v.round, v.clone());
                     }
                 }
             }
@@ -309,9 +320,9 @@ impl Sim {
             .iter()
             .filter(|w| matches!(w, Durable::Vote { .. }));
         for (pledge, hash) in votes.filter_map(Durable::pledge) {
-            if let Some(prev) = self.votes[i].insert(pledge, hash) {
+            if let Some(prev) = self.oracle.votes[i].insert(pledge, hash) {
                 if prev != hash {
-                    self.violations.push(format!(
+                    self.oracle.violations.push(format!(
                         "event {}: replica {i} persisted two different hashes for {pledge:?}",
                         self.events
                     ));
@@ -323,7 +334,7 @@ impl Sim {
     /// Receipts from every running honest replica verify: fully under real
     /// BLS, the inclusion proof under the mock.
     pub(crate) fn check_receipts(&mut self) {
-        let sample: Vec<[u8; 32]> = self.logged.keys().step_by(97).copied().collect();
+        let sample: Vec<[u8; 32]> = self.oracle.logged.keys().step_by(97).copied().collect();
         for i in 0..self.cfg.n {
             if !honest(&self.cfg, i) {
                 continue;
@@ -344,7 +355,7 @@ impl Sim {
                     ),
                 };
                 if !ok {
-                    self.violations.push(format!(
+                    self.oracle.violations.push(format!(
                         "replica {i}'s receipt for {} does not verify",
                         hex::encode(d)
                     ));
@@ -356,29 +367,29 @@ impl Sim {
     pub(crate) fn report(self) -> Report {
         let serving = self.serving_report();
         let memory = (0..self.cfg.n)
-            .map(|i| (format!("r{i}"), self.memory[i]))
+            .map(|i| (format!("r{i}"), self.oracle.memory[i]))
             .collect();
         let honest_ids: Vec<usize> = (0..self.cfg.n).filter(|i| honest(&self.cfg, *i)).collect();
-        let reports = &self.reports;
+        let reports = &self.oracle.reports;
         let metrics = metrics::compute(&metrics::Inputs {
-            canonical: &self.canonical,
-            logged: &self.logged,
+            canonical: &self.oracle.canonical,
+            logged: &self.oracle.logged,
             reports,
-            reported_again: &self.reported_again,
+            reported_again: &self.oracle.reported_again,
             honest: honest_ids.len(),
-            first_seen: &self.first_seen,
-            races: &self.races,
-            held: &self.held,
+            first_seen: &self.oracle.first_seen,
+            races: &self.oracle.races,
+            held: &self.oracle.held,
             policy: self.cfg.policy,
         });
         let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
             .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"));
-        for (d, at) in &self.covered_at {
-            if let Some(s) = self.submitted.get(d) {
+        for (d, at) in &self.oracle.covered_at {
+            if let Some(s) = self.oracle.submitted.get(d) {
                 hist.saturating_record(at.saturating_sub(*s).0.max(1));
             }
         }
-        let logged = self.logged.len().max(1) as f64;
+        let logged = self.oracle.logged.len().max(1) as f64;
         let secs = self.cfg.duration.0 as f64 / 1e6;
         let mut messages_by_type = BTreeMap::new();
         for kind in belfry_replica::broadcast::MessageKind::ALL {
@@ -403,7 +414,7 @@ impl Sim {
         for i in 0..self.cfg.n {
             assignment.insert(
                 format!("r{i}"),
-                self.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
+                self.adversary.byz[i].map_or("honest".to_string(), |s| s.name().to_string()),
             );
         }
         let blame = self.blame_report();
@@ -412,8 +423,8 @@ impl Sim {
             replay: self.cfg.replay_command(),
             assignment,
             trace_hash: hex::encode(self.trace.digest()),
-            violations: self.violations,
-            throughput_digests_per_s: self.logged.len() as f64 / secs,
+            violations: self.oracle.violations,
+            throughput_digests_per_s: self.oracle.logged.len() as f64 / secs,
             latency_ms: Latency {
                 p50: hist.value_at_quantile(0.5) as f64 / 1_000.0,
                 p99: hist.value_at_quantile(0.99) as f64 / 1_000.0,
@@ -426,7 +437,7 @@ impl Sim {
             bytes_per_digest: self.world.network.bytes as f64 / logged,
             trace_log: self.trace_log,
             messages_by_type,
-            stalls: self.stalls,
+            stalls: self.oracle.stalls,
             serving,
             memory,
             config: self.cfg,

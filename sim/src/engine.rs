@@ -5,26 +5,26 @@
 //! and the oracle — the invariant checks after every event (`checks.rs`,
 //! `blame.rs`) and the metrics against ground truth (`metrics.rs`).
 
+use crate::adversary::Adversary;
 use crate::byzantine::{is_censored, is_victim};
 use crate::config::{JitterKind, SimConfig, Strategy};
-use crate::metrics::{self, Metrics};
+use crate::oracle::Oracle;
+use crate::report::Report;
 use crate::shared::{SharedCrypto, Verifications};
-use belfry_replica::broadcast::{Message, Round, VertexHash};
+use crate::trace::Trace;
+use belfry_replica::broadcast::Message;
 use belfry_replica::clock::{ClockStep, DriftingClock, Micros};
 use belfry_replica::coin::{
     deal, sha3, BlsCrypto, ClusterParams, GroupPublicKey, MockCrypto, ReplicaId, ThresholdCrypto,
     TrustAnchor,
 };
 use belfry_replica::journal::MemoryJournal;
-use belfry_replica::timestamp::{Entry, SignedTreeHead};
 use belfry_replica::wire::{self, PeerMessage};
-use belfry_replica::{CoreInput, Host, HostConfig, ReplicaConfig};
+use belfry_replica::{CoreInput, HostConfig, ReplicaConfig};
 use belfry_world::{Cast, Disk, Jitter, Network, World};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{LogNormal, Pareto};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// A group key for mock-crypto clusters: any valid point will do, the mock
@@ -107,210 +107,23 @@ pub(crate) enum SimEvent {
     Fed(usize),
 }
 
-/// The rolling trace over every event and action: two 64-bit multiply-rotate
-/// lanes over every word (fast: it runs once per event over every frame),
-/// reported as SHA3-256 of the lanes. It detects divergence between runs;
-/// it is not meant to resist an adversary choosing inputs.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Trace {
-    a: u64,
-    b: u64,
-    n: u64,
-}
-
-impl Trace {
-    fn word(&mut self, w: u64) {
-        self.n = self.n.wrapping_add(1);
-        self.a = (self.a ^ w)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-        self.b = (self.b.rotate_left(17) ^ w ^ self.n).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    }
-
-    fn absorb(&mut self, words: &[u64]) {
-        for w in words {
-            self.word(*w);
-        }
-    }
-
-    fn absorb_bytes(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.word(u64::from_le_bytes(w));
-        }
-        let mut w = [0u8; 8];
-        w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        self.word(u64::from_le_bytes(w));
-    }
-
-    pub(crate) fn digest(&self) -> [u8; 32] {
-        sha3(&[
-            &self.a.to_be_bytes(),
-            &self.b.to_be_bytes(),
-            &self.n.to_be_bytes(),
-        ])
-    }
-}
-
-/// What the run found.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// The seed.
-    pub seed: u64,
-    /// The configuration.
-    pub config: SimConfig,
-    /// Which replica runs which strategy.
-    pub assignment: BTreeMap<String, String>,
-    /// Rolling hash over every event.
-    pub trace_hash: String,
-    /// Invariant violations (empty on a good run).
-    pub violations: Vec<String>,
-    /// Digests logged per simulated second of load.
-    pub throughput_digests_per_s: f64,
-    /// Submit to signed-head coverage, simulated ms.
-    pub latency_ms: Latency,
-    /// Fairness metrics.
-    pub metrics: Metrics,
-    /// Which faults and strategies actually fired, and how often.
-    pub coverage: BTreeMap<String, u64>,
-    /// Evidence the honest replicas recorded, by accused replica and fault
-    /// label (`CoreFault::label`).
-    pub blame: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Events processed.
-    pub events: u64,
-    /// Replica-to-replica messages and bytes per logged digest.
-    pub messages_per_digest: f64,
-    /// Bytes per logged digest.
-    pub bytes_per_digest: f64,
-    /// The one command line that replays this run.
-    pub replay: String,
-    /// With `record_trace`: (simulated time, trace hash) after every event.
-    #[serde(skip)]
-    pub trace_log: Vec<(Micros, [u8; 32])>,
-    /// Broadcast messages and payload bytes per logged digest, by type
-    /// (summed over the replicas running at the end).
-    pub messages_by_type: BTreeMap<String, (f64, f64)>,
-    /// Where progress stopped for more than two simulated seconds, if it did:
-    /// the log size and each replica's round and decided wave.
-    pub stalls: Vec<String>,
-    /// The honest replicas' work answering each kind of request (and
-    /// re-sending on their own), with bytes per logged digest.
-    pub serving: BTreeMap<String, crate::checks::ServingReport>,
-    /// The most each replica held, with the bound it is checked against.
-    pub memory: BTreeMap<String, crate::checks::ReplicaMemory>,
-}
-
-/// Latency percentiles.
-#[derive(Debug, Serialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-}
-
-/// A race: digests submitted at one instant by different clients.
-#[derive(Clone, Debug)]
-pub struct Race {
-    /// "two", "biased" or "three".
-    pub kind: &'static str,
-    /// The digests, client order.
-    pub digests: Vec<[u8; 32]>,
-}
-
-/// What the oracle remembers of one replica between its turns.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Seen {
-    /// Catch-ups seen so far (leaders, snapshots), for coverage.
-    pub(crate) catchups: (u64, u64),
-    /// Journal snapshots seen so far (the double-signing memory is pruned
-    /// at each).
-    pub(crate) snapshots: u64,
-    /// It rejoined after a wipe.
-    pub(crate) rejoined: bool,
-    /// Digests it reported again after state installs, so far (coverage).
-    pub(crate) reports_again: u64,
-}
-
+/// The simulator: the world, plus the adversary that injects faults and
+/// runs the Byzantine strategies, plus the oracle that checks invariants
+/// and measures against ground truth; the load and the trace are its own.
 pub(crate) struct Sim {
     pub(crate) cfg: SimConfig,
     /// The world: simulated time, the event queue, the network, the hosted
     /// replicas; what fired is counted in its coverage.
     pub(crate) world: World<MemoryJournal, SimEvent>,
-    /// The oracle's memory of each replica.
-    pub(crate) seen: Vec<Seen>,
-    /// The honest replicas' reports (M1, M6), taken from what they released.
-    pub(crate) reports: metrics::HonestReports,
-    pub(crate) report_seen: Vec<BTreeSet<[u8; 32]>>,
-    /// The range of honest replicas' later reports of a digest they had
-    /// reported before (see `absorb_reports`).
-    pub(crate) reported_again: BTreeMap<[u8; 32], (u64, u64)>,
-    pub(crate) byz: Vec<Option<Strategy>>,
+    /// Faults and Byzantine strategies (`adversary.rs`).
+    pub(crate) adversary: Adversary,
+    /// Invariants, ground truth and measures (`oracle.rs`).
+    pub(crate) oracle: Oracle,
     pub(crate) load_rng: ChaCha20Rng,
-    pub(crate) byz_rng: ChaCha20Rng,
+    pub(crate) next_digest: u64,
     pub(crate) trace: Trace,
     pub(crate) events: u64,
     pub(crate) trace_log: Vec<(Micros, [u8; 32])>,
-    pub(crate) stalls: Vec<String>,
-    pub(crate) last_progress: Micros,
-    pub(crate) stall_reported: bool,
-    // Invariants.
-    pub(crate) canonical: Vec<Entry>,
-    pub(crate) logged: BTreeMap<[u8; 32], u64>,
-    pub(crate) heads: BTreeMap<u64, SignedTreeHead>,
-    pub(crate) votes: Vec<BTreeMap<belfry_replica::broadcast::Pledge, VertexHash>>,
-    /// Each honest replica's own vertices by round, compared by content (the
-    /// same check as by hash, without hashing every vertex a second time).
-    pub(crate) own_vertices: Vec<BTreeMap<Round, Arc<belfry_replica::broadcast::Vertex>>>,
-    pub(crate) violations: Vec<String>,
-    /// The blame checks' memory (`blame.rs`).
-    pub(crate) blame: crate::blame::Blame,
-    // Ground truth and measures.
-    pub(crate) submitted: BTreeMap<[u8; 32], Micros>,
-    pub(crate) first_seen: BTreeMap<[u8; 32], Vec<Option<Micros>>>,
-    pub(crate) covered_at: BTreeMap<[u8; 32], Micros>,
-    pub(crate) uncovered: BTreeMap<u64, [u8; 32]>,
-    pub(crate) last_tick_time: Option<Micros>,
-    pub(crate) held: BTreeSet<[u8; 32]>,
-    pub(crate) races: Vec<Race>,
-    pub(crate) replay_buf: Vec<(usize, Vec<u8>)>,
-    /// Late-leader frames held until their wave's coin is out.
-    pub(crate) held_frames: Vec<(usize, usize, belfry_replica::coin::Wave, Vec<u8>)>,
-    /// Hashes of vertices a late leader withheld.
-    pub(crate) withheld: BTreeSet<[u8; 32]>,
-    /// When each replica last restarted.
-    pub(crate) restarted_at: BTreeMap<usize, Micros>,
-    /// The honest replica a withhold-and-rush adversary slows down.
-    pub(crate) rush_slowed: Option<usize>,
-    /// Twins: the second instance of a replica.
-    pub(crate) twins: BTreeMap<usize, Host<MemoryJournal>>,
-    /// When a stall-catchup adversary last let a log page through, per asker.
-    pub(crate) stall_served: BTreeMap<usize, Micros>,
-    /// Replicas whose fault ended: by when their log must reach what size
-    /// (the catch-up invariant).
-    pub(crate) catchup_due: BTreeMap<usize, (Micros, u64)>,
-    /// Windows in which a fault leaves no quorum: no progress is expected.
-    pub(crate) no_quorum: Vec<(Micros, Micros)>,
-    /// The open window (an index into `no_quorum`) in which crashed,
-    /// paused, observing or cut-off honest replicas and the Byzantine ones
-    /// are more than f together.
-    pub(crate) beyond_f: Option<usize>,
-    /// The honest replica a nearest-head adversary is the nearest peer of.
-    pub(crate) nearest_victim: Option<usize>,
-    /// Paused replicas.
-    pub(crate) paused: BTreeSet<usize>,
-    /// Timers and sync completions of paused replicas, held until they
-    /// resume.
-    pub(crate) held_events: Vec<(usize, Event)>,
-    /// The starved replica and until when (no coin shares, no catch-up
-    /// answers reach it).
-    pub(crate) starved: Option<(usize, Micros)>,
-    /// The most each replica held (sampled every 50 ms).
-    pub(crate) memory: Vec<crate::checks::ReplicaMemory>,
-    pub(crate) memory_sampled: Micros,
-    pub(crate) next_digest: u64,
     pub(crate) anchor: Option<TrustAnchor>,
 }
 
@@ -456,10 +269,6 @@ impl Sim {
             })
             .collect();
         let byz: Vec<Option<Strategy>> = (0..n).map(|i| cfg.strategy_of(i)).collect();
-        let rush_slowed = byz
-            .contains(&Some(Strategy::WithholdAndRush))
-            .then(|| (0..n).rev().find(|i| byz[*i].is_none()))
-            .flatten();
         let cast = Cast {
             configs,
             crypto,
@@ -481,51 +290,14 @@ impl Sim {
         world.clocks = clocks.into_iter().map(Some).collect();
         let sim = Sim {
             world,
-            seen: vec![Seen::default(); n],
-            reports: BTreeMap::new(),
-            report_seen: vec![BTreeSet::new(); n],
-            reported_again: BTreeMap::new(),
+            adversary: Adversary::new(byz, stream(cfg.seed, "byzantine", 0)),
+            oracle: Oracle::new(n, GENESIS),
             load_rng: stream(cfg.seed, "load", 0),
-            byz_rng: stream(cfg.seed, "byzantine", 0),
             trace: Trace::default(),
             events: 0,
             trace_log: Vec::new(),
-            stalls: Vec::new(),
-            last_progress: GENESIS,
-            stall_reported: false,
-            canonical: Vec::new(),
-            logged: BTreeMap::new(),
-            heads: BTreeMap::new(),
-            votes: vec![BTreeMap::new(); n],
-            own_vertices: vec![BTreeMap::new(); n],
-            violations: Vec::new(),
-            blame: crate::blame::Blame::default(),
-            submitted: BTreeMap::new(),
-            first_seen: BTreeMap::new(),
-            covered_at: BTreeMap::new(),
-            uncovered: BTreeMap::new(),
-            last_tick_time: None,
-            held: BTreeSet::new(),
-            races: Vec::new(),
-            replay_buf: Vec::new(),
-            held_frames: Vec::new(),
-            withheld: BTreeSet::new(),
-            twins: BTreeMap::new(),
-            stall_served: BTreeMap::new(),
-            catchup_due: BTreeMap::new(),
-            no_quorum: Vec::new(),
-            beyond_f: None,
-            nearest_victim: None,
-            paused: BTreeSet::new(),
-            held_events: Vec::new(),
-            starved: None,
-            memory: vec![crate::checks::ReplicaMemory::default(); n],
-            memory_sampled: GENESIS,
-            rush_slowed,
-            restarted_at: BTreeMap::new(),
             next_digest: 0,
             anchor,
-            byz,
             cfg,
         };
         Ok(sim)
@@ -538,7 +310,7 @@ impl Sim {
     fn run(&mut self) {
         let n = self.cfg.n;
         for i in 0..n {
-            if self.byz[i] == Some(Strategy::Silent) {
+            if self.adversary.byz[i] == Some(Strategy::Silent) {
                 self.mark("strategy silent");
                 continue;
             }
@@ -563,7 +335,7 @@ impl Sim {
         // Liveness mode: faults stop, the load has stopped; everything must
         // be logged within the bound.
         let bound = end.saturating_add(LIVENESS_BOUND);
-        let pending: Vec<[u8; 32]> = self.submitted.keys().copied().collect();
+        let pending: Vec<[u8; 32]> = self.oracle.submitted.keys().copied().collect();
         while self.world.now < bound && !self.all_covered(&pending) {
             let next = self.world.now.saturating_add(Micros::from_millis(50));
             self.run_until(next);
@@ -574,12 +346,12 @@ impl Sim {
         // the others go on, fails here).
         let up: Vec<usize> = (0..n)
             .filter(|i| honest(&self.cfg, *i) && self.world.replicas[*i].host.is_some())
-            .filter(|i| !self.catchup_due.contains_key(i))
+            .filter(|i| !self.oracle.catchup_due.contains_key(i))
             .collect();
         self.fault_ended(&up);
         // Replicas whose fault ended late in the run get their full time
         // to catch up.
-        while let Some(deadline) = self.catchup_due.values().map(|(d, _)| *d).max() {
+        while let Some(deadline) = self.oracle.catchup_due.values().map(|(d, _)| *d).max() {
             if self.world.now > deadline {
                 break;
             }
@@ -590,9 +362,9 @@ impl Sim {
         if !self.all_covered(&pending) {
             let missing = pending
                 .iter()
-                .filter(|d| !self.covered_at.contains_key(*d))
+                .filter(|d| !self.oracle.covered_at.contains_key(*d))
                 .count();
-            self.violations.push(format!(
+            self.oracle.violations.push(format!(
                 "liveness: {missing} submitted digests not logged under a signed head within {} s after the load stopped",
                 LIVENESS_BOUND.0 / 1_000_000
             ));
@@ -602,21 +374,22 @@ impl Sim {
     }
 
     pub(crate) fn all_covered(&self, ds: &[[u8; 32]]) -> bool {
-        ds.iter().all(|d| self.covered_at.contains_key(d))
+        ds.iter().all(|d| self.oracle.covered_at.contains_key(d))
     }
 
     fn start(&mut self, i: usize) {
-        if self.byz[i] == Some(Strategy::Twins) {
+        if self.adversary.byz[i] == Some(Strategy::Twins) {
             match self.world.open_host(i, Disk::empty(), 1 << 20) {
                 Ok(twin) => {
-                    self.twins.insert(i, twin);
+                    self.adversary.twins.insert(i, twin);
                 }
                 Err(e) => self
+                    .oracle
                     .violations
                     .push(format!("twin of {i} cannot start: {e}")),
             }
         }
-        if self.byz[i] == Some(Strategy::LyingClock) {
+        if self.adversary.byz[i] == Some(Strategy::LyingClock) {
             self.mark("strategy lying-clock");
         }
         self.restart(i);
@@ -688,7 +461,8 @@ impl Sim {
 
     /// Whether replica `i` restarted within the last 200 ms.
     pub(crate) fn just_restarted(&self, i: usize) -> bool {
-        self.restarted_at
+        self.adversary
+            .restarted_at
             .get(&i)
             .is_some_and(|t| self.world.now.saturating_sub(*t) < Micros::from_millis(200))
     }

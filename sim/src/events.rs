@@ -146,8 +146,8 @@ impl Sim {
                 }
             }
         }
-        let catchup_attack = self.byz.contains(&Some(Strategy::BadCatchup))
-            || self.byz.contains(&Some(Strategy::StallCatchup));
+        let catchup_attack = self.adversary.byz.contains(&Some(Strategy::BadCatchup))
+            || self.adversary.byz.contains(&Some(Strategy::StallCatchup));
         if catchup_attack && honest.len() > 1 {
             // The adversary controls the network: it isolates an honest
             // replica twice — 150 ms (it then catches up within gc_depth,
@@ -167,11 +167,11 @@ impl Sim {
             }
             self.mark("catch-up attack isolated an honest replica");
         }
-        if self.byz.contains(&Some(Strategy::NearestHead)) && honest.len() > 1 {
+        if self.adversary.byz.contains(&Some(Strategy::NearestHead)) && honest.len() > 1 {
             // Long enough that every state the honest replicas keep is
             // newer than the heads just past the victim's log.
             let victim = honest[0];
-            self.nearest_victim = Some(victim);
+            self.adversary.nearest_victim = Some(victim);
             let at = self
                 .world
                 .now
@@ -230,11 +230,11 @@ impl Sim {
                 if !self.world.reaches(from, to) {
                     return;
                 }
-                if self.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
+                if self.adversary.starved.is_some_and(|(i, _)| i == to) && starves(&frame) {
                     self.mark("starve drop");
                     return;
                 }
-                if self.paused.contains(&to) {
+                if self.adversary.paused.contains(&to) {
                     // Its connections time out while it sleeps.
                     self.mark("paused drop");
                     return;
@@ -243,20 +243,20 @@ impl Sim {
                 let from = ReplicaId(from as u16);
                 self.input(to, CoreInput::Peer { from, frame });
             }
-            Event::Timer { node, set } if self.paused.contains(&node) => {
-                self.held_events.push((node, Event::Timer { node, set }));
+            Event::Timer { node, set } if self.adversary.paused.contains(&node) => {
+                self.adversary
+                    .held_events
+                    .push((node, Event::Timer { node, set }));
             }
-            Event::SyncDone { node, incarnation } if self.paused.contains(&node) => {
-                self.held_events
+            Event::SyncDone { node, incarnation } if self.adversary.paused.contains(&node) => {
+                self.adversary
+                    .held_events
                     .push((node, Event::SyncDone { node, incarnation }));
             }
-            Event::Timer { node, set } => {
-                let turn = self.world.fire(node, set);
-                self.settle(node, turn);
-            }
-            Event::SyncDone { node, incarnation } => {
-                let turn = self.world.sync_done(node, incarnation);
-                self.settle(node, turn);
+            wake @ (Event::Timer { .. } | Event::SyncDone { .. }) => {
+                if let Ok((node, turn)) = self.world.wake(wake) {
+                    self.settle(node, turn);
+                }
             }
             // The simulator's clients submit through `SimEvent::Submit`.
             Event::Client { .. } => {}
@@ -267,11 +267,37 @@ impl Sim {
     /// The simulator's own events: load, races and faults.
     fn handle_own(&mut self, event: SimEvent) {
         match event {
+            SimEvent::Submit { .. } | SimEvent::Load | SimEvent::Race(..) => {
+                self.handle_load(event)
+            }
+            SimEvent::ArmCrash(..)
+            | SimEvent::Restart(..)
+            | SimEvent::Pause(..)
+            | SimEvent::Resume(..)
+            | SimEvent::ClockStepped(..)
+            | SimEvent::Starve(..)
+            | SimEvent::Fed(..) => self.handle_replica_fault(event),
+            SimEvent::Cut(..)
+            | SimEvent::Heal(..)
+            | SimEvent::Blackout
+            | SimEvent::Daylight
+            | SimEvent::OneWay(..)
+            | SimEvent::OneWayHeal(..)
+            | SimEvent::Ring
+            | SimEvent::RingHeal => self.handle_network_fault(event),
+        }
+    }
+
+    /// The load: clients' submissions and races.
+    fn handle_load(&mut self, event: SimEvent) {
+        match event {
             SimEvent::Submit { node, mut digests } => {
-                if self.byz[node] == Some(Strategy::WithholdAndRush) {
+                if self.adversary.byz[node] == Some(Strategy::WithholdAndRush) {
                     self.front_run(&mut digests);
                 }
-                if self.byz[node] == Some(Strategy::Censor) && digests.iter().any(is_censored) {
+                if self.adversary.byz[node] == Some(Strategy::Censor)
+                    && digests.iter().any(is_censored)
+                {
                     // Its replica drops these from every report it makes.
                     self.mark("strategy censor");
                 }
@@ -279,6 +305,7 @@ impl Sim {
                 if honest(&self.cfg, node) && self.world.replicas[node].host.is_some() {
                     for d in &digests {
                         let seen = self
+                            .oracle
                             .first_seen
                             .entry(*d)
                             .or_insert_with(|| vec![None; self.cfg.n]);
@@ -311,6 +338,14 @@ impl Sim {
                 self.race(k);
                 self.rush();
             }
+            // Routed elsewhere by `handle_own`.
+            _ => {}
+        }
+    }
+
+    /// Faults of one replica: crashes, restarts (wiped or not), pauses, clock steps, starvation.
+    fn handle_replica_fault(&mut self, event: SimEvent) {
+        match event {
             SimEvent::ArmCrash(i) => {
                 let at_tick = self.world.fault_rng.gen_bool(0.5);
                 let torn = self.world.fault_rng.gen_bool(0.5);
@@ -344,23 +379,44 @@ impl Sim {
                 }
             }
             SimEvent::Pause(i) => {
-                self.paused.insert(i);
+                self.adversary.paused.insert(i);
                 self.mark("paused");
             }
             SimEvent::Resume(i) => {
-                self.paused.remove(&i);
+                self.adversary.paused.remove(&i);
                 self.mark("resumed");
                 let now = self.world.now;
-                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_events)
-                    .into_iter()
-                    .partition(|(j, _)| *j == i);
-                self.held_events = rest;
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.adversary.held_events)
+                        .into_iter()
+                        .partition(|(j, _)| *j == i);
+                self.adversary.held_events = rest;
                 for (_, e) in mine {
                     self.world.schedule(now, e);
                 }
                 self.reconnect(i);
                 self.fault_ended(&[i]);
             }
+            SimEvent::ClockStepped(_) => self.mark("clock step"),
+            SimEvent::Starve(i, long) => {
+                let until = self.world.now.saturating_add(long);
+                self.adversary.starved = Some((i, until));
+                self.world.later(until, SimEvent::Fed(i));
+                self.mark("starve: a replica gets no coin shares or catch-up answers");
+            }
+            SimEvent::Fed(i) => {
+                self.adversary.starved = None;
+                self.mark("starvation ended");
+                self.fault_ended(&[i]);
+            }
+            // Routed elsewhere by `handle_own`.
+            _ => {}
+        }
+    }
+
+    /// Faults of the network: cut-off replicas, blackouts, one-way links, the majorities ring.
+    fn handle_network_fault(&mut self, event: SimEvent) {
+        match event {
             SimEvent::Cut(i) => {
                 for p in 0..self.cfg.n {
                     self.world.network.down.insert((i, p));
@@ -368,8 +424,16 @@ impl Sim {
                 }
                 self.mark("partition");
             }
+            SimEvent::Heal(i) => {
+                self.world.network.down.retain(|(a, b)| *a != i && *b != i);
+                self.mark("heal");
+                self.reconnect(i);
+                self.fault_ended(&[i]);
+            }
             SimEvent::Blackout => {
-                self.no_quorum.push((self.world.now, Micros(u64::MAX)));
+                self.oracle
+                    .no_quorum
+                    .push((self.world.now, Micros(u64::MAX)));
                 for a in 0..self.cfg.n {
                     for b in 0..self.cfg.n {
                         self.world.network.down.insert((a, b));
@@ -386,12 +450,6 @@ impl Sim {
                 }
                 let all: Vec<usize> = (0..self.cfg.n).collect();
                 self.fault_ended(&all);
-            }
-            SimEvent::Heal(i) => {
-                self.world.network.down.retain(|(a, b)| *a != i && *b != i);
-                self.mark("heal");
-                self.reconnect(i);
-                self.fault_ended(&[i]);
             }
             SimEvent::OneWay(i, out) => {
                 self.world.network.down.retain(|(a, b)| *a != i && *b != i);
@@ -430,20 +488,10 @@ impl Sim {
                         }
                     }
                 }
-                self.no_quorum.push((self.world.now, Micros(u64::MAX)));
+                self.oracle
+                    .no_quorum
+                    .push((self.world.now, Micros(u64::MAX)));
                 self.mark("majorities ring");
-            }
-            SimEvent::ClockStepped(_) => self.mark("clock step"),
-            SimEvent::Starve(i, long) => {
-                let until = self.world.now.saturating_add(long);
-                self.starved = Some((i, until));
-                self.world.later(until, SimEvent::Fed(i));
-                self.mark("starve: a replica gets no coin shares or catch-up answers");
-            }
-            SimEvent::Fed(i) => {
-                self.starved = None;
-                self.mark("starvation ended");
-                self.fault_ended(&[i]);
             }
             SimEvent::RingHeal => {
                 self.world.network.down.clear();
@@ -455,6 +503,8 @@ impl Sim {
                 let all: Vec<usize> = (0..self.cfg.n).collect();
                 self.fault_ended(&all);
             }
+            // Routed elsewhere by `handle_own`.
+            _ => {}
         }
     }
 }

@@ -18,13 +18,14 @@ impl Sim {
     /// violation) if it cannot.
     pub(crate) fn restart(&mut self, i: usize) -> bool {
         if let Err(e) = self.world.reopen(i) {
-            self.violations
+            self.oracle
+                .violations
                 .push(format!("replica {i} cannot restart: {e}"));
             return false;
         }
         let again = self.world.replicas[i].incarnation > 1;
         if again {
-            self.restarted_at.insert(i, self.world.now);
+            self.adversary.restarted_at.insert(i, self.world.now);
             self.mark("restart");
         }
         self.input(i, CoreInput::Start);
@@ -56,24 +57,26 @@ impl Sim {
                     .host
                     .as_ref()
                     .is_none_or(|h| h.core().node().observing())
-                    || self.paused.contains(i)
-                    || self.starved.is_some_and(|(s, _)| s == *i)
+                    || self.adversary.paused.contains(i)
+                    || self.adversary.starved.is_some_and(|(s, _)| s == *i)
                     || deaf
                     || mute
             })
             .count();
         let beyond = self.cfg.faulty + impaired > self.cfg.f();
-        match (beyond, self.beyond_f) {
+        match (beyond, self.oracle.beyond_f) {
             (true, None) => {
-                self.beyond_f = Some(self.no_quorum.len());
-                self.no_quorum.push((self.world.now, Micros(u64::MAX)));
+                self.oracle.beyond_f = Some(self.oracle.no_quorum.len());
+                self.oracle
+                    .no_quorum
+                    .push((self.world.now, Micros(u64::MAX)));
                 self.mark("beyond f: no quorum until a fault ends");
             }
             (false, Some(k)) => {
-                if let Some(w) = self.no_quorum.get_mut(k) {
+                if let Some(w) = self.oracle.no_quorum.get_mut(k) {
                     w.1 = self.world.now;
                 }
-                self.beyond_f = None;
+                self.oracle.beyond_f = None;
             }
             _ => {}
         }
@@ -81,10 +84,10 @@ impl Sim {
 
     pub(crate) fn input(&mut self, i: usize, input: CoreInput) {
         let local = self.world.local(i);
-        if !self.world.running(i) || self.paused.contains(&i) {
+        if !self.world.running(i) || self.adversary.paused.contains(&i) {
             return;
         }
-        if let Some(twin) = self.twins.get_mut(&i) {
+        if let Some(twin) = self.adversary.twins.get_mut(&i) {
             // The twin sees the same inputs on a clock 0.7 ms ahead: it builds
             // different vertices under the same key.
             twin.handle(local.saturating_add(Micros(700)), input.clone());
@@ -112,7 +115,8 @@ impl Sim {
                     self.world.next_turn(i)
                 }
                 Turn::Failed(e) => {
-                    self.violations
+                    self.oracle
+                        .violations
                         .push(format!("replica {i}'s host failed: {e}"));
                     self.track_quorum();
                     return;
@@ -138,7 +142,7 @@ impl Sim {
             )
         });
         if let Some((now_caught, snapshots, horizon)) = state {
-            let before = std::mem::replace(&mut self.seen[i].catchups, now_caught);
+            let before = std::mem::replace(&mut self.oracle.seen[i].catchups, now_caught);
             if now_caught.0 > before.0 {
                 self.mark("catch-up by committed leaders (FetchLeaders)");
             }
@@ -146,8 +150,8 @@ impl Sim {
                 self.mark("catch-up by log range and snapshot (FetchState)");
             }
             let again = self.world.host(i).map_or(0, |h| h.core().reports_again());
-            if again > self.seen[i].reports_again {
-                self.seen[i].reports_again = again;
+            if again > self.oracle.seen[i].reports_again {
+                self.oracle.seen[i].reports_again = again;
                 self.mark("digests reported again after a state install dropped their vertices");
             }
             if self.world.replicas[i].incarnation > 1
@@ -155,24 +159,24 @@ impl Sim {
                     .world
                     .host(i)
                     .is_some_and(|h| h.core().node().counters().rejoined)
-                && !self.seen[i].rejoined
+                && !self.oracle.seen[i].rejoined
             {
-                self.seen[i].rejoined = true;
+                self.oracle.seen[i].rejoined = true;
                 self.mark("a wiped replica observed, then rejoined");
                 self.track_quorum();
             }
-            if snapshots > self.seen[i].snapshots {
-                self.seen[i].snapshots = snapshots;
+            if snapshots > self.oracle.seen[i].snapshots {
+                self.oracle.seen[i].snapshots = snapshots;
                 // Pledges below the horizon can never be made again (a
                 // replica votes only within its window above the horizon,
                 // restarted or not): the double-vote check need not
                 // remember them.
-                self.votes[i].retain(|p, _| p.round >= horizon);
-                self.own_vertices[i] = self.own_vertices[i].split_off(&horizon);
+                self.oracle.votes[i].retain(|p, _| p.round >= horizon);
+                self.oracle.own_vertices[i] = self.oracle.own_vertices[i].split_off(&horizon);
                 self.mark("store compacted");
             }
         }
-        if self.beyond_f.is_some() {
+        if self.oracle.beyond_f.is_some() {
             // An observer that rejoins may end the window.
             self.track_quorum();
         }
@@ -186,7 +190,7 @@ impl Sim {
         for (to, frame) in released.to_peers {
             self.fan_out(i, to, frame);
         }
-        if self.byz[i] == Some(Strategy::LateLeader) {
+        if self.adversary.byz[i] == Some(Strategy::LateLeader) {
             self.release_late_leader(i);
         }
     }
@@ -194,11 +198,11 @@ impl Sim {
     /// A fault of the replicas `who` ended: each honest one must reach the
     /// size the cluster has signed by now within [`CATCHUP_BOUND`].
     pub(crate) fn fault_ended(&mut self, who: &[usize]) {
-        let target = self.heads.keys().next_back().copied().unwrap_or(0);
+        let target = self.oracle.heads.keys().next_back().copied().unwrap_or(0);
         let deadline = self.world.now.saturating_add(CATCHUP_BOUND);
         for i in who {
             if honest(&self.cfg, *i) {
-                self.catchup_due.insert(*i, (deadline, target));
+                self.oracle.catchup_due.insert(*i, (deadline, target));
             }
         }
     }
@@ -206,13 +210,13 @@ impl Sim {
     /// The catch-up invariant: a replica whose fault ended has reached its
     /// target, or it is a violation once the deadline passed.
     pub(crate) fn check_catchups(&mut self) {
-        if self.catchup_due.is_empty() {
+        if self.oracle.catchup_due.is_empty() {
             return;
         }
         let mut failed = Vec::new();
         let now = self.world.now;
         let replicas = &self.world.replicas;
-        self.catchup_due.retain(|i, (deadline, target)| {
+        self.oracle.catchup_due.retain(|i, (deadline, target)| {
             let Some(len) = replicas[*i].host.as_ref().map(|h| h.core().log_len()) else {
                 return true; // down again: a later restart sets a new target
             };
@@ -237,7 +241,7 @@ impl Sim {
             true
         });
         for (i, len, target, state) in failed {
-            self.violations.push(format!(
+            self.oracle.violations.push(format!(
                 "catch-up: replica {i} reached log size {len} of {target} within {} s after its fault ended ({state})",
                 CATCHUP_BOUND.0 / 1_000_000
             ));
@@ -246,8 +250,9 @@ impl Sim {
 
     pub(crate) fn end_no_quorum(&mut self) {
         let now = self.world.now;
-        let mine = self.beyond_f;
+        let mine = self.oracle.beyond_f;
         if let Some((_, w)) = self
+            .oracle
             .no_quorum
             .iter_mut()
             .enumerate()

@@ -54,6 +54,7 @@
 
 pub use belfry_replica as replica;
 
+mod adversary;
 mod blame;
 mod byzantine;
 mod checks;
@@ -63,7 +64,11 @@ mod events;
 mod hosting;
 pub mod metrics;
 mod network;
+mod oracle;
+pub mod report;
 pub mod shared;
+mod trace;
 
 pub use config::{JitterKind, SimConfig, Strategy};
-pub use engine::{run, Report};
+pub use engine::run;
+pub use report::Report;

@@ -1,6 +1,6 @@
 //! Fairness metrics against ground truth (docs/design.md section 6).
 
-use crate::engine::Race;
+use crate::oracle::Race;
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
 use belfry_replica::timestamp::Entry;

@@ -5,7 +5,8 @@
 //! (`belfry_world::Network`).
 
 use crate::byzantine::RUSH_SLOW_MS;
-use crate::engine::{honest, Event, Race, Sim, SimEvent};
+use crate::engine::{honest, Event, Sim, SimEvent};
+use crate::oracle::Race;
 use belfry_replica::broadcast::{Message, Target};
 use belfry_replica::clock::Micros;
 use belfry_replica::wire::{self, PeerMessage};
@@ -15,7 +16,7 @@ impl Sim {
     /// delays them to the listed replicas (favouring races).
     pub(crate) fn submit_all(&mut self, ds: &[[u8; 32]], late_for: Option<(&[usize], Micros)>) {
         for d in ds {
-            self.submitted.entry(*d).or_insert(self.world.now);
+            self.oracle.submitted.entry(*d).or_insert(self.world.now);
         }
         for node in 0..self.cfg.n {
             let client = self.cfg.n;
@@ -59,7 +60,7 @@ impl Sim {
             self.submit_all(&ds, None);
             self.mark(&format!("race {kind}"));
         }
-        self.races.push(Race { kind, digests: ds });
+        self.oracle.races.push(Race { kind, digests: ds });
     }
 
     /// Sends one outgoing frame to its targets, in ascending order, the last
@@ -81,9 +82,9 @@ impl Sim {
     }
 
     pub(crate) fn send(&mut self, from: usize, to: usize, frame: Vec<u8>) {
-        let frames = match self.byz[from] {
+        let frames = match self.adversary.byz[from] {
             Some(s) => self.byzantine(s, from, to, frame),
-            None if self.nearest_victim == Some(to)
+            None if self.adversary.nearest_victim == Some(to)
                 && matches!(
                     wire::decode::<PeerMessage>(&frame),
                     Ok(PeerMessage::LogRange { .. })
@@ -100,14 +101,16 @@ impl Sim {
                 self.world.schedule(at, Event::Deliver { from, to, frame });
                 return;
             }
-            None if self.rush_slowed.is_none() => return self.world.transmit(from, to, frame),
+            None if self.adversary.rush_slowed.is_none() => {
+                return self.world.transmit(from, to, frame)
+            }
             None => vec![frame],
         };
         // A withhold-and-rush adversary also controls the network (the
         // asynchronous model lets it): it holds the last honest replica's
         // vertices back `RUSH_SLOW_MS`, so victims sit at f + 1 committed reports
         // while its rushed digests are ready.
-        let slowed = self.rush_slowed == Some(from)
+        let slowed = self.adversary.rush_slowed == Some(from)
             && frames.first().is_some_and(|f| {
                 matches!(
                     wire::decode::<PeerMessage>(f),

@@ -285,13 +285,10 @@ impl LocalCluster {
                         self.input(to, CoreInput::Peer { from, frame });
                     }
                 }
-                Event::Timer { node, set } => {
-                    let turn = self.world.fire(node, set);
-                    self.settle(node, turn);
-                }
-                Event::SyncDone { node, incarnation } => {
-                    let turn = self.world.sync_done(node, incarnation);
-                    self.settle(node, turn);
+                wake @ (Event::Timer { .. } | Event::SyncDone { .. }) => {
+                    if let Ok((node, turn)) = self.world.wake(wake) {
+                        self.settle(node, turn);
+                    }
                 }
                 Event::Client {
                     node,

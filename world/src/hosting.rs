@@ -314,6 +314,17 @@ impl<J: HostedJournal, X> World<J, X> {
         }
     }
 
+    /// Runs a host's own event — a timer that fired, a journal sync that
+    /// completed — and returns the replica and the turn it made; any other
+    /// event is handed back for the driver to route.
+    pub fn wake(&mut self, event: Event<X>) -> Result<(usize, Turn), Event<X>> {
+        match event {
+            Event::Timer { node, set } => Ok((node, self.fire(node, set))),
+            Event::SyncDone { node, incarnation } => Ok((node, self.sync_done(node, incarnation))),
+            other => Err(other),
+        }
+    }
+
     /// Replica `i`'s journal sync completed (if of its incarnation).
     pub fn sync_done(&mut self, i: usize, incarnation: u64) -> Turn {
         if self.replicas[i].incarnation == incarnation {
