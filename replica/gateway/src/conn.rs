@@ -5,7 +5,7 @@
 
 use crate::round::{ConnId, Refusal};
 use crate::{launch, lock, ConnHandle, RoundRanges, Shared, MAX_DIGESTS_PER_SUBMIT};
-use belfry_node::frames::{read_frame, ReadEnd};
+use belfry_node::frames::{read_frame, FrameWriter, ReadEnd};
 use belfry_node::queue::{queue, QueueRx};
 use belfry_node::shutdown::{Shutdown, Source};
 use belfry_wire::{
@@ -68,19 +68,10 @@ async fn serve(shared: Arc<Shared>, id: ConnId, conn: Connection, mut shutdown: 
 }
 
 async fn write_pushes(conn: &Connection, mut pushes: QueueRx) {
-    let mut stream = None;
+    let mut writer = FrameWriter::new(conn);
     while let Some(frame) = pushes.recv().await {
-        if stream.is_none() {
-            match conn.open_uni().await {
-                Ok(s) => stream = Some(s),
-                Err(_) => return,
-            }
-        }
-        let Some(s) = stream.as_mut() else { return };
-        match s.write_chunk(frame).await {
-            Ok(()) => {}
-            Err(quinn::WriteError::Stopped(_)) => stream = None,
-            Err(_) => return,
+        if writer.write(frame).await.is_err() {
+            return;
         }
     }
 }

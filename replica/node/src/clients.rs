@@ -12,7 +12,7 @@
 //! [`crate::driver::HostInput::ClientGone`] and forgets the client.
 
 use crate::driver::{ClientRegistry, ClientSink, HostInput};
-use crate::frames::{read_frame, ReadEnd};
+use crate::frames::{read_frame, FrameWriter, ReadEnd, Written};
 use crate::mesh::INPUT_OVERHEAD_BYTES;
 use crate::metrics::Metrics;
 use crate::queue::{queue, QueueRx};
@@ -231,23 +231,16 @@ async fn write_answers(
 pub const DRAIN_REPORT_BYTES: u64 = 256 * 1024;
 
 async fn write_pushes(shared: &ClientShared, id: ClientId, conn: &Connection, mut pushes: QueueRx) {
-    let mut stream = None;
+    let mut writer = FrameWriter::new(conn);
     let mut written = 0u64;
     while let Some(frame) = pushes.recv().await {
-        if stream.is_none() {
-            match conn.open_uni().await {
-                Ok(s) => stream = Some(s),
-                Err(_) => return,
-            }
-        }
-        let Some(s) = stream.as_mut() else { return };
         let len = frame.len() as u64;
-        match s.write_chunk(frame).await {
-            Ok(()) => {
+        match writer.write(frame).await {
+            Ok(Written::Sent) => {
                 shared.metrics.client_bytes_out.inc_by(len);
             }
-            Err(quinn::WriteError::Stopped(_)) => stream = None,
-            Err(_) => return,
+            Ok(Written::Stopped) => {}
+            Err(()) => return,
         }
         // A frame the client stopped reading is gone all the same: it
         // leaves the window too.

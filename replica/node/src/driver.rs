@@ -237,16 +237,18 @@ pub fn run(
     let mut unsigned: VecDeque<(u64, Micros)> = VecDeque::new();
     let mut fault_log = crate::faults::FaultLog::default();
     host.handle(clock.now(), CoreInput::Start);
-    commit(
-        &mut host,
-        &router,
-        &mut timers,
-        &mut unsigned,
-        &mut fault_log,
-        &mut clock,
-    )?;
-    observe(&host, &metrics);
     loop {
+        // The turn the last inputs and timers made (the first: `Start`).
+        commit(
+            &mut host,
+            &router,
+            &mut timers,
+            &mut unsigned,
+            &mut fault_log,
+            &mut clock,
+        )?;
+        observe(&host, &metrics);
+        router.observe_queues();
         let next = timers.iter().map(|t| t.deadline).min();
         let sleep = next.map(|d| deadline_instant(d, clock.now()));
         let wake = rt.block_on(async {
@@ -301,16 +303,6 @@ pub fn run(
                 true
             }
         });
-        commit(
-            &mut host,
-            &router,
-            &mut timers,
-            &mut unsigned,
-            &mut fault_log,
-            &mut clock,
-        )?;
-        observe(&host, &metrics);
-        router.observe_queues();
     }
     // Shutdown: no turn is open between iterations (each was committed);
     // the journal is synced. Nothing more is released.

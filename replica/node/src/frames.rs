@@ -1,4 +1,5 @@
-//! Reading frames from a QUIC stream (docs/design.md section 4): the 5-byte
+//! Reading frames from a QUIC stream, and writing them
+//! ([`FrameWriter`]) (docs/design.md section 4): the 5-byte
 //! header first, its version and length checked against `max_frame` before
 //! anything is allocated for the body; the body is then read as it arrives
 //! (a sender that claims 4 MiB and sends nothing costs nothing). A bad
@@ -6,7 +7,7 @@
 //! with [`belfry_wire::close::BAD_FRAME`] and count.
 
 use belfry_wire::{read_header, FrameError, FRAME_HEADER};
-use quinn::RecvStream;
+use quinn::{Connection, RecvStream, SendStream};
 
 /// Reads of one chunk at most this long (the body grows by chunks).
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -56,4 +57,48 @@ pub async fn read_frame(recv: &mut RecvStream, versions: &[u8]) -> Result<Vec<u8
         }
     }
     Ok(frame)
+}
+
+/// Writes frames on a unidirectional stream of one connection, opened on
+/// the first frame and opened again when the other side stops it (the
+/// frame being written then is dropped: the other side said it will not
+/// read it).
+pub struct FrameWriter<'a> {
+    conn: &'a Connection,
+    stream: Option<SendStream>,
+}
+
+/// What became of one frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Written whole.
+    Sent,
+    /// The other side stopped the stream: the frame is dropped, the next
+    /// goes on a new stream.
+    Stopped,
+}
+
+impl<'a> FrameWriter<'a> {
+    /// A writer on `conn`; no stream is opened yet.
+    pub fn new(conn: &'a Connection) -> Self {
+        FrameWriter { conn, stream: None }
+    }
+
+    /// Writes one frame; `Err` when the connection failed (stop writing).
+    pub async fn write(&mut self, frame: bytes::Bytes) -> Result<Written, ()> {
+        let stream = match self.stream.as_mut() {
+            Some(s) => s,
+            None => self
+                .stream
+                .insert(self.conn.open_uni().await.map_err(|_| ())?),
+        };
+        match stream.write_chunk(frame).await {
+            Ok(()) => Ok(Written::Sent),
+            Err(quinn::WriteError::Stopped(_)) => {
+                self.stream = None;
+                Ok(Written::Stopped)
+            }
+            Err(_) => Err(()),
+        }
+    }
 }

@@ -17,7 +17,7 @@
 //! frames for it are dropped by the router (it has no queue).
 
 use crate::driver::HostInput;
-use crate::frames::{read_frame, ReadEnd};
+use crate::frames::{read_frame, FrameWriter, ReadEnd, Written};
 use crate::metrics::Metrics;
 use crate::queue::QueueRx;
 use crate::shutdown::Shutdown;
@@ -188,23 +188,16 @@ async fn write_frames(
     queue: &mut QueueRx,
 ) {
     let out = Metrics::peer(&shared.metrics.peer_bytes_out, peer.0);
-    let mut stream = None;
+    let mut writer = FrameWriter::new(conn);
     while let Some(frame) = queue.recv().await {
-        if stream.is_none() {
-            match conn.open_uni().await {
-                Ok(s) => stream = Some(s),
-                Err(_) => return,
-            }
-        }
-        let Some(s) = stream.as_mut() else { return };
         let len = frame.len() as u64;
-        match s.write_chunk(frame).await {
-            Ok(()) => {
+        match writer.write(frame).await {
+            Ok(Written::Sent) => {
                 out.inc_by(len);
                 shared.metrics.peer_frames_out.inc();
             }
-            Err(quinn::WriteError::Stopped(_)) => stream = None,
-            Err(_) => return,
+            Ok(Written::Stopped) => {}
+            Err(()) => return,
         }
     }
 }
