@@ -194,9 +194,12 @@ pub struct Released {
     pub heads: Vec<SignedTreeHead>,
     /// The broadcast node's durable records of the turn.
     pub writes: Vec<Durable>,
-    /// Ready digests the turn's batches held back.
+    /// Ready digests the turn's batches held back (for the simulator's M7;
+    /// only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub held: Vec<[u8; 32]>,
-    /// How many (with repeats across batches).
+    /// How many (with repeats across batches; likewise).
+    #[cfg(feature = "sim-hooks")]
     pub held_back: usize,
 }
 
@@ -370,8 +373,11 @@ impl<J: Journal> Host<J> {
         append(&mut t.appended, step.appended);
         append(&mut t.heads, step.heads);
         append(&mut t.writes, step.writes);
-        append(&mut t.held, step.held);
-        t.held_back += step.held_back;
+        #[cfg(feature = "sim-hooks")]
+        {
+            append(&mut t.held, step.held);
+            t.held_back += step.held_back;
+        }
     }
 
     /// Seals the open turn: its record goes to the journal (not yet

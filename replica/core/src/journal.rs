@@ -269,7 +269,9 @@ pub trait Journal: Send {
     /// Bytes appended since the last snapshot (0 where not known).
     fn bytes_since_snapshot(&self) -> u64;
     /// The journal as a [`MemoryJournal`], if it is one (the in-process
-    /// cluster keeps a crashed replica's journal to restart it from).
+    /// cluster keeps a crashed replica's journal to restart it from); only
+    /// with `sim-hooks`.
+    #[cfg(feature = "sim-hooks")]
     fn into_memory(self: Box<Self>) -> Option<MemoryJournal> {
         None
     }
@@ -288,6 +290,7 @@ impl Journal for Box<dyn Journal> {
     fn bytes_since_snapshot(&self) -> u64 {
         (**self).bytes_since_snapshot()
     }
+    #[cfg(feature = "sim-hooks")]
     fn into_memory(self: Box<Self>) -> Option<MemoryJournal> {
         (*self).into_memory()
     }
@@ -411,6 +414,7 @@ impl Journal for MemoryJournal {
         0
     }
 
+    #[cfg(feature = "sim-hooks")]
     fn into_memory(self: Box<Self>) -> Option<MemoryJournal> {
         Some(*self)
     }

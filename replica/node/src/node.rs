@@ -142,7 +142,9 @@ pub struct NodeOptions {
     pub transport: TransportLimits,
     /// The host's storage settings.
     pub host: HostConfig,
-    /// Adjusts the replica's configuration (tests: limits).
+    /// Adjusts the replica's configuration (tests: limits); only with the
+    /// `test-hooks` feature, which the `belfry` binary never enables.
+    #[cfg(feature = "test-hooks")]
     pub tune: Option<fn(&mut ReplicaConfig)>,
     /// A socket to serve on instead of binding the configured address
     /// (tests bind first, then write the cluster file).
@@ -161,6 +163,7 @@ impl Default for NodeOptions {
             client_input_bytes: CLIENT_INPUT_BYTES,
             transport: TransportLimits::default(),
             host: HostConfig::default(),
+            #[cfg(feature = "test-hooks")]
             tune: None,
             socket: None,
         }
@@ -370,6 +373,7 @@ pub async fn start(config: NodeConfig, mut options: NodeOptions) -> Result<Runni
         signer: config.note_signer.clone(),
         witnesses: config.cluster.notes.witnesses.clone(),
     };
+    #[cfg(feature = "test-hooks")]
     if let Some(tune) = options.tune {
         tune(&mut replica);
     }

@@ -87,7 +87,8 @@ pub trait LogStore: Send {
     /// durably (after a crash left it ahead of the replica's journal).
     fn truncate(&mut self, len: u64) -> Result<(), String>;
     /// The log as a [`MemoryLog`], if it is one (the simulator keeps a
-    /// crashed replica's log to restart it from).
+    /// crashed replica's log to restart it from); only with `sim-hooks`.
+    #[cfg(feature = "sim-hooks")]
     fn into_memory_log(self: Box<Self>) -> Option<MemoryLog> {
         None
     }
@@ -235,6 +236,7 @@ impl LogStore for MemoryLog {
         Ok(())
     }
 
+    #[cfg(feature = "sim-hooks")]
     fn into_memory_log(self: Box<Self>) -> Option<MemoryLog> {
         Some(*self)
     }

@@ -101,8 +101,11 @@ impl ReplicaCore {
             failed: &self.log_failed,
         };
         let sb = self.sequencer.sequence(batch, &reads);
-        out.held_back += sb.held_back;
-        out.held.extend(sb.held.iter().map(|d| d.0));
+        #[cfg(feature = "sim-hooks")]
+        {
+            out.held_back += sb.held_back;
+            out.held.extend(sb.held.iter().map(|d| d.0));
+        }
         out.faults
             .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
         for r in &sb.records {

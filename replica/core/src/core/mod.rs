@@ -184,9 +184,12 @@ pub struct CoreStep {
     pub timers: Vec<(Micros, CoreTimer)>,
     /// Faults.
     pub faults: Vec<CoreFault>,
-    /// Ready digests held back by the hold-back rule in this step's batches.
+    /// Ready digests held back by the hold-back rule in this step's
+    /// batches (for the simulator's M7; only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub held_back: usize,
-    /// Which digests were held back.
+    /// Which digests were held back (likewise).
+    #[cfg(feature = "sim-hooks")]
     pub held: Vec<[u8; 32]>,
 }
 
