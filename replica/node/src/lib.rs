@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accept;
 mod address;
 pub mod admission;
 pub mod clients;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod queue;
 pub mod secret;
 pub mod shutdown;
+mod start;
 pub mod tls;
 pub mod tsa;
 
