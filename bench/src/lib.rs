@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod chaos;
+mod chaos_check;
 pub mod cluster_bench;
 pub mod cluster_report;
 pub mod coin_bench;

@@ -119,9 +119,23 @@ impl ReplicaCore {
                 .saturating_add(8)
     }
 
-    pub(super) fn send_peer(&self, to: Target, m: &PeerMessage, out: &mut CoreStep) {
-        if let Ok(frame) = wire::encode(m) {
-            out.to_peers.push((to, frame));
+    /// Encodes a message for peers and sends it; its size in bytes.
+    ///
+    /// Every peer message is bounded well under `max_frame` by its page
+    /// limits, so a frame that fails to encode is a local bug: the replica
+    /// stops with an error ([`crate::host::HostError::Poisoned`]) rather
+    /// than drop the message and go on without it.
+    pub(super) fn send_peer(&mut self, to: Target, m: &PeerMessage, out: &mut CoreStep) -> usize {
+        match wire::encode(m) {
+            Ok(frame) => {
+                let len = frame.len();
+                out.to_peers.push((to, frame));
+                len
+            }
+            Err(_) => {
+                self.poison("a message to peers failed to encode");
+                0
+            }
         }
     }
 

@@ -31,11 +31,7 @@ impl ReplicaCore {
         }
         out.to_peers.reserve(step.messages.len());
         for m in step.messages {
-            // Vertices are bounded well under max_frame; an oversized one
-            // would be a local bug, and is dropped rather than sent.
-            if let Ok(frame) = wire::encode(&PeerMessage::Broadcast(m.message)) {
-                out.to_peers.push((m.to, frame));
-            }
+            self.send_peer(m.to, &PeerMessage::Broadcast(m.message), out);
         }
         out.timers.extend(
             step.timers

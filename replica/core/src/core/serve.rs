@@ -183,10 +183,8 @@ impl ReplicaCore {
         m: &PeerMessage,
         out: &mut CoreStep,
     ) {
-        if let Ok(frame) = wire::encode(m) {
-            self.charge(to, kind, frame.len());
-            out.to_peers.push((Target::One(to), frame));
-        }
+        let len = self.send_peer(Target::One(to), m, out);
+        self.charge(to, kind, len);
     }
 
     /// Tells a peer its request cannot be served here.
@@ -238,6 +236,8 @@ impl ReplicaCore {
         };
         let (size, snapshot) = snapshot;
         let Ok(bytes) = postcard::to_allocvec(&snapshot) else {
+            // Our own state failed to encode: a local bug (see `send_peer`).
+            self.poison("a state snapshot failed to encode");
             return;
         };
         // The whole answer is charged now: the pages follow.

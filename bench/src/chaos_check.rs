@@ -1,0 +1,121 @@
+//! The chaos run's checker from the outside (see [`crate::chaos`]): it uses
+//! nothing but the client library — signed heads every replica serves,
+//! consistency proofs between them, the log's entries and the ordered
+//! stream the client followed.
+
+use super::chaos::*;
+use anyhow::{anyhow, bail};
+use belfry_client::Client;
+use belfry_replica::timestamp::{Entry, SignedTreeHead};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Waits until every replica serves a signed head at least as large as the
+/// largest one any served at the first ask (an idle cluster still appends
+/// Ticks, so sizes are never equal for long); returns the last heads.
+pub(crate) async fn same_head(
+    client: &Client,
+    n: usize,
+    healed: Instant,
+) -> anyhow::Result<Vec<SignedTreeHead>> {
+    let mut target = None;
+    loop {
+        let mut heads = Vec::new();
+        for r in 0..n {
+            if let Ok(Some(h)) = client.tree_head(r).await {
+                heads.push(h);
+            }
+        }
+        let sizes: Vec<u64> = heads.iter().map(|h| h.head.tree_size).collect();
+        let max = sizes.iter().copied().max().unwrap_or(0);
+        let target = *target.get_or_insert(max);
+        if heads.len() == n && target > 0 && sizes.iter().all(|s| *s >= target) {
+            return Ok(heads);
+        }
+        if healed.elapsed() > CATCH_UP {
+            bail!(
+                "not every replica reached signed size {target} within {} s of the last heal: heads {sizes:?} of {n} replicas",
+                CATCH_UP.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The replica with the largest of `heads` (they are in replica order).
+pub(crate) fn fullest(heads: &[SignedTreeHead]) -> (usize, u64) {
+    heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (i, h.head.tree_size))
+        .max_by_key(|(_, s)| *s)
+        .unwrap_or((0, 0))
+}
+
+/// Pairwise consistency of the replicas' heads, then the whole log (from
+/// replica 0) by digest: where each digest is.
+pub(crate) async fn check_log(
+    client: &Client,
+    heads: &[SignedTreeHead],
+    violations: &mut Vec<String>,
+) -> anyhow::Result<(usize, u64, BTreeMap<[u8; 32], Vec<u64>>)> {
+    for (i, a) in heads.iter().enumerate() {
+        for (j, b) in heads.iter().enumerate().skip(i + 1) {
+            let asked = if a.head.tree_size >= b.head.tree_size {
+                i
+            } else {
+                j
+            };
+            if let Err(e) = client.consistency(asked, a, b).await {
+                violations.push(format!("heads of r{i} and r{j} are not consistent: {e}"));
+            }
+        }
+    }
+    let (source, size) = fullest(heads);
+    let mut log: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
+    let mut from = 0;
+    while from < size {
+        let (start, entries) = client.entries(source, from, size).await?;
+        if start != from || entries.is_empty() {
+            return Err(anyhow!(
+                "replica {source} answered entries from {start} for {from}"
+            ));
+        }
+        for (k, e) in entries.iter().enumerate() {
+            if let Entry::Digest(d) = e {
+                log.entry(d.digest).or_default().push(from + k as u64);
+            }
+        }
+        from += entries.len() as u64;
+    }
+    let twice = log.values().filter(|at| at.len() > 1).count();
+    if twice > 0 {
+        violations.push(format!("{twice} digests are logged more than once"));
+    }
+    Ok((log.len(), size, log))
+}
+
+/// The stream the client followed is a prefix of the log.
+pub(crate) async fn stream_is_prefix(
+    client: &Client,
+    heads: &[SignedTreeHead],
+    streamed: &[Entry],
+) -> anyhow::Result<()> {
+    let (source, size) = fullest(heads);
+    let upto = (streamed.len() as u64).min(size);
+    let mut from = 0;
+    while from < upto {
+        let (_, entries) = client.entries(source, from, upto).await?;
+        if entries.is_empty() {
+            bail!("replica {source} has no entries from {from}");
+        }
+        for (k, e) in entries.iter().enumerate() {
+            let i = from as usize + k;
+            if streamed.get(i) != Some(e) {
+                bail!("the ordered stream differs from the log at index {i}");
+            }
+        }
+        from += entries.len() as u64;
+    }
+    Ok(())
+}
