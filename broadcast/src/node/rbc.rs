@@ -1,53 +1,166 @@
-//! Bracha reliable broadcast per (round, author) slot (docs/design.md §3.3), and
-//! delivered vertices entering the DAG once their references are there.
+//! Bracha reliable broadcast per (round, author) slot (docs/design.md §3.3):
+//! [`Rbc`] keeps the slots and the bodies, `Node` casts this replica's votes
+//! and hands delivered vertices on to the DAG (`buffer.rs`).
 
 use super::*;
 
-impl Node {
-    pub(super) fn in_window(&mut self, round: Round) -> bool {
-        if round < self.dag.horizon() {
-            return false;
-        }
-        if round > self.window_top() {
-            // Counted, not blamed: an honest peer is ahead of a replica
-            // that was cut off or cannot order.
-            self.counters.out_of_window += 1;
-            return false;
-        }
-        true
+/// Reliable-broadcast state of one (round, author) slot.
+///
+/// Invariants: a replica's vote of each kind is the first one recorded and
+/// never changes; `my_echo` and `my_ready` are set at most once;
+/// `delivered`, once set, never changes.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    echoes: BTreeMap<ReplicaId, VertexHash>,
+    readies: BTreeMap<ReplicaId, VertexHash>,
+    my_echo: Option<VertexHash>,
+    my_ready: Option<VertexHash>,
+    /// The one unconfirmed VAL body kept per slot (the first valid one).
+    val: Option<(VertexHash, Arc<Vertex>)>,
+    /// A body fetched by hash for a hash with READY support.
+    fetched: Option<(VertexHash, Arc<Vertex>)>,
+    delivered: Option<VertexHash>,
+    fetch_sent: bool,
+    /// When the first message about the slot arrived (`None` when the slot
+    /// was rebuilt on restore).
+    first_seen: Option<Micros>,
+}
+
+impl Slot {
+    /// The hash the slot's author voted for in its own slot, if it did.
+    fn author_vote(&self, author: ReplicaId) -> Option<VertexHash> {
+        self.echoes
+            .get(&author)
+            .or_else(|| self.readies.get(&author))
+            .copied()
     }
 
-    pub(super) fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
-        if v.author != from {
-            step.fault(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
-            return;
-        }
-        // The claim counts for the window estimate even when out of window.
-        if let Some(claim) = self.peer_rounds.get_mut(from.index()) {
-            *claim = (*claim).max(v.round);
-        }
-        if !self.in_window(v.round) {
-            return;
-        }
-        if let Err(why) = check_vertex(&self.config, &v) {
-            step.fault(
-                from,
-                FaultKind::InvalidVertex {
-                    hash: v.hash(),
-                    why,
-                },
-            );
-            return;
-        }
-        let hash = match self.own_val_hash.take() {
-            Some((round, hash)) if from == self.config.me && round == v.round => hash,
-            _ => v.hash(),
-        };
-        let (round, author) = (v.round, v.author);
-        let now = self.now;
-        let slot = self.slots.entry((round, author)).or_default();
+    fn body(&self, hash: &VertexHash) -> Option<&Arc<Vertex>> {
+        [&self.val, &self.fetched]
+            .into_iter()
+            .flatten()
+            .find(|(h, _)| h == hash)
+            .map(|(_, v)| v)
+    }
+
+    fn count(votes: &BTreeMap<ReplicaId, VertexHash>, hash: &VertexHash) -> usize {
+        votes.values().filter(|h| *h == hash).count()
+    }
+
+    /// This replica's own votes in the slot, ECHO first.
+    pub(super) fn own_votes(&self) -> [(VoteKind, Option<VertexHash>); 2] {
+        [
+            (VoteKind::Echo, self.my_echo),
+            (VoteKind::Ready, self.my_ready),
+        ]
+    }
+
+    /// The hash with `threshold` READYs, if one has. At most one hash can
+    /// gather 2f+1 readies. Readies almost always name one hash: count each
+    /// distinct one in place, no map per vote.
+    fn ready_quorum(&self, threshold: usize) -> Option<VertexHash> {
+        let readies = &self.readies;
+        readies
+            .values()
+            .enumerate()
+            .filter(|(i, h)| !readies.values().take(*i).any(|x| x == *h))
+            .map(|(_, h)| *h)
+            .find(|h| readies.values().filter(|x| *x == h).count() >= threshold)
+    }
+
+    /// Every replica but `me` that vouched for `hash` (an ECHO or READY for
+    /// it): at least one honest one has the body.
+    fn vouchers(&self, hash: VertexHash, me: ReplicaId) -> BTreeSet<ReplicaId> {
+        self.echoes
+            .iter()
+            .chain(self.readies.iter())
+            .filter(|(r, h)| **h == hash && **r != me)
+            .map(|(r, _)| *r)
+            .collect()
+    }
+}
+
+/// What [`Rbc::deliver`] found a slot ready for.
+pub(super) enum Delivery {
+    /// Nothing (yet): no READY quorum, already delivered, or the body was
+    /// asked for already.
+    Nothing,
+    /// The slot delivered `hash`, whose body is here.
+    Deliver {
+        hash: VertexHash,
+        body: Arc<Vertex>,
+        /// When the slot's first message arrived, if known.
+        first_seen: Option<Micros>,
+    },
+    /// `hash` has a READY quorum but no body: ask the vouchers for it.
+    Fetch {
+        hash: VertexHash,
+        holders: BTreeSet<ReplicaId>,
+    },
+}
+
+/// Reliable broadcast's state (docs/design.md §3.3): a [`Slot`] per
+/// (round, author) at or above the GC horizon, and the vertex bodies kept.
+///
+/// Invariants: every body a slot keeps (its VAL or a fetched body) is in
+/// `bodies` under its hash (which may hold more: bodies catch-up
+/// installed); a slot delivers at most one hash, and only with a READY
+/// quorum for it or from a history catch-up verified; after
+/// [`Rbc::prune_below`] nothing below the horizon is kept.
+#[derive(Debug, Default)]
+pub(super) struct Rbc {
+    slots: BTreeMap<(Round, ReplicaId), Slot>,
+    bodies: BTreeMap<VertexHash, Arc<Vertex>>,
+}
+
+impl Rbc {
+    /// Slots held.
+    pub(super) fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bodies held.
+    pub(super) fn bodies_len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// Every body held, by hash.
+    pub(super) fn bodies(&self) -> impl Iterator<Item = (&VertexHash, &Arc<Vertex>)> {
+        self.bodies.iter()
+    }
+
+    /// The body of `hash`, if held.
+    pub(super) fn body(&self, hash: &VertexHash) -> Option<&Arc<Vertex>> {
+        self.bodies.get(hash)
+    }
+
+    /// The slot of `(round, author)`, made if new, noting when its first
+    /// message came.
+    fn touch(
+        slots: &mut BTreeMap<(Round, ReplicaId), Slot>,
+        (round, author): (Round, ReplicaId),
+        now: Micros,
+    ) -> &mut Slot {
+        let slot = slots.entry((round, author)).or_default();
         slot.first_seen.get_or_insert(now);
-        let body = match &slot.val {
+        slot
+    }
+
+    /// Takes `from`'s VAL `v` (valid, in the window, of hash `hash`): its
+    /// body, or `None` if the slot kept another VAL (an equivocation,
+    /// recorded). A VAL for another hash than the author voted for in its
+    /// own slot is recorded as an equivocation too, but kept.
+    pub(super) fn take_val(
+        &mut self,
+        from: ReplicaId,
+        hash: VertexHash,
+        v: Vertex,
+        now: Micros,
+        step: &mut Step,
+    ) -> Option<Arc<Vertex>> {
+        let (round, author) = (v.round, v.author);
+        let slot = Self::touch(&mut self.slots, (round, author), now);
+        match &slot.val {
             Some((existing, _)) if *existing != hash => {
                 step.fault(
                     from,
@@ -57,9 +170,9 @@ impl Node {
                         second: hash,
                     },
                 );
-                return;
+                None
             }
-            Some((_, body)) => body.clone(),
+            Some((_, body)) => Some(body.clone()),
             None => {
                 if let Some(voted) = slot.author_vote(author).filter(|h| *h != hash) {
                     // The author voted in its own slot for another vertex
@@ -74,13 +187,308 @@ impl Node {
                     );
                 }
                 let body = Arc::new(v);
-                self.bodies.insert(hash, body.clone());
                 slot.val = Some((hash, body.clone()));
-                body
+                self.bodies.insert(hash, body.clone());
+                Some(body)
             }
+        }
+    }
+
+    /// Records `from`'s vote of `kind` for `hash` in slot `(round, author)`.
+    /// Returns the ECHOs and READYs `hash` has now, or `None` if the vote is
+    /// not new (a repeat, or a conflicting vote — recorded as a fault).
+    pub(super) fn record_vote(
+        &mut self,
+        from: ReplicaId,
+        kind: VoteKind,
+        (round, author): (Round, ReplicaId),
+        hash: VertexHash,
+        now: Micros,
+        step: &mut Step,
+    ) -> Option<(usize, usize)> {
+        let slot = Self::touch(&mut self.slots, (round, author), now);
+        if from == author {
+            // An honest author votes in its own slot only for the one VAL
+            // it sent everyone (a slot's `val` is the author's own VAL).
+            if let Some((val, _)) = slot.val.as_ref().filter(|(h, _)| *h != hash) {
+                step.fault(
+                    from,
+                    FaultKind::Equivocation {
+                        round,
+                        first: *val,
+                        second: hash,
+                    },
+                );
+            }
+        }
+        let votes = match kind {
+            VoteKind::Echo => &mut slot.echoes,
+            VoteKind::Ready => &mut slot.readies,
         };
-        if slot.my_echo.is_none() && self.config.participate && round > self.joined_above {
-            slot.my_echo = Some(hash);
+        match votes.get(&from) {
+            Some(h) if *h != hash => {
+                let first = *h;
+                step.fault(
+                    from,
+                    FaultKind::ConflictingVote {
+                        kind,
+                        round,
+                        author,
+                        first,
+                        second: hash,
+                    },
+                );
+                return None;
+            }
+            Some(_) => return None,
+            None => {
+                votes.insert(from, hash);
+            }
+        }
+        Some((
+            Slot::count(&slot.echoes, &hash),
+            Slot::count(&slot.readies, &hash),
+        ))
+    }
+
+    /// Casts this replica's vote of `kind` for `hash` in an existing slot:
+    /// `false` if it voted that kind there already.
+    pub(super) fn cast(
+        &mut self,
+        kind: VoteKind,
+        round: Round,
+        author: ReplicaId,
+        hash: VertexHash,
+    ) -> bool {
+        let Some(slot) = self.slots.get_mut(&(round, author)) else {
+            return false;
+        };
+        let mine = match kind {
+            VoteKind::Echo => &mut slot.my_echo,
+            VoteKind::Ready => &mut slot.my_ready,
+        };
+        if mine.is_some() {
+            return false;
+        }
+        *mine = Some(hash);
+        true
+    }
+
+    /// Whether a body of `hash` is wanted for slot `(round, author)`: the
+    /// slot has not delivered, has no such body, and a READY names it.
+    pub(super) fn wants_body(&self, round: Round, author: ReplicaId, hash: &VertexHash) -> bool {
+        self.slots.get(&(round, author)).is_some_and(|slot| {
+            slot.delivered.is_none()
+                && slot.body(hash).is_none()
+                && slot.readies.values().any(|h| h == hash)
+        })
+    }
+
+    /// Keeps a fetched body (see [`Rbc::wants_body`]).
+    pub(super) fn keep_fetched(
+        &mut self,
+        round: Round,
+        author: ReplicaId,
+        hash: VertexHash,
+        body: Arc<Vertex>,
+    ) {
+        self.bodies.insert(hash, body.clone());
+        if let Some(slot) = self.slots.get_mut(&(round, author)) {
+            slot.fetched = Some((hash, body));
+        }
+    }
+
+    /// Delivers slot `(round, author)` if a hash has `threshold` READYs and
+    /// its body is here; asks for the body (once) if not.
+    pub(super) fn deliver(
+        &mut self,
+        round: Round,
+        author: ReplicaId,
+        threshold: usize,
+        me: ReplicaId,
+    ) -> Delivery {
+        let Some(slot) = self.slots.get_mut(&(round, author)) else {
+            return Delivery::Nothing;
+        };
+        if slot.delivered.is_some() {
+            return Delivery::Nothing;
+        }
+        let Some(hash) = slot.ready_quorum(threshold) else {
+            return Delivery::Nothing;
+        };
+        match slot.body(&hash).cloned() {
+            Some(body) => {
+                slot.delivered = Some(hash);
+                Delivery::Deliver {
+                    hash,
+                    body,
+                    first_seen: slot.first_seen,
+                }
+            }
+            None if !slot.fetch_sent => {
+                slot.fetch_sent = true;
+                Delivery::Fetch {
+                    hash,
+                    holders: slot.vouchers(hash, me),
+                }
+            }
+            None => Delivery::Nothing,
+        }
+    }
+
+    /// Slots with a READY quorum whose body was asked for and never came.
+    pub(super) fn stalled_fetches(&self) -> Vec<(Round, ReplicaId)> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.delivered.is_none() && s.fetch_sent)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Lets [`Rbc::deliver`] ask for slot `(round, author)`'s body again.
+    pub(super) fn rearm_fetch(&mut self, round: Round, author: ReplicaId) {
+        if let Some(slot) = self.slots.get_mut(&(round, author)) {
+            slot.fetch_sent = false;
+        }
+    }
+
+    /// Marks slot `(round, author)` delivered with `hash`, whose body a
+    /// verified history carries (catch-up): `false`, and nothing kept, if the
+    /// slot delivered another hash.
+    pub(super) fn adopt(
+        &mut self,
+        round: Round,
+        author: ReplicaId,
+        hash: VertexHash,
+        body: &Arc<Vertex>,
+    ) -> bool {
+        let slot = self.slots.entry((round, author)).or_default();
+        match slot.delivered {
+            Some(d) if d != hash => return false,
+            _ => slot.delivered = Some(hash),
+        }
+        self.bodies.insert(hash, body.clone());
+        true
+    }
+
+    /// Restores a slot's delivery from a `Delivered` record.
+    pub(super) fn restore_delivered(&mut self, round: Round, author: ReplicaId, hash: VertexHash) {
+        self.slots.entry((round, author)).or_default().delivered = Some(hash);
+    }
+
+    /// Restores this replica's own vote. A vote restored is a vote cast: it
+    /// counts toward the slot's thresholds exactly as it did before the
+    /// crash (through the node's own inbox). Restoring only the flag that
+    /// stops a second vote left a slot pending at the crash needing 2f + 1
+    /// votes from the others, and a cluster with one silent replica stalled
+    /// for ever.
+    pub(super) fn restore_vote(
+        &mut self,
+        me: ReplicaId,
+        kind: VoteKind,
+        (round, author): (Round, ReplicaId),
+        hash: VertexHash,
+        body: Option<&Arc<Vertex>>,
+    ) {
+        let slot = self.slots.entry((round, author)).or_default();
+        match kind {
+            VoteKind::Echo => {
+                slot.my_echo = Some(hash);
+                slot.echoes.insert(me, hash);
+                if let Some(b) = body {
+                    self.bodies.insert(hash, b.clone());
+                    slot.val = Some((hash, b.clone()));
+                }
+            }
+            VoteKind::Ready => {
+                slot.my_ready = Some(hash);
+                slot.readies.insert(me, hash);
+            }
+        }
+    }
+
+    /// This replica's own votes as durable records: an ECHO with the body it
+    /// echoed, unless the DAG holds it (its `Delivered` record carries it
+    /// then).
+    pub(super) fn vote_records<'a>(&'a self, dag: &'a Dag) -> impl Iterator<Item = Durable> + 'a {
+        self.slots.iter().flat_map(move |((round, author), slot)| {
+            slot.own_votes()
+                .into_iter()
+                .filter_map(move |(kind, hash)| {
+                    let hash = hash?;
+                    let body = match kind {
+                        VoteKind::Echo if dag.get(&hash).is_none() => slot.body(&hash).cloned(),
+                        _ => None,
+                    };
+                    Some(Durable::Vote {
+                        kind,
+                        round: *round,
+                        author: *author,
+                        hash,
+                        body,
+                    })
+                })
+        })
+    }
+
+    /// Slots from round `lo` up, in `(round, author)` order.
+    pub(super) fn slots_from(
+        &self,
+        lo: Round,
+    ) -> impl Iterator<Item = (&(Round, ReplicaId), &Slot)> {
+        self.slots.range((lo, ReplicaId(0))..)
+    }
+
+    /// The highest round of a slot `peer` authored or voted in (0 if none).
+    pub(super) fn last_round_from(&self, peer: ReplicaId) -> Round {
+        self.slots
+            .iter()
+            .rev()
+            .find(|((_, author), slot)| {
+                *author == peer
+                    || slot.echoes.contains_key(&peer)
+                    || slot.readies.contains_key(&peer)
+            })
+            .map_or(Round(0), |((r, _), _)| *r)
+    }
+
+    /// Drops the slots and bodies below `horizon`.
+    pub(super) fn prune_below(&mut self, horizon: Round) {
+        self.slots = self.slots.split_off(&(horizon, ReplicaId(0)));
+        self.bodies.retain(|_, v| v.round >= horizon);
+    }
+}
+
+impl Node {
+    pub(super) fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
+        if v.author != from {
+            step.fault(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
+            return;
+        }
+        // The claim counts for the window estimate even when out of window.
+        self.peer_rounds.claim(from, v.round);
+        if !self.in_window(v.round) {
+            return;
+        }
+        if let Err(why) = check_vertex(&self.config, &v) {
+            step.fault(
+                from,
+                FaultKind::InvalidVertex {
+                    hash: v.hash(),
+                    why,
+                },
+            );
+            return;
+        }
+        let hash = match self.loopback.take_own_hash(v.round) {
+            Some(hash) if from == self.config.me => hash,
+            _ => v.hash(),
+        };
+        let (round, author) = (v.round, v.author);
+        let Some(body) = self.rbc.take_val(from, hash, v, self.now, step) else {
+            return;
+        };
+        if self.may_sign(round) && self.rbc.cast(VoteKind::Echo, round, author, hash) {
             step.writes.push(Durable::Vote {
                 kind: VoteKind::Echo,
                 round,
@@ -116,56 +524,17 @@ impl Node {
         if round.0 == 0 || !self.in_window(round) {
             return;
         }
-        let now = self.now;
-        let slot = self.slots.entry((round, author)).or_default();
-        slot.first_seen.get_or_insert(now);
-        if from == author {
-            // An honest author votes in its own slot only for the one VAL
-            // it sent everyone (a slot's `val` is the author's own VAL).
-            if let Some((val, _)) = slot.val.as_ref().filter(|(h, _)| *h != hash) {
-                step.fault(
-                    from,
-                    FaultKind::Equivocation {
-                        round,
-                        first: *val,
-                        second: hash,
-                    },
-                );
-            }
-        }
-        let votes = match kind {
-            VoteKind::Echo => &mut slot.echoes,
-            VoteKind::Ready => &mut slot.readies,
+        let Some((echoes, readies)) =
+            self.rbc
+                .record_vote(from, kind, (round, author), hash, self.now, step)
+        else {
+            return;
         };
-        match votes.get(&from) {
-            Some(h) if *h != hash => {
-                let first = *h;
-                step.fault(
-                    from,
-                    FaultKind::ConflictingVote {
-                        kind,
-                        round,
-                        author,
-                        first,
-                        second: hash,
-                    },
-                );
-                return;
-            }
-            Some(_) => return,
-            None => {
-                votes.insert(from, hash);
-            }
-        }
-        let echoes = Slot::count(&slot.echoes, &hash);
-        let readies = Slot::count(&slot.readies, &hash);
-        if slot.my_ready.is_none()
-            && self.config.participate
-            && round > self.joined_above
+        if self.may_sign(round)
             && (echoes >= self.config.echo_threshold()
                 || readies >= self.config.ready_amplify_threshold())
+            && self.rbc.cast(VoteKind::Ready, round, author, hash)
         {
-            slot.my_ready = Some(hash);
             step.writes.push(Durable::Vote {
                 kind: VoteKind::Ready,
                 round,
@@ -187,13 +556,7 @@ impl Node {
 
     pub(super) fn on_body(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
         let hash = v.hash();
-        let Some(slot) = self.slots.get_mut(&(v.round, v.author)) else {
-            return;
-        };
-        let wanted = slot.delivered.is_none()
-            && slot.body(&hash).is_none()
-            && slot.readies.values().any(|h| *h == hash);
-        if !wanted {
+        if !self.rbc.wants_body(v.round, v.author, &hash) {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
@@ -201,112 +564,31 @@ impl Node {
             return;
         }
         let (round, author) = (v.round, v.author);
-        let body = Arc::new(v);
-        self.bodies.insert(hash, body.clone());
-        slot.fetched = Some((hash, body));
+        self.rbc.keep_fetched(round, author, hash, Arc::new(v));
         self.try_deliver(round, author, step);
     }
 
     pub(super) fn try_deliver(&mut self, round: Round, author: ReplicaId, step: &mut Step) {
-        let deliver_threshold = self.config.deliver_threshold();
-        let Some(slot) = self.slots.get_mut(&(round, author)) else {
-            return;
-        };
-        if slot.delivered.is_some() {
-            return;
-        }
-        // At most one hash can gather 2f+1 readies. Readies almost always
-        // name one hash: count each distinct one in place, no map per vote.
-        let readies = &slot.readies;
-        let Some(hash) = readies
-            .values()
-            .enumerate()
-            .filter(|(i, h)| !readies.values().take(*i).any(|x| x == *h))
-            .map(|(_, h)| *h)
-            .find(|h| readies.values().filter(|x| *x == h).count() >= deliver_threshold)
-        else {
-            return;
-        };
-        match slot.body(&hash).cloned() {
-            Some(v) => {
-                slot.delivered = Some(hash);
-                if let Some(t) = slot.first_seen {
+        let threshold = self.config.deliver_threshold();
+        match self.rbc.deliver(round, author, threshold, self.config.me) {
+            Delivery::Deliver {
+                hash,
+                body,
+                first_seen,
+            } => {
+                if let Some(t) = first_seen {
                     // How long a slot takes from its first message to its
                     // delivery: the network's pace, whatever the rounds'.
-                    if self.slot_times.len() >= SLOT_TIME_WINDOW {
-                        self.slot_times.pop_front();
-                    }
-                    self.slot_times.push_back(self.now.saturating_sub(t));
+                    self.recovery.note_slot_time(self.now.saturating_sub(t));
                 }
-                self.enter_or_buffer(hash, v, step);
+                self.enter_or_buffer(hash, body, step);
             }
-            None if !slot.fetch_sent => {
-                slot.fetch_sent = true;
-                // Ask every replica that vouched for the hash; at least one
-                // honest one has the body.
-                let holders: BTreeSet<ReplicaId> = slot
-                    .echoes
-                    .iter()
-                    .chain(slot.readies.iter())
-                    .filter(|(r, h)| **h == hash && **r != self.config.me)
-                    .map(|(r, _)| *r)
-                    .collect();
+            Delivery::Fetch { hash, holders } => {
                 for r in holders {
                     step.send(Target::One(r), Message::FetchVertex(hash));
                 }
             }
-            None => {}
-        }
-    }
-
-    /// A delivered vertex enters the DAG once everything it references is
-    /// there (or below the horizon); until then it waits.
-    /// `hash` is `v`'s hash (the caller has it already).
-    pub(super) fn enter_or_buffer(&mut self, hash: VertexHash, v: Arc<Vertex>, step: &mut Step) {
-        let mut work = vec![(hash, v)];
-        while let Some((hash, v)) = work.pop() {
-            if v.round < self.dag.horizon() || self.dag.get(&hash).is_some() {
-                continue;
-            }
-            if let Some(bad) = v.references().find(|r| self.dag.contradicts(r)) {
-                step.fault(
-                    v.author,
-                    FaultKind::InvalidVertex {
-                        hash,
-                        why: VertexError::WrongSlotReference(*bad),
-                    },
-                );
-                continue;
-            }
-            let missing: Vec<VertexHash> = v
-                .references()
-                .filter(|r| !self.dag.satisfies(r))
-                .map(|r| r.hash)
-                .collect();
-            if !missing.is_empty() {
-                for m in missing {
-                    self.waiting_on.entry(m).or_default().insert(hash);
-                }
-                self.buffered.insert(hash, v);
-                continue;
-            }
-            self.buffered.remove(&hash);
-            self.dag.insert(v.clone(), hash);
-            self.dirty = true;
-            self.unreached.insert((v.round, v.author, hash));
-            if !v.reports.is_empty() && !self.ordered.contains(&v.reference()) {
-                self.unordered_reports.insert(v.reference());
-            }
-            if !self.restoring {
-                step.writes.push(Durable::Delivered(v.clone()));
-            }
-            if let Some(waiters) = self.waiting_on.remove(&hash) {
-                for w in waiters {
-                    if let Some(b) = self.buffered.get(&w) {
-                        work.push((w, b.clone()));
-                    }
-                }
-            }
+            Delivery::Nothing => {}
         }
     }
 }

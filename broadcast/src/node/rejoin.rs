@@ -3,19 +3,116 @@
 
 use super::*;
 
+/// What an observing replica asked and was answered (see
+/// [`Node::observing`]).
+#[derive(Debug, Default)]
+struct Observer {
+    /// Peers asked that have not answered.
+    asked: BTreeSet<ReplicaId>,
+    /// Each peer's first answer: the larger of its round and the highest
+    /// round it holds anything from this replica in.
+    answers: BTreeMap<ReplicaId, Round>,
+}
+
+/// The rejoin state: whether this replica observes, and the round it joined
+/// above.
+///
+/// Invariants: while observing, this replica signs nothing; only a peer's
+/// first answer to a `Hello` it was sent counts; after joining it signs
+/// nothing at or below `joined_above`, which only grows.
+#[derive(Debug, Default)]
+pub(super) struct Rejoin {
+    /// While observing after a start without durable state: whom it asked
+    /// and what they answered.
+    observing: Option<Observer>,
+    /// After rejoining: it signs nothing in rounds at or below this.
+    joined_above: Round,
+}
+
+impl Rejoin {
+    /// Whether this replica observes.
+    pub(super) fn observing(&self) -> bool {
+        self.observing.is_some()
+    }
+
+    /// Starts observing, with nobody asked yet.
+    pub(super) fn start_observing(&mut self) {
+        self.observing = Some(Observer::default());
+    }
+
+    /// Whether `round` is above the round this replica joined at.
+    pub(super) fn may_sign(&self, round: Round) -> bool {
+        round > self.joined_above
+    }
+
+    /// The round this replica joined above (0 if it never rejoined).
+    pub(super) fn joined_above(&self) -> Round {
+        self.joined_above
+    }
+
+    /// `from` answered `Status { round, yours }`: only the first answer to a
+    /// Hello counts, so a peer cannot move the bar by answering again, or
+    /// unasked.
+    pub(super) fn on_status(&mut self, from: ReplicaId, round: Round, yours: Round) {
+        if let Some(o) = self.observing.as_mut() {
+            if o.asked.remove(&from) {
+                o.answers.entry(from).or_insert(round.max(yours));
+            }
+        }
+    }
+
+    /// While observing, the peers of an `n`-replica cluster to ask: `to`
+    /// (every peer if `None`) but `me` and those that answered. They count
+    /// as asked.
+    fn ask(&mut self, n: usize, me: ReplicaId, to: Option<ReplicaId>) -> Vec<ReplicaId> {
+        let Some(o) = self.observing.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for p in 0..n {
+            let p = ReplicaId(p as u16);
+            if p == me || o.answers.contains_key(&p) || to.is_some_and(|t| t != p) {
+                continue;
+            }
+            o.asked.insert(p);
+            out.push(p);
+        }
+        out
+    }
+
+    /// Joins above `top` (the DAG's top round) if observing and the rejoin
+    /// rule allows it (see [`Node::observing`]): `quorum − 1` counted
+    /// answers, the DAG `round_window + 2` rounds past the largest.
+    fn try_join(&mut self, top: Round, quorum: usize, round_window: u64) -> bool {
+        let Some(o) = &self.observing else {
+            return false;
+        };
+        let counted: Vec<Round> = o.answers.values().filter(|r| **r <= top).copied().collect();
+        if counted.len() < quorum.saturating_sub(1) {
+            return false;
+        }
+        let past = counted.iter().max().copied().unwrap_or_default();
+        let clear = past.0 == 0 || top.0 > past.0.saturating_add(round_window + 2);
+        if !clear {
+            return false;
+        }
+        self.observing = None;
+        self.joined_above = top;
+        true
+    }
+
+    /// Restores a `Joined` record: whether it ended observing.
+    pub(super) fn restore_joined(&mut self, above: Round) -> bool {
+        self.joined_above = self.joined_above.max(above);
+        self.observing.take().is_some()
+    }
+}
+
 impl Node {
     /// While observing, asks `to` (every peer if `None`) that has not
     /// answered yet for its round.
     pub(super) fn say_hello(&mut self, to: Option<ReplicaId>, step: &mut Step) {
-        let Some(o) = self.observing.as_mut() else {
-            return;
-        };
-        for p in 0..self.config.n {
-            let p = ReplicaId(p as u16);
-            if p == self.config.me || o.answers.contains_key(&p) || to.is_some_and(|t| t != p) {
-                continue;
-            }
-            o.asked.insert(p);
+        for p in self.rejoin.ask(self.config.n, self.config.me, to) {
             step.send(Target::One(p), Message::Hello);
         }
     }
@@ -26,8 +123,8 @@ impl Node {
     /// from the asker (a vertex, an ECHO or a READY).
     pub(super) fn answer_hello(&mut self, peer: ReplicaId, step: &mut Step) {
         let now = self.now;
-        let slots = self.slots.len();
-        let allowed = self.resend_budget.get_mut(peer.index()).is_some_and(|b| {
+        let slots = self.rbc.slots_len();
+        let allowed = self.recovery.budget_mut(peer).is_some_and(|b| {
             b.available(now) && {
                 b.charge(64 + 8 * slots);
                 true
@@ -38,27 +135,19 @@ impl Node {
         }
         // The asker observes until the DAG is well past this answer: make
         // the rounds it waits for at the fast pace.
-        self.fast_until = now.saturating_add(REJOIN_FAST_WINDOW);
+        self.own
+            .keep_fast_until(now.saturating_add(REJOIN_FAST_WINDOW));
         // A replica at genesis answers 0 even after making its first vertex
         // (nothing is delivered yet), so that replicas starting together all
         // join at once.
         let round = self.dag.highest_round().max(self.dag.horizon()).max(
             if self.dag.highest_round().0 > 0 {
-                self.round
+                self.own.round()
             } else {
                 Round(0)
             },
         );
-        let yours = self
-            .slots
-            .iter()
-            .rev()
-            .find(|((_, author), slot)| {
-                *author == peer
-                    || slot.echoes.contains_key(&peer)
-                    || slot.readies.contains_key(&peer)
-            })
-            .map_or(Round(0), |((r, _), _)| *r);
+        let yours = self.rbc.last_round_from(peer);
         step.send(Target::One(peer), Message::Status { round, yours });
     }
 
@@ -85,28 +174,17 @@ impl Node {
     /// delivered anywhere and nothing held from it — the cluster is just
     /// starting, and it joins at once.
     pub fn observing(&self) -> bool {
-        self.observing.is_some()
+        self.rejoin.observing()
     }
 
     pub(super) fn maybe_join(&mut self, step: &mut Step) {
-        let Some(o) = &self.observing else {
-            return;
-        };
         let top = self.dag.highest_round();
-        let counted: Vec<Round> = o.answers.values().filter(|r| **r <= top).copied().collect();
-        if counted.len() < self.config.quorum().saturating_sub(1) {
+        let quorum = self.config.quorum();
+        if !self.rejoin.try_join(top, quorum, self.config.round_window) {
             return;
         }
-        let past = counted.iter().max().copied().unwrap_or_default();
-        let clear = past.0 == 0 || top.0 > past.0.saturating_add(self.config.round_window + 2);
-        if !clear {
-            return;
-        }
-        self.observing = None;
         self.config.participate = true;
-        self.joined_above = top;
         self.counters.rejoined = true;
         step.writes.push(Durable::Joined { above: top });
-        self.dirty = true;
     }
 }

@@ -18,92 +18,68 @@ impl Node {
         }
         let horizon = node.dag.horizon();
         for record in records {
-            match record {
-                Durable::Chain {
-                    round,
-                    last_own,
-                    last_clock,
-                    last_recv_time,
-                } => {
-                    if *round > node.round {
-                        node.round = *round;
-                        node.last_own = *last_own;
-                        node.last_clock = *last_clock;
-                        node.peer_rounds[node.config.me.index()] = *round;
-                    }
-                    node.last_recv_time = node.last_recv_time.max(*last_recv_time);
-                }
-                Durable::OwnVertex(v) => {
-                    if v.round > node.round {
-                        node.round = v.round;
-                        node.last_own = Some(v.reference());
-                        node.last_clock = v.clock;
-                        node.peer_rounds[node.config.me.index()] = v.round;
-                    }
-                    if let Some(last) = v.reports.last() {
-                        node.last_recv_time = node.last_recv_time.max(last.recv_time);
-                    }
-                    if v.round >= horizon {
-                        node.own_vertices.insert(v.round, v.clone());
-                    }
-                }
-                Durable::Vote {
-                    kind,
-                    round,
-                    author,
-                    hash,
-                    body,
-                } if *round >= horizon => {
-                    // A vote restored is a vote cast: it counts toward the
-                    // slot's thresholds exactly as it did before the crash
-                    // (through the node's own inbox). Restoring only the
-                    // flag that stops a second vote left a slot pending at
-                    // the crash needing 2f + 1 votes from the others, and a
-                    // cluster with one silent replica stalled for ever.
-                    let me = node.config.me;
-                    let slot = node.slots.entry((*round, *author)).or_default();
-                    match kind {
-                        VoteKind::Echo => {
-                            slot.my_echo = Some(*hash);
-                            slot.echoes.insert(me, *hash);
-                            if let Some(b) = body {
-                                node.bodies.insert(*hash, b.clone());
-                                slot.val = Some((*hash, b.clone()));
-                            }
-                        }
-                        VoteKind::Ready => {
-                            slot.my_ready = Some(*hash);
-                            slot.readies.insert(me, *hash);
-                        }
-                    }
-                }
-                Durable::Coin(c) if c.wave > node.last_decided_wave => node.coin.insert(*c),
-                Durable::Observing => {
-                    node.observing = Some(Observer::default());
-                    node.config.participate = false;
-                }
-                Durable::Joined { above } => {
-                    node.joined_above = node.joined_above.max(*above);
-                    if node.observing.take().is_some() {
-                        node.config.participate = true;
-                    }
-                }
-                _ => {}
-            }
+            node.restore_record(record, horizon);
         }
         for record in records {
             if let Durable::Delivered(v) = record {
                 let hash = v.hash();
                 if v.round >= node.dag.horizon() && node.dag.get(&hash).is_none() {
-                    let v = v.clone();
-                    let slot = node.slots.entry((v.round, v.author)).or_default();
-                    slot.delivered = Some(hash);
-                    node.enter_or_buffer(hash, v, &mut ignored);
+                    node.rbc.restore_delivered(v.round, v.author, hash);
+                    node.enter_or_buffer(hash, v.clone(), &mut ignored);
                 }
             }
         }
         node.restoring = false;
         node
+    }
+
+    /// Restores one record but a checkpoint or a delivered vertex (those
+    /// are restored first and last); `horizon` is the restored checkpoint's.
+    fn restore_record(&mut self, record: &Durable, horizon: Round) {
+        let me = self.config.me;
+        match record {
+            Durable::Chain {
+                round,
+                last_own,
+                last_clock,
+                last_recv_time,
+            } => {
+                let moved = self
+                    .own
+                    .restore_chain(*round, *last_own, *last_clock, *last_recv_time);
+                if moved {
+                    self.peer_rounds.set_own(me, *round);
+                }
+            }
+            Durable::OwnVertex(v) => {
+                let moved = self.own.restore_own_vertex(v, horizon);
+                if moved {
+                    self.peer_rounds.set_own(me, v.round);
+                }
+            }
+            Durable::Vote {
+                kind,
+                round,
+                author,
+                hash,
+                body,
+            } if *round >= horizon => {
+                self.rbc
+                    .restore_vote(me, *kind, (*round, *author), *hash, body.as_ref());
+            }
+            Durable::Coin(c) => self.commit.restore_coin(*c),
+            Durable::Observing => {
+                self.rejoin.start_observing();
+                self.config.participate = false;
+            }
+            Durable::Joined { above } => {
+                let joined = self.rejoin.restore_joined(*above);
+                if joined {
+                    self.config.participate = true;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The records a restart needs, rebuilt from memory: the ordering
@@ -114,55 +90,19 @@ impl Node {
     /// journal can replace its past with them (compaction costs O(what is
     /// held), never a re-read of the journal).
     pub fn live_records(&self) -> Vec<Durable> {
-        let mut out = Vec::with_capacity(3 + self.own_vertices.len() + 2 * self.slots.len());
-        if self.observing.is_some() {
+        let mut out =
+            Vec::with_capacity(3 + self.own.own_vertices_len() + 2 * self.rbc.slots_len());
+        if self.rejoin.observing() {
             out.push(Durable::Observing);
-        } else if self.joined_above.0 > 0 {
+        } else if self.rejoin.joined_above().0 > 0 {
             out.push(Durable::Joined {
-                above: self.joined_above,
+                above: self.rejoin.joined_above(),
             });
         }
         out.push(Durable::Checkpoint(self.checkpoint()));
-        out.push(Durable::Chain {
-            round: self.round,
-            last_own: self.last_own,
-            last_clock: self.last_clock,
-            last_recv_time: self.last_recv_time,
-        });
-        out.extend(self.own_vertices.values().cloned().map(Durable::OwnVertex));
-        for ((round, author), slot) in &self.slots {
-            if let Some(hash) = slot.my_echo {
-                // The body echoed, unless the DAG holds it (its Delivered
-                // record below carries it then).
-                let body = if self.dag.get(&hash).is_some() {
-                    None
-                } else {
-                    slot.body(&hash).cloned()
-                };
-                out.push(Durable::Vote {
-                    kind: VoteKind::Echo,
-                    round: *round,
-                    author: *author,
-                    hash,
-                    body,
-                });
-            }
-            if let Some(hash) = slot.my_ready {
-                out.push(Durable::Vote {
-                    kind: VoteKind::Ready,
-                    round: *round,
-                    author: *author,
-                    hash,
-                    body: None,
-                });
-            }
-        }
-        out.extend(
-            self.coin
-                .coins()
-                .filter(|c| c.wave > self.last_decided_wave)
-                .map(|c| Durable::Coin(*c)),
-        );
+        out.extend(self.own.records());
+        out.extend(self.rbc.vote_records(&self.dag));
+        out.extend(self.commit.undecided_coins().map(|c| Durable::Coin(*c)));
         out.extend(self.dag.vertices().cloned().map(Durable::Delivered));
         out
     }

@@ -64,13 +64,27 @@
 //! the previous tick time, the author frontiers and every unlogged digest
 //! with its counted reports and first-report wave; see [`Sequencer::state_root`].
 
-use crate::step::{CommittedBatch, Fault, FaultKind};
+//!
+//! # Files
+//!
+//! This file holds the configuration, the outputs and the [`Sequencer`]
+//! with its state root; `sequence.rs` sequences a batch in four steps —
+//! count the reports (the rule), rank the ready digests (keys and ties),
+//! hold back, close the tick; `state.rs` holds the [`SequencerState`]
+//! persisted at a Tick and the [`SequencerDelta`] a turn persists instead.
+
+use crate::step::Fault;
 use crate::trie::HashTrie;
 use crate::vertex::{Digest, Round, VertexHash};
-use belfry_coin::clock::{lower_median, Micros};
+use belfry_coin::clock::Micros;
 use belfry_coin::{sha3, GroupSignature, Policy, ReplicaId, Wave};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+mod sequence;
+mod state;
+
+use state::pending_leaf;
+pub use state::{SequencerDelta, SequencerState};
 
 /// What the sequencer needs to know about the log: whether a digest is
 /// already in it (read through storage in the replica; a set in tests).
@@ -227,27 +241,6 @@ pub struct SequencedBatch {
     pub held: Vec<Digest>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Pending {
-    /// author → (value, recv_time)
-    reports: BTreeMap<ReplicaId, (u64, Micros)>,
-    first_wave: Wave,
-}
-
-/// The trie value of a pending digest (see [`Sequencer::state_root`]).
-fn pending_leaf(p: &Pending) -> [u8; 32] {
-    let mut b = Vec::with_capacity(28 + p.reports.len() * 18);
-    b.extend_from_slice(b"belfry-pending-v2");
-    b.extend_from_slice(&p.first_wave.0.to_be_bytes());
-    b.extend_from_slice(&(p.reports.len() as u16).to_be_bytes());
-    for (a, (v, t)) in &p.reports {
-        b.extend_from_slice(&a.0.to_be_bytes());
-        b.extend_from_slice(&v.to_be_bytes());
-        b.extend_from_slice(&t.0.to_be_bytes());
-    }
-    sha3(&[&b])
-}
-
 /// The fair sequencer: deterministic, sans-IO; every replica that sequences
 /// the same committed batches produces the same records and state roots.
 #[derive(Clone, Debug)]
@@ -270,94 +263,6 @@ pub struct Sequencer {
     weak: Vec<usize>,
     /// Reports not counted because their author was at its quota.
     over_quota: u64,
-}
-
-/// What changed in the sequencer state since the last delta was taken: the
-/// per-turn durable record of the sequencer (docs/design.md §3.6 asks a Tick to be
-/// cheap; a whole state per Tick grows with everything pending). Applying the
-/// deltas in order to the state they were taken after gives the state now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SequencerDelta {
-    /// The small, fixed-size part of the state, whole.
-    frontier_round: Vec<u64>,
-    frontier_time: Vec<Micros>,
-    prev_tick_time: Micros,
-    horizon: Round,
-    last_wave: Wave,
-    order_state: [u8; 32],
-    /// Pending digests added or changed.
-    upserts: Vec<(Digest, Pending)>,
-    /// Pending digests logged (or dropped).
-    removed: Vec<Digest>,
-}
-
-impl SequencerDelta {
-    /// Pending digests this delta adds, changes or removes.
-    pub fn changed(&self) -> usize {
-        self.upserts.len() + self.removed.len()
-    }
-}
-
-/// Everything the sequencer carries from one batch to the next: persisted at
-/// each Tick, and what a catching-up replica installs (checked against the
-/// Tick's `state_root`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SequencerState {
-    frontier_round: Vec<u64>,
-    frontier_time: Vec<Micros>,
-    pending: BTreeMap<Digest, Pending>,
-    prev_tick_time: Micros,
-    horizon: Round,
-    last_wave: Wave,
-    order_state: [u8; 32],
-}
-
-impl SequencerState {
-    /// A state with nothing in it, for [`SequencerState::apply`] to fill:
-    /// the first delta a sequencer hands out carries every change since
-    /// genesis.
-    pub fn empty() -> Self {
-        SequencerState {
-            frontier_round: Vec::new(),
-            frontier_time: Vec::new(),
-            pending: BTreeMap::new(),
-            prev_tick_time: Micros::ZERO,
-            horizon: Round(0),
-            last_wave: Wave(0),
-            order_state: [0; 32],
-        }
-    }
-
-    /// The state after `delta`, taken after this state.
-    pub fn apply(&mut self, delta: SequencerDelta) {
-        self.frontier_round = delta.frontier_round;
-        self.frontier_time = delta.frontier_time;
-        self.prev_tick_time = delta.prev_tick_time;
-        self.horizon = delta.horizon;
-        self.last_wave = delta.last_wave;
-        self.order_state = delta.order_state;
-        for (d, p) in delta.upserts {
-            self.pending.insert(d, p);
-        }
-        for d in delta.removed {
-            self.pending.remove(&d);
-        }
-    }
-
-    /// Unlogged digests with counted reports.
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// The wave of the last batch sequenced (0 before the first).
-    pub fn last_wave(&self) -> Wave {
-        self.last_wave
-    }
-
-    /// The broadcast node's ordering-state commitment this state was built on.
-    pub fn order_state(&self) -> [u8; 32] {
-        self.order_state
-    }
 }
 
 impl Sequencer {
@@ -482,262 +387,6 @@ impl Sequencer {
     /// The previous tick's time.
     pub fn prev_tick_time(&self) -> Micros {
         self.state.prev_tick_time
-    }
-
-    fn granularity(&self) -> u64 {
-        match self.config.policy {
-            Policy::Lamport => 1,
-            Policy::Clock { granularity_us } => granularity_us.max(1),
-        }
-    }
-
-    /// The smallest value author `x` could still get counted.
-    fn min_future_value(&self, x: usize) -> u64 {
-        match self.config.policy {
-            Policy::Lamport => self.state.frontier_round[x].saturating_add(1),
-            Policy::Clock { .. } => self.state.frontier_time[x].0,
-        }
-    }
-
-    /// `LB(a)`: the smallest lower median over the report sets `a` can still
-    /// end with (at least `2f + 1` reports).
-    fn lower_bound(&self, p: &Pending) -> u64 {
-        let mut counted: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
-        let mut missing: Vec<u64> = (0..self.config.n)
-            .filter(|x| !p.reports.contains_key(&ReplicaId(*x as u16)))
-            .map(|x| self.min_future_value(x))
-            .collect();
-        missing.sort_unstable();
-        let need = (2 * self.config.f + 1).saturating_sub(counted.len());
-        let mut best = u64::MAX;
-        counted.extend(missing.iter().take(need));
-        for j in need..=missing.len() {
-            if j > need {
-                counted.push(missing[j - 1]);
-            }
-            let mut set = counted.clone();
-            if let Some(m) = lower_median(&mut set) {
-                best = best.min(m);
-            }
-        }
-        best
-    }
-
-    /// Sequences one committed batch. `index` says which digests are logged.
-    pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequencedBatch {
-        let n = self.config.n;
-        let f = self.config.f;
-        let mut faults = Vec::new();
-        let mut first_seen_here: Vec<Digest> = Vec::new();
-        self.state.horizon = batch.horizon;
-        for v in &batch.vertices {
-            let a = v.author.index();
-            if a >= n || v.round < batch.horizon {
-                continue;
-            }
-            if self.config.policy == Policy::Lamport {
-                if v.round.0 <= self.state.frontier_round[a] {
-                    let vertex = v.hash();
-                    for r in &v.reports {
-                        faults.push(Fault {
-                            replica: v.author,
-                            kind: FaultKind::ReportGoesBack {
-                                digest: r.digest,
-                                vertex,
-                            },
-                        });
-                    }
-                    continue;
-                }
-                self.state.frontier_round[a] = v.round.0;
-            }
-            // The vertex's hash, computed only if a fault needs it.
-            let mut vertex_hash = None;
-            for r in &v.reports {
-                // A pending digest is not logged (logging removes it from
-                // `pending`), so only digests new to this sequencer cost a
-                // look into the log's index.
-                if !self.state.pending.contains_key(&r.digest) && index.is_logged(&r.digest) {
-                    continue;
-                }
-                if self
-                    .state
-                    .pending
-                    .get(&r.digest)
-                    .is_some_and(|p| p.reports.contains_key(&v.author))
-                {
-                    faults.push(Fault {
-                        replica: v.author,
-                        kind: FaultKind::DuplicateReport {
-                            digest: r.digest,
-                            vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
-                        },
-                    });
-                    continue;
-                }
-                let new_digest = !self.state.pending.contains_key(&r.digest);
-                if new_digest && self.weak[a] >= self.config.max_weak_per_author {
-                    self.over_quota += 1;
-                    continue;
-                }
-                let value = match self.config.policy {
-                    Policy::Lamport => v.round.0,
-                    Policy::Clock { .. } => {
-                        if r.recv_time < self.state.frontier_time[a] {
-                            faults.push(Fault {
-                                replica: v.author,
-                                kind: FaultKind::ReportGoesBack {
-                                    digest: r.digest,
-                                    vertex: *vertex_hash.get_or_insert_with(|| v.hash()),
-                                },
-                            });
-                            continue;
-                        }
-                        self.state.frontier_time[a] = r.recv_time;
-                        r.recv_time.0
-                    }
-                };
-                if !self.state.pending.contains_key(&r.digest) {
-                    first_seen_here.push(r.digest);
-                }
-                let p = self
-                    .state
-                    .pending
-                    .entry(r.digest)
-                    .or_insert_with(|| Pending {
-                        reports: BTreeMap::new(),
-                        first_wave: batch.wave,
-                    });
-                p.reports.insert(v.author, (value, r.recv_time));
-                let reporters = p.reports.len();
-                if reporters <= f {
-                    self.weak[a] += 1;
-                } else if reporters == f + 1 {
-                    // No longer weak: it leaves every earlier reporter's count.
-                    for x in p.reports.keys().filter(|x| **x != v.author) {
-                        if let Some(w) = self.weak.get_mut(x.index()) {
-                            *w = w.saturating_sub(1);
-                        }
-                    }
-                }
-                self.dirty.insert(r.digest);
-            }
-        }
-
-        // Readiness, keys and hold-back, once per batch.
-        let g = self.granularity();
-        let fixed = self.config.fixed_tie_break_on();
-        let tie = |d: &Digest| {
-            if fixed {
-                d.0
-            } else {
-                batch.coin.value.tie(&d.0)
-            }
-        };
-        let mut candidates: Vec<(u64, [u8; 32], Digest, u64, bool)> = Vec::new();
-        let mut min_block = u64::MAX;
-        for (d, p) in &self.state.pending {
-            let k = p.reports.len();
-            if k > 2 * f {
-                let mut values: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
-                let key = lower_median(&mut values).unwrap_or(0);
-                candidates.push((key / g, tie(d), *d, key, false));
-            } else if batch.wave.0 >= p.first_wave.0.saturating_add(self.config.late_waves) {
-                let key = self.lower_bound(p);
-                candidates.push((key / g, tie(d), *d, key, true));
-            } else if k > f {
-                min_block = min_block.min(self.lower_bound(p) / g);
-            }
-        }
-        candidates.sort_unstable();
-        let mut chosen = Vec::new();
-        if self.config.fairness_off_on() {
-            // Plain commit order: first seen, first logged.
-            candidates.clear();
-            for d in &first_seen_here {
-                if let Some(p) = self.state.pending.get(d) {
-                    let key = p.reports.values().map(|(v, _)| *v).min().unwrap_or(0);
-                    chosen.push((key / g, [0; 32], *d, key, false));
-                }
-            }
-        }
-        let mut taken = 0;
-        for c in &candidates {
-            if self.config.hold_back_on() && c.0 >= min_block {
-                break;
-            }
-            chosen.push(*c);
-            taken += 1;
-        }
-        let held_back = candidates.len() - taken;
-        let held: Vec<Digest> = candidates[taken..].iter().map(|c| c.2).collect();
-
-        let mut records = Vec::with_capacity(chosen.len());
-        let mut max_witnessed = Micros::ZERO;
-        for (_, _, d, key, late) in &chosen {
-            let Some(p) = self.state.pending.remove(d) else {
-                continue;
-            };
-            if p.reports.len() <= f {
-                for x in p.reports.keys() {
-                    if let Some(w) = self.weak.get_mut(x.index()) {
-                        *w = w.saturating_sub(1);
-                    }
-                }
-            }
-            self.dirty.insert(*d);
-            let mut times: Vec<Micros> = p.reports.values().map(|(_, t)| *t).collect();
-            let witnessed_at = lower_median(&mut times).unwrap_or_default();
-            if !late {
-                max_witnessed = max_witnessed.max(witnessed_at);
-            }
-            records.push(DigestRecord {
-                digest: *d,
-                witnessed_at,
-                key: *key,
-                witnesses: p.reports.len().min(usize::from(u16::MAX)) as u16,
-                late: *late,
-            });
-        }
-        let mut clocks = batch.leader_parent_clocks.clone();
-        let median_clock = if batch.wave.0 <= 1 || clocks.is_empty() {
-            self.config.genesis_time
-        } else {
-            lower_median(&mut clocks).unwrap_or(self.config.genesis_time)
-        };
-        let time = self
-            .state
-            .prev_tick_time
-            .max(median_clock)
-            .max(max_witnessed);
-        for r in records.iter_mut().filter(|r| r.late) {
-            r.witnessed_at = time;
-        }
-        self.state.prev_tick_time = time;
-        self.state.last_wave = batch.wave;
-        self.state.order_state = batch.order_state;
-        self.unpersisted.extend(self.dirty.iter().copied());
-        self.moved = true;
-        for d in std::mem::take(&mut self.dirty) {
-            match self.state.pending.get(&d) {
-                Some(p) => self.pending_trie.insert(d.0, pending_leaf(p)),
-                None => self.pending_trie.remove(&d.0),
-            }
-        }
-        let state_root = self.state_root(&batch.order_state);
-        SequencedBatch {
-            records,
-            tick: TickRecord {
-                wave: batch.wave,
-                time,
-                coin_sig: batch.coin.signature,
-                leader: batch.leader.hash,
-                state_root,
-            },
-            faults,
-            held_back,
-            held,
-        }
     }
 
     /// The state root after a batch:
