@@ -78,10 +78,6 @@ pub struct Config {
     pub resend_bytes_per_peer_per_s: u64,
     /// See [`RESEND_BURST_BYTES`].
     pub resend_burst_bytes: u64,
-    /// `false` makes an *observer*: it follows the DAG from the others' votes
-    /// and computes the same batches, but never votes, proposes or releases
-    /// coin shares (an auditor, or a test oracle).
-    pub participate: bool,
 }
 
 impl Config {
@@ -100,7 +96,6 @@ impl Config {
             resend_interval: RESEND_INTERVAL,
             resend_bytes_per_peer_per_s: RESEND_BYTES_PER_PEER_PER_S,
             resend_burst_bytes: RESEND_BURST_BYTES,
-            participate: true,
         }
     }
 

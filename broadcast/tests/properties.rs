@@ -57,10 +57,9 @@ fn record(n: usize, f: usize, seed: u64, gc_depth: u64) -> Recorded {
 /// shares per wave, in an order shuffled by `seed`; returns its output.
 fn replay(rec: &Recorded, seed: u64) -> Vec<(Wave, VertexRef, Vec<VertexRef>, [u8; 32])> {
     let mut config = Config::new(ReplicaId(0), rec.n, rec.f, cluster_id());
-    config.participate = false;
     config.gc_depth = rec.gc_depth;
     let verifier: Arc<dyn ThresholdCrypto> = Arc::new(MockCrypto::verifier(rec.n, rec.f, MOCK_KEY));
-    let mut node = Node::new(config, verifier);
+    let mut node = Node::auditor(config, verifier);
     let mut inbox: Vec<(ReplicaId, Message)> = Vec::new();
     for v in &rec.vertices {
         inbox.push((v.author, Message::Val(v.clone())));

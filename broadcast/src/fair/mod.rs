@@ -235,9 +235,12 @@ pub struct SequencedBatch {
     pub tick: TickRecord,
     /// Reports that were ignored, attributed.
     pub faults: Vec<Fault>,
-    /// Ready or late digests held back by this batch's hold-back test.
+    /// Ready or late digests held back by this batch's hold-back test (for
+    /// the simulator's M7; only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub held_back: usize,
-    /// Which ones (for the simulator's M7).
+    /// Which ones (likewise).
+    #[cfg(feature = "sim-hooks")]
     pub held: Vec<Digest>,
 }
 

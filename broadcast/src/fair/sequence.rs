@@ -77,6 +77,7 @@ impl Sequencer {
     pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequencedBatch {
         let counted = self.count_reports(batch, index);
         let ranking = self.rank(batch);
+        #[cfg_attr(not(feature = "sim-hooks"), allow(unused_variables))]
         let (chosen, held) = self.hold_back(ranking, &counted.first_seen_here);
         let (mut records, max_witnessed) = self.log(&chosen);
         let tick = self.close_tick(batch, &mut records, max_witnessed);
@@ -84,7 +85,9 @@ impl Sequencer {
             records,
             tick,
             faults: counted.faults,
+            #[cfg(feature = "sim-hooks")]
             held_back: held.len(),
+            #[cfg(feature = "sim-hooks")]
             held,
         }
     }

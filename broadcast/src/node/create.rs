@@ -332,7 +332,7 @@ impl Node {
     /// Creates the next own vertex when the DAG holds Q vertices of the round
     /// below it and either the batch is full or `round_interval` has passed.
     pub(super) fn try_create_vertex(&mut self, step: &mut Step) {
-        if !self.config.participate {
+        if !self.rejoin.participating {
             return;
         }
         let Some(target) = self.next_round() else {

@@ -156,6 +156,15 @@ pub struct Node {
 }
 
 impl Node {
+    /// An *auditor*: it follows the DAG from the others' votes and computes
+    /// the same batches, but never votes, proposes or releases coin shares
+    /// (a test oracle, or a replica's audit of its peers).
+    pub fn auditor(config: Config, crypto: Arc<dyn ThresholdCrypto>) -> Self {
+        let mut node = Node::new(config, crypto);
+        node.rejoin = Rejoin::new(false);
+        node
+    }
+
     /// A fresh node.
     pub fn new(config: Config, crypto: Arc<dyn ThresholdCrypto>) -> Self {
         let n = config.n;
@@ -169,7 +178,7 @@ impl Node {
             commit: Commit::new(&config),
             loopback: Loopback::default(),
             restoring: false,
-            rejoin: Rejoin::default(),
+            rejoin: Rejoin::new(true),
             counters: Counters {
                 resent_bytes_per_peer: vec![0; n],
                 ..Counters::default()
@@ -298,9 +307,9 @@ impl Node {
             // `progress` below creates the next vertex if the pace allows.
             Input::Pace => {}
             Input::Observe => {
-                if !self.rejoin.observing() && self.config.participate {
+                if !self.rejoin.observing() && self.rejoin.participating {
                     self.rejoin.start_observing();
-                    self.config.participate = false;
+                    self.rejoin.participating = false;
                     step.writes.push(Durable::Observing);
                     self.say_hello(None, &mut step);
                 }
@@ -397,7 +406,7 @@ impl Node {
     /// Whether this replica may vote or sign in `round`: it participates
     /// and, if it rejoined, the round is above the one it joined at.
     fn may_sign(&self, round: Round) -> bool {
-        self.config.participate && self.rejoin.may_sign(round)
+        self.rejoin.participating && self.rejoin.may_sign(round)
     }
 
     /// Reports proposed and not yet in one of this node's vertices.

@@ -234,7 +234,7 @@ impl Commit {
 
 impl Node {
     pub(super) fn release_coin_shares(&mut self, step: &mut Step) {
-        if !self.config.participate {
+        if !self.rejoin.participating {
             return;
         }
         let q = self.config.quorum();

@@ -14,14 +14,19 @@ struct Observer {
     answers: BTreeMap<ReplicaId, Round>,
 }
 
-/// The rejoin state: whether this replica observes, and the round it joined
+/// The rejoin state: whether this replica takes part (votes, proposes,
+/// releases coin shares), whether it observes, and the round it joined
 /// above.
 ///
-/// Invariants: while observing, this replica signs nothing; only a peer's
-/// first answer to a `Hello` it was sent counts; after joining it signs
-/// nothing at or below `joined_above`, which only grows.
-#[derive(Debug, Default)]
+/// Invariants: while observing, this replica does not take part and signs
+/// nothing; only a peer's first answer to a `Hello` it was sent counts;
+/// after joining it signs nothing at or below `joined_above`, which only
+/// grows. An auditor ([`Node::auditor`]) never observes, so never joins.
+#[derive(Debug)]
 pub(super) struct Rejoin {
+    /// Whether this replica votes, proposes and releases coin shares (state,
+    /// not configuration: it stops while observing and starts on joining).
+    pub(super) participating: bool,
     /// While observing after a start without durable state: whom it asked
     /// and what they answered.
     observing: Option<Observer>,
@@ -30,6 +35,16 @@ pub(super) struct Rejoin {
 }
 
 impl Rejoin {
+    /// A replica that takes part from the start (or, `false`, never: an
+    /// auditor).
+    pub(super) fn new(participating: bool) -> Self {
+        Rejoin {
+            participating,
+            observing: None,
+            joined_above: Round(0),
+        }
+    }
+
     /// Whether this replica observes.
     pub(super) fn observing(&self) -> bool {
         self.observing.is_some()
@@ -183,7 +198,7 @@ impl Node {
         if !self.rejoin.try_join(top, quorum, self.config.round_window) {
             return;
         }
-        self.config.participate = true;
+        self.rejoin.participating = true;
         self.counters.rejoined = true;
         step.writes.push(Durable::Joined { above: top });
     }

@@ -70,12 +70,12 @@ impl Node {
             Durable::Coin(c) => self.commit.restore_coin(*c),
             Durable::Observing => {
                 self.rejoin.start_observing();
-                self.config.participate = false;
+                self.rejoin.participating = false;
             }
             Durable::Joined { above } => {
                 let joined = self.rejoin.restore_joined(*above);
                 if joined {
-                    self.config.participate = true;
+                    self.rejoin.participating = true;
                 }
             }
             _ => {}
