@@ -99,7 +99,7 @@ pub fn run(iterations: u64) -> anyhow::Result<CoinBenchReport> {
             let mut c = SignatureCollector::new(&msg, n, f);
             let mut out = None;
             for (id, s) in &shares {
-                out = out.or(c.add(&verifier, *id, *s).signature);
+                out = out.or(c.add(&verifier, *id, *s).output.first().copied());
             }
             assert!(out.is_some(), "valid shares combine");
         });

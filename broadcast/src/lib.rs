@@ -92,8 +92,8 @@ pub use dag::Dag;
 pub use message::{Message, MessageKind};
 pub use node::{payload_len, Counters, Input, MemoryUse, Node, ResendCause, Served};
 pub use step::{
-    Checkpoint, CommittedBatch, Durable, Fault, FaultKind, Outgoing, Pledge, RoundDigests, Step,
-    Target, TimerKind, VoteKind,
+    Checkpoint, CommittedBatch, Durable, Fault, FaultKind, NodeStep, Outgoing, Output, Pledge,
+    RoundDigests, Step, Target, TimerKind, VoteKind,
 };
 pub use validity::{check_vertex, VertexError};
 pub use vertex::{last_round, leader_round, Digest, Report, Round, Vertex, VertexHash, VertexRef};

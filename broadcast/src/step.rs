@@ -408,37 +408,83 @@ pub struct Fault {
     pub kind: FaultKind,
 }
 
-/// Everything a node asks for in response to one input.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct Step {
-    /// Durable writes, to complete before `messages` are released.
-    pub writes: Vec<Durable>,
-    /// Messages to send.
-    pub messages: Vec<Outgoing>,
-    /// Newly committed batches, in order.
-    pub batches: Vec<CommittedBatch>,
-    /// Timers to set: fire [`crate::Input::Timer`] at the deadline.
-    pub timers: Vec<(Micros, TimerKind)>,
-    /// Faults detected.
-    pub faults: Vec<Fault>,
+/// Everything a node asks for in response to one input (belfry's one step
+/// shape, [`belfry_coin::step::Step`]): its [`Output`]s in order — durable
+/// writes, committed batches, timers —, its messages and its faults.
+/// Every [`Output::Write`] must be durable before any of the step's
+/// messages are released.
+pub type Step = belfry_coin::step::Step<Output, Outgoing, Fault>;
+
+/// One output of a node's step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A durable write, to complete before the step's messages are released.
+    Write(Durable),
+    /// A newly committed batch (batches come out in order).
+    Batch(CommittedBatch),
+    /// A timer to set: fire [`crate::Input::Timer`] at the deadline.
+    Timer(Micros, TimerKind),
 }
 
-impl Step {
-    /// Appends another step's effects after this one's.
-    pub fn extend(&mut self, other: Step) {
-        self.writes.extend(other.writes);
-        self.messages.extend(other.messages);
-        self.batches.extend(other.batches);
-        self.timers.extend(other.timers);
-        self.faults.extend(other.faults);
+/// A node's step read by kind of output, and built by it.
+pub trait NodeStep {
+    /// The durable writes, in order.
+    fn writes(&self) -> impl Iterator<Item = &Durable>;
+    /// The committed batches, in order.
+    fn batches(&self) -> impl Iterator<Item = &CommittedBatch>;
+    /// The timers asked for, in order.
+    fn timers(&self) -> impl Iterator<Item = (Micros, TimerKind)>;
+    /// Adds a durable write.
+    fn write(&mut self, record: Durable);
+    /// Adds a committed batch.
+    fn batch(&mut self, batch: CommittedBatch);
+    /// Asks for a timer at `at`.
+    fn timer(&mut self, at: Micros, kind: TimerKind);
+    /// Records a fault of `replica`.
+    fn blame(&mut self, replica: ReplicaId, kind: FaultKind);
+    /// Sends `message` to `to`.
+    fn send_to(&mut self, to: Target, message: Message);
+}
+
+impl NodeStep for Step {
+    fn writes(&self) -> impl Iterator<Item = &Durable> {
+        self.output.iter().filter_map(|o| match o {
+            Output::Write(d) => Some(d),
+            _ => None,
+        })
     }
 
-    pub(crate) fn fault(&mut self, replica: ReplicaId, kind: FaultKind) {
-        self.faults.push(Fault { replica, kind });
+    fn batches(&self) -> impl Iterator<Item = &CommittedBatch> {
+        self.output.iter().filter_map(|o| match o {
+            Output::Batch(b) => Some(b),
+            _ => None,
+        })
     }
 
-    pub(crate) fn send(&mut self, to: Target, message: Message) {
-        self.messages.push(Outgoing { to, message });
+    fn timers(&self) -> impl Iterator<Item = (Micros, TimerKind)> {
+        self.output.iter().filter_map(|o| match o {
+            Output::Timer(at, k) => Some((*at, *k)),
+            _ => None,
+        })
+    }
+
+    fn write(&mut self, record: Durable) {
+        self.push(Output::Write(record));
+    }
+
+    fn batch(&mut self, batch: CommittedBatch) {
+        self.push(Output::Batch(batch));
+    }
+
+    fn timer(&mut self, at: Micros, kind: TimerKind) {
+        self.push(Output::Timer(at, kind));
+    }
+
+    fn blame(&mut self, replica: ReplicaId, kind: FaultKind) {
+        self.fault(Fault { replica, kind });
+    }
+
+    fn send_to(&mut self, to: Target, message: Message) {
+        self.send(Outgoing { to, message });
     }
 }

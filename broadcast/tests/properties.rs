@@ -11,8 +11,8 @@ use belfry_broadcast::coin::{
     ThresholdCrypto, Wave,
 };
 use belfry_broadcast::{
-    Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, Report, Round, Vertex,
-    VertexHash, VertexRef, VoteKind,
+    Config, Digest, Durable, FaultKind, Input, Message, MessageKind, Node, NodeStep, Report, Round,
+    Vertex, VertexHash, VertexRef, VoteKind,
 };
 use belfry_world::nodes::*;
 use proptest::prelude::*;
@@ -101,7 +101,7 @@ fn replay(rec: &Recorded, seed: u64) -> Vec<(Wave, VertexRef, Vec<VertexRef>, [u
             .messages
             .iter()
             .all(|m| matches!(m.message, Message::FetchVertex(_))));
-        out.extend(step.batches.iter().map(summary));
+        out.extend(step.batches().map(summary));
     }
     out
 }

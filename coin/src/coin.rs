@@ -75,15 +75,9 @@ impl Coin {
     }
 }
 
-/// The result of handling a coin share.
-#[derive(Debug, Default, PartialEq, Eq)]
-#[must_use]
-pub struct CoinStep {
-    /// A coin revealed by this share.
-    pub coin: Option<Coin>,
-    /// Faulty shares detected.
-    pub faults: Vec<ShareFault>,
-}
+/// The result of handling a coin share: the coin it revealed, if it did
+/// (the output), and the faulty shares found. The coin sends nothing.
+pub type CoinStep = belfry_step::Step<Coin, belfry_step::Never, ShareFault>;
 
 /// The common coin of one replica: a share collector per wave and the revealed
 /// coins. Which waves it accepts shares for is the caller's policy (the DAG
@@ -146,20 +140,20 @@ impl CommonCoin {
             .collectors
             .entry(wave)
             .or_insert_with(|| SignatureCollector::new(&message, n, f));
-        let step = collector.add(crypto.for_wave(wave), from, share);
-        let coin = step.signature.map(|signature| Coin {
-            wave,
-            signature,
-            value: CoinValue::of(&signature),
-        });
-        if let Some(c) = coin {
+        let step = collector.add(crypto.for_wave(wave), from, share).map(
+            |signature| Coin {
+                wave,
+                signature,
+                value: CoinValue::of(&signature),
+            },
+            belfry_step::never,
+            |f| f,
+        );
+        if let Some(c) = step.output.first() {
             self.collectors.remove(&wave);
-            self.coins.insert(wave, c);
+            self.coins.insert(wave, *c);
         }
-        CoinStep {
-            coin,
-            faults: step.faults,
-        }
+        step
     }
 
     /// Installs a coin verified elsewhere (e.g. from a signed Tick).

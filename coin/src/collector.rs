@@ -28,15 +28,10 @@ pub struct ShareFault {
     pub kind: ShareFaultKind,
 }
 
-/// The result of adding one share.
-#[derive(Debug, Default, PartialEq, Eq)]
-#[must_use]
-pub struct CollectStep {
-    /// The group signature, in the step that first produced it (once only).
-    pub signature: Option<GroupSignature>,
-    /// Shares found faulty in this step.
-    pub faults: Vec<ShareFault>,
-}
+/// The result of adding one share: the group signature as the output, in
+/// the step that first produced it (once only), and the shares found
+/// faulty. A collector sends nothing.
+pub type CollectStep = belfry_step::Step<GroupSignature, belfry_step::Never, ShareFault>;
 
 /// Collects shares on one message from replica ids until `f + 1` valid ones
 /// combine into the group signature.
@@ -107,7 +102,7 @@ impl SignatureCollector {
     ) -> CollectStep {
         let mut step = CollectStep::default();
         if from.index() >= self.n {
-            step.faults.push(ShareFault {
+            step.fault(ShareFault {
                 replica: from,
                 kind: ShareFaultKind::UnknownReplica,
             });
@@ -118,7 +113,7 @@ impl SignatureCollector {
         }
         if let Some(previous) = self.pending.get(&from) {
             if *previous != share {
-                step.faults.push(ShareFault {
+                step.fault(ShareFault {
                     replica: from,
                     kind: ShareFaultKind::ConflictingShare,
                 });
@@ -158,7 +153,7 @@ impl SignatureCollector {
             if let Ok(sig) = crypto.combine(&self.message, &chosen) {
                 if crypto.verify_group(&self.message, &sig) {
                     self.signature = Some(sig);
-                    step.signature = Some(sig);
+                    step.push(sig);
                     return;
                 }
             }
@@ -175,7 +170,7 @@ impl SignatureCollector {
                 } else {
                     self.pending.remove(&id);
                     self.rejected.insert(id);
-                    step.faults.push(ShareFault {
+                    step.fault(ShareFault {
                         replica: id,
                         kind: ShareFaultKind::InvalidShare,
                     });
@@ -195,7 +190,7 @@ impl SignatureCollector {
         // group signature.
         if let Ok(sig) = crypto.combine(&self.message, &chosen) {
             self.signature = Some(sig);
-            step.signature = Some(sig);
+            step.push(sig);
         }
     }
 }

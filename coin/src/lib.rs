@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub use belfry_clock as clock;
+pub use belfry_step as step;
 
 mod bls;
 pub mod bytes;

@@ -28,7 +28,7 @@ use belfry_replica::coin::{
 use belfry_replica::journal::JournalRecord;
 use belfry_replica::timestamp::Entry;
 use belfry_replica::wire::{self, ClientRequest, PeerMessage};
-use belfry_replica::{CoreInput, CoreStep, CoreTimer, ReplicaConfig, ReplicaCore};
+use belfry_replica::{CoreInput, CoreStep, CoreTimer, Frame, ReplicaConfig, ReplicaCore};
 use belfry_world::LocalCluster;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -211,7 +211,10 @@ fn is_answer(m: &PeerMessage) -> bool {
 }
 
 fn collect(step: CoreStep, pending: &mut Vec<(Option<usize>, Vec<u8>)>) {
-    for (to, frame) in step.to_peers {
+    for (to, frame) in step.messages.into_iter().filter_map(|f| match f {
+        Frame::Peer(to, frame) => Some((to, frame)),
+        Frame::Client(..) => None,
+    }) {
         let to = match to {
             belfry_replica::broadcast::Target::All => None,
             belfry_replica::broadcast::Target::One(r) => Some(r.index()),

@@ -18,8 +18,8 @@ use belfry_replica::broadcast::coin::{
     ThresholdCrypto, Wave,
 };
 use belfry_replica::broadcast::{
-    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Message, Node, Report,
-    Round, Target, TimerKind, Vertex, VertexRef,
+    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Message, Node, NodeStep,
+    Output, Report, Round, Target, TimerKind, Vertex, VertexRef,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -226,18 +226,28 @@ impl Net {
         };
         let step = node.handle(self.now, input);
         // Durable writes first: they are "on disk" before anything is sent.
-        for w in &step.writes {
+        for w in step.writes() {
             if let Durable::OwnVertex(v) = w {
                 self.created[i].push(v.reference());
             }
         }
-        if self.keep_storage {
-            self.storage[i].extend(step.writes);
+        let mut timers = Vec::new();
+        for o in step.output {
+            match o {
+                Output::Write(w) => {
+                    if self.keep_storage {
+                        self.storage[i].push(w);
+                    }
+                }
+                Output::Batch(b) => {
+                    self.output_times[i].push(self.now);
+                    self.outputs[i].push(b);
+                }
+                Output::Timer(at, kind) => timers.push((at, kind)),
+            }
         }
-        self.output_times[i].extend(step.batches.iter().map(|_| self.now));
-        self.outputs[i].extend(step.batches);
         self.faults[i].extend(step.faults);
-        for (at, kind) in step.timers {
+        for (at, kind) in timers {
             self.schedule(at, Event::Timer { node: i, kind });
         }
         for out in step.messages {

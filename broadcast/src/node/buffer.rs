@@ -77,7 +77,7 @@ impl Node {
                 continue;
             }
             if let Some(bad) = v.references().find(|r| self.dag.contradicts(r)) {
-                step.fault(
+                step.blame(
                     v.author,
                     FaultKind::InvalidVertex {
                         hash,
@@ -99,7 +99,7 @@ impl Node {
             self.dag.insert(v.clone(), hash);
             self.own.note_delivered(&v, hash, self.commit.ordered());
             if !self.restoring {
-                step.writes.push(Durable::Delivered(v.clone()));
+                step.write(Durable::Delivered(v.clone()));
             }
             work.extend(self.buffer.take_waiters(&hash));
         }

@@ -116,7 +116,7 @@ impl OwnChain {
         if now < due && !full {
             if self.round_timer_due.is_none() {
                 self.round_timer_due = Some(due);
-                step.timers.push((due, TimerKind::RoundInterval));
+                step.timer(due, TimerKind::RoundInterval);
             }
             return true;
         }
@@ -433,7 +433,7 @@ impl Node {
         self.own.advance(own.clone(), reference, self.now);
         self.peer_rounds.set_own(self.config.me, round);
         self.counters.rounds_created += 1;
-        step.writes.push(Durable::OwnVertex(own));
+        step.write(Durable::OwnVertex(own));
         self.loopback.own_val_hash = Some((round, reference.hash));
         self.broadcast(Message::Val(v), step);
     }

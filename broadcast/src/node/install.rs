@@ -47,7 +47,7 @@ impl Node {
         }
         let ordered_any = self.order_caught_up(from, leaders, step);
         if ordered_any && !self.restoring {
-            step.writes.push(Durable::Checkpoint(self.checkpoint()));
+            step.write(Durable::Checkpoint(self.checkpoint()));
         }
     }
 
@@ -66,7 +66,7 @@ impl Node {
                 continue;
             }
             if let Err(why) = check_vertex(&self.config, &v) {
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::InvalidVertex {
                         hash: v.hash(),
@@ -114,7 +114,7 @@ impl Node {
             if !self.rbc.adopt(round, author, hash, &v) {
                 // Reliable broadcast delivered another vertex in this
                 // slot: a committed history cannot contain this one.
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::InvalidVertex {
                         hash,
@@ -145,7 +145,7 @@ impl Node {
             let Some(coin) =
                 Coin::from_signature(self.crypto.as_ref(), self.config.cluster_id, *w, *signature)
             else {
-                step.fault(from, FaultKind::BadCatchUpCoin { wave: *w });
+                step.blame(from, FaultKind::BadCatchUpCoin { wave: *w });
                 break;
             };
             let Some(leader) = self.dag.get(hash).cloned() else {
@@ -153,7 +153,7 @@ impl Node {
             };
             if leader.round != leader_round(*w) || leader.author != coin.value.leader(self.config.n)
             {
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::WrongCatchUpLeader {
                         wave: *w,
@@ -180,10 +180,10 @@ impl Node {
         self.own.forget_ordered(self.commit.ordered());
         self.collect_garbage(horizon, step);
         if !self.restoring {
-            step.writes.push(Durable::Checkpoint(self.checkpoint()));
+            step.write(Durable::Checkpoint(self.checkpoint()));
             // Everything above the new horizon is needed to order what comes
             // next: ask every peer for it now rather than on its next resend.
-            step.send(
+            step.send_to(
                 Target::All,
                 Message::FetchVotes {
                     from: horizon,

@@ -32,7 +32,8 @@ use crate::config::{Config, REJOIN_FAST_WINDOW};
 use crate::dag::Dag;
 use crate::message::Message;
 use crate::step::{
-    Checkpoint, CommittedBatch, Durable, FaultKind, RoundDigests, Step, Target, TimerKind, VoteKind,
+    Checkpoint, CommittedBatch, Durable, Fault, FaultKind, NodeStep, RoundDigests, Step, Target,
+    TimerKind, VoteKind,
 };
 use crate::validity::{check_vertex, VertexError};
 use crate::vertex::{last_round, leader_round, Report, Round, Vertex, VertexHash, VertexRef};
@@ -289,10 +290,10 @@ impl Node {
                 // lost): ask again.
                 self.say_hello(None, &mut step);
                 self.on_resend_timer(&mut step);
-                step.timers.push((
+                step.timer(
                     self.now.saturating_add(self.config.resend_interval),
                     TimerKind::Resend,
-                ));
+                );
             }
             Input::PeerReconnected(p) => {
                 if p.index() < self.config.n && p != self.config.me {
@@ -310,7 +311,7 @@ impl Node {
                 if !self.rejoin.observing() && self.rejoin.participating {
                     self.rejoin.start_observing();
                     self.rejoin.participating = false;
-                    step.writes.push(Durable::Observing);
+                    step.write(Durable::Observing);
                     self.say_hello(None, &mut step);
                 }
             }
@@ -337,10 +338,10 @@ impl Node {
         self.own
             .keep_fast_until(self.now.saturating_add(REJOIN_FAST_WINDOW));
         self.say_hello(None, step);
-        step.timers.push((
+        step.timer(
             self.now.saturating_add(self.config.resend_interval),
             TimerKind::Resend,
-        ));
+        );
         for p in 0..self.config.n {
             let p = ReplicaId(p as u16);
             if p != self.config.me {
@@ -393,7 +394,7 @@ impl Node {
 
     fn broadcast(&mut self, message: Message, step: &mut Step) {
         self.loopback.inbox.push_back(message.clone());
-        step.send(Target::All, message);
+        step.send_to(Target::All, message);
     }
 
     fn drain_inbox(&mut self, step: &mut Step) {
@@ -422,7 +423,7 @@ impl Node {
 
     fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
         if from.index() >= self.config.n {
-            step.fault(from, FaultKind::UnknownSender);
+            step.blame(from, FaultKind::UnknownSender);
             return;
         }
         if from != self.config.me {
@@ -450,7 +451,7 @@ impl Node {
             Message::VertexBody(v) => self.on_body(from, v, step),
             Message::FetchVotes { from: lo, to: hi } => {
                 if lo > hi {
-                    step.fault(from, FaultKind::InvertedRange { from: lo, to: hi });
+                    step.blame(from, FaultKind::InvertedRange { from: lo, to: hi });
                 } else if from != self.config.me {
                     let lo = lo.max(self.dag.horizon());
                     self.resend_to(from, lo, hi, ResendCause::FetchVotes, step);

@@ -143,15 +143,15 @@ impl Commit {
         share: SignatureShare,
         step: &mut Step,
     ) -> Option<Coin> {
-        let result = self.coin.handle_share(crypto, from, wave, share);
-        for f in result.faults {
-            let kind = match f.kind {
+        let coin = self.coin.handle_share(crypto, from, wave, share);
+        let coins = step.extend_with(coin, belfry_coin::step::never, |f| Fault {
+            replica: f.replica,
+            kind: match f.kind {
                 ShareFaultKind::UnknownReplica => FaultKind::UnknownSender,
                 _ => FaultKind::BadCoinShare { wave },
-            };
-            step.fault(f.replica, kind);
-        }
-        result.coin
+            },
+        });
+        coins.into_iter().next()
     }
 
     /// Adopts a coin catch-up verified.
@@ -263,7 +263,7 @@ impl Node {
         }
         let crypto = self.crypto.as_ref();
         if let Some(c) = self.commit.take_share(crypto, from, wave, share, step) {
-            step.writes.push(Durable::Coin(c));
+            step.write(Durable::Coin(c));
         }
     }
 
@@ -346,7 +346,7 @@ impl Node {
         self.commit.decided(w);
         let checkpoint = self.checkpoint();
         if !self.restoring {
-            step.writes.push(Durable::Checkpoint(checkpoint));
+            step.write(Durable::Checkpoint(checkpoint));
         }
     }
 
@@ -416,7 +416,7 @@ impl Node {
         // state as one that committed it directly.
         if let Some(coin) = coin {
             let (order, order_state) = self.commit.batch_order(w);
-            step.batches.push(CommittedBatch {
+            step.batch(CommittedBatch {
                 wave: w,
                 leader: leader_ref,
                 coin,

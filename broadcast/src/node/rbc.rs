@@ -162,7 +162,7 @@ impl Rbc {
         let slot = Self::touch(&mut self.slots, (round, author), now);
         match &slot.val {
             Some((existing, _)) if *existing != hash => {
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::Equivocation {
                         round,
@@ -177,7 +177,7 @@ impl Rbc {
                 if let Some(voted) = slot.author_vote(author).filter(|h| *h != hash) {
                     // The author voted in its own slot for another vertex
                     // than the VAL it sent here: it sent two VALs.
-                    step.fault(
+                    step.blame(
                         from,
                         FaultKind::Equivocation {
                             round,
@@ -211,7 +211,7 @@ impl Rbc {
             // An honest author votes in its own slot only for the one VAL
             // it sent everyone (a slot's `val` is the author's own VAL).
             if let Some((val, _)) = slot.val.as_ref().filter(|(h, _)| *h != hash) {
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::Equivocation {
                         round,
@@ -228,7 +228,7 @@ impl Rbc {
         match votes.get(&from) {
             Some(h) if *h != hash => {
                 let first = *h;
-                step.fault(
+                step.blame(
                     from,
                     FaultKind::ConflictingVote {
                         kind,
@@ -462,7 +462,7 @@ impl Rbc {
 impl Node {
     pub(super) fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
         if v.author != from {
-            step.fault(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
+            step.blame(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
             return;
         }
         // The claim counts for the window estimate even when out of window.
@@ -471,7 +471,7 @@ impl Node {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
-            step.fault(
+            step.blame(
                 from,
                 FaultKind::InvalidVertex {
                     hash: v.hash(),
@@ -489,7 +489,7 @@ impl Node {
             return;
         };
         if self.may_sign(round) && self.rbc.cast(VoteKind::Echo, round, author, hash) {
-            step.writes.push(Durable::Vote {
+            step.write(Durable::Vote {
                 kind: VoteKind::Echo,
                 round,
                 author,
@@ -518,7 +518,7 @@ impl Node {
         step: &mut Step,
     ) {
         if author.index() >= self.config.n {
-            step.fault(from, FaultKind::VoteForUnknownAuthor { round, author });
+            step.blame(from, FaultKind::VoteForUnknownAuthor { round, author });
             return;
         }
         if round.0 == 0 || !self.in_window(round) {
@@ -535,7 +535,7 @@ impl Node {
                 || readies >= self.config.ready_amplify_threshold())
             && self.rbc.cast(VoteKind::Ready, round, author, hash)
         {
-            step.writes.push(Durable::Vote {
+            step.write(Durable::Vote {
                 kind: VoteKind::Ready,
                 round,
                 author,
@@ -560,7 +560,7 @@ impl Node {
             return;
         }
         if let Err(why) = check_vertex(&self.config, &v) {
-            step.fault(from, FaultKind::InvalidVertex { hash, why });
+            step.blame(from, FaultKind::InvalidVertex { hash, why });
             return;
         }
         let (round, author) = (v.round, v.author);
@@ -585,7 +585,7 @@ impl Node {
             }
             Delivery::Fetch { hash, holders } => {
                 for r in holders {
-                    step.send(Target::One(r), Message::FetchVertex(hash));
+                    step.send_to(Target::One(r), Message::FetchVertex(hash));
                 }
             }
             Delivery::Nothing => {}

@@ -216,7 +216,7 @@ impl Node {
         let held = self.dag.len();
         let (pace, resend) = (self.pace(), self.config.resend_interval);
         if let Some(at) = self.recovery.watch(grown, held, self.now, pace, resend) {
-            step.timers.push((at, TimerKind::Stall));
+            step.timer(at, TimerKind::Stall);
         }
     }
 
@@ -245,7 +245,7 @@ impl Node {
             }
         }
         for (from, to) in asks {
-            step.send(Target::All, Message::FetchVotes { from, to });
+            step.send_to(Target::All, Message::FetchVotes { from, to });
         }
         self.counters.stall_fetches += 1;
         self.recovery.backed_off(self.now, pace, resend);
@@ -261,7 +261,7 @@ impl Node {
                 (lo.min(r), hi.max(r))
             });
         if lo <= hi {
-            step.send(Target::All, Message::FetchVotes { from: lo, to: hi });
+            step.send_to(Target::All, Message::FetchVotes { from: lo, to: hi });
         }
         // Slots with a READY quorum whose body never arrived (the request or
         // the answer was lost): ask again.
@@ -317,7 +317,7 @@ impl Node {
             let len = v.canonical_len();
             room = budget.charge(len);
             sent += len;
-            step.send(Target::One(peer), Message::Val((**v).clone()));
+            step.send_to(Target::One(peer), Message::Val((**v).clone()));
         }
         for ((round, author), slot) in self.rbc.slots_from(lo) {
             if *round > hi || !room {
@@ -330,7 +330,7 @@ impl Node {
                 room = budget.charge(VOTE_BYTES);
                 sent += VOTE_BYTES;
                 let (round, author) = (*round, *author);
-                step.send(
+                step.send_to(
                     Target::One(peer),
                     match kind {
                         VoteKind::Echo => Message::Echo {
@@ -353,7 +353,7 @@ impl Node {
             }
             room = budget.charge(COIN_SHARE_BYTES);
             sent += COIN_SHARE_BYTES;
-            step.send(
+            step.send_to(
                 Target::One(peer),
                 Message::CoinShare {
                     wave: *w,
@@ -389,6 +389,6 @@ impl Node {
         if let Some(b) = self.counters.resent_bytes_per_peer.get_mut(peer.index()) {
             *b += len as u64;
         }
-        step.send(Target::One(peer), Message::VertexBody((**v).clone()));
+        step.send_to(Target::One(peer), Message::VertexBody((**v).clone()));
     }
 }

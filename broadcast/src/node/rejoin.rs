@@ -128,7 +128,7 @@ impl Node {
     /// answered yet for its round.
     pub(super) fn say_hello(&mut self, to: Option<ReplicaId>, step: &mut Step) {
         for p in self.rejoin.ask(self.config.n, self.config.me, to) {
-            step.send(Target::One(p), Message::Hello);
+            step.send_to(Target::One(p), Message::Hello);
         }
     }
 
@@ -163,7 +163,7 @@ impl Node {
             },
         );
         let yours = self.rbc.last_round_from(peer);
-        step.send(Target::One(peer), Message::Status { round, yours });
+        step.send_to(Target::One(peer), Message::Status { round, yours });
     }
 
     /// Whether this replica observes (it started without durable state and
@@ -200,6 +200,6 @@ impl Node {
         }
         self.rejoin.participating = true;
         self.counters.rejoined = true;
-        step.writes.push(Durable::Joined { above: top });
+        step.write(Durable::Joined { above: top });
     }
 }

@@ -50,7 +50,9 @@
 //! - *Local clocks*: every `now` is the replica's local time, and timer
 //!   deadlines are local times too; the driver converts.
 
-use crate::core::{ClientId, CoreFault, CoreInput, CoreStep, CoreTimer, ReplicaConfig};
+use crate::core::{
+    ClientId, CoreFault, CoreInput, CoreOutput, CoreStep, CoreTimer, Frame, ReplicaConfig,
+};
 use crate::journal::{Journal, JournalRecord, Recovered, RestoreError, Snapshot, TurnRecord};
 use crate::ReplicaCore;
 use belfry_broadcast::clock::Micros;
@@ -360,24 +362,33 @@ impl<J: Journal> Host<J> {
         true
     }
 
+    /// Takes one step into the open turn, by kind.
     fn absorb(&mut self, step: CoreStep) {
         let t = &mut self.open;
-        for (deadline, timer) in step.timers {
-            let set = self.timers.arm(timer, deadline);
-            t.timers.retain(|s| s.timer != timer);
-            t.timers.push(set);
+        for o in step.output {
+            match o {
+                CoreOutput::Write(d) => t.writes.push(d),
+                CoreOutput::Appended(e) => t.appended.push(e),
+                CoreOutput::Head(h) => t.heads.push(h),
+                CoreOutput::Timer(deadline, timer) => {
+                    let set = self.timers.arm(timer, deadline);
+                    t.timers.retain(|s| s.timer != timer);
+                    t.timers.push(set);
+                }
+                #[cfg(feature = "sim-hooks")]
+                CoreOutput::HeldBack(held) => {
+                    t.held_back += held.len();
+                    t.held.extend(held);
+                }
+            }
         }
-        append(&mut t.to_peers, step.to_peers);
-        append(&mut t.to_clients, step.to_clients);
+        for f in step.messages {
+            match f {
+                Frame::Peer(to, frame) => t.to_peers.push((to, frame)),
+                Frame::Client(client, frame) => t.to_clients.push((client, frame)),
+            }
+        }
         append(&mut t.faults, step.faults);
-        append(&mut t.appended, step.appended);
-        append(&mut t.heads, step.heads);
-        append(&mut t.writes, step.writes);
-        #[cfg(feature = "sim-hooks")]
-        {
-            append(&mut t.held, step.held);
-            t.held_back += step.held_back;
-        }
     }
 
     /// Seals the open turn: its record goes to the journal (not yet

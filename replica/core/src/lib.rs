@@ -22,8 +22,8 @@ pub mod host;
 pub mod journal;
 
 pub use crate::core::{
-    CatchUpFault, CheckpointConfig, ClientId, ClientReads, CoreFault, CoreInput, CoreStep,
-    CoreTimer, HeadShareFault, ReplicaConfig, ReplicaCore, CLIENT_READ_BURST_BYTES,
-    CLIENT_READ_BYTES_PER_S, COSIGNATURE_FUTURE_SLACK_S,
+    CatchUpFault, CheckpointConfig, ClientId, ClientReads, CoreFault, CoreInput, CoreOutput,
+    CoreStep, CoreStepExt, CoreTimer, Frame, HeadShareFault, ReplicaConfig, ReplicaCore,
+    CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S, COSIGNATURE_FUTURE_SLACK_S,
 };
 pub use crate::host::{Host, HostConfig, HostError, Released};

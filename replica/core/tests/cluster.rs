@@ -13,7 +13,7 @@ use belfry_replica::timestamp::{verify_consistency, verify_receipt, Entry, Recei
 use belfry_replica::wire::{
     self, ClientError, ClientMessage, ClientPush, ClientRequest, ClientResponse,
 };
-use belfry_replica::CoreInput;
+use belfry_replica::{CoreInput, CoreStepExt};
 use belfry_world::LocalCluster;
 use common::GENESIS;
 use std::collections::BTreeSet;
@@ -250,14 +250,15 @@ fn pending_digests_beyond_the_limit_get_backpressure() {
                 frame: wire::encode(&ClientRequest::Submit(ds)).unwrap(),
             },
         );
-        step.to_clients
-            .iter()
+        let response = step
+            .to_clients()
             .map(|(_, f)| wire::decode_message(f).unwrap())
             .find_map(|m| match m {
                 ClientMessage::Answer { response, .. } => Some(response),
                 ClientMessage::Push { .. } => None,
             })
-            .unwrap()
+            .unwrap();
+        response
     };
     assert_eq!(
         submit(&mut core, digests(8)),
@@ -305,14 +306,15 @@ fn a_gone_client_is_forgotten_and_each_client_is_limited() {
     let ask = |core: &mut ReplicaCore, client: u64, request: ClientRequest| {
         let frame = wire::encode_call(&wire::ClientCall { id: 42, request }).unwrap();
         let step = core.handle(GENESIS, CoreInput::Client { client, frame });
-        step.to_clients
-            .iter()
+        let response = step
+            .to_clients()
             .map(|(_, f)| wire::decode_message(f).unwrap())
             .find_map(|m| match m {
                 ClientMessage::Answer { id: 42, response } => Some(response),
                 _ => None,
             })
-            .unwrap()
+            .unwrap();
+        response
     };
     assert_eq!(
         ask(&mut core, 1, ClientRequest::Submit(digests(8))),

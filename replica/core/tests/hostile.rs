@@ -7,7 +7,7 @@ mod common;
 
 use belfry_replica::coin::{ClusterParams, MockCrypto, Policy, ReplicaId, ThresholdCrypto};
 use belfry_replica::wire::{self, ClientMessage, ClientRequest, ClientResponse};
-use belfry_replica::{CoreInput, ReplicaConfig, ReplicaCore};
+use belfry_replica::{CoreInput, CoreStepExt, ReplicaConfig, ReplicaCore};
 use common::GENESIS;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ proptest! {
         }
         // Still serving: a well-formed request gets a well-formed answer.
         let step = c.handle(GENESIS, CoreInput::Client { client: 4, frame: wire::encode(&ClientRequest::TreeHead).unwrap() });
-        let reply = wire::decode_message(&step.to_clients.last().unwrap().1).unwrap();
+        let reply = wire::decode_message(step.to_clients().last().unwrap().1).unwrap();
         let is_head = matches!(reply, ClientMessage::Answer { response: ClientResponse::TreeHead(_), .. });
         prop_assert!(is_head);
     }

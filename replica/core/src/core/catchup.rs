@@ -129,7 +129,7 @@ impl ReplicaCore {
         match wire::encode(m) {
             Ok(frame) => {
                 let len = frame.len();
-                out.to_peers.push((to, frame));
+                out.to_peer(to, frame);
                 len
             }
             Err(_) => {
@@ -140,7 +140,7 @@ impl ReplicaCore {
     }
 
     pub(super) fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
-        out.timers.push((deadline, CoreTimer::CatchUp));
+        out.timer(deadline, CoreTimer::CatchUp);
     }
 
     /// Starts a catch-up when the replica lags; moves a running one on

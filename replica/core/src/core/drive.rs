@@ -17,30 +17,38 @@ impl ReplicaCore {
         self.node
             .set_external_work(!self.intake.is_empty() || self.sequencer.pending_len() > 0);
         let step = self.node.handle(self.now, input);
-        for w in &step.writes {
+        for w in step.writes() {
             if let Durable::Delivered(v) = w {
                 if v.author != self.config.broadcast.me {
                     self.scan_for_rereports(v);
                 }
             }
         }
-        if out.writes.is_empty() {
-            out.writes = step.writes;
-        } else {
-            out.writes.extend(step.writes);
+        // The node's step joins the core's: its messages as frames, its
+        // faults attributed to the broadcast layer, its outputs back here.
+        // Messages are bounded well under max_frame, so a frame that fails
+        // to encode is a local bug: the replica stops (see `send_peer`),
+        // and a stopped replica's turn is never released, so the empty
+        // frame put in its place never leaves.
+        let mut unencodable = false;
+        let encode = |m: belfry_broadcast::Outgoing| {
+            let frame = wire::encode(&PeerMessage::Broadcast(m.message));
+            unencodable |= frame.is_err();
+            Frame::Peer(m.to, frame.unwrap_or_default())
+        };
+        let outputs = out.extend_with(step, encode, CoreFault::Broadcast);
+        if unencodable {
+            self.poison("a message to peers failed to encode");
         }
-        out.to_peers.reserve(step.messages.len());
-        for m in step.messages {
-            self.send_peer(m.to, &PeerMessage::Broadcast(m.message), out);
+        let mut batches = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Write(d) => out.push(CoreOutput::Write(d)),
+                Output::Timer(at, k) => out.timer(at, CoreTimer::Broadcast(k)),
+                Output::Batch(b) => batches.push(b),
+            }
         }
-        out.timers.extend(
-            step.timers
-                .into_iter()
-                .map(|(at, k)| (at, CoreTimer::Broadcast(k))),
-        );
-        out.faults
-            .extend(step.faults.into_iter().map(CoreFault::Broadcast));
-        for batch in &step.batches {
+        for batch in &batches {
             self.append_batch(batch, out);
         }
         // Batches just sequenced can leave digests held back (and delivered
@@ -83,7 +91,7 @@ impl ReplicaCore {
             self.intake.logged(&d.digest);
             self.on_logged(d.digest, index);
         }
-        out.appended.push(entry);
+        out.push(CoreOutput::Appended(entry));
     }
 
     pub(super) fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
@@ -98,9 +106,8 @@ impl ReplicaCore {
         };
         let sb = self.sequencer.sequence(batch, &reads);
         #[cfg(feature = "sim-hooks")]
-        {
-            out.held_back += sb.held_back;
-            out.held.extend(sb.held.iter().map(|d| d.0));
+        if !sb.held.is_empty() {
+            out.push(CoreOutput::HeldBack(sb.held.iter().map(|d| d.0).collect()));
         }
         out.faults
             .extend(sb.faults.into_iter().map(CoreFault::Broadcast));

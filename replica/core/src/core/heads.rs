@@ -8,6 +8,7 @@
 //! and announces the heads it completes.
 
 use super::*;
+use belfry_broadcast::coin::step::{never, Never};
 
 /// Tree heads being signed and shares for heads not started yet.
 ///
@@ -34,14 +35,9 @@ struct Signing {
     wave: Wave,
 }
 
-/// What adding shares to a head did.
-#[derive(Debug, Default)]
-pub(super) struct Signed {
-    /// Shares found faulty.
-    pub(super) faults: Vec<ShareFault>,
-    /// The head, if it is now complete.
-    pub(super) head: Option<SignedTreeHead>,
-}
+/// What adding shares to a head did: the head, if it is now complete (the
+/// output), and the shares found faulty. Signing sends nothing itself.
+pub(super) type Signed = belfry_broadcast::coin::step::Step<SignedTreeHead, Never, ShareFault>;
 
 impl HeadSigner {
     /// Whether no head is being signed.
@@ -78,12 +74,12 @@ impl HeadSigner {
         let mut out = Signed::default();
         let mut signature = None;
         for (from, share) in shares {
-            let step = collector.add(crypto.for_wave(wave), from, share);
-            out.faults.extend(step.faults);
-            signature = signature.or(step.signature);
+            let added = collector.add(crypto.for_wave(wave), from, share);
+            let signatures = out.extend_with(added, never, |f| f);
+            signature = signature.or(signatures.into_iter().next());
         }
         match signature {
-            Some(signature) => out.head = Some(SignedTreeHead { head, signature }),
+            Some(signature) => out.push(SignedTreeHead { head, signature }),
             None => {
                 let signing = Signing {
                     head,
@@ -112,17 +108,12 @@ impl HeadSigner {
         crypto: &dyn ThresholdCrypto,
     ) -> Option<Signed> {
         let s = self.signing.get_mut(&tree_size)?;
-        let step = s.collector.add(crypto.for_wave(s.wave), from, share);
-        let mut out = Signed {
-            faults: step.faults,
-            head: None,
-        };
-        if let Some(signature) = step.signature {
-            let head = s.head;
+        let head = s.head;
+        let added = s.collector.add(crypto.for_wave(s.wave), from, share);
+        if !added.output.is_empty() {
             self.signing.remove(&tree_size);
-            out.head = Some(SignedTreeHead { head, signature });
         }
-        Some(out)
+        Some(added.map(|signature| SignedTreeHead { head, signature }, never, |f| f))
     }
 
     /// Keeps a share for a size the local log has not reached (within the
@@ -159,7 +150,7 @@ impl ReplicaCore {
     fn arm_head_timer(&self, out: &mut CoreStep) {
         if !self.heads.is_idle() {
             let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
-            out.timers.push((at, CoreTimer::HeadShares));
+            out.timer(at, CoreTimer::HeadShares);
         }
     }
 
@@ -200,9 +191,9 @@ impl ReplicaCore {
         let signed = self
             .heads
             .start(head, wave, (me, own), &message, &*self.crypto, n_f);
-        if signed.head.is_none() && was_idle {
+        if signed.output.is_empty() && was_idle {
             let at = self.now.saturating_add(HEAD_RESEND_INTERVAL);
-            out.timers.push((at, CoreTimer::HeadShares));
+            out.timer(at, CoreTimer::HeadShares);
         }
         self.signed(head.tree_size, signed, out);
     }
@@ -210,22 +201,19 @@ impl ReplicaCore {
     /// Records what adding shares did: faults, and a completed head stored
     /// and announced.
     fn signed(&mut self, tree_size: u64, signed: Signed, out: &mut CoreStep) {
-        for f in signed.faults {
-            let kind = match f.kind {
+        let heads = out.extend_with(signed, never, |f| CoreFault::HeadShare {
+            replica: f.replica,
+            tree_size,
+            kind: match f.kind {
                 ShareFaultKind::ConflictingShare => HeadShareFault::Conflicting,
                 ShareFaultKind::InvalidShare | ShareFaultKind::UnknownReplica => {
                     HeadShareFault::Invalid
                 }
-            };
-            out.faults.push(CoreFault::HeadShare {
-                replica: f.replica,
-                tree_size,
-                kind,
-            });
-        }
-        if let Some(sth) = signed.head {
+            },
+        });
+        for sth in heads {
             self.log.put_head(&sth);
-            out.heads.push(sth);
+            out.push(CoreOutput::Head(sth));
         }
     }
 

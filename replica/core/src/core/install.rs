@@ -276,7 +276,7 @@ impl ReplicaCore {
             && self.log.root_at(size).is_ok_and(|r| r == i.head.head.root)
         {
             self.log.put_head(&i.head);
-            out.heads.push(i.head);
+            out.push(CoreOutput::Head(i.head));
         }
         // A partial replay (the peer held only some of the histories)
         // leaves the rest to the next catch-up, from the new log length.
@@ -405,7 +405,7 @@ impl ReplicaCore {
         }
         if i.head.head.tree_size == tree_size {
             self.log.put_head(&i.head);
-            out.heads.push(i.head);
+            out.push(CoreOutput::Head(i.head));
         }
         self.sequencer = restored;
         self.catchup.installed += 1;

@@ -46,8 +46,8 @@ use belfry_broadcast::coin::{
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS, MAX_QUEUED_REPORTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
 use belfry_broadcast::{
-    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, Report, Target,
-    TimerKind,
+    Checkpoint, CommittedBatch, Config, Digest, Durable, Fault, Input, Node, NodeStep, Output,
+    Report, Target, TimerKind,
 };
 use belfry_timestamp::checkpoint::{self, NoteSigner, VerifierKey};
 use belfry_timestamp::store::{LogReadError, LogStore, MemoryLog};
@@ -71,6 +71,7 @@ mod intake;
 mod notes;
 mod restore;
 mod serve;
+mod step;
 
 pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
@@ -81,6 +82,7 @@ pub use config::{CheckpointConfig, ReplicaConfig};
 pub use faults::{CatchUpFault, CoreFault, HeadShareFault};
 pub use notes::COSIGNATURE_FUTURE_SLACK_S;
 pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
+pub use step::{CoreOutput, CoreStep, CoreStepExt, Frame};
 
 /// A client connection's id, assigned by the driver.
 pub type ClientId = u64;
@@ -161,36 +163,6 @@ impl CoreTimer {
             CoreTimer::HeadShares => 4,
         }
     }
-}
-
-/// What one input asks for: `writes`, `appended` and `heads` (and the
-/// sequencer's changes, [`ReplicaCore::take_sequencer_update`]) must be
-/// durable before the frames are sent and the timers armed. The
-/// [`crate::host::Host`] gathers the steps of a turn and does exactly that.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct CoreStep {
-    /// Broadcast-layer durable writes.
-    pub writes: Vec<Durable>,
-    /// Log entries appended, in order.
-    pub appended: Vec<Entry>,
-    /// Newly signed tree heads.
-    pub heads: Vec<SignedTreeHead>,
-    /// Frames to peers.
-    pub to_peers: Vec<(Target, Vec<u8>)>,
-    /// Frames to clients.
-    pub to_clients: Vec<(ClientId, Vec<u8>)>,
-    /// Timers (local-clock deadlines).
-    pub timers: Vec<(Micros, CoreTimer)>,
-    /// Faults.
-    pub faults: Vec<CoreFault>,
-    /// Ready digests held back by the hold-back rule in this step's
-    /// batches (for the simulator's M7; only with `sim-hooks`).
-    #[cfg(feature = "sim-hooks")]
-    pub held_back: usize,
-    /// Which digests were held back (likewise).
-    #[cfg(feature = "sim-hooks")]
-    pub held: Vec<[u8; 32]>,
 }
 
 impl DigestIndex for Reads<'_> {

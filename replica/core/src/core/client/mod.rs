@@ -551,7 +551,7 @@ fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) -> usize 
     match wire::encode_message(message) {
         Ok(frame) => {
             let len = frame.len();
-            out.to_clients.push((client, frame));
+            out.to_client(client, frame);
             len
         }
         Err(e) => {
@@ -567,7 +567,7 @@ fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) -> usize 
             match wire::encode_message(&error) {
                 Ok(frame) => {
                     let len = frame.len();
-                    out.to_clients.push((client, frame));
+                    out.to_client(client, frame);
                     len
                 }
                 Err(_) => 0,
