@@ -167,8 +167,7 @@ impl<J: HostedJournal, X> World<J, X> {
             }
             Disk::Files(dir) => {
                 let (j, recovered) = J::open_files(&dir)?;
-                let log = FileLog::open(&dir.join("log"))
-                    .map_err(|e| HostError::LogStore(e.to_string()))?;
+                let log = FileLog::open(&dir.join("log"))?;
                 (j, recovered, Box::new(log))
             }
         };
@@ -248,8 +247,7 @@ impl<J: HostedJournal, X> World<J, X> {
     pub fn move_to_files(&mut self, i: usize, dir: &Path) -> Result<(), HostError> {
         self.crash(i, CrashMode::LoseUnsynced);
         if let Some(Disk::Memory(j, l)) = self.replicas[i].disk.take() {
-            let mut log =
-                FileLog::open(&dir.join("log")).map_err(|e| HostError::LogStore(e.to_string()))?;
+            let mut log = FileLog::open(&dir.join("log"))?;
             for k in log.len()..l.len() {
                 if let Some(e) = l.entry(k)? {
                     log.append(&e);

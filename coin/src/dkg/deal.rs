@@ -107,6 +107,42 @@ fn slot_proof_holds(
         == blsttc::blstrs::pairing(&u, &slot_hash(dealer, to, &u))
 }
 
+/// Why a deal does not parse or verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DealError {
+    /// Not the length `(n, f)` gives.
+    #[error("{got} bytes, expected {expected}")]
+    Length {
+        /// Bytes given.
+        got: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+    /// A commitment point off the curve.
+    #[error("the commitment holds a point that is not on the curve")]
+    CommitmentPoint,
+    /// A commitment of the wrong degree.
+    #[error("the commitment has degree {degree}, not f = {f}")]
+    Degree {
+        /// Its degree.
+        degree: usize,
+        /// The fault bound.
+        f: usize,
+    },
+    /// A refresh deal that does not share zero.
+    #[error("a refresh deal must share zero: its commitment's constant is not the identity")]
+    RefreshNotZero,
+    /// A row that is not a valid ciphertext.
+    #[error("the row for participant {0} is not a valid ciphertext")]
+    BadRow(usize),
+    /// A row not bound to this dealer's slot.
+    #[error(
+        "the row for participant {0} is not bound to this dealer's slot \
+         (a row copied from another deal, or a bad slot proof)"
+    )]
+    NotBound(usize),
+}
+
 impl Deal {
     /// Draws a polynomial and deals its rows to `keys` (one per
     /// participant, by id). The polynomial is dropped (and cleared) before
@@ -171,28 +207,27 @@ impl Deal {
     /// Parses a deal: exactly the length `(n, f)` gives, a commitment of
     /// whole valid points, and `n` ciphertexts that pass blsttc's check
     /// (a pairing each: one not made by encrypting is refused).
-    pub fn from_bytes(params: Params, dealer: usize, bytes: &[u8]) -> Result<Deal, String> {
+    pub fn from_bytes(params: Params, dealer: usize, bytes: &[u8]) -> Result<Deal, DealError> {
         let c = params.commitment_bytes();
         let r = params.row_ciphertext_bytes() + SLOT_PROOF_BYTES;
         let expected = c + params.n * r;
         if bytes.len() != expected {
-            return Err(format!("{} bytes, expected {expected}", bytes.len()));
+            return Err(DealError::Length {
+                got: bytes.len(),
+                expected,
+            });
         }
         let (commitment, rows) = bytes.split_at(c);
         let commitment = blsttc::poly::BivarCommitment::from_bytes(commitment.to_vec())
-            .map_err(|_| "the commitment holds a point that is not on the curve".to_string())?;
+            .map_err(|_| DealError::CommitmentPoint)?;
         if commitment.degree() != params.f {
-            return Err(format!(
-                "the commitment has degree {}, not f = {}",
-                commitment.degree(),
-                params.f
-            ));
+            return Err(DealError::Degree {
+                degree: commitment.degree(),
+                f: params.f,
+            });
         }
         if params.refresh && commitment.evaluate(0u64, 0u64).to_compressed() != identity() {
-            return Err(
-                "a refresh deal must share zero: its commitment's constant is not the identity"
-                    .to_string(),
-            );
+            return Err(DealError::RefreshNotZero);
         }
         let mut cts = Vec::with_capacity(params.n);
         let mut proofs = Vec::with_capacity(params.n);
@@ -201,17 +236,12 @@ impl Deal {
             let ct = blsttc::Ciphertext::from_bytes(ct)
                 .ok()
                 .filter(blsttc::Ciphertext::verify)
-                .ok_or_else(|| format!("the row for participant {j} is not a valid ciphertext"))?;
+                .ok_or(DealError::BadRow(j))?;
             let mut p = [0u8; SLOT_PROOF_BYTES];
             p.copy_from_slice(proof);
             let proof = Option::<blsttc::G2Affine>::from(blsttc::G2Affine::from_compressed(&p))
                 .filter(|p| slot_proof_holds(dealer, j, &ct, p))
-                .ok_or_else(|| {
-                    format!(
-                        "the row for participant {j} is not bound to this dealer's slot \
-                         (a row copied from another deal, or a bad slot proof)"
-                    )
-                })?;
+                .ok_or(DealError::NotBound(j))?;
             cts.push(ct);
             proofs.push(proof);
         }

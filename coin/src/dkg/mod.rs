@@ -81,10 +81,10 @@ mod keys;
 mod qualify;
 mod verify;
 
-pub use deal::Deal;
+pub use deal::{Deal, DealError};
 pub use keys::{DecryptionKey, EncryptionKey};
 pub use qualify::{qualify, Exclusion, Fault, FaultKind, Outcome, Transcript};
-pub use verify::{Checked, RowFault, Verification};
+pub use verify::{Checked, RowFault, Verification, VerificationError};
 
 use crate::dealer::{PublicKeys, SecretShare};
 

@@ -2,7 +2,8 @@
 //! gives: the same public keys for everyone, and each participant's own
 //! secret share.
 
-use super::verify::{open_row, row_from_plaintext, Judgement};
+use super::verify::{open_row, row_from_plaintext, Judgement, VerificationError};
+use super::DealError;
 use super::{
     public_keys, secret_share, Deal, DkgError, EncryptionKey, Params, RowFault, Verification,
 };
@@ -31,9 +32,9 @@ pub enum FaultKind {
     /// Signed two different deals or two different verifications.
     Equivocation,
     /// Its deal does not parse or verify.
-    BadDeal(String),
+    BadDeal(DealError),
     /// Its verification does not parse.
-    BadVerification(String),
+    BadVerification(VerificationError),
     /// Its row for `complainant` is bad, as `complainant`'s verified
     /// decryption share shows.
     BadRow {

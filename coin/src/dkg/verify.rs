@@ -174,24 +174,27 @@ impl Verification {
     /// increasing order, every length as `(n, f)` gives, every point valid.
     /// Ack values are checked only by their recipients (they are
     /// encrypted), so a bad one costs its recipient one value of `2f + 1`.
-    pub fn from_bytes(params: Params, bytes: &[u8]) -> Result<Verification, String> {
+    pub fn from_bytes(params: Params, bytes: &[u8]) -> Result<Verification, VerificationError> {
         let mut rest = bytes;
         let count = usize::from(u16::from_be_bytes(take::<2>(&mut rest)?));
         if count > params.n {
-            return Err(format!("{count} entries for {} dealers", params.n));
+            return Err(VerificationError::TooManyEntries {
+                count,
+                dealers: params.n,
+            });
         }
         let mut v = Verification::default();
         for _ in 0..count {
             let dealer = usize::from(u16::from_be_bytes(take::<2>(&mut rest)?));
             if dealer >= params.n {
-                return Err(format!("an entry for dealer {dealer}, not a participant"));
+                return Err(VerificationError::NotADealer(dealer));
             }
             if v.entries
                 .keys()
                 .next_back()
                 .is_some_and(|&last| last >= dealer)
             {
-                return Err(format!("dealer {dealer}: entries out of order or repeated"));
+                return Err(VerificationError::OutOfOrder(dealer));
             }
             let hash = take::<32>(&mut rest)?;
             let judgement = match take::<1>(&mut rest)?[0] {
@@ -201,23 +204,27 @@ impl Verification {
                     for i in 0..params.n {
                         let b = take_slice(&mut rest, size)?;
                         values.push(blsttc::Ciphertext::from_bytes(b).map_err(|_| {
-                            format!("dealer {dealer}: the value for participant {i} is not a ciphertext")
+                            VerificationError::BadValue {
+                                dealer,
+                                participant: i,
+                            }
                         })?);
                     }
                     Judgement::Ack(values)
                 }
                 COMPLAINT => {
                     let b = take::<G1_BYTES>(&mut rest)?;
-                    Judgement::Complaint(blsttc::DecryptionShare::from_bytes(b).map_err(|_| {
-                        format!("dealer {dealer}: the decryption share is not a G1 point")
-                    })?)
+                    Judgement::Complaint(
+                        blsttc::DecryptionShare::from_bytes(b)
+                            .map_err(|_| VerificationError::BadDecryptionShare(dealer))?,
+                    )
                 }
-                k => return Err(format!("dealer {dealer}: unknown entry kind {k}")),
+                k => return Err(VerificationError::UnknownKind { dealer, kind: k }),
             };
             v.entries.insert(dealer, (hash, judgement));
         }
         if !rest.is_empty() {
-            return Err(format!("{} bytes after the last entry", rest.len()));
+            return Err(VerificationError::Trailing(rest.len()));
         }
         Ok(v)
     }
@@ -239,16 +246,60 @@ impl Verification {
     }
 }
 
-fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], String> {
+/// Why a verification does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerificationError {
+    /// More entries than dealers.
+    #[error("{count} entries for {dealers} dealers")]
+    TooManyEntries {
+        /// Entries claimed.
+        count: usize,
+        /// Dealers (participants).
+        dealers: usize,
+    },
+    /// An entry for someone who is not a participant.
+    #[error("an entry for dealer {0}, not a participant")]
+    NotADealer(usize),
+    /// Entries not in increasing dealer order.
+    #[error("dealer {0}: entries out of order or repeated")]
+    OutOfOrder(usize),
+    /// An acknowledged value that is not a ciphertext.
+    #[error("dealer {dealer}: the value for participant {participant} is not a ciphertext")]
+    BadValue {
+        /// The dealer.
+        dealer: usize,
+        /// Whose value.
+        participant: usize,
+    },
+    /// A complaint whose decryption share is not a G1 point.
+    #[error("dealer {0}: the decryption share is not a G1 point")]
+    BadDecryptionShare(usize),
+    /// An entry of unknown kind.
+    #[error("dealer {dealer}: unknown entry kind {kind}")]
+    UnknownKind {
+        /// The dealer.
+        dealer: usize,
+        /// The kind byte.
+        kind: u8,
+    },
+    /// Bytes after the last entry.
+    #[error("{0} bytes after the last entry")]
+    Trailing(usize),
+    /// The bytes end within an entry.
+    #[error("cut short")]
+    CutShort,
+}
+
+fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], VerificationError> {
     let b = take_slice(rest, N)?;
     let mut out = [0u8; N];
     out.copy_from_slice(b);
     Ok(out)
 }
 
-fn take_slice<'a>(rest: &mut &'a [u8], k: usize) -> Result<&'a [u8], String> {
+fn take_slice<'a>(rest: &mut &'a [u8], k: usize) -> Result<&'a [u8], VerificationError> {
     if rest.len() < k {
-        return Err("cut short".to_string());
+        return Err(VerificationError::CutShort);
     }
     let (head, tail) = rest.split_at(k);
     *rest = tail;

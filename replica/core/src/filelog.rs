@@ -14,7 +14,7 @@
 //! its last sequencer snapshot ([`FileLog::truncate`] cuts it back).
 
 use belfry_timestamp::checkpoint::WitnessCosignature;
-use belfry_timestamp::store::{FileNodes, LogReadError, LogStore, StoreError};
+use belfry_timestamp::store::{FileNodes, LogReadError, LogStore, LogWriteError, StoreError};
 use belfry_timestamp::{Entry, Hash, MerkleTree, SignedTreeHead};
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -192,6 +192,14 @@ impl FileLog {
 
     fn db_path(&self) -> PathBuf {
         self.dir.join("log.redb")
+    }
+
+    /// A write error naming the log's directory (the cause names the file).
+    fn write_error(&self, e: &FileLogError) -> LogWriteError {
+        LogWriteError {
+            path: self.dir.clone(),
+            why: e.to_string(),
+        }
     }
 
     /// A read error naming the database file.
@@ -496,14 +504,14 @@ impl LogStore for FileLog {
         self.committed
     }
 
-    fn truncate(&mut self, len: u64) -> Result<(), String> {
-        FileLog::truncate(self, len).map_err(|e| e.to_string())
+    fn truncate(&mut self, len: u64) -> Result<(), LogWriteError> {
+        FileLog::truncate(self, len).map_err(|e| self.write_error(&e))
     }
 
-    fn sync(&mut self) -> Result<(), String> {
-        let r = self.sync_inner().map_err(|e| e.to_string());
+    fn sync(&mut self) -> Result<(), LogWriteError> {
+        let r = self.sync_inner().map_err(|e| self.write_error(&e));
         if let Err(e) = &r {
-            self.error.get_or_insert_with(|| e.clone());
+            self.error.get_or_insert_with(|| e.why.clone());
         }
         r
     }

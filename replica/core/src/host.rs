@@ -100,9 +100,13 @@ pub enum HostError {
     /// file: a full disk, a failing fsync).
     #[error("journal: {0}")]
     Journal(#[from] StoreError),
-    /// The log store could not be synced.
+    /// The log store could not be synced or cut back (the error names
+    /// the log).
     #[error("log store: {0}")]
-    LogStore(String),
+    LogStore(#[from] belfry_timestamp::store::LogWriteError),
+    /// The log store could not be opened.
+    #[error("log store: {0}")]
+    LogOpen(#[from] crate::filelog::FileLogError),
     /// The replica cannot be rebuilt from what it persisted.
     #[error(transparent)]
     Restore(#[from] RestoreError),

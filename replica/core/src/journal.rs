@@ -201,9 +201,6 @@ pub enum RestoreError {
     /// A persisted tree head that does not match the log or does not verify.
     #[error("persisted tree head of size {0} does not match the log or its signature")]
     BadHead(u64),
-    /// The log store could not be opened or cut back.
-    #[error("log store: {0}")]
-    LogStore(String),
 }
 
 /// Rebuilds [`Recovered`] from records in journal order: the last snapshot,

@@ -27,6 +27,18 @@ pub struct LogReadError {
     pub why: String,
 }
 
+/// A write to a log store that could not be made durable (a full disk, a
+/// failing fsync, a database error). Sticky: once a sync failed, every
+/// later one fails too, and the replica stops, as after a crash.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("writing {}: {why}", path.display())]
+pub struct LogWriteError {
+    /// The log's directory or file.
+    pub path: PathBuf,
+    /// What failed.
+    pub why: String,
+}
+
 /// Storage of the log, its digest index and its tree nodes.
 pub trait LogStore: Send {
     /// Number of entries.
@@ -76,7 +88,7 @@ pub trait LogStore: Send {
     /// Makes every append durable (in memory: marks them as such, for the
     /// simulator's crash model). An error is sticky: the replica must stop,
     /// as after a crash.
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), LogWriteError> {
         Ok(())
     }
     /// Entries made durable by the last [`LogStore::sync`].
@@ -85,7 +97,7 @@ pub trait LogStore: Send {
     }
     /// Cuts the log back to `len` entries and the heads within them,
     /// durably (after a crash left it ahead of the replica's journal).
-    fn truncate(&mut self, len: u64) -> Result<(), String>;
+    fn truncate(&mut self, len: u64) -> Result<(), LogWriteError>;
     /// The log as a [`MemoryLog`], if it is one (the simulator keeps a
     /// crashed replica's log to restart it from); only with `sim-hooks`.
     #[cfg(feature = "sim-hooks")]
@@ -221,7 +233,7 @@ impl LogStore for MemoryLog {
         }
     }
 
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), LogWriteError> {
         self.synced_len = self.len();
         self.unsynced_heads.clear();
         Ok(())
@@ -231,7 +243,7 @@ impl LogStore for MemoryLog {
         self.synced_len
     }
 
-    fn truncate(&mut self, len: u64) -> Result<(), String> {
+    fn truncate(&mut self, len: u64) -> Result<(), LogWriteError> {
         self.cut(len);
         Ok(())
     }

@@ -12,7 +12,7 @@ mod log;
 mod nodes;
 mod segment;
 
-pub use log::{extended_root, Frontier, LogReadError, LogStore, MemoryLog, Overlay};
+pub use log::{extended_root, Frontier, LogReadError, LogStore, LogWriteError, MemoryLog, Overlay};
 pub use nodes::{FileNodes, TAIL_NODES};
 #[doc(hidden)]
 pub use segment::scan_segment;

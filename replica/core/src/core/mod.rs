@@ -370,7 +370,7 @@ impl ReplicaCore {
 
     /// Makes the log's appends durable (file-backed stores); the driver
     /// calls it once per step before releasing the step's messages.
-    pub fn sync_log(&mut self) -> Result<(), String> {
+    pub fn sync_log(&mut self) -> Result<(), belfry_timestamp::store::LogWriteError> {
         self.log.sync()
     }
 
