@@ -441,16 +441,7 @@ impl Sim {
                 }
                 self.mark("blackout");
             }
-            SimEvent::Daylight => {
-                self.world.network.down.clear();
-                self.mark("blackout healed");
-                self.end_no_quorum();
-                for i in 0..self.cfg.n {
-                    self.reconnect(i);
-                }
-                let all: Vec<usize> = (0..self.cfg.n).collect();
-                self.fault_ended(&all);
-            }
+            SimEvent::Daylight => self.heal_all("blackout healed"),
             SimEvent::OneWay(i, out) => {
                 self.world.network.down.retain(|(a, b)| *a != i && *b != i);
                 for p in (0..self.cfg.n).filter(|p| *p != i) {
@@ -493,18 +484,22 @@ impl Sim {
                     .push((self.world.now, Micros(u64::MAX)));
                 self.mark("majorities ring");
             }
-            SimEvent::RingHeal => {
-                self.world.network.down.clear();
-                self.mark("majorities ring healed");
-                self.end_no_quorum();
-                for i in 0..self.cfg.n {
-                    self.reconnect(i);
-                }
-                let all: Vec<usize> = (0..self.cfg.n).collect();
-                self.fault_ended(&all);
-            }
+            SimEvent::RingHeal => self.heal_all("majorities ring healed"),
             // Routed elsewhere by `handle_own`.
             _ => {}
         }
+    }
+
+    /// Every link up again after a fault of the whole network: everyone
+    /// reconnects, and every replica's fault has ended.
+    fn heal_all(&mut self, what: &str) {
+        self.world.network.down.clear();
+        self.mark(what);
+        self.end_no_quorum();
+        for i in 0..self.cfg.n {
+            self.reconnect(i);
+        }
+        let all: Vec<usize> = (0..self.cfg.n).collect();
+        self.fault_ended(&all);
     }
 }
