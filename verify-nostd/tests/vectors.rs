@@ -45,27 +45,6 @@ fn the_committed_receipt_verifies_with_its_time_size_and_index() {
     assert_eq!(verify(&bytes, &expected), Err(Failure::DigestMismatch));
 }
 
-/// The vectors' README asks for the project's own copy; the shared one it
-/// was copied from is checked too where it is beside the repository.
-#[test]
-fn the_shared_receipt_vector_verifies_where_it_is_present() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/receipt.json"
-    );
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("{path} is not here: only the committed copy is checked");
-        return;
-    };
-    let v = json(&text);
-    let bytes = unhex(&v["binary_hex"]);
-    let a = anchor(v["trust_anchor"].as_str().unwrap());
-    let d = digest(&v["json"]["entry"]["digest"]).unwrap();
-    let got = expect_ok(&bytes, &a, Some(&d));
-    assert_eq!((got.tree_size, got.leaf_index), (20, 17));
-    assert_eq!(got.time.0, v["json"]["time"].as_u64().unwrap());
-}
-
 #[test]
 fn a_known_cluster_id_is_checked_after_the_anchor() {
     let v = json(RECEIPT);

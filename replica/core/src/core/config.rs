@@ -43,7 +43,9 @@ pub struct ReplicaConfig {
     /// A replica that starts with nothing durable observes until it is past
     /// every round it may have signed in (see
     /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
-    /// show what happens without it.
+    /// show what happens without it; only with `sim-hooks` (otherwise a
+    /// blank replica always observes).
+    #[cfg(feature = "sim-hooks")]
     pub rejoin_as_observer: bool,
     /// How the replica serves checkpoints and takes cosignatures
     /// (docs/checkpoints.md).
@@ -89,6 +91,7 @@ impl ReplicaConfig {
             #[cfg(feature = "sim-hooks")]
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
+            #[cfg(feature = "sim-hooks")]
             rejoin_as_observer: true,
             checkpoints: CheckpointConfig {
                 origin: checkpoint::default_origin(cluster.cluster_id()),

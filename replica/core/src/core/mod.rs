@@ -438,7 +438,11 @@ impl ReplicaCore {
     /// was lost): it observes from its first `Start` until it is past every
     /// round it may have signed in, unless the config says otherwise.
     pub fn start_blank(&mut self) {
-        self.observe_on_start = self.config.rejoin_as_observer;
+        #[cfg(feature = "sim-hooks")]
+        let observe = self.config.rejoin_as_observer;
+        #[cfg(not(feature = "sim-hooks"))]
+        let observe = true;
+        self.observe_on_start = observe;
     }
 
     /// Whether the replica observes (see [`ReplicaCore::start_blank`]).

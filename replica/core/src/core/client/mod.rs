@@ -117,13 +117,13 @@ impl ReplicaCore {
                             u32::try_from(wait.div_ceil(1_000)).unwrap_or(u32::MAX);
                         let reply =
                             ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
-                        let bytes = answer(out, client, id, reply);
+                        let bytes = self.answer(out, client, id, reply);
                         self.clients.charge_answer(client, bytes);
                         return;
                     }
                 }
                 let reply = self.on_client(client, id, request, out);
-                let bytes = answer(out, client, id, reply);
+                let bytes = self.answer(out, client, id, reply);
                 self.clients.charge_answer(client, bytes);
                 if read {
                     self.clients.charge_read(client, bytes.max(least));
@@ -131,7 +131,7 @@ impl ReplicaCore {
             }
             Err(error) => {
                 let reply = ClientResponse::Error(ClientError::BadRequest(error.to_string()));
-                let bytes = answer(out, client, 0, reply);
+                let bytes = self.answer(out, client, 0, reply);
                 self.clients.charge_answer(client, bytes);
                 out.faults.push(CoreFault::Frame {
                     replica: None,
@@ -380,7 +380,7 @@ impl ReplicaCore {
     /// new signed heads and the receipts they complete.
     pub(super) fn serve_clients(&mut self, out: &mut CoreStep) {
         for ((client, id), ordered) in std::mem::take(&mut self.clients.ordered) {
-            let bytes = push(out, client, id, ClientPush::Ordered(ordered));
+            let bytes = self.push(out, client, id, ClientPush::Ordered(ordered));
             self.clients.charge_push(client, bytes);
         }
         let len = self.log.len();
@@ -394,13 +394,14 @@ impl ReplicaCore {
         let size = head.head.tree_size;
         if size > self.clients.pushed_head {
             self.clients.pushed_head = size;
-            let mut pushed = Vec::new();
-            for (client, state) in &self.clients.clients {
-                if let Some(id) = state.heads {
-                    pushed.push((*client, push(out, *client, id, ClientPush::Head(head))));
-                }
-            }
-            for (client, bytes) in pushed {
+            let subscribed: Vec<(ClientId, RequestId)> = self
+                .clients
+                .clients
+                .iter()
+                .filter_map(|(client, state)| state.heads.map(|id| (*client, id)))
+                .collect();
+            for (client, id) in subscribed {
+                let bytes = self.push(out, client, id, ClientPush::Head(head));
                 self.clients.charge_push(client, bytes);
             }
         }
@@ -431,7 +432,7 @@ impl ReplicaCore {
             while from < len {
                 let to = len.min(from.saturating_add(MAX_ENTRIES_PER_ANSWER));
                 let entries = self.reads().entries(from, to);
-                let bytes = push(out, client, id, ClientPush::Entries { from, entries });
+                let bytes = self.push(out, client, id, ClientPush::Entries { from, entries });
                 self.clients.charge_push(client, bytes);
                 from = to;
             }
@@ -518,7 +519,7 @@ impl ReplicaCore {
                 head: Some(head),
                 items,
             };
-            let bytes = push(out, client, id, ClientPush::Signed(bundle));
+            let bytes = self.push(out, client, id, ClientPush::Signed(bundle));
             self.clients.charge_push(client, bytes);
             if let Some(state) = self.clients.clients.get_mut(&client) {
                 for i in &chunk {
@@ -532,45 +533,49 @@ impl ReplicaCore {
     }
 }
 
-/// Sends the answer to request `id`; its size in bytes.
-pub(super) fn answer(
-    out: &mut CoreStep,
-    client: ClientId,
-    id: RequestId,
-    response: ClientResponse,
-) -> usize {
-    send(out, client, &ClientMessage::Answer { id, response })
-}
+impl ReplicaCore {
+    /// Sends the answer to request `id`; its size in bytes.
+    pub(super) fn answer(
+        &mut self,
+        out: &mut CoreStep,
+        client: ClientId,
+        id: RequestId,
+        response: ClientResponse,
+    ) -> usize {
+        self.send_client(out, client, &ClientMessage::Answer { id, response })
+    }
 
-/// Sends a push; its size in bytes.
-fn push(out: &mut CoreStep, client: ClientId, id: RequestId, push: ClientPush) -> usize {
-    send(out, client, &ClientMessage::Push { id, push })
-}
+    /// Sends a push; its size in bytes.
+    fn push(
+        &mut self,
+        out: &mut CoreStep,
+        client: ClientId,
+        id: RequestId,
+        push: ClientPush,
+    ) -> usize {
+        self.send_client(out, client, &ClientMessage::Push { id, push })
+    }
 
-fn send(out: &mut CoreStep, client: ClientId, message: &ClientMessage) -> usize {
-    match wire::encode_message(message) {
-        Ok(frame) => {
-            let len = frame.len();
-            out.to_client(client, frame);
-            len
-        }
-        Err(e) => {
-            // Answers are bounded under max_frame by their page limits; an
-            // oversized one would be a local bug, reported as an error.
-            let id = match message {
-                ClientMessage::Answer { id, .. } | ClientMessage::Push { id, .. } => *id,
-            };
-            let error = ClientMessage::Answer {
-                id,
-                response: ClientResponse::Error(ClientError::BadRequest(e.to_string())),
-            };
-            match wire::encode_message(&error) {
-                Ok(frame) => {
-                    let len = frame.len();
-                    out.to_client(client, frame);
-                    len
-                }
-                Err(_) => 0,
+    /// Encodes a message for a client and sends it; its size in bytes.
+    /// Answers and pushes are bounded well under `max_frame` by their page
+    /// limits, so one that fails to encode is a local bug: the replica
+    /// stops, as for a peer frame (see `send_peer`), and nothing of the
+    /// turn is released.
+    fn send_client(
+        &mut self,
+        out: &mut CoreStep,
+        client: ClientId,
+        message: &ClientMessage,
+    ) -> usize {
+        match wire::encode_message(message) {
+            Ok(frame) => {
+                let len = frame.len();
+                out.to_client(client, frame);
+                len
+            }
+            Err(_) => {
+                self.poison("a message to a client failed to encode");
+                0
             }
         }
     }
