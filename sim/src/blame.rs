@@ -21,10 +21,9 @@ use std::collections::BTreeMap;
 
 /// The postcard discriminant of [`PeerMessage::HeadShare`], the first byte
 /// of a frame's body: only those frames are decoded for the head-share
-/// check.
+/// check (a test checks it against the wire encoding, so reordering
+/// `PeerMessage` cannot silently turn the check off).
 const HEAD_SHARE_TAG: u8 = 1;
-/// A frame's header: version u8, length u32.
-const FRAME_HEADER_BYTES: usize = 5;
 
 /// What the blame checks remember.
 #[derive(Debug, Default)]
@@ -58,6 +57,29 @@ impl Strategy {
             self,
             Strategy::Equivocate | Strategy::Twins | Strategy::BadShares | Strategy::Malformed
         )
+    }
+}
+
+impl Blame {
+    /// Records honest replica `i`'s head share for `tree_size`: a second,
+    /// different one is a violation, returned.
+    pub(crate) fn head_share(
+        &mut self,
+        i: usize,
+        tree_size: u64,
+        share: SignatureShare,
+    ) -> Option<String> {
+        let sent = self.head_shares.entry(i).or_default();
+        match sent.get(&tree_size) {
+            Some(s) if *s != share => Some(format!(
+                "head shares: honest replica {i} signed two different heads of size {tree_size}"
+            )),
+            Some(_) => None,
+            None => {
+                sent.insert(tree_size, share);
+                None
+            }
+        }
     }
 }
 
@@ -102,7 +124,7 @@ impl Sim {
         frames: &[(belfry_replica::broadcast::Target, Vec<u8>)],
     ) {
         for (_, frame) in frames {
-            if frame.get(FRAME_HEADER_BYTES) != Some(&HEAD_SHARE_TAG) {
+            if frame.get(wire::FRAME_HEADER) != Some(&HEAD_SHARE_TAG) {
                 continue;
             }
             let Ok(PeerMessage::HeadShare { tree_size, share }) =
@@ -110,17 +132,8 @@ impl Sim {
             else {
                 continue;
             };
-            let sent = self.oracle.blame.head_shares.entry(i).or_default();
-            match sent.get(&tree_size) {
-                Some(s) if *s != share => {
-                    self.oracle.violations.push(format!(
-                        "head shares: honest replica {i} signed two different heads of size {tree_size}"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    sent.insert(tree_size, share);
-                }
+            if let Some(v) = self.oracle.blame.head_share(i, tree_size, share) {
+                self.oracle.violations.push(v);
             }
         }
     }
@@ -165,5 +178,41 @@ impl Sim {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use belfry_replica::coin::{MockCrypto, ReplicaId, ThresholdCrypto};
+
+    fn share(message: &[u8]) -> SignatureShare {
+        MockCrypto::new(4, 1, ReplicaId(0), [7; 32])
+            .sign_share(message)
+            .expect("the mock signs")
+    }
+
+    #[test]
+    fn the_tag_is_the_head_share_discriminant_on_the_wire() {
+        let frame = wire::encode(&PeerMessage::HeadShare {
+            tree_size: 9,
+            share: share(b"head"),
+        })
+        .expect("encodes");
+        assert_eq!(frame.get(wire::FRAME_HEADER), Some(&HEAD_SHARE_TAG));
+    }
+
+    #[test]
+    fn two_different_shares_for_one_size_are_a_violation() {
+        let mut blame = Blame::default();
+        assert_eq!(blame.head_share(2, 9, share(b"a")), None);
+        assert_eq!(
+            blame.head_share(2, 9, share(b"a")),
+            None,
+            "the same share again"
+        );
+        assert_eq!(blame.head_share(3, 9, share(b"b")), None, "another replica");
+        let v = blame.head_share(2, 9, share(b"b"));
+        assert!(v.is_some_and(|v| v.contains("two different heads of size 9")));
     }
 }
