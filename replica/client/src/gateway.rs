@@ -300,31 +300,12 @@ impl GatewayClient {
                     }
                 }
             }
-            let mut forwarders = tokio::task::JoinSet::new();
-            for mut pushes in streams {
-                let events = events.clone();
-                forwarders.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            push = pushes.recv() => match push {
-                                Some(ClientPush::Aggregated(bundle)) => {
-                                    if events.send(Event::Bundle(bundle)).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                                Some(_) => {}
-                                None => return true,
-                            },
-                            _ = events.closed() => return false,
-                        }
-                    }
-                });
-            }
-            while let Some(ended) = forwarders.join_next().await {
-                if ended.unwrap_or(false) {
-                    let _ = events.send(Event::Lost).await;
-                    return;
-                }
+            let pick = |p| match p {
+                ClientPush::Aggregated(bundle) => Some(Event::Bundle(bundle)),
+                _ => None,
+            };
+            if crate::session::forward_pushes(streams, events.clone(), pick).await {
+                let _ = events.send(Event::Lost).await;
             }
         });
     }

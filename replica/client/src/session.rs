@@ -258,6 +258,46 @@ impl Pushes {
     }
 }
 
+/// Forwards the pushes of a stamp's calls to `events`, each mapped by
+/// `pick` (pushes it maps to `None` are skipped), until every stream has
+/// ended or the stamp is over. Returns whether a stream ended because its
+/// connection did (the stamp then resubmits there), not because the stamp's
+/// receiver is gone.
+pub async fn forward_pushes<E: Send + 'static>(
+    streams: Vec<Pushes>,
+    events: mpsc::Sender<E>,
+    pick: impl Fn(ClientPush) -> Option<E> + Clone + Send + 'static,
+) -> bool {
+    let mut forwarders = tokio::task::JoinSet::new();
+    for mut pushes in streams {
+        let events = events.clone();
+        let pick = pick.clone();
+        forwarders.spawn(async move {
+            loop {
+                tokio::select! {
+                    push = pushes.recv() => match push {
+                        Some(p) => {
+                            if let Some(e) = pick(p) {
+                                if events.send(e).await.is_err() {
+                                    return false;
+                                }
+                            }
+                        }
+                        None => return true,
+                    },
+                    _ = events.closed() => return false,
+                }
+            }
+        });
+    }
+    while let Some(ended) = forwarders.join_next().await {
+        if ended.unwrap_or(false) {
+            return true;
+        }
+    }
+    false
+}
+
 impl Drop for Pushes {
     fn drop(&mut self) {
         if let Ok(mut s) = self.subs.lock() {

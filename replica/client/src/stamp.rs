@@ -167,32 +167,13 @@ impl Client {
             }
             // Forward the receipt pushes until the connection ends, or
             // the stamp is over (its receiver gone).
-            let mut forwarders = tokio::task::JoinSet::new();
-            for mut pushes in streams {
-                let events = events.clone();
-                forwarders.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            push = pushes.recv() => match push {
-                                Some(ClientPush::Signed(bundle)) => {
-                                    if events.send(Event::Bundle(replica, bundle)).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                                Some(_) => {}
-                                None => return true,
-                            },
-                            _ = events.closed() => return false,
-                        }
-                    }
-                });
-            }
-            while let Some(ended) = forwarders.join_next().await {
-                if ended.unwrap_or(false) {
-                    // The connection ended: the stamp resubmits here.
-                    let _ = events.send(Event::Lost(replica)).await;
-                    return;
-                }
+            let pick = move |p| match p {
+                ClientPush::Signed(bundle) => Some(Event::Bundle(replica, bundle)),
+                _ => None,
+            };
+            if crate::session::forward_pushes(streams, events.clone(), pick).await {
+                // The connection ended: the stamp resubmits here.
+                let _ = events.send(Event::Lost(replica)).await;
             }
         });
     }
