@@ -127,6 +127,145 @@ pub(crate) struct Sim {
     pub(crate) anchor: Option<TrustAnchor>,
 }
 
+/// Each replica's crypto, the group key and the trust anchor.
+type Keys = (
+    Vec<Arc<dyn ThresholdCrypto>>,
+    GroupPublicKey,
+    Option<TrustAnchor>,
+);
+
+/// The replicas' crypto: mock, or BLS from a deal drawn from the seed
+/// (with the pairings every replica repeats computed once per run); the
+/// group key, and the trust anchor receipts are checked against.
+fn crypto(cfg: &SimConfig) -> Result<Keys, String> {
+    let (n, f) = (cfg.n, cfg.f());
+    Ok(if cfg.mock_crypto {
+        let mk = sha3(&[b"belfry-sim-mock-key", &cfg.seed.to_be_bytes()]);
+        let key = GroupPublicKey::from_hex(MOCK_GROUP_KEY).map_err(|e| e.to_string())?;
+        let crypto = (0..n)
+            .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), mk)) as _)
+            .collect();
+        (crypto, key, None)
+    } else {
+        let (public, secrets) =
+            deal(n, f, &mut stream(cfg.seed, "keys", 0)).map_err(|e| e.to_string())?;
+        let public = Arc::new(public);
+        let key = public.group_key();
+        // Each replica signs with its own share; the pairings every
+        // replica repeats are computed once per run (shared.rs).
+        let memory = Arc::new(Mutex::new(Verifications::default()));
+        let crypto = secrets
+            .into_iter()
+            .map(|s| {
+                let own: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public.clone(), s));
+                if cfg.share_verifications {
+                    Arc::new(SharedCrypto::new(own, memory.clone())) as _
+                } else {
+                    own
+                }
+            })
+            .collect();
+        (crypto, key, Some(TrustAnchor(key)))
+    })
+}
+
+/// Each replica's configuration, with the simulator's knobs and the
+/// censoring strategies' hooks.
+fn configs(cfg: &SimConfig, cluster: ClusterParams) -> Vec<ReplicaConfig> {
+    let n = cfg.n;
+    (0..n)
+        .map(|i| {
+            let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
+            c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
+            c.sequencer.hold_back = cfg.hold_back;
+            c.sequencer.fairness_off = cfg.fairness_off;
+            c.rejoin_as_observer = cfg.rejoin_as_observer;
+            c.never_report = match cfg.strategy_of(i) {
+                Some(Strategy::Censor) => Some(is_censored),
+                Some(Strategy::WithholdAndRush) => Some(is_victim),
+                _ => None,
+            };
+            c
+        })
+        .collect()
+}
+
+/// Each replica's clock model: offset, drift and a step drawn from the
+/// seed; a lying clock or a back-dating rusher for those strategies.
+fn clocks(cfg: &SimConfig) -> Vec<DriftingClock> {
+    let n = cfg.n;
+    (0..n)
+        .map(|i| {
+            let mut r = stream(cfg.seed, "clock", i as u64);
+            let off = if cfg.clock_offset_us > 0 {
+                r.gen_range(-cfg.clock_offset_us..=cfg.clock_offset_us)
+            } else {
+                0
+            };
+            let drift = if cfg.drift_ppm > 0 {
+                r.gen_range(-cfg.drift_ppm..=cfg.drift_ppm)
+            } else {
+                0
+            };
+            if cfg.strategy_of(i) == Some(Strategy::LyingClock) {
+                let lie = if r.gen_bool(0.5) {
+                    5_000_000
+                } else {
+                    -5_000_000
+                };
+                return DriftingClock::new(lie, 0, GENESIS, Vec::new());
+            }
+            if cfg.strategy_of(i) == Some(Strategy::WithholdAndRush) {
+                // The rusher back-dates every report it makes by 5 ms,
+                // consistently, so its own chain stays valid.
+                return DriftingClock::new(off - 5_000, drift, GENESIS, Vec::new());
+            }
+            let steps = if cfg.clock_step_us > 0 && cfg.strategy_of(i).is_none() {
+                // One step per honest replica, somewhere in the run,
+                // forwards or backwards (an NTP correction).
+                let at = GENESIS.saturating_add(Micros(r.gen_range(0..cfg.duration.0.max(1))));
+                let delta_us = r.gen_range(-cfg.clock_step_us..=cfg.clock_step_us);
+                vec![ClockStep { at, delta_us }]
+            } else {
+                Vec::new()
+            };
+            DriftingClock::new(off, drift, GENESIS, steps)
+        })
+        .collect()
+}
+
+/// The network's latency: a base per link drawn from the seed, with the
+/// configured jitter.
+fn latency(cfg: &SimConfig) -> Result<belfry_world::Latency, String> {
+    let n = cfg.n;
+    let jitter = match cfg.jitter {
+        JitterKind::LogNormal => Jitter::LogNormal(
+            LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?,
+        ),
+        JitterKind::Pareto => {
+            Jitter::Pareto(Pareto::new(1.0, cfg.pareto_shape).map_err(|e| e.to_string())?)
+        }
+    };
+    let link_base: Vec<f64> = (0..(n + 1) * n)
+        .map(|k| {
+            let spread = cfg.link_spread.max(0.0);
+            let factor = if spread > 0.0 {
+                stream(cfg.seed, "link", k as u64)
+                    .gen_range(-spread..=spread)
+                    .exp()
+            } else {
+                1.0
+            };
+            cfg.latency_base_us as f64 * factor
+        })
+        .collect();
+    Ok(belfry_world::Latency::Links {
+        base_us: link_base,
+        fallback_us: cfg.latency_base_us as f64,
+        jitter,
+    })
+}
+
 pub(crate) fn honest(cfg: &SimConfig, i: usize) -> bool {
     cfg.strategy_of(i).is_none()
 }
@@ -157,36 +296,7 @@ impl Sim {
     fn new(cfg: SimConfig) -> Result<Sim, String> {
         let n = cfg.n;
         let f = cfg.f();
-        let (crypto, key, anchor): (Vec<Arc<dyn ThresholdCrypto>>, GroupPublicKey, _) = if cfg
-            .mock_crypto
-        {
-            let mk = sha3(&[b"belfry-sim-mock-key", &cfg.seed.to_be_bytes()]);
-            let key = GroupPublicKey::from_hex(MOCK_GROUP_KEY).map_err(|e| e.to_string())?;
-            let crypto = (0..n)
-                .map(|i| Arc::new(MockCrypto::new(n, f, ReplicaId(i as u16), mk)) as _)
-                .collect();
-            (crypto, key, None)
-        } else {
-            let (public, secrets) =
-                deal(n, f, &mut stream(cfg.seed, "keys", 0)).map_err(|e| e.to_string())?;
-            let public = Arc::new(public);
-            let key = public.group_key();
-            // Each replica signs with its own share; the pairings every
-            // replica repeats are computed once per run (shared.rs).
-            let memory = Arc::new(Mutex::new(Verifications::default()));
-            let crypto = secrets
-                .into_iter()
-                .map(|s| {
-                    let own: Arc<dyn ThresholdCrypto> = Arc::new(BlsCrypto::new(public.clone(), s));
-                    if cfg.share_verifications {
-                        Arc::new(SharedCrypto::new(own, memory.clone())) as _
-                    } else {
-                        own
-                    }
-                })
-                .collect();
-            (crypto, key, Some(TrustAnchor(key)))
-        };
+        let (crypto, key, anchor) = crypto(&cfg)?;
         let cluster = ClusterParams {
             group_public_key: key,
             n: n as u16,
@@ -194,80 +304,9 @@ impl Sim {
             policy: cfg.policy,
             genesis_time: GENESIS,
         };
-        let configs: Vec<ReplicaConfig> = (0..n)
-            .map(|i| {
-                let mut c = ReplicaConfig::new(ReplicaId(i as u16), cluster);
-                c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
-                c.sequencer.hold_back = cfg.hold_back;
-                c.sequencer.fairness_off = cfg.fairness_off;
-                c.rejoin_as_observer = cfg.rejoin_as_observer;
-                c.never_report = match cfg.strategy_of(i) {
-                    Some(Strategy::Censor) => Some(is_censored),
-                    Some(Strategy::WithholdAndRush) => Some(is_victim),
-                    _ => None,
-                };
-                c
-            })
-            .collect();
-        let clocks: Vec<DriftingClock> = (0..n)
-            .map(|i| {
-                let mut r = stream(cfg.seed, "clock", i as u64);
-                let off = if cfg.clock_offset_us > 0 {
-                    r.gen_range(-cfg.clock_offset_us..=cfg.clock_offset_us)
-                } else {
-                    0
-                };
-                let drift = if cfg.drift_ppm > 0 {
-                    r.gen_range(-cfg.drift_ppm..=cfg.drift_ppm)
-                } else {
-                    0
-                };
-                if cfg.strategy_of(i) == Some(Strategy::LyingClock) {
-                    let lie = if r.gen_bool(0.5) {
-                        5_000_000
-                    } else {
-                        -5_000_000
-                    };
-                    return DriftingClock::new(lie, 0, GENESIS, Vec::new());
-                }
-                if cfg.strategy_of(i) == Some(Strategy::WithholdAndRush) {
-                    // The rusher back-dates every report it makes by 5 ms,
-                    // consistently, so its own chain stays valid.
-                    return DriftingClock::new(off - 5_000, drift, GENESIS, Vec::new());
-                }
-                let steps = if cfg.clock_step_us > 0 && cfg.strategy_of(i).is_none() {
-                    // One step per honest replica, somewhere in the run,
-                    // forwards or backwards (an NTP correction).
-                    let at = GENESIS.saturating_add(Micros(r.gen_range(0..cfg.duration.0.max(1))));
-                    let delta_us = r.gen_range(-cfg.clock_step_us..=cfg.clock_step_us);
-                    vec![ClockStep { at, delta_us }]
-                } else {
-                    Vec::new()
-                };
-                DriftingClock::new(off, drift, GENESIS, steps)
-            })
-            .collect();
-        let jitter = match cfg.jitter {
-            JitterKind::LogNormal => Jitter::LogNormal(
-                LogNormal::new(0.0, cfg.latency_sigma.max(0.0)).map_err(|e| e.to_string())?,
-            ),
-            JitterKind::Pareto => {
-                Jitter::Pareto(Pareto::new(1.0, cfg.pareto_shape).map_err(|e| e.to_string())?)
-            }
-        };
-        let link_base: Vec<f64> = (0..(n + 1) * n)
-            .map(|k| {
-                let spread = cfg.link_spread.max(0.0);
-                let factor = if spread > 0.0 {
-                    stream(cfg.seed, "link", k as u64)
-                        .gen_range(-spread..=spread)
-                        .exp()
-                } else {
-                    1.0
-                };
-                cfg.latency_base_us as f64 * factor
-            })
-            .collect();
+        let configs = configs(&cfg, cluster);
+        let clocks = clocks(&cfg);
+        let latency = latency(&cfg)?;
         let byz: Vec<Option<Strategy>> = (0..n).map(|i| cfg.strategy_of(i)).collect();
         let cast = Cast {
             configs,
@@ -277,11 +316,6 @@ impl Sim {
                 ..HostConfig::default()
             },
             fsync: Micros(cfg.fsync_us),
-        };
-        let latency = belfry_world::Latency::Links {
-            base_us: link_base,
-            fallback_us: cfg.latency_base_us as f64,
-            jitter,
         };
         let mut network = Network::new(n, latency, stream(cfg.seed, "net", 0));
         network.drop = cfg.drop;
