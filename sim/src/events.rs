@@ -19,9 +19,6 @@ impl Sim {
     /// steps.
     pub(crate) fn schedule_faults(&mut self, end: Micros) {
         let n = self.cfg.n;
-        // Honest crashes and partitions only while at most f replicas are
-        // Byzantine or down at once.
-        let spare = self.cfg.f() > self.cfg.faulty;
         let honest: Vec<usize> = (0..n).filter(|i| honest(&self.cfg, *i)).collect();
         // The honest replicas injected faults may strike: as many as the f
         // budget leaves (`f − faulty`), so that faults that overlap in time
@@ -29,6 +26,18 @@ impl Sim {
         // every fault strikes the same replica.
         let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
         let victims: Vec<usize> = honest.iter().rev().take(spare_count).copied().collect();
+        self.schedule_budgeted(&honest, &victims);
+        self.schedule_clock_steps(end);
+        self.schedule_attacks(&honest);
+        self.schedule_network_wide(&victims);
+    }
+
+    /// Crashes (also two at once, also wiped), pauses and partitions of
+    /// honest replicas: only while at most f replicas are Byzantine or down
+    /// at once, unless the fault is meant to go beyond f for a moment.
+    fn schedule_budgeted(&mut self, honest: &[usize], victims: &[usize]) {
+        let spare = self.cfg.f() > self.cfg.faulty;
+        let spare_count = self.cfg.f().saturating_sub(self.cfg.faulty);
         let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
         // Faults that may take the cluster beyond f for a while: nothing
         // is expected to move then (`track_quorum`), but once they end the
@@ -138,6 +147,11 @@ impl Sim {
             // counts against f like any faulty one.
             self.mark("starve skipped: f budget used by Byzantine replicas");
         }
+    }
+
+    /// Each replica's clock steps, when they happen within the run.
+    fn schedule_clock_steps(&mut self, end: Micros) {
+        let n = self.cfg.n;
         for i in 0..n {
             let steps = self.world.clocks[i].as_ref().map(|c| c.steps.clone());
             for step in steps.unwrap_or_default() {
@@ -146,6 +160,11 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// What the catch-up strategies need from the network: an honest
+    /// replica isolated long enough to fall behind.
+    fn schedule_attacks(&mut self, honest: &[usize]) {
         let catchup_attack = self.adversary.byz.contains(&Some(Strategy::BadCatchup))
             || self.adversary.byz.contains(&Some(Strategy::StallCatchup));
         if catchup_attack && honest.len() > 1 {
@@ -183,6 +202,11 @@ impl Sim {
             );
             self.mark("nearest-head attack isolated an honest replica");
         }
+    }
+
+    /// Starvation of one replica, the majorities ring and the blackout.
+    fn schedule_network_wide(&mut self, victims: &[usize]) {
+        let victim = |k: usize| victims.get(k % victims.len().max(1)).copied();
         if let (true, Some(victim)) = (self.cfg.starve, victim(3)) {
             // No coin shares and no catch-up answers reach it for 3 s (the
             // adversary controls the network): it cannot order. It is not
