@@ -65,14 +65,7 @@ impl Node {
             if v.round < horizon {
                 continue;
             }
-            if let Err(why) = check_vertex(&self.config, &v) {
-                step.blame(
-                    from,
-                    FaultKind::InvalidVertex {
-                        hash: v.hash(),
-                        why,
-                    },
-                );
+            if !self.valid(from, &v, step) {
                 return None;
             }
             pool.insert(v.hash(), Arc::new(v));

@@ -460,6 +460,24 @@ impl Rbc {
 }
 
 impl Node {
+    /// Checks a vertex `from` sent (docs/design.md §3.3); an invalid one
+    /// is a fault of the sender's.
+    pub(super) fn valid(&self, from: ReplicaId, v: &Vertex, step: &mut Step) -> bool {
+        match check_vertex(&self.config, v) {
+            Ok(()) => true,
+            Err(why) => {
+                step.blame(
+                    from,
+                    FaultKind::InvalidVertex {
+                        hash: v.hash(),
+                        why,
+                    },
+                );
+                false
+            }
+        }
+    }
+
     pub(super) fn on_val(&mut self, from: ReplicaId, v: Vertex, step: &mut Step) {
         if v.author != from {
             step.blame(from, FaultKind::ValFromNonAuthor { hash: v.hash() });
@@ -470,14 +488,7 @@ impl Node {
         if !self.in_window(v.round) {
             return;
         }
-        if let Err(why) = check_vertex(&self.config, &v) {
-            step.blame(
-                from,
-                FaultKind::InvalidVertex {
-                    hash: v.hash(),
-                    why,
-                },
-            );
+        if !self.valid(from, &v, step) {
             return;
         }
         let hash = match self.loopback.take_own_hash(v.round) {
