@@ -303,6 +303,8 @@ impl Sequencer {
         let mut max_witnessed = Micros::ZERO;
         for (_, _, d, key, late) in chosen {
             let Some(p) = self.state.pending.remove(d) else {
+                // `rank` and `hold_back` choose from `pending`, each digest once.
+                debug_assert!(false, "a digest chosen for the log is pending");
                 continue;
             };
             if p.reports.len() <= f {

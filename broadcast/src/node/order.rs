@@ -313,6 +313,8 @@ impl Node {
             s -= 1;
             let ws = Wave(s);
             let Some(coin) = self.commit.coin(ws).copied() else {
+                // `try_commit` decides only once `skipped_coins_known`.
+                debug_assert!(false, "the coin of every wave a decision skips is known");
                 continue;
             };
             let leader_id = coin.value.leader(self.config.n);
@@ -426,6 +428,10 @@ impl Node {
                 order_state,
                 order,
             });
+        } else {
+            // `decide` orders leaders whose coins it read, catch-up inserts
+            // the coin it verified first; nothing prunes coins in between.
+            debug_assert!(false, "a leader is ordered only with its wave's coin known");
         }
     }
 

@@ -261,6 +261,9 @@ impl Rbc {
         hash: VertexHash,
     ) -> bool {
         let Some(slot) = self.slots.get_mut(&(round, author)) else {
+            // Every caller casts right after `take_val` or `record_vote`
+            // made the slot.
+            debug_assert!(false, "a vote is cast only in a slot that exists");
             return false;
         };
         let mine = match kind {
@@ -308,6 +311,9 @@ impl Rbc {
         me: ReplicaId,
     ) -> Delivery {
         let Some(slot) = self.slots.get_mut(&(round, author)) else {
+            // Asked after a message touched the slot, a fetched body it
+            // wanted, or `stalled_fetches` listed it; nothing prunes between.
+            debug_assert!(false, "delivery is tried only for a slot that exists");
             return Delivery::Nothing;
         };
         if slot.delivered.is_some() {

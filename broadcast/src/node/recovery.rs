@@ -296,6 +296,8 @@ impl Node {
     ) {
         let now = self.now;
         let Some(budget) = self.recovery.budget_mut(peer) else {
+            // Senders are checked in `on_message`, reconnects in `handle`.
+            debug_assert!(false, "a re-send goes to one of the n replicas");
             return;
         };
         let served = &mut self.counters.resends[cause.index()];
@@ -372,6 +374,8 @@ impl Node {
     pub(super) fn serve_vertex(&mut self, peer: ReplicaId, hash: &VertexHash, step: &mut Step) {
         let now = self.now;
         let Some(budget) = self.recovery.budget_mut(peer) else {
+            // Senders are checked in `on_message`.
+            debug_assert!(false, "a body is served to one of the n replicas");
             return;
         };
         let served = &mut self.counters.resends[ResendCause::FetchVertex.index()];

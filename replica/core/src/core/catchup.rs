@@ -219,7 +219,7 @@ impl ReplicaCore {
             }
             Some(CatchUp::Log(f)) => self.request_page(f, out),
             Some(CatchUp::Install(i)) => self.request_install(i, out),
-            None => {}
+            None => debug_assert!(false, "a timed-out catch-up is still running"),
         }
     }
 
@@ -277,6 +277,7 @@ impl ReplicaCore {
             return;
         }
         let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
+            debug_assert!(false, "the log fetch matched above is still running");
             return;
         };
         let ok = head.filter(|h| self.head_signed(h)).and_then(|h| {
@@ -394,6 +395,7 @@ impl ReplicaCore {
             }
         }
         let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
+            debug_assert!(false, "the log fetch matched above is still running");
             return;
         };
         if let Some(h) = raises {
@@ -412,6 +414,9 @@ impl ReplicaCore {
     /// The range is verified up to its target: install it.
     fn install_fetched(&mut self, f: LogFetch, out: &mut CoreStep) {
         let Some(head) = f.head else {
+            // Both callers check first: a verified page or an answer set
+            // the target.
+            debug_assert!(false, "a log range is installed only with a target head");
             self.catchup.run = Some(CatchUp::Log(f));
             return;
         };
@@ -470,7 +475,10 @@ impl ReplicaCore {
         let soon = match &mut self.catchup.run {
             Some(CatchUp::Log(f)) => &mut f.request,
             Some(CatchUp::Install(i)) => &mut i.request,
-            None => return,
+            None => {
+                debug_assert!(false, "a catch-up that asked the peer is running");
+                return;
+            }
         };
         let earliest = soon.sent.saturating_add(CATCHUP_TIMEOUT_MIN);
         if self.now < earliest {
@@ -481,7 +489,7 @@ impl ReplicaCore {
         match self.catchup.run.take() {
             Some(CatchUp::Log(f)) => self.request_page(f, out),
             Some(CatchUp::Install(i)) => self.request_install(i, out),
-            None => {}
+            None => debug_assert!(false, "a catch-up that asked the peer is running"),
         }
     }
 

@@ -152,10 +152,14 @@ impl ReplicaCore {
         if !complete {
             return None;
         }
-        let whole = i.pages.remove(&from_peer)?;
+        let Some(whole) = i.pages.remove(&from_peer) else {
+            debug_assert!(false, "the pages just filled in are kept");
+            return None;
+        };
         match self.catchup.run.take() {
             Some(CatchUp::Install(i)) => Some((i, whole)),
             other => {
+                debug_assert!(false, "the install matched above is still running");
                 self.catchup.run = other;
                 None
             }
@@ -194,7 +198,12 @@ impl ReplicaCore {
             |n| Pages::Leaders(vec![None; n]),
             |slot| matches!(slot, Pages::Leaders(p) if p.len() == total),
         );
-        let Some((i, Pages::Leaders(parts))) = taken else {
+        let Some((i, whole)) = taken else {
+            return;
+        };
+        let Pages::Leaders(parts) = whole else {
+            // `fits` replaces pages of any other shape with fresh ones.
+            debug_assert!(false, "a leaders answer is assembled from leaders pages");
             return;
         };
         self.catchup
@@ -320,7 +329,12 @@ impl ReplicaCore {
             |n| Pages::State(tree_size, vec![None; n]),
             |slot| matches!(slot, Pages::State(size, p) if *size == tree_size && p.len() == total),
         );
-        let Some((i, Pages::State(_, parts))) = taken else {
+        let Some((i, whole)) = taken else {
+            return;
+        };
+        let Pages::State(_, parts) = whole else {
+            // `fits` replaces pages of any other shape with fresh ones.
+            debug_assert!(false, "a state answer is assembled from state pages");
             return;
         };
         self.catchup
@@ -397,6 +411,10 @@ impl ReplicaCore {
         }
         let Some(restored) = Sequencer::restore(self.config.sequencer.clone(), state.clone())
         else {
+            debug_assert!(
+                false,
+                "a state that restored in the check above restores again"
+            );
             return;
         };
         let keep = (tree_size - i.from) as usize;
