@@ -131,7 +131,12 @@ impl<S: NodeStore> MerkleTree<S> {
         self.size
     }
 
-    /// The node store (to sync it).
+    /// The node store.
+    pub fn store(&self) -> &S {
+        &self.nodes
+    }
+
+    /// The node store, for writing (and to sync it).
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.nodes
     }

@@ -164,3 +164,34 @@ fn proofs_agree_inside_and_beyond_the_tail_kept_in_memory() {
         );
     }
 }
+
+#[test]
+fn a_node_read_that_fails_is_kept_as_a_failure_naming_the_file_not_an_absence() {
+    let dir = tempfile::tempdir().unwrap();
+    // More leaves than a level keeps in memory: old nodes are read from
+    // the files.
+    let n = belfry_timestamp::store::TAIL_NODES as u64 + 500;
+    let all = leaves(n);
+    let store = written(dir.path(), &all);
+    let tree = MerkleTree::with_store(store, n);
+    assert!(tree.inclusion_proof(0, n).is_ok());
+    assert!(tree.store().read_failure().is_none());
+    // The level-0 file loses its contents under the open store (a failing
+    // disk): the old sibling cannot be read.
+    OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("level-00.bin"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(tree.inclusion_proof(0, n).is_err());
+    let failure = tree
+        .store()
+        .read_failure()
+        .expect("the failed read is kept");
+    assert!(failure.path.ends_with("level-00.bin"), "{failure}");
+    // Fresh receipts' nodes are in memory and still readable; the failure
+    // stays (the replica stops on it).
+    assert!(tree.inclusion_proof(n - 1, n).is_ok());
+    assert!(tree.store().read_failure().is_some());
+}

@@ -412,6 +412,10 @@ impl LogStore for FileLog {
         self.tree.node(level, index)
     }
 
+    fn read_failure(&self) -> Option<LogReadError> {
+        self.tree.store().read_failure().cloned()
+    }
+
     fn put_head(&mut self, sth: &SignedTreeHead) {
         let size = sth.head.tree_size;
         match self.head_at(size) {

@@ -410,6 +410,9 @@ impl<J: Journal> Host<J> {
         if let Some(e) = self.core.log_failed() {
             return Err(HostError::LogRead(e.clone()));
         }
+        if let Some(e) = self.core.log_store().read_failure() {
+            return Err(HostError::LogRead(e));
+        }
         let turn = std::mem::take(&mut self.open);
         self.open_inputs = 0;
         let record = TurnRecord {

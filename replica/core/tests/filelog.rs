@@ -178,3 +178,43 @@ fn cosignatures_are_kept_one_per_witness_across_reopening() {
     let log = FileLog::open(dir.path()).unwrap();
     assert_eq!(log.cosignatures(), vec![c("a", 9), c("b", 6), c("c", 1)]);
 }
+
+/// A tree-node file that cannot be read is a failure the log store keeps
+/// and reports (the host stops on it before releasing a turn), never a node
+/// taken for absent.
+#[test]
+fn a_node_file_that_cannot_be_read_is_reported_as_a_read_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = FileLog::open(dir.path()).unwrap();
+    let n = belfry_replica::timestamp::store::TAIL_NODES as u64 + 300;
+    for i in 0..n {
+        f.append(&entry(i));
+    }
+    f.sync().unwrap();
+    assert!(f.inclusion_proof(0, n).is_ok());
+    assert_eq!(LogStore::read_failure(&f), None);
+    let level0 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .flat_map(|p| {
+            if p.is_dir() {
+                std::fs::read_dir(&p)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect::<Vec<_>>()
+            } else {
+                vec![p]
+            }
+        })
+        .find(|p| p.ends_with("level-00.bin"))
+        .expect("a level-0 node file");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&level0)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(f.inclusion_proof(0, n).is_err());
+    let failure = LogStore::read_failure(&f).expect("the failure is reported");
+    assert!(failure.path.ends_with("level-00.bin"), "{failure}");
+}

@@ -57,6 +57,13 @@ pub trait LogStore: Send {
     /// The stored complete-subtree hash at (`level`, `index`), as in
     /// [`NodeStore::get`].
     fn node(&self, level: u32, index: u64) -> Option<Hash>;
+    /// The first tree-node read that failed, if one did (a node file that
+    /// cannot be read): [`LogStore::node`] answered "absent" for it, so the
+    /// replica must stop — its host checks this before releasing a turn.
+    /// Stores in memory never fail.
+    fn read_failure(&self) -> Option<LogReadError> {
+        None
+    }
     /// `MTH` of the first `size` entries.
     fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
         MerkleTree::with_store(Nodes(self), self.len()).root_at(size)

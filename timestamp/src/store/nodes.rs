@@ -9,6 +9,7 @@
 //! bounded: at most `TAIL_NODES` × 32 bytes per level (256 KiB; a log of a
 //! billion entries has 30 levels, and the upper ones hold fewer nodes).
 
+use super::log::LogReadError;
 use super::segment::StoreError;
 use crate::merkle::{node_hash, Hash, NodeStore};
 use std::collections::VecDeque;
@@ -66,22 +67,25 @@ impl Level {
         self.flushed + self.buffer.len() as u64
     }
 
-    fn read(&self, index: u64) -> Option<Hash> {
+    /// The hash at `index`; a failed file read is `Err` (never "absent").
+    fn read(&self, index: u64) -> Result<Option<Hash>, LogReadError> {
         if index < self.flushed {
             let tail_start = self.flushed - self.tail.len() as u64;
             if index >= tail_start {
-                return self
-                    .tail
-                    .get(usize::try_from(index - tail_start).ok()?)
-                    .copied();
+                let k = usize::try_from(index - tail_start).ok();
+                return Ok(k.and_then(|k| self.tail.get(k)).copied());
             }
             let mut h = [0u8; 32];
-            self.file.read_exact_at(&mut h, index * 32).ok()?;
-            Some(h)
+            self.file
+                .read_exact_at(&mut h, index * 32)
+                .map_err(|e| LogReadError {
+                    path: self.path.clone(),
+                    why: e.to_string(),
+                })?;
+            Ok(Some(h))
         } else {
-            self.buffer
-                .get(usize::try_from(index - self.flushed).ok()?)
-                .copied()
+            let k = usize::try_from(index - self.flushed).ok();
+            Ok(k.and_then(|k| self.buffer.get(k)).copied())
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct FileNodes {
     dir: PathBuf,
     levels: Vec<Level>,
     error: Option<StoreError>,
+    /// The first node read that failed (see [`FileNodes::read_failure`]).
+    read_failed: std::sync::OnceLock<LogReadError>,
 }
 
 impl std::fmt::Debug for FileNodes {
@@ -99,6 +105,14 @@ impl std::fmt::Debug for FileNodes {
             .field("dir", &self.dir)
             .field("leaves", &self.leaves())
             .finish()
+    }
+}
+
+/// A node read that failed while opening the files, as an open error.
+fn read_io(e: &LogReadError) -> StoreError {
+    StoreError::Io {
+        path: e.path.clone(),
+        source: std::io::Error::other(e.why.clone()),
     }
 }
 
@@ -121,6 +135,7 @@ impl FileNodes {
             dir: dir.to_path_buf(),
             levels: Vec::new(),
             error: None,
+            read_failed: std::sync::OnceLock::new(),
         };
         let mut below = leaf_count;
         let mut level = 0u32;
@@ -146,7 +161,10 @@ impl FileNodes {
                 while nodes.levels[level as usize].len() < expected {
                     let i = nodes.levels[level as usize].len();
                     let child = &nodes.levels[level as usize - 1];
-                    let (Some(l), Some(r)) = (child.read(2 * i), child.read(2 * i + 1)) else {
+                    let (Some(l), Some(r)) = (
+                        child.read(2 * i).map_err(|e| read_io(&e))?,
+                        child.read(2 * i + 1).map_err(|e| read_io(&e))?,
+                    ) else {
                         break;
                     };
                     nodes.levels[level as usize].buffer.push(node_hash(&l, &r));
@@ -164,6 +182,15 @@ impl FileNodes {
         }
         nodes.sync()?;
         Ok(nodes)
+    }
+
+    /// The first node read that failed, if one did: a tree node the
+    /// store holds could not be read, so whatever asked for it (a proof, a
+    /// parent while appending) went without it. The replica must stop
+    /// rather than go on with a tree it cannot read (the log store reports
+    /// it, [`crate::store::LogStore::read_failure`]).
+    pub fn read_failure(&self) -> Option<&LogReadError> {
+        self.read_failed.get()
     }
 
     /// Leaves stored (level 0).
@@ -198,7 +225,14 @@ impl FileNodes {
 
 impl NodeStore for FileNodes {
     fn get(&self, level: u32, index: u64) -> Option<Hash> {
-        self.levels.get(level as usize)?.read(index)
+        match self.levels.get(level as usize)?.read(index) {
+            Ok(h) => h,
+            Err(e) => {
+                // Sticky: the store's owner stops on it (see `read_failure`).
+                let _ = self.read_failed.set(e);
+                None
+            }
+        }
     }
 
     fn put(&mut self, level: u32, index: u64, hash: Hash) {
