@@ -567,16 +567,7 @@ impl ReplicaCore {
         client: ClientId,
         message: &ClientMessage,
     ) -> usize {
-        match wire::encode_message(message) {
-            Ok(frame) => {
-                let len = frame.len();
-                out.to_client(client, frame);
-                len
-            }
-            Err(_) => {
-                self.poison("a message to a client failed to encode");
-                0
-            }
-        }
+        let encoded = wire::encode_message(message).map(|frame| Frame::Client(client, frame));
+        self.send_frame(encoded, "a message to a client failed to encode", out)
     }
 }
