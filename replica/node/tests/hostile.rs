@@ -317,13 +317,21 @@ async fn a_replica_under_attack_keeps_serving_within_its_bounds() {
             Err(_) => break None,
         }
     };
+    let too_slow = metric(target, "belfry_refused_total{reason=\"client_too_slow\"}");
     match closed {
         Some(quinn::ConnectionError::ApplicationClosed(c)) => {
             assert_eq!(c.error_code, close::TOO_SLOW.into())
         }
+        // The replica's CONNECTION_CLOSE is one datagram, sent once to a
+        // client that sends nothing (QUIC repeats it only in answer to a
+        // packet): on a loaded machine the socket may drop it, and the
+        // client then learns of the end by its idle timeout. The replica
+        // keeps a live client's connection up with keep-alives, so the
+        // timeout means the replica ended it; its count says why.
+        Some(quinn::ConnectionError::TimedOut) if too_slow >= 1.0 => {}
         other => panic!(
             "the deaf client was not disconnected after {more} more stamps: {other:?}; \
-             client queue high-water mark {} bytes",
+             clients cut off as too slow {too_slow}; client queue high-water mark {} bytes",
             metric(target, "belfry_client_queue_bytes_max")
         ),
     }
