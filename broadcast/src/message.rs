@@ -1,7 +1,7 @@
 //! Messages between replicas handled by the broadcast layer (docs/design.md §3.9).
 
 use crate::vertex::{Round, Vertex, VertexHash};
-use belfry_coin::{SignatureShare, Wave};
+use belfry_coin::{MessageHash, SignatureShare, Wave};
 use serde::{Deserialize, Serialize};
 
 /// A broadcast-layer message. Encoded with serde + postcard on the wire; the
@@ -74,6 +74,49 @@ impl Message {
             Message::Hello | Message::Status { .. } => MessageKind::Rejoin,
         }
     }
+
+    /// The hash a fault names this message by (docs/design.md §3.3): a VAL
+    /// or a vertex body by its vertex's hash, so the fault matches the
+    /// vertex wherever it travelled; every other message by SHA3-256 of
+    /// [`Message::HASH_TAG`], a one-byte kind and its fields in big-endian
+    /// order.
+    pub fn hash(&self) -> MessageHash {
+        let tag = Self::HASH_TAG;
+        match self {
+            Message::Val(v) | Message::VertexBody(v) => MessageHash(v.hash().0),
+            Message::Echo {
+                round,
+                author,
+                hash,
+            } => MessageHash::of(
+                tag,
+                &[&[1], &round.0.to_be_bytes(), &author.0.to_be_bytes(), &hash.0],
+            ),
+            Message::Ready {
+                round,
+                author,
+                hash,
+            } => MessageHash::of(
+                tag,
+                &[&[2], &round.0.to_be_bytes(), &author.0.to_be_bytes(), &hash.0],
+            ),
+            Message::FetchVertex(hash) => MessageHash::of(tag, &[&[3], &hash.0]),
+            Message::FetchVotes { from, to } => {
+                MessageHash::of(tag, &[&[4], &from.0.to_be_bytes(), &to.0.to_be_bytes()])
+            }
+            Message::CoinShare { wave, share } => {
+                MessageHash::of(tag, &[&[5], &wave.0.to_be_bytes(), &share.0])
+            }
+            Message::Hello => MessageHash::of(tag, &[&[6]]),
+            Message::Status { round, yours } => MessageHash::of(
+                tag,
+                &[&[7], &round.0.to_be_bytes(), &yours.0.to_be_bytes()],
+            ),
+        }
+    }
+
+    /// The tag of [`Message::hash`].
+    pub const HASH_TAG: &'static [u8] = b"belfry-message-v1";
 }
 
 /// Message kinds, for counters.

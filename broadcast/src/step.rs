@@ -3,7 +3,7 @@
 use crate::message::Message;
 use crate::vertex::{Round, Vertex, VertexRef};
 use belfry_coin::clock::Micros;
-use belfry_coin::{Coin, ReplicaId, Wave};
+use belfry_coin::{Coin, GroupSignature, MessageHash, ReplicaId, SignatureShare, Wave};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -258,8 +258,9 @@ pub struct CommittedBatch {
 }
 
 /// Why a message from a peer was rejected: evidence against it, never a
-/// crash. Each kind carries the offending message's hash where it has one
-/// (a vertex's, or the hash a vote names) and has a stable
+/// crash. Each kind carries what names the offending message — a vertex's
+/// hash, a vote's fields, the share itself —, so
+/// [`FaultKind::message_hash`] always answers, and has a stable
 /// [`FaultKind::label`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
@@ -300,18 +301,27 @@ pub enum FaultKind {
     },
     /// A vote for a slot whose author is not a replica.
     VoteForUnknownAuthor {
+        /// ECHO or READY.
+        kind: VoteKind,
         /// The slot's round.
         round: Round,
         /// The claimed author.
         author: ReplicaId,
+        /// The hash voted for.
+        hash: crate::VertexHash,
     },
     /// A coin share that does not verify (or a conflicting second one).
     BadCoinShare {
         /// The wave.
         wave: Wave,
+        /// The share rejected.
+        share: SignatureShare,
     },
     /// A sender id outside the cluster.
-    UnknownSender,
+    UnknownSender {
+        /// The message's [`Message::hash`].
+        message: MessageHash,
+    },
     /// A `FetchVotes` with an inverted round range.
     InvertedRange {
         /// The range's start.
@@ -323,6 +333,10 @@ pub enum FaultKind {
     BadCatchUpCoin {
         /// The wave.
         wave: Wave,
+        /// The coin signature given.
+        signature: GroupSignature,
+        /// The vertex given as the wave's leader.
+        leader: crate::VertexHash,
     },
     /// A catch-up answer's leader that is not the one the coin chose.
     WrongCatchUpLeader {
@@ -361,7 +375,7 @@ impl FaultKind {
             FaultKind::ConflictingVote { .. } => "conflicting_vote",
             FaultKind::VoteForUnknownAuthor { .. } => "vote_for_unknown_author",
             FaultKind::BadCoinShare { .. } => "bad_coin_share",
-            FaultKind::UnknownSender => "unknown_sender",
+            FaultKind::UnknownSender { .. } => "unknown_sender",
             FaultKind::InvertedRange { .. } => "inverted_range",
             FaultKind::BadCatchUpCoin { .. } => "bad_catch_up_coin",
             FaultKind::WrongCatchUpLeader { .. } => "wrong_catch_up_leader",
@@ -370,25 +384,73 @@ impl FaultKind {
         }
     }
 
-    /// The hash of the offending message, where it has one: the vertex, or
-    /// the second of two conflicting hashes.
-    pub fn message_hash(&self) -> Option<crate::VertexHash> {
+    /// The [`Message::hash`] of the offending message: the vertex's hash
+    /// for a VAL, a body or a report's carrier (for equivocation, the
+    /// second VAL's), the vote's, the coin share's or the range request's
+    /// message hash; for a catch-up leader, SHA3-256 of
+    /// [`FaultKind::CATCH_UP_LEADER_TAG`], the wave, the coin signature and
+    /// the leader's hash.
+    pub fn message_hash(&self) -> MessageHash {
+        let vote = |kind: &VoteKind, round: &Round, author: &ReplicaId, hash: &crate::VertexHash| {
+            let (round, author, hash) = (*round, *author, *hash);
+            match kind {
+                VoteKind::Echo => Message::Echo {
+                    round,
+                    author,
+                    hash,
+                },
+                VoteKind::Ready => Message::Ready {
+                    round,
+                    author,
+                    hash,
+                },
+            }
+            .hash()
+        };
         match self {
             FaultKind::ValFromNonAuthor { hash }
             | FaultKind::InvalidVertex { hash, .. }
-            | FaultKind::WrongCatchUpLeader { hash, .. } => Some(*hash),
-            FaultKind::Equivocation { second, .. } | FaultKind::ConflictingVote { second, .. } => {
-                Some(*second)
+            | FaultKind::WrongCatchUpLeader { hash, .. }
+            | FaultKind::Equivocation { second: hash, .. }
+            | FaultKind::ReportGoesBack { vertex: hash, .. }
+            | FaultKind::DuplicateReport { vertex: hash, .. } => MessageHash(hash.0),
+            FaultKind::ConflictingVote {
+                kind,
+                round,
+                author,
+                second,
+                ..
+            } => vote(kind, round, author, second),
+            FaultKind::VoteForUnknownAuthor {
+                kind,
+                round,
+                author,
+                hash,
+            } => vote(kind, round, author, hash),
+            FaultKind::BadCoinShare { wave, share } => Message::CoinShare {
+                wave: *wave,
+                share: *share,
             }
-            FaultKind::ReportGoesBack { vertex, .. }
-            | FaultKind::DuplicateReport { vertex, .. } => Some(*vertex),
-            FaultKind::VoteForUnknownAuthor { .. }
-            | FaultKind::BadCoinShare { .. }
-            | FaultKind::UnknownSender
-            | FaultKind::InvertedRange { .. }
-            | FaultKind::BadCatchUpCoin { .. } => None,
+            .hash(),
+            FaultKind::UnknownSender { message } => *message,
+            FaultKind::InvertedRange { from, to } => Message::FetchVotes {
+                from: *from,
+                to: *to,
+            }
+            .hash(),
+            FaultKind::BadCatchUpCoin {
+                wave,
+                signature,
+                leader,
+            } => MessageHash::of(
+                Self::CATCH_UP_LEADER_TAG,
+                &[&wave.0.to_be_bytes(), &signature.0, &leader.0],
+            ),
         }
     }
+
+    /// The tag of a catch-up leader's [`FaultKind::message_hash`].
+    pub const CATCH_UP_LEADER_TAG: &'static [u8] = b"belfry-catch-up-leader-v1";
 
     /// Whether the fault proves its replica Byzantine: an honest replica
     /// never causes it. A duplicate report is not (an honest replica that

@@ -290,14 +290,32 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
             }
         ),
         vec![FaultKind::VoteForUnknownAuthor {
+            kind: VoteKind::Echo,
             round: Round(1),
-            author: ReplicaId(99)
+            author: ReplicaId(99),
+            hash: VertexHash([0; 32])
         }]
     );
+    let fetch = Message::FetchVertex(VertexHash([0; 32]));
+    let unknown = faults_of(&mut node, 99, fetch.clone());
     assert_eq!(
-        faults_of(&mut node, 99, Message::FetchVertex(VertexHash([0; 32]))),
-        vec![FaultKind::UnknownSender]
+        unknown,
+        vec![FaultKind::UnknownSender {
+            message: fetch.hash()
+        }]
     );
+    // Every fault names the message it rejects by that message's hash.
+    let echo = Message::Echo {
+        round: Round(1),
+        author: ReplicaId(99),
+        hash: VertexHash([0; 32]),
+    };
+    assert_eq!(
+        faults_of(&mut node, 1, echo.clone())[0].message_hash(),
+        echo.hash()
+    );
+    assert_eq!(unknown[0].message_hash(), fetch.hash());
+    assert_ne!(echo.hash(), fetch.hash());
     // The same sender changing its ECHO for a slot.
     assert!(faults_of(
         &mut node,
@@ -309,16 +327,15 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
         }
     )
     .is_empty());
+    let second = Message::Echo {
+        round: Round(1),
+        author: ReplicaId(3),
+        hash: VertexHash([2; 32]),
+    };
+    let conflicting = faults_of(&mut node, 2, second.clone());
+    assert_eq!(conflicting[0].message_hash(), second.hash());
     assert_eq!(
-        faults_of(
-            &mut node,
-            2,
-            Message::Echo {
-                round: Round(1),
-                author: ReplicaId(3),
-                hash: VertexHash([2; 32])
-            }
-        ),
+        conflicting,
         vec![FaultKind::ConflictingVote {
             kind: VoteKind::Echo,
             round: Round(1),
@@ -341,7 +358,7 @@ fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
     assert!(faults_of(&mut node, 2, Message::VertexBody(vertex(1, 2, 0))).is_empty());
     // The node still works: it created its round-1 vertex and keeps going.
     assert_eq!(node.round(), Round(1));
-    assert_eq!(node.counters().faults, 10);
+    assert_eq!(node.counters().faults, 11);
 }
 
 proptest! {

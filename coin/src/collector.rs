@@ -19,13 +19,16 @@ pub enum ShareFaultKind {
     ConflictingShare,
 }
 
-/// A faulty share, attributed to its sender.
+/// A faulty share, attributed to its sender, with the share itself (the
+/// evidence: anyone holding the public key shares can check it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareFault {
     /// Who sent it.
     pub replica: ReplicaId,
     /// What was wrong.
     pub kind: ShareFaultKind,
+    /// The share rejected (for a conflicting share, the second one).
+    pub share: SignatureShare,
 }
 
 /// The result of adding one share: the group signature as the output, in
@@ -105,6 +108,7 @@ impl SignatureCollector {
             step.fault(ShareFault {
                 replica: from,
                 kind: ShareFaultKind::UnknownReplica,
+                share,
             });
             return step;
         }
@@ -116,6 +120,7 @@ impl SignatureCollector {
                 step.fault(ShareFault {
                     replica: from,
                     kind: ShareFaultKind::ConflictingShare,
+                    share,
                 });
             }
             return step;
@@ -173,6 +178,7 @@ impl SignatureCollector {
                     step.fault(ShareFault {
                         replica: id,
                         kind: ShareFaultKind::InvalidShare,
+                        share,
                     });
                 }
             }

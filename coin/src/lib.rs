@@ -162,3 +162,35 @@ pub fn sha3(parts: &[&[u8]]) -> [u8; 32] {
     }
     h.finalize().into()
 }
+
+/// The hash by which a fault names the message it rejects (docs/design.md
+/// §3.3): SHA3-256 under an ASCII tag of the layer that defines the
+/// message — a broadcast message, a peer frame, a tree-head share — so an
+/// operator can match a logged fault to the bytes a peer sent.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MessageHash(pub [u8; 32]);
+
+impl MessageHash {
+    /// SHA3-256 of `tag` followed by `parts`.
+    pub fn of(tag: &[u8], parts: &[&[u8]]) -> MessageHash {
+        use sha3::Digest;
+        let mut h = sha3::Sha3_256::new();
+        h.update(tag);
+        for p in parts {
+            h.update(p);
+        }
+        MessageHash(h.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for MessageHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageHash({})", hex::encode(&self.0[..8]))
+    }
+}
+
+impl std::fmt::Display for MessageHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}

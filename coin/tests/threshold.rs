@@ -160,11 +160,13 @@ fn invalid_shares_are_attributed(
         vec![
             ShareFault {
                 replica: ReplicaId(1),
-                kind: ShareFaultKind::InvalidShare
+                kind: ShareFaultKind::InvalidShare,
+                share: wrong_message,
             },
             ShareFault {
                 replica: ReplicaId(2),
-                kind: ShareFaultKind::InvalidShare
+                kind: ShareFaultKind::InvalidShare,
+                share: garbage,
             },
         ]
     );
@@ -190,7 +192,8 @@ fn invalid_shares_are_attributed(
         s.faults,
         vec![ShareFault {
             replica: ReplicaId(4),
-            kind: ShareFaultKind::UnknownReplica
+            kind: ShareFaultKind::UnknownReplica,
+            share: garbage,
         }]
     );
 }
@@ -223,7 +226,8 @@ fn conflicting_second_share_is_reported() {
         s.faults,
         vec![ShareFault {
             replica: ReplicaId(0),
-            kind: ShareFaultKind::ConflictingShare
+            kind: ShareFaultKind::ConflictingShare,
+            share: SignatureShare([1; 96]),
         }]
     );
 }

@@ -138,7 +138,14 @@ impl Node {
             let Some(coin) =
                 Coin::from_signature(self.crypto.as_ref(), self.config.cluster_id, *w, *signature)
             else {
-                step.blame(from, FaultKind::BadCatchUpCoin { wave: *w });
+                step.blame(
+                    from,
+                    FaultKind::BadCatchUpCoin {
+                        wave: *w,
+                        signature: *signature,
+                        leader: *hash,
+                    },
+                );
                 break;
             };
             let Some(leader) = self.dag.get(hash).cloned() else {

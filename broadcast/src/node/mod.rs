@@ -423,7 +423,12 @@ impl Node {
 
     fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
         if from.index() >= self.config.n {
-            step.blame(from, FaultKind::UnknownSender);
+            step.blame(
+                from,
+                FaultKind::UnknownSender {
+                    message: message.hash(),
+                },
+            );
             return;
         }
         if from != self.config.me {

@@ -147,8 +147,17 @@ impl Commit {
         let coins = step.extend_with(coin, belfry_coin::step::never, |f| Fault {
             replica: f.replica,
             kind: match f.kind {
-                ShareFaultKind::UnknownReplica => FaultKind::UnknownSender,
-                _ => FaultKind::BadCoinShare { wave },
+                ShareFaultKind::UnknownReplica => FaultKind::UnknownSender {
+                    message: Message::CoinShare {
+                        wave,
+                        share: f.share,
+                    }
+                    .hash(),
+                },
+                _ => FaultKind::BadCoinShare {
+                    wave,
+                    share: f.share,
+                },
             },
         });
         coins.into_iter().next()

@@ -535,7 +535,15 @@ impl Node {
         step: &mut Step,
     ) {
         if author.index() >= self.config.n {
-            step.blame(from, FaultKind::VoteForUnknownAuthor { round, author });
+            step.blame(
+                from,
+                FaultKind::VoteForUnknownAuthor {
+                    kind,
+                    round,
+                    author,
+                    hash,
+                },
+            );
             return;
         }
         if round.0 == 0 || !self.in_window(round) {

@@ -7,7 +7,7 @@ mod common;
 
 use belfry_replica::coin::{ClusterParams, MockCrypto, Policy, ReplicaId, ThresholdCrypto};
 use belfry_replica::wire::{self, ClientMessage, ClientRequest, ClientResponse};
-use belfry_replica::{CoreInput, CoreStepExt, ReplicaConfig, ReplicaCore};
+use belfry_replica::{frame_hash, CoreFault, CoreInput, CoreStepExt, ReplicaConfig, ReplicaCore};
 use common::GENESIS;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -50,8 +50,19 @@ proptest! {
         let mut c = core();
         for b in &bodies {
             let frame = if raw { b.clone() } else { framed(b) };
-            let _ = c.handle(GENESIS, CoreInput::Peer { from: ReplicaId(from), frame: frame.clone() });
-            let _ = c.handle(GENESIS, CoreInput::Client { client: 3, frame });
+            let peer = c.handle(GENESIS, CoreInput::Peer { from: ReplicaId(from), frame: frame.clone() });
+            let client = c.handle(GENESIS, CoreInput::Client { client: 3, frame: frame.clone() });
+            // A frame that does not decode is blamed on its sender and named
+            // by its hash.
+            for f in peer.faults.iter().chain(&client.faults) {
+                if let CoreFault::Frame { .. } = f {
+                    prop_assert_eq!(f.message_hash(), frame_hash(&frame));
+                }
+            }
+            for f in &client.faults {
+                prop_assert_eq!(f.peer(), None);
+                prop_assert_eq!(f.label(), "client_frame");
+            }
         }
         // Still serving: a well-formed request gets a well-formed answer.
         let step = c.handle(GENESIS, CoreInput::Client { client: 4, frame: wire::encode(&ClientRequest::TreeHead).unwrap() });
@@ -59,6 +70,57 @@ proptest! {
         let is_head = matches!(reply, ClientMessage::Answer { response: ClientResponse::TreeHead(_), .. });
         prop_assert!(is_head);
     }
+}
+
+/// A frame that does not decode, or a tree-head share that does not
+/// verify, is a fault that names its sender and the offending message by
+/// its hash.
+#[test]
+fn a_fault_names_its_sender_and_the_message_by_its_hash() {
+    use belfry_replica::coin::{MessageHash, SignatureShare};
+    use belfry_replica::wire::PeerMessage;
+    let mut c = core();
+    let frame = framed(&[0xff; 9]);
+    let step = c.handle(
+        GENESIS,
+        CoreInput::Peer {
+            from: ReplicaId(2),
+            frame: frame.clone(),
+        },
+    );
+    assert_eq!(step.faults.len(), 1, "{:?}", step.faults);
+    let f = &step.faults[0];
+    assert_eq!(
+        (f.label(), f.peer(), f.is_evidence()),
+        ("peer_frame", Some(ReplicaId(2)), true)
+    );
+    assert_eq!(f.message_hash(), frame_hash(&frame));
+    assert_ne!(f.message_hash(), frame_hash(&framed(&[0xff; 8])));
+
+    // A share for a size this replica has passed without a Tick ending
+    // there (its empty log's size 0) has no head to sign.
+    let share = SignatureShare([7; 96]);
+    let step = c.handle(
+        GENESIS,
+        CoreInput::Peer {
+            from: ReplicaId(1),
+            frame: wire::encode(&PeerMessage::HeadShare {
+                tree_size: 0,
+                share,
+            })
+            .unwrap(),
+        },
+    );
+    assert_eq!(step.faults.len(), 1, "{:?}", step.faults);
+    let f = &step.faults[0];
+    assert_eq!(
+        (f.label(), f.peer()),
+        ("head_share_no_such_head", Some(ReplicaId(1)))
+    );
+    assert_eq!(
+        f.message_hash(),
+        MessageHash::of(belfry_replica::HEAD_SHARE_TAG, &[&0u64.to_be_bytes(), &share.0])
+    );
 }
 
 /// A peer that asks without end — for log pages, states, leaders'

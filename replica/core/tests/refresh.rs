@@ -123,7 +123,7 @@ fn waves_blamed_on_3(c: &LocalCluster) -> Vec<u64> {
         for fault in &c.faults[i] {
             match fault {
                 CoreFault::Broadcast(f) if f.replica == ReplicaId(3) => {
-                    if let FaultKind::BadCoinShare { wave } = f.kind {
+                    if let FaultKind::BadCoinShare { wave, .. } = f.kind {
                         waves.push(wave.0);
                     }
                 }

@@ -2,7 +2,8 @@
 //! sender in the `faults` metric, and logged — at most once per
 //! [`FAULT_LOG_INTERVAL`] for each (label, sender), with how many were
 //! left unlogged since — so a peer that floods bad frames cannot flood the
-//! log.
+//! log. A logged fault names the offending message by its hash
+//! ([`CoreFault::message_hash`]).
 
 use crate::metrics::{FaultLabel, Metrics};
 use belfry_replica::clock::Micros;
@@ -46,6 +47,7 @@ impl FaultLog {
                     fault = label,
                     peer = %peer,
                     suppressed,
+                    message = %f.message_hash(),
                     detail = ?f,
                     "fault recorded"
                 );

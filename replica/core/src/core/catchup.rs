@@ -256,8 +256,10 @@ impl ReplicaCore {
         self.catchup.run = Some(CatchUp::Log(f));
     }
 
-    /// A page of the log range: checked on arrival, then either the next
-    /// page is asked for or the verified range goes on to be installed.
+    /// A page of the log range (`frame`, the answer as received, names it
+    /// in a fault): checked on arrival, then either the next page is asked
+    /// for or the verified range goes on to be installed.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_log_range(
         &mut self,
         from_peer: ReplicaId,
@@ -265,6 +267,7 @@ impl ReplicaCore {
         entries: Vec<Entry>,
         head: Option<SignedTreeHead>,
         proof: Vec<belfry_timestamp::Hash>,
+        frame: &[u8],
         out: &mut CoreStep,
     ) {
         if self.catchup.distrusts(from_peer, self.now) {
@@ -280,7 +283,7 @@ impl ReplicaCore {
             // nothing beyond what we have, or a page nobody asked it for
             // (answering unasked must not take the request over) — but its
             // head still says how far that peer's log is.
-            self.hear_head(from_peer, head, out);
+            self.hear_head(from_peer, head, frame, out);
             return;
         }
         if f.entries.len() as u64 + entries.len() as u64 > MAX_CATCHUP_ENTRIES {
@@ -320,7 +323,12 @@ impl ReplicaCore {
             consistent.then_some((h, frontier))
         });
         let Some((h, frontier)) = ok else {
-            self.distrust(from_peer, CatchUpFault::LogRangeMismatch, out);
+            self.distrust(
+                from_peer,
+                CatchUpFault::LogRangeMismatch,
+                frame_hash(frame),
+                out,
+            );
             // Ask someone else for the same page at once.
             f.request.peer = Some(from_peer);
             self.request_page(f, out);
@@ -396,7 +404,13 @@ impl ReplicaCore {
     /// A peer's answer that adds no page still tells how far its log is:
     /// a signed head beyond the target raises the target (checked first);
     /// any answer counts the peer as heard.
-    fn hear_head(&mut self, peer: ReplicaId, head: Option<SignedTreeHead>, out: &mut CoreStep) {
+    fn hear_head(
+        &mut self,
+        peer: ReplicaId,
+        head: Option<SignedTreeHead>,
+        frame: &[u8],
+        out: &mut CoreStep,
+    ) {
         let Some(CatchUp::Log(f)) = &self.catchup.run else {
             return;
         };
@@ -404,7 +418,7 @@ impl ReplicaCore {
         let raises = head.filter(|h| h.head.tree_size > target.max(f.from));
         if let Some(h) = raises {
             if !self.head_signed(&h) {
-                self.distrust(peer, CatchUpFault::UnsignedHead, out);
+                self.distrust(peer, CatchUpFault::UnsignedHead, frame_hash(frame), out);
                 return;
             }
         }
@@ -469,7 +483,7 @@ impl ReplicaCore {
     /// A peer says it cannot serve what it was asked (the leaders' histories
     /// fell below its horizon, no recent state is old enough): ask the next
     /// one at once instead of waiting for the deadline.
-    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, out: &mut CoreStep) {
+    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, frame: &[u8], out: &mut CoreStep) {
         let asked = match &self.catchup.run {
             Some(CatchUp::Install(i)) => i.request.peer == Some(from_peer),
             Some(CatchUp::Log(f)) => f.request.peer == Some(from_peer),
@@ -479,7 +493,7 @@ impl ReplicaCore {
             if matches!(&self.catchup.run, Some(CatchUp::Log(f)) if f.request.peer.is_none()) {
                 // An answer to the request to everyone: this peer holds
                 // nothing beyond what we have.
-                self.hear_head(from_peer, None, out);
+                self.hear_head(from_peer, None, frame, out);
             }
             return;
         }
@@ -510,10 +524,17 @@ impl ReplicaCore {
     /// Records a bad catch-up answer: a fault, and the peer's catch-up
     /// answers are ignored for [`DISTRUST_FOR`], so a Byzantine peer that
     /// always answers first cannot keep a replica from catching up.
-    pub(super) fn distrust(&mut self, peer: ReplicaId, what: CatchUpFault, out: &mut CoreStep) {
+    pub(super) fn distrust(
+        &mut self,
+        peer: ReplicaId,
+        what: CatchUpFault,
+        answer: MessageHash,
+        out: &mut CoreStep,
+    ) {
         out.faults.push(CoreFault::CatchUp {
             replica: peer,
             what,
+            answer,
         });
         self.catchup.distrust(peer, self.now);
     }

@@ -20,6 +20,8 @@ pub enum CoreFault {
         client: Option<ClientId>,
         /// What was wrong.
         error: FrameError,
+        /// The frame's [`frame_hash`].
+        frame: MessageHash,
     },
     /// A bad tree-head share.
     HeadShare {
@@ -29,6 +31,8 @@ pub enum CoreFault {
         tree_size: u64,
         /// What was wrong.
         kind: HeadShareFault,
+        /// The share rejected.
+        share: SignatureShare,
     },
     /// A catch-up answer that does not verify (a log range against its
     /// signed head, a state snapshot against its Tick): the peer's answers
@@ -38,7 +42,29 @@ pub enum CoreFault {
         replica: ReplicaId,
         /// What failed.
         what: CatchUpFault,
+        /// The answer: a log range's [`frame_hash`], or a state snapshot's
+        /// [`state_hash`] (its pages assembled).
+        answer: MessageHash,
     },
+}
+
+/// The tag of [`frame_hash`].
+pub const FRAME_TAG: &[u8] = b"belfry-frame-v1";
+/// The tag of a tree-head share's message hash.
+pub const HEAD_SHARE_TAG: &[u8] = b"belfry-head-share-v1";
+/// The tag of [`state_hash`].
+pub const STATE_TAG: &[u8] = b"belfry-state-snapshot-v1";
+
+/// The hash a fault names a peer's or a client's frame by: SHA3-256 of
+/// [`FRAME_TAG`] and the frame's bytes (without its length prefix).
+pub fn frame_hash(frame: &[u8]) -> MessageHash {
+    MessageHash::of(FRAME_TAG, &[frame])
+}
+
+/// The hash a fault names an assembled state snapshot by: SHA3-256 of
+/// [`STATE_TAG`] and its bytes.
+pub fn state_hash(snapshot: &[u8]) -> MessageHash {
+    MessageHash::of(STATE_TAG, &[snapshot])
 }
 
 /// What was wrong with a tree-head share.
@@ -134,12 +160,19 @@ impl CoreFault {
         }
     }
 
-    /// The offending message's hash, where it has one (see
-    /// [`belfry_broadcast::FaultKind::message_hash`]).
-    pub fn message_hash(&self) -> Option<[u8; 32]> {
+    /// The offending message's hash (docs/design.md §3.3): a broadcast
+    /// message's [`belfry_broadcast::FaultKind::message_hash`], a bad
+    /// frame's [`frame_hash`], a tree-head share's hash under
+    /// [`HEAD_SHARE_TAG`] (its size, big-endian, and the share), a catch-up
+    /// answer's.
+    pub fn message_hash(&self) -> MessageHash {
         match self {
-            CoreFault::Broadcast(f) => f.kind.message_hash().map(|h| h.0),
-            _ => None,
+            CoreFault::Broadcast(f) => f.kind.message_hash(),
+            CoreFault::Frame { frame, .. } => *frame,
+            CoreFault::HeadShare {
+                tree_size, share, ..
+            } => MessageHash::of(HEAD_SHARE_TAG, &[&tree_size.to_be_bytes(), &share.0]),
+            CoreFault::CatchUp { answer, .. } => *answer,
         }
     }
 }

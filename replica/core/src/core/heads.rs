@@ -204,6 +204,7 @@ impl ReplicaCore {
         let heads = out.extend_with(signed, never, |f| CoreFault::HeadShare {
             replica: f.replica,
             tree_size,
+            share: f.share,
             kind: match f.kind {
                 ShareFaultKind::ConflictingShare => HeadShareFault::Conflicting,
                 ShareFaultKind::InvalidShare | ShareFaultKind::UnknownReplica => {
@@ -239,6 +240,7 @@ impl ReplicaCore {
                     replica: from,
                     tree_size,
                     kind: HeadShareFault::NoSuchHead,
+                    share,
                 });
             }
             return;

@@ -341,9 +341,17 @@ impl ReplicaCore {
             .note_answer_time(&i.request, from_peer, self.now);
         let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
         match postcard::from_bytes::<wire::StateSnapshot>(&whole) {
-            Ok(s) => self.install_state(from_peer, tree_size, s.sequencer, s.checkpoint, i, out),
+            Ok(s) => {
+                let state = (s.sequencer, s.checkpoint);
+                self.install_state(from_peer, tree_size, state, i, &whole, out)
+            }
             Err(_) => {
-                self.distrust(from_peer, CatchUpFault::StateUndecodable, out);
+                self.distrust(
+                    from_peer,
+                    CatchUpFault::StateUndecodable,
+                    state_hash(&whole),
+                    out,
+                );
                 self.request_install(i, out);
             }
         }
@@ -376,13 +384,15 @@ impl ReplicaCore {
         }
     }
 
+    /// Installs the state snapshot `(state, checkpoint)` once it verifies
+    /// against its Tick (`snapshot`, its bytes, names it in a fault).
     pub(super) fn install_state(
         &mut self,
         from_peer: ReplicaId,
         tree_size: u64,
-        state: SequencerState,
-        checkpoint: Checkpoint,
+        (state, checkpoint): (SequencerState, Checkpoint),
         i: Install,
+        snapshot: &[u8],
         out: &mut CoreStep,
     ) {
         if self.log.len() != i.from {
@@ -394,7 +404,7 @@ impl ReplicaCore {
             .ok()
             .and_then(|k| i.entries.get(k));
         let Some(Entry::Tick(tick)) = tick.copied() else {
-            self.distrust(from_peer, CatchUpFault::StateWithoutTick, out);
+            self.distrust(from_peer, CatchUpFault::StateWithoutTick, state_hash(snapshot), out);
             self.request_install(i, out);
             return;
         };
@@ -405,7 +415,7 @@ impl ReplicaCore {
             && Sequencer::restore(self.config.sequencer.clone(), state.clone())
                 .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
         if !valid {
-            self.distrust(from_peer, CatchUpFault::StateMismatch, out);
+            self.distrust(from_peer, CatchUpFault::StateMismatch, state_hash(snapshot), out);
             self.request_install(i, out);
             return;
         }

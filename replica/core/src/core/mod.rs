@@ -40,8 +40,8 @@
 use crate::wire::{self, ClientRequest, ClientResponse, FrameError, PeerMessage};
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{
-    ClusterParams, ReplicaId, ShareFault, ShareFaultKind, SignatureCollector, SignatureShare,
-    SignedMessage, ThresholdCrypto, Wave,
+    ClusterParams, MessageHash, ReplicaId, ShareFault, ShareFaultKind, SignatureCollector,
+    SignatureShare, SignedMessage, ThresholdCrypto, Wave,
 };
 use belfry_broadcast::config::{MAX_DIGESTS_PER_REQUEST, MAX_PENDING_DIGESTS, MAX_QUEUED_REPORTS};
 use belfry_broadcast::fair::{DigestIndex, Sequencer, SequencerConfig, SequencerState};
@@ -79,7 +79,10 @@ pub use catchup::{
 };
 use catchup_client::{CatchUp, Install, InstallBy, LogFetch, Pages, Replay, Request};
 pub use config::{CheckpointConfig, ReplicaConfig};
-pub use faults::{CatchUpFault, CoreFault, HeadShareFault};
+pub use faults::{
+    frame_hash, state_hash, CatchUpFault, CoreFault, HeadShareFault, FRAME_TAG, HEAD_SHARE_TAG,
+    STATE_TAG,
+};
 pub use notes::COSIGNATURE_FUTURE_SLACK_S;
 pub use serve::{ServeKind, Serving, SERVE_BURST_BYTES, SERVE_BYTES_PER_PEER_PER_S};
 pub use step::{CoreOutput, CoreStep, CoreStepExt, Frame};
@@ -514,7 +517,7 @@ impl ReplicaCore {
                     entries,
                     head,
                     proof,
-                }) => self.on_log_range(from, index, entries, head, proof, &mut out),
+                }) => self.on_log_range(from, index, entries, head, proof, &frame, &mut out),
                 Ok(PeerMessage::State {
                     tree_size,
                     page,
@@ -530,11 +533,12 @@ impl ReplicaCore {
                     pages,
                     vertices,
                 }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
-                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &mut out),
+                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &frame, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,
                     error,
+                    frame: frame_hash(&frame),
                 }),
             },
             CoreInput::Client { client, frame } => self.on_client_frame(client, &frame, &mut out),

@@ -137,6 +137,7 @@ impl ReplicaCore {
                     replica: None,
                     client: Some(client),
                     error,
+                    frame: super::frame_hash(frame),
                 });
             }
         }
