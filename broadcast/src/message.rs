@@ -90,7 +90,12 @@ impl Message {
                 hash,
             } => MessageHash::of(
                 tag,
-                &[&[1], &round.0.to_be_bytes(), &author.0.to_be_bytes(), &hash.0],
+                &[
+                    &[1],
+                    &round.0.to_be_bytes(),
+                    &author.0.to_be_bytes(),
+                    &hash.0,
+                ],
             ),
             Message::Ready {
                 round,
@@ -98,7 +103,12 @@ impl Message {
                 hash,
             } => MessageHash::of(
                 tag,
-                &[&[2], &round.0.to_be_bytes(), &author.0.to_be_bytes(), &hash.0],
+                &[
+                    &[2],
+                    &round.0.to_be_bytes(),
+                    &author.0.to_be_bytes(),
+                    &hash.0,
+                ],
             ),
             Message::FetchVertex(hash) => MessageHash::of(tag, &[&[3], &hash.0]),
             Message::FetchVotes { from, to } => {
@@ -108,10 +118,9 @@ impl Message {
                 MessageHash::of(tag, &[&[5], &wave.0.to_be_bytes(), &share.0])
             }
             Message::Hello => MessageHash::of(tag, &[&[6]]),
-            Message::Status { round, yours } => MessageHash::of(
-                tag,
-                &[&[7], &round.0.to_be_bytes(), &yours.0.to_be_bytes()],
-            ),
+            Message::Status { round, yours } => {
+                MessageHash::of(tag, &[&[7], &round.0.to_be_bytes(), &yours.0.to_be_bytes()])
+            }
         }
     }
 

@@ -391,22 +391,23 @@ impl FaultKind {
     /// [`FaultKind::CATCH_UP_LEADER_TAG`], the wave, the coin signature and
     /// the leader's hash.
     pub fn message_hash(&self) -> MessageHash {
-        let vote = |kind: &VoteKind, round: &Round, author: &ReplicaId, hash: &crate::VertexHash| {
-            let (round, author, hash) = (*round, *author, *hash);
-            match kind {
-                VoteKind::Echo => Message::Echo {
-                    round,
-                    author,
-                    hash,
-                },
-                VoteKind::Ready => Message::Ready {
-                    round,
-                    author,
-                    hash,
-                },
-            }
-            .hash()
-        };
+        let vote =
+            |kind: &VoteKind, round: &Round, author: &ReplicaId, hash: &crate::VertexHash| {
+                let (round, author, hash) = (*round, *author, *hash);
+                match kind {
+                    VoteKind::Echo => Message::Echo {
+                        round,
+                        author,
+                        hash,
+                    },
+                    VoteKind::Ready => Message::Ready {
+                        round,
+                        author,
+                        hash,
+                    },
+                }
+                .hash()
+            };
         match self {
             FaultKind::ValFromNonAuthor { hash }
             | FaultKind::InvalidVertex { hash, .. }

@@ -119,7 +119,10 @@ fn a_fault_names_its_sender_and_the_message_by_its_hash() {
     );
     assert_eq!(
         f.message_hash(),
-        MessageHash::of(belfry_replica::HEAD_SHARE_TAG, &[&0u64.to_be_bytes(), &share.0])
+        MessageHash::of(
+            belfry_replica::HEAD_SHARE_TAG,
+            &[&0u64.to_be_bytes(), &share.0]
+        )
     );
 }
 

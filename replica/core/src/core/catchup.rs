@@ -119,291 +119,146 @@ impl ReplicaCore {
                 .saturating_add(8)
     }
 
-    /// Encodes a message for peers and sends it; its size in bytes.
-    ///
-    /// Every peer message is bounded well under `max_frame` by its page
-    /// limits, so a frame that fails to encode is a local bug: the replica
-    /// stops with an error ([`crate::host::HostError::Poisoned`]) rather
-    /// than drop the message and go on without it.
-    pub(super) fn send_peer(&mut self, to: Target, m: &PeerMessage, out: &mut CoreStep) -> usize {
-        let encoded = wire::encode(m).map(|frame| Frame::Peer(to, frame));
-        self.send_frame(encoded, "a message to peers failed to encode", out)
+    pub(super) fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
+        out.timer(deadline, CoreTimer::CatchUp);
     }
 
-    /// Sends an encoded frame and returns its size; a frame that failed to
-    /// encode poisons the replica with `why` (see `send_peer`).
-    pub(super) fn send_frame(
-        &mut self,
-        encoded: Result<Frame, FrameError>,
-        why: &'static str,
-        out: &mut CoreStep,
-    ) -> usize {
-        match encoded {
-            Ok(frame) => {
-                let len = match &frame {
-                    Frame::Peer(_, b) | Frame::Client(_, b) => b.len(),
-                };
-                out.send(frame);
-                len
-            }
-            Err(_) => {
-                self.poison(why);
-                0
-            }
+    /// Does what a catch-up transition asks: sends its request, then arms
+    /// the catch-up timer.
+    fn ask(&mut self, asks: Asks, out: &mut CoreStep) {
+        if let Some((to, m)) = asks.send {
+            self.send_peer(to, &m, out);
+        }
+        if let Some(deadline) = asks.timer {
+            self.arm_catchup_timer(deadline, out);
         }
     }
 
-    pub(super) fn arm_catchup_timer(&self, deadline: Micros, out: &mut CoreStep) {
-        out.timer(deadline, CoreTimer::CatchUp);
+    /// Goes where a catch-up transition leads.
+    fn go(&mut self, next: Next, out: &mut CoreStep) {
+        match next {
+            Next::Ask(asks) => self.ask(asks, out),
+            Next::Install(f) => self.install_fetched(f, out),
+        }
+    }
+
+    /// The node's GC horizon, which a `FetchLeaders` request carries.
+    fn floor(&self) -> u64 {
+        self.node.dag().horizon().0
     }
 
     /// Starts a catch-up when the replica lags; moves a running one on
     /// when its request timed out; drops one the replica's own ordering
     /// overtook or that made no progress for [`CATCHUP_GIVE_UP`].
     pub(super) fn maybe_start_catchup(&mut self, out: &mut CoreStep) {
-        let (from, deadline, progress_at) = match &self.catchup.run {
-            Some(CatchUp::Log(f)) => (f.from, f.request.deadline, f.progress_at),
-            Some(CatchUp::Install(i)) => (i.from, i.request.deadline, i.progress_at),
-            None => {
-                if self.is_lagging() {
-                    self.start_log_fetch(out);
-                }
-                return;
-            }
-        };
-        if self.log.len() != from || self.now.saturating_sub(progress_at) > CATCHUP_GIVE_UP {
-            // Our own ordering appended entries meanwhile (installing now
-            // would log them twice), or nobody could serve us: start over.
-            self.catchup.run = None;
-            if self.is_lagging() {
-                self.start_log_fetch(out);
-            }
-            return;
-        }
-        if self.now >= deadline {
-            self.on_catchup_timeout(out);
+        match self.catchup.poll(self.log.len(), self.now) {
+            Poll::Idle if self.is_lagging() => self.start_log_fetch(out),
+            Poll::Idle | Poll::Waiting => {}
+            Poll::TimedOut => self.on_catchup_timeout(out),
         }
     }
 
     pub(super) fn start_log_fetch(&mut self, out: &mut CoreStep) {
-        let from = self.log.len();
         let Some(frontier) = Frontier::of(&*self.log) else {
             return;
         };
-        // The first request goes to everyone: whoever holds the range
-        // answers, and the fastest verified page wins.
-        self.send_peer(Target::All, &PeerMessage::FetchLog { from }, out);
-        let deadline = self.catchup.deadline(self.now);
-        self.catchup.run = Some(CatchUp::Log(LogFetch {
-            from,
-            entries: Vec::new(),
-            frontier,
-            head: None,
-            target_from: None,
-            heard: BTreeSet::new(),
-            request: Request {
-                peer: None,
-                sent: self.now,
-                deadline,
-            },
-            progress_at: self.now,
-        }));
-        self.arm_catchup_timer(deadline, out);
+        let asks = self.catchup.start(self.log.len(), frontier, self.now);
+        self.ask(asks, out);
     }
 
     /// The request in flight timed out: pass its peer over and ask the next.
     pub(super) fn on_catchup_timeout(&mut self, out: &mut CoreStep) {
-        let timed_out = match &self.catchup.run {
-            Some(CatchUp::Log(f)) => f.request.peer,
-            Some(CatchUp::Install(i)) => i.request.peer,
-            None => return,
-        };
-        if let Some(p) = timed_out {
-            self.catchup.timeouts += 1;
-            self.catchup.pass_over(p, self.now);
-        }
-        match self.catchup.run.take() {
-            Some(CatchUp::Log(f))
-                if f.head
-                    .is_some_and(|h| f.frontier.size() >= h.head.tree_size) =>
-            {
-                // Fewer than f + 1 peers said how far they are before the
-                // deadline (some are down): install what is verified.
-                self.install_fetched(f, out);
-            }
-            Some(CatchUp::Log(f)) => self.request_page(f, out),
-            Some(CatchUp::Install(i)) => self.request_install(i, out),
-            None => debug_assert!(false, "a timed-out catch-up is still running"),
-        }
+        let next = self.catchup.time_out(self.floor(), self.now);
+        self.go(next, out);
     }
 
     /// Asks the next peer for the next page of the range.
-    pub(super) fn request_page(&mut self, mut f: LogFetch, out: &mut CoreStep) {
-        let next = f.from + f.entries.len() as u64;
-        let skip = f.request.peer.into_iter().collect();
-        let peer = self
-            .catchup
-            .next_peer(self.config.broadcast.me, self.now, &skip);
-        if let Some(p) = peer {
-            self.send_peer(Target::One(p), &PeerMessage::FetchLog { from: next }, out);
-        }
-        f.request = Request {
-            peer,
-            sent: self.now,
-            deadline: self.catchup.deadline(self.now),
-        };
-        self.arm_catchup_timer(f.request.deadline, out);
-        self.catchup.run = Some(CatchUp::Log(f));
+    pub(super) fn request_page(&mut self, f: LogFetch, out: &mut CoreStep) {
+        let asks = self.catchup.request_page(f, self.now);
+        self.ask(asks, out);
+    }
+
+    /// Asks the next peer for what installs the verified range (see
+    /// [`CatchUpClient::request_install`]).
+    pub(super) fn request_install(&mut self, i: Install, out: &mut CoreStep) {
+        let asks = self.catchup.request_install(i, self.floor(), self.now);
+        self.ask(asks, out);
     }
 
     /// A page of the log range (`frame`, the answer as received, names it
     /// in a fault): checked on arrival, then either the next page is asked
     /// for or the verified range goes on to be installed.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_log_range(
         &mut self,
         from_peer: ReplicaId,
-        from: u64,
-        entries: Vec<Entry>,
-        head: Option<SignedTreeHead>,
-        proof: Vec<belfry_timestamp::Hash>,
+        page: LogPage,
         frame: &[u8],
         out: &mut CoreStep,
     ) {
-        if self.catchup.distrusts(from_peer, self.now) {
-            return;
-        }
-        let Some(CatchUp::Log(f)) = &self.catchup.run else {
-            return;
-        };
-        let next = f.from + f.entries.len() as u64;
-        let asked = f.request.peer.is_none_or(|p| p == from_peer);
-        if from != next || entries.is_empty() || !asked {
-            // Another peer's copy of a page already taken, a peer that holds
-            // nothing beyond what we have, or a page nobody asked it for
-            // (answering unasked must not take the request over) — but its
-            // head still says how far that peer's log is.
-            self.hear_head(from_peer, head, frame, out);
-            return;
-        }
-        if f.entries.len() as u64 + entries.len() as u64 > MAX_CATCHUP_ENTRIES {
-            // A local limit, not the peer's fault: give up; see
-            // MAX_CATCHUP_ENTRIES.
-            self.catchup.run = None;
-            self.catchup.too_far += 1;
-            return;
-        }
-        let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
-            debug_assert!(false, "the log fetch matched above is still running");
-            return;
-        };
-        let ok = head.filter(|h| self.head_signed(h)).and_then(|h| {
-            let end = next + entries.len() as u64;
-            // An honest page is as long as a page may be, or ends at the
-            // head it comes with: a short one is withholding.
-            let full = entries.len() >= wire::MAX_LOG_PAGE || end == h.head.tree_size;
-            if h.head.tree_size < end || !full {
-                return None;
+        let f = match self.catchup.take_log_page(from_peer, &page, self.now) {
+            PageFor::Nobody => return,
+            PageFor::HeadOnly => {
+                // Another peer's copy of a page already taken, a peer that
+                // holds nothing beyond what we have, or a page nobody asked
+                // it for (answering unasked must not take the request
+                // over) — but its head still says how far that peer's log
+                // is.
+                self.hear_head(from_peer, page.head, frame, out);
+                return;
             }
-            let mut frontier = f.frontier.clone();
-            for e in &entries {
-                frontier.push(e.leaf_hash());
-            }
-            let consistent = if end == h.head.tree_size {
-                proof.is_empty() && frontier.root() == h.head.root
-            } else {
-                belfry_timestamp::verify_consistency(
-                    end,
-                    h.head.tree_size,
-                    &frontier.root(),
-                    &h.head.root,
-                    &proof,
-                )
-            };
-            consistent.then_some((h, frontier))
-        });
-        let Some((h, frontier)) = ok else {
-            self.distrust(
-                from_peer,
-                CatchUpFault::LogRangeMismatch,
-                frame_hash(frame),
-                out,
-            );
-            // Ask someone else for the same page at once.
-            f.request.peer = Some(from_peer);
-            self.request_page(f, out);
-            return;
+            PageFor::Fetch(f) => *f,
         };
-        self.catchup
-            .note_answer_time(&f.request, from_peer, self.now);
-        f.entries.extend(entries);
-        f.frontier = frontier;
-        f.progress_at = self.now;
-        f.heard.insert(from_peer);
-        if f.head
-            .is_none_or(|old| old.head.tree_size < h.head.tree_size)
-        {
-            f.head = Some(h);
-            f.target_from = Some(from_peer);
+        match self.verify_page(&f, &page) {
+            Some((head, frontier)) => {
+                let next =
+                    self.catchup
+                        .accept_page(f, from_peer, page.entries, head, frontier, self.now);
+                self.go(next, out);
+            }
+            None => {
+                let answer = frame_hash(frame);
+                self.distrust(from_peer, CatchUpFault::LogRangeMismatch, answer, out);
+                // Ask someone else for the same page at once.
+                let mut f = f;
+                f.request.peer = Some(from_peer);
+                self.request_page(f, out);
+            }
         }
-        self.advance_log_fetch(f, from_peer, out);
     }
 
-    /// After a verified page: the next page while the range is short of
-    /// its target; at the target, the install once `f + 1` peers have said
-    /// how far they are (else everyone is asked what lies beyond it).
-    fn advance_log_fetch(&mut self, mut f: LogFetch, last: ReplicaId, out: &mut CoreStep) {
-        let target = f.head.map_or(0, |h| h.head.tree_size);
-        if f.frontier.size() < target {
-            // The next page from the next peer in rotation, with a
-            // deadline: a slow or withholding peer serves at most its share
-            // of the pages, and the request moves on if it withholds.
-            let skip = BTreeSet::new();
-            let peer = self
-                .catchup
-                .next_peer(self.config.broadcast.me, self.now, &skip)
-                .unwrap_or(last);
-            let m = PeerMessage::FetchLog {
-                from: f.frontier.size(),
-            };
-            self.send_peer(Target::One(peer), &m, out);
-            f.request = Request {
-                peer: Some(peer),
-                sent: self.now,
-                deadline: self.catchup.deadline(self.now),
-            };
-            self.arm_catchup_timer(f.request.deadline, out);
-            self.catchup.run = Some(CatchUp::Log(f));
-            return;
+    /// The page's signed head and the tree the page extends the fetched
+    /// range to, if the page verifies: its head is signed, it is as long
+    /// as a page may be or ends at that head (a short one is withholding),
+    /// and the consistency proof takes the extended tree to the head.
+    fn verify_page(&self, f: &LogFetch, page: &LogPage) -> Option<(SignedTreeHead, Frontier)> {
+        let h = page.head.filter(|h| self.head_signed(h))?;
+        let entries = &page.entries;
+        let end = page.from + entries.len() as u64;
+        let full = entries.len() >= wire::MAX_LOG_PAGE || end == h.head.tree_size;
+        if h.head.tree_size < end || !full {
+            return None;
         }
-        if f.heard.len() > self.config.broadcast.f {
-            self.install_fetched(f, out);
-            return;
+        let mut frontier = f.frontier.clone();
+        for e in entries {
+            frontier.push(e.leaf_hash());
         }
-        if f.request.peer.is_some() {
-            // Ask everyone what lies beyond the target: an honest peer with
-            // a newer head sends the next page, one without says so.
-            self.send_peer(
-                Target::All,
-                &PeerMessage::FetchLog {
-                    from: f.frontier.size(),
-                },
-                out,
-            );
-            f.request = Request {
-                peer: None,
-                sent: self.now,
-                deadline: self.catchup.deadline(self.now),
-            };
-            self.arm_catchup_timer(f.request.deadline, out);
-        }
-        // Else the request to everyone is out: their answers will come.
-        self.catchup.run = Some(CatchUp::Log(f));
+        let consistent = if end == h.head.tree_size {
+            page.proof.is_empty() && frontier.root() == h.head.root
+        } else {
+            belfry_timestamp::verify_consistency(
+                end,
+                h.head.tree_size,
+                &frontier.root(),
+                &h.head.root,
+                &page.proof,
+            )
+        };
+        consistent.then_some((h, frontier))
     }
 
     /// A peer's answer that adds no page still tells how far its log is:
-    /// a signed head beyond the target raises the target (checked first);
-    /// any answer counts the peer as heard.
+    /// a signed head beyond the target raises the target (its signature
+    /// checked first); any answer counts the peer as heard.
     fn hear_head(
         &mut self,
         peer: ReplicaId,
@@ -411,32 +266,17 @@ impl ReplicaCore {
         frame: &[u8],
         out: &mut CoreStep,
     ) {
-        let Some(CatchUp::Log(f)) = &self.catchup.run else {
+        let Some(raises) = self.catchup.raising(head) else {
             return;
         };
-        let target = f.head.map_or(0, |h| h.head.tree_size);
-        let raises = head.filter(|h| h.head.tree_size > target.max(f.from));
-        if let Some(h) = raises {
-            if !self.head_signed(&h) {
+        if let Some(h) = &raises {
+            if !self.head_signed(h) {
                 self.distrust(peer, CatchUpFault::UnsignedHead, frame_hash(frame), out);
                 return;
             }
         }
-        let Some(CatchUp::Log(mut f)) = self.catchup.run.take() else {
-            debug_assert!(false, "the log fetch matched above is still running");
-            return;
-        };
-        if let Some(h) = raises {
-            f.head = Some(h);
-            f.target_from = Some(peer);
-        }
-        f.heard.insert(peer);
-        if f.request.peer.is_none() && f.head.is_some() {
-            // Nothing asked of one peer is in flight: move on from here.
-            self.advance_log_fetch(f, peer, out);
-        } else {
-            self.catchup.run = Some(CatchUp::Log(f));
-        }
+        let next = self.catchup.heard(peer, raises, self.now);
+        self.go(next, out);
     }
 
     /// The range is verified up to its target: install it.
@@ -451,74 +291,11 @@ impl ReplicaCore {
         self.begin_install(f.from, f.entries, f.frontier, head, f.target_from, out);
     }
 
-    /// No peer keeps a state for the range's target any more (peers keep
-    /// recent ones only — or a Byzantine peer picked a target nobody can
-    /// serve): the verified range is final, so keep it and fetch on to a
-    /// newer head. The peer whose head the target was is asked last for a
-    /// while: its answers led nowhere.
-    pub(super) fn fetch_beyond(&mut self, i: Install, out: &mut CoreStep) {
-        if let Some(p) = i.target_from {
-            self.catchup.pass_over(p, self.now);
-        }
-        let next = i.frontier.size();
-        self.send_peer(Target::All, &PeerMessage::FetchLog { from: next }, out);
-        let deadline = self.catchup.deadline(self.now);
-        self.catchup.run = Some(CatchUp::Log(LogFetch {
-            from: i.from,
-            entries: i.entries,
-            frontier: i.frontier,
-            head: Some(i.head),
-            target_from: i.target_from,
-            heard: BTreeSet::new(),
-            request: Request {
-                peer: None,
-                sent: self.now,
-                deadline,
-            },
-            progress_at: i.progress_at,
-        }));
-        self.arm_catchup_timer(deadline, out);
-    }
-
-    /// A peer says it cannot serve what it was asked (the leaders' histories
-    /// fell below its horizon, no recent state is old enough): ask the next
-    /// one at once instead of waiting for the deadline.
-    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, frame: &[u8], out: &mut CoreStep) {
-        let asked = match &self.catchup.run {
-            Some(CatchUp::Install(i)) => i.request.peer == Some(from_peer),
-            Some(CatchUp::Log(f)) => f.request.peer == Some(from_peer),
-            None => false,
-        };
-        if !asked {
-            if matches!(&self.catchup.run, Some(CatchUp::Log(f)) if f.request.peer.is_none()) {
-                // An answer to the request to everyone: this peer holds
-                // nothing beyond what we have.
-                self.hear_head(from_peer, None, frame, out);
-            }
-            return;
-        }
-        // Move on at once — but no faster than one request per
-        // CATCHUP_TIMEOUT_MIN, so that replicas that all lag (and all say
-        // they cannot serve) do not ask each other at network speed.
-        let soon = match &mut self.catchup.run {
-            Some(CatchUp::Log(f)) => &mut f.request,
-            Some(CatchUp::Install(i)) => &mut i.request,
-            None => {
-                debug_assert!(false, "a catch-up that asked the peer is running");
-                return;
-            }
-        };
-        let earliest = soon.sent.saturating_add(CATCHUP_TIMEOUT_MIN);
-        if self.now < earliest {
-            soon.deadline = earliest;
-            self.arm_catchup_timer(earliest, out);
-            return;
-        }
-        match self.catchup.run.take() {
-            Some(CatchUp::Log(f)) => self.request_page(f, out),
-            Some(CatchUp::Install(i)) => self.request_install(i, out),
-            None => debug_assert!(false, "a catch-up that asked the peer is running"),
-        }
+    /// A peer says it cannot serve what it was asked: ask the next one
+    /// (see [`CatchUpClient::cannot_serve`]).
+    pub(super) fn on_cannot_serve(&mut self, from_peer: ReplicaId, out: &mut CoreStep) {
+        let next = self.catchup.cannot_serve(from_peer, self.floor(), self.now);
+        self.go(next, out);
     }
 
     /// Records a bad catch-up answer: a fault, and the peer's catch-up

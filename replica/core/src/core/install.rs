@@ -66,106 +66,6 @@ impl ReplicaCore {
         self.request_install(install, out);
     }
 
-    /// Asks the next untried peer for the leaders' histories or the state;
-    /// when every peer was tried one way, the other way; when both failed,
-    /// the catch-up starts over.
-    pub(super) fn request_install(&mut self, mut i: Install, out: &mut CoreStep) {
-        // Whatever a peer asked before sent is dropped: only the next
-        // one's answer is kept.
-        i.pages.clear();
-        let mut peer = self
-            .catchup
-            .next_peer(self.config.broadcast.me, self.now, &i.tried);
-        if peer.is_none_or(|p| i.tried.contains(&p)) {
-            // Every peer we may ask was asked this way.
-            match i.by {
-                InstallBy::Leaders { .. } => {
-                    i.by = InstallBy::State;
-                    i.tried.clear();
-                    i.pages.clear();
-                    peer = self
-                        .catchup
-                        .next_peer(self.config.broadcast.me, self.now, &i.tried);
-                }
-                InstallBy::State => {
-                    self.fetch_beyond(i, out);
-                    return;
-                }
-            }
-        }
-        if let Some(p) = peer {
-            i.tried.insert(p);
-            let m = match i.by {
-                InstallBy::Leaders { from_wave } => PeerMessage::FetchLeaders {
-                    from_wave,
-                    floor: self.node.dag().horizon().0,
-                },
-                InstallBy::State => PeerMessage::FetchState {
-                    at_most: i.head.head.tree_size,
-                },
-            };
-            self.send_peer(Target::One(p), &m, out);
-        }
-        i.request = Request {
-            peer,
-            sent: self.now,
-            deadline: self.catchup.deadline(self.now),
-        };
-        self.arm_catchup_timer(i.request.deadline, out);
-        self.catchup.run = Some(CatchUp::Install(i));
-    }
-
-    /// Takes one page of an install answer from a peer that was asked;
-    /// returns the install state and the peer's whole answer once complete.
-    pub(super) fn take_page(
-        &mut self,
-        from_peer: ReplicaId,
-        pages: u32,
-        page: u32,
-        fill: impl FnOnce(&mut Pages, usize),
-        fresh: impl Fn(usize) -> Pages,
-        fits: impl Fn(&Pages) -> bool,
-    ) -> Option<(Install, Pages)> {
-        if self.catchup.distrusts(from_peer, self.now) {
-            return None;
-        }
-        let Some(CatchUp::Install(i)) = self.catchup.run.as_mut() else {
-            return None;
-        };
-        let shaped = (1..=wire::MAX_STATE_PAGES).contains(&pages) && page < pages;
-        if !shaped || i.request.peer != Some(from_peer) {
-            // Pages only from the peer asked now: one that was passed over
-            // cannot make this replica keep its half answer.
-            return None;
-        }
-        let total = pages as usize;
-        let slot = i.pages.entry(from_peer).or_insert_with(|| fresh(total));
-        if !fits(slot) {
-            // A new answer from this peer replaces an unfinished one.
-            *slot = fresh(total);
-        }
-        fill(slot, page as usize);
-        let complete = match slot {
-            Pages::Leaders(p) => p.iter().all(Option::is_some),
-            Pages::State(_, p) => p.iter().all(Option::is_some),
-        };
-        if !complete {
-            return None;
-        }
-        let Some(whole) = i.pages.remove(&from_peer) else {
-            debug_assert!(false, "the pages just filled in are kept");
-            return None;
-        };
-        match self.catchup.run.take() {
-            Some(CatchUp::Install(i)) => Some((i, whole)),
-            other => {
-                debug_assert!(false, "the install matched above is still running");
-                self.catchup.run = other;
-                None
-            }
-        }
-    }
-
     /// Collects a peer's `Leaders` pages; once complete, replays them.
     pub(super) fn on_leaders_page(
         &mut self,
@@ -184,10 +84,10 @@ impl ReplicaCore {
             return;
         }
         let total = pages as usize;
-        let taken = self.take_page(
+        let now = self.now;
+        let taken = self.catchup.take_page(
             from_peer,
-            pages,
-            page,
+            (page, pages),
             |slot, k| {
                 if let Pages::Leaders(p) = slot {
                     if let Some(s) = p.get_mut(k) {
@@ -197,6 +97,7 @@ impl ReplicaCore {
             },
             |n| Pages::Leaders(vec![None; n]),
             |slot| matches!(slot, Pages::Leaders(p) if p.len() == total),
+            now,
         );
         let Some((i, whole)) = taken else {
             return;
@@ -315,10 +216,10 @@ impl ReplicaCore {
             return;
         }
         let total = pages as usize;
-        let taken = self.take_page(
+        let now = self.now;
+        let taken = self.catchup.take_page(
             from_peer,
-            pages,
-            page,
+            (page, pages),
             |slot, k| {
                 if let Pages::State(_, p) = slot {
                     if let Some(s) = p.get_mut(k) {
@@ -328,6 +229,7 @@ impl ReplicaCore {
             },
             |n| Pages::State(tree_size, vec![None; n]),
             |slot| matches!(slot, Pages::State(size, p) if *size == tree_size && p.len() == total),
+            now,
         );
         let Some((i, whole)) = taken else {
             return;
@@ -404,7 +306,12 @@ impl ReplicaCore {
             .ok()
             .and_then(|k| i.entries.get(k));
         let Some(Entry::Tick(tick)) = tick.copied() else {
-            self.distrust(from_peer, CatchUpFault::StateWithoutTick, state_hash(snapshot), out);
+            self.distrust(
+                from_peer,
+                CatchUpFault::StateWithoutTick,
+                state_hash(snapshot),
+                out,
+            );
             self.request_install(i, out);
             return;
         };
@@ -415,7 +322,12 @@ impl ReplicaCore {
             && Sequencer::restore(self.config.sequencer.clone(), state.clone())
                 .is_some_and(|s| s.state_root(&order_state) == tick.state_root);
         if !valid {
-            self.distrust(from_peer, CatchUpFault::StateMismatch, state_hash(snapshot), out);
+            self.distrust(
+                from_peer,
+                CatchUpFault::StateMismatch,
+                state_hash(snapshot),
+                out,
+            );
             self.request_install(i, out);
             return;
         }

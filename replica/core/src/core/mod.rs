@@ -77,7 +77,10 @@ pub use catchup::{
     CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
     MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
-use catchup_client::{CatchUp, Install, InstallBy, LogFetch, Pages, Replay, Request};
+use catchup_client::{
+    Asks, CatchUp, CatchUpClient, Install, InstallBy, LogFetch, LogPage, Next, PageFor, Pages,
+    Poll, Replay, Request,
+};
 pub use config::{CheckpointConfig, ReplicaConfig};
 pub use faults::{
     frame_hash, state_hash, CatchUpFault, CoreFault, HeadShareFault, FRAME_TAG, HEAD_SHARE_TAG,
@@ -236,7 +239,7 @@ pub struct ReplicaCore {
     /// What clients wait on and subscribed to.
     clients: client::ClientBook,
     /// Fetching what this replica misses when it lags.
-    catchup: catchup_client::CatchUpClient,
+    catchup: CatchUpClient,
     /// Answering peers that lag.
     server: serve::CatchUpServer,
     /// This replica's Ed25519 note signatures of recent heads' checkpoints
@@ -291,6 +294,7 @@ impl ReplicaCore {
         log: Box<dyn LogStore>,
     ) -> Self {
         let n = config.broadcast.n;
+        let catchup = CatchUpClient::new(config.broadcast.me, n, config.broadcast.f);
         let clients = client::ClientBook::new(
             config.client_push_window,
             (
@@ -308,7 +312,7 @@ impl ReplicaCore {
             intake: intake::Intake::new(n),
             heads: heads::HeadSigner::default(),
             clients,
-            catchup: catchup_client::CatchUpClient::new(n),
+            catchup,
             server: serve::CatchUpServer::new(n),
             note_signatures: BTreeMap::new(),
             installed_state: false,
@@ -517,7 +521,15 @@ impl ReplicaCore {
                     entries,
                     head,
                     proof,
-                }) => self.on_log_range(from, index, entries, head, proof, &frame, &mut out),
+                }) => {
+                    let page = LogPage {
+                        from: index,
+                        entries,
+                        head,
+                        proof,
+                    };
+                    self.on_log_range(from, page, &frame, &mut out)
+                }
                 Ok(PeerMessage::State {
                     tree_size,
                     page,
@@ -533,7 +545,7 @@ impl ReplicaCore {
                     pages,
                     vertices,
                 }) => self.on_leaders_page(from, from_wave, page, pages, vertices, &mut out),
-                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &frame, &mut out),
+                Ok(PeerMessage::CannotServe(_)) => self.on_cannot_serve(from, &mut out),
                 Err(error) => out.faults.push(CoreFault::Frame {
                     replica: Some(from),
                     client: None,

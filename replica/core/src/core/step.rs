@@ -88,3 +88,39 @@ impl CoreStepExt for CoreStep {
         self.push(CoreOutput::Timer(at, timer));
     }
 }
+
+impl ReplicaCore {
+    /// Encodes a message for peers and sends it; its size in bytes.
+    ///
+    /// Every peer message is bounded well under `max_frame` by its page
+    /// limits, so a frame that fails to encode is a local bug: the replica
+    /// stops with an error ([`crate::host::HostError::Poisoned`]) rather
+    /// than drop the message and go on without it.
+    pub(super) fn send_peer(&mut self, to: Target, m: &PeerMessage, out: &mut CoreStep) -> usize {
+        let encoded = wire::encode(m).map(|frame| Frame::Peer(to, frame));
+        self.send_frame(encoded, "a message to peers failed to encode", out)
+    }
+
+    /// Sends an encoded frame and returns its size; a frame that failed to
+    /// encode poisons the replica with `why` (see `send_peer`).
+    pub(super) fn send_frame(
+        &mut self,
+        encoded: Result<Frame, FrameError>,
+        why: &'static str,
+        out: &mut CoreStep,
+    ) -> usize {
+        match encoded {
+            Ok(frame) => {
+                let len = match &frame {
+                    Frame::Peer(_, b) | Frame::Client(_, b) => b.len(),
+                };
+                out.send(frame);
+                len
+            }
+            Err(_) => {
+                self.poison(why);
+                0
+            }
+        }
+    }
+}

@@ -3,11 +3,22 @@
 //! against, and the bookkeeping that keeps a Byzantine peer from stalling
 //! it — the rotation of peers to ask, the smoothed answer time, peers
 //! passed over after a timeout and peers distrusted after a bad answer.
-//! What the states do with the log, the node and the sequencer is the
-//! core's (`catchup.rs`, `install.rs`).
+//!
+//! The client's transitions — start, poll, time out, ask the next peer,
+//! move on after a verified page or an answer, take an install's pages —
+//! are its own methods here: they read and change only this state and say
+//! what to send ([`Asks`]). What needs the rest of the replica is the
+//! core's (`catchup.rs`, `install.rs`): verifying a page against the log's
+//! tree and a head's signature, choosing how a verified range is
+//! installed, and installing it into the log, the node and the sequencer.
 
 use super::*;
 use belfry_timestamp::store::Frontier;
+
+mod states;
+mod transitions;
+
+pub(super) use states::{CatchUp, Install, InstallBy, LogFetch, Pages, Replay, Request};
 
 /// What a replica's catch-up holds between steps.
 ///
@@ -37,11 +48,74 @@ pub(super) struct CatchUpClient {
     passed_over: Vec<Micros>,
     /// Until when each peer's catch-up answers are ignored.
     distrusted: Vec<Micros>,
+    /// This replica (never asked).
+    me: ReplicaId,
+    /// The most Byzantine peers: a range is installed once `f + 1` peers
+    /// said how far they are.
+    f: usize,
+}
+
+/// What a catch-up transition asks the core to do, in this order: send a
+/// request, then arm the catch-up timer.
+#[derive(Debug, Default)]
+#[must_use]
+pub(super) struct Asks {
+    pub(super) send: Option<(Target, PeerMessage)>,
+    pub(super) timer: Option<Micros>,
+}
+
+/// Where a catch-up goes after a transition.
+#[derive(Debug)]
+#[must_use]
+pub(super) enum Next {
+    /// On with the requests.
+    Ask(Asks),
+    /// The range is verified up to its target: the core chooses how to
+    /// install it ([`CatchUpClient::install_request`]).
+    Install(LogFetch),
+}
+
+/// A `LogRange` answer as received.
+#[derive(Debug)]
+pub(super) struct LogPage {
+    /// The log index of its first entry.
+    pub(super) from: u64,
+    pub(super) entries: Vec<Entry>,
+    /// The sender's signed tree head, which the page is checked against.
+    pub(super) head: Option<SignedTreeHead>,
+    /// The consistency proof from the page's end to `head`.
+    pub(super) proof: Vec<belfry_timestamp::Hash>,
+}
+
+/// Whom a log page is for ([`CatchUpClient::take_log_page`]).
+#[derive(Debug)]
+pub(super) enum PageFor {
+    /// Nobody: no log range is fetched, its sender is distrusted, or the
+    /// fetch was given up.
+    Nobody,
+    /// Not the page the fetch needs, or not from the peer asked: only its
+    /// head is heard.
+    HeadOnly,
+    /// The fetch, taken out to verify the page against.
+    Fetch(Box<LogFetch>),
+}
+
+/// What the catch-up client's poll found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Poll {
+    /// No catch-up runs (or the one running went stale and was dropped):
+    /// start one if the replica lags.
+    Idle,
+    /// The request in flight timed out.
+    TimedOut,
+    /// The request in flight has time left.
+    Waiting,
 }
 
 impl CatchUpClient {
-    /// No catch-up yet, in a cluster of `n`.
-    pub(super) fn new(n: usize) -> Self {
+    /// No catch-up yet, for replica `me` of a cluster of `n` with at most
+    /// `f` Byzantine.
+    pub(super) fn new(me: ReplicaId, n: usize, f: usize) -> Self {
         CatchUpClient {
             run: None,
             replay: None,
@@ -53,6 +127,8 @@ impl CatchUpClient {
             cursor: 0,
             passed_over: vec![Micros::ZERO; n],
             distrusted: vec![Micros::ZERO; n],
+            me,
+            f,
         }
     }
 
@@ -129,120 +205,5 @@ impl CatchUpClient {
         self.distrusted
             .get(peer.index())
             .is_some_and(|until| now < *until)
-    }
-}
-
-/// A request in flight: to whom (`None`: every peer), and until when.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Request {
-    pub(super) peer: Option<ReplicaId>,
-    pub(super) sent: Micros,
-    pub(super) deadline: Micros,
-}
-
-/// A catch-up in progress (see the module documentation).
-#[derive(Debug)]
-pub(super) enum CatchUp {
-    /// Fetching and verifying the log range.
-    Log(LogFetch),
-    /// The range is verified; fetching what installs it.
-    Install(Install),
-}
-
-/// Fetching the log range beyond the local log.
-#[derive(Debug)]
-pub(super) struct LogFetch {
-    /// The local log's length when the fetch began.
-    pub(super) from: u64,
-    /// Verified entries beyond `from`.
-    pub(super) entries: Vec<Entry>,
-    /// The tree of the local log followed by `entries`.
-    pub(super) frontier: Frontier,
-    /// The largest signed head a verified page was checked against, or
-    /// that a peer's answer carried: the target.
-    pub(super) head: Option<SignedTreeHead>,
-    /// The peer whose head is the target.
-    pub(super) target_from: Option<ReplicaId>,
-    /// Peers that said how far their log is during this fetch (a page with
-    /// their signed head, or that they hold nothing beyond it). The range
-    /// is installed only once `f + 1` have: at least one honest one, so
-    /// the target is at least an honest replica's latest head, for which
-    /// honest replicas keep a state — never a head a Byzantine peer picked
-    /// because nobody keeps its state any more.
-    pub(super) heard: BTreeSet<ReplicaId>,
-    pub(super) request: Request,
-    pub(super) progress_at: Micros,
-}
-
-/// Installing a verified range.
-#[derive(Debug)]
-pub(super) struct Install {
-    pub(super) from: u64,
-    pub(super) entries: Vec<Entry>,
-    /// The tree of the local log followed by `entries`.
-    pub(super) frontier: Frontier,
-    pub(super) head: SignedTreeHead,
-    /// The peer whose head is `head`.
-    pub(super) target_from: Option<ReplicaId>,
-    pub(super) by: InstallBy,
-    pub(super) request: Request,
-    /// Peers asked in this state so far (each at most once per way).
-    pub(super) tried: BTreeSet<ReplicaId>,
-    /// Pages received, per peer.
-    pub(super) pages: BTreeMap<ReplicaId, Pages>,
-    pub(super) progress_at: Micros,
-}
-
-/// How a verified range is installed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum InstallBy {
-    /// Replay the committed leaders after the local log's last Tick.
-    Leaders {
-        /// That Tick's wave.
-        from_wave: u64,
-    },
-    /// Install the state after the range's last Tick.
-    State,
-}
-
-/// An answer being reassembled from its pages.
-#[derive(Debug)]
-pub(super) enum Pages {
-    Leaders(Vec<Option<Vec<belfry_broadcast::Vertex>>>),
-    /// The tree size the state belongs to, and the pages.
-    State(u64, Vec<Option<Vec<u8>>>),
-}
-
-/// While the leaders a peer sent are replayed: the verified entries the
-/// replay must produce, from log index `from`.
-#[derive(Debug)]
-pub(super) struct Replay {
-    pub(super) from: u64,
-    pub(super) expected: Vec<Entry>,
-    /// Set at the first produced entry that differs: nothing more is
-    /// appended.
-    pub(super) diverged: bool,
-}
-
-impl Replay {
-    /// Whether the entry the replay produced at `index` is the verified
-    /// one (and the replay has not diverged before).
-    pub(super) fn accepts(&mut self, index: u64, entry: &Entry) -> bool {
-        if self.diverged {
-            return false;
-        }
-        let Some(k) = index.checked_sub(self.from) else {
-            self.diverged = true;
-            return false;
-        };
-        match usize::try_from(k).ok().and_then(|k| self.expected.get(k)) {
-            Some(expected) if expected != entry => {
-                self.diverged = true;
-                false
-            }
-            // Within the range and equal, or beyond it: the replica's own
-            // ordering going on in the same step, once the range is done.
-            _ => true,
-        }
     }
 }
