@@ -54,6 +54,7 @@ pub const CLIENT_READ_BURST_BYTES: u64 = 16 * 1024 * 1024;
 pub const ANSWERS_FULL_RETRY_US: u64 = 100_000;
 
 mod book;
+mod submit;
 pub(in crate::core) use book::ClientBook;
 pub use book::ClientReads;
 use book::ClientState;
@@ -237,128 +238,6 @@ impl ReplicaCore {
             leaf_index: index,
             proof: self.log.inclusion_proof(index, size).ok()?,
         })
-    }
-
-    pub(super) fn submit(
-        &mut self,
-        client: ClientId,
-        id: RequestId,
-        digests: Vec<[u8; 32]>,
-        out: &mut CoreStep,
-    ) -> ClientResponse {
-        if digests.len() > self.config.max_digests_per_request {
-            return ClientResponse::Error(ClientError::TooLarge {
-                items: digests.len() as u64,
-                limit: self.config.max_digests_per_request as u64,
-            });
-        }
-        let limit = self.config.max_outstanding_per_client;
-        let (mut accepted, mut duplicates) = (0u32, 0u32);
-        let mut reports = Vec::new();
-        let mut refused = None;
-        for d in digests {
-            let taken = accepted + duplicates;
-            let state = self.clients.clients.entry(client).or_default();
-            if state.outstanding() >= limit {
-                refused = Some(ClientError::ClientLimit {
-                    outstanding: state.outstanding() as u64,
-                    limit: limit as u64,
-                    taken,
-                });
-                break;
-            }
-            let reads = Reads {
-                log: &*self.log,
-                failed: &self.log_failed,
-            };
-            if let Some(index) = reads.index_of(&d) {
-                duplicates += 1;
-                // Logged, perhaps signed already: its receipt may be due now.
-                self.clients.receipts_due = true;
-                self.clients
-                    .ordered
-                    .entry((client, id))
-                    .or_default()
-                    .push((d, index));
-                if state.signing.insert(index) {
-                    self.clients
-                        .signing
-                        .entry(index)
-                        .or_default()
-                        .push((client, id));
-                }
-                continue;
-            }
-            if self.intake.contains(&d) {
-                duplicates += 1;
-                if state.ordering.insert(d) {
-                    self.clients
-                        .ordering
-                        .entry(d)
-                        .or_default()
-                        .push((client, id));
-                }
-                continue;
-            }
-            // Room for one more: within what the replica holds pending, what
-            // waits for its next vertices (how long a digest taken now
-            // waits), and its weak quota at the sequencer (so nothing it
-            // takes is dropped there: see MAX_PENDING_DIGESTS).
-            let me = self.config.broadcast.me.index();
-            let weak = self.sequencer.weak_per_author().get(me).copied();
-            let queued = self.node.queued_reports() + reports.len();
-            let full = self.intake.len() >= self.config.max_pending_digests
-                || queued >= self.config.max_queued_reports
-                || self.intake.len() + weak.unwrap_or(0)
-                    >= self.config.sequencer.max_weak_per_author;
-            if full {
-                refused = Some(ClientError::Backpressure {
-                    pending: self.intake.len() as u64,
-                    taken,
-                });
-                break;
-            }
-            if state.ordering.len() >= self.config.max_unlogged_per_client {
-                // One client's share of what waits to be ordered: a
-                // flooding client cannot fill the queue others need.
-                refused = Some(ClientError::ClientLimit {
-                    outstanding: state.outstanding() as u64,
-                    limit: self.config.max_unlogged_per_client as u64,
-                    taken,
-                });
-                break;
-            }
-            state.ordering.insert(d);
-            self.intake.insert(d);
-            self.clients
-                .ordering
-                .entry(d)
-                .or_default()
-                .push((client, id));
-            reports.push(Report {
-                digest: Digest(d),
-                recv_time: self.now,
-            });
-            accepted += 1;
-        }
-        if self
-            .clients
-            .clients
-            .get(&client)
-            .is_some_and(ClientState::is_idle)
-        {
-            self.clients.clients.remove(&client);
-        }
-        if !reports.is_empty() {
-            self.drive(Input::Propose(reports), out);
-        }
-        match refused {
-            Some(e) => ClientResponse::Error(e),
-            None => ClientResponse::Accepted {
-                accepted,
-                duplicates,
-            },
-        }
     }
 
     /// A digest was logged at `index`: its waiters learn the position at
