@@ -14,7 +14,7 @@ use belfry_replica::broadcast::coin::{
     deal, sha256, sha3, threshold_sign, ClusterParams, Coin, CoinValue, GroupSignature, Policy,
     ReplicaId, SignedMessage, TrustAnchor, Wave,
 };
-use belfry_replica::broadcast::fair::{Sequencer, SequencerConfig};
+use belfry_replica::broadcast::fair::{SequenceStepExt, Sequencer, SequencerConfig};
 use belfry_replica::broadcast::{
     CommittedBatch, Digest, Report, Round, Vertex, VertexHash, VertexRef,
 };
@@ -347,6 +347,9 @@ pub fn run(
     for b in &work {
         let t = Instant::now();
         let out = seq.sequence(b, &index);
+        let Some(out) = out.into_batch() else {
+            unreachable!("every sequencing step logs its batch")
+        };
         hist.saturating_record(
             u64::try_from(t.elapsed().as_nanos())
                 .unwrap_or(u64::MAX)

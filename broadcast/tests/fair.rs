@@ -8,7 +8,7 @@
 
 use belfry_broadcast::clock::Micros;
 use belfry_broadcast::coin::{sha3, Coin, CoinValue, GroupSignature, Policy, ReplicaId, Wave};
-use belfry_broadcast::fair::{DigestRecord, Sequencer, SequencerConfig};
+use belfry_broadcast::fair::{DigestRecord, SequenceStepExt, Sequencer, SequencerConfig};
 use belfry_broadcast::{CommittedBatch, Digest, Report, Round, Vertex, VertexHash, VertexRef};
 use belfry_world::nodes::{Behaviour, Net};
 use proptest::prelude::*;
@@ -111,7 +111,7 @@ fn withhold_and_rush(hold_back: bool) -> Vec<Digest> {
     let mut index = BTreeSet::new();
     let mut order = Vec::new();
     for b in [batch(1, &s, &first), batch(2, &s, &second)] {
-        let out = seq.sequence(&b, &index);
+        let out = seq.sequence(&b, &index).into_batch().unwrap();
         for r in out.records {
             index.insert(r.digest);
             order.push(r.digest);
@@ -218,7 +218,10 @@ fn run_case(c: &Case) -> (Vec<(DigestRecord, Micros)>, Vec<Micros>) {
         let slots: Vec<(u64, u16)> = (4 * w - 3..=4 * w)
             .flat_map(|r| (0..c.n as u16).map(move |a| (r, a)))
             .collect();
-        let sb = seq.sequence(&batch(w, &script, &slots), &index);
+        let sb = seq
+            .sequence(&batch(w, &script, &slots), &index)
+            .into_batch()
+            .unwrap();
         // The incrementally kept commitment equals one rebuilt from the
         // persisted state (what a catching-up replica checks).
         let rebuilt = Sequencer::restore(config.clone(), seq.state().clone()).unwrap();
@@ -288,7 +291,7 @@ fn replicas_sequencing_the_same_batches_agree_on_records_and_state_roots() {
         let mut index = BTreeSet::new();
         let mut out = Vec::new();
         for b in &net.outputs[i] {
-            let sb = seq.sequence(b, &index);
+            let sb = seq.sequence(b, &index).into_batch().unwrap();
             for r in &sb.records {
                 assert!(index.insert(r.digest));
             }
@@ -369,7 +372,10 @@ fn one_author_cannot_keep_more_than_its_quota_pending() {
         let slots: Vec<(u64, u16)> = (4 * w - 3..=4 * w)
             .flat_map(|r| [(r, 0), (r, 1), (r, 3)])
             .collect();
-        let sb = seq.sequence(&batch(w, &script, &slots), &index);
+        let sb = seq
+            .sequence(&batch(w, &script, &slots), &index)
+            .into_batch()
+            .unwrap();
         for r in &sb.records {
             index.insert(r.digest);
         }

@@ -226,22 +226,56 @@ pub struct TickRecord {
     pub state_root: [u8; 32],
 }
 
-/// The sequencer's output for one committed batch.
+/// One committed batch as the sequencer logs it: its digests in order,
+/// and the Tick that closes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequencedBatch {
     /// Digests to log, in order.
     pub records: Vec<DigestRecord>,
     /// The closing Tick.
     pub tick: TickRecord,
-    /// Reports that were ignored, attributed.
-    pub faults: Vec<Fault>,
-    /// Ready or late digests held back by this batch's hold-back test (for
-    /// the simulator's M7; only with `sim-hooks`).
+}
+
+/// One output of sequencing a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sequenced {
+    /// The batch as logged: exactly one per step, the last output.
+    Batch(SequencedBatch),
+    /// Ready or late digests the batch's hold-back test held back (for the
+    /// simulator's M7; only with `sim-hooks`).
     #[cfg(feature = "sim-hooks")]
-    pub held_back: usize,
-    /// Which ones (likewise).
-    #[cfg(feature = "sim-hooks")]
-    pub held: Vec<Digest>,
+    HeldBack(Vec<Digest>),
+}
+
+/// What sequencing one committed batch gives, in belfry's one step shape
+/// ([`belfry_coin::step::Step`]): its outputs, no messages, and the reports
+/// it ignored as faults, attributed.
+pub type SequenceStep = belfry_coin::step::Step<Sequenced, belfry_coin::step::Never, Fault>;
+
+/// Reading a [`SequenceStep`].
+pub trait SequenceStepExt {
+    /// The batch as logged.
+    fn batch(&self) -> Option<&SequencedBatch>;
+    /// The batch as logged, by value.
+    fn into_batch(self) -> Option<SequencedBatch>;
+}
+
+impl SequenceStepExt for SequenceStep {
+    fn batch(&self) -> Option<&SequencedBatch> {
+        self.output.iter().find_map(|o| match o {
+            Sequenced::Batch(b) => Some(b),
+            #[cfg(feature = "sim-hooks")]
+            Sequenced::HeldBack(_) => None,
+        })
+    }
+
+    fn into_batch(self) -> Option<SequencedBatch> {
+        self.output.into_iter().find_map(|o| match o {
+            Sequenced::Batch(b) => Some(b),
+            #[cfg(feature = "sim-hooks")]
+            Sequenced::HeldBack(_) => None,
+        })
+    }
 }
 
 /// The fair sequencer: deterministic, sans-IO; every replica that sequences

@@ -3,7 +3,9 @@
 //! digest not yet ready could still precede, and close the tick.
 
 use super::state::{pending_leaf, Pending};
-use super::{DigestIndex, DigestRecord, SequencedBatch, Sequencer, TickRecord};
+use super::{
+    DigestIndex, DigestRecord, SequenceStep, Sequenced, SequencedBatch, Sequencer, TickRecord,
+};
 use crate::step::{CommittedBatch, Fault, FaultKind};
 use crate::vertex::{Digest, Report, Vertex, VertexHash};
 use belfry_coin::clock::{lower_median, Micros};
@@ -74,22 +76,21 @@ impl Sequencer {
     }
 
     /// Sequences one committed batch. `index` says which digests are logged.
-    pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequencedBatch {
+    pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequenceStep {
         let counted = self.count_reports(batch, index);
         let ranking = self.rank(batch);
         #[cfg_attr(not(feature = "sim-hooks"), allow(unused_variables))]
         let (chosen, held) = self.hold_back(ranking, &counted.first_seen_here);
         let (mut records, max_witnessed) = self.log(&chosen);
         let tick = self.close_tick(batch, &mut records, max_witnessed);
-        SequencedBatch {
-            records,
-            tick,
-            faults: counted.faults,
-            #[cfg(feature = "sim-hooks")]
-            held_back: held.len(),
-            #[cfg(feature = "sim-hooks")]
-            held,
+        let mut step = SequenceStep::default();
+        #[cfg(feature = "sim-hooks")]
+        if !held.is_empty() {
+            step.push(Sequenced::HeldBack(held));
         }
+        step.push(Sequenced::Batch(SequencedBatch { records, tick }));
+        step.faults = counted.faults;
+        step
     }
 
     /// Step 1: counts the batch's reports, vertex by vertex in canonical

@@ -5,6 +5,8 @@
 //! wave's Tick), and the tree head it ends is started.
 
 use super::*;
+use belfry_broadcast::coin::step::never;
+use belfry_broadcast::fair::{Sequenced, SequencedBatch};
 
 impl ReplicaCore {
     pub(super) fn drive(&mut self, #[allow(unused_mut)] mut input: Input, out: &mut CoreStep) {
@@ -104,13 +106,21 @@ impl ReplicaCore {
             log: &*self.log,
             failed: &self.log_failed,
         };
-        let sb = self.sequencer.sequence(batch, &reads);
-        #[cfg(feature = "sim-hooks")]
-        if !sb.held.is_empty() {
-            out.push(CoreOutput::HeldBack(sb.held.iter().map(|d| d.0).collect()));
+        let step = self.sequencer.sequence(batch, &reads);
+        for sequenced in out.extend_with(step, never, CoreFault::Broadcast) {
+            match sequenced {
+                Sequenced::Batch(sb) => self.log_batch(batch, sb, out),
+                #[cfg(feature = "sim-hooks")]
+                Sequenced::HeldBack(held) => {
+                    out.push(CoreOutput::HeldBack(held.iter().map(|d| d.0).collect()))
+                }
+            }
         }
-        out.faults
-            .extend(sb.faults.into_iter().map(CoreFault::Broadcast));
+    }
+
+    /// Appends a sequenced batch — its digests, then its Tick — and starts
+    /// signing the head that ends at the Tick.
+    fn log_batch(&mut self, batch: &CommittedBatch, sb: SequencedBatch, out: &mut CoreStep) {
         for r in &sb.records {
             self.append(
                 Entry::Digest(DigestEntry {
