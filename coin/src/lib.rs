@@ -35,8 +35,9 @@
 //! # Sans-IO
 //!
 //! All operations sit behind [`ThresholdCrypto`] with two implementations:
-//! [`BlsCrypto`] (blsttc on blst) and [`MockCrypto`], a cheap hash-based double
-//! for large simulations that still rejects invalid shares. Nothing here reads a
+//! [`BlsCrypto`] (blsttc on blst) and `MockCrypto`, a cheap hash-based double
+//! for large simulations that still rejects invalid shares (only with the
+//! `sim-hooks` feature, which the `belfry` binary never enables). Nothing here reads a
 //! clock or an unseeded RNG: the dealer takes the RNG it should use.
 
 #![forbid(unsafe_code)]
@@ -53,6 +54,7 @@ mod crypto;
 mod dealer;
 pub mod dkg;
 mod message;
+#[cfg(feature = "sim-hooks")]
 mod mock;
 
 pub use bls::BlsCrypto;
@@ -65,6 +67,7 @@ pub use dealer::{
     PublicKeys, SecretShare, TrustAnchor,
 };
 pub use message::{CoinMessage, SignedMessage, TreeHeadMessage, Wave};
+#[cfg(feature = "sim-hooks")]
 pub use mock::MockCrypto;
 
 use serde::{Deserialize, Serialize};

@@ -165,7 +165,8 @@ impl MemoryLog {
     }
 
     /// What a crash leaves of the log: every append and head since the
-    /// last [`LogStore::sync`] is gone.
+    /// last [`LogStore::sync`] is gone (only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub fn lose_unsynced(&mut self) {
         for size in std::mem::take(&mut self.unsynced_heads) {
             self.heads.remove(&size);

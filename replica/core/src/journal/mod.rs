@@ -296,7 +296,8 @@ impl Journal for Box<dyn Journal> {
     }
 }
 
-/// How an armed crash strikes an in-memory journal.
+/// How an armed crash strikes an in-memory journal (only with `sim-hooks`).
+#[cfg(feature = "sim-hooks")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
     /// Every record not yet synced is lost.
@@ -337,7 +338,9 @@ impl MemoryJournal {
         recover(&self.durable)
     }
 
-    /// A crash: the unsynced tail is lost, in whole or from a torn record on.
+    /// A crash: the unsynced tail is lost, in whole or from a torn record on
+    /// (only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub fn crash(&mut self, mode: CrashMode) {
         let survive = match mode {
             CrashMode::LoseUnsynced => 0,
@@ -367,7 +370,8 @@ impl MemoryJournal {
         &self.durable
     }
 
-    /// Wipes everything (a lost disk).
+    /// Wipes everything (a lost disk; only with `sim-hooks`).
+    #[cfg(feature = "sim-hooks")]
     pub fn wipe(&mut self) {
         *self = MemoryJournal::default();
     }
