@@ -1,5 +1,6 @@
 //! Messages between replicas handled by the broadcast layer (docs/design.md §3.9).
 
+use crate::step::VoteKind;
 use crate::vertex::{Round, Vertex, VertexHash};
 use belfry_coin::{MessageHash, SignatureShare, Wave};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,27 @@ impl Message {
             Message::FetchVotes { .. } => MessageKind::FetchVotes,
             Message::CoinShare { .. } => MessageKind::CoinShare,
             Message::Hello | Message::Status { .. } => MessageKind::Rejoin,
+        }
+    }
+
+    /// An ECHO or a READY for slot `(round, author)` naming `hash`.
+    pub fn vote(
+        kind: VoteKind,
+        round: Round,
+        author: belfry_coin::ReplicaId,
+        hash: VertexHash,
+    ) -> Message {
+        match kind {
+            VoteKind::Echo => Message::Echo {
+                round,
+                author,
+                hash,
+            },
+            VoteKind::Ready => Message::Ready {
+                round,
+                author,
+                hash,
+            },
         }
     }
 

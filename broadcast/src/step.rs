@@ -393,20 +393,7 @@ impl FaultKind {
     pub fn message_hash(&self) -> MessageHash {
         let vote =
             |kind: &VoteKind, round: &Round, author: &ReplicaId, hash: &crate::VertexHash| {
-                let (round, author, hash) = (*round, *author, *hash);
-                match kind {
-                    VoteKind::Echo => Message::Echo {
-                        round,
-                        author,
-                        hash,
-                    },
-                    VoteKind::Ready => Message::Ready {
-                        round,
-                        author,
-                        hash,
-                    },
-                }
-                .hash()
+                Message::vote(*kind, *round, *author, *hash).hash()
             };
         match self {
             FaultKind::ValFromNonAuthor { hash }

@@ -331,21 +331,9 @@ impl Node {
                 let Some(hash) = vote else { continue };
                 room = budget.charge(VOTE_BYTES);
                 sent += VOTE_BYTES;
-                let (round, author) = (*round, *author);
                 step.send_to(
                     Target::One(peer),
-                    match kind {
-                        VoteKind::Echo => Message::Echo {
-                            round,
-                            author,
-                            hash,
-                        },
-                        VoteKind::Ready => Message::Ready {
-                            round,
-                            author,
-                            hash,
-                        },
-                    },
+                    Message::vote(kind, *round, *author, hash),
                 );
             }
         }
