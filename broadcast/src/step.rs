@@ -277,14 +277,21 @@ pub enum FaultKind {
         /// The rule it breaks.
         why: crate::VertexError,
     },
-    /// A second, different VAL for one (round, author): equivocation.
+    /// A second, different VAL for one (round, author): equivocation —
+    /// seen as two VALs, or as a VAL and the author's own ECHO or READY in
+    /// its slot naming another vertex.
     Equivocation {
         /// The slot's round.
         round: Round,
-        /// The VAL seen first.
+        /// The slot's author (the replica blamed).
+        author: ReplicaId,
+        /// The vertex seen first (a VAL's, or the one the author voted for).
         first: crate::VertexHash,
         /// The conflicting one.
         second: crate::VertexHash,
+        /// `None` when `second` came as a VAL; the vote's kind when it is
+        /// named by the author's own vote.
+        vote: Option<VoteKind>,
     },
     /// A second, different ECHO or READY from one sender for one slot.
     ConflictingVote {
@@ -386,7 +393,8 @@ impl FaultKind {
 
     /// The [`Message::hash`] of the offending message: the vertex's hash
     /// for a VAL, a body or a report's carrier (for equivocation, the
-    /// second VAL's), the vote's, the coin share's or the range request's
+    /// second VAL's, or the author's vote's when a vote named it), the
+    /// vote's, the coin share's or the range request's
     /// message hash; for a catch-up leader, SHA3-256 of
     /// [`FaultKind::CATCH_UP_LEADER_TAG`], the wave, the coin signature and
     /// the leader's hash.
@@ -399,7 +407,11 @@ impl FaultKind {
             FaultKind::ValFromNonAuthor { hash }
             | FaultKind::InvalidVertex { hash, .. }
             | FaultKind::WrongCatchUpLeader { hash, .. }
-            | FaultKind::Equivocation { second: hash, .. }
+            | FaultKind::Equivocation {
+                second: hash,
+                vote: None,
+                ..
+            }
             | FaultKind::ReportGoesBack { vertex: hash, .. }
             | FaultKind::DuplicateReport { vertex: hash, .. } => MessageHash(hash.0),
             FaultKind::ConflictingVote {
@@ -407,6 +419,13 @@ impl FaultKind {
                 round,
                 author,
                 second,
+                ..
+            }
+            | FaultKind::Equivocation {
+                round,
+                author,
+                second,
+                vote: Some(kind),
                 ..
             } => vote(kind, round, author, second),
             FaultKind::VoteForUnknownAuthor {

@@ -200,6 +200,47 @@ fn faults_of(node: &mut Node, from: u16, message: Message) -> Vec<FaultKind> {
     step.faults.into_iter().map(|f| f.kind).collect()
 }
 
+/// Equivocation seen two ways — two VALs, or a VAL and the author's own
+/// vote naming another vertex — is named by the message that revealed it:
+/// the second VAL's vertex hash, or the vote's message hash.
+#[test]
+fn equivocation_is_named_by_the_message_that_revealed_it() {
+    let mut node = fresh_node();
+    let _ = node.handle(Micros(1), Input::Start);
+    let val = vertex(1, 1, 0);
+    assert!(faults_of(&mut node, 1, Message::Val(val.clone())).is_empty());
+    let other = VertexHash([9; 32]);
+    let echo = Message::vote(VoteKind::Echo, Round(1), ReplicaId(1), other);
+    let by_vote = faults_of(&mut node, 1, echo.clone());
+    assert_eq!(
+        by_vote,
+        vec![FaultKind::Equivocation {
+            round: Round(1),
+            author: ReplicaId(1),
+            first: val.hash(),
+            second: other,
+            vote: Some(VoteKind::Echo),
+        }]
+    );
+    assert_eq!(by_vote[0].message_hash(), echo.hash());
+
+    let mut second = vertex(1, 1, 0);
+    second.clock = Micros(200);
+    let by_val = faults_of(&mut node, 1, Message::Val(second.clone()));
+    assert_eq!(
+        by_val,
+        vec![FaultKind::Equivocation {
+            round: Round(1),
+            author: ReplicaId(1),
+            first: val.hash(),
+            second: second.hash(),
+            vote: None,
+        }]
+    );
+    assert_eq!(by_val[0].message_hash().0, second.hash().0);
+    assert_eq!(Message::Val(second).hash(), by_val[0].message_hash());
+}
+
 #[test]
 fn malformed_and_hostile_input_is_answered_with_faults_never_a_panic() {
     let mut node = fresh_node();

@@ -166,8 +166,10 @@ impl Rbc {
                     from,
                     FaultKind::Equivocation {
                         round,
+                        author,
                         first: *existing,
                         second: hash,
+                        vote: None,
                     },
                 );
                 None
@@ -181,8 +183,10 @@ impl Rbc {
                         from,
                         FaultKind::Equivocation {
                             round,
+                            author,
                             first: voted,
                             second: hash,
+                            vote: None,
                         },
                     );
                 }
@@ -215,8 +219,10 @@ impl Rbc {
                     from,
                     FaultKind::Equivocation {
                         round,
+                        author,
                         first: *val,
                         second: hash,
+                        vote: Some(kind),
                     },
                 );
             }

@@ -146,7 +146,8 @@ impl<L: LogStore + ?Sized> NodeStore for Nodes<'_, L> {
 
 /// The whole log in memory: for tests, the simulator and small clusters.
 /// It also models a durable store for the simulator: [`LogStore::sync`]
-/// marks what is durable, and [`MemoryLog::lose_unsynced`] is a crash.
+/// marks what is durable, and `MemoryLog::lose_unsynced` (with
+/// `sim-hooks`) is a crash.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryLog {
     entries: Vec<Entry>,

@@ -56,7 +56,8 @@ pub const HEAD_SHARE_TAG: &[u8] = b"belfry-head-share-v1";
 pub const STATE_TAG: &[u8] = b"belfry-state-snapshot-v1";
 
 /// The hash a fault names a peer's or a client's frame by: SHA3-256 of
-/// [`FRAME_TAG`] and the frame's bytes (without its length prefix).
+/// [`FRAME_TAG`] and the frame's bytes as they came, header included (its
+/// version byte and length prefix: exactly what the sender wrote).
 pub fn frame_hash(frame: &[u8]) -> MessageHash {
     MessageHash::of(FRAME_TAG, &[frame])
 }

@@ -71,7 +71,8 @@ pub(super) enum Next {
     /// On with the requests.
     Ask(Asks),
     /// The range is verified up to its target: the core chooses how to
-    /// install it ([`CatchUpClient::install_request`]).
+    /// install it (`ReplicaCore::begin_install`), then asks for it
+    /// ([`CatchUpClient::request_install`]).
     Install(LogFetch),
 }
 
