@@ -7,7 +7,7 @@
 //! its counters: it routes each input to the sub-protocol that owns the state
 //! it touches, and carries what one sub-protocol's step means for another.
 //!
-//! - `Rbc` and `Slot` (`rbc.rs`): Bracha reliable broadcast per
+//! - `Rbc` and `Slot` (`rbc/`): Bracha reliable broadcast per
 //!   (round, author) slot and the bodies the slots keep.
 //! - `Buffer` (`buffer.rs`): delivered vertices waiting for their
 //!   references before they enter the [`Dag`].
