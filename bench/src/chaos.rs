@@ -27,6 +27,8 @@
 use crate::chaos_check::{check_log, same_head, stream_is_prefix};
 use anyhow::{bail, Context};
 use belfry_client::{Client, ClientOptions, Fanout};
+use belfry_replica::coin::TrustAnchor;
+use belfry_replica::timestamp::Receipt;
 use belfry_replica::timestamp::{verify_receipt, Entry};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -36,6 +38,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod observe;
+use observe::{check_acknowledged, follow_stream, live_again, stamp_until_stopped, Observed};
 
 /// How soon after the last heal a stamp must complete.
 pub const LIVE_AGAIN: Duration = Duration::from_secs(30);
@@ -319,111 +324,31 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let client = {
-        let _guard = runtime.enter();
-        Client::new(
-            cluster.client_info(),
-            ClientOptions {
-                fanout: Fanout::All,
-                stamp_timeout: Duration::from_secs(20),
-                ..ClientOptions::default()
-            },
-        )?
-    };
+    let client = chaos_client(&runtime, &cluster)?;
     let anchor = client.anchor();
     let mut violations = Vec::new();
-
-    // The load: stamp calls one after another until told to stop; every
-    // receipt is checked against the anchor here too.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged: Arc<Mutex<BTreeMap<[u8; 32], u64>>> = Arc::default();
-    let tally = Arc::new(Mutex::new((0u64, 0u64, Vec::<String>::new())));
-    let load = runtime.spawn({
-        let (client, stop, acknowledged, tally) = (
-            client.clone(),
-            stop.clone(),
-            acknowledged.clone(),
-            tally.clone(),
-        );
-        let seed = config.seed;
-        async move {
-            let mut k = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let ds: Vec<[u8; 32]> = (0..PER_STAMP as u64)
-                    .map(|j| digest(seed, k * PER_STAMP as u64 + j))
-                    .collect();
-                k += 1;
-                match client.stamp(&ds).await {
-                    Ok(receipts) => {
-                        let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                        t.0 += 1;
-                        let mut ack = acknowledged.lock().unwrap_or_else(|e| e.into_inner());
-                        for r in receipts {
-                            if let Err(e) = verify_receipt(&r, &anchor) {
-                                t.2.push(format!("a receipt does not verify: {e}"));
-                            }
-                            if let Entry::Digest(d) = r.entry {
-                                ack.insert(d.digest, r.leaf_index);
-                            }
-                        }
-                    }
-                    Err(_) => tally.lock().unwrap_or_else(|e| e.into_inner()).1 += 1,
-                }
-            }
-        }
-    });
-    // The ordered stream, followed across every fault.
-    let streamed: Arc<Mutex<Vec<Entry>>> = Arc::default();
-    let follow = runtime.spawn({
-        let (client, streamed) = (client.clone(), streamed.clone());
-        async move {
-            let mut sub = client.subscribe(0);
-            while let Some((i, e)) = sub.next().await {
-                let mut s = streamed.lock().unwrap_or_else(|e| e.into_inner());
-                if i == s.len() as u64 {
-                    s.push(e);
-                }
-            }
-        }
-    });
+    let obs = Observed::default();
+    let load = runtime.spawn(stamp_until_stopped(
+        client.clone(),
+        config.seed,
+        anchor,
+        obs.clone(),
+    ));
+    let follow = runtime.spawn(follow_stream(client.clone(), obs.streamed.clone()));
 
     let (faults, mut stuck) = inflict(config, &mut procs, f)?;
     violations.append(&mut stuck);
-
-    // Heal: every replica running and none paused.
-    for i in 0..n {
-        let _ = procs.signal(i, "-CONT");
-        let running = procs.nodes[i]
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none());
-        if !running {
-            procs.nodes[i] = None;
-            procs.start(i)?;
-        }
-    }
+    heal(&mut procs, n)?;
     let healed = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let live_again_ms = runtime.block_on(async {
-        let ds: Vec<[u8; 32]> = (0..20).map(|j| digest(config.seed ^ 0x5eed, j)).collect();
-        let mut done = None;
-        while done.is_none() && healed.elapsed() < LIVE_AGAIN {
-            if let Ok(receipts) = client.stamp(&ds).await {
-                let mut ack = acknowledged.lock().unwrap_or_else(|e| e.into_inner());
-                for r in receipts {
-                    if let Err(e) = verify_receipt(&r, &anchor) {
-                        violations.push(format!("a receipt does not verify: {e}"));
-                    }
-                    if let Entry::Digest(d) = r.entry {
-                        ack.insert(d.digest, r.leaf_index);
-                    }
-                }
-                done = Some(healed.elapsed().as_millis() as u64);
-            }
-        }
-        // The load's last call ends within its own timeout.
-        let _ = tokio::time::timeout(Duration::from_secs(30), load).await;
-        done
-    });
+    obs.stop.store(true, Ordering::Relaxed);
+    let live_again_ms = runtime.block_on(live_again(
+        &client,
+        config.seed,
+        healed,
+        load,
+        &obs,
+        &mut violations,
+    ));
     match live_again_ms {
         Some(ms) if ms <= LIVE_AGAIN.as_millis() as u64 => {}
         _ => violations.push(format!(
@@ -431,39 +356,18 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
             LIVE_AGAIN.as_secs()
         )),
     }
-    let heads = runtime.block_on(same_head(&client, n, healed));
-    let heads = match heads {
-        Ok(h) => h,
-        Err(e) => {
+    let heads = runtime
+        .block_on(same_head(&client, n, healed))
+        .unwrap_or_else(|e| {
             violations.push(e.to_string());
             Vec::new()
-        }
-    };
-    let (stamps_done, stamps_failed, mut receipt_faults) = {
-        let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-        (t.0, t.1, t.2.clone())
-    };
-    violations.append(&mut receipt_faults);
-    let acknowledged = acknowledged
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+        });
+    let (stamps_done, stamps_failed) = obs.stamps(&mut violations);
+    let acknowledged = obs.acknowledged();
     let (logged, tree_size, log) = runtime.block_on(check_log(&client, &heads, &mut violations))?;
-    for (d, index) in &acknowledged {
-        match log.get(d) {
-            Some(at) if at.len() == 1 && at[0] == *index => {}
-            Some(at) => violations.push(format!(
-                "digest {} acknowledged at index {index} is logged at {at:?}",
-                hex::encode(d)
-            )),
-            None => violations.push(format!(
-                "digest {} acknowledged at index {index} is not in the log",
-                hex::encode(d)
-            )),
-        }
-    }
+    check_acknowledged(&acknowledged, &log, &mut violations);
     follow.abort();
-    let streamed_entries = streamed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let streamed_entries = obs.streamed();
     let prefix = runtime.block_on(stream_is_prefix(&client, &heads, &streamed_entries));
     if let Err(e) = prefix {
         violations.push(e.to_string());
@@ -483,6 +387,37 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
         live_again_ms,
         violations,
     })
+}
+
+/// The checking client: every digest to every replica.
+fn chaos_client(
+    runtime: &tokio::runtime::Runtime,
+    cluster: &belfry_node::Cluster,
+) -> anyhow::Result<Client> {
+    let _guard = runtime.enter();
+    Ok(Client::new(
+        cluster.client_info(),
+        ClientOptions {
+            fanout: Fanout::All,
+            stamp_timeout: Duration::from_secs(20),
+            ..ClientOptions::default()
+        },
+    )?)
+}
+
+/// Heals every fault: every replica running and none paused.
+fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<()> {
+    for i in 0..n {
+        let _ = procs.signal(i, "-CONT");
+        let running = procs.nodes[i]
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none());
+        if !running {
+            procs.nodes[i] = None;
+            procs.start(i)?;
+        }
+    }
+    Ok(())
 }
 
 /// A digest of the load, distinct per seed and number.

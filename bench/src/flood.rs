@@ -8,7 +8,7 @@
 //! replica's resident memory before, at its peak during, and after the
 //! flood.
 
-use crate::chaos::start_cluster;
+use crate::chaos::{start_cluster, Procs};
 use anyhow::Context;
 use belfry_client::session::Session;
 use belfry_client::{ClientOptions, Fanout};
@@ -129,34 +129,81 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
             },
         )?
     };
-    let stamp_once = |k: u64| {
-        let honest = honest.clone();
-        async move {
-            let ds: Vec<[u8; 32]> = (0..100u64)
-                .map(|j| {
-                    belfry_replica::coin::sha3(&[b"honest", &k.to_be_bytes(), &j.to_be_bytes()])
-                })
-                .collect();
-            let t = Instant::now();
-            honest
-                .stamp(&ds)
-                .await
-                .map(|_| t.elapsed().as_millis() as u64)
-        }
-    };
     // Before: a few honest stamps, the baseline.
     let mut before = Vec::new();
     for k in 0..5 {
-        if let Ok(ms) = runtime.block_on(stamp_once(k)) {
+        if let Ok(ms) = runtime.block_on(stamp_once(&honest, k)) {
             before.push(ms);
         }
     }
     let rss_before: Vec<f64> = (0..n).map(|i| mib(procs.rss_bytes(i))).collect();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let offered = Arc::new(AtomicU64::new(0));
-    let taken = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
+    let counts = FloodCounts::default();
+    let floods = start_floods(&runtime, &info, config.connections, &counts)?;
+    let mut peak = rss_before.clone();
+    let (mut during, failed) = honest_during(&runtime, &procs, config, &honest, &mut peak);
+    counts.stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        for f in floods {
+            let _ = tokio::time::timeout(Duration::from_secs(30), f).await;
+        }
+    });
+    let pending_series = watch_after(&procs, config.after, &mut peak);
+    let rss_after: Vec<f64> = (0..n).map(|i| mib(procs.rss_bytes(i))).collect();
+    let pending_after = procs.metric(0, "belfry_pending_digests").unwrap_or(-1.0);
+    let max = during.iter().copied().max();
+    Ok(FloodReport {
+        replicas: n,
+        connections: config.connections,
+        duration_s: config.duration.as_secs(),
+        offered: counts.offered.load(Ordering::Relaxed),
+        taken: counts.taken.load(Ordering::Relaxed),
+        refused_requests: counts.refused.load(Ordering::Relaxed),
+        pending_after,
+        pending_series,
+        honest_before_ms: p50(&mut before),
+        honest_during_p50_ms: p50(&mut during),
+        honest_during_max_ms: max,
+        honest_failed: failed,
+        rss_before_mib: rss_before,
+        rss_peak_mib: peak,
+        rss_after_mib: rss_after,
+    })
+}
+
+/// One honest stamp of 100 digests (`k` makes them fresh): its latency, ms.
+async fn stamp_once(honest: &belfry_client::Client, k: u64) -> Result<u64, belfry_client::Error> {
+    let ds: Vec<[u8; 32]> = (0..100u64)
+        .map(|j| belfry_replica::coin::sha3(&[b"honest", &k.to_be_bytes(), &j.to_be_bytes()]))
+        .collect();
+    let t = Instant::now();
+    honest
+        .stamp(&ds)
+        .await
+        .map(|_| t.elapsed().as_millis() as u64)
+}
+
+/// The flood's counters, shared with its connections; `stop` ends it.
+#[derive(Clone, Default)]
+struct FloodCounts {
+    /// Set when the flood is to stop.
+    stop: Arc<AtomicBool>,
+    /// Digests offered.
+    offered: Arc<AtomicU64>,
+    /// Digests taken.
+    taken: Arc<AtomicU64>,
+    /// Requests refused.
+    refused: Arc<AtomicU64>,
+}
+
+/// Opens the flooding connections to replica 0, each flooding until
+/// `stop`.
+fn start_floods(
+    runtime: &tokio::runtime::Runtime,
+    info: &belfry_client::ClusterInfo,
+    connections: usize,
+    counts: &FloodCounts,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let endpoint = {
         let _guard = runtime.enter();
         quinn::Endpoint::client("127.0.0.1:0".parse().context("address")?)?
@@ -165,7 +212,7 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         anyhow::bail!("replica 0 is absent from this cluster");
     };
     let mut floods = Vec::new();
-    for c in 0..config.connections {
+    for c in 0..connections {
         let crypto =
             belfry_client::tls::client_config(target.certificate.clone(), None, CLIENT_ALPN)?;
         let session = Session::new(
@@ -175,56 +222,65 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
             quinn::ClientConfig::new(Arc::new(crypto)),
             Duration::from_secs(30),
         );
-        let (stop, offered, taken, refused) = (
-            stop.clone(),
-            offered.clone(),
-            taken.clone(),
-            refused.clone(),
-        );
-        floods.push(runtime.spawn(async move {
-            let mut k = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let ds: Vec<[u8; 32]> = (0..BATCH as u64)
-                    .map(|j| {
-                        belfry_replica::coin::sha3(&[
-                            b"flood",
-                            &(c as u64).to_be_bytes(),
-                            &k.to_be_bytes(),
-                            &j.to_be_bytes(),
-                        ])
-                    })
-                    .collect();
-                k += 1;
-                offered.fetch_add(BATCH as u64, Ordering::Relaxed);
-                match session.call(ClientRequest::Submit(ds)).await {
-                    Ok(ClientResponse::Accepted {
-                        accepted,
-                        duplicates,
-                    }) => {
-                        taken.fetch_add(u64::from(accepted + duplicates), Ordering::Relaxed);
-                    }
-                    Ok(ClientResponse::Error(
-                        ClientError::Backpressure { taken: t, .. }
-                        | ClientError::ClientLimit { taken: t, .. },
-                    )) => {
-                        taken.fetch_add(u64::from(t), Ordering::Relaxed);
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-            session.disconnect().await;
-        }));
+        floods.push(runtime.spawn(flood(c as u64, session, counts.clone())));
     }
-    // During: one honest stamp a second, memory sampled meanwhile.
+    Ok(floods)
+}
+
+/// One flooding connection: a batch sent as soon as the last is answered.
+async fn flood(c: u64, session: Session, counts: FloodCounts) {
+    let mut k = 0u64;
+    while !counts.stop.load(Ordering::Relaxed) {
+        let ds: Vec<[u8; 32]> = (0..BATCH as u64)
+            .map(|j| {
+                belfry_replica::coin::sha3(&[
+                    b"flood",
+                    &c.to_be_bytes(),
+                    &k.to_be_bytes(),
+                    &j.to_be_bytes(),
+                ])
+            })
+            .collect();
+        k += 1;
+        counts.offered.fetch_add(BATCH as u64, Ordering::Relaxed);
+        match session.call(ClientRequest::Submit(ds)).await {
+            Ok(ClientResponse::Accepted {
+                accepted,
+                duplicates,
+            }) => {
+                counts
+                    .taken
+                    .fetch_add(u64::from(accepted + duplicates), Ordering::Relaxed);
+            }
+            Ok(ClientResponse::Error(
+                ClientError::Backpressure { taken: t, .. }
+                | ClientError::ClientLimit { taken: t, .. },
+            )) => {
+                counts.taken.fetch_add(u64::from(t), Ordering::Relaxed);
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    session.disconnect().await;
+}
+
+/// During the flood: one honest stamp a second, memory sampled meanwhile
+/// into `peak`; the stamps' latencies (ms) and how many failed.
+fn honest_during(
+    runtime: &tokio::runtime::Runtime,
+    procs: &Procs,
+    config: &FloodConfig,
+    honest: &belfry_client::Client,
+    peak: &mut [f64],
+) -> (Vec<u64>, u64) {
     let start = Instant::now();
     let mut during = Vec::new();
     let mut failed = 0;
-    let mut peak = rss_before.clone();
     let mut k = 100;
     while start.elapsed() < config.duration {
         let t = Instant::now();
-        match runtime.block_on(stamp_once(k)) {
+        match runtime.block_on(stamp_once(honest, k)) {
             Ok(ms) => during.push(ms),
             Err(_) => failed += 1,
         }
@@ -236,16 +292,16 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
             std::thread::sleep(rest);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    runtime.block_on(async {
-        for f in floods {
-            let _ = tokio::time::timeout(Duration::from_secs(30), f).await;
-        }
-    });
+    (during, failed)
+}
+
+/// After the flood, for `after`: memory sampled into `peak`, and the
+/// flooded replica's intake every 5 s.
+fn watch_after(procs: &Procs, after: Duration, peak: &mut [f64]) -> Vec<IntakeSample> {
     let quiet = Instant::now();
     let mut pending_series = Vec::new();
     let mut sampled = Duration::ZERO;
-    while quiet.elapsed() < config.after {
+    while quiet.elapsed() < after {
         for (i, p) in peak.iter_mut().enumerate() {
             *p = p.max(mib(procs.rss_bytes(i)));
         }
@@ -265,24 +321,5 @@ pub fn run(config: &FloodConfig, dir: &Path) -> anyhow::Result<FloodReport> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let rss_after: Vec<f64> = (0..n).map(|i| mib(procs.rss_bytes(i))).collect();
-    let pending_after = procs.metric(0, "belfry_pending_digests").unwrap_or(-1.0);
-    let max = during.iter().copied().max();
-    Ok(FloodReport {
-        replicas: n,
-        connections: config.connections,
-        duration_s: config.duration.as_secs(),
-        offered: offered.load(Ordering::Relaxed),
-        taken: taken.load(Ordering::Relaxed),
-        refused_requests: refused.load(Ordering::Relaxed),
-        pending_after,
-        pending_series,
-        honest_before_ms: p50(&mut before),
-        honest_during_p50_ms: p50(&mut during),
-        honest_during_max_ms: max,
-        honest_failed: failed,
-        rss_before_mib: rss_before,
-        rss_peak_mib: peak,
-        rss_after_mib: rss_after,
-    })
+    pending_series
 }

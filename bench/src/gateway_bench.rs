@@ -11,6 +11,7 @@ use crate::chaos::{scrape, start_cluster, Procs};
 use crate::idle::cpu_seconds;
 use anyhow::{bail, Context};
 use belfry_client::{Client, ClientOptions, Fanout, GatewayClient, GatewayEndpoint};
+use belfry_replica::coin::ClusterParams;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
@@ -284,93 +285,40 @@ pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBen
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let options = ClientOptions {
-        fanout: Fanout::All,
-        stamp_timeout: Duration::from_secs(60),
-        ..ClientOptions::default()
+    let bench = Bench {
+        config,
+        dir,
+        cluster_file,
+        params: cluster.params,
+        options: ClientOptions {
+            fanout: Fanout::All,
+            stamp_timeout: Duration::from_secs(60),
+            ..ClientOptions::default()
+        },
+        runtime,
+        procs,
     };
     let mut phases = Vec::new();
     let direct = {
-        let _guard = runtime.enter();
-        Client::new(cluster.client_info(), options.clone())?
+        let _guard = bench.runtime.enter();
+        Client::new(cluster.client_info(), bench.options.clone())?
     };
     // The cluster's own latency: one digest per call, one call at a time
     // (what a gateway's root meets).
-    phases.push(phase(
-        &runtime,
-        "cluster, 1 x 1",
-        4,
-        vec![Stamper::Direct(direct.clone())],
-        1,
-        1,
-        config.duration,
-        &procs,
-        &[],
-    ));
+    let one_by_one = vec![Stamper::Direct(direct.clone())];
+    phases.push(bench.phase("cluster, 1 x 1", 4, one_by_one, (1, 1), &[]));
     // The cluster alone, loaded.
-    phases.push(phase(
-        &runtime,
+    let loaded = (config.direct_calls, config.direct_batch);
+    phases.push(bench.phase(
         "cluster alone",
         1,
         vec![Stamper::Direct(direct)],
-        config.direct_calls,
-        config.direct_batch,
-        config.duration,
-        &procs,
+        loaded,
         &[],
     ));
     // Behind one gateway, then behind two (each with its own clients).
     for (tag, count) in [(2u8, 1usize), (3, 2)] {
-        let gateways: Vec<GatewayProc> = (0..count)
-            .map(|g| {
-                start_gateway(
-                    &config.belfry,
-                    &cluster_file,
-                    config.round_ms,
-                    &dir.join(format!("gateway-{tag}-{g}.log")),
-                )
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
-        let stampers = {
-            let _guard = runtime.enter();
-            gateways
-                .iter()
-                .map(|g| {
-                    GatewayClient::new(
-                        GatewayEndpoint {
-                            address: g.addr,
-                            certificate: None,
-                        },
-                        cluster.params,
-                        options.clone(),
-                    )
-                    .map(Stamper::Gateway)
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let name = if count == 1 {
-            "1 gateway".to_string()
-        } else {
-            format!("{count} gateways")
-        };
-        let mut p = phase(
-            &runtime,
-            &name,
-            tag,
-            stampers,
-            config.gateway_calls,
-            config.gateway_batch,
-            config.duration,
-            &procs,
-            &pids,
-        );
-        p.round_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_round_latency_seconds");
-        p.upstream_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_upstream_latency_seconds");
-        p.round_size_mean =
-            mean_ms(&gateways, "belfry_gateway_round_size").map(|x| (x / 1000.0).round());
-        phases.push(p);
-        drop(gateways);
+        phases.push(bench.behind_gateways(tag, count)?);
     }
     Ok(GatewayBenchReport {
         phases,
@@ -384,6 +332,94 @@ pub fn run(config: &GatewayBenchConfig, dir: &Path) -> anyhow::Result<GatewayBen
             config.round_ms
         ),
     })
+}
+
+/// A gateway benchmark's cluster, and what its phases need.
+struct Bench<'a> {
+    config: &'a GatewayBenchConfig,
+    /// Where the gateways' logs go.
+    dir: &'a Path,
+    /// The cluster's public file, for the gateways.
+    cluster_file: PathBuf,
+    /// The cluster's parameters, for the gateway clients.
+    params: ClusterParams,
+    /// Every client's options.
+    options: ClientOptions,
+    /// Dropped before the replicas are stopped.
+    runtime: tokio::runtime::Runtime,
+    /// The replicas.
+    procs: Procs,
+}
+
+impl Bench<'_> {
+    /// One phase of the configured duration: `(calls, batch)` per stamper.
+    fn phase(
+        &self,
+        name: &str,
+        tag: u8,
+        stampers: Vec<Stamper>,
+        (calls, batch): (usize, usize),
+        gateway_pids: &[u32],
+    ) -> Phase {
+        phase(
+            &self.runtime,
+            name,
+            tag,
+            stampers,
+            calls,
+            batch,
+            self.config.duration,
+            &self.procs,
+            gateway_pids,
+        )
+    }
+
+    /// The phase behind `count` fresh gateways (each with its own client),
+    /// with the gateways' rounds.
+    fn behind_gateways(&self, tag: u8, count: usize) -> anyhow::Result<Phase> {
+        let config = self.config;
+        let gateways: Vec<GatewayProc> = (0..count)
+            .map(|g| {
+                start_gateway(
+                    &config.belfry,
+                    &self.cluster_file,
+                    config.round_ms,
+                    &self.dir.join(format!("gateway-{tag}-{g}.log")),
+                )
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
+        let stampers = {
+            let _guard = self.runtime.enter();
+            gateways
+                .iter()
+                .map(|g| {
+                    GatewayClient::new(
+                        GatewayEndpoint {
+                            address: g.addr,
+                            certificate: None,
+                        },
+                        self.params,
+                        self.options.clone(),
+                    )
+                    .map(Stamper::Gateway)
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let name = if count == 1 {
+            "1 gateway".to_string()
+        } else {
+            format!("{count} gateways")
+        };
+        let load = (config.gateway_calls, config.gateway_batch);
+        let mut p = self.phase(&name, tag, stampers, load, &pids);
+        p.round_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_round_latency_seconds");
+        p.upstream_latency_mean_ms = mean_ms(&gateways, "belfry_gateway_upstream_latency_seconds");
+        p.round_size_mean =
+            mean_ms(&gateways, "belfry_gateway_round_size").map(|x| (x / 1000.0).round());
+        drop(gateways);
+        Ok(p)
+    }
 }
 
 /// The report as a table.

@@ -169,48 +169,117 @@ pub fn run(
 ) -> anyhow::Result<LogBenchReport> {
     let mut throughput = Vec::new();
     let entries: Vec<Vec<u8>> = (0..leaves).map(|i| entry(i).to_bytes()).collect();
-
-    // Both baselines hash `0x00 || entry` for every entry, back to back, so
-    // the machine's drift affects them alike. The SHA-256 one is the tree's
-    // own leaf hash.
-    let start = Instant::now();
-    let mut sink = 0u8;
-    for e in &entries {
-        sink ^= sha256(&[&[0x00], e])[0];
-    }
-    let hash_rate = rate(leaves, start);
-    let start = Instant::now();
-    for e in &entries {
-        sink ^= sha3(&[&[0x00], e])[0];
-    }
-    let sha3_rate = rate(leaves, start);
-    std::hint::black_box(sink);
-    // A row of the Merkle/log group, set against both baselines.
-    let row = |name: String, items: u64, per_s: f64| Throughput {
-        name,
-        items,
-        per_s,
-        ratio_to_baseline: per_s / hash_rate,
-        ratio_to_sha3_leaf_hash: Some(per_s / sha3_rate),
-    };
-    throughput.push(row("baseline: SHA-256 leaf hash".into(), leaves, hash_rate));
-    throughput.push(row(
+    let base = Baselines::measure(&entries);
+    throughput.push(base.row(
+        "baseline: SHA-256 leaf hash".into(),
+        leaves,
+        base.sha256_per_s,
+    ));
+    throughput.push(base.row(
         "baseline: SHA3-256 leaf hash".into(),
         leaves,
-        sha3_rate,
+        base.sha3_per_s,
+    ));
+    let tree = memory_tree(&entries, &base, &mut throughput);
+    let dir = tempfile::tempdir()?;
+    let ftree = file_tree(dir.path(), &entries, &base, &mut throughput)?;
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let root = tree.root();
+    let picks: Vec<u64> = (0..proofs).map(|_| rng.gen_range(0..leaves)).collect();
+    let proof_rate = proofs_per_s(&tree, &picks, &entries, &root)?;
+    throughput.push(base.row(
+        format!("inclusion proof make + verify (tree of {leaves})"),
+        proofs,
+        proof_rate,
+    ));
+    let fproof_rate = proofs_per_s(&ftree, &picks, &entries, &root)?;
+    throughput.push(base.row(
+        "inclusion proof make + verify (file nodes)".into(),
+        proofs,
+        fproof_rate,
     ));
 
+    let ldir = tempfile::tempdir()?;
+    file_log(ldir.path(), leaves, &picks, &base, &mut throughput)?;
+    let operations = receipt_verification(&tree, root, leaves, &mut rng)?;
+    let sequence_batch = sequencing(batches, per_vertex, &mut throughput)?;
+    Ok(LogBenchReport {
+        throughput,
+        operations,
+        sequence_batch,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+/// The Merkle and log group's baselines: bare leaf hashing, per second.
+struct Baselines {
+    /// SHA-256, the tree's own leaf hash.
+    sha256_per_s: f64,
+    /// SHA3-256, the protocol's internal hash.
+    sha3_per_s: f64,
+}
+
+impl Baselines {
+    /// Hashes `0x00 || entry` for every entry with each hash.
+    fn measure(entries: &[Vec<u8>]) -> Baselines {
+        // Both baselines hash every entry, back to back, so the machine's
+        // drift affects them alike.
+        let leaves = entries.len() as u64;
+        let start = Instant::now();
+        let mut sink = 0u8;
+        for e in entries {
+            sink ^= sha256(&[&[0x00], e])[0];
+        }
+        let sha256_per_s = rate(leaves, start);
+        let start = Instant::now();
+        for e in entries {
+            sink ^= sha3(&[&[0x00], e])[0];
+        }
+        let sha3_per_s = rate(leaves, start);
+        std::hint::black_box(sink);
+        Baselines {
+            sha256_per_s,
+            sha3_per_s,
+        }
+    }
+
+    /// A row of the Merkle/log group, set against both baselines.
+    fn row(&self, name: String, items: u64, per_s: f64) -> Throughput {
+        Throughput {
+            name,
+            items,
+            per_s,
+            ratio_to_baseline: per_s / self.sha256_per_s,
+            ratio_to_sha3_leaf_hash: Some(per_s / self.sha3_per_s),
+        }
+    }
+}
+
+/// Appends every entry to an in-memory tree; its row.
+fn memory_tree(entries: &[Vec<u8>], base: &Baselines, rows: &mut Vec<Throughput>) -> MerkleTree {
+    let leaves = entries.len() as u64;
     let start = Instant::now();
     let mut tree = MerkleTree::new();
-    for e in &entries {
+    for e in entries {
         tree.push(leaf_hash(e));
     }
     let mem_rate = rate(leaves, start);
-    throughput.push(row("Merkle append (memory)".into(), leaves, mem_rate));
+    rows.push(base.row("Merkle append (memory)".into(), leaves, mem_rate));
+    tree
+}
 
-    let dir = tempfile::tempdir()?;
+/// Appends every entry to a tree on node files in `dir`, synced every
+/// 1,000; its row.
+fn file_tree(
+    dir: &std::path::Path,
+    entries: &[Vec<u8>],
+    base: &Baselines,
+    rows: &mut Vec<Throughput>,
+) -> anyhow::Result<MerkleTree<FileNodes>> {
+    let leaves = entries.len() as u64;
     let start = Instant::now();
-    let mut ftree = MerkleTree::with_store(FileNodes::open(dir.path(), 0)?, 0);
+    let mut ftree = MerkleTree::with_store(FileNodes::open(dir, 0)?, 0);
     for (i, e) in entries.iter().enumerate() {
         ftree.push(leaf_hash(e));
         if i % 1_000 == 999 {
@@ -219,33 +288,27 @@ pub fn run(
     }
     ftree.store_mut().sync()?;
     let file_rate = rate(leaves, start);
-    throughput.push(row(
+    rows.push(base.row(
         "Merkle append (files, fsync per 1,000)".into(),
         leaves,
         file_rate,
     ));
+    Ok(ftree)
+}
 
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-    let root = tree.root();
-    let picks: Vec<u64> = (0..proofs).map(|_| rng.gen_range(0..leaves)).collect();
-    let proof_rate = proofs_per_s(&tree, &picks, &entries, &root)?;
-    throughput.push(row(
-        format!("inclusion proof make + verify (tree of {leaves})"),
-        proofs,
-        proof_rate,
-    ));
-    let fproof_rate = proofs_per_s(&ftree, &picks, &entries, &root)?;
-    throughput.push(row(
-        "inclusion proof make + verify (file nodes)".into(),
-        proofs,
-        fproof_rate,
-    ));
-
-    // The replica's file-backed log: entries and the digest index in redb,
-    // tree nodes in level files; one durable sync per 1,000 appends.
-    let ldir = tempfile::tempdir()?;
+/// The replica's file-backed log in `dir`: appends and digest look-ups;
+/// their rows.
+fn file_log(
+    dir: &std::path::Path,
+    leaves: u64,
+    picks: &[u64],
+    base: &Baselines,
+    rows: &mut Vec<Throughput>,
+) -> anyhow::Result<()> {
+    // Entries and the digest index in redb, tree nodes in level files; one
+    // durable sync per 1,000 appends.
     let start = Instant::now();
-    let mut flog = belfry_replica::filelog::FileLog::open(ldir.path())?;
+    let mut flog = belfry_replica::filelog::FileLog::open(dir)?;
     for i in 0..leaves {
         flog.append(&entry(i));
         if i % 1_000 == 999 {
@@ -254,26 +317,33 @@ pub fn run(
     }
     flog.sync().map_err(anyhow::Error::msg)?;
     let flog_rate = rate(leaves, start);
-    throughput.push(row(
+    rows.push(base.row(
         "log append (FileLog: redb + node files, sync per 1,000)".into(),
         leaves,
         flog_rate,
     ));
     let start = Instant::now();
-    for &i in &picks {
+    for &i in picks {
         let Entry::Digest(d) = entry(i) else { continue };
         anyhow::ensure!(flog.index_of(&d.digest)? == Some(i), "index of {i}");
     }
     let lookup_rate = rate(picks.len() as u64, start);
-    throughput.push(row(
+    rows.push(base.row(
         "digest → index lookup (FileLog, redb)".into(),
         picks.len() as u64,
         lookup_rate,
     ));
-    drop(flog);
+    Ok(())
+}
 
-    // Receipts: full offline verification against a plain BLS verify.
-    let (public, secrets) = deal(4, 1, &mut rng)?;
+/// Receipts: full offline verification against a plain BLS verify.
+fn receipt_verification(
+    tree: &MerkleTree,
+    root: [u8; 32],
+    leaves: u64,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> anyhow::Result<Vec<OpReport>> {
+    let (public, secrets) = deal(4, 1, rng)?;
     let public = Arc::new(public);
     let cluster = ClusterParams::of_keys(&public, Policy::Lamport, Micros(0));
     let head = TreeHead {
@@ -302,7 +372,7 @@ pub fn run(
     let verify = measure(50, || {
         std::hint::black_box(verify_receipt(&receipt, &anchor).is_ok());
     });
-    let operations = vec![
+    Ok(vec![
         summarise(
             "baseline: plain BLS verify of the tree head",
             &base,
@@ -313,9 +383,16 @@ pub fn run(
             &verify,
             base.mean(),
         ),
-    ];
+    ])
+}
 
-    // Sequencing: fair vs plain commit order.
+/// Sequencing: fair vs plain commit order; their rows, and the fair
+/// sequencer's latency per batch.
+fn sequencing(
+    batches: u64,
+    per_vertex: u64,
+    rows: &mut Vec<Throughput>,
+) -> anyhow::Result<OpReport> {
     let work = workload(batches, per_vertex);
     let digests = batches * per_vertex;
     let start = Instant::now();
@@ -331,7 +408,7 @@ pub fn run(
         }
     }
     let plain_rate = rate(logged, start);
-    throughput.push(Throughput {
+    rows.push(Throughput {
         name: "baseline: plain commit order".into(),
         items: logged,
         per_s: plain_rate,
@@ -365,24 +442,18 @@ pub fn run(
         fair_logged + per_vertex >= digests,
         "sequencer logged {fair_logged} of {digests}"
     );
-    throughput.push(Throughput {
+    rows.push(Throughput {
         name: "fair sequencer, n = 4 (digests logged)".into(),
         items: fair_logged,
         per_s: fair_rate,
         ratio_to_baseline: fair_rate / plain_rate,
         ratio_to_sha3_leaf_hash: None,
     });
-    let sequence_batch = summarise(
+    Ok(summarise(
         &format!("sequence one batch ({} reports)", 4 * per_vertex),
         &hist,
         hist.mean(),
-    );
-    Ok(LogBenchReport {
-        throughput,
-        operations,
-        sequence_batch,
-        peak_rss_kib: peak_rss_kib(),
-    })
+    ))
 }
 
 /// Markdown tables.

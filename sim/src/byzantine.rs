@@ -178,92 +178,154 @@ impl Sim {
             return vec![frame];
         };
         let mut out = Vec::new();
-        match (s, &mut m) {
-            (Strategy::Equivocate, PeerMessage::Broadcast(Message::Val(v)))
-                if to % 2 == 0 || self.just_restarted(to) =>
-            {
-                v.clock = Micros(v.clock.0.saturating_add(1));
-                self.mark("strategy equivocate");
-                self.fired_detectable(from);
-                if self.just_restarted(to) {
-                    // Aimed at a replica that just restarted: if it forgot
-                    // its votes it would now vote for the other vertex.
-                    self.mark("strategy equivocate aimed at a restarted replica");
-                }
-            }
-            (Strategy::BadShares, PeerMessage::HeadShare { .. })
-                if self.adversary.byz_rng.gen_bool(0.5) =>
-            {
-                // Withheld, not just invalid.
-                self.mark("strategy bad-shares withheld");
-                return Vec::new();
-            }
-            (Strategy::BadShares, PeerMessage::Broadcast(Message::CoinShare { share, .. }))
-            | (Strategy::BadShares, PeerMessage::HeadShare { share, .. }) => {
-                let mut junk = [0u8; 96];
-                self.adversary.byz_rng.fill(&mut junk[..]);
-                *share = SignatureShare(junk);
-                self.mark("strategy bad-shares");
-                self.fired_detectable(from);
-            }
-            (Strategy::Malformed, _) if self.adversary.byz_rng.gen_bool(0.2) => {
-                let len = self.adversary.byz_rng.gen_range(0..300);
-                let mut junk = vec![0u8; len];
-                self.adversary.byz_rng.fill(&mut junk[..]);
-                if self.adversary.byz_rng.gen_bool(0.3) {
-                    // A header claiming an oversized body.
-                    junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
-                }
-                out.push(junk);
-                self.mark("strategy malformed");
-                self.fired_detectable(from);
-            }
-            (Strategy::FarFuture, PeerMessage::Broadcast(Message::Val(v)))
-                if self.adversary.byz_rng.gen_bool(0.2) =>
-            {
-                let mut future = v.clone();
-                future.round = Round(v.round.0 + 1_000);
-                if let Ok(f) = wire::encode(&PeerMessage::Broadcast(Message::Val(future))) {
-                    out.push(f);
-                    self.mark("strategy far-future");
-                }
-            }
-            (Strategy::LateLeader, PeerMessage::Broadcast(Message::Val(v)))
-                if v.round.0 % 4 == 1 =>
-            {
-                self.adversary.withheld.insert(v.hash().0);
-                self.adversary
-                    .held_frames
-                    .push((from, to, v.round.wave(), frame));
-                self.mark("strategy late-leader withheld");
-                return Vec::new();
-            }
-            (Strategy::BadCatchup, PeerMessage::LogRange { entries, .. })
-                if !entries.is_empty() =>
-            {
+        let fate = match s {
+            Strategy::Equivocate => self.equivocate(from, to, &mut m),
+            Strategy::BadShares => self.bad_shares(from, &mut m),
+            Strategy::Malformed => self.malformed(from, &mut out),
+            Strategy::FarFuture => self.far_future(&m, &mut out),
+            Strategy::LateLeader => self.late_leader(from, to, &m, &frame),
+            Strategy::BadCatchup => self.bad_catchup(from, &mut m),
+            Strategy::StallCatchup => self.stall_catchup(from, to, &mut m),
+            Strategy::NearestHead => self.nearest_head(from, to, &mut m),
+            Strategy::Replay => self.replay(from, &frame, &mut out),
+            _ => Fate::Send,
+        };
+        if let Fate::Withhold = fate {
+            return Vec::new();
+        }
+        match wire::encode(&m) {
+            Ok(f) => out.insert(0, f),
+            Err(_) => out.insert(0, frame),
+        }
+        out
+    }
+
+    /// Equivocate: a VAL to an even-numbered or just-restarted peer gets a
+    /// different clock, so it is a different vertex.
+    fn equivocate(&mut self, from: usize, to: usize, m: &mut PeerMessage) -> Fate {
+        let PeerMessage::Broadcast(Message::Val(v)) = m else {
+            return Fate::Send;
+        };
+        if to % 2 != 0 && !self.just_restarted(to) {
+            return Fate::Send;
+        }
+        v.clock = Micros(v.clock.0.saturating_add(1));
+        self.mark("strategy equivocate");
+        self.fired_detectable(from);
+        if self.just_restarted(to) {
+            // Aimed at a replica that just restarted: if it forgot
+            // its votes it would now vote for the other vertex.
+            self.mark("strategy equivocate aimed at a restarted replica");
+        }
+        Fate::Send
+    }
+
+    /// Bad shares: withholds half the tree-head shares and replaces every
+    /// other coin or tree-head share with junk.
+    fn bad_shares(&mut self, from: usize, m: &mut PeerMessage) -> Fate {
+        if matches!(m, PeerMessage::HeadShare { .. }) && self.adversary.byz_rng.gen_bool(0.5) {
+            // Withheld, not just invalid.
+            self.mark("strategy bad-shares withheld");
+            return Fate::Withhold;
+        }
+        let share = match m {
+            PeerMessage::Broadcast(Message::CoinShare { share, .. })
+            | PeerMessage::HeadShare { share, .. } => share,
+            _ => return Fate::Send,
+        };
+        let mut junk = [0u8; 96];
+        self.adversary.byz_rng.fill(&mut junk[..]);
+        *share = SignatureShare(junk);
+        self.mark("strategy bad-shares");
+        self.fired_detectable(from);
+        Fate::Send
+    }
+
+    /// Malformed: a fifth of the time also sends a junk frame.
+    fn malformed(&mut self, from: usize, out: &mut Vec<Vec<u8>>) -> Fate {
+        if !self.adversary.byz_rng.gen_bool(0.2) {
+            return Fate::Send;
+        }
+        let len = self.adversary.byz_rng.gen_range(0..300);
+        let mut junk = vec![0u8; len];
+        self.adversary.byz_rng.fill(&mut junk[..]);
+        if self.adversary.byz_rng.gen_bool(0.3) {
+            // A header claiming an oversized body.
+            junk = vec![wire::FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
+        }
+        out.push(junk);
+        self.mark("strategy malformed");
+        self.fired_detectable(from);
+        Fate::Send
+    }
+
+    /// Far future: a fifth of its VALs also go out 1 000 rounds ahead.
+    fn far_future(&mut self, m: &PeerMessage, out: &mut Vec<Vec<u8>>) -> Fate {
+        let PeerMessage::Broadcast(Message::Val(v)) = m else {
+            return Fate::Send;
+        };
+        if !self.adversary.byz_rng.gen_bool(0.2) {
+            return Fate::Send;
+        }
+        let mut future = v.clone();
+        future.round = Round(v.round.0 + 1_000);
+        if let Ok(f) = wire::encode(&PeerMessage::Broadcast(Message::Val(future))) {
+            out.push(f);
+            self.mark("strategy far-future");
+        }
+        Fate::Send
+    }
+
+    /// Late leader: holds back its round-(4w−3) VALs until wave w's coin is
+    /// out (see `release_late_leader`).
+    fn late_leader(&mut self, from: usize, to: usize, m: &PeerMessage, frame: &[u8]) -> Fate {
+        let PeerMessage::Broadcast(Message::Val(v)) = m else {
+            return Fate::Send;
+        };
+        if v.round.0 % 4 != 1 {
+            return Fate::Send;
+        }
+        self.adversary.withheld.insert(v.hash().0);
+        self.adversary
+            .held_frames
+            .push((from, to, v.round.wave(), frame.to_vec()));
+        self.mark("strategy late-leader withheld");
+        Fate::Withhold
+    }
+
+    /// Bad catch-up: forges the first entry of a log range, one byte of a
+    /// state page, or the clocks of leader histories.
+    fn bad_catchup(&mut self, from: usize, m: &mut PeerMessage) -> Fate {
+        match m {
+            PeerMessage::LogRange { entries, .. } if !entries.is_empty() => {
                 match &mut entries[0] {
                     Entry::Digest(d) => d.digest[0] ^= 1,
                     Entry::Tick(t) => t.time = t.time.saturating_add(Micros(1)),
                 }
                 self.mark("strategy bad-catchup forged a log range");
-                self.fired_detectable(from);
             }
-            (Strategy::BadCatchup, PeerMessage::State { bytes, .. }) if !bytes.is_empty() => {
+            PeerMessage::State { bytes, .. } if !bytes.is_empty() => {
                 let k = self.adversary.byz_rng.gen_range(0..bytes.len());
                 bytes[k] ^= 0x40;
                 self.mark("strategy bad-catchup forged a state page");
-                self.fired_detectable(from);
             }
-            (Strategy::BadCatchup, PeerMessage::Leaders { vertices, .. })
-                if !vertices.is_empty() =>
-            {
+            PeerMessage::Leaders { vertices, .. } if !vertices.is_empty() => {
                 for v in vertices.iter_mut() {
                     v.clock = v.clock.saturating_add(Micros(1));
                 }
                 self.mark("strategy bad-catchup forged leader histories");
-                self.fired_detectable(from);
             }
-            (Strategy::StallCatchup, PeerMessage::LogRange { entries, .. }) => {
+            _ => return Fate::Send,
+        }
+        self.fired_detectable(from);
+        Fate::Send
+    }
+
+    /// Stall catch-up: answers one log page per attempt first and withholds
+    /// every later install page.
+    fn stall_catchup(&mut self, from: usize, to: usize, m: &mut PeerMessage) -> Fate {
+        match m {
+            PeerMessage::LogRange { entries, .. } => {
                 // One page per catch-up attempt, delivered ahead of every
                 // honest answer — every other time cut to one entry (valid,
                 // but short: it would throttle a replica that took short
@@ -273,87 +335,95 @@ impl Sim {
                     last.is_none_or(|t| self.world.now.saturating_sub(t) > Micros::from_secs(1));
                 if !fresh {
                     self.mark("strategy stall-catchup withheld a log page");
-                    return Vec::new();
+                    return Fate::Withhold;
                 }
                 if self.adversary.byz_rng.gen_bool(0.5) && entries.len() > 1 {
                     entries.truncate(1);
                     self.mark("strategy stall-catchup sent a short page");
                 }
                 self.adversary.stall_served.insert(to, self.world.now);
-                if let Ok(f) = wire::encode(&m) {
-                    let at = self.world.now.saturating_add(Micros(20));
-                    self.world
-                        .schedule(at, Event::Deliver { from, to, frame: f });
-                    self.mark("strategy stall-catchup answered first");
-                }
-                return Vec::new();
+                self.answer_first(from, to, m, "strategy stall-catchup answered first")
             }
-            (
-                Strategy::NearestHead,
-                PeerMessage::LogRange {
-                    from: start,
-                    entries,
-                    head,
-                    proof,
-                },
-            ) => {
-                // Cut the page at the first signed head past its start: a
-                // page that ends at its head needs no proof, and verifies.
-                let cut = self.world.replicas[from].host.as_ref().and_then(|h| {
-                    let log = h.core().log_store();
-                    (0..entries.len() as u64).find_map(|k| {
-                        let size = *start + k + 1;
-                        log.head_at(size)
-                            .ok()
-                            .flatten()
-                            .map(|sth| (k as usize + 1, sth))
-                    })
-                });
-                if let Some((keep, sth)) = cut {
-                    if keep < entries.len() {
-                        entries.truncate(keep);
-                        *head = Some(sth);
-                        proof.clear();
-                        self.mark("strategy nearest-head cut a page at the nearest head");
-                    }
-                }
-                if let Ok(f) = wire::encode(&m) {
-                    let at = self.world.now.saturating_add(Micros(20));
-                    self.world
-                        .schedule(at, Event::Deliver { from, to, frame: f });
-                    self.mark("strategy nearest-head answered first");
-                }
-                return Vec::new();
-            }
-            (Strategy::StallCatchup, PeerMessage::Leaders { page, .. })
-            | (Strategy::StallCatchup, PeerMessage::State { page, .. })
-                if *page > 0 =>
-            {
+            PeerMessage::Leaders { page, .. } | PeerMessage::State { page, .. } if *page > 0 => {
                 self.mark("strategy stall-catchup withheld an install page");
-                return Vec::new();
+                Fate::Withhold
             }
-            (Strategy::Replay, _) => {
-                if !self.adversary.replay_buf.is_empty() && self.adversary.byz_rng.gen_bool(0.2) {
-                    let k = self
-                        .adversary
-                        .byz_rng
-                        .gen_range(0..self.adversary.replay_buf.len());
-                    out.push(self.adversary.replay_buf[k].1.clone());
-                    self.mark("strategy replay");
-                }
-                if self.adversary.replay_buf.len() < 256 {
-                    self.adversary.replay_buf.push((from, frame.clone()));
-                } else {
-                    let k = self.adversary.byz_rng.gen_range(0..256);
-                    self.adversary.replay_buf[k] = (from, frame.clone());
-                }
-            }
-            _ => {}
+            _ => Fate::Send,
         }
-        match wire::encode(&m) {
-            Ok(f) => out.insert(0, f),
-            Err(_) => out.insert(0, frame),
-        }
-        out
     }
+
+    /// Nearest head: answers a log page first, cut at the first signed head
+    /// past its start.
+    fn nearest_head(&mut self, from: usize, to: usize, m: &mut PeerMessage) -> Fate {
+        let PeerMessage::LogRange {
+            from: start,
+            entries,
+            head,
+            proof,
+        } = m
+        else {
+            return Fate::Send;
+        };
+        // Cut the page at the first signed head past its start: a
+        // page that ends at its head needs no proof, and verifies.
+        let cut = self.world.replicas[from].host.as_ref().and_then(|h| {
+            let log = h.core().log_store();
+            (0..entries.len() as u64).find_map(|k| {
+                let size = *start + k + 1;
+                log.head_at(size)
+                    .ok()
+                    .flatten()
+                    .map(|sth| (k as usize + 1, sth))
+            })
+        });
+        if let Some((keep, sth)) = cut {
+            if keep < entries.len() {
+                entries.truncate(keep);
+                *head = Some(sth);
+                proof.clear();
+                self.mark("strategy nearest-head cut a page at the nearest head");
+            }
+        }
+        self.answer_first(from, to, m, "strategy nearest-head answered first")
+    }
+
+    /// Delivers `m` 20 µs from now, ahead of every honest answer (the
+    /// adversary controls the network), instead of sending it normally.
+    fn answer_first(&mut self, from: usize, to: usize, m: &PeerMessage, what: &str) -> Fate {
+        if let Ok(f) = wire::encode(m) {
+            let at = self.world.now.saturating_add(Micros(20));
+            self.world
+                .schedule(at, Event::Deliver { from, to, frame: f });
+            self.mark(what);
+        }
+        Fate::Withhold
+    }
+
+    /// Replay: a fifth of the time also re-sends an old frame, and keeps
+    /// this one among the last 256.
+    fn replay(&mut self, from: usize, frame: &[u8], out: &mut Vec<Vec<u8>>) -> Fate {
+        if !self.adversary.replay_buf.is_empty() && self.adversary.byz_rng.gen_bool(0.2) {
+            let k = self
+                .adversary
+                .byz_rng
+                .gen_range(0..self.adversary.replay_buf.len());
+            out.push(self.adversary.replay_buf[k].1.clone());
+            self.mark("strategy replay");
+        }
+        if self.adversary.replay_buf.len() < 256 {
+            self.adversary.replay_buf.push((from, frame.to_vec()));
+        } else {
+            let k = self.adversary.byz_rng.gen_range(0..256);
+            self.adversary.replay_buf[k] = (from, frame.to_vec());
+        }
+        Fate::Send
+    }
+}
+
+/// What a Byzantine strategy does with the frame it was given.
+enum Fate {
+    /// Send the (possibly rewritten) message, ahead of any extra frames.
+    Send,
+    /// Send nothing now: withheld, or delivered by the strategy itself.
+    Withhold,
 }

@@ -386,39 +386,42 @@ impl SimConfig {
         if self.mock_crypto {
             c.push_str(" --mock-crypto");
         }
+        self.push_fault_flags(&mut c);
+        self.push_network_flags(&mut c);
+        self.push_run_flags(&mut c);
+        c
+    }
+
+    /// The replay command's injected faults: drops, duplicates, crashes,
+    /// pauses, partitions, blackouts, rings and starvation.
+    fn push_fault_flags(&self, c: &mut String) {
         if self.drop > 0.0 {
             c.push_str(&format!(" --drop {}", self.drop));
         }
         if self.duplicate > 0.0 {
             c.push_str(&format!(" --duplicate {}", self.duplicate));
         }
-        if self.crash {
-            c.push_str(" --crash");
+        let switches = [
+            (self.crash, " --crash"),
+            (self.wipe, " --wipe"),
+            (self.double_crash, " --double-crash"),
+            (self.pause, " --pause"),
+            (self.partition, " --partition"),
+            (self.blackout, " --blackout"),
+            (self.one_way, " --one-way"),
+            (self.ring, " --ring"),
+            (self.starve, " --starve"),
+        ];
+        for (on, flag) in switches {
+            if on {
+                c.push_str(flag);
+            }
         }
-        if self.wipe {
-            c.push_str(" --wipe");
-        }
-        if self.double_crash {
-            c.push_str(" --double-crash");
-        }
-        if self.pause {
-            c.push_str(" --pause");
-        }
-        if self.partition {
-            c.push_str(" --partition");
-        }
-        if self.blackout {
-            c.push_str(" --blackout");
-        }
-        if self.one_way {
-            c.push_str(" --one-way");
-        }
-        if self.ring {
-            c.push_str(" --ring");
-        }
-        if self.starve {
-            c.push_str(" --starve");
-        }
+    }
+
+    /// The replay command's clocks, links, jitter and disk, where they
+    /// differ from the defaults.
+    fn push_network_flags(&self, c: &mut String) {
         if self.clock_offset_us > 0 || self.drift_ppm > 0 {
             c.push_str(&format!(
                 " --clock-offset-us {} --drift-ppm {}",
@@ -452,6 +455,10 @@ impl SimConfig {
         if self.fsync_us != 200 {
             c.push_str(&format!(" --fsync-us {}", self.fsync_us));
         }
+    }
+
+    /// The replay command's switches of what the run measures.
+    fn push_run_flags(&self, c: &mut String) {
         if !self.races {
             c.push_str(" --no-races");
         }
@@ -461,6 +468,5 @@ impl SimConfig {
         if !self.hold_back {
             c.push_str(" --no-hold-back");
         }
-        c
     }
 }

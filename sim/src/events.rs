@@ -47,98 +47,21 @@ impl Sim {
         // every other fault has ended.
         let anyone = |k: usize| honest.iter().rev().nth(k % honest.len().max(1)).copied();
         if self.cfg.crash {
-            let (victim, beyond) = match victim(0) {
-                Some(v) => (Some(v), false),
-                None => (anyone(0), true),
-            };
-            if let Some(victim) = victim {
-                let at = self
-                    .world
-                    .now
-                    .saturating_add(Micros(self.cfg.duration.0 / 3));
-                let wipe = self.cfg.wipe && !beyond;
-                if beyond {
-                    self.mark("crash beyond f (the Byzantine replicas used the budget)");
-                    if self.cfg.wipe {
-                        self.mark("wipe skipped: a wiped replica beyond f could never rejoin");
-                    }
-                }
-                self.world.later(at, SimEvent::ArmCrash(victim));
-                self.world.later(
-                    at.saturating_add(Micros::from_millis(150)),
-                    SimEvent::Restart(victim, wipe),
-                );
-            }
+            self.schedule_crash(victim(0), anyone(0));
         }
         if let (true, Some(a), Some(b)) = (self.cfg.double_crash, anyone(0), anyone(1)) {
-            // Two at once (kill -9 of two processes), both back within a
-            // second; the first wiped if it fits the budget afterwards.
-            let at = self
-                .world
-                .now
-                .saturating_add(Micros(self.cfg.duration.0 / 2));
-            let wipe = spare_count >= 1;
-            self.world.later(at, SimEvent::ArmCrash(a));
-            self.world.later(at, SimEvent::ArmCrash(b));
-            self.world.later(
-                at.saturating_add(Micros::from_millis(300)),
-                SimEvent::Restart(a, wipe),
-            );
-            self.world.later(
-                at.saturating_add(Micros::from_millis(700)),
-                SimEvent::Restart(b, false),
-            );
-            self.mark(if wipe {
-                "two crashed at once, one wiped"
-            } else {
-                "two crashed at once (no wipe: the budget has no room for an observer)"
-            });
+            self.schedule_double_crash(a, b, spare_count >= 1);
         }
         if let (true, Some(victim)) = (self.cfg.pause, anyone(1)) {
-            // Longer than the GC depth at any round rate the simulator
-            // reaches: the replica resumes far behind its peers.
-            let at = self
-                .world
-                .now
-                .saturating_add(Micros(self.cfg.duration.0 / 4));
-            self.world.later(at, SimEvent::Pause(victim));
-            self.world.later(
-                at.saturating_add(Micros::from_millis(1_200)),
-                SimEvent::Resume(victim),
-            );
+            self.schedule_pause(victim);
         }
         if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
-            // Cut off twice: 150 ms (it catches up within gc_depth, by the
-            // committed leaders) and 600 ms (beyond it, by a snapshot).
-            for (part, ms) in [(5, 150), (2, 600)] {
-                let at = self
-                    .world
-                    .now
-                    .saturating_add(Micros(self.cfg.duration.0 / part));
-                self.world.later(at, SimEvent::Cut(victim));
-                self.world.later(
-                    at.saturating_add(Micros::from_millis(ms)),
-                    SimEvent::Heal(victim),
-                );
-            }
+            self.schedule_partition(victim);
         } else if self.cfg.partition {
             self.mark("partition skipped: f budget used by Byzantine replicas");
         }
         if let (true, Some(victim)) = (self.cfg.one_way, victim(2)) {
-            // An honest replica that can receive but not send for 400 ms,
-            // then one that can send but not receive: it counts against f
-            // while it lasts, like any partitioned replica.
-            let at = self
-                .world
-                .now
-                .saturating_add(Micros(self.cfg.duration.0 / 4));
-            let mid = at.saturating_add(Micros::from_millis(400));
-            self.world.later(at, SimEvent::OneWay(victim, true));
-            self.world.later(mid, SimEvent::OneWay(victim, false));
-            self.world.later(
-                mid.saturating_add(Micros::from_millis(400)),
-                SimEvent::OneWayHeal(victim),
-            );
+            self.schedule_one_way(victim);
         } else if self.cfg.one_way {
             self.mark("asymmetric partition skipped: f budget used by Byzantine replicas");
         }
@@ -147,6 +70,109 @@ impl Sim {
             // counts against f like any faulty one.
             self.mark("starve skipped: f budget used by Byzantine replicas");
         }
+    }
+
+    /// One crash a third into the run, back 150 ms later (wiped if asked and
+    /// within budget); beyond f on `anyone` when the budget has no victim.
+    fn schedule_crash(&mut self, victim: Option<usize>, anyone: Option<usize>) {
+        let (victim, beyond) = match victim {
+            Some(v) => (Some(v), false),
+            None => (anyone, true),
+        };
+        let Some(victim) = victim else {
+            return;
+        };
+        let at = self
+            .world
+            .now
+            .saturating_add(Micros(self.cfg.duration.0 / 3));
+        let wipe = self.cfg.wipe && !beyond;
+        if beyond {
+            self.mark("crash beyond f (the Byzantine replicas used the budget)");
+            if self.cfg.wipe {
+                self.mark("wipe skipped: a wiped replica beyond f could never rejoin");
+            }
+        }
+        self.world.later(at, SimEvent::ArmCrash(victim));
+        self.world.later(
+            at.saturating_add(Micros::from_millis(150)),
+            SimEvent::Restart(victim, wipe),
+        );
+    }
+
+    /// Two crashes at once halfway through the run; `a` wiped if `wipe`.
+    fn schedule_double_crash(&mut self, a: usize, b: usize, wipe: bool) {
+        // Two at once (kill -9 of two processes), both back within a
+        // second; the first wiped if it fits the budget afterwards.
+        let at = self
+            .world
+            .now
+            .saturating_add(Micros(self.cfg.duration.0 / 2));
+        self.world.later(at, SimEvent::ArmCrash(a));
+        self.world.later(at, SimEvent::ArmCrash(b));
+        self.world.later(
+            at.saturating_add(Micros::from_millis(300)),
+            SimEvent::Restart(a, wipe),
+        );
+        self.world.later(
+            at.saturating_add(Micros::from_millis(700)),
+            SimEvent::Restart(b, false),
+        );
+        self.mark(if wipe {
+            "two crashed at once, one wiped"
+        } else {
+            "two crashed at once (no wipe: the budget has no room for an observer)"
+        });
+    }
+
+    /// A 1.2 s pause a quarter into the run.
+    fn schedule_pause(&mut self, victim: usize) {
+        // Longer than the GC depth at any round rate the simulator
+        // reaches: the replica resumes far behind its peers.
+        let at = self
+            .world
+            .now
+            .saturating_add(Micros(self.cfg.duration.0 / 4));
+        self.world.later(at, SimEvent::Pause(victim));
+        self.world.later(
+            at.saturating_add(Micros::from_millis(1_200)),
+            SimEvent::Resume(victim),
+        );
+    }
+
+    /// Two partitions of one replica: a short one and one beyond gc_depth.
+    fn schedule_partition(&mut self, victim: usize) {
+        // Cut off twice: 150 ms (it catches up within gc_depth, by the
+        // committed leaders) and 600 ms (beyond it, by a snapshot).
+        for (part, ms) in [(5, 150), (2, 600)] {
+            let at = self
+                .world
+                .now
+                .saturating_add(Micros(self.cfg.duration.0 / part));
+            self.world.later(at, SimEvent::Cut(victim));
+            self.world.later(
+                at.saturating_add(Micros::from_millis(ms)),
+                SimEvent::Heal(victim),
+            );
+        }
+    }
+
+    /// An asymmetric partition of one replica, each way for 400 ms.
+    fn schedule_one_way(&mut self, victim: usize) {
+        // An honest replica that can receive but not send for 400 ms,
+        // then one that can send but not receive: it counts against f
+        // while it lasts, like any partitioned replica.
+        let at = self
+            .world
+            .now
+            .saturating_add(Micros(self.cfg.duration.0 / 4));
+        let mid = at.saturating_add(Micros::from_millis(400));
+        self.world.later(at, SimEvent::OneWay(victim, true));
+        self.world.later(mid, SimEvent::OneWay(victim, false));
+        self.world.later(
+            mid.saturating_add(Micros::from_millis(400)),
+            SimEvent::OneWayHeal(victim),
+        );
     }
 
     /// Each replica's clock steps, when they happen within the run.

@@ -106,6 +106,9 @@ fn honest_range(x: &Inputs<'_>, d: &[u8; 32], r: &[u64]) -> (u64, u64) {
     }
 }
 
+/// A non-late digest entry of the log: its digest, log index and key.
+type Logged = ([u8; 32], u64, u64);
+
 /// Computes every metric.
 pub fn compute(x: &Inputs<'_>) -> Metrics {
     let mut m = Metrics::default();
@@ -113,21 +116,46 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
         Policy::Lamport => 1,
         Policy::Clock { granularity_us } => granularity_us.max(1),
     };
-    // Non-late digest entries in log order.
-    let digests: Vec<([u8; 32], u64, u64)> = x
-        .canonical
+    let digests = non_late_digests(x.canonical);
+    let step = digests.len().div_ceil(PAIR_SAMPLE).max(1);
+    let sample: Vec<&Logged> = digests.iter().step_by(step).collect();
+
+    (m.m1_pairs, m.m1_inversions) = m1_policy_inversions(x, &digests, bucket);
+    m.m4_kendall_tau = m4_kendall_tau(x, &sample);
+    m.m1_delta = m1_delta_curve(x, &digests);
+    m.m1_resolution_ms = m
+        .m1_delta
+        .iter()
+        .find(|(_, rate, pairs)| *pairs > 0 && *rate == 0.0)
+        .map(|(d, _, _)| *d);
+    (m.m6_outside_honest_range, m.m6_mean_shift) = m6_key_shift(x, &digests, bucket);
+    m.m5 = two_client_races(x, "two");
+    m.m5_biased = two_client_races(x, "biased");
+    m.m5_three = three_client_races(x);
+
+    // M7.
+    let logged = x.logged.len().max(1) as f64;
+    m.m7_held_back_share =
+        x.held.iter().filter(|d| x.logged.contains_key(*d)).count() as f64 / logged;
+    m
+}
+
+/// Non-late digest entries in log order.
+fn non_late_digests(canonical: &[Entry]) -> Vec<Logged> {
+    canonical
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match e {
             Entry::Digest(d) if !d.late => Some((d.digest, i as u64, d.key)),
             _ => None,
         })
-        .collect();
-    let step = digests.len().div_ceil(PAIR_SAMPLE).max(1);
-    let sample: Vec<&([u8; 32], u64, u64)> = digests.iter().step_by(step).collect();
+        .collect()
+}
 
-    // M1 in the policy's measure, over every non-late digest (exact, not a
-    // sample: a handful of front-run pairs must not slip between samples).
+/// M1 in the policy's measure: `(pairs, inversions)`.
+fn m1_policy_inversions(x: &Inputs<'_>, digests: &[Logged], bucket: u64) -> (u64, u64) {
+    // Over every non-late digest (exact, not a sample: a handful of
+    // front-run pairs must not slip between samples).
     let spans: Vec<(u64, u64, u64)> = digests
         .iter()
         .filter_map(|(d, pos, _)| {
@@ -138,11 +166,11 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
             })
         })
         .collect();
-    let (pairs, inversions) = clear_order_inversions(&spans, x.canonical.len());
-    m.m1_pairs = pairs;
-    m.m1_inversions = inversions;
+    clear_order_inversions(&spans, x.canonical.len())
+}
 
-    // M4 against the honest-median true first-receipt order.
+/// M4 against the honest-median true first-receipt order, over the sample.
+fn m4_kendall_tau(x: &Inputs<'_>, sample: &[&Logged]) -> f64 {
     let medians: Vec<(u64, u64)> = sample
         .iter()
         .filter_map(|(d, pos, _)| {
@@ -162,16 +190,19 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
             }
         }
     }
-    m.m4_kendall_tau = if pairs > 0 {
+    if pairs > 0 {
         discordant as f64 / pairs as f64
     } else {
         0.0
-    };
+    }
+}
 
-    // M1Δ in true time, exactly: over every non-late digest every honest
-    // replica saw (a sample by log position would thin out exactly the
-    // close pairs this curve is about). Pair (a, b) counts at Δ when
-    // `a.hi + Δ < b.lo`: the Fenwick count of M1 on spans widened by Δ.
+/// The M1Δ curve in true time: `(Δ ms, rate, pairs)` for each Δ.
+fn m1_delta_curve(x: &Inputs<'_>, digests: &[Logged]) -> Vec<(f64, f64, u64)> {
+    // Exactly: over every non-late digest every honest replica saw (a
+    // sample by log position would thin out exactly the close pairs this
+    // curve is about). Pair (a, b) counts at Δ when `a.hi + Δ < b.lo`: the
+    // Fenwick count of M1 on spans widened by Δ.
     let windows: Vec<(u64, u64, u64)> = digests
         .iter()
         .filter_map(|(d, pos, _)| {
@@ -184,6 +215,7 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
             })
         })
         .collect();
+    let mut curve = Vec::new();
     for delta_ms in M1_DELTAS_MS {
         let delta = (delta_ms * 1_000.0) as u64;
         let widened: Vec<(u64, u64, u64)> = windows
@@ -196,21 +228,20 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
         } else {
             0.0
         };
-        m.m1_delta.push((delta_ms, rate, pairs));
+        curve.push((delta_ms, rate, pairs));
     }
-    m.m1_resolution_ms = m
-        .m1_delta
-        .iter()
-        .find(|(_, rate, pairs)| *pairs > 0 && *rate == 0.0)
-        .map(|(d, _, _)| *d);
+    curve
+}
 
-    // M6 over every non-late digest.
-    let (mut shift, mut counted) = (0f64, 0u64);
-    for (d, _, key) in &digests {
+/// M6 over every non-late digest: `(keys outside the honest range, mean
+/// shift from the honest median in policy units)`.
+fn m6_key_shift(x: &Inputs<'_>, digests: &[Logged], bucket: u64) -> (u64, f64) {
+    let (mut outside, mut shift, mut counted) = (0u64, 0f64, 0u64);
+    for (d, _, key) in digests {
         let Some(r) = x.reports.get(d) else { continue };
         let (lo, hi) = honest_range(x, d, r);
         if *key < lo || *key > hi {
-            m.m6_outside_honest_range += 1;
+            outside += 1;
         }
         let mut v = r.clone();
         if let Some(med) = belfry_replica::clock::lower_median(&mut v) {
@@ -218,34 +249,38 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
             counted += 1;
         }
     }
-    m.m6_mean_shift = if counted > 0 {
+    let mean = if counted > 0 {
         shift / counted as f64
     } else {
         0.0
     };
+    (outside, mean)
+}
 
-    // M5.
+/// M5 over the two-client races of this kind.
+fn two_client_races(x: &Inputs<'_>, kind: &str) -> TwoRace {
     let pos = |d: &[u8; 32]| x.logged.get(d).copied();
-    let two = |kind: &str| {
-        let (mut n, mut wins) = (0u64, 0u64);
-        for r in x.races.iter().filter(|r| r.kind == kind) {
-            if let (Some(a), Some(b)) = (pos(&r.digests[0]), pos(&r.digests[1])) {
-                n += 1;
-                wins += u64::from(a < b);
-            }
+    let (mut n, mut wins) = (0u64, 0u64);
+    for r in x.races.iter().filter(|r| r.kind == kind) {
+        if let (Some(a), Some(b)) = (pos(&r.digests[0]), pos(&r.digests[1])) {
+            n += 1;
+            wins += u64::from(a < b);
         }
-        if n == 0 {
-            return TwoRace::default();
-        }
-        let nf = n as f64;
-        TwoRace {
-            races: n,
-            epsilon: (wins as f64 / nf - 0.5).abs(),
-            chi2: (2.0 * wins as f64 - nf).powi(2) / nf,
-        }
-    };
-    m.m5 = two("two");
-    m.m5_biased = two("biased");
+    }
+    if n == 0 {
+        return TwoRace::default();
+    }
+    let nf = n as f64;
+    TwoRace {
+        races: n,
+        epsilon: (wins as f64 / nf - 0.5).abs(),
+        chi2: (2.0 * wins as f64 - nf).powi(2) / nf,
+    }
+}
+
+/// M5 over the three-client races: χ² over the 6 orders.
+fn three_client_races(x: &Inputs<'_>) -> ThreeRace {
+    let pos = |d: &[u8; 32]| x.logged.get(d).copied();
     let mut orders: BTreeMap<Vec<usize>, u64> = BTreeMap::new();
     for r in x.races.iter().filter(|r| r.kind == "three") {
         let ps: Option<Vec<u64>> = r.digests.iter().map(pos).collect();
@@ -256,30 +291,25 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
         }
     }
     let n3: u64 = orders.values().sum();
-    if n3 > 0 {
-        let e = n3 as f64 / 6.0;
-        let observed: Vec<f64> = [
-            [0, 1, 2],
-            [0, 2, 1],
-            [1, 0, 2],
-            [1, 2, 0],
-            [2, 0, 1],
-            [2, 1, 0],
-        ]
-        .iter()
-        .map(|o| orders.get(o.as_slice()).copied().unwrap_or(0) as f64)
-        .collect();
-        m.m5_three = ThreeRace {
-            races: n3,
-            chi2: observed.iter().map(|c| (c - e).powi(2) / e).sum(),
-        };
+    if n3 == 0 {
+        return ThreeRace::default();
     }
-
-    // M7.
-    let logged = x.logged.len().max(1) as f64;
-    m.m7_held_back_share =
-        x.held.iter().filter(|d| x.logged.contains_key(*d)).count() as f64 / logged;
-    m
+    let e = n3 as f64 / 6.0;
+    let observed: Vec<f64> = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ]
+    .iter()
+    .map(|o| orders.get(o.as_slice()).copied().unwrap_or(0) as f64)
+    .collect();
+    ThreeRace {
+        races: n3,
+        chi2: observed.iter().map(|c| (c - e).powi(2) / e).sum(),
+    }
 }
 
 /// Counts the pairs `(a, b)` with `a.hi < b.lo` (a clearly before b) and

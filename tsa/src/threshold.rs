@@ -24,6 +24,9 @@ use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+mod dealing;
+pub use dealing::deal;
+
 /// The public exponent every belfry TSA key uses (prime, larger than any
 /// cluster, so `gcd(e, 4Δ²) = 1`).
 pub const PUBLIC_EXPONENT: u32 = 65_537;
@@ -488,119 +491,4 @@ impl Dealt {
             .collect::<Result<_, _>>()?;
         Ok((public, shares))
     }
-}
-
-/// Deals a `bits`-bit key for `replicas` replicas, any `threshold` of which
-/// sign: two safe primes of `bits / 2` bits (their product exactly `bits`
-/// bits), `d = e⁻¹ mod p'q'`, a random polynomial over `Z_{p'q'}` with
-/// `f(0) = d`, and a random square `v`. The primes and `d` are dropped (and
-/// cleared) before this returns; `progress` is told after each prime.
-pub fn deal(
-    rng: &mut (impl RngCore + CryptoRng),
-    bits: u32,
-    replicas: usize,
-    threshold: usize,
-    mut progress: impl FnMut(&str),
-) -> Result<Dealt, ThresholdError> {
-    if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&u64::from(bits)) || bits % 128 != 0 {
-        return Err(ThresholdError::Key(format!(
-            "{bits}-bit modulus: a multiple of 128 from {MIN_MODULUS_BITS} to {MAX_MODULUS_BITS}"
-        )));
-    }
-    if threshold == 0 || threshold > replicas || replicas as u64 >= u64::from(PUBLIC_EXPONENT) {
-        return Err(ThresholdError::Key(format!(
-            "threshold {threshold} of {replicas}"
-        )));
-    }
-    let half = bits / 2;
-    let precision = round_bits(bits);
-    let e = BigUint::from(PUBLIC_EXPONENT);
-    let mut p: BoxedUint = crypto_primes::generate_safe_prime_with_rng(rng, half);
-    progress("first safe prime");
-    let (mut q, n) = loop {
-        let q: BoxedUint = crypto_primes::generate_safe_prime_with_rng(rng, half);
-        let n = to_big(&p.mul(&q));
-        if n.bits() == u64::from(bits) && q != p {
-            break (q, n);
-        }
-    };
-    progress("second safe prime");
-    // m = p'q', odd; every secret below is taken modulo m at `precision` bits.
-    let mut m = (p.shr(1).mul(&q.shr(1))).widen(precision);
-    let (Some(m_odd), Some(m_nz)) = (
-        Option::<Odd<BoxedUint>>::from(m.to_odd()),
-        Option::<NonZero<BoxedUint>>::from(NonZero::new(m.clone())),
-    ) else {
-        return Err(ThresholdError::Key("p'q' is even".into()));
-    };
-    let d = Option::<BoxedUint>::from(
-        BoxedUint::from(PUBLIC_EXPONENT)
-            .widen(precision)
-            .inv_odd_mod(&m_odd),
-    )
-    .ok_or_else(|| ThresholdError::Key("e not invertible modulo p'q'".into()))?;
-    let mut coefficients = vec![d];
-    for _ in 1..threshold {
-        coefficients.push(BoxedUint::random_mod(rng, &m_nz));
-    }
-    let wide = precision + 128;
-    let Some(m_wide) = Option::<NonZero<BoxedUint>>::from(NonZero::new(m.widen(wide))) else {
-        return Err(ThresholdError::Key("p'q' is zero".into()));
-    };
-    let mut secrets = Vec::with_capacity(replicas);
-    for i in 1..=replicas as u32 {
-        let i = BoxedUint::from(i).widen(64);
-        // Horner's rule: acc = acc·i + c (mod m), at fixed widths.
-        let mut acc = BoxedUint::zero_with_precision(precision);
-        for c in coefficients.iter().rev() {
-            let sum = acc.mul(&i).widen(wide).wrapping_add(&c.widen(wide));
-            acc = sum.rem(&m_wide).shorten(precision);
-        }
-        secrets.push(acc);
-    }
-    for c in &mut coefficients {
-        c.zeroize();
-    }
-    // The primes, p'q' and the coefficients (d among them) are cleared;
-    // copies the prime search and the arithmetic made on the way (and
-    // p'q' as Odd/NonZero) are dropped without clearing.
-    p.zeroize();
-    q.zeroize();
-    m.zeroize();
-    drop(e);
-    let r = loop {
-        let r = rng.gen_biguint_below(&n);
-        if !r.is_zero() && r.gcd(&n).is_one() {
-            break r;
-        }
-    };
-    let v = r.modpow(&BigUint::from(2u32), &n);
-    let Some(n_odd) = Option::<Odd<BoxedUint>>::from(from_big(&n, precision)?.to_odd()) else {
-        return Err(ThresholdError::Key("even modulus".into()));
-    };
-    let params = Arc::new(BoxedMontyParams::new(n_odd));
-    let v_m = BoxedMontyForm::new_with_arc(from_big(&v, precision)?, params);
-    let verification_keys = secrets
-        .iter()
-        .map(|s| to_big(&v_m.pow(s).retrieve()))
-        .collect();
-    let public = PublicKey {
-        n,
-        e: PUBLIC_EXPONENT,
-        v,
-        verification_keys,
-        threshold,
-    };
-    public.check()?;
-    Ok(Dealt {
-        public,
-        secrets: secrets
-            .iter_mut()
-            .map(|s| {
-                let bytes = Zeroizing::new(s.to_be_bytes().into_vec());
-                s.zeroize();
-                bytes
-            })
-            .collect(),
-    })
 }

@@ -129,7 +129,7 @@ pub struct Outcome {
     pub public: PublicKeys,
     deals: BTreeMap<usize, Deal>,
     /// By qualified dealer: each acknowledging participant's values.
-    acks: BTreeMap<usize, Vec<(usize, Vec<blsttc::Ciphertext>)>>,
+    acks: BTreeMap<usize, Acks>,
 }
 
 /// Applies the qualification rule (module doc) to a transcript. A refresh
@@ -157,7 +157,52 @@ pub fn qualify(
             kind: FaultKind::Equivocation,
         })
         .collect();
-    let mut deals: BTreeMap<usize, (Deal, [u8; 32])> = BTreeMap::new();
+    let deals = parse_deals(params, transcript, &mut faults);
+    let verifications = parse_verifications(params, transcript, &mut faults);
+    judge_complaints(params, keys, &deals, &verifications, &mut faults);
+    faults.sort_by_key(|f| f.participant);
+    faults.dedup();
+    let faulty: BTreeSet<usize> = faults.iter().map(|f| f.participant).collect();
+    let Selection {
+        qualified,
+        excluded,
+        acks,
+    } = select_dealers(params, &deals, &verifications, &faulty);
+    if qualified.len() < params.f + 1 {
+        return Err(DkgError::TooFewQualified {
+            qualified: qualified.len(),
+            which: format!("{qualified:?}"),
+            needed: params.f + 1,
+        });
+    }
+    let deals: BTreeMap<usize, Deal> = deals
+        .into_iter()
+        .filter(|(d, _)| qualified.contains(d))
+        .map(|(d, (deal, _))| (d, deal))
+        .collect();
+    let public = group_public_keys(params, &deals, previous)?;
+    Ok(Outcome {
+        params,
+        public,
+        qualified,
+        faults,
+        excluded,
+        deals,
+        acks,
+    })
+}
+
+/// Each acknowledging participant's values for one deal.
+type Acks = Vec<(usize, Vec<blsttc::Ciphertext>)>;
+
+/// The deals that parse and verify, with their hashes; a fault for each
+/// that does not.
+fn parse_deals(
+    params: Params,
+    transcript: &Transcript,
+    faults: &mut Vec<Fault>,
+) -> BTreeMap<usize, (Deal, [u8; 32])> {
+    let mut deals = BTreeMap::new();
     for (&d, bytes) in transcript.deals.iter().filter(|(&d, _)| d < params.n) {
         match Deal::from_bytes(params, d, bytes) {
             Ok(deal) => {
@@ -169,7 +214,16 @@ pub fn qualify(
             }),
         }
     }
-    let mut verifications: BTreeMap<usize, Verification> = BTreeMap::new();
+    deals
+}
+
+/// The verifications that parse; a fault for each that does not.
+fn parse_verifications(
+    params: Params,
+    transcript: &Transcript,
+    faults: &mut Vec<Fault>,
+) -> BTreeMap<usize, Verification> {
+    let mut verifications = BTreeMap::new();
     for (&j, bytes) in transcript
         .verifications
         .iter()
@@ -185,10 +239,21 @@ pub fn qualify(
             }),
         }
     }
+    verifications
+}
+
+/// A fault for every complaint about a deal in the transcript.
+fn judge_complaints(
+    params: Params,
+    keys: &[EncryptionKey],
+    deals: &BTreeMap<usize, (Deal, [u8; 32])>,
+    verifications: &BTreeMap<usize, Verification>,
+    faults: &mut Vec<Fault>,
+) {
     // Complaints prove themselves either way: against the dealer or
     // against the complainant. Entries about a deal other than the one in
     // the transcript are about nothing here, and ignored.
-    for (&j, v) in &verifications {
+    for (&j, v) in verifications {
         for (&d, (hash, judgement)) in &v.entries {
             let (Judgement::Complaint(share), Some((deal, h))) = (judgement, deals.get(&d)) else {
                 continue;
@@ -199,9 +264,27 @@ pub fn qualify(
             faults.push(judge_complaint(params, keys, deal, d, j, share));
         }
     }
-    faults.sort_by_key(|f| f.participant);
-    faults.dedup();
-    let faulty: BTreeSet<usize> = faults.iter().map(|f| f.participant).collect();
+}
+
+/// Which dealers qualify, why the others do not, and the acks of those that
+/// do.
+struct Selection {
+    /// The qualified dealers.
+    qualified: BTreeSet<usize>,
+    /// Every dealer not qualified, and why.
+    excluded: BTreeMap<usize, Exclusion>,
+    /// By qualified dealer: each acknowledging participant's values.
+    acks: BTreeMap<usize, Acks>,
+}
+
+/// Qualifies every dealer not at fault whose deal enough participants not
+/// at fault acknowledged.
+fn select_dealers(
+    params: Params,
+    deals: &BTreeMap<usize, (Deal, [u8; 32])>,
+    verifications: &BTreeMap<usize, Verification>,
+    faulty: &BTreeSet<usize>,
+) -> Selection {
     let needed = params.acks_needed();
     let mut qualified = BTreeSet::new();
     let mut excluded = BTreeMap::new();
@@ -216,7 +299,7 @@ pub fn qualify(
             excluded.insert(d, why);
             continue;
         };
-        let ackers: Vec<(usize, Vec<blsttc::Ciphertext>)> = verifications
+        let ackers: Acks = verifications
             .iter()
             .filter(|(j, _)| !faulty.contains(j))
             .filter_map(|(&j, v)| match v.entries.get(&d) {
@@ -237,18 +320,20 @@ pub fn qualify(
         qualified.insert(d);
         acks.insert(d, ackers);
     }
-    if qualified.len() < params.f + 1 {
-        return Err(DkgError::TooFewQualified {
-            qualified: qualified.len(),
-            which: format!("{qualified:?}"),
-            needed: params.f + 1,
-        });
+    Selection {
+        qualified,
+        excluded,
+        acks,
     }
-    let deals: BTreeMap<usize, Deal> = deals
-        .into_iter()
-        .filter(|(d, _)| qualified.contains(d))
-        .map(|(d, (deal, _))| (d, deal))
-        .collect();
+}
+
+/// The public keys: the sum of the qualified deals' commitments (onto the
+/// refreshed keys, whose group key must not change).
+fn group_public_keys(
+    params: Params,
+    deals: &BTreeMap<usize, Deal>,
+    previous: Option<&PublicKeys>,
+) -> Result<PublicKeys, DkgError> {
     let mut sum = match previous {
         Some(p) => blsttc::poly::Commitment::from_bytes(p.set().to_bytes())
             .map_err(|_| DkgError::Previous)?,
@@ -261,15 +346,7 @@ pub fn qualify(
     if previous.is_some_and(|p| p.group_key() != public.group_key()) {
         return Err(DkgError::GroupKeyChanged);
     }
-    Ok(Outcome {
-        params,
-        public,
-        qualified,
-        faults,
-        excluded,
-        deals,
-        acks,
-    })
+    Ok(public)
 }
 
 /// Whether participant `j`'s complaint about dealer `d` holds: its

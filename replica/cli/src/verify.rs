@@ -23,7 +23,7 @@ use belfry_client::HeadCache;
 use belfry_node::ClusterFile;
 use belfry_replica::coin::{ClusterParams, SignedMessage, TrustAnchor};
 use belfry_replica::timestamp::merkle::{leaf_hash, root_from_inclusion};
-use belfry_replica::timestamp::{AnyReceipt, Entry, ReceiptError};
+use belfry_replica::timestamp::{AnyReceipt, Entry, Receipt, ReceiptError};
 use std::path::PathBuf;
 
 /// Arguments of `belfry verify`.
@@ -118,7 +118,24 @@ impl Verifier {
     /// Checks `receipt` (read from `bytes`) against the anchor, the cluster
     /// and the expected digest.
     fn check(&self, bytes: &[u8], expected: Option<[u8; 32]>) -> Result<AnyReceipt, Fail> {
-        let any = parse_receipt(bytes).map_err(|e| match &e {
+        let any = self.parse(bytes)?;
+        let receipt = any.cluster_receipt();
+        self.check_cluster(receipt)?;
+        check_digest(&any, expected)?;
+        check_inclusion(receipt)?;
+        let message = receipt.tree_head_message().signing_bytes();
+        if !self
+            .heads
+            .verify(&self.anchor, &message, &receipt.signature)
+        {
+            return Err(fail("signature", ReceiptError::BadSignature.to_string()));
+        }
+        Ok(any)
+    }
+
+    /// Parses the receipt, naming the check its parse error fails.
+    fn parse(&self, bytes: &[u8]) -> Result<AnyReceipt, Fail> {
+        parse_receipt(bytes).map_err(|e| match &e {
             // The anchor is checked before the cluster id (the documented
             // order), also for a JSON receipt whose cluster id is wrong.
             ReceiptError::ClusterIdMismatch { key, .. } if *key != self.anchor.to_string() => fail(
@@ -131,8 +148,12 @@ impl Verifier {
             ReceiptError::ClusterIdMismatch { .. } => fail("cluster_id", e.to_string()),
             ReceiptError::Entry(_) => fail("entry", e.to_string()),
             _ => fail("format", e.to_string()),
-        })?;
-        let receipt = any.cluster_receipt();
+        })
+    }
+
+    /// The receipt is signed for the trust anchor, and binds the cluster
+    /// file's parameters if one was given.
+    fn check_cluster(&self, receipt: &Receipt) -> Result<(), Fail> {
         let found = TrustAnchor(receipt.cluster.group_public_key);
         if found != self.anchor {
             return Err(fail(
@@ -163,82 +184,85 @@ impl Verifier {
                 ));
             }
         }
-        if let (Some(want), AnyReceipt::Aggregated(a)) = (expected, &any) {
-            if a.digest != want {
+        Ok(())
+    }
+}
+
+/// The receipt is for the expected digest (if any), and an aggregated
+/// receipt's chain leads to the digest the cluster logged.
+fn check_digest(any: &AnyReceipt, expected: Option<[u8; 32]>) -> Result<(), Fail> {
+    let receipt = any.cluster_receipt();
+    if let (Some(want), AnyReceipt::Aggregated(a)) = (expected, any) {
+        if a.digest != want {
+            return Err(fail(
+                "digest",
+                format!(
+                    "the content's SHA-256 is {}, the receipt is for {}",
+                    hex::encode(want),
+                    hex::encode(a.digest)
+                ),
+            ));
+        }
+    }
+    if let AnyReceipt::Aggregated(a) = any {
+        let top = a.top().map_err(|e| fail("aggregation", e.to_string()))?;
+        if !matches!(receipt.entry, Entry::Digest(d) if d.digest == top) {
+            return Err(fail(
+                "aggregation",
+                ReceiptError::AggregationNotLogged.to_string(),
+            ));
+        }
+    }
+    if let (Some(want), AnyReceipt::Direct(_)) = (expected, any) {
+        match receipt.entry {
+            Entry::Digest(d) if d.digest == want => {}
+            Entry::Digest(d) => {
                 return Err(fail(
                     "digest",
                     format!(
                         "the content's SHA-256 is {}, the receipt is for {}",
                         hex::encode(want),
-                        hex::encode(a.digest)
+                        hex::encode(d.digest)
                     ),
-                ));
+                ))
             }
-        }
-        if let AnyReceipt::Aggregated(a) = &any {
-            let top = a.top().map_err(|e| fail("aggregation", e.to_string()))?;
-            if !matches!(receipt.entry, Entry::Digest(d) if d.digest == top) {
+            Entry::Tick(_) => {
                 return Err(fail(
-                    "aggregation",
-                    ReceiptError::AggregationNotLogged.to_string(),
-                ));
-            }
-        }
-        if let (Some(want), AnyReceipt::Direct(_)) = (expected, &any) {
-            match receipt.entry {
-                Entry::Digest(d) if d.digest == want => {}
-                Entry::Digest(d) => {
-                    return Err(fail(
-                        "digest",
-                        format!(
-                            "the content's SHA-256 is {}, the receipt is for {}",
-                            hex::encode(want),
-                            hex::encode(d.digest)
-                        ),
-                    ))
-                }
-                Entry::Tick(_) => {
-                    return Err(fail(
-                        "digest",
-                        "the receipt is for a Tick entry, not a digest",
-                    ))
-                }
-            }
-        }
-        let bytes = receipt.entry.to_bytes();
-        Entry::from_bytes(&bytes).map_err(|e| fail("entry", e.to_string()))?;
-        if receipt.leaf_index >= receipt.tree_size {
-            return Err(fail(
-                "inclusion_proof",
-                ReceiptError::IndexOutOfRange {
-                    index: receipt.leaf_index,
-                    size: receipt.tree_size,
-                }
-                .to_string(),
-            ));
-        }
-        match root_from_inclusion(
-            &leaf_hash(&bytes),
-            receipt.leaf_index,
-            receipt.tree_size,
-            &receipt.inclusion_proof,
-        ) {
-            Some(root) if root == receipt.root => {}
-            _ => {
-                return Err(fail(
-                    "inclusion_proof",
-                    ReceiptError::InclusionMismatch.to_string(),
+                    "digest",
+                    "the receipt is for a Tick entry, not a digest",
                 ))
             }
         }
-        let message = receipt.tree_head_message().signing_bytes();
-        if !self
-            .heads
-            .verify(&self.anchor, &message, &receipt.signature)
-        {
-            return Err(fail("signature", ReceiptError::BadSignature.to_string()));
-        }
-        Ok(any)
+    }
+    Ok(())
+}
+
+/// The entry is well-formed and its inclusion proof leads to the signed
+/// root.
+fn check_inclusion(receipt: &Receipt) -> Result<(), Fail> {
+    let bytes = receipt.entry.to_bytes();
+    Entry::from_bytes(&bytes).map_err(|e| fail("entry", e.to_string()))?;
+    if receipt.leaf_index >= receipt.tree_size {
+        return Err(fail(
+            "inclusion_proof",
+            ReceiptError::IndexOutOfRange {
+                index: receipt.leaf_index,
+                size: receipt.tree_size,
+            }
+            .to_string(),
+        ));
+    }
+    match root_from_inclusion(
+        &leaf_hash(&bytes),
+        receipt.leaf_index,
+        receipt.tree_size,
+        &receipt.inclusion_proof,
+    ) {
+        Some(root) if root == receipt.root => Ok(()),
+        _ => Err(fail(
+            "inclusion_proof",
+            ReceiptError::InclusionMismatch.to_string(),
+        )),
     }
 }
 

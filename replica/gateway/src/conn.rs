@@ -163,106 +163,121 @@ fn handle(
     outstanding: &AtomicU64,
     budget: &mut Budget,
 ) -> ClientResponse {
-    let m = &shared.metrics;
     match request {
-        ClientRequest::Submit(digests) => {
-            let k = digests.len();
-            if k > MAX_DIGESTS_PER_SUBMIT {
-                m.refused.inc_by(k as u64);
-                return ClientResponse::Error(ClientError::TooLarge {
-                    items: k as u64,
-                    limit: MAX_DIGESTS_PER_SUBMIT as u64,
-                });
-            }
-            if k == 0 {
-                return ClientResponse::Accepted {
-                    accepted: 0,
-                    duplicates: 0,
-                };
-            }
-            let limit = shared.options.max_outstanding_per_client;
-            let now = outstanding.load(Ordering::Acquire);
-            if now + k as u64 > limit {
-                m.refused.inc_by(k as u64);
-                return ClientResponse::Error(ClientError::ClientLimit {
-                    outstanding: now,
-                    limit,
-                    taken: 0,
-                });
-            }
-            let admitted = lock(&shared.rounds).admit(conn, request_id, &digests);
-            match admitted {
-                Err(Refusal::Busy { pending }) => {
-                    m.refused.inc_by(k as u64);
-                    ClientResponse::Error(ClientError::Backpressure { pending, taken: 0 })
-                }
-                Ok(closed) => {
-                    outstanding.fetch_add(k as u64, Ordering::AcqRel);
-                    m.digests.inc_by(k as u64);
-                    {
-                        let mut opened = lock(&shared.opened_at);
-                        if closed.is_some() || opened.is_none() {
-                            *opened = Some(Instant::now());
-                        }
-                    }
-                    if let Some(c) = closed {
-                        launch(shared, c, true);
-                    }
-                    ClientResponse::Accepted {
-                        accepted: k as u32,
-                        duplicates: 0,
-                    }
-                }
-            }
-        }
-        ClientRequest::Receipts(digests) => {
-            if digests.len() > MAX_RECEIPTS_PER_ANSWER {
-                return ClientResponse::Error(ClientError::TooLarge {
-                    items: digests.len() as u64,
-                    limit: MAX_RECEIPTS_PER_ANSWER as u64,
-                });
-            }
-            // The budget is charged by what an answer of this size costs at
-            // most (a digest and a path's worth of hashes each).
-            if let Err(retry_after_ms) = budget.take(digests.len() as u64 * 64 + 1_024) {
-                m.rate_limited.inc();
-                return ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
-            }
-            let mut rounds = lock(&shared.rounds);
-            let mut by_round: BTreeMap<u64, RoundRanges> = BTreeMap::new();
-            for d in digests {
-                if let Some((round, leaf)) = rounds.lookup(&d) {
-                    by_round
-                        .entry(round.no)
-                        .or_insert_with(|| (round.clone(), Vec::new()))
-                        .1
-                        .push((leaf, 1));
-                }
-            }
-            drop(rounds);
-            ClientResponse::Aggregated(
-                by_round
-                    .into_values()
-                    .map(|(round, mut leaves)| {
-                        // Side-by-side leaves share one range proof.
-                        leaves.sort_unstable();
-                        leaves.dedup();
-                        let mut ranges: Vec<(u64, u32)> = Vec::new();
-                        for (leaf, _) in leaves {
-                            match ranges.last_mut() {
-                                Some((first, count)) if *first + u64::from(*count) == leaf => {
-                                    *count += 1
-                                }
-                                _ => ranges.push((leaf, 1)),
-                            }
-                        }
-                        round.bundle(&ranges)
-                    })
-                    .collect(),
-            )
-        }
+        ClientRequest::Submit(digests) => submit(shared, conn, request_id, &digests, outstanding),
+        ClientRequest::Receipts(digests) => receipts(shared, digests, budget),
         _ => ClientResponse::Error(ClientError::BadRequest(
             "a gateway answers Submit and Receipts only: ask a replica of the cluster for heads, proofs and entries".to_string(),
         )),
     }
+}
+
+/// Admits a client's digests to the open round, within the per-submit and
+/// per-client limits; launches the round if admitting them closed it.
+fn submit(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    request_id: RequestId,
+    digests: &[[u8; 32]],
+    outstanding: &AtomicU64,
+) -> ClientResponse {
+    let m = &shared.metrics;
+    let k = digests.len();
+    if k > MAX_DIGESTS_PER_SUBMIT {
+        m.refused.inc_by(k as u64);
+        return ClientResponse::Error(ClientError::TooLarge {
+            items: k as u64,
+            limit: MAX_DIGESTS_PER_SUBMIT as u64,
+        });
+    }
+    if k == 0 {
+        return ClientResponse::Accepted {
+            accepted: 0,
+            duplicates: 0,
+        };
+    }
+    let limit = shared.options.max_outstanding_per_client;
+    let now = outstanding.load(Ordering::Acquire);
+    if now + k as u64 > limit {
+        m.refused.inc_by(k as u64);
+        return ClientResponse::Error(ClientError::ClientLimit {
+            outstanding: now,
+            limit,
+            taken: 0,
+        });
+    }
+    let admitted = lock(&shared.rounds).admit(conn, request_id, digests);
+    match admitted {
+        Err(Refusal::Busy { pending }) => {
+            m.refused.inc_by(k as u64);
+            ClientResponse::Error(ClientError::Backpressure { pending, taken: 0 })
+        }
+        Ok(closed) => {
+            outstanding.fetch_add(k as u64, Ordering::AcqRel);
+            m.digests.inc_by(k as u64);
+            {
+                let mut opened = lock(&shared.opened_at);
+                if closed.is_some() || opened.is_none() {
+                    *opened = Some(Instant::now());
+                }
+            }
+            if let Some(c) = closed {
+                launch(shared, c, true);
+            }
+            ClientResponse::Accepted {
+                accepted: k as u32,
+                duplicates: 0,
+            }
+        }
+    }
+}
+
+/// The aggregated receipts of the digests the gateway logged, one bundle
+/// per round, within the client's read budget.
+fn receipts(shared: &Arc<Shared>, digests: Vec<[u8; 32]>, budget: &mut Budget) -> ClientResponse {
+    if digests.len() > MAX_RECEIPTS_PER_ANSWER {
+        return ClientResponse::Error(ClientError::TooLarge {
+            items: digests.len() as u64,
+            limit: MAX_RECEIPTS_PER_ANSWER as u64,
+        });
+    }
+    // The budget is charged by what an answer of this size costs at
+    // most (a digest and a path's worth of hashes each).
+    if let Err(retry_after_ms) = budget.take(digests.len() as u64 * 64 + 1_024) {
+        shared.metrics.rate_limited.inc();
+        return ClientResponse::Error(ClientError::RateLimited { retry_after_ms });
+    }
+    let mut rounds = lock(&shared.rounds);
+    let mut by_round: BTreeMap<u64, RoundRanges> = BTreeMap::new();
+    for d in digests {
+        if let Some((round, leaf)) = rounds.lookup(&d) {
+            by_round
+                .entry(round.no)
+                .or_insert_with(|| (round.clone(), Vec::new()))
+                .1
+                .push((leaf, 1));
+        }
+    }
+    drop(rounds);
+    ClientResponse::Aggregated(
+        by_round
+            .into_values()
+            .map(|(round, leaves)| round.bundle(&leaf_ranges(leaves)))
+            .collect(),
+    )
+}
+
+/// A round's leaves as ranges `(first, count)`: side-by-side leaves share
+/// one range proof.
+fn leaf_ranges(mut leaves: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
+    leaves.sort_unstable();
+    leaves.dedup();
+    let mut ranges: Vec<(u64, u32)> = Vec::new();
+    for (leaf, _) in leaves {
+        match ranges.last_mut() {
+            Some((first, count)) if *first + u64::from(*count) == leaf => *count += 1,
+            _ => ranges.push((leaf, 1)),
+        }
+    }
+    ranges
 }

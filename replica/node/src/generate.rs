@@ -5,8 +5,9 @@
 //! `belfry keygen` (issue #16).
 
 use crate::config::{io, ClusterFile, ConfigError, ReplicaEntry, ReplicaFile};
+use crate::tsa::config::ClusterTsa;
 use belfry_replica::clock::Micros;
-use belfry_replica::coin::{deal, max_faulty, Policy, TrustAnchor};
+use belfry_replica::coin::{deal, max_faulty, Policy, SecretShare, TrustAnchor};
 use belfry_replica::timestamp::checkpoint::{default_origin, NoteSigner, VerifierKind};
 use rand::{RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -98,80 +99,18 @@ pub fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), ConfigErr
 /// Generates a cluster into `dir` (created if missing).
 pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generated, ConfigError> {
     let n = options.addresses.len();
-    let invalid = |what: String| ConfigError::Invalid {
-        path: dir.to_path_buf(),
-        what,
-    };
-    if !(n == 1 || n >= 4) {
-        // n = 1 (f = 0) is one trusted sequencer running the same code with
-        // no peers: no fault tolerance, the benchmark's baseline.
-        return Err(invalid(format!(
-            "{n} replicas: a cluster needs at least 4 (or exactly 1, a single trusted sequencer)"
-        )));
-    }
-    for (i, a) in options.addresses.iter().enumerate() {
-        crate::config::check_address(a).map_err(|e| invalid(format!("replica {i}: {e}")))?;
-    }
+    check_options(dir, options)?;
     let f = max_faulty(n);
     let mut rng = match options.seed {
         Some(s) => rand_chacha::ChaCha20Rng::seed_from_u64(s),
         None => rand_chacha::ChaCha20Rng::from_entropy(),
     };
-    let (public, secrets) = deal(n, f, &mut rng).map_err(|e| invalid(e.to_string()))?;
+    let (public, secrets) = deal(n, f, &mut rng).map_err(|e| invalid(dir, e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let params =
         belfry_replica::coin::ClusterParams::of_keys(&public, options.policy, options.genesis_time);
-    let origin = default_origin(params.cluster_id());
-    let mut replicas = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    let mut note_seeds = Vec::with_capacity(n);
-    for (i, address) in options.addresses.iter().enumerate() {
-        let (cert, key) =
-            crate::tls::generate_identity(i as u16).map_err(|e| invalid(e.to_string()))?;
-        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut seed[..]);
-        let signer = NoteSigner::from_seed(&origin, VerifierKind::Ed25519, &seed)
-            .map_err(|e| invalid(e.to_string()))?;
-        replicas.push(ReplicaEntry {
-            id: i as u16,
-            address: address.clone(),
-            certificate: cert,
-            note_key: Some(signer.verifier().to_string()),
-            absent: false,
-        });
-        keys.push(key);
-        note_seeds.push(hex::encode(&seed[..]));
-    }
-    let mut tsa_secrets = Vec::new();
-    let tsa = match &options.tsa {
-        Some(t) => {
-            if t.addresses.len() != n {
-                return Err(invalid(format!(
-                    "{} TSA addresses for {n} replicas",
-                    t.addresses.len()
-                )));
-            }
-            let name = format!("belfry TSA {}", &hex::encode(params.cluster_id().0)[..16]);
-            let progress = t.progress.unwrap_or(|_| {});
-            let (section, secrets) = crate::tsa::config::generate(
-                &mut rng,
-                t.bits,
-                f,
-                t.addresses.clone(),
-                &name,
-                options.genesis_time.0 / 1_000_000,
-                progress,
-            )
-            .map_err(|e| invalid(format!("RFC 3161 key: {e}")))?;
-            tsa_secrets = secrets;
-            Some(section)
-        }
-        None => None,
-    };
-    if let Some(tsa) = &tsa {
-        // The authority's certificate, for `openssl ts -verify -CAfile`.
-        write_file(&dir.join("tsa.pem"), &tsa.certificate, false)?;
-    }
+    let identities = generate_identities(dir, options, &params, &mut rng)?;
+    let (tsa, tsa_secrets) = generate_tsa(dir, options, &params, f, &mut rng)?;
     let cluster = ClusterFile {
         n: n as u16,
         f: f as u16,
@@ -184,19 +123,155 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
         witnesses: Vec::new(),
         refresh: None,
         tsa,
-        replicas,
+        replicas: identities.replicas,
     };
     let cluster_path = dir.join("cluster.toml");
-    let text = toml::to_string(&cluster).map_err(|e| invalid(e.to_string()))?;
+    let text = toml::to_string(&cluster).map_err(|e| invalid(dir, e.to_string()))?;
     write_file(&cluster_path, &text, false)?;
-    let mut paths = Vec::with_capacity(n);
-    for (i, ((share, tls_key), note_seed)) in secrets.iter().zip(keys).zip(note_seeds).enumerate() {
+    let secrets = ReplicaSecrets {
+        shares: &secrets,
+        tls_keys: identities.tls_keys,
+        note_seeds: identities.note_seeds,
+        tsa_shares: &tsa_secrets,
+    };
+    Ok(Generated {
+        cluster: cluster_path,
+        replicas: write_replica_files(dir, secrets)?,
+    })
+}
+
+/// A configuration error about what is being generated into `dir`.
+fn invalid(dir: &Path, what: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: dir.to_path_buf(),
+        what,
+    }
+}
+
+/// Checks the number of replicas and each one's address.
+fn check_options(dir: &Path, options: &GenerateOptions) -> Result<(), ConfigError> {
+    let n = options.addresses.len();
+    if !(n == 1 || n >= 4) {
+        // n = 1 (f = 0) is one trusted sequencer running the same code with
+        // no peers: no fault tolerance, the benchmark's baseline.
+        return Err(invalid(
+            dir,
+            format!(
+                "{n} replicas: a cluster needs at least 4 (or exactly 1, a single trusted sequencer)"
+            ),
+        ));
+    }
+    for (i, a) in options.addresses.iter().enumerate() {
+        crate::config::check_address(a).map_err(|e| invalid(dir, format!("replica {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Each replica's public entry and its secrets besides its key share.
+struct Identities {
+    /// The replicas' entries in `cluster.toml`, by id.
+    replicas: Vec<ReplicaEntry>,
+    /// Each replica's TLS key (PEM).
+    tls_keys: Vec<String>,
+    /// Each replica's note-signing seed (hex).
+    note_seeds: Vec<String>,
+}
+
+/// A TLS certificate and a note-signing key for every replica, in id order.
+fn generate_identities(
+    dir: &Path,
+    options: &GenerateOptions,
+    params: &belfry_replica::coin::ClusterParams,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Result<Identities, ConfigError> {
+    let n = options.addresses.len();
+    let origin = default_origin(params.cluster_id());
+    let mut replicas = Vec::with_capacity(n);
+    let mut tls_keys = Vec::with_capacity(n);
+    let mut note_seeds = Vec::with_capacity(n);
+    for (i, address) in options.addresses.iter().enumerate() {
+        let (cert, key) =
+            crate::tls::generate_identity(i as u16).map_err(|e| invalid(dir, e.to_string()))?;
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut seed[..]);
+        let signer = NoteSigner::from_seed(&origin, VerifierKind::Ed25519, &seed)
+            .map_err(|e| invalid(dir, e.to_string()))?;
+        replicas.push(ReplicaEntry {
+            id: i as u16,
+            address: address.clone(),
+            certificate: cert,
+            note_key: Some(signer.verifier().to_string()),
+            absent: false,
+        });
+        tls_keys.push(key);
+        note_seeds.push(hex::encode(&seed[..]));
+    }
+    Ok(Identities {
+        replicas,
+        tls_keys,
+        note_seeds,
+    })
+}
+
+/// The RFC 3161 authority, when asked for: its `cluster.toml` section (its
+/// certificate also written to `tsa.pem`) and each replica's key share.
+fn generate_tsa(
+    dir: &Path,
+    options: &GenerateOptions,
+    params: &belfry_replica::coin::ClusterParams,
+    f: usize,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Result<(Option<ClusterTsa>, Vec<zeroize::Zeroizing<String>>), ConfigError> {
+    let Some(t) = &options.tsa else {
+        return Ok((None, Vec::new()));
+    };
+    let n = options.addresses.len();
+    if t.addresses.len() != n {
+        return Err(invalid(
+            dir,
+            format!("{} TSA addresses for {n} replicas", t.addresses.len()),
+        ));
+    }
+    let name = format!("belfry TSA {}", &hex::encode(params.cluster_id().0)[..16]);
+    let progress = t.progress.unwrap_or(|_| {});
+    let (section, secrets) = crate::tsa::config::generate(
+        rng,
+        t.bits,
+        f,
+        t.addresses.clone(),
+        &name,
+        options.genesis_time.0 / 1_000_000,
+        progress,
+    )
+    .map_err(|e| invalid(dir, format!("RFC 3161 key: {e}")))?;
+    // The authority's certificate, for `openssl ts -verify -CAfile`.
+    write_file(&dir.join("tsa.pem"), &section.certificate, false)?;
+    Ok((Some(section), secrets))
+}
+
+/// What goes into the replicas' own files, by id.
+struct ReplicaSecrets<'a> {
+    /// Each replica's threshold key share.
+    shares: &'a [SecretShare],
+    /// Each replica's TLS key (PEM).
+    tls_keys: Vec<String>,
+    /// Each replica's note-signing seed (hex).
+    note_seeds: Vec<String>,
+    /// Each replica's RFC 3161 key share, if there is an authority.
+    tsa_shares: &'a [zeroize::Zeroizing<String>],
+}
+
+/// Writes `replica-<i>.toml` (mode 0600) for every replica; their paths.
+fn write_replica_files(dir: &Path, s: ReplicaSecrets<'_>) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut paths = Vec::with_capacity(s.shares.len());
+    let all = s.shares.iter().zip(s.tls_keys).zip(s.note_seeds);
+    for (i, ((share, tls_key), note_seed)) in all.enumerate() {
         // The share's serde form is `{ id, secret }`, the secret in hex.
-        let value = toml::Value::try_from(share).map_err(|e| invalid(e.to_string()))?;
+        let value = toml::Value::try_from(share).map_err(|e| invalid(dir, e.to_string()))?;
         let secret_share = value
             .get("secret")
             .and_then(|s| s.as_str())
-            .ok_or_else(|| invalid("secret share without its secret".to_string()))?
+            .ok_or_else(|| invalid(dir, "secret share without its secret".to_string()))?
             .to_string();
         let file = ReplicaFile {
             id: i as u16,
@@ -208,18 +283,15 @@ pub fn generate_cluster(dir: &Path, options: &GenerateOptions) -> Result<Generat
             data_dir: format!("data-{i}"),
             listen: None,
             metrics: None,
-            tsa_share: tsa_secrets.get(i).map(|s| s.to_string()),
+            tsa_share: s.tsa_shares.get(i).map(|s| s.to_string()),
             tsa_listen: None,
         };
         let path = dir.join(format!("replica-{i}.toml"));
-        let text = toml::to_string(&file).map_err(|e| invalid(e.to_string()))?;
+        let text = toml::to_string(&file).map_err(|e| invalid(dir, e.to_string()))?;
         write_file(&path, &text, true)?;
         paths.push(path);
     }
-    Ok(Generated {
-        cluster: cluster_path,
-        replicas: paths,
-    })
+    Ok(paths)
 }
 
 #[cfg(test)]

@@ -161,7 +161,21 @@ impl Metrics {
     /// Fresh metrics, registered under the `belfry` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("belfry");
-        let m = Metrics {
+        let m = Self::unregistered();
+        // Registration order is the order of the text form.
+        let r = &mut registry;
+        r.register("commits", "Batches committed", m.commits.clone());
+        m.register_tsa(r);
+        m.register_ordering(r);
+        m.register_clients(r);
+        m.register_host(r);
+        m.register_transport(r);
+        Metrics { registry, ..m }
+    }
+
+    /// Every metric at zero, with an empty registry.
+    fn unregistered() -> Self {
+        Metrics {
             commits: Counter::default(),
             entries: Counter::default(),
             round: Gauge::default(),
@@ -204,170 +218,195 @@ impl Metrics {
             tsa_shares_signed: Counter::default(),
             tsa_token_seconds: latency(),
             registry: Registry::default(),
-        };
-        let r = &mut registry;
-        r.register("commits", "Batches committed", m.commits.clone());
+        }
+    }
+
+    /// Registers the threshold timestamping authority's tokens, rejections and shares.
+    fn register_tsa(&self, r: &mut Registry) {
         r.register(
             "tsa_tokens",
             "RFC 3161 tokens issued here",
-            m.tsa_tokens.clone(),
+            self.tsa_tokens.clone(),
         );
         r.register(
             "tsa_rejections",
             "RFC 3161 requests rejected, by failure",
-            m.tsa_rejections.clone(),
+            self.tsa_rejections.clone(),
         );
         r.register(
             "tsa_share_faults",
             "RSA signature shares whose proof failed, by peer",
-            m.tsa_share_faults.clone(),
+            self.tsa_share_faults.clone(),
         );
         r.register(
             "tsa_shares_signed",
             "RSA signature shares computed here",
-            m.tsa_shares_signed.clone(),
+            self.tsa_shares_signed.clone(),
         );
         r.register(
             "tsa_token_seconds",
             "RFC 3161 request to token on the answering replica",
-            m.tsa_token_seconds.clone(),
+            self.tsa_token_seconds.clone(),
         );
-        r.register("log_entries", "Log entries appended", m.entries.clone());
-        r.register("round", "Current DAG round", m.round.clone());
-        r.register("wave", "Last decided wave", m.wave.clone());
-        r.register("log_size", "Log length", m.log_size.clone());
+    }
+
+    /// Registers the log, the DAG and the digests on their way to being ordered.
+    fn register_ordering(&self, r: &mut Registry) {
+        r.register("log_entries", "Log entries appended", self.entries.clone());
+        r.register("round", "Current DAG round", self.round.clone());
+        r.register("wave", "Last decided wave", self.wave.clone());
+        r.register("log_size", "Log length", self.log_size.clone());
         r.register(
             "signed_size",
             "Latest signed tree size",
-            m.signed_size.clone(),
+            self.signed_size.clone(),
         );
         r.register(
             "pending_digests",
             "Digests pending",
-            m.pending_digests.clone(),
+            self.pending_digests.clone(),
         );
         r.register(
             "queued_reports",
             "Reports queued for the coming vertices",
-            m.queued_reports.clone(),
+            self.queued_reports.clone(),
         );
         r.register(
             "sequencer_pending",
             "Digests pending in the sequencer",
-            m.sequencer_pending.clone(),
+            self.sequencer_pending.clone(),
         );
         r.register(
             "weak_pending_own",
             "Sequencer-pending digests against this replica's weak quota",
-            m.weak_pending_own.clone(),
+            self.weak_pending_own.clone(),
         );
         r.register(
             "over_quota",
             "Reports not counted: their author was at its weak quota (total)",
-            m.over_quota.clone(),
+            self.over_quota.clone(),
         );
         r.register(
             "reports_requeued",
             "Reports of own vertices no leader reached, queued again (total)",
-            m.reports_requeued.clone(),
+            self.reports_requeued.clone(),
         );
+    }
+
+    /// Registers the clients' state in the core and their connections.
+    fn register_clients(&self, r: &mut Registry) {
         r.register(
             "clients",
             "Clients with state in the core",
-            m.clients.clone(),
+            self.clients.clone(),
         );
         r.register(
             "client_outstanding",
             "Digests clients wait on",
-            m.client_outstanding.clone(),
+            self.client_outstanding.clone(),
         );
         r.register(
             "client_reads_refused",
             "Client reads refused for a spent read budget, since start",
-            m.client_reads_refused.clone(),
+            self.client_reads_refused.clone(),
         );
         r.register(
             "client_read_bytes",
             "Bytes of client read answers, since start",
-            m.client_read_bytes.clone(),
+            self.client_read_bytes.clone(),
         );
         r.register(
             "client_connections",
             "Connected clients",
-            m.client_connections.clone(),
+            self.client_connections.clone(),
         );
         r.register(
             "client_outstanding_max",
             "Most digests clients waited on at once",
-            m.client_outstanding_max.clone(),
+            self.client_outstanding_max.clone(),
         );
         r.register(
             "client_queue_bytes_max",
             "Most bytes one client's send queue held",
-            m.client_queue_bytes_max.clone(),
+            self.client_queue_bytes_max.clone(),
         );
-        r.register("turns", "Turns committed", m.turns.clone());
-        r.register("inputs", "Inputs handled", m.inputs.clone());
-        r.register("queue_bytes", "Bytes queued", m.queue_bytes.clone());
+    }
+
+    /// Registers the host's turns, queues, faults, journal syncs and latencies.
+    fn register_host(&self, r: &mut Registry) {
+        r.register("turns", "Turns committed", self.turns.clone());
+        r.register("inputs", "Inputs handled", self.inputs.clone());
+        r.register("queue_bytes", "Bytes queued", self.queue_bytes.clone());
         r.register(
             "queue_bytes_max",
             "Most bytes queued",
-            m.queue_bytes_max.clone(),
+            self.queue_bytes_max.clone(),
         );
-        r.register("faults", "Faults recorded", m.faults.clone());
+        r.register("faults", "Faults recorded", self.faults.clone());
         r.register(
             "fsync_seconds",
             "Journal flush and sync per turn",
-            m.fsync_seconds.clone(),
+            self.fsync_seconds.clone(),
         );
         r.register(
             "submit_to_ordered_seconds",
             "witnessed_at to logged",
-            m.submit_to_ordered_seconds.clone(),
+            self.submit_to_ordered_seconds.clone(),
         );
         r.register(
             "submit_to_signed_seconds",
             "witnessed_at to signed",
-            m.submit_to_signed_seconds.clone(),
+            self.submit_to_signed_seconds.clone(),
         );
-        r.register("peer_bytes_in", "Bytes from peers", m.peer_bytes_in.clone());
-        r.register("peer_bytes_out", "Bytes to peers", m.peer_bytes_out.clone());
+    }
+
+    /// Registers the bytes, frames and connections of peers and clients.
+    fn register_transport(&self, r: &mut Registry) {
+        r.register(
+            "peer_bytes_in",
+            "Bytes from peers",
+            self.peer_bytes_in.clone(),
+        );
+        r.register(
+            "peer_bytes_out",
+            "Bytes to peers",
+            self.peer_bytes_out.clone(),
+        );
         r.register(
             "peer_frames_out",
             "Frames (messages) to peers, all peers",
-            m.peer_frames_out.clone(),
+            self.peer_frames_out.clone(),
         );
         r.register(
             "peer_frames_dropped",
             "Frames to peers dropped",
-            m.peer_frames_dropped.clone(),
+            self.peer_frames_dropped.clone(),
         );
         r.register(
             "peer_connects",
             "Peer connections made",
-            m.peer_connects.clone(),
+            self.peer_connects.clone(),
         );
         r.register(
             "client_bytes_in",
             "Bytes from clients",
-            m.client_bytes_in.clone(),
+            self.client_bytes_in.clone(),
         );
         r.register(
             "client_bytes_out",
             "Bytes to clients",
-            m.client_bytes_out.clone(),
+            self.client_bytes_out.clone(),
         );
         r.register(
             "bad_frames",
             "Streams stopped for a bad frame",
-            m.bad_frames.clone(),
+            self.bad_frames.clone(),
         );
         r.register(
             "refused",
             "Connections refused or closed",
-            m.refused.clone(),
+            self.refused.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// The metrics in Prometheus text form.

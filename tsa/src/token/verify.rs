@@ -50,7 +50,59 @@ pub enum TokenError {
 /// signature over the DER SET OF attributes.
 pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, TokenError> {
     let bare = TimeStampResp::from_der(bytes).is_err();
-    let content = match TimeStampResp::from_der(bytes) {
+    let content = granted_token(bytes)?;
+    if content.content_type != SIGNED_DATA {
+        return Err(token_error("not a SignedData"));
+    }
+    let signed: SignedData = content
+        .content
+        .decode_as()
+        .map_err(|e| token_error(e.to_string()))?;
+    let (tst_der, tst) = tst_info(&signed, authority)?;
+    let signer = authority_signer(&signed, authority)?;
+    let attrs = signer
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| TokenError::Attributes("none".into()))?;
+    check_attributes(attrs, &tst_der, authority)?;
+    let (x, y) = check_signature(attrs, signer, authority)?;
+    // Every byte outside the signature — the status, the algorithm
+    // identifiers, the certificate carried, unsigned attributes — must be
+    // what this authority writes: the token is rebuilt from what was signed
+    // and compared whole.
+    let prepared = Prepared {
+        tst_info: tst_der.as_bytes().to_vec(),
+        attributes: attrs.clone(),
+        message: x,
+    };
+    let rebuilt = authority
+        .response(&prepared, &y, signed.certificates.is_some())
+        .map_err(|r| token_error(r.text))?;
+    let expected = if bare {
+        TimeStampResp::from_der(&rebuilt)
+            .ok()
+            .and_then(|r| r.time_stamp_token)
+            .and_then(|t| t.to_der().ok())
+            .unwrap_or_default()
+    } else {
+        rebuilt
+    };
+    if expected != bytes {
+        return Err(token_error(
+            "a field outside the signature is not as this authority writes it",
+        ));
+    }
+    what_it_says(&tst)
+}
+
+/// A fault in the token's structure.
+fn token_error(m: impl Into<String>) -> TokenError {
+    TokenError::Token(m.into())
+}
+
+/// The token of a granted, canonical `TimeStampResp`, or the bare token.
+fn granted_token(bytes: &[u8]) -> Result<ContentInfo, TokenError> {
+    match TimeStampResp::from_der(bytes) {
         Ok(resp) => {
             // DER is one encoding: what does not re-encode to the same bytes
             // (an unsorted SET OF, say) is refused, so the signature is
@@ -66,39 +118,55 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
                 )));
             }
             resp.time_stamp_token
-                .ok_or_else(|| TokenError::Response("granted without a token".into()))?
+                .ok_or_else(|| TokenError::Response("granted without a token".into()))
         }
-        Err(_) => ContentInfo::from_der(bytes).map_err(|e| {
-            TokenError::Response(format!("neither a TimeStampResp nor a token: {e}"))
-        })?,
-    };
-    let token = |m: String| TokenError::Token(m);
-    if content.content_type != SIGNED_DATA {
-        return Err(token("not a SignedData".into()));
+        Err(_) => ContentInfo::from_der(bytes)
+            .map_err(|e| TokenError::Response(format!("neither a TimeStampResp nor a token: {e}"))),
     }
-    let signed: SignedData = content
-        .content
-        .decode_as()
-        .map_err(|e| token(e.to_string()))?;
+}
+
+/// The SignedData's canonical version 1 `TSTInfo` under the authority's
+/// policy: its DER and its decoding.
+fn tst_info(
+    signed: &SignedData,
+    authority: &Authority,
+) -> Result<(OctetString, TstInfo), TokenError> {
     if signed.encap_content_info.econtent_type != CT_TST_INFO {
-        return Err(token("content is not a TSTInfo".into()));
+        return Err(token_error("content is not a TSTInfo"));
     }
     let econtent = signed
         .encap_content_info
         .econtent
-        .ok_or_else(|| token("no content".into()))?;
-    let tst_der: OctetString = econtent.decode_as().map_err(|e| token(e.to_string()))?;
-    let tst = TstInfo::from_der(tst_der.as_bytes()).map_err(|e| token(format!("TSTInfo: {e}")))?;
-    if tst_der.as_bytes() != tst.to_der().map_err(|e| token(e.to_string()))?.as_slice() {
-        return Err(token("TSTInfo is not canonical DER".into()));
+        .as_ref()
+        .ok_or_else(|| token_error("no content"))?;
+    let tst_der: OctetString = econtent
+        .decode_as()
+        .map_err(|e| token_error(e.to_string()))?;
+    let tst =
+        TstInfo::from_der(tst_der.as_bytes()).map_err(|e| token_error(format!("TSTInfo: {e}")))?;
+    if tst_der.as_bytes()
+        != tst
+            .to_der()
+            .map_err(|e| token_error(e.to_string()))?
+            .as_slice()
+    {
+        return Err(token_error("TSTInfo is not canonical DER"));
     }
     if tst.version != 1 || tst.policy != authority.policy {
-        return Err(token(
-            "not a version 1 TSTInfo under this authority's policy".into(),
+        return Err(token_error(
+            "not a version 1 TSTInfo under this authority's policy",
         ));
     }
+    Ok((tst_der, tst))
+}
+
+/// The one signer, which must be the authority's certificate.
+fn authority_signer<'a>(
+    signed: &'a SignedData,
+    authority: &Authority,
+) -> Result<&'a SignerInfo, TokenError> {
     let [signer] = signed.signer_infos.0.as_slice() else {
-        return Err(token("not exactly one signer".into()));
+        return Err(token_error("not exactly one signer"));
     };
     let tbs = &authority.cert.tbs_certificate;
     let ours = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
@@ -106,14 +174,20 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
         serial_number: tbs.serial_number.clone(),
     });
     if signer.sid != ours {
-        return Err(token(
-            "the signer is not this authority's certificate".into(),
+        return Err(token_error(
+            "the signer is not this authority's certificate",
         ));
     }
-    let attrs = signer
-        .signed_attrs
-        .as_ref()
-        .ok_or_else(|| TokenError::Attributes("none".into()))?;
+    Ok(signer)
+}
+
+/// The signed attributes bind this `TSTInfo` and the authority's
+/// certificate.
+fn check_attributes(
+    attrs: &SetOfVec<Attribute>,
+    tst_der: &OctetString,
+    authority: &Authority,
+) -> Result<(), TokenError> {
     let find = |oid: ObjectIdentifier| -> Result<&Any, TokenError> {
         let a = attrs
             .iter()
@@ -150,6 +224,16 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
             "signingCertificateV2 names another certificate".into(),
         ));
     }
+    Ok(())
+}
+
+/// The RSA signature over the DER SET OF attributes is the authority's:
+/// the PKCS#1 message and the signature.
+fn check_signature(
+    attrs: &SetOfVec<Attribute>,
+    signer: &SignerInfo,
+    authority: &Authority,
+) -> Result<(BigUint, BigUint), TokenError> {
     let signed_der = attrs
         .to_der()
         .map_err(|e| TokenError::Attributes(e.to_string()))?;
@@ -161,37 +245,16 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
     if !authority.public.verify(&x, &y) {
         return Err(TokenError::Signature);
     }
-    // Every byte outside the signature — the status, the algorithm
-    // identifiers, the certificate carried, unsigned attributes — must be
-    // what this authority writes: the token is rebuilt from what was signed
-    // and compared whole.
-    let prepared = Prepared {
-        tst_info: tst_der.as_bytes().to_vec(),
-        attributes: attrs.clone(),
-        message: x,
-    };
-    let rebuilt = authority
-        .response(&prepared, &y, signed.certificates.is_some())
-        .map_err(|r| token(r.text))?;
-    let expected = if bare {
-        TimeStampResp::from_der(&rebuilt)
-            .ok()
-            .and_then(|r| r.time_stamp_token)
-            .and_then(|t| t.to_der().ok())
-            .unwrap_or_default()
-    } else {
-        rebuilt
-    };
-    if expected != bytes {
-        return Err(token(
-            "a field outside the signature is not as this authority writes it".into(),
-        ));
-    }
+    Ok((x, y))
+}
+
+/// What a verified `TSTInfo` says.
+fn what_it_says(tst: &TstInfo) -> Result<VerifiedToken, TokenError> {
     let imprint = <[u8; 32]>::try_from(tst.message_imprint.hashed_message.as_bytes())
-        .map_err(|_| token("imprint is not 32 bytes".into()))?;
+        .map_err(|_| token_error("imprint is not 32 bytes"))?;
     let serial = tst.serial_number.as_bytes();
     if serial.len() > 8 {
-        return Err(token("serial number beyond a log index".into()));
+        return Err(token_error("serial number beyond a log index"));
     }
     Ok(VerifiedToken {
         serial: serial.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
@@ -200,10 +263,10 @@ pub fn verify(bytes: &[u8], authority: &Authority) -> Result<VerifiedToken, Toke
         message_imprint_der: tst
             .message_imprint
             .to_der()
-            .map_err(|e| token(e.to_string()))?,
-        accuracy_us: tst.accuracy.map(|a| a.to_micros()).unwrap_or(0),
+            .map_err(|e| token_error(e.to_string()))?,
+        accuracy_us: tst.accuracy.as_ref().map(|a| a.to_micros()).unwrap_or(0),
         policy: tst.policy.to_dotted().unwrap_or_default(),
-        nonce: tst.nonce.map(|n| n.as_bytes().to_vec()),
+        nonce: tst.nonce.as_ref().map(|n| n.as_bytes().to_vec()),
     })
 }
 

@@ -350,30 +350,8 @@ async fn audit(
     stale_after: u64,
 ) -> Report {
     let answers = ask_heads(client).await;
-    // Every signed head seen: the replicas' and the receipts'.
-    let mut heads: Vec<(SignedTreeHead, Source)> = Vec::new();
-    for (r, a) in answers.iter().enumerate() {
-        if let Answer::Head(h) = a {
-            heads.push((*h, Source::Replica(r)));
-        }
-    }
-    for (p, r) in receipts {
-        heads.push((receipt_head(r), Source::Receipt(p.clone())));
-    }
-    for (w, (h, _, _)) in &witnessed.latest {
-        heads.push((*h, Source::Witness(w.clone())));
-    }
-    let covered = witnessed
-        .latest
-        .iter()
-        .map(|(w, (h, _, _))| {
-            let k = receipts
-                .iter()
-                .filter(|(_, r)| r.tree_size <= h.head.tree_size)
-                .count();
-            (w.clone(), k)
-        })
-        .collect();
+    let heads = heads::all_heads(&answers, receipts, &witnessed);
+    let covered = heads::witness_coverage(&witnessed, receipts);
     let mut report = Report {
         cluster_id,
         answers,
@@ -397,62 +375,9 @@ async fn audit(
     else {
         return report;
     };
-    // Who can prove consistency up to the largest head: the replicas whose
-    // head is that large, the largest's source first.
-    let provers: Vec<usize> = {
-        let mut p: Vec<usize> = report
-            .answers
-            .iter()
-            .enumerate()
-            .filter_map(|(r, a)| match a {
-                Answer::Head(h) if h.head.tree_size == largest.0.head.tree_size => Some(r),
-                _ => None,
-            })
-            .collect();
-        if let Source::Replica(first) = largest.1 {
-            p.sort_by_key(|r| *r != first);
-        }
-        p
-    };
-    // Distinct heads only: receipts share heads.
-    let mut distinct: BTreeMap<(u64, [u8; 32], u64, Vec<u8>), Source> = BTreeMap::new();
-    for (h, s) in &heads {
-        distinct
-            .entry((
-                h.head.tree_size,
-                h.head.root,
-                h.head.time.0,
-                h.signature.0.to_vec(),
-            ))
-            .or_insert_with(|| s.clone());
-    }
-    let mut proved_sizes: BTreeMap<(u64, [u8; 32]), bool> = BTreeMap::new();
-    for ((size, root, time, sig), source) in &distinct {
-        let mut signature = [0u8; 96];
-        signature.copy_from_slice(sig);
-        let h = SignedTreeHead {
-            head: TreeHead {
-                tree_size: *size,
-                root: *root,
-                time: belfry_replica::clock::Micros(*time),
-            },
-            signature: belfry_replica::coin::GroupSignature(signature),
-        };
-        if let Some(&ok) = proved_sizes.get(&(*size, *root)) {
-            if ok {
-                report.proved.push((source.clone(), *size));
-            }
-            continue;
-        }
-        let ok = prove(client, &h, source, &largest, &provers, &mut report).await;
-        proved_sizes.insert((*size, *root), ok);
-        if ok {
-            report.proved_roots.insert((*size, *root));
-        }
-        if ok {
-            report.proved.push((source.clone(), *size));
-        }
-    }
+    let provers = heads::provers(&report.answers, &largest);
+    let distinct = heads::distinct_heads(&heads);
+    heads::prove_distinct(client, &distinct, &largest, &provers, &mut report).await;
     report.largest = Some(largest);
     if !receipts.is_empty() {
         report.holdings = holdings(client, &report.answers, receipts).await;
@@ -590,4 +515,5 @@ async fn holdings(
     all
 }
 
+mod heads;
 mod render;

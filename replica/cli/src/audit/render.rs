@@ -20,6 +20,76 @@ impl Report {
     ) -> (bool, Value, String) {
         use std::fmt::Write;
         let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "belfry audit: cluster {}, {} replicas (f = {}), trust anchor {anchor}",
+            hex::encode(cluster_id.0),
+            cluster.params.n,
+            cluster.params.f
+        );
+        let replicas = self.render_replicas(cluster_id, cluster, &mut text);
+        let bad_heads = self
+            .answers
+            .iter()
+            .filter(|a| matches!(a, Answer::Bad(_)))
+            .count();
+        let missing: usize = self
+            .holdings
+            .iter()
+            .map(|h| h.missing.len() + h.moved.len())
+            .sum();
+        let consistent = self.split_views.is_empty()
+            && self.witnessed.bad.is_empty()
+            && bad_heads == 0
+            && self.bad_proofs.is_empty()
+            && self.unproved.is_empty()
+            && missing == 0;
+        if let Some((l, s)) = &self.largest {
+            let _ = writeln!(
+                text,
+                "consistency: {} distinct signed heads ({} from receipts) proved consistent with the largest, size {} from {s}",
+                self.proved.len(),
+                self.proved.iter().filter(|(s, _)| matches!(s, Source::Receipt(_))).count(),
+                l.head.tree_size
+            );
+        }
+        let witnesses = self.render_witnesses(cluster_id, &mut text);
+        self.render_problems(&mut text);
+        let _ = writeln!(
+            text,
+            "{}",
+            if consistent {
+                "CONSISTENT: every head received verifies and all are one history"
+            } else {
+                "NOT CONSISTENT"
+            }
+        );
+        let _ = args;
+        let out = json!({
+            "cluster_id": hex::encode(cluster_id.0),
+            "trust_anchor": anchor.to_string(),
+            "consistent": consistent,
+            "replicas": replicas,
+            "largest": self.largest.as_ref().map(|(h, s)| json!({ "from": s.to_string(), "head": head_json(cluster_id, h) })),
+            "proved_consistent": self.proved.len(),
+            "bad_proofs": self.bad_proofs,
+            "unproved": self.unproved,
+            "split_views": self.split_views,
+            "receipts_checked": self.receipts,
+            "witnesses": witnesses,
+            "bad_checkpoints": self.witnessed.bad,
+        });
+        (consistent, out, text)
+    }
+
+    /// Each replica's line (and its receipts' lines) and JSON object.
+    fn render_replicas(
+        &self,
+        cluster_id: ClusterId,
+        cluster: &belfry_node::Cluster,
+        text: &mut String,
+    ) -> Vec<Value> {
+        use std::fmt::Write;
         let newest = self
             .answers
             .iter()
@@ -28,39 +98,12 @@ impl Report {
                 _ => None,
             })
             .max();
-        let _ = writeln!(
-            text,
-            "belfry audit: cluster {}, {} replicas (f = {}), trust anchor {anchor}",
-            hex::encode(cluster_id.0),
-            cluster.params.n,
-            cluster.params.f
-        );
         let mut replicas = Vec::new();
-        let mut bad_heads = 0;
         for (r, a) in self.answers.iter().enumerate() {
             let address = cluster.replicas[r]
                 .as_ref()
                 .map_or_else(|| "absent".to_string(), |e| e.address.to_string());
-            let (status, detail, head) = match a {
-                Answer::Unreachable(e) => ("unreachable", e.clone(), None),
-                Answer::Bad(e) => {
-                    bad_heads += 1;
-                    ("bad_head", e.clone(), None)
-                }
-                Answer::NoHead => ("no_head", "no signed tree head yet".to_string(), None),
-                Answer::Head(h) => {
-                    let behind_us = newest.map_or(0, |n| n.0.saturating_sub(h.head.time.0));
-                    if behind_us > self.stale_after * 1_000_000 {
-                        (
-                            "stale",
-                            format!("{:.1} s older than the newest head", behind_us as f64 / 1e6),
-                            Some(h),
-                        )
-                    } else {
-                        ("ok", String::new(), Some(h))
-                    }
-                }
-            };
+            let (status, detail, head) = self.replica_status(a, newest);
             let line = match head {
                 Some(h) => format!(
                     "replica {r} {address}: tree size {}, root {}…, signed {}{}",
@@ -91,54 +134,73 @@ impl Report {
                 .get(r)
                 .filter(|_| head.is_some() && self.receipts > 0)
             {
-                v["receipts"] = json!({
-                    "held": hold.held,
-                    "identical": hold.identical,
-                    "behind": hold.behind,
-                    "missing": hold.missing,
-                    "moved": hold.moved,
-                    "errors": hold.errors,
-                });
-                let _ = writeln!(
-                    text,
-                    "  receipts: {} of {} held ({} under the same signed head), {} not reached yet, {} missing, {} moved, {} unanswered",
-                    hold.held,
-                    self.receipts,
-                    hold.identical,
-                    hold.behind,
-                    hold.missing.len(),
-                    hold.moved.len(),
-                    hold.errors
-                );
-                for m in &hold.missing {
-                    let _ = writeln!(text, "  MISSING {m}");
-                }
-                for m in &hold.moved {
-                    let _ = writeln!(text, "  MOVED {m}");
-                }
+                v["receipts"] = self.render_holdings(hold, text);
             }
             replicas.push(v);
         }
-        let missing: usize = self
-            .holdings
-            .iter()
-            .map(|h| h.missing.len() + h.moved.len())
-            .sum();
-        let consistent = self.split_views.is_empty()
-            && self.witnessed.bad.is_empty()
-            && bad_heads == 0
-            && self.bad_proofs.is_empty()
-            && self.unproved.is_empty()
-            && missing == 0;
-        if let Some((l, s)) = &self.largest {
-            let _ = writeln!(
-                text,
-                "consistency: {} distinct signed heads ({} from receipts) proved consistent with the largest, size {} from {s}",
-                self.proved.len(),
-                self.proved.iter().filter(|(s, _)| matches!(s, Source::Receipt(_))).count(),
-                l.head.tree_size
-            );
+        replicas
+    }
+
+    /// A replica's status, what is wrong, and its head if it has a good
+    /// one; stale when older than the newest head by more than
+    /// `--stale-after`.
+    fn replica_status<'a>(
+        &self,
+        a: &'a Answer,
+        newest: Option<belfry_replica::clock::Micros>,
+    ) -> (&'static str, String, Option<&'a SignedTreeHead>) {
+        match a {
+            Answer::Unreachable(e) => ("unreachable", e.clone(), None),
+            Answer::Bad(e) => ("bad_head", e.clone(), None),
+            Answer::NoHead => ("no_head", "no signed tree head yet".to_string(), None),
+            Answer::Head(h) => {
+                let behind_us = newest.map_or(0, |n| n.0.saturating_sub(h.head.time.0));
+                if behind_us > self.stale_after * 1_000_000 {
+                    (
+                        "stale",
+                        format!("{:.1} s older than the newest head", behind_us as f64 / 1e6),
+                        Some(h),
+                    )
+                } else {
+                    ("ok", String::new(), Some(h))
+                }
+            }
         }
+    }
+
+    /// The receipts a replica holds: their lines, and their JSON object.
+    fn render_holdings(&self, hold: &Holdings, text: &mut String) -> Value {
+        use std::fmt::Write;
+        let _ = writeln!(
+            text,
+            "  receipts: {} of {} held ({} under the same signed head), {} not reached yet, {} missing, {} moved, {} unanswered",
+            hold.held,
+            self.receipts,
+            hold.identical,
+            hold.behind,
+            hold.missing.len(),
+            hold.moved.len(),
+            hold.errors
+        );
+        for m in &hold.missing {
+            let _ = writeln!(text, "  MISSING {m}");
+        }
+        for m in &hold.moved {
+            let _ = writeln!(text, "  MOVED {m}");
+        }
+        json!({
+            "held": hold.held,
+            "identical": hold.identical,
+            "behind": hold.behind,
+            "missing": hold.missing,
+            "moved": hold.moved,
+            "errors": hold.errors,
+        })
+    }
+
+    /// Each listed witness's latest cosignature: its line and JSON object.
+    fn render_witnesses(&self, cluster_id: ClusterId, text: &mut String) -> Vec<Value> {
+        use std::fmt::Write;
         let mut witnesses = Vec::new();
         for (vkey, name) in &self.witnessed.listed {
             match self.witnessed.latest.get(vkey) {
@@ -177,6 +239,13 @@ impl Report {
                 }
             }
         }
+        witnesses
+    }
+
+    /// A line for every bad checkpoint, unproved head, bad proof and split
+    /// view.
+    fn render_problems(&self, text: &mut String) {
+        use std::fmt::Write;
         for b in &self.witnessed.bad {
             let _ = writeln!(text, "BAD CHECKPOINT from {b}");
         }
@@ -194,30 +263,5 @@ impl Report {
                 s
             );
         }
-        let _ = writeln!(
-            text,
-            "{}",
-            if consistent {
-                "CONSISTENT: every head received verifies and all are one history"
-            } else {
-                "NOT CONSISTENT"
-            }
-        );
-        let _ = args;
-        let out = json!({
-            "cluster_id": hex::encode(cluster_id.0),
-            "trust_anchor": anchor.to_string(),
-            "consistent": consistent,
-            "replicas": replicas,
-            "largest": self.largest.as_ref().map(|(h, s)| json!({ "from": s.to_string(), "head": head_json(cluster_id, h) })),
-            "proved_consistent": self.proved.len(),
-            "bad_proofs": self.bad_proofs,
-            "unproved": self.unproved,
-            "split_views": self.split_views,
-            "receipts_checked": self.receipts,
-            "witnesses": witnesses,
-            "bad_checkpoints": self.witnessed.bad,
-        });
-        (consistent, out, text)
     }
 }

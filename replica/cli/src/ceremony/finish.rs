@@ -44,71 +44,11 @@ pub(super) fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
     if let (Some(m), Some(r)) = (&c.member, &c.plan.refresh) {
         outputs::check_switch_ahead(m, r.switch_wave, a.metrics)?;
     }
-    let (deals, parsed) = load_deals(&a.shared, &c)?;
-    let verifications = files::load_phase(&a.shared, Phase::Verify, &c.roster)?;
-    report_phase("verify", &verifications);
-    println!(
-        "checked signatures: {} deals ({} parse), {} verifications",
-        deals.by_id.len(),
-        parsed.len(),
-        verifications.by_id.len()
-    );
-    let current = match &c.member {
-        Some(m) => Some((m.public.clone(), m.share()?)),
-        None => None,
-    };
-    let inputs = Inputs {
-        deals,
-        verifications,
-        current,
-    };
-    let done = files::load_phase(&a.shared, Phase::Done, &c.roster)?;
-    report_phase("done", &done);
-    let mine = match done.by_id.get(&c.me) {
-        Some((bytes, path)) => {
-            let body = DoneBody::from_bytes(bytes, n)
-                .map_err(|e| anyhow::anyhow!("{}: my own done file: {e}", path.display()))?;
-            println!(
-                "my done file {} names transcript {} (published by an earlier run; never replaced)",
-                path.display(),
-                hex::encode(body.listing.hash())
-            );
-            body
-        }
-        None if done.equivocators.contains_key(&c.me) => {
-            bail!(
-                "participant {} signed two different done files: it is excluded from the count",
-                c.me
-            )
-        }
-        None => publish(a, &c, &inputs, &done, q)?,
-    };
+    let inputs = load_inputs(a, &c)?;
+    let mine = my_done_file(a, &c, &inputs, q)?;
     let done = files::load_phase(&a.shared, Phase::Done, &c.roster)?;
     let (groups, bad) = agree::tally(&done, n);
-    for b in &bad {
-        println!("ignored {b}");
-    }
-    for (body, signers) in &groups {
-        println!(
-            "done files naming transcript {} (cluster.toml {}): {signers:?}{}",
-            hex::encode(body.listing.hash()),
-            hex::encode(&body.cluster_hash[..8]),
-            if *body == mine {
-                ", mine among them"
-            } else {
-                ""
-            }
-        );
-    }
-    let agree_with_mine: Vec<usize> = groups
-        .iter()
-        .filter(|(b, _)| *b == mine)
-        .flat_map(|(_, s)| s.iter().copied())
-        .collect();
-    println!(
-        "done files: {} of {n} so far; agreeing with this one: {agree_with_mine:?}",
-        done.by_id.len()
-    );
+    report_tally(&groups, &bad, &mine, n, done.by_id.len());
     let Some((agreed, signers)) = groups.iter().find(|(_, s)| s.len() >= q) else {
         println!(
             "NOT CONFIRMED YET: nothing usable is written until n − f = {q} done files name one transcript; \
@@ -116,29 +56,7 @@ pub(super) fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(EXIT_WAITING);
     };
-    let ev = evaluate(&c, &agreed.listing, &inputs, q).map_err(|why| {
-        anyhow::anyhow!(
-            "done files {signers:?} agree on transcript {}, but it cannot be rebuilt here: {why}; \
-             gather every file into the shared directory and run finish again",
-            hex::encode(agreed.listing.hash())
-        )
-    })?;
-    check_gives(&ev, agreed).map_err(|why| {
-        anyhow::anyhow!("done files {signers:?} agree on a transcript that, here, {why}")
-    })?;
-    if *agreed != mine {
-        println!(
-            "ADOPTING the agreed transcript {} (done files {signers:?}), not the one my done file names: \
-             its qualified set is the cluster's",
-            hex::encode(agreed.listing.hash())
-        );
-    }
-    println!(
-        "CONFIRMED: {} done files ({signers:?}) name transcript {}, at least n − f = {q}: \
-         no other transcript can gather n − f",
-        signers.len(),
-        hex::encode(agreed.listing.hash())
-    );
+    let ev = confirm(&c, &inputs, q, agreed, signers, &mine)?;
     report_outcome(&ev.outcome, n);
     let share =
         ev.outcome
@@ -156,6 +74,144 @@ pub(super) fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
     check_no_group_secret()?;
     println!("transcript: {}", hex::encode(agreed.listing.hash()));
     println!("trust anchor: {}", ev.anchor);
+    write_agreed(a, &c, &share, &ev)?;
+    println!(
+        "Delete {} now: with the shared directory it could reopen this replica's share.",
+        a.secret.display()
+    );
+    Ok(EXIT_OK)
+}
+
+/// The deals and verifications of the shared directory (their signatures
+/// checked), and in a refresh this replica's current keys.
+fn load_inputs(a: &FinishArgs, c: &Session) -> anyhow::Result<Inputs> {
+    let (deals, parsed) = load_deals(&a.shared, c)?;
+    let verifications = files::load_phase(&a.shared, Phase::Verify, &c.roster)?;
+    report_phase("verify", &verifications);
+    println!(
+        "checked signatures: {} deals ({} parse), {} verifications",
+        deals.by_id.len(),
+        parsed.len(),
+        verifications.by_id.len()
+    );
+    let current = match &c.member {
+        Some(m) => Some((m.public.clone(), m.share()?)),
+        None => None,
+    };
+    Ok(Inputs {
+        deals,
+        verifications,
+        current,
+    })
+}
+
+/// This participant's done file: the one an earlier run published (never
+/// replaced), else a new one published now.
+fn my_done_file(
+    a: &FinishArgs,
+    c: &Session,
+    inputs: &Inputs,
+    q: usize,
+) -> anyhow::Result<DoneBody> {
+    let n = c.params.n();
+    let done = files::load_phase(&a.shared, Phase::Done, &c.roster)?;
+    report_phase("done", &done);
+    match done.by_id.get(&c.me) {
+        Some((bytes, path)) => {
+            let body = DoneBody::from_bytes(bytes, n)
+                .map_err(|e| anyhow::anyhow!("{}: my own done file: {e}", path.display()))?;
+            println!(
+                "my done file {} names transcript {} (published by an earlier run; never replaced)",
+                path.display(),
+                hex::encode(body.listing.hash())
+            );
+            Ok(body)
+        }
+        None if done.equivocators.contains_key(&c.me) => {
+            bail!(
+                "participant {} signed two different done files: it is excluded from the count",
+                c.me
+            )
+        }
+        None => publish(a, c, inputs, &done, q),
+    }
+}
+
+/// Which done files name which transcript, and how many agree with mine.
+fn report_tally(
+    groups: &[(DoneBody, Vec<usize>)],
+    bad: &[String],
+    mine: &DoneBody,
+    n: usize,
+    done_count: usize,
+) {
+    for b in bad {
+        println!("ignored {b}");
+    }
+    for (body, signers) in groups {
+        println!(
+            "done files naming transcript {} (cluster.toml {}): {signers:?}{}",
+            hex::encode(body.listing.hash()),
+            hex::encode(&body.cluster_hash[..8]),
+            if body == mine {
+                ", mine among them"
+            } else {
+                ""
+            }
+        );
+    }
+    let agree_with_mine: Vec<usize> = groups
+        .iter()
+        .filter(|(b, _)| b == mine)
+        .flat_map(|(_, s)| s.iter().copied())
+        .collect();
+    println!("done files: {done_count} of {n} so far; agreeing with this one: {agree_with_mine:?}");
+}
+
+/// The agreed transcript rebuilt and evaluated here, checked to give what
+/// its `n − f` done files say.
+fn confirm(
+    c: &Session,
+    inputs: &Inputs,
+    q: usize,
+    agreed: &DoneBody,
+    signers: &[usize],
+    mine: &DoneBody,
+) -> anyhow::Result<Evaluated> {
+    let ev = evaluate(c, &agreed.listing, inputs, q).map_err(|why| {
+        anyhow::anyhow!(
+            "done files {signers:?} agree on transcript {}, but it cannot be rebuilt here: {why}; \
+             gather every file into the shared directory and run finish again",
+            hex::encode(agreed.listing.hash())
+        )
+    })?;
+    check_gives(&ev, agreed).map_err(|why| {
+        anyhow::anyhow!("done files {signers:?} agree on a transcript that, here, {why}")
+    })?;
+    if agreed != mine {
+        println!(
+            "ADOPTING the agreed transcript {} (done files {signers:?}), not the one my done file names: \
+             its qualified set is the cluster's",
+            hex::encode(agreed.listing.hash())
+        );
+    }
+    println!(
+        "CONFIRMED: {} done files ({signers:?}) name transcript {}, at least n − f = {q}: \
+         no other transcript can gather n − f",
+        signers.len(),
+        hex::encode(agreed.listing.hash())
+    );
+    Ok(ev)
+}
+
+/// Writes the agreed cluster.toml and this replica's file, unless an
+/// earlier run wrote them already.
+fn write_agreed(
+    a: &FinishArgs,
+    c: &Session,
+    share: &belfry_replica::coin::SecretShare,
+    ev: &Evaluated,
+) -> anyhow::Result<()> {
     let cluster_path = a.out.join("cluster.toml");
     let replica_path = a.out.join(format!("replica-{}.toml", c.me));
     if cluster_path.exists() && replica_path.exists() {
@@ -171,13 +227,9 @@ pub(super) fn finish(a: &FinishArgs) -> anyhow::Result<ExitCode> {
             replica_path.display()
         );
     } else {
-        outputs::write_outputs(a, &c, &share, &ev.cluster_text)?;
+        outputs::write_outputs(a, c, share, &ev.cluster_text)?;
     }
-    println!(
-        "Delete {} now: with the shared directory it could reopen this replica's share.",
-        a.secret.display()
-    );
-    Ok(EXIT_OK)
+    Ok(())
 }
 
 /// Chooses the transcript this participant signs, and publishes its done

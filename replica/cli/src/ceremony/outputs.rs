@@ -120,48 +120,10 @@ pub(super) fn write_outputs(
             .context("a secret share without its secret")?
             .to_string(),
     );
-    // A refresh keeps a sealed share sealed, and seals the previous one
-    // along with the new one.
-    let seal = a.seal
-        || c.member
-            .as_ref()
-            .is_some_and(|m| secret::is_sealed(&m.file.secret_share));
-    let pass = if seal {
-        Some(secret::passphrase_from_env()?.context(
-            "sealing the share (--seal, or the refreshed replica's share is sealed): set \
-             BELFRY_PASSPHRASE_FILE to a file holding the passphrase (mode 0600), or BELFRY_PASSPHRASE",
-        )?)
-    } else {
-        None
-    };
-    let sealed = |plain: &str| -> anyhow::Result<String> {
-        match &pass {
-            Some(p) => secret::seal(plain, p, secret::SEAL_LOG_N)
-                .map_err(|e| anyhow::anyhow!("sealing the share: {e}")),
-            None => Ok(plain.to_string()),
-        }
-    };
-    let secret_share = sealed(&hex_share)?;
+    let sealer = Sealer::for_outputs(a, c)?;
+    let secret_share = sealer.seal(&hex_share)?;
     let file = match &c.member {
-        Some(m) => {
-            let mut file = m.file.clone();
-            file.previous_share = Some(if secret::is_sealed(&m.file.secret_share) {
-                m.file.secret_share.clone()
-            } else {
-                sealed(&m.file.secret_share)?
-            });
-            file.secret_share = secret_share;
-            file.cluster = "cluster.toml".to_string();
-            // The data stays where it is: named absolutely unless the new
-            // file goes beside the old one.
-            let base = m.path.parent().unwrap_or(Path::new("."));
-            if std::path::absolute(base)? != std::path::absolute(&a.out)? {
-                file.data_dir = std::path::absolute(base.join(&m.file.data_dir))?
-                    .display()
-                    .to_string();
-            }
-            file
-        }
+        Some(m) => refreshed_file(a, m, secret_share, &sealer)?,
         None => ReplicaFile {
             id: c.me as u16,
             cluster: "cluster.toml".to_string(),
@@ -190,13 +152,76 @@ pub(super) fn write_outputs(
     println!(
         "wrote {}  SECRET (mode 0600{}): this replica's share, TLS key and note seed",
         replica_path.display(),
-        if seal {
+        if sealer.pass.is_some() {
             ", shares sealed with the passphrase"
         } else {
             ""
         }
     );
     Ok(())
+}
+
+/// Seals shares with the operator's passphrase, or leaves them plain.
+struct Sealer {
+    /// The passphrase, when the shares are sealed.
+    pass: Option<secret::Passphrase>,
+}
+
+impl Sealer {
+    /// Sealing when asked (`--seal`) or when the refreshed replica's share
+    /// is sealed: a refresh keeps a sealed share sealed, and seals the
+    /// previous one along with the new one.
+    fn for_outputs(a: &FinishArgs, c: &Session) -> anyhow::Result<Sealer> {
+        let seal = a.seal
+            || c.member
+                .as_ref()
+                .is_some_and(|m| secret::is_sealed(&m.file.secret_share));
+        let pass = if seal {
+            Some(secret::passphrase_from_env()?.context(
+                "sealing the share (--seal, or the refreshed replica's share is sealed): set \
+                 BELFRY_PASSPHRASE_FILE to a file holding the passphrase (mode 0600), or BELFRY_PASSPHRASE",
+            )?)
+        } else {
+            None
+        };
+        Ok(Sealer { pass })
+    }
+
+    /// `plain` sealed, or as it is.
+    fn seal(&self, plain: &str) -> anyhow::Result<String> {
+        match &self.pass {
+            Some(p) => secret::seal(plain, p, secret::SEAL_LOG_N)
+                .map_err(|e| anyhow::anyhow!("sealing the share: {e}")),
+            None => Ok(plain.to_string()),
+        }
+    }
+}
+
+/// A refresh: the member's replica file with the new share, the current
+/// one kept (sealed) as the previous share, and its data where it is.
+fn refreshed_file(
+    a: &FinishArgs,
+    m: &Member,
+    secret_share: String,
+    sealer: &Sealer,
+) -> anyhow::Result<ReplicaFile> {
+    let mut file = m.file.clone();
+    file.previous_share = Some(if secret::is_sealed(&m.file.secret_share) {
+        m.file.secret_share.clone()
+    } else {
+        sealer.seal(&m.file.secret_share)?
+    });
+    file.secret_share = secret_share;
+    file.cluster = "cluster.toml".to_string();
+    // The data stays where it is: named absolutely unless the new
+    // file goes beside the old one.
+    let base = m.path.parent().unwrap_or(Path::new("."));
+    if std::path::absolute(base)? != std::path::absolute(&a.out)? {
+        file.data_dir = std::path::absolute(base.join(&m.file.data_dir))?
+            .display()
+            .to_string();
+    }
+    Ok(file)
 }
 
 /// Refuses a refresh whose switch wave this replica has reached already:

@@ -142,27 +142,7 @@ pub(super) fn load(
             shared.join("plan.toml").display()
         );
     }
-    let member = match &secret.replica_file {
-        Some(f) => {
-            let m = Member::load(Path::new(f), &plan)?;
-            if m.file.id != secret.id {
-                bail!(
-                    "{f}: replica {}, but {} is participant {}'s",
-                    m.file.id,
-                    secret_path.display(),
-                    secret.id
-                );
-            }
-            Some(m)
-        }
-        None if plan.refresh.is_some() => {
-            bail!(
-                "{}: made by a join without --config, for a refresh plan",
-                secret_path.display()
-            )
-        }
-        None => None,
-    };
+    let member = load_member(&secret, secret_path, &plan)?;
     let n = params.n();
     let q = quorum(n, params.f());
     let me = usize::from(secret.id);
@@ -185,8 +165,78 @@ pub(super) fn load(
             path.display()
         );
     }
+    let (roster, excluded) = settle_roster(shared, step, from, &view, n, q)?;
+    roster::check_usable(&roster, q, plan.refresh.is_some() || bindings.is_some())?;
+    let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
+    let signing = secret.seed(secret_path, "signing_seed")?;
+    let Some(mine) = roster.member(me) else {
+        bail!(
+            "participant {me} is not in the roster{}: it takes no further part, and its replica gets no share",
+            excluded.get(&me).map(|w| format!(" ({w})")).unwrap_or_default()
+        );
+    };
+    if mine.encryption != decryption.public() || mine.signing != files::public_of(&signing)? {
+        bail!(
+            "{}: its keys are not participant {me}'s in the roster",
+            secret_path.display()
+        );
+    }
+    report_roster(&roster, n, me, bindings.is_some(), member.as_ref());
+    Ok(Session {
+        plan,
+        params,
+        policy,
+        roster,
+        secret,
+        me,
+        decryption,
+        signing,
+        member,
+    })
+}
+
+/// In a refresh, the member's replica file the secret file names, which
+/// must be the same participant's.
+fn load_member(
+    secret: &SecretFile,
+    secret_path: &Path,
+    plan: &Plan,
+) -> anyhow::Result<Option<Member>> {
+    match &secret.replica_file {
+        Some(f) => {
+            let m = Member::load(Path::new(f), plan)?;
+            if m.file.id != secret.id {
+                bail!(
+                    "{f}: replica {}, but {} is participant {}'s",
+                    m.file.id,
+                    secret_path.display(),
+                    secret.id
+                );
+            }
+            Ok(Some(m))
+        }
+        None if plan.refresh.is_some() => {
+            bail!(
+                "{}: made by a join without --config, for a refresh plan",
+                secret_path.display()
+            )
+        }
+        None => Ok(None),
+    }
+}
+
+/// The roster this step works with (`from`), and why each participant left
+/// out of it was excluded.
+fn settle_roster(
+    shared: &Path,
+    step: &str,
+    from: RosterFrom,
+    view: &RosterView,
+    n: usize,
+    q: usize,
+) -> anyhow::Result<(Roster, std::collections::BTreeMap<usize, String>)> {
     let (proposed, excluded, missing) = view.settle();
-    let (named, problems) = roster::named_by_deals(shared, &view)?;
+    let (named, problems) = roster::named_by_deals(shared, view)?;
     for p in &problems {
         println!("ignored: {p}");
     }
@@ -222,48 +272,28 @@ pub(super) fn load(
         });
         println!("EXCLUDED from the roster: {why}; participant {id} deals nothing, verifies nothing and gets no share");
     }
-    roster::check_usable(&roster, q, plan.refresh.is_some() || bindings.is_some())?;
-    let decryption = DecryptionKey::from_bytes(&*secret.seed(secret_path, "decryption_key")?)?;
-    let signing = secret.seed(secret_path, "signing_seed")?;
-    let Some(mine) = roster.member(me) else {
-        bail!(
-            "participant {me} is not in the roster{}: it takes no further part, and its replica gets no share",
-            excluded.get(&me).map(|w| format!(" ({w})")).unwrap_or_default()
-        );
-    };
-    if mine.encryption != decryption.public() || mine.signing != files::public_of(&signing)? {
-        bail!(
-            "{}: its keys are not participant {me}'s in the roster",
-            secret_path.display()
-        );
-    }
+    Ok((roster, excluded))
+}
+
+/// What was checked of the roster, the plan's bindings and a refresh's
+/// members.
+fn report_roster(roster: &Roster, n: usize, me: usize, bound: bool, member: Option<&Member>) {
     println!(
         "checked roster: {} of {n} participants, each entry signed by its own key and naming this plan; \
          addresses, certificates and keys all distinct; my keys are entry {me}'s",
         roster.present().len()
     );
-    if bindings.is_some() {
+    if bound {
         println!(
             "checked: a bound plan: every roster entry is signed by the key the plan binds to its slot, \
              lists the slot's address and a certificate naming its replica, and is signed by its note key"
         );
     }
-    if let Some(m) = &member {
+    if let Some(m) = member {
         println!(
             "checked: a refresh of the cluster in {}: every roster entry is the replica it lists under its id, signed with that replica's note key",
             m.cluster_path.display()
         );
     }
     println!("roster hash: {}", hex::encode(roster.hash));
-    Ok(Session {
-        plan,
-        params,
-        policy,
-        roster,
-        secret,
-        me,
-        decryption,
-        signing,
-        member,
-    })
 }

@@ -219,105 +219,21 @@ pub async fn merged_checkpoint(
     size: u64,
     only: Option<usize>,
 ) -> Result<Merged, String> {
-    let n = client.replicas();
-    let ask = |size: u64| async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for r in (0..n).filter(|r| only.is_none_or(|o| o == *r)) {
-            let client = client.clone();
-            tasks.spawn(async move {
-                let got =
-                    tokio::time::timeout(NOTE_REQUEST_TIMEOUT, client.checkpoint(r, size)).await;
-                (r, got)
-            });
-        }
-        let mut out = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((r, got)) = done {
-                out.push((r, got));
-            }
-        }
-        out.sort_by_key(|(r, _)| *r);
-        out
+    let target = if size == 0 {
+        largest_checkpoint(cluster, ask_checkpoints(client, 0, only).await)?
+    } else {
+        size
     };
-    let mut errors = Vec::new();
-    let mut target = size;
-    if size == 0 {
-        let mut best: Option<u64> = None;
-        for (r, got) in ask(0).await {
-            match got {
-                Ok(Ok(text)) => match check_note(cluster, r, &text) {
-                    Ok((_, h, _)) => best = best.max(Some(h.head.tree_size)),
-                    Err(e) => errors.push(e),
-                },
-                Ok(Err(e)) => errors.push(format!("replica {r}: {e}")),
-                Err(_) => errors.push(format!("replica {r}: no answer in time")),
-            }
-        }
-        target = best.ok_or_else(|| {
-            format!(
-                "no replica gave a checkpoint that verifies: {}",
-                errors.join("; ")
-            )
-        })?;
-        errors.clear();
+    let mut m = Merging::default();
+    for (r, got) in ask_checkpoints(client, target, only).await {
+        m.add(cluster, r, got);
     }
-    let mut merged: Option<(Note, SignedTreeHead, usize)> = None;
-    let mut refused = Vec::new();
-    let mut split_views = Vec::new();
-    let mut replicas_signed = Vec::new();
-    for (r, got) in ask(target).await {
-        let text = match got {
-            Ok(Ok(text)) => text,
-            Ok(Err(e)) => {
-                errors.push(format!("replica {r}: {e}"));
-                continue;
-            }
-            Err(_) => {
-                errors.push(format!("replica {r}: no answer in time"));
-                continue;
-            }
-        };
-        let (note, head, bad) = match check_note(cluster, r, &text) {
-            Ok(x) => x,
-            Err(e) => {
-                refused.push(e);
-                continue;
-            }
-        };
-        refused.extend(bad);
-        if let Some(Some(k)) = cluster.notes.replicas.get(r) {
-            if note.signatures.iter().any(|s| k.matches(s)) {
-                replicas_signed.push(r);
-            }
-        }
-        match &mut merged {
-            None => merged = Some((note, head, r)),
-            Some((m, h, _)) if *h == head => {
-                for s in note.signatures {
-                    m.add(s);
-                }
-            }
-            Some((m, h, first)) => {
-                refused.push(format!(
-                    "replica {r}: a signed head of size {} that differs from replica {first}'s ({} vs {}): a split view",
-                    head.head.tree_size,
-                    hex::encode(head.head.root),
-                    hex::encode(h.head.root)
-                ));
-                split_views.push(format!(
-                    "from replica {first}:\n{}\nfrom replica {r}:\n{}",
-                    m.encode(),
-                    note.encode()
-                ));
-            }
-        }
-    }
-    let Some((note, head, _)) = merged else {
+    let Some((note, head, _)) = m.merged else {
         return Err(format!(
             "no replica gave a checkpoint of size {target} that verifies: {}",
-            errors
+            m.errors
                 .iter()
-                .chain(&refused)
+                .chain(&m.refused)
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -336,11 +252,133 @@ pub async fn merged_checkpoint(
     Ok(Merged {
         note,
         head,
-        replicas_signed,
+        replicas_signed: m.replicas_signed,
         witnesses,
-        refused,
-        split_views,
+        refused: m.refused,
+        split_views: m.split_views,
     })
+}
+
+/// One replica's answer to a checkpoint request, if it came in time.
+type CheckpointAnswer = (
+    usize,
+    Result<Result<String, belfry_client::Error>, tokio::time::error::Elapsed>,
+);
+
+/// Asks every replica (or only `only`) for its checkpoint of `size`; the
+/// answers in replica order.
+async fn ask_checkpoints(client: &Client, size: u64, only: Option<usize>) -> Vec<CheckpointAnswer> {
+    let n = client.replicas();
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in (0..n).filter(|r| only.is_none_or(|o| o == *r)) {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let got = tokio::time::timeout(NOTE_REQUEST_TIMEOUT, client.checkpoint(r, size)).await;
+            (r, got)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((r, got)) = done {
+            out.push((r, got));
+        }
+    }
+    out.sort_by_key(|(r, _)| *r);
+    out
+}
+
+/// The largest tree size among the latest checkpoints that verify.
+fn largest_checkpoint(cluster: &Cluster, answers: Vec<CheckpointAnswer>) -> Result<u64, String> {
+    let mut errors = Vec::new();
+    let mut best: Option<u64> = None;
+    for (r, got) in answers {
+        match got {
+            Ok(Ok(text)) => match check_note(cluster, r, &text) {
+                Ok((_, h, _)) => best = best.max(Some(h.head.tree_size)),
+                Err(e) => errors.push(e),
+            },
+            Ok(Err(e)) => errors.push(format!("replica {r}: {e}")),
+            Err(_) => errors.push(format!("replica {r}: no answer in time")),
+        }
+    }
+    best.ok_or_else(|| {
+        format!(
+            "no replica gave a checkpoint that verifies: {}",
+            errors.join("; ")
+        )
+    })
+}
+
+/// The replicas' checkpoints of one size, merged as they come.
+#[derive(Default)]
+struct Merging {
+    /// The note so far, its head and the replica that gave it first.
+    merged: Option<(Note, SignedTreeHead, usize)>,
+    /// Replicas that gave no checkpoint.
+    errors: Vec<String>,
+    /// What was refused, and why.
+    refused: Vec<String>,
+    /// Evidence of split views.
+    split_views: Vec<String>,
+    /// Replicas whose Ed25519 line verified.
+    replicas_signed: Vec<usize>,
+}
+
+impl Merging {
+    /// Adds replica `r`'s answer: its lines that verify join the note if
+    /// its head is the note's; another head is a split view.
+    fn add(
+        &mut self,
+        cluster: &Cluster,
+        r: usize,
+        got: Result<Result<String, belfry_client::Error>, tokio::time::error::Elapsed>,
+    ) {
+        let text = match got {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                self.errors.push(format!("replica {r}: {e}"));
+                return;
+            }
+            Err(_) => {
+                self.errors.push(format!("replica {r}: no answer in time"));
+                return;
+            }
+        };
+        let (note, head, bad) = match check_note(cluster, r, &text) {
+            Ok(x) => x,
+            Err(e) => {
+                self.refused.push(e);
+                return;
+            }
+        };
+        self.refused.extend(bad);
+        if let Some(Some(k)) = cluster.notes.replicas.get(r) {
+            if note.signatures.iter().any(|s| k.matches(s)) {
+                self.replicas_signed.push(r);
+            }
+        }
+        match &mut self.merged {
+            None => self.merged = Some((note, head, r)),
+            Some((m, h, _)) if *h == head => {
+                for s in note.signatures {
+                    m.add(s);
+                }
+            }
+            Some((m, h, first)) => {
+                self.refused.push(format!(
+                    "replica {r}: a signed head of size {} that differs from replica {first}'s ({} vs {}): a split view",
+                    head.head.tree_size,
+                    hex::encode(head.head.root),
+                    hex::encode(h.head.root)
+                ));
+                self.split_views.push(format!(
+                    "from replica {first}:\n{}\nfrom replica {r}:\n{}",
+                    m.encode(),
+                    note.encode()
+                ));
+            }
+        }
+    }
 }
 
 fn describe(m: &Merged, cluster: &Cluster) -> String {

@@ -90,68 +90,10 @@ pub async fn cosign_once(
     state_path: &Path,
 ) -> anyhow::Result<ExitCode> {
     let ck = cluster_key(cluster);
-    let previous: Option<SignedTreeHead> = match std::fs::read_to_string(state_path) {
-        Ok(text) => {
-            let state: WitnessState = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a witness state", state_path.display()))?;
-            if state.origin != cluster.notes.origin {
-                bail!(
-                    "{}: the state of another log ({})",
-                    state_path.display(),
-                    state.origin
-                );
-            }
-            let note = Note::parse(state.checkpoint.as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
-            Some(
-                ck.open(&note)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?,
-            )
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| state_path.display().to_string()),
-    };
-    let m = merged_checkpoint(client, cluster, 0, None)
-        .await
-        .map_err(Failed)?;
-    if !m.split_views.is_empty() {
-        for e in &m.split_views {
-            eprintln!("SPLIT VIEW evidence:\n{e}");
-        }
-        return Err(Failed(
-            "the replicas show two views of the log (evidence above): not cosigned".to_string(),
-        )
-        .into());
-    }
-    let new = m.head;
+    let previous = load_state(state_path, cluster, &ck)?;
+    let new = one_view(client, cluster).await?;
     if let Some(old) = &previous {
-        if new.head.tree_size < old.head.tree_size {
-            return Err(Failed(format!(
-                "the cluster's largest checkpoint (size {}) is smaller than the one this witness cosigned (size {}): not cosigned",
-                new.head.tree_size, old.head.tree_size
-            ))
-            .into());
-        }
-        let mut proved = false;
-        let mut why = Vec::new();
-        for r in 0..client.replicas() {
-            match client.consistency(r, old, &new).await {
-                Ok(()) => {
-                    proved = true;
-                    break;
-                }
-                Err(e) => why.push(format!("replica {r}: {e}")),
-            }
-        }
-        if !proved {
-            return Err(Failed(format!(
-                "no replica proved size {} consistent with the cosigned size {}: not cosigned ({})",
-                new.head.tree_size,
-                old.head.tree_size,
-                why.join("; ")
-            ))
-            .into());
-        }
+        prove_extends(client, old, &new).await?;
     }
     // A witness is a driver, not protocol code: its cosignature says when.
     #[allow(clippy::disallowed_methods)]
@@ -166,21 +108,7 @@ pub async fn cosign_once(
     let text = note.encode();
     // Remembered before it leaves: a witness that crashed after giving out
     // a cosignature must still refuse every view inconsistent with it.
-    let state = WitnessState {
-        origin: cluster.notes.origin.clone(),
-        checkpoint: ck.note(&new).encode(),
-    };
-    let tmp = state_path.with_extension("tmp");
-    write_file(&tmp, &serde_json::to_string_pretty(&state)?, false)?;
-    std::fs::rename(&tmp, state_path).with_context(|| state_path.display().to_string())?;
-    // The rename is durable only once the directory is.
-    let dir = match state_path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("{}: syncing the directory", dir.display()))?;
+    save_state(state_path, cluster, &ck, &new)?;
     let mut kept = 0;
     let mut answers = Vec::new();
     for r in 0..client.replicas() {
@@ -207,4 +135,107 @@ pub async fn cosign_once(
         return Err(Failed("no replica kept the cosignature".to_string()).into());
     }
     Ok(EXIT_OK)
+}
+
+/// The head this witness cosigned last, from its state file (none yet if
+/// there is no file).
+fn load_state(
+    state_path: &Path,
+    cluster: &Cluster,
+    ck: &ClusterKey<'_>,
+) -> anyhow::Result<Option<SignedTreeHead>> {
+    match std::fs::read_to_string(state_path) {
+        Ok(text) => {
+            let state: WitnessState = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a witness state", state_path.display()))?;
+            if state.origin != cluster.notes.origin {
+                bail!(
+                    "{}: the state of another log ({})",
+                    state_path.display(),
+                    state.origin
+                );
+            }
+            let note = Note::parse(state.checkpoint.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
+            Ok(Some(ck.open(&note).map_err(|e| {
+                anyhow::anyhow!("{}: {e}", state_path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| state_path.display().to_string()),
+    }
+}
+
+/// The cluster's largest checkpoint, which every replica must show as one
+/// view of the log.
+async fn one_view(client: &Client, cluster: &Cluster) -> anyhow::Result<SignedTreeHead> {
+    let m = merged_checkpoint(client, cluster, 0, None)
+        .await
+        .map_err(Failed)?;
+    if !m.split_views.is_empty() {
+        for e in &m.split_views {
+            eprintln!("SPLIT VIEW evidence:\n{e}");
+        }
+        return Err(Failed(
+            "the replicas show two views of the log (evidence above): not cosigned".to_string(),
+        )
+        .into());
+    }
+    Ok(m.head)
+}
+
+/// Some replica proves `new` consistent with the `old` head this witness
+/// cosigned.
+async fn prove_extends(
+    client: &Client,
+    old: &SignedTreeHead,
+    new: &SignedTreeHead,
+) -> anyhow::Result<()> {
+    if new.head.tree_size < old.head.tree_size {
+        return Err(Failed(format!(
+            "the cluster's largest checkpoint (size {}) is smaller than the one this witness cosigned (size {}): not cosigned",
+            new.head.tree_size, old.head.tree_size
+        ))
+        .into());
+    }
+    let mut why = Vec::new();
+    for r in 0..client.replicas() {
+        match client.consistency(r, old, new).await {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(format!("replica {r}: {e}")),
+        }
+    }
+    Err(Failed(format!(
+        "no replica proved size {} consistent with the cosigned size {}: not cosigned ({})",
+        new.head.tree_size,
+        old.head.tree_size,
+        why.join("; ")
+    ))
+    .into())
+}
+
+/// Writes the witness state durably: a temporary file renamed over the
+/// state, then the directory synced.
+fn save_state(
+    state_path: &Path,
+    cluster: &Cluster,
+    ck: &ClusterKey<'_>,
+    new: &SignedTreeHead,
+) -> anyhow::Result<()> {
+    let state = WitnessState {
+        origin: cluster.notes.origin.clone(),
+        checkpoint: ck.note(new).encode(),
+    };
+    let tmp = state_path.with_extension("tmp");
+    write_file(&tmp, &serde_json::to_string_pretty(&state)?, false)?;
+    std::fs::rename(&tmp, state_path).with_context(|| state_path.display().to_string())?;
+    // The rename is durable only once the directory is.
+    let dir = match state_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("{}: syncing the directory", dir.display()))?;
+    Ok(())
 }

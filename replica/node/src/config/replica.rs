@@ -29,69 +29,8 @@ impl ReplicaFile {
         cluster: Cluster,
     ) -> Result<NodeConfig, ConfigError> {
         let id = ReplicaId(self.id);
-        let Some(slot) = cluster.replicas.get(id.index()) else {
-            return Err(invalid(
-                path,
-                format!(
-                    "id {} is not in the cluster of {}",
-                    self.id, cluster.params.n
-                ),
-            ));
-        };
-        let Some(me) = slot.clone() else {
-            return Err(invalid(
-                path,
-                format!(
-                    "replica {} is absent in cluster.toml (absent = true): it has no share and cannot run",
-                    self.id
-                ),
-            ));
-        };
-        let current = share_crypto(
-            path,
-            "secret_share",
-            &self.secret_share,
-            id,
-            &cluster.public,
-        )?;
-        let crypto: Arc<dyn ThresholdCrypto> = match (cluster.previous.split_last(), &self.previous_share) {
-            (None, None) => Arc::new(current),
-            (None, Some(_)) => {
-                return Err(invalid(
-                    path,
-                    "previous_share is set but cluster.toml has no [refresh]: use the cluster.toml of the refresh",
-                ))
-            }
-            (Some(((switch, public), earlier)), previous) => {
-                let previous: Arc<dyn ThresholdCrypto> = match previous {
-                    Some(p) => Arc::new(share_crypto(path, "previous_share", p, id, public)?),
-                    // Deleted after the switch: nothing before it is signed.
-                    None => Arc::new(BlsCrypto::verifier(public.clone())),
-                };
-                // The epochs before the last switch are verify-only: a
-                // refresh needs the previous share pruned first, so no
-                // replica holds a share of them. Nested, oldest innermost,
-                // each switching at the wave that ends the epoch before,
-                // so that `for_wave` finds every wave's keys.
-                let mut epochs: Vec<(Wave, Arc<dyn ThresholdCrypto>)> = earlier
-                    .iter()
-                    .map(|(w, keys)| {
-                        (*w, Arc::new(BlsCrypto::verifier(keys.clone())) as Arc<dyn ThresholdCrypto>)
-                    })
-                    .collect();
-                epochs.push((*switch, previous));
-                epochs.push((Wave(u64::MAX), Arc::new(current)));
-                let mut iter = epochs.into_iter();
-                let Some((mut end, mut crypto)) = iter.next() else {
-                    return Err(invalid(path, "refresh: no epochs"));
-                };
-                for (next_end, next) in iter {
-                    crypto = Arc::new(RefreshedCrypto::new(crypto, next, end));
-                    end = next_end;
-                }
-                crypto
-            }
-        };
+        let me = self.endpoint(path, &cluster)?;
+        let crypto = self.threshold_crypto(path, &cluster, id)?;
         let identity = Identity::new(me.certificate.clone(), &self.tls_key).map_err(|e| {
             invalid(
                 path,
@@ -126,6 +65,99 @@ impl ReplicaFile {
             cluster,
         })
     }
+
+    /// This replica's entry in the cluster, which must be there and not
+    /// absent.
+    fn endpoint(&self, path: &Path, cluster: &Cluster) -> Result<ReplicaEndpoint, ConfigError> {
+        let Some(slot) = cluster.replicas.get(ReplicaId(self.id).index()) else {
+            return Err(invalid(
+                path,
+                format!(
+                    "id {} is not in the cluster of {}",
+                    self.id, cluster.params.n
+                ),
+            ));
+        };
+        let Some(me) = slot.clone() else {
+            return Err(invalid(
+                path,
+                format!(
+                    "replica {} is absent in cluster.toml (absent = true): it has no share and cannot run",
+                    self.id
+                ),
+            ));
+        };
+        Ok(me)
+    }
+
+    /// The threshold keys from `secret_share`, and after a refresh from
+    /// `previous_share` and the earlier epochs' public keys too.
+    fn threshold_crypto(
+        &self,
+        path: &Path,
+        cluster: &Cluster,
+        id: ReplicaId,
+    ) -> Result<Arc<dyn ThresholdCrypto>, ConfigError> {
+        let current = share_crypto(
+            path,
+            "secret_share",
+            &self.secret_share,
+            id,
+            &cluster.public,
+        )?;
+        match (cluster.previous.split_last(), &self.previous_share) {
+            (None, None) => Ok(Arc::new(current)),
+            (None, Some(_)) => Err(invalid(
+                path,
+                "previous_share is set but cluster.toml has no [refresh]: use the cluster.toml of the refresh",
+            )),
+            (Some(((switch, public), earlier)), previous) => {
+                let previous: Arc<dyn ThresholdCrypto> = match previous {
+                    Some(p) => Arc::new(share_crypto(path, "previous_share", p, id, public)?),
+                    // Deleted after the switch: nothing before it is signed.
+                    None => Arc::new(BlsCrypto::verifier(public.clone())),
+                };
+                let mut epochs = verify_only_epochs(earlier);
+                epochs.push((*switch, previous));
+                epochs.push((Wave(u64::MAX), Arc::new(current)));
+                nest_epochs(path, epochs)
+            }
+        }
+    }
+}
+
+/// The epochs before the last switch, verify-only.
+fn verify_only_epochs(
+    earlier: &[(Wave, Arc<PublicKeys>)],
+) -> Vec<(Wave, Arc<dyn ThresholdCrypto>)> {
+    // A refresh needs the previous share pruned first, so no replica holds
+    // a share of them.
+    earlier
+        .iter()
+        .map(|(w, keys)| {
+            (
+                *w,
+                Arc::new(BlsCrypto::verifier(keys.clone())) as Arc<dyn ThresholdCrypto>,
+            )
+        })
+        .collect()
+}
+
+/// The epochs' keys nested, oldest innermost, each switching at the wave
+/// that ends the epoch before, so that `for_wave` finds every wave's keys.
+fn nest_epochs(
+    path: &Path,
+    epochs: Vec<(Wave, Arc<dyn ThresholdCrypto>)>,
+) -> Result<Arc<dyn ThresholdCrypto>, ConfigError> {
+    let mut iter = epochs.into_iter();
+    let Some((mut end, mut crypto)) = iter.next() else {
+        return Err(invalid(path, "refresh: no epochs"));
+    };
+    for (next_end, next) in iter {
+        crypto = Arc::new(RefreshedCrypto::new(crypto, next, end));
+        end = next_end;
+    }
+    Ok(crypto)
 }
 
 impl ReplicaFile {

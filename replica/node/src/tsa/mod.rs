@@ -310,38 +310,127 @@ async fn gather(
     let public = state.cluster.authority.public().clone();
     let body =
         Arc::new(share::request_body(state, request_der, &receipt.to_binary()).map_err(not_now)?);
-    let mut tasks = tokio::task::JoinSet::new();
-    {
-        let share = state.node.share.clone();
-        let message = prepared.message.clone();
-        let signing = state.signing.clone();
-        let id = state.id;
-        tasks.spawn(async move {
-            let _permit = signing.acquire_owned().await.map_err(|e| e.to_string())?;
-            let signed =
-                tokio::task::spawn_blocking(move || share.sign(&message, &mut rand::rngs::OsRng))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string());
-            signed.map(|s| (id, s))
-        });
-        state.metrics.tsa_shares_signed.inc();
-    }
+    let mut g = Gathering {
+        state,
+        body,
+        tasks: tokio::task::JoinSet::new(),
+        peers: peer_order(state, receipt.leaf_index),
+        held: Vec::new(),
+        proven: std::collections::BTreeSet::new(),
+        failures: Vec::new(),
+    };
+    sign_own_share(state, prepared, &mut g.tasks);
     // Ask f peers first (with this replica's share, f + 1), starting at a
     // peer that moves with the serial number so the load spreads; one more
     // peer for each failure, bad share or hedge interval without enough.
+    g.ask_more(public.threshold.saturating_sub(1));
+    let k = public.threshold;
+    loop {
+        let joined = tokio::select! {
+            joined = g.tasks.join_next() => match joined {
+                Some(j) => j,
+                None => {
+                    // Everyone asked so far answered or failed: ask another.
+                    if g.ask_more(1) {
+                        continue;
+                    }
+                    break;
+                }
+            },
+            _ = tokio::time::sleep(SHARE_HEDGE) => {
+                g.ask_more(1);
+                continue;
+            }
+        };
+        g.take_answer(joined);
+        if g.held.len() + g.tasks.len() < k {
+            g.ask_more(1);
+        }
+        if g.held.len() < k {
+            continue;
+        }
+        let refs: Vec<&SignatureShare> = g.held.iter().take(k).collect();
+        if let Ok(Some(y)) = public.combine(&prepared.message, &refs) {
+            g.tasks.abort_all();
+            return Ok(y);
+        }
+        g.drop_bad_shares(&public, prepared).await?;
+        g.ask_more(k.saturating_sub(g.held.len() + g.tasks.len()));
+    }
+    Err(not_now(format!(
+        "{} valid signature shares of {k} needed ({})",
+        g.held.len(),
+        g.failures.join("; ")
+    )))
+}
+
+/// The share computations and requests in flight: who answered, with what.
+type ShareTasks = tokio::task::JoinSet<Result<(usize, SignatureShare), String>>;
+
+/// Signs this replica's own share on the blocking pool, within the signing
+/// limit.
+fn sign_own_share(state: &State, prepared: &Prepared, tasks: &mut ShareTasks) {
+    let share = state.node.share.clone();
+    let message = prepared.message.clone();
+    let signing = state.signing.clone();
+    let id = state.id;
+    tasks.spawn(async move {
+        let _permit = signing.acquire_owned().await.map_err(|e| e.to_string())?;
+        let signed =
+            tokio::task::spawn_blocking(move || share.sign(&message, &mut rand::rngs::OsRng))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string());
+        signed.map(|s| (id, s))
+    });
+    state.metrics.tsa_shares_signed.inc();
+}
+
+/// The peers to ask, in order: every other replica, starting at one that
+/// moves with the serial number.
+fn peer_order(state: &State, leaf_index: u64) -> std::vec::IntoIter<usize> {
     let n = state.cluster.addresses.len();
-    let offset = (receipt.leaf_index % n as u64) as usize;
-    let mut peers = (0..n)
+    let offset = (leaf_index % n as u64) as usize;
+    (0..n)
         .map(|k| (state.id + 1 + offset + k) % n)
         .filter(|j| *j != state.id)
         .collect::<Vec<_>>()
-        .into_iter();
-    let ask = |tasks: &mut tokio::task::JoinSet<Result<(usize, SignatureShare), String>>,
-               j: usize| {
-        let address = state.cluster.addresses[j].clone();
-        let body = body.clone();
-        tasks.spawn(async move {
+        .into_iter()
+}
+
+/// One token's gathering of signature shares.
+struct Gathering<'a> {
+    /// The replica's state.
+    state: &'a State,
+    /// The share request every peer is sent.
+    body: Arc<Vec<u8>>,
+    /// The shares asked for and not yet answered.
+    tasks: ShareTasks,
+    /// The peers not yet asked, in order.
+    peers: std::vec::IntoIter<usize>,
+    /// Shares answered and not known to be bad.
+    held: Vec<SignatureShare>,
+    /// The replicas whose held share's proof was checked and holds.
+    proven: std::collections::BTreeSet<usize>,
+    /// Why shares were missing or bad, for the rejection.
+    failures: Vec<String>,
+}
+
+impl Gathering<'_> {
+    /// Asks up to `count` more peers for their shares; whether any was asked.
+    fn ask_more(&mut self, count: usize) -> bool {
+        let next: Vec<usize> = self.peers.by_ref().take(count).collect();
+        for &j in &next {
+            self.ask(j);
+        }
+        !next.is_empty()
+    }
+
+    /// Asks peer `j` for its share.
+    fn ask(&mut self, j: usize) {
+        let address = self.state.cluster.addresses[j].clone();
+        let body = self.body.clone();
+        self.tasks.spawn(async move {
             let addr = crate::address::resolve_address(&address)?;
             let (status, answer) = http::post(
                 addr,
@@ -362,39 +451,19 @@ async fn gather(
                 .map(|s| (j, s))
                 .map_err(|e| format!("replica {j}: {e}"))
         });
-    };
-    for j in peers.by_ref().take(public.threshold.saturating_sub(1)) {
-        ask(&mut tasks, j);
     }
-    let k = public.threshold;
-    let mut held: Vec<SignatureShare> = Vec::new();
-    let mut proven = std::collections::BTreeSet::new();
-    let mut failures: Vec<String> = Vec::new();
-    loop {
-        let joined = tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(j) => j,
-                None => match peers.next() {
-                    // Everyone asked so far answered or failed: ask another.
-                    Some(j) => {
-                        ask(&mut tasks, j);
-                        continue;
-                    }
-                    None => break,
-                },
-            },
-            _ = tokio::time::sleep(SHARE_HEDGE) => {
-                if let Some(j) = peers.next() {
-                    ask(&mut tasks, j);
-                }
-                continue;
-            }
-        };
+
+    /// Holds an answered share, or records why there is none.
+    fn take_answer(
+        &mut self,
+        joined: Result<Result<(usize, SignatureShare), String>, tokio::task::JoinError>,
+    ) {
         match joined {
-            Ok(Ok((j, share))) if share.replica == j => held.push(share),
+            Ok(Ok((j, share))) if share.replica == j => self.held.push(share),
             Ok(Ok((j, share))) => {
-                failures.push(format!("replica {j} answered as replica {}", share.replica));
-                state
+                self.failures
+                    .push(format!("replica {j} answered as replica {}", share.replica));
+                self.state
                     .metrics
                     .tsa_share_faults
                     .get_or_create(&PeerLabel {
@@ -402,29 +471,26 @@ async fn gather(
                     })
                     .inc();
             }
-            Ok(Err(e)) => failures.push(e),
-            Err(e) => failures.push(e.to_string()),
+            Ok(Err(e)) => self.failures.push(e),
+            Err(e) => self.failures.push(e.to_string()),
         }
-        if held.len() + tasks.len() < k {
-            if let Some(j) = peers.next() {
-                ask(&mut tasks, j);
-            }
-        }
-        if held.len() < k {
-            continue;
-        }
-        let refs: Vec<&SignatureShare> = held.iter().take(k).collect();
-        if let Ok(Some(y)) = public.combine(&prepared.message, &refs) {
-            tasks.abort_all();
-            return Ok(y);
-        }
-        // Some share is wrong: the proofs say which (each share's once).
+    }
+
+    /// Some held share is wrong: checks the proofs of those not checked
+    /// yet and drops (and counts) the bad ones.
+    async fn drop_bad_shares(
+        &mut self,
+        public: &Arc<belfry_tsa::PublicKey>,
+        prepared: &Prepared,
+    ) -> Result<(), Rejection> {
+        // The proofs say which (each share's once).
         let message = prepared.message.clone();
         let checked = public.clone();
-        let (known, unproven): (Vec<_>, Vec<_>) = std::mem::take(&mut held)
+        let (known, unproven): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|s| proven.contains(&s.replica));
-        let _permit = state
+            .partition(|s| self.proven.contains(&s.replica));
+        let _permit = self
+            .state
             .signing
             .clone()
             .acquire_owned()
@@ -437,32 +503,23 @@ async fn gather(
         })
         .await
         .map_err(|e| not_now(e.to_string()))?;
-        proven.extend(good.iter().map(|s| s.replica));
+        self.proven.extend(good.iter().map(|s| s.replica));
         for s in bad {
             tracing::warn!(
                 peer = s.replica,
                 "RFC 3161: a signature share whose proof fails; dropped"
             );
-            state
+            self.state
                 .metrics
                 .tsa_share_faults
                 .get_or_create(&PeerLabel {
                     peer: s.replica.to_string(),
                 })
                 .inc();
-            failures.push(format!("replica {}: invalid signature share", s.replica));
+            self.failures
+                .push(format!("replica {}: invalid signature share", s.replica));
         }
-        held = known.into_iter().chain(good).collect();
-        for j in peers
-            .by_ref()
-            .take(k.saturating_sub(held.len() + tasks.len()))
-        {
-            ask(&mut tasks, j);
-        }
+        self.held = known.into_iter().chain(good).collect();
+        Ok(())
     }
-    Err(not_now(format!(
-        "{} valid signature shares of {k} needed ({})",
-        held.len(),
-        failures.join("; ")
-    )))
 }
