@@ -264,7 +264,6 @@ fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {
     Ok(ports)
 }
 
-/// Runs one chaos run in `dir` and checks it.
 /// `belfry keygen` for `n` replicas on free loopback ports in `dir`, and
 /// every `belfry node` started (their logs in `dir`).
 pub(crate) fn start_cluster(
