@@ -14,7 +14,7 @@
 //! - `OwnChain` (`create.rs`): this replica's own vertices — their round,
 //!   clock and `prev` link, the reports queued for them, the weak edges
 //!   still to take, and the pace at which they are made.
-//! - `Commit` (`order.rs`): the coin, the commit rule and the ordering
+//! - `Commit` (`commit.rs`): the coin, the commit rule and the ordering
 //!   state (decided wave, last leader, ordered references); `install.rs`
 //!   installs what catch-up verified through it.
 //! - `LossRecovery` (`recovery.rs`): round and slot times, the stall
@@ -46,7 +46,7 @@ mod buffer;
 mod counters;
 mod create;
 mod install;
-mod order;
+mod commit;
 mod rbc;
 mod recovery;
 mod rejoin;
@@ -56,7 +56,7 @@ mod window;
 use buffer::Buffer;
 pub use counters::{payload_len, Counters, MemoryUse, ResendCause, Served};
 use create::OwnChain;
-use order::Commit;
+use commit::Commit;
 use rbc::Rbc;
 use recovery::LossRecovery;
 use rejoin::Rejoin;
