@@ -144,7 +144,13 @@ impl Sim {
     fn schedule_partition(&mut self, victim: usize) {
         // Cut off twice: 150 ms (it catches up within gc_depth, by the
         // committed leaders) and 600 ms (beyond it, by a snapshot).
-        for (part, ms) in [(5, 150), (2, 600)] {
+        self.schedule_cuts(victim, &[(5, 150), (2, 600)]);
+    }
+
+    /// Cuts `victim` off, for each `(part, ms)`, at `duration / part` from
+    /// now for `ms` milliseconds.
+    fn schedule_cuts(&mut self, victim: usize, cuts: &[(u64, u64)]) {
+        for &(part, ms) in cuts {
             let at = self
                 .world
                 .now
@@ -198,18 +204,7 @@ impl Sim {
             // replica twice — 150 ms (it then catches up within gc_depth,
             // FetchLeaders) and 400 ms (beyond it, FetchState) — and the
             // replica asks the adversary too.
-            let victim = honest[0];
-            for (part, ms) in [(4, 150), (2, 400)] {
-                let at = self
-                    .world
-                    .now
-                    .saturating_add(Micros(self.cfg.duration.0 / part));
-                self.world.later(at, SimEvent::Cut(victim));
-                self.world.later(
-                    at.saturating_add(Micros::from_millis(ms)),
-                    SimEvent::Heal(victim),
-                );
-            }
+            self.schedule_cuts(honest[0], &[(4, 150), (2, 400)]);
             self.mark("catch-up attack isolated an honest replica");
         }
         if self.adversary.byz.contains(&Some(Strategy::NearestHead)) && honest.len() > 1 {
@@ -217,15 +212,7 @@ impl Sim {
             // newer than the heads just past the victim's log.
             let victim = honest[0];
             self.adversary.nearest_victim = Some(victim);
-            let at = self
-                .world
-                .now
-                .saturating_add(Micros(self.cfg.duration.0 / 4));
-            self.world.later(at, SimEvent::Cut(victim));
-            self.world.later(
-                at.saturating_add(Micros::from_millis(1_500)),
-                SimEvent::Heal(victim),
-            );
+            self.schedule_cuts(victim, &[(4, 1_500)]);
             self.mark("nearest-head attack isolated an honest replica");
         }
     }

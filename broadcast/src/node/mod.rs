@@ -43,10 +43,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 mod buffer;
+mod commit;
 mod counters;
 mod create;
 mod install;
-mod commit;
 mod rbc;
 mod recovery;
 mod rejoin;
@@ -54,9 +54,9 @@ mod restore;
 mod window;
 
 use buffer::Buffer;
+use commit::Commit;
 pub use counters::{payload_len, Counters, MemoryUse, ResendCause, Served};
 use create::OwnChain;
-use commit::Commit;
 use rbc::Rbc;
 use recovery::LossRecovery;
 use rejoin::Rejoin;
