@@ -243,6 +243,10 @@ fn summary(r: &belfry_sim::Report) {
         m.m5_biased.epsilon, m.m5_biased.chi2, m.m5_biased.races, m.m5_three.chi2, m.m5_three.races,
         m.m6_outside_honest_range, m.m6_mean_shift, m.m7_held_back_share
     );
+    println!(
+        "late digests {} · M1 over pairs with a late digest: {} of {}",
+        m.late_digests, m.m1_late_inversions, m.m1_late_pairs
+    );
     if let Some(res) = m.m1_resolution_ms {
         println!("M1Δ: effective resolution {res} ms (zero inversions in true time beyond it)");
     }
@@ -335,6 +339,7 @@ fn run() -> anyhow::Result<i32> {
                 let r = belfry_sim::run(&c).map_err(anyhow::Error::msg)?;
                 if !r.violations.is_empty()
                     || r.metrics.m1_inversions > 0
+                    || r.metrics.m1_late_inversions > 0
                     || r.metrics.m6_outside_honest_range > 0
                 {
                     summary(&r);

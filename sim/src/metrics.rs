@@ -38,6 +38,14 @@ pub struct Metrics {
     pub m1_inversions: u64,
     /// M1: clearly-ordered pairs checked.
     pub m1_pairs: u64,
+    /// Digest entries logged late (docs/design.md §3.5: finalized
+    /// `late_waves` waves after their first committed report).
+    pub late_digests: u64,
+    /// M1 over the pairs with at least one late digest: clearly-ordered
+    /// pairs logged the other way round (must be 0, as for M1).
+    pub m1_late_inversions: u64,
+    /// M1 over late digests: clearly-ordered pairs checked.
+    pub m1_late_pairs: u64,
     /// M4: normalized Kendall-tau distance between the log order and the
     /// order of the honest replicas' median first-receipt times.
     pub m4_kendall_tau: f64,
@@ -106,7 +114,7 @@ fn honest_range(x: &Inputs<'_>, d: &[u8; 32], r: &[u64]) -> (u64, u64) {
     }
 }
 
-/// A non-late digest entry of the log: its digest, log index and key.
+/// A digest entry of the log: its digest, log index and key.
 type Logged = ([u8; 32], u64, u64);
 
 /// Computes every metric.
@@ -121,6 +129,13 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
     let sample: Vec<&Logged> = digests.iter().step_by(step).collect();
 
     (m.m1_pairs, m.m1_inversions) = m1_policy_inversions(x, &digests, bucket);
+    // M1 again over every digest, late ones included: the difference is
+    // the pairs with a late digest in them.
+    let all = logged_digests(x.canonical, true);
+    m.late_digests = (all.len() - digests.len()) as u64;
+    let (all_pairs, all_inversions) = m1_policy_inversions(x, &all, bucket);
+    m.m1_late_pairs = all_pairs.saturating_sub(m.m1_pairs);
+    m.m1_late_inversions = all_inversions.saturating_sub(m.m1_inversions);
     m.m4_kendall_tau = m4_kendall_tau(x, &sample);
     m.m1_delta = m1_delta_curve(x, &digests);
     m.m1_resolution_ms = m
@@ -142,11 +157,16 @@ pub fn compute(x: &Inputs<'_>) -> Metrics {
 
 /// Non-late digest entries in log order.
 fn non_late_digests(canonical: &[Entry]) -> Vec<Logged> {
+    logged_digests(canonical, false)
+}
+
+/// Digest entries in log order, late ones only `with_late`.
+fn logged_digests(canonical: &[Entry], with_late: bool) -> Vec<Logged> {
     canonical
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match e {
-            Entry::Digest(d) if !d.late => Some((d.digest, i as u64, d.key)),
+            Entry::Digest(d) if with_late || !d.late => Some((d.digest, i as u64, d.key)),
             _ => None,
         })
         .collect()

@@ -25,6 +25,7 @@ fn assert_clean(c: &SimConfig) -> belfry_sim::Report {
         r.violations
     );
     assert_eq!(r.metrics.m1_inversions, 0, "{}", c.replay_command());
+    assert_eq!(r.metrics.m1_late_inversions, 0, "{}", c.replay_command());
     assert_eq!(
         r.metrics.m6_outside_honest_range,
         0,
@@ -240,6 +241,9 @@ fn the_same_seed_gives_the_same_trace_across_two_processes() {
         for k in [
             "m1_inversions",
             "m1_pairs",
+            "late_digests",
+            "m1_late_inversions",
+            "m1_late_pairs",
             "m4_kendall_tau",
             "m5",
             "m5_biased",
@@ -840,4 +844,19 @@ fn each_detectable_strategy_is_blamed_on_its_replica_and_no_honest_replica_is_bl
             assert!(labels.contains_key(expected), "{s}: {labels:?}");
         }
     }
+}
+
+/// Late digests on demand (#24 §4): a censoring replica withholds its
+/// reports while an honest replica is paused, so digests go late; M1 over
+/// every pair with a late digest in it stays 0, and the run counts them.
+#[test]
+fn late_digests_are_counted_and_keep_m1() {
+    let mut c = short(4, 3);
+    c.faulty = 1;
+    c.strategies = vec![Strategy::Censor];
+    c.pause = true;
+    let r = assert_clean(&c);
+    assert!(r.metrics.late_digests > 0, "{}", c.replay_command());
+    assert!(r.metrics.m1_late_pairs > 0, "{}", c.replay_command());
+    assert_eq!(r.metrics.m1_late_inversions, 0);
 }
