@@ -164,3 +164,125 @@ fn replay_leaders(page_bytes: usize) {
         .iter()
         .all(|f| !matches!(f, belfry_replica::CoreFault::CatchUp { .. })));
 }
+
+/// A wiped replica rejoins a log many pages long while its catch-up holds at
+/// most a few pages in memory: verified pages are appended to its log as they
+/// arrive (streamed) and the state after them is installed at the end. It is
+/// crashed after every page that reached its log — the unsynced turn lost or
+/// torn, alternately — and each time comes back with its log ahead of its
+/// ordering state, logs nothing of its own meanwhile, and goes on from where
+/// its log ends. In memory and on files (journal and redb log store).
+#[test]
+fn a_wiped_replica_streams_a_long_catch_up_through_a_crash_after_every_page() {
+    stream_with_crashes(None);
+}
+
+/// The same on files: the journal and the redb log store, each crash
+/// leaving what reached the disk.
+#[test]
+fn a_streamed_catch_up_on_files_survives_a_crash_after_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    stream_with_crashes(Some(dir.path()));
+}
+
+fn stream_with_crashes(files: Option<&std::path::Path>) {
+    use belfry_replica::journal::CrashMode;
+    const PAGE: usize = 16;
+    const BUFFER: u64 = 40;
+    let (mut c, _) = LocalCluster::with_bls_tuned(4, Policy::Lamport, GENESIS, 23, |cfg| {
+        cfg.catchup_log_page = PAGE;
+        cfg.catchup_buffer_entries = BUFFER;
+    })
+    .unwrap();
+    let away = 3;
+    c.wipe(away).unwrap();
+    // The others log a few hundred digests without it.
+    let during = digests("stream test", 0, 600);
+    for chunk in during.chunks(30) {
+        c.request_all(1, &ClientRequest::Submit(chunk.to_vec()));
+        c.run_until(c.now().saturating_add(Micros::from_millis(20)), |_| false);
+    }
+    // Far past the GC depth: the replica cannot order the log from the
+    // DAG, it must fetch it.
+    let gc = 50;
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
+        c.stamped(0, &during) && c.core(0).unwrap().node().round().0 > 2 * gc + 40
+    });
+    assert!(c.stamped(0, &during));
+    let target = c.core(0).unwrap().signed_size();
+    assert!(
+        target > 20 * PAGE as u64,
+        "a log of {target} entries is too short"
+    );
+    c.restart(away).unwrap();
+    if let Some(dir) = files {
+        c.move_to_files(away, dir).unwrap();
+    }
+    let mut crashes = 0u64;
+    let mut restarted_ahead = 0u64;
+    let mut last_len = 0;
+    let give_up = c.now().saturating_add(Micros::from_secs(300));
+    loop {
+        c.run_until(c.now().saturating_add(Micros::from_secs(5)), |c| {
+            c.core(away).is_some_and(|x| x.log_len() != last_len)
+        });
+        // Let the turn that appended reach the journal.
+        c.run_until(c.now().saturating_add(Micros::from_millis(1)), |_| false);
+        let core = c.core(away).unwrap();
+        assert!(
+            core.catchup_buffered_peak() <= BUFFER + PAGE as u64,
+            "held {} entries in memory",
+            core.catchup_buffered_peak()
+        );
+        last_len = core.log_len();
+        if !core.log_ahead() && last_len >= target {
+            break;
+        }
+        assert!(c.now() < give_up, "stuck at {last_len} of {target} entries");
+        if !core.log_ahead() {
+            continue;
+        }
+        assert_eq!(
+            core.batches_behind_log(),
+            0,
+            "nothing of its own ordering is logged while it is behind"
+        );
+        let mode = if crashes % 2 == 0 {
+            CrashMode::LoseUnsynced
+        } else {
+            CrashMode::Torn { survive: 0 }
+        };
+        c.world.crash(away, mode);
+        crashes += 1;
+        c.restart(away).unwrap();
+        let core = c.core(away).unwrap();
+        restarted_ahead += u64::from(core.log_ahead());
+        last_len = core.log_len();
+    }
+    assert!(
+        crashes >= 10 && restarted_ahead >= 10,
+        "{crashes} crashes, {restarted_ahead} restarts with the log ahead"
+    );
+    // It takes part again: new digests are logged by all four.
+    let after = digests("stream test", 600, 100);
+    c.request_all(1, &ClientRequest::Submit(after.clone()));
+    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
+        (0..4).all(|i| c.stamped(i, &after))
+    });
+    for i in 0..4 {
+        assert!(
+            c.stamped(i, &after),
+            "replica {i} did not log the new digests"
+        );
+    }
+    c.check_agreement().unwrap();
+    let anchor = c.anchor();
+    let core = c.core(away).unwrap();
+    for d in during.iter().step_by(37).chain(after.iter().step_by(37)) {
+        verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
+    }
+    assert!(c.faults[away].iter().all(|f| !matches!(
+        f,
+        belfry_replica::CoreFault::HeadShare { .. } | belfry_replica::CoreFault::CatchUp { .. }
+    )));
+}

@@ -20,6 +20,19 @@
 //!   checkpoint after the range's last Tick (`FetchState`), checked against
 //!   that Tick's `state_root`, and installs them with the entries.
 //!
+//! # Any length, in bounded memory
+//!
+//! While more than [`ReplicaConfig::catchup_buffer_entries`] entries lie
+//! between a verified page and the target, the page and what was held
+//! before it are appended to the log at once (`stream_if_far`): verified
+//! entries are final. The log is then ahead of the ordering state
+//! ([`ReplicaCore::log_ahead`]) until a state is installed: the replica's
+//! own ordering appends nothing meanwhile, a catch-up runs from the log's
+//! end whether or not the replica lags (also after a restart, which derives
+//! `log_ahead` from the log and the sequencer state), and the range is
+//! installed by a state — one not older than what the replica's own
+//! ordering decided meanwhile.
+//!
 //! # Liveness against Byzantine peers
 //!
 //! Answers are verified, so one honest peer that holds the data is enough.
@@ -63,13 +76,14 @@ pub const CATCHUP_TIMEOUT_MIN: Micros = Micros::from_millis(50);
 /// See [`CATCHUP_TIMEOUT_MIN`].
 pub const CATCHUP_TIMEOUT_MAX: Micros = Micros::from_secs(2);
 
-/// Most log entries one catch-up buffers before it installs them (≈ 1 GiB
-/// of entries in memory at the very most). A replica further behind —
-/// including a new or wiped one joining a cluster whose log is longer —
-/// cannot catch up yet: that needs the verified range streamed into the
-/// log store rather than held in memory (counted in
-/// `ReplicaCore::catchups_too_far`).
-pub const MAX_CATCHUP_ENTRIES: u64 = 1 << 22;
+/// Most verified log entries a catch-up holds in memory by default
+/// ([`ReplicaConfig::catchup_buffer_entries`]). While more than this lies
+/// between a verified page and the range's target, the page — and what was
+/// held before it — is appended to the log at once (*streamed*); only the
+/// last stretch before the target is held, to be installed with a state or
+/// checked against a replay. A catch-up of any length therefore holds at
+/// most this many entries and one page (≈ 8 MiB at the default).
+pub const CATCHUP_BUFFER_ENTRIES: u64 = 1 << 16;
 
 /// A catch-up without progress for this long starts over.
 pub const CATCHUP_GIVE_UP: Micros = Micros::from_secs(10);
@@ -91,10 +105,46 @@ impl ReplicaCore {
         self.catchup.timeouts
     }
 
-    /// Catch-ups given up because the range exceeded
-    /// [`MAX_CATCHUP_ENTRIES`].
-    pub fn catchups_too_far(&self) -> u64 {
-        self.catchup.too_far
+    /// Verified entries a catch-up appended to the log before installing
+    /// a state (streamed; see [`CATCHUP_BUFFER_ENTRIES`]).
+    pub fn catchup_streamed(&self) -> u64 {
+        self.catchup.streamed
+    }
+
+    /// The most verified entries a catch-up held in memory at once.
+    pub fn catchup_buffered_peak(&self) -> u64 {
+        self.catchup.buffered_peak
+    }
+
+    /// Batches the replica's own ordering committed while its log was
+    /// ahead of its ordering state, and that were therefore not logged
+    /// (the log already holds, or will hold, what they produce).
+    pub fn batches_behind_log(&self) -> u64 {
+        self.catchup.behind_log
+    }
+
+    /// Whether the log holds verified entries that the ordering state has
+    /// not reached: a catch-up streamed them (or a restart came in the
+    /// middle of one) and has not installed the state after them yet.
+    /// Meanwhile the replica's own ordering appends nothing — what it
+    /// orders is in the log already or must come after the streamed range
+    /// — and signs no head; the catch-up goes on until a state is
+    /// installed (docs/storage.md, "The log ahead of the ordering state").
+    pub fn log_ahead(&self) -> bool {
+        self.log_ahead
+    }
+
+    /// Computes [`ReplicaCore::log_ahead`] from the log's last entry and
+    /// the sequencer's last wave: a log that ends inside a batch, or with
+    /// a Tick of a wave the sequencer has not sequenced, is ahead.
+    pub(super) fn compute_log_ahead(&self) -> bool {
+        let Some(last) = self.log.len().checked_sub(1) else {
+            return false;
+        };
+        match self.reads().entry(last) {
+            Some(Entry::Tick(t)) => Wave(t.wave) > self.sequencer.last_wave(),
+            _ => true,
+        }
     }
 
     /// Whether a catch-up is in progress.
@@ -142,6 +192,12 @@ impl ReplicaCore {
         }
     }
 
+    /// Entries per `LogRange` page ([`ReplicaConfig::catchup_log_page`],
+    /// at most [`wire::MAX_LOG_PAGE`]).
+    pub(super) fn log_page(&self) -> usize {
+        self.config.catchup_log_page.clamp(1, wire::MAX_LOG_PAGE)
+    }
+
     /// The node's GC horizon, which a `FetchLeaders` request carries.
     fn floor(&self) -> u64 {
         self.node.dag().horizon().0
@@ -152,7 +208,7 @@ impl ReplicaCore {
     /// overtook or that made no progress for [`CATCHUP_GIVE_UP`].
     pub(super) fn maybe_start_catchup(&mut self, out: &mut CoreStep) {
         match self.catchup.poll(self.log.len(), self.now) {
-            Poll::Idle if self.is_lagging() => self.start_log_fetch(out),
+            Poll::Idle if self.is_lagging() || self.log_ahead => self.start_log_fetch(out),
             Poll::Idle | Poll::Waiting => {}
             Poll::TimedOut => self.on_catchup_timeout(out),
         }
@@ -210,9 +266,11 @@ impl ReplicaCore {
         };
         match self.verify_page(&f, &page) {
             Some((head, frontier)) => {
-                let next =
-                    self.catchup
-                        .accept_page(f, from_peer, page.entries, head, frontier, self.now);
+                let mut f = f;
+                let entries = self.stream_if_far(&mut f, &head, page.entries, out);
+                let next = self
+                    .catchup
+                    .accept_page(f, from_peer, entries, head, frontier, self.now);
                 self.go(next, out);
             }
             None => {
@@ -226,6 +284,41 @@ impl ReplicaCore {
         }
     }
 
+    /// A verified page, and what the fetch held before it, are appended to
+    /// the log at once while more than
+    /// [`ReplicaConfig::catchup_buffer_entries`] entries lie between the
+    /// page's end and the target (`head`, if larger than the old one):
+    /// they are final — consistent with a signed head — so the log may
+    /// hold them before the state that follows them is installed (the
+    /// replica's own ordering then waits; see [`ReplicaCore::log_ahead`]).
+    /// Returns the entries still to be held (none once streamed).
+    fn stream_if_far(
+        &mut self,
+        f: &mut LogFetch,
+        head: &SignedTreeHead,
+        page: Vec<Entry>,
+        out: &mut CoreStep,
+    ) -> Vec<Entry> {
+        let target = f
+            .head
+            .map_or(0, |h| h.head.tree_size)
+            .max(head.head.tree_size);
+        let end = f.from + f.entries.len() as u64 + page.len() as u64;
+        let far = target.saturating_sub(end) > self.config.catchup_buffer_entries;
+        if !far || self.log.len() != f.from {
+            return page;
+        }
+        let held = std::mem::take(&mut f.entries);
+        let streamed = (held.len() + page.len()) as u64;
+        for e in held.into_iter().chain(page) {
+            self.append(e, out);
+        }
+        f.from = self.log.len();
+        self.catchup.streamed += streamed;
+        self.log_ahead = true;
+        Vec::new()
+    }
+
     /// The page's signed head and the tree the page extends the fetched
     /// range to, if the page verifies: its head is signed, it is as long
     /// as a page may be or ends at that head (a short one is withholding),
@@ -234,7 +327,7 @@ impl ReplicaCore {
         let h = page.head.filter(|h| self.head_signed(h))?;
         let entries = &page.entries;
         let end = page.from + entries.len() as u64;
-        let full = entries.len() >= wire::MAX_LOG_PAGE || end == h.head.tree_size;
+        let full = entries.len() >= self.log_page() || end == h.head.tree_size;
         if h.head.tree_size < end || !full {
             return None;
         }

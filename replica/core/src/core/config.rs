@@ -40,6 +40,13 @@ pub struct ReplicaConfig {
     /// Bytes per page of a `State` or `Leaders` answer (at most
     /// [`wire::STATE_PAGE_BYTES`]; smaller in tests, to exercise paging).
     pub catchup_page_bytes: usize,
+    /// Entries per `LogRange` page a replica serves, and expects of a
+    /// page that does not end at its head (at most [`wire::MAX_LOG_PAGE`];
+    /// smaller in tests, to make a long catch-up of a short log).
+    pub catchup_log_page: usize,
+    /// Most verified entries a catch-up holds in memory; see
+    /// [`CATCHUP_BUFFER_ENTRIES`].
+    pub catchup_buffer_entries: u64,
     /// A replica that starts with nothing durable observes until it is past
     /// every round it may have signed in (see
     /// [`belfry_broadcast::Node::observing`]). `false` only in tests that
@@ -91,6 +98,8 @@ impl ReplicaConfig {
             #[cfg(feature = "sim-hooks")]
             never_report: None,
             catchup_page_bytes: wire::STATE_PAGE_BYTES,
+            catchup_log_page: wire::MAX_LOG_PAGE,
+            catchup_buffer_entries: CATCHUP_BUFFER_ENTRIES,
             #[cfg(feature = "sim-hooks")]
             rejoin_as_observer: true,
             checkpoints: CheckpointConfig {

@@ -102,6 +102,14 @@ impl ReplicaCore {
         if batch.wave <= self.sequencer.last_wave() {
             return;
         }
+        // The log holds a streamed catch-up range the ordering state has
+        // not reached: what this batch produces is in that range already,
+        // or belongs after it. Nothing is appended until a state is
+        // installed (which must not be older than this batch's wave).
+        if self.log_ahead {
+            self.catchup.behind_log += 1;
+            return;
+        }
         let reads = Reads {
             log: &*self.log,
             failed: &self.log_failed,

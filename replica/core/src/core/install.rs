@@ -40,7 +40,9 @@ impl ReplicaCore {
         target_from: Option<ReplicaId>,
         out: &mut CoreStep,
     ) {
-        let by = if !self.is_behind() && self.ordering_matches_log() {
+        // A log ahead of the ordering state (a streamed range) is installed
+        // with a state: a replay starts from a state the log committed to.
+        let by = if !self.log_ahead && !self.is_behind() && self.ordering_matches_log() {
             InstallBy::Leaders {
                 from_wave: self.last_tick().map_or(0, |t| t.wave),
             }
@@ -315,6 +317,14 @@ impl ReplicaCore {
             self.request_install(i, out);
             return;
         };
+        if Wave(tick.wave) < self.node.last_decided_wave() {
+            // The replica's own ordering decided later waves while the log
+            // was ahead of it (their batches were not logged): this state
+            // would take its ordering back. Not the peer's fault — ask on,
+            // and in the end fetch on to a newer head.
+            self.request_install(i, out);
+            return;
+        }
         let order_state = checkpoint.commitment();
         let valid = state.last_wave().0 == tick.wave
             && state.order_state() == order_state
@@ -348,6 +358,9 @@ impl ReplicaCore {
             out.push(CoreOutput::Head(i.head));
         }
         self.sequencer = restored;
+        // The log now ends at the state's Tick, or — a streamed range
+        // beyond an older state — is still ahead: the catch-up goes on.
+        self.log_ahead = self.compute_log_ahead();
         self.catchup.installed += 1;
         self.installed_state = true;
         self.server

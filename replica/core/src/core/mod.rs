@@ -74,8 +74,8 @@ mod serve;
 mod step;
 
 pub use catchup::{
-    CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN, DISTRUST_FOR, LAG_ROUNDS,
-    MAX_CATCHUP_ENTRIES, MAX_LEADER_SCAN, PASS_OVER_FOR,
+    CATCHUP_BUFFER_ENTRIES, CATCHUP_GIVE_UP, CATCHUP_TIMEOUT_MAX, CATCHUP_TIMEOUT_MIN,
+    DISTRUST_FOR, LAG_ROUNDS, MAX_LEADER_SCAN, PASS_OVER_FOR,
 };
 use catchup_client::{
     Asks, CatchUp, CatchUpClient, Install, InstallBy, LogFetch, LogPage, Next, PageFor, Pages,
@@ -259,6 +259,12 @@ pub struct ReplicaCore {
     /// Set when a log store read failed (see [`Reads`]): the replica does
     /// nothing more, and its host stops it.
     log_failed: std::sync::OnceLock<LogReadError>,
+    /// The log holds verified entries beyond what the ordering state
+    /// (sequencer and node checkpoint) has reached: a catch-up range
+    /// streamed into the log and not yet installed (see
+    /// [`ReplicaCore::log_ahead`]). Derived from the log and the sequencer
+    /// state, so it is as durable as they are.
+    log_ahead: bool,
 }
 
 /// Recent states kept for catching-up peers.
@@ -320,6 +326,7 @@ impl ReplicaCore {
             observe_on_start: false,
             poisoned: None,
             log_failed: std::sync::OnceLock::new(),
+            log_ahead: false,
         }
     }
 

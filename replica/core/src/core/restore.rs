@@ -81,8 +81,12 @@ impl ReplicaCore {
         // The head of the last Tick, if it was still being signed when the
         // replica stopped: sign it again; the share goes out on `Start` and
         // is re-sent until the head is complete.
+        // A restart in the middle of a streamed catch-up: the log is ahead
+        // of the ordering state, and the catch-up goes on (nothing of the
+        // streamed range is signed here; its heads are the cluster's).
+        core.log_ahead = core.compute_log_ahead();
         let last_tick = core.log.len();
-        if last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
+        if !core.log_ahead && last_tick > core.signed_size() && core.log_has_tick_at(last_tick) {
             if let Some(Entry::Tick(t)) = core.log.entry(last_tick - 1)? {
                 let head = TreeHead {
                     tree_size: last_tick,

@@ -162,7 +162,7 @@ impl ReplicaCore {
             return;
         };
         let size = head.head.tree_size;
-        let end = size.min(from.saturating_add(wire::MAX_LOG_PAGE as u64));
+        let end = size.min(from.saturating_add(self.log_page() as u64));
         let Ok(proof) = self.log.consistency_proof(end, size) else {
             return;
         };

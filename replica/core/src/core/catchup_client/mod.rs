@@ -38,8 +38,14 @@ pub(super) struct CatchUpClient {
     pub(super) leader_catchups: u64,
     /// Requests that timed out.
     pub(super) timeouts: u64,
-    /// Catch-ups given up at [`MAX_CATCHUP_ENTRIES`].
-    pub(super) too_far: u64,
+    /// Verified entries appended to the log before their state was
+    /// installed (see [`CATCHUP_BUFFER_ENTRIES`]).
+    pub(super) streamed: u64,
+    /// The most verified entries held in memory at once.
+    pub(super) buffered_peak: u64,
+    /// Batches of the replica's own ordering not logged because the log
+    /// was ahead of the ordering state.
+    pub(super) behind_log: u64,
     /// Smoothed time a catch-up answer takes.
     rtt: Micros,
     /// Where the rotation of peers to ask stands.
@@ -123,7 +129,9 @@ impl CatchUpClient {
             installed: 0,
             leader_catchups: 0,
             timeouts: 0,
-            too_far: 0,
+            streamed: 0,
+            buffered_peak: 0,
+            behind_log: 0,
             rtt: Micros::from_millis(20),
             cursor: 0,
             passed_over: vec![Micros::ZERO; n],

@@ -153,8 +153,7 @@ impl CatchUpClient {
     /// Whom a log page from `from_peer` is for: taken out of the fetch
     /// when it is the next page and its sender was asked (the core then
     /// verifies it, and hands it to [`CatchUpClient::accept_page`] or asks
-    /// again). A fetch that would grow past [`MAX_CATCHUP_ENTRIES`] — a
-    /// local limit, not the peer's fault — is given up.
+    /// again).
     pub(in crate::core) fn take_log_page(
         &mut self,
         from_peer: ReplicaId,
@@ -172,11 +171,6 @@ impl CatchUpClient {
         if page.from != next || page.entries.is_empty() || !asked {
             return PageFor::HeadOnly;
         }
-        if f.entries.len() as u64 + page.entries.len() as u64 > MAX_CATCHUP_ENTRIES {
-            self.run = None;
-            self.too_far += 1;
-            return PageFor::Nobody;
-        }
         match self.run.take() {
             Some(CatchUp::Log(f)) => PageFor::Fetch(Box::new(f)),
             other => {
@@ -187,9 +181,10 @@ impl CatchUpClient {
         }
     }
 
-    /// Takes a verified page from `from_peer` into the fetch: its entries,
-    /// the tree they extend it to, and its signed head (the new target if
-    /// it is beyond the old); then on to the next request or the install.
+    /// Takes a verified page from `from_peer` into the fetch: its entries
+    /// (none when the core streamed them into the log), the tree they
+    /// extend it to, and its signed head (the new target if it is beyond
+    /// the old); then on to the next request or the install.
     pub(in crate::core) fn accept_page(
         &mut self,
         mut f: LogFetch,
@@ -201,6 +196,7 @@ impl CatchUpClient {
     ) -> Next {
         self.note_answer_time(&f.request, from_peer, now);
         f.entries.extend(entries);
+        self.buffered_peak = self.buffered_peak.max(f.entries.len() as u64);
         f.frontier = frontier;
         f.progress_at = now;
         f.heard.insert(from_peer);
