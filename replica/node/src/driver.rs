@@ -409,6 +409,14 @@ fn observe(host: &Host<FileJournal>, metrics: &Metrics) {
     metrics.round.set(core.node().round().0 as i64);
     metrics.log_size.set(core.log_len() as i64);
     metrics.signed_size.set(core.signed_size() as i64);
+    metrics
+        .catchup_installs
+        .set(core.catchups_installed() as i64);
+    metrics.catchup_streamed.set(core.catchup_streamed() as i64);
+    metrics
+        .catchup_buffered_peak
+        .set(core.catchup_buffered_peak() as i64);
+    metrics.log_ahead.set(i64::from(core.log_ahead()));
     metrics.pending_digests.set(core.pending_len() as i64);
     let (queued, sequencer, weak, over) = core.intake_load();
     metrics.queued_reports.set(queued as i64);

@@ -75,6 +75,16 @@ pub struct Metrics {
     pub log_size: Gauge,
     /// The latest signed tree head's size.
     pub signed_size: Gauge,
+    /// Verified log ranges and states a catch-up installed (since start).
+    pub catchup_installs: Gauge,
+    /// Verified entries a catch-up streamed into the log before installing
+    /// their state (since start).
+    pub catchup_streamed: Gauge,
+    /// The most verified entries a catch-up held in memory (since start).
+    pub catchup_buffered_peak: Gauge,
+    /// 1 while the log holds a streamed catch-up range the ordering state
+    /// has not reached (the replica's own ordering appends nothing then).
+    pub log_ahead: Gauge,
     /// Digests reported and not yet logged.
     pub pending_digests: Gauge,
     /// Reports queued for this replica's coming vertices.
@@ -182,6 +192,10 @@ impl Metrics {
             wave: Gauge::default(),
             log_size: Gauge::default(),
             signed_size: Gauge::default(),
+            catchup_installs: Gauge::default(),
+            catchup_streamed: Gauge::default(),
+            catchup_buffered_peak: Gauge::default(),
+            log_ahead: Gauge::default(),
             pending_digests: Gauge::default(),
             queued_reports: Gauge::default(),
             sequencer_pending: Gauge::default(),
@@ -260,6 +274,26 @@ impl Metrics {
             "signed_size",
             "Latest signed tree size",
             self.signed_size.clone(),
+        );
+        r.register(
+            "catchup_installs",
+            "Verified log ranges and states installed by catch-up since start",
+            self.catchup_installs.clone(),
+        );
+        r.register(
+            "catchup_streamed",
+            "Verified entries streamed into the log by catch-up since start",
+            self.catchup_streamed.clone(),
+        );
+        r.register(
+            "catchup_buffered_peak",
+            "Most verified entries a catch-up held in memory since start",
+            self.catchup_buffered_peak.clone(),
+        );
+        r.register(
+            "log_ahead",
+            "1 while the log holds a streamed range the ordering state has not reached",
+            self.log_ahead.clone(),
         );
         r.register(
             "pending_digests",
