@@ -210,6 +210,14 @@ pub struct SimConfig {
     /// wiped data directory or a failed disk. It must observe until it is
     /// past every round it may have signed in, then rejoin.
     pub wipe: bool,
+    /// Entries per catch-up `LogRange` page every replica serves (at most
+    /// 4,096, the default): smaller makes a catch-up of a short simulated
+    /// log as long, in pages, as one of a real log.
+    pub catchup_page: usize,
+    /// Most verified entries a catch-up holds in memory before it streams
+    /// pages into the log (65,536 by default; smaller makes the
+    /// simulator's catch-ups stream).
+    pub catchup_buffer: u64,
     /// Two honest replicas crash at the same moment and restart within a
     /// second, the first with its data lost (if the f budget leaves room for
     /// a replica that must observe after the faults end; else both keep
@@ -297,6 +305,8 @@ impl SimConfig {
             fsync_us: 200,
             share_verifications: true,
             wipe: false,
+            catchup_page: belfry_replica::wire::MAX_LOG_PAGE,
+            catchup_buffer: belfry_replica::CATCHUP_BUFFER_ENTRIES,
             double_crash: false,
             pause: false,
             rejoin_as_observer: true,
@@ -467,6 +477,14 @@ impl SimConfig {
         }
         if !self.hold_back {
             c.push_str(" --no-hold-back");
+        }
+        if self.catchup_page != belfry_replica::wire::MAX_LOG_PAGE
+            || self.catchup_buffer != belfry_replica::CATCHUP_BUFFER_ENTRIES
+        {
+            c.push_str(&format!(
+                " --catchup-page {} --catchup-buffer {}",
+                self.catchup_page, self.catchup_buffer
+            ));
         }
     }
 }

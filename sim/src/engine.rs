@@ -180,6 +180,8 @@ fn configs(cfg: &SimConfig, cluster: ClusterParams) -> Vec<ReplicaConfig> {
             c.sequencer.hold_back = cfg.hold_back;
             c.sequencer.fairness_off = cfg.fairness_off;
             c.rejoin_as_observer = cfg.rejoin_as_observer;
+            c.catchup_log_page = cfg.catchup_page;
+            c.catchup_buffer_entries = cfg.catchup_buffer;
             c.never_report = match cfg.strategy_of(i) {
                 Some(Strategy::Censor) => Some(is_censored),
                 Some(Strategy::WithholdAndRush) => Some(is_victim),

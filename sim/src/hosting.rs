@@ -149,6 +149,9 @@ impl Sim {
             if now_caught.1 > before.1 {
                 self.mark("catch-up by log range and snapshot (FetchState)");
             }
+            if self.world.host(i).is_some_and(|h| h.core().log_ahead()) {
+                self.mark("a turn with the log ahead of the ordering state (streamed catch-up)");
+            }
             let again = self.world.host(i).map_or(0, |h| h.core().reports_again());
             if again > self.oracle.seen[i].reports_again {
                 self.oracle.seen[i].reports_again = again;

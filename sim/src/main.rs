@@ -82,6 +82,14 @@ struct RunArgs {
     /// first wiped when the f budget allows (beyond f while they are down).
     #[arg(long)]
     double_crash: bool,
+    /// Entries per catch-up log page (at most 4,096): smaller makes a
+    /// catch-up of the simulator's short logs many pages long.
+    #[arg(long, default_value_t = belfry_replica::wire::MAX_LOG_PAGE)]
+    catchup_page: usize,
+    /// Most verified entries a catch-up holds before it streams pages into
+    /// the log (smaller makes catch-ups stream).
+    #[arg(long, default_value_t = belfry_replica::CATCHUP_BUFFER_ENTRIES)]
+    catchup_buffer: u64,
     /// Pause an honest replica for 1.2 s (longer than the GC depth), as
     /// SIGSTOP or a stalled VM would, then resume it.
     #[arg(long)]
@@ -191,6 +199,8 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.crash = a.crash;
     c.wipe = a.wipe;
     c.double_crash = a.double_crash;
+    c.catchup_page = a.catchup_page;
+    c.catchup_buffer = a.catchup_buffer;
     c.pause = a.pause;
     c.partition = a.partition;
     c.blackout = a.blackout;
@@ -403,5 +413,11 @@ fn swarm_config(seed: u64, duration: Micros) -> SimConfig {
     // another replica is wiped.
     c.double_crash = r.gen_bool(0.15);
     c.pause = r.gen_bool(0.15);
+    // Catch-ups that stream: short pages and a small buffer make the
+    // simulator's short logs as long, in pages, as a real one.
+    if r.gen_bool(0.25) {
+        c.catchup_page = 32;
+        c.catchup_buffer = 128;
+    }
     c
 }

@@ -24,7 +24,7 @@ pub mod journal;
 pub use crate::core::{
     frame_hash, state_hash, CatchUpFault, CheckpointConfig, ClientId, ClientReads, CoreFault,
     CoreInput, CoreOutput, CoreStep, CoreStepExt, CoreTimer, Frame, HeadShareFault, ReplicaConfig,
-    ReplicaCore, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S, COSIGNATURE_FUTURE_SLACK_S,
-    FRAME_TAG, HEAD_SHARE_TAG, STATE_TAG,
+    ReplicaCore, CATCHUP_BUFFER_ENTRIES, CLIENT_READ_BURST_BYTES, CLIENT_READ_BYTES_PER_S,
+    COSIGNATURE_FUTURE_SLACK_S, FRAME_TAG, HEAD_SHARE_TAG, STATE_TAG,
 };
 pub use crate::host::{Host, HostConfig, HostError, Released};
