@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// One simulation.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Many seeds with random configurations; stops at the first failure.
     Swarm {
         /// How many seeds.
