@@ -605,6 +605,31 @@ fn a_wiped_replica_observes_then_rejoins_without_signing_twice() {
     }
 }
 
+/// Every replica starts blank, so every replica observes at genesis; when
+/// all its answers are 0 the cluster is starting and it joins at once. A
+/// replica whose answers came late (lost, 5% loss) joined above the round
+/// its DAG had reached meanwhile (round 1) and could sign nothing there —
+/// and with a Byzantine replica withholding its first-round vertex, round 1
+/// never got the 4 vertices of n = 5 it needs: the cluster stalled for good
+/// (swarm seed 136). At genesis it now joins above round 0, as the others
+/// did.
+#[test]
+fn a_replica_whose_rejoin_answers_come_late_at_genesis_still_takes_part_from_round_one() {
+    let mut c = SimConfig::new(5, 136);
+    c.mock_crypto = true;
+    c.duration = Micros::from_secs(2);
+    c.load_per_s = 1_000;
+    c.faulty = 1;
+    c.strategies = vec![Strategy::LateLeader];
+    c.drop = 0.05;
+    c.duplicate = 0.02;
+    c.link_spread = 1.0;
+    c.fsync_us = 0;
+    let r = assert_clean(&c);
+    assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+    assert!(r.throughput_digests_per_s > 500.0, "{}", c.replay_command());
+}
+
 /// Light loss with `f` replicas silent leaves no slack in any threshold:
 /// every lost VAL, ECHO, READY or coin share holds a round back. A replica
 /// whose DAG stands still for a couple of round times asks for the missing

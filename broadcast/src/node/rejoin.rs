@@ -95,25 +95,32 @@ impl Rejoin {
         out
     }
 
-    /// Joins above `top` (the DAG's top round) if observing and the rejoin
-    /// rule allows it (see [`Node::observing`]): `quorum − 1` counted
-    /// answers, the DAG `round_window + 2` rounds past the largest.
-    fn try_join(&mut self, top: Round, quorum: usize, round_window: u64) -> bool {
-        let Some(o) = &self.observing else {
-            return false;
-        };
+    /// Joins if observing and the rejoin rule allows it (see
+    /// [`Node::observing`]): `quorum − 1` counted answers, the DAG `top`
+    /// `round_window + 2` rounds past the largest — then it joins above
+    /// `top` — or, short of that, every counted answer 0: the cluster is
+    /// starting, and it joins above round 0, taking part from the first
+    /// round as the replicas that started with it do. (Joining above `top` there would
+    /// keep a replica whose answers came late out of the first rounds the
+    /// others already reached; with a Byzantine replica withholding, those
+    /// rounds could then never complete.) Returns the round joined above.
+    fn try_join(&mut self, top: Round, quorum: usize, round_window: u64) -> Option<Round> {
+        let o = self.observing.as_ref()?;
         let counted: Vec<Round> = o.answers.values().filter(|r| **r <= top).copied().collect();
         if counted.len() < quorum.saturating_sub(1) {
-            return false;
+            return None;
         }
         let past = counted.iter().max().copied().unwrap_or_default();
-        let clear = past.0 == 0 || top.0 > past.0.saturating_add(round_window + 2);
-        if !clear {
-            return false;
-        }
+        let above = if top.0 > past.0.saturating_add(round_window + 2) {
+            top
+        } else if past.0 == 0 {
+            Round(0)
+        } else {
+            return None;
+        };
         self.observing = None;
-        self.joined_above = top;
-        true
+        self.joined_above = above;
+        Some(above)
     }
 
     /// Restores a `Joined` record: whether it ended observing.
@@ -195,11 +202,11 @@ impl Node {
     pub(super) fn maybe_join(&mut self, step: &mut Step) {
         let top = self.dag.highest_round();
         let quorum = self.config.quorum();
-        if !self.rejoin.try_join(top, quorum, self.config.round_window) {
+        let Some(above) = self.rejoin.try_join(top, quorum, self.config.round_window) else {
             return;
-        }
+        };
         self.rejoin.participating = true;
         self.counters.rejoined = true;
-        step.write(Durable::Joined { above: top });
+        step.write(Durable::Joined { above });
     }
 }
