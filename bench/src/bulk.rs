@@ -26,6 +26,11 @@
 //! loaded replica's `ordering_matches_log` holds, and the state after it is
 //! the one every loaded replica serves.
 //!
+//! The one way a bulk log differs from a real one: its ordering state is
+//! the initial one, which an empty log has too. A replica with an empty
+//! data directory must join only once the loaded replicas' DAGs are past
+//! [`PAST_GC_ROUND`], as they are in any cluster that logged a long log.
+//!
 //! The journal and log hold nothing replica-specific (no id, key or
 //! address), so one loaded directory is copied into the other replicas'
 //! ([`copy`]) rather than built again: building takes minutes for 10⁷
@@ -58,6 +63,19 @@ pub const SYNC_EVERY: u64 = 100_000;
 /// (2³² — the index is a `u64`, but a test or benchmark asking for more is
 /// a mistake).
 pub const MAX_ENTRIES: u64 = 1 << 32;
+
+/// A replica with an empty data directory may join a cluster of loaded
+/// replicas only once all their DAGs are past this round, so that the
+/// vertices of the first waves are below their GC horizon (`GC_DEPTH`
+/// rounds under the last ordered leader), as in any cluster that has
+/// logged a long log. Before, the empty replica can fetch those vertices
+/// and order waves 1, 2, … itself — into its empty log, at index 0, where
+/// the others logged them after the bulk log (the bulk log's ordering
+/// state is the initial one: nothing tells it apart from an empty log) —
+/// and then no catch-up answer verifies against its log again.
+pub const PAST_GC_ROUND: u64 = 2
+    * (belfry_replica::broadcast::config::GC_DEPTH
+        + belfry_replica::broadcast::config::ROUND_WINDOW);
 
 /// The directories of a data directory that [`load`] writes and [`copy`]
 /// copies (`LOCK`, made by a running node, is neither).

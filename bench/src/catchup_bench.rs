@@ -4,10 +4,10 @@
 //!
 //! The run: `belfry keygen` for n replicas on loopback; replica 0's data
 //! directory bulk-loaded with `N` entries ([`crate::bulk`]) and copied into
-//! replicas 1 … n − 2; the n − 1 loaded replicas started, and a few digests
-//! stamped so that the cluster signs a head beyond `N` (receipt indices
-//! above `N`: the cluster orders on top of the bulk log). Then the last
-//! replica starts with an empty data directory, and the run measures until
+//! replicas 1 … n − 2; the n − 1 loaded replicas started, and digests
+//! stamped (receipt indices above `N`: the cluster orders on top of the
+//! bulk log) until their DAGs are past [`bulk::PAST_GC_ROUND`]. Then the
+//! last replica starts with an empty data directory, and the run measures until
 //! its log reaches the largest head the others had signed when it started
 //! (its `belfry_log_size`, polled every 100 ms): the time, its peak
 //! resident memory (VmHWM) and the serving replicas', the bytes it received
@@ -35,13 +35,18 @@ use std::time::{Duration, Instant};
 
 /// How long the loaded replicas may take to take part in the rounds.
 const JOIN: Duration = Duration::from_secs(120);
-/// A catch-up whose log has not grown for this long has stalled.
+/// A catch-up that neither received [`STALL_BYTES`] nor grew its log for
+/// this long has stalled.
 const STALL: Duration = Duration::from_secs(120);
+/// More than an idle DAG brings in [`STALL`], less than catch-up pages
+/// (at least 1 MiB a second from each peer after the burst).
+const STALL_BYTES: u64 = 4 << 20;
 /// How long a stamp may take.
 const STAMP: Duration = Duration::from_secs(60);
 /// How long the caught-up replica may take to log a new stamp.
 const NEW_STAMP: Duration = Duration::from_secs(120);
-/// Digests stamped on top of the bulk log before the empty replica starts.
+/// Digests per stamp call on top of the bulk log before the empty
+/// replica starts.
 const STAMPED: u64 = 10;
 /// The seed of the bulk digests.
 const SEED: u64 = 1;
@@ -178,11 +183,7 @@ pub fn run(config: &CatchupConfig, dir: &Path) -> anyhow::Result<CatchupReport> 
             },
         )?
     };
-    let digests: Vec<[u8; 32]> = (0..STAMPED).map(|k| stamp_digest(b"before", k)).collect();
-    let receipts = runtime
-        .block_on(client.stamp(&digests))
-        .context("stamping on top of the bulk log")?;
-    let stamped_from_index = receipts.iter().map(|r| r.leaf_index).min().unwrap_or(0);
+    let stamped_from_index = stamp_past_gc(&runtime, &client, &procs, 0..empty)?;
     ensure!(
         stamped_from_index >= entries,
         "a digest stamped on top of the bulk log was logged at {stamped_from_index}, within it"
@@ -237,6 +238,45 @@ pub fn run(config: &CatchupConfig, dir: &Path) -> anyhow::Result<CatchupReport> 
         new_stamp_index,
         new_stamp_s,
     })
+}
+
+/// Stamps on top of the bulk log, a call after the other (work keeps the
+/// rounds at the fast pace), until the replicas `which` are all past
+/// [`bulk::PAST_GC_ROUND`]; returns the smallest receipt index.
+fn stamp_past_gc(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    procs: &Procs,
+    which: std::ops::Range<usize>,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + JOIN;
+    let mut smallest = u64::MAX;
+    for call in 0u64.. {
+        let digests: Vec<[u8; 32]> = (0..STAMPED)
+            .map(|k| stamp_digest(b"before", call * STAMPED + k))
+            .collect();
+        let receipts = runtime
+            .block_on(client.stamp(&digests))
+            .context("stamping on top of the bulk log")?;
+        smallest = receipts
+            .iter()
+            .map(|r| r.leaf_index)
+            .fold(smallest, u64::min);
+        let past = which
+            .clone()
+            .all(|i| procs.metric(i, "belfry_round").unwrap_or(0.0) >= bulk::PAST_GC_ROUND as f64);
+        if past {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the loaded replicas did not reach round {} within {} s",
+                bulk::PAST_GC_ROUND,
+                JOIN.as_secs()
+            );
+        }
+    }
+    Ok(smallest)
 }
 
 /// Replica `i`'s data directory, as its configuration names it.
@@ -321,15 +361,17 @@ struct Watched {
 }
 
 /// Polls replica `r`'s log size until it reaches `target`; gives up when
-/// the replica exits or its log stops growing for [`STALL`].
+/// the replica exits, records a catch-up fault (its honest peers' answers
+/// do not verify against its log: the logs diverged), or neither receives
+/// [`STALL_BYTES`] nor grows its log for [`STALL`].
 fn watch(procs: &mut Procs, r: usize, target: u64, started: Instant) -> anyhow::Result<Watched> {
     let bar = progress(target, "catch-up");
     let mut first = None;
-    let (mut last_len, mut last_growth) = (0u64, Instant::now());
+    let (mut last, mut last_growth) = ((0u64, 0u64), Instant::now());
     let mut samples = Vec::new();
     let bytes_in = |procs: &Procs| {
         procs
-            .metric_sum(r, "belfry_peer_bytes_in_total")
+            .metric_sum(r, "belfry_peer_bytes_in_total", "")
             .unwrap_or(0.0) as u64
     };
     loop {
@@ -337,6 +379,15 @@ fn watch(procs: &mut Procs, r: usize, target: u64, started: Instant) -> anyhow::
             bail!("replica {r} exited:\n{}", procs.log_tail(r, 30));
         }
         let len = procs.metric(r, "belfry_log_size").unwrap_or(0.0) as u64;
+        let faults = procs
+            .metric_sum(r, "belfry_faults_total", "kind=\"catch_up_")
+            .unwrap_or(0.0);
+        if faults > 0.0 {
+            bail!(
+                "replica {r} recorded {faults} catch-up faults against honest peers (its log, {len} entries, diverged from theirs):\n{}",
+                procs.log_tail(r, 30)
+            );
+        }
         if len > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
@@ -360,13 +411,14 @@ fn watch(procs: &mut Procs, r: usize, target: u64, started: Instant) -> anyhow::
                 rss_bytes: procs.rss_bytes(r).unwrap_or(0),
             });
         }
-        if len > last_len {
-            (last_len, last_growth) = (len, Instant::now());
+        let now = (len, bytes_in(procs));
+        if now.0 > last.0 || now.1 > last.1 + STALL_BYTES {
+            (last, last_growth) = (now, Instant::now());
             bar.set_position(len);
         }
         if last_growth.elapsed() > STALL {
             bail!(
-                "replica {r}'s log stopped at {len} of {target} entries for {} s:\n{}",
+                "replica {r}'s log stopped at {len} of {target} entries, and it received nothing, for {} s:\n{}",
                 STALL.as_secs(),
                 procs.log_tail(r, 30)
             );

@@ -167,10 +167,11 @@ impl Procs {
         out
     }
 
-    /// A metric of replica `i` summed over its labels (e.g. every peer's
+    /// A metric of replica `i` summed over its label sets that contain
+    /// `labels` (`""`: all of them, e.g. every peer's
     /// `belfry_peer_bytes_in_total`), if its endpoint answers.
-    pub(crate) fn metric_sum(&self, i: usize, name: &str) -> Option<f64> {
-        scrape_sum(self.metrics[i], name)
+    pub(crate) fn metric_sum(&self, i: usize, name: &str, labels: &str) -> Option<f64> {
+        scrape_sum(self.metrics[i], name, labels)
     }
 
     /// Replicas in the cluster.
@@ -272,21 +273,23 @@ pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
 }
 
 /// A metric from the Prometheus endpoint on loopback `port`, summed over
-/// its label sets, if the endpoint answers.
-pub(crate) fn scrape_sum(port: u16, name: &str) -> Option<f64> {
+/// its label sets that contain `labels` (`""`: all), if the endpoint
+/// answers; 0 if no label set matches.
+pub(crate) fn scrape_sum(port: u16, name: &str, labels: &str) -> Option<f64> {
     let body = scrape_body(port)?;
-    let values: Vec<f64> = body
+    let sum = body
         .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(name)?;
-            let value = match rest.strip_prefix('{') {
-                Some(labelled) => labelled.split_once("} ")?.1,
-                None => rest.strip_prefix(' ')?,
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
             };
-            value.trim().parse().ok()
+            set.contains(labels)
+                .then(|| value.trim().parse::<f64>().ok())?
         })
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+        .sum();
+    Some(sum)
 }
 
 fn scrape_body(port: u16) -> Option<String> {
