@@ -106,6 +106,15 @@ pub struct CatchupReport {
     pub serving_rss_before_bytes: Vec<u64>,
     /// Their peak resident memory (VmHWM) when it had caught up, bytes.
     pub serving_peak_rss_bytes: Vec<u64>,
+    /// Verified entries its catch-up streamed into the log before
+    /// installing their state (`belfry_catchup_streamed`; none from a
+    /// `belfry` that does not export it).
+    pub streamed_entries: Option<u64>,
+    /// The most verified entries its catch-up held in memory
+    /// (`belfry_catchup_buffered_peak`).
+    pub buffered_peak_entries: Option<u64>,
+    /// Ranges and states its catch-up installed (`belfry_catchup_installs`).
+    pub installs: Option<u64>,
     /// The catching-up replica once a second until it caught up.
     pub samples: Vec<Sample>,
     /// The index at which the caught-up replica logged a new stamp.
@@ -203,6 +212,10 @@ pub fn run(config: &CatchupConfig, dir: &Path) -> anyhow::Result<CatchupReport> 
     let catchup_s = watched.done.as_secs_f64();
     let bytes_received = watched.bytes_received;
     let peak_rss_bytes = procs.peak_rss_bytes(empty).unwrap_or(0);
+    let gauge = |name| procs.metric(empty, name).map(|v| v as u64);
+    let streamed_entries = gauge("belfry_catchup_streamed");
+    let buffered_peak_entries = gauge("belfry_catchup_buffered_peak");
+    let installs = gauge("belfry_catchup_installs");
     let serving_peak_rss_bytes = (0..empty)
         .map(|i| procs.peak_rss_bytes(i).unwrap_or(0))
         .collect();
@@ -234,6 +247,9 @@ pub fn run(config: &CatchupConfig, dir: &Path) -> anyhow::Result<CatchupReport> 
         peak_rss_bytes,
         serving_rss_before_bytes,
         serving_peak_rss_bytes,
+        streamed_entries,
+        buffered_peak_entries,
+        installs,
         samples: watched.samples,
         new_stamp_index,
         new_stamp_s,
@@ -522,6 +538,12 @@ pub fn table(r: &CatchupReport) -> String {
         "  peak RSS, catching up          {:>12.1} MiB\n",
         mib(r.peak_rss_bytes)
     );
+    if let (Some(streamed), Some(buffered)) = (r.streamed_entries, r.buffered_peak_entries) {
+        out += &format!(
+            "  streamed into the log          {streamed:>12} entries (at most {buffered} held in memory, {} installs)\n",
+            r.installs.unwrap_or(0)
+        );
+    }
     out += &format!(
         "  RSS, serving                   before {} MiB, peak {} MiB\n",
         serving(&r.serving_rss_before_bytes),

@@ -156,11 +156,16 @@ fn an_empty_replica_catches_up_a_log_longer_than_its_catch_up_buffer() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    let streamed = c.metric(empty, "belfry_catchup_streamed");
     eprintln!(
-        "caught up {} entries in {:.1} s",
+        "caught up {} entries in {:.1} s (streamed: {streamed:?})",
         mine.head.tree_size,
         started.elapsed().as_secs_f64()
     );
+    // A `belfry` that streams catch-up pages into the log did so here.
+    if let Some(streamed) = streamed {
+        assert!(streamed > 0.0, "no entry was streamed into the log");
+    }
 
     // Its log is the others': a consistency proof between its head and
     // a serving replica's, and the bulk entries themselves.
