@@ -118,7 +118,8 @@ pub(crate) struct Procs {
 }
 
 impl Procs {
-    fn start(&mut self, i: usize) -> anyhow::Result<()> {
+    /// Starts replica `i` (its log goes to `node-<i>.<start>.log`).
+    pub(crate) fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let log =
             std::fs::File::create(self.logs.join(format!("node-{i}.{}.log", self.starts[i])))?;
         self.starts[i] += 1;
@@ -135,6 +136,42 @@ impl Procs {
             .with_context(|| format!("starting {}", self.belfry.display()))?;
         self.nodes[i] = Some(child);
         Ok(())
+    }
+
+    /// Replica `i`'s configuration file (`replica-<i>.toml`).
+    pub(crate) fn config(&self, i: usize) -> PathBuf {
+        self.keys.join(format!("replica-{i}.toml"))
+    }
+
+    /// Whether replica `i`'s process is running (not exited).
+    pub(crate) fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The last `lines` lines of replica `i`'s stderr, every start (for
+    /// error messages).
+    pub(crate) fn log_tail(&self, i: usize, lines: usize) -> String {
+        let mut out = String::new();
+        for k in 0..self.starts[i] {
+            let path = self.logs.join(format!("node-{i}.{k}.log"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out += &format!("--- {}:\n", path.display());
+            for l in tail.into_iter().rev() {
+                out += l;
+                out += "\n";
+            }
+        }
+        out
+    }
+
+    /// A metric of replica `i` summed over its label sets that contain
+    /// `labels` (`""`: all of them, e.g. every peer's
+    /// `belfry_peer_bytes_in_total`), if its endpoint answers.
+    pub(crate) fn metric_sum(&self, i: usize, name: &str, labels: &str) -> Option<f64> {
+        scrape_sum(self.metrics[i], name, labels)
     }
 
     /// Replicas in the cluster.
@@ -230,6 +267,32 @@ impl Drop for Procs {
 
 /// A metric from the Prometheus endpoint on loopback `port`, if it answers.
 pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
+    scrape_body(port)?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+}
+
+/// A metric from the Prometheus endpoint on loopback `port`, summed over
+/// its label sets that contain `labels` (`""`: all), if the endpoint
+/// answers; 0 if no label set matches.
+pub(crate) fn scrape_sum(port: u16, name: &str, labels: &str) -> Option<f64> {
+    let body = scrape_body(port)?;
+    let sum = body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            set.contains(labels)
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum();
+    Some(sum)
+}
+
+fn scrape_body(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -237,8 +300,7 @@ pub(crate) fn scrape(port: u16, name: &str) -> Option<f64> {
         .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+    Some(body)
 }
 
 /// `k` free loopback TCP ports.
@@ -281,6 +343,22 @@ pub(crate) fn start_cluster_with(
     dir: &Path,
     keygen_args: &[&str],
 ) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
+    let (mut procs, cluster) = keygen(belfry, n, dir, keygen_args)?;
+    for i in 0..n {
+        procs.start(i)?;
+    }
+    Ok((procs, cluster))
+}
+
+/// `belfry keygen` for `n` replicas on free loopback ports in `dir` (with
+/// more `keygen_args`); no node started yet (their data may be prepared
+/// first, see [`Procs::config`]).
+pub(crate) fn keygen(
+    belfry: &Path,
+    n: usize,
+    dir: &Path,
+    keygen_args: &[&str],
+) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
     let keys = dir.join("keys");
     let hosts: Vec<String> = free_ports(n, true)?
         .iter()
@@ -297,7 +375,7 @@ pub(crate) fn start_cluster_with(
         bail!("keygen: {}", String::from_utf8_lossy(&out.stderr));
     }
     let cluster = belfry_node::ClusterFile::load(&keys.join("cluster.toml"))?;
-    let mut procs = Procs {
+    let procs = Procs {
         belfry: belfry.to_path_buf(),
         keys,
         logs: dir.to_path_buf(),
@@ -305,9 +383,6 @@ pub(crate) fn start_cluster_with(
         nodes: (0..n).map(|_| None).collect(),
         starts: vec![0; n],
     };
-    for i in 0..n {
-        procs.start(i)?;
-    }
     Ok((procs, cluster))
 }
 

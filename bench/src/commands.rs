@@ -229,6 +229,34 @@ pub(super) fn chaos(
     Ok(())
 }
 
+/// `catchup`: an empty replica catching up a bulk-loaded log.
+pub(super) fn catchup(
+    entries: u64,
+    replicas: usize,
+    dir: Option<PathBuf>,
+    belfry: Option<PathBuf>,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if replicas < 4 || entries == 0 {
+        anyhow::bail!("--replicas >= 4 and --entries >= 1 are needed");
+    }
+    let tmp = match &dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::tempdir_in(d)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let config = belfry_bench::catchup_bench::CatchupConfig {
+        replicas,
+        entries,
+        belfry: belfry_binary(belfry)?,
+    };
+    let report = belfry_bench::catchup_bench::run(&config, tmp.path())?;
+    print!("{}", belfry_bench::catchup_bench::table(&report));
+    write_json(json, &report)
+}
+
 /// `cluster`: the cluster against a single sequencer; the report, and its
 /// plot if asked.
 pub(super) fn cluster(a: ClusterArgs) -> anyhow::Result<()> {

@@ -8,6 +8,8 @@
 // Benchmarks measure wall-clock time: that is their job.
 #![allow(clippy::disallowed_methods)]
 
+pub mod bulk;
+pub mod catchup_bench;
 pub mod chaos;
 mod chaos_check;
 pub mod cluster_bench;

@@ -53,6 +53,27 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// A replica with an empty data directory catches up a bulk-loaded log
+    /// of real `belfry node` processes: time, entries/s, bytes received,
+    /// peak memory, against copying the log locally.
+    Catchup {
+        /// Entries in the bulk log of the other replicas.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Replicas (n >= 4): n - 1 loaded, one empty.
+        #[arg(long, default_value_t = 4)]
+        replicas: usize,
+        /// Where to put the keys and data directories (a temporary
+        /// directory by default; each replica's holds the whole log).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The `belfry` binary (by default the one beside this one).
+        #[arg(long)]
+        belfry: Option<std::path::PathBuf>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Real `belfry node` processes under seeded process faults (kill -9,
     /// SIGSTOP, wiped data, two down at once), then a check from the
     /// outside; exit 0 only when it finds nothing.
@@ -193,6 +214,13 @@ fn run() -> anyhow::Result<()> {
             belfry,
             json,
         } => commands::chaos(replicas, seed, duration, runs, belfry, json),
+        Command::Catchup {
+            entries,
+            replicas,
+            dir,
+            belfry,
+            json,
+        } => commands::catchup(entries, replicas, dir, belfry, json),
         Command::Cluster(args) => commands::cluster(args),
         Command::Idle {
             settle,
