@@ -180,6 +180,9 @@ pub struct SimConfig {
     pub clock_step_us: i64,
     /// Run two- and three-client races for M5.
     pub races: bool,
+    /// A race every this many ms (40 by default; `belfry-sim races` runs
+    /// them closer).
+    pub race_every_ms: u64,
     /// Test-only: break ties by the digest instead of the coin (M5 must fail).
     pub fixed_tie_break: bool,
     /// Keep the trace hash after every event (to find the first divergence).
@@ -296,6 +299,7 @@ impl SimConfig {
             drift_ppm: 0,
             clock_step_us: 0,
             races: true,
+            race_every_ms: 40,
             fixed_tie_break: false,
             record_trace: false,
             hold_back: true,
@@ -471,6 +475,9 @@ impl SimConfig {
     fn push_run_flags(&self, c: &mut String) {
         if !self.races {
             c.push_str(" --no-races");
+        }
+        if self.race_every_ms != 40 {
+            c.push_str(&format!(" --race-every-ms {}", self.race_every_ms));
         }
         if self.m7_baseline {
             c.push_str(" --m7-baseline");

@@ -363,7 +363,7 @@ impl Sim {
             while t < end {
                 self.world.later(t, SimEvent::Race(k));
                 k += 1;
-                t = t.saturating_add(Micros::from_millis(40));
+                t = t.saturating_add(Micros::from_millis(self.cfg.race_every_ms.max(1)));
             }
         }
         self.schedule_faults(end);

@@ -65,6 +65,7 @@ mod hosting;
 pub mod metrics;
 mod network;
 mod oracle;
+pub mod races;
 pub mod report;
 pub mod shared;
 mod trace;

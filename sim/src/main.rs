@@ -30,6 +30,55 @@ enum Command {
         #[arg(long, default_value = "3s")]
         duration: String,
     },
+    /// The coin's fairness with statistical power: many short runs, a race
+    /// every 5 ms, their two- and three-client races added up (wins per
+    /// client, ε with a 95% confidence interval, χ²).
+    Races(Box<RacesArgs>),
+}
+
+#[derive(Args)]
+struct RacesArgs {
+    /// Replicas (4..=32).
+    #[arg(long, default_value_t = 4)]
+    replicas: usize,
+    /// Races of each kind to decide.
+    #[arg(long, default_value_t = 10_000)]
+    races: u64,
+    /// honest (no Byzantine replica), biased (f replicas see client B 10 ms
+    /// late; they run `lying-clock`, which under the lamport policy only
+    /// moves their Tick times) or late-leader (f replicas hold their leader
+    /// vertices back until the coin is out — the re-draw attack — and see
+    /// B late too).
+    #[arg(long, default_value = "honest")]
+    case: String,
+    /// Ordering policy: lamport or clock.
+    #[arg(long, default_value = "lamport")]
+    policy: String,
+    /// Bucket width for the clock policy, µs.
+    #[arg(long, default_value_t = 1_000)]
+    granularity_us: u64,
+    /// Base link latency, µs.
+    #[arg(long, default_value_t = 500)]
+    latency_us: u64,
+    /// Sigma of the lognormal jitter (larger: honest replicas split races
+    /// across rounds more often).
+    #[arg(long, default_value_t = 0.5)]
+    jitter_sigma: f64,
+    /// Largest per-replica clock offset, µs.
+    #[arg(long, default_value_t = 0)]
+    clock_offset_us: i64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Simulated time per run.
+    #[arg(long, default_value = "2s")]
+    duration: String,
+    /// Stop after this many runs whatever was decided.
+    #[arg(long, default_value_t = 10_000)]
+    max_runs: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -146,6 +195,9 @@ struct RunArgs {
     /// No M5 races.
     #[arg(long)]
     no_races: bool,
+    /// A race every this many ms.
+    #[arg(long, default_value_t = 40)]
+    race_every_ms: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -217,6 +269,7 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.latency_sigma = a.jitter_sigma;
     c.pareto_shape = a.pareto_shape;
     c.races = !a.no_races;
+    c.race_every_ms = a.race_every_ms;
     c.m7_baseline = a.m7_baseline;
     c.hold_back = !a.no_hold_back;
     c.validate().map_err(anyhow::Error::msg)?;
@@ -361,7 +414,57 @@ fn run() -> anyhow::Result<i32> {
             println!("{seeds} seeds passed");
             Ok(0)
         }
+        Command::Races(a) => races(&a),
     }
+}
+
+/// `belfry-sim races`: exit 0 unless a run had a violation or an M1
+/// inversion.
+fn races(a: &RacesArgs) -> anyhow::Result<i32> {
+    use belfry_sim::races::{race_config, render, run_races, RaceConfig};
+    let n = a.replicas;
+    let f = belfry_replica::coin::max_faulty(n);
+    let (faulty, strategy) = match a.case.as_str() {
+        "honest" => (0, Strategy::Silent),
+        "biased" => (f, Strategy::LyingClock),
+        "late-leader" => (f, Strategy::LateLeader),
+        other => anyhow::bail!("--case {other}: honest, biased or late-leader"),
+    };
+    let mut base = race_config(n, faulty, strategy, parse_duration(&a.duration)?);
+    let g = if a.policy == "clock" {
+        a.granularity_us
+    } else {
+        0
+    };
+    base.policy = Policy::from_name(&a.policy, g).context("--policy")?;
+    base.latency_base_us = a.latency_us;
+    base.latency_sigma = a.jitter_sigma;
+    base.clock_offset_us = a.clock_offset_us;
+    base.validate().map_err(anyhow::Error::msg)?;
+    let rc = RaceConfig {
+        base,
+        races: a.races,
+        start: a.start,
+        max_runs: a.max_runs,
+    };
+    let bar = indicatif::ProgressBar::new(a.races);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = run_races(&rc, |runs, r| {
+        bar.set_position(r.two.races.min(r.three.races));
+        bar.set_message(format!("{runs} runs"));
+    })
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(i32::from(
+        !report.violations.is_empty() || report.m1_inversions > 0,
+    ))
 }
 
 /// A random configuration for a swarm seed (mock crypto, short runs).

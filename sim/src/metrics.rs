@@ -16,6 +16,9 @@ pub const PAIR_SAMPLE: usize = 1_500;
 pub struct TwoRace {
     /// Races decided.
     pub races: u64,
+    /// Races client A (the one the Byzantine replicas favour, in biased
+    /// races) won: its digest was logged first.
+    pub wins_a: u64,
     /// `|wins_A / N − 1/2|`.
     pub epsilon: f64,
     /// `(2·wins_A − N)² / N`; biased above 3.841 (p = 0.05, 1 dof).
@@ -27,6 +30,9 @@ pub struct TwoRace {
 pub struct ThreeRace {
     /// Races decided.
     pub races: u64,
+    /// How often each order of the three clients was logged, in the order
+    /// of [`THREE_ORDERS`].
+    pub orders: [u64; 6],
     /// χ² over the 6 orders; biased above 11.07 (p = 0.05, 5 dof).
     pub chi2: f64,
 }
@@ -74,6 +80,17 @@ pub struct Metrics {
     /// M7: throughput relative to that baseline.
     pub m7_throughput_ratio: Option<f64>,
 }
+
+/// The six orders of a three-client race (client indices, first logged
+/// first).
+pub const THREE_ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
 
 /// The Δs of the M1Δ curve, in ms.
 pub const M1_DELTAS_MS: [f64; 9] = [0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
@@ -293,6 +310,7 @@ fn two_client_races(x: &Inputs<'_>, kind: &str) -> TwoRace {
     let nf = n as f64;
     TwoRace {
         races: n,
+        wins_a: wins,
         epsilon: (wins as f64 / nf - 0.5).abs(),
         chi2: (2.0 * wins as f64 - nf).powi(2) / nf,
     }
@@ -315,20 +333,14 @@ fn three_client_races(x: &Inputs<'_>) -> ThreeRace {
         return ThreeRace::default();
     }
     let e = n3 as f64 / 6.0;
-    let observed: Vec<f64> = [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ]
-    .iter()
-    .map(|o| orders.get(o.as_slice()).copied().unwrap_or(0) as f64)
-    .collect();
+    let mut counts = [0u64; 6];
+    for (c, o) in counts.iter_mut().zip(THREE_ORDERS.iter()) {
+        *c = orders.get(o.as_slice()).copied().unwrap_or(0);
+    }
     ThreeRace {
         races: n3,
-        chi2: observed.iter().map(|c| (c - e).powi(2) / e).sum(),
+        orders: counts,
+        chi2: counts.iter().map(|c| (*c as f64 - e).powi(2) / e).sum(),
     }
 }
 

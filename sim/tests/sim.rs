@@ -885,3 +885,40 @@ fn late_digests_are_counted_and_keep_m1() {
     assert!(r.metrics.m1_late_pairs > 0, "{}", c.replay_command());
     assert_eq!(r.metrics.m1_late_inversions, 0);
 }
+
+/// `belfry-sim races` adds up the races of many short runs: every decided
+/// race is a win for exactly one client, the biased kind exists only with
+/// Byzantine replicas, and no run breaks an invariant.
+#[test]
+fn races_add_up_over_runs_with_wins_per_client() {
+    use belfry_sim::races::{race_config, run_races, RaceConfig};
+    let base = race_config(4, 1, Strategy::LyingClock, Micros::from_millis(600));
+    let rc = RaceConfig {
+        base,
+        races: 150,
+        start: 1,
+        max_runs: 50,
+    };
+    let mut seen = 0;
+    let r = run_races(&rc, |runs, _| seen = runs).unwrap();
+    assert_eq!(seen, r.runs);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.m1_inversions, 0);
+    for t in [&r.two, &r.biased] {
+        assert!(t.races >= 150, "{t:?}");
+        assert_eq!(t.wins_a + t.wins_b, t.races);
+        assert!(t.ci95.0 <= t.p_a && t.p_a <= t.ci95.1);
+    }
+    assert!(r.three.races >= 150);
+    assert_eq!(r.three.first.iter().sum::<u64>(), r.three.races);
+    // Without Byzantine replicas there is no biased kind.
+    let honest = RaceConfig {
+        base: race_config(4, 0, Strategy::Silent, Micros::from_millis(600)),
+        races: 50,
+        start: 1,
+        max_runs: 20,
+    };
+    let r = run_races(&honest, |_, _| {}).unwrap();
+    assert_eq!(r.biased.races, 0);
+    assert!(r.two.races >= 50);
+}
