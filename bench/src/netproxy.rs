@@ -99,8 +99,8 @@ impl TokenBucket {
     pub fn take(&mut self, now: Duration, bytes: usize) -> bool {
         let elapsed = now.saturating_sub(self.last).as_secs_f64();
         self.last = self.last.max(now);
-        self.tokens = (self.tokens + elapsed * self.rate_bytes_per_s as f64)
-            .min(self.burst_bytes as f64);
+        self.tokens =
+            (self.tokens + elapsed * self.rate_bytes_per_s as f64).min(self.burst_bytes as f64);
         if self.tokens >= bytes as f64 {
             self.tokens -= bytes as f64;
             true
@@ -547,7 +547,10 @@ mod tests {
         assert_eq!(a, run(5), "a seed draws the same losses");
         assert_ne!(a, run(6));
         let lost = a.iter().filter(|l| **l).count();
-        assert!((1_700..2_300).contains(&lost), "{lost} of 10000 lost at 20%");
+        assert!(
+            (1_700..2_300).contains(&lost),
+            "{lost} of 10000 lost at 20%"
+        );
     }
 
     #[test]
@@ -592,10 +595,7 @@ mod tests {
         assert!(b.take(ms(60_000), 3_000));
         // Over ten seconds of 500-byte datagrams offered every ms, what
         // passes is the burst plus ten seconds at the rate.
-        let passed: usize = (1..=10_000)
-            .filter(|t| b.take(ms(60_000 + t), 500))
-            .count()
-            * 500;
+        let passed: usize = (1..=10_000).filter(|t| b.take(ms(60_000 + t), 500)).count() * 500;
         assert!(passed <= 100_000, "{passed} bytes in 10 s at 10,000 B/s");
         assert!(passed >= 99_000, "{passed}");
     }

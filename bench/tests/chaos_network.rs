@@ -49,7 +49,10 @@ fn a_kill_a_partition_and_lossy_links_leave_the_log_whole() {
     assert!(kinds[1].contains("partitioned"), "{kinds:#?}");
     assert!(kinds[2].starts_with("lossy"), "{kinds:#?}");
     let network = report.network.expect("the relays ran");
-    assert!(network.dropped_blocked > 0, "the partition dropped: {network:?}");
+    assert!(
+        network.dropped_blocked > 0,
+        "the partition dropped: {network:?}"
+    );
     assert!(report.acknowledged > 0, "the load was acknowledged");
     if !report.violations.is_empty() {
         let kept = dir.keep();

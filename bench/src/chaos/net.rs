@@ -188,7 +188,10 @@ pub(crate) fn inflict(
         }
         NetFault::Cut => {
             net.block(&partition::cut(n, a));
-            (format!("r{a} partitioned both ways for {hold_ms} ms"), false)
+            (
+                format!("r{a} partitioned both ways for {hold_ms} ms"),
+                false,
+            )
         }
         NetFault::OneWay => {
             if rng.gen_bool(0.5) {
@@ -230,7 +233,7 @@ pub(crate) fn inflict(
             )
         }
         NetFault::Bandwidth => {
-            let rate = rng.gen_range(32..256u64) * 1024;
+            let rate = rng.gen_range(8..64u64) * 1024;
             let shape = Shape {
                 rate_bytes_per_s: Some(rate),
                 ..Shape::default()

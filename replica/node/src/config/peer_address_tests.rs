@@ -60,10 +60,16 @@ fn no_peer_addresses_is_no_override() {
 #[test]
 fn a_peer_address_for_an_unknown_replica_is_refused() {
     for key in ["4", "x", "-1"] {
-        let e = load_with(0, &format!("\n[peer_addresses]\n\"{key}\" = \"127.0.0.1:9000\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("is not a replica id of this cluster (0 to 3)"), "{e}");
+        let e = load_with(
+            0,
+            &format!("\n[peer_addresses]\n\"{key}\" = \"127.0.0.1:9000\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("is not a replica id of this cluster (0 to 3)"),
+            "{e}"
+        );
     }
 }
 
@@ -85,7 +91,12 @@ fn a_peer_address_for_a_peer_that_dials_this_replica_is_refused() {
 
 #[test]
 fn an_unparseable_peer_address_is_refused() {
-    for bad in ["127.0.0.1", "127.0.0.1:0", "not an address:7100", "::1:7100"] {
+    for bad in [
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "not an address:7100",
+        "::1:7100",
+    ] {
         let e = load_with(0, &format!("\n[peer_addresses]\n\"3\" = \"{bad}\"\n"))
             .unwrap_err()
             .to_string();
