@@ -19,10 +19,18 @@
 //! - the ordered stream the client followed across all the faults is a
 //!   prefix of the log.
 //!
+//! With network faults selected (the default), every replica link and the
+//! client's link to every replica go through a user-space UDP relay
+//! ([`crate::netproxy`]; the lower replica of a pair dials its relay
+//! through `[peer_addresses]`), and the schedule draws network faults
+//! beside the process faults: lossy links (loss, delay, jitter,
+//! duplication), one replica partitioned both ways or one way, a split of
+//! the replicas in two (beyond f when neither side is a quorum), a ring
+//! where each replica keeps only its nearest neighbours, and a replica's
+//! links limited in bandwidth. Each heals before the next fault.
+//!
 //! A failing run prints its seed and schedule; the same seed draws the same
 //! schedule (the timing of the processes themselves is not replayable).
-//! Network faults (loss, partitions) need a user-space proxy that does not
-//! exist yet; they are not drawn.
 
 use crate::chaos_check::{check_log, same_head, stream_is_prefix};
 use anyhow::{bail, Context};
@@ -39,7 +47,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod net;
 mod observe;
+pub use net::NetFault;
 use observe::{check_acknowledged, follow_stream, live_again, stamp_until_stopped, Observed};
 
 /// How soon after the last heal a stamp must complete.
@@ -64,6 +74,109 @@ pub struct ChaosConfig {
     pub duration: Duration,
     /// The `belfry` binary.
     pub belfry: PathBuf,
+    /// The kinds of fault drawn from (uniformly).
+    pub faults: Vec<FaultKind>,
+    /// Take the kinds in `faults` in turn instead of drawing them (their
+    /// parameters are still drawn): a short run that must contain each.
+    pub cycle: bool,
+}
+
+/// A kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `kill -9` one replica and restart it.
+    Kill,
+    /// SIGSTOP one replica, then SIGCONT.
+    Pause,
+    /// `kill -9` one replica, wipe its data, restart it.
+    Wipe,
+    /// Two replicas killed together, one wiped.
+    TwoDown,
+    /// One replica paused while another is killed and wiped.
+    PauseWipe,
+    /// A network fault.
+    Net(NetFault),
+}
+
+impl FaultKind {
+    /// The process faults, in the order the schedule has always drawn them.
+    pub const PROCESS: [FaultKind; 5] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Wipe,
+        FaultKind::TwoDown,
+        FaultKind::PauseWipe,
+    ];
+    /// The network faults.
+    pub const NETWORK: [FaultKind; 6] = [
+        FaultKind::Net(NetFault::Lossy),
+        FaultKind::Net(NetFault::Cut),
+        FaultKind::Net(NetFault::OneWay),
+        FaultKind::Net(NetFault::Split),
+        FaultKind::Net(NetFault::Ring),
+        FaultKind::Net(NetFault::Bandwidth),
+    ];
+
+    /// The kind's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Wipe => "wipe",
+            FaultKind::TwoDown => "two-down",
+            FaultKind::PauseWipe => "pause-wipe",
+            FaultKind::Net(NetFault::Lossy) => "lossy",
+            FaultKind::Net(NetFault::Cut) => "cut",
+            FaultKind::Net(NetFault::OneWay) => "one-way",
+            FaultKind::Net(NetFault::Split) => "split",
+            FaultKind::Net(NetFault::Ring) => "ring",
+            FaultKind::Net(NetFault::Bandwidth) => "bandwidth",
+        }
+    }
+
+    /// Kinds from a comma-separated list of names and the families
+    /// `process` and `network` (each kind once, in the order given).
+    pub fn parse_list(list: &str) -> anyhow::Result<Vec<FaultKind>> {
+        let every: Vec<FaultKind> = FaultKind::PROCESS
+            .into_iter()
+            .chain(FaultKind::NETWORK)
+            .collect();
+        let mut kinds = Vec::new();
+        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let named: Vec<FaultKind> = match word {
+                "process" => FaultKind::PROCESS.to_vec(),
+                "network" => FaultKind::NETWORK.to_vec(),
+                _ => match every.iter().find(|k| k.name() == word) {
+                    Some(k) => vec![*k],
+                    None => {
+                        let names: Vec<&str> = every.iter().map(|k| k.name()).collect();
+                        bail!(
+                            "--faults: {word:?} is not a fault; use process, network or any of {}",
+                            names.join(", ")
+                        )
+                    }
+                },
+            };
+            for k in named {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        if kinds.is_empty() {
+            bail!("--faults names no fault");
+        }
+        Ok(kinds)
+    }
+
+    /// Whether it wipes a replica's data (only while every replica takes
+    /// part, docs/recovery.md).
+    fn wipes(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Wipe | FaultKind::TwoDown | FaultKind::PauseWipe
+        )
+    }
 }
 
 /// One fault of the schedule.
@@ -103,6 +216,8 @@ pub struct ChaosReport {
     pub streamed: u64,
     /// How long after the last heal the first stamp completed.
     pub live_again_ms: Option<u64>,
+    /// What the relays carried and dropped (none: no network faults).
+    pub network: Option<crate::netproxy::Stats>,
     /// What the checker found wrong (empty: the run passed).
     pub violations: Vec<String>,
 }
@@ -392,13 +507,28 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     if n < 4 {
         bail!("--replicas must be at least 4, got {n}");
     }
+    if config.faults.is_empty() {
+        bail!("no fault kinds to draw from");
+    }
     let f = (n - 1) / 3;
-    let (mut procs, cluster) = start_cluster(&config.belfry, n, dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let client = chaos_client(&runtime, &cluster)?;
+    let (mut procs, cluster) = keygen(&config.belfry, n, dir, &[])?;
+    let network = config.faults.iter().any(|k| matches!(k, FaultKind::Net(_)));
+    let net = match network {
+        true => Some(net::Net::start(&runtime, &cluster, &procs, config.seed)?),
+        false => None,
+    };
+    for i in 0..n {
+        procs.start(i)?;
+    }
+    let info = match &net {
+        Some(net) => net.client_info(&cluster),
+        None => cluster.client_info(),
+    };
+    let client = chaos_client(&runtime, info)?;
     let anchor = client.anchor();
     let mut violations = Vec::new();
     let obs = Observed::default();
@@ -410,8 +540,11 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     ));
     let follow = runtime.spawn(follow_stream(client.clone(), obs.streamed.clone()));
 
-    let (faults, mut stuck) = inflict(config, &mut procs, f)?;
+    let (faults, mut stuck) = inflict(config, &mut procs, net.as_ref(), f)?;
     violations.append(&mut stuck);
+    if let Some(net) = &net {
+        net.heal();
+    }
     heal(&mut procs, n)?;
     let healed = Instant::now();
     obs.stop.store(true, Ordering::Relaxed);
@@ -447,7 +580,10 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
         violations.push(e.to_string());
     }
     drop(procs);
+    let network = net.as_ref().map(net::Net::stats);
+    drop(net);
     Ok(ChaosReport {
+        network,
         seed: config.seed,
         replicas: n,
         duration_s: config.duration.as_secs(),
@@ -466,11 +602,11 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
 /// The checking client: every digest to every replica.
 fn chaos_client(
     runtime: &tokio::runtime::Runtime,
-    cluster: &belfry_node::Cluster,
+    info: belfry_client::ClusterInfo,
 ) -> anyhow::Result<Client> {
     let _guard = runtime.enter();
     Ok(Client::new(
-        cluster.client_info(),
+        info,
         ClientOptions {
             fanout: Fanout::All,
             stamp_timeout: Duration::from_secs(20),
@@ -504,6 +640,7 @@ fn digest(seed: u64, k: u64) -> [u8; 32] {
 fn inflict(
     config: &ChaosConfig,
     procs: &mut Procs,
+    net: Option<&net::Net>,
     f: usize,
 ) -> anyhow::Result<(Vec<Fault>, Vec<String>)> {
     let n = config.replicas;
@@ -516,8 +653,11 @@ fn inflict(
         let at_ms = start.elapsed().as_millis() as u64;
         let a = rng.gen_range(0..n);
         let b = (a + rng.gen_range(1..n)) % n;
-        let kind = rng.gen_range(0..5u8);
-        if kind >= 2 && !procs.wait_joined(REJOIN) {
+        let kind = match config.cycle {
+            true => config.faults[faults.len() % config.faults.len()],
+            false => config.faults[rng.gen_range(0..config.faults.len())],
+        };
+        if kind.wipes() && !procs.wait_joined(REJOIN) {
             // The operating rule (docs/recovery.md): wipe only while every
             // other replica takes part. A replica that never rejoins is a
             // liveness failure of its own.
@@ -531,27 +671,31 @@ fn inflict(
             ));
         }
         let (what, beyond_f) = match kind {
-            0 => {
+            FaultKind::Net(fault) => {
+                let net = net.context("a network fault without the relays")?;
+                net::inflict(net, fault, a, f, &mut rng)
+            }
+            FaultKind::Kill => {
                 let down_ms = rng.gen_range(0..2_000);
                 procs.kill(a);
                 std::thread::sleep(Duration::from_millis(down_ms));
                 procs.start(a)?;
                 (format!("kill -9 r{a}, restarted after {down_ms} ms"), false)
             }
-            1 => {
+            FaultKind::Pause => {
                 let ms = rng.gen_range(1_000..PAUSE_MAX_MS);
                 procs.signal(a, "-STOP")?;
                 std::thread::sleep(Duration::from_millis(ms));
                 procs.signal(a, "-CONT")?;
                 (format!("SIGSTOP r{a} for {ms} ms"), false)
             }
-            2 => {
+            FaultKind::Wipe => {
                 procs.kill(a);
                 procs.wipe(a)?;
                 procs.start(a)?;
                 (format!("kill -9 r{a}, data wiped, restarted"), false)
             }
-            3 => {
+            FaultKind::TwoDown => {
                 let down_ms = rng.gen_range(0..1_000);
                 procs.kill(a);
                 procs.kill(b);
@@ -566,7 +710,7 @@ fn inflict(
                     f < 2,
                 )
             }
-            _ => {
+            FaultKind::PauseWipe => {
                 let ms = rng.gen_range(3_000..PAUSE_MAX_MS);
                 procs.signal(a, "-STOP")?;
                 procs.kill(b);

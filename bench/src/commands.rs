@@ -168,6 +168,14 @@ pub(super) fn log(
 
 /// `chaos`: one run per seed; a failing run's faults, violations, replay
 /// command and kept logs go to stderr.
+/// Which faults `chaos` draws.
+pub(super) struct ChaosFaults {
+    /// The kinds.
+    pub(super) kinds: Vec<belfry_bench::chaos::FaultKind>,
+    /// In turn rather than drawn.
+    pub(super) cycle: bool,
+}
+
 pub(super) fn chaos(
     replicas: usize,
     seed: u64,
@@ -175,6 +183,7 @@ pub(super) fn chaos(
     runs: u64,
     belfry: Option<PathBuf>,
     json: bool,
+    faults: ChaosFaults,
 ) -> anyhow::Result<()> {
     if replicas < 4 || duration == 0 || runs == 0 {
         anyhow::bail!("--replicas >= 4, --duration >= 1 and --runs >= 1 are needed");
@@ -188,6 +197,8 @@ pub(super) fn chaos(
             seed,
             duration: std::time::Duration::from_secs(duration),
             belfry: belfry.clone(),
+            faults: faults.kinds.clone(),
+            cycle: faults.cycle,
         };
         let r = belfry_bench::chaos::run(&config, tmp.path())?;
         if json {
@@ -206,16 +217,30 @@ pub(super) fn chaos(
                 r.live_again_ms.map_or("-".to_string(), |m| m.to_string()),
                 if r.violations.is_empty() { "no violations" } else { "VIOLATIONS" }
             );
+            for f in &r.faults {
+                println!("  {:>7} ms  {}", f.at_ms, f.what);
+            }
+            if let Some(s) = &r.network {
+                println!(
+                    "  relays: {} datagrams forwarded ({} duplicated); dropped {} blocked, {} lost, {} over rate, {} queue full",
+                    s.forwarded, s.duplicated, s.dropped_blocked, s.dropped_loss, s.dropped_rate, s.dropped_queue
+                );
+            }
         }
         if !r.violations.is_empty() {
-            for f in &r.faults {
-                eprintln!("  {:>7} ms  {}", f.at_ms, f.what);
+            if json {
+                for f in &r.faults {
+                    eprintln!("  {:>7} ms  {}", f.at_ms, f.what);
+                }
             }
             for v in &r.violations {
                 eprintln!("VIOLATION: {v}");
             }
+            let names: Vec<&str> = faults.kinds.iter().map(|k| k.name()).collect();
             eprintln!(
-                "replay: belfry-bench chaos --replicas {replicas} --seed {seed} --duration {duration}"
+                "replay: belfry-bench chaos --replicas {replicas} --seed {seed} --duration {duration} --faults {}{}",
+                names.join(","),
+                if faults.cycle { " --cycle" } else { "" }
             );
             // Keep the replicas' logs of a failing run.
             let kept = tmp.keep();

@@ -20,6 +20,7 @@ pub mod flood;
 pub mod gateway_bench;
 pub mod idle;
 pub mod log_bench;
+pub mod netproxy;
 pub mod report;
 pub mod restart_bench;
 pub mod tsa_bench;

@@ -96,6 +96,14 @@ enum Command {
         /// Print one JSON object per run instead of a summary.
         #[arg(long)]
         json: bool,
+        /// The faults drawn: `process`, `network`, or kinds by name
+        /// (kill, pause, wipe, two-down, pause-wipe, lossy, cut, one-way,
+        /// split, ring, bandwidth), comma-separated.
+        #[arg(long, default_value = "process,network")]
+        faults: String,
+        /// Take the kinds of `--faults` in turn instead of drawing them.
+        #[arg(long)]
+        cycle: bool,
     },
     /// The cluster alone, then behind one and two aggregation gateways, on
     /// real processes: digests/s, latency, CPU and the cluster's load.
@@ -213,7 +221,20 @@ fn run() -> anyhow::Result<()> {
             runs,
             belfry,
             json,
-        } => commands::chaos(replicas, seed, duration, runs, belfry, json),
+            faults,
+            cycle,
+        } => commands::chaos(
+            replicas,
+            seed,
+            duration,
+            runs,
+            belfry,
+            json,
+            commands::ChaosFaults {
+                kinds: belfry_bench::chaos::FaultKind::parse_list(&faults)?,
+                cycle,
+            },
+        ),
         Command::Catchup {
             entries,
             replicas,

@@ -29,7 +29,17 @@
 //! data_dir = "data-0"         # relative to this file
 //! # listen = "0.0.0.0:7100"   # default: this replica's address
 //! # metrics = "127.0.0.1:9100"
+//!
+//! # [peer_addresses]          # optional: dial a peer elsewhere than its
+//! # "2" = "10.8.0.2:7100"     # cluster.toml address (NAT, VPN, a relay)
 //! ```
+//!
+//! `[peer_addresses]` maps a peer's id to the address this replica dials
+//! for it instead of its `cluster.toml` address. Only the lower id of a
+//! pair dials (the higher one accepts, `mesh.rs`), so an override names a
+//! peer of higher id; peers are authenticated by their pinned certificate,
+//! never by their address, so dialing a relay or a NAT's outside address is
+//! as safe as dialing the peer itself.
 //!
 //! Loading checks everything that can be checked offline: the anchor is the
 //! public keys' group key, `n`, `f` and the policy are consistent, every
@@ -46,6 +56,7 @@ use belfry_replica::coin::{
     SecretShare, ThresholdCrypto, TrustAnchor, Wave,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,6 +237,11 @@ pub struct ReplicaFile {
     /// `[tsa] addresses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsa_listen: Option<String>,
+    /// `[peer_addresses]`: the address this replica dials for a peer (by
+    /// id, a string key as TOML has them) instead of its cluster.toml
+    /// address. Only peers of higher id, which this replica dials.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_addresses: BTreeMap<String, String>,
 }
 
 impl Drop for ReplicaFile {
@@ -325,6 +341,9 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// The RFC 3161 endpoint with this replica's RSA share, if any.
     pub tsa: Option<crate::tsa::config::TsaNode>,
+    /// Where to dial a peer instead of its cluster.toml address
+    /// (`[peer_addresses]`; only peers this replica dials).
+    pub peer_addresses: BTreeMap<ReplicaId, SocketAddr>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -410,6 +429,8 @@ fn check_absent(path: &Path, replicas: &[ReplicaEntry], f: usize) -> Result<(), 
 
 #[cfg(test)]
 mod absent_tests;
+#[cfg(test)]
+mod peer_address_tests;
 
 #[cfg(test)]
 mod tests {

@@ -286,7 +286,11 @@ fn spawn_links(
         };
         let link = Link {
             peer,
-            address: entry.address,
+            address: config
+                .peer_addresses
+                .get(&peer)
+                .copied()
+                .unwrap_or(entry.address),
             dial,
             queue: rx,
             accepted,

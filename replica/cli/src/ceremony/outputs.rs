@@ -136,6 +136,7 @@ pub(super) fn write_outputs(
             metrics: None,
             tsa_share: None,
             tsa_listen: None,
+            peer_addresses: Default::default(),
         },
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;

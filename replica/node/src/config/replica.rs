@@ -53,8 +53,10 @@ impl ReplicaFile {
             self.tsa_share.as_deref(),
             self.tsa_listen.as_deref(),
         )?;
+        let peer_addresses = self.peer_addresses(path, &cluster, id)?;
         Ok(NodeConfig {
             id,
+            peer_addresses,
             crypto,
             identity,
             note_signer,
@@ -123,6 +125,64 @@ impl ReplicaFile {
                 nest_epochs(path, epochs)
             }
         }
+    }
+}
+
+impl ReplicaFile {
+    /// `[peer_addresses]`, checked: each key a replica of the cluster that
+    /// is present and that this replica dials (a higher id: the lower id of
+    /// a pair dials, `mesh.rs`), each value an address (`host:port`,
+    /// resolved like cluster.toml's).
+    fn peer_addresses(
+        &self,
+        path: &Path,
+        cluster: &Cluster,
+        me: ReplicaId,
+    ) -> Result<BTreeMap<ReplicaId, SocketAddr>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (key, value) in &self.peer_addresses {
+            let field = format!("peer_addresses.{key:?}");
+            let Some(peer) = key
+                .parse::<u16>()
+                .ok()
+                .filter(|p| usize::from(*p) < cluster.replicas.len())
+            else {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{field}: {key:?} is not a replica id of this cluster (0 to {})",
+                        cluster.replicas.len().saturating_sub(1)
+                    ),
+                ));
+            };
+            let peer = ReplicaId(peer);
+            if peer == me {
+                return Err(invalid(
+                    path,
+                    format!("{field}: that is this replica's own id; a replica never dials itself"),
+                ));
+            }
+            if cluster.replicas[peer.index()].is_none() {
+                return Err(invalid(
+                    path,
+                    format!("{field}: replica {key} is absent in cluster.toml and never dialed"),
+                ));
+            }
+            if peer.index() < me.index() {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{field}: replica {key} dials this one (the lower id of a pair dials), so this replica never uses the address; set it in replica-{key}.toml for replica {}",
+                        me.0
+                    ),
+                ));
+            }
+            let address = crate::address::check_address(value)
+                .and_then(|_| crate::address::resolve_address(value))
+                .map_err(|e| invalid(path, format!("{field}: {e}")))?;
+            out.insert(peer, address);
+        }
+        Ok(out)
     }
 }
 
