@@ -72,27 +72,32 @@ fn catch_up(page_bytes: usize) {
         "the gap was filled by a verified snapshot, not by re-sent votes"
     );
     assert_eq!(c.core(0).unwrap().catchups_installed(), 0);
-    // New digests after the heal are logged by everyone, the caught-up replica included.
     let after = digests("catch-up test", 500, 200);
-    c.request_all(1, &ClientRequest::Submit(after.clone()));
+    takes_part_again(&mut c, away, &during, &after);
+}
+
+/// After a catch-up: new digests (`after`) are logged by everyone, the
+/// caught-up replica `away` included; every index agrees across the whole
+/// log; its receipts for digests logged while it was away (`during`) and
+/// after verify; and every answer it got verified (no catch-up or
+/// head-share fault).
+fn takes_part_again(c: &mut LocalCluster, away: usize, during: &[[u8; 32]], after: &[[u8; 32]]) {
+    c.request_all(1, &ClientRequest::Submit(after.to_vec()));
     c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &after))
+        (0..4).all(|i| c.stamped(i, after))
     });
     for i in 0..4 {
         assert!(
-            c.stamped(i, &after),
+            c.stamped(i, after),
             "replica {i} did not log the new digests"
         );
     }
-    // Every index agrees, across the whole log.
     c.check_agreement().unwrap();
-    // Its receipts for digests logged while it was away verify.
     let anchor = c.anchor();
     let core = c.core(away).unwrap();
     for d in during.iter().step_by(41).chain(after.iter().step_by(41)) {
         verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
     }
-    // Every answer it got verified: no catch-up or head-share fault.
     assert!(c.faults[away].iter().all(|f| !matches!(
         f,
         belfry_replica::CoreFault::HeadShare { .. } | belfry_replica::CoreFault::CatchUp { .. }
@@ -265,24 +270,5 @@ fn stream_with_crashes(files: Option<&std::path::Path>) {
     );
     // It takes part again: new digests are logged by all four.
     let after = digests("stream test", 600, 100);
-    c.request_all(1, &ClientRequest::Submit(after.clone()));
-    c.run_until(c.now().saturating_add(Micros::from_secs(30)), |c| {
-        (0..4).all(|i| c.stamped(i, &after))
-    });
-    for i in 0..4 {
-        assert!(
-            c.stamped(i, &after),
-            "replica {i} did not log the new digests"
-        );
-    }
-    c.check_agreement().unwrap();
-    let anchor = c.anchor();
-    let core = c.core(away).unwrap();
-    for d in during.iter().step_by(37).chain(after.iter().step_by(37)) {
-        verify_receipt(&core.receipt(d).unwrap(), &anchor).unwrap();
-    }
-    assert!(c.faults[away].iter().all(|f| !matches!(
-        f,
-        belfry_replica::CoreFault::HeadShare { .. } | belfry_replica::CoreFault::CatchUp { .. }
-    )));
+    takes_part_again(&mut c, away, &during, &after);
 }
