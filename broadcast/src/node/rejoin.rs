@@ -99,22 +99,36 @@ impl Rejoin {
     /// [`Node::observing`]): `quorum − 1` counted answers, the DAG `top`
     /// `round_window + 2` rounds past the largest — then it joins above
     /// `top` — or, short of that, every counted answer 0: the cluster is
-    /// starting, and it joins above round 0, taking part from the first
-    /// round as the replicas that started with it do. (Joining above `top` there would
+    /// starting. It then joins above round 0, taking part from the first
+    /// round as the replicas that started with it do, if nothing says it
+    /// ever signed (every answer received is 0, and `own` — the highest
+    /// round of a slot it authored or voted in that it holds, from peers'
+    /// votes — is 0); else above `top`, as before. (Joining above `top` there would
     /// keep a replica whose answers came late out of the first rounds the
     /// others already reached; with a Byzantine replica withholding, those
     /// rounds could then never complete.) Returns the round joined above.
-    fn try_join(&mut self, top: Round, quorum: usize, round_window: u64) -> Option<Round> {
+    fn try_join(
+        &mut self,
+        top: Round,
+        own: Round,
+        quorum: usize,
+        round_window: u64,
+    ) -> Option<Round> {
         let o = self.observing.as_ref()?;
         let counted: Vec<Round> = o.answers.values().filter(|r| **r <= top).copied().collect();
         if counted.len() < quorum.saturating_sub(1) {
             return None;
         }
         let past = counted.iter().max().copied().unwrap_or_default();
+        // Nothing says this replica ever signed: every answer it got, counted
+        // or not, is 0, and it holds no slot of its own nor a vote it cast.
+        let fresh = own.0 == 0 && o.answers.values().all(|r| r.0 == 0);
         let above = if top.0 > past.0.saturating_add(round_window + 2) {
             top
-        } else if past.0 == 0 {
+        } else if past.0 == 0 && fresh {
             Round(0)
+        } else if past.0 == 0 {
+            top
         } else {
             return None;
         };
@@ -202,7 +216,11 @@ impl Node {
     pub(super) fn maybe_join(&mut self, step: &mut Step) {
         let top = self.dag.highest_round();
         let quorum = self.config.quorum();
-        let Some(above) = self.rejoin.try_join(top, quorum, self.config.round_window) else {
+        let own = self.rbc.last_round_from(self.config.me);
+        let Some(above) = self
+            .rejoin
+            .try_join(top, own, quorum, self.config.round_window)
+        else {
             return;
         };
         self.rejoin.participating = true;

@@ -287,11 +287,14 @@ impl ReplicaCore {
     /// A verified page, and what the fetch held before it, are appended to
     /// the log at once while more than
     /// [`ReplicaConfig::catchup_buffer_entries`] entries lie between the
-    /// page's end and the target (`head`, if larger than the old one):
-    /// they are final — consistent with a signed head — so the log may
-    /// hold them before the state that follows them is installed (the
-    /// replica's own ordering then waits; see [`ReplicaCore::log_ahead`]).
-    /// Returns the entries still to be held (none once streamed).
+    /// page's end and the target (`head`, if larger than the old one); and
+    /// whatever would make the fetch hold more than that many is appended
+    /// too, oldest first (after a target that moved on, or a fetch that
+    /// went on beyond an install nobody served). Streamed entries are
+    /// final — consistent with a signed head — so the log may hold them
+    /// before the state that follows them is installed (the replica's own
+    /// ordering then waits; see [`ReplicaCore::log_ahead`]). Returns the
+    /// entries still to be held.
     fn stream_if_far(
         &mut self,
         f: &mut LogFetch,
@@ -303,20 +306,28 @@ impl ReplicaCore {
             .head
             .map_or(0, |h| h.head.tree_size)
             .max(head.head.tree_size);
-        let end = f.from + f.entries.len() as u64 + page.len() as u64;
+        let held = f.entries.len() + page.len();
+        let end = f.from + held as u64;
+        let buffer = usize::try_from(self.config.catchup_buffer_entries).unwrap_or(usize::MAX);
         let far = target.saturating_sub(end) > self.config.catchup_buffer_entries;
-        if !far || self.log.len() != f.from {
+        let stream = if far {
+            held
+        } else {
+            held.saturating_sub(buffer)
+        };
+        if stream == 0 || self.log.len() != f.from {
             return page;
         }
-        let held = std::mem::take(&mut f.entries);
-        let streamed = (held.len() + page.len()) as u64;
-        for e in held.into_iter().chain(page) {
+        let mut all = std::mem::take(&mut f.entries);
+        all.extend(page);
+        let keep = all.split_off(stream);
+        for e in all {
             self.append(e, out);
         }
         f.from = self.log.len();
-        self.catchup.streamed += streamed;
+        self.catchup.streamed += stream as u64;
         self.log_ahead = true;
-        Vec::new()
+        keep
     }
 
     /// The page's signed head and the tree the page extends the fetched

@@ -7,8 +7,9 @@ use belfry_broadcast::coin::Wave;
 use belfry_broadcast::VertexHash;
 
 impl ReplicaCore {
-    /// The wave and state root of the local log's last Tick (the log always
-    /// ends with a Tick: a batch is appended whole).
+    /// The wave and state root of the local log's last Tick, if the log
+    /// ends with one (it does but while a streamed catch-up range ends
+    /// inside a batch: see [`ReplicaCore::log_ahead`]).
     pub(super) fn last_tick(&self) -> Option<TickEntry> {
         let len = self.log.len();
         match self.reads().entry(len.checked_sub(1)?) {
@@ -27,7 +28,7 @@ impl ReplicaCore {
                 t.wave == self.node.last_decided_wave().0
                     && self.sequencer.state_root(&order) == t.state_root
             }
-            None => self.node.last_decided_wave().0 == 0,
+            None => self.log.len() == 0 && self.node.last_decided_wave().0 == 0,
         }
     }
 
@@ -358,8 +359,8 @@ impl ReplicaCore {
             out.push(CoreOutput::Head(i.head));
         }
         self.sequencer = restored;
-        // The log now ends at the state's Tick, or — a streamed range
-        // beyond an older state — is still ahead: the catch-up goes on.
+        // The log now ends at the state's Tick (`log.len() == i.from` and the
+        // Tick lies in the held entries): no longer ahead.
         self.log_ahead = self.compute_log_ahead();
         self.catchup.installed += 1;
         self.installed_state = true;

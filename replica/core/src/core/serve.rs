@@ -210,6 +210,7 @@ impl ReplicaCore {
         // move again.
         let len = self.log.len();
         let current = len <= at_most
+            && !self.log_ahead
             && self.server.recent_states.range(len..).next().is_none()
             && self.ordering_matches_log();
         let snapshot = if current {
