@@ -28,7 +28,7 @@ impl ReplicaCore {
                 t.wave == self.node.last_decided_wave().0
                     && self.sequencer.state_root(&order) == t.state_root
             }
-            None => self.log.len() == 0 && self.node.last_decided_wave().0 == 0,
+            None => self.log.is_empty() && self.node.last_decided_wave().0 == 0,
         }
     }
 
