@@ -431,6 +431,8 @@ fn check_absent(path: &Path, replicas: &[ReplicaEntry], f: usize) -> Result<(), 
 mod absent_tests;
 #[cfg(test)]
 mod peer_address_tests;
+#[cfg(test)]
+mod test_cluster;
 
 #[cfg(test)]
 mod tests {

@@ -1,22 +1,8 @@
 //! `absent = true` replicas in cluster.toml (docs/keys.md §3): a slot a
 //! ceremony excluded, which the cluster runs without.
 
+use super::test_cluster::generated;
 use super::*;
-
-fn generated(dir: &Path) -> crate::generate::Generated {
-    let addresses = (0..4).map(|i| format!("127.0.0.1:{}", 7100 + i)).collect();
-    crate::generate::generate_cluster(
-        dir,
-        &crate::generate::GenerateOptions {
-            addresses,
-            policy: Policy::Lamport,
-            genesis_time: Micros(1_763_700_000_000_000),
-            seed: Some(7),
-            tsa: None,
-        },
-    )
-    .unwrap()
-}
 
 /// The generated cluster file with replicas `ids` made absent.
 fn with_absent(path: &Path, ids: &[usize]) -> ClusterFile {

@@ -1,22 +1,8 @@
 //! `[peer_addresses]` in replica-<i>.toml: where a replica dials a peer
 //! instead of the peer's cluster.toml address.
 
+use super::test_cluster::generated;
 use super::*;
-
-fn generated(dir: &Path) -> crate::generate::Generated {
-    let addresses = (0..4).map(|i| format!("127.0.0.1:{}", 7100 + i)).collect();
-    crate::generate::generate_cluster(
-        dir,
-        &crate::generate::GenerateOptions {
-            addresses,
-            policy: Policy::Lamport,
-            genesis_time: Micros(1_763_700_000_000_000),
-            seed: Some(7),
-            tsa: None,
-        },
-    )
-    .unwrap()
-}
 
 /// Replica `i`'s file with `table` appended (a `[peer_addresses]` table).
 fn load_with(i: usize, table: &str) -> Result<NodeConfig, ConfigError> {
