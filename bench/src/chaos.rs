@@ -29,6 +29,15 @@
 //! where each replica keeps only its nearest neighbours, and a replica's
 //! links limited in bandwidth. Each heals before the next fault.
 //!
+//! With clock faults selected (`--faults clock`, never by default), up to
+//! f replicas are restarted under libfaketime ([`clock`]): their wall clock
+//! a constant offset ahead or behind, or stepped forward and then back past
+//! true time while they run; the fault heals by restarting them at true
+//! time. In every run the checker also holds the ticks to their design
+//! (§3.6: monotone, bracketed by honest clocks): tick times never go back,
+//! and no receipt's time nor any streamed Tick's is later than the
+//! checker's own (true) clock when it arrived.
+//!
 //! A failing run prints its seed and schedule; the same seed draws the same
 //! schedule (the timing of the processes themselves is not replayable).
 
@@ -47,8 +56,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod clock;
 mod net;
 mod observe;
+pub use clock::{libfaketime, ClockFault};
 pub use net::NetFault;
 use observe::{check_acknowledged, follow_stream, live_again, stamp_until_stopped, Observed};
 
@@ -96,6 +107,8 @@ pub enum FaultKind {
     PauseWipe,
     /// A network fault.
     Net(NetFault),
+    /// A clock fault.
+    Clock(ClockFault),
 }
 
 impl FaultKind {
@@ -116,6 +129,12 @@ impl FaultKind {
         FaultKind::Net(NetFault::Ring),
         FaultKind::Net(NetFault::Bandwidth),
     ];
+    /// The clock faults (drawn only when named: a seed drawn without them
+    /// replays as before).
+    pub const CLOCK: [FaultKind; 2] = [
+        FaultKind::Clock(ClockFault::Offset),
+        FaultKind::Clock(ClockFault::Step),
+    ];
 
     /// The kind's name on the command line.
     pub fn name(self) -> &'static str {
@@ -131,27 +150,32 @@ impl FaultKind {
             FaultKind::Net(NetFault::Split) => "split",
             FaultKind::Net(NetFault::Ring) => "ring",
             FaultKind::Net(NetFault::Bandwidth) => "bandwidth",
+            FaultKind::Clock(ClockFault::Offset) => "clock-offset",
+            FaultKind::Clock(ClockFault::Step) => "clock-step",
         }
     }
 
     /// Kinds from a comma-separated list of names and the families
-    /// `process` and `network` (each kind once, in the order given).
+    /// `process`, `network` and `clock` (each kind once, in the order
+    /// given).
     pub fn parse_list(list: &str) -> anyhow::Result<Vec<FaultKind>> {
         let every: Vec<FaultKind> = FaultKind::PROCESS
             .into_iter()
             .chain(FaultKind::NETWORK)
+            .chain(FaultKind::CLOCK)
             .collect();
         let mut kinds = Vec::new();
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             let named: Vec<FaultKind> = match word {
                 "process" => FaultKind::PROCESS.to_vec(),
                 "network" => FaultKind::NETWORK.to_vec(),
+                "clock" => FaultKind::CLOCK.to_vec(),
                 _ => match every.iter().find(|k| k.name() == word) {
                     Some(k) => vec![*k],
                     None => {
                         let names: Vec<&str> = every.iter().map(|k| k.name()).collect();
                         bail!(
-                            "--faults: {word:?} is not a fault; use process, network or any of {}",
+                            "--faults: {word:?} is not a fault; use process, network, clock or any of {}",
                             names.join(", ")
                         )
                     }
@@ -230,16 +254,23 @@ pub(crate) struct Procs {
     metrics: Vec<u16>,
     nodes: Vec<Option<Child>>,
     starts: Vec<usize>,
+    /// The replicas that run under libfaketime (a clock fault).
+    clocks: Vec<Option<clock::Faked>>,
 }
 
 impl Procs {
-    /// Starts replica `i` (its log goes to `node-<i>.<start>.log`).
+    /// Starts replica `i` (its log goes to `node-<i>.<start>.log`), under
+    /// libfaketime while a clock fault holds it.
     pub(crate) fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let log =
             std::fs::File::create(self.logs.join(format!("node-{i}.{}.log", self.starts[i])))?;
         self.starts[i] += 1;
         let config = self.keys.join(format!("replica-{i}.toml"));
-        let child = Command::new(&self.belfry)
+        let mut command = Command::new(&self.belfry);
+        if let Some(clock) = &self.clocks[i] {
+            command.envs(clock.env());
+        }
+        let child = command
             .arg("node")
             .arg("--config")
             .arg(&config)
@@ -497,6 +528,7 @@ pub(crate) fn keygen(
         metrics: free_ports(n, false)?,
         nodes: (0..n).map(|_| None).collect(),
         starts: vec![0; n],
+        clocks: (0..n).map(|_| None).collect(),
     };
     Ok((procs, cluster))
 }
@@ -509,6 +541,13 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     }
     if config.faults.is_empty() {
         bail!("no fault kinds to draw from");
+    }
+    let clocks = config
+        .faults
+        .iter()
+        .any(|k| matches!(k, FaultKind::Clock(_)));
+    if clocks && libfaketime().is_none() {
+        bail!("clock faults need libfaketime: apt-get install faketime");
     }
     let f = (n - 1) / 3;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -538,7 +577,7 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
         anchor,
         obs.clone(),
     ));
-    let follow = runtime.spawn(follow_stream(client.clone(), obs.streamed.clone()));
+    let follow = runtime.spawn(follow_stream(client.clone(), obs.clone()));
 
     let (faults, mut stuck) = inflict(config, &mut procs, net.as_ref(), f)?;
     violations.append(&mut stuck);
@@ -615,9 +654,12 @@ fn chaos_client(
     )?)
 }
 
-/// Heals every fault: every replica running and none paused.
+/// Heals every fault: every replica running at true time and none paused.
 fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<()> {
     for i in 0..n {
+        if procs.clocks[i].is_some() {
+            procs.restart_true(i)?;
+        }
         let _ = procs.signal(i, "-CONT");
         let running = procs.nodes[i]
             .as_mut()
@@ -647,6 +689,7 @@ fn inflict(
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(config.seed);
     let start = Instant::now();
     let mut faults = Vec::new();
+    let mut violations = Vec::new();
     // A few seconds for the cluster to form before the first fault.
     std::thread::sleep(Duration::from_secs(3));
     while start.elapsed() < config.duration {
@@ -662,18 +705,19 @@ fn inflict(
             // other replica takes part. A replica that never rejoins is a
             // liveness failure of its own.
             let at = start.elapsed().as_millis();
-            return Ok((
-                faults,
-                vec![format!(
-                    "at {at} ms a replica had not taken part in the rounds again for {} s",
-                    REJOIN.as_secs()
-                )],
+            violations.push(format!(
+                "at {at} ms a replica had not taken part in the rounds again for {} s",
+                REJOIN.as_secs()
             ));
+            return Ok((faults, violations));
         }
         let (what, beyond_f) = match kind {
             FaultKind::Net(fault) => {
                 let net = net.context("a network fault without the relays")?;
                 net::inflict(net, fault, a, f, &mut rng)
+            }
+            FaultKind::Clock(fault) => {
+                clock::inflict(procs, fault, a, f, &mut rng, &mut violations)?
             }
             FaultKind::Kill => {
                 let down_ms = rng.gen_range(0..2_000);
@@ -731,5 +775,5 @@ fn inflict(
         });
         std::thread::sleep(Duration::from_millis(rng.gen_range(1_000..3_000)));
     }
-    Ok((faults, Vec::new()))
+    Ok((faults, violations))
 }

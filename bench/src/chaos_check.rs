@@ -53,7 +53,8 @@ pub(crate) fn fullest(heads: &[SignedTreeHead]) -> (usize, u64) {
 }
 
 /// Pairwise consistency of the replicas' heads, then the whole log (from
-/// replica 0) by digest: where each digest is.
+/// the fullest replica) by digest: where each digest is; and its Tick
+/// times never go back (design §3.6).
 pub(crate) async fn check_log(
     client: &Client,
     heads: &[SignedTreeHead],
@@ -74,6 +75,8 @@ pub(crate) async fn check_log(
     let (source, size) = fullest(heads);
     let mut log: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
     let mut from = 0;
+    let mut tick_time = None;
+    let mut backwards = Vec::new();
     while from < size {
         let (start, entries) = client.entries(source, from, size).await?;
         if start != from || entries.is_empty() {
@@ -82,11 +85,23 @@ pub(crate) async fn check_log(
             ));
         }
         for (k, e) in entries.iter().enumerate() {
-            if let Entry::Digest(d) = e {
-                log.entry(d.digest).or_default().push(from + k as u64);
+            match e {
+                Entry::Digest(d) => log.entry(d.digest).or_default().push(from + k as u64),
+                Entry::Tick(t) => {
+                    if tick_time.is_some_and(|before| t.time < before) {
+                        backwards.push(from + k as u64);
+                    }
+                    tick_time = Some(t.time);
+                }
             }
         }
         from += entries.len() as u64;
+    }
+    if let Some(first) = backwards.first() {
+        violations.push(format!(
+            "{} Tick times go back, the first at index {first}",
+            backwards.len()
+        ));
     }
     let twice = log.values().filter(|at| at.len() > 1).count();
     if twice > 0 {

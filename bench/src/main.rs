@@ -75,8 +75,9 @@ enum Command {
         json: Option<std::path::PathBuf>,
     },
     /// Real `belfry node` processes under seeded process faults (kill -9,
-    /// SIGSTOP, wiped data, two down at once), then a check from the
-    /// outside; exit 0 only when it finds nothing.
+    /// SIGSTOP, wiped data, two down at once), network faults and, when
+    /// named, clock faults (libfaketime), then a check from the outside;
+    /// exit 0 only when it finds nothing.
     Chaos {
         /// Replicas (n >= 4).
         #[arg(long, default_value_t = 4)]
@@ -96,9 +97,11 @@ enum Command {
         /// Print one JSON object per run instead of a summary.
         #[arg(long)]
         json: bool,
-        /// The faults drawn: `process`, `network`, or kinds by name
-        /// (kill, pause, wipe, two-down, pause-wipe, lossy, cut, one-way,
-        /// split, ring, bandwidth), comma-separated.
+        /// The faults drawn: `process`, `network`, `clock`, or kinds by
+        /// name (kill, pause, wipe, two-down, pause-wipe, lossy, cut,
+        /// one-way, split, ring, bandwidth, clock-offset, clock-step),
+        /// comma-separated. Clock faults need libfaketime (Debian's
+        /// `faketime` package).
         #[arg(long, default_value = "process,network")]
         faults: String,
         /// Take the kinds of `--faults` in turn instead of drawing them.

@@ -3,6 +3,11 @@
 //! everything healed.
 
 use super::*;
+use belfry_replica::clock::{ClockSource, Micros, SystemClock};
+
+/// The most findings of one kind kept while running (a fault that breaks
+/// every receipt would otherwise fill the report).
+const FINDINGS_MAX: usize = 20;
 
 /// What the load and the stream recorded, shared with their tasks.
 #[derive(Clone, Default)]
@@ -11,7 +16,8 @@ pub(super) struct Observed {
     pub(super) stop: Arc<AtomicBool>,
     /// Every digest acknowledged as stamped, at the index its receipt names.
     pub(super) acknowledged: Arc<Mutex<BTreeMap<[u8; 32], u64>>>,
-    /// Stamp calls done, calls failed, and receipts that do not verify.
+    /// Stamp calls done, calls failed, and what was found wrong while
+    /// running (receipts that do not verify, times from the future).
     pub(super) tally: Arc<Mutex<(u64, u64, Vec<String>)>>,
     /// The ordered stream's entries, from index 0.
     pub(super) streamed: Arc<Mutex<Vec<Entry>>>,
@@ -45,16 +51,31 @@ impl Observed {
             .clone()
     }
 
-    /// Checks `receipts` against the anchor (a fault for each that does not
-    /// verify) and acknowledges their digests.
-    fn acknowledge(&self, receipts: Vec<Receipt>, anchor: &TrustAnchor, faults: &mut Vec<String>) {
+    /// Checks `receipts`, which came back at true time `now`, against the
+    /// anchor (a fault for each that does not verify) and against the
+    /// clock, and acknowledges their digests.
+    fn acknowledge(
+        &self,
+        receipts: Vec<Receipt>,
+        now: Micros,
+        anchor: &TrustAnchor,
+        faults: &mut Vec<String>,
+    ) {
         let mut ack = self.acknowledged.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latest = Micros::ZERO;
         for r in receipts {
             if let Err(e) = verify_receipt(&r, anchor) {
                 faults.push(format!("a receipt does not verify: {e}"));
             }
+            latest = latest.max(r.time);
             if let Entry::Digest(d) = r.entry {
+                latest = latest.max(d.witnessed_at);
                 ack.insert(d.digest, r.leaf_index);
+            }
+        }
+        if let Some(finding) = from_the_future("a receipt", latest, now) {
+            if faults.len() < FINDINGS_MAX {
+                faults.push(finding);
             }
         }
     }
@@ -76,24 +97,48 @@ pub(super) async fn stamp_until_stopped(
         k += 1;
         match client.stamp(&ds).await {
             Ok(receipts) => {
+                let now = SystemClock.now();
                 let mut t = obs.tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.0 += 1;
-                obs.acknowledge(receipts, &anchor, &mut t.2);
+                obs.acknowledge(receipts, now, &anchor, &mut t.2);
             }
             Err(_) => obs.tally.lock().unwrap_or_else(|e| e.into_inner()).1 += 1,
         }
     }
 }
 
-/// The ordered stream, followed across every fault.
-pub(super) async fn follow_stream(client: Client, streamed: Arc<Mutex<Vec<Entry>>>) {
+/// The ordered stream, followed across every fault; a Tick whose time is
+/// later than true time when it arrived is a finding.
+pub(super) async fn follow_stream(client: Client, obs: Observed) {
     let mut sub = client.subscribe(0);
     while let Some((i, e)) = sub.next().await {
-        let mut s = streamed.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemClock.now();
+        if let Entry::Tick(t) = &e {
+            if let Some(finding) = from_the_future(&format!("the Tick at {i}"), t.time, now) {
+                let mut t = obs.tally.lock().unwrap_or_else(|e| e.into_inner());
+                if t.2.len() < FINDINGS_MAX {
+                    t.2.push(finding);
+                }
+            }
+        }
+        let mut s = obs.streamed.lock().unwrap_or_else(|e| e.into_inner());
         if i == s.len() as u64 {
             s.push(e);
         }
     }
+}
+
+/// A time agreed by the cluster is bracketed by honest clocks (design
+/// §3.6: the lower median of at least 2f + 1 readings, at most f of them
+/// faked), and every honest replica reads the clock the checker reads, so
+/// nothing agreed can be later than the checker's clock when it saw it.
+fn from_the_future(what: &str, agreed: Micros, now: Micros) -> Option<String> {
+    (agreed > now).then(|| {
+        format!(
+            "{what} carries time {agreed} µs, {} ms later than true time when it arrived",
+            agreed.saturating_sub(now).as_millis_f64()
+        )
+    })
 }
 
 /// After the last heal: how long until a stamp completes (none within
@@ -111,7 +156,7 @@ pub(super) async fn live_again(
     let mut done = None;
     while done.is_none() && healed.elapsed() < LIVE_AGAIN {
         if let Ok(receipts) = client.stamp(&ds).await {
-            obs.acknowledge(receipts, &anchor, violations);
+            obs.acknowledge(receipts, SystemClock.now(), &anchor, violations);
             done = Some(healed.elapsed().as_millis() as u64);
         }
     }
@@ -139,5 +184,19 @@ pub(super) fn check_acknowledged(
                 hex::encode(d)
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_time_after_true_time_is_from_the_future() {
+        let now = Micros::from_secs(1_000);
+        assert_eq!(from_the_future("x", now, now), None);
+        assert_eq!(from_the_future("x", Micros::from_secs(990), now), None);
+        let finding = from_the_future("the Tick at 7", Micros::from_millis(1_000_250), now);
+        assert!(finding.unwrap().contains("250 ms later"));
     }
 }
