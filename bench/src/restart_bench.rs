@@ -8,7 +8,8 @@
 //! 1,000 turns of 10 entries each that the log store has not synced (a crash
 //! came before its next sync), so the restart also tops the log up from the
 //! journal. Then it opens it all as the node does — `FileJournal::open`,
-//! `FileLog::open`, `Host::open` — and measures wall time (also with the page
+//! `FileLog::open` (with the check of every page of `log.redb` a node does by
+//! default, and without it), `Host::open` — and measures wall time (also with the page
 //! cache dropped, when the process may) and the bytes read by system calls
 //! (`rchar` of `/proc/self/io`, which counts every `read`/`pread` whatever the
 //! cache). The baseline is reading the log's entries back once (what a
@@ -43,6 +44,13 @@ pub struct RestartRow {
     pub journal_bytes: u64,
     /// Reading every entry back once (the baseline), ms.
     pub read_log_ms: f64,
+    /// The same restart with `check_log_on_start = false` (no check of
+    /// every page of `log.redb`; reads are still checked), warm, ms.
+    pub unchecked_ms: f64,
+    /// ... after dropping the page cache, ms (when allowed).
+    pub cold_unchecked_ms: Option<f64>,
+    /// Bytes read by system calls during the unchecked restart.
+    pub unchecked_bytes_read: u64,
     /// Restart time over the baseline.
     pub ratio_to_baseline: f64,
     /// Seconds it took to build the storage.
@@ -153,10 +161,10 @@ fn build(dir: &Path, n: u64, tail_turns: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(dir: &Path) -> anyhow::Result<(u64, u64)> {
+fn open(dir: &Path, check: bool) -> anyhow::Result<(u64, u64)> {
     let (journal, recovered) = FileJournal::open(dir).map_err(anyhow::Error::msg)?;
     let journal_bytes = recovered.bytes_read;
-    let log = FileLog::open(&dir.join("log")).map_err(anyhow::Error::msg)?;
+    let log = FileLog::open_with(&dir.join("log"), check).map_err(anyhow::Error::msg)?;
     let cluster = belfry_replica::coin::ClusterParams {
         group_public_key: belfry_replica::coin::GroupPublicKey::from_hex(
             "908a6a48626931f1b1451d596204c1683f1d4f9f9ee06b86259dd5ce555fe788c866267772af319b3bd4c3a3091bf4b0",
@@ -202,26 +210,36 @@ pub fn run(lengths: &[u64], dir: &Path) -> anyhow::Result<RestartReport> {
         let read_log_ms = t.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(read == n, "read back {read} of {n} entries");
         drop(log);
-        // Warm restart.
-        let before = rchar();
-        let t = Instant::now();
-        let (len, journal_bytes) = open(&case)?;
-        let restart_ms = t.elapsed().as_secs_f64() * 1e3;
-        let bytes_read = rchar().saturating_sub(before);
-        anyhow::ensure!(len == n + 10 * tail, "restarted with {len} entries");
-        // Cold restart (root only).
-        let cold_restart_ms = if drop_caches() {
+        // Warm restart, without and with the check of every page, then
+        // both cold (root only).
+        let restart = |check: bool| -> anyhow::Result<(f64, u64, u64)> {
+            let before = rchar();
             let t = Instant::now();
-            open(&case)?;
-            Some(t.elapsed().as_secs_f64() * 1e3)
-        } else {
-            None
+            let (len, journal_bytes) = open(&case, check)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            anyhow::ensure!(len == n + 10 * tail, "restarted with {len} entries");
+            Ok((ms, rchar().saturating_sub(before), journal_bytes))
         };
+        let (unchecked_ms, unchecked_bytes_read, _) = restart(false)?;
+        let (restart_ms, bytes_read, journal_bytes) = restart(true)?;
+        let cold = |check: bool| -> anyhow::Result<Option<f64>> {
+            if !drop_caches() {
+                return Ok(None);
+            }
+            let t = Instant::now();
+            open(&case, check)?;
+            Ok(Some(t.elapsed().as_secs_f64() * 1e3))
+        };
+        let cold_unchecked_ms = cold(false)?;
+        let cold_restart_ms = cold(true)?;
         rows.push(RestartRow {
             entries: n,
             restart_ms,
             cold_restart_ms,
             bytes_read,
+            unchecked_ms,
+            cold_unchecked_ms,
+            unchecked_bytes_read,
             journal_bytes,
             read_log_ms,
             ratio_to_baseline: restart_ms / read_log_ms.max(1e-9),
@@ -316,16 +334,19 @@ fn compactions(dir: &Path) -> anyhow::Result<Vec<CompactionRow>> {
 /// The report as a table.
 pub fn table(r: &RestartReport) -> String {
     let mut out = String::from(
-        "entries      restart (warm)  restart (cold)  bytes read   journal     read whole log   restart / read log\n",
+        "entries      restart (warm)  restart (cold)  bytes read   unchecked: warm     cold       bytes read   journal     read whole log   restart / read log\n",
     );
+    let ms = |v: Option<f64>| v.map_or("n/a".to_string(), |ms| format!("{ms:.1} ms"));
     for row in &r.rows {
         out.push_str(&format!(
-            "{:>10}   {:>10.1} ms   {:>12}   {:>10}   {:>9}   {:>11.1} ms   {:>8.4}\n",
+            "{:>10}   {:>10.1} ms   {:>12}   {:>10}   {:>11.1} ms   {:>10}   {:>10}   {:>9}   {:>11.1} ms   {:>8.4}\n",
             row.entries,
             row.restart_ms,
-            row.cold_restart_ms
-                .map_or("n/a".to_string(), |ms| format!("{ms:.1} ms")),
+            ms(row.cold_restart_ms),
             row.bytes_read,
+            row.unchecked_ms,
+            ms(row.cold_unchecked_ms),
+            row.unchecked_bytes_read,
             row.journal_bytes,
             row.read_log_ms,
             row.ratio_to_baseline

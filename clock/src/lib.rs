@@ -19,7 +19,8 @@
 //!
 //! Protocol code never reads a clock (docs/design.md section 2): it receives `now`
 //! as an argument. Only the edges — the node's event loop and the simulator —
-//! own a [`ClockSource`]: [`SystemClock`] for the node, [`DriftingClock`] for
+//! own a [`ClockSource`]: [`SteadyClock`] (the wall clock, run on at half rate
+//! after a step back) for the node, [`DriftingClock`] for
 //! the simulator, which models a replica's offset, drift and steps against the
 //! simulator's true time.
 
@@ -33,4 +34,4 @@ mod source;
 pub use lamport::LamportClock;
 pub use median::{lower_median, lower_median_index};
 pub use micros::Micros;
-pub use source::{ClockSource, ClockStep, DriftingClock, SystemClock};
+pub use source::{ClockSource, ClockStep, DriftingClock, SteadyClock, SystemClock};

@@ -1,6 +1,7 @@
 //! The segment log: records survive reopen and roll over segments; a tail
 //! cut at every byte offset recovers exactly the complete records; a flipped
-//! bit is cut at the tail and an error anywhere else.
+//! bit or zeroed bytes are cut at the tail — only when no record that checks
+//! follows — and an error anywhere else, which leaves the file as it was.
 
 #![allow(clippy::unwrap_used)]
 
@@ -101,4 +102,93 @@ fn a_flipped_bit_in_the_tail_is_cut_but_in_an_earlier_segment_is_an_error() {
         "{err}"
     );
     assert!(err.to_string().contains("checksum"));
+}
+
+/// Record offsets of `payload(0..k)` written into one segment.
+fn offsets(k: usize) -> Vec<usize> {
+    let mut at = 0;
+    (0..k)
+        .map(|i| {
+            let o = at;
+            at += RECORD_HEADER_BYTES + payload(i).len();
+            o
+        })
+        .collect()
+}
+
+/// One segment of `k` records, synced; returns its path and bytes.
+fn one_segment(dir: &std::path::Path, k: usize) -> (PathBuf, Vec<u8>) {
+    let (mut log, _) = SegmentLog::open(dir, 1 << 20).unwrap();
+    for i in 0..k {
+        log.append(&payload(i)).unwrap();
+    }
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.join(format!("{:020}.seg", 0));
+    let bytes = fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+#[test]
+fn a_flipped_bit_in_any_record_but_the_last_of_the_last_segment_is_an_error_that_cuts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = 12;
+    let (path, clean) = one_segment(dir.path(), k);
+    let at = offsets(k);
+    for byte in 0..clean.len() {
+        let record = at.iter().rposition(|o| *o <= byte).unwrap();
+        let mut b = clean.clone();
+        b[byte] ^= 1 << (byte % 8);
+        fs::write(&path, &b).unwrap();
+        let opened = SegmentLog::open(dir.path(), 1 << 20);
+        if record == k - 1 {
+            // The last record: indistinguishable from a torn write, cut.
+            let (_, opened) = opened.unwrap();
+            assert_eq!(opened.records.len(), k - 1, "byte {byte}");
+            assert_eq!(fs::read(&path).unwrap(), clean[..at[k - 1]], "byte {byte}");
+        } else {
+            // A record that checks follows: corruption, named, and the file
+            // is left as it was (nothing acknowledged is cut).
+            let err = opened.unwrap_err();
+            match &err {
+                StoreError::Corrupt {
+                    path: p,
+                    offset,
+                    why,
+                } => {
+                    assert_eq!(p, &path);
+                    assert_eq!(*offset, at[record] as u64, "byte {byte}: {err}");
+                    assert!(why.contains("not a torn write"), "byte {byte}: {err}");
+                }
+                e => panic!("byte {byte}: {e}"),
+            }
+            assert_eq!(fs::read(&path).unwrap(), b, "byte {byte}");
+        }
+    }
+}
+
+#[test]
+fn a_zeroed_tail_is_cut_and_empty_records_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = 5;
+    let (path, mut bytes) = one_segment(dir.path(), k);
+    let clean = bytes.len();
+    // A crash after the file grew but before its data reached the disk.
+    bytes.extend_from_slice(&[0u8; 4096]);
+    fs::write(&path, &bytes).unwrap();
+    let (mut log, opened) = SegmentLog::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(opened.records.len(), k);
+    assert_eq!(opened.torn_bytes, 4096);
+    assert_eq!(fs::metadata(&path).unwrap().len(), clean as u64);
+    assert!(matches!(log.append(&[]), Err(StoreError::Empty)));
+    // Zeroed bytes between records are damage, not empty records.
+    let mut b = fs::read(&path).unwrap();
+    let at = offsets(k);
+    b.splice(at[2]..at[2], [0u8; 16]);
+    fs::write(&path, &b).unwrap();
+    let err = SegmentLog::open(dir.path(), 1 << 20).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { offset, .. } if offset == at[2] as u64),
+        "{err}"
+    );
 }

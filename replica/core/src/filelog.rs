@@ -47,6 +47,15 @@ pub enum FileLogError {
         /// What failed.
         why: String,
     },
+    /// `log.redb` is damaged: a page fails its checksum and redb could not
+    /// repair it, its header is gone, or redb failed reading it.
+    #[error("{path}: damaged: {why}")]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// A stored entry that does not decode, or a hole in the entries.
     #[error("{path}: entry {index} is missing or corrupt")]
     Corrupt {
@@ -63,7 +72,8 @@ pub enum FileLogError {
 /// File-backed log (see the module documentation).
 pub struct FileLog {
     dir: PathBuf,
-    db: Database,
+    /// Taken only on drop ([`FileLog::db`]).
+    db: Option<Database>,
     tree: MerkleTree<FileNodes>,
     /// Entries in the database.
     committed: u64,
@@ -78,6 +88,8 @@ pub struct FileLog {
     cosignatures: BTreeMap<String, WitnessCosignature>,
     /// A sticky write failure.
     error: Option<String>,
+    /// Opening found damage that redb repaired ([`FileLog::repaired`]).
+    repaired: bool,
     /// Read-only views of the committed tables, opened once per commit
     /// (a read transaction per lookup would cost more than the lookup).
     readers: std::sync::Mutex<Option<Readers>>,
@@ -102,6 +114,64 @@ impl std::fmt::Debug for FileLog {
     }
 }
 
+/// Opens `log.redb` and checks every page against its checksum before
+/// anything is read: redb checks them only when it repairs, so a flipped bit
+/// in a file damaged while the node was down would otherwise be read (and
+/// served) as an entry, or make redb panic. A panic of redb's on a damaged
+/// file is an error naming the file. Returns whether redb repaired it.
+fn open_checked(path: &Path, check: bool) -> Result<(Database, bool), FileLogError> {
+    let damaged = |why: String| FileLogError::Damaged {
+        path: path.to_path_buf(),
+        why,
+    };
+    // An I/O failure is the disk's or the system's, not damage; anything
+    // else redb says of a file is.
+    let classify = |e: redb::DatabaseError| match e {
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            FileLogError::Db {
+                path: path.to_path_buf(),
+                why: io.to_string(),
+            }
+        }
+        e => damaged(e.to_string()),
+    };
+    std::panic::catch_unwind(|| {
+        let mut db = Database::builder()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(path)
+            .map_err(classify)?;
+        let clean = if check {
+            db.check_integrity().map_err(classify)?
+        } else {
+            true
+        };
+        let tx = db.begin_write().map_err(db_err(path))?;
+        tx.open_table(ENTRIES).map_err(db_err(path))?;
+        tx.open_table(INDEX).map_err(db_err(path))?;
+        tx.open_table(HEADS).map_err(db_err(path))?;
+        tx.open_table(COSIGNATURES).map_err(db_err(path))?;
+        tx.commit().map_err(db_err(path))?;
+        Ok((db, !clean))
+    })
+    .unwrap_or_else(|panic| {
+        Err(damaged(format!(
+            "redb failed reading it: {}",
+            panic_text(&*panic)
+        )))
+    })
+}
+
+/// What a caught panic said.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic")
+}
+
 fn db_err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> FileLogError + '_ {
     move |e| FileLogError::Db {
         path: path.to_path_buf(),
@@ -113,23 +183,19 @@ impl FileLog {
     /// Opens (or creates) the log in `dir`. The tree is brought in line
     /// with the stored entries (nodes a crash lost are recomputed).
     pub fn open(dir: &Path) -> Result<FileLog, FileLogError> {
+        FileLog::open_with(dir, true)
+    }
+
+    /// [`FileLog::open`], with the check of every page of `log.redb`
+    /// (`check`) or without it (a faster start on a long log: entries and
+    /// index rows are still checked as they are read, against the tree).
+    pub fn open_with(dir: &Path, check: bool) -> Result<FileLog, FileLogError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join("log.redb");
-        let db = Database::builder()
-            .set_cache_size(REDB_CACHE_BYTES)
-            .create(&path)
-            .map_err(db_err(&path))?;
-        {
-            let tx = db.begin_write().map_err(db_err(&path))?;
-            tx.open_table(ENTRIES).map_err(db_err(&path))?;
-            tx.open_table(INDEX).map_err(db_err(&path))?;
-            tx.open_table(HEADS).map_err(db_err(&path))?;
-            tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
-            tx.commit().map_err(db_err(&path))?;
-        }
+        let (db, repaired) = open_checked(&path, check)?;
         let cosignatures = {
             let tx = db.begin_read().map_err(db_err(&path))?;
             let t = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
@@ -153,7 +219,7 @@ impl FileLog {
         let mut log = FileLog {
             tree: Self::open_tree(dir, committed)?,
             dir: dir.to_path_buf(),
-            db,
+            db: Some(db),
             committed,
             buffer: Vec::new(),
             buffer_index: BTreeMap::new(),
@@ -161,6 +227,7 @@ impl FileLog {
             latest: None,
             cosignatures,
             error: None,
+            repaired,
             readers: std::sync::Mutex::new(None),
             #[cfg(test)]
             fail_reads: Default::default(),
@@ -168,6 +235,14 @@ impl FileLog {
         log.rebuild_tree()?;
         log.latest = log.stored_heads(0, true)?.pop();
         Ok(log)
+    }
+
+    /// Whether opening found damage in `log.redb` and redb repaired it
+    /// (to its last commit whose pages all check): what it lost, the
+    /// replica's restore finds missing and tops up from the journal, or
+    /// refuses to start.
+    pub fn repaired(&self) -> bool {
+        self.repaired
     }
 
     fn open_tree(dir: &Path, leaves: u64) -> Result<MerkleTree<FileNodes>, FileLogError> {
@@ -188,6 +263,13 @@ impl FileLog {
         }
         self.tree.store_mut().sync()?;
         Ok(())
+    }
+
+    fn db(&self) -> &Database {
+        #[allow(clippy::expect_used)]
+        self.db
+            .as_ref()
+            .expect("the database is open until the log is dropped")
     }
 
     fn db_path(&self) -> PathBuf {
@@ -228,7 +310,7 @@ impl FileLog {
         let readers = match guard.take() {
             Some(r) => r,
             None => {
-                let tx = self.db.begin_read().map_err(self.read_err())?;
+                let tx = self.db().begin_read().map_err(self.read_err())?;
                 (
                     tx.open_table(ENTRIES).map_err(self.read_err())?,
                     tx.open_table(INDEX).map_err(self.read_err())?,
@@ -236,9 +318,19 @@ impl FileLog {
                 )
             }
         };
-        let out = f(&readers);
-        *guard = Some(readers);
-        out
+        // redb may panic on a page damaged after the open's check (or
+        // without it): an error naming the file, and the views are
+        // dropped, never used again.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&readers))) {
+            Ok(out) => {
+                *guard = Some(readers);
+                out
+            }
+            Err(panic) => Err(self.read_err()(format!(
+                "damaged: redb failed reading it: {}",
+                panic_text(&*panic)
+            ))),
+        }
     }
 
     fn forget_readers(&mut self) {
@@ -256,6 +348,38 @@ impl FileLog {
                 .map(Some)
                 .map_err(|e| self.read_err()(format!("entry {index}: {e}")))
         })
+    }
+
+    /// A stored entry, checked against its leaf hash in the node files
+    /// (which the recovered signed heads' roots were checked against on
+    /// open): a damaged entry is an error naming the file, never served.
+    fn checked_entry(&self, index: u64) -> Result<Option<Entry>, LogReadError> {
+        let Some(e) = self.stored_entry(index)? else {
+            if index < self.committed {
+                return Err(self.read_err()(format!(
+                    "damaged: entry {index} of {} is missing",
+                    self.committed
+                )));
+            }
+            return Ok(None);
+        };
+        match self.tree.node(0, index) {
+            Some(leaf) if leaf == e.leaf_hash() => Ok(Some(e)),
+            Some(_) => Err(self.read_err()(format!(
+                "damaged: entry {index} does not match its leaf hash in {}",
+                self.dir.join("nodes").display()
+            ))),
+            None => Err(self
+                .tree
+                .store()
+                .read_failure()
+                .cloned()
+                .unwrap_or_else(|| {
+                    self.read_err()(format!(
+                        "entry {index} has no leaf hash to be checked against"
+                    ))
+                })),
+        }
     }
 
     fn decode_head(&self, v: &[u8]) -> Result<SignedTreeHead, LogReadError> {
@@ -308,7 +432,7 @@ impl FileLog {
             return Ok(());
         }
         let path = self.db_path();
-        let tx = self.db.begin_write().map_err(db_err(&path))?;
+        let tx = self.db().begin_write().map_err(db_err(&path))?;
         {
             let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
             let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
@@ -343,32 +467,54 @@ impl FileLog {
             return Ok(());
         }
         let path = self.db_path();
-        let tx = self.db.begin_write().map_err(db_err(&path))?;
-        {
-            let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
-            let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
-            for (k, e) in self.buffer.iter().enumerate() {
-                let i = self.committed + k as u64;
-                entries
-                    .insert(i, &e.to_bytes()[..])
-                    .map_err(db_err(&path))?;
-                if let Entry::Digest(d) = e {
-                    index.insert(&d.digest[..], i).map_err(db_err(&path))?;
+        // redb may panic on a file damaged under it: an error naming it.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || -> Result<(), FileLogError> {
+                let tx = self.db().begin_write().map_err(db_err(&path))?;
+                {
+                    let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
+                    let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
+                    for (k, e) in self.buffer.iter().enumerate() {
+                        let i = self.committed + k as u64;
+                        entries
+                            .insert(i, &e.to_bytes()[..])
+                            .map_err(db_err(&path))?;
+                        if let Entry::Digest(d) = e {
+                            index.insert(&d.digest[..], i).map_err(db_err(&path))?;
+                        }
+                    }
+                    let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
+                    for (size, h) in &self.head_buffer {
+                        let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
+                        heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
+                    }
                 }
-            }
-            let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
-            for (size, h) in &self.head_buffer {
-                let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
-                heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
-            }
-        }
-        tx.commit().map_err(db_err(&path))?;
+                tx.commit().map_err(db_err(&path))?;
+                Ok(())
+            },
+        ))
+        .unwrap_or_else(|panic| {
+            Err(FileLogError::Damaged {
+                path: path.clone(),
+                why: format!("redb failed writing it: {}", panic_text(&*panic)),
+            })
+        })?;
         self.forget_readers();
         self.committed += self.buffer.len() as u64;
         self.buffer.clear();
         self.buffer_index.clear();
         self.head_buffer.clear();
         Ok(())
+    }
+}
+
+/// redb commits when its database is dropped, and may panic there on a file
+/// damaged under it: closing never takes the process down.
+impl Drop for FileLog {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+        }
     }
 }
 
@@ -384,19 +530,32 @@ impl LogStore for FileLog {
                 .and_then(|k| self.buffer.get(k))
                 .copied());
         }
-        self.stored_entry(index)
+        self.checked_entry(index)
     }
 
     fn index_of(&self, digest: &[u8; 32]) -> Result<Option<u64>, LogReadError> {
         if let Some(i) = self.buffer_index.get(digest) {
             return Ok(Some(*i));
         }
-        self.read(|(_, index, _)| {
+        let found = self.read(|(_, index, _)| {
             Ok(index
                 .get(&digest[..])
                 .map_err(self.read_err())?
                 .map(|v| v.value()))
-        })
+        })?;
+        // A row of the index is checked against the entry it names (a
+        // found digest is the rare case: a resubmission).
+        if let Some(i) = found {
+            match self.checked_entry(i)? {
+                Some(Entry::Digest(d)) if d.digest == *digest => {}
+                _ => {
+                    return Err(self.read_err()(format!(
+                        "damaged: its digest index names entry {i}, which does not hold that digest"
+                    )))
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn append(&mut self, entry: &Entry) {
@@ -478,7 +637,7 @@ impl LogStore for FileLog {
         let path = self.db_path();
         let written = (|| -> Result<(), FileLogError> {
             let bytes = postcard::to_allocvec(cosignature).map_err(db_err(&path))?;
-            let tx = self.db.begin_write().map_err(db_err(&path))?;
+            let tx = self.db().begin_write().map_err(db_err(&path))?;
             {
                 let mut t = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
                 t.insert(cosignature.witness.as_str(), &bytes[..])

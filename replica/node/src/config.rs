@@ -29,6 +29,8 @@
 //! data_dir = "data-0"         # relative to this file
 //! # listen = "0.0.0.0:7100"   # default: this replica's address
 //! # metrics = "127.0.0.1:9100"
+//! # check_log_on_start = true # false: a faster start on a long log; reads
+//! #                           # are still checked (docs/storage.md)
 //!
 //! # [peer_addresses]          # optional: dial a peer elsewhere than its
 //! # "2" = "10.8.0.2:7100"     # cluster.toml address (NAT, VPN, a relay)
@@ -242,6 +244,10 @@ pub struct ReplicaFile {
     /// address. Only peers of higher id, which this replica dials.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peer_addresses: BTreeMap<String, String>,
+    /// Whether to check every page of the log database on start (default
+    /// true; docs/storage.md, "Damaged storage").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_log_on_start: Option<bool>,
 }
 
 impl Drop for ReplicaFile {
@@ -344,6 +350,8 @@ pub struct NodeConfig {
     /// Where to dial a peer instead of its cluster.toml address
     /// (`[peer_addresses]`; only peers this replica dials).
     pub peer_addresses: BTreeMap<ReplicaId, SocketAddr>,
+    /// Check every page of `log.redb` on start (`check_log_on_start`).
+    pub check_log_on_start: bool,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -429,6 +437,8 @@ fn check_absent(path: &Path, replicas: &[ReplicaEntry], f: usize) -> Result<(), 
 
 #[cfg(test)]
 mod absent_tests;
+#[cfg(test)]
+mod check_log_tests;
 #[cfg(test)]
 mod peer_address_tests;
 #[cfg(test)]

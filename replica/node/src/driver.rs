@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::queue::QueueTx;
 use crate::shutdown::Shutdown;
 use belfry_replica::broadcast::Target;
-use belfry_replica::clock::{ClockSource, Micros, SystemClock};
+use belfry_replica::clock::{ClockSource, Micros, SteadyClock};
 use belfry_replica::coin::ReplicaId;
 use belfry_replica::host::TimerSet;
 use belfry_replica::journal::FileJournal;
@@ -232,7 +232,7 @@ pub fn run(
         .build()
         .map_err(|e| DriverError::Runtime(e.to_string()))?;
     let metrics = router.metrics.clone();
-    let mut clock = SystemClock;
+    let mut clock = SteadyClock::new();
     let mut timers: Vec<TimerSet> = Vec::new();
     let mut unsigned: VecDeque<(u64, Micros)> = VecDeque::new();
     let mut fault_log = crate::faults::FaultLog::default();
@@ -351,7 +351,7 @@ fn commit(
     timers: &mut Vec<TimerSet>,
     unsigned: &mut VecDeque<(u64, Micros)>,
     fault_log: &mut crate::faults::FaultLog,
-    clock: &mut SystemClock,
+    clock: &mut SteadyClock,
 ) -> Result<(), DriverError> {
     let metrics = &router.metrics;
     // The fsync-time metric reads a monotonic clock; nothing the protocol

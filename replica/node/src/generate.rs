@@ -286,6 +286,7 @@ fn write_replica_files(dir: &Path, s: ReplicaSecrets<'_>) -> Result<Vec<PathBuf>
             tsa_share: s.tsa_shares.get(i).map(|s| s.to_string()),
             tsa_listen: None,
             peer_addresses: Default::default(),
+            check_log_on_start: None,
         };
         let path = dir.join(format!("replica-{i}.toml"));
         let text = toml::to_string(&file).map_err(|e| invalid(dir, e.to_string()))?;

@@ -160,25 +160,38 @@ fn open_host(
     // may truncate a torn tail, which must never race a running replica.
     let lock = lock_data_dir(dir)?;
     let (journal, recovered) = FileJournal::open(dir).map_err(|e| storage(dir, e))?;
-    let log = FileLog::open(&dir.join("log")).map_err(|e| match e {
-        // redb says "DB corrupted: …" of a damaged file, "Not a redb
-        // database" of one whose header is gone.
-        FileLogError::Db { path, why }
-            if why.contains("corrupted") || why.contains("Not a redb database") =>
-        {
-            NodeError::LogDamaged {
+    let log =
+        FileLog::open_with(&dir.join("log"), config.check_log_on_start).map_err(|e| match e {
+            // redb says "DB corrupted: …" of a damaged file, "Not a redb
+            // database" of one whose header is gone.
+            FileLogError::Db { path, why }
+                if why.contains("corrupted") || why.contains("Not a redb database") =>
+            {
+                NodeError::LogDamaged {
+                    dir: dir.clone(),
+                    path,
+                    error: why,
+                }
+            }
+            FileLogError::Damaged { path, why } => NodeError::LogDamaged {
                 dir: dir.clone(),
                 path,
                 error: why,
-            }
-        }
-        FileLogError::Corrupt { path, index } => NodeError::LogDamaged {
-            dir: dir.clone(),
-            path,
-            error: format!("entry {index} is missing or corrupt"),
-        },
-        other => storage(dir, other),
-    })?;
+            },
+            FileLogError::Corrupt { path, index } => NodeError::LogDamaged {
+                dir: dir.clone(),
+                path,
+                error: format!("entry {index} is missing or corrupt"),
+            },
+            other => storage(dir, other),
+        })?;
+    if log.repaired() {
+        tracing::warn!(
+            path = %dir.join("log").join("log.redb").display(),
+            "the log database was damaged and redb repaired it to its last commit whose pages \
+             all check; what that lost is topped up from the journal (or the start is refused)"
+        );
+    }
     #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
     let mut replica = replica_config(config, options);
     #[cfg(feature = "test-hooks")]

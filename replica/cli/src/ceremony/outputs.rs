@@ -137,6 +137,7 @@ pub(super) fn write_outputs(
             tsa_share: None,
             tsa_listen: None,
             peer_addresses: Default::default(),
+            check_log_on_start: None,
         },
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;

@@ -65,6 +65,7 @@ impl ReplicaFile {
             metrics,
             tsa,
             cluster,
+            check_log_on_start: self.check_log_on_start.unwrap_or(true),
         })
     }
 
