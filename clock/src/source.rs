@@ -37,8 +37,13 @@ impl ClockSource for SystemClock {
 /// replica's clock can do to agreed times either way).
 #[derive(Debug, Default)]
 pub struct SteadyClock {
-    /// The last reading and the monotonic time it was taken at.
-    last: Option<(Micros, std::time::Instant)>,
+    /// The monotonic clock's origin: its first reading.
+    origin: Option<std::time::Instant>,
+    /// The last reading.
+    last: Option<Micros>,
+    /// While the wall clock is behind: the reading and the monotonic time
+    /// (since `origin`) when it fell behind.
+    slew: Option<(Micros, std::time::Duration)>,
 }
 
 impl SteadyClock {
@@ -47,32 +52,35 @@ impl SteadyClock {
         Self::default()
     }
 
-    /// The reading after `last` (taken `elapsed` ago by a monotonic clock)
-    /// when the wall clock says `wall`.
-    pub fn next(last: Option<Micros>, elapsed: std::time::Duration, wall: Micros) -> Micros {
-        match last {
+    /// The reading when the wall clock says `wall` and the monotonic clock
+    /// `mono` (since any fixed origin).
+    pub fn read(&mut self, wall: Micros, mono: std::time::Duration) -> Micros {
+        let reading = match self.last {
             Some(prev) if wall < prev => {
-                let half = u64::try_from(elapsed.as_micros() / 2).unwrap_or(u64::MAX);
-                prev.saturating_add(Micros(half))
+                let (from, at) = *self.slew.get_or_insert((prev, mono));
+                let half =
+                    u64::try_from(mono.saturating_sub(at).as_micros() / 2).unwrap_or(u64::MAX);
+                prev.max(from.saturating_add(Micros(half)))
             }
-            _ => wall,
-        }
+            _ => {
+                self.slew = None;
+                wall
+            }
+        };
+        self.last = Some(reading);
+        reading
     }
 }
 
 impl ClockSource for SteadyClock {
-    // The node's edge: the monotonic clock only measures how long ago the
-    // last reading was.
+    // The node's edge: the monotonic clock only measures how long the wall
+    // clock has been behind.
     #[allow(clippy::disallowed_methods)]
     fn now(&mut self) -> Micros {
         let wall = SystemClock.now();
         let mono = std::time::Instant::now();
-        let reading = match self.last {
-            Some((prev, at)) => Self::next(Some(prev), mono.saturating_duration_since(at), wall),
-            None => wall,
-        };
-        self.last = Some((reading, mono));
-        reading
+        let since = mono.saturating_duration_since(*self.origin.get_or_insert(mono));
+        self.read(wall, since)
     }
 }
 
@@ -187,33 +195,33 @@ mod tests {
     fn a_steady_clock_follows_the_wall_clock_and_runs_on_at_half_rate_after_a_step_back() {
         let ms = std::time::Duration::from_millis;
         let t = Micros::from_secs(1_000);
-        // No reading yet, or the wall clock ahead: the wall clock.
-        assert_eq!(SteadyClock::next(None, ms(0), t), t);
-        assert_eq!(
-            SteadyClock::next(Some(t), ms(10), Micros(t.0 + 10_000)),
-            Micros(t.0 + 10_000)
-        );
-        // Stepped forward 5 s: followed at once.
-        assert_eq!(
-            SteadyClock::next(Some(t), ms(1), Micros(t.0 + 5_000_000)),
-            Micros(t.0 + 5_000_000)
-        );
-        // Stepped back 4 s: 10 ms later the clock has moved on 5 ms, and it
-        // meets the wall clock after 8 s of readings every 10 ms.
+        let mut c = SteadyClock::new();
+        // The wall clock, also after a step forward.
+        assert_eq!(c.read(t, ms(0)), t);
+        assert_eq!(c.read(Micros(t.0 + 10_000), ms(10)), Micros(t.0 + 10_000));
+        let t = Micros(t.0 + 5_010_000);
+        assert_eq!(c.read(t, ms(11)), t, "a step forward is followed at once");
+        // Stepped back 4 s: it runs on at half the monotonic rate, also when
+        // read far more often than every microsecond would show...
         let mut wall = Micros(t.0 - 4_000_000);
-        let mut now = SteadyClock::next(Some(t), ms(10), wall);
-        assert_eq!(now, Micros(t.0 + 5_000));
-        let mut steps = 1;
+        assert_eq!(c.read(wall, ms(20)), t);
+        for k in 0..1000u64 {
+            let mono = ms(20) + std::time::Duration::from_nanos(300 * k);
+            assert!(c.read(wall, mono) >= t);
+        }
+        assert_eq!(c.read(wall, ms(30)), Micros(t.0 + 5_000));
+        // ... and meets the wall clock after 2 × 4 s, then follows it.
+        let mut mono = ms(30);
+        let mut now = Micros(t.0 + 5_000);
         while now > wall {
+            mono += ms(10);
             wall = wall.saturating_add(Micros(10_000));
-            let next = SteadyClock::next(Some(now), ms(10), wall);
+            let next = c.read(wall, mono);
             assert!(next > now || next == wall, "it never stands still");
             now = next;
-            steps += 1;
         }
-        // 2 × 4 s of readings, and the first one's 5 ms ahead.
-        assert_eq!(steps, 801, "meets the wall clock after 2 × 4 s");
-        assert_eq!(now, wall);
+        assert_eq!(mono, ms(20) + ms(8_000) + ms(10), "{mono:?}");
+        assert_eq!(c.read(Micros(wall.0 + 1), mono + ms(1)), Micros(wall.0 + 1));
     }
 
     #[test]

@@ -192,3 +192,79 @@ fn a_zeroed_tail_is_cut_and_empty_records_are_refused() {
         "{err}"
     );
 }
+
+/// Bytes that look random (a fixed xorshift stream).
+fn noise(k: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..k)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_large_torn_record_is_cut_even_with_a_record_forged_in_its_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = 4;
+    let (path, clean) = one_segment(dir.path(), k);
+    // A 4 MiB record whose write stopped 3.5 MiB in (SIGKILL mid-write),
+    // its payload carrying a record that checks — as a client's digest
+    // could — followed by more of the payload.
+    let forged = b"forged";
+    let mut payload = noise(3_500_000, 7);
+    let mut fake = (forged.len() as u32).to_be_bytes().to_vec();
+    fake.extend_from_slice(&crc32fast::hash(forged).to_be_bytes());
+    fake.extend_from_slice(forged);
+    payload.splice(1000..1000, fake);
+    let mut bytes = clean.clone();
+    bytes.extend_from_slice(&(4u32 << 20).to_be_bytes());
+    bytes.extend_from_slice(&[0xab; 4]);
+    bytes.extend_from_slice(&payload);
+    fs::write(&path, &bytes).unwrap();
+    let (_, opened) = SegmentLog::open(dir.path(), 1 << 30).unwrap();
+    assert_eq!(opened.records.len(), k);
+    assert_eq!(fs::read(&path).unwrap(), clean);
+}
+
+#[test]
+fn damage_followed_only_by_parts_of_the_same_unsynced_write_is_torn_else_corrupt() {
+    // Payloads starting with 0 continue a record (as the journal's parts
+    // without their FIRST flag do); 1 starts one.
+    let continues = |p: &[u8]| p.first() == Some(&0);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20).unwrap();
+    log.append(b"\x01synced").unwrap();
+    let damaged = log.append(b"\x01first part").unwrap();
+    log.append(b"\x00second part").unwrap();
+    log.append(b"\x00third part").unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.path().join(format!("{:020}.seg", 0));
+    let clean = fs::read(&path).unwrap();
+    let at = RECORD_HEADER_BYTES + 7;
+    assert_eq!(damaged, 1);
+    let mut b = clean.clone();
+    b[at + RECORD_HEADER_BYTES + 2] ^= 1;
+    fs::write(&path, &b).unwrap();
+    // Only parts that continue the damaged record follow: a power loss
+    // wrote them and not it. Cut.
+    let (_, opened) = SegmentLog::open_with(dir.path(), 1 << 20, &continues).unwrap();
+    assert_eq!(opened.records, vec![b"\x01synced".to_vec()]);
+    // A record that starts after them (a later turn): corruption.
+    let mut raw = b.clone();
+    let next = b"\x01later turn";
+    raw.extend_from_slice(&(next.len() as u32).to_be_bytes());
+    raw.extend_from_slice(&crc32fast::hash(next).to_be_bytes());
+    raw.extend_from_slice(next);
+    fs::write(&path, &raw).unwrap();
+    let err = SegmentLog::open_with(dir.path(), 1 << 20, &continues).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { offset, .. } if offset == at as u64),
+        "{err}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), raw, "nothing cut");
+}

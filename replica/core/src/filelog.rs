@@ -135,9 +135,17 @@ fn open_checked(path: &Path, check: bool) -> Result<(Database, bool), FileLogErr
                 why: io.to_string(),
             }
         }
-        e => damaged(e.to_string()),
+        e @ (redb::DatabaseError::Storage(_) | redb::DatabaseError::RepairAborted) => {
+            damaged(e.to_string())
+        }
+        // Open elsewhere, a file format to upgrade, a lock protocol of
+        // another redb: not damage.
+        e => FileLogError::Db {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        },
     };
-    std::panic::catch_unwind(|| {
+    guarded(path, "reading", || {
         let mut db = Database::builder()
             .set_cache_size(REDB_CACHE_BYTES)
             .create(path)
@@ -155,11 +163,20 @@ fn open_checked(path: &Path, check: bool) -> Result<(Database, bool), FileLogErr
         tx.commit().map_err(db_err(path))?;
         Ok((db, !clean))
     })
-    .unwrap_or_else(|panic| {
-        Err(damaged(format!(
-            "redb failed reading it: {}",
-            panic_text(&*panic)
-        )))
+}
+
+/// Runs `f` on the database, a panic of redb's (on a file damaged under
+/// it) becoming an error that names the file.
+fn guarded<T>(
+    path: &Path,
+    doing: &str,
+    f: impl FnOnce() -> Result<T, FileLogError>,
+) -> Result<T, FileLogError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(FileLogError::Damaged {
+            path: path.to_path_buf(),
+            why: format!("redb failed {doing} it: {}", panic_text(&*panic)),
+        })
     })
 }
 
@@ -196,7 +213,7 @@ impl FileLog {
         })?;
         let path = dir.join("log.redb");
         let (db, repaired) = open_checked(&path, check)?;
-        let cosignatures = {
+        let (cosignatures, committed) = guarded(&path, "reading", || {
             let tx = db.begin_read().map_err(db_err(&path))?;
             let t = tx.open_table(COSIGNATURES).map_err(db_err(&path))?;
             let mut all = BTreeMap::new();
@@ -209,13 +226,9 @@ impl FileLog {
                     })?;
                 all.insert(k.value().to_string(), c);
             }
-            all
-        };
-        let committed = {
-            let tx = db.begin_read().map_err(db_err(&path))?;
-            let t = tx.open_table(ENTRIES).map_err(db_err(&path))?;
-            t.len().map_err(db_err(&path))?
-        };
+            let entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
+            Ok((all, entries.len().map_err(db_err(&path))?))
+        })?;
         let mut log = FileLog {
             tree: Self::open_tree(dir, committed)?,
             dir: dir.to_path_buf(),
@@ -432,22 +445,28 @@ impl FileLog {
             return Ok(());
         }
         let path = self.db_path();
-        let tx = self.db().begin_write().map_err(db_err(&path))?;
-        {
-            let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
-            let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
-            let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
-            heads
-                .retain_in(len.saturating_add(1).., |_, _| false)
-                .map_err(db_err(&path))?;
-            for i in len..self.committed {
-                let removed = entries.remove(i).map_err(db_err(&path))?;
-                if let Some(Ok(Entry::Digest(d))) = removed.map(|v| Entry::from_bytes(v.value())) {
-                    index.remove(&d.digest[..]).map_err(db_err(&path))?;
+        let committed = self.committed;
+        guarded(&path, "writing", || {
+            let tx = self.db().begin_write().map_err(db_err(&path))?;
+            {
+                let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
+                let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
+                let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
+                heads
+                    .retain_in(len.saturating_add(1).., |_, _| false)
+                    .map_err(db_err(&path))?;
+                for i in len..committed {
+                    let removed = entries.remove(i).map_err(db_err(&path))?;
+                    if let Some(Ok(Entry::Digest(d))) =
+                        removed.map(|v| Entry::from_bytes(v.value()))
+                    {
+                        index.remove(&d.digest[..]).map_err(db_err(&path))?;
+                    }
                 }
             }
-        }
-        tx.commit().map_err(db_err(&path))?;
+            tx.commit().map_err(db_err(&path))?;
+            Ok(())
+        })?;
         self.forget_readers();
         self.committed = len;
         self.latest = self.stored_heads(0, true)?.pop();
@@ -467,37 +486,28 @@ impl FileLog {
             return Ok(());
         }
         let path = self.db_path();
-        // redb may panic on a file damaged under it: an error naming it.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || -> Result<(), FileLogError> {
-                let tx = self.db().begin_write().map_err(db_err(&path))?;
-                {
-                    let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
-                    let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
-                    for (k, e) in self.buffer.iter().enumerate() {
-                        let i = self.committed + k as u64;
-                        entries
-                            .insert(i, &e.to_bytes()[..])
-                            .map_err(db_err(&path))?;
-                        if let Entry::Digest(d) = e {
-                            index.insert(&d.digest[..], i).map_err(db_err(&path))?;
-                        }
-                    }
-                    let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
-                    for (size, h) in &self.head_buffer {
-                        let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
-                        heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
+        guarded(&path, "writing", || {
+            let tx = self.db().begin_write().map_err(db_err(&path))?;
+            {
+                let mut entries = tx.open_table(ENTRIES).map_err(db_err(&path))?;
+                let mut index = tx.open_table(INDEX).map_err(db_err(&path))?;
+                for (k, e) in self.buffer.iter().enumerate() {
+                    let i = self.committed + k as u64;
+                    entries
+                        .insert(i, &e.to_bytes()[..])
+                        .map_err(db_err(&path))?;
+                    if let Entry::Digest(d) = e {
+                        index.insert(&d.digest[..], i).map_err(db_err(&path))?;
                     }
                 }
-                tx.commit().map_err(db_err(&path))?;
-                Ok(())
-            },
-        ))
-        .unwrap_or_else(|panic| {
-            Err(FileLogError::Damaged {
-                path: path.clone(),
-                why: format!("redb failed writing it: {}", panic_text(&*panic)),
-            })
+                let mut heads = tx.open_table(HEADS).map_err(db_err(&path))?;
+                for (size, h) in &self.head_buffer {
+                    let bytes = postcard::to_allocvec(h).map_err(db_err(&path))?;
+                    heads.insert(*size, &bytes[..]).map_err(db_err(&path))?;
+                }
+            }
+            tx.commit().map_err(db_err(&path))?;
+            Ok(())
         })?;
         self.forget_readers();
         self.committed += self.buffer.len() as u64;
@@ -635,7 +645,7 @@ impl LogStore for FileLog {
         // witness it kept one must still hold it after a crash. A failure
         // is sticky, as a failed sync is: the replica stops.
         let path = self.db_path();
-        let written = (|| -> Result<(), FileLogError> {
+        let written = guarded(&path, "writing", || {
             let bytes = postcard::to_allocvec(cosignature).map_err(db_err(&path))?;
             let tx = self.db().begin_write().map_err(db_err(&path))?;
             {
@@ -645,7 +655,7 @@ impl LogStore for FileLog {
             }
             tx.commit().map_err(db_err(&path))?;
             Ok(())
-        })();
+        });
         match written {
             Ok(()) => {
                 self.cosignatures

@@ -4,13 +4,14 @@
 //! are files `<first record index, 20 digits>.seg` in one directory, rolled
 //! over at `segment_bytes`. On open every record is read and checked. A record
 //! cut short or failing its checksum at the *end of the last segment* is a
-//! torn write from a crash — provided no record that checks follows it — and
-//! the tail is cut there; the log continues from the last complete record.
-//! The same damage anywhere else, or followed by a record that checks (so the
-//! damaged record reached the disk before it, and may have been synced), is
-//! corruption and an error naming the file and the offset: a damaged record
-//! is never silently read, skipped or cut. Empty records are refused, so
-//! zeroed bytes never read as records.
+//! torn write from a crash — provided no chain of records that check follows
+//! it to the end (or only records the caller says belong to the same
+//! unsynced write, [`SegmentLog::open_with`]) — and the tail is cut there; the
+//! log continues from the last complete record. The same damage anywhere
+//! else, or followed by such records (so the damaged record reached the disk
+//! before them, and may have been synced), is corruption and an error naming
+//! the file and the offset: a damaged record is never silently read, skipped
+//! or cut. Empty records are refused, so zeroed bytes never read as records.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -91,8 +92,23 @@ fn segment_name(first: u64) -> String {
 }
 
 impl SegmentLog {
-    /// Opens (or creates) the log in `dir`, recovering from a torn tail.
+    /// Opens (or creates) the log in `dir`, recovering from a torn tail:
+    /// damage at the end of the last segment is cut only when no chain of
+    /// records that check follows it to the end.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(SegmentLog, Opened), StoreError> {
+        SegmentLog::open_with(dir, segment_bytes, &|_| false)
+    }
+
+    /// [`SegmentLog::open`], where records that follow damage at the end
+    /// of the last segment are no evidence of corruption if `continues`
+    /// holds of every one of them: they can only have been written in the
+    /// same unsynced write as the damaged record (the journal's parts that
+    /// continue a record: one record is synced whole).
+    pub fn open_with(
+        dir: &Path,
+        segment_bytes: u64,
+        continues: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(SegmentLog, Opened), StoreError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut segments: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io(dir))? {
@@ -131,26 +147,25 @@ impl SegmentLog {
             let (complete, bad) = scan(&bytes, &mut records);
             if let Some(why) = bad {
                 // Damage is a torn write only at the very end of what was
-                // written: when a checked record follows it, the records
-                // after it reached the disk, so the damaged one may have
-                // been synced (and acknowledged) too.
+                // written: when records that check follow it to the end,
+                // they reached the disk after it, so the damaged one may
+                // have been synced (and acknowledged) — unless they can
+                // only belong to the same unsynced write.
                 let after = if i == last {
-                    checked_record_after(&bytes, complete)
+                    chain_after(&bytes, complete)
                 } else {
-                    After::Unknown
+                    None
                 };
-                if i != last || after != After::Nothing {
-                    let why = match after {
-                        After::At(at) => format!(
-                            "{why}, and a checked record follows at byte {at}: \
+                let written_after = after
+                    .as_ref()
+                    .filter(|(_, payloads)| payloads.iter().any(|p| !continues(p)));
+                if i != last || written_after.is_some() {
+                    let why = match written_after {
+                        Some((at, _)) => format!(
+                            "{why}, and records that check follow from byte {at}: \
                              damage, not a torn write"
                         ),
-                        After::Unknown if i == last => format!(
-                            "{why}, followed by {} bytes that could not be told \
-                             from written records: not taken for a torn write",
-                            bytes.len() - complete
-                        ),
-                        _ => why,
+                        None => why,
                     };
                     return Err(StoreError::Corrupt {
                         path: path.clone(),
@@ -389,40 +404,55 @@ fn scan(bytes: &[u8], out: &mut Vec<Vec<u8>>) -> (usize, Option<String>) {
     (at, None)
 }
 
-/// Bytes of checksumming [`checked_record_after`] spends at most (about
-/// 0.1 s): a torn tail is at most the last unsynced write, far less.
+/// Header hops and checksummed bytes [`chain_after`] spends at most: a
+/// torn tail is at most one unsynced write, far less. Spent, it reports
+/// nothing found (a torn write), never corruption on a guess.
 const SEARCH_BUDGET: usize = 1 << 30;
 
-/// What follows damage at the end of the last segment.
-#[derive(Debug, PartialEq, Eq)]
-enum After {
-    /// Nothing that checks: the damage is the torn tail of the last write.
-    Nothing,
-    /// A record that checks starts at this offset.
-    At(usize),
-    /// The search spent its budget without deciding.
-    Unknown,
-}
-
-/// Looks for a record that checks (a header with a length in bounds whose
-/// payload matches its checksum) at any offset after the damaged record
-/// at `from`.
-fn checked_record_after(bytes: &[u8], from: usize) -> After {
+/// The records after damage at `from`: the first offset from which records
+/// that check run exactly to the end of `bytes`, with their payloads. The
+/// lengths are followed first (a chain must land on the end), and only a
+/// chain that does is checksummed, so random bytes cost one look per
+/// offset. The damaged record's own length, if sane, is tried first.
+fn chain_after(bytes: &[u8], from: usize) -> Option<(usize, Vec<&[u8]>)> {
     let mut budget = SEARCH_BUDGET;
-    for at in from + 1..bytes.len().saturating_sub(HEADER) {
-        let h = &bytes[at..at + HEADER];
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len > MAX_RECORD_BYTES || len > bytes.len() - at - HEADER {
+    let natural = bytes
+        .get(from..from + 4)
+        .map(|h| from + HEADER + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+        .filter(|at| *at < bytes.len());
+    let later = from + 1..bytes.len();
+    for start in natural.into_iter().chain(later) {
+        let mut at = start;
+        let mut hops = Vec::new();
+        while at < bytes.len() {
+            budget = budget.checked_sub(1)?;
+            let Some(h) = bytes.get(at..at + HEADER) else {
+                break;
+            };
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            if len == 0 || len > MAX_RECORD_BYTES || len > bytes.len() - at - HEADER {
+                break;
+            }
+            hops.push((at, len));
+            at += HEADER + len;
+        }
+        if at != bytes.len() || hops.is_empty() {
             continue;
         }
-        let Some(left) = budget.checked_sub(len) else {
-            return After::Unknown;
-        };
-        budget = left;
-        let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        if crc32fast::hash(&bytes[at + HEADER..at + HEADER + len]) == crc {
-            return After::At(at);
+        let count = hops.len();
+        let mut payloads = Vec::with_capacity(count);
+        for (h, len) in hops {
+            budget = budget.checked_sub(len)?;
+            let crc = u32::from_be_bytes([bytes[h + 4], bytes[h + 5], bytes[h + 6], bytes[h + 7]]);
+            let payload = &bytes[h + HEADER..h + HEADER + len];
+            if crc32fast::hash(payload) != crc {
+                break;
+            }
+            payloads.push(payload);
+        }
+        if payloads.len() == count {
+            return Some((start, payloads));
         }
     }
-    After::Nothing
+    None
 }

@@ -32,7 +32,11 @@ impl FileJournal {
     /// restart needs, cutting a torn tail.
     pub fn open(dir: &Path) -> Result<(FileJournal, Recovered), RestoreError> {
         let jdir = dir.join("journal");
-        let (log, opened) = SegmentLog::open(&jdir, SEGMENT_BYTES)?;
+        // Parts that continue a record (no FIRST flag) after damage belong
+        // to the record it hit, which is synced whole: they cannot show that
+        // it was synced.
+        let continues = |part: &[u8]| part.get(1).is_some_and(|flags| flags & FIRST == 0);
+        let (log, opened) = SegmentLog::open_with(&jdir, SEGMENT_BYTES, &continues)?;
         let parts = read_parts(&jdir, opened.first, &opened.records)?;
         // A record whose last part never reached the disk was not durable:
         // its turn is dropped whole (its messages never left), and its parts
