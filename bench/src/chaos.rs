@@ -17,7 +17,16 @@
 //! - all replicas' signed heads are consistent pairwise (consistency
 //!   proofs from the replicas themselves);
 //! - the ordered stream the client followed across all the faults is a
-//!   prefix of the log.
+//!   prefix of the log;
+//! - no replica's process exited on its own (the harness knows the ones it
+//!   killed).
+//!
+//! When some replica does not reach the common head, the rest of the check
+//! runs on the heads that did answer, so one replica's failure is reported
+//! as itself, not as every digest missing. A replica that cannot start
+//! (its port taken) fails the run as the harness's error before any fault;
+//! replicas' ports are drawn below the kernel's ephemeral range so that the
+//! relays and outgoing connections never take one.
 //!
 //! With network faults selected (the default), every replica link and the
 //! client's link to every replica go through a user-space UDP relay
@@ -377,6 +386,30 @@ impl Procs {
         scrape(self.metrics[i], name)
     }
 
+    /// Waits until every replica's metrics endpoint answers: an error
+    /// naming the replica and its log if one exits first (it could not
+    /// start: the harness's fault, not the cluster's) or none answers
+    /// within `within`.
+    pub(crate) fn wait_started(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        for i in 0..self.nodes.len() {
+            while scrape_body(self.metrics[i]).is_none() {
+                if !self.is_running(i) {
+                    bail!("replica r{i} exited at start:\n{}", self.log_tail(i, 20));
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "replica r{i} did not answer on its metrics port within {} s:\n{}",
+                        within.as_secs(),
+                        self.log_tail(i, 20)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until every replica takes part in the rounds (a wiped one
     /// observes until it has rejoined): data may be wiped only then, or
     /// two replicas' data could be lost at once. False after `within`.
@@ -451,23 +484,43 @@ fn scrape_body(port: u16) -> Option<String> {
 
 /// `k` free loopback TCP ports.
 pub(crate) fn free_tcp_ports(k: usize) -> anyhow::Result<Vec<u16>> {
-    free_ports(k, false)
+    free_ports(k)
 }
 
-fn free_ports(k: usize, udp: bool) -> anyhow::Result<Vec<u16>> {
+/// `k` loopback ports free for both UDP and TCP, drawn below the kernel's
+/// ephemeral range: a port the kernel hands out for `bind(0)` (the relays,
+/// every outgoing connection) can be taken between this choice and the
+/// node's start — a replica of chaos seed 321 at n = 7 found its port taken
+/// and never started. Ports outside that range are only ever taken by name.
+fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
+    use rand::Rng;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (lo, hi) = (10_000u16, ephemeral_low.max(10_000 + 2 * k as u16 + 1));
+    let mut rng = rand::thread_rng();
     let mut ports = Vec::new();
-    let mut held_udp = Vec::new();
-    let mut held_tcp = Vec::new();
-    for _ in 0..k {
-        if udp {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            ports.push(s.local_addr()?.port());
-            held_udp.push(s);
-        } else {
-            let s = std::net::TcpListener::bind("127.0.0.1:0")?;
-            ports.push(s.local_addr()?.port());
-            held_tcp.push(s);
+    let mut held = Vec::new();
+    for _ in 0..100 * k.max(1) {
+        if ports.len() == k {
+            break;
         }
+        let p = rng.gen_range(lo..hi);
+        if ports.contains(&p) {
+            continue;
+        }
+        let (Ok(u), Ok(t)) = (
+            std::net::UdpSocket::bind(("127.0.0.1", p)),
+            std::net::TcpListener::bind(("127.0.0.1", p)),
+        ) else {
+            continue;
+        };
+        ports.push(p);
+        held.push((u, t));
+    }
+    if ports.len() < k {
+        bail!("no {k} free loopback ports in {lo}..{hi}");
     }
     Ok(ports)
 }
@@ -493,6 +546,7 @@ pub(crate) fn start_cluster_with(
     for i in 0..n {
         procs.start(i)?;
     }
+    procs.wait_started(Duration::from_secs(20))?;
     Ok((procs, cluster))
 }
 
@@ -506,7 +560,7 @@ pub(crate) fn keygen(
     keygen_args: &[&str],
 ) -> anyhow::Result<(Procs, belfry_node::Cluster)> {
     let keys = dir.join("keys");
-    let hosts: Vec<String> = free_ports(n, true)?
+    let hosts: Vec<String> = free_ports(n)?
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
@@ -525,7 +579,7 @@ pub(crate) fn keygen(
         belfry: belfry.to_path_buf(),
         keys,
         logs: dir.to_path_buf(),
-        metrics: free_ports(n, false)?,
+        metrics: free_ports(n)?,
         nodes: (0..n).map(|_| None).collect(),
         starts: vec![0; n],
         clocks: (0..n).map(|_| None).collect(),
@@ -563,6 +617,7 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     for i in 0..n {
         procs.start(i)?;
     }
+    procs.wait_started(Duration::from_secs(20))?;
     let info = match &net {
         Some(net) => net.client_info(&cluster),
         None => cluster.client_info(),
@@ -584,7 +639,7 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     if let Some(net) = &net {
         net.heal();
     }
-    heal(&mut procs, n)?;
+    violations.extend(heal(&mut procs, n)?);
     let healed = Instant::now();
     obs.stop.store(true, Ordering::Relaxed);
     let live_again_ms = runtime.block_on(live_again(
@@ -602,12 +657,8 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
             LIVE_AGAIN.as_secs()
         )),
     }
-    let heads = runtime
-        .block_on(same_head(&client, n, healed))
-        .unwrap_or_else(|e| {
-            violations.push(e.to_string());
-            Vec::new()
-        });
+    let (heads, short) = runtime.block_on(same_head(&client, n, healed));
+    violations.extend(short);
     let (stamps_done, stamps_failed) = obs.stamps(&mut violations);
     let acknowledged = obs.acknowledged();
     let (logged, tree_size, log) = runtime.block_on(check_log(&client, &heads, &mut violations))?;
@@ -655,8 +706,18 @@ fn chaos_client(
 }
 
 /// Heals every fault: every replica running at true time and none paused.
-fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<()> {
+/// Returns a violation for each replica whose process had exited on its
+/// own (the harness takes a process when it kills it, so one it still
+/// holds was not killed by it).
+fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut exited = Vec::new();
     for i in 0..n {
+        if procs.nodes[i].is_some() && !procs.is_running(i) {
+            exited.push(format!(
+                "replica r{i} exited on its own:\n{}",
+                procs.log_tail(i, 20)
+            ));
+        }
         if procs.clocks[i].is_some() {
             procs.restart_true(i)?;
         }
@@ -669,7 +730,7 @@ fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<()> {
             procs.start(i)?;
         }
     }
-    Ok(())
+    Ok(exited)
 }
 
 /// A digest of the load, distinct per seed and number.
@@ -776,4 +837,36 @@ fn inflict(
         std::thread::sleep(Duration::from_millis(rng.gen_range(1_000..3_000)));
     }
     Ok((faults, violations))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports for replicas come from below the kernel's ephemeral range, so
+    /// that no `bind(0)` or outgoing connection can take one before its
+    /// replica starts, and are free for UDP and TCP alike.
+    #[test]
+    fn ports_are_free_and_never_ephemeral() -> anyhow::Result<()> {
+        let ports = free_ports(16)?;
+        assert_eq!(ports.len(), 16);
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 16);
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?
+            .split_whitespace()
+            .next()
+            .map(str::parse::<u16>)
+            .transpose()?
+            .unwrap_or(32_768);
+        for p in ports {
+            assert!((10_000..low).contains(&p), "port {p}");
+            let ephemeral = std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            assert!(ephemeral >= low, "the kernel hands out {ephemeral}");
+        }
+        Ok(())
+    }
 }

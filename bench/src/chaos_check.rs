@@ -10,44 +10,59 @@ use belfry_replica::timestamp::{Entry, SignedTreeHead};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A replica's signed head: `(replica, head)`.
+pub(crate) type Head = (usize, SignedTreeHead);
+
 /// Waits until every replica serves a signed head at least as large as the
 /// largest one any served at the first ask (an idle cluster still appends
-/// Ticks, so sizes are never equal for long); returns the last heads.
+/// Ticks, so sizes are never equal for long). Returns the last heads served
+/// — on time out too, with the violation, so that the rest of the check
+/// still runs on the replicas that answered.
 pub(crate) async fn same_head(
     client: &Client,
     n: usize,
     healed: Instant,
-) -> anyhow::Result<Vec<SignedTreeHead>> {
+) -> (Vec<Head>, Option<String>) {
     let mut target = None;
     loop {
         let mut heads = Vec::new();
         for r in 0..n {
             if let Ok(Some(h)) = client.tree_head(r).await {
-                heads.push(h);
+                heads.push((r, h));
             }
         }
-        let sizes: Vec<u64> = heads.iter().map(|h| h.head.tree_size).collect();
-        let max = sizes.iter().copied().max().unwrap_or(0);
+        let max = heads
+            .iter()
+            .map(|(_, h)| h.head.tree_size)
+            .max()
+            .unwrap_or(0);
         let target = *target.get_or_insert(max);
-        if heads.len() == n && target > 0 && sizes.iter().all(|s| *s >= target) {
-            return Ok(heads);
+        if heads.len() == n && target > 0 && heads.iter().all(|(_, h)| h.head.tree_size >= target) {
+            return (heads, None);
         }
         if healed.elapsed() > CATCH_UP {
-            bail!(
-                "not every replica reached signed size {target} within {} s of the last heal: heads {sizes:?} of {n} replicas",
-                CATCH_UP.as_secs()
+            let sizes: Vec<String> = (0..n)
+                .map(|r| match heads.iter().find(|(i, _)| *i == r) {
+                    Some((_, h)) => format!("r{r} {}", h.head.tree_size),
+                    None => format!("r{r} none"),
+                })
+                .collect();
+            let why = format!(
+                "not every replica reached signed size {target} within {} s of the last heal: {}",
+                CATCH_UP.as_secs(),
+                sizes.join(", ")
             );
+            return (heads, Some(why));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// The replica with the largest of `heads` (they are in replica order).
-pub(crate) fn fullest(heads: &[SignedTreeHead]) -> (usize, u64) {
+/// The replica with the largest of `heads`, and its size.
+pub(crate) fn fullest(heads: &[Head]) -> (usize, u64) {
     heads
         .iter()
-        .enumerate()
-        .map(|(i, h)| (i, h.head.tree_size))
+        .map(|(i, h)| (*i, h.head.tree_size))
         .max_by_key(|(_, s)| *s)
         .unwrap_or((0, 0))
 }
@@ -57,11 +72,13 @@ pub(crate) fn fullest(heads: &[SignedTreeHead]) -> (usize, u64) {
 /// times never go back (design §3.6).
 pub(crate) async fn check_log(
     client: &Client,
-    heads: &[SignedTreeHead],
+    heads: &[Head],
     violations: &mut Vec<String>,
 ) -> anyhow::Result<(usize, u64, BTreeMap<[u8; 32], Vec<u64>>)> {
-    for (i, a) in heads.iter().enumerate() {
-        for (j, b) in heads.iter().enumerate().skip(i + 1) {
+    for (k, (i, a)) in heads.iter().enumerate() {
+        let i = *i;
+        for (j, b) in heads.iter().skip(k + 1) {
+            let j = *j;
             let asked = if a.head.tree_size >= b.head.tree_size {
                 i
             } else {
@@ -113,7 +130,7 @@ pub(crate) async fn check_log(
 /// The stream the client followed is a prefix of the log.
 pub(crate) async fn stream_is_prefix(
     client: &Client,
-    heads: &[SignedTreeHead],
+    heads: &[Head],
     streamed: &[Entry],
 ) -> anyhow::Result<()> {
     let (source, size) = fullest(heads);

@@ -26,8 +26,16 @@ pub const IDLE_ROUND_INTERVAL: Micros = Micros::from_millis(350);
 pub const REJOIN_FAST_WINDOW: Micros = Micros::from_secs(10);
 /// Rounds kept below the last ordered leader.
 pub const GC_DEPTH: u64 = 50;
-/// Waves after which a digest still not ready is finalized as late.
+/// Waves after which a digest still not ready may be finalized as late:
+/// when it has at most `f` counted reports, or when more than `n − 2f − 1`
+/// of the authors that have not reported it have committed vertices past
+/// the deadline — the authors that could still report it in time are too
+/// few for `2f + 1` (docs/design.md §3.5, "Late digests").
 pub const LATE_WAVES: u64 = 3;
+/// Waves after which a digest still not ready is finalized as late whoever
+/// has moved on: the last resort when more than `f` replicas are faulty
+/// (docs/design.md §3.5, "Late digests").
+pub const LATE_WAVES_MAX: u64 = 64;
 /// Largest frame on the wire.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Most digests in one client request.

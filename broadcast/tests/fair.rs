@@ -395,3 +395,123 @@ fn one_author_cannot_keep_more_than_its_quota_pending() {
     assert_eq!(seq.weak_per_author()[0], 1);
     assert!(seq.pending_len() <= 50 + 2, "{}", seq.pending_len());
 }
+
+/// One wave's digests logged (with their late flag), and the awaited ones.
+type WaveOutcome = (Vec<(Digest, bool)>, Vec<Digest>);
+
+/// n = 4, f = 1. Authors 0 and 1 report digest 1 in round 1; author 2 (a
+/// censor) moves on without reporting it; author 3 is slow: its vertices
+/// are committed only in `slow_from`'s batch, reporting digest 1 there if
+/// `slow_reports`. Digest 2, reported by 0, 1 and 2 in round 2, is ready at
+/// once but waits behind digest 1. Sequences waves `1..=waves` and returns
+/// per wave the digests logged (with their late flag) and the awaited ones.
+fn censor_and_slow_author(
+    slow_from: Option<u64>,
+    slow_reports: bool,
+    waves: u64,
+) -> Vec<WaveOutcome> {
+    use belfry_broadcast::fair::Sequenced;
+    let mut s = Script::new();
+    s.insert((1, 0), vec![report(1, 1_000)]);
+    s.insert((1, 1), vec![report(1, 1_100)]);
+    for a in 0..3 {
+        s.insert((2, a), vec![report(2, 2_000)]);
+    }
+    let mut seq = Sequencer::new(SequencerConfig::new(4, 1, Policy::Lamport, GENESIS));
+    let mut index = BTreeSet::new();
+    let mut out = Vec::new();
+    for w in 1..=waves {
+        let mut slots: Vec<(u64, u16)> = (4 * w - 3..=4 * w)
+            .flat_map(|r| [0u16, 1, 2].map(|a| (r, a)))
+            .collect();
+        if slow_from == Some(w) {
+            if slow_reports {
+                s.insert((4 * w - 4, 3), vec![report(1, 4 * w * 1_000)]);
+            }
+            slots.extend((1..=4 * w - 4).map(|r| (r, 3)));
+        } else if slow_from.is_some_and(|from| w > from) {
+            slots.extend((4 * w - 3..=4 * w).map(|r| (r, 3)));
+        }
+        let step = seq.sequence(&batch(w, &s, &slots), &index);
+        let awaited = step
+            .output
+            .iter()
+            .find_map(|o| match o {
+                Sequenced::Awaited(a) => Some(a.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let sb = step.into_batch().unwrap();
+        let logged = sb.records.iter().map(|r| (r.digest, r.late)).collect();
+        for r in &sb.records {
+            index.insert(r.digest);
+        }
+        out.push((logged, awaited));
+    }
+    out
+}
+
+/// A censor that moves on without reporting cannot make a digest late
+/// while an honest author that has not reported it is slow: the digest is
+/// awaited (every replica that has not reported it reports it) and holds
+/// back what comes after it, and is logged in its fair place, not late,
+/// once the slow author's report counts.
+#[test]
+fn a_censor_alone_cannot_make_a_digest_late() {
+    let waves = censor_and_slow_author(Some(6), true, 6);
+    for (w, (logged, awaited)) in waves.iter().enumerate().take(5) {
+        let w = w as u64 + 1;
+        assert!(logged.is_empty(), "wave {w} logged {logged:?}");
+        // Past the deadline (wave 1 + 3) the digest is awaited.
+        assert_eq!(awaited.is_empty(), w < 4, "wave {w}: awaited {awaited:?}");
+    }
+    // The old rule made digest 1 late at wave 4, and logged digest 2 then.
+    assert_eq!(waves[5].0, vec![(d(1), false), (d(2), false)]);
+    assert!(waves[5].1.is_empty());
+}
+
+/// Once more than `n − 2f − 1` authors that did not report a digest have
+/// moved past its deadline — the censor and an honest author that never
+/// saw it — waiting cannot help: it is late.
+#[test]
+fn a_digest_is_late_once_more_than_f_authors_moved_on() {
+    let waves = censor_and_slow_author(Some(6), false, 6);
+    assert!(waves[..5].iter().all(|(logged, _)| logged.is_empty()));
+    assert_eq!(waves[5].0, vec![(d(1), true), (d(2), false)]);
+}
+
+/// With more than `f` replicas faulty — the censor, and an author that
+/// never comes back — a digest is late after `LATE_WAVES_MAX` waves
+/// whoever moved on, and nothing waits longer.
+#[test]
+fn after_late_waves_max_a_digest_is_late_whoever_moved_on() {
+    use belfry_broadcast::config::{LATE_WAVES, LATE_WAVES_MAX};
+    let last = 1 + LATE_WAVES_MAX;
+    let waves = censor_and_slow_author(None, false, last);
+    let (before, at) = waves.split_at(LATE_WAVES_MAX as usize);
+    for (w, (logged, awaited)) in before.iter().enumerate() {
+        assert!(logged.is_empty(), "wave {} logged {logged:?}", w + 1);
+        assert_eq!(awaited.is_empty(), (w as u64 + 1) < 1 + LATE_WAVES);
+    }
+    assert_eq!(at[0].0, vec![(d(1), true), (d(2), false)]);
+}
+
+/// A digest that at most `f` authors reported blocks nothing and is late
+/// at the deadline, whoever moved on.
+#[test]
+fn a_weak_digest_is_late_at_the_deadline() {
+    let mut s = Script::new();
+    s.insert((1, 0), vec![report(7, 1_000)]);
+    let mut seq = Sequencer::new(SequencerConfig::new(4, 1, Policy::Lamport, GENESIS));
+    let index = BTreeSet::new();
+    for w in 1..=4u64 {
+        let slots: Vec<(u64, u16)> = (4 * w - 3..=4 * w).map(|r| (r, 0)).collect();
+        let sb = seq
+            .sequence(&batch(w, &s, &slots), &index)
+            .into_batch()
+            .unwrap();
+        let logged: Vec<(Digest, bool)> = sb.records.iter().map(|r| (r.digest, r.late)).collect();
+        let expect = if w < 4 { vec![] } else { vec![(d(7), true)] };
+        assert_eq!(logged, expect, "wave {w}");
+    }
+}

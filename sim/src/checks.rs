@@ -2,9 +2,11 @@
 //! released turn of an honest replica, receipts at the end, stalls, and the
 //! run's report.
 
+use crate::byzantine::is_censored;
+use crate::config::Strategy;
 use crate::engine::{honest, Sim, LIVE_AGAIN_BOUND};
 use crate::metrics;
-use crate::report::{Latency, Report};
+use crate::report::{CensoredSplit, DigestGroup, Latency, Report};
 use belfry_replica::broadcast::Durable;
 use belfry_replica::clock::Micros;
 use belfry_replica::coin::Policy;
@@ -418,6 +420,7 @@ impl Sim {
             );
         }
         let blame = self.blame_report();
+        let censored = self.censored_split();
         Report {
             seed: self.cfg.seed,
             replay: self.cfg.replay_command(),
@@ -440,7 +443,48 @@ impl Sim {
             stalls: self.oracle.stalls,
             serving,
             memory,
+            censored,
             config: self.cfg,
         }
+    }
+
+    /// With a `censor` replica in the run: the logged digests it withheld
+    /// its reports of, and the rest — late, latency, timestamp shift.
+    fn censored_split(&self) -> Option<CensoredSplit> {
+        if !self.adversary.byz.contains(&Some(Strategy::Censor)) {
+            return None;
+        }
+        let hist = || {
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+                .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"))
+        };
+        let mut groups = [
+            (DigestGroup::default(), hist(), 0i128),
+            (DigestGroup::default(), hist(), 0i128),
+        ];
+        for e in &self.oracle.canonical {
+            let Entry::Digest(d) = e else { continue };
+            let Some(submitted) = self.oracle.submitted.get(&d.digest) else {
+                continue;
+            };
+            let (g, latencies, shift) = &mut groups[usize::from(!is_censored(&d.digest))];
+            g.logged += 1;
+            g.late += u64::from(d.late);
+            *shift += i128::from(d.witnessed_at.0) - i128::from(submitted.0);
+            if let Some(at) = self.oracle.covered_at.get(&d.digest) {
+                latencies.saturating_record(at.saturating_sub(*submitted).0.max(1));
+            }
+        }
+        let [censored, others] = groups.map(|(mut g, latencies, shift)| {
+            if !latencies.is_empty() {
+                g.latency_ms = Some(Latency {
+                    p50: latencies.value_at_quantile(0.5) as f64 / 1_000.0,
+                    p99: latencies.value_at_quantile(0.99) as f64 / 1_000.0,
+                });
+            }
+            g.mean_stamp_shift_ms = shift as f64 / g.logged.max(1) as f64 / 1_000.0;
+            g
+        });
+        Some(CensoredSplit { censored, others })
     }
 }

@@ -231,6 +231,13 @@ pub struct SimConfig {
     /// its timers wait, then it resumes where it was. Together with the
     /// other faults it may take the cluster beyond f for a while.
     pub pause: bool,
+    /// An honest replica's frames all leave this many ms late, for the
+    /// whole run (a slow replica, not a stopped one); 0: none.
+    pub slow_ms: u64,
+    /// Waves after which a digest is late whoever moved on (the
+    /// sequencer's `late_waves_max`); `LATE_WAVES` gives the rule before
+    /// late deadlines followed progress (docs/design.md §3.5).
+    pub late_waves_max: u64,
     /// Test-only: `false` lets a wiped replica take part at once (the
     /// amnesia the rejoin rule prevents); the double-signing check must
     /// then catch it.
@@ -313,6 +320,8 @@ impl SimConfig {
             catchup_buffer: belfry_replica::CATCHUP_BUFFER_ENTRIES,
             double_crash: false,
             pause: false,
+            slow_ms: 0,
+            late_waves_max: belfry_replica::broadcast::config::LATE_WAVES_MAX,
             rejoin_as_observer: true,
             exempt_no_quorum: true,
         }
@@ -411,6 +420,12 @@ impl SimConfig {
     fn push_fault_flags(&self, c: &mut String) {
         if self.drop > 0.0 {
             c.push_str(&format!(" --drop {}", self.drop));
+        }
+        if self.slow_ms > 0 {
+            c.push_str(&format!(" --slow-ms {}", self.slow_ms));
+        }
+        if self.late_waves_max != belfry_replica::broadcast::config::LATE_WAVES_MAX {
+            c.push_str(&format!(" --late-waves-max {}", self.late_waves_max));
         }
         if self.duplicate > 0.0 {
             c.push_str(&format!(" --duplicate {}", self.duplicate));

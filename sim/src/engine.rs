@@ -179,6 +179,7 @@ fn configs(cfg: &SimConfig, cluster: ClusterParams) -> Vec<ReplicaConfig> {
             c.sequencer.fixed_tie_break = cfg.fixed_tie_break;
             c.sequencer.hold_back = cfg.hold_back;
             c.sequencer.fairness_off = cfg.fairness_off;
+            c.sequencer.late_waves_max = cfg.late_waves_max;
             c.rejoin_as_observer = cfg.rejoin_as_observer;
             c.catchup_log_page = cfg.catchup_page;
             c.catchup_buffer_entries = cfg.catchup_buffer;

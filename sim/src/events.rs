@@ -55,6 +55,11 @@ impl Sim {
         if let (true, Some(victim)) = (self.cfg.pause, anyone(1)) {
             self.schedule_pause(victim);
         }
+        if let (true, Some(slow)) = (self.cfg.slow_ms > 0, anyone(2)) {
+            let delay = Micros::from_millis(self.cfg.slow_ms);
+            self.world.network.slow_senders.insert(slow, delay);
+            self.mark("slow replica");
+        }
         if let (true, Some(victim)) = (self.cfg.partition, victim(1)) {
             self.schedule_partition(victim);
         } else if self.cfg.partition {

@@ -72,4 +72,4 @@ mod trace;
 
 pub use config::{JitterKind, SimConfig, Strategy};
 pub use engine::run;
-pub use report::Report;
+pub use report::{CensoredSplit, DigestGroup, Latency, Report};

@@ -143,6 +143,15 @@ struct RunArgs {
     /// SIGSTOP or a stalled VM would, then resume it.
     #[arg(long)]
     pause: bool,
+    /// Slow an honest replica: every frame it sends leaves this many ms
+    /// late, for the whole run.
+    #[arg(long, default_value_t = 0)]
+    slow_ms: u64,
+    /// Waves after which a digest is late whoever moved on; 3 (the
+    /// deadline itself) gives the rule before late deadlines followed the
+    /// replicas' progress.
+    #[arg(long, default_value_t = belfry_replica::broadcast::config::LATE_WAVES_MAX)]
+    late_waves_max: u64,
     /// Cut an honest replica off beyond the GC depth, then heal.
     #[arg(long)]
     partition: bool,
@@ -254,6 +263,8 @@ fn config(a: &RunArgs) -> anyhow::Result<SimConfig> {
     c.catchup_page = a.catchup_page;
     c.catchup_buffer = a.catchup_buffer;
     c.pause = a.pause;
+    c.slow_ms = a.slow_ms;
+    c.late_waves_max = a.late_waves_max;
     c.partition = a.partition;
     c.blackout = a.blackout;
     c.one_way = a.one_way;
@@ -310,6 +321,15 @@ fn summary(r: &belfry_sim::Report) {
         "late digests {} · M1 over pairs with a late digest: {} of {}",
         m.late_digests, m.m1_late_inversions, m.m1_late_pairs
     );
+    if let Some(c) = &r.censored {
+        for (name, g) in [("censored", &c.censored), ("others", &c.others)] {
+            let (p50, p99) = g.latency_ms.as_ref().map_or((0.0, 0.0), |l| (l.p50, l.p99));
+            println!(
+                "{name}: {} logged, {} late · latency p50 {p50:.1} ms p99 {p99:.1} ms · timestamp {:+.1} ms from submission (mean)",
+                g.logged, g.late, g.mean_stamp_shift_ms
+            );
+        }
+    }
     if let Some(res) = m.m1_resolution_ms {
         println!("M1Δ: effective resolution {res} ms (zero inversions in true time beyond it)");
     }

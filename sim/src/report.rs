@@ -52,6 +52,32 @@ pub struct Report {
     pub serving: BTreeMap<String, crate::checks::ServingReport>,
     /// The most each replica held, with the bound it is checked against.
     pub memory: BTreeMap<String, crate::checks::ReplicaMemory>,
+    /// With a `censor` replica: the digests it withheld its reports of
+    /// against the rest — whether the adversary chose who goes late.
+    pub censored: Option<CensoredSplit>,
+}
+
+/// Digests a censor withheld its reports of against the rest.
+#[derive(Debug, Serialize)]
+pub struct CensoredSplit {
+    /// The digests it withheld its reports of.
+    pub censored: DigestGroup,
+    /// The rest.
+    pub others: DigestGroup,
+}
+
+/// What happened to one group of logged digests.
+#[derive(Debug, Default, Serialize)]
+pub struct DigestGroup {
+    /// Logged.
+    pub logged: u64,
+    /// Logged late.
+    pub late: u64,
+    /// Submit to signed-head coverage, simulated ms.
+    pub latency_ms: Option<Latency>,
+    /// Mean of `witnessed_at` minus the true submission time, ms (how far
+    /// the timestamp moved).
+    pub mean_stamp_shift_ms: f64,
 }
 
 /// Latency percentiles.

@@ -880,10 +880,44 @@ fn late_digests_are_counted_and_keep_m1() {
     c.faulty = 1;
     c.strategies = vec![Strategy::Censor];
     c.pause = true;
+    // The rule before late deadlines followed progress: the censor's
+    // chosen digests go late while the paused replica is away.
+    c.late_waves_max = belfry_replica::broadcast::config::LATE_WAVES;
     let r = assert_clean(&c);
     assert!(r.metrics.late_digests > 0, "{}", c.replay_command());
     assert!(r.metrics.m1_late_pairs > 0, "{}", c.replay_command());
     assert_eq!(r.metrics.m1_late_inversions, 0);
+    let split = r.censored.expect("a censor ran");
+    assert_eq!(split.censored.late, r.metrics.late_digests);
+    assert_eq!(split.others.late, 0);
+}
+
+/// A censor withholds its reports of half the digests while an honest
+/// replica is paused, or slowed by 100 ms: none of them goes late, and
+/// they are stamped and logged like the rest (docs/design.md §3.5, "Late
+/// digests"). The same runs under the old rule are the test above.
+#[test]
+fn a_censor_cannot_choose_whose_digests_go_late() {
+    for (pause, slow_ms) in [(true, 0), (false, 100)] {
+        let mut c = short(4, 3);
+        c.faulty = 1;
+        c.strategies = vec![Strategy::Censor];
+        c.pause = pause;
+        c.slow_ms = slow_ms;
+        let r = assert_clean(&c);
+        let cmd = c.replay_command();
+        assert_eq!(r.metrics.late_digests, 0, "{cmd}");
+        let split = r.censored.expect("a censor ran");
+        assert!(
+            split.censored.logged > 200 && split.others.logged > 200,
+            "{cmd}"
+        );
+        let gap = split.censored.mean_stamp_shift_ms - split.others.mean_stamp_shift_ms;
+        assert!(
+            gap.abs() < 1.0,
+            "censored digests stamped {gap} ms apart: {cmd}"
+        );
+    }
 }
 
 /// `belfry-sim races` adds up the races of many short runs: every decided

@@ -50,10 +50,26 @@
 //! one honest replica reported them, and honest replicas re-report digests they
 //! see in the DAG (docs/design.md §3.2): such a digest gathers `2f + 1` reports within
 //! about a round and becomes ready itself. And as honest authors' frontiers
-//! move on, `LB(a)` rises past any fixed key. A digest still not ready
-//! `late_waves` waves after its first counted report is finalized as *late*
-//! with key `LB(a)`, passing the same test, and `witnessed_at` set to the
-//! batch's tick time, so nobody can backdate through late entries.
+//! move on, `LB(a)` rises past any fixed key.
+//!
+//! # Late digests, and why the adversary cannot choose them
+//!
+//! A digest still not ready `late_waves` waves after its first counted
+//! report is finalized as *late* with key `LB(a)`, passing the same test,
+//! and `witnessed_at` set to the batch's tick time, so nobody can backdate
+//! through late entries — but only if waiting longer could not help: it has
+//! at most `f` counted reports (it blocks nothing), or more than `n − 2f − 1`
+//! of the authors that did not report it have committed vertices past the
+//! deadline (the last round of wave `first_wave + late_waves − 1`), so the
+//! authors that could still report it in time are too few for `2f + 1`.
+//! Moving on without reporting is something at most `f` Byzantine authors
+//! can do alone, never `n − 2f ≥ f + 1`: a censor that withholds its reports
+//! of chosen digests while an honest replica is slow no longer makes them
+//! late; they wait for the slow replica, and hold back what comes after
+//! them, like everyone's. Such a digest is *awaited*: every replica that has
+//! not reported it reports it now (the `Awaited` output), so it cannot wait
+//! for a report nobody owes. After `late_waves_max` waves a digest is late
+//! whoever moved on — the last resort when more than `f` replicas fail.
 //!
 //! # The Tick (docs/design.md §3.6)
 //!
@@ -110,6 +126,8 @@ pub struct SequencerConfig {
     pub policy: Policy,
     /// See [`crate::config::LATE_WAVES`].
     pub late_waves: u64,
+    /// See [`crate::config::LATE_WAVES_MAX`].
+    pub late_waves_max: u64,
     /// The cluster's genesis time: the first tick's lower bound.
     pub genesis_time: Micros,
     /// The hold-back rule. Switching it off is for the simulator's metric
@@ -156,6 +174,7 @@ impl SequencerConfig {
             f,
             policy,
             late_waves: crate::config::LATE_WAVES,
+            late_waves_max: crate::config::LATE_WAVES_MAX,
             genesis_time,
             #[cfg(feature = "sim-hooks")]
             hold_back: true,
@@ -241,6 +260,11 @@ pub struct SequencedBatch {
 pub enum Sequenced {
     /// The batch as logged: exactly one per step, the last output.
     Batch(SequencedBatch),
+    /// Digests past the late deadline that hold the order back and wait
+    /// for reports (see "Late digests" above): a replica that has not
+    /// reported one reports it. At most every pending digest; only when
+    /// there are any, before the batch.
+    Awaited(Vec<Digest>),
     /// Ready or late digests the batch's hold-back test held back (for the
     /// simulator's M7; only with `sim-hooks`).
     #[cfg(feature = "sim-hooks")]
@@ -264,16 +288,14 @@ impl SequenceStepExt for SequenceStep {
     fn batch(&self) -> Option<&SequencedBatch> {
         self.output.iter().find_map(|o| match o {
             Sequenced::Batch(b) => Some(b),
-            #[cfg(feature = "sim-hooks")]
-            Sequenced::HeldBack(_) => None,
+            _ => None,
         })
     }
 
     fn into_batch(self) -> Option<SequencedBatch> {
         self.output.into_iter().find_map(|o| match o {
             Sequenced::Batch(b) => Some(b),
-            #[cfg(feature = "sim-hooks")]
-            Sequenced::HeldBack(_) => None,
+            _ => None,
         })
     }
 }
@@ -399,6 +421,21 @@ impl Sequencer {
     /// Digests with counted reports that are not logged yet.
     pub fn pending_len(&self) -> usize {
         self.state.pending.len()
+    }
+
+    /// Digests that hold the order back and wait for reports — pending,
+    /// with more than `f` but at most `2f` counted reports — that `author`
+    /// has not reported: what a replica that installed this state owes.
+    pub fn blocking_unreported(&self, author: ReplicaId) -> Vec<Digest> {
+        let f = self.config.f;
+        self.state
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.reports.len() > f && p.reports.len() <= 2 * f && !p.reports.contains_key(&author)
+            })
+            .map(|(d, _)| *d)
+            .collect()
     }
 
     /// Whether `author`'s report of `digest` is counted and the digest not

@@ -7,7 +7,7 @@ use super::{
     DigestIndex, DigestRecord, SequenceStep, Sequenced, SequencedBatch, Sequencer, TickRecord,
 };
 use crate::step::{CommittedBatch, Fault, FaultKind};
-use crate::vertex::{Digest, Report, Vertex, VertexHash};
+use crate::vertex::{last_round, Digest, Report, Vertex, VertexHash};
 use belfry_coin::clock::{lower_median, Micros};
 use belfry_coin::{Policy, ReplicaId, Wave};
 use std::collections::BTreeMap;
@@ -33,6 +33,8 @@ struct Ranking {
     /// The smallest bucket a digest that is neither ready nor late, with
     /// `>= f + 1` counted reports, could still end in (`LB(a) / G`).
     min_block: u64,
+    /// Blocking digests past the late deadline that wait for reports.
+    awaited: Vec<Digest>,
 }
 
 impl Sequencer {
@@ -78,12 +80,16 @@ impl Sequencer {
     /// Sequences one committed batch. `index` says which digests are logged.
     pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequenceStep {
         let counted = self.count_reports(batch, index);
-        let ranking = self.rank(batch);
+        let mut ranking = self.rank(batch);
         #[cfg_attr(not(feature = "sim-hooks"), allow(unused_variables))]
+        let awaited = std::mem::take(&mut ranking.awaited);
         let (chosen, held) = self.hold_back(ranking, &counted.first_seen_here);
         let (mut records, max_witnessed) = self.log(&chosen);
         let tick = self.close_tick(batch, &mut records, max_witnessed);
         let mut step = SequenceStep::default();
+        if !awaited.is_empty() {
+            step.push(Sequenced::Awaited(awaited));
+        }
         #[cfg(feature = "sim-hooks")]
         if !held.is_empty() {
             step.push(Sequenced::HeldBack(held));
@@ -116,12 +122,15 @@ impl Sequencer {
 
     /// Under `lamport`, moves `v`'s author's frontier to `v`'s round: `false`
     /// (and a fault per report) if the round does not exceed it. Under
-    /// `clock`, frontiers move report by report.
+    /// `clock`, the time frontiers move report by report, and the round
+    /// frontier (which says who moved past a late deadline) to the highest
+    /// round committed.
     fn advance_round_frontier(&mut self, v: &Vertex, faults: &mut Vec<Fault>) -> bool {
+        let a = v.author.index();
         if self.config.policy != Policy::Lamport {
+            self.state.frontier_round[a] = self.state.frontier_round[a].max(v.round.0);
             return true;
         }
-        let a = v.author.index();
         if v.round.0 <= self.state.frontier_round[a] {
             let vertex = v.hash();
             for r in &v.reports {
@@ -222,10 +231,39 @@ impl Sequencer {
         self.dirty.insert(r.digest);
     }
 
+    /// Whether waiting longer for `p`'s reports cannot help at `wave` (see
+    /// the module documentation, "Late digests"): it is `late_waves` waves
+    /// old and has at most `f` counted reports, or more than `n − 2f − 1`
+    /// authors that did not report it have committed a vertex in the last
+    /// round of wave `first_wave + late_waves − 1` or later; or it is
+    /// `late_waves_max` waves old.
+    fn is_late(&self, p: &Pending, wave: Wave) -> bool {
+        let (n, f) = (self.config.n, self.config.f);
+        let first = p.first_wave.0;
+        if wave.0 < first.saturating_add(self.config.late_waves) {
+            return false;
+        }
+        if p.reports.len() <= f || wave.0 >= first.saturating_add(self.config.late_waves_max) {
+            return true;
+        }
+        let deadline = last_round(Wave(
+            first
+                .saturating_add(self.config.late_waves)
+                .saturating_sub(1),
+        ));
+        let moved_on = (0..n)
+            .filter(|x| {
+                self.state.frontier_round[*x] >= deadline.0
+                    && !p.reports.contains_key(&ReplicaId(*x as u16))
+            })
+            .count();
+        moved_on > n.saturating_sub(2 * f + 1)
+    }
+
     /// Step 2: readiness and keys, once per batch. A digest with `2f + 1`
-    /// counted reports is ready, keyed by their lower median; one pending
-    /// `late_waves` waves is late, keyed by `LB(a)`; the rest with `f + 1`
-    /// reports may block.
+    /// counted reports is ready, keyed by their lower median; one that
+    /// waiting cannot help any more is late, keyed by `LB(a)`; the rest with
+    /// `f + 1` reports may block, and are awaited once past the deadline.
     fn rank(&self, batch: &CommittedBatch) -> Ranking {
         let f = self.config.f;
         let g = self.granularity();
@@ -239,23 +277,28 @@ impl Sequencer {
         };
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut min_block = u64::MAX;
+        let mut awaited = Vec::new();
         for (d, p) in &self.state.pending {
             let k = p.reports.len();
             if k > 2 * f {
                 let mut values: Vec<u64> = p.reports.values().map(|(v, _)| *v).collect();
                 let key = lower_median(&mut values).unwrap_or(0);
                 candidates.push((key / g, tie(d), *d, key, false));
-            } else if batch.wave.0 >= p.first_wave.0.saturating_add(self.config.late_waves) {
+            } else if self.is_late(p, batch.wave) {
                 let key = self.lower_bound(p);
                 candidates.push((key / g, tie(d), *d, key, true));
             } else if k > f {
                 min_block = min_block.min(self.lower_bound(p) / g);
+                if batch.wave.0 >= p.first_wave.0.saturating_add(self.config.late_waves) {
+                    awaited.push(*d);
+                }
             }
         }
         candidates.sort_unstable();
         Ranking {
             candidates,
             min_block,
+            awaited,
         }
     }
 
@@ -271,6 +314,7 @@ impl Sequencer {
         let Ranking {
             mut candidates,
             min_block,
+            ..
         } = ranking;
         let mut chosen = Vec::new();
         if self.config.fairness_off_on() {

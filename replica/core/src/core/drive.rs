@@ -118,11 +118,49 @@ impl ReplicaCore {
         for sequenced in out.extend_with(step, never, CoreFault::Broadcast) {
             match sequenced {
                 Sequenced::Batch(sb) => self.log_batch(batch, sb, out),
+                Sequenced::Awaited(awaited) => self.report_awaited(&awaited, out),
                 #[cfg(feature = "sim-hooks")]
                 Sequenced::HeldBack(held) => {
                     out.push(CoreOutput::HeldBack(held.iter().map(|d| d.0).collect()))
                 }
             }
+        }
+    }
+
+    /// Reports the awaited digests (past the late deadline, holding the
+    /// order back, waiting for reports: docs/design.md §3.5) this replica
+    /// has not reported: not counted from it, not carried by its queue or
+    /// its vertices still held, within its pending limit. A digest that
+    /// waits for this replica's report never waits for good, even when the
+    /// replica was paused, restarted or installed a state while it spread.
+    pub(super) fn report_awaited(&mut self, awaited: &[Digest], out: &mut CoreStep) {
+        let me = self.config.broadcast.me;
+        let owed: Vec<Digest> = awaited
+            .iter()
+            .filter(|d| !self.sequencer.has_report(d, me))
+            .copied()
+            .collect();
+        if owed.is_empty() {
+            return;
+        }
+        let carried = self.node.carried();
+        let max = self.config.max_pending_digests;
+        let mut reports = Vec::new();
+        for d in owed.into_iter().filter(|d| !carried.contains(d)) {
+            if !self.intake.contains(&d.0) {
+                if self.intake.len() >= max {
+                    break;
+                }
+                self.intake.insert(d.0);
+            }
+            reports.push(Report {
+                digest: d,
+                recv_time: self.now,
+            });
+        }
+        if !reports.is_empty() {
+            self.intake.reports_awaited += reports.len() as u64;
+            self.drive(Input::Propose(reports), out);
         }
     }
 

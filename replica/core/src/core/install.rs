@@ -374,6 +374,8 @@ impl ReplicaCore {
         self.intake.forget_logged(&reads);
         self.drive(Input::InstallCheckpoint(checkpoint), out);
         self.report_dropped_again(out);
+        let owed = self.sequencer.blocking_unreported(self.config.broadcast.me);
+        self.report_awaited(&owed, out);
         for p in 0..self.config.broadcast.n {
             let p = ReplicaId(p as u16);
             if p != self.config.broadcast.me {

@@ -26,6 +26,9 @@ pub(super) struct Intake {
     /// Digests reported again after a state install dropped the own
     /// vertices that carried them.
     pub(super) reports_again: u64,
+    /// Digests reported because the sequencer awaited them (past the late
+    /// deadline, holding the order back) and this replica had not.
+    pub(super) reports_awaited: u64,
 }
 
 impl Intake {
@@ -35,6 +38,7 @@ impl Intake {
             pending: BTreeSet::new(),
             rereport: vec![VecDeque::new(); n],
             reports_again: 0,
+            reports_awaited: 0,
         }
     }
 

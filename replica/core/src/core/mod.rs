@@ -429,6 +429,13 @@ impl ReplicaCore {
         self.intake.reports_again
     }
 
+    /// Digests reported because the sequencer awaited them: past the late
+    /// deadline, holding the order back, not reported by this replica
+    /// (docs/design.md §3.5).
+    pub fn reports_awaited(&self) -> u64 {
+        self.intake.reports_awaited
+    }
+
     /// Where digests wait (metrics): reports queued for this replica's
     /// coming vertices, digests pending in the sequencer, of those the ones
     /// only this replica and at most `f − 1` others reported (its weak
