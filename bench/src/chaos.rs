@@ -25,8 +25,8 @@
 //! runs on the heads that did answer, so one replica's failure is reported
 //! as itself, not as every digest missing. A replica that cannot start
 //! (its port taken) fails the run as the harness's error before any fault;
-//! replicas' ports are drawn below the kernel's ephemeral range so that the
-//! relays and outgoing connections never take one.
+//! replicas' ports are drawn outside the kernel's ephemeral range so that
+//! the relays and outgoing connections never take one.
 //!
 //! With network faults selected (the default), every replica link and the
 //! client's link to every replica go through a user-space UDP relay
@@ -262,6 +262,9 @@ pub(crate) struct Procs {
     logs: PathBuf,
     metrics: Vec<u16>,
     nodes: Vec<Option<Child>>,
+    /// Replicas whose process had exited on its own when the harness went
+    /// to kill or heal it, with their log tails (violations).
+    exited: Vec<String>,
     starts: Vec<usize>,
     /// The replicas that run under libfaketime (a clock fault).
     clocks: Vec<Option<clock::Faked>>,
@@ -362,6 +365,12 @@ impl Procs {
 
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].take() {
+            if let Ok(Some(status)) = c.try_wait() {
+                let tail = self.log_tail(i, 20);
+                self.exited.push(format!(
+                    "replica r{i} exited on its own ({status}):\n{tail}"
+                ));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -487,18 +496,39 @@ pub(crate) fn free_tcp_ports(k: usize) -> anyhow::Result<Vec<u16>> {
     free_ports(k)
 }
 
-/// `k` loopback ports free for both UDP and TCP, drawn below the kernel's
-/// ephemeral range: a port the kernel hands out for `bind(0)` (the relays,
-/// every outgoing connection) can be taken between this choice and the
-/// node's start — a replica of chaos seed 321 at n = 7 found its port taken
-/// and never started. Ports outside that range are only ever taken by name.
+/// `k` loopback ports free for both UDP and TCP, drawn outside the kernel's
+/// ephemeral range (below it, or above it if too little room is below): a
+/// port the kernel hands out for `bind(0)` (the relays, every outgoing
+/// connection) can be taken between this choice and the node's start — a
+/// replica of chaos seed 321 at n = 7 found its port taken and never
+/// started. Ports outside that range are only ever taken by name, and this
+/// process never hands out one port twice (one run's replica, metrics and
+/// TSA ports are drawn by separate calls).
 fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
     use rand::Rng;
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let mut bounds = range.iter().flat_map(|s| s.split_whitespace());
+    let ephemeral_low = bounds
+        .next()
+        .and_then(|b| b.parse::<u16>().ok())
         .unwrap_or(32_768);
-    let (lo, hi) = (10_000u16, ephemeral_low.max(10_000 + 2 * k as u16 + 1));
+    let ephemeral_high = bounds
+        .next()
+        .and_then(|b| b.parse::<u16>().ok())
+        .unwrap_or(60_999);
+    let (lo, hi) = if ephemeral_low >= 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (ephemeral_high.saturating_add(1), u16::MAX)
+    };
+    if hi.saturating_sub(lo) < 1_000 {
+        bail!("no room for ports outside the ephemeral range {ephemeral_low}..={ephemeral_high}");
+    }
+    let mut given = GIVEN
+        .lock()
+        .map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
     let mut rng = rand::thread_rng();
     let mut ports = Vec::new();
     let mut held = Vec::new();
@@ -507,7 +537,7 @@ fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
             break;
         }
         let p = rng.gen_range(lo..hi);
-        if ports.contains(&p) {
+        if given.contains(&p) {
             continue;
         }
         let (Ok(u), Ok(t)) = (
@@ -516,6 +546,7 @@ fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
         ) else {
             continue;
         };
+        given.insert(p);
         ports.push(p);
         held.push((u, t));
     }
@@ -581,6 +612,7 @@ pub(crate) fn keygen(
         logs: dir.to_path_buf(),
         metrics: free_ports(n)?,
         nodes: (0..n).map(|_| None).collect(),
+        exited: Vec::new(),
         starts: vec![0; n],
         clocks: (0..n).map(|_| None).collect(),
     };
@@ -707,16 +739,13 @@ fn chaos_client(
 
 /// Heals every fault: every replica running at true time and none paused.
 /// Returns a violation for each replica whose process had exited on its
-/// own (the harness takes a process when it kills it, so one it still
-/// holds was not killed by it).
+/// own, now or when a fault went to kill it (the harness takes a process
+/// when it kills it, so one it still holds was not killed by it).
 fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<Vec<String>> {
-    let mut exited = Vec::new();
     for i in 0..n {
         if procs.nodes[i].is_some() && !procs.is_running(i) {
-            exited.push(format!(
-                "replica r{i} exited on its own:\n{}",
-                procs.log_tail(i, 20)
-            ));
+            // Taken (and its exit recorded) before it is started again.
+            procs.kill(i);
         }
         if procs.clocks[i].is_some() {
             procs.restart_true(i)?;
@@ -730,7 +759,7 @@ fn heal(procs: &mut Procs, n: usize) -> anyhow::Result<Vec<String>> {
             procs.start(i)?;
         }
     }
-    Ok(exited)
+    Ok(std::mem::take(&mut procs.exited))
 }
 
 /// A digest of the load, distinct per seed and number.
@@ -854,19 +883,22 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), 16);
-        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?;
+        let bounds: Vec<u16> = range
             .split_whitespace()
-            .next()
-            .map(str::parse::<u16>)
-            .transpose()?
-            .unwrap_or(32_768);
-        for p in ports {
-            assert!((10_000..low).contains(&p), "port {p}");
-            let ephemeral = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let ephemeral = bounds[0]..=bounds[1];
+        for p in &ports {
+            assert!(!ephemeral.contains(p), "port {p} is ephemeral");
+            let kernel = std::net::UdpSocket::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
-            assert!(ephemeral >= low, "the kernel hands out {ephemeral}");
+            assert!(ephemeral.contains(&kernel), "the kernel hands out {kernel}");
         }
+        // A second call never hands out the same ports again.
+        let more = free_ports(16)?;
+        assert!(more.iter().all(|p| !ports.contains(p)));
         Ok(())
     }
 }

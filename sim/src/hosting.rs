@@ -157,6 +157,11 @@ impl Sim {
                 self.oracle.seen[i].reports_again = again;
                 self.mark("digests reported again after a state install dropped their vertices");
             }
+            let awaited = self.world.host(i).map_or(0, |h| h.core().reports_awaited());
+            if awaited > self.oracle.seen[i].reports_awaited {
+                self.oracle.seen[i].reports_awaited = awaited;
+                self.mark("digests reported because the order awaited them");
+            }
             if self.world.replicas[i].incarnation > 1
                 && self
                     .world

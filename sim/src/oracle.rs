@@ -31,6 +31,8 @@ pub(crate) struct Seen {
     pub(crate) rejoined: bool,
     /// Digests it reported again after state installs, so far (coverage).
     pub(crate) reports_again: u64,
+    /// The replica's `reports_awaited` last seen.
+    pub(crate) reports_awaited: u64,
 }
 
 /// What the oracle holds between events.

@@ -81,8 +81,8 @@ impl Sequencer {
     pub fn sequence(&mut self, batch: &CommittedBatch, index: &dyn DigestIndex) -> SequenceStep {
         let counted = self.count_reports(batch, index);
         let mut ranking = self.rank(batch);
-        #[cfg_attr(not(feature = "sim-hooks"), allow(unused_variables))]
         let awaited = std::mem::take(&mut ranking.awaited);
+        #[cfg_attr(not(feature = "sim-hooks"), allow(unused_variables))]
         let (chosen, held) = self.hold_back(ranking, &counted.first_seen_here);
         let (mut records, max_witnessed) = self.log(&chosen);
         let tick = self.close_tick(batch, &mut records, max_witnessed);

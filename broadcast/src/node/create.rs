@@ -71,6 +71,19 @@ impl OwnChain {
             .collect()
     }
 
+    /// Those of `digests` the queue and the own vertices held carry.
+    pub(super) fn carried_among(
+        &self,
+        digests: &BTreeSet<crate::vertex::Digest>,
+    ) -> BTreeSet<crate::vertex::Digest> {
+        self.pending
+            .iter()
+            .chain(self.own_vertices.values().flat_map(|v| v.reports.iter()))
+            .map(|r| r.digest)
+            .filter(|d| digests.contains(d))
+            .collect()
+    }
+
     /// Own vertices of rounds `lo ..= hi` still held.
     pub(super) fn own_vertices_in(
         &self,

@@ -421,6 +421,15 @@ impl Node {
         self.own.carried()
     }
 
+    /// Those of `digests` the queue and the own vertices held carry (one
+    /// pass, nothing else collected).
+    pub fn carried_among(
+        &self,
+        digests: &BTreeSet<crate::vertex::Digest>,
+    ) -> BTreeSet<crate::vertex::Digest> {
+        self.own.carried_among(digests)
+    }
+
     fn on_message(&mut self, from: ReplicaId, message: Message, step: &mut Step) {
         if from.index() >= self.config.n {
             step.blame(

@@ -417,6 +417,7 @@ fn observe(host: &Host<FileJournal>, metrics: &Metrics) {
         .catchup_buffered_peak
         .set(core.catchup_buffered_peak() as i64);
     metrics.log_ahead.set(i64::from(core.log_ahead()));
+    metrics.reports_awaited.set(core.reports_awaited() as i64);
     metrics.pending_digests.set(core.pending_len() as i64);
     let (queued, sequencer, weak, over) = core.intake_load();
     metrics.queued_reports.set(queued as i64);

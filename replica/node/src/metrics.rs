@@ -82,6 +82,9 @@ pub struct Metrics {
     pub catchup_streamed: Gauge,
     /// The most verified entries a catch-up held in memory (since start).
     pub catchup_buffered_peak: Gauge,
+    /// Digests reported because the order waited for this replica's
+    /// report (awaited, docs/design.md §3.5), since start.
+    pub reports_awaited: Gauge,
     /// 1 while the log holds a streamed catch-up range the ordering state
     /// has not reached (the replica's own ordering appends nothing then).
     pub log_ahead: Gauge,
@@ -195,6 +198,7 @@ impl Metrics {
             catchup_installs: Gauge::default(),
             catchup_streamed: Gauge::default(),
             catchup_buffered_peak: Gauge::default(),
+            reports_awaited: Gauge::default(),
             log_ahead: Gauge::default(),
             pending_digests: Gauge::default(),
             queued_reports: Gauge::default(),
@@ -289,6 +293,11 @@ impl Metrics {
             "catchup_buffered_peak",
             "Most verified entries a catch-up held in memory since start",
             self.catchup_buffered_peak.clone(),
+        );
+        r.register(
+            "reports_awaited",
+            "Digests reported since start because the order waited for this replica's report",
+            self.reports_awaited.clone(),
         );
         r.register(
             "log_ahead",

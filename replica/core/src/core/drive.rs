@@ -130,12 +130,15 @@ impl ReplicaCore {
     /// Reports the awaited digests (past the late deadline, holding the
     /// order back, waiting for reports: docs/design.md §3.5) this replica
     /// has not reported: not counted from it, not carried by its queue or
-    /// its vertices still held, within its pending limit. A digest that
-    /// waits for this replica's report never waits for good, even when the
-    /// replica was paused, restarted or installed a state while it spread.
+    /// its vertices still held. The re-reports queued this turn go to the
+    /// node first, so a digest queued there is carried, never reported
+    /// twice. Not bounded by `max_pending_digests`: an awaited digest is
+    /// pending in the sequencer already (bounded there), and a full intake
+    /// must not keep the order waiting for a report this replica owes —
+    /// after a pause, a restart or a state install too.
     pub(super) fn report_awaited(&mut self, awaited: &[Digest], out: &mut CoreStep) {
         let me = self.config.broadcast.me;
-        let owed: Vec<Digest> = awaited
+        let owed: BTreeSet<Digest> = awaited
             .iter()
             .filter(|d| !self.sequencer.has_report(d, me))
             .copied()
@@ -143,16 +146,11 @@ impl ReplicaCore {
         if owed.is_empty() {
             return;
         }
-        let carried = self.node.carried();
-        let max = self.config.max_pending_digests;
+        self.flush_rereports(out);
+        let carried = self.node.carried_among(&owed);
         let mut reports = Vec::new();
         for d in owed.into_iter().filter(|d| !carried.contains(d)) {
-            if !self.intake.contains(&d.0) {
-                if self.intake.len() >= max {
-                    break;
-                }
-                self.intake.insert(d.0);
-            }
+            self.intake.insert(d.0);
             reports.push(Report {
                 digest: d,
                 recv_time: self.now,

@@ -272,6 +272,8 @@ impl ReplicaCore {
     /// reported again (nothing counted is reported twice).
     fn report_dropped_again(&mut self, out: &mut CoreStep) {
         let me = self.config.broadcast.me;
+        // Re-reports queued this turn are carried once the node has them.
+        self.flush_rereports(out);
         let carried = self.node.carried();
         let again: Vec<Report> = self
             .intake
