@@ -23,7 +23,8 @@
 //!
 //! When some replica does not reach the common head, the rest of the check
 //! runs on the heads that did answer, so one replica's failure is reported
-//! as itself, not as every digest missing. A replica that cannot start
+//! as itself, not as every digest missing; a log that cannot be read back
+//! is one violation, and the batch of runs goes on. A replica that cannot start
 //! (its port taken) fails the run as the harness's error before any fault;
 //! replicas' ports are drawn outside the kernel's ephemeral range so that
 //! the relays and outgoing connections never take one.
@@ -693,8 +694,18 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     violations.extend(short);
     let (stamps_done, stamps_failed) = obs.stamps(&mut violations);
     let acknowledged = obs.acknowledged();
-    let (logged, tree_size, log) = runtime.block_on(check_log(&client, &heads, &mut violations))?;
-    check_acknowledged(&acknowledged, &log, &mut violations);
+    // A log that cannot be read is a violation of its own, not every
+    // acknowledged digest missing; the batch of runs goes on.
+    let (logged, tree_size) = match runtime.block_on(check_log(&client, &heads, &mut violations)) {
+        Ok((logged, tree_size, log)) => {
+            check_acknowledged(&acknowledged, &log, &mut violations);
+            (logged, tree_size)
+        }
+        Err(e) => {
+            violations.push(format!("the log could not be read back: {e:#}"));
+            (0, 0)
+        }
+    };
     follow.abort();
     let streamed_entries = obs.streamed();
     let prefix = runtime.block_on(stream_is_prefix(&client, &heads, &streamed_entries));
