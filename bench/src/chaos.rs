@@ -503,12 +503,14 @@ pub(crate) fn free_tcp_ports(k: usize) -> anyhow::Result<Vec<u16>> {
 /// connection) can be taken between this choice and the node's start — a
 /// replica of chaos seed 321 at n = 7 found its port taken and never
 /// started. Ports outside that range are only ever taken by name, and this
-/// process never hands out one port twice (one run's replica, metrics and
+/// process does not hand out a port again soon (one run's replica, metrics and
 /// TSA ports are drawn by separate calls).
 fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
     use rand::Rng;
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // The ports handed out lately (a run's processes are long gone when
+    // 4,096 more have been handed out: about 290 runs at n = 7).
+    static GIVEN: std::sync::Mutex<std::collections::VecDeque<u16>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
     let mut bounds = range.iter().flat_map(|s| s.split_whitespace());
     let ephemeral_low = bounds
@@ -547,7 +549,10 @@ fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
         ) else {
             continue;
         };
-        given.insert(p);
+        given.push_back(p);
+        if given.len() > 4_096 {
+            given.pop_front();
+        }
         ports.push(p);
         held.push((u, t));
     }
@@ -712,6 +717,14 @@ pub fn run(config: &ChaosConfig, dir: &Path) -> anyhow::Result<ChaosReport> {
     if let Err(e) = prefix {
         violations.push(e.to_string());
     }
+    // A replica that died during the checks is found here, before the
+    // harness stops them all.
+    for i in 0..n {
+        if procs.nodes[i].is_some() && !procs.is_running(i) {
+            procs.kill(i);
+        }
+    }
+    violations.append(&mut procs.exited);
     drop(procs);
     let network = net.as_ref().map(net::Net::stats);
     drop(net);

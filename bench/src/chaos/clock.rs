@@ -159,6 +159,8 @@ pub(crate) fn inflict(
                 parts.join(", "),
                 procs.log_tail(i, 20)
             ));
+            // Reported here, with the fault: the restart must not again.
+            procs.nodes[i] = None;
         }
         procs.restart_true(i)?;
     }

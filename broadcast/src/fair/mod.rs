@@ -58,9 +58,9 @@
 //! report is finalized as *late* with key `LB(a)`, passing the same test,
 //! and `witnessed_at` set to the batch's tick time, so nobody can backdate
 //! through late entries — but only if waiting longer could not help: it has
-//! at most `f` counted reports (it blocks nothing), or more than `n − 2f − 1`
-//! of the authors that did not report it have committed vertices past the
-//! deadline (the last round of wave `first_wave + late_waves − 1`), so the
+//! at most `f` counted reports (it blocks nothing), or (under `lamport`,
+//! whose state keeps round frontiers) more than `n − 2f − 1` of the authors
+//! that did not report it have committed vertices past the deadline (the last round of wave `first_wave + late_waves − 1`), so the
 //! authors that could still report it in time are too few for `2f + 1`.
 //! Moving on without reporting is something at most `f` Byzantine authors
 //! can do alone, never `n − 2f ≥ f + 1`: a censor that withholds its reports
@@ -436,6 +436,11 @@ impl Sequencer {
             })
             .map(|(d, _)| *d)
             .collect()
+    }
+
+    /// Whether `digest` has counted reports and is not logged yet.
+    pub fn is_pending(&self, digest: &Digest) -> bool {
+        self.state.pending.contains_key(digest)
     }
 
     /// Whether `author`'s report of `digest` is counted and the digest not

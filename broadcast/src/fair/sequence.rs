@@ -122,15 +122,12 @@ impl Sequencer {
 
     /// Under `lamport`, moves `v`'s author's frontier to `v`'s round: `false`
     /// (and a fault per report) if the round does not exceed it. Under
-    /// `clock`, the time frontiers move report by report, and the round
-    /// frontier (which says who moved past a late deadline) to the highest
-    /// round committed.
+    /// `clock`, frontiers move report by report.
     fn advance_round_frontier(&mut self, v: &Vertex, faults: &mut Vec<Fault>) -> bool {
-        let a = v.author.index();
         if self.config.policy != Policy::Lamport {
-            self.state.frontier_round[a] = self.state.frontier_round[a].max(v.round.0);
             return true;
         }
+        let a = v.author.index();
         if v.round.0 <= self.state.frontier_round[a] {
             let vertex = v.hash();
             for r in &v.reports {
@@ -236,14 +233,20 @@ impl Sequencer {
     /// old and has at most `f` counted reports, or more than `n − 2f − 1`
     /// authors that did not report it have committed a vertex in the last
     /// round of wave `first_wave + late_waves − 1` or later; or it is
-    /// `late_waves_max` waves old.
+    /// `late_waves_max` waves old. Under `clock` the state keeps no round
+    /// frontiers (adding them would change every state root a running
+    /// cluster signs), so every author counts as moved on: the deadline
+    /// alone decides, as before this rule.
     fn is_late(&self, p: &Pending, wave: Wave) -> bool {
         let (n, f) = (self.config.n, self.config.f);
         let first = p.first_wave.0;
         if wave.0 < first.saturating_add(self.config.late_waves) {
             return false;
         }
-        if p.reports.len() <= f || wave.0 >= first.saturating_add(self.config.late_waves_max) {
+        if p.reports.len() <= f
+            || wave.0 >= first.saturating_add(self.config.late_waves_max)
+            || self.config.policy != Policy::Lamport
+        {
             return true;
         }
         let deadline = last_round(Wave(

@@ -50,8 +50,15 @@ impl ReplicaCore {
                 Output::Batch(b) => batches.push(b),
             }
         }
+        // Awaited digests are reported once every batch of this step is
+        // counted: a later batch may count (or order) this replica's own
+        // report of one an earlier batch awaits.
+        let mut awaited = Vec::new();
         for batch in &batches {
-            self.append_batch(batch, out);
+            self.append_batch(batch, &mut awaited, out);
+        }
+        if !awaited.is_empty() {
+            self.report_awaited(&awaited, out);
         }
         // Batches just sequenced can leave digests held back (and delivered
         // vertices can bring digests to re-report) while the node, which
@@ -96,7 +103,12 @@ impl ReplicaCore {
         out.push(CoreOutput::Appended(entry));
     }
 
-    pub(super) fn append_batch(&mut self, batch: &CommittedBatch, out: &mut CoreStep) {
+    pub(super) fn append_batch(
+        &mut self,
+        batch: &CommittedBatch,
+        awaited: &mut Vec<Digest>,
+        out: &mut CoreStep,
+    ) {
         // After a restart the node may re-derive batches the log already
         // holds (the log is made durable before the node's checkpoint).
         if batch.wave <= self.sequencer.last_wave() {
@@ -118,7 +130,7 @@ impl ReplicaCore {
         for sequenced in out.extend_with(step, never, CoreFault::Broadcast) {
             match sequenced {
                 Sequenced::Batch(sb) => self.log_batch(batch, sb, out),
-                Sequenced::Awaited(awaited) => self.report_awaited(&awaited, out),
+                Sequenced::Awaited(digests) => awaited.extend(digests),
                 #[cfg(feature = "sim-hooks")]
                 Sequenced::HeldBack(held) => {
                     out.push(CoreOutput::HeldBack(held.iter().map(|d| d.0).collect()))
@@ -140,7 +152,7 @@ impl ReplicaCore {
         let me = self.config.broadcast.me;
         let owed: BTreeSet<Digest> = awaited
             .iter()
-            .filter(|d| !self.sequencer.has_report(d, me))
+            .filter(|d| self.sequencer.is_pending(d) && !self.sequencer.has_report(d, me))
             .copied()
             .collect();
         if owed.is_empty() {
