@@ -28,40 +28,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const N: usize = 4;
 const JOIN: Duration = Duration::from_secs(60);
 
-/// `belfry stamp` of `k` fresh digests, every receipt verified.
-fn stamp_and_verify(c: &ProcCluster, tag: &str, k: usize) {
-    let out = c.path(tag);
-    let ds = digests(tag, 0, k);
-    let o = c.stamp_digests(&out, &ds, &["--timeout", "120"]);
-    assert_eq!(code(&o), 0, "stamp {tag}: {}", stderr(&o));
-    let cluster = c.cluster_file();
-    let o = belfry(&[
-        "verify",
-        "--cluster",
-        &cluster,
-        "--dir",
-        out.to_str().unwrap(),
-        "--digest",
-        &ds.join(","),
-    ]);
-    assert_eq!(code(&o), 0, "verify: {}{}", stdout(&o), stderr(&o));
-}
-
-/// Every replica holds every receipt of `tags`, under one history.
-fn one_history(c: &ProcCluster, tags: &[&str]) {
-    let receipts: Vec<_> = tags
-        .iter()
-        .flat_map(|t| receipt_files(&c.path(t)))
-        .collect();
-    let count = receipts.len();
-    c.audit_until(
-        &receipts,
-        Duration::from_secs(120),
-        "one history",
-        |code, v| all_hold_everything(code, v, N, count) && same_head(v),
-    );
-}
-
 /// Waits for replica `i` to exit on its own; its exit status.
 fn exit_of(c: &mut ProcCluster, i: usize, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;

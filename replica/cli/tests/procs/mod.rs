@@ -412,3 +412,58 @@ pub fn same_head(v: &Value) -> bool {
         .unwrap_or_default();
     !heads.is_empty() && heads.iter().all(|h| !h.is_null() && *h == heads[0])
 }
+
+/// `belfry stamp` of `k` fresh digests; every receipt verified by `belfry
+/// verify`. The stamp may wait for the cluster (its timeout is generous).
+pub fn stamp_and_verify(c: &ProcCluster, tag: &str, k: usize) {
+    let out = c.path(tag);
+    let ds = digests(tag, 0, k);
+    let o = c.stamp_digests(&out, &ds, &["--timeout", "120"]);
+    assert_eq!(
+        code(&o),
+        0,
+        "stamp {tag}: {}\n{}\n{}\n{}\n{}",
+        stderr(&o),
+        c.log(0),
+        c.log(1),
+        c.log(2),
+        c.log(3)
+    );
+    verify_dir(c, &out, &ds);
+}
+
+/// `belfry verify --dir` of each digest's receipt: all OK.
+pub fn verify_dir(c: &ProcCluster, dir: &Path, ds: &[String]) {
+    assert_eq!(
+        receipt_files(dir).len(),
+        ds.len(),
+        "receipts in {}",
+        dir.display()
+    );
+    let cluster = c.cluster_file();
+    let o = belfry(&[
+        "verify",
+        "--cluster",
+        &cluster,
+        "--dir",
+        dir.to_str().unwrap(),
+        "--digest",
+        &ds.join(","),
+    ]);
+    assert_eq!(code(&o), 0, "verify: {}{}", stdout(&o), stderr(&o));
+}
+
+/// Every replica holds every receipt, under one history.
+pub fn one_history(c: &ProcCluster, tags: &[&str]) {
+    let receipts: Vec<_> = tags
+        .iter()
+        .flat_map(|t| receipt_files(&c.path(t)))
+        .collect();
+    let count = receipts.len();
+    c.audit_until(
+        &receipts,
+        Duration::from_secs(120),
+        "one history",
+        |code, v| code == 0 && all_hold_everything(code, v, c.n, count) && same_head(v),
+    );
+}
