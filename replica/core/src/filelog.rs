@@ -279,6 +279,8 @@ impl FileLog {
     }
 
     fn db(&self) -> &Database {
+        // Cannot fail: `db` is set when the log opens and taken only by
+        // `Drop`, after which no method runs. No outside data reaches it.
         #[allow(clippy::expect_used)]
         self.db
             .as_ref()
